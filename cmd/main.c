@@ -1,0 +1,6 @@
+#include <stdio.h>
+int main(void)
+{
+    fprintf(stderr, "flotilla: under construction\n");
+    return 1;
+}

@@ -1,0 +1,1 @@
+extern int node__placeholder; int node__placeholder;

@@ -1,0 +1,168 @@
+/* store/ — the LMDB-backed state of one server.
+ *
+ * One LMDB environment per server (DATA/store/data.mdb, readable with
+ * mdb_stat/mdb_dump from lmdb-utils), one named database per table. The store
+ * knows nothing of Raft or libuv: the FSM adapter in raft/ drives it.
+ *
+ * Exactly-once apply (DESIGN.md, "Guarantees"): the applied {index, term}
+ * lives in the META table and is written in the same write transaction as the
+ * state it covers; callers skip entries at or below it on replay, and
+ * store_load() never rolls the store back to an older snapshot.
+ *
+ * Threading: one thread uses a store at a time (the server's loop thread).
+ * At most one write transaction is open at once; read transactions may be
+ * open at the same time as the write transaction and see the last committed
+ * state.
+ *
+ * Errors: FL_* codes (common/err.h). LMDB's MDB_MAP_FULL becomes FL_EMAPFULL,
+ * ENOSPC becomes FL_EDISKFULL, other failures FL_EIO; the detail (with the
+ * LMDB message) is in store_errmsg(). A failed write transaction is aborted by
+ * the store and leaves the committed state untouched. */
+#ifndef FL_STORE_STORE_H
+#define FL_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+struct store;
+struct store_txn;
+struct store_cursor;
+
+/* Tables. New tables are appended (never renumbered): the number is part of
+ * the snapshot format. LOCAL is per-server bookkeeping that is not replicated,
+ * not dumped into snapshots and not part of the digest. */
+enum store_table {
+    STORE_META = 0,  /* applied position, cluster id, schema version */
+    STORE_NODES = 1, /* node id -> struct store_node (msgpack) */
+    STORE_KV = 2,    /* user key -> struct store_kv record (msgpack) */
+    STORE_LOCAL = 3, /* per-server, never replicated */
+    STORE__NTABLES
+};
+
+const char *store_table_name(enum store_table t); /* "meta", "nodes", ... */
+
+struct store_options {
+    size_t map_size; /* bytes; 0 = 1 GiB. The file grows lazily up to it. */
+    int no_sync;     /* 1: MDB_NOSYNC (tests only); default MDB_NOMETASYNC */
+};
+
+/* Open (creating if needed) the store in directory `dir` (created if
+ * missing). On failure returns an FL_* code with the detail in errmsg (an
+ * FL_ERRMSG_SIZE buffer, may be NULL). */
+int store_open(const char *dir, const struct store_options *opts, struct store **out,
+               char *errmsg);
+void store_close(struct store *s);
+const char *store_errmsg(const struct store *s); /* detail of the last failure */
+
+/* Committed applied position; {0, 0} for a new store. */
+int store_applied(struct store *s, uint64_t *index, uint64_t *term);
+
+/* Bytes used by the environment and its map size (for admission control). */
+void store_usage(struct store *s, uint64_t *used_bytes, uint64_t *map_bytes);
+
+/* ---- transactions ---------------------------------------------------- */
+
+/* Begin a write (write = 1) or read (write = 0) transaction. */
+int store_begin(struct store *s, int write, struct store_txn **out);
+/* Commit. On any failure the transaction is aborted and the store unchanged.
+ * A read transaction's commit just ends it. The txn is freed either way. */
+int store_commit(struct store_txn *t);
+void store_abort(struct store_txn *t);
+
+/* Record the applied position inside a write transaction. */
+int store_set_applied(struct store_txn *t, uint64_t index, uint64_t term);
+
+/* ---- raw table access (pointers valid until the txn ends) ------------ */
+
+int store_get(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
+              const void **val, size_t *vlen); /* FL_ENOTFOUND if absent */
+int store_put(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
+              const void *val, size_t vlen);
+int store_del(struct store_txn *t, enum store_table tab, const void *key,
+              size_t klen); /* FL_ENOTFOUND if absent */
+
+/* Cursor over a table in key order, starting at the first key >= `from`
+ * (from = NULL: the first key). store_cursor_next returns FL_OK with the next
+ * record, FL_ENOTFOUND at the end. Close before the txn ends. */
+int store_cursor_open(struct store_txn *t, enum store_table tab, const void *from, size_t fromlen,
+                      struct store_cursor **out);
+int store_cursor_next(struct store_cursor *c, const void **key, size_t *klen, const void **val,
+                      size_t *vlen);
+void store_cursor_close(struct store_cursor *c);
+
+/* ---- typed accessors ------------------------------------------------- */
+
+/* KV table. `version` is the Raft index of the last write of the key (so it is
+ * unique and increases); `create_index` the index of its creation. */
+#define STORE_KV_MAX_KEY   512
+#define STORE_KV_MAX_VALUE (512 * 1024)
+struct store_kv {
+    const uint8_t *value; /* points into the txn's memory */
+    size_t vlen;
+    uint64_t version;
+    uint64_t create_index;
+    uint64_t mtime_ms; /* leader-stamped time of the last write */
+};
+int store_kv_get(struct store_txn *t, const char *key, size_t klen, struct store_kv *out);
+int store_kv_put(struct store_txn *t, const char *key, size_t klen, const void *value, size_t vlen,
+                 uint64_t index, uint64_t time_ms);
+int store_kv_del(struct store_txn *t, const char *key, size_t klen);
+
+/* NODES table. A node is a server (with its embedded agent) or an agent. */
+#define STORE_NODE_ID_MAX    64
+#define STORE_NODE_ADDR_MAX  128
+#define STORE_NODE_LABELS    32
+#define STORE_NODE_LABEL_MAX 128
+enum store_node_kind { STORE_NODE_SERVER = 1, STORE_NODE_AGENT = 2 };
+struct store_node {
+    char id[STORE_NODE_ID_MAX];          /* node name, e.g. "server-1" */
+    uint64_t raft_id;                    /* servers only; 0 for agents */
+    char raft_addr[STORE_NODE_ADDR_MAX]; /* servers only */
+    char api_addr[STORE_NODE_ADDR_MAX];  /* servers only */
+    int kind;                            /* enum store_node_kind */
+    unsigned n_labels;
+    char labels[STORE_NODE_LABELS][STORE_NODE_LABEL_MAX]; /* "k=v" */
+    uint32_t cap;                        /* running-unit cap; 0 with drain = drained */
+    int drain;                           /* 1 while draining */
+    uint64_t created_index;
+    uint64_t updated_index;
+};
+int store_node_get(struct store_txn *t, const char *id, struct store_node *out);
+int store_node_put(struct store_txn *t, const struct store_node *n);
+int store_node_del(struct store_txn *t, const char *id);
+/* Decode a NODES value (e.g. from a cursor); FL_EDECODE on bad bytes. */
+int store_node_decode(const void *val, size_t vlen, struct store_node *out);
+
+/* META table: string values by name ("cluster_id", ...). */
+int store_meta_get(struct store_txn *t, const char *name, char *out, size_t outlen);
+int store_meta_put(struct store_txn *t, const char *name, const char *value);
+
+/* ---- snapshots and digest ------------------------------------------- */
+
+/* Logical dump of every replicated table (not LOCAL), taken inside one read
+ * transaction, appended to `out`. Format (docs/STORE.md): magic "FLSNAP01",
+ * u64 index, u64 term, then records [u8 table][u32 klen][u32 vlen][key][val],
+ * an end record (table 0xFF), and a BLAKE2b-256 of everything before it. */
+int store_dump(struct store *s, struct fl_buf *out, uint64_t *index, uint64_t *term);
+
+/* Replace the replicated tables with a dump, in one write transaction.
+ * If the dump's index is <= the store's applied index the store is left as it
+ * is and *loaded = 0 (never roll back); else *loaded = 1. Total decoder: a
+ * truncated, corrupt or oversized dump returns FL_EDECODE/FL_ECORRUPT and
+ * changes nothing. */
+int store_load(struct store *s, const void *data, size_t len, int *loaded);
+
+/* BLAKE2b-256 over every replicated table (in table then key order, each
+ * record as in the dump), computed inside one read transaction, with the
+ * applied position it covers. Replicas at the same index have equal digests. */
+int store_digest(struct store *s, uint8_t out[32], uint64_t *index, uint64_t *term);
+
+/* ---- fault injection (tests) --------------------------------------- */
+
+/* After `countdown` more successful write commits, the next commit fails with
+ * FL_EIO (and is aborted). countdown < 0 disables. */
+void store_fault_commit(struct store *s, long countdown);
+
+#endif

@@ -1,0 +1,1 @@
+extern int store__placeholder; int store__placeholder;

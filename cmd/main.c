@@ -1,6 +1,54 @@
+/* flotilla — one binary: the server, the local dev cluster and the CLI. */
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+#include "cmd/cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"server", cmd_server, "run a server"},
+    {"dev", cmd_dev, "run a local three-server cluster on loopback"},
+    {"status", cmd_status, "show a server's view of the cluster"},
+    {"members", cmd_members, "list, add, remove, promote servers; transfer leadership"},
+    {"node", cmd_node, "list nodes; set caps; drain and undrain"},
+    {"kv", cmd_kv, "put, get, list, delete replicated keys"},
+};
+
+static void usage(FILE *f)
 {
-    fprintf(stderr, "flotilla: under construction\n");
-    return 1;
+    fprintf(f, "usage: flotilla COMMAND [flags]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    }
+    fprintf(f, "  %-10s %s\n", "version", "print the version");
+    fprintf(f, "\nEvery command takes --help. The CLI talks to the HTTP API at --addr or "
+               "$FLOTILLA_ADDR\n(default 127.0.0.1:8401).\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("flotilla 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            return commands[i].fn(argc - 2, argv + 2);
+        }
+    }
+    fprintf(stderr, "flotilla: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return 2;
 }

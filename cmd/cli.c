@@ -1,0 +1,215 @@
+#include "cmd/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "common/httpc.h"
+
+void cli_usage(const struct cli_cmd *c, int to_stderr)
+{
+    FILE *f = to_stderr ? stderr : stdout;
+    fprintf(f, "usage: flotilla %s%s%s%s\n\n%s\n", c->path, c->opts && c->opts[0].name ? " [flags]" : "",
+            c->args && c->args[0] ? " " : "", c->args ? c->args : "", c->summary);
+    if (c->opts != NULL && c->opts[0].name != NULL) {
+        fprintf(f, "\nflags:\n");
+        for (struct cli_opt *o = c->opts; o->name != NULL; o++) {
+            char left[64];
+            snprintf(left, sizeof left, "--%s%s", o->name, o->has_arg ? " VALUE" : "");
+            fprintf(f, "  %-26s %s", left, o->help);
+            if (o->has_arg && o->value != NULL) {
+                fprintf(f, " (default %s)", o->value);
+            }
+            fprintf(f, "\n");
+        }
+    }
+    fprintf(f, "  %-26s %s\n", "--help", "show this help");
+}
+
+void cli_die_usage(const struct cli_cmd *c, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "flotilla %s: ", c->path);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see flotilla %s --help)\n", c->path);
+    exit(2);
+}
+
+struct cli_opt *cli_opt(struct cli_cmd *c, const char *name)
+{
+    for (struct cli_opt *o = c->opts; o != NULL && o->name != NULL; o++) {
+        if (strcmp(o->name, name) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+const char *cli_val(struct cli_cmd *c, const char *name)
+{
+    struct cli_opt *o = cli_opt(c, name);
+    return o ? o->value : NULL;
+}
+
+int cli_flag(struct cli_cmd *c, const char *name)
+{
+    struct cli_opt *o = cli_opt(c, name);
+    return o ? o->set : 0;
+}
+
+void cli_parse(struct cli_cmd *c, int argc, char **argv, char **pos, int *npos)
+{
+    int only_pos = 0;
+    *npos = 0;
+    for (int i = 0; i < argc; i++) {
+        char *a = argv[i];
+        if (!only_pos && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+            cli_usage(c, 0);
+            exit(0);
+        }
+        if (!only_pos && strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (!only_pos && a[0] == '-' && a[1] == '-') {
+            char name[64];
+            const char *eq = strchr(a + 2, '=');
+            size_t n = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+            struct cli_opt *o;
+            if (n >= sizeof name) {
+                cli_die_usage(c, "unknown flag %s", a);
+            }
+            memcpy(name, a + 2, n);
+            name[n] = '\0';
+            o = cli_opt(c, name);
+            if (o == NULL) {
+                cli_die_usage(c, "unknown flag --%s", name);
+            }
+            o->set = 1;
+            if (o->has_arg) {
+                if (eq != NULL) {
+                    o->value = eq + 1;
+                } else if (i + 1 < argc) {
+                    o->value = argv[++i];
+                } else {
+                    cli_die_usage(c, "flag --%s needs a value", name);
+                }
+            } else if (eq != NULL) {
+                cli_die_usage(c, "flag --%s takes no value", name);
+            }
+            continue;
+        }
+        if (!only_pos && a[0] == '-' && a[1] != '\0') {
+            cli_die_usage(c, "unknown flag %s", a);
+        }
+        if (*npos >= c->max_pos) {
+            cli_die_usage(c, "unexpected argument \"%s\"", a);
+        }
+        pos[(*npos)++] = a;
+    }
+    if (*npos < c->min_pos) {
+        cli_die_usage(c, "expected %s", c->args);
+    }
+}
+
+const char *cli_addr(struct cli_cmd *c)
+{
+    const char *a = cli_val(c, "addr");
+    if (a == NULL) {
+        a = getenv("FLOTILLA_ADDR");
+    }
+    return a != NULL && a[0] ? a : "127.0.0.1:8401";
+}
+
+static int retryable(int status, json_t *body)
+{
+    const char *code = NULL;
+    if (status != 503 || body == NULL) {
+        return 0;
+    }
+    json_unpack(body, "{s:{s:s}}", "error", "code", &code);
+    return code != NULL && (strcmp(code, "no_leader") == 0 || strcmp(code, "not_leader") == 0 ||
+                            strcmp(code, "busy") == 0);
+}
+
+int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body, json_t **out)
+{
+    const char *addr = cli_addr(c);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    size_t len = text ? strlen(text) : 0;
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    char err[FL_ERRMSG_SIZE];
+    int status = 0;
+
+    *out = NULL;
+    for (int attempt = 0; attempt < 75; attempt++) {
+        struct httpc_response r;
+        json_error_t jerr;
+        int rv = httpc_request(addr, method, path,
+                               text ? "Content-Type: application/json\r\n" : NULL, text, len,
+                               30000, &r, err);
+        if (rv != FL_OK) {
+            fprintf(stderr, "flotilla %s: %s\n", c->path, err);
+            free(text);
+            exit(1);
+        }
+        status = r.status;
+        *out = r.body_len ? json_loadb(r.body, r.body_len, 0, &jerr) : NULL;
+        httpc_response_free(&r);
+        if (!retryable(status, *out)) {
+            break;
+        }
+        json_decref(*out);
+        *out = NULL;
+        nanosleep(&pause, NULL);
+    }
+    free(text);
+    return status;
+}
+
+int cli_print_error(const char *cmd, int status, json_t *body)
+{
+    const char *msg = NULL, *code = NULL;
+    if (body != NULL) {
+        json_unpack(body, "{s:{s:s, s?s}}", "error", "message", &msg, "code", &code);
+    }
+    fprintf(stderr, "flotilla %s: %s (HTTP %d%s%s)\n", cmd, msg ? msg : "request failed", status,
+            code ? ", " : "", code ? code : "");
+    return 1;
+}
+
+void cli_print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (s != NULL) {
+        printf("%s\n", s);
+        free(s);
+    }
+}
+
+char *cli_escape(const char *s, int keep_slash)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n * 3 + 1);
+    size_t o = 0;
+    if (out == NULL) {
+        fprintf(stderr, "flotilla: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~' || (keep_slash && ch == '/')) {
+            out[o++] = (char)ch;
+        } else {
+            o += (size_t)sprintf(out + o, "%%%02X", ch);
+        }
+    }
+    out[o] = '\0';
+    return out;
+}

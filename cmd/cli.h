@@ -1,0 +1,57 @@
+/* cmd/ — the one `flotilla` binary: shared helpers of the subcommands. */
+#ifndef FL_CMD_CLI_H
+#define FL_CMD_CLI_H
+
+#include <jansson.h>
+
+struct cli_opt {
+    const char *name;  /* long name without "--" */
+    int has_arg;       /* 1: takes a value */
+    const char *help;
+    const char *value; /* parsed value (or default), NULL if absent */
+    int set;           /* given on the command line */
+};
+
+struct cli_cmd {
+    const char *path;     /* "kv put" */
+    const char *args;     /* positional synopsis, "KEY VALUE" */
+    const char *summary;
+    struct cli_opt *opts; /* terminated by {NULL} */
+    int min_pos, max_pos;
+};
+
+/* Parse argv (after the command words). Prints usage and exits 0 on --help,
+ * prints an error and exits 2 on a bad flag or a wrong number of arguments. */
+void cli_parse(struct cli_cmd *c, int argc, char **argv, char **pos, int *npos);
+void cli_usage(const struct cli_cmd *c, int to_stderr);
+struct cli_opt *cli_opt(struct cli_cmd *c, const char *name);
+const char *cli_val(struct cli_cmd *c, const char *name); /* NULL if absent */
+int cli_flag(struct cli_cmd *c, const char *name);
+/* Exit 2 with "flotilla CMD: msg". */
+void cli_die_usage(const struct cli_cmd *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+/* The API address: --addr, else $FLOTILLA_ADDR, else 127.0.0.1:8401. */
+const char *cli_addr(struct cli_cmd *c);
+
+/* Call the API. Retries for up to ~15 s while the cluster has no leader
+ * (503 no_leader / not_leader / busy), never after outcome_unknown. On
+ * success returns the HTTP status and the parsed body (or NULL if not
+ * JSON); on a transport failure prints the error and exits 1. */
+int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
+             json_t **out);
+/* Print an API error body ("error: message (code)") to stderr; returns 1. */
+int cli_print_error(const char *cmd, int status, json_t *body);
+/* Print JSON pretty to stdout. */
+void cli_print_json(json_t *j);
+/* Percent-encode a path segment (keys may contain '/', which is kept). */
+char *cli_escape(const char *s, int keep_slash);
+
+int cmd_server(int argc, char **argv);
+int cmd_dev(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_members(int argc, char **argv);
+int cmd_node(int argc, char **argv);
+int cmd_kv(int argc, char **argv);
+
+#endif

@@ -1,0 +1,381 @@
+/* flotilla server | flotilla dev */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd/cli.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/httpc.h"
+#include "node/server.h"
+
+static unsigned long long parse_num(struct cli_cmd *c, const char *flag, const char *s,
+                                    unsigned long long max)
+{
+    char *end;
+    unsigned long long v;
+    if (s == NULL || s[0] == '\0' || s[0] == '-') {
+        cli_die_usage(c, "--%s needs a non-negative integer", flag);
+    }
+    v = strtoull(s, &end, 10);
+    if (*end != '\0' || v > max) {
+        cli_die_usage(c, "--%s: \"%s\" is not an integer up to %llu", flag, s, max);
+    }
+    return v;
+}
+
+/* "512M", "2G", "1048576" -> bytes */
+static size_t parse_size(struct cli_cmd *c, const char *flag, const char *s)
+{
+    char *end;
+    unsigned long long v;
+    if (s == NULL || s[0] < '0' || s[0] > '9') {
+        cli_die_usage(c, "--%s needs a size like 512M or 2G", flag);
+    }
+    v = strtoull(s, &end, 10);
+    if (strcmp(end, "K") == 0 || strcmp(end, "KiB") == 0) {
+        v <<= 10;
+    } else if (strcmp(end, "M") == 0 || strcmp(end, "MiB") == 0) {
+        v <<= 20;
+    } else if (strcmp(end, "G") == 0 || strcmp(end, "GiB") == 0) {
+        v <<= 30;
+    } else if (*end != '\0') {
+        cli_die_usage(c, "--%s: bad size \"%s\" (use 512M, 2G, ...)", flag, s);
+    }
+    return (size_t)v;
+}
+
+static int valid_hostport(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    char *end;
+    long port;
+    if (colon == NULL || colon == s || strlen(s) >= 128) {
+        return 0;
+    }
+    port = strtol(colon + 1, &end, 10);
+    return *end == '\0' && port > 0 && port < 65536;
+}
+
+/* "1=127.0.0.1:8501,2=127.0.0.1:8502" */
+static void parse_peers(struct cli_cmd *c, const char *s, struct node_config *cfg)
+{
+    char buf[4096];
+    char *save = NULL;
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        struct rg_peer *p;
+        if (eq == NULL || cfg->n_peers == NODE_MAX_PEERS) {
+            cli_die_usage(c, "--peers takes ID=HOST:PORT,... (at most %d)", NODE_MAX_PEERS);
+        }
+        *eq = '\0';
+        p = &cfg->peers[cfg->n_peers++];
+        p->id = parse_num(c, "peers", tok, (1ull << 62));
+        if (p->id == 0 || !valid_hostport(eq + 1)) {
+            cli_die_usage(c, "--peers: bad entry %s=%s", tok, eq + 1);
+        }
+        snprintf(p->addr, sizeof p->addr, "%s", eq + 1);
+        p->role = RAFT_VOTER;
+    }
+}
+
+int cmd_server(int argc, char **argv)
+{
+    struct cli_opt opts[] = {
+        {"id", 1, "Raft server id (a positive integer, unique in the cluster)", NULL, 0},
+        {"name", 1, "node name (default server-ID)", NULL, 0},
+        {"data", 1, "data directory (store and Raft log)", NULL, 0},
+        {"raft-addr", 1, "host:port for Raft traffic", "127.0.0.1:8501", 0},
+        {"api-addr", 1, "host:port for the HTTP API", "127.0.0.1:8401", 0},
+        {"bootstrap", 0, "bootstrap a new cluster (only on a fresh data directory)", NULL, 0},
+        {"peers", 1, "with --bootstrap: ID=HOST:PORT,... of every voter (default: this server)",
+         NULL, 0},
+        {"join", 1, "API address of a server of the cluster to join", NULL, 0},
+        {"standby", 0, "with --join: join as a standby (replicates, does not vote)", NULL, 0},
+        {"snapshot-threshold", 1, "entries between snapshots", "8192", 0},
+        {"snapshot-trailing", 1, "entries kept in the log after a snapshot", "8192", 0},
+        {"store-size", 1, "maximum store size", "1G", 0},
+        {"max-body", 1, "largest accepted request body", "1M", 0},
+        {"cap", 1, "running-unit cap of this server's node", "4", 0},
+        {NULL}};
+    struct cli_cmd c = {"server", "", "Run a Flotilla server.", opts, 0, 0};
+    struct node_config cfg;
+    char *pos[1];
+    int npos;
+
+    cli_parse(&c, argc, argv, pos, &npos);
+    node_config_defaults(&cfg);
+    if (!cli_flag(&c, "id")) {
+        cli_die_usage(&c, "--id is required");
+    }
+    if (!cli_flag(&c, "data")) {
+        cli_die_usage(&c, "--data is required");
+    }
+    cfg.id = parse_num(&c, "id", cli_val(&c, "id"), (1ull << 62));
+    if (cfg.id == 0) {
+        cli_die_usage(&c, "--id must be positive");
+    }
+    if (cli_val(&c, "name") != NULL) {
+        if (strlen(cli_val(&c, "name")) >= sizeof cfg.name || cli_val(&c, "name")[0] == '\0' ||
+            strpbrk(cli_val(&c, "name"), "/ \t") != NULL) {
+            cli_die_usage(&c, "--name must be 1-63 characters without '/' or spaces");
+        }
+        snprintf(cfg.name, sizeof cfg.name, "%s", cli_val(&c, "name"));
+    }
+    snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", cli_val(&c, "data"));
+    if (!valid_hostport(cli_val(&c, "raft-addr")) || !valid_hostport(cli_val(&c, "api-addr"))) {
+        cli_die_usage(&c, "addresses must be HOST:PORT");
+    }
+    snprintf(cfg.raft_addr, sizeof cfg.raft_addr, "%s", cli_val(&c, "raft-addr"));
+    snprintf(cfg.api_addr, sizeof cfg.api_addr, "%s", cli_val(&c, "api-addr"));
+    if (cli_flag(&c, "bootstrap") && cli_flag(&c, "join")) {
+        cli_die_usage(&c, "--bootstrap and --join are exclusive");
+    }
+    if (cli_flag(&c, "peers") && !cli_flag(&c, "bootstrap")) {
+        cli_die_usage(&c, "--peers needs --bootstrap");
+    }
+    if (cli_flag(&c, "standby") && !cli_flag(&c, "join")) {
+        cli_die_usage(&c, "--standby needs --join");
+    }
+    cfg.bootstrap = cli_flag(&c, "bootstrap");
+    if (cfg.bootstrap) {
+        int self = 0;
+        if (cli_flag(&c, "peers")) {
+            parse_peers(&c, cli_val(&c, "peers"), &cfg);
+        } else {
+            cfg.peers[0].id = cfg.id;
+            snprintf(cfg.peers[0].addr, sizeof cfg.peers[0].addr, "%s", cfg.raft_addr);
+            cfg.peers[0].role = RAFT_VOTER;
+            cfg.n_peers = 1;
+        }
+        for (unsigned i = 0; i < cfg.n_peers; i++) {
+            self |= cfg.peers[i].id == cfg.id;
+        }
+        if (!self) {
+            cli_die_usage(&c, "--peers must include this server's --id");
+        }
+    }
+    if (cli_flag(&c, "join")) {
+        const char *j = cli_val(&c, "join");
+        if (strncmp(j, "http://", 7) == 0) {
+            j += 7;
+        }
+        if (!valid_hostport(j)) {
+            cli_die_usage(&c, "--join needs HOST:PORT of a server's API");
+        }
+        snprintf(cfg.join, sizeof cfg.join, "%s", j);
+        cfg.join_role = cli_flag(&c, "standby") ? RAFT_STANDBY : RAFT_VOTER;
+    }
+    cfg.snapshot_threshold =
+        (unsigned)parse_num(&c, "snapshot-threshold", cli_val(&c, "snapshot-threshold"), 1u << 30);
+    cfg.snapshot_trailing =
+        (unsigned)parse_num(&c, "snapshot-trailing", cli_val(&c, "snapshot-trailing"), 1u << 30);
+    if (cfg.snapshot_threshold < 2) {
+        cli_die_usage(&c, "--snapshot-threshold must be at least 2");
+    }
+    cfg.store_size = parse_size(&c, "store-size", cli_val(&c, "store-size"));
+    if (cfg.store_size < (1u << 20)) {
+        cli_die_usage(&c, "--store-size must be at least 1M");
+    }
+    cfg.max_body = parse_size(&c, "max-body", cli_val(&c, "max-body"));
+    if (cfg.max_body < 1024 || cfg.max_body > (64u << 20)) {
+        cli_die_usage(&c, "--max-body must be between 1K and 64M");
+    }
+    cfg.node_cap = (unsigned)parse_num(&c, "cap", cli_val(&c, "cap"), 1000000);
+    return node_server_run(&cfg);
+}
+
+/* ---- dev ----------------------------------------------------------------- */
+
+#define DEV_MAX 7
+
+static int leader_ready(const char *addr, char *name, size_t len)
+{
+    struct httpc_response r;
+    char err[FL_ERRMSG_SIZE];
+    int ok = 0;
+    if (httpc_request(addr, "GET", "/v1/status", NULL, NULL, 0, 1000, &r, err) != 0) {
+        return 0;
+    }
+    if (r.status == 200) {
+        json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+        const char *state = json_string_value(json_object_get(j, "state"));
+        ok = state != NULL && strcmp(state, "leader") == 0 &&
+             json_is_true(json_object_get(j, "ready"));
+        if (ok) {
+            snprintf(name, len, "%s", json_string_value(json_object_get(j, "name")));
+        }
+        json_decref(j);
+    }
+    httpc_response_free(&r);
+    return ok;
+}
+
+int cmd_dev(int argc, char **argv)
+{
+    struct cli_opt opts[] = {{"dir", 1, "directory for the servers' data and logs", "flotilla-dev", 0},
+                             {"servers", 1, "number of servers (1-7)", "3", 0},
+                             {"base-port", 1, "API ports are BASE+1.., Raft ports BASE+101..",
+                              "8400", 0},
+                             {NULL}};
+    struct cli_cmd c = {"dev", "",
+                        "Run a local cluster of servers on loopback, data under one directory. "
+                        "Ctrl-C stops them all.",
+                        opts, 0, 0};
+    char *pos[1];
+    int npos;
+    unsigned n, base;
+    pid_t pids[DEV_MAX] = {0};
+    char dir[PATH_MAX], exe[PATH_MAX], peers[1024] = "", leader[64] = "";
+    sigset_t set;
+    uint64_t t0 = fl_mono_ns();
+    int found = 0;
+
+    cli_parse(&c, argc, argv, pos, &npos);
+    n = (unsigned)parse_num(&c, "servers", cli_val(&c, "servers"), DEV_MAX);
+    base = (unsigned)parse_num(&c, "base-port", cli_val(&c, "base-port"), 65000);
+    if (n == 0) {
+        cli_die_usage(&c, "--servers must be 1..%d", DEV_MAX);
+    }
+    if (mkdir(cli_val(&c, "dir"), 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "flotilla dev: cannot create %s: %s\n", cli_val(&c, "dir"),
+                strerror(errno));
+        return 1;
+    }
+    if (realpath(cli_val(&c, "dir"), dir) == NULL) {
+        fprintf(stderr, "flotilla dev: %s: %s\n", cli_val(&c, "dir"), strerror(errno));
+        return 1;
+    }
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el <= 0) {
+        fprintf(stderr, "flotilla dev: cannot find my own binary\n");
+        return 1;
+    }
+    exe[el] = '\0';
+    for (unsigned i = 1; i <= n; i++) {
+        size_t used = strlen(peers);
+        snprintf(peers + used, sizeof peers - used, "%s%u=127.0.0.1:%u", i > 1 ? "," : "", i,
+                 base + 100 + i);
+    }
+    /* Signals are taken synchronously below; children get the defaults. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    for (unsigned i = 1; i <= n; i++) {
+        char id[16], data[PATH_MAX + 32], raft[64], api[64], logf[PATH_MAX + 32];
+        snprintf(id, sizeof id, "%u", i);
+        snprintf(data, sizeof data, "%s/server-%u", dir, i);
+        snprintf(raft, sizeof raft, "127.0.0.1:%u", base + 100 + i);
+        snprintf(api, sizeof api, "127.0.0.1:%u", base + i);
+        snprintf(logf, sizeof logf, "%s/server-%u.log", dir, i);
+        pids[i - 1] = fork();
+        if (pids[i - 1] < 0) {
+            perror("flotilla dev: fork");
+            return 1;
+        }
+        if (pids[i - 1] == 0) {
+            int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            sigprocmask(SIG_UNBLOCK, &set, NULL);
+            setpgid(0, 0); /* Ctrl-C reaches the servers only through us */
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+                close(fd);
+            }
+            execl(exe, exe, "server", "--id", id, "--data", data, "--raft-addr", raft,
+                  "--api-addr", api, "--bootstrap", "--peers", peers, (char *)NULL);
+            perror("exec");
+            _exit(127);
+        }
+    }
+    for (int tries = 0; tries < 300 && !found; tries++) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        for (unsigned i = 1; i <= n && !found; i++) {
+            char api[64];
+            snprintf(api, sizeof api, "127.0.0.1:%u", base + i);
+            found = leader_ready(api, leader, sizeof leader);
+        }
+        if (!found) {
+            int st;
+            for (unsigned i = 0; i < n; i++) {
+                if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+                    fprintf(stderr, "flotilla dev: server-%u exited at start; see %s/server-%u.log\n",
+                            i + 1, dir, i + 1);
+                    pids[i] = 0;
+                }
+            }
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (found) {
+        printf("Flotilla dev cluster: %u servers, leader %s elected in %.2f s\n", n, leader,
+               (double)(fl_mono_ns() - t0) / 1e9);
+    } else {
+        printf("Flotilla dev cluster: %u servers started, no leader yet (see the logs)\n", n);
+    }
+    printf("  API:  ");
+    for (unsigned i = 1; i <= n; i++) {
+        printf("http://127.0.0.1:%u ", base + i);
+    }
+    printf("\n  data: %s (logs: server-N.log)\n", dir);
+    printf("  try:  FLOTILLA_ADDR=127.0.0.1:%u flotilla kv put hello world; flotilla status\n",
+           base + 1);
+    printf("Press Ctrl-C to stop the cluster.\n");
+    fflush(stdout);
+
+    for (;;) {
+        int sig = sigwaitinfo(&set, NULL);
+        if (sig == SIGCHLD) {
+            int st;
+            for (unsigned i = 0; i < n; i++) {
+                if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+                    fprintf(stderr, "flotilla dev: server-%u exited (%s %d); see %s/server-%u.log\n",
+                            i + 1, WIFSIGNALED(st) ? "signal" : "status",
+                            WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), dir, i + 1);
+                    pids[i] = 0;
+                }
+            }
+            continue;
+        }
+        if (sig == SIGINT || sig == SIGTERM) {
+            break;
+        }
+    }
+    printf("\nstopping...\n");
+    for (unsigned i = 0; i < n; i++) {
+        if (pids[i] > 0) {
+            kill(pids[i], SIGTERM);
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        int st;
+        if (pids[i] <= 0) {
+            continue;
+        }
+        for (int t = 0; t < 100; t++) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            if (waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+                pids[i] = 0;
+                break;
+            }
+            nanosleep(&ts, NULL);
+        }
+        if (pids[i] > 0) {
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], &st, 0);
+        }
+    }
+    printf("stopped\n");
+    return 0;
+}

@@ -1,0 +1,352 @@
+/* The HTTP/JSON API: route table, dispatch and shared helpers.
+ *
+ * Every route is in node_routes[] with its kind, so one place decides how a
+ * request is served on a follower (forwarded, or local) and tests can walk
+ * the table. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "node/node_int.h"
+
+const struct route node_routes[] = {
+    {HTTP_GET, "/v1/status", ROUTE_LOCAL, node__status, "server, Raft and store status"},
+    {HTTP_GET, "/v1/health", ROUTE_LOCAL, node__health, "health for load balancers"},
+    {HTTP_GET, "/v1/routes", ROUTE_LOCAL, node__routes, "this table"},
+    {HTTP_GET, "/v1/kv", ROUTE_READ, node__kv_list, "list keys (?prefix=&limit=)"},
+    {HTTP_GET, "/v1/kv/*", ROUTE_READ, node__kv_get, "read a key"},
+    {HTTP_PUT, "/v1/kv/*", ROUTE_WRITE, node__kv_put, "write a key (optional cas)"},
+    {HTTP_DELETE, "/v1/kv/*", ROUTE_WRITE, node__kv_delete, "delete a key (?cas=)"},
+    {HTTP_GET, "/v1/nodes", ROUTE_READ, node__nodes_list, "list nodes"},
+    {HTTP_GET, "/v1/nodes/{}", ROUTE_READ, node__nodes_get, "one node"},
+    {HTTP_PUT, "/v1/nodes/{}/cap", ROUTE_WRITE, node__nodes_cap, "set a node's cap"},
+    {HTTP_POST, "/v1/nodes/{}/drain", ROUTE_WRITE, node__nodes_drain, "drain a node"},
+    {HTTP_POST, "/v1/nodes/{}/undrain", ROUTE_WRITE, node__nodes_undrain, "undrain a node"},
+    {HTTP_GET, "/v1/members", ROUTE_READ, node__members_list, "Raft members"},
+    {HTTP_POST, "/v1/members", ROUTE_WRITE, node__members_add, "add a server"},
+    {HTTP_POST, "/v1/members/transfer", ROUTE_WRITE, node__members_transfer,
+     "transfer leadership"},
+    {HTTP_POST, "/v1/members/{}/promote", ROUTE_WRITE, node__members_promote,
+     "promote a standby to voter"},
+    {HTTP_DELETE, "/v1/members/{}", ROUTE_WRITE, node__members_remove, "remove a server"},
+    {HTTP_POST, "/v1/internal/register", ROUTE_WRITE, node__register,
+     "a server records its addresses"},
+};
+const unsigned node_n_routes = sizeof node_routes / sizeof node_routes[0];
+
+#define MAX_ARGS 4
+
+/* Match path against pattern; "{}" captures one segment, a final "*" the
+ * rest (at least one character). Captures point into `scratch`. */
+static int match(const char *pattern, const char *path, char *scratch, size_t cap, char **args,
+                 unsigned *n_args)
+{
+    size_t used = 0;
+    *n_args = 0;
+    while (*pattern != '\0') {
+        if (pattern[0] == '{' && pattern[1] == '}') {
+            const char *end = strchr(path, '/');
+            size_t n = end ? (size_t)(end - path) : strlen(path);
+            if (n == 0 || *n_args == MAX_ARGS || used + n + 1 > cap) {
+                return 0;
+            }
+            memcpy(scratch + used, path, n);
+            scratch[used + n] = '\0';
+            args[(*n_args)++] = scratch + used;
+            used += n + 1;
+            path += n;
+            pattern += 2;
+        } else if (pattern[0] == '*' && pattern[1] == '\0') {
+            size_t n = strlen(path);
+            if (n == 0 || *n_args == MAX_ARGS || used + n + 1 > cap) {
+                return 0;
+            }
+            memcpy(scratch + used, path, n + 1);
+            args[(*n_args)++] = scratch + used;
+            return 1;
+        } else {
+            if (*pattern != *path) {
+                return 0;
+            }
+            pattern++;
+            path++;
+        }
+    }
+    return *path == '\0';
+}
+
+int node__http_status(int err)
+{
+    switch (err) {
+    case FL_OK:
+        return 200;
+    case FL_EINVAL:
+    case FL_EDECODE:
+        return 400;
+    case FL_ENOTFOUND:
+        return 404;
+    case FL_ECONFLICT:
+    case FL_EEXIST:
+        return 409;
+    case FL_ETOOBIG:
+        return 413;
+    case FL_EMAPFULL:
+    case FL_EDISKFULL:
+        return 507;
+    case FL_ETIMEOUT:
+        return 504;
+    case FL_ENOTLEADER:
+    case FL_ENOLEADER:
+    case FL_ENOCLUSTER:
+    case FL_EUNKNOWN:
+    case FL_ESHUTDOWN:
+    case FL_EBUSY:
+    case FL_ENET:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+void node__respond_err(struct http_request *req, int err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    http_respond_error(req, node__http_status(err), fl_errname(err), "%s", msg);
+}
+
+int node__is_stale(const struct http_request *req)
+{
+    char v[8];
+    return http_query_param(req, "stale", v, sizeof v) == 1;
+}
+
+json_t *node__body_object(struct http_request *req, const char *const *allowed)
+{
+    json_error_t jerr;
+    json_t *o;
+    const char *key;
+    json_t *val;
+
+    if (req->body_len == 0) {
+        node__respond_err(req, FL_EINVAL, "request body must be a JSON object");
+        return NULL;
+    }
+    o = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (o == NULL) {
+        node__respond_err(req, FL_EINVAL, "malformed JSON at line %d column %d: %s", jerr.line,
+                          jerr.column, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(o)) {
+        json_decref(o);
+        node__respond_err(req, FL_EINVAL, "request body must be a JSON object");
+        return NULL;
+    }
+    json_object_foreach(o, key, val)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a != NULL; a++) {
+            if (strcmp(*a, key) == 0) {
+                ok = 1;
+                break;
+            }
+        }
+        if (!ok) {
+            node__respond_err(req, FL_EINVAL, "unknown field \"%s\"", key);
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* ---- submitting commands ---------------------------------------------- */
+
+struct submit {
+    struct node_server *s;
+    struct http_request *req;
+    node_done_fn done;
+};
+
+static int forwarded(const struct http_request *req)
+{
+    return http_request_header(req, "X-Flotilla-Forwarded") != NULL;
+}
+
+static void not_leader(struct node_server *s, struct http_request *req)
+{
+    if (!forwarded(req)) {
+        node__forward(s, req);
+        return;
+    }
+    node__respond_err(req, FL_ENOTLEADER, "this server is not the leader; retry");
+}
+
+static void submit_cb(void *data, int err, const struct rg_result *res)
+{
+    struct submit *sub = data;
+    struct node_server *s = sub->s;
+    struct http_request *req = sub->req;
+    node_done_fn done = sub->done;
+    fl_free(sub);
+    if (err == FL_ENOTLEADER) {
+        not_leader(s, req);
+        return;
+    }
+    done(s, req, err, res);
+}
+
+void node__submit(struct node_server *s, struct http_request *req, const struct rg_cmd *cmd,
+                  node_done_fn done)
+{
+    char why[FL_ERRMSG_SIZE] = "";
+    struct submit *sub;
+    uint64_t used, map;
+    int rv;
+
+    /* Admission: refuse writes before the store is full, so applying a
+     * committed entry never meets a full map. */
+    store_usage(s->store, &used, &map);
+    if (map > 0 && used > map / 10 * 9) {
+        node__respond_err(req, FL_EMAPFULL, "store is %llu of %llu bytes full; raise --store-size",
+                          (unsigned long long)used, (unsigned long long)map);
+        return;
+    }
+    sub = fl_malloc(sizeof *sub);
+    if (sub == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return;
+    }
+    sub->s = s;
+    sub->req = req;
+    sub->done = done;
+    rv = rg_repl_submit(s->repl, cmd, submit_cb, sub, why);
+    if (rv != FL_OK) {
+        fl_free(sub);
+        if (rv == FL_ENOTLEADER) {
+            not_leader(s, req);
+            return;
+        }
+        node__respond_err(req, rv, "%s", why[0] ? why : fl_strerror(rv));
+    }
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+struct deferred {
+    struct node_server *s;
+    struct http_request *req;
+    const struct route *route;
+    char *args[MAX_ARGS];
+    char scratch[];
+};
+
+static void barrier_done(void *data, int err)
+{
+    struct deferred *d = data;
+    if (err == FL_OK) {
+        d->route->fn(d->s, d->req, d->args);
+    } else if (err == FL_ENOTLEADER) {
+        not_leader(d->s, d->req);
+    } else {
+        node__respond_err(d->req, err, "read barrier: %s", fl_strerror(err));
+    }
+    fl_free(d);
+}
+
+void node__api_handle(void *data, struct http_request *req)
+{
+    struct node_server *s = data;
+    const struct route *route = NULL;
+    size_t cap = strlen(req->path) + 8;
+    struct deferred *d;
+    struct rg_status st;
+    unsigned n_args = 0;
+    int path_matched = 0;
+
+    if (s->stopping) {
+        node__respond_err(req, FL_ESHUTDOWN, "server is shutting down");
+        return;
+    }
+    d = fl_malloc(sizeof *d + cap);
+    if (d == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return;
+    }
+    for (unsigned i = 0; i < node_n_routes; i++) {
+        if (match(node_routes[i].pattern, req->path, d->scratch, cap, d->args, &n_args)) {
+            path_matched = 1;
+            if (node_routes[i].method == req->method) {
+                route = &node_routes[i];
+                break;
+            }
+        }
+    }
+    if (route == NULL) {
+        fl_free(d);
+        if (path_matched) {
+            http_respond_error(req, 405, "method_not_allowed", "%s is not allowed on %s",
+                               http_method_str((enum http_method)req->method), req->path);
+        } else {
+            http_respond_error(req, 404, "not_found", "no route %s %s",
+                               http_method_str((enum http_method)req->method), req->path);
+        }
+        return;
+    }
+    d->s = s;
+    d->req = req;
+    d->route = route;
+    if (route->kind == ROUTE_LOCAL) {
+        route->fn(s, req, d->args);
+        fl_free(d);
+        return;
+    }
+    rg_repl_status(s->repl, &st);
+    if (!st.in_cluster) {
+        fl_free(d);
+        node__respond_err(req, FL_ENOCLUSTER,
+                          "this server is not part of a cluster yet: start it with --bootstrap, "
+                          "or --join an existing server");
+        return;
+    }
+    if (route->kind == ROUTE_READ && node__is_stale(req)) {
+        route->fn(s, req, d->args);
+        fl_free(d);
+        return;
+    }
+    if (st.state != RAFT_LEADER) {
+        fl_free(d);
+        not_leader(s, req);
+        return;
+    }
+    if (route->kind == ROUTE_WRITE) {
+        route->fn(s, req, d->args);
+        fl_free(d);
+        return;
+    }
+    if (rg_repl_read_barrier(s->repl, barrier_done, d) != FL_OK) {
+        fl_free(d);
+        not_leader(s, req);
+    }
+}
+
+void node__routes(struct node_server *s, struct http_request *req, char **args)
+{
+    static const char *kinds[] = {"local", "read", "write"};
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < node_n_routes; i++) {
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:s, s:s}", "method",
+                           http_method_str((enum http_method)node_routes[i].method), "path",
+                           node_routes[i].pattern, "kind", kinds[node_routes[i].kind], "summary",
+                           node_routes[i].summary));
+    }
+    http_respond_json(req, 200, json_pack("{s:o}", "routes", arr));
+}

@@ -1,0 +1,519 @@
+/* Status, health, nodes and members. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "node/node_int.h"
+
+static const char *state_name(int state)
+{
+    switch (state) {
+    case RAFT_FOLLOWER:
+        return "follower";
+    case RAFT_CANDIDATE:
+        return "candidate";
+    case RAFT_LEADER:
+        return "leader";
+    default:
+        return "unavailable";
+    }
+}
+
+static json_t *members_json(struct node_server *s)
+{
+    json_t *arr = json_array();
+    struct rg_status st;
+    struct rg_peer m;
+    rg_repl_status(s->repl, &st);
+    for (unsigned i = 0; rg_repl_member(s->repl, i, &m) == FL_OK; i++) {
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:b}", "id", (json_int_t)m.id,
+                                             "address", m.addr, "role", rg_role_name(m.role),
+                                             "leader", m.id == st.leader_id));
+    }
+    return arr;
+}
+
+void node__status(struct node_server *s, struct http_request *req, char **args)
+{
+    struct rg_status st;
+    struct rg_fsm *f = rg_repl_fsm(s->repl);
+    uint8_t digest[32];
+    char hex[65];
+    char leader_api[STORE_NODE_ADDR_MAX] = "";
+    uint64_t dindex = 0, dterm = 0, used = 0, map = 0;
+    json_t *o;
+
+    rg_repl_status(s->repl, &st);
+    rg_fsm_flush(f);
+    if (store_digest(s->store, digest, &dindex, &dterm) != FL_OK) {
+        memset(digest, 0, sizeof digest);
+    }
+    for (int i = 0; i < 32; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    }
+    node__leader_api(s, leader_api, sizeof leader_api);
+    store_usage(s->store, &used, &map);
+    o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:I}", "id",
+                  (json_int_t)st.id, "name", s->cfg.name, "state", state_name(st.state),
+                  "raft_addr", s->cfg.raft_addr, "api_addr", s->cfg.api_addr, "in_cluster",
+                  st.in_cluster, "ready", st.ready, "term", (json_int_t)st.term, "commit_index",
+                  (json_int_t)st.commit_index, "applied_index", (json_int_t)st.applied_index,
+                  "last_index", (json_int_t)st.last_index);
+    json_object_set_new(o, "leader",
+                        st.leader_id ? json_pack("{s:I, s:s, s:s}", "id", (json_int_t)st.leader_id,
+                                                 "raft_addr", st.leader_addr, "api_addr",
+                                                 leader_api)
+                                     : json_null());
+    json_object_set_new(o, "members", members_json(s));
+    json_object_set_new(o, "digest",
+                        json_pack("{s:s, s:I, s:I}", "sha", hex, "index", (json_int_t)dindex,
+                                  "term", (json_int_t)dterm));
+    json_object_set_new(
+        o, "fsm",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "applied_entries",
+                  (json_int_t)f->n_applied, "skipped_entries", (json_int_t)f->n_skipped,
+                  "commands", (json_int_t)f->n_cmds, "bad_entries", (json_int_t)f->n_bad,
+                  "store_commits", (json_int_t)f->n_commits, "snapshots",
+                  (json_int_t)f->n_snapshots, "restores", (json_int_t)f->n_restores,
+                  "restores_skipped", (json_int_t)f->n_restores_skipped));
+    json_object_set_new(o, "store",
+                        json_pack("{s:I, s:I}", "used_bytes", (json_int_t)used, "map_bytes",
+                                  (json_int_t)map));
+    json_object_set_new(o, "proposed",
+                        json_pack("{s:I, s:I, s:I, s:I}", "entries", (json_int_t)st.n_batches,
+                                  "commands", (json_int_t)st.n_proposed, "forwarded",
+                                  (json_int_t)s->n_forwarded, "forward_errors",
+                                  (json_int_t)s->n_forward_errors));
+    {
+        struct http_stats hs;
+        http_server_stats(s->http, &hs);
+        json_object_set_new(o, "http",
+                            json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)hs.requests,
+                                      "rejected", (json_int_t)hs.rejected, "open_connections",
+                                      (json_int_t)hs.open_conns));
+    }
+    json_object_set_new(o, "uptime_ms", json_integer((json_int_t)(fl_wall_ms() - s->started_ms)));
+    http_respond_json(req, 200, o);
+}
+
+void node__health(struct node_server *s, struct http_request *req, char **args)
+{
+    struct rg_status st;
+    struct store_txn *t;
+    struct store_node n;
+    int draining = 0;
+    rg_repl_status(s->repl, &st);
+    if (store_begin(s->store, 0, &t) == FL_OK) {
+        if (store_node_get(t, s->cfg.name, &n) == FL_OK) {
+            draining = n.drain;
+        }
+        store_abort(t);
+    }
+    if (!st.in_cluster || st.leader_id == 0 || s->stopping) {
+        http_respond_json(req, 503,
+                          json_pack("{s:s, s:s, s:b}", "status",
+                                    !st.in_cluster ? "no_cluster" : "no_leader", "state",
+                                    state_name(st.state), "draining", draining));
+        return;
+    }
+    /* A draining server answers 503 so load balancers stop sending to it. */
+    http_respond_json(req, draining ? 503 : 200,
+                      json_pack("{s:s, s:s, s:b}", "status", draining ? "draining" : "ok", "state",
+                                state_name(st.state), "draining", draining));
+}
+
+/* ---- nodes ---------------------------------------------------------------- */
+
+json_t *node__node_json(const struct store_node *n)
+{
+    json_t *labels = json_object();
+    for (unsigned i = 0; i < n->n_labels; i++) {
+        const char *eq = strchr(n->labels[i], '=');
+        if (eq != NULL) {
+            json_object_setn_new(labels, n->labels[i], (size_t)(eq - n->labels[i]),
+                                 json_string(eq + 1));
+        }
+    }
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:I, s:b, s:I, s:I}", "id", n->id, "kind",
+                     n->kind == STORE_NODE_SERVER ? "server" : "agent", "raft_id",
+                     (json_int_t)n->raft_id, "raft_addr", n->raft_addr, "api_addr", n->api_addr,
+                     "labels", labels, "cap", (json_int_t)n->cap, "drain", n->drain,
+                     "created_index", (json_int_t)n->created_index, "updated_index",
+                     (json_int_t)n->updated_index);
+}
+
+void node__nodes_list(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    json_t *arr;
+    int rv = store_begin(s->store, 0, &t);
+    if (rv != FL_OK) {
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return;
+    }
+    arr = json_array();
+    if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) == FL_OK) {
+        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            struct store_node n;
+            if (store_node_decode(v, vl, &n) == FL_OK) {
+                json_array_append_new(arr, node__node_json(&n));
+            }
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    http_respond_json(req, 200, json_pack("{s:o}", "nodes", arr));
+}
+
+void node__nodes_get(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_node n;
+    int rv = store_begin(s->store, 0, &t);
+    if (rv != FL_OK) {
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return;
+    }
+    rv = store_node_get(t, args[0], &n);
+    store_abort(t);
+    if (rv == FL_OK) {
+        http_respond_json(req, 200, node__node_json(&n));
+    } else {
+        node__respond_err(req, rv, "node \"%s\": %s", args[0], fl_strerror(rv));
+    }
+}
+
+static void node_done(struct node_server *s, struct http_request *req, int err,
+                      const struct rg_result *res)
+{
+    if (err == FL_OK) {
+        err = res->err;
+    }
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
+}
+
+static void node_cmd(struct node_server *s, struct http_request *req, int type, const char *id,
+                     uint32_t cap, int drain)
+{
+    struct rg_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = type;
+    cmd.u.node.id = id;
+    cmd.u.node.idlen = strlen(id);
+    cmd.u.node.cap = cap;
+    cmd.u.node.drain = drain;
+    node__submit(s, req, &cmd, node_done);
+}
+
+void node__nodes_cap(struct node_server *s, struct http_request *req, char **args)
+{
+    static const char *const allowed[] = {"cap", NULL};
+    json_t *body = node__body_object(req, allowed);
+    json_t *cap;
+    if (body == NULL) {
+        return;
+    }
+    cap = json_object_get(body, "cap");
+    if (!json_is_integer(cap) || json_integer_value(cap) < 0 ||
+        json_integer_value(cap) > 1000000) {
+        json_decref(body);
+        node__respond_err(req, FL_EINVAL, "\"cap\" must be an integer 0..1000000");
+        return;
+    }
+    node_cmd(s, req, RG_CMD_NODE_CAP, args[0], (uint32_t)json_integer_value(cap), 0);
+    json_decref(body);
+}
+
+void node__nodes_drain(struct node_server *s, struct http_request *req, char **args)
+{
+    node_cmd(s, req, RG_CMD_NODE_DRAIN, args[0], 0, 1);
+}
+
+void node__nodes_undrain(struct node_server *s, struct http_request *req, char **args)
+{
+    node_cmd(s, req, RG_CMD_NODE_DRAIN, args[0], 0, 0);
+}
+
+/* ---- members -------------------------------------------------------------- */
+
+void node__members_list(struct node_server *s, struct http_request *req, char **args)
+{
+    http_respond_json(req, 200, json_pack("{s:o}", "members", members_json(s)));
+}
+
+struct member_op {
+    struct node_server *s;
+    struct http_request *req;
+    uint64_t id;
+    char name[STORE_NODE_ID_MAX];
+    char raft_addr[STORE_NODE_ADDR_MAX];
+    char api_addr[STORE_NODE_ADDR_MAX];
+};
+
+static int parse_id(const char *s, uint64_t *id)
+{
+    char *end;
+    unsigned long long v;
+    if (s[0] < '0' || s[0] > '9') {
+        return 0;
+    }
+    v = strtoull(s, &end, 10);
+    if (*end != '\0' || v == 0) {
+        return 0;
+    }
+    *id = v;
+    return 1;
+}
+
+static void member_change_done(void *data, int err)
+{
+    struct member_op *m = data;
+    if (err == FL_OK) {
+        http_respond_json(m->req, 200, json_pack("{s:I, s:o}", "id", (json_int_t)m->id, "members",
+                                                 members_json(m->s)));
+    } else {
+        node__respond_err(m->req, err, "membership change for server %llu: %s",
+                          (unsigned long long)m->id, fl_strerror(err));
+    }
+    fl_free(m);
+}
+
+static void register_done(struct node_server *s, struct http_request *req, int err,
+                          const struct rg_result *res)
+{
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
+}
+
+static void submit_register(struct node_server *s, struct http_request *req, const char *name,
+                            uint64_t id, const char *raft_addr, const char *api_addr,
+                            node_done_fn done)
+{
+    struct rg_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RG_CMD_NODE_REGISTER;
+    cmd.u.node.id = name;
+    cmd.u.node.idlen = strlen(name);
+    cmd.u.node.raft_id = id;
+    cmd.u.node.raft_addr = raft_addr;
+    cmd.u.node.raft_addr_len = strlen(raft_addr);
+    cmd.u.node.api_addr = api_addr;
+    cmd.u.node.api_addr_len = strlen(api_addr);
+    cmd.u.node.kind = STORE_NODE_SERVER;
+    cmd.u.node.cap = s->cfg.node_cap;
+    node__submit(s, req, &cmd, done);
+}
+
+static void member_added(void *data, int err)
+{
+    struct member_op *m = data;
+    if (err != FL_OK) {
+        member_change_done(m, err);
+        return;
+    }
+    if (m->api_addr[0] != '\0') {
+        submit_register(m->s, m->req, m->name, m->id, m->raft_addr, m->api_addr, register_done);
+        fl_free(m);
+        return;
+    }
+    member_change_done(m, FL_OK);
+}
+
+static int role_from(const char *s)
+{
+    if (s == NULL || strcmp(s, "voter") == 0) {
+        return RAFT_VOTER;
+    }
+    if (strcmp(s, "standby") == 0) {
+        return RAFT_STANDBY;
+    }
+    if (strcmp(s, "spare") == 0) {
+        return RAFT_SPARE;
+    }
+    return -1;
+}
+
+/* Parse {"id", "raft_addr", "api_addr", "name", "role"}; responds on error. */
+static struct member_op *member_body(struct node_server *s, struct http_request *req, int *role,
+                                     int need_role)
+{
+    static const char *const allowed[] = {"id", "raft_addr", "api_addr", "name", "role", NULL};
+    json_t *body = node__body_object(req, allowed);
+    json_t *id, *raft_addr, *api_addr, *name, *jrole;
+    struct member_op *m;
+    if (body == NULL) {
+        return NULL;
+    }
+    id = json_object_get(body, "id");
+    raft_addr = json_object_get(body, "raft_addr");
+    api_addr = json_object_get(body, "api_addr");
+    name = json_object_get(body, "name");
+    jrole = json_object_get(body, "role");
+    if (!json_is_integer(id) || json_integer_value(id) <= 0 || !json_is_string(raft_addr) ||
+        json_string_length(raft_addr) == 0 ||
+        json_string_length(raft_addr) >= STORE_NODE_ADDR_MAX ||
+        (api_addr && (!json_is_string(api_addr) ||
+                      json_string_length(api_addr) >= STORE_NODE_ADDR_MAX)) ||
+        (name && (!json_is_string(name) || json_string_length(name) == 0 ||
+                  json_string_length(name) >= STORE_NODE_ID_MAX)) ||
+        (jrole && !json_is_string(jrole))) {
+        json_decref(body);
+        node__respond_err(req, FL_EINVAL,
+                          "need \"id\" (integer > 0) and \"raft_addr\" (host:port); optional "
+                          "\"api_addr\", \"name\", \"role\"");
+        return NULL;
+    }
+    *role = role_from(jrole ? json_string_value(jrole) : NULL);
+    if (need_role && *role < 0) {
+        json_decref(body);
+        node__respond_err(req, FL_EINVAL, "\"role\" must be voter, standby or spare");
+        return NULL;
+    }
+    m = fl_calloc(1, sizeof *m);
+    if (m == NULL) {
+        json_decref(body);
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    m->s = s;
+    m->req = req;
+    m->id = (uint64_t)json_integer_value(id);
+    snprintf(m->raft_addr, sizeof m->raft_addr, "%s", json_string_value(raft_addr));
+    snprintf(m->api_addr, sizeof m->api_addr, "%s", api_addr ? json_string_value(api_addr) : "");
+    if (name) {
+        snprintf(m->name, sizeof m->name, "%s", json_string_value(name));
+    } else {
+        snprintf(m->name, sizeof m->name, "server-%llu", (unsigned long long)m->id);
+    }
+    json_decref(body);
+    return m;
+}
+
+void node__members_add(struct node_server *s, struct http_request *req, char **args)
+{
+    int role = 0;
+    struct member_op *m = member_body(s, req, &role, 1);
+    int rv;
+    if (m == NULL) {
+        return;
+    }
+    rv = rg_repl_join(s->repl, m->id, m->raft_addr, role, member_added, m);
+    if (rv == FL_EEXIST) {
+        member_added(m, FL_OK); /* already a member with that role: idempotent */
+        return;
+    }
+    if (rv != FL_OK) {
+        member_change_done(m, rv);
+    }
+}
+
+void node__register(struct node_server *s, struct http_request *req, char **args)
+{
+    int role = 0;
+    struct member_op *m = member_body(s, req, &role, 0);
+    if (m == NULL) {
+        return;
+    }
+    submit_register(s, req, m->name, m->id, m->raft_addr, m->api_addr, register_done);
+    fl_free(m);
+}
+
+void node__members_remove(struct node_server *s, struct http_request *req, char **args)
+{
+    struct member_op *m;
+    uint64_t id;
+    int rv;
+    if (!parse_id(args[0], &id)) {
+        node__respond_err(req, FL_EINVAL, "server id must be a positive integer");
+        return;
+    }
+    m = fl_calloc(1, sizeof *m);
+    if (m == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return;
+    }
+    m->s = s;
+    m->req = req;
+    m->id = id;
+    rv = rg_repl_remove(s->repl, id, member_change_done, m);
+    if (rv != FL_OK) {
+        member_change_done(m, rv);
+    }
+}
+
+void node__members_promote(struct node_server *s, struct http_request *req, char **args)
+{
+    struct member_op *m;
+    uint64_t id;
+    int rv;
+    if (!parse_id(args[0], &id)) {
+        node__respond_err(req, FL_EINVAL, "server id must be a positive integer");
+        return;
+    }
+    m = fl_calloc(1, sizeof *m);
+    if (m == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return;
+    }
+    m->s = s;
+    m->req = req;
+    m->id = id;
+    rv = rg_repl_assign(s->repl, id, RAFT_VOTER, member_change_done, m);
+    if (rv == FL_EEXIST) {
+        member_change_done(m, FL_OK);
+        return;
+    }
+    if (rv != FL_OK) {
+        member_change_done(m, rv);
+    }
+}
+
+void node__members_transfer(struct node_server *s, struct http_request *req, char **args)
+{
+    static const char *const allowed[] = {"id", NULL};
+    struct member_op *m;
+    uint64_t id = 0;
+    int rv;
+    if (req->body_len > 0) {
+        json_t *body = node__body_object(req, allowed);
+        json_t *jid;
+        if (body == NULL) {
+            return;
+        }
+        jid = json_object_get(body, "id");
+        if (jid != NULL && (!json_is_integer(jid) || json_integer_value(jid) < 0)) {
+            json_decref(body);
+            node__respond_err(req, FL_EINVAL, "\"id\" must be a server id");
+            return;
+        }
+        id = jid ? (uint64_t)json_integer_value(jid) : 0;
+        json_decref(body);
+    }
+    m = fl_calloc(1, sizeof *m);
+    if (m == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return;
+    }
+    m->s = s;
+    m->req = req;
+    m->id = id;
+    rv = rg_repl_transfer(s->repl, id, member_change_done, m);
+    if (rv != FL_OK) {
+        member_change_done(m, rv);
+    }
+}

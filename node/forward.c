@@ -1,0 +1,120 @@
+/* Forwarding to the leader.
+ *
+ * A follower relays writes (and linearizable reads) to the leader's API and
+ * copies the answer back, so clients may talk to any server. The leader's API
+ * address comes from the replicated nodes table (each server records its own
+ * addresses, see server.c). A forwarded request carries X-Flotilla-Forwarded;
+ * a server that receives one but is not the leader answers 503 instead of
+ * forwarding again, so a stale view can never make requests loop. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "node/http_client.h"
+#include "node/node_int.h"
+
+int node__leader_api(struct node_server *s, char *out, size_t outlen)
+{
+    struct rg_status st;
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    int found = 0;
+
+    rg_repl_status(s->repl, &st);
+    if (st.leader_id == 0 || store_begin(s->store, 0, &t) != FL_OK) {
+        return 0;
+    }
+    if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) == FL_OK) {
+        while (!found && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            struct store_node n;
+            if (store_node_decode(v, vl, &n) == FL_OK && n.kind == STORE_NODE_SERVER &&
+                n.raft_id == st.leader_id && n.api_addr[0] != '\0') {
+                snprintf(out, outlen, "%s", n.api_addr);
+                found = 1;
+            }
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    return found;
+}
+
+struct fwd {
+    struct node_server *s;
+    struct http_request *req;
+};
+
+static void forward_cb(void *data, int err, int status, const char *content_type,
+                       const uint8_t *body, size_t len)
+{
+    struct fwd *f = data;
+    if (err != FL_OK) {
+        f->s->n_forward_errors++;
+        node__respond_err(f->req, FL_ENOLEADER, "forwarding to the leader failed: %s; retry",
+                          fl_strerror(err));
+    } else {
+        http_respond(f->req, status, content_type, body, len);
+    }
+    fl_free(f);
+}
+
+void node__forward(struct node_server *s, struct http_request *req)
+{
+    char leader[STORE_NODE_ADDR_MAX];
+    char path[8192];
+    char headers[256];
+    struct fwd *f;
+    const char *ct = http_request_header(req, "Content-Type");
+    int rv;
+
+    if (!node__leader_api(s, leader, sizeof leader)) {
+        node__respond_err(req, FL_ENOLEADER, "no leader is known yet; retry");
+        return;
+    }
+    if ((size_t)snprintf(path, sizeof path, "%s%s%s", req->path, req->query[0] ? "?" : "",
+                         req->query) >= sizeof path) {
+        node__respond_err(req, FL_ETOOBIG, "request path too long to forward");
+        return;
+    }
+    /* The path was percent-decoded; re-encode what would break the request
+     * line. */
+    {
+        char enc[8192 * 3];
+        size_t o = 0;
+        for (const char *p = path; *p && o + 4 < sizeof enc; p++) {
+            unsigned char ch = (unsigned char)*p;
+            if (ch <= 0x20 || ch >= 0x7f || ch == '%' || ch == '#') {
+                if (p >= path + strlen(req->path)) {
+                    enc[o++] = (char)ch; /* query is still raw */
+                    continue;
+                }
+                o += (size_t)snprintf(enc + o, sizeof enc - o, "%%%02X", ch);
+            } else {
+                enc[o++] = (char)ch;
+            }
+        }
+        enc[o] = '\0';
+        snprintf(headers, sizeof headers, "X-Flotilla-Forwarded: %llu\r\n%s%s%s",
+                 (unsigned long long)s->cfg.id, ct ? "Content-Type: " : "", ct ? ct : "",
+                 ct ? "\r\n" : "");
+        f = fl_malloc(sizeof *f);
+        if (f == NULL) {
+            node__respond_err(req, FL_ENOMEM, "out of memory");
+            return;
+        }
+        f->s = s;
+        f->req = req;
+        s->n_forwarded++;
+        rv = http_client_request(s->loop, leader, http_method_str((enum http_method)req->method),
+                                 enc, headers, req->body, req->body_len, 10000, forward_cb, f);
+    }
+    if (rv != FL_OK) {
+        fl_free(f);
+        node__respond_err(req, FL_ENOLEADER, "forwarding to the leader failed: %s; retry",
+                          fl_strerror(rv));
+    }
+}

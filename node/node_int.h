@@ -1,0 +1,96 @@
+/* Private to node/: the server object shared by its files. */
+#ifndef FL_NODE_INT_H
+#define FL_NODE_INT_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "node/http_server.h"
+#include "node/server.h"
+#include "raft/rg_repl.h"
+#include "store/store.h"
+
+struct node_server {
+    struct node_config cfg;
+    uv_loop_t *loop;
+    struct store *store;
+    struct rg_repl *repl;
+    struct http_server *http;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t tick; /* join retries and self-registration */
+    int stopping;
+    int exit_status;
+    int joined;          /* the join request was accepted */
+    int join_inflight;
+    int register_inflight;
+    uint64_t started_ms;
+    uint64_t n_forwarded;
+    uint64_t n_forward_errors;
+    char errmsg[256];
+};
+
+/* Route flags (node/api.c): how a route is served on a follower. */
+enum {
+    ROUTE_LOCAL = 0, /* served by whichever server receives it */
+    ROUTE_READ = 1,  /* linearizable read: leader after a barrier; ?stale = local */
+    ROUTE_WRITE = 2, /* forwarded to the leader */
+};
+
+typedef void (*route_fn)(struct node_server *s, struct http_request *req, char **args);
+
+struct route {
+    int method;          /* HTTP_GET, ... */
+    const char *pattern; /* e.g. a trailing star or {} segments */
+    int kind;            /* ROUTE_* */
+    route_fn fn;
+    const char *summary;
+};
+
+extern const struct route node_routes[];
+extern const unsigned node_n_routes;
+
+/* api.c */
+void node__api_handle(void *data, struct http_request *req);
+void node__respond_err(struct http_request *req, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int node__http_status(int err);
+/* Parse the body as a JSON object whose keys are all in `allowed` (a NULL
+ * terminated list). On failure responds 400 and returns NULL. */
+json_t *node__body_object(struct http_request *req, const char *const *allowed);
+int node__is_stale(const struct http_request *req);
+/* Submit a command; `done` gets the result. Handles not-leader by forwarding
+ * when the request was not forwarded already. */
+typedef void (*node_done_fn)(struct node_server *s, struct http_request *req, int err,
+                             const struct rg_result *res);
+void node__submit(struct node_server *s, struct http_request *req, const struct rg_cmd *cmd,
+                  node_done_fn done);
+
+/* forward.c */
+void node__forward(struct node_server *s, struct http_request *req);
+/* API address of the current leader, from the nodes table; 0 if unknown. */
+int node__leader_api(struct node_server *s, char *out, size_t outlen);
+
+/* api_kv.c, api_cluster.c */
+void node__kv_get(struct node_server *s, struct http_request *req, char **args);
+void node__kv_list(struct node_server *s, struct http_request *req, char **args);
+void node__kv_put(struct node_server *s, struct http_request *req, char **args);
+void node__kv_delete(struct node_server *s, struct http_request *req, char **args);
+void node__status(struct node_server *s, struct http_request *req, char **args);
+void node__health(struct node_server *s, struct http_request *req, char **args);
+void node__nodes_list(struct node_server *s, struct http_request *req, char **args);
+void node__nodes_get(struct node_server *s, struct http_request *req, char **args);
+void node__nodes_cap(struct node_server *s, struct http_request *req, char **args);
+void node__nodes_drain(struct node_server *s, struct http_request *req, char **args);
+void node__nodes_undrain(struct node_server *s, struct http_request *req, char **args);
+void node__members_list(struct node_server *s, struct http_request *req, char **args);
+void node__members_add(struct node_server *s, struct http_request *req, char **args);
+void node__members_remove(struct node_server *s, struct http_request *req, char **args);
+void node__members_promote(struct node_server *s, struct http_request *req, char **args);
+void node__members_transfer(struct node_server *s, struct http_request *req, char **args);
+void node__register(struct node_server *s, struct http_request *req, char **args);
+void node__routes(struct node_server *s, struct http_request *req, char **args);
+
+/* server.c */
+json_t *node__node_json(const struct store_node *n);
+
+#endif

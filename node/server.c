@@ -1,0 +1,363 @@
+/* The server daemon: lifecycle, joining, and recording this server's
+ * addresses in the replicated nodes table. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "node/http_client.h"
+#include "node/node_int.h"
+
+void node_config_defaults(struct node_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->join_role = RAFT_VOTER;
+    c->store_size = (size_t)1 << 30;
+    c->max_body = 1024 * 1024;
+    c->node_cap = 4;
+}
+
+/* ---- keeping our row in the nodes table right ------------------------------ */
+
+static int own_row_ok(struct node_server *s)
+{
+    struct store_txn *t;
+    struct store_node n;
+    int ok = 0;
+    if (store_begin(s->store, 0, &t) != FL_OK) {
+        return 0;
+    }
+    if (store_node_get(t, s->cfg.name, &n) == FL_OK) {
+        ok = n.kind == STORE_NODE_SERVER && n.raft_id == s->cfg.id &&
+             strcmp(n.raft_addr, s->cfg.raft_addr) == 0 &&
+             strcmp(n.api_addr, s->cfg.api_addr) == 0;
+    }
+    store_abort(t);
+    return ok;
+}
+
+static void fill_register(struct node_server *s, struct rg_cmd *cmd)
+{
+    memset(cmd, 0, sizeof *cmd);
+    cmd->type = RG_CMD_NODE_REGISTER;
+    cmd->u.node.id = s->cfg.name;
+    cmd->u.node.idlen = strlen(s->cfg.name);
+    cmd->u.node.raft_id = s->cfg.id;
+    cmd->u.node.raft_addr = s->cfg.raft_addr;
+    cmd->u.node.raft_addr_len = strlen(s->cfg.raft_addr);
+    cmd->u.node.api_addr = s->cfg.api_addr;
+    cmd->u.node.api_addr_len = strlen(s->cfg.api_addr);
+    cmd->u.node.kind = STORE_NODE_SERVER;
+    cmd->u.node.cap = s->cfg.node_cap;
+}
+
+static void register_local_cb(void *data, int err, const struct rg_result *res)
+{
+    struct node_server *s = data;
+    s->register_inflight = 0;
+    if (err != FL_OK) {
+        FL_WARN("recording this server in the nodes table: %s", fl_strerror(err));
+    }
+}
+
+static void register_remote_cb(void *data, int err, int status, const char *ct,
+                               const uint8_t *body, size_t len)
+{
+    struct node_server *s = data;
+    s->register_inflight = 0;
+    if (err != FL_OK || status != 200) {
+        FL_DEBUG("registering with the leader: %s %d", fl_strerror(err), status);
+    }
+}
+
+static char *member_json(struct node_server *s, const char *role)
+{
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)s->cfg.id, "raft_addr",
+                          s->cfg.raft_addr, "api_addr", s->cfg.api_addr, "name", s->cfg.name);
+    char *text;
+    if (role != NULL) {
+        json_object_set_new(o, "role", json_string(role));
+    }
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static void ensure_registered(struct node_server *s, const struct rg_status *st)
+{
+    char leader[STORE_NODE_ADDR_MAX];
+    if (s->register_inflight || own_row_ok(s)) {
+        return;
+    }
+    if (st->state == RAFT_LEADER) {
+        struct rg_cmd cmd;
+        if (!st->ready) {
+            return;
+        }
+        fill_register(s, &cmd);
+        if (rg_repl_submit(s->repl, &cmd, register_local_cb, s, NULL) == FL_OK) {
+            s->register_inflight = 1;
+        }
+        return;
+    }
+    if (node__leader_api(s, leader, sizeof leader)) {
+        char *body = member_json(s, NULL);
+        if (body != NULL &&
+            http_client_request(s->loop, leader, "POST", "/v1/internal/register",
+                                "Content-Type: application/json\r\n", body, strlen(body), 5000,
+                                register_remote_cb, s) == FL_OK) {
+            s->register_inflight = 1;
+        }
+        free(body);
+    }
+}
+
+/* ---- joining ----------------------------------------------------------------- */
+
+static void join_cb(void *data, int err, int status, const char *ct, const uint8_t *body,
+                    size_t len)
+{
+    struct node_server *s = data;
+    s->join_inflight = 0;
+    if (err == FL_OK && status == 200) {
+        FL_INFO("joined the cluster through %s", s->cfg.join);
+        s->joined = 1;
+        return;
+    }
+    if (err != FL_OK) {
+        FL_WARN("join through %s: %s; retrying", s->cfg.join, fl_strerror(err));
+    } else {
+        FL_WARN("join through %s: HTTP %d %.*s; retrying", s->cfg.join, status,
+                (int)(len > 300 ? 300 : len), (const char *)body);
+    }
+}
+
+static void try_join(struct node_server *s)
+{
+    char *body;
+    if (s->join_inflight || s->joined) {
+        return;
+    }
+    body = member_json(s, s->cfg.join_role == RAFT_STANDBY ? "standby" : "voter");
+    if (body == NULL) {
+        return;
+    }
+    if (http_client_request(s->loop, s->cfg.join, "POST", "/v1/members",
+                            "Content-Type: application/json\r\n", body, strlen(body), 120000,
+                            join_cb, s) == FL_OK) {
+        s->join_inflight = 1;
+    }
+    free(body);
+}
+
+static void cluster_id_cb(void *data, int err, const struct rg_result *res)
+{
+    (void)data;
+    if (err == FL_OK && res->err == FL_OK) {
+        FL_INFO("cluster id recorded");
+    }
+}
+
+/* The leader names the cluster once; META_INIT keeps the first name. */
+static void on_leader(void *data)
+{
+    struct node_server *s = data;
+    struct store_txn *t;
+    char cur[128];
+    int have = 0;
+    if (store_begin(s->store, 0, &t) == FL_OK) {
+        have = store_meta_get(t, "cluster_id", cur, sizeof cur) == FL_OK;
+        store_abort(t);
+    }
+    if (!have) {
+        uint8_t rnd[16];
+        char hex[33];
+        struct rg_cmd cmd;
+        randombytes_buf(rnd, sizeof rnd);
+        sodium_bin2hex(hex, sizeof hex, rnd, sizeof rnd);
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = RG_CMD_META_INIT;
+        cmd.u.meta.name = "cluster_id";
+        cmd.u.meta.nlen = strlen("cluster_id");
+        cmd.u.meta.value = hex;
+        cmd.u.meta.vlen = strlen(hex);
+        rg_repl_submit(s->repl, &cmd, cluster_id_cb, s, NULL);
+    }
+}
+
+static void tick_cb(uv_timer_t *h)
+{
+    struct node_server *s = h->data;
+    struct rg_status st;
+    if (s->stopping) {
+        return;
+    }
+    rg_repl_status(s->repl, &st);
+    if (!st.in_cluster && s->cfg.join[0] != '\0') {
+        try_join(s);
+    }
+    if (st.in_cluster && st.leader_id != 0) {
+        ensure_registered(s, &st);
+    }
+}
+
+/* ---- lifecycle --------------------------------------------------------------- */
+
+static void closed_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void repl_closed(void *data)
+{
+    struct node_server *s = data;
+    s->repl = NULL;
+    uv_close((uv_handle_t *)&s->tick, closed_cb);
+    uv_close((uv_handle_t *)&s->sigint, closed_cb);
+    uv_close((uv_handle_t *)&s->sigterm, closed_cb);
+}
+
+static void http_stopped(void *data)
+{
+    struct node_server *s = data;
+    s->http = NULL;
+    rg_repl_close(s->repl, repl_closed, s);
+}
+
+static void stop(struct node_server *s)
+{
+    if (s->stopping) {
+        FL_WARN("second signal: exiting now");
+        exit(1);
+    }
+    FL_INFO("shutting down");
+    s->stopping = 1;
+    uv_timer_stop(&s->tick);
+    if (s->http != NULL) {
+        http_server_stop(s->http, http_stopped, s);
+    } else {
+        http_stopped(s);
+    }
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    stop(h->data);
+}
+
+static int mkdir_one(const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        return -1;
+    }
+    return 0;
+}
+
+int node_server_run(const struct node_config *cfg)
+{
+    struct node_server *s;
+    struct store_options so = {0};
+    struct rg_repl_options ro = {0};
+    struct http_limits lim = {0};
+    char path[4200];
+    char err[FL_ERRMSG_SIZE];
+    int rv, status = 1;
+
+    signal(SIGPIPE, SIG_IGN); /* raft-notes §0.2 */
+    if (sodium_init() < 0) {
+        fprintf(stderr, "flotilla: libsodium failed to initialise\n");
+        return 1;
+    }
+    s = fl_calloc(1, sizeof *s);
+    if (s == NULL) {
+        return 1;
+    }
+    s->cfg = *cfg;
+    if (s->cfg.name[0] == '\0') {
+        snprintf(s->cfg.name, sizeof s->cfg.name, "server-%llu", (unsigned long long)cfg->id);
+    }
+    fl_log_init(s->cfg.name);
+    s->loop = uv_default_loop();
+    s->started_ms = fl_wall_ms();
+
+    if (mkdir_one(s->cfg.data_dir) != 0) {
+        fprintf(stderr, "flotilla: cannot create %s: %s\n", s->cfg.data_dir, strerror(errno));
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/store", s->cfg.data_dir);
+    so.map_size = s->cfg.store_size;
+    rv = store_open(path, &so, &s->store, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: opening the store in %s: %s\n", path, err);
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/raft", s->cfg.data_dir);
+    ro.id = s->cfg.id;
+    ro.raft_addr = s->cfg.raft_addr;
+    ro.dir = path;
+    ro.snapshot_threshold = s->cfg.snapshot_threshold;
+    ro.snapshot_trailing = s->cfg.snapshot_trailing;
+    rv = rg_repl_create(s->loop, s->store, &ro, &s->repl, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: %s\n", err);
+        goto out_store;
+    }
+    if (s->cfg.bootstrap) {
+        rv = rg_repl_bootstrap(s->repl, s->cfg.peers, s->cfg.n_peers, err);
+        if (rv == FL_EEXIST) {
+            FL_INFO("already bootstrapped; starting from the existing state");
+        } else if (rv != FL_OK) {
+            fprintf(stderr, "flotilla: %s\n", err);
+            goto out_repl;
+        }
+    }
+    rg_repl_on_leader(s->repl, on_leader, s);
+    rv = rg_repl_start(s->repl, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: %s\n", err);
+        goto out_repl;
+    }
+    lim.max_body = s->cfg.max_body;
+    rv = http_server_start(s->loop, s->cfg.api_addr, &lim, node__api_handle, s, &s->http, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: API on %s: %s\n", s->cfg.api_addr, err);
+        s->stopping = 1;
+        rg_repl_close(s->repl, NULL, NULL);
+        s->repl = NULL;
+        uv_run(s->loop, UV_RUN_DEFAULT);
+        goto out_store;
+    }
+    uv_timer_init(s->loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, tick_cb, 200, 500);
+    uv_signal_init(s->loop, &s->sigint);
+    uv_signal_init(s->loop, &s->sigterm);
+    s->sigint.data = s;
+    s->sigterm.data = s;
+    uv_signal_start(&s->sigint, signal_cb, SIGINT);
+    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    FL_INFO("server %llu: API http://%s, Raft %s, data %s", (unsigned long long)s->cfg.id,
+            s->cfg.api_addr, s->cfg.raft_addr, s->cfg.data_dir);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    status = 0;
+    FL_INFO("stopped");
+    goto out_store;
+out_repl:
+    s->stopping = 1;
+    rg_repl_close(s->repl, NULL, NULL);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+out_store:
+    store_close(s->store);
+out:
+    uv_loop_close(s->loop);
+    fl_free(s);
+    return status;
+}

@@ -1,0 +1,40 @@
+/* node/ — the Flotilla server daemon.
+ *
+ * One libuv loop runs the Raft instance (raft/rg_repl), the store and the
+ * HTTP/JSON API. Writes sent to a follower are forwarded to the leader; reads
+ * are linearizable (a barrier on the leader) unless the client asks ?stale.
+ * A new server joins with --join, which asks an existing server to add it. */
+#ifndef FL_NODE_SERVER_H
+#define FL_NODE_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft/rg_repl.h"
+
+#define NODE_MAX_PEERS 16
+
+struct node_config {
+    uint64_t id;          /* Raft id (> 0) */
+    char name[64];        /* node name in the nodes table; default "server-<id>" */
+    char data_dir[4096];  /* DATA/store (LMDB) and DATA/raft (log) */
+    char raft_addr[128];  /* host:port for Raft */
+    char api_addr[128];   /* host:port for the HTTP API */
+    int bootstrap;        /* bootstrap a new cluster with `peers` */
+    unsigned n_peers;
+    struct rg_peer peers[NODE_MAX_PEERS];
+    char join[128];       /* API address of a server of the cluster to join */
+    int join_role;        /* RAFT_VOTER or RAFT_STANDBY */
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    size_t store_size;    /* LMDB map size in bytes */
+    size_t max_body;      /* HTTP request body limit */
+    unsigned node_cap;    /* running-unit cap recorded for this server's node */
+};
+
+void node_config_defaults(struct node_config *c);
+
+/* Run a server until SIGINT/SIGTERM. Returns a process exit status. */
+int node_server_run(const struct node_config *c);
+
+#endif

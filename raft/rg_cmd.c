@@ -1,0 +1,410 @@
+#include "raft/rg_cmd.h"
+
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/mpcheck.h"
+
+static const char *type_names[] = {
+    "unknown", "kv_put", "kv_del", "node_register", "node_cap", "node_drain", "node_remove",
+    "meta_init",
+};
+
+const char *rg_cmd_type_name(int type)
+{
+    if (type <= 0 || type >= RG_CMD__MAX) {
+        return "unknown";
+    }
+    return type_names[type];
+}
+
+/* ---- validation ------------------------------------------------------ */
+
+static int valid_name(const char *s, size_t n, size_t max)
+{
+    if (n == 0 || n >= max) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch == 0x7f || ch == '/') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
+{
+    switch (c->type) {
+    case RG_CMD_KV_PUT:
+        if (c->u.kv.vlen > STORE_KV_MAX_VALUE) {
+            return fl_errf(errmsg, FL_ETOOBIG, "value is %zu bytes; the limit is %d", c->u.kv.vlen,
+                           STORE_KV_MAX_VALUE);
+        }
+        /* fall through */
+    case RG_CMD_KV_DEL:
+        if (c->u.kv.klen == 0) {
+            return fl_errf(errmsg, FL_EINVAL, "key is empty");
+        }
+        if (c->u.kv.klen > STORE_KV_MAX_KEY) {
+            return fl_errf(errmsg, FL_ETOOBIG, "key is %zu bytes; the limit is %d", c->u.kv.klen,
+                           STORE_KV_MAX_KEY);
+        }
+        return FL_OK;
+    case RG_CMD_NODE_REGISTER:
+        if (c->u.node.raft_addr_len >= STORE_NODE_ADDR_MAX ||
+            c->u.node.api_addr_len >= STORE_NODE_ADDR_MAX) {
+            return fl_errf(errmsg, FL_ETOOBIG, "address too long");
+        }
+        if (c->u.node.kind != STORE_NODE_SERVER && c->u.node.kind != STORE_NODE_AGENT) {
+            return fl_errf(errmsg, FL_EINVAL, "unknown node kind %d", c->u.node.kind);
+        }
+        if (c->u.node.n_labels > STORE_NODE_LABELS) {
+            return fl_errf(errmsg, FL_ETOOBIG, "at most %d labels", STORE_NODE_LABELS);
+        }
+        for (unsigned i = 0; i < c->u.node.n_labels; i++) {
+            if (c->u.node.label_lens[i] >= STORE_NODE_LABEL_MAX ||
+                memchr(c->u.node.labels[i], '=', c->u.node.label_lens[i]) == NULL) {
+                return fl_errf(errmsg, FL_EINVAL, "label %u must be k=v, shorter than %d", i,
+                               STORE_NODE_LABEL_MAX);
+            }
+        }
+        /* fall through */
+    case RG_CMD_NODE_CAP:
+    case RG_CMD_NODE_DRAIN:
+    case RG_CMD_NODE_REMOVE:
+        if (!valid_name(c->u.node.id, c->u.node.idlen, STORE_NODE_ID_MAX)) {
+            return fl_errf(errmsg, FL_EINVAL,
+                           "node id must be 1-%d printable characters without '/' or spaces",
+                           STORE_NODE_ID_MAX - 1);
+        }
+        if (c->u.node.cap > 1000000) {
+            return fl_errf(errmsg, FL_EINVAL, "cap %u is absurd (limit 1000000)", c->u.node.cap);
+        }
+        return FL_OK;
+    case RG_CMD_META_INIT:
+        if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024) {
+            return fl_errf(errmsg, FL_EINVAL, "bad meta name or value");
+        }
+        return FL_OK;
+    default:
+        return fl_errf(errmsg, FL_EINVAL, "unknown command type %d", c->type);
+    }
+}
+
+/* ---- encoding -------------------------------------------------------- */
+
+void rg_writer_init(struct rg_entry_writer *w)
+{
+    msgpack_sbuffer_init(&w->body);
+    w->n_cmds = 0;
+}
+
+void rg_writer_close(struct rg_entry_writer *w)
+{
+    msgpack_sbuffer_destroy(&w->body);
+    w->n_cmds = 0;
+}
+
+size_t rg_writer_size(const struct rg_entry_writer *w)
+{
+    return w->body.size;
+}
+
+static int pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    return msgpack_pack_str_with_body(pk, s == NULL ? "" : s, s == NULL ? 0 : n);
+}
+
+int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
+{
+    msgpack_packer pk;
+    int rv = 0;
+    msgpack_packer_init(&pk, &w->body, msgpack_sbuffer_write);
+    switch (c->type) {
+    case RG_CMD_KV_PUT:
+        rv |= msgpack_pack_array(&pk, 5);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.kv.key, c->u.kv.klen);
+        rv |= msgpack_pack_bin_with_body(&pk, c->u.kv.vlen ? (const void *)c->u.kv.value : "",
+                                         c->u.kv.vlen);
+        rv |= c->u.kv.has_cas ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        rv |= msgpack_pack_uint64(&pk, c->u.kv.cas);
+        break;
+    case RG_CMD_KV_DEL:
+        rv |= msgpack_pack_array(&pk, 4);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.kv.key, c->u.kv.klen);
+        rv |= c->u.kv.has_cas ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        rv |= msgpack_pack_uint64(&pk, c->u.kv.cas);
+        break;
+    case RG_CMD_NODE_REGISTER:
+        rv |= msgpack_pack_array(&pk, 8);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
+        rv |= msgpack_pack_uint64(&pk, c->u.node.raft_id);
+        rv |= pack_str(&pk, c->u.node.raft_addr, c->u.node.raft_addr_len);
+        rv |= pack_str(&pk, c->u.node.api_addr, c->u.node.api_addr_len);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->u.node.kind);
+        rv |= msgpack_pack_array(&pk, c->u.node.n_labels);
+        for (unsigned i = 0; i < c->u.node.n_labels; i++) {
+            rv |= pack_str(&pk, c->u.node.labels[i], c->u.node.label_lens[i]);
+        }
+        rv |= msgpack_pack_uint32(&pk, c->u.node.cap);
+        break;
+    case RG_CMD_NODE_CAP:
+        rv |= msgpack_pack_array(&pk, 3);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
+        rv |= msgpack_pack_uint32(&pk, c->u.node.cap);
+        break;
+    case RG_CMD_NODE_DRAIN:
+        rv |= msgpack_pack_array(&pk, 3);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
+        rv |= c->u.node.drain ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        break;
+    case RG_CMD_NODE_REMOVE:
+        rv |= msgpack_pack_array(&pk, 2);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
+        break;
+    case RG_CMD_META_INIT:
+        rv |= msgpack_pack_array(&pk, 3);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.meta.name, c->u.meta.nlen);
+        rv |= pack_str(&pk, c->u.meta.value, c->u.meta.vlen);
+        break;
+    default:
+        return FL_EINVAL;
+    }
+    if (rv != 0) {
+        return FL_ENOMEM;
+    }
+    w->n_cmds++;
+    return FL_OK;
+}
+
+int rg_writer_finish(struct rg_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
+                     uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len)
+{
+    msgpack_sbuffer head;
+    msgpack_packer pk;
+    size_t total, padded;
+    uint8_t *p;
+    int rv = 0;
+
+    msgpack_sbuffer_init(&head);
+    msgpack_packer_init(&pk, &head, msgpack_sbuffer_write);
+    rv |= msgpack_pack_array(&pk, 6);
+    rv |= msgpack_pack_uint8(&pk, RG_CMD_FORMAT);
+    rv |= msgpack_pack_uint64(&pk, origin);
+    rv |= msgpack_pack_uint64(&pk, seq);
+    rv |= msgpack_pack_uint64(&pk, term);
+    rv |= msgpack_pack_uint64(&pk, time_ms);
+    rv |= msgpack_pack_array(&pk, w->n_cmds);
+    if (rv != 0) {
+        msgpack_sbuffer_destroy(&head);
+        return FL_ENOMEM;
+    }
+    total = head.size + w->body.size;
+    padded = (total + 7) & ~(size_t)7;
+    p = alloc(padded);
+    if (p == NULL) {
+        msgpack_sbuffer_destroy(&head);
+        return FL_ENOMEM;
+    }
+    memcpy(p, head.data, head.size);
+    if (w->body.size > 0) {
+        memcpy(p + head.size, w->body.data, w->body.size);
+    }
+    memset(p + total, 0, padded - total);
+    msgpack_sbuffer_destroy(&head);
+    *out = p;
+    *len = padded;
+    return FL_OK;
+}
+
+/* ---- decoding -------------------------------------------------------- */
+
+static int get_u64(const msgpack_object *o, uint64_t *v)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        return 0;
+    }
+    *v = o->via.u64;
+    return 1;
+}
+
+static int get_bool(const msgpack_object *o, int *v)
+{
+    if (o->type != MSGPACK_OBJECT_BOOLEAN) {
+        return 0;
+    }
+    *v = o->via.boolean ? 1 : 0;
+    return 1;
+}
+
+static int get_str(const msgpack_object *o, const char **s, size_t *n)
+{
+    if (o->type != MSGPACK_OBJECT_STR) {
+        return 0;
+    }
+    *s = o->via.str.ptr;
+    *n = o->via.str.size;
+    return 1;
+}
+
+static int get_bin(const msgpack_object *o, const uint8_t **s, size_t *n)
+{
+    if (o->type != MSGPACK_OBJECT_BIN) {
+        return 0;
+    }
+    *s = (const uint8_t *)o->via.bin.ptr;
+    *n = o->via.bin.size;
+    return 1;
+}
+
+int rg_entry_open(struct rg_entry *e, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    const msgpack_object *a;
+    size_t used = 0, off = 0;
+    uint64_t format;
+
+    memset(e, 0, sizeof *e);
+    msgpack_unpacked_init(&e->unpacked);
+    if (len > RG_ENTRY_MAX_BYTES + 8) {
+        return FL_ETOOBIG;
+    }
+    if (fl_mpcheck(p, len, 8, &used) != FL_OK) {
+        return FL_EDECODE;
+    }
+    for (size_t i = used; i < len; i++) {
+        if (p[i] != 0) {
+            return FL_EDECODE; /* only zero padding may follow */
+        }
+    }
+    if (msgpack_unpack_next(&e->unpacked, data, used, &off) != MSGPACK_UNPACK_SUCCESS) {
+        return FL_EDECODE;
+    }
+    if (e->unpacked.data.type != MSGPACK_OBJECT_ARRAY || e->unpacked.data.via.array.size < 6) {
+        return FL_EDECODE;
+    }
+    a = e->unpacked.data.via.array.ptr;
+    if (!get_u64(&a[0], &format)) {
+        return FL_EDECODE;
+    }
+    if (format != RG_CMD_FORMAT) {
+        return FL_EVERSION;
+    }
+    if (!get_u64(&a[1], &e->origin) || !get_u64(&a[2], &e->seq) || !get_u64(&a[3], &e->term) ||
+        !get_u64(&a[4], &e->time_ms) || a[5].type != MSGPACK_OBJECT_ARRAY ||
+        a[5].via.array.size > RG_ENTRY_MAX_CMDS) {
+        return FL_EDECODE;
+    }
+    e->format = (int)format;
+    e->n_cmds = a[5].via.array.size;
+    e->cmds = a[5].via.array.ptr;
+    return FL_OK;
+}
+
+void rg_entry_close(struct rg_entry *e)
+{
+    msgpack_unpacked_destroy(&e->unpacked);
+    e->cmds = NULL;
+    e->n_cmds = 0;
+}
+
+static int decode_node(const msgpack_object *f, uint32_t n, int type, struct rg_cmd *c)
+{
+    uint64_t v;
+    if (n < 2 || !get_str(&f[1], &c->u.node.id, &c->u.node.idlen)) {
+        return FL_EDECODE;
+    }
+    switch (type) {
+    case RG_CMD_NODE_REGISTER:
+        if (n < 8 || !get_u64(&f[2], &c->u.node.raft_id) ||
+            !get_str(&f[3], &c->u.node.raft_addr, &c->u.node.raft_addr_len) ||
+            !get_str(&f[4], &c->u.node.api_addr, &c->u.node.api_addr_len) || !get_u64(&f[5], &v) ||
+            v > 255 || f[6].type != MSGPACK_OBJECT_ARRAY ||
+            f[6].via.array.size > STORE_NODE_LABELS) {
+            return FL_EDECODE;
+        }
+        c->u.node.kind = (int)v;
+        c->u.node.n_labels = f[6].via.array.size;
+        for (unsigned i = 0; i < c->u.node.n_labels; i++) {
+            if (!get_str(&f[6].via.array.ptr[i], &c->u.node.labels[i],
+                         &c->u.node.label_lens[i])) {
+                return FL_EDECODE;
+            }
+        }
+        if (!get_u64(&f[7], &v) || v > UINT32_MAX) {
+            return FL_EDECODE;
+        }
+        c->u.node.cap = (uint32_t)v;
+        return FL_OK;
+    case RG_CMD_NODE_CAP:
+        if (n < 3 || !get_u64(&f[2], &v) || v > UINT32_MAX) {
+            return FL_EDECODE;
+        }
+        c->u.node.cap = (uint32_t)v;
+        return FL_OK;
+    case RG_CMD_NODE_DRAIN:
+        return n >= 3 && get_bool(&f[2], &c->u.node.drain) ? FL_OK : FL_EDECODE;
+    default:
+        return FL_OK;
+    }
+}
+
+int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
+{
+    const msgpack_object *o;
+    const msgpack_object *f;
+    uint32_t n;
+    uint64_t type;
+
+    memset(c, 0, sizeof *c);
+    if (i >= e->n_cmds) {
+        return FL_EINVAL;
+    }
+    o = &e->cmds[i];
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 1) {
+        return FL_EDECODE;
+    }
+    f = o->via.array.ptr;
+    n = o->via.array.size;
+    if (!get_u64(&f[0], &type)) {
+        return FL_EDECODE;
+    }
+    if (type == 0 || type >= RG_CMD__MAX) {
+        c->type = RG_CMD_UNKNOWN;
+        return FL_EVERSION;
+    }
+    c->type = (int)type;
+    switch (c->type) {
+    case RG_CMD_KV_PUT:
+        if (n < 5 || !get_str(&f[1], &c->u.kv.key, &c->u.kv.klen) ||
+            !get_bin(&f[2], &c->u.kv.value, &c->u.kv.vlen) || !get_bool(&f[3], &c->u.kv.has_cas) ||
+            !get_u64(&f[4], &c->u.kv.cas)) {
+            return FL_EDECODE;
+        }
+        return FL_OK;
+    case RG_CMD_KV_DEL:
+        if (n < 4 || !get_str(&f[1], &c->u.kv.key, &c->u.kv.klen) ||
+            !get_bool(&f[2], &c->u.kv.has_cas) || !get_u64(&f[3], &c->u.kv.cas)) {
+            return FL_EDECODE;
+        }
+        return FL_OK;
+    case RG_CMD_META_INIT:
+        if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||
+            !get_str(&f[2], &c->u.meta.value, &c->u.meta.vlen)) {
+            return FL_EDECODE;
+        }
+        return FL_OK;
+    default:
+        return decode_node(f, n, c->type, c);
+    }
+}

@@ -1,0 +1,125 @@
+/* raft/rg_cmd — the versioned msgpack codec of Raft log entries.
+ *
+ * One log entry carries a batch of commands from one leader (DESIGN.md,
+ * "Log entries are msgpack-encoded commands with a type and a format
+ * version. Many operations go into one entry"):
+ *
+ *   [ format(=1), origin server id, batch seq, term, time_ms, [cmd, ...] ]
+ *   followed by zero bytes up to a multiple of 8 (raft-notes §0.4).
+ *
+ * origin/seq let the leader that proposed the entry find the waiting client
+ * requests when the entry is applied; term and time_ms are the leader's
+ * stamp, the only clock the state machine ever sees. Each command is an
+ * array whose first element is its type; new types and new trailing fields
+ * may be added, so the decoder ignores nothing silently: unknown types decode
+ * as RG_CMD_UNKNOWN and apply as a no-op with an FL_EVERSION result.
+ *
+ * The decoder is total: any byte string decodes or returns FL_EDECODE /
+ * FL_EVERSION / FL_ETOOBIG; it never reads out of bounds. */
+#ifndef FL_RAFT_RG_CMD_H
+#define FL_RAFT_RG_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "common/buf.h"
+#include "store/store.h"
+
+#define RG_CMD_FORMAT      1
+#define RG_ENTRY_MAX_BYTES (8u * 1024 * 1024)
+#define RG_ENTRY_MAX_CMDS  8192
+
+enum rg_cmd_type {
+    RG_CMD_UNKNOWN = 0,
+    RG_CMD_KV_PUT = 1,
+    RG_CMD_KV_DEL = 2,
+    RG_CMD_NODE_REGISTER = 3, /* create, or update addresses and labels */
+    RG_CMD_NODE_CAP = 4,
+    RG_CMD_NODE_DRAIN = 5,
+    RG_CMD_NODE_REMOVE = 6,
+    RG_CMD_META_INIT = 7, /* set a meta value if it is not set yet */
+    RG_CMD__MAX
+};
+
+const char *rg_cmd_type_name(int type);
+
+/* A decoded command. Byte pointers point into the decoder's memory (valid
+ * until rg_entry_close) or, when encoding, into the caller's. */
+struct rg_cmd {
+    int type;
+    union {
+        struct {
+            const char *key;
+            size_t klen;
+            const uint8_t *value; /* KV_PUT only */
+            size_t vlen;
+            int has_cas;          /* compare-and-set on the key's version */
+            uint64_t cas;         /* 0 = the key must not exist */
+        } kv;
+        struct {
+            const char *id;
+            size_t idlen;
+            uint64_t raft_id;
+            const char *raft_addr;
+            size_t raft_addr_len;
+            const char *api_addr;
+            size_t api_addr_len;
+            int kind;
+            unsigned n_labels;
+            const char *labels[STORE_NODE_LABELS];
+            size_t label_lens[STORE_NODE_LABELS];
+            uint32_t cap;      /* NODE_REGISTER (initial cap), NODE_CAP */
+            int drain;         /* NODE_DRAIN */
+        } node;
+        struct {
+            const char *name;
+            size_t nlen;
+            const char *value;
+            size_t vlen;
+        } meta;
+    } u;
+};
+
+/* Validate a command before it is proposed (sizes, required fields): the
+ * leader refuses bad commands instead of logging them. FL_EINVAL/FL_ETOOBIG
+ * with the reason in errmsg. */
+int rg_cmd_validate(const struct rg_cmd *c, char *errmsg);
+
+/* ---- encoding: the leader builds one entry per batch ---------------- */
+
+struct rg_entry_writer {
+    msgpack_sbuffer body; /* encoded commands */
+    unsigned n_cmds;
+};
+void rg_writer_init(struct rg_entry_writer *w);
+void rg_writer_close(struct rg_entry_writer *w);
+/* Append one command. FL_ENOMEM on allocation failure. */
+int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c);
+size_t rg_writer_size(const struct rg_entry_writer *w);
+/* Produce the padded entry in a buffer from `alloc` (raft_malloc for
+ * raft_apply). *len is a multiple of 8. */
+int rg_writer_finish(struct rg_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
+                     uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len);
+
+/* ---- decoding ------------------------------------------------------- */
+
+struct rg_entry {
+    int format;
+    uint64_t origin;
+    uint64_t seq;
+    uint64_t term;
+    uint64_t time_ms;
+    unsigned n_cmds;
+    msgpack_unpacked unpacked; /* owns the decoded objects */
+    const msgpack_object *cmds;
+};
+
+/* Decode the header and check the framing; then rg_entry_cmd(i) decodes
+ * command i. Call rg_entry_close in every case after rg_entry_open. */
+int rg_entry_open(struct rg_entry *e, const void *data, size_t len);
+int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *out);
+void rg_entry_close(struct rg_entry *e);
+
+#endif

@@ -1,0 +1,376 @@
+#include "raft/rg_fsm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "raft/rg_cmd.h"
+
+static void default_fatal(const char *msg)
+{
+    FL_ERROR("FATAL: %s", msg);
+    exit(74); /* EX_IOERR: restart replays the entry from the Raft log */
+}
+
+void (*rg_fsm_fatal_hook)(const char *msg) = default_fatal;
+
+static void fatal(struct rg_fsm *f, const char *what, int err)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: %s (%s)%s", what, fl_strerror(err), store_errmsg(f->store),
+             err == FL_EMAPFULL ? "; restart with a larger --store-size" : "");
+    if (f->txn != NULL) {
+        store_abort(f->txn);
+        f->txn = NULL;
+    }
+    rg_fsm_fatal_hook(msg);
+}
+
+void rg_fsm_flush(struct rg_fsm *f)
+{
+    int rv;
+    if (f->txn == NULL) {
+        return;
+    }
+    rv = store_commit(f->txn);
+    f->txn = NULL;
+    f->txn_entries = 0;
+    if (rv != FL_OK) {
+        fatal(f, "committing applied entries to the store", rv);
+        return;
+    }
+    f->n_commits++;
+}
+
+/* ---- commands ------------------------------------------------------- */
+
+static int kv_put(struct store_txn *t, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                  struct rg_result *res)
+{
+    struct store_kv cur;
+    int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);
+    if (rv != FL_OK && rv != FL_ENOTFOUND) {
+        return rv;
+    }
+    if (c->u.kv.has_cas) {
+        int exists = rv == FL_OK;
+        if ((c->u.kv.cas == 0 && exists) ||
+            (c->u.kv.cas != 0 && (!exists || cur.version != c->u.kv.cas))) {
+            res->err = FL_ECONFLICT;
+            res->version = exists ? cur.version : 0;
+            return FL_OK;
+        }
+    }
+    rv = store_kv_put(t, c->u.kv.key, c->u.kv.klen, c->u.kv.value, c->u.kv.vlen, index, now);
+    if (rv != FL_OK) {
+        return rv;
+    }
+    res->version = index;
+    return FL_OK;
+}
+
+static int kv_del(struct store_txn *t, const struct rg_cmd *c, struct rg_result *res)
+{
+    struct store_kv cur;
+    int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);
+    if (rv == FL_ENOTFOUND) {
+        res->err = FL_ENOTFOUND;
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    if (c->u.kv.has_cas && cur.version != c->u.kv.cas) {
+        res->err = FL_ECONFLICT;
+        res->version = cur.version;
+        return FL_OK;
+    }
+    res->version = cur.version;
+    return store_kv_del(t, c->u.kv.key, c->u.kv.klen);
+}
+
+static void copy_str(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    memcpy(dst, s == NULL ? "" : s, s == NULL ? 0 : n);
+    dst[s == NULL ? 0 : n] = '\0';
+}
+
+static int node_register(struct store_txn *t, const struct rg_cmd *c, uint64_t index)
+{
+    struct store_node n;
+    char id[STORE_NODE_ID_MAX];
+    int rv;
+    copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
+    rv = store_node_get(t, id, &n);
+    if (rv == FL_ENOTFOUND) {
+        memset(&n, 0, sizeof n);
+        copy_str(n.id, sizeof n.id, c->u.node.id, c->u.node.idlen);
+        n.cap = c->u.node.cap;
+        n.created_index = index;
+    } else if (rv != FL_OK) {
+        return rv;
+    }
+    n.raft_id = c->u.node.raft_id;
+    copy_str(n.raft_addr, sizeof n.raft_addr, c->u.node.raft_addr, c->u.node.raft_addr_len);
+    copy_str(n.api_addr, sizeof n.api_addr, c->u.node.api_addr, c->u.node.api_addr_len);
+    n.kind = c->u.node.kind;
+    n.n_labels = c->u.node.n_labels;
+    for (unsigned i = 0; i < n.n_labels; i++) {
+        copy_str(n.labels[i], sizeof n.labels[i], c->u.node.labels[i], c->u.node.label_lens[i]);
+    }
+    n.updated_index = index;
+    return store_node_put(t, &n);
+}
+
+static int node_update(struct store_txn *t, const struct rg_cmd *c, uint64_t index,
+                       struct rg_result *res)
+{
+    struct store_node n;
+    char id[STORE_NODE_ID_MAX];
+    int rv;
+    copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
+    rv = store_node_get(t, id, &n);
+    if (rv == FL_ENOTFOUND) {
+        res->err = FL_ENOTFOUND;
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    switch (c->type) {
+    case RG_CMD_NODE_CAP:
+        n.cap = c->u.node.cap;
+        break;
+    case RG_CMD_NODE_DRAIN:
+        n.drain = c->u.node.drain;
+        break;
+    case RG_CMD_NODE_REMOVE:
+        return store_node_del(t, id);
+    }
+    n.updated_index = index;
+    return store_node_put(t, &n);
+}
+
+static int meta_init(struct store_txn *t, const struct rg_cmd *c, struct rg_result *res)
+{
+    char name[64], value[1025], cur[1025];
+    int rv;
+    copy_str(name, sizeof name, c->u.meta.name, c->u.meta.nlen);
+    copy_str(value, sizeof value, c->u.meta.value, c->u.meta.vlen);
+    rv = store_meta_get(t, name, cur, sizeof cur);
+    if (rv == FL_OK) {
+        res->err = FL_EEXIST;
+        return FL_OK;
+    }
+    if (rv != FL_ENOTFOUND) {
+        return rv;
+    }
+    return store_meta_put(t, name, value);
+}
+
+/* Execute one decoded command. Business outcomes go to res->err; the return
+ * value is a storage failure. */
+static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                   struct rg_result *res)
+{
+    char why[FL_ERRMSG_SIZE];
+    if (rg_cmd_validate(c, why) != FL_OK) {
+        res->err = FL_EINVAL; /* a leader validates first; this is a backstop */
+        return FL_OK;
+    }
+    switch (c->type) {
+    case RG_CMD_KV_PUT:
+        return kv_put(f->txn, c, index, now, res);
+    case RG_CMD_KV_DEL:
+        return kv_del(f->txn, c, res);
+    case RG_CMD_NODE_REGISTER:
+        return node_register(f->txn, c, index);
+    case RG_CMD_NODE_CAP:
+    case RG_CMD_NODE_DRAIN:
+    case RG_CMD_NODE_REMOVE:
+        return node_update(f->txn, c, index, res);
+    case RG_CMD_META_INIT:
+        return meta_init(f->txn, c, res);
+    default:
+        res->err = FL_EVERSION;
+        return FL_OK;
+    }
+}
+
+/* ---- raft_fsm callbacks --------------------------------------------- */
+
+static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
+{
+    struct rg_fsm *f = rf->data;
+    uint64_t index = raft_last_applied(f->raft) + 1;
+    struct rg_result stack[64];
+    struct rg_result *res = stack;
+    struct rg_entry e;
+    int rv;
+
+    *result = NULL;
+    if (index <= f->applied_index) {
+        f->n_skipped++; /* already in the store: replay after restart */
+        return 0;
+    }
+    if (f->txn == NULL) {
+        rv = store_begin(f->store, 1, &f->txn);
+        if (rv != FL_OK) {
+            fatal(f, "opening a store transaction", rv);
+            return 0;
+        }
+    }
+    rv = rg_entry_open(&e, buf->base, buf->len);
+    if (rv != FL_OK) {
+        /* Every replica sees the same bytes, so skipping is deterministic. */
+        FL_ERROR("entry %llu does not decode (%s); applied as a no-op",
+                 (unsigned long long)index, fl_strerror(rv));
+        f->n_bad++;
+        rg_entry_close(&e);
+        e.term = f->applied_term;
+        e.n_cmds = 0;
+        e.origin = 0;
+    }
+    if (e.n_cmds > sizeof stack / sizeof stack[0]) {
+        res = fl_calloc(e.n_cmds, sizeof *res);
+        if (res == NULL) {
+            fatal(f, "allocating command results", FL_ENOMEM);
+            return 0;
+        }
+    }
+    for (unsigned i = 0; i < e.n_cmds; i++) {
+        struct rg_cmd c;
+        res[i].err = FL_OK;
+        res[i].index = index;
+        res[i].version = 0;
+        rv = rg_entry_cmd(&e, i, &c);
+        if (rv != FL_OK) {
+            res[i].err = rv;
+            continue;
+        }
+        rv = execute(f, &c, index, e.time_ms, &res[i]);
+        if (rv != FL_OK) {
+            fatal(f, "applying a command", rv);
+            goto out;
+        }
+        f->n_cmds++;
+    }
+    rv = store_set_applied(f->txn, index, e.term);
+    if (rv != FL_OK) {
+        fatal(f, "recording the applied index", rv);
+        goto out;
+    }
+    f->applied_index = index;
+    f->applied_term = e.term;
+    f->time_ms = e.time_ms;
+    f->txn_entries++;
+    f->n_applied++;
+    /* The last entry of this run of commits: make it durable now. */
+    if (index >= raft_commit_index(f->raft) || f->txn_entries >= 1024) {
+        rg_fsm_flush(f);
+    }
+    if (e.origin == f->self_id && e.origin != 0 && f->results_cb != NULL) {
+        f->results_cb(f->results_data, e.seq, e.term, index, res, e.n_cmds);
+    }
+out:
+    if (res != stack) {
+        fl_free(res);
+    }
+    rg_entry_close(&e);
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct rg_fsm *f = rf->data;
+    struct fl_buf out;
+    uint64_t index, term;
+    int rv;
+
+    rg_fsm_flush(f);
+    fl_buf_init(&out);
+    rv = store_dump(f->store, &out, &index, &term);
+    if (rv != FL_OK) {
+        FL_ERROR("snapshot: %s (%s)", fl_strerror(rv), store_errmsg(f->store));
+        fl_buf_close(&out);
+        return RAFT_NOMEM; /* raft skips this snapshot and tries later */
+    }
+    *bufs = fl_malloc(sizeof **bufs);
+    if (*bufs == NULL) {
+        fl_buf_close(&out);
+        return RAFT_NOMEM;
+    }
+    (*bufs)[0].base = fl_buf_steal(&out, &(*bufs)[0].len);
+    *n_bufs = 1;
+    f->n_snapshots++;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *rf, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs)
+{
+    if (*bufs != NULL) {
+        for (unsigned i = 0; i < *n_bufs; i++) {
+            fl_free((*bufs)[i].base);
+        }
+        fl_free(*bufs);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
+{
+    struct rg_fsm *f = rf->data;
+    int loaded = 0;
+    int rv;
+
+    rg_fsm_flush(f);
+    rv = store_load(f->store, buf->base, buf->len, &loaded);
+    if (rv != FL_OK) {
+        /* raft frees buf when restore fails inside raft_start; during an
+         * install the node would silently stop applying: stop instead. */
+        fatal(f, "restoring a snapshot", rv);
+        return RAFT_CORRUPT;
+    }
+    raft_free(buf->base);
+    if (loaded) {
+        f->n_restores++;
+    } else {
+        f->n_restores_skipped++;
+    }
+    store_applied(f->store, &f->applied_index, &f->applied_term);
+    return 0;
+}
+
+int rg_fsm_init(struct rg_fsm *f, struct store *s, uint64_t self_id)
+{
+    memset(f, 0, sizeof *f);
+    f->store = s;
+    f->self_id = self_id;
+    f->fsm.version = 2;
+    f->fsm.data = f;
+    f->fsm.apply = fsm_apply;
+    f->fsm.snapshot = fsm_snapshot;
+    f->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    f->fsm.restore = fsm_restore;
+    return store_applied(s, &f->applied_index, &f->applied_term);
+}
+
+void rg_fsm_set_raft(struct rg_fsm *f, struct raft *r)
+{
+    f->raft = r;
+}
+
+void rg_fsm_close(struct rg_fsm *f)
+{
+    rg_fsm_flush(f);
+    f->store = NULL;
+}

@@ -1,0 +1,74 @@
+/* raft/rg_fsm — the state machine adapter: Raft log entries -> the store.
+ *
+ * Contract with the Raft library (raft-notes §4): apply always returns 0;
+ * business outcomes ("version conflict", "no such node") are per-command
+ * results, identical on every replica; a real storage failure while applying
+ * stops the process with a clear message (replay redoes the entry on restart).
+ *
+ * Exactly once (DESIGN.md "Guarantees"): an entry at or below the store's
+ * applied index is skipped; otherwise its commands and the new applied
+ * {index, term} go into the same LMDB write transaction. One transaction
+ * covers a run of applied entries: it is committed when the entry at the
+ * commit index has been applied, and before anything observes the store
+ * (rg_fsm_flush: apply and barrier callbacks, reads, snapshots, restore).
+ *
+ * Snapshots are logical dumps (store_dump); restore never rolls the store
+ * back (store_load skips a snapshot at or below the applied index). */
+#ifndef FL_RAFT_RG_FSM_H
+#define FL_RAFT_RG_FSM_H
+
+#include <stdint.h>
+
+#include <raft.h>
+
+#include "store/store.h"
+
+/* The outcome of one command. */
+struct rg_result {
+    int err;          /* FL_OK or a business error (FL_ECONFLICT, FL_ENOTFOUND, ...) */
+    uint64_t index;   /* Raft index of the entry */
+    uint64_t version; /* KV_PUT: the key's new version */
+};
+
+/* Called on the server that proposed an entry (origin == own id) when the
+ * entry has been applied: results[i] belongs to the entry's command i. */
+typedef void (*rg_fsm_results_cb)(void *data, uint64_t seq, uint64_t term, uint64_t index,
+                                  const struct rg_result *results, unsigned n);
+
+struct rg_fsm {
+    struct raft_fsm fsm; /* handed to raft_init; fsm.data points back here */
+    struct store *store;
+    struct raft *raft;   /* for the index of the entry being applied */
+    uint64_t self_id;
+    struct store_txn *txn; /* open write transaction, or NULL */
+    uint64_t txn_entries;  /* entries in the open transaction */
+    uint64_t applied_index; /* including the open transaction */
+    uint64_t applied_term;
+    uint64_t time_ms;       /* leader stamp of the last applied entry */
+    rg_fsm_results_cb results_cb;
+    void *results_data;
+    /* Counters, exposed by GET /v1/status. */
+    uint64_t n_applied;        /* entries applied since start */
+    uint64_t n_skipped;        /* entries skipped as already in the store */
+    uint64_t n_cmds;           /* commands applied */
+    uint64_t n_bad;            /* entries that did not decode (applied as no-ops) */
+    uint64_t n_commits;        /* LMDB write transactions committed */
+    uint64_t n_snapshots;      /* snapshots taken */
+    uint64_t n_restores;       /* snapshots loaded */
+    uint64_t n_restores_skipped; /* snapshots older than the store, ignored */
+};
+
+/* Initialise over an open store. The raft pointer is set with
+ * rg_fsm_set_raft once raft_init has run. */
+int rg_fsm_init(struct rg_fsm *f, struct store *s, uint64_t self_id);
+void rg_fsm_set_raft(struct rg_fsm *f, struct raft *r);
+/* Commit the open write transaction, if any. A failure is fatal. */
+void rg_fsm_flush(struct rg_fsm *f);
+/* Flush and forget the store (the store itself is closed by its owner). */
+void rg_fsm_close(struct rg_fsm *f);
+
+/* Test hook: what a storage failure inside apply does. Default: log and
+ * exit(74). Tests may replace it. */
+extern void (*rg_fsm_fatal_hook)(const char *msg);
+
+#endif

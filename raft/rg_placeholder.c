@@ -1,2 +1,0 @@
-/* raft/ glue: see rg_*.h */
-extern int rg__placeholder; int rg__placeholder;

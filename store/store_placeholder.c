@@ -1,1 +1,0 @@
-extern int store__placeholder; int store__placeholder;

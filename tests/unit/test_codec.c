@@ -1,0 +1,242 @@
+/* The Raft command codec: round trips, framing, and a total decoder. */
+#include <raft.h>
+
+#include "check.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/mpcheck.h"
+#include "raft/rg_cmd.h"
+
+static void *plain_alloc(size_t n)
+{
+    return fl_malloc(n);
+}
+
+static void encode(const struct rg_cmd *cmds, unsigned n, void **out, size_t *len)
+{
+    struct rg_entry_writer w;
+    rg_writer_init(&w);
+    for (unsigned i = 0; i < n; i++) {
+        CHECK_OK(rg_writer_add(&w, &cmds[i]));
+    }
+    CHECK_OK(rg_writer_finish(&w, 7, 42, 3, 1700000000123ull, plain_alloc, out, len));
+    rg_writer_close(&w);
+}
+
+static struct rg_cmd kv_put(const char *k, const char *v, int has_cas, uint64_t cas)
+{
+    struct rg_cmd c = {0};
+    c.type = RG_CMD_KV_PUT;
+    c.u.kv.key = k;
+    c.u.kv.klen = strlen(k);
+    c.u.kv.value = (const uint8_t *)v;
+    c.u.kv.vlen = strlen(v);
+    c.u.kv.has_cas = has_cas;
+    c.u.kv.cas = cas;
+    return c;
+}
+
+TEST(round_trip_all_types)
+{
+    static const char *labels[] = {"role=web", "dc=east"};
+    struct rg_cmd in[6] = {0};
+    struct rg_entry e;
+    void *buf;
+    size_t len;
+
+    in[0] = kv_put("alpha", "one", 0, 0);
+    in[1] = kv_put("beta", "", 1, 99);
+    in[2].type = RG_CMD_KV_DEL;
+    in[2].u.kv.key = "alpha";
+    in[2].u.kv.klen = 5;
+    in[2].u.kv.has_cas = 1;
+    in[2].u.kv.cas = 12;
+    in[3].type = RG_CMD_NODE_REGISTER;
+    in[3].u.node.id = "server-1";
+    in[3].u.node.idlen = 8;
+    in[3].u.node.raft_id = 1;
+    in[3].u.node.raft_addr = "127.0.0.1:8501";
+    in[3].u.node.raft_addr_len = 14;
+    in[3].u.node.api_addr = "127.0.0.1:8401";
+    in[3].u.node.api_addr_len = 14;
+    in[3].u.node.kind = STORE_NODE_SERVER;
+    in[3].u.node.n_labels = 2;
+    for (int i = 0; i < 2; i++) {
+        in[3].u.node.labels[i] = labels[i];
+        in[3].u.node.label_lens[i] = strlen(labels[i]);
+    }
+    in[3].u.node.cap = 8;
+    in[4].type = RG_CMD_NODE_CAP;
+    in[4].u.node.id = "server-1";
+    in[4].u.node.idlen = 8;
+    in[4].u.node.cap = 0;
+    in[5].type = RG_CMD_NODE_DRAIN;
+    in[5].u.node.id = "server-1";
+    in[5].u.node.idlen = 8;
+    in[5].u.node.drain = 1;
+
+    encode(in, 6, &buf, &len);
+    CHECK_EQ_INT(len % 8, 0);
+    REQUIRE(rg_entry_open(&e, buf, len) == FL_OK);
+    CHECK_EQ_INT(e.origin, 7);
+    CHECK_EQ_INT(e.seq, 42);
+    CHECK_EQ_INT(e.term, 3);
+    CHECK_EQ_INT(e.time_ms, 1700000000123ull);
+    CHECK_EQ_INT(e.n_cmds, 6);
+    for (unsigned i = 0; i < 6; i++) {
+        struct rg_cmd out;
+        CHECK_OK(rg_entry_cmd(&e, i, &out));
+        CHECK_EQ_INT(out.type, in[i].type);
+        CHECK_OK(rg_cmd_validate(&out, NULL));
+    }
+    {
+        struct rg_cmd out;
+        rg_entry_cmd(&e, 1, &out);
+        CHECK_EQ_INT(out.u.kv.vlen, 0);
+        CHECK_EQ_INT(out.u.kv.has_cas, 1);
+        CHECK_EQ_INT(out.u.kv.cas, 99);
+        rg_entry_cmd(&e, 3, &out);
+        CHECK_EQ_INT(out.u.node.n_labels, 2);
+        CHECK(out.u.node.label_lens[1] == 7 && memcmp(out.u.node.labels[1], "dc=east", 7) == 0);
+        CHECK_EQ_INT(out.u.node.cap, 8);
+        rg_entry_cmd(&e, 5, &out);
+        CHECK_EQ_INT(out.u.node.drain, 1);
+    }
+    CHECK_EQ_INT(rg_entry_cmd(&e, 6, &(struct rg_cmd){0}), FL_EINVAL);
+    rg_entry_close(&e);
+    fl_free(buf);
+}
+
+TEST(empty_batch_and_padding)
+{
+    struct rg_entry e;
+    void *buf;
+    size_t len;
+    encode(NULL, 0, &buf, &len);
+    CHECK_EQ_INT(len % 8, 0);
+    CHECK_OK(rg_entry_open(&e, buf, len));
+    CHECK_EQ_INT(e.n_cmds, 0);
+    rg_entry_close(&e);
+    /* Non-zero bytes in the padding are refused. */
+    ((uint8_t *)buf)[len - 1] = 1;
+    CHECK_EQ_INT(rg_entry_open(&e, buf, len), FL_EDECODE);
+    rg_entry_close(&e);
+    fl_free(buf);
+}
+
+TEST(validation)
+{
+    char big[STORE_KV_MAX_KEY + 2];
+    struct rg_cmd c = kv_put("", "v", 0, 0);
+    char why[FL_ERRMSG_SIZE];
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    memset(big, 'k', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    c = kv_put(big, "v", 0, 0);
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_ETOOBIG);
+    c.u.kv.klen = 3;
+    c.u.kv.vlen = STORE_KV_MAX_VALUE + 1;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_ETOOBIG);
+    memset(&c, 0, sizeof c);
+    c.type = RG_CMD_NODE_CAP;
+    c.u.node.id = "bad/name";
+    c.u.node.idlen = 8;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    c.type = 99;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+}
+
+TEST(future_format_and_unknown_command)
+{
+    struct rg_entry e;
+    struct rg_cmd c;
+    /* [2, 1, 1, 1, 1, []] : a format this build does not know */
+    uint8_t v2[8] = {0x96, 0x02, 0x01, 0x01, 0x01, 0x01, 0x90, 0x00};
+    /* [1, 1, 1, 1, 1, [[200, "x"]]] : an unknown command type */
+    uint8_t unk[16] = {0x96, 0x01, 0x01, 0x01, 0x01, 0x01, 0x91, 0x92, 0xcc, 200, 0xa1, 'x'};
+    CHECK_EQ_INT(rg_entry_open(&e, v2, sizeof v2), FL_EVERSION);
+    rg_entry_close(&e);
+    REQUIRE(rg_entry_open(&e, unk, sizeof unk) == FL_OK);
+    CHECK_EQ_INT(rg_entry_cmd(&e, 0, &c), FL_EVERSION);
+    CHECK_EQ_INT(c.type, RG_CMD_UNKNOWN);
+    rg_entry_close(&e);
+}
+
+TEST(mpcheck_refuses_huge_claims)
+{
+    size_t used;
+    /* array32 claiming 2^32-1 elements in a 5-byte input */
+    uint8_t a[5] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+    uint8_t s[3] = {0xd9, 0x10, 'a'}; /* str8 of 16 bytes, 1 present */
+    uint8_t ok[4] = {0x93, 0x01, 0x02, 0xc0};
+    uint8_t deep[40];
+    CHECK_EQ_INT(fl_mpcheck(a, sizeof a, 8, &used), FL_EDECODE);
+    CHECK_EQ_INT(fl_mpcheck(s, sizeof s, 8, &used), FL_EDECODE);
+    CHECK_OK(fl_mpcheck(ok, sizeof ok, 8, &used));
+    CHECK_EQ_INT(used, 4);
+    memset(deep, 0x91, sizeof deep); /* 40 nested one-element arrays */
+    deep[39] = 0x01;
+    CHECK_EQ_INT(fl_mpcheck(deep, sizeof deep, 8, &used), FL_EDECODE);
+    CHECK_OK(fl_mpcheck(deep, sizeof deep, 63, &used));
+}
+
+/* Every truncation and every single-byte change of a valid entry either
+ * decodes or is refused; nothing reads out of bounds (run under ASan). */
+TEST(total_decoder_sweep)
+{
+    struct rg_cmd in[3];
+    void *buf;
+    size_t len;
+    unsigned decoded = 0, refused = 0;
+    in[0] = kv_put("alpha", "one", 0, 0);
+    in[1] = kv_put("beta", "two", 1, 5);
+    in[2] = kv_put("gamma", "three", 0, 0);
+    encode(in, 3, &buf, &len);
+    for (size_t cut = 0; cut < len; cut++) {
+        uint8_t *copy = fl_malloc(cut ? cut : 1);
+        struct rg_entry e;
+        memcpy(copy, buf, cut);
+        if (rg_entry_open(&e, copy, cut) == FL_OK) {
+            decoded++;
+        } else {
+            refused++;
+        }
+        rg_entry_close(&e);
+        fl_free(copy);
+    }
+    CHECK(refused > 0);
+    for (size_t pos = 0; pos < len; pos++) {
+        for (int bit = 0; bit < 8; bit++) {
+            uint8_t *copy = fl_malloc(len);
+            struct rg_entry e;
+            memcpy(copy, buf, len);
+            copy[pos] ^= (uint8_t)(1u << bit);
+            if (rg_entry_open(&e, copy, len) == FL_OK) {
+                for (unsigned i = 0; i < e.n_cmds; i++) {
+                    struct rg_cmd c;
+                    if (rg_entry_cmd(&e, i, &c) == FL_OK) {
+                        rg_cmd_validate(&c, NULL);
+                    }
+                }
+                decoded++;
+            } else {
+                refused++;
+            }
+            rg_entry_close(&e);
+            fl_free(copy);
+        }
+    }
+    CHECK(decoded > 0);
+    fl_free(buf);
+}
+
+int main(void)
+{
+    RUN(round_trip_all_types);
+    RUN(empty_batch_and_padding);
+    RUN(validation);
+    RUN(future_format_and_unknown_command);
+    RUN(mpcheck_refuses_huge_claims);
+    RUN(total_decoder_sweep);
+    return check_summary();
+}

@@ -17,7 +17,14 @@
  * Errors: FL_* codes (common/err.h). LMDB's MDB_MAP_FULL becomes FL_EMAPFULL,
  * ENOSPC becomes FL_EDISKFULL, other failures FL_EIO; the detail (with the
  * LMDB message) is in store_errmsg(). A failed write transaction is aborted by
- * the store and leaves the committed state untouched. */
+ * the store and leaves the committed state untouched.
+ *
+ * Failed write transactions: once a put or del (typed or raw) has failed with
+ * a storage error (FL_EMAPFULL, FL_EDISKFULL, FL_EIO, FL_ENOMEM) the
+ * transaction is failed, as LMDB marks it: every later operation on it returns
+ * that same error, and the caller must end it — store_abort(), or
+ * store_commit(), which then aborts it and returns the error. Argument errors
+ * (FL_EINVAL, FL_ETOOBIG) and FL_ENOTFOUND leave the transaction usable. */
 #ifndef FL_STORE_STORE_H
 #define FL_STORE_STORE_H
 
@@ -51,8 +58,7 @@ struct store_options {
 /* Open (creating if needed) the store in directory `dir` (created if
  * missing). On failure returns an FL_* code with the detail in errmsg (an
  * FL_ERRMSG_SIZE buffer, may be NULL). */
-int store_open(const char *dir, const struct store_options *opts, struct store **out,
-               char *errmsg);
+int store_open(const char *dir, const struct store_options *opts, struct store **out, char *errmsg);
 void store_close(struct store *s);
 const char *store_errmsg(const struct store *s); /* detail of the last failure */
 
@@ -64,18 +70,24 @@ void store_usage(struct store *s, uint64_t *used_bytes, uint64_t *map_bytes);
 
 /* ---- transactions ---------------------------------------------------- */
 
-/* Begin a write (write = 1) or read (write = 0) transaction. */
+/* Begin a write (write = 1) or read (write = 0) transaction. FL_EBUSY if a
+ * write transaction is asked for while one is open (LMDB's writer lock is not
+ * recursive). */
 int store_begin(struct store *s, int write, struct store_txn **out);
 /* Commit. On any failure the transaction is aborted and the store unchanged.
- * A read transaction's commit just ends it. The txn is freed either way. */
+ * A read transaction's commit just ends it. The txn is freed either way.
+ * Errors: FL_EMAPFULL, FL_EDISKFULL, FL_EIO, or the error that failed the
+ * transaction earlier (see "Failed write transactions" above). */
 int store_commit(struct store_txn *t);
-void store_abort(struct store_txn *t);
+void store_abort(struct store_txn *t); /* NULL is a no-op */
 
 /* Record the applied position inside a write transaction. */
 int store_set_applied(struct store_txn *t, uint64_t index, uint64_t term);
 
 /* ---- raw table access (pointers valid until the txn ends) ------------ */
 
+/* Keys are 1 to 511 bytes (LMDB's maximum key size); other lengths are
+ * FL_ETOOBIG. Writes in a read transaction are FL_EINVAL. */
 int store_get(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
               const void **val, size_t *vlen); /* FL_ENOTFOUND if absent */
 int store_put(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
@@ -95,8 +107,15 @@ void store_cursor_close(struct store_cursor *c);
 /* ---- typed accessors ------------------------------------------------- */
 
 /* KV table. `version` is the Raft index of the last write of the key (so it is
- * unique and increases); `create_index` the index of its creation. */
-#define STORE_KV_MAX_KEY   512
+ * unique and increases); `create_index` the index of its creation.
+ * store_kv_put keeps the create_index of an existing key, else uses `index`.
+ * Keys are 1 to STORE_KV_MAX_KEY bytes inclusive: store_kv_put refuses an
+ * empty key (FL_EINVAL) and a longer one (FL_ETOOBIG); store_kv_get/del report
+ * such keys FL_ENOTFOUND, as they cannot exist. Values are at most
+ * STORE_KV_MAX_VALUE bytes (FL_ETOOBIG). A stored record that does not decode
+ * is FL_ECORRUPT. STORE_KV_MAX_KEY is LMDB's maximum key size (511 in its
+ * default build): a 512-byte key cannot be stored at all. */
+#define STORE_KV_MAX_KEY   511
 #define STORE_KV_MAX_VALUE (512 * 1024)
 struct store_kv {
     const uint8_t *value; /* points into the txn's memory */
@@ -109,6 +128,10 @@ int store_kv_get(struct store_txn *t, const char *key, size_t klen, struct store
 int store_kv_put(struct store_txn *t, const char *key, size_t klen, const void *value, size_t vlen,
                  uint64_t index, uint64_t time_ms);
 int store_kv_del(struct store_txn *t, const char *key, size_t klen);
+/* Decode a KV value (e.g. from a cursor); out->value points into `val`.
+ * FL_EDECODE on bad bytes, FL_EVERSION on a record of an unknown format
+ * version. */
+int store_kv_decode(const void *val, size_t vlen, struct store_kv *out);
 
 /* NODES table. A node is a server (with its embedded agent) or an agent. */
 #define STORE_NODE_ID_MAX    64
@@ -124,18 +147,28 @@ struct store_node {
     int kind;                            /* enum store_node_kind */
     unsigned n_labels;
     char labels[STORE_NODE_LABELS][STORE_NODE_LABEL_MAX]; /* "k=v" */
-    uint32_t cap;                        /* running-unit cap; 0 with drain = drained */
-    int drain;                           /* 1 while draining */
+    uint32_t cap; /* running-unit cap; 0 with drain = drained */
+    int drain;    /* 1 while draining */
     uint64_t created_index;
     uint64_t updated_index;
 };
+/* The key is `id`. store_node_put refuses (FL_EINVAL) an empty id, a string
+ * field without its NUL, a kind other than SERVER/AGENT and more than
+ * STORE_NODE_LABELS labels. store_node_get of a stored record that does not
+ * decode is FL_ECORRUPT. */
 int store_node_get(struct store_txn *t, const char *id, struct store_node *out);
 int store_node_put(struct store_txn *t, const struct store_node *n);
 int store_node_del(struct store_txn *t, const char *id);
-/* Decode a NODES value (e.g. from a cursor); FL_EDECODE on bad bytes. */
+/* Decode a NODES value (e.g. from a cursor); FL_EDECODE on bad bytes (strings
+ * too long for their field or holding a NUL included), FL_EVERSION on a record
+ * of an unknown format version. Strings in `out` are NUL-terminated; on
+ * failure `out` holds garbage. */
 int store_node_decode(const void *val, size_t vlen, struct store_node *out);
 
-/* META table: string values by name ("cluster_id", ...). */
+/* META table: string values by name ("cluster_id", ...), stored as the raw
+ * bytes of the string. FL_ENOTFOUND if absent, FL_ETOOBIG if the value and
+ * its NUL do not fit in outlen. The name "applied" is reserved for the applied
+ * position (FL_EINVAL). */
 int store_meta_get(struct store_txn *t, const char *name, char *out, size_t outlen);
 int store_meta_put(struct store_txn *t, const char *name, const char *value);
 
@@ -144,19 +177,29 @@ int store_meta_put(struct store_txn *t, const char *name, const char *value);
 /* Logical dump of every replicated table (not LOCAL), taken inside one read
  * transaction, appended to `out`. Format (docs/STORE.md): magic "FLSNAP01",
  * u64 index, u64 term, then records [u8 table][u32 klen][u32 vlen][key][val],
- * an end record (table 0xFF), and a BLAKE2b-256 of everything before it. */
+ * an end record (table 0xFF), and a BLAKE2b-256 of everything before it.
+ * index/term (may be NULL) receive the applied position the dump covers.
+ * On failure `out` is left as it was. */
 int store_dump(struct store *s, struct fl_buf *out, uint64_t *index, uint64_t *term);
 
 /* Replace the replicated tables with a dump, in one write transaction.
  * If the dump's index is <= the store's applied index the store is left as it
  * is and *loaded = 0 (never roll back); else *loaded = 1. Total decoder: a
  * truncated, corrupt or oversized dump returns FL_EDECODE/FL_ECORRUPT and
- * changes nothing. */
+ * changes nothing. The whole dump is checked before the store is touched:
+ * FL_ECORRUPT on a checksum mismatch, FL_EDECODE on anything else (magic,
+ * bounds, unknown or non-replicated table, key length, order, trailing bytes).
+ * The load needs map room for the old and the new tables at once; storage
+ * errors are those of store_commit (the store is then unchanged). FL_EBUSY
+ * while a write transaction is open. `data` is not kept. */
 int store_load(struct store *s, const void *data, size_t len, int *loaded);
 
 /* BLAKE2b-256 over every replicated table (in table then key order, each
  * record as in the dump), computed inside one read transaction, with the
- * applied position it covers. Replicas at the same index have equal digests. */
+ * applied position it covers. Replicas at the same index have equal digests.
+ * Precisely: the hash of the bytes a dump taken at the same moment holds
+ * before its checksum (header with the applied position, records, end
+ * record), so it equals that dump's last 32 bytes. index/term may be NULL. */
 int store_digest(struct store *s, uint8_t out[32], uint64_t *index, uint64_t *term);
 
 /* ---- fault injection (tests) --------------------------------------- */

@@ -1,0 +1,374 @@
+/* store/ — the environment, transactions and the applied position.
+ *
+ * One LMDB environment with one named database per table. The environment is
+ * opened with MDB_NOTLS so that a read transaction (a dump, a stale read) can
+ * be open in the loop thread while the write transaction of the current apply
+ * batch is open too: without it LMDB ties a reader slot to the thread and the
+ * second transaction would fail with MDB_BAD_RSLOT. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "common/alloc.h"
+#include "store/store_int.h"
+
+#define DEFAULT_MAP_SIZE ((size_t)1 << 30)
+
+static const char *table_names[STORE__NTABLES] = {
+    [STORE_META] = "meta",
+    [STORE_NODES] = "nodes",
+    [STORE_KV] = "kv",
+    [STORE_LOCAL] = "local",
+};
+
+const char *store_table_name(enum store_table t)
+{
+    if ((unsigned)t >= STORE__NTABLES) {
+        return "unknown";
+    }
+    return table_names[t];
+}
+
+int store__replicated(enum store_table tab)
+{
+    return (unsigned)tab < STORE__NTABLES && tab != STORE_LOCAL;
+}
+
+int store__lmdb_err(struct store *s, int rc, const char *what)
+{
+    int err;
+    switch (rc) {
+    case MDB_MAP_FULL:
+        err = FL_EMAPFULL;
+        break;
+    case ENOSPC:
+    case EDQUOT:
+        err = FL_EDISKFULL;
+        break;
+    case MDB_NOTFOUND:
+        err = FL_ENOTFOUND;
+        break;
+    case MDB_BAD_VALSIZE:
+        err = FL_ETOOBIG;
+        break;
+    case ENOMEM:
+        err = FL_ENOMEM;
+        break;
+    case MDB_READERS_FULL:
+        err = FL_EBUSY;
+        break;
+    default:
+        err = FL_EIO;
+        break;
+    }
+    return fl_errf(s->errmsg, err, "%s: %s (lmdb %d)", what, mdb_strerror(rc), rc);
+}
+
+/* ---- big-endian helpers --------------------------------------------- */
+
+void store__put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8) {
+        p[i] = (uint8_t)v;
+    }
+}
+
+void store__put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8) {
+        p[i] = (uint8_t)v;
+    }
+}
+
+uint32_t store__get_be32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+uint64_t store__get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* ---- open / close ---------------------------------------------------- */
+
+/* mkdir -p: create `dir` and any missing parent. */
+static int make_dirs(const char *dir, char *errmsg)
+{
+    char path[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path) {
+        return fl_errf(errmsg, FL_EINVAL, "store directory path is empty or too long");
+    }
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0') {
+            continue;
+        }
+        path[i] = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            return fl_errf(errmsg, errno == ENOSPC ? FL_EDISKFULL : FL_EIO, "mkdir %s: %s", path,
+                           strerror(errno));
+        }
+        path[i] = i < len ? '/' : '\0';
+    }
+    return FL_OK;
+}
+
+/* Open (creating) every named database in one write transaction; the handles
+ * stay valid for the life of the environment. */
+static int open_tables(struct store *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0) {
+        return store__lmdb_err(s, rc, "open tables: mdb_txn_begin");
+    }
+    for (int i = 0; i < STORE__NTABLES; i++) {
+        rc = mdb_dbi_open(txn, table_names[i], MDB_CREATE, &s->dbi[i]);
+        if (rc != 0) {
+            mdb_txn_abort(txn);
+            return store__lmdb_err(s, rc, table_names[i]);
+        }
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        return store__lmdb_err(s, rc, "open tables: mdb_txn_commit");
+    }
+    return FL_OK;
+}
+
+int store_open(const char *dir, const struct store_options *opts, struct store **out, char *errmsg)
+{
+    struct store *s;
+    size_t map_size = opts != NULL && opts->map_size != 0 ? opts->map_size : DEFAULT_MAP_SIZE;
+    unsigned flags = MDB_NOTLS | (opts != NULL && opts->no_sync ? MDB_NOSYNC : MDB_NOMETASYNC);
+    int rv, rc, dead;
+
+    *out = NULL;
+    if (sodium_init() < 0) {
+        return fl_errf(errmsg, FL_EIO, "sodium_init failed");
+    }
+    rv = make_dirs(dir, errmsg);
+    if (rv != FL_OK) {
+        return rv;
+    }
+    s = fl_calloc(1, sizeof *s);
+    if (s == NULL) {
+        return fl_errf(errmsg, FL_ENOMEM, "store_open: out of memory");
+    }
+    s->fault_countdown = -1;
+    rc = mdb_env_create(&s->env);
+    if (rc != 0) {
+        rv = store__lmdb_err(s, rc, "mdb_env_create");
+        goto err_free;
+    }
+    if ((rc = mdb_env_set_mapsize(s->env, map_size)) != 0 ||
+        (rc = mdb_env_set_maxdbs(s->env, STORE__MAXDBS)) != 0) {
+        rv = store__lmdb_err(s, rc, "mdb_env_set");
+        goto err_env;
+    }
+    rc = mdb_env_open(s->env, dir, flags, 0644);
+    if (rc != 0) {
+        rv = store__lmdb_err(s, rc, dir);
+        goto err_env;
+    }
+    /* Free the reader slots of processes that died (kill -9) holding a read
+     * transaction; they would pin old pages forever. */
+    mdb_reader_check(s->env, &dead);
+    rv = open_tables(s);
+    if (rv != FL_OK) {
+        goto err_env;
+    }
+    *out = s;
+    return FL_OK;
+
+err_env:
+    mdb_env_close(s->env);
+err_free:
+    fl_errf(errmsg, rv, "%s", s->errmsg);
+    fl_free(s);
+    return rv;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    mdb_env_close(s->env);
+    fl_free(s);
+}
+
+const char *store_errmsg(const struct store *s)
+{
+    return s->errmsg;
+}
+
+void store_fault_commit(struct store *s, long countdown)
+{
+    s->fault_countdown = countdown;
+}
+
+void store_usage(struct store *s, uint64_t *used_bytes, uint64_t *map_bytes)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    *used_bytes = 0;
+    *map_bytes = 0;
+    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0) {
+        return;
+    }
+    /* Pages 0 and 1 are the meta pages; me_last_pgno is the highest page in
+     * use, so the file holds last_pgno + 1 pages. */
+    *used_bytes = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    *map_bytes = info.me_mapsize;
+}
+
+/* ---- transactions ---------------------------------------------------- */
+
+int store_begin(struct store *s, int write, struct store_txn **out)
+{
+    struct store_txn *t;
+    int rc;
+    *out = NULL;
+    if (write && s->writer != NULL) {
+        /* LMDB's writer lock is not recursive: a second write transaction in
+         * the same thread would deadlock. */
+        return fl_errf(s->errmsg, FL_EBUSY, "a write transaction is already open");
+    }
+    t = fl_malloc(sizeof *t);
+    if (t == NULL) {
+        return fl_errf(s->errmsg, FL_ENOMEM, "store_begin: out of memory");
+    }
+    rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+    if (rc != 0) {
+        fl_free(t);
+        return store__lmdb_err(s, rc, "mdb_txn_begin");
+    }
+    t->s = s;
+    t->write = write ? 1 : 0;
+    t->err = FL_OK;
+    t->errmsg[0] = '\0';
+    if (write) {
+        s->writer = t;
+    }
+    *out = t;
+    return FL_OK;
+}
+
+int store__txn_fail(struct store_txn *t, int err)
+{
+    if (t->err == FL_OK) {
+        t->err = err;
+        memcpy(t->errmsg, t->s->errmsg, sizeof t->errmsg);
+    }
+    return err;
+}
+
+static void txn_free(struct store_txn *t)
+{
+    if (t->write) {
+        t->s->writer = NULL;
+    }
+    fl_free(t);
+}
+
+void store_abort(struct store_txn *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    mdb_txn_abort(t->txn);
+    txn_free(t);
+}
+
+int store_commit(struct store_txn *t)
+{
+    struct store *s = t->s;
+    int rv, rc;
+    if (!t->write) {
+        store_abort(t);
+        return FL_OK;
+    }
+    if (t->err != FL_OK) {
+        rv = fl_errf(s->errmsg, t->err, "commit of a failed transaction: %s", t->errmsg);
+        store_abort(t);
+        return rv;
+    }
+    if (s->fault_countdown == 0) {
+        s->fault_countdown = -1;
+        store_abort(t);
+        return fl_errf(s->errmsg, FL_EIO, "mdb_txn_commit: injected fault");
+    }
+    /* mdb_txn_commit frees the transaction whether or not it succeeds; on
+     * failure nothing of it reached the data file. */
+    rc = mdb_txn_commit(t->txn);
+    txn_free(t);
+    if (rc != 0) {
+        return store__lmdb_err(s, rc, "mdb_txn_commit");
+    }
+    if (s->fault_countdown > 0) {
+        s->fault_countdown--;
+    }
+    return FL_OK;
+}
+
+/* ---- applied position ------------------------------------------------ */
+
+int store__read_applied(struct store_txn *t, uint64_t *index, uint64_t *term)
+{
+    const void *val;
+    size_t vlen;
+    int rv;
+    *index = 0;
+    *term = 0;
+    rv = store_get(t, STORE_META, STORE__APPLIED_KEY, STORE__APPLIED_KEY_LEN, &val, &vlen);
+    if (rv == FL_ENOTFOUND) {
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    if (vlen != 16) {
+        return fl_errf(t->s->errmsg, FL_ECORRUPT, "meta/applied: %zu bytes, expected 16", vlen);
+    }
+    *index = store__get_be64(val);
+    *term = store__get_be64((const uint8_t *)val + 8);
+    return FL_OK;
+}
+
+int store_applied(struct store *s, uint64_t *index, uint64_t *term)
+{
+    struct store_txn *t;
+    int rv = store_begin(s, 0, &t);
+    if (rv != FL_OK) {
+        *index = 0;
+        *term = 0;
+        return rv;
+    }
+    rv = store__read_applied(t, index, term);
+    store_abort(t);
+    return rv;
+}
+
+int store_set_applied(struct store_txn *t, uint64_t index, uint64_t term)
+{
+    uint8_t val[16];
+    store__put_be64(val, index);
+    store__put_be64(val + 8, term);
+    return store_put(t, STORE_META, STORE__APPLIED_KEY, STORE__APPLIED_KEY_LEN, val, sizeof val);
+}

@@ -1,0 +1,88 @@
+/* store/ — private declarations shared by the files of the module.
+ *
+ * Not part of the contract: only the .c files of store/ include this header. */
+#ifndef FL_STORE_STORE_INT_H
+#define FL_STORE_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "common/err.h"
+#include "store/store.h"
+
+/* Room for the tables still to come (tasks, units, results, locks, jobs...):
+ * LMDB fixes the number of named databases when the environment is opened. */
+#define STORE__MAXDBS 16
+
+/* META key of the applied position: 16 bytes, u64 index then u64 term, both
+ * big-endian. Written only through store_set_applied()/store_load(). */
+#define STORE__APPLIED_KEY     "applied"
+#define STORE__APPLIED_KEY_LEN (sizeof STORE__APPLIED_KEY - 1)
+
+struct store {
+    MDB_env *env;
+    MDB_dbi dbi[STORE__NTABLES];
+    struct store_txn *writer; /* the open write transaction, NULL if none */
+    long fault_countdown;     /* store_fault_commit(); < 0 disabled */
+    char errmsg[FL_ERRMSG_SIZE];
+};
+
+struct store_txn {
+    struct store *s;
+    MDB_txn *txn;
+    int write;
+    /* First storage failure inside a write transaction (FL_EMAPFULL, ...).
+     * LMDB refuses every further operation on such a transaction, so the
+     * store does too, returning this code, and store_commit() aborts. */
+    int err;
+    char errmsg[FL_ERRMSG_SIZE]; /* the detail of `err` */
+};
+
+/* Mark write transaction t failed with `err` (the detail is the store's
+ * current errmsg) unless it already failed; returns err. */
+int store__txn_fail(struct store_txn *t, int err);
+
+/* Convert an LMDB (or errno) code `rc` into an FL_* code, writing
+ * "<what>: <LMDB message>" into s->errmsg. MDB_MAP_FULL -> FL_EMAPFULL,
+ * ENOSPC/EDQUOT -> FL_EDISKFULL, MDB_NOTFOUND -> FL_ENOTFOUND,
+ * MDB_BAD_VALSIZE -> FL_ETOOBIG, ENOMEM -> FL_ENOMEM,
+ * MDB_READERS_FULL -> FL_EBUSY, anything else FL_EIO. */
+int store__lmdb_err(struct store *s, int rc, const char *what);
+
+/* 1 for the tables that are replicated, dumped and digested. */
+int store__replicated(enum store_table tab);
+
+/* Applied position as seen by transaction `t`; {0, 0} if never set.
+ * FL_ECORRUPT if the stored value is not 16 bytes. */
+int store__read_applied(struct store_txn *t, uint64_t *index, uint64_t *term);
+
+/* Big-endian integers (snapshot format, applied position). */
+void store__put_be32(uint8_t *p, uint32_t v);
+void store__put_be64(uint8_t *p, uint64_t v);
+uint32_t store__get_be32(const uint8_t *p);
+uint64_t store__get_be64(const uint8_t *p);
+
+/* ---- msgpack reader (mpread.c) --------------------------------------
+ *
+ * A bounds-checked reader for the subset of msgpack that the records use.
+ * Every function either consumes one complete item and returns FL_OK, or
+ * returns FL_EDECODE leaving `pos` unspecified; none reads outside
+ * [p, p + len) and none allocates. Strings and binaries are returned as
+ * pointers into the input. */
+struct store__mp {
+    const uint8_t *p;
+    size_t len;
+    size_t pos;
+};
+
+void store__mp_init(struct store__mp *r, const void *p, size_t len);
+int store__mp_array(struct store__mp *r, uint32_t *n);
+int store__mp_uint(struct store__mp *r, uint64_t *v); /* any non-negative int */
+int store__mp_bool(struct store__mp *r, int *v);
+int store__mp_str(struct store__mp *r, const char **s, uint32_t *n);
+int store__mp_bin(struct store__mp *r, const uint8_t **b, uint32_t *n);
+int store__mp_end(const struct store__mp *r); /* FL_OK iff all input consumed */
+
+#endif

@@ -198,6 +198,32 @@ int cmd_server(int argc, char **argv)
 
 #define DEV_MAX 7
 
+/* Every server knows where the leader's API is (so it can forward). */
+static int all_know_leader(unsigned n, unsigned base)
+{
+    for (unsigned i = 1; i <= n; i++) {
+        struct httpc_response r;
+        char addr[64], err[FL_ERRMSG_SIZE];
+        int ok = 0;
+        snprintf(addr, sizeof addr, "127.0.0.1:%u", base + i);
+        if (httpc_request(addr, "GET", "/v1/status", NULL, NULL, 0, 1000, &r, err) != 0) {
+            return 0;
+        }
+        if (r.status == 200) {
+            json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+            const char *api = json_string_value(json_object_get(json_object_get(j, "leader"),
+                                                                "api_addr"));
+            ok = api != NULL && api[0] != '\0';
+            json_decref(j);
+        }
+        httpc_response_free(&r);
+        if (!ok) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int leader_ready(const char *addr, char *name, size_t len)
 {
     struct httpc_response r;
@@ -319,8 +345,13 @@ int cmd_dev(int argc, char **argv)
         }
     }
     if (found) {
+        double elected = (double)(fl_mono_ns() - t0) / 1e9;
+        for (int tries = 0; tries < 250 && !all_know_leader(n, base); tries++) {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
         printf("Flotilla dev cluster: %u servers, leader %s elected in %.2f s\n", n, leader,
-               (double)(fl_mono_ns() - t0) / 1e9);
+               elected);
     } else {
         printf("Flotilla dev cluster: %u servers started, no leader yet (see the logs)\n", n);
     }

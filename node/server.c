@@ -171,8 +171,12 @@ static void on_leader(void *data)
 {
     struct node_server *s = data;
     struct store_txn *t;
+    struct rg_status st;
     char cur[128];
     int have = 0;
+    /* Followers forward to the address in our row: write it first. */
+    rg_repl_status(s->repl, &st);
+    ensure_registered(s, &st);
     if (store_begin(s->store, 0, &t) == FL_OK) {
         have = store_meta_get(t, "cluster_id", cur, sizeof cur) == FL_OK;
         store_abort(t);

@@ -85,7 +85,10 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
         }
         return FL_OK;
     case RG_CMD_META_INIT:
-        if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024) {
+        /* "applied" is the store's own record of the applied position. */
+        if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024 ||
+            (c->u.meta.nlen == 7 && memcmp(c->u.meta.name, "applied", 7) == 0) ||
+            (c->u.meta.nlen == 8 && memcmp(c->u.meta.name, "revision", 8) == 0)) {
             return fl_errf(errmsg, FL_EINVAL, "bad meta name or value");
         }
         return FL_OK;

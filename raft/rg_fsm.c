@@ -47,7 +47,35 @@ void rg_fsm_flush(struct rg_fsm *f)
 
 /* ---- commands ------------------------------------------------------- */
 
-static int kv_put(struct store_txn *t, const struct rg_cmd *c, uint64_t index, uint64_t now,
+/* Key versions are revisions: a counter of kv writes kept in META, so each
+ * write of the cluster has its own version even when many share an entry. */
+static int revision_load(struct rg_fsm *f, struct store_txn *t)
+{
+    char buf[32];
+    int rv = store_meta_get(t, "revision", buf, sizeof buf);
+    f->revision = 0;
+    if (rv == FL_ENOTFOUND) {
+        return FL_OK;
+    }
+    if (rv == FL_OK) {
+        f->revision = strtoull(buf, NULL, 10);
+    }
+    return rv;
+}
+
+static int revision_reload(struct rg_fsm *f)
+{
+    struct store_txn *t;
+    int rv = store_begin(f->store, 0, &t);
+    if (rv != FL_OK) {
+        return rv;
+    }
+    rv = revision_load(f, t);
+    store_abort(t);
+    return rv;
+}
+
+static int kv_put(struct store_txn *t, const struct rg_cmd *c, uint64_t *revision, uint64_t now,
                   struct rg_result *res)
 {
     struct store_kv cur;
@@ -64,15 +92,17 @@ static int kv_put(struct store_txn *t, const struct rg_cmd *c, uint64_t index, u
             return FL_OK;
         }
     }
-    rv = store_kv_put(t, c->u.kv.key, c->u.kv.klen, c->u.kv.value, c->u.kv.vlen, index, now);
+    rv = store_kv_put(t, c->u.kv.key, c->u.kv.klen, c->u.kv.value, c->u.kv.vlen, *revision + 1,
+                      now);
     if (rv != FL_OK) {
         return rv;
     }
-    res->version = index;
+    res->version = ++*revision;
     return FL_OK;
 }
 
-static int kv_del(struct store_txn *t, const struct rg_cmd *c, struct rg_result *res)
+static int kv_del(struct store_txn *t, const struct rg_cmd *c, uint64_t *revision,
+                  struct rg_result *res)
 {
     struct store_kv cur;
     int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);
@@ -89,7 +119,11 @@ static int kv_del(struct store_txn *t, const struct rg_cmd *c, struct rg_result 
         return FL_OK;
     }
     res->version = cur.version;
-    return store_kv_del(t, c->u.kv.key, c->u.kv.klen);
+    rv = store_kv_del(t, c->u.kv.key, c->u.kv.klen);
+    if (rv == FL_OK) {
+        ++*revision;
+    }
+    return rv;
 }
 
 static void copy_str(char *dst, size_t cap, const char *s, size_t n)
@@ -186,9 +220,9 @@ static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
     }
     switch (c->type) {
     case RG_CMD_KV_PUT:
-        return kv_put(f->txn, c, index, now, res);
+        return kv_put(f->txn, c, &f->revision, now, res);
     case RG_CMD_KV_DEL:
-        return kv_del(f->txn, c, res);
+        return kv_del(f->txn, c, &f->revision, res);
     case RG_CMD_NODE_REGISTER:
         return node_register(f->txn, c, index);
     case RG_CMD_NODE_CAP:
@@ -212,6 +246,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
     struct rg_result stack[64];
     struct rg_result *res = stack;
     struct rg_entry e;
+    uint64_t revision;
     int rv;
 
     *result = NULL;
@@ -244,6 +279,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
             return 0;
         }
     }
+    revision = f->revision;
     for (unsigned i = 0; i < e.n_cmds; i++) {
         struct rg_cmd c;
         res[i].err = FL_OK;
@@ -260,6 +296,15 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
             goto out;
         }
         f->n_cmds++;
+    }
+    if (f->revision != revision) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)f->revision);
+        rv = store_meta_put(f->txn, "revision", buf);
+        if (rv != FL_OK) {
+            fatal(f, "recording the kv revision", rv);
+            goto out;
+        }
     }
     rv = store_set_applied(f->txn, index, e.term);
     if (rv != FL_OK) {
@@ -347,11 +392,15 @@ static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
         f->n_restores_skipped++;
     }
     store_applied(f->store, &f->applied_index, &f->applied_term);
+    if (revision_reload(f) != FL_OK) {
+        fatal(f, "reading the kv revision", FL_EIO);
+    }
     return 0;
 }
 
 int rg_fsm_init(struct rg_fsm *f, struct store *s, uint64_t self_id)
 {
+    int rv;
     memset(f, 0, sizeof *f);
     f->store = s;
     f->self_id = self_id;
@@ -361,7 +410,11 @@ int rg_fsm_init(struct rg_fsm *f, struct store *s, uint64_t self_id)
     f->fsm.snapshot = fsm_snapshot;
     f->fsm.snapshot_finalize = fsm_snapshot_finalize;
     f->fsm.restore = fsm_restore;
-    return store_applied(s, &f->applied_index, &f->applied_term);
+    rv = store_applied(s, &f->applied_index, &f->applied_term);
+    if (rv == FL_OK) {
+        rv = revision_reload(f);
+    }
+    return rv;
 }
 
 void rg_fsm_set_raft(struct rg_fsm *f, struct raft *r)

@@ -27,7 +27,7 @@
 struct rg_result {
     int err;          /* FL_OK or a business error (FL_ECONFLICT, FL_ENOTFOUND, ...) */
     uint64_t index;   /* Raft index of the entry */
-    uint64_t version; /* KV_PUT: the key's new version */
+    uint64_t version; /* KV_PUT: the key's new version (the kv revision) */
 };
 
 /* Called on the server that proposed an entry (origin == own id) when the
@@ -45,6 +45,7 @@ struct rg_fsm {
     uint64_t applied_index; /* including the open transaction */
     uint64_t applied_term;
     uint64_t time_ms;       /* leader stamp of the last applied entry */
+    uint64_t revision;      /* cluster-wide count of kv writes (meta "revision") */
     rg_fsm_results_cb results_cb;
     void *results_data;
     /* Counters, exposed by GET /v1/status. */

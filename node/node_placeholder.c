@@ -1,1 +1,0 @@
-extern int node__placeholder; int node__placeholder;

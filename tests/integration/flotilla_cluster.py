@@ -1,0 +1,243 @@
+"""Helpers for integration tests: real `flotilla server` processes on loopback.
+
+Run with Debian's /usr/bin/python3 (standard library only). FLOTILLA_BIN names
+the binary (ctest sets it). Every process a test starts is killed at exit.
+"""
+import atexit
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("FLOTILLA_BIN") or shutil.which("flotilla")
+if not BIN:
+    sys.exit("FLOTILLA_BIN is not set")
+
+_procs = []
+
+
+def _cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_cleanup)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+
+
+def free_port_block(n):
+    """A base port such that base+1..base+n and base+101..base+100+n are free."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - 200)
+        ok = True
+        for off in list(range(1, n + 1)) + list(range(101, 101 + n)):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", base + off))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+            if not ok:
+                break
+        if ok:
+            return base
+    raise RuntimeError("no free ports")
+
+
+class HTTPError(Exception):
+    pass
+
+
+def request(addr, method, path, body=None, timeout=10, raw=None, headers=None):
+    """One HTTP request; returns (status, parsed JSON or None, raw bytes)."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        h = {"Content-Type": "application/json"} if data is not None else {}
+        if headers:
+            h.update(headers)
+        conn.request(method, path, body=data, headers=h)
+        resp = conn.getresponse()
+        payload = resp.read()
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = None
+        return resp.status, parsed, payload
+    finally:
+        conn.close()
+
+
+class Server:
+    def __init__(self, cluster, sid, extra=None):
+        self.cluster = cluster
+        self.id = sid
+        self.api = "127.0.0.1:%d" % (cluster.base + sid)
+        self.raft = "127.0.0.1:%d" % (cluster.base + 100 + sid)
+        self.data = os.path.join(cluster.dir, "server-%d" % sid)
+        self.log = os.path.join(cluster.dir, "server-%d.log" % sid)
+        self.extra = list(extra or [])
+        self.proc = None
+
+    def start(self, bootstrap=True, join=None, standby=False):
+        args = [BIN, "server", "--id", str(self.id), "--data", self.data,
+                "--raft-addr", self.raft, "--api-addr", self.api] + self.cluster.server_args + self.extra
+        if join:
+            args += ["--join", join] + (["--standby"] if standby else [])
+        elif bootstrap:
+            args += ["--bootstrap", "--peers", self.cluster.peers]
+        logf = open(self.log, "ab")
+        env = dict(os.environ)
+        self.proc = subprocess.Popen(args, stdout=logf, stderr=logf, env=env)
+        _procs.append(self.proc)
+        logf.close()
+        return self
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout=15):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def status(self):
+        try:
+            st, body, _ = request(self.api, "GET", "/v1/status", timeout=3)
+        except OSError:
+            return None
+        return body if st == 200 else None
+
+    def wait_up(self, timeout=20):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.status() is not None:
+                return
+            if not self.alive():
+                raise RuntimeError("server %d exited; log:\n%s" % (self.id, open(self.log).read()[-3000:]))
+            time.sleep(0.05)
+        raise RuntimeError("server %d did not come up" % self.id)
+
+
+class Cluster:
+    def __init__(self, n=3, server_args=None, name="cluster"):
+        self.dir = tempfile.mkdtemp(prefix="flotilla-it-%s-" % name)
+        self.base = free_port_block(n + 2)
+        self.server_args = list(server_args or [])
+        self.servers = {}
+        self.peers = ",".join("%d=127.0.0.1:%d" % (i, self.base + 100 + i) for i in range(1, n + 1))
+        for i in range(1, n + 1):
+            self.servers[i] = Server(self, i)
+
+    def start(self, wait_nodes=True):
+        for s in self.servers.values():
+            s.start()
+        for s in self.servers.values():
+            s.wait_up()
+        if wait_nodes:
+            self.wait_nodes(len(self.servers))
+        return self
+
+    def wait_nodes(self, n, timeout=20):
+        """Wait until n servers have recorded themselves in the nodes table."""
+        end = time.time() + timeout
+        while time.time() < end:
+            lid = self.leader(timeout=timeout)
+            try:
+                st, body, _ = request(self.servers[lid].api, "GET", "/v1/nodes", timeout=3)
+            except OSError:
+                st = None
+            if st == 200 and len(body["nodes"]) >= n:
+                return body["nodes"]
+            time.sleep(0.1)
+        raise RuntimeError("servers did not record themselves")
+
+    def add_server(self, sid, extra=None):
+        s = Server(self, sid, extra)
+        self.servers[sid] = s
+        return s
+
+    def leader(self, timeout=15, exclude=()):
+        """The id of the ready leader, as every live server agrees."""
+        end = time.time() + timeout
+        while time.time() < end:
+            for s in self.servers.values():
+                if s.id in exclude or not s.alive():
+                    continue
+                st = s.status()
+                if st and st["state"] == "leader" and st["ready"]:
+                    return s.id
+            time.sleep(0.05)
+        raise RuntimeError("no leader within %ss" % timeout)
+
+    def live(self):
+        return [s for s in self.servers.values() if s.alive()]
+
+    def wait_converged(self, timeout=30, servers=None):
+        """Wait until the given servers report the same digest at the same
+        applied index; returns that (index, digest)."""
+        end = time.time() + timeout
+        last = None
+        while time.time() < end:
+            sts = [s.status() for s in (servers or self.live())]
+            if all(sts):
+                digests = {(st["digest"]["index"], st["digest"]["sha"]) for st in sts}
+                commits = {st["commit_index"] for st in sts}
+                applied = {st["applied_index"] for st in sts}
+                last = (digests, commits, applied)
+                if len(digests) == 1 and len(commits) == 1 and len(applied) == 1:
+                    return digests.pop()
+            time.sleep(0.1)
+        raise AssertionError("replicas did not converge: %r" % (last,))
+
+    def close(self):
+        for s in self.servers.values():
+            if s.alive():
+                s.proc.kill()
+                s.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def put(addr, key, value, timeout=10):
+    return request(addr, "PUT", "/v1/kv/" + key, {"value": value}, timeout=timeout)
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def run(tests):
+    """Run test functions; print 'N passed, N failed' and exit accordingly."""
+    passed = failed = 0
+    only = sys.argv[1:]
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        t0 = time.time()
+        try:
+            t()
+            passed += 1
+            print("ok   %s (%.1fs)" % (t.__name__, time.time() - t0), flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure
+            failed += 1
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s: %s" % (t.__name__, e), flush=True)
+    print("%d passed, %d failed" % (passed, failed))
+    _cleanup()
+    sys.exit(0 if failed == 0 else 1)

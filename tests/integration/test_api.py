@@ -1,0 +1,228 @@
+"""The HTTP API and the CLI on bad input: clear errors, no crash, no change."""
+import json
+import os
+import socket
+import subprocess
+import time
+
+from flotilla_cluster import BIN, Cluster, check, put, request, run
+
+
+def state_of(c):
+    """(applied index, digest) once the servers agree."""
+    return c.wait_converged()
+
+
+def test_bad_requests_change_nothing():
+    c = Cluster(3, name="badinput").start()
+    try:
+        lid = c.leader()
+        leader = c.servers[lid].api
+        follower = next(s.api for s in c.servers.values() if s.id != lid)
+        st, body, _ = put(leader, "base", "1")
+        check(st == 200, "baseline write")
+        before = state_of(c)
+        cases = [
+            # (method, path, raw body, expected status, expected code)
+            ("PUT", "/v1/kv/a", b"{not json", 400, "invalid"),
+            ("PUT", "/v1/kv/a", b"[1,2]", 400, "invalid"),
+            ("PUT", "/v1/kv/a", b"", 400, "invalid"),
+            ("PUT", "/v1/kv/a", b'{"value":"x","colour":"red"}', 400, "invalid"),
+            ("PUT", "/v1/kv/a", b'{"value":5}', 400, "invalid"),
+            ("PUT", "/v1/kv/a", b'{"value":"x","cas":-1}', 400, "invalid"),
+            ("PUT", "/v1/kv/a", b'{"value":"x","value":"y"}', 400, "invalid"),
+            ("PUT", "/v1/kv/a", b'{"value":"' + b"x" * (600 * 1024) + b'"}', 413, "too_big"),
+            ("PUT", "/v1/kv/" + "k" * 600, b'{"value":"x"}', 413, "too_big"),
+            ("PUT", "/v1/kv/a", b'{"value":"' + b"x" * (2 * 1024 * 1024) + b'"}', 413, "too_big"),
+            ("PUT", "/v1/kv/%FF%FE", b'{"value":"x"}', 400, "invalid"),
+            ("DELETE", "/v1/kv/base?cas=abc", None, 400, "invalid"),
+            ("PUT", "/v1/nodes/server-1/cap", b'{"cap":"many"}', 400, "invalid"),
+            ("PUT", "/v1/nodes/server-1/cap", b'{"cap":-3}', 400, "invalid"),
+            ("PUT", "/v1/nodes/server-1/cap", b'{"cap":10000000}', 400, "invalid"),
+            ("PUT", "/v1/nodes/nosuch/cap", b'{"cap":3}', 404, "not_found"),
+            ("POST", "/v1/members", b'{"id":0,"raft_addr":"x:1"}', 400, "invalid"),
+            ("POST", "/v1/members", b'{"id":9,"raft_addr":"x:1","role":"king"}', 400, "invalid"),
+            ("DELETE", "/v1/members/abc", None, 400, "invalid"),
+            ("DELETE", "/v1/members/77", None, 404, "not_found"),
+            ("GET", "/v1/nope", None, 404, "not_found"),
+            ("PATCH", "/v1/kv/a", b"{}", 405, "method_not_allowed"),
+            ("GET", "/v1/kv/absent", None, 404, "not_found"),
+            ("GET", "/v1/kv?limit=0", None, 400, "invalid"),
+        ]
+        for target in (leader, follower):
+            for method, path, raw, want, code in cases:
+                st, body, payload = request(target, method, path, raw=raw)
+                check(st == want, "%s %s on %s: got %s %r, want %s"
+                      % (method, path[:40], target, st, payload[:200], want))
+                check(isinstance(body, dict) and body.get("error", {}).get("code") == code,
+                      "%s %s: error code %r, want %s" % (method, path[:40], body, code))
+                check(body["error"].get("message"), "a message is given")
+        # A CAS that does not match is a clear 409 and changes nothing.
+        cur = request(leader, "GET", "/v1/kv/base")[1]["version"]
+        st, body, _ = request(leader, "PUT", "/v1/kv/base", {"value": "2", "cas": cur + 100})
+        check(st == 409 and body["error"]["code"] == "conflict", "cas mismatch: %r" % body)
+        st, body, _ = request(leader, "PUT", "/v1/kv/base", {"value": "2", "cas": 0})
+        check(st == 409, "create-only on an existing key")
+        after = state_of(c)
+        # Only rejected commands since `before`: a CAS miss still takes an
+        # entry, but the data digest ignores nothing, so compare the data.
+        st, body, _ = request(leader, "GET", "/v1/kv/base")
+        check(body["value"] == "1", "value unchanged: %r" % body)
+        st, body, _ = request(leader, "GET", "/v1/kv?prefix=a")
+        check(body["items"] == [], "nothing was written under 'a': %r" % body)
+        st, body, _ = request(leader, "GET", "/v1/nodes/server-1")
+        check(body["cap"] == 4, "cap unchanged")
+        for s in c.servers.values():
+            check(s.alive(), "server %d still running" % s.id)
+        check(after[0] >= before[0], "applied index did not go back")
+    finally:
+        c.close()
+
+
+def test_garbage_on_the_wire():
+    c = Cluster(1, name="garbage")
+    c.peers = "1=127.0.0.1:%d" % (c.base + 101)
+    c.start()
+    try:
+        c.leader()
+        api = c.servers[1].api
+        host, port = api.split(":")
+        payloads = [b"\x00\x01\x02garbage\r\n\r\n", b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
+                    b"POST /v1/kv/x HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+                    b"PUT /v1/kv/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n",
+                    b"GET /v1/status HTTP/1.1\r\n"]  # truncated, then closed
+        for p in payloads:
+            s = socket.create_connection((host, int(port)), timeout=5)
+            try:
+                s.sendall(p)
+                s.shutdown(socket.SHUT_WR)
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            s.close()
+            if data:
+                check(data.startswith(b"HTTP/1.1 4"), "answered with a 4xx: %r" % data[:60])
+        st, body, _ = request(api, "GET", "/v1/status")
+        check(st == 200, "server alive after garbage")
+    finally:
+        c.close()
+
+
+def test_server_not_in_a_cluster():
+    c = Cluster(1, name="lonely")
+    try:
+        s = c.servers[1]
+        s.start(bootstrap=False)  # neither --bootstrap nor --join
+        s.wait_up()
+        st, body, _ = put(s.api, "x", "y")
+        check(st == 503 and body["error"]["code"] == "no_cluster", "write refused: %r" % body)
+        st, body, _ = request(s.api, "GET", "/v1/kv/x")
+        check(st == 503 and body["error"]["code"] == "no_cluster", "read refused: %r" % body)
+        st, body, _ = request(s.api, "GET", "/v1/health")
+        check(st == 503 and body["status"] == "no_cluster", "health says so: %r" % body)
+        st, body, _ = request(s.api, "GET", "/v1/status")
+        check(st == 200 and body["in_cluster"] is False and body["applied_index"] == 0,
+              "status works and nothing was applied: %r" % body)
+        r = subprocess.run([BIN, "kv", "put", "a", "b", "--addr", s.api], capture_output=True,
+                           text=True, timeout=30)
+        check(r.returncode == 1 and "not part of a cluster" in r.stderr, "CLI error: %r" % r.stderr)
+    finally:
+        c.close()
+
+
+def cli(*args, addr=None, timeout=30):
+    env = dict(os.environ)
+    if addr:
+        env["FLOTILLA_ADDR"] = addr
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_cli_help_and_bad_flags():
+    commands = [["server"], ["dev"], ["status"], ["members", "list"], ["members", "add"],
+                ["members", "remove"], ["members", "promote"], ["members", "transfer"],
+                ["node", "list"], ["node", "cap"], ["node", "drain"], ["node", "undrain"],
+                ["kv", "put"], ["kv", "get"], ["kv", "list"], ["kv", "delete"]]
+    for cmd in commands:
+        r = cli(*(cmd + ["--help"]))
+        check(r.returncode == 0 and "usage: flotilla " + " ".join(cmd) in r.stdout,
+              "%s --help: %r" % (cmd, r.stdout[:200]))
+        r = cli(*(cmd + ["--no-such-flag"]))
+        check(r.returncode == 2 and "unknown flag --no-such-flag" in r.stderr,
+              "%s bad flag: rc %d %r" % (cmd, r.returncode, r.stderr))
+    r = cli("frobnicate")
+    check(r.returncode == 2 and "unknown command" in r.stderr, "unknown command")
+    r = cli("kv", "put", "onlykey")
+    check(r.returncode == 2 and "expected KEY VALUE" in r.stderr, "missing argument: %r" % r.stderr)
+    r = cli("node", "cap", "n1", "lots")
+    check(r.returncode == 2 and "N must be an integer" in r.stderr, "bad number")
+    r = cli("server", "--id", "1")
+    check(r.returncode == 2 and "--data is required" in r.stderr, "server needs --data")
+    r = cli("server", "--id", "x", "--data", "/tmp/x")
+    check(r.returncode == 2, "server --id must be a number")
+    r = cli("kv", "get", "k", addr="127.0.0.1:1")
+    check(r.returncode == 1 and "127.0.0.1:1" in r.stderr, "connection error names the address: %r"
+          % r.stderr)
+
+
+def test_cli_round_trip():
+    c = Cluster(3, name="cli").start()
+    try:
+        c.leader()
+        a = c.servers[2].api
+        r = cli("kv", "put", "dir/key one", "héllo wörld", addr=a)
+        check(r.returncode == 0 and r.stdout.startswith("version "), "put: %r %r" % (r.stdout, r.stderr))
+        version = int(r.stdout.split()[1])
+        r = cli("kv", "get", "dir/key one", addr=c.servers[3].api)
+        check(r.returncode == 0 and r.stdout == "héllo wörld\n", "get: %r" % r.stdout)
+        r = cli("kv", "get", "dir/key one", "--json", "--stale", addr=c.servers[1].api)
+        check(json.loads(r.stdout)["version"] == version, "--json get")
+        r = cli("kv", "put", "dir/key one", "x", "--cas", str(version + 100), addr=a)
+        check(r.returncode == 1 and "conflict" in r.stderr, "cas conflict: %r" % r.stderr)
+        r = cli("kv", "put", "dir/key one", "x", "--cas", str(version), addr=a)
+        check(r.returncode == 0, "cas match")
+        r = cli("kv", "list", "--prefix", "dir/", addr=a)
+        check(r.returncode == 0 and r.stdout.startswith("dir/key one\tx\t"), "list: %r" % r.stdout)
+        r = cli("kv", "delete", "dir/key one", addr=a)
+        check(r.returncode == 0, "delete")
+        r = cli("kv", "get", "dir/key one", addr=a)
+        check(r.returncode == 1 and "not found" in r.stderr, "deleted: %r" % r.stderr)
+        for _ in range(100):  # each server records itself within a few ticks
+            r = cli("node", "list", "--json", addr=a)
+            nodes = json.loads(r.stdout)["nodes"]
+            if len(nodes) == 3:
+                break
+            time.sleep(0.1)
+        check(sorted(n["id"] for n in nodes) == ["server-1", "server-2", "server-3"],
+              "every server recorded itself: %r" % nodes)
+        r = cli("node", "cap", "server-2", "0", addr=a)
+        check(r.returncode == 0, "cap 0")
+        r = cli("node", "drain", "server-2", addr=a)
+        check(r.returncode == 0, "drain")
+        # Health is answered from the server's own copy: it follows shortly.
+        for _ in range(50):
+            st, body, _ = request(c.servers[2].api, "GET", "/v1/health")
+            if st == 503:
+                break
+            time.sleep(0.1)
+        check(st == 503 and body["draining"] is True, "a draining server's health is 503: %r" % body)
+        r = cli("node", "list", addr=a)
+        line = [l for l in r.stdout.splitlines() if l.startswith("server-2")][0]
+        check(line.split()[2:4] == ["0", "yes"], "node list shows cap 0 and drain: %r" % line)
+        r = cli("node", "undrain", "server-2", addr=a)
+        for _ in range(50):
+            st, body, _ = request(c.servers[2].api, "GET", "/v1/health")
+            if st == 200:
+                break
+            time.sleep(0.1)
+        check(st == 200 and body["status"] == "ok", "undrained: %r" % body)
+        r = cli("status", addr=a)
+        check(r.returncode == 0 and "leader" in r.stdout and "digest" in r.stdout, "status text")
+        r = cli("members", "list", "--json", addr=a)
+        check(len(json.loads(r.stdout)["members"]) == 3, "members list")
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    run([test_bad_requests_change_nothing, test_garbage_on_the_wire, test_server_not_in_a_cluster,
+         test_cli_help_and_bad_flags, test_cli_round_trip])

@@ -1,0 +1,167 @@
+"""Three real servers on loopback: kill -9 of the leader under load, restart,
+catch-up from the log and from a snapshot, no re-apply after restart."""
+import random
+import threading
+import time
+
+from flotilla_cluster import Cluster, check, put, request, run
+
+
+def writer(cluster, keys, acked, lock, errors):
+    """Write each key until acknowledged, moving to another server on errors."""
+    ids = sorted(cluster.servers)
+    target = random.choice(ids)
+    for key, value in keys:
+        for _ in range(400):
+            s = cluster.servers[target]
+            try:
+                st, body, _ = put(s.api, key, value, timeout=5)
+            except OSError:
+                st, body = None, None
+            if st == 200:
+                with lock:
+                    acked[key] = (value, body["version"])
+                break
+            target = random.choice(ids)
+            time.sleep(0.02)
+        else:
+            errors.append(key)
+
+
+def load(cluster, n, prefix, threads=8):
+    acked, lock, errors = {}, threading.Lock(), []
+    items = [("%s%05d" % (prefix, i), "v%d-%d" % (i, random.randrange(1 << 30))) for i in range(n)]
+    chunks = [items[i::threads] for i in range(threads)]
+    ts = [threading.Thread(target=writer, args=(cluster, c, acked, lock, errors)) for c in chunks]
+    for t in ts:
+        t.start()
+    return ts, acked, errors
+
+
+def all_keys(server, prefix):
+    st, body, _ = request(server.api, "GET", "/v1/kv?stale&limit=100000&prefix=" + prefix)
+    check(st == 200, "list on server %d: %s" % (server.id, st))
+    return {it["key"]: it["value"] for it in body["items"]}
+
+
+def verify(cluster, acked, prefix):
+    cluster.wait_converged(timeout=60, servers=list(cluster.servers.values()))
+    for s in cluster.servers.values():
+        have = all_keys(s, prefix)
+        missing = [k for k in acked if have.get(k) != acked[k][0]]
+        check(not missing, "server %d lost %d acknowledged writes, e.g. %s"
+              % (s.id, len(missing), missing[:5]))
+
+
+def test_kill_leader_under_load():
+    c = Cluster(3, ["--snapshot-threshold", "256", "--snapshot-trailing", "128"], "kill").start()
+    try:
+        old = c.leader()
+        ts, acked, errors = load(c, 1000, "k")
+        time.sleep(random.uniform(0.1, 1.0))  # a random moment in the run
+        c.servers[old].kill9()
+        for t in ts:
+            t.join()
+        check(not errors, "writes never acknowledged: %r" % errors[:5])
+        check(len(acked) == 1000, "acknowledged %d of 1000" % len(acked))
+        new = c.leader(exclude=(old,))
+        check(new != old, "a new leader was elected")
+        c.servers[old].start()
+        c.servers[old].wait_up()
+        verify(c, acked, "k")
+        # Versions are Raft indexes: unique per acknowledged write.
+        versions = [v for (_, v) in acked.values()]
+        check(len(set(versions)) == len(versions), "versions are unique")
+    finally:
+        c.close()
+
+
+def test_catch_up_from_snapshot_and_log():
+    c = Cluster(3, ["--snapshot-threshold", "64", "--snapshot-trailing", "16"], "catchup").start()
+    try:
+        leader = c.leader()
+        follower = next(i for i in c.servers if i != leader)
+        other = next(i for i in c.servers if i not in (leader, follower))
+        # Down long enough for the log to be compacted past it: snapshot.
+        c.servers[follower].kill9()
+        ts, acked, errors = load(c, 600, "s", threads=4)
+        for t in ts:
+            t.join()
+        check(not errors and len(acked) == 600, "all writes acknowledged")
+        c.servers[follower].start()
+        c.servers[follower].wait_up()
+        verify(c, acked, "s")
+        st = c.servers[follower].status()
+        check(st["fsm"]["restores"] >= 1, "follower installed a snapshot: %r" % st["fsm"])
+
+        # Down briefly: a few entries, caught up from the log alone.
+        c.servers[other].kill9()
+        restores_before = 0
+        ts, acked2, errors = load(c, 5, "l", threads=1)
+        for t in ts:
+            t.join()
+        c.servers[other].start()
+        c.servers[other].wait_up()
+        verify(c, acked2, "l")
+        st = c.servers[other].status()
+        check(st["fsm"]["applied_entries"] >= 1, "applied the missed entries: %r" % st["fsm"])
+        check(st["fsm"]["restores"] == restores_before or st["fsm"]["restores_skipped"] >= 0,
+              "log catch-up")
+    finally:
+        c.close()
+
+
+def test_restart_does_not_reapply():
+    # A large threshold: every entry stays in the log, so a restart replays
+    # all of them through raft; the store must skip every one.
+    c = Cluster(3, ["--snapshot-threshold", "100000", "--snapshot-trailing", "100000"],
+                "noreapply").start()
+    try:
+        ts, acked, errors = load(c, 3000, "r", threads=16)
+        for t in ts:
+            t.join()
+        check(len(acked) == 3000, "all writes acknowledged")
+        idx, _ = c.wait_converged()
+        leader = c.leader()
+        victim = next(i for i in c.servers if i != leader)
+        check(c.servers[victim].stop() == 0, "clean shutdown")
+        c.servers[victim].start()
+        c.servers[victim].wait_up()
+        c.wait_converged()
+        st = c.servers[victim].status()
+        fsm = st["fsm"]
+        check(fsm["applied_entries"] == 0,
+              "restart re-applied %d entries already in the store" % fsm["applied_entries"])
+        check(fsm["skipped_entries"] > 100,
+              "the replayed log was skipped entry by entry: %r" % fsm)
+        verify(c, acked, "r")
+        # Same with kill -9 and a snapshot in place (restore must not roll back).
+    finally:
+        c.close()
+
+
+def test_restart_with_snapshot_skips_older_image():
+    c = Cluster(3, ["--snapshot-threshold", "32", "--snapshot-trailing", "8"], "snapskip").start()
+    try:
+        ts, acked, errors = load(c, 800, "p", threads=8)
+        for t in ts:
+            t.join()
+        c.wait_converged()
+        leader = c.leader()
+        victim = next(i for i in c.servers if i != leader)
+        c.servers[victim].kill9()
+        c.servers[victim].start()
+        c.servers[victim].wait_up()
+        c.wait_converged()
+        fsm = c.servers[victim].status()["fsm"]
+        check(fsm["restores"] == 0 and fsm["restores_skipped"] >= 1,
+              "the snapshot loaded at start is older than the store and skipped: %r" % fsm)
+        check(fsm["applied_entries"] == 0, "nothing re-applied: %r" % fsm)
+        verify(c, acked, "p")
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    run([test_kill_leader_under_load, test_catch_up_from_snapshot_and_log,
+         test_restart_does_not_reapply, test_restart_with_snapshot_skips_older_image])

@@ -1,0 +1,292 @@
+/* The FSM adapter driven directly: exactly-once apply, CAS, batching of
+ * store transactions, results to the proposer, and storage faults.
+ *
+ * A zeroed struct raft stands in for the library: the adapter only reads its
+ * last_applied and commit_index, which the test sets as raft would. */
+#include <raft.h>
+
+#include "check.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "raft/rg_cmd.h"
+#include "raft/rg_fsm.h"
+#include "store/store.h"
+
+struct harness {
+    char dir[256];
+    struct store *store;
+    struct rg_fsm fsm;
+    struct raft raft;
+    struct rg_result last[16];
+    unsigned n_last;
+    uint64_t last_seq;
+};
+
+static void results_cb(void *data, uint64_t seq, uint64_t term, uint64_t index,
+                       const struct rg_result *res, unsigned n)
+{
+    struct harness *h = data;
+    h->n_last = n > 16 ? 16 : n;
+    memcpy(h->last, res, sizeof *res * h->n_last);
+    h->last_seq = seq;
+}
+
+static void setup(struct harness *h)
+{
+    memset(h, 0, sizeof *h);
+    REQUIRE(check_tmpdir(h->dir, sizeof h->dir) != NULL);
+    CHECK_OK(store_open(h->dir, NULL, &h->store, NULL));
+    CHECK_OK(rg_fsm_init(&h->fsm, h->store, 1));
+    rg_fsm_set_raft(&h->fsm, &h->raft);
+    h->fsm.results_cb = results_cb;
+    h->fsm.results_data = h;
+}
+
+static void reopen(struct harness *h)
+{
+    rg_fsm_close(&h->fsm);
+    store_close(h->store);
+    CHECK_OK(store_open(h->dir, NULL, &h->store, NULL));
+    CHECK_OK(rg_fsm_init(&h->fsm, h->store, 1));
+    rg_fsm_set_raft(&h->fsm, &h->raft);
+    h->fsm.results_cb = results_cb;
+    h->fsm.results_data = h;
+}
+
+static void teardown(struct harness *h)
+{
+    rg_fsm_close(&h->fsm);
+    store_close(h->store);
+    check_rmrf(h->dir);
+}
+
+static struct rg_cmd put_cmd(const char *k, const char *v, int has_cas, uint64_t cas)
+{
+    struct rg_cmd c = {0};
+    c.type = RG_CMD_KV_PUT;
+    c.u.kv.key = k;
+    c.u.kv.klen = strlen(k);
+    c.u.kv.value = (const uint8_t *)v;
+    c.u.kv.vlen = strlen(v);
+    c.u.kv.has_cas = has_cas;
+    c.u.kv.cas = cas;
+    return c;
+}
+
+/* Apply one entry at the next index, as raft does; `commit` is the commit
+ * index raft would report during the apply. */
+static void apply(struct harness *h, const struct rg_cmd *cmds, unsigned n, uint64_t origin,
+                  uint64_t seq, uint64_t commit)
+{
+    struct rg_entry_writer w;
+    struct raft_buffer buf;
+    void *result = NULL;
+    rg_writer_init(&w);
+    for (unsigned i = 0; i < n; i++) {
+        CHECK_OK(rg_writer_add(&w, &cmds[i]));
+    }
+    CHECK_OK(rg_writer_finish(&w, origin, seq, 2, 5000, fl_malloc, &buf.base, &buf.len));
+    rg_writer_close(&w);
+    h->raft.commit_index = commit;
+    CHECK_EQ_INT(h->fsm.fsm.apply(&h->fsm.fsm, &buf, &result), 0);
+    h->raft.last_applied++;
+    fl_free(buf.base);
+}
+
+static int get(struct harness *h, const char *k, char *out, size_t cap, uint64_t *version)
+{
+    struct store_txn *t;
+    struct store_kv kv;
+    int rv;
+    rg_fsm_flush(&h->fsm);
+    CHECK_OK(store_begin(h->store, 0, &t));
+    rv = store_kv_get(t, k, strlen(k), &kv);
+    if (rv == FL_OK) {
+        snprintf(out, cap, "%.*s", (int)kv.vlen, (const char *)kv.value);
+        *version = kv.version;
+    }
+    store_abort(t);
+    return rv;
+}
+
+TEST(results_and_cas)
+{
+    struct harness h;
+    struct rg_cmd c[4];
+    char v[64];
+    uint64_t ver = 0;
+    setup(&h);
+    h.raft.last_applied = 1; /* index 1 is the bootstrap configuration */
+    c[0] = put_cmd("a", "1", 0, 0);
+    c[1] = put_cmd("b", "1", 1, 0);  /* create only: ok */
+    c[2] = put_cmd("b", "2", 1, 0);  /* create only again: conflict */
+    c[3] = put_cmd("a", "2", 1, 1);  /* cas on a's version 1: ok */
+    apply(&h, c, 4, 1, 77, 2);
+    CHECK_EQ_INT(h.last_seq, 77);
+    CHECK_EQ_INT(h.n_last, 4);
+    CHECK_EQ_INT(h.last[0].err, FL_OK);
+    CHECK_EQ_INT(h.last[0].version, 1);
+    CHECK_EQ_INT(h.last[1].err, FL_OK);
+    CHECK_EQ_INT(h.last[1].version, 2);
+    CHECK_EQ_INT(h.last[2].err, FL_ECONFLICT);
+    CHECK_EQ_INT(h.last[3].err, FL_OK);
+    CHECK_EQ_INT(h.last[3].version, 3);
+    CHECK_EQ_INT(h.last[0].index, 2);
+    CHECK_OK(get(&h, "a", v, sizeof v, &ver));
+    CHECK_EQ_STR(v, "2");
+    CHECK_EQ_INT(ver, 3);
+    CHECK_OK(get(&h, "b", v, sizeof v, &ver));
+    CHECK_EQ_STR(v, "1");
+    /* Entries proposed elsewhere produce no results here. */
+    h.n_last = 0;
+    c[0] = put_cmd("c", "x", 0, 0);
+    apply(&h, c, 1, 2, 78, 3);
+    CHECK_EQ_INT(h.n_last, 0);
+    teardown(&h);
+}
+
+TEST(replay_is_skipped_after_restart)
+{
+    struct harness h;
+    struct rg_cmd c[1];
+    char v[64];
+    uint64_t ver, idx, term;
+    uint8_t d1[32], d2[32];
+    setup(&h);
+    h.raft.last_applied = 1;
+    for (int i = 0; i < 50; i++) {
+        char key[16], val[16];
+        snprintf(key, sizeof key, "k%02d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        c[0] = put_cmd(key, val, 0, 0);
+        apply(&h, c, 1, 0, 0, 51);
+    }
+    rg_fsm_flush(&h.fsm);
+    CHECK_OK(store_digest(h.store, d1, &idx, &term));
+    CHECK_EQ_INT(idx, 51);
+    CHECK_EQ_INT(h.fsm.n_applied, 50);
+    /* Restart: raft replays from index 2 (no snapshot); everything up to 51
+     * is already in LMDB and must be skipped, including a different value. */
+    reopen(&h);
+    h.raft.last_applied = 1;
+    for (int i = 0; i < 50; i++) {
+        c[0] = put_cmd("k00", "replayed", 0, 0);
+        apply(&h, c, 1, 0, 0, 51);
+    }
+    CHECK_EQ_INT(h.fsm.n_applied, 0);
+    CHECK_EQ_INT(h.fsm.n_skipped, 50);
+    CHECK_OK(get(&h, "k00", v, sizeof v, &ver));
+    CHECK_EQ_STR(v, "v0");
+    CHECK_OK(store_digest(h.store, d2, &idx, &term));
+    CHECK(memcmp(d1, d2, 32) == 0);
+    /* The next new entry is applied, and the revision carries on. */
+    c[0] = put_cmd("new", "1", 0, 0);
+    apply(&h, c, 1, 1, 9, 52);
+    CHECK_EQ_INT(h.fsm.n_applied, 1);
+    CHECK_EQ_INT(h.last[0].version, 51);
+    teardown(&h);
+}
+
+TEST(one_transaction_per_run_of_commits)
+{
+    struct harness h;
+    struct rg_cmd c[1];
+    uint64_t idx, term;
+    setup(&h);
+    h.raft.last_applied = 1;
+    c[0] = put_cmd("x", "1", 0, 0);
+    /* Ten entries committed together (commit index 11): one store commit. */
+    for (int i = 0; i < 10; i++) {
+        apply(&h, c, 1, 0, 0, 11);
+    }
+    CHECK_EQ_INT(h.fsm.n_commits, 1);
+    CHECK_OK(store_applied(h.store, &idx, &term));
+    CHECK_EQ_INT(idx, 11);
+    CHECK_EQ_INT(term, 2);
+    /* Applied but not at the commit index yet: still open until a flush. */
+    apply(&h, c, 1, 0, 0, 20);
+    CHECK_OK(store_applied(h.store, &idx, &term));
+    CHECK_EQ_INT(idx, 11);
+    rg_fsm_flush(&h.fsm);
+    CHECK_OK(store_applied(h.store, &idx, &term));
+    CHECK_EQ_INT(idx, 12);
+    teardown(&h);
+}
+
+static int fatal_calls;
+static char fatal_msg[512];
+static void fake_fatal(const char *msg)
+{
+    fatal_calls++;
+    snprintf(fatal_msg, sizeof fatal_msg, "%s", msg);
+}
+
+TEST(failed_commit_is_fatal_and_changes_nothing)
+{
+    struct harness h;
+    struct rg_cmd c[1];
+    uint64_t idx, term, ver;
+    char v[64];
+    void (*saved)(const char *) = rg_fsm_fatal_hook;
+    setup(&h);
+    h.raft.last_applied = 1;
+    c[0] = put_cmd("k", "before", 0, 0);
+    apply(&h, c, 1, 0, 0, 2);
+    rg_fsm_fatal_hook = fake_fatal;
+    fatal_calls = 0;
+    store_fault_commit(h.store, 0);
+    c[0] = put_cmd("k", "after", 0, 0);
+    apply(&h, c, 1, 0, 0, 3);
+    CHECK_EQ_INT(fatal_calls, 1);
+    CHECK(strstr(fatal_msg, "committing") != NULL);
+    store_fault_commit(h.store, -1);
+    rg_fsm_fatal_hook = saved;
+    CHECK_OK(store_applied(h.store, &idx, &term));
+    CHECK_EQ_INT(idx, 2);
+    CHECK_OK(get(&h, "k", v, sizeof v, &ver));
+    CHECK_EQ_STR(v, "before");
+    teardown(&h);
+}
+
+TEST(map_full_is_fatal_with_a_clear_message)
+{
+    struct harness h;
+    struct store_options so = {0};
+    static char big[100 * 1024];
+    uint64_t idx, term;
+    void (*saved)(const char *) = rg_fsm_fatal_hook;
+    memset(&h, 0, sizeof h);
+    REQUIRE(check_tmpdir(h.dir, sizeof h.dir) != NULL);
+    so.map_size = 1u << 20;
+    CHECK_OK(store_open(h.dir, &so, &h.store, NULL));
+    CHECK_OK(rg_fsm_init(&h.fsm, h.store, 1));
+    rg_fsm_set_raft(&h.fsm, &h.raft);
+    memset(big, 'x', sizeof big - 1);
+    rg_fsm_fatal_hook = fake_fatal;
+    fatal_calls = 0;
+    h.raft.last_applied = 1;
+    for (int i = 0; i < 40 && fatal_calls == 0; i++) {
+        char key[16];
+        struct rg_cmd c[1];
+        snprintf(key, sizeof key, "big%02d", i);
+        c[0] = put_cmd(key, big, 0, 0);
+        apply(&h, c, 1, 0, 0, h.raft.last_applied + 1);
+    }
+    rg_fsm_fatal_hook = saved;
+    CHECK_EQ_INT(fatal_calls, 1);
+    CHECK(strstr(fatal_msg, "--store-size") != NULL);
+    /* What was committed before is intact and readable. */
+    CHECK_OK(store_applied(h.store, &idx, &term));
+    CHECK(idx >= 2);
+    teardown(&h);
+}
+
+int main(void)
+{
+    RUN(results_and_cas);
+    RUN(replay_is_skipped_after_restart);
+    RUN(one_transaction_per_run_of_commits);
+    RUN(failed_commit_is_fatal_and_changes_nothing);
+    RUN(map_full_is_fatal_with_a_clear_message);
+    return check_summary();
+}

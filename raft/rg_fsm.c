@@ -298,9 +298,9 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
         f->n_cmds++;
     }
     if (f->revision != revision) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "%llu", (unsigned long long)f->revision);
-        rv = store_meta_put(f->txn, "revision", buf);
+        char text[32];
+        snprintf(text, sizeof text, "%llu", (unsigned long long)f->revision);
+        rv = store_meta_put(f->txn, "revision", text);
         if (rv != FL_OK) {
             fatal(f, "recording the kv revision", rv);
             goto out;

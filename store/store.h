@@ -106,9 +106,11 @@ void store_cursor_close(struct store_cursor *c);
 
 /* ---- typed accessors ------------------------------------------------- */
 
-/* KV table. `version` is the Raft index of the last write of the key (so it is
- * unique and increases); `create_index` the index of its creation.
- * store_kv_put keeps the create_index of an existing key, else uses `index`.
+/* KV table. The caller passes the kv revision of the write as `index` (the FSM
+ * keeps a cluster-wide counter of kv writes, so it is unique and increases):
+ * `version` is the revision of the key's last write, `create_index` the
+ * revision of its creation. store_kv_put keeps the create_index of an
+ * existing key, else uses `index`.
  * Keys are 1 to STORE_KV_MAX_KEY bytes inclusive: store_kv_put refuses an
  * empty key (FL_EINVAL) and a longer one (FL_ETOOBIG); store_kv_get/del report
  * such keys FL_ENOTFOUND, as they cannot exist. Values are at most

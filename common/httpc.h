@@ -1,0 +1,55 @@
+/* Blocking HTTP/1.1 client for the command-line tools (no event loop).
+ *
+ * One request per connection ("Connection: close"); the response is parsed
+ * by http_parser (Content-Length, chunked and close-delimited bodies) and
+ * bounded by HTTPC_MAX_BODY. Sends with MSG_NOSIGNAL, so a dead peer never
+ * raises SIGPIPE. */
+#ifndef FL_COMMON_HTTPC_H
+#define FL_COMMON_HTTPC_H
+
+#include <stddef.h>
+
+#define HTTPC_MAX_BODY (64u * 1024u * 1024u)
+#define HTTPC_HOST_MAX 256 /* host buffer of httpc_split_addr, NUL included */
+#define HTTPC_PORT_MAX 6
+
+/* A response; the caller owns it and frees it with httpc_response_free. */
+struct httpc_response {
+    int status;
+    char *content_type; /* NULL if the response had none */
+    char *body;         /* never NULL after success; NUL-terminated */
+    size_t body_len;    /* without that NUL */
+};
+
+/* Send `method path_and_query` with body (copied; may be NULL when len is
+ * 0) to addr ("host:port" or "http://host:port[/]"; host is a name or an
+ * IPv4 or bracketed IPv6 literal) and wait for the whole response.
+ * extra_headers ("Name: value\r\n"..., may be NULL) are sent verbatim after
+ * Host, Content-Length and Connection. timeout_ms bounds the whole exchange
+ * (connect included); <= 0 waits forever.
+ *
+ * Returns FL_OK with *out filled (any HTTP status), or:
+ *   FL_EINVAL    malformed addr or arguments;
+ *   FL_ENET      resolve, connect, send or receive failed, or the peer
+ *                closed before the response started;
+ *   FL_ETIMEOUT  timeout_ms elapsed;
+ *   FL_EPROTO    malformed or truncated response;
+ *   FL_ETOOBIG   response body over HTTPC_MAX_BODY;
+ *   FL_ENOMEM    out of memory.
+ * On error *out is zeroed and errmsg (FL_ERRMSG_SIZE, may be NULL) says what
+ * happened, e.g. "connect to 127.0.0.1:8401: Connection refused". */
+int httpc_request(const char *addr, const char *method, const char *path_and_query,
+                  const char *extra_headers, const void *body, size_t len, int timeout_ms,
+                  struct httpc_response *out, char *errmsg);
+
+/* Split addr ("host:port", "[v6]:port", with an optional "http://" and
+ * trailing '/') into host (brackets removed) and port (1..65535, digits).
+ * *norm and *norm_len (may be NULL) get the address without scheme and
+ * slashes, pointing into addr. Returns FL_OK or FL_EINVAL. */
+int httpc_split_addr(const char *addr, char host[HTTPC_HOST_MAX], char port[HTTPC_PORT_MAX],
+                     const char **norm, size_t *norm_len);
+
+/* Free what a response holds and zero it; NULL or a zeroed one is fine. */
+void httpc_response_free(struct httpc_response *r);
+
+#endif

@@ -1,0 +1,63 @@
+/* Asynchronous HTTP/1.1 client on the node's libuv loop.
+ *
+ * A follower uses it to forward an API request to the leader and relay the
+ * answer. Responses are parsed by http_parser (Content-Length, chunked and
+ * close-delimited bodies) and bounded by HTTP_CLIENT_MAX_BODY.
+ *
+ * Connections are kept alive and pooled per (loop, address) while idle, at
+ * most HTTP_CLIENT_POOL_PER_ADDR of them, for at most HTTP_CLIENT_POOL_IDLE_MS
+ * (below the server's default idle timeout). An idle pooled connection does
+ * not keep uv_run alive, but it is a handle of the loop: call
+ * http_client_close_idle(loop) before uv_loop_close. When a request sent on a
+ * reused connection fails before any byte of the response arrived (the
+ * server had closed it), it is retried once on a new connection: a server
+ * that closes an idle connection has not read the request from it.
+ *
+ * Threading: a request and its callback stay on the loop's thread; several
+ * loops on several threads may use the client at once (the pool is locked).
+ * The process must ignore SIGPIPE (libuv writes with write(2)). */
+#ifndef FL_NODE_HTTP_CLIENT_H
+#define FL_NODE_HTTP_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#define HTTP_CLIENT_MAX_BODY      (64u * 1024u * 1024u)
+#define HTTP_CLIENT_POOL_PER_ADDR 8
+#define HTTP_CLIENT_POOL_IDLE_MS  30000
+
+/* The outcome of one request. err is FL_OK when a complete response arrived
+ * (whatever its status), else:
+ *   FL_ENET      resolve, connect, write or read failed, or the peer closed
+ *                the connection before sending anything;
+ *   FL_ETIMEOUT  no complete response within timeout_ms of the call;
+ *   FL_EPROTO    malformed or truncated response, or a body larger than
+ *                HTTP_CLIENT_MAX_BODY;
+ *   FL_ENOMEM    out of memory.
+ * On error status is 0, content_type and body NULL. On success content_type
+ * is NULL if the response had none, and body is never NULL (NUL-terminated,
+ * "" when empty). content_type and body are valid during the call only. */
+typedef void (*http_client_cb)(void *data, int err, int status, const char *content_type,
+                               const uint8_t *body, size_t len);
+
+/* Send `method path_and_query` with body (copied; may be NULL when len is 0)
+ * to addr ("host:port", optionally "http://host:port"; host is an IPv4 or
+ * bracketed IPv6 literal or a name resolved with uv_getaddrinfo).
+ * extra_headers ("Name: value\r\n"..., may be NULL) are added verbatim
+ * after Host and Content-Length. timeout_ms 0 means no timeout.
+ *
+ * Returns FL_OK, and then cb is called exactly once, from the loop, never
+ * from inside this call. Returns FL_EINVAL (malformed addr or arguments) or
+ * FL_ENOMEM, and then cb is never called. */
+int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
+                        const char *path_and_query, const char *extra_headers, const void *body,
+                        size_t len, unsigned timeout_ms, http_client_cb cb, void *data);
+
+/* Close every idle pooled connection of loop (their memory is released by
+ * the loop's next iteration). Requests in flight are not affected; their
+ * connections are closed or pooled when they finish. */
+void http_client_close_idle(uv_loop_t *loop);
+
+#endif

@@ -65,7 +65,6 @@ static void forward_cb(void *data, int err, int status, const char *content_type
 void node__forward(struct node_server *s, struct http_request *req)
 {
     char leader[STORE_NODE_ADDR_MAX];
-    char path[8192];
     char headers[256];
     struct fwd *f;
     const char *ct = http_request_header(req, "Content-Type");
@@ -75,43 +74,20 @@ void node__forward(struct node_server *s, struct http_request *req)
         node__respond_err(req, FL_ENOLEADER, "no leader is known yet; retry");
         return;
     }
-    if ((size_t)snprintf(path, sizeof path, "%s%s%s", req->path, req->query[0] ? "?" : "",
-                         req->query) >= sizeof path) {
-        node__respond_err(req, FL_ETOOBIG, "request path too long to forward");
+    snprintf(headers, sizeof headers, "X-Flotilla-Forwarded: %llu\r\n%s%.100s%s",
+             (unsigned long long)s->cfg.id, ct ? "Content-Type: " : "", ct ? ct : "",
+             ct ? "\r\n" : "");
+    f = fl_malloc(sizeof *f);
+    if (f == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
         return;
     }
-    /* The path was percent-decoded; re-encode what would break the request
-     * line. */
-    {
-        char enc[8192 * 3];
-        size_t o = 0;
-        for (const char *p = path; *p && o + 4 < sizeof enc; p++) {
-            unsigned char ch = (unsigned char)*p;
-            if (ch <= 0x20 || ch >= 0x7f || ch == '%' || ch == '#') {
-                if (p >= path + strlen(req->path)) {
-                    enc[o++] = (char)ch; /* query is still raw */
-                    continue;
-                }
-                o += (size_t)snprintf(enc + o, sizeof enc - o, "%%%02X", ch);
-            } else {
-                enc[o++] = (char)ch;
-            }
-        }
-        enc[o] = '\0';
-        snprintf(headers, sizeof headers, "X-Flotilla-Forwarded: %llu\r\n%s%s%s",
-                 (unsigned long long)s->cfg.id, ct ? "Content-Type: " : "", ct ? ct : "",
-                 ct ? "\r\n" : "");
-        f = fl_malloc(sizeof *f);
-        if (f == NULL) {
-            node__respond_err(req, FL_ENOMEM, "out of memory");
-            return;
-        }
-        f->s = s;
-        f->req = req;
-        s->n_forwarded++;
-        rv = http_client_request(s->loop, leader, http_method_str((enum http_method)req->method),
-                                 enc, headers, req->body, req->body_len, 10000, forward_cb, f);
-    }
+    f->s = s;
+    f->req = req;
+    s->n_forwarded++;
+    /* The raw request target goes through unchanged. */
+    rv = http_client_request(s->loop, leader, http_method_str((enum http_method)req->method),
+                             req->target, headers, req->body, req->body_len, 10000, forward_cb, f);
     if (rv != FL_OK) {
         fl_free(f);
         node__respond_err(req, FL_ENOLEADER, "forwarding to the leader failed: %s; retry",

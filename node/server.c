@@ -361,6 +361,9 @@ out_repl:
 out_store:
     store_close(s->store);
 out:
+    /* Pooled client connections are loop handles too. */
+    http_client_close_idle(s->loop);
+    uv_run(s->loop, UV_RUN_DEFAULT);
     uv_loop_close(s->loop);
     fl_free(s);
     return status;

@@ -154,6 +154,23 @@ int cmd_members(int argc, char **argv)
         }
         return finish(&c, status, out, print_members);
     }
+    if (strcmp(sub, "leave") == 0) {
+        struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
+        struct cli_cmd c = {"members leave", "",
+                            "Remove the server at --addr from the cluster (it steps down first "
+                            "if it leads).",
+                            opts, 0, 0};
+        json_t *st = NULL;
+        cli_parse(&c, argc - 1, argv + 1, pos, &npos);
+        status = cli_call(&c, "GET", "/v1/status", NULL, &st);
+        if (status != 200) {
+            return cli_print_error(c.path, status, st);
+        }
+        snprintf(path, sizeof path, "/v1/members/%lld", jint(st, "id"));
+        json_decref(st);
+        status = cli_call(&c, "DELETE", path, NULL, &out);
+        return finish(&c, status, out, print_members);
+    }
     if (strcmp(sub, "transfer") == 0) {
         struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
         struct cli_cmd c = {"members transfer", "[ID]",
@@ -168,7 +185,7 @@ int cmd_members(int argc, char **argv)
         return finish(&c, status, out, print_members);
     }
     fprintf(strcmp(sub, "--help") == 0 ? stdout : stderr,
-            "usage: flotilla members list|add|remove|promote|transfer ... (each has --help)\n");
+            "usage: flotilla members list|add|remove|leave|promote|transfer ... (each has --help)\n");
     return strcmp(sub, "--help") == 0 ? 0 : 2;
 }
 

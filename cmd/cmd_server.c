@@ -106,6 +106,7 @@ int cmd_server(int argc, char **argv)
         {"store-size", 1, "maximum store size", "1G", 0},
         {"max-body", 1, "largest accepted request body", "1M", 0},
         {"cap", 1, "running-unit cap of this server's node", "4", 0},
+        {"min-free-disk", 1, "refuse writes when the data disk has less free space", "64M", 0},
         {NULL}};
     struct cli_cmd c = {"server", "", "Run a Flotilla server.", opts, 0, 0};
     struct node_config cfg;
@@ -191,6 +192,7 @@ int cmd_server(int argc, char **argv)
         cli_die_usage(&c, "--max-body must be between 1K and 64M");
     }
     cfg.node_cap = (unsigned)parse_num(&c, "cap", cli_val(&c, "cap"), 1000000);
+    cfg.min_free_disk = parse_size(&c, "min-free-disk", cli_val(&c, "min-free-disk"));
     return node_server_run(&cfg);
 }
 

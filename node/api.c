@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "common/alloc.h"
 #include "common/err.h"
@@ -169,6 +170,40 @@ json_t *node__body_object(struct http_request *req, const char *const *allowed)
 
 /* ---- submitting commands ---------------------------------------------- */
 
+/* Admission control: a write is refused (507) before it enters the log when
+ * the store's map is 90% used or the data disk is nearly full, so applying a
+ * committed entry never meets a full map and the Raft log keeps room to grow.
+ * The free-space reading is refreshed at most every 100 ms. */
+static int admit(struct node_server *s, struct http_request *req)
+{
+    uint64_t used, map, now = uv_now(s->loop);
+    store_usage(s->store, &used, &map);
+    if (map > 0 && used > map / 10 * 9) {
+        s->n_refused_full++;
+        node__respond_err(req, FL_EMAPFULL, "store is %llu of %llu bytes full; raise --store-size",
+                          (unsigned long long)used, (unsigned long long)map);
+        return 0;
+    }
+    if (s->disk_checked_ms == 0 || now - s->disk_checked_ms >= 100) {
+        struct statvfs vfs;
+        if (statvfs(s->cfg.data_dir, &vfs) == 0) {
+            s->disk_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        }
+        s->disk_checked_ms = now;
+    }
+    if (s->cfg.min_free_disk > 0 && s->disk_checked_ms != 0 &&
+        s->disk_free < s->cfg.min_free_disk) {
+        s->n_refused_full++;
+        node__respond_err(req, FL_EDISKFULL,
+                          "only %llu MiB free on %s; writes are refused below %llu MiB "
+                          "(--min-free-disk)",
+                          (unsigned long long)(s->disk_free >> 20), s->cfg.data_dir,
+                          (unsigned long long)(s->cfg.min_free_disk >> 20));
+        return 0;
+    }
+    return 1;
+}
+
 struct submit {
     struct node_server *s;
     struct http_request *req;
@@ -208,15 +243,9 @@ void node__submit(struct node_server *s, struct http_request *req, const struct 
 {
     char why[FL_ERRMSG_SIZE] = "";
     struct submit *sub;
-    uint64_t used, map;
     int rv;
 
-    /* Admission: refuse writes before the store is full, so applying a
-     * committed entry never meets a full map. */
-    store_usage(s->store, &used, &map);
-    if (map > 0 && used > map / 10 * 9) {
-        node__respond_err(req, FL_EMAPFULL, "store is %llu of %llu bytes full; raise --store-size",
-                          (unsigned long long)used, (unsigned long long)map);
+    if (!admit(s, req)) {
         return;
     }
     sub = fl_malloc(sizeof *sub);

@@ -82,8 +82,10 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                   (json_int_t)f->n_snapshots, "restores", (json_int_t)f->n_restores,
                   "restores_skipped", (json_int_t)f->n_restores_skipped));
     json_object_set_new(o, "store",
-                        json_pack("{s:I, s:I}", "used_bytes", (json_int_t)used, "map_bytes",
-                                  (json_int_t)map));
+                        json_pack("{s:I, s:I, s:I, s:I}", "used_bytes", (json_int_t)used,
+                                  "map_bytes", (json_int_t)map, "disk_free_bytes",
+                                  (json_int_t)s->disk_free, "writes_refused_full",
+                                  (json_int_t)s->n_refused_full));
     json_object_set_new(o, "proposed",
                         json_pack("{s:I, s:I, s:I, s:I}", "entries", (json_int_t)st.n_batches,
                                   "commands", (json_int_t)st.n_proposed, "forwarded",

@@ -24,6 +24,9 @@ struct node_server {
     int join_inflight;
     int register_inflight;
     uint64_t started_ms;
+    uint64_t disk_free;          /* bytes free on the data directory's file system */
+    uint64_t disk_checked_ms;    /* loop time of that reading */
+    uint64_t n_refused_full;     /* writes refused by admission control */
     uint64_t n_forwarded;
     uint64_t n_forward_errors;
     char errmsg[256];

@@ -23,6 +23,7 @@ void node_config_defaults(struct node_config *c)
     c->store_size = (size_t)1 << 30;
     c->max_body = 1024 * 1024;
     c->node_cap = 4;
+    c->min_free_disk = 64u << 20;
 }
 
 /* ---- keeping our row in the nodes table right ------------------------------ */

@@ -30,6 +30,7 @@ struct node_config {
     size_t store_size;    /* LMDB map size in bytes */
     size_t max_body;      /* HTTP request body limit */
     unsigned node_cap;    /* running-unit cap recorded for this server's node */
+    uint64_t min_free_disk; /* refuse writes when the data disk has less free */
 };
 
 void node_config_defaults(struct node_config *c);

@@ -139,7 +139,7 @@ def cli(*args, addr=None, timeout=30):
 
 def test_cli_help_and_bad_flags():
     commands = [["server"], ["dev"], ["status"], ["members", "list"], ["members", "add"],
-                ["members", "remove"], ["members", "promote"], ["members", "transfer"],
+                ["members", "remove"], ["members", "leave"], ["members", "promote"], ["members", "transfer"],
                 ["node", "list"], ["node", "cap"], ["node", "drain"], ["node", "undrain"],
                 ["kv", "put"], ["kv", "get"], ["kv", "list"], ["kv", "delete"]]
     for cmd in commands:

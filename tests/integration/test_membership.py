@@ -57,8 +57,8 @@ def test_join_standby_promote_transfer_remove():
         st, body, _ = request(c.servers[lid].api, "POST", "/v1/members/transfer", {"id": 5})
         check(st == 200, "transfer: %s %r" % (st, body))
         check(c.leader() == 5, "server 5 leads")
-        # Remove server 4; it is gone from the configuration everywhere.
-        r = subprocess.run([BIN, "members", "remove", "4", "--addr", c.servers[1].api],
+        # Server 4 leaves; it is gone from the configuration everywhere.
+        r = subprocess.run([BIN, "members", "leave", "--addr", s4.api],
                            capture_output=True, text=True, timeout=60)
         check(r.returncode == 0, "remove: %r" % r.stderr)
         wait_for(lambda: 4 not in members(c.servers[1].api), what="server 4 removed")

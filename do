@@ -13,7 +13,7 @@ build=${BUILD_DIR:-$here/build}
 
 packages=(build-essential cmake pkg-config autoconf automake libtool
           libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libsodium-dev libjansson-dev
-          libhttp-parser-dev python3 procps)
+          libhttp-parser-dev python3 procps ansible-core)
 
 deps() {
     [ "${FLOTILLA_SKIP_DEPS:-0}" = 1 ] && return 0

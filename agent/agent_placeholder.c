@@ -1,0 +1,1 @@
+extern int agent__placeholder; int agent__placeholder;

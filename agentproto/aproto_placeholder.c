@@ -1,0 +1,1 @@
+extern int aproto__placeholder; int aproto__placeholder;

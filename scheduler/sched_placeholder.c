@@ -1,0 +1,1 @@
+extern int sched__placeholder; int sched__placeholder;

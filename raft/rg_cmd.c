@@ -7,8 +7,9 @@
 #include "common/mpcheck.h"
 
 static const char *type_names[] = {
-    "unknown", "kv_put", "kv_del", "node_register", "node_cap", "node_drain", "node_remove",
-    "meta_init",
+    "unknown",       "kv_put",      "kv_del",      "node_register", "node_cap",
+    "node_drain",    "node_remove", "meta_init",   "task_submit",   "unit_assign",
+    "unit_result",   "unit_requeue", "node_lost",  "task_cancel",   "dispatch",
 };
 
 const char *rg_cmd_type_name(int type)
@@ -35,6 +36,86 @@ static int valid_name(const char *s, size_t n, size_t max)
     return 1;
 }
 
+/* A host name: 1..255 bytes, printable, no spaces or commas. */
+static int valid_host(const char *s, size_t n)
+{
+    if (n == 0 || n >= STORE_HOST_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch == 0x7f || ch == ',') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int validate_task(const struct rg_cmd *c, char *errmsg)
+{
+    if (!valid_name(c->u.task.id, c->u.task.idlen, STORE_TASK_ID_MAX)) {
+        return fl_errf(errmsg, FL_EINVAL, "bad task id");
+    }
+    if (c->u.task.namelen >= STORE_TASK_NAME_MAX || c->u.task.idemlen >= 128) {
+        return fl_errf(errmsg, FL_EINVAL, "name or idempotency key too long (limit 127)");
+    }
+    if (c->u.task.n_hosts == 0 || c->u.task.n_hosts > RG_TASK_HOSTS_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "a task needs 1 to %d hosts", RG_TASK_HOSTS_MAX);
+    }
+    if (c->u.task.unit_size == 0 || c->u.task.unit_size > RG_UNIT_SIZE_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "unit_size must be 1..%d", RG_UNIT_SIZE_MAX);
+    }
+    if (c->u.task.n_constraints > STORE_TASK_CONSTRAINTS) {
+        return fl_errf(errmsg, FL_EINVAL, "at most %d constraints", STORE_TASK_CONSTRAINTS);
+    }
+    for (unsigned i = 0; i < c->u.task.n_constraints; i++) {
+        if (c->u.task.constraint_lens[i] == 0 ||
+            c->u.task.constraint_lens[i] >= STORE_NODE_LABEL_MAX) {
+            return fl_errf(errmsg, FL_EINVAL, "constraint %u is empty or too long", i);
+        }
+    }
+    if (c->u.task.spec_len > 256 * 1024) {
+        return fl_errf(errmsg, FL_ETOOBIG, "executor spec over 256 KiB");
+    }
+    for (uint32_t i = 0; i < c->u.task.n_hosts; i++) {
+        const char *h;
+        size_t n;
+        if (rg_cmd_host(c, i, &h, &n) != FL_OK || !valid_host(h, n)) {
+            return fl_errf(errmsg, FL_EINVAL,
+                           "host %u must be 1-255 printable bytes without spaces or commas", i);
+        }
+    }
+    return FL_OK;
+}
+
+static int validate_unit(const struct rg_cmd *c, char *errmsg)
+{
+    if (!valid_name(c->u.unit.task, c->u.unit.tasklen, STORE_TASK_ID_MAX)) {
+        return fl_errf(errmsg, FL_EINVAL, "bad task id");
+    }
+    if (c->type == RG_CMD_UNIT_ASSIGN &&
+        !valid_name(c->u.unit.node, c->u.unit.nodelen, STORE_NODE_ID_MAX)) {
+        return fl_errf(errmsg, FL_EINVAL, "bad node id");
+    }
+    if (c->type != RG_CMD_UNIT_ASSIGN &&
+        (c->u.unit.status <= 0 || c->u.unit.status >= STORE_ST__MAX)) {
+        return fl_errf(errmsg, FL_EINVAL, "bad status %d", c->u.unit.status);
+    }
+    if (c->type == RG_CMD_UNIT_RESULT) {
+        if (c->u.unit.n_results > STORE_UNIT_HOSTS_MAX) {
+            return fl_errf(errmsg, FL_EINVAL, "too many host results");
+        }
+        for (uint32_t i = 0; i < c->u.unit.n_results; i++) {
+            struct rg_host_result r;
+            if (rg_cmd_result(c, i, &r) != FL_OK || !valid_host(r.host, r.hostlen) ||
+                r.status <= 0 || r.status >= STORE_ST__MAX || r.tail_len > STORE_TAIL_MAX) {
+                return fl_errf(errmsg, FL_EINVAL, "bad host result %u", i);
+            }
+        }
+    }
+    return FL_OK;
+}
+
 int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
 {
     switch (c->type) {
@@ -55,7 +136,8 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
         return FL_OK;
     case RG_CMD_NODE_REGISTER:
         if (c->u.node.raft_addr_len >= STORE_NODE_ADDR_MAX ||
-            c->u.node.api_addr_len >= STORE_NODE_ADDR_MAX) {
+            c->u.node.api_addr_len >= STORE_NODE_ADDR_MAX ||
+            c->u.node.agent_addr_len >= STORE_NODE_ADDR_MAX) {
             return fl_errf(errmsg, FL_ETOOBIG, "address too long");
         }
         if (c->u.node.kind != STORE_NODE_SERVER && c->u.node.kind != STORE_NODE_AGENT) {
@@ -83,6 +165,24 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
         if (c->u.node.cap > 1000000) {
             return fl_errf(errmsg, FL_EINVAL, "cap %u is absurd (limit 1000000)", c->u.node.cap);
         }
+        return FL_OK;
+    case RG_CMD_TASK_SUBMIT:
+        return validate_task(c, errmsg);
+    case RG_CMD_TASK_CANCEL:
+        if (!valid_name(c->u.task.id, c->u.task.idlen, STORE_TASK_ID_MAX)) {
+            return fl_errf(errmsg, FL_EINVAL, "bad task id");
+        }
+        return FL_OK;
+    case RG_CMD_UNIT_ASSIGN:
+    case RG_CMD_UNIT_RESULT:
+    case RG_CMD_UNIT_REQUEUE:
+        return validate_unit(c, errmsg);
+    case RG_CMD_NODE_LOST:
+        if (!valid_name(c->u.node.id, c->u.node.idlen, STORE_NODE_ID_MAX)) {
+            return fl_errf(errmsg, FL_EINVAL, "bad node id");
+        }
+        return FL_OK;
+    case RG_CMD_DISPATCH:
         return FL_OK;
     case RG_CMD_META_INIT:
         /* "applied" is the store's own record of the applied position. */
@@ -144,7 +244,7 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= msgpack_pack_uint64(&pk, c->u.kv.cas);
         break;
     case RG_CMD_NODE_REGISTER:
-        rv |= msgpack_pack_array(&pk, 8);
+        rv |= msgpack_pack_array(&pk, 9);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
         rv |= msgpack_pack_uint64(&pk, c->u.node.raft_id);
@@ -156,6 +256,7 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
             rv |= pack_str(&pk, c->u.node.labels[i], c->u.node.label_lens[i]);
         }
         rv |= msgpack_pack_uint32(&pk, c->u.node.cap);
+        rv |= pack_str(&pk, c->u.node.agent_addr, c->u.node.agent_addr_len);
         break;
     case RG_CMD_NODE_CAP:
         rv |= msgpack_pack_array(&pk, 3);
@@ -169,6 +270,77 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
         rv |= c->u.node.drain ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         break;
+    case RG_CMD_TASK_SUBMIT:
+        rv |= msgpack_pack_array(&pk, 11);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.task.id, c->u.task.idlen);
+        rv |= pack_str(&pk, c->u.task.name, c->u.task.namelen);
+        rv |= pack_str(&pk, c->u.task.idem, c->u.task.idemlen);
+        rv |= msgpack_pack_array(&pk, c->u.task.n_hosts);
+        for (uint32_t i = 0; i < c->u.task.n_hosts; i++) {
+            const char *h = c->u.task.host_ptrs[i];
+            rv |= pack_str(&pk, h, strlen(h));
+        }
+        rv |= msgpack_pack_uint32(&pk, c->u.task.unit_size);
+        rv |= msgpack_pack_uint32(&pk, c->u.task.timeout_ms);
+        rv |= msgpack_pack_uint32(&pk, c->u.task.retries);
+        rv |= msgpack_pack_int32(&pk, c->u.task.priority);
+        rv |= msgpack_pack_array(&pk, c->u.task.n_constraints);
+        for (unsigned i = 0; i < c->u.task.n_constraints; i++) {
+            rv |= pack_str(&pk, c->u.task.constraints[i], c->u.task.constraint_lens[i]);
+        }
+        rv |= msgpack_pack_bin_with_body(&pk, c->u.task.spec_len ? (const void *)c->u.task.spec : "",
+                                         c->u.task.spec_len);
+        break;
+    case RG_CMD_TASK_CANCEL:
+        rv |= msgpack_pack_array(&pk, 2);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.task.id, c->u.task.idlen);
+        break;
+    case RG_CMD_UNIT_ASSIGN:
+        rv |= msgpack_pack_array(&pk, 5);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
+        rv |= msgpack_pack_uint32(&pk, c->u.unit.unit);
+        rv |= msgpack_pack_uint32(&pk, c->u.unit.attempt);
+        rv |= pack_str(&pk, c->u.unit.node, c->u.unit.nodelen);
+        break;
+    case RG_CMD_UNIT_RESULT:
+        rv |= msgpack_pack_array(&pk, 10);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
+        rv |= msgpack_pack_uint32(&pk, c->u.unit.unit);
+        rv |= msgpack_pack_uint32(&pk, c->u.unit.attempt);
+        rv |= msgpack_pack_uint64(&pk, c->u.unit.token);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->u.unit.status);
+        rv |= msgpack_pack_int32(&pk, c->u.unit.exit_code);
+        rv |= msgpack_pack_uint64(&pk, c->u.unit.started_ms);
+        rv |= msgpack_pack_uint64(&pk, c->u.unit.finished_ms);
+        rv |= msgpack_pack_array(&pk, c->u.unit.n_results);
+        for (uint32_t i = 0; i < c->u.unit.n_results; i++) {
+            const struct rg_host_result *r = &c->u.unit.result_ptrs[i];
+            rv |= msgpack_pack_array(&pk, 4);
+            rv |= pack_str(&pk, r->host, r->hostlen);
+            rv |= msgpack_pack_uint8(&pk, (uint8_t)r->status);
+            rv |= msgpack_pack_int32(&pk, r->rc);
+            rv |= msgpack_pack_bin_with_body(&pk, r->tail_len ? (const void *)r->tail : "",
+                                             r->tail_len);
+        }
+        break;
+    case RG_CMD_UNIT_REQUEUE:
+        rv |= msgpack_pack_array(&pk, 5);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
+        rv |= msgpack_pack_uint32(&pk, c->u.unit.unit);
+        rv |= msgpack_pack_uint64(&pk, c->u.unit.token);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->u.unit.status);
+        break;
+    case RG_CMD_DISPATCH:
+        rv |= msgpack_pack_array(&pk, 2);
+        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
+        rv |= c->u.dispatch.paused ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        break;
+    case RG_CMD_NODE_LOST:
     case RG_CMD_NODE_REMOVE:
         rv |= msgpack_pack_array(&pk, 2);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
@@ -260,6 +432,28 @@ static int get_str(const msgpack_object *o, const char **s, size_t *n)
     return 1;
 }
 
+static int get_i32(const msgpack_object *o, int32_t *v)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT32_MAX) {
+        *v = (int32_t)o->via.u64;
+        return 1;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && o->via.i64 >= INT32_MIN) {
+        *v = (int32_t)o->via.i64;
+        return 1;
+    }
+    return 0;
+}
+
+static int get_u32(const msgpack_object *o, uint32_t *v)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX) {
+        return 0;
+    }
+    *v = (uint32_t)o->via.u64;
+    return 1;
+}
+
 static int get_bin(const msgpack_object *o, const uint8_t **s, size_t *n)
 {
     if (o->type != MSGPACK_OBJECT_BIN) {
@@ -348,6 +542,9 @@ static int decode_node(const msgpack_object *f, uint32_t n, int type, struct rg_
             return FL_EDECODE;
         }
         c->u.node.cap = (uint32_t)v;
+        if (n >= 9 && !get_str(&f[8], &c->u.node.agent_addr, &c->u.node.agent_addr_len)) {
+            return FL_EDECODE;
+        }
         return FL_OK;
     case RG_CMD_NODE_CAP:
         if (n < 3 || !get_u64(&f[2], &v) || v > UINT32_MAX) {
@@ -360,6 +557,100 @@ static int decode_node(const msgpack_object *f, uint32_t n, int type, struct rg_
     default:
         return FL_OK;
     }
+}
+
+static int decode_task(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+{
+    if (n < 11 || !get_str(&f[1], &c->u.task.id, &c->u.task.idlen) ||
+        !get_str(&f[2], &c->u.task.name, &c->u.task.namelen) ||
+        !get_str(&f[3], &c->u.task.idem, &c->u.task.idemlen) ||
+        f[4].type != MSGPACK_OBJECT_ARRAY || !get_u32(&f[5], &c->u.task.unit_size) ||
+        !get_u32(&f[6], &c->u.task.timeout_ms) || !get_u32(&f[7], &c->u.task.retries) ||
+        !get_i32(&f[8], &c->u.task.priority) || f[9].type != MSGPACK_OBJECT_ARRAY ||
+        f[9].via.array.size > STORE_TASK_CONSTRAINTS ||
+        !get_bin(&f[10], &c->u.task.spec, &c->u.task.spec_len)) {
+        return FL_EDECODE;
+    }
+    c->u.task.n_hosts = f[4].via.array.size;
+    c->u.task.hosts = f[4].via.array.ptr;
+    c->u.task.n_constraints = f[9].via.array.size;
+    for (unsigned i = 0; i < c->u.task.n_constraints; i++) {
+        if (!get_str(&f[9].via.array.ptr[i], &c->u.task.constraints[i],
+                     &c->u.task.constraint_lens[i])) {
+            return FL_EDECODE;
+        }
+    }
+    return FL_OK;
+}
+
+static int decode_unit(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+{
+    uint32_t status = 0;
+    if (n < 5 || !get_str(&f[1], &c->u.unit.task, &c->u.unit.tasklen) ||
+        !get_u32(&f[2], &c->u.unit.unit)) {
+        return FL_EDECODE;
+    }
+    switch (c->type) {
+    case RG_CMD_UNIT_ASSIGN:
+        return get_u32(&f[3], &c->u.unit.attempt) &&
+                       get_str(&f[4], &c->u.unit.node, &c->u.unit.nodelen)
+                   ? FL_OK
+                   : FL_EDECODE;
+    case RG_CMD_UNIT_REQUEUE:
+        if (!get_u64(&f[3], &c->u.unit.token) || !get_u32(&f[4], &status)) {
+            return FL_EDECODE;
+        }
+        c->u.unit.status = (int)(status > 255 ? 0 : status);
+        return FL_OK;
+    default: /* RESULT */
+        if (n < 10 || !get_u32(&f[3], &c->u.unit.attempt) || !get_u64(&f[4], &c->u.unit.token) ||
+            !get_u32(&f[5], &status) || status > 255 || !get_i32(&f[6], &c->u.unit.exit_code) ||
+            !get_u64(&f[7], &c->u.unit.started_ms) || !get_u64(&f[8], &c->u.unit.finished_ms) ||
+            f[9].type != MSGPACK_OBJECT_ARRAY) {
+            return FL_EDECODE;
+        }
+        c->u.unit.status = (int)status;
+        c->u.unit.n_results = f[9].via.array.size;
+        c->u.unit.results = f[9].via.array.ptr;
+        return FL_OK;
+    }
+}
+
+int rg_cmd_host(const struct rg_cmd *c, uint32_t i, const char **host, size_t *len)
+{
+    if (i >= c->u.task.n_hosts) {
+        return FL_EINVAL;
+    }
+    if (c->u.task.hosts == NULL) { /* encoding side */
+        *host = c->u.task.host_ptrs[i];
+        *len = strlen(*host);
+        return FL_OK;
+    }
+    return get_str(&c->u.task.hosts[i], host, len) ? FL_OK : FL_EDECODE;
+}
+
+int rg_cmd_result(const struct rg_cmd *c, uint32_t i, struct rg_host_result *out)
+{
+    const msgpack_object *a;
+    uint32_t st;
+    if (i >= c->u.unit.n_results) {
+        return FL_EINVAL;
+    }
+    if (c->u.unit.results == NULL) {
+        *out = c->u.unit.result_ptrs[i];
+        return FL_OK;
+    }
+    if (c->u.unit.results[i].type != MSGPACK_OBJECT_ARRAY ||
+        c->u.unit.results[i].via.array.size < 4) {
+        return FL_EDECODE;
+    }
+    a = c->u.unit.results[i].via.array.ptr;
+    if (!get_str(&a[0], &out->host, &out->hostlen) || !get_u32(&a[1], &st) || st > 255 ||
+        !get_i32(&a[2], &out->rc) || !get_bin(&a[3], &out->tail, &out->tail_len)) {
+        return FL_EDECODE;
+    }
+    out->status = (int)st;
+    return FL_OK;
 }
 
 int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
@@ -401,6 +692,16 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
             return FL_EDECODE;
         }
         return FL_OK;
+    case RG_CMD_TASK_SUBMIT:
+        return decode_task(f, n, c);
+    case RG_CMD_TASK_CANCEL:
+        return n >= 2 && get_str(&f[1], &c->u.task.id, &c->u.task.idlen) ? FL_OK : FL_EDECODE;
+    case RG_CMD_UNIT_ASSIGN:
+    case RG_CMD_UNIT_RESULT:
+    case RG_CMD_UNIT_REQUEUE:
+        return decode_unit(f, n, c);
+    case RG_CMD_DISPATCH:
+        return n >= 2 && get_bool(&f[1], &c->u.dispatch.paused) ? FL_OK : FL_EDECODE;
     case RG_CMD_META_INIT:
         if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||
             !get_str(&f[2], &c->u.meta.value, &c->u.meta.vlen)) {

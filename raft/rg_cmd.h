@@ -29,7 +29,9 @@
 
 #define RG_CMD_FORMAT      1
 #define RG_ENTRY_MAX_BYTES (8u * 1024 * 1024)
-#define RG_ENTRY_MAX_CMDS  8192
+#define RG_ENTRY_MAX_CMDS  65536
+#define RG_TASK_HOSTS_MAX  200000
+#define RG_UNIT_SIZE_MAX   10000
 
 enum rg_cmd_type {
     RG_CMD_UNKNOWN = 0,
@@ -40,10 +42,34 @@ enum rg_cmd_type {
     RG_CMD_NODE_DRAIN = 5,
     RG_CMD_NODE_REMOVE = 6,
     RG_CMD_META_INIT = 7, /* set a meta value if it is not set yet */
+    RG_CMD_TASK_SUBMIT = 8,
+    RG_CMD_UNIT_ASSIGN = 9,
+    RG_CMD_UNIT_RESULT = 10,
+    RG_CMD_UNIT_REQUEUE = 11, /* the leader takes a unit back (lost agent, reconcile) */
+    RG_CMD_NODE_LOST = 12,
+    RG_CMD_TASK_CANCEL = 13,
+    RG_CMD_DISPATCH = 14,     /* pause or resume dispatch cluster-wide */
     RG_CMD__MAX
 };
 
 const char *rg_cmd_type_name(int type);
+
+struct rg_cmd;
+
+/* One host's outcome inside a UNIT_RESULT (encoding side). */
+struct rg_host_result {
+    const char *host;
+    size_t hostlen;
+    int status;
+    int32_t rc;
+    const uint8_t *tail;
+    size_t tail_len;
+};
+
+/* Host i of a decoded UNIT_RESULT; FL_EDECODE if malformed. */
+int rg_cmd_result(const struct rg_cmd *c, uint32_t i, struct rg_host_result *out);
+/* Host i of a decoded TASK_SUBMIT. */
+int rg_cmd_host(const struct rg_cmd *c, uint32_t i, const char **host, size_t *len);
 
 /* A decoded command. Byte pointers point into the decoder's memory (valid
  * until rg_entry_close) or, when encoding, into the caller's. */
@@ -72,7 +98,47 @@ struct rg_cmd {
             size_t label_lens[STORE_NODE_LABELS];
             uint32_t cap;      /* NODE_REGISTER (initial cap), NODE_CAP */
             int drain;         /* NODE_DRAIN */
+            const char *agent_addr; /* NODE_REGISTER, optional */
+            size_t agent_addr_len;
         } node;
+        struct {
+            const char *id; /* all task commands */
+            size_t idlen;
+            const char *name;
+            size_t namelen;
+            const char *idem;
+            size_t idemlen;
+            uint32_t n_hosts;
+            const msgpack_object *hosts;  /* decoded: array of str */
+            const char *const *host_ptrs; /* encoding: host strings */
+            uint32_t unit_size;
+            uint32_t timeout_ms;
+            uint32_t retries;
+            int32_t priority;
+            unsigned n_constraints;
+            const char *constraints[STORE_TASK_CONSTRAINTS];
+            size_t constraint_lens[STORE_TASK_CONSTRAINTS];
+            const uint8_t *spec; /* executor spec, opaque here */
+            size_t spec_len;
+        } task;
+        struct {
+            const char *task;
+            size_t tasklen;
+            uint32_t unit;
+            uint32_t attempt; /* ASSIGN: the unit's attempt before; RESULT: the attempt */
+            uint64_t token;   /* RESULT, REQUEUE */
+            const char *node; /* ASSIGN */
+            size_t nodelen;
+            int status;       /* RESULT: unit status; REQUEUE: status if no retry left */
+            int32_t exit_code;
+            uint64_t started_ms, finished_ms;
+            uint32_t n_results;
+            const msgpack_object *results; /* decoded: [host, status, rc, tail] arrays */
+            const struct rg_host_result *result_ptrs; /* encoding */
+        } unit;
+        struct {
+            int paused;
+        } dispatch;
         struct {
             const char *name;
             size_t nlen;

@@ -8,6 +8,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "raft/rg_cmd.h"
+#include "raft/rg_int.h"
 
 static void default_fatal(const char *msg)
 {
@@ -51,15 +52,15 @@ void rg_fsm_flush(struct rg_fsm *f)
  * write of the cluster has its own version even when many share an entry. */
 static int revision_load(struct rg_fsm *f, struct store_txn *t)
 {
-    char buf[32];
-    int rv = store_meta_get(t, "revision", buf, sizeof buf);
-    f->revision = 0;
-    if (rv == FL_ENOTFOUND) {
-        return FL_OK;
+    uint64_t paused = 0;
+    int rv = rg__meta_u64(t, "revision", &f->revision);
+    if (rv == FL_OK) {
+        rv = rg__meta_u64(t, "fence", &f->fence);
     }
     if (rv == FL_OK) {
-        f->revision = strtoull(buf, NULL, 10);
+        rv = rg__meta_u64(t, "dispatch_paused", &paused);
     }
+    f->dispatch_paused = paused != 0;
     return rv;
 }
 
@@ -154,6 +155,8 @@ static int node_register(struct store_txn *t, const struct rg_cmd *c, uint64_t i
     copy_str(n.raft_addr, sizeof n.raft_addr, c->u.node.raft_addr, c->u.node.raft_addr_len);
     copy_str(n.api_addr, sizeof n.api_addr, c->u.node.api_addr, c->u.node.api_addr_len);
     n.kind = c->u.node.kind;
+    copy_str(n.agent_addr, sizeof n.agent_addr, c->u.node.agent_addr, c->u.node.agent_addr_len);
+    n.lost = 0; /* registering again brings a lost node back */
     n.n_labels = c->u.node.n_labels;
     for (unsigned i = 0; i < n.n_labels; i++) {
         copy_str(n.labels[i], sizeof n.labels[i], c->u.node.labels[i], c->u.node.label_lens[i]);
@@ -231,6 +234,14 @@ static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
         return node_update(f->txn, c, index, res);
     case RG_CMD_META_INIT:
         return meta_init(f->txn, c, res);
+    case RG_CMD_TASK_SUBMIT:
+    case RG_CMD_UNIT_ASSIGN:
+    case RG_CMD_UNIT_RESULT:
+    case RG_CMD_UNIT_REQUEUE:
+    case RG_CMD_NODE_LOST:
+    case RG_CMD_TASK_CANCEL:
+    case RG_CMD_DISPATCH:
+        return rg__apply_sched(f, c, index, now, res);
     default:
         res->err = FL_EVERSION;
         return FL_OK;
@@ -246,7 +257,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
     struct rg_result stack[64];
     struct rg_result *res = stack;
     struct rg_entry e;
-    uint64_t revision;
+    uint64_t revision, fence;
     int rv;
 
     *result = NULL;
@@ -280,6 +291,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
         }
     }
     revision = f->revision;
+    fence = f->fence;
     for (unsigned i = 0; i < e.n_cmds; i++) {
         struct rg_cmd c;
         res[i].err = FL_OK;
@@ -296,6 +308,9 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
             goto out;
         }
         f->n_cmds++;
+        if (f->sched_cb != NULL) {
+            f->sched_cb(f->sched_data, &c, &res[i]);
+        }
     }
     if (f->revision != revision) {
         char text[32];
@@ -303,6 +318,13 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
         rv = store_meta_put(f->txn, "revision", text);
         if (rv != FL_OK) {
             fatal(f, "recording the kv revision", rv);
+            goto out;
+        }
+    }
+    if (f->fence != fence) {
+        rv = rg__meta_put_u64(f->txn, "fence", f->fence);
+        if (rv != FL_OK) {
+            fatal(f, "recording the fencing counter", rv);
             goto out;
         }
     }

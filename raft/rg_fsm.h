@@ -27,7 +27,10 @@
 struct rg_result {
     int err;          /* FL_OK or a business error (FL_ECONFLICT, FL_ENOTFOUND, ...) */
     uint64_t index;   /* Raft index of the entry */
-    uint64_t version; /* KV_PUT: the key's new version (the kv revision) */
+    uint64_t version; /* KV_PUT: the key's new version (the kv revision);
+                         UNIT_ASSIGN: the fencing token; TASK_SUBMIT: units */
+    char str[40];     /* TASK_SUBMIT: the task id (the existing one for a
+                         repeated idempotency key) */
 };
 
 /* Called on the server that proposed an entry (origin == own id) when the
@@ -46,6 +49,12 @@ struct rg_fsm {
     uint64_t applied_term;
     uint64_t time_ms;       /* leader stamp of the last applied entry */
     uint64_t revision;      /* cluster-wide count of kv writes (meta "revision") */
+    uint64_t fence;         /* last fencing token handed out (meta "fence") */
+    int dispatch_paused;    /* meta "dispatch_paused" */
+    /* Hook for the leader's dispatcher: called after each applied command
+     * that changes scheduling state (may be NULL). */
+    void (*sched_cb)(void *data, const void *cmd, const struct rg_result *res);
+    void *sched_data;
     rg_fsm_results_cb results_cb;
     void *results_data;
     /* Counters, exposed by GET /v1/status. */

@@ -17,8 +17,9 @@
 
 #define KV_FORMAT     1
 #define KV_FIELDS     5 /* format, value, version, create_index, mtime_ms */
-#define NODE_FORMAT   1
-#define NODE_FIELDS   11
+#define NODE_FORMAT   2
+#define NODE_FIELDS_1 11
+#define NODE_FIELDS   14
 #define META_NAME_MAX 511 /* LMDB's default maximum key size */
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -66,6 +67,8 @@ static int node_encode(struct fl_buf *b, const struct store_node *n)
     r |= msgpack_pack_uint64(&pk, n->cap);
     r |= n->drain ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     r |= msgpack_pack_uint64(&pk, n->created_index) | msgpack_pack_uint64(&pk, n->updated_index);
+    r |= msgpack_pack_uint64(&pk, n->running) | pack_str(&pk, n->agent_addr);
+    r |= n->lost ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     return r != 0 ? FL_ENOMEM : FL_OK;
 }
 
@@ -135,22 +138,38 @@ static int node_labels(struct store__mp *r, struct store_node *out)
 int store_node_decode(const void *val, size_t vlen, struct store_node *out)
 {
     struct store__mp r;
-    uint64_t kind, cap;
-    int rv;
+    uint64_t kind, cap, running = 0, format;
+    uint32_t fields;
     memset(out, 0, sizeof *out);
     store__mp_init(&r, val, vlen);
-    if ((rv = header(&r, NODE_FORMAT, NODE_FIELDS)) != FL_OK) {
-        return rv;
+    /* Format 1 had 11 fields; format 2 appends running, agent_addr, lost. */
+    if (store__mp_array(&r, &fields) != FL_OK || store__mp_uint(&r, &format) != FL_OK) {
+        return FL_EDECODE;
+    }
+    if (format != 1 && format != 2) {
+        return FL_EVERSION;
+    }
+    if ((format == 1 && fields != NODE_FIELDS_1) || (format == 2 && fields != NODE_FIELDS)) {
+        return FL_EDECODE;
     }
     if (str_field(&r, out->id, sizeof out->id) || out->id[0] == '\0' ||
         store__mp_uint(&r, &out->raft_id) || str_field(&r, out->raft_addr, sizeof out->raft_addr) ||
         str_field(&r, out->api_addr, sizeof out->api_addr) || store__mp_uint(&r, &kind) ||
         (kind != STORE_NODE_SERVER && kind != STORE_NODE_AGENT) || node_labels(&r, out) ||
         store__mp_uint(&r, &cap) || cap > UINT32_MAX || store__mp_bool(&r, &out->drain) ||
-        store__mp_uint(&r, &out->created_index) || store__mp_uint(&r, &out->updated_index) ||
-        store__mp_end(&r)) {
+        store__mp_uint(&r, &out->created_index) || store__mp_uint(&r, &out->updated_index)) {
         return FL_EDECODE;
     }
+    if (format == 2 &&
+        (store__mp_uint(&r, &running) || running > UINT32_MAX ||
+         str_field(&r, out->agent_addr, sizeof out->agent_addr) ||
+         store__mp_bool(&r, &out->lost))) {
+        return FL_EDECODE;
+    }
+    if (store__mp_end(&r)) {
+        return FL_EDECODE;
+    }
+    out->running = (uint32_t)running;
     out->kind = (int)kind;
     out->cap = (uint32_t)cap;
     return FL_OK;
@@ -246,7 +265,8 @@ static int node_check(struct store_txn *t, const struct store_node *n)
         return fl_errf(msg, FL_EINVAL, "node id empty or not NUL-terminated");
     }
     if (strnlen(n->raft_addr, sizeof n->raft_addr) == sizeof n->raft_addr ||
-        strnlen(n->api_addr, sizeof n->api_addr) == sizeof n->api_addr) {
+        strnlen(n->api_addr, sizeof n->api_addr) == sizeof n->api_addr ||
+        strnlen(n->agent_addr, sizeof n->agent_addr) == sizeof n->agent_addr) {
         return fl_errf(msg, FL_EINVAL, "node %s: address not NUL-terminated", n->id);
     }
     if (n->kind != STORE_NODE_SERVER && n->kind != STORE_NODE_AGENT) {

@@ -24,6 +24,13 @@ static const char *table_names[STORE__NTABLES] = {
     [STORE_NODES] = "nodes",
     [STORE_KV] = "kv",
     [STORE_LOCAL] = "local",
+    [STORE_TASKS] = "tasks",
+    [STORE_UNITS] = "units",
+    [STORE_RESULTS] = "results",
+    [STORE_HOSTIDX] = "hostidx",
+    [STORE_QUEUE] = "queue",
+    [STORE_IDEM] = "idem",
+    [STORE_NODEUNITS] = "nodeunits",
 };
 
 const char *store_table_name(enum store_table t)

@@ -45,6 +45,13 @@ enum store_table {
     STORE_NODES = 1, /* node id -> struct store_node (msgpack) */
     STORE_KV = 2,    /* user key -> struct store_kv record (msgpack) */
     STORE_LOCAL = 3, /* per-server, never replicated */
+    STORE_TASKS = 4,     /* task id -> struct store_task */
+    STORE_UNITS = 5,     /* task id '/' u32 unit -> struct store_unit */
+    STORE_RESULTS = 6,   /* task id '/' u32 unit '/' host -> struct store_result */
+    STORE_HOSTIDX = 7,   /* host '\0' task id '/' u32 unit -> "" (results by host) */
+    STORE_QUEUE = 8,     /* u32 ~priority, u64 seq, task id '/' u32 unit -> "" (runnable) */
+    STORE_IDEM = 9,      /* idempotency key -> task id */
+    STORE_NODEUNITS = 10, /* node id '\0' task id '/' u32 unit -> "" (units on a node) */
     STORE__NTABLES
 };
 
@@ -153,6 +160,10 @@ struct store_node {
     int drain;    /* 1 while draining */
     uint64_t created_index;
     uint64_t updated_index;
+    /* Format 2 (a format-1 record reads as 0, "", 0): */
+    uint32_t running;                     /* units assigned to it and not finished */
+    char agent_addr[STORE_NODE_ADDR_MAX]; /* servers: where agents connect */
+    int lost;                             /* committed lost; cleared when it registers */
 };
 /* The key is `id`. store_node_put refuses (FL_EINVAL) an empty id, a string
  * field without its NUL, a kind other than SERVER/AGENT and more than
@@ -173,6 +184,110 @@ int store_node_decode(const void *val, size_t vlen, struct store_node *out);
  * position (FL_EINVAL). */
 int store_meta_get(struct store_txn *t, const char *name, char *out, size_t outlen);
 int store_meta_put(struct store_txn *t, const char *name, const char *value);
+
+/* ---- tasks, units, results (docs/SCHEDULER.md) -------------------------- */
+
+#define STORE_TASK_ID_MAX     40
+#define STORE_TASK_NAME_MAX   128
+#define STORE_TASK_CONSTRAINTS 16
+#define STORE_HOST_MAX        256
+#define STORE_TAIL_MAX        4096
+
+enum store_task_state {
+    STORE_TASK_QUEUED = 1,
+    STORE_TASK_RUNNING = 2,
+    STORE_TASK_DONE = 3,      /* every host ok */
+    STORE_TASK_FAILED = 4,    /* finished, some host not ok */
+    STORE_TASK_CANCELLED = 5,
+};
+enum store_unit_state { STORE_UNIT_QUEUED = 1, STORE_UNIT_RUNNING = 2, STORE_UNIT_DONE = 3 };
+/* Host and unit outcomes; the numbers are the agent protocol's. */
+enum store_status {
+    STORE_ST_NONE = 0,
+    STORE_ST_OK = 1,
+    STORE_ST_FAILED = 2,
+    STORE_ST_TIMEOUT = 3,
+    STORE_ST_CANCELLED = 4,
+    STORE_ST_ERROR = 5,
+    STORE_ST_UNREACHABLE = 6,
+    STORE_ST_LOST = 7, /* the node was lost and no retry was left */
+    STORE_ST__MAX
+};
+const char *store_status_name(int status);
+
+struct store_task {
+    char id[STORE_TASK_ID_MAX];
+    char name[STORE_TASK_NAME_MAX];
+    int state;
+    int32_t priority;
+    uint64_t seq;            /* Raft index of the submission: FIFO order */
+    uint32_t unit_size;
+    uint32_t n_hosts;
+    uint32_t n_units;
+    uint32_t timeout_ms;
+    uint32_t retries;
+    unsigned n_constraints;
+    char constraints[STORE_TASK_CONSTRAINTS][STORE_NODE_LABEL_MAX];
+    const uint8_t *spec;     /* executor spec (opaque to the store), into txn memory or caller's */
+    size_t spec_len;
+    uint64_t created_ms, finished_ms;
+    int cancel_requested;
+    /* progress */
+    uint32_t units_queued, units_running, units_done;
+    uint32_t hosts_by_status[STORE_ST__MAX];
+    uint64_t stale_results;
+};
+int store_task_get(struct store_txn *t, const char *id, struct store_task *out);
+int store_task_put(struct store_txn *t, const struct store_task *task);
+int store_task_decode(const void *val, size_t vlen, struct store_task *out);
+
+#define STORE_UNIT_HOSTS_MAX 10000
+struct store_unit {
+    int state;
+    uint32_t attempt;        /* 0 before the first assignment */
+    uint64_t token;          /* fencing token of the current assignment */
+    uint32_t retries_left;
+    char node[STORE_NODE_ID_MAX];      /* current node (running) */
+    char last_node[STORE_NODE_ID_MAX]; /* node of the previous attempt */
+    uint64_t not_before_ms;  /* retry backoff */
+    uint64_t assigned_ms, finished_ms;
+    int status;              /* final unit status (done) */
+    int32_t exit_code;
+    int cancel;              /* cancel requested while running */
+    uint32_t n_hosts;
+    const uint8_t *hosts;    /* the hosts, each followed by a NUL (into txn or caller memory) */
+    size_t hosts_len;
+};
+/* Key of unit `unit` of task `id`: "id/" + u32 big-endian. */
+size_t store_unit_key(char *out, const char *id, uint32_t unit); /* out >= STORE_TASK_ID_MAX + 5 */
+int store_unit_get(struct store_txn *t, const char *task, uint32_t unit, struct store_unit *out);
+int store_unit_put(struct store_txn *t, const char *task, uint32_t unit, const struct store_unit *u);
+int store_unit_decode(const void *val, size_t vlen, struct store_unit *out);
+/* Iterate the hosts of a unit: *pos starts at 0; FL_ENOTFOUND at the end. */
+int store_unit_host(const struct store_unit *u, size_t *pos, const char **host, size_t *len);
+
+struct store_result {
+    int status;
+    int32_t rc;
+    uint32_t attempt;
+    uint64_t token;
+    char node[STORE_NODE_ID_MAX];
+    uint64_t finished_ms;
+    const uint8_t *tail;
+    size_t tail_len;
+};
+int store_result_put(struct store_txn *t, const char *task, uint32_t unit, const char *host,
+                     size_t hlen, const struct store_result *r);
+int store_result_decode(const void *val, size_t vlen, struct store_result *out);
+
+/* Index tables whose values are empty: put/del a key. */
+int store_index_put(struct store_txn *t, enum store_table tab, const void *key, size_t klen);
+
+/* QUEUE key: (~priority as u32 with the sign flipped so higher sorts first, seq, unit key). */
+size_t store_queue_key(uint8_t *out, int32_t priority, uint64_t seq, const char *task,
+                       uint32_t unit); /* out >= 12 + STORE_TASK_ID_MAX + 5 */
+int store_queue_key_parse(const void *key, size_t klen, int32_t *priority, uint64_t *seq,
+                          char *task, uint32_t *unit);
 
 /* ---- snapshots and digest ------------------------------------------- */
 

@@ -724,7 +724,7 @@ TEST(node_decode_total)
     CHECK_EQ_INT(decode_raw_node(&r), FL_EDECODE);
     r = ok, r.trailing = 1, r.fields = 12;
     CHECK_EQ_INT(decode_raw_node(&r), FL_EDECODE);
-    r = ok, r.format = 2;
+    r = ok, r.format = 3;
     CHECK_EQ_INT(decode_raw_node(&r), FL_EVERSION);
 
     /* Every truncation and every byte flip of a real record, and noise:
@@ -1226,7 +1226,7 @@ TEST(load_rejects_corrupt_dumps)
         uint8_t h[9] = {STORE_KV, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF};
         memset(k512, 'k', sizeof k512);
         REJECT(dump_rec(&g, STORE_LOCAL, "k", 1, "v", 1));
-        REJECT(dump_rec(&g, 7, "k", 1, "v", 1));
+        REJECT(dump_rec(&g, STORE__NTABLES, "k", 1, "v", 1));
         REJECT(dump_rec(&g, 0xFE, "k", 1, "v", 1));
         REJECT(dump_rec(&g, STORE_KV, k512, 512, "v", 1));
         REJECT(dump_rec(&g, STORE_KV, "", 0, "v", 1));

@@ -1,1 +1,0 @@
-extern int sched__placeholder; int sched__placeholder;

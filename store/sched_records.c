@@ -1,0 +1,422 @@
+/* store/ — records of the scheduling tables: tasks, units, results, and the
+ * keys of the index tables (docs/SCHEDULER.md).
+ *
+ * Values are msgpack arrays led by a format version, written with msgpack-c
+ * into an fl_buf and read back with the total reader of mpread.c, like the
+ * records in records.c. Signed integers are stored offset by 2^31 so the
+ * reader's unsigned integers carry them. */
+#include <msgpack.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "store/store.h"
+#include "store/store_int.h"
+
+#define TASK_FORMAT   1
+#define TASK_FIELDS   21
+#define UNIT_FORMAT   1
+#define UNIT_FIELDS   15
+#define RESULT_FORMAT 1
+#define RESULT_FIELDS 8
+#define OFFSET        2147483648LL
+
+static const char *status_names[STORE_ST__MAX] = {
+    "none", "ok", "failed", "timeout", "cancelled", "error", "unreachable", "lost",
+};
+
+const char *store_status_name(int status)
+{
+    if (status < 0 || status >= STORE_ST__MAX) {
+        return "unknown";
+    }
+    return status_names[status];
+}
+
+static int buf_write(void *data, const char *p, size_t n)
+{
+    return fl_buf_append(data, p, n) == FL_OK ? 0 : -1;
+}
+
+static int pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
+}
+
+static int pack_bin(msgpack_packer *pk, const void *p, size_t n)
+{
+    return msgpack_pack_bin(pk, n) | msgpack_pack_bin_body(pk, n ? p : "", n);
+}
+
+static int pack_bool(msgpack_packer *pk, int v)
+{
+    return v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
+static int header(struct store__mp *r, uint64_t format, uint32_t fields)
+{
+    uint32_t n;
+    uint64_t v;
+    if (store__mp_array(r, &n) != FL_OK || n == 0 || store__mp_uint(r, &v) != FL_OK) {
+        return FL_EDECODE;
+    }
+    if (v != format) {
+        return FL_EVERSION;
+    }
+    return n == fields ? FL_OK : FL_EDECODE;
+}
+
+static int str_field(struct store__mp *r, char *dst, size_t max)
+{
+    const char *s;
+    uint32_t n;
+    if (store__mp_str(r, &s, &n) != FL_OK || n >= max || memchr(s, '\0', n) != NULL) {
+        return FL_EDECODE;
+    }
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return FL_OK;
+}
+
+static int u32_field(struct store__mp *r, uint32_t *v)
+{
+    uint64_t x;
+    if (store__mp_uint(r, &x) != FL_OK || x > UINT32_MAX) {
+        return FL_EDECODE;
+    }
+    *v = (uint32_t)x;
+    return FL_OK;
+}
+
+static int i32_field(struct store__mp *r, int32_t *v)
+{
+    uint64_t x;
+    if (store__mp_uint(r, &x) != FL_OK || x > UINT32_MAX) {
+        return FL_EDECODE;
+    }
+    *v = (int32_t)((int64_t)x - OFFSET);
+    return FL_OK;
+}
+
+static int small_field(struct store__mp *r, int *v, int max)
+{
+    uint64_t x;
+    if (store__mp_uint(r, &x) != FL_OK || x > (uint64_t)max) {
+        return FL_EDECODE;
+    }
+    *v = (int)x;
+    return FL_OK;
+}
+
+static int put_encoded(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
+                       struct fl_buf *b, int rv)
+{
+    if (rv == FL_OK) {
+        rv = store_put(t, tab, key, klen, b->data, b->len);
+    } else {
+        rv = fl_errf(t->s->errmsg, FL_ENOMEM, "%s record: out of memory", store_table_name(tab));
+    }
+    fl_buf_close(b);
+    return rv;
+}
+
+static int corrupt(struct store_txn *t, int rv, const char *what)
+{
+    return fl_errf(t->s->errmsg, FL_ECORRUPT, "%s record does not decode (%s)", what,
+                   fl_errname(rv));
+}
+
+/* ---- tasks -------------------------------------------------------------- */
+
+static int task_encode(struct fl_buf *b, const struct store_task *k)
+{
+    msgpack_packer pk;
+    int r;
+    msgpack_packer_init(&pk, b, buf_write);
+    r = msgpack_pack_array(&pk, TASK_FIELDS) | msgpack_pack_uint64(&pk, TASK_FORMAT) |
+        pack_str(&pk, k->id) | pack_str(&pk, k->name) | msgpack_pack_uint64(&pk, (uint64_t)k->state) |
+        msgpack_pack_uint64(&pk, (uint64_t)((int64_t)k->priority + OFFSET)) |
+        msgpack_pack_uint64(&pk, k->seq) | msgpack_pack_uint64(&pk, k->unit_size) |
+        msgpack_pack_uint64(&pk, k->n_hosts) | msgpack_pack_uint64(&pk, k->n_units) |
+        msgpack_pack_uint64(&pk, k->timeout_ms) | msgpack_pack_uint64(&pk, k->retries) |
+        msgpack_pack_array(&pk, k->n_constraints);
+    for (unsigned i = 0; i < k->n_constraints; i++) {
+        r |= pack_str(&pk, k->constraints[i]);
+    }
+    r |= pack_bin(&pk, k->spec, k->spec_len) | msgpack_pack_uint64(&pk, k->created_ms) |
+         msgpack_pack_uint64(&pk, k->finished_ms) | pack_bool(&pk, k->cancel_requested) |
+         msgpack_pack_uint64(&pk, k->units_queued) | msgpack_pack_uint64(&pk, k->units_running) |
+         msgpack_pack_uint64(&pk, k->units_done) | msgpack_pack_array(&pk, STORE_ST__MAX);
+    for (int i = 0; i < STORE_ST__MAX; i++) {
+        r |= msgpack_pack_uint64(&pk, k->hosts_by_status[i]);
+    }
+    r |= msgpack_pack_uint64(&pk, k->stale_results);
+    return r ? FL_ENOMEM : FL_OK;
+}
+
+int store_task_decode(const void *val, size_t vlen, struct store_task *k)
+{
+    struct store__mp r;
+    uint32_t n, nc;
+    int rv;
+    memset(k, 0, sizeof *k);
+    store__mp_init(&r, val, vlen);
+    if ((rv = header(&r, TASK_FORMAT, TASK_FIELDS)) != FL_OK) {
+        return rv;
+    }
+    if (str_field(&r, k->id, sizeof k->id) || k->id[0] == '\0' ||
+        str_field(&r, k->name, sizeof k->name) || small_field(&r, &k->state, STORE_TASK_CANCELLED) ||
+        i32_field(&r, &k->priority) || store__mp_uint(&r, &k->seq) ||
+        u32_field(&r, &k->unit_size) || u32_field(&r, &k->n_hosts) ||
+        u32_field(&r, &k->n_units) || u32_field(&r, &k->timeout_ms) ||
+        u32_field(&r, &k->retries) || store__mp_array(&r, &nc) || nc > STORE_TASK_CONSTRAINTS) {
+        return FL_EDECODE;
+    }
+    k->n_constraints = nc;
+    for (uint32_t i = 0; i < nc; i++) {
+        if (str_field(&r, k->constraints[i], STORE_NODE_LABEL_MAX)) {
+            return FL_EDECODE;
+        }
+    }
+    if (store__mp_bin(&r, &k->spec, &n) || store__mp_uint(&r, &k->created_ms) ||
+        store__mp_uint(&r, &k->finished_ms) || store__mp_bool(&r, &k->cancel_requested) ||
+        u32_field(&r, &k->units_queued) || u32_field(&r, &k->units_running) ||
+        u32_field(&r, &k->units_done) || store__mp_array(&r, &nc) || nc != STORE_ST__MAX) {
+        return FL_EDECODE;
+    }
+    k->spec_len = n;
+    for (int i = 0; i < STORE_ST__MAX; i++) {
+        if (u32_field(&r, &k->hosts_by_status[i])) {
+            return FL_EDECODE;
+        }
+    }
+    if (store__mp_uint(&r, &k->stale_results) || store__mp_end(&r)) {
+        return FL_EDECODE;
+    }
+    return FL_OK;
+}
+
+int store_task_get(struct store_txn *t, const char *id, struct store_task *out)
+{
+    const void *v;
+    size_t vl, kl = strlen(id);
+    int rv;
+    if (kl == 0 || kl >= STORE_TASK_ID_MAX) {
+        return FL_ENOTFOUND;
+    }
+    rv = store_get(t, STORE_TASKS, id, kl, &v, &vl);
+    if (rv != FL_OK) {
+        return rv;
+    }
+    rv = store_task_decode(v, vl, out);
+    return rv == FL_OK ? FL_OK : corrupt(t, rv, "task");
+}
+
+int store_task_put(struct store_txn *t, const struct store_task *k)
+{
+    struct fl_buf b;
+    size_t kl = strnlen(k->id, sizeof k->id);
+    if (kl == 0 || kl >= sizeof k->id || k->n_constraints > STORE_TASK_CONSTRAINTS) {
+        return fl_errf(t->s->errmsg, FL_EINVAL, "bad task record");
+    }
+    fl_buf_init(&b);
+    return put_encoded(t, STORE_TASKS, k->id, kl, &b, task_encode(&b, k));
+}
+
+/* ---- units -------------------------------------------------------------- */
+
+size_t store_unit_key(char *out, const char *id, uint32_t unit)
+{
+    size_t n = strnlen(id, STORE_TASK_ID_MAX - 1);
+    memcpy(out, id, n);
+    out[n] = '/';
+    store__put_be32((uint8_t *)out + n + 1, unit);
+    return n + 5;
+}
+
+static int unit_encode(struct fl_buf *b, const struct store_unit *u)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, buf_write);
+    if (fl_buf_reserve(b, u->hosts_len + 128) != FL_OK) {
+        return FL_ENOMEM;
+    }
+    return (msgpack_pack_array(&pk, UNIT_FIELDS) | msgpack_pack_uint64(&pk, UNIT_FORMAT) |
+            msgpack_pack_uint64(&pk, (uint64_t)u->state) | msgpack_pack_uint64(&pk, u->attempt) |
+            msgpack_pack_uint64(&pk, u->token) | msgpack_pack_uint64(&pk, u->retries_left) |
+            pack_str(&pk, u->node) | pack_str(&pk, u->last_node) |
+            msgpack_pack_uint64(&pk, u->not_before_ms) | msgpack_pack_uint64(&pk, u->assigned_ms) |
+            msgpack_pack_uint64(&pk, u->finished_ms) | msgpack_pack_uint64(&pk, (uint64_t)u->status) |
+            msgpack_pack_uint64(&pk, (uint64_t)((int64_t)u->exit_code + OFFSET)) |
+            pack_bool(&pk, u->cancel) | msgpack_pack_uint64(&pk, u->n_hosts) |
+            pack_bin(&pk, u->hosts, u->hosts_len))
+               ? FL_ENOMEM
+               : FL_OK;
+}
+
+int store_unit_decode(const void *val, size_t vlen, struct store_unit *u)
+{
+    struct store__mp r;
+    uint32_t n;
+    int rv;
+    memset(u, 0, sizeof *u);
+    store__mp_init(&r, val, vlen);
+    if ((rv = header(&r, UNIT_FORMAT, UNIT_FIELDS)) != FL_OK) {
+        return rv;
+    }
+    /* n_hosts is checked by store_unit_host as it walks the hosts (each
+     * host must end with a NUL inside the blob). That field precedes. */
+    if (small_field(&r, &u->state, STORE_UNIT_DONE) || u->state == 0 ||
+        u32_field(&r, &u->attempt) || store__mp_uint(&r, &u->token) ||
+        u32_field(&r, &u->retries_left) || str_field(&r, u->node, sizeof u->node) ||
+        str_field(&r, u->last_node, sizeof u->last_node) || store__mp_uint(&r, &u->not_before_ms) ||
+        store__mp_uint(&r, &u->assigned_ms) || store__mp_uint(&r, &u->finished_ms) ||
+        small_field(&r, &u->status, STORE_ST__MAX - 1) || i32_field(&r, &u->exit_code) ||
+        store__mp_bool(&r, &u->cancel) || u32_field(&r, &u->n_hosts) ||
+        u->n_hosts > STORE_UNIT_HOSTS_MAX || store__mp_bin(&r, &u->hosts, &n) ||
+        store__mp_end(&r)) {
+        return FL_EDECODE;
+    }
+    u->hosts_len = n;
+    if (n > 0 && u->hosts[n - 1] != '\0') {
+        return FL_EDECODE;
+    }
+    return FL_OK;
+}
+
+int store_unit_host(const struct store_unit *u, size_t *pos, const char **host, size_t *len)
+{
+    const uint8_t *end;
+    if (*pos >= u->hosts_len) {
+        return FL_ENOTFOUND;
+    }
+    end = memchr(u->hosts + *pos, '\0', u->hosts_len - *pos);
+    if (end == NULL) {
+        return FL_ENOTFOUND;
+    }
+    *host = (const char *)u->hosts + *pos;
+    *len = (size_t)(end - (u->hosts + *pos));
+    *pos += *len + 1;
+    return FL_OK;
+}
+
+int store_unit_get(struct store_txn *t, const char *task, uint32_t unit, struct store_unit *out)
+{
+    char key[STORE_TASK_ID_MAX + 5];
+    const void *v;
+    size_t vl, kl;
+    int rv;
+    if (strnlen(task, STORE_TASK_ID_MAX) >= STORE_TASK_ID_MAX || task[0] == '\0') {
+        return FL_ENOTFOUND;
+    }
+    kl = store_unit_key(key, task, unit);
+    rv = store_get(t, STORE_UNITS, key, kl, &v, &vl);
+    if (rv != FL_OK) {
+        return rv;
+    }
+    rv = store_unit_decode(v, vl, out);
+    return rv == FL_OK ? FL_OK : corrupt(t, rv, "unit");
+}
+
+int store_unit_put(struct store_txn *t, const char *task, uint32_t unit, const struct store_unit *u)
+{
+    char key[STORE_TASK_ID_MAX + 5];
+    struct fl_buf b;
+    size_t kl;
+    if (strnlen(task, STORE_TASK_ID_MAX) >= STORE_TASK_ID_MAX || task[0] == '\0' ||
+        (u->hosts_len > 0 && u->hosts[u->hosts_len - 1] != '\0')) {
+        return fl_errf(t->s->errmsg, FL_EINVAL, "bad unit record");
+    }
+    kl = store_unit_key(key, task, unit);
+    fl_buf_init(&b);
+    return put_encoded(t, STORE_UNITS, key, kl, &b, unit_encode(&b, u));
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static int result_encode(struct fl_buf *b, const struct store_result *r)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, buf_write);
+    return (msgpack_pack_array(&pk, RESULT_FIELDS) | msgpack_pack_uint64(&pk, RESULT_FORMAT) |
+            msgpack_pack_uint64(&pk, (uint64_t)r->status) |
+            msgpack_pack_uint64(&pk, (uint64_t)((int64_t)r->rc + OFFSET)) |
+            msgpack_pack_uint64(&pk, r->attempt) | msgpack_pack_uint64(&pk, r->token) |
+            pack_str(&pk, r->node) | msgpack_pack_uint64(&pk, r->finished_ms) |
+            pack_bin(&pk, r->tail, r->tail_len))
+               ? FL_ENOMEM
+               : FL_OK;
+}
+
+int store_result_decode(const void *val, size_t vlen, struct store_result *out)
+{
+    struct store__mp r;
+    uint32_t n;
+    int rv;
+    memset(out, 0, sizeof *out);
+    store__mp_init(&r, val, vlen);
+    if ((rv = header(&r, RESULT_FORMAT, RESULT_FIELDS)) != FL_OK) {
+        return rv;
+    }
+    if (small_field(&r, &out->status, STORE_ST__MAX - 1) || i32_field(&r, &out->rc) ||
+        u32_field(&r, &out->attempt) || store__mp_uint(&r, &out->token) ||
+        str_field(&r, out->node, sizeof out->node) || store__mp_uint(&r, &out->finished_ms) ||
+        store__mp_bin(&r, &out->tail, &n) || n > STORE_TAIL_MAX || store__mp_end(&r)) {
+        return FL_EDECODE;
+    }
+    out->tail_len = n;
+    return FL_OK;
+}
+
+int store_result_put(struct store_txn *t, const char *task, uint32_t unit, const char *host,
+                     size_t hlen, const struct store_result *r)
+{
+    char key[STORE_TASK_ID_MAX + 6 + STORE_HOST_MAX];
+    struct fl_buf b;
+    size_t kl;
+    if (hlen == 0 || hlen >= STORE_HOST_MAX || r->tail_len > STORE_TAIL_MAX ||
+        strnlen(task, STORE_TASK_ID_MAX) >= STORE_TASK_ID_MAX) {
+        return fl_errf(t->s->errmsg, FL_EINVAL, "bad result record");
+    }
+    kl = store_unit_key(key, task, unit);
+    key[kl++] = '/';
+    memcpy(key + kl, host, hlen);
+    kl += hlen;
+    fl_buf_init(&b);
+    return put_encoded(t, STORE_RESULTS, key, kl, &b, result_encode(&b, r));
+}
+
+/* ---- index tables ------------------------------------------------------- */
+
+int store_index_put(struct store_txn *t, enum store_table tab, const void *key, size_t klen)
+{
+    return store_put(t, tab, key, klen, "", 0);
+}
+
+size_t store_queue_key(uint8_t *out, int32_t priority, uint64_t seq, const char *task,
+                       uint32_t unit)
+{
+    /* Higher priority first: invert the sign-flipped value. */
+    uint32_t p = ~((uint32_t)priority ^ 0x80000000u);
+    store__put_be32(out, p);
+    store__put_be64(out + 4, seq);
+    return 12 + store_unit_key((char *)out + 12, task, unit);
+}
+
+int store_queue_key_parse(const void *key, size_t klen, int32_t *priority, uint64_t *seq,
+                          char *task, uint32_t *unit)
+{
+    const uint8_t *k = key;
+    size_t idlen;
+    if (klen < 12 + 1 + 5 || klen > 12 + STORE_TASK_ID_MAX - 1 + 5 || k[klen - 5] != '/') {
+        return FL_EDECODE;
+    }
+    *priority = (int32_t)(~store__get_be32(k) ^ 0x80000000u);
+    *seq = store__get_be64(k + 4);
+    idlen = klen - 12 - 5;
+    memcpy(task, k + 12, idlen);
+    task[idlen] = '\0';
+    *unit = store__get_be32(k + klen - 4);
+    return FL_OK;
+}

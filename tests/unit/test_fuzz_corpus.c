@@ -2,6 +2,7 @@
  * the seeds must decode, and anything the fuzzers once found stays fixed. */
 #include <dirent.h>
 
+#include "agentproto/aproto.h"
 #include "check.h"
 #include "common/alloc.h"
 #include "common/err.h"
@@ -94,6 +95,36 @@ static void snapshot_seed(const char *file, const uint8_t *p, size_t n)
     check_rmrf(dir);
 }
 
+/* An aproto seed is a stream of frames: all of them must decode. A crash-
+ * file only has to go through the reader and the decoder without harm. */
+static void aproto_seed(const char *file, const uint8_t *p, size_t n)
+{
+    int crash = strncmp(file, "crash-", 6) == 0, rv, frames = 0;
+    struct aproto_reader r;
+    struct aproto_msg m;
+    size_t off = 0, used;
+    (void)aproto_decode(p, n, &m); /* the fuzzer also tries the input as a payload */
+    aproto_msg_close(&m);
+    aproto_reader_init(&r, 0);
+    while (off < n && aproto_reader_feed(&r, p + off, n - off, &used) == FL_OK) {
+        off += used;
+        while ((rv = aproto_reader_next(&r, &m)) != APROTO_NEED_MORE && r.err == FL_OK) {
+            if (!crash) {
+                CHECK_OK(rv);
+                CHECK_OK(aproto_msg_validate(&m, NULL));
+            }
+            aproto_msg_close(&m);
+            frames++;
+        }
+    }
+    if (!crash) {
+        CHECK(frames > 0);
+        CHECK_EQ_INT(r.err, FL_OK);
+        CHECK_EQ_INT(aproto_reader_buffered(&r), 0);
+    }
+    aproto_reader_close(&r);
+}
+
 TEST(cmd_corpus)
 {
     CHECK(each("cmd", cmd_seed) >= 3);
@@ -104,9 +135,15 @@ TEST(snapshot_corpus)
     CHECK(each("snapshot", snapshot_seed) >= 2);
 }
 
+TEST(aproto_corpus)
+{
+    CHECK(each("aproto", aproto_seed) >= 12);
+}
+
 int main(void)
 {
     RUN(cmd_corpus);
     RUN(snapshot_corpus);
+    RUN(aproto_corpus);
     return check_summary();
 }

@@ -1,1 +1,0 @@
-extern int aproto__placeholder; int aproto__placeholder;

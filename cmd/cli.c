@@ -213,3 +213,24 @@ char *cli_escape(const char *s, int keep_slash)
     out[o] = '\0';
     return out;
 }
+
+int cli_raw(struct cli_cmd *c, const char *path, json_t **unused)
+{
+    struct httpc_response r;
+    char err[FL_ERRMSG_SIZE];
+    *unused = NULL;
+    if (httpc_request(cli_addr(c), "GET", path, NULL, NULL, 0, 30000, &r, err) != FL_OK) {
+        fprintf(stderr, "flotilla %s: %s\n", c->path, err);
+        return 1;
+    }
+    if (r.status != 200) {
+        json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+        int rv = cli_print_error(c->path, r.status, j);
+        json_decref(j);
+        httpc_response_free(&r);
+        return rv;
+    }
+    fwrite(r.body, 1, r.body_len, stdout);
+    httpc_response_free(&r);
+    return 0;
+}

@@ -47,7 +47,16 @@ void cli_print_json(json_t *j);
 /* Percent-encode a path segment (keys may contain '/', which is kept). */
 char *cli_escape(const char *s, int keep_slash);
 
+/* GET path and print the body as it is (text); returns an exit status. */
+int cli_raw(struct cli_cmd *c, const char *path, json_t **unused);
+/* "500ms", "30s", "10m", "2h" or seconds -> ms; -1 if malformed. */
+long long cli_duration_ms(const char *s);
+
 int cmd_server(int argc, char **argv);
+int cmd_task(int argc, char **argv);
+int cmd_results(int argc, char **argv);
+int cmd_dispatch(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 int cmd_dev(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_members(int argc, char **argv);

@@ -96,6 +96,11 @@ int cmd_server(int argc, char **argv)
         {"data", 1, "data directory (store and Raft log)", NULL, 0},
         {"raft-addr", 1, "host:port for Raft traffic", "127.0.0.1:8501", 0},
         {"api-addr", 1, "host:port for the HTTP API", "127.0.0.1:8401", 0},
+        {"agent-addr", 1, "host:port where agents connect", "127.0.0.1:8601", 0},
+        {"label", 1, "labels of this server's node: k=v[,k=v]", NULL, 0},
+        {"no-agent", 0, "do not run the embedded agent (the server executes no units)", NULL, 0},
+        {"lost-after", 1, "an agent silent this long is committed lost", "10s", 0},
+        {"heartbeat", 1, "agents' heartbeat period", "1s", 0},
         {"bootstrap", 0, "bootstrap a new cluster (only on a fresh data directory)", NULL, 0},
         {"peers", 1, "with --bootstrap: ID=HOST:PORT,... of every voter (default: this server)",
          NULL, 0},
@@ -137,6 +142,30 @@ int cmd_server(int argc, char **argv)
         cli_die_usage(&c, "addresses must be HOST:PORT");
     }
     snprintf(cfg.raft_addr, sizeof cfg.raft_addr, "%s", cli_val(&c, "raft-addr"));
+    if (!valid_hostport(cli_val(&c, "agent-addr"))) {
+        cli_die_usage(&c, "--agent-addr must be HOST:PORT");
+    }
+    snprintf(cfg.agent_addr, sizeof cfg.agent_addr, "%s", cli_val(&c, "agent-addr"));
+    cfg.no_agent = cli_flag(&c, "no-agent");
+    if (cli_val(&c, "label")) {
+        char buf[4096], *save = NULL;
+        snprintf(buf, sizeof buf, "%s", cli_val(&c, "label"));
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (cfg.n_labels == 32 || strlen(tok) >= 128 || strchr(tok, '=') == NULL) {
+                cli_die_usage(&c, "--label takes k=v[,k=v] (at most 32)");
+            }
+            snprintf(cfg.labels[cfg.n_labels++], 128, "%s", tok);
+        }
+    }
+    {
+        long long lost = cli_duration_ms(cli_val(&c, "lost-after"));
+        long long hb = cli_duration_ms(cli_val(&c, "heartbeat"));
+        if (lost < 500 || hb < 50 || hb * 2 > lost) {
+            cli_die_usage(&c, "--lost-after must be at least 500ms and twice --heartbeat");
+        }
+        cfg.lost_after_ms = (unsigned)lost;
+        cfg.heartbeat_ms = (unsigned)hb;
+    }
     snprintf(cfg.api_addr, sizeof cfg.api_addr, "%s", cli_val(&c, "api-addr"));
     if (cli_flag(&c, "bootstrap") && cli_flag(&c, "join")) {
         cli_die_usage(&c, "--bootstrap and --join are exclusive");
@@ -252,8 +281,9 @@ int cmd_dev(int argc, char **argv)
 {
     struct cli_opt opts[] = {{"dir", 1, "directory for the servers' data and logs", "flotilla-dev", 0},
                              {"servers", 1, "number of servers (1-7)", "3", 0},
-                             {"base-port", 1, "API ports are BASE+1.., Raft ports BASE+101..",
-                              "8400", 0},
+                             {"base-port", 1,
+                              "API ports are BASE+1.., Raft BASE+101.., agents BASE+201..", "8400",
+                              0},
                              {NULL}};
     struct cli_cmd c = {"dev", "",
                         "Run a local cluster of servers on loopback, data under one directory. "
@@ -301,11 +331,12 @@ int cmd_dev(int argc, char **argv)
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, NULL);
     for (unsigned i = 1; i <= n; i++) {
-        char id[16], data[PATH_MAX + 32], raft[64], api[64], logf[PATH_MAX + 32];
+        char id[16], data[PATH_MAX + 32], raft[64], api[64], agent[64], logf[PATH_MAX + 32];
         snprintf(id, sizeof id, "%u", i);
         snprintf(data, sizeof data, "%s/server-%u", dir, i);
         snprintf(raft, sizeof raft, "127.0.0.1:%u", base + 100 + i);
         snprintf(api, sizeof api, "127.0.0.1:%u", base + i);
+        snprintf(agent, sizeof agent, "127.0.0.1:%u", base + 200 + i);
         snprintf(logf, sizeof logf, "%s/server-%u.log", dir, i);
         pids[i - 1] = fork();
         if (pids[i - 1] < 0) {
@@ -322,7 +353,8 @@ int cmd_dev(int argc, char **argv)
                 close(fd);
             }
             execl(exe, exe, "server", "--id", id, "--data", data, "--raft-addr", raft,
-                  "--api-addr", api, "--bootstrap", "--peers", peers, (char *)NULL);
+                  "--api-addr", api, "--agent-addr", agent, "--bootstrap", "--peers", peers,
+                  (char *)NULL);
             perror("exec");
             _exit(127);
         }
@@ -360,6 +392,10 @@ int cmd_dev(int argc, char **argv)
     printf("  API:  ");
     for (unsigned i = 1; i <= n; i++) {
         printf("http://127.0.0.1:%u ", base + i);
+    }
+    printf("\n  agents connect to: ");
+    for (unsigned i = 1; i <= n; i++) {
+        printf("127.0.0.1:%u%s", base + 200 + i, i < n ? "," : "");
     }
     printf("\n  data: %s (logs: server-N.log)\n", dir);
     printf("  try:  FLOTILLA_ADDR=127.0.0.1:%u flotilla kv put hello world; flotilla status\n",

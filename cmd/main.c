@@ -15,6 +15,10 @@ static const struct {
     {"members", cmd_members, "list, add, remove, promote servers; transfer leadership"},
     {"node", cmd_node, "list nodes; set caps; drain and undrain"},
     {"kv", cmd_kv, "put, get, list, delete replicated keys"},
+    {"task", cmd_task, "submit tasks; status, wait, results, why, logs, cancel"},
+    {"results", cmd_results, "results by a list of hosts or by one host"},
+    {"dispatch", cmd_dispatch, "pause or resume dispatch cluster-wide"},
+    {"agent", cmd_agent, "run an agent that executes units"},
 };
 
 static void usage(FILE *f)

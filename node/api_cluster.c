@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "node/dispatch.h"
 #include "node/node_int.h"
 
 static const char *state_name(int state)
@@ -141,10 +142,11 @@ json_t *node__node_json(const struct store_node *n)
                                  json_string(eq + 1));
         }
     }
-    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:I, s:b, s:I, s:I}", "id", n->id, "kind",
-                     n->kind == STORE_NODE_SERVER ? "server" : "agent", "raft_id",
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:b, s:b, s:I, s:I}", "id",
+                     n->id, "kind", n->kind == STORE_NODE_SERVER ? "server" : "agent", "raft_id",
                      (json_int_t)n->raft_id, "raft_addr", n->raft_addr, "api_addr", n->api_addr,
-                     "labels", labels, "cap", (json_int_t)n->cap, "drain", n->drain,
+                     "agent_addr", n->agent_addr, "labels", labels, "cap", (json_int_t)n->cap,
+                     "running", (json_int_t)n->running, "drain", n->drain, "lost", n->lost,
                      "created_index", (json_int_t)n->created_index, "updated_index",
                      (json_int_t)n->updated_index);
 }
@@ -166,7 +168,10 @@ void node__nodes_list(struct node_server *s, struct http_request *req, char **ar
         while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
             struct store_node n;
             if (store_node_decode(v, vl, &n) == FL_OK) {
-                json_array_append_new(arr, node__node_json(&n));
+                json_t *j = node__node_json(&n);
+                json_object_set_new(j, "connected",
+                                    json_boolean(dispatch_connected(s->dispatch, n.id)));
+                json_array_append_new(arr, j);
             }
         }
         store_cursor_close(c);
@@ -187,7 +192,9 @@ void node__nodes_get(struct node_server *s, struct http_request *req, char **arg
     rv = store_node_get(t, args[0], &n);
     store_abort(t);
     if (rv == FL_OK) {
-        http_respond_json(req, 200, node__node_json(&n));
+        json_t *j = node__node_json(&n);
+        json_object_set_new(j, "connected", json_boolean(dispatch_connected(s->dispatch, n.id)));
+        http_respond_json(req, 200, j);
     } else {
         node__respond_err(req, rv, "node \"%s\": %s", args[0], fl_strerror(rv));
     }
@@ -262,6 +269,7 @@ struct member_op {
     char name[STORE_NODE_ID_MAX];
     char raft_addr[STORE_NODE_ADDR_MAX];
     char api_addr[STORE_NODE_ADDR_MAX];
+    char agent_addr[STORE_NODE_ADDR_MAX];
 };
 
 static int parse_id(const char *s, uint64_t *id)
@@ -304,7 +312,7 @@ static void register_done(struct node_server *s, struct http_request *req, int e
 
 static void submit_register(struct node_server *s, struct http_request *req, const char *name,
                             uint64_t id, const char *raft_addr, const char *api_addr,
-                            node_done_fn done)
+                            const char *agent_addr, node_done_fn done)
 {
     struct rg_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
@@ -318,6 +326,8 @@ static void submit_register(struct node_server *s, struct http_request *req, con
     cmd.u.node.api_addr_len = strlen(api_addr);
     cmd.u.node.kind = STORE_NODE_SERVER;
     cmd.u.node.cap = s->cfg.node_cap;
+    cmd.u.node.agent_addr = agent_addr;
+    cmd.u.node.agent_addr_len = strlen(agent_addr);
     node__submit(s, req, &cmd, done);
 }
 
@@ -329,7 +339,8 @@ static void member_added(void *data, int err)
         return;
     }
     if (m->api_addr[0] != '\0') {
-        submit_register(m->s, m->req, m->name, m->id, m->raft_addr, m->api_addr, register_done);
+        submit_register(m->s, m->req, m->name, m->id, m->raft_addr, m->api_addr, m->agent_addr,
+                        register_done);
         fl_free(m);
         return;
     }
@@ -354,7 +365,8 @@ static int role_from(const char *s)
 static struct member_op *member_body(struct node_server *s, struct http_request *req, int *role,
                                      int need_role)
 {
-    static const char *const allowed[] = {"id", "raft_addr", "api_addr", "name", "role", NULL};
+    static const char *const allowed[] = {"id",   "raft_addr", "api_addr", "name",
+                                          "role", "agent_addr", NULL};
     json_t *body = node__body_object(req, allowed);
     json_t *id, *raft_addr, *api_addr, *name, *jrole;
     struct member_op *m;
@@ -397,6 +409,11 @@ static struct member_op *member_body(struct node_server *s, struct http_request 
     m->id = (uint64_t)json_integer_value(id);
     snprintf(m->raft_addr, sizeof m->raft_addr, "%s", json_string_value(raft_addr));
     snprintf(m->api_addr, sizeof m->api_addr, "%s", api_addr ? json_string_value(api_addr) : "");
+    {
+        json_t *ag = json_object_get(body, "agent_addr");
+        snprintf(m->agent_addr, sizeof m->agent_addr, "%.127s",
+                 json_is_string(ag) ? json_string_value(ag) : "");
+    }
     if (name) {
         snprintf(m->name, sizeof m->name, "%s", json_string_value(name));
     } else {
@@ -431,7 +448,8 @@ void node__register(struct node_server *s, struct http_request *req, char **args
     if (m == NULL) {
         return;
     }
-    submit_register(s, req, m->name, m->id, m->raft_addr, m->api_addr, register_done);
+    submit_register(s, req, m->name, m->id, m->raft_addr, m->api_addr, m->agent_addr,
+                    register_done);
     fl_free(m);
 }
 

@@ -10,8 +10,13 @@
 #include "raft/rg_repl.h"
 #include "store/store.h"
 
+struct dispatch;
+struct agent;
+
 struct node_server {
     struct node_config cfg;
+    struct dispatch *dispatch; /* agent connections and the leader's dispatch loop */
+    struct agent *agent;       /* this server's embedded agent */
     uv_loop_t *loop;
     struct store *store;
     struct rg_repl *repl;
@@ -92,6 +97,20 @@ void node__members_promote(struct node_server *s, struct http_request *req, char
 void node__members_transfer(struct node_server *s, struct http_request *req, char **args);
 void node__register(struct node_server *s, struct http_request *req, char **args);
 void node__routes(struct node_server *s, struct http_request *req, char **args);
+void node__tasks_submit(struct node_server *s, struct http_request *req, char **args);
+void node__tasks_list(struct node_server *s, struct http_request *req, char **args);
+void node__tasks_get(struct node_server *s, struct http_request *req, char **args);
+void node__tasks_units(struct node_server *s, struct http_request *req, char **args);
+void node__tasks_results(struct node_server *s, struct http_request *req, char **args);
+void node__tasks_why(struct node_server *s, struct http_request *req, char **args);
+void node__tasks_cancel(struct node_server *s, struct http_request *req, char **args);
+void node__unit_logs(struct node_server *s, struct http_request *req, char **args);
+void node__results_by_hosts(struct node_server *s, struct http_request *req, char **args);
+void node__host_results(struct node_server *s, struct http_request *req, char **args);
+void node__dispatch_status(struct node_server *s, struct http_request *req, char **args);
+void node__dispatch_pause(struct node_server *s, struct http_request *req, char **args);
+void node__dispatch_resume(struct node_server *s, struct http_request *req, char **args);
+json_t *node__task_json(const struct store_task *k);
 
 /* server.c */
 json_t *node__node_json(const struct store_node *n);

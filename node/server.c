@@ -13,6 +13,8 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "agent/agent.h"
+#include "node/dispatch.h"
 #include "node/http_client.h"
 #include "node/node_int.h"
 
@@ -24,6 +26,9 @@ void node_config_defaults(struct node_config *c)
     c->max_body = 1024 * 1024;
     c->node_cap = 4;
     c->min_free_disk = 64u << 20;
+    snprintf(c->agent_addr, sizeof c->agent_addr, "127.0.0.1:8601");
+    c->lost_after_ms = 10000;
+    c->heartbeat_ms = 1000;
 }
 
 /* ---- keeping our row in the nodes table right ------------------------------ */
@@ -39,7 +44,8 @@ static int own_row_ok(struct node_server *s)
     if (store_node_get(t, s->cfg.name, &n) == FL_OK) {
         ok = n.kind == STORE_NODE_SERVER && n.raft_id == s->cfg.id &&
              strcmp(n.raft_addr, s->cfg.raft_addr) == 0 &&
-             strcmp(n.api_addr, s->cfg.api_addr) == 0;
+             strcmp(n.api_addr, s->cfg.api_addr) == 0 &&
+             strcmp(n.agent_addr, s->cfg.agent_addr) == 0 && n.n_labels == s->cfg.n_labels;
     }
     store_abort(t);
     return ok;
@@ -58,6 +64,13 @@ static void fill_register(struct node_server *s, struct rg_cmd *cmd)
     cmd->u.node.api_addr_len = strlen(s->cfg.api_addr);
     cmd->u.node.kind = STORE_NODE_SERVER;
     cmd->u.node.cap = s->cfg.node_cap;
+    cmd->u.node.agent_addr = s->cfg.agent_addr;
+    cmd->u.node.agent_addr_len = strlen(s->cfg.agent_addr);
+    cmd->u.node.n_labels = s->cfg.n_labels;
+    for (unsigned i = 0; i < s->cfg.n_labels; i++) {
+        cmd->u.node.labels[i] = s->cfg.labels[i];
+        cmd->u.node.label_lens[i] = strlen(s->cfg.labels[i]);
+    }
 }
 
 static void register_local_cb(void *data, int err, const struct rg_result *res)
@@ -81,8 +94,9 @@ static void register_remote_cb(void *data, int err, int status, const char *ct,
 
 static char *member_json(struct node_server *s, const char *role)
 {
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)s->cfg.id, "raft_addr",
-                          s->cfg.raft_addr, "api_addr", s->cfg.api_addr, "name", s->cfg.name);
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->cfg.id, "raft_addr",
+                          s->cfg.raft_addr, "api_addr", s->cfg.api_addr, "name", s->cfg.name,
+                          "agent_addr", s->cfg.agent_addr);
     char *text;
     if (role != NULL) {
         json_object_set_new(o, "role", json_string(role));
@@ -237,6 +251,28 @@ static void http_stopped(void *data)
     rg_repl_close(s->repl, repl_closed, s);
 }
 
+static void dispatch_closed(void *data)
+{
+    struct node_server *s = data;
+    s->dispatch = NULL;
+    if (s->http != NULL) {
+        http_server_stop(s->http, http_stopped, s);
+    } else {
+        http_stopped(s);
+    }
+}
+
+static void agent_closed(void *data)
+{
+    struct node_server *s = data;
+    s->agent = NULL;
+    if (s->dispatch != NULL) {
+        dispatch_close(s->dispatch, dispatch_closed, s);
+    } else {
+        dispatch_closed(s);
+    }
+}
+
 static void stop(struct node_server *s)
 {
     if (s->stopping) {
@@ -246,10 +282,10 @@ static void stop(struct node_server *s)
     FL_INFO("shutting down");
     s->stopping = 1;
     uv_timer_stop(&s->tick);
-    if (s->http != NULL) {
-        http_server_stop(s->http, http_stopped, s);
+    if (s->agent != NULL) {
+        agent_close(s->agent, agent_closed, s);
     } else {
-        http_stopped(s);
+        agent_closed(s);
     }
 }
 
@@ -340,6 +376,26 @@ int node_server_run(const struct node_config *cfg)
         uv_run(s->loop, UV_RUN_DEFAULT);
         goto out_store;
     }
+    rv = dispatch_create(s, &s->dispatch, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: %s\n", err);
+        exit(1);
+    }
+    if (!s->cfg.no_agent) {
+        struct agent_config ac;
+        memset(&ac, 0, sizeof ac);
+        snprintf(ac.id, sizeof ac.id, "%s", s->cfg.name);
+        ac.cap = s->cfg.node_cap;
+        ac.n_labels = s->cfg.n_labels;
+        memcpy(ac.labels, s->cfg.labels, sizeof ac.labels);
+        ac.n_join = 1;
+        snprintf(ac.join[0], sizeof ac.join[0], "%s", s->cfg.agent_addr);
+        snprintf(ac.data_dir, sizeof ac.data_dir, "%.4000s/agent", s->cfg.data_dir);
+        if (agent_create(s->loop, &ac, &s->agent, err) != FL_OK) {
+            fprintf(stderr, "flotilla: embedded agent: %s\n", err);
+            exit(1);
+        }
+    }
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;
     uv_timer_start(&s->tick, tick_cb, 200, 500);
@@ -349,8 +405,9 @@ int node_server_run(const struct node_config *cfg)
     s->sigterm.data = s;
     uv_signal_start(&s->sigint, signal_cb, SIGINT);
     uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
-    FL_INFO("server %llu: API http://%s, Raft %s, data %s", (unsigned long long)s->cfg.id,
-            s->cfg.api_addr, s->cfg.raft_addr, s->cfg.data_dir);
+    FL_INFO("server %llu: API http://%s, Raft %s, agents %s, data %s",
+            (unsigned long long)s->cfg.id, s->cfg.api_addr, s->cfg.raft_addr, s->cfg.agent_addr,
+            s->cfg.data_dir);
     uv_run(s->loop, UV_RUN_DEFAULT);
     status = 0;
     FL_INFO("stopped");

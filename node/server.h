@@ -20,6 +20,12 @@ struct node_config {
     char data_dir[4096];  /* DATA/store (LMDB) and DATA/raft (log) */
     char raft_addr[128];  /* host:port for Raft */
     char api_addr[128];   /* host:port for the HTTP API */
+    char agent_addr[128]; /* host:port where agents connect */
+    unsigned lost_after_ms;   /* an agent silent this long is committed lost */
+    unsigned heartbeat_ms;    /* agents' heartbeat period */
+    int no_agent;             /* do not run the embedded agent */
+    unsigned n_labels;
+    char labels[32][128];     /* labels of this server's node ("k=v") */
     int bootstrap;        /* bootstrap a new cluster with `peers` */
     unsigned n_peers;
     struct rg_peer peers[NODE_MAX_PEERS];

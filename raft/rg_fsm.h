@@ -31,6 +31,8 @@ struct rg_result {
                          UNIT_ASSIGN: the fencing token; TASK_SUBMIT: units */
     char str[40];     /* TASK_SUBMIT: the task id (the existing one for a
                          repeated idempotency key) */
+    char node[64];    /* UNIT_ASSIGN: the node; UNIT_RESULT/REQUEUE: the node
+                         the unit left (so the leader can track free slots) */
 };
 
 /* Called on the server that proposed an entry (origin == own id) when the

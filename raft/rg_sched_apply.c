@@ -360,6 +360,7 @@ static int unit_assign(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
         task.state = STORE_TASK_RUNNING;
     }
     res->version = u.token;
+    memcpy(res->node, node_id, sizeof res->node);
     return store_task_put(t, &task);
 }
 
@@ -411,6 +412,7 @@ static int unit_result(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
     if ((rv = release_node(t, task_id, c->u.unit.unit, &u)) != FL_OK) {
         return rv;
     }
+    memcpy(res->node, u.node, sizeof res->node);
     if (retryable(c->u.unit.status) && u.retries_left > 0 && !u.cancel &&
         !task.cancel_requested) {
         rv = requeue(t, &task, c->u.unit.unit, &u, now);
@@ -449,6 +451,7 @@ static int take_back(struct store_txn *t, const char *task_id, uint32_t unit, ui
     if ((rv = release_node(t, task_id, unit, &u)) != FL_OK) {
         return rv;
     }
+    memcpy(res->node, u.node, sizeof res->node);
     if (u.retries_left > 0 && !u.cancel && !task.cancel_requested) {
         rv = requeue(t, &task, unit, &u, now);
     } else {

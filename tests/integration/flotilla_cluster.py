@@ -35,11 +35,11 @@ signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
 
 
 def free_port_block(n):
-    """A base port such that base+1..base+n and base+101..base+100+n are free."""
+    """A base port such that base+1..n, base+101.. and base+201.. are free."""
     for _ in range(200):
-        base = random.randrange(20000, 60000 - 200)
+        base = random.randrange(20000, 60000 - 300)
         ok = True
-        for off in list(range(1, n + 1)) + list(range(101, 101 + n)):
+        for off in list(range(1, n + 1)) + list(range(101, 101 + n)) + list(range(201, 201 + n)):
             s = socket.socket()
             try:
                 s.bind(("127.0.0.1", base + off))
@@ -85,6 +85,7 @@ class Server:
         self.id = sid
         self.api = "127.0.0.1:%d" % (cluster.base + sid)
         self.raft = "127.0.0.1:%d" % (cluster.base + 100 + sid)
+        self.agent = "127.0.0.1:%d" % (cluster.base + 200 + sid)
         self.data = os.path.join(cluster.dir, "server-%d" % sid)
         self.log = os.path.join(cluster.dir, "server-%d.log" % sid)
         self.extra = list(extra or [])
@@ -92,7 +93,8 @@ class Server:
 
     def start(self, bootstrap=True, join=None, standby=False):
         args = [BIN, "server", "--id", str(self.id), "--data", self.data,
-                "--raft-addr", self.raft, "--api-addr", self.api] + self.cluster.server_args + self.extra
+                "--raft-addr", self.raft, "--api-addr", self.api, "--agent-addr", self.agent] \
+            + self.cluster.server_args + self.extra
         if join:
             args += ["--join", join] + (["--standby"] if standby else [])
         elif bootstrap:
@@ -210,6 +212,86 @@ class Cluster:
                 s.proc.kill()
                 s.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Agent:
+    """A standalone `flotilla agent` process."""
+
+    def __init__(self, cluster, name, cap=4, labels=None, extra=None):
+        self.cluster = cluster
+        self.name = name
+        self.cap = cap
+        self.labels = labels or []
+        self.extra = list(extra or [])
+        self.data = os.path.join(cluster.dir, "agent-" + name)
+        self.log = os.path.join(cluster.dir, "agent-%s.log" % name)
+        self.proc = None
+
+    def start(self):
+        join = ",".join(s.agent for s in self.cluster.servers.values())
+        args = [BIN, "agent", "--join", join, "--name", self.name, "--cap", str(self.cap),
+                "--data", self.data] + self.extra
+        if self.labels:
+            args += ["--label", ",".join(self.labels)]
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(args, stdout=logf, stderr=logf)
+        _procs.append(self.proc)
+        logf.close()
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout=20):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+
+def leader_api(cluster):
+    return cluster.servers[cluster.leader()].api
+
+
+def wait_connected(cluster, names, timeout=30):
+    """Wait until the leader reports these nodes connected."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            st, body, _ = request(leader_api(cluster), "GET", "/v1/nodes", timeout=3)
+        except (OSError, RuntimeError):
+            st = None
+        if st == 200:
+            conn = {n["id"] for n in body["nodes"] if n.get("connected")}
+            if set(names) <= conn:
+                return body["nodes"]
+        time.sleep(0.1)
+    raise RuntimeError("nodes %r did not connect" % (names,))
+
+
+def submit(cluster, spec, timeout=30):
+    st, body, raw = request(leader_api(cluster), "POST", "/v1/tasks", spec, timeout=timeout)
+    if st != 200:
+        raise AssertionError("submit: %s %r" % (st, raw[:300]))
+    return body["id"]
+
+
+def wait_task(cluster, tid, timeout=120, states=("done", "failed", "cancelled")):
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            st, body, _ = request(leader_api(cluster), "GET", "/v1/tasks/" + tid, timeout=5)
+        except (OSError, RuntimeError):
+            st = None
+        if st == 200:
+            last = body
+            if body["state"] in states:
+                return body
+        time.sleep(0.1)
+    raise AssertionError("task %s did not finish: %r" % (tid, last))
 
 
 def put(addr, key, value, timeout=10):

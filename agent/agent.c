@@ -1,0 +1,760 @@
+/* The agent runtime (agent/agent.h). One libuv loop; the executors are in
+ * agent/exec.c. */
+#include "agent/agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/exec.h"
+#include "agentproto/aproto.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/strmap.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+struct run;
+
+struct agent {
+    uv_loop_t *loop;
+    struct agent_config cfg;
+    char spool_dir[4200];
+    char work_dir[4200];
+
+    uv_tcp_t *tcp; /* current connection, NULL if none */
+    uv_connect_t connect_req;
+    struct aproto_reader rd;
+    int connecting;
+    int connected;
+    int welcomed;
+    unsigned join_next;
+    char redirect[128];
+    uint64_t heartbeat_seq;
+    unsigned backoff_ms;
+
+    uv_timer_t reconnect;
+    uv_timer_t heartbeat;
+    struct strmap runs; /* "task/unit" -> struct run */
+    int closing;
+    int open_handles;
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+struct run {
+    struct agent *a;
+    struct aproto_unit_ref ref;
+    struct exec *e;
+    uint64_t started_ms;
+    char key[64];
+    uint64_t offsets[3];
+};
+
+struct write_req {
+    uv_write_t req;
+    uint8_t *data;
+};
+
+static void start_connect(struct agent *a);
+static void runs_gone_close(struct agent *a);
+
+/* ---- sending -------------------------------------------------------------- */
+
+static void write_done(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    fl_free(w->data);
+    fl_free(w);
+}
+
+static int send_bytes(struct agent *a, const uint8_t *p, size_t n)
+{
+    struct write_req *w;
+    uv_buf_t buf;
+    if (!a->connected || a->tcp == NULL) {
+        return FL_ENET;
+    }
+    w = fl_malloc(sizeof *w);
+    if (w == NULL || (w->data = fl_malloc(n)) == NULL) {
+        fl_free(w);
+        return FL_ENOMEM;
+    }
+    memcpy(w->data, p, n);
+    buf.base = (char *)w->data;
+    buf.len = n;
+    if (uv_write(&w->req, (uv_stream_t *)a->tcp, &buf, 1, write_done) != 0) {
+        fl_free(w->data);
+        fl_free(w);
+        return FL_ENET;
+    }
+    return FL_OK;
+}
+
+static int send_msg(struct agent *a, const struct aproto_msg *m)
+{
+    struct fl_buf b;
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    fl_buf_init(&b);
+    rv = aproto_encode_ex(m, APROTO_FRAME_LIMIT, &b, err);
+    if (rv != FL_OK) {
+        FL_WARN("agent: cannot encode %s: %s", aproto_type_name(m->type), err);
+    } else {
+        rv = send_bytes(a, b.data, b.len);
+    }
+    fl_buf_close(&b);
+    return rv;
+}
+
+/* ---- spool ---------------------------------------------------------------- */
+
+static void spool_path(struct agent *a, const struct aproto_unit_ref *r, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s.%u.%u.%llu.done", a->spool_dir, r->task_id, r->unit, r->attempt,
+             (unsigned long long)r->token);
+}
+
+static void spool_write(struct agent *a, const struct aproto_unit_ref *r, const uint8_t *p,
+                        size_t n)
+{
+    char path[4400], tmp[4410];
+    int fd;
+    spool_path(a, r, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, p, n) != (ssize_t)n || close(fd) != 0 || rename(tmp, path) != 0) {
+        FL_ERROR("agent: spooling the result of %s/%u: %s", r->task_id, r->unit, strerror(errno));
+    }
+}
+
+static void spool_drop(struct agent *a, const struct aproto_unit_ref *r)
+{
+    char path[4400];
+    spool_path(a, r, path, sizeof path);
+    unlink(path);
+}
+
+/* Send every spooled result again (after WELCOME). */
+static void spool_resend(struct agent *a)
+{
+    DIR *dir = opendir(a->spool_dir);
+    struct dirent *de;
+    unsigned n = 0;
+    if (dir == NULL) {
+        return;
+    }
+    while ((de = readdir(dir)) != NULL) {
+        char path[4400];
+        uint8_t *buf;
+        struct stat st;
+        int fd;
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 5, ".done") != 0) {
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s", a->spool_dir, de->d_name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        if (fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size < (1 << 26) &&
+            (buf = fl_malloc((size_t)st.st_size)) != NULL) {
+            if (read(fd, buf, (size_t)st.st_size) == st.st_size) {
+                send_bytes(a, buf, (size_t)st.st_size);
+                n++;
+            }
+            fl_free(buf);
+        }
+        close(fd);
+    }
+    closedir(dir);
+    if (n > 0) {
+        FL_INFO("agent: sent %u spooled results again", n);
+    }
+}
+
+/* ---- running units ----------------------------------------------------------- */
+
+static void run_started(void *data, int pid)
+{
+    struct run *r = data;
+    struct aproto_msg m;
+    aproto_msg_init(&m, APROTO_STARTED);
+    m.u.started.ref = r->ref;
+    m.u.started.pid = pid;
+    send_msg(r->a, &m);
+}
+
+static void run_log(void *data, const char *host, int stream, uint64_t offset, const uint8_t *p,
+                    size_t n)
+{
+    struct run *r = data;
+    struct aproto_msg m;
+    while (n > 0) {
+        size_t chunk = n > APROTO_LOG_DATA_MAX ? APROTO_LOG_DATA_MAX : n;
+        aproto_msg_init(&m, APROTO_LOG);
+        m.u.log.ref = r->ref;
+        m.u.log.host = host ? host : "";
+        m.u.log.stream = (uint8_t)(stream == 2 ? APROTO_STDERR : APROTO_STDOUT);
+        m.u.log.offset = offset;
+        m.u.log.data = p;
+        m.u.log.data_len = (uint32_t)chunk;
+        if (send_msg(r->a, &m) != FL_OK) {
+            return; /* not connected: the tail in DONE still carries the end */
+        }
+        p += chunk;
+        n -= chunk;
+        offset += chunk;
+    }
+}
+
+static void run_done(void *data, int status, int exit_code, const struct exec_host_result *res,
+                     unsigned n)
+{
+    struct run *r = data;
+    struct agent *a = r->a;
+    struct aproto_msg m;
+    struct aproto_host_result stack[64], *hr = stack;
+    struct fl_buf b;
+    char err[FL_ERRMSG_SIZE];
+
+    if (n > 64) {
+        hr = fl_malloc(sizeof *hr * n);
+        if (hr == NULL) {
+            n = 0;
+            hr = stack;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        hr[i].host = res[i].host;
+        hr[i].status = (uint8_t)res[i].status;
+        hr[i].rc = res[i].rc;
+        hr[i].tail = (const uint8_t *)res[i].tail;
+        hr[i].tail_len = (uint32_t)(res[i].tail_len > APROTO_TAIL_MAX ? APROTO_TAIL_MAX
+                                                                      : res[i].tail_len);
+        if (res[i].tail_len > APROTO_TAIL_MAX) {
+            hr[i].tail = (const uint8_t *)res[i].tail + res[i].tail_len - APROTO_TAIL_MAX;
+        }
+    }
+    aproto_msg_init(&m, APROTO_DONE);
+    m.u.done.ref = r->ref;
+    m.u.done.status = (uint8_t)status;
+    m.u.done.exit_code = exit_code;
+    m.u.done.started_ms = r->started_ms;
+    m.u.done.finished_ms = fl_wall_ms();
+    m.u.done.n_results = n;
+    m.u.done.results = hr;
+    fl_buf_init(&b);
+    if (aproto_encode_ex(&m, APROTO_FRAME_LIMIT, &b, err) == FL_OK) {
+        /* On disk before it leaves: dropped only once the leader acknowledges. */
+        spool_write(a, &r->ref, b.data, b.len);
+        send_bytes(a, b.data, b.len);
+    } else {
+        FL_ERROR("agent: result of %s/%u does not encode: %s", r->ref.task_id, r->ref.unit, err);
+    }
+    fl_buf_close(&b);
+    if (hr != stack) {
+        fl_free(hr);
+    }
+    if (strmap_get(&a->runs, r->key) == r) {
+        strmap_del(&a->runs, r->key);
+    }
+    exec_free(r->e);
+    fl_free(r);
+    if (a->closing && strmap_size(&a->runs) == 0) {
+        runs_gone_close(a);
+    }
+}
+
+static void on_run(struct agent *a, const struct aproto_run *run)
+{
+    struct exec_spec spec;
+    struct exec_callbacks cb = {run_started, run_log, run_done};
+    struct run *r;
+    char key[64], workdir[4300], err[FL_ERRMSG_SIZE];
+    const char **env = NULL;
+    struct run *cur;
+    struct fl_buf hostsvar;
+
+    snprintf(key, sizeof key, "%s/%u", run->ref.task_id, run->ref.unit);
+    cur = strmap_get(&a->runs, key);
+    if (cur != NULL) {
+        if (cur->ref.token == run->ref.token) {
+            return; /* a repeated RUN */
+        }
+        exec_cancel(cur->e); /* superseded by a newer assignment */
+    }
+    r = fl_calloc(1, sizeof *r);
+    env = fl_calloc(run->n_env + 2, sizeof *env);
+    fl_buf_init(&hostsvar);
+    if (r == NULL || env == NULL) {
+        fl_free(r);
+        fl_free(env);
+        return;
+    }
+    for (uint32_t i = 0; i < run->n_env; i++) {
+        env[i] = run->env[i];
+    }
+    /* FLOTILLA_HOSTS: the unit's hosts, comma-separated. */
+    fl_buf_append(&hostsvar, "FLOTILLA_HOSTS=", 15);
+    for (uint32_t i = 0; i < run->n_hosts; i++) {
+        if (i > 0) {
+            fl_buf_append(&hostsvar, ",", 1);
+        }
+        fl_buf_append(&hostsvar, run->hosts[i], strlen(run->hosts[i]));
+    }
+    env[run->n_env] = hostsvar.data ? (const char *)hostsvar.data : "FLOTILLA_HOSTS=";
+    r->a = a;
+    r->ref = run->ref;
+    r->started_ms = fl_wall_ms();
+    snprintf(r->key, sizeof r->key, "%s", key);
+    snprintf(workdir, sizeof workdir, "%s/%s-%u-%u", a->work_dir, run->ref.task_id, run->ref.unit,
+             run->ref.attempt);
+    memset(&spec, 0, sizeof spec);
+    spec.kind = run->kind;
+    spec.hosts = run->hosts;
+    spec.n_hosts = run->n_hosts;
+    spec.argv = run->argv;
+    spec.script = run->script;
+    spec.module = run->module;
+    spec.module_args = run->module_args;
+    spec.playbook = run->playbook;
+    spec.sleep_ms = run->sleep_ms;
+    spec.timeout_ms = run->timeout_ms;
+    spec.kill_grace_ms = run->kill_grace_ms;
+    spec.env = env;
+    spec.inventory_vars = run->inventory_vars;
+    spec.workdir = workdir;
+    if (strmap_put(&a->runs, key, r, NULL) != FL_OK ||
+        exec_start(a->loop, &spec, &cb, r, &r->e, err) != FL_OK) {
+        struct aproto_host_result hr[1];
+        struct aproto_msg m;
+        struct fl_buf b;
+        strmap_del(&a->runs, key);
+        FL_WARN("agent: unit %s does not start: %s", key, err);
+        /* Report it as an error for every host, through the spool as usual. */
+        aproto_msg_init(&m, APROTO_DONE);
+        m.u.done.ref = run->ref;
+        m.u.done.status = APROTO_ST_ERROR;
+        m.u.done.exit_code = -1;
+        m.u.done.started_ms = m.u.done.finished_ms = fl_wall_ms();
+        hr[0].host = run->n_hosts ? run->hosts[0] : "";
+        (void)hr;
+        fl_buf_init(&b);
+        if (aproto_encode(&m, &b) == FL_OK) {
+            spool_write(a, &run->ref, b.data, b.len);
+            send_bytes(a, b.data, b.len);
+        }
+        fl_buf_close(&b);
+        fl_free(r);
+    }
+    fl_free(env);
+    fl_buf_close(&hostsvar);
+}
+
+static void on_cancel(struct agent *a, const struct aproto_cancel *c)
+{
+    char key[64];
+    struct run *r;
+    snprintf(key, sizeof key, "%s/%u", c->ref.task_id, c->ref.unit);
+    r = strmap_get(&a->runs, key);
+    if (r != NULL && (c->ref.token == 0 || r->ref.token == c->ref.token)) {
+        exec_cancel(r->e);
+    }
+}
+
+/* ---- connection ------------------------------------------------------------- */
+
+static void send_hello(struct agent *a)
+{
+    struct aproto_msg m;
+    struct aproto_unit_ref *refs = NULL;
+    const char *labels[AGENT_LABELS_MAX];
+    size_t i = 0;
+    const char *k;
+    void *v;
+    uint32_t n = 0;
+    refs = fl_calloc(strmap_size(&a->runs) + 1, sizeof *refs);
+    if (refs == NULL) {
+        return;
+    }
+    while (strmap_next(&a->runs, &i, &k, &v) && n < APROTO_RUNNING_MAX) {
+        refs[n++] = ((struct run *)v)->ref;
+    }
+    for (unsigned j = 0; j < a->cfg.n_labels; j++) {
+        labels[j] = a->cfg.labels[j];
+    }
+    aproto_msg_init(&m, APROTO_HELLO);
+    m.u.hello.agent_id = a->cfg.id;
+    m.u.hello.version = "flotilla-0.1.0";
+    m.u.hello.cap = a->cfg.cap;
+    m.u.hello.n_labels = a->cfg.n_labels;
+    m.u.hello.labels = labels;
+    m.u.hello.n_running = n;
+    m.u.hello.running = refs;
+    send_msg(a, &m);
+    fl_free(refs);
+}
+
+static void tcp_closed(uv_handle_t *h)
+{
+    struct agent *a = h->data;
+    fl_free(h);
+    if (--a->open_handles == 0 && a->closing && a->close_cb) {
+        a->close_cb(a->close_data);
+    }
+}
+
+static void reconnect_cb(uv_timer_t *h)
+{
+    start_connect(h->data);
+}
+
+static void schedule_reconnect(struct agent *a, unsigned delay)
+{
+    if (a->closing) {
+        return;
+    }
+    uv_timer_start(&a->reconnect, reconnect_cb, delay, 0);
+}
+
+static void disconnect(struct agent *a, const char *why, unsigned delay)
+{
+    if (a->tcp != NULL) {
+        if (a->welcomed) {
+            FL_INFO("agent %s: disconnected: %s", a->cfg.id, why);
+        }
+        a->tcp->data = a;
+        a->open_handles++;
+        uv_close((uv_handle_t *)a->tcp, tcp_closed);
+        a->tcp = NULL;
+    }
+    aproto_reader_close(&a->rd);
+    a->connected = a->welcomed = a->connecting = 0;
+    uv_timer_stop(&a->heartbeat);
+    schedule_reconnect(a, delay);
+}
+
+static void heartbeat_cb(uv_timer_t *h)
+{
+    struct agent *a = h->data;
+    struct aproto_msg m;
+    aproto_msg_init(&m, APROTO_HEARTBEAT);
+    m.u.heartbeat.seq = ++a->heartbeat_seq;
+    m.u.heartbeat.running = (uint32_t)strmap_size(&a->runs);
+    send_msg(a, &m);
+}
+
+static void on_message(struct agent *a, struct aproto_msg *m)
+{
+    switch (m->type) {
+    case APROTO_WELCOME:
+        if (m->u.welcome.accepted) {
+            FL_INFO("agent %s: connected to the leader", a->cfg.id);
+            a->welcomed = 1;
+            a->backoff_ms = BACKOFF_MIN_MS;
+            a->redirect[0] = '\0';
+            uv_timer_start(&a->heartbeat, heartbeat_cb, m->u.welcome.heartbeat_ms,
+                           m->u.welcome.heartbeat_ms ? m->u.welcome.heartbeat_ms : 1000);
+            spool_resend(a);
+        } else {
+            snprintf(a->redirect, sizeof a->redirect, "%s",
+                     m->u.welcome.leader ? m->u.welcome.leader : "");
+            disconnect(a, "redirected", a->redirect[0] ? 0 : a->backoff_ms);
+        }
+        break;
+    case APROTO_RUN:
+        on_run(a, &m->u.run);
+        break;
+    case APROTO_CANCEL:
+        on_cancel(a, &m->u.cancel);
+        break;
+    case APROTO_ACK:
+        spool_drop(a, &m->u.ack.ref);
+        break;
+    case APROTO_HEARTBEAT:
+        break;
+    case APROTO_ERROR:
+        FL_WARN("agent %s: server says %s: %s", a->cfg.id, m->u.error.code, m->u.error.message);
+        break;
+    default:
+        break;
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char slab[65536];
+    buf->base = slab;
+    buf->len = sizeof slab;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct agent *a = s->data;
+    size_t off = 0;
+    if (nread < 0) {
+        disconnect(a, nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread),
+                   a->backoff_ms);
+        return;
+    }
+    while (off < (size_t)nread && a->tcp != NULL) {
+        size_t used = 0;
+        int rv = aproto_reader_feed(&a->rd, (const uint8_t *)buf->base + off, (size_t)nread - off,
+                                    &used);
+        off += used;
+        if (rv != FL_OK && rv != APROTO_NEED_MORE) {
+            disconnect(a, a->rd.errmsg, a->backoff_ms);
+            return;
+        }
+        while (a->tcp != NULL) {
+            struct aproto_msg m;
+            rv = aproto_reader_next(&a->rd, &m);
+            if (rv == APROTO_NEED_MORE) {
+                break;
+            }
+            if (rv != FL_OK) {
+                FL_WARN("agent %s: bad frame from the server: %s", a->cfg.id, a->rd.errmsg);
+                if (rv == FL_ETOOBIG) {
+                    disconnect(a, "bad frame", a->backoff_ms);
+                    return;
+                }
+                continue;
+            }
+            on_message(a, &m);
+            aproto_msg_close(&m);
+        }
+    }
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    struct agent *a = req->data;
+    a->connecting = 0;
+    if (a->closing) {
+        return;
+    }
+    if (status != 0) {
+        a->connected = 0;
+        disconnect(a, uv_strerror(status), a->backoff_ms);
+        if (a->backoff_ms < BACKOFF_MAX_MS) {
+            a->backoff_ms *= 2;
+        }
+        return;
+    }
+    a->connected = 1;
+    uv_tcp_nodelay(a->tcp, 1);
+    a->tcp->data = a;
+    uv_read_start((uv_stream_t *)a->tcp, alloc_cb, read_cb);
+    send_hello(a);
+}
+
+static void start_connect(struct agent *a)
+{
+    struct sockaddr_in sa;
+    char host[128], target[128];
+    const char *addr, *colon;
+    if (a->closing || a->connecting || a->tcp != NULL) {
+        return;
+    }
+    if (a->redirect[0]) {
+        snprintf(target, sizeof target, "%s", a->redirect);
+        a->redirect[0] = '\0';
+    } else {
+        snprintf(target, sizeof target, "%s", a->cfg.join[a->join_next++ % a->cfg.n_join]);
+    }
+    addr = target;
+    colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof host) {
+        schedule_reconnect(a, a->backoff_ms);
+        return;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    if (uv_ip4_addr(host, atoi(colon + 1), &sa) != 0) {
+        schedule_reconnect(a, a->backoff_ms);
+        return;
+    }
+    a->tcp = fl_calloc(1, sizeof *a->tcp);
+    if (a->tcp == NULL) {
+        schedule_reconnect(a, a->backoff_ms);
+        return;
+    }
+    uv_tcp_init(a->loop, a->tcp);
+    aproto_reader_init(&a->rd, APROTO_FRAME_LIMIT);
+    a->connecting = 1;
+    a->connect_req.data = a;
+    if (uv_tcp_connect(&a->connect_req, a->tcp, (const struct sockaddr *)&sa, connect_cb) != 0) {
+        a->connecting = 0;
+        disconnect(a, "connect failed", a->backoff_ms);
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4400];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp) {
+        return -1;
+    }
+    memcpy(tmp, path, n + 1);
+    for (char *s = tmp + 1; *s; s++) {
+        if (*s == '/') {
+            *s = '\0';
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            *s = '/';
+        }
+    }
+    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **out,
+                 char *errmsg)
+{
+    struct agent *a;
+    if (c->n_join == 0) {
+        return fl_errf(errmsg, FL_EINVAL, "an agent needs a server to join");
+    }
+    if (!aproto_valid_agent_id(c->id)) {
+        return fl_errf(errmsg, FL_EINVAL, "agent id \"%s\" is not a valid node name", c->id);
+    }
+    a = fl_calloc(1, sizeof *a);
+    if (a == NULL) {
+        return fl_errf(errmsg, FL_ENOMEM, "out of memory");
+    }
+    a->loop = loop;
+    a->cfg = *c;
+    a->backoff_ms = BACKOFF_MIN_MS;
+    snprintf(a->spool_dir, sizeof a->spool_dir, "%s/spool", c->data_dir);
+    snprintf(a->work_dir, sizeof a->work_dir, "%s/work", c->data_dir);
+    if (mkdir_p(a->spool_dir) != 0 || mkdir_p(a->work_dir) != 0) {
+        fl_free(a);
+        return fl_errf(errmsg, FL_EIO, "cannot create %s: %s", c->data_dir, strerror(errno));
+    }
+    strmap_init(&a->runs);
+    uv_timer_init(loop, &a->reconnect);
+    uv_timer_init(loop, &a->heartbeat);
+    a->reconnect.data = a;
+    a->heartbeat.data = a;
+    a->open_handles = 2;
+    schedule_reconnect(a, 0);
+    *out = a;
+    return FL_OK;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct agent *a = h->data;
+    if (--a->open_handles == 0) {
+        strmap_close(&a->runs);
+        if (a->close_cb) {
+            a->close_cb(a->close_data);
+        }
+        fl_free(a);
+    }
+}
+
+static void runs_gone_close(struct agent *a)
+{
+    if (a->tcp != NULL) {
+        a->open_handles++;
+        uv_close((uv_handle_t *)a->tcp, tcp_closed);
+        a->tcp = NULL;
+    }
+    aproto_reader_close(&a->rd);
+    uv_close((uv_handle_t *)&a->reconnect, timer_closed);
+    uv_close((uv_handle_t *)&a->heartbeat, timer_closed);
+}
+
+void agent_close(struct agent *a, void (*cb)(void *data), void *data)
+{
+    size_t i = 0;
+    const char *k;
+    void *v;
+    a->closing = 1;
+    a->close_cb = cb;
+    a->close_data = data;
+    uv_timer_stop(&a->reconnect);
+    uv_timer_stop(&a->heartbeat);
+    /* Running units are killed; they report through done() into the spool. */
+    if (strmap_size(&a->runs) == 0) {
+        runs_gone_close(a);
+        return;
+    }
+    while (strmap_next(&a->runs, &i, &k, &v)) {
+        exec_cancel(((struct run *)v)->e);
+    }
+}
+
+unsigned agent_running(const struct agent *a)
+{
+    return (unsigned)strmap_size(&a->runs);
+}
+
+/* ---- standalone ---------------------------------------------------------------- */
+
+static void closed_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+struct main_ctx {
+    struct agent *a;
+    uv_signal_t sigint, sigterm;
+    int stopping;
+};
+
+static void agent_gone(void *data)
+{
+    struct main_ctx *m = data;
+    uv_close((uv_handle_t *)&m->sigint, closed_cb);
+    uv_close((uv_handle_t *)&m->sigterm, closed_cb);
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    struct main_ctx *m = h->data;
+    if (m->stopping) {
+        exit(1);
+    }
+    m->stopping = 1;
+    FL_INFO("agent: shutting down");
+    agent_close(m->a, agent_gone, m);
+}
+
+int agent_main(const struct agent_config *c)
+{
+    struct main_ctx m;
+    char err[FL_ERRMSG_SIZE];
+    uv_loop_t *loop = uv_default_loop();
+    signal(SIGPIPE, SIG_IGN);
+    memset(&m, 0, sizeof m);
+    fl_log_init(c->id);
+    if (agent_create(loop, c, &m.a, err) != FL_OK) {
+        fprintf(stderr, "flotilla agent: %s\n", err);
+        return 1;
+    }
+    uv_signal_init(loop, &m.sigint);
+    uv_signal_init(loop, &m.sigterm);
+    m.sigint.data = m.sigterm.data = &m;
+    uv_signal_start(&m.sigint, on_signal, SIGINT);
+    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    FL_INFO("agent %s: cap %u, joining %s", c->id, c->cap, c->join[0]);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    return 0;
+}

@@ -1,1 +1,0 @@
-extern int agent__placeholder; int agent__placeholder;

@@ -1,0 +1,709 @@
+/* /v1/tasks, /v1/results, /v1/hosts, /v1/dispatch — submitting work and
+ * querying it: by task, by a list of hosts, by one host (docs/API.md). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/alloc.h"
+#include "common/err.h"
+#include "node/dispatch.h"
+#include "node/node_int.h"
+#include "node/spec.h"
+#include "scheduler/sched.h"
+
+#define HOSTS_PER_QUERY 1000
+
+/* ---- submit ------------------------------------------------------------- */
+
+static int field_err(struct http_request *req, const char *field, const char *what)
+{
+    node__respond_err(req, FL_EINVAL, "field \"%s\": %s", field, what);
+    return 0;
+}
+
+/* Optional integer field within [lo, hi]; returns 0 after responding. */
+static int int_field(struct http_request *req, json_t *body, const char *name, long long lo,
+                     long long hi, long long *out)
+{
+    json_t *v = json_object_get(body, name);
+    char what[96];
+    if (v == NULL) {
+        return 1;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        snprintf(what, sizeof what, "must be an integer %lld..%lld", lo, hi);
+        return field_err(req, name, what);
+    }
+    *out = json_integer_value(v);
+    return 1;
+}
+
+/* An array of strings, each checked by `check` (may be NULL). */
+static int str_array(struct http_request *req, json_t *body, const char *name, unsigned max,
+                     size_t maxlen, const char **out, unsigned *n,
+                     int (*check)(const char *, char *))
+{
+    json_t *arr = json_object_get(body, name), *v;
+    char why[FL_ERRMSG_SIZE], what[FL_ERRMSG_SIZE + 64];
+    size_t i;
+    *n = 0;
+    if (arr == NULL) {
+        return 1;
+    }
+    if (!json_is_array(arr) || json_array_size(arr) > max) {
+        snprintf(what, sizeof what, "must be an array of at most %u strings", max);
+        return field_err(req, name, what);
+    }
+    json_array_foreach(arr, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (s == NULL || strlen(s) == 0 || strlen(s) > maxlen || strlen(s) != json_string_length(v)) {
+            snprintf(what, sizeof what, "item %zu must be a non-empty string of at most %zu bytes",
+                     i, maxlen);
+            return field_err(req, name, what);
+        }
+        if (check != NULL && check(s, why) != FL_OK) {
+            snprintf(what, sizeof what, "item %zu: %s", i, why);
+            return field_err(req, name, what);
+        }
+        out[(*n)++] = s;
+    }
+    return 1;
+}
+
+static int valid_host(const char *s, char *why)
+{
+    /* A leading '#' or '[' would read as a comment or a group in an Ansible
+     * inventory. */
+    if (s[0] == '#' || s[0] == '[') {
+        snprintf(why, FL_ERRMSG_SIZE, "\"%.60s\" starts with '#' or '['", s);
+        return FL_EINVAL;
+    }
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == ',' || *p == 0x7f) {
+            snprintf(why, FL_ERRMSG_SIZE, "\"%.60s\" has a space, comma or control character", s);
+            return FL_EINVAL;
+        }
+    }
+    return FL_OK;
+}
+
+static int valid_var(const char *s, char *why)
+{
+    if (strchr(s, '=') == NULL || s[0] == '=' || strchr(s, '\n') != NULL) {
+        snprintf(why, FL_ERRMSG_SIZE, "must be k=v on one line");
+        return FL_EINVAL;
+    }
+    return FL_OK;
+}
+
+static void submit_done(struct node_server *s, struct http_request *req, int err,
+                        const struct rg_result *res)
+{
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    if (res->err != FL_OK && res->err != FL_EEXIST) {
+        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
+        return;
+    }
+    dispatch_kick(s->dispatch);
+    http_respond_json(req, 200,
+                      json_pack("{s:s, s:b, s:I}", "id", res->str, "existing",
+                                res->err == FL_EEXIST, "index", (json_int_t)res->index));
+}
+
+void node__tasks_submit(struct node_server *s, struct http_request *req, char **args)
+{
+    static const char *const allowed[] = {
+        "name", "hosts", "unit_size", "timeout_ms", "retries", "priority", "constraints",
+        "idempotency_key", "exec", "shell", "ansible_module", "ansible_args", "playbook", "noop",
+        "sleep_ms", "inventory_vars", "kill_grace_ms", NULL};
+    static const char *const executors[] = {"exec", "shell", "ansible_module", "playbook", "noop",
+                                            "sleep_ms"};
+    json_t *body = node__body_object(req, allowed);
+    const char **hosts = NULL;
+    const char *constraints[STORE_TASK_CONSTRAINTS];
+    unsigned n_hosts = 0, n_constraints = 0, n_exec = 0;
+    long long unit_size = 30, timeout_ms = 0, retries = 0, priority = 0, sleep_ms = 0,
+              grace = 0;
+    struct node_spec spec;
+    struct fl_buf specbuf;
+    struct rg_cmd cmd;
+    char id[24], idem[128] = "", name[STORE_TASK_NAME_MAX] = "";
+    uint8_t rnd[8];
+    json_t *v;
+
+    if (body == NULL) {
+        return;
+    }
+    memset(&spec, 0, sizeof spec);
+    fl_buf_init(&specbuf);
+    v = json_object_get(body, "hosts");
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > RG_TASK_HOSTS_MAX) {
+        field_err(req, "hosts", "required: an array of 1 to 200000 host names");
+        goto out;
+    }
+    hosts = fl_malloc(sizeof *hosts * json_array_size(v));
+    if (hosts == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!str_array(req, body, "hosts", RG_TASK_HOSTS_MAX, STORE_HOST_MAX - 1, hosts, &n_hosts,
+                   valid_host) ||
+        !str_array(req, body, "constraints", STORE_TASK_CONSTRAINTS, SCHED_TEXT_MAX, constraints,
+                   &n_constraints, sched_constraint_valid) ||
+        !str_array(req, body, "inventory_vars", NODE_SPEC_VARS_MAX, 255, spec.vars,
+                   &spec.n_vars, valid_var) ||
+        !int_field(req, body, "unit_size", 1, RG_UNIT_SIZE_MAX, &unit_size) ||
+        !int_field(req, body, "timeout_ms", 0, 7 * 24 * 3600 * 1000LL, &timeout_ms) ||
+        !int_field(req, body, "retries", 0, 100, &retries) ||
+        !int_field(req, body, "priority", -1000000, 1000000, &priority) ||
+        !int_field(req, body, "sleep_ms", 0, 24 * 3600 * 1000LL, &sleep_ms) ||
+        !int_field(req, body, "kill_grace_ms", 0, 600000, &grace)) {
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof executors / sizeof executors[0]; i++) {
+        n_exec += json_object_get(body, executors[i]) != NULL;
+    }
+    if (n_exec != 1) {
+        field_err(req, "exec",
+                  "give exactly one executor: exec, shell, ansible_module, playbook, noop or "
+                  "sleep_ms");
+        goto out;
+    }
+    if ((v = json_object_get(body, "exec")) != NULL) {
+        spec.kind = NODE_EXEC;
+        if (!str_array(req, body, "exec", NODE_SPEC_ARGV_MAX, 64 * 1024, spec.argv, &spec.argc,
+                       NULL)) {
+            goto out;
+        }
+        if (spec.argc == 0) {
+            field_err(req, "exec", "must name a command: [\"cmd\", \"arg\", ...]");
+            goto out;
+        }
+    } else if ((v = json_object_get(body, "shell")) != NULL) {
+        spec.kind = NODE_SHELL;
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            field_err(req, "shell", "must be a non-empty script");
+            goto out;
+        }
+        spec.script = json_string_value(v);
+    } else if ((v = json_object_get(body, "ansible_module")) != NULL) {
+        json_t *a = json_object_get(body, "ansible_args");
+        spec.kind = NODE_ANSIBLE_MODULE;
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128) {
+            field_err(req, "ansible_module", "must be a module name");
+            goto out;
+        }
+        if (a != NULL && !json_is_string(a)) {
+            field_err(req, "ansible_args", "must be a string");
+            goto out;
+        }
+        spec.module = json_string_value(v);
+        spec.module_args = a ? json_string_value(a) : "";
+    } else if ((v = json_object_get(body, "playbook")) != NULL) {
+        spec.kind = NODE_PLAYBOOK;
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            field_err(req, "playbook", "must be the playbook's YAML text");
+            goto out;
+        }
+        spec.playbook = json_string_value(v);
+    } else if ((v = json_object_get(body, "noop")) != NULL) {
+        spec.kind = NODE_NOOP;
+        if (!json_is_true(v)) {
+            field_err(req, "noop", "must be true");
+            goto out;
+        }
+    } else {
+        spec.kind = NODE_SLEEP;
+        spec.sleep_ms = (uint32_t)sleep_ms;
+    }
+    if (json_object_get(body, "ansible_args") != NULL && spec.kind != NODE_ANSIBLE_MODULE) {
+        field_err(req, "ansible_args", "only goes with ansible_module");
+        goto out;
+    }
+    spec.kill_grace_ms = (uint32_t)grace;
+    if ((v = json_object_get(body, "idempotency_key")) != NULL) {
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 127) {
+            field_err(req, "idempotency_key", "must be a string of 1-127 bytes");
+            goto out;
+        }
+        snprintf(idem, sizeof idem, "%s", json_string_value(v));
+    }
+    if ((v = json_object_get(body, "name")) != NULL) {
+        if (!json_is_string(v) || json_string_length(v) >= sizeof name) {
+            field_err(req, "name", "must be a string of at most 127 bytes");
+            goto out;
+        }
+        snprintf(name, sizeof name, "%s", json_string_value(v));
+    }
+    if (node_spec_encode(&spec, &specbuf) != FL_OK) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        goto out;
+    }
+    randombytes_buf(rnd, sizeof rnd);
+    id[0] = 't';
+    sodium_bin2hex(id + 1, sizeof id - 1, rnd, sizeof rnd);
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RG_CMD_TASK_SUBMIT;
+    cmd.u.task.id = id;
+    cmd.u.task.idlen = strlen(id);
+    cmd.u.task.name = name;
+    cmd.u.task.namelen = strlen(name);
+    cmd.u.task.idem = idem;
+    cmd.u.task.idemlen = strlen(idem);
+    cmd.u.task.n_hosts = n_hosts;
+    cmd.u.task.host_ptrs = hosts;
+    cmd.u.task.unit_size = (uint32_t)unit_size;
+    cmd.u.task.timeout_ms = (uint32_t)timeout_ms;
+    cmd.u.task.retries = (uint32_t)retries;
+    cmd.u.task.priority = (int32_t)priority;
+    cmd.u.task.n_constraints = n_constraints;
+    for (unsigned i = 0; i < n_constraints; i++) {
+        cmd.u.task.constraints[i] = constraints[i];
+        cmd.u.task.constraint_lens[i] = strlen(constraints[i]);
+    }
+    cmd.u.task.spec = specbuf.data;
+    cmd.u.task.spec_len = specbuf.len;
+    node__submit(s, req, &cmd, submit_done);
+out:
+    fl_buf_close(&specbuf);
+    fl_free(hosts);
+    json_decref(body);
+}
+
+/* ---- task views ----------------------------------------------------------- */
+
+static const char *task_state_name(int st)
+{
+    static const char *names[] = {"?", "queued", "running", "done", "failed", "cancelled"};
+    return st >= 1 && st <= 5 ? names[st] : "?";
+}
+
+json_t *node__task_json(const struct store_task *k)
+{
+    json_t *hosts = json_object(), *cons = json_array(), *o;
+    struct node_spec spec;
+    uint32_t finished = 0;
+    for (int i = 1; i < STORE_ST__MAX; i++) {
+        json_object_set_new(hosts, store_status_name(i), json_integer(k->hosts_by_status[i]));
+        finished += k->hosts_by_status[i];
+    }
+    json_object_set_new(hosts, "pending", json_integer(k->n_hosts - finished));
+    for (unsigned i = 0; i < k->n_constraints; i++) {
+        json_array_append_new(cons, json_string(k->constraints[i]));
+    }
+    o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:b, s:I}", "id",
+                  k->id, "name", k->name, "state", task_state_name(k->state), "priority",
+                  k->priority, "hosts", (json_int_t)k->n_hosts, "units", (json_int_t)k->n_units,
+                  "unit_size", (json_int_t)k->unit_size, "timeout_ms",
+                  (json_int_t)k->timeout_ms, "retries", (json_int_t)k->retries, "constraints",
+                  cons, "created_ms", (json_int_t)k->created_ms, "finished_ms",
+                  (json_int_t)k->finished_ms, "cancel_requested", k->cancel_requested,
+                  "stale_results", (json_int_t)k->stale_results);
+    json_object_set_new(o, "progress",
+                        json_pack("{s:{s:I, s:I, s:I}, s:o}", "units", "queued",
+                                  (json_int_t)k->units_queued, "running",
+                                  (json_int_t)k->units_running, "done",
+                                  (json_int_t)k->units_done, "hosts", hosts));
+    if (node_spec_decode(k->spec, k->spec_len, &spec) == FL_OK) {
+        json_t *e = json_pack("{s:s}", "kind", node_exec_kind_name(spec.kind));
+        if (spec.kind == NODE_EXEC) {
+            json_t *argv = json_array();
+            for (unsigned i = 0; i < spec.argc; i++) {
+                json_array_append_new(argv, json_string(spec.argv[i]));
+            }
+            json_object_set_new(e, "argv", argv);
+        } else if (spec.kind == NODE_SHELL) {
+            json_object_set_new(e, "script", json_string(spec.script));
+        } else if (spec.kind == NODE_ANSIBLE_MODULE) {
+            json_object_set_new(e, "module", json_string(spec.module));
+            json_object_set_new(e, "args", json_string(spec.module_args));
+        } else if (spec.kind == NODE_SLEEP) {
+            json_object_set_new(e, "sleep_ms", json_integer(spec.sleep_ms));
+        }
+        json_object_set_new(o, "executor", e);
+        node_spec_close(&spec);
+    }
+    return o;
+}
+
+static int open_task(struct node_server *s, struct http_request *req, const char *id,
+                     struct store_txn **t, struct store_task *task)
+{
+    int rv = store_begin(s->store, 0, t);
+    if (rv != FL_OK) {
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return 0;
+    }
+    rv = store_task_get(*t, id, task);
+    if (rv != FL_OK) {
+        store_abort(*t);
+        node__respond_err(req, rv, "task \"%s\": %s", id, fl_strerror(rv));
+        return 0;
+    }
+    return 1;
+}
+
+void node__tasks_get(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_task task;
+    if (!open_task(s, req, args[0], &t, &task)) {
+        return;
+    }
+    http_respond_json(req, 200, node__task_json(&task));
+    store_abort(t);
+}
+
+void node__tasks_list(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    json_t *arr = json_array();
+    if (store_begin(s->store, 0, &t) != FL_OK) {
+        json_decref(arr);
+        node__respond_err(req, FL_EIO, "%s", store_errmsg(s->store));
+        return;
+    }
+    if (store_cursor_open(t, STORE_TASKS, NULL, 0, &c) == FL_OK) {
+        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK && json_array_size(arr) < 10000) {
+            struct store_task task;
+            if (store_task_decode(v, vl, &task) == FL_OK) {
+                json_array_append_new(arr, node__task_json(&task));
+            }
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    http_respond_json(req, 200, json_pack("{s:o}", "tasks", arr));
+}
+
+static json_t *unit_json(const struct store_unit *u, uint32_t unit)
+{
+    static const char *states[] = {"?", "queued", "running", "done"};
+    json_t *hosts = json_array();
+    size_t pos = 0, hl;
+    const char *h;
+    while (store_unit_host(u, &pos, &h, &hl) == FL_OK) {
+        json_array_append_new(hosts, json_stringn(h, hl));
+    }
+    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:s, s:I, s:s, s:i, s:I, s:I, s:o, s:b}", "unit",
+                     (json_int_t)unit, "state", states[u->state <= 3 ? u->state : 0], "node",
+                     u->node, "attempt", (json_int_t)u->attempt, "token", (json_int_t)u->token,
+                     "status", store_status_name(u->status), "retries_left",
+                     (json_int_t)u->retries_left, "last_node", u->last_node, "exit_code",
+                     u->exit_code, "assigned_ms", (json_int_t)u->assigned_ms, "finished_ms",
+                     (json_int_t)u->finished_ms, "hosts", hosts, "cancel", u->cancel);
+}
+
+void node__tasks_units(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_task task;
+    json_t *arr;
+    if (!open_task(s, req, args[0], &t, &task)) {
+        return;
+    }
+    arr = json_array();
+    for (uint32_t i = 0; i < task.n_units && i < 100000; i++) {
+        struct store_unit u;
+        if (store_unit_get(t, task.id, i, &u) == FL_OK) {
+            json_array_append_new(arr, unit_json(&u, i));
+        }
+    }
+    store_abort(t);
+    http_respond_json(req, 200, json_pack("{s:s, s:o}", "task", task.id, "units", arr));
+}
+
+static json_t *result_json(const char *task, uint32_t unit, const char *host, size_t hl,
+                           const struct store_result *r)
+{
+    json_t *o = json_pack("{s:s, s:I, s:s%, s:s, s:i, s:I, s:I, s:s, s:I}", "task", task, "unit",
+                          (json_int_t)unit, "host", host, hl, "status",
+                          store_status_name(r->status), "rc", r->rc, "attempt",
+                          (json_int_t)r->attempt, "token", (json_int_t)r->token, "node", r->node,
+                          "finished_ms", (json_int_t)r->finished_ms);
+    json_t *tail = json_stringn((const char *)r->tail, r->tail_len);
+    if (tail == NULL) { /* not UTF-8: show it escaped byte by byte */
+        char *esc = fl_malloc(r->tail_len * 4 + 1);
+        size_t o2 = 0;
+        for (size_t i = 0; esc != NULL && i < r->tail_len; i++) {
+            unsigned char ch = r->tail[i];
+            o2 += (size_t)(ch >= 0x20 && ch < 0x7f ? snprintf(esc + o2, 5, "%c", ch)
+                                                   : snprintf(esc + o2, 5, "\\x%02x", ch));
+        }
+        tail = json_string(esc ? esc : "");
+        fl_free(esc);
+    }
+    json_object_set_new(o, "tail", tail);
+    return o;
+}
+
+/* Results of one task, optionally only for ?host=H and/or ?status=S. */
+void node__tasks_results(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_task task;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl, idl;
+    char host[STORE_HOST_MAX] = "", status[32] = "";
+    json_t *arr;
+    if (http_query_param(req, "host", host, sizeof host) < 0 ||
+        http_query_param(req, "status", status, sizeof status) < 0) {
+        node__respond_err(req, FL_EINVAL, "bad query");
+        return;
+    }
+    if (!open_task(s, req, args[0], &t, &task)) {
+        return;
+    }
+    idl = strlen(task.id);
+    arr = json_array();
+    if (store_cursor_open(t, STORE_RESULTS, task.id, idl, &c) == FL_OK) {
+        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            const char *kp = k;
+            struct store_result r;
+            if (kl < idl + 6 || memcmp(kp, task.id, idl) != 0 || kp[idl] != '/') {
+                break;
+            }
+            if (store_result_decode(v, vl, &r) != FL_OK) {
+                continue;
+            }
+            const char *h = kp + idl + 6;
+            size_t hl = kl - idl - 6;
+            if ((host[0] && (strlen(host) != hl || memcmp(host, h, hl) != 0)) ||
+                (status[0] && strcmp(status, store_status_name(r.status)) != 0)) {
+                continue;
+            }
+            uint32_t unit = (uint32_t)(uint8_t)kp[idl + 1] << 24 |
+                            (uint32_t)(uint8_t)kp[idl + 2] << 16 |
+                            (uint32_t)(uint8_t)kp[idl + 3] << 8 | (uint8_t)kp[idl + 4];
+            json_array_append_new(arr, result_json(task.id, unit, h, hl, &r));
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    http_respond_json(req, 200, json_pack("{s:s, s:o}", "task", args[0], "results", arr));
+}
+
+/* Every result recorded for `host`, across tasks, appended to arr. */
+static void host_results(struct store_txn *t, const char *host, json_t *arr)
+{
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl, hl = strlen(host);
+    if (store_cursor_open(t, STORE_HOSTIDX, host, hl + 1, &c) != FL_OK) {
+        return;
+    }
+    while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+        const char *kp = k;
+        char rkey[STORE_TASK_ID_MAX + 6 + STORE_HOST_MAX];
+        char task[STORE_TASK_ID_MAX];
+        const void *rv;
+        size_t rvl, tl;
+        struct store_result r;
+        if (kl < hl + 7 || memcmp(kp, host, hl) != 0 || kp[hl] != '\0') {
+            break;
+        }
+        tl = kl - hl - 1 - 5;
+        if (tl >= sizeof task) {
+            continue;
+        }
+        memcpy(task, kp + hl + 1, tl);
+        task[tl] = '\0';
+        memcpy(rkey, kp + hl + 1, kl - hl - 1);
+        rkey[kl - hl - 1] = '/';
+        memcpy(rkey + kl - hl, host, hl);
+        if (store_get(t, STORE_RESULTS, rkey, kl - hl + hl, &rv, &rvl) == FL_OK &&
+            store_result_decode(rv, rvl, &r) == FL_OK) {
+            const uint8_t *u = (const uint8_t *)kp + kl - 4;
+            json_array_append_new(
+                arr, result_json(task, (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 |
+                                           (uint32_t)u[2] << 8 | u[3],
+                                 host, hl, &r));
+        }
+    }
+    store_cursor_close(c);
+}
+
+void node__host_results(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    json_t *arr;
+    if (store_begin(s->store, 0, &t) != FL_OK) {
+        node__respond_err(req, FL_EIO, "%s", store_errmsg(s->store));
+        return;
+    }
+    arr = json_array();
+    host_results(t, args[0], arr);
+    store_abort(t);
+    http_respond_json(req, 200, json_pack("{s:s, s:o}", "host", args[0], "results", arr));
+}
+
+/* GET /v1/results?hosts=a,b,c */
+void node__results_by_hosts(struct node_server *s, struct http_request *req, char **args)
+{
+    char *list = fl_malloc(256 * 1024);
+    struct store_txn *t;
+    json_t *arr;
+    unsigned n = 0;
+    char *save = NULL;
+    if (list == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return;
+    }
+    if (http_query_param(req, "hosts", list, 256 * 1024) != 1 || list[0] == '\0') {
+        fl_free(list);
+        node__respond_err(req, FL_EINVAL, "give ?hosts=a,b,c");
+        return;
+    }
+    if (store_begin(s->store, 0, &t) != FL_OK) {
+        fl_free(list);
+        node__respond_err(req, FL_EIO, "%s", store_errmsg(s->store));
+        return;
+    }
+    arr = json_array();
+    for (char *h = strtok_r(list, ",", &save); h != NULL && n < HOSTS_PER_QUERY;
+         h = strtok_r(NULL, ",", &save), n++) {
+        host_results(t, h, arr);
+    }
+    store_abort(t);
+    fl_free(list);
+    http_respond_json(req, 200, json_pack("{s:o}", "results", arr));
+}
+
+static void plain_done(struct node_server *s, struct http_request *req, int err,
+                       const struct rg_result *res)
+{
+    if (err == FL_OK) {
+        err = res->err;
+    }
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", err == FL_EEXIST ? "the task has finished already"
+                                                           : fl_strerror(err));
+        return;
+    }
+    dispatch_kick(s->dispatch);
+    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
+}
+
+void node__tasks_cancel(struct node_server *s, struct http_request *req, char **args)
+{
+    struct rg_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RG_CMD_TASK_CANCEL;
+    cmd.u.task.id = args[0];
+    cmd.u.task.idlen = strlen(args[0]);
+    node__submit(s, req, &cmd, plain_done);
+}
+
+static void set_dispatch(struct node_server *s, struct http_request *req, int paused)
+{
+    struct rg_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RG_CMD_DISPATCH;
+    cmd.u.dispatch.paused = paused;
+    node__submit(s, req, &cmd, plain_done);
+}
+
+void node__dispatch_pause(struct node_server *s, struct http_request *req, char **args)
+{
+    set_dispatch(s, req, 1);
+}
+
+void node__dispatch_resume(struct node_server *s, struct http_request *req, char **args)
+{
+    set_dispatch(s, req, 0);
+}
+
+void node__dispatch_status(struct node_server *s, struct http_request *req, char **args)
+{
+    json_t *o = dispatch_stats_json(s->dispatch);
+    json_object_set_new(o, "paused", json_boolean(rg_repl_fsm(s->repl)->dispatch_paused));
+    http_respond_json(req, 200, o);
+}
+
+/* ---- why ------------------------------------------------------------------ */
+
+void node__tasks_why(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_task task;
+    json_t *o;
+    if (!open_task(s, req, args[0], &t, &task)) {
+        return;
+    }
+    o = json_pack("{s:s, s:s}", "task", task.id, "state", task_state_name(task.state));
+    if (rg_repl_fsm(s->repl)->dispatch_paused) {
+        json_object_set_new(o, "summary",
+                            json_string("dispatch is paused cluster-wide (flotilla dispatch "
+                                        "resume)"));
+    } else if (task.units_queued == 0) {
+        json_object_set_new(o, "summary", json_string(task.state >= STORE_TASK_DONE
+                                                          ? "the task has finished"
+                                                          : "no unit is waiting for a node"));
+    } else {
+        struct sched_why why;
+        struct store_unit u;
+        struct sched_unit su;
+        const char *cons[STORE_TASK_CONSTRAINTS];
+        uint32_t first = 0;
+        for (; first < task.n_units; first++) {
+            if (store_unit_get(t, task.id, first, &u) == FL_OK && u.state == STORE_UNIT_QUEUED) {
+                break;
+            }
+        }
+        for (unsigned i = 0; i < task.n_constraints; i++) {
+            cons[i] = task.constraints[i];
+        }
+        memset(&su, 0, sizeof su);
+        su.priority = task.priority;
+        su.seq = task.seq;
+        su.n_constraints = task.n_constraints;
+        su.constraints = cons;
+        su.not_before_ms = first < task.n_units ? u.not_before_ms : 0;
+        dispatch_why(s->dispatch, t, &su, &why);
+        json_object_set_new(o, "summary", json_string(why.summary));
+        json_object_set_new(
+            o, "nodes",
+            json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "total", why.n_nodes, "full",
+                      why.full, "draining", why.draining, "cap_zero", why.cap_zero,
+                      "disconnected", why.disconnected, "constraint_mismatch",
+                      why.constraint_mismatch, "eligible_free", why.eligible_free));
+        json_object_set_new(o, "queued_units", json_integer(task.units_queued));
+    }
+    store_abort(t);
+    http_respond_json(req, 200, o);
+}
+
+/* ---- logs ----------------------------------------------------------------- */
+
+void node__unit_logs(struct node_server *s, struct http_request *req, char **args)
+{
+    char *end;
+    unsigned long unit = strtoul(args[1], &end, 10);
+    struct fl_buf out;
+    if (*end != '\0' || args[1][0] == '\0') {
+        node__respond_err(req, FL_EINVAL, "unit must be a number");
+        return;
+    }
+    fl_buf_init(&out);
+    if (!dispatch_logs(s->dispatch, args[0], (uint32_t)unit, &out)) {
+        fl_buf_close(&out);
+        node__respond_err(req, FL_ENOTFOUND,
+                          "no logs kept for unit %lu of task %s on this leader (logs live in the "
+                          "leader's memory; the final tail of each host is in its result)",
+                          unit, args[0]);
+        return;
+    }
+    http_respond(req, 200, "text/plain; charset=utf-8", out.data, out.len);
+    fl_buf_close(&out);
+}

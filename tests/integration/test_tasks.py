@@ -1,0 +1,334 @@
+"""Tasks end to end: real servers and agents on loopback.
+
+Units append (node, task, unit, attempt, token, start/end times) to a file per
+node from inside the executed command, so the checks read what the agents
+actually ran, not what the servers say."""
+import glob
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+from flotilla_cluster import (Agent, Cluster, check, leader_api, request, run, submit,
+                              wait_connected, wait_task)
+
+LOG_SCRIPT = ('echo "start $(date +%%s%%N) $FLOTILLA_NODE $FLOTILLA_TASK_ID $FLOTILLA_UNIT '
+              '$FLOTILLA_ATTEMPT $FLOTILLA_FENCING_TOKEN" >> %(dir)s/$FLOTILLA_NODE.log; '
+              'sleep %(sleep)s; '
+              'echo "end $(date +%%s%%N) $FLOTILLA_NODE $FLOTILLA_TASK_ID $FLOTILLA_UNIT '
+              '$FLOTILLA_ATTEMPT $FLOTILLA_FENCING_TOKEN" >> %(dir)s/$FLOTILLA_NODE.log')
+
+
+def read_runs(logdir):
+    """{(task, unit, attempt, token): {node, start, end}} from the agents' own logs."""
+    runs = {}
+    for path in glob.glob(os.path.join(logdir, "*.log")):
+        for line in open(path):
+            parts = line.split()
+            if len(parts) != 7:
+                continue
+            kind, t, node, task, unit, attempt, token = parts
+            key = (task, int(unit), int(attempt), int(token))
+            r = runs.setdefault(key, {"node": node})
+            r[kind] = int(t) / 1e9
+    return runs
+
+
+def max_concurrency(runs, node):
+    events = []
+    for r in runs.values():
+        if r["node"] == node and "start" in r:
+            events.append((r["start"], 1))
+            events.append((r.get("end", 1e18), -1))
+    events.sort(key=lambda e: (e[0], e[1]))
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def test_thousand_hosts_caps_and_drain():
+    c = Cluster(3, ["--lost-after", "3s", "--heartbeat", "500ms", "--cap", "2"], "tasks").start()
+    logdir = os.path.join(c.dir, "unitlogs")
+    os.makedirs(logdir)
+    try:
+        agents = [Agent(c, "agent-%d" % i, cap=3, labels=["role=worker"]).start()
+                  for i in range(1, 5)]
+        wait_connected(c, [a.name for a in agents] + ["server-1", "server-2", "server-3"])
+        caps = {a.name: 3 for a in agents}
+        caps.update({"server-%d" % i: 2 for i in (1, 2, 3)})
+        hosts = ["host-%04d.example" % i for i in range(1000)]
+        tid = submit(c, {"hosts": hosts, "unit_size": 30, "timeout_ms": 60000,
+                         "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "0.4"}})
+        st, task, _ = request(leader_api(c), "GET", "/v1/tasks/" + tid)
+        check(task["units"] == 34, "1000 hosts in units of 30 make 34 units: %r" % task["units"])
+        # Sample the replicated running counts while it runs; drain one agent.
+        drained_at = None
+        samples = 0
+        end = time.time() + 120
+        while time.time() < end:
+            st, body, _ = request(leader_api(c), "GET", "/v1/nodes")
+            for n in body["nodes"]:
+                check(n["running"] <= n["cap"], "node %s runs %d > cap %d"
+                      % (n["id"], n["running"], n["cap"]))
+            samples += 1
+            st, task, _ = request(leader_api(c), "GET", "/v1/tasks/" + tid)
+            if drained_at is None and task["progress"]["units"]["done"] >= 4:
+                st, _, _ = request(leader_api(c), "POST", "/v1/nodes/agent-1/drain")
+                check(st == 200, "drain agent-1")
+                drained_at = time.time()
+            if task["state"] in ("done", "failed"):
+                break
+            time.sleep(0.05)
+        check(task["state"] == "done", "task done: %r" % task)
+        check(task["progress"]["hosts"]["ok"] == 1000, "1000 hosts ok: %r" % task["progress"])
+        check(samples > 10, "sampled the caps %d times" % samples)
+        runs = read_runs(logdir)
+        units = {(k[0], k[1]) for k in runs}
+        check(len(units) == 34, "34 units ran: %d" % len(units))
+        for node, cap in caps.items():
+            mc = max_concurrency(runs, node)
+            check(mc <= cap, "agent-side concurrency on %s is %d > cap %d" % (node, mc, cap))
+        late = [r for r in runs.values()
+                if r["node"] == "agent-1" and r["start"] > drained_at + 1.0]
+        check(not late, "agent-1 got no new unit after it was drained: %r" % late[:3])
+        # Results by task, by a list of hosts, by one host.
+        st, body, _ = request(leader_api(c), "GET", "/v1/tasks/%s/results" % tid)
+        check(len(body["results"]) == 1000 and all(r["status"] == "ok" for r in body["results"]),
+              "1000 ok results by task")
+        st, body, _ = request(leader_api(c), "GET", "/v1/results?hosts=host-0000.example,"
+                              "host-0999.example,nosuch")
+        check(sorted(r["host"] for r in body["results"]) == ["host-0000.example",
+                                                             "host-0999.example"],
+              "results by host list: %r" % body)
+        st, body, _ = request(c.servers[2].api, "GET", "/v1/hosts/host-0500.example/results")
+        check(len(body["results"]) == 1 and body["results"][0]["task"] == tid, "results by host")
+        st, body, _ = request(leader_api(c), "GET", "/v1/nodes/agent-1")
+        check(body["drain"] is True and body["running"] == 0, "drained agent-1 is idle: %r" % body)
+    finally:
+        c.close()
+
+
+def test_agent_loss_requeues_and_late_results_are_stale():
+    c = Cluster(3, ["--lost-after", "2s", "--heartbeat", "300ms", "--no-agent"], "loss").start()
+    logdir = os.path.join(c.dir, "unitlogs")
+    os.makedirs(logdir)
+    try:
+        agents = [Agent(c, "a%d" % i, cap=2).start() for i in range(1, 4)]
+        wait_connected(c, ["a1", "a2", "a3"])
+        tid = submit(c, {"hosts": ["h%d" % i for i in range(6)], "unit_size": 1, "retries": 2,
+                         "timeout_ms": 60000,
+                         "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "3"}})
+        time.sleep(1.0)
+        # a1 runs units; it stops answering (SIGSTOP), is declared lost, and its
+        # units run elsewhere with new tokens.
+        agents[0].proc.send_signal(signal.SIGSTOP)
+        body = wait_task(c, tid, timeout=60)
+        check(body["state"] == "done" and body["progress"]["hosts"]["ok"] == 6, "done: %r" % body)
+        st, units, _ = request(leader_api(c), "GET", "/v1/tasks/%s/units" % tid)
+        moved = [u for u in units["units"] if u["attempt"] > 1]
+        check(moved and all(u["node"] != "a1" for u in moved),
+              "a1's units re-ran elsewhere: %r" % units)
+        runs = read_runs(logdir)
+        tokens = {}
+        for (task, unit, attempt, token), r in runs.items():
+            tokens.setdefault(unit, []).append((attempt, token))
+        for unit, lst in tokens.items():
+            lst.sort()
+            check([t for _, t in lst] == sorted(t for _, t in lst) and
+                  len({t for _, t in lst}) == len(lst), "tokens increase per unit: %r" % lst)
+        # a1 comes back: its late DONEs carry old tokens and change nothing.
+        before = request(leader_api(c), "GET", "/v1/tasks/%s/results" % tid)[1]["results"]
+        agents[0].proc.send_signal(signal.SIGCONT)
+        end = time.time() + 30
+        stale = 0
+        while time.time() < end:
+            st, body, _ = request(leader_api(c), "GET", "/v1/tasks/" + tid)
+            stale = body["stale_results"]
+            if stale >= 1:
+                break
+            time.sleep(0.2)
+        check(stale >= 1, "the late results were recorded as stale")
+        after = request(leader_api(c), "GET", "/v1/tasks/%s/results" % tid)[1]["results"]
+        check(before == after, "stale results changed nothing")
+        check(body["state"] == "done", "the task stays done")
+    finally:
+        c.close()
+
+
+def test_leader_kill_mid_task():
+    c = Cluster(3, ["--lost-after", "3s", "--heartbeat", "300ms"], "leaderkill").start()
+    try:
+        agents = [Agent(c, "w%d" % i, cap=4).start() for i in range(1, 3)]
+        wait_connected(c, ["w1", "w2"])
+        tid = submit(c, {"hosts": ["n%03d" % i for i in range(120)], "unit_size": 4,
+                         "retries": 1, "sleep_ms": 400})
+        time.sleep(1.5)
+        old = c.leader()
+        c.servers[old].kill9()
+        body = wait_task(c, tid, timeout=120)
+        check(body["state"] == "done", "task done after the leader died: %r" % body)
+        st, res, _ = request(leader_api(c), "GET", "/v1/tasks/%s/results" % tid)
+        hosts = [r["host"] for r in res["results"]]
+        check(len(hosts) == 120 and len(set(hosts)) == 120, "one result per host: %d" % len(hosts))
+        c.servers[old].start()
+        c.servers[old].wait_up()
+        c.wait_converged(timeout=60)
+    finally:
+        c.close()
+
+
+def test_timeout_kills_the_whole_group():
+    c = Cluster(1, ["--lost-after", "3s"], "timeout")
+    c.peers = "1=127.0.0.1:%d" % (c.base + 101)
+    c.start()
+    try:
+        wait_connected(c, ["server-1"])
+        marker = "%d" % (300 + os.getpid() % 500)
+        tid = submit(c, {"hosts": ["x"], "timeout_ms": 1000, "kill_grace_ms": 500,
+                         "shell": "sleep %s & sleep %s & echo started; wait" % (marker, marker)})
+        body = wait_task(c, tid, timeout=30)
+        check(body["state"] == "failed" and body["progress"]["hosts"]["timeout"] == 1,
+              "reported timeout: %r" % body)
+        time.sleep(0.5)
+        left = subprocess.run(["pgrep", "-f", "^sleep %s$" % marker], capture_output=True,
+                              text=True).stdout.split()
+        check(left == [], "no child of the unit left: %r" % left)
+        st, res, _ = request(c.servers[1].api, "GET", "/v1/tasks/%s/results" % tid)
+        check("started" in res["results"][0]["tail"], "the tail kept its output")
+    finally:
+        c.close()
+
+
+def test_ansible_module_and_playbook():
+    c = Cluster(1, [], "ansible")
+    c.peers = "1=127.0.0.1:%d" % (c.base + 101)
+    c.start()
+    try:
+        wait_connected(c, ["server-1"])
+        hosts = ["web1", "web2", "web3"]
+        tid = submit(c, {"hosts": hosts, "ansible_module": "command", "ansible_args": "echo hi",
+                         "inventory_vars": ["ansible_connection=local",
+                                            "ansible_python_interpreter=/usr/bin/python3"],
+                         "timeout_ms": 120000})
+        body = wait_task(c, tid, timeout=150)
+        check(body["state"] == "done", "ad-hoc module done: %r" % body)
+        st, res, _ = request(c.servers[1].api, "GET", "/v1/tasks/%s/results" % tid)
+        check(sorted(r["host"] for r in res["results"]) == hosts and
+              all("hi" in r["tail"] for r in res["results"]), "per-host output: %r" % res)
+        playbook = """- hosts: all
+  gather_facts: false
+  tasks:
+    - name: say hello
+      command: echo hello
+    - name: fail on web2 only
+      command: /bin/false
+      when: inventory_hostname == "web2"
+"""
+        tid = submit(c, {"hosts": hosts, "playbook": playbook, "timeout_ms": 120000,
+                         "inventory_vars": ["ansible_connection=local",
+                                            "ansible_python_interpreter=/usr/bin/python3"]})
+        body = wait_task(c, tid, timeout=150)
+        st, res, _ = request(c.servers[1].api, "GET", "/v1/tasks/%s/results" % tid)
+        by_host = {r["host"]: r["status"] for r in res["results"]}
+        check(by_host == {"web1": "ok", "web2": "failed", "web3": "ok"},
+              "playbook per-host status: %r" % by_host)
+    finally:
+        c.close()
+
+
+def frame(payload):
+    return struct.pack(">I", len(payload)) + payload
+
+
+def test_bad_input():
+    c = Cluster(1, ["--lost-after", "3s"], "badtask")
+    c.peers = "1=127.0.0.1:%d" % (c.base + 101)
+    c.start()
+    try:
+        api = c.servers[1].api
+        cases = [
+            ({"hosts": ["a"], "noop": True, "colour": "red"}, "colour"),
+            ({"hosts": [], "noop": True}, "hosts"),
+            ({"hosts": ["a b"], "noop": True}, "hosts"),
+            ({"hosts": ["a"], "noop": True, "unit_size": 0}, "unit_size"),
+            ({"hosts": ["a"], "noop": True, "retries": -1}, "retries"),
+            ({"hosts": ["a"], "noop": True, "constraints": ["k==v"]}, "constraints"),
+            ({"hosts": ["a"]}, "exec"),
+            ({"hosts": ["a"], "noop": True, "shell": "x"}, "exec"),
+            ({"hosts": ["a"], "exec": []}, "exec"),
+            ({"hosts": ["a"], "exec": "ls"}, "exec"),
+            ({"hosts": ["a"], "timeout_ms": "10s", "noop": True}, "timeout_ms"),
+        ]
+        for spec, field in cases:
+            st, body, raw = request(api, "POST", "/v1/tasks", spec)
+            check(st == 400 and ('"%s"' % field) in body["error"]["message"],
+                  "%r: 400 naming %s, got %s %r" % (spec, field, st, raw[:200]))
+        st, body, _ = request(api, "GET", "/v1/tasks")
+        check(body["tasks"] == [], "no task was created")
+        wait_connected(c, ["server-1"])
+        host, port = c.servers[1].agent.split(":")
+        # Garbage, an oversized frame, a truncated frame: refused, the server lives.
+        for payload in [b"\x00\x00\x00\x05hello", struct.pack(">I", 64 << 20) + b"x" * 10,
+                        b"\x00\x00\x00\x10\x93\x01"]:
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+            s.close()
+        st, _, _ = request(api, "GET", "/v1/status")
+        check(st == 200, "the server survived bad frames")
+        st, body, _ = request(api, "GET", "/v1/dispatch")
+        check(body["bad_frames"] >= 2, "bad frames were counted: %r" % body)
+        # A second agent with the id of a connected one is refused.
+        dup = Agent(c, "server-1", cap=1).start()
+        time.sleep(2)
+        log = open(dup.log).read()
+        check("duplicate_agent" in log, "duplicate agent refused: %r" % log[-500:])
+        dup.stop()
+        tid = submit(c, {"hosts": ["ok1"], "noop": True})
+        check(wait_task(c, tid)["state"] == "done", "the original agent still works")
+    finally:
+        c.close()
+
+
+def test_cancel_dispatch_pause_and_why():
+    c = Cluster(1, ["--lost-after", "3s", "--cap", "1"], "cancel")
+    c.peers = "1=127.0.0.1:%d" % (c.base + 101)
+    c.start()
+    try:
+        api = c.servers[1].api
+        wait_connected(c, ["server-1"])
+        st, _, _ = request(api, "POST", "/v1/dispatch/pause")
+        check(st == 200, "pause")
+        tid = submit(c, {"hosts": ["a", "b"], "unit_size": 1, "sleep_ms": 30000})
+        time.sleep(0.5)
+        st, why, _ = request(api, "GET", "/v1/tasks/%s/why" % tid)
+        check("paused" in why["summary"], "why says paused: %r" % why)
+        st, _, _ = request(api, "POST", "/v1/dispatch/resume")
+        time.sleep(1.0)
+        st, why, _ = request(api, "GET", "/v1/tasks/%s/why" % tid)
+        check("full" in why["summary"], "why says the node is full: %r" % why)
+        tid2 = submit(c, {"hosts": ["z"], "noop": True, "constraints": ["role=db"]})
+        time.sleep(0.5)
+        st, why, _ = request(api, "GET", "/v1/tasks/%s/why" % tid2)
+        check("role=db" in why["summary"], "why names the constraint: %r" % why)
+        st, _, _ = request(api, "POST", "/v1/tasks/%s/cancel" % tid)
+        check(st == 200, "cancel")
+        body = wait_task(c, tid, timeout=30)
+        check(body["state"] == "cancelled" and body["progress"]["hosts"]["cancelled"] == 2,
+              "cancelled: %r" % body)
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    run([test_thousand_hosts_caps_and_drain, test_agent_loss_requeues_and_late_results_are_stale,
+         test_leader_kill_mid_task, test_timeout_kills_the_whole_group,
+         test_ansible_module_and_playbook, test_bad_input, test_cancel_dispatch_pause_and_why])

@@ -282,7 +282,7 @@ static void on_run(struct agent *a, const struct aproto_run *run)
     struct exec_callbacks cb = {run_started, run_log, run_done};
     struct run *r;
     char key[64], workdir[4300], err[FL_ERRMSG_SIZE];
-    const char **env = NULL;
+    const char **env = NULL, **argv = NULL, **vars = NULL;
     struct run *cur;
     struct fl_buf hostsvar;
 
@@ -296,11 +296,22 @@ static void on_run(struct agent *a, const struct aproto_run *run)
     }
     r = fl_calloc(1, sizeof *r);
     env = fl_calloc(run->n_env + 2, sizeof *env);
+    /* The executor takes NULL-terminated lists; the protocol gives counts. */
+    argv = fl_calloc(run->argc + 1, sizeof *argv);
+    vars = fl_calloc(run->n_vars + 1, sizeof *vars);
     fl_buf_init(&hostsvar);
-    if (r == NULL || env == NULL) {
+    if (r == NULL || env == NULL || argv == NULL || vars == NULL) {
         fl_free(r);
         fl_free(env);
+        fl_free(argv);
+        fl_free(vars);
         return;
+    }
+    for (uint32_t i = 0; i < run->argc; i++) {
+        argv[i] = run->argv[i];
+    }
+    for (uint32_t i = 0; i < run->n_vars; i++) {
+        vars[i] = run->inventory_vars[i];
     }
     for (uint32_t i = 0; i < run->n_env; i++) {
         env[i] = run->env[i];
@@ -324,7 +335,7 @@ static void on_run(struct agent *a, const struct aproto_run *run)
     spec.kind = run->kind;
     spec.hosts = run->hosts;
     spec.n_hosts = run->n_hosts;
-    spec.argv = run->argv;
+    spec.argv = argv;
     spec.script = run->script;
     spec.module = run->module;
     spec.module_args = run->module_args;
@@ -333,7 +344,7 @@ static void on_run(struct agent *a, const struct aproto_run *run)
     spec.timeout_ms = run->timeout_ms;
     spec.kill_grace_ms = run->kill_grace_ms;
     spec.env = env;
-    spec.inventory_vars = run->inventory_vars;
+    spec.inventory_vars = vars;
     spec.workdir = workdir;
     if (strmap_put(&a->runs, key, r, NULL) != FL_OK ||
         exec_start(a->loop, &spec, &cb, r, &r->e, err) != FL_OK) {
@@ -359,6 +370,8 @@ static void on_run(struct agent *a, const struct aproto_run *run)
         fl_free(r);
     }
     fl_free(env);
+    fl_free(argv);
+    fl_free(vars);
     fl_buf_close(&hostsvar);
 }
 

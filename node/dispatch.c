@@ -1181,6 +1181,8 @@ static void tick_cb(uv_timer_t *h)
     if (!leader) {
         return;
     }
+    /* Units in retry backoff become placeable with time alone. */
+    dispatch_kick(d);
     for (struct session *ss = d->sessions; ss != NULL; ss = ss->next) {
         if (!ss->closing && now - ss->last_seen > d->s->cfg.lost_after_ms) {
             session_close(ss, "silent past lost_after");

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ struct run {
     struct agent *a;
     struct aproto_unit_ref ref;
     struct exec *e;
+    char workdir[4300];
     uint64_t started_ms;
     char key[64];
     uint64_t offsets[3];
@@ -185,6 +187,21 @@ static void spool_resend(struct agent *a)
 
 /* ---- running units ----------------------------------------------------------- */
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* A unit's work directory goes when the unit is over. */
+static void remove_tree(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void run_started(void *data, int pid)
 {
     struct run *r = data;
@@ -270,6 +287,7 @@ static void run_done(void *data, int status, int exit_code, const struct exec_ho
         strmap_del(&a->runs, r->key);
     }
     exec_free(r->e);
+    remove_tree(r->workdir);
     fl_free(r);
     if (a->closing && strmap_size(&a->runs) == 0) {
         runs_gone_close(a);
@@ -331,6 +349,7 @@ static void on_run(struct agent *a, const struct aproto_run *run)
     snprintf(r->key, sizeof r->key, "%s", key);
     snprintf(workdir, sizeof workdir, "%s/%s-%u-%u", a->work_dir, run->ref.task_id, run->ref.unit,
              run->ref.attempt);
+    memcpy(r->workdir, workdir, sizeof r->workdir);
     memset(&spec, 0, sizeof spec);
     spec.kind = run->kind;
     spec.hosts = run->hosts;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cmd/cli.h"
 
@@ -217,6 +218,70 @@ static int print_ok(json_t *out)
     return 0;
 }
 
+/* Drain, then optionally wait for the node's running units to reach 0. */
+static int drain(struct cli_cmd *c, const char *node)
+{
+    char path[256], *id = cli_escape(node, 0);
+    long long deadline = 0, waited = 0;
+    int status, cancelled = 0;
+    json_t *out = NULL;
+    struct timespec pause = {0, 250 * 1000 * 1000};
+    if (cli_val(c, "deadline") && (deadline = cli_duration_ms(cli_val(c, "deadline"))) <= 0) {
+        cli_die_usage(c, "--deadline: use 30s, 10m, ...");
+    }
+    if ((cli_flag(c, "deadline") || cli_flag(c, "cancel-at-deadline")) && !cli_flag(c, "wait")) {
+        cli_die_usage(c, "--deadline and --cancel-at-deadline go with --wait");
+    }
+    snprintf(path, sizeof path, "/v1/nodes/%s/drain", id);
+    status = cli_call(c, "POST", path, NULL, &out);
+    if (status != 200) {
+        free(id);
+        return cli_print_error(c->path, status, out);
+    }
+    json_decref(out);
+    if (!cli_flag(c, "wait")) {
+        free(id);
+        printf("draining %s\n", node);
+        return 0;
+    }
+    snprintf(path, sizeof path, "/v1/nodes/%s", id);
+    for (;;) {
+        long long running;
+        status = cli_call(c, "GET", path, NULL, &out);
+        if (status != 200) {
+            free(id);
+            return cli_print_error(c->path, status, out);
+        }
+        running = jint(out, "running");
+        json_decref(out);
+        if (running == 0) {
+            printf("%s is drained\n", node);
+            free(id);
+            return 0;
+        }
+        if (deadline > 0 && waited >= deadline && !cancelled) {
+            if (!cli_flag(c, "cancel-at-deadline")) {
+                fprintf(stderr, "flotilla node drain: %s still runs %lld units at the deadline\n",
+                        node, running);
+                free(id);
+                return 3;
+            }
+            snprintf(path, sizeof path, "/v1/nodes/%s/cancel-running", id);
+            status = cli_call(c, "POST", path, NULL, &out);
+            json_decref(out);
+            fprintf(stderr, "deadline: cancelling the %lld units still running on %s\n", running,
+                    node);
+            snprintf(path, sizeof path, "/v1/nodes/%s", id);
+            cancelled = 1;
+        }
+        if (!cancelled) {
+            fprintf(stderr, "waiting for %lld units on %s\n", running, node);
+        }
+        nanosleep(&pause, NULL);
+        waited += 250;
+    }
+}
+
 int cmd_node(int argc, char **argv)
 {
     const char *sub = argc >= 1 ? argv[0] : "";
@@ -256,7 +321,23 @@ int cmd_node(int argc, char **argv)
         json_decref(body);
         return finish(&c, status, out, print_ok);
     }
-    if (strcmp(sub, "drain") == 0 || strcmp(sub, "undrain") == 0) {
+    if (strcmp(sub, "drain") == 0) {
+        struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
+                                 {"wait", 0, "wait until the node runs nothing", NULL, 0},
+                                 {"deadline", 1, "with --wait: give up after this long (10m)",
+                                  NULL, 0},
+                                 {"cancel-at-deadline", 0,
+                                  "at the deadline, cancel what still runs and wait for it", NULL,
+                                  0},
+                                 {NULL}};
+        struct cli_cmd c = {"node drain", "NODE",
+                            "Drain a node: running units finish, no new ones are assigned "
+                            "(/v1/health of a draining server answers 503).",
+                            opts, 1, 1};
+        cli_parse(&c, argc - 1, argv + 1, pos, &npos);
+        return drain(&c, pos[0]);
+    }
+    if (strcmp(sub, "undrain") == 0) {
         struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
         struct cli_cmd c = {strcmp(sub, "drain") == 0 ? "node drain" : "node undrain", "NODE",
                             strcmp(sub, "drain") == 0

@@ -26,6 +26,8 @@ const struct route node_routes[] = {
     {HTTP_PUT, "/v1/nodes/{}/cap", ROUTE_WRITE, node__nodes_cap, "set a node's cap"},
     {HTTP_POST, "/v1/nodes/{}/drain", ROUTE_WRITE, node__nodes_drain, "drain a node"},
     {HTTP_POST, "/v1/nodes/{}/undrain", ROUTE_WRITE, node__nodes_undrain, "undrain a node"},
+    {HTTP_POST, "/v1/nodes/{}/cancel-running", ROUTE_WRITE, node__nodes_cancel_running,
+     "cancel the units running on a node"},
     {HTTP_GET, "/v1/members", ROUTE_READ, node__members_list, "Raft members"},
     {HTTP_POST, "/v1/members", ROUTE_WRITE, node__members_add, "add a server"},
     {HTTP_POST, "/v1/members/transfer", ROUTE_WRITE, node__members_transfer,

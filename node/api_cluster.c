@@ -255,6 +255,14 @@ void node__nodes_undrain(struct node_server *s, struct http_request *req, char *
     node_cmd(s, req, RG_CMD_NODE_DRAIN, args[0], 0, 0);
 }
 
+/* The leader sends CANCEL for what runs on the node; the agents report the
+ * units cancelled (drain --cancel-at-deadline). */
+void node__nodes_cancel_running(struct node_server *s, struct http_request *req, char **args)
+{
+    unsigned n = dispatch_cancel_node(s->dispatch, args[0]);
+    http_respond_json(req, 200, json_pack("{s:s, s:i}", "node", args[0], "cancelled", n));
+}
+
 /* ---- members -------------------------------------------------------------- */
 
 void node__members_list(struct node_server *s, struct http_request *req, char **args)

@@ -90,6 +90,7 @@ void node__nodes_get(struct node_server *s, struct http_request *req, char **arg
 void node__nodes_cap(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_drain(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_undrain(struct node_server *s, struct http_request *req, char **args);
+void node__nodes_cancel_running(struct node_server *s, struct http_request *req, char **args);
 void node__members_list(struct node_server *s, struct http_request *req, char **args);
 void node__members_add(struct node_server *s, struct http_request *req, char **args);
 void node__members_remove(struct node_server *s, struct http_request *req, char **args);

@@ -11,7 +11,7 @@ import struct
 import subprocess
 import time
 
-from flotilla_cluster import (Agent, Cluster, check, leader_api, request, run, submit,
+from flotilla_cluster import (BIN, Agent, Cluster, check, leader_api, request, run, submit,
                               wait_connected, wait_task)
 
 LOG_SCRIPT = ('echo "start $(date +%%s%%N) $FLOTILLA_NODE $FLOTILLA_TASK_ID $FLOTILLA_UNIT '
@@ -324,6 +324,18 @@ def test_cancel_dispatch_pause_and_why():
         body = wait_task(c, tid, timeout=30)
         check(body["state"] == "cancelled" and body["progress"]["hosts"]["cancelled"] == 2,
               "cancelled: %r" % body)
+        # drain --wait with a deadline: what still runs is cancelled at the deadline.
+        tid3 = submit(c, {"hosts": ["p"], "sleep_ms": 30000})
+        time.sleep(1.0)
+        r = subprocess.run([BIN, "node", "drain", "server-1", "--wait", "--deadline", "1s",
+                            "--cancel-at-deadline", "--addr", api], capture_output=True,
+                           text=True, timeout=60)
+        check(r.returncode == 0 and "drained" in r.stdout, "drain --wait: %r %r"
+              % (r.stdout, r.stderr))
+        body = wait_task(c, tid3, timeout=30)
+        check(body["progress"]["hosts"]["cancelled"] == 1, "cancelled at the deadline: %r" % body)
+        st, h, _ = request(api, "GET", "/v1/health")
+        check(st == 503 and h["draining"] is True, "health reports draining: %r" % h)
     finally:
         c.close()
 

@@ -159,6 +159,34 @@ def test_agent_loss_requeues_and_late_results_are_stale():
         c.close()
 
 
+def test_agent_kill9_and_restart():
+    """kill -9 of an agent running units, restarted at once under the same name:
+    it reports nothing running, so the leader takes its units back and they
+    run again with new tokens."""
+    c = Cluster(3, ["--lost-after", "20s", "--heartbeat", "300ms", "--no-agent"], "kill9").start()
+    logdir = os.path.join(c.dir, "unitlogs")
+    os.makedirs(logdir)
+    try:
+        a1 = Agent(c, "k1", cap=4).start()
+        wait_connected(c, ["k1"])
+        tid = submit(c, {"hosts": ["x%d" % i for i in range(4)], "unit_size": 1, "retries": 1,
+                         "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "2"}})
+        time.sleep(1.0)
+        a1.kill9()
+        a1.start()  # back long before lost_after: reconcile, not loss, takes the units back
+        body = wait_task(c, tid, timeout=60)
+        check(body["state"] == "done" and body["progress"]["hosts"]["ok"] == 4, "done: %r" % body)
+        st, units, _ = request(leader_api(c), "GET", "/v1/tasks/%s/units" % tid)
+        check(all(u["attempt"] == 2 for u in units["units"]),
+              "every unit ran a second time: %r" % [u["attempt"] for u in units["units"]])
+        runs = read_runs(logdir)
+        firsts = {k[1]: k[3] for k in runs if k[2] == 1}
+        seconds = {k[1]: k[3] for k in runs if k[2] == 2}
+        check(all(seconds[u] > firsts[u] for u in firsts), "new tokens: %r %r" % (firsts, seconds))
+    finally:
+        c.close()
+
+
 def test_leader_kill_mid_task():
     c = Cluster(3, ["--lost-after", "3s", "--heartbeat", "300ms"], "leaderkill").start()
     try:
@@ -342,5 +370,6 @@ def test_cancel_dispatch_pause_and_why():
 
 if __name__ == "__main__":
     run([test_thousand_hosts_caps_and_drain, test_agent_loss_requeues_and_late_results_are_stale,
+         test_agent_kill9_and_restart,
          test_leader_kill_mid_task, test_timeout_kills_the_whole_group,
          test_ansible_module_and_playbook, test_bad_input, test_cancel_dispatch_pause_and_why])

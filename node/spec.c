@@ -52,7 +52,9 @@ static const char *take(const msgpack_object *o, char **cursor)
     if (o->type != MSGPACK_OBJECT_STR) {
         return NULL;
     }
-    memcpy(p, o->via.str.ptr, o->via.str.size);
+    if (o->via.str.size > 0) {
+        memcpy(p, o->via.str.ptr, o->via.str.size);
+    }
     p[o->via.str.size] = '\0';
     *cursor = p + o->via.str.size + 1;
     return p;

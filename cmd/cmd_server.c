@@ -101,6 +101,8 @@ int cmd_server(int argc, char **argv)
         {"no-agent", 0, "do not run the embedded agent (the server executes no units)", NULL, 0},
         {"lost-after", 1, "an agent silent this long is committed lost", "10s", 0},
         {"heartbeat", 1, "agents' heartbeat period", "1s", 0},
+        {"placement", 1, "spread (least loaded node first) or pack (fill nodes in turn)",
+         "spread", 0},
         {"bootstrap", 0, "bootstrap a new cluster (only on a fresh data directory)", NULL, 0},
         {"peers", 1, "with --bootstrap: ID=HOST:PORT,... of every voter (default: this server)",
          NULL, 0},
@@ -147,6 +149,11 @@ int cmd_server(int argc, char **argv)
     }
     snprintf(cfg.agent_addr, sizeof cfg.agent_addr, "%s", cli_val(&c, "agent-addr"));
     cfg.no_agent = cli_flag(&c, "no-agent");
+    if (strcmp(cli_val(&c, "placement"), "pack") == 0) {
+        cfg.placement_pack = 1;
+    } else if (strcmp(cli_val(&c, "placement"), "spread") != 0) {
+        cli_die_usage(&c, "--placement is spread or pack");
+    }
     if (cli_val(&c, "label")) {
         char buf[4096], *save = NULL;
         snprintf(buf, sizeof buf, "%s", cli_val(&c, "label"));

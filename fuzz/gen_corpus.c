@@ -98,6 +98,63 @@ int main(int argc, char **argv)
     c[3].u.meta.vlen = 16;
     entry(cmd_dir, "nodes", c, 4);
     entry(cmd_dir, "empty", c, 0);
+    {
+        static const char *hosts[] = {"web1", "web2", "web3"};
+        static const struct rg_host_result res[] = {
+            {"web1", 4, 1, 0, (const uint8_t *)"ok\n", 3},
+            {"web2", 4, 2, 1, (const uint8_t *)"boom\n", 5},
+        };
+        memset(c, 0, sizeof c);
+        c[0].type = RG_CMD_TASK_SUBMIT;
+        c[0].u.task.id = "t0123456789abcdef";
+        c[0].u.task.idlen = 17;
+        c[0].u.task.name = "deploy";
+        c[0].u.task.namelen = 6;
+        c[0].u.task.idem = "key-1";
+        c[0].u.task.idemlen = 5;
+        c[0].u.task.n_hosts = 3;
+        c[0].u.task.host_ptrs = hosts;
+        c[0].u.task.unit_size = 2;
+        c[0].u.task.timeout_ms = 60000;
+        c[0].u.task.retries = 1;
+        c[0].u.task.priority = -5;
+        c[0].u.task.n_constraints = 1;
+        c[0].u.task.constraints[0] = "role=web";
+        c[0].u.task.constraint_lens[0] = 8;
+        c[0].u.task.spec = (const uint8_t *)"\x9a\x01\x05\x90\xa0\xa0\xa0\xa0\x00\x90\x00";
+        c[0].u.task.spec_len = 11;
+        c[1].type = RG_CMD_UNIT_ASSIGN;
+        c[1].u.unit.task = "t0123456789abcdef";
+        c[1].u.unit.tasklen = 17;
+        c[1].u.unit.unit = 1;
+        c[1].u.unit.node = "agent-1";
+        c[1].u.unit.nodelen = 7;
+        c[2].type = RG_CMD_UNIT_RESULT;
+        c[2].u.unit.task = "t0123456789abcdef";
+        c[2].u.unit.tasklen = 17;
+        c[2].u.unit.attempt = 1;
+        c[2].u.unit.token = 9;
+        c[2].u.unit.status = 2;
+        c[2].u.unit.exit_code = -1;
+        c[2].u.unit.n_results = 2;
+        c[2].u.unit.result_ptrs = res;
+        c[3].type = RG_CMD_UNIT_REQUEUE;
+        c[3].u.unit.task = "t0123456789abcdef";
+        c[3].u.unit.tasklen = 17;
+        c[3].u.unit.token = 9;
+        c[3].u.unit.status = 7;
+        entry(cmd_dir, "tasks", c, 4);
+        memset(c, 0, sizeof c);
+        c[0].type = RG_CMD_NODE_LOST;
+        c[0].u.node.id = "agent-1";
+        c[0].u.node.idlen = 7;
+        c[1].type = RG_CMD_TASK_CANCEL;
+        c[1].u.task.id = "t0123456789abcdef";
+        c[1].u.task.idlen = 17;
+        c[2].type = RG_CMD_DISPATCH;
+        c[2].u.dispatch.paused = 1;
+        entry(cmd_dir, "control", c, 3);
+    }
 
     if (mkdtemp(tmp) == NULL || store_open(tmp, NULL, &st, NULL) != 0) {
         return 1;

@@ -600,8 +600,9 @@ static void round_run(struct dispatch *d)
             now = wall;
         }
     }
-    if (sched_place(sn, d->n_nodes, su, n_cand, SCHED_SPREAD, now, d->n_rounds, out, want,
-                    &n_out) == FL_OK) {
+    if (sched_place(sn, d->n_nodes, su, n_cand,
+                    d->s->cfg.placement_pack ? SCHED_PACK : SCHED_SPREAD, now, d->n_rounds, out,
+                    want, &n_out) == FL_OK) {
         for (unsigned i = 0; i < n_out; i++) {
             struct candidate *cd = &cand[out[i].unit_ref];
             propose_assign(d, cd->task, cd->unit, cd->attempt, &d->nodes[out[i].node_index]);

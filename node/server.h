@@ -24,6 +24,7 @@ struct node_config {
     unsigned lost_after_ms;   /* an agent silent this long is committed lost */
     unsigned heartbeat_ms;    /* agents' heartbeat period */
     int no_agent;             /* do not run the embedded agent */
+    int placement_pack;       /* 1: pack units onto the fullest nodes; 0: spread (default) */
     unsigned n_labels;
     char labels[32][128];     /* labels of this server's node ("k=v") */
     int bootstrap;        /* bootstrap a new cluster with `peers` */

@@ -96,6 +96,7 @@ def test_transfer_and_membership_errors():
 def test_dev_up_and_down():
     d = tempfile.mkdtemp(prefix="flotilla-it-dev-")
     base = free_port_block(3)
+    p = None
     try:
         p = subprocess.Popen([BIN, "dev", "--dir", d, "--base-port", str(base)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -128,6 +129,11 @@ def test_dev_up_and_down():
         p.communicate(timeout=30)
         check(p.returncode == 0, "stopped by SIGTERM too")
     finally:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        # Servers of a dev cluster whose parent died must not outlive the test.
+        subprocess.run(["pkill", "-9", "-f", "--", "--data %s/server-" % d])
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -46,6 +46,8 @@ struct agent {
     uv_timer_t reconnect;
     uv_timer_t heartbeat;
     struct strmap runs; /* "task/unit" -> struct run */
+    struct strmap spool; /* unit ref -> struct spooled: results not yet acknowledged */
+    int spool_fd;
     int closing;
     int open_handles;
     void (*close_cb)(void *data);
@@ -118,68 +120,140 @@ static int send_msg(struct agent *a, const struct aproto_msg *m)
     return rv;
 }
 
-/* ---- spool ---------------------------------------------------------------- */
+/* ---- spool ----------------------------------------------------------------
+ *
+ * Every DONE frame is appended to DIR/spool/results.log before it is sent and
+ * kept in memory until the leader acknowledges its commit. When nothing is
+ * waiting for an acknowledgement the log is truncated. At start the log is
+ * read back: every frame in it is sent again after WELCOME (a result that was
+ * in fact committed comes back as stale and changes nothing). One file,
+ * appended and truncated, instead of a file per unit: creating and deleting
+ * tens of thousands of files a second is what a busy agent would otherwise
+ * spend its time on. */
 
-static void spool_path(struct agent *a, const struct aproto_unit_ref *r, char *out, size_t cap)
+struct spooled {
+    uint8_t *frame;
+    size_t len;
+};
+
+static void spool_key(const struct aproto_unit_ref *r, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/%s.%u.%u.%llu.done", a->spool_dir, r->task_id, r->unit, r->attempt,
+    snprintf(out, cap, "%s/%u/%u/%llu", r->task_id, r->unit, r->attempt,
              (unsigned long long)r->token);
+}
+
+static int spool_open(struct agent *a)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/results.log", a->spool_dir);
+    a->spool_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    return a->spool_fd >= 0 ? FL_OK : FL_EIO;
 }
 
 static void spool_write(struct agent *a, const struct aproto_unit_ref *r, const uint8_t *p,
                         size_t n)
 {
-    char path[4400], tmp[4410];
-    int fd;
-    spool_path(a, r, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, p, n) != (ssize_t)n || close(fd) != 0 || rename(tmp, path) != 0) {
+    char key[96];
+    struct spooled *sp = fl_malloc(sizeof *sp);
+    void *old = NULL;
+    if (sp == NULL || (sp->frame = fl_malloc(n)) == NULL) {
+        fl_free(sp);
+        FL_ERROR("agent: out of memory spooling a result");
+        return;
+    }
+    memcpy(sp->frame, p, n);
+    sp->len = n;
+    /* The frame carries its own length header: the log is a frame stream. */
+    if (a->spool_fd < 0 || write(a->spool_fd, p, n) != (ssize_t)n) {
         FL_ERROR("agent: spooling the result of %s/%u: %s", r->task_id, r->unit, strerror(errno));
+    }
+    spool_key(r, key, sizeof key);
+    strmap_put(&a->spool, key, sp, &old);
+    if (old != NULL) {
+        fl_free(((struct spooled *)old)->frame);
+        fl_free(old);
     }
 }
 
 static void spool_drop(struct agent *a, const struct aproto_unit_ref *r)
 {
-    char path[4400];
-    spool_path(a, r, path, sizeof path);
-    unlink(path);
+    char key[96];
+    struct spooled *sp;
+    spool_key(r, key, sizeof key);
+    sp = strmap_del(&a->spool, key);
+    if (sp != NULL) {
+        fl_free(sp->frame);
+        fl_free(sp);
+    }
+    if (strmap_size(&a->spool) == 0 && a->spool_fd >= 0 && ftruncate(a->spool_fd, 0) != 0) {
+        FL_WARN("agent: truncating the spool: %s", strerror(errno));
+    }
 }
 
-/* Send every spooled result again (after WELCOME). */
-static void spool_resend(struct agent *a)
+/* Read back what a previous run left in the log. */
+static void spool_load(struct agent *a)
 {
-    DIR *dir = opendir(a->spool_dir);
-    struct dirent *de;
-    unsigned n = 0;
-    if (dir == NULL) {
+    struct aproto_reader rd;
+    uint8_t buf[65536];
+    ssize_t n;
+    unsigned count = 0;
+    if (lseek(a->spool_fd, 0, SEEK_SET) < 0) {
         return;
     }
-    while ((de = readdir(dir)) != NULL) {
-        char path[4400];
-        uint8_t *buf;
-        struct stat st;
-        int fd;
-        size_t len = strlen(de->d_name);
-        if (len < 5 || strcmp(de->d_name + len - 5, ".done") != 0) {
-            continue;
-        }
-        snprintf(path, sizeof path, "%s/%s", a->spool_dir, de->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            continue;
-        }
-        if (fstat(fd, &st) == 0 && st.st_size > 0 && st.st_size < (1 << 26) &&
-            (buf = fl_malloc((size_t)st.st_size)) != NULL) {
-            if (read(fd, buf, (size_t)st.st_size) == st.st_size) {
-                send_bytes(a, buf, (size_t)st.st_size);
-                n++;
+    aproto_reader_init(&rd, APROTO_FRAME_LIMIT);
+    while ((n = read(a->spool_fd, buf, sizeof buf)) > 0) {
+        size_t off = 0;
+        while (off < (size_t)n) {
+            size_t used = 0;
+            int rv = aproto_reader_feed(&rd, buf + off, (size_t)n - off, &used);
+            off += used;
+            if (rv != FL_OK && rv != APROTO_NEED_MORE) {
+                goto done; /* a torn last frame: stop there */
             }
-            fl_free(buf);
+            for (;;) {
+                struct aproto_msg m;
+                struct fl_buf b;
+                rv = aproto_reader_next(&rd, &m);
+                if (rv == APROTO_NEED_MORE) {
+                    break;
+                }
+                if (rv != FL_OK) {
+                    continue;
+                }
+                if (m.type == APROTO_DONE) {
+                    fl_buf_init(&b);
+                    if (aproto_encode(&m, &b) == FL_OK) {
+                        int fd = a->spool_fd;
+                        a->spool_fd = -1; /* already in the log: memory only */
+                        spool_write(a, &m.u.done.ref, b.data, b.len);
+                        a->spool_fd = fd;
+                        count++;
+                    }
+                    fl_buf_close(&b);
+                }
+                aproto_msg_close(&m);
+            }
         }
-        close(fd);
     }
-    closedir(dir);
+done:
+    aproto_reader_close(&rd);
+    if (count > 0) {
+        FL_INFO("agent: %u results from before the restart await acknowledgement", count);
+    }
+}
+
+/* Send every result still waiting for an acknowledgement (after WELCOME). */
+static void spool_resend(struct agent *a)
+{
+    size_t i = 0;
+    const char *k;
+    void *v;
+    unsigned n = 0;
+    while (strmap_next(&a->spool, &i, &k, &v)) {
+        struct spooled *sp = v;
+        send_bytes(a, sp->frame, sp->len);
+        n++;
+    }
     if (n > 0) {
         FL_INFO("agent: sent %u spooled results again", n);
     }
@@ -678,6 +752,13 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
         return fl_errf(errmsg, FL_EIO, "cannot create %s: %s", c->data_dir, strerror(errno));
     }
     strmap_init(&a->runs);
+    strmap_init(&a->spool);
+    if (spool_open(a) != FL_OK) {
+        fl_free(a);
+        return fl_errf(errmsg, FL_EIO, "cannot open the spool in %s: %s", a->spool_dir,
+                       strerror(errno));
+    }
+    spool_load(a);
     uv_timer_init(loop, &a->reconnect);
     uv_timer_init(loop, &a->heartbeat);
     a->reconnect.data = a;
@@ -692,6 +773,17 @@ static void timer_closed(uv_handle_t *h)
 {
     struct agent *a = h->data;
     if (--a->open_handles == 0) {
+        size_t i = 0;
+        const char *k;
+        void *v;
+        while (strmap_next(&a->spool, &i, &k, &v)) {
+            fl_free(((struct spooled *)v)->frame);
+            fl_free(v);
+        }
+        strmap_close(&a->spool);
+        if (a->spool_fd >= 0) {
+            close(a->spool_fd);
+        }
         strmap_close(&a->runs);
         if (a->close_cb) {
             a->close_cb(a->close_data);

@@ -1203,6 +1203,11 @@ static void tick_cb(uv_timer_t *h)
         if (sn->lost || session_of(d, sn->id) != NULL || strmap_get(&d->lost_sent, sn->id)) {
             continue;
         }
+        /* A node that may run nothing and runs nothing (a server started
+         * with --no-agent) has nothing to lose. */
+        if (sn->cap == 0 && sn->running == 0) {
+            continue;
+        }
         since = strmap_get(&d->disconnected, sn->id);
         from = since && *since > d->leader_since ? *since : d->leader_since;
         if (now - from > d->s->cfg.lost_after_ms) {

@@ -63,7 +63,7 @@ static void fill_register(struct node_server *s, struct rg_cmd *cmd)
     cmd->u.node.api_addr = s->cfg.api_addr;
     cmd->u.node.api_addr_len = strlen(s->cfg.api_addr);
     cmd->u.node.kind = STORE_NODE_SERVER;
-    cmd->u.node.cap = s->cfg.node_cap;
+    cmd->u.node.cap = s->cfg.no_agent ? 0 : s->cfg.node_cap; /* no agent: runs nothing */
     cmd->u.node.agent_addr = s->cfg.agent_addr;
     cmd->u.node.agent_addr_len = strlen(s->cfg.agent_addr);
     cmd->u.node.n_labels = s->cfg.n_labels;

@@ -187,6 +187,34 @@ def test_agent_kill9_and_restart():
         c.close()
 
 
+def test_spooled_result_survives_agent_restart():
+    """A unit finishes while the cluster is down; the agent is then killed. On
+    restart it reads the result back from its spool and delivers it: the unit
+    is not run again."""
+    c = Cluster(1, ["--lost-after", "30s", "--heartbeat", "300ms", "--no-agent"], "spool")
+    c.peers = "1=127.0.0.1:%d" % (c.base + 101)
+    c.start()
+    try:
+        a = Agent(c, "sp1", cap=2).start()
+        wait_connected(c, ["sp1"])
+        tid = submit(c, {"hosts": ["only"], "retries": 3, "shell": "sleep 2; echo first-run"})
+        time.sleep(0.7)
+        check(c.servers[1].stop() == 0, "server stopped")
+        time.sleep(2.5)  # the unit ends with nobody to tell
+        a.kill9()
+        c.servers[1].start()
+        c.servers[1].wait_up()
+        a.start()
+        body = wait_task(c, tid, timeout=60)
+        check(body["state"] == "done", "done: %r" % body)
+        st, res, _ = request(c.servers[1].api, "GET", "/v1/tasks/%s/results" % tid)
+        r = res["results"][0]
+        check(r["attempt"] == 1 and "first-run" in r["tail"],
+              "the spooled result of attempt 1 was delivered: %r" % r)
+    finally:
+        c.close()
+
+
 def test_leader_kill_mid_task():
     c = Cluster(3, ["--lost-after", "3s", "--heartbeat", "300ms"], "leaderkill").start()
     try:
@@ -370,6 +398,6 @@ def test_cancel_dispatch_pause_and_why():
 
 if __name__ == "__main__":
     run([test_thousand_hosts_caps_and_drain, test_agent_loss_requeues_and_late_results_are_stale,
-         test_agent_kill9_and_restart,
+         test_agent_kill9_and_restart, test_spooled_result_survives_agent_restart,
          test_leader_kill_mid_task, test_timeout_kills_the_whole_group,
          test_ansible_module_and_playbook, test_bad_input, test_cancel_dispatch_pause_and_why])

@@ -355,6 +355,36 @@ static int is_leader(struct dispatch *d)
     return st.state == RAFT_LEADER && st.ready;
 }
 
+/* The scheduler's view of cached node i. */
+static void fill_sched_node(struct dispatch *d, unsigned i, struct sched_node *sn)
+{
+    struct cnode *cn = &d->nodes[i];
+    sn->id = cn->n.id;
+    sn->cap = cn->n.lost ? 0 : cn->n.cap;
+    sn->running = cn->n.running + cn->inflight;
+    sn->draining = cn->n.drain;
+    sn->connected = session_of(d, cn->n.id) != NULL;
+    sn->n_labels = cn->n.n_labels;
+    sn->labels = cn->label_ptrs;
+}
+
+/* A NODEUNITS key under `node` ("node\0task/u32") into task and unit; 0 if
+ * the key belongs to another node or is malformed. */
+static int nodeunit_parse(const char *node, const void *key, size_t kl, char *task, size_t cap,
+                          uint32_t *unit)
+{
+    const char *kp = key;
+    size_t nl = strlen(node) + 1;
+    if (kl <= nl + 5 || memcmp(kp, node, nl) != 0 || kl - nl - 5 >= cap) {
+        return 0;
+    }
+    memcpy(task, kp + nl, kl - nl - 5);
+    task[kl - nl - 5] = '\0';
+    *unit = (uint32_t)(uint8_t)kp[kl - 4] << 24 | (uint32_t)(uint8_t)kp[kl - 3] << 16 |
+            (uint32_t)(uint8_t)kp[kl - 2] << 8 | (uint8_t)kp[kl - 1];
+    return 1;
+}
+
 /* ---- the dispatch round ---------------------------------------------------- */
 
 struct assign_ctx {
@@ -537,14 +567,7 @@ static void round_run(struct dispatch *d)
         goto out;
     }
     for (unsigned i = 0; i < d->n_nodes; i++) {
-        struct cnode *cn = &d->nodes[i];
-        sn[i].id = cn->n.id;
-        sn[i].cap = cn->n.lost ? 0 : cn->n.cap;
-        sn[i].running = cn->n.running + cn->inflight;
-        sn[i].draining = cn->n.drain;
-        sn[i].connected = session_of(d, cn->n.id) != NULL;
-        sn[i].n_labels = cn->n.n_labels;
-        sn[i].labels = cn->label_ptrs;
+        fill_sched_node(d, i, &sn[i]);
         if (sn[i].connected && !sn[i].draining && sn[i].cap > sn[i].running) {
             free_slots += sn[i].cap - sn[i].running;
         }
@@ -899,18 +922,13 @@ static void reconcile(struct dispatch *d, struct store_txn *t, struct session *s
      * spooled results come right after WELCOME), then take the unit back. */
     if (store_cursor_open(t, STORE_NODEUNITS, ss->id, nl, &c) == FL_OK) {
         while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            const char *kp = k;
             char task[STORE_TASK_ID_MAX], key[STORE_TASK_ID_MAX + 16];
             struct store_unit u;
             uint32_t unit;
             struct missing *m;
-            if (kl <= nl + 5 || memcmp(kp, ss->id, nl) != 0 || kl - nl - 5 >= sizeof task) {
+            if (!nodeunit_parse(ss->id, k, kl, task, sizeof task, &unit)) {
                 break;
             }
-            memcpy(task, kp + nl, kl - nl - 5);
-            task[kl - nl - 5] = '\0';
-            unit = (uint32_t)(uint8_t)kp[kl - 4] << 24 | (uint32_t)(uint8_t)kp[kl - 3] << 16 |
-                   (uint32_t)(uint8_t)kp[kl - 2] << 8 | (uint8_t)kp[kl - 1];
             unit_key(key, sizeof key, task, unit);
             if (strmap_get(&reported, key) != NULL ||
                 store_unit_get(t, task, unit, &u) != FL_OK) {
@@ -1404,14 +1422,7 @@ void dispatch_why(struct dispatch *d, struct store_txn *t, const struct sched_un
         return;
     }
     for (unsigned i = 0; i < d->n_nodes; i++) {
-        struct cnode *cn = &d->nodes[i];
-        sn[i].id = cn->n.id;
-        sn[i].cap = cn->n.lost ? 0 : cn->n.cap;
-        sn[i].running = cn->n.running + cn->inflight;
-        sn[i].draining = cn->n.drain;
-        sn[i].connected = session_of(d, cn->n.id) != NULL;
-        sn[i].n_labels = cn->n.n_labels;
-        sn[i].labels = cn->label_ptrs;
+        fill_sched_node(d, i, &sn[i]);
     }
     sched_why(sn, d->n_nodes, u, rg_repl_time_ms(d->s->repl), out);
     fl_free(sn);
@@ -1442,17 +1453,12 @@ unsigned dispatch_cancel_node(struct dispatch *d, const char *node)
     }
     if (store_cursor_open(t, STORE_NODEUNITS, node, nl, &c) == FL_OK) {
         while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            const char *kp = k;
             char task[STORE_TASK_ID_MAX];
             struct store_unit u;
             uint32_t unit;
-            if (kl <= nl + 5 || memcmp(kp, node, nl) != 0 || kl - nl - 5 >= sizeof task) {
+            if (!nodeunit_parse(node, k, kl, task, sizeof task, &unit)) {
                 break;
             }
-            memcpy(task, kp + nl, kl - nl - 5);
-            task[kl - nl - 5] = '\0';
-            unit = (uint32_t)(uint8_t)kp[kl - 4] << 24 | (uint32_t)(uint8_t)kp[kl - 3] << 16 |
-                   (uint32_t)(uint8_t)kp[kl - 2] << 8 | (uint8_t)kp[kl - 1];
             if (store_unit_get(t, task, unit, &u) == FL_OK && u.state == STORE_UNIT_RUNNING) {
                 send_cancel(d, node, task, unit, u.attempt, u.token);
                 n++;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "agentproto/aproto.h"
+#include "common/mpread.h"
 
 /* ---- schema ----------------------------------------------------------- */
 
@@ -94,27 +95,6 @@ int aproto__valid_addr(const char *s, size_t n);
 int aproto__valid_module(const char *s, size_t n);
 int aproto__valid_error_code(const char *s, size_t n);
 int aproto__valid_printable(const char *s, size_t n); /* no control characters */
-
-/* ---- a total, allocation-free msgpack reader ---------------------------- */
-
-struct aproto__mp {
-    const uint8_t *p;
-    size_t len;
-    size_t pos;
-};
-
-void aproto__mp_init(struct aproto__mp *r, const uint8_t *p, size_t len);
-/* Each returns FL_OK or FL_EDECODE (wrong type, truncated, out of range). */
-int aproto__mp_uint(struct aproto__mp *r, uint64_t *v); /* any non-negative integer */
-int aproto__mp_int(struct aproto__mp *r, int64_t *v);   /* any integer up to INT64_MAX */
-int aproto__mp_bool(struct aproto__mp *r, bool *v);
-/* An array header; refuses counts that cannot fit in the bytes left (every
- * element takes at least one byte). */
-int aproto__mp_array(struct aproto__mp *r, uint32_t *n);
-int aproto__mp_str(struct aproto__mp *r, const char **s, size_t *n);
-int aproto__mp_bin(struct aproto__mp *r, const uint8_t **b, size_t *n);
-/* Skip one object of any type (nesting at most 8 deep). */
-int aproto__mp_skip(struct aproto__mp *r);
 
 /* ---- test hook ----------------------------------------------------------- */
 

@@ -12,7 +12,7 @@
 #include "common/alloc.h"
 
 struct dec {
-    struct aproto__mp r;
+    struct fl_mp r;
     const struct aproto__schema *sc;
     uint8_t *arena; /* NULL in the measuring pass */
     size_t used;    /* arena bytes used (filling) or needed (measuring) */
@@ -62,7 +62,7 @@ static int dec_str(struct dec *d, const struct aproto__field *f, uint32_t min, u
     size_t n;
     char *copy;
     int ok = 1;
-    if (aproto__mp_str(&d->r, &s, &n) != FL_OK) {
+    if (fl_mp_str(&d->r, &s, &n) != FL_OK) {
         return bad(d, f, "not a string");
     }
     if (aproto__check_str(d->sc, f, s, n, min, max, idx, d->errmsg) != FL_OK) {
@@ -87,7 +87,7 @@ static int dec_bin(struct dec *d, const struct aproto__field *f, uint32_t max, c
     uint8_t *copy;
     size_t n;
     int ok = 1;
-    if (aproto__mp_bin(&d->r, &b, &n) != FL_OK) {
+    if (fl_mp_bin(&d->r, &b, &n) != FL_OK) {
         return bad(d, f, "not a bin");
     }
     if (n > max) {
@@ -109,7 +109,7 @@ static int dec_bin(struct dec *d, const struct aproto__field *f, uint32_t max, c
 
 static int dec_uint(struct dec *d, const struct aproto__field *f, uint64_t max, uint64_t *v)
 {
-    if (aproto__mp_uint(&d->r, v) != FL_OK || *v > max) {
+    if (fl_mp_uint(&d->r, v) != FL_OK || *v > max) {
         return bad(d, f, "not an unsigned integer in range");
     }
     return FL_OK;
@@ -118,7 +118,7 @@ static int dec_uint(struct dec *d, const struct aproto__field *f, uint64_t max, 
 static int dec_i32(struct dec *d, const struct aproto__field *f, int32_t *out)
 {
     int64_t v;
-    if (aproto__mp_int(&d->r, &v) != FL_OK || v < INT32_MIN || v > INT32_MAX) {
+    if (fl_mp_int(&d->r, &v) != FL_OK || v < INT32_MIN || v > INT32_MAX) {
         return bad(d, f, "not a 32-bit integer");
     }
     *out = (int32_t)v;
@@ -128,7 +128,7 @@ static int dec_i32(struct dec *d, const struct aproto__field *f, int32_t *out)
 /* The header of a nested array of at least `need` elements. */
 static int dec_tuple(struct dec *d, const struct aproto__field *f, uint32_t need, uint32_t *n)
 {
-    if (aproto__mp_array(&d->r, n) != FL_OK || *n < need) {
+    if (fl_mp_array(&d->r, n) != FL_OK || *n < need) {
         return bad(d, f, "not an array of enough elements");
     }
     return FL_OK;
@@ -138,7 +138,7 @@ static int dec_tuple(struct dec *d, const struct aproto__field *f, uint32_t need
 static int skip_extra(struct dec *d, const struct aproto__field *f, uint32_t n, uint32_t known)
 {
     for (uint32_t i = known; i < n; i++) {
-        if (aproto__mp_skip(&d->r) != FL_OK) {
+        if (fl_mp_skip(&d->r) != FL_OK) {
             return bad(d, f, "malformed trailing element");
         }
     }
@@ -156,7 +156,7 @@ static int dec_ref(struct dec *d, const struct aproto__field *f, struct aproto_u
     if (rv != FL_OK) {
         return rv;
     }
-    if (aproto__mp_str(&d->r, &s, &n) != FL_OK) {
+    if (fl_mp_str(&d->r, &s, &n) != FL_OK) {
         return bad(d, f, "task id is not a string");
     }
     if (aproto__check_ref(d->sc, s, n, d->errmsg) != FL_OK) {
@@ -202,7 +202,7 @@ static int dec_array(struct dec *d, const struct aproto__field *f, uint8_t *base
     uint32_t n;
     uint8_t *a;
     int ok = 1, rv = FL_OK;
-    if (aproto__mp_array(&d->r, &n) != FL_OK) {
+    if (fl_mp_array(&d->r, &n) != FL_OK) {
         return bad(d, f, "not an array");
     }
     if (aproto__check_count(d->sc, f, n, d->errmsg) != FL_OK) {
@@ -270,7 +270,7 @@ static int dec_field(struct dec *d, const struct aproto__field *f, uint8_t *base
     case APROTO__I32:
         return dec_i32(d, f, (int32_t *)(void *)p);
     case APROTO__BOOL:
-        return aproto__mp_bool(&d->r, (bool *)(void *)p) == FL_OK ? FL_OK : bad(d, f, "not a bool");
+        return fl_mp_bool(&d->r, (bool *)(void *)p) == FL_OK ? FL_OK : bad(d, f, "not a bool");
     case APROTO__STR:
         return dec_str(d, f, f->min, f->max, -1, (const char **)(void *)p);
     case APROTO__BIN:
@@ -292,18 +292,18 @@ static int walk(struct dec *d, const uint8_t *payload, size_t len, struct aproto
     uint32_t n;
     int rv;
 
-    aproto__mp_init(&d->r, payload, len);
-    if (aproto__mp_array(&d->r, &n) != FL_OK || n == 0) {
+    fl_mp_init(&d->r, payload, len);
+    if (fl_mp_array(&d->r, &n) != FL_OK || n == 0) {
         return fl_errf(d->errmsg, FL_EDECODE, "payload is not a non-empty array");
     }
-    if (aproto__mp_uint(&d->r, &version) != FL_OK) {
+    if (fl_mp_uint(&d->r, &version) != FL_OK) {
         return fl_errf(d->errmsg, FL_EDECODE, "payload has no protocol version");
     }
     if (version != APROTO_VERSION) {
         return fl_errf(d->errmsg, FL_EVERSION, "protocol version %llu, this side speaks %d",
                        (unsigned long long)version, APROTO_VERSION);
     }
-    if (n < 2 || aproto__mp_uint(&d->r, &type) != FL_OK) {
+    if (n < 2 || fl_mp_uint(&d->r, &type) != FL_OK) {
         return fl_errf(d->errmsg, FL_EDECODE, "payload has no message type");
     }
     d->sc = type < APROTO__TYPE_MAX ? aproto__schema((int)type) : NULL;

@@ -777,7 +777,8 @@ int rg_repl_start(struct rg_repl *p, char *errmsg)
 {
     int rv = raft_start(&p->raft);
     if (rv != 0) {
-        return fl_errf(errmsg, FL_ERAFT, "raft_start: %s", raft_errmsg(&p->raft));
+        return fl_errf(errmsg, FL_ERAFT, "raft_start: %s (%s)", raft_strerror(rv),
+                       raft_errmsg(&p->raft));
     }
     p->started = 1;
     uv_check_start(&p->check, check_cb);

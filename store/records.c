@@ -3,7 +3,7 @@
  * KV and NODES values are msgpack arrays whose first element is the record's
  * format version (docs/STORE.md, "Records"). They are written with msgpack-c's
  * packer straight into an fl_buf (so every allocation goes through the
- * project's allocator) and read back with the total reader of mpread.c. A
+ * project's allocator) and read back with the total reader of common/mpread.c. A
  * record of another format version is FL_EVERSION; anything else that is not
  * exactly a version-1 record is FL_EDECODE. META values are the raw bytes of
  * a string, readable as they are in mdb_dump. */
@@ -75,11 +75,11 @@ static int node_encode(struct fl_buf *b, const struct store_node *n)
 /* ---- decoding ---------------------------------------------------------- */
 
 /* The array header and leading format version of a record. */
-static int header(struct store__mp *r, uint64_t format, uint32_t fields)
+static int header(struct fl_mp *r, uint64_t format, uint32_t fields)
 {
     uint32_t n;
     uint64_t v;
-    if (store__mp_array(r, &n) != FL_OK || n == 0 || store__mp_uint(r, &v) != FL_OK) {
+    if (fl_mp_array(r, &n) != FL_OK || n == 0 || fl_mp_uint(r, &v) != FL_OK) {
         return FL_EDECODE;
     }
     if (v != format) {
@@ -90,16 +90,16 @@ static int header(struct store__mp *r, uint64_t format, uint32_t fields)
 
 int store_kv_decode(const void *val, size_t vlen, struct store_kv *out)
 {
-    struct store__mp r;
-    uint32_t n;
+    struct fl_mp r;
+    size_t n;
     int rv;
-    store__mp_init(&r, val, vlen);
+    fl_mp_init(&r, val, vlen);
     if ((rv = header(&r, KV_FORMAT, KV_FIELDS)) != FL_OK) {
         return rv;
     }
-    if (store__mp_bin(&r, &out->value, &n) != FL_OK || store__mp_uint(&r, &out->version) ||
-        store__mp_uint(&r, &out->create_index) || store__mp_uint(&r, &out->mtime_ms) ||
-        store__mp_end(&r)) {
+    if (fl_mp_bin(&r, &out->value, &n) != FL_OK || fl_mp_uint(&r, &out->version) ||
+        fl_mp_uint(&r, &out->create_index) || fl_mp_uint(&r, &out->mtime_ms) ||
+        fl_mp_end(&r)) {
         return FL_EDECODE;
     }
     out->vlen = n;
@@ -108,11 +108,11 @@ int store_kv_decode(const void *val, size_t vlen, struct store_kv *out)
 
 /* A string field into a char[max]: refused if it does not fit with its NUL
  * or holds a NUL (it would not survive the round trip). */
-static int str_field(struct store__mp *r, char *dst, size_t max)
+static int str_field(struct fl_mp *r, char *dst, size_t max)
 {
     const char *s;
-    uint32_t n;
-    if (store__mp_str(r, &s, &n) != FL_OK || n >= max || memchr(s, '\0', n) != NULL) {
+    size_t n;
+    if (fl_mp_str(r, &s, &n) != FL_OK || n >= max || memchr(s, '\0', n) != NULL) {
         return FL_EDECODE;
     }
     memcpy(dst, s, n);
@@ -120,10 +120,10 @@ static int str_field(struct store__mp *r, char *dst, size_t max)
     return FL_OK;
 }
 
-static int node_labels(struct store__mp *r, struct store_node *out)
+static int node_labels(struct fl_mp *r, struct store_node *out)
 {
     uint32_t n;
-    if (store__mp_array(r, &n) != FL_OK || n > STORE_NODE_LABELS) {
+    if (fl_mp_array(r, &n) != FL_OK || n > STORE_NODE_LABELS) {
         return FL_EDECODE;
     }
     out->n_labels = n;
@@ -137,13 +137,13 @@ static int node_labels(struct store__mp *r, struct store_node *out)
 
 int store_node_decode(const void *val, size_t vlen, struct store_node *out)
 {
-    struct store__mp r;
+    struct fl_mp r;
     uint64_t kind, cap, running = 0, format;
     uint32_t fields;
     memset(out, 0, sizeof *out);
-    store__mp_init(&r, val, vlen);
+    fl_mp_init(&r, val, vlen);
     /* Format 1 had 11 fields; format 2 appends running, agent_addr, lost. */
-    if (store__mp_array(&r, &fields) != FL_OK || store__mp_uint(&r, &format) != FL_OK) {
+    if (fl_mp_array(&r, &fields) != FL_OK || fl_mp_uint(&r, &format) != FL_OK) {
         return FL_EDECODE;
     }
     if (format != 1 && format != 2) {
@@ -153,20 +153,20 @@ int store_node_decode(const void *val, size_t vlen, struct store_node *out)
         return FL_EDECODE;
     }
     if (str_field(&r, out->id, sizeof out->id) || out->id[0] == '\0' ||
-        store__mp_uint(&r, &out->raft_id) || str_field(&r, out->raft_addr, sizeof out->raft_addr) ||
-        str_field(&r, out->api_addr, sizeof out->api_addr) || store__mp_uint(&r, &kind) ||
+        fl_mp_uint(&r, &out->raft_id) || str_field(&r, out->raft_addr, sizeof out->raft_addr) ||
+        str_field(&r, out->api_addr, sizeof out->api_addr) || fl_mp_uint(&r, &kind) ||
         (kind != STORE_NODE_SERVER && kind != STORE_NODE_AGENT) || node_labels(&r, out) ||
-        store__mp_uint(&r, &cap) || cap > UINT32_MAX || store__mp_bool(&r, &out->drain) ||
-        store__mp_uint(&r, &out->created_index) || store__mp_uint(&r, &out->updated_index)) {
+        fl_mp_uint(&r, &cap) || cap > UINT32_MAX || store__mp_bool(&r, &out->drain) ||
+        fl_mp_uint(&r, &out->created_index) || fl_mp_uint(&r, &out->updated_index)) {
         return FL_EDECODE;
     }
     if (format == 2 &&
-        (store__mp_uint(&r, &running) || running > UINT32_MAX ||
+        (fl_mp_uint(&r, &running) || running > UINT32_MAX ||
          str_field(&r, out->agent_addr, sizeof out->agent_addr) ||
          store__mp_bool(&r, &out->lost))) {
         return FL_EDECODE;
     }
-    if (store__mp_end(&r)) {
+    if (fl_mp_end(&r)) {
         return FL_EDECODE;
     }
     out->running = (uint32_t)running;

@@ -2,7 +2,7 @@
  * keys of the index tables (docs/SCHEDULER.md).
  *
  * Values are msgpack arrays led by a format version, written with msgpack-c
- * into an fl_buf and read back with the total reader of mpread.c, like the
+ * into an fl_buf and read back with the total reader of common/mpread.c, like the
  * records in records.c. Signed integers are stored offset by 2^31 so the
  * reader's unsigned integers carry them. */
 #include <msgpack.h>
@@ -54,11 +54,11 @@ static int pack_bool(msgpack_packer *pk, int v)
     return v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
 }
 
-static int header(struct store__mp *r, uint64_t format, uint32_t fields)
+static int header(struct fl_mp *r, uint64_t format, uint32_t fields)
 {
     uint32_t n;
     uint64_t v;
-    if (store__mp_array(r, &n) != FL_OK || n == 0 || store__mp_uint(r, &v) != FL_OK) {
+    if (fl_mp_array(r, &n) != FL_OK || n == 0 || fl_mp_uint(r, &v) != FL_OK) {
         return FL_EDECODE;
     }
     if (v != format) {
@@ -67,11 +67,11 @@ static int header(struct store__mp *r, uint64_t format, uint32_t fields)
     return n == fields ? FL_OK : FL_EDECODE;
 }
 
-static int str_field(struct store__mp *r, char *dst, size_t max)
+static int str_field(struct fl_mp *r, char *dst, size_t max)
 {
     const char *s;
-    uint32_t n;
-    if (store__mp_str(r, &s, &n) != FL_OK || n >= max || memchr(s, '\0', n) != NULL) {
+    size_t n;
+    if (fl_mp_str(r, &s, &n) != FL_OK || n >= max || memchr(s, '\0', n) != NULL) {
         return FL_EDECODE;
     }
     memcpy(dst, s, n);
@@ -79,30 +79,30 @@ static int str_field(struct store__mp *r, char *dst, size_t max)
     return FL_OK;
 }
 
-static int u32_field(struct store__mp *r, uint32_t *v)
+static int u32_field(struct fl_mp *r, uint32_t *v)
 {
     uint64_t x;
-    if (store__mp_uint(r, &x) != FL_OK || x > UINT32_MAX) {
+    if (fl_mp_uint(r, &x) != FL_OK || x > UINT32_MAX) {
         return FL_EDECODE;
     }
     *v = (uint32_t)x;
     return FL_OK;
 }
 
-static int i32_field(struct store__mp *r, int32_t *v)
+static int i32_field(struct fl_mp *r, int32_t *v)
 {
     uint64_t x;
-    if (store__mp_uint(r, &x) != FL_OK || x > UINT32_MAX) {
+    if (fl_mp_uint(r, &x) != FL_OK || x > UINT32_MAX) {
         return FL_EDECODE;
     }
     *v = (int32_t)((int64_t)x - OFFSET);
     return FL_OK;
 }
 
-static int small_field(struct store__mp *r, int *v, int max)
+static int small_field(struct fl_mp *r, int *v, int max)
 {
     uint64_t x;
-    if (store__mp_uint(r, &x) != FL_OK || x > (uint64_t)max) {
+    if (fl_mp_uint(r, &x) != FL_OK || x > (uint64_t)max) {
         return FL_EDECODE;
     }
     *v = (int)x;
@@ -157,20 +157,21 @@ static int task_encode(struct fl_buf *b, const struct store_task *k)
 
 int store_task_decode(const void *val, size_t vlen, struct store_task *k)
 {
-    struct store__mp r;
-    uint32_t n, nc;
+    struct fl_mp r;
+    size_t n;
+    uint32_t nc;
     int rv;
     memset(k, 0, sizeof *k);
-    store__mp_init(&r, val, vlen);
+    fl_mp_init(&r, val, vlen);
     if ((rv = header(&r, TASK_FORMAT, TASK_FIELDS)) != FL_OK) {
         return rv;
     }
     if (str_field(&r, k->id, sizeof k->id) || k->id[0] == '\0' ||
         str_field(&r, k->name, sizeof k->name) || small_field(&r, &k->state, STORE_TASK_CANCELLED) ||
-        i32_field(&r, &k->priority) || store__mp_uint(&r, &k->seq) ||
+        i32_field(&r, &k->priority) || fl_mp_uint(&r, &k->seq) ||
         u32_field(&r, &k->unit_size) || u32_field(&r, &k->n_hosts) ||
         u32_field(&r, &k->n_units) || u32_field(&r, &k->timeout_ms) ||
-        u32_field(&r, &k->retries) || store__mp_array(&r, &nc) || nc > STORE_TASK_CONSTRAINTS) {
+        u32_field(&r, &k->retries) || fl_mp_array(&r, &nc) || nc > STORE_TASK_CONSTRAINTS) {
         return FL_EDECODE;
     }
     k->n_constraints = nc;
@@ -179,10 +180,10 @@ int store_task_decode(const void *val, size_t vlen, struct store_task *k)
             return FL_EDECODE;
         }
     }
-    if (store__mp_bin(&r, &k->spec, &n) || store__mp_uint(&r, &k->created_ms) ||
-        store__mp_uint(&r, &k->finished_ms) || store__mp_bool(&r, &k->cancel_requested) ||
+    if (fl_mp_bin(&r, &k->spec, &n) || fl_mp_uint(&r, &k->created_ms) ||
+        fl_mp_uint(&r, &k->finished_ms) || store__mp_bool(&r, &k->cancel_requested) ||
         u32_field(&r, &k->units_queued) || u32_field(&r, &k->units_running) ||
-        u32_field(&r, &k->units_done) || store__mp_array(&r, &nc) || nc != STORE_ST__MAX) {
+        u32_field(&r, &k->units_done) || fl_mp_array(&r, &nc) || nc != STORE_ST__MAX) {
         return FL_EDECODE;
     }
     k->spec_len = n;
@@ -191,7 +192,7 @@ int store_task_decode(const void *val, size_t vlen, struct store_task *k)
             return FL_EDECODE;
         }
     }
-    if (store__mp_uint(&r, &k->stale_results) || store__mp_end(&r)) {
+    if (fl_mp_uint(&r, &k->stale_results) || fl_mp_end(&r)) {
         return FL_EDECODE;
     }
     return FL_OK;
@@ -257,25 +258,25 @@ static int unit_encode(struct fl_buf *b, const struct store_unit *u)
 
 int store_unit_decode(const void *val, size_t vlen, struct store_unit *u)
 {
-    struct store__mp r;
-    uint32_t n;
+    struct fl_mp r;
+    size_t n;
     int rv;
     memset(u, 0, sizeof *u);
-    store__mp_init(&r, val, vlen);
+    fl_mp_init(&r, val, vlen);
     if ((rv = header(&r, UNIT_FORMAT, UNIT_FIELDS)) != FL_OK) {
         return rv;
     }
     /* n_hosts is checked by store_unit_host as it walks the hosts (each
      * host must end with a NUL inside the blob). That field precedes. */
     if (small_field(&r, &u->state, STORE_UNIT_DONE) || u->state == 0 ||
-        u32_field(&r, &u->attempt) || store__mp_uint(&r, &u->token) ||
+        u32_field(&r, &u->attempt) || fl_mp_uint(&r, &u->token) ||
         u32_field(&r, &u->retries_left) || str_field(&r, u->node, sizeof u->node) ||
-        str_field(&r, u->last_node, sizeof u->last_node) || store__mp_uint(&r, &u->not_before_ms) ||
-        store__mp_uint(&r, &u->assigned_ms) || store__mp_uint(&r, &u->finished_ms) ||
+        str_field(&r, u->last_node, sizeof u->last_node) || fl_mp_uint(&r, &u->not_before_ms) ||
+        fl_mp_uint(&r, &u->assigned_ms) || fl_mp_uint(&r, &u->finished_ms) ||
         small_field(&r, &u->status, STORE_ST__MAX - 1) || i32_field(&r, &u->exit_code) ||
         store__mp_bool(&r, &u->cancel) || u32_field(&r, &u->n_hosts) ||
-        u->n_hosts > STORE_UNIT_HOSTS_MAX || store__mp_bin(&r, &u->hosts, &n) ||
-        store__mp_end(&r)) {
+        u->n_hosts > STORE_UNIT_HOSTS_MAX || fl_mp_bin(&r, &u->hosts, &n) ||
+        fl_mp_end(&r)) {
         return FL_EDECODE;
     }
     u->hosts_len = n;
@@ -351,18 +352,18 @@ static int result_encode(struct fl_buf *b, const struct store_result *r)
 
 int store_result_decode(const void *val, size_t vlen, struct store_result *out)
 {
-    struct store__mp r;
-    uint32_t n;
+    struct fl_mp r;
+    size_t n;
     int rv;
     memset(out, 0, sizeof *out);
-    store__mp_init(&r, val, vlen);
+    fl_mp_init(&r, val, vlen);
     if ((rv = header(&r, RESULT_FORMAT, RESULT_FIELDS)) != FL_OK) {
         return rv;
     }
     if (small_field(&r, &out->status, STORE_ST__MAX - 1) || i32_field(&r, &out->rc) ||
-        u32_field(&r, &out->attempt) || store__mp_uint(&r, &out->token) ||
-        str_field(&r, out->node, sizeof out->node) || store__mp_uint(&r, &out->finished_ms) ||
-        store__mp_bin(&r, &out->tail, &n) || n > STORE_TAIL_MAX || store__mp_end(&r)) {
+        u32_field(&r, &out->attempt) || fl_mp_uint(&r, &out->token) ||
+        str_field(&r, out->node, sizeof out->node) || fl_mp_uint(&r, &out->finished_ms) ||
+        fl_mp_bin(&r, &out->tail, &n) || n > STORE_TAIL_MAX || fl_mp_end(&r)) {
         return FL_EDECODE;
     }
     out->tail_len = n;

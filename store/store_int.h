@@ -10,6 +10,7 @@
 #include <lmdb.h>
 
 #include "common/err.h"
+#include "common/mpread.h"
 #include "store/store.h"
 
 /* Room for the tables still to come (tasks, units, results, locks, jobs...):
@@ -64,25 +65,13 @@ void store__put_be64(uint8_t *p, uint64_t v);
 uint32_t store__get_be32(const uint8_t *p);
 uint64_t store__get_be64(const uint8_t *p);
 
-/* ---- msgpack reader (mpread.c) --------------------------------------
- *
- * A bounds-checked reader for the subset of msgpack that the records use.
- * Every function either consumes one complete item and returns FL_OK, or
- * returns FL_EDECODE leaving `pos` unspecified; none reads outside
- * [p, p + len) and none allocates. Strings and binaries are returned as
- * pointers into the input. */
-struct store__mp {
-    const uint8_t *p;
-    size_t len;
-    size_t pos;
-};
-
-void store__mp_init(struct store__mp *r, const void *p, size_t len);
-int store__mp_array(struct store__mp *r, uint32_t *n);
-int store__mp_uint(struct store__mp *r, uint64_t *v); /* any non-negative int */
-int store__mp_bool(struct store__mp *r, int *v);
-int store__mp_str(struct store__mp *r, const char **s, uint32_t *n);
-int store__mp_bin(struct store__mp *r, const uint8_t **b, uint32_t *n);
-int store__mp_end(const struct store__mp *r); /* FL_OK iff all input consumed */
+/* Records are read with the shared total reader (common/mpread.h). */
+static inline int store__mp_bool(struct fl_mp *r, int *v)
+{
+    bool b = false;
+    int rv = fl_mp_bool(r, &b);
+    *v = b;
+    return rv;
+}
 
 #endif

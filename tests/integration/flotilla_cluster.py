@@ -35,9 +35,13 @@ signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
 
 
 def free_port_block(n):
-    """A base port such that base+1..n, base+101.. and base+201.. are free."""
+    """A base port such that base+1..n, base+101.. and base+201.. are free.
+
+    The block lies below the kernel's ephemeral range (32768 and up on
+    Linux), so an outgoing connection can never take a port a server is
+    about to listen on."""
     for _ in range(200):
-        base = random.randrange(20000, 60000 - 300)
+        base = random.randrange(10000, 32768 - 300)
         ok = True
         for off in list(range(1, n + 1)) + list(range(101, 101 + n)) + list(range(201, 201 + n)):
             s = socket.socket()

@@ -1,30 +1,24 @@
-/* agentproto/ — a total, allocation-free reader for the msgpack of payloads.
- *
- * Payloads come from the network, so they are not given to msgpack-c's
- * unpacker: it allocates its object tree with malloc (outside the project's
- * allocator) and sizes containers from the untrusted header, so five bytes
- * announcing a 2^32-element array ask for ~100 GB before one element is read.
- * This reader only checks bounds and hands out pointers into the input; the
- * decoder copies what it keeps. */
+#include "common/mpread.h"
+
 #include <string.h>
 
-#include "agentproto/aproto_int.h"
+#include "common/err.h"
 #include "common/mpcheck.h"
 
-void aproto__mp_init(struct aproto__mp *r, const uint8_t *p, size_t len)
+void fl_mp_init(struct fl_mp *r, const uint8_t *p, size_t len)
 {
     r->p = p;
     r->len = len;
     r->pos = 0;
 }
 
-static int need(const struct aproto__mp *r, uint64_t n)
+static int need(const struct fl_mp *r, uint64_t n)
 {
     return r->len - r->pos >= n;
 }
 
 /* A big-endian unsigned integer of n bytes (1, 2, 4 or 8). */
-static int be(struct aproto__mp *r, size_t n, uint64_t *v)
+static int be(struct fl_mp *r, size_t n, uint64_t *v)
 {
     if (!need(r, n)) {
         return FL_EDECODE;
@@ -37,7 +31,7 @@ static int be(struct aproto__mp *r, size_t n, uint64_t *v)
     return FL_OK;
 }
 
-static int tag(struct aproto__mp *r, uint8_t *b)
+static int tag(struct fl_mp *r, uint8_t *b)
 {
     if (!need(r, 1)) {
         return FL_EDECODE;
@@ -48,7 +42,7 @@ static int tag(struct aproto__mp *r, uint8_t *b)
 
 static const size_t width[4] = {1, 2, 4, 8};
 
-int aproto__mp_uint(struct aproto__mp *r, uint64_t *v)
+int fl_mp_uint(struct fl_mp *r, uint64_t *v)
 {
     int64_t s;
     uint8_t b;
@@ -60,14 +54,14 @@ int aproto__mp_uint(struct aproto__mp *r, uint64_t *v)
         r->pos++;
         return be(r, width[b - 0xcc], v);
     }
-    if (aproto__mp_int(r, &s) != FL_OK || s < 0) {
+    if (fl_mp_int(r, &s) != FL_OK || s < 0) {
         return FL_EDECODE;
     }
     *v = (uint64_t)s;
     return FL_OK;
 }
 
-int aproto__mp_int(struct aproto__mp *r, int64_t *v)
+int fl_mp_int(struct fl_mp *r, int64_t *v)
 {
     uint64_t u;
     size_t n;
@@ -104,7 +98,7 @@ int aproto__mp_int(struct aproto__mp *r, int64_t *v)
     return FL_OK;
 }
 
-int aproto__mp_bool(struct aproto__mp *r, bool *v)
+int fl_mp_bool(struct fl_mp *r, bool *v)
 {
     uint8_t b;
     if (tag(r, &b) != FL_OK || (b != 0xc2 && b != 0xc3)) {
@@ -114,7 +108,7 @@ int aproto__mp_bool(struct aproto__mp *r, bool *v)
     return FL_OK;
 }
 
-int aproto__mp_array(struct aproto__mp *r, uint32_t *n)
+int fl_mp_array(struct fl_mp *r, uint32_t *n)
 {
     uint64_t v;
     uint8_t b;
@@ -134,7 +128,7 @@ int aproto__mp_array(struct aproto__mp *r, uint32_t *n)
 }
 
 /* The n bytes of a str or bin body. */
-static int body(struct aproto__mp *r, uint64_t n, const uint8_t **p, size_t *len)
+static int body(struct fl_mp *r, uint64_t n, const uint8_t **p, size_t *len)
 {
     if (!need(r, n)) {
         return FL_EDECODE;
@@ -145,7 +139,7 @@ static int body(struct aproto__mp *r, uint64_t n, const uint8_t **p, size_t *len
     return FL_OK;
 }
 
-int aproto__mp_str(struct aproto__mp *r, const char **s, size_t *n)
+int fl_mp_str(struct fl_mp *r, const char **s, size_t *n)
 {
     const uint8_t *p;
     uint64_t len;
@@ -165,7 +159,7 @@ int aproto__mp_str(struct aproto__mp *r, const char **s, size_t *n)
     return FL_OK;
 }
 
-int aproto__mp_bin(struct aproto__mp *r, const uint8_t **b, size_t *n)
+int fl_mp_bin(struct fl_mp *r, const uint8_t **b, size_t *n)
 {
     uint64_t len;
     uint8_t t;
@@ -175,7 +169,7 @@ int aproto__mp_bin(struct aproto__mp *r, const uint8_t **b, size_t *n)
     return body(r, len, b, n);
 }
 
-int aproto__mp_skip(struct aproto__mp *r)
+int fl_mp_skip(struct fl_mp *r)
 {
     size_t used;
     if (fl_mpcheck(r->p + r->pos, r->len - r->pos, 8, &used) != FL_OK) {
@@ -183,4 +177,9 @@ int aproto__mp_skip(struct aproto__mp *r)
     }
     r->pos += used;
     return FL_OK;
+}
+
+int fl_mp_end(const struct fl_mp *r)
+{
+    return r->pos == r->len ? FL_OK : FL_EDECODE;
 }

@@ -13,7 +13,8 @@ build=${BUILD_DIR:-$here/build}
 
 packages=(build-essential cmake pkg-config autoconf automake libtool
           libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libsodium-dev libjansson-dev
-          libhttp-parser-dev python3 procps ansible-core)
+          libhttp-parser-dev python3 procps ansible-core
+          python3-croniter python3-nacl python3-msgpack faketime)
 
 deps() {
     [ "${FLOTILLA_SKIP_DEPS:-0}" = 1 ] && return 0

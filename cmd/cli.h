@@ -62,5 +62,7 @@ int cmd_status(int argc, char **argv);
 int cmd_members(int argc, char **argv);
 int cmd_node(int argc, char **argv);
 int cmd_kv(int argc, char **argv);
+int cmd_lock(int argc, char **argv);
+int cmd_session(int argc, char **argv);
 
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "common/clock.h"
 
 #define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
 #define JSON_OPT {"json", 0, "print the API's JSON", NULL, 0}
@@ -26,29 +27,7 @@ static long long jint(json_t *o, const char *k)
 /* "500ms", "30s", "10m", "2h", or plain seconds -> milliseconds; -1 if bad. */
 long long cli_duration_ms(const char *s)
 {
-    char *end;
-    double v;
-    if (s == NULL || *s == '\0' || *s == '-') {
-        return -1;
-    }
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno != 0 || end == s) {
-        return -1;
-    }
-    if (strcmp(end, "ms") == 0) {
-        return (long long)v;
-    }
-    if (*end == '\0' || strcmp(end, "s") == 0) {
-        return (long long)(v * 1000);
-    }
-    if (strcmp(end, "m") == 0) {
-        return (long long)(v * 60000);
-    }
-    if (strcmp(end, "h") == 0) {
-        return (long long)(v * 3600000);
-    }
-    return -1;
+    return fl_duration_ms(s);
 }
 
 static char *slurp(const char *path, size_t *len)

@@ -8,4 +8,8 @@
 uint64_t fl_wall_ms(void); /* milliseconds since the Unix epoch */
 uint64_t fl_mono_ns(void); /* monotonic nanoseconds */
 
+/* "500ms", "30s", "10m", "2h" or a bare number of seconds (fractions
+ * allowed) -> milliseconds; -1 if malformed, negative or over 10 years. */
+long long fl_duration_ms(const char *s);
+
 #endif

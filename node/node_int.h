@@ -12,11 +12,13 @@
 
 struct dispatch;
 struct agent;
+struct lockmgr;
 
 struct node_server {
     struct node_config cfg;
     struct dispatch *dispatch; /* agent connections and the leader's dispatch loop */
     struct agent *agent;       /* this server's embedded agent */
+    struct lockmgr *locks;     /* lease clock, parked acquire calls (node/locks.h) */
     uv_loop_t *loop;
     struct store *store;
     struct rg_repl *repl;
@@ -112,6 +114,20 @@ void node__dispatch_status(struct node_server *s, struct http_request *req, char
 void node__dispatch_pause(struct node_server *s, struct http_request *req, char **args);
 void node__dispatch_resume(struct node_server *s, struct http_request *req, char **args);
 json_t *node__task_json(const struct store_task *k);
+
+/* api_locks.c, locks.c */
+void node__sessions_create(struct node_server *s, struct http_request *req, char **args);
+void node__sessions_list(struct node_server *s, struct http_request *req, char **args);
+void node__sessions_get(struct node_server *s, struct http_request *req, char **args);
+void node__sessions_renew(struct node_server *s, struct http_request *req, char **args);
+void node__sessions_destroy(struct node_server *s, struct http_request *req, char **args);
+void node__locks_list(struct node_server *s, struct http_request *req, char **args);
+void node__locks_get(struct node_server *s, struct http_request *req, char **args);
+void node__locks_acquire(struct node_server *s, struct http_request *req, char **args);
+void node__locks_release(struct node_server *s, struct http_request *req, char **args);
+/* 200 {"granted": true, "key", "session", "token"}. */
+void node__lock_granted(struct http_request *req, const char *session, const char *key,
+                        uint64_t token);
 
 /* server.c */
 json_t *node__node_json(const struct store_node *n);

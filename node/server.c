@@ -16,6 +16,7 @@
 #include "agent/agent.h"
 #include "node/dispatch.h"
 #include "node/http_client.h"
+#include "node/locks.h"
 #include "node/node_int.h"
 
 void node_config_defaults(struct node_config *c)
@@ -192,6 +193,9 @@ static void on_leader(void *data)
     /* Followers forward to the address in our row: write it first. */
     rg_repl_status(s->repl, &st);
     ensure_registered(s, &st);
+    if (s->locks != NULL) {
+        lockmgr_on_leader(s->locks);
+    }
     if (store_begin(s->store, 0, &t) == FL_OK) {
         have = store_meta_get(t, "cluster_id", cur, sizeof cur) == FL_OK;
         store_abort(t);
@@ -251,14 +255,25 @@ static void http_stopped(void *data)
     rg_repl_close(s->repl, repl_closed, s);
 }
 
-static void dispatch_closed(void *data)
+static void locks_closed(void *data)
 {
     struct node_server *s = data;
-    s->dispatch = NULL;
+    s->locks = NULL;
     if (s->http != NULL) {
         http_server_stop(s->http, http_stopped, s);
     } else {
         http_stopped(s);
+    }
+}
+
+static void dispatch_closed(void *data)
+{
+    struct node_server *s = data;
+    s->dispatch = NULL;
+    if (s->locks != NULL) {
+        lockmgr_close(s->locks, locks_closed, s);
+    } else {
+        locks_closed(s);
     }
 }
 
@@ -379,6 +394,10 @@ int node_server_run(const struct node_config *cfg)
     rv = dispatch_create(s, &s->dispatch, err);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla: %s\n", err);
+        exit(1);
+    }
+    if (lockmgr_create(s, &s->locks) != FL_OK) {
+        fprintf(stderr, "flotilla: out of memory\n");
         exit(1);
     }
     if (!s->cfg.no_agent) {

@@ -5,11 +5,14 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/mpcheck.h"
+#include "raft/rg_int.h"
 
 static const char *type_names[] = {
     "unknown",       "kv_put",      "kv_del",      "node_register", "node_cap",
     "node_drain",    "node_remove", "meta_init",   "task_submit",   "unit_assign",
     "unit_result",   "unit_requeue", "node_lost",  "task_cancel",   "dispatch",
+    "session_create", "session_renew", "session_destroy", "session_expire", "lease_extend",
+    "lock_acquire",  "lock_release", "lock_unwait", "lock_wake",
 };
 
 const char *rg_cmd_type_name(int type)
@@ -184,6 +187,16 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
         return FL_OK;
     case RG_CMD_DISPATCH:
         return FL_OK;
+    case RG_CMD_SESSION_CREATE:
+    case RG_CMD_SESSION_RENEW:
+    case RG_CMD_SESSION_DESTROY:
+    case RG_CMD_SESSION_EXPIRE:
+    case RG_CMD_LEASE_EXTEND:
+    case RG_CMD_LOCK_ACQUIRE:
+    case RG_CMD_LOCK_RELEASE:
+    case RG_CMD_LOCK_UNWAIT:
+    case RG_CMD_LOCK_WAKE:
+        return rg__lock_validate(c, errmsg);
     case RG_CMD_META_INIT:
         /* "applied" is the store's own record of the applied position. */
         if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024 ||
@@ -345,6 +358,17 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= msgpack_pack_array(&pk, 2);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
+        break;
+    case RG_CMD_SESSION_CREATE:
+    case RG_CMD_SESSION_RENEW:
+    case RG_CMD_SESSION_DESTROY:
+    case RG_CMD_SESSION_EXPIRE:
+    case RG_CMD_LEASE_EXTEND:
+    case RG_CMD_LOCK_ACQUIRE:
+    case RG_CMD_LOCK_RELEASE:
+    case RG_CMD_LOCK_UNWAIT:
+    case RG_CMD_LOCK_WAKE:
+        rv |= rg__lock_pack(&pk, c);
         break;
     case RG_CMD_META_INIT:
         rv |= msgpack_pack_array(&pk, 3);
@@ -702,6 +726,16 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
         return decode_unit(f, n, c);
     case RG_CMD_DISPATCH:
         return n >= 2 && get_bool(&f[1], &c->u.dispatch.paused) ? FL_OK : FL_EDECODE;
+    case RG_CMD_SESSION_CREATE:
+    case RG_CMD_SESSION_RENEW:
+    case RG_CMD_SESSION_DESTROY:
+    case RG_CMD_SESSION_EXPIRE:
+    case RG_CMD_LEASE_EXTEND:
+    case RG_CMD_LOCK_ACQUIRE:
+    case RG_CMD_LOCK_RELEASE:
+    case RG_CMD_LOCK_UNWAIT:
+    case RG_CMD_LOCK_WAKE:
+        return rg__lock_decode(f, n, c);
     case RG_CMD_META_INIT:
         if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||
             !get_str(&f[2], &c->u.meta.value, &c->u.meta.vlen)) {

@@ -49,6 +49,16 @@ enum rg_cmd_type {
     RG_CMD_NODE_LOST = 12,
     RG_CMD_TASK_CANCEL = 13,
     RG_CMD_DISPATCH = 14,     /* pause or resume dispatch cluster-wide */
+    /* Sessions and locks (docs/LOCKS.md); all use u.lock. */
+    RG_CMD_SESSION_CREATE = 15,
+    RG_CMD_SESSION_RENEW = 16,
+    RG_CMD_SESSION_DESTROY = 17, /* release everything, no lock-delay */
+    RG_CMD_SESSION_EXPIRE = 18,  /* the leader's decision; refused if renewed since */
+    RG_CMD_LEASE_EXTEND = 19,    /* a new leader extends every lease by its TTL */
+    RG_CMD_LOCK_ACQUIRE = 20,
+    RG_CMD_LOCK_RELEASE = 21,    /* give up a hold or a place in the queue */
+    RG_CMD_LOCK_UNWAIT = 22,     /* a wait timed out: leave the queue unless granted */
+    RG_CMD_LOCK_WAKE = 23,       /* the lock-delay is over: grant the waiters */
     RG_CMD__MAX
 };
 
@@ -140,6 +150,19 @@ struct rg_cmd {
             int paused;
         } dispatch;
         struct {
+            const char *session; /* every type but LEASE_EXTEND and LOCK_WAKE */
+            size_t slen;
+            const char *key; /* "namespace/name": LOCK_* */
+            size_t klen;
+            const char *name; /* SESSION_CREATE: who holds it (free text) */
+            size_t nlen;
+            uint64_t ttl_ms;        /* SESSION_CREATE */
+            uint64_t lock_delay_ms; /* SESSION_CREATE */
+            uint64_t renewals;      /* SESSION_EXPIRE: the renewal count it saw */
+            uint32_t limit;         /* LOCK_ACQUIRE: holders allowed (1 = mutex) */
+            int wait;               /* LOCK_ACQUIRE: join the queue if not free */
+        } lock;
+        struct {
             const char *name;
             size_t nlen;
             const char *value;
@@ -147,6 +170,21 @@ struct rg_cmd {
         } meta;
     } u;
 };
+
+/* Limits of sessions and locks (docs/LOCKS.md). */
+#define RG_SESSION_TTL_MIN_MS   1000u
+#define RG_SESSION_TTL_MAX_MS   (24u * 3600 * 1000)
+#define RG_LOCK_DELAY_MAX_MS    (60u * 1000)
+#define RG_LOCK_NS_MAX          64
+/* Check a lock's namespace and name; FL_EINVAL with a message saying what
+ * is wrong. A namespace is 1-64 of [a-z0-9_.-] starting with a letter or a
+ * digit; a name is 1-190 printable ASCII bytes without spaces. */
+int rg_lock_key_check(const char *ns, size_t nslen, const char *name, size_t namelen,
+                      char *errmsg);
+/* Check a full key "namespace/name" (split at the first '/'). */
+int rg_lock_full_key_check(const char *key, size_t klen, char *errmsg);
+/* A session id: 1-39 of [A-Za-z0-9_-]. */
+int rg_session_id_check(const char *id, size_t n, char *errmsg);
 
 /* Validate a command before it is proposed (sizes, required fields): the
  * leader refuses bad commands instead of logging them. FL_EINVAL/FL_ETOOBIG

@@ -242,6 +242,16 @@ static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
     case RG_CMD_TASK_CANCEL:
     case RG_CMD_DISPATCH:
         return rg__apply_sched(f, c, index, now, res);
+    case RG_CMD_SESSION_CREATE:
+    case RG_CMD_SESSION_RENEW:
+    case RG_CMD_SESSION_DESTROY:
+    case RG_CMD_SESSION_EXPIRE:
+    case RG_CMD_LEASE_EXTEND:
+    case RG_CMD_LOCK_ACQUIRE:
+    case RG_CMD_LOCK_RELEASE:
+    case RG_CMD_LOCK_UNWAIT:
+    case RG_CMD_LOCK_WAKE:
+        return rg__apply_lock(f, c, index, now, res);
     default:
         res->err = FL_EVERSION;
         return FL_OK;

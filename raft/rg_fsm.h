@@ -28,11 +28,36 @@ struct rg_result {
     int err;          /* FL_OK or a business error (FL_ECONFLICT, FL_ENOTFOUND, ...) */
     uint64_t index;   /* Raft index of the entry */
     uint64_t version; /* KV_PUT: the key's new version (the kv revision);
-                         UNIT_ASSIGN: the fencing token; TASK_SUBMIT: units */
+                         UNIT_ASSIGN: the fencing token; TASK_SUBMIT: units;
+                         LOCK_ACQUIRE/UNWAIT: the token, 0 = waiting;
+                         SESSION_RENEW: the new expiry (leader time) */
     char str[40];     /* TASK_SUBMIT: the task id (the existing one for a
-                         repeated idempotency key) */
+                         repeated idempotency key); LOCK_ACQUIRE refused
+                         as held: the first holder's session */
     char node[64];    /* UNIT_ASSIGN: the node; UNIT_RESULT/REQUEUE: the node
                          the unit left (so the leader can track free slots) */
+};
+
+/* What the lock commands did, for the leader's lock manager (node/locks.c):
+ * it answers waiting acquire calls and keeps the lease deadlines. Emitted
+ * while the entry is applied, on every server; pointers are valid during the
+ * call only. */
+enum rg_lock_event_type {
+    RG_LEV_GRANT = 1,    /* key granted to session with token */
+    RG_LEV_SESSION,      /* session created, renewed or extended: ttl_ms, renewals */
+    RG_LEV_SESSION_GONE, /* session destroyed or expired */
+    RG_LEV_DELAY,        /* waiters of key are held back by lock-delay until until_ms */
+    RG_LEV_EXTENDED,     /* a LEASE_EXTEND was applied */
+};
+struct rg_lock_event {
+    int type;
+    const char *session;
+    const char *key;
+    size_t klen;
+    uint64_t token;
+    uint64_t ttl_ms;
+    uint64_t renewals;
+    uint64_t until_ms;
 };
 
 /* Called on the server that proposed an entry (origin == own id) when the
@@ -57,6 +82,8 @@ struct rg_fsm {
      * that changes scheduling state (may be NULL). */
     void (*sched_cb)(void *data, const void *cmd, const struct rg_result *res);
     void *sched_data;
+    void (*lock_cb)(void *data, const struct rg_lock_event *ev);
+    void *lock_data;
     rg_fsm_results_cb results_cb;
     void *results_data;
     /* Counters, exposed by GET /v1/status. */

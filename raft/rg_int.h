@@ -11,6 +11,14 @@
 int rg__apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
                     struct rg_result *res);
 
+/* Sessions and locks (rg_lock.c): validation, encoding and decoding of the
+ * RG_CMD_SESSION_* / LEASE_EXTEND / LOCK_* commands, and their apply. */
+int rg__lock_validate(const struct rg_cmd *c, char *errmsg);
+int rg__lock_pack(msgpack_packer *pk, const struct rg_cmd *c); /* msgpack-c status */
+int rg__lock_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c);
+int rg__apply_lock(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                   struct rg_result *res);
+
 /* Read/write a decimal counter kept in META. */
 int rg__meta_u64(struct store_txn *t, const char *name, uint64_t *out);
 int rg__meta_put_u64(struct store_txn *t, const char *name, uint64_t v);

@@ -24,22 +24,11 @@
 
 /* ---- encoding ---------------------------------------------------------- */
 
-static int buf_write(void *data, const char *p, size_t n)
-{
-    return fl_buf_append(data, p, n) == FL_OK ? 0 : -1;
-}
-
-static int pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
-}
-
 static int kv_encode(struct fl_buf *b, const void *value, size_t vlen, uint64_t version,
                      uint64_t create_index, uint64_t mtime_ms)
 {
     msgpack_packer pk;
-    msgpack_packer_init(&pk, b, buf_write);
+    msgpack_packer_init(&pk, b, store__buf_write);
     if (fl_buf_reserve(b, vlen + 64) != FL_OK) {
         return FL_ENOMEM;
     }
@@ -47,7 +36,7 @@ static int kv_encode(struct fl_buf *b, const void *value, size_t vlen, uint64_t 
         msgpack_pack_bin(&pk, vlen) | msgpack_pack_bin_body(&pk, value, vlen) |
         msgpack_pack_uint64(&pk, version) | msgpack_pack_uint64(&pk, create_index) |
         msgpack_pack_uint64(&pk, mtime_ms)) {
-        return FL_ENOMEM; /* the only way buf_write fails */
+        return FL_ENOMEM; /* the only way store__buf_write fails */
     }
     return FL_OK;
 }
@@ -56,37 +45,23 @@ static int node_encode(struct fl_buf *b, const struct store_node *n)
 {
     msgpack_packer pk;
     int r;
-    msgpack_packer_init(&pk, b, buf_write);
+    msgpack_packer_init(&pk, b, store__buf_write);
     r = msgpack_pack_array(&pk, NODE_FIELDS) | msgpack_pack_uint64(&pk, NODE_FORMAT) |
-        pack_str(&pk, n->id) | msgpack_pack_uint64(&pk, n->raft_id) | pack_str(&pk, n->raft_addr) |
-        pack_str(&pk, n->api_addr) | msgpack_pack_uint64(&pk, (uint64_t)n->kind) |
+        store__pack_str(&pk, n->id) | msgpack_pack_uint64(&pk, n->raft_id) | store__pack_str(&pk, n->raft_addr) |
+        store__pack_str(&pk, n->api_addr) | msgpack_pack_uint64(&pk, (uint64_t)n->kind) |
         msgpack_pack_array(&pk, n->n_labels);
     for (unsigned i = 0; i < n->n_labels; i++) {
-        r |= pack_str(&pk, n->labels[i]);
+        r |= store__pack_str(&pk, n->labels[i]);
     }
     r |= msgpack_pack_uint64(&pk, n->cap);
     r |= n->drain ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     r |= msgpack_pack_uint64(&pk, n->created_index) | msgpack_pack_uint64(&pk, n->updated_index);
-    r |= msgpack_pack_uint64(&pk, n->running) | pack_str(&pk, n->agent_addr);
+    r |= msgpack_pack_uint64(&pk, n->running) | store__pack_str(&pk, n->agent_addr);
     r |= n->lost ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     return r != 0 ? FL_ENOMEM : FL_OK;
 }
 
 /* ---- decoding ---------------------------------------------------------- */
-
-/* The array header and leading format version of a record. */
-static int header(struct fl_mp *r, uint64_t format, uint32_t fields)
-{
-    uint32_t n;
-    uint64_t v;
-    if (fl_mp_array(r, &n) != FL_OK || n == 0 || fl_mp_uint(r, &v) != FL_OK) {
-        return FL_EDECODE;
-    }
-    if (v != format) {
-        return FL_EVERSION;
-    }
-    return n == fields ? FL_OK : FL_EDECODE;
-}
 
 int store_kv_decode(const void *val, size_t vlen, struct store_kv *out)
 {
@@ -94,7 +69,7 @@ int store_kv_decode(const void *val, size_t vlen, struct store_kv *out)
     size_t n;
     int rv;
     fl_mp_init(&r, val, vlen);
-    if ((rv = header(&r, KV_FORMAT, KV_FIELDS)) != FL_OK) {
+    if ((rv = store__header(&r, KV_FORMAT, KV_FIELDS)) != FL_OK) {
         return rv;
     }
     if (fl_mp_bin(&r, &out->value, &n) != FL_OK || fl_mp_uint(&r, &out->version) ||
@@ -106,20 +81,6 @@ int store_kv_decode(const void *val, size_t vlen, struct store_kv *out)
     return FL_OK;
 }
 
-/* A string field into a char[max]: refused if it does not fit with its NUL
- * or holds a NUL (it would not survive the round trip). */
-static int str_field(struct fl_mp *r, char *dst, size_t max)
-{
-    const char *s;
-    size_t n;
-    if (fl_mp_str(r, &s, &n) != FL_OK || n >= max || memchr(s, '\0', n) != NULL) {
-        return FL_EDECODE;
-    }
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-    return FL_OK;
-}
-
 static int node_labels(struct fl_mp *r, struct store_node *out)
 {
     uint32_t n;
@@ -128,7 +89,7 @@ static int node_labels(struct fl_mp *r, struct store_node *out)
     }
     out->n_labels = n;
     for (uint32_t i = 0; i < n; i++) {
-        if (str_field(r, out->labels[i], STORE_NODE_LABEL_MAX) != FL_OK) {
+        if (store__str_field(r, out->labels[i], STORE_NODE_LABEL_MAX) != FL_OK) {
             return FL_EDECODE;
         }
     }
@@ -152,9 +113,9 @@ int store_node_decode(const void *val, size_t vlen, struct store_node *out)
     if ((format == 1 && fields != NODE_FIELDS_1) || (format == 2 && fields != NODE_FIELDS)) {
         return FL_EDECODE;
     }
-    if (str_field(&r, out->id, sizeof out->id) || out->id[0] == '\0' ||
-        fl_mp_uint(&r, &out->raft_id) || str_field(&r, out->raft_addr, sizeof out->raft_addr) ||
-        str_field(&r, out->api_addr, sizeof out->api_addr) || fl_mp_uint(&r, &kind) ||
+    if (store__str_field(&r, out->id, sizeof out->id) || out->id[0] == '\0' ||
+        fl_mp_uint(&r, &out->raft_id) || store__str_field(&r, out->raft_addr, sizeof out->raft_addr) ||
+        store__str_field(&r, out->api_addr, sizeof out->api_addr) || fl_mp_uint(&r, &kind) ||
         (kind != STORE_NODE_SERVER && kind != STORE_NODE_AGENT) || node_labels(&r, out) ||
         fl_mp_uint(&r, &cap) || cap > UINT32_MAX || store__mp_bool(&r, &out->drain) ||
         fl_mp_uint(&r, &out->created_index) || fl_mp_uint(&r, &out->updated_index)) {
@@ -162,7 +123,7 @@ int store_node_decode(const void *val, size_t vlen, struct store_node *out)
     }
     if (format == 2 &&
         (fl_mp_uint(&r, &running) || running > UINT32_MAX ||
-         str_field(&r, out->agent_addr, sizeof out->agent_addr) ||
+         store__str_field(&r, out->agent_addr, sizeof out->agent_addr) ||
          store__mp_bool(&r, &out->lost))) {
         return FL_EDECODE;
     }

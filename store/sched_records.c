@@ -33,62 +33,6 @@ const char *store_status_name(int status)
     return status_names[status];
 }
 
-static int buf_write(void *data, const char *p, size_t n)
-{
-    return fl_buf_append(data, p, n) == FL_OK ? 0 : -1;
-}
-
-static int pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
-}
-
-static int pack_bin(msgpack_packer *pk, const void *p, size_t n)
-{
-    return msgpack_pack_bin(pk, n) | msgpack_pack_bin_body(pk, n ? p : "", n);
-}
-
-static int pack_bool(msgpack_packer *pk, int v)
-{
-    return v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-}
-
-static int header(struct fl_mp *r, uint64_t format, uint32_t fields)
-{
-    uint32_t n;
-    uint64_t v;
-    if (fl_mp_array(r, &n) != FL_OK || n == 0 || fl_mp_uint(r, &v) != FL_OK) {
-        return FL_EDECODE;
-    }
-    if (v != format) {
-        return FL_EVERSION;
-    }
-    return n == fields ? FL_OK : FL_EDECODE;
-}
-
-static int str_field(struct fl_mp *r, char *dst, size_t max)
-{
-    const char *s;
-    size_t n;
-    if (fl_mp_str(r, &s, &n) != FL_OK || n >= max || memchr(s, '\0', n) != NULL) {
-        return FL_EDECODE;
-    }
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-    return FL_OK;
-}
-
-static int u32_field(struct fl_mp *r, uint32_t *v)
-{
-    uint64_t x;
-    if (fl_mp_uint(r, &x) != FL_OK || x > UINT32_MAX) {
-        return FL_EDECODE;
-    }
-    *v = (uint32_t)x;
-    return FL_OK;
-}
-
 static int i32_field(struct fl_mp *r, int32_t *v)
 {
     uint64_t x;
@@ -109,18 +53,6 @@ static int small_field(struct fl_mp *r, int *v, int max)
     return FL_OK;
 }
 
-static int put_encoded(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
-                       struct fl_buf *b, int rv)
-{
-    if (rv == FL_OK) {
-        rv = store_put(t, tab, key, klen, b->data, b->len);
-    } else {
-        rv = fl_errf(t->s->errmsg, FL_ENOMEM, "%s record: out of memory", store_table_name(tab));
-    }
-    fl_buf_close(b);
-    return rv;
-}
-
 static int corrupt(struct store_txn *t, int rv, const char *what)
 {
     return fl_errf(t->s->errmsg, FL_ECORRUPT, "%s record does not decode (%s)", what,
@@ -133,19 +65,19 @@ static int task_encode(struct fl_buf *b, const struct store_task *k)
 {
     msgpack_packer pk;
     int r;
-    msgpack_packer_init(&pk, b, buf_write);
+    msgpack_packer_init(&pk, b, store__buf_write);
     r = msgpack_pack_array(&pk, TASK_FIELDS) | msgpack_pack_uint64(&pk, TASK_FORMAT) |
-        pack_str(&pk, k->id) | pack_str(&pk, k->name) | msgpack_pack_uint64(&pk, (uint64_t)k->state) |
+        store__pack_str(&pk, k->id) | store__pack_str(&pk, k->name) | msgpack_pack_uint64(&pk, (uint64_t)k->state) |
         msgpack_pack_uint64(&pk, (uint64_t)((int64_t)k->priority + OFFSET)) |
         msgpack_pack_uint64(&pk, k->seq) | msgpack_pack_uint64(&pk, k->unit_size) |
         msgpack_pack_uint64(&pk, k->n_hosts) | msgpack_pack_uint64(&pk, k->n_units) |
         msgpack_pack_uint64(&pk, k->timeout_ms) | msgpack_pack_uint64(&pk, k->retries) |
         msgpack_pack_array(&pk, k->n_constraints);
     for (unsigned i = 0; i < k->n_constraints; i++) {
-        r |= pack_str(&pk, k->constraints[i]);
+        r |= store__pack_str(&pk, k->constraints[i]);
     }
-    r |= pack_bin(&pk, k->spec, k->spec_len) | msgpack_pack_uint64(&pk, k->created_ms) |
-         msgpack_pack_uint64(&pk, k->finished_ms) | pack_bool(&pk, k->cancel_requested) |
+    r |= store__pack_bin(&pk, k->spec, k->spec_len) | msgpack_pack_uint64(&pk, k->created_ms) |
+         msgpack_pack_uint64(&pk, k->finished_ms) | store__pack_bool(&pk, k->cancel_requested) |
          msgpack_pack_uint64(&pk, k->units_queued) | msgpack_pack_uint64(&pk, k->units_running) |
          msgpack_pack_uint64(&pk, k->units_done) | msgpack_pack_array(&pk, STORE_ST__MAX);
     for (int i = 0; i < STORE_ST__MAX; i++) {
@@ -163,32 +95,32 @@ int store_task_decode(const void *val, size_t vlen, struct store_task *k)
     int rv;
     memset(k, 0, sizeof *k);
     fl_mp_init(&r, val, vlen);
-    if ((rv = header(&r, TASK_FORMAT, TASK_FIELDS)) != FL_OK) {
+    if ((rv = store__header(&r, TASK_FORMAT, TASK_FIELDS)) != FL_OK) {
         return rv;
     }
-    if (str_field(&r, k->id, sizeof k->id) || k->id[0] == '\0' ||
-        str_field(&r, k->name, sizeof k->name) || small_field(&r, &k->state, STORE_TASK_CANCELLED) ||
+    if (store__str_field(&r, k->id, sizeof k->id) || k->id[0] == '\0' ||
+        store__str_field(&r, k->name, sizeof k->name) || small_field(&r, &k->state, STORE_TASK_CANCELLED) ||
         i32_field(&r, &k->priority) || fl_mp_uint(&r, &k->seq) ||
-        u32_field(&r, &k->unit_size) || u32_field(&r, &k->n_hosts) ||
-        u32_field(&r, &k->n_units) || u32_field(&r, &k->timeout_ms) ||
-        u32_field(&r, &k->retries) || fl_mp_array(&r, &nc) || nc > STORE_TASK_CONSTRAINTS) {
+        store__u32_field(&r, &k->unit_size) || store__u32_field(&r, &k->n_hosts) ||
+        store__u32_field(&r, &k->n_units) || store__u32_field(&r, &k->timeout_ms) ||
+        store__u32_field(&r, &k->retries) || fl_mp_array(&r, &nc) || nc > STORE_TASK_CONSTRAINTS) {
         return FL_EDECODE;
     }
     k->n_constraints = nc;
     for (uint32_t i = 0; i < nc; i++) {
-        if (str_field(&r, k->constraints[i], STORE_NODE_LABEL_MAX)) {
+        if (store__str_field(&r, k->constraints[i], STORE_NODE_LABEL_MAX)) {
             return FL_EDECODE;
         }
     }
     if (fl_mp_bin(&r, &k->spec, &n) || fl_mp_uint(&r, &k->created_ms) ||
         fl_mp_uint(&r, &k->finished_ms) || store__mp_bool(&r, &k->cancel_requested) ||
-        u32_field(&r, &k->units_queued) || u32_field(&r, &k->units_running) ||
-        u32_field(&r, &k->units_done) || fl_mp_array(&r, &nc) || nc != STORE_ST__MAX) {
+        store__u32_field(&r, &k->units_queued) || store__u32_field(&r, &k->units_running) ||
+        store__u32_field(&r, &k->units_done) || fl_mp_array(&r, &nc) || nc != STORE_ST__MAX) {
         return FL_EDECODE;
     }
     k->spec_len = n;
     for (int i = 0; i < STORE_ST__MAX; i++) {
-        if (u32_field(&r, &k->hosts_by_status[i])) {
+        if (store__u32_field(&r, &k->hosts_by_status[i])) {
             return FL_EDECODE;
         }
     }
@@ -222,7 +154,7 @@ int store_task_put(struct store_txn *t, const struct store_task *k)
         return fl_errf(t->s->errmsg, FL_EINVAL, "bad task record");
     }
     fl_buf_init(&b);
-    return put_encoded(t, STORE_TASKS, k->id, kl, &b, task_encode(&b, k));
+    return store__put_encoded(t, STORE_TASKS, k->id, kl, &b, task_encode(&b, k));
 }
 
 /* ---- units -------------------------------------------------------------- */
@@ -239,19 +171,19 @@ size_t store_unit_key(char *out, const char *id, uint32_t unit)
 static int unit_encode(struct fl_buf *b, const struct store_unit *u)
 {
     msgpack_packer pk;
-    msgpack_packer_init(&pk, b, buf_write);
+    msgpack_packer_init(&pk, b, store__buf_write);
     if (fl_buf_reserve(b, u->hosts_len + 128) != FL_OK) {
         return FL_ENOMEM;
     }
     return (msgpack_pack_array(&pk, UNIT_FIELDS) | msgpack_pack_uint64(&pk, UNIT_FORMAT) |
             msgpack_pack_uint64(&pk, (uint64_t)u->state) | msgpack_pack_uint64(&pk, u->attempt) |
             msgpack_pack_uint64(&pk, u->token) | msgpack_pack_uint64(&pk, u->retries_left) |
-            pack_str(&pk, u->node) | pack_str(&pk, u->last_node) |
+            store__pack_str(&pk, u->node) | store__pack_str(&pk, u->last_node) |
             msgpack_pack_uint64(&pk, u->not_before_ms) | msgpack_pack_uint64(&pk, u->assigned_ms) |
             msgpack_pack_uint64(&pk, u->finished_ms) | msgpack_pack_uint64(&pk, (uint64_t)u->status) |
             msgpack_pack_uint64(&pk, (uint64_t)((int64_t)u->exit_code + OFFSET)) |
-            pack_bool(&pk, u->cancel) | msgpack_pack_uint64(&pk, u->n_hosts) |
-            pack_bin(&pk, u->hosts, u->hosts_len))
+            store__pack_bool(&pk, u->cancel) | msgpack_pack_uint64(&pk, u->n_hosts) |
+            store__pack_bin(&pk, u->hosts, u->hosts_len))
                ? FL_ENOMEM
                : FL_OK;
 }
@@ -263,18 +195,18 @@ int store_unit_decode(const void *val, size_t vlen, struct store_unit *u)
     int rv;
     memset(u, 0, sizeof *u);
     fl_mp_init(&r, val, vlen);
-    if ((rv = header(&r, UNIT_FORMAT, UNIT_FIELDS)) != FL_OK) {
+    if ((rv = store__header(&r, UNIT_FORMAT, UNIT_FIELDS)) != FL_OK) {
         return rv;
     }
     /* n_hosts is checked by store_unit_host as it walks the hosts (each
      * host must end with a NUL inside the blob). That field precedes. */
     if (small_field(&r, &u->state, STORE_UNIT_DONE) || u->state == 0 ||
-        u32_field(&r, &u->attempt) || fl_mp_uint(&r, &u->token) ||
-        u32_field(&r, &u->retries_left) || str_field(&r, u->node, sizeof u->node) ||
-        str_field(&r, u->last_node, sizeof u->last_node) || fl_mp_uint(&r, &u->not_before_ms) ||
+        store__u32_field(&r, &u->attempt) || fl_mp_uint(&r, &u->token) ||
+        store__u32_field(&r, &u->retries_left) || store__str_field(&r, u->node, sizeof u->node) ||
+        store__str_field(&r, u->last_node, sizeof u->last_node) || fl_mp_uint(&r, &u->not_before_ms) ||
         fl_mp_uint(&r, &u->assigned_ms) || fl_mp_uint(&r, &u->finished_ms) ||
         small_field(&r, &u->status, STORE_ST__MAX - 1) || i32_field(&r, &u->exit_code) ||
-        store__mp_bool(&r, &u->cancel) || u32_field(&r, &u->n_hosts) ||
+        store__mp_bool(&r, &u->cancel) || store__u32_field(&r, &u->n_hosts) ||
         u->n_hosts > STORE_UNIT_HOSTS_MAX || fl_mp_bin(&r, &u->hosts, &n) ||
         fl_mp_end(&r)) {
         return FL_EDECODE;
@@ -331,7 +263,7 @@ int store_unit_put(struct store_txn *t, const char *task, uint32_t unit, const s
     }
     kl = store_unit_key(key, task, unit);
     fl_buf_init(&b);
-    return put_encoded(t, STORE_UNITS, key, kl, &b, unit_encode(&b, u));
+    return store__put_encoded(t, STORE_UNITS, key, kl, &b, unit_encode(&b, u));
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -339,13 +271,13 @@ int store_unit_put(struct store_txn *t, const char *task, uint32_t unit, const s
 static int result_encode(struct fl_buf *b, const struct store_result *r)
 {
     msgpack_packer pk;
-    msgpack_packer_init(&pk, b, buf_write);
+    msgpack_packer_init(&pk, b, store__buf_write);
     return (msgpack_pack_array(&pk, RESULT_FIELDS) | msgpack_pack_uint64(&pk, RESULT_FORMAT) |
             msgpack_pack_uint64(&pk, (uint64_t)r->status) |
             msgpack_pack_uint64(&pk, (uint64_t)((int64_t)r->rc + OFFSET)) |
             msgpack_pack_uint64(&pk, r->attempt) | msgpack_pack_uint64(&pk, r->token) |
-            pack_str(&pk, r->node) | msgpack_pack_uint64(&pk, r->finished_ms) |
-            pack_bin(&pk, r->tail, r->tail_len))
+            store__pack_str(&pk, r->node) | msgpack_pack_uint64(&pk, r->finished_ms) |
+            store__pack_bin(&pk, r->tail, r->tail_len))
                ? FL_ENOMEM
                : FL_OK;
 }
@@ -357,12 +289,12 @@ int store_result_decode(const void *val, size_t vlen, struct store_result *out)
     int rv;
     memset(out, 0, sizeof *out);
     fl_mp_init(&r, val, vlen);
-    if ((rv = header(&r, RESULT_FORMAT, RESULT_FIELDS)) != FL_OK) {
+    if ((rv = store__header(&r, RESULT_FORMAT, RESULT_FIELDS)) != FL_OK) {
         return rv;
     }
     if (small_field(&r, &out->status, STORE_ST__MAX - 1) || i32_field(&r, &out->rc) ||
-        u32_field(&r, &out->attempt) || fl_mp_uint(&r, &out->token) ||
-        str_field(&r, out->node, sizeof out->node) || fl_mp_uint(&r, &out->finished_ms) ||
+        store__u32_field(&r, &out->attempt) || fl_mp_uint(&r, &out->token) ||
+        store__str_field(&r, out->node, sizeof out->node) || fl_mp_uint(&r, &out->finished_ms) ||
         fl_mp_bin(&r, &out->tail, &n) || n > STORE_TAIL_MAX || fl_mp_end(&r)) {
         return FL_EDECODE;
     }
@@ -385,7 +317,7 @@ int store_result_put(struct store_txn *t, const char *task, uint32_t unit, const
     memcpy(key + kl, host, hlen);
     kl += hlen;
     fl_buf_init(&b);
-    return put_encoded(t, STORE_RESULTS, key, kl, &b, result_encode(&b, r));
+    return store__put_encoded(t, STORE_RESULTS, key, kl, &b, result_encode(&b, r));
 }
 
 /* ---- index tables ------------------------------------------------------- */

@@ -31,6 +31,11 @@ static const char *table_names[STORE__NTABLES] = {
     [STORE_QUEUE] = "queue",
     [STORE_IDEM] = "idem",
     [STORE_NODEUNITS] = "nodeunits",
+    [STORE_SESSIONS] = "sessions",
+    [STORE_LOCKS] = "locks",
+    [STORE_SESSLOCKS] = "sesslocks",
+    [STORE_JOBS] = "jobs",
+    [STORE_RUNS] = "runs",
 };
 
 const char *store_table_name(enum store_table t)

@@ -52,6 +52,11 @@ enum store_table {
     STORE_QUEUE = 8,     /* u32 ~priority, u64 seq, task id '/' u32 unit -> "" (runnable) */
     STORE_IDEM = 9,      /* idempotency key -> task id */
     STORE_NODEUNITS = 10, /* node id '\0' task id '/' u32 unit -> "" (units on a node) */
+    STORE_SESSIONS = 11,  /* session id -> struct store_session */
+    STORE_LOCKS = 12,     /* "namespace/name" -> struct store_lock */
+    STORE_SESSLOCKS = 13, /* session id '\0' lock key -> "H" held / "W" waiting */
+    STORE_JOBS = 14,      /* job name -> struct store_job */
+    STORE_RUNS = 15,      /* job name '\0' u64 scheduled second (BE) -> struct store_run */
     STORE__NTABLES
 };
 
@@ -288,6 +293,54 @@ size_t store_queue_key(uint8_t *out, int32_t priority, uint64_t seq, const char 
                        uint32_t unit); /* out >= 12 + STORE_TASK_ID_MAX + 5 */
 int store_queue_key_parse(const void *key, size_t klen, int32_t *priority, uint64_t *seq,
                           char *task, uint32_t *unit);
+
+/* ---- sessions and locks (docs/LOCKS.md) ------------------------------- */
+
+#define STORE_SESSION_ID_MAX   40
+#define STORE_SESSION_NAME_MAX 128
+#define STORE_LOCK_KEY_MAX     256 /* "namespace/name" and its NUL */
+#define STORE_LOCK_HOLDERS_MAX 1024
+#define STORE_LOCK_WAITERS_MAX 4096
+
+struct store_session {
+    char id[STORE_SESSION_ID_MAX];
+    char name[STORE_SESSION_NAME_MAX]; /* who holds it, free text */
+    uint64_t ttl_ms;
+    uint64_t lock_delay_ms;
+    uint64_t created_ms;
+    uint64_t expires_ms; /* leader-stamped time of the last renewal + ttl (informative) */
+    uint64_t renewals;   /* counts renewals and lease extensions */
+    uint64_t created_index;
+};
+int store_session_get(struct store_txn *t, const char *id, struct store_session *out);
+int store_session_put(struct store_txn *t, const struct store_session *s);
+int store_session_decode(const void *val, size_t vlen, struct store_session *out);
+
+/* One holder or waiter of a lock. */
+struct store_lock_slot {
+    char session[STORE_SESSION_ID_MAX];
+    uint64_t token;    /* holders: the fencing token of the grant; waiters: 0 */
+    uint64_t since_ms; /* holders: granted at; waiters: queued at */
+};
+
+/* A lock (or an N-holder semaphore): holders, FIFO waiters, the last token
+ * granted and the lock-delay. holders and waiters are allocated by
+ * store_lock_get/decode with room for one more entry each (so apply can
+ * append without reallocating); free them with store_lock_free. A lock
+ * initialised with store_lock_init has that room too. */
+struct store_lock {
+    uint32_t limit;          /* holders allowed at once; 1 = mutex */
+    uint64_t fence;          /* the last fencing token granted */
+    uint64_t delay_until_ms; /* no grant before this leader-stamped time */
+    uint32_t n_holders, n_waiters;
+    struct store_lock_slot *holders;
+    struct store_lock_slot *waiters;
+};
+int store_lock_init(struct store_lock *l, uint32_t limit); /* FL_ENOMEM */
+void store_lock_free(struct store_lock *l);
+int store_lock_get(struct store_txn *t, const char *key, size_t klen, struct store_lock *out);
+int store_lock_put(struct store_txn *t, const char *key, size_t klen, const struct store_lock *l);
+int store_lock_decode(const void *val, size_t vlen, struct store_lock *out);
 
 /* ---- snapshots and digest ------------------------------------------- */
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <lmdb.h>
+#include <msgpack.h>
 
 #include "common/err.h"
 #include "common/mpread.h"
@@ -15,7 +16,7 @@
 
 /* Room for the tables still to come (tasks, units, results, locks, jobs...):
  * LMDB fixes the number of named databases when the environment is opened. */
-#define STORE__MAXDBS 16
+#define STORE__MAXDBS 32
 
 /* META key of the applied position: 16 bytes, u64 index then u64 term, both
  * big-endian. Written only through store_set_applied()/store_load(). */
@@ -73,5 +74,19 @@ static inline int store__mp_bool(struct fl_mp *r, int *v)
     *v = b;
     return rv;
 }
+
+/* Record helpers (recutil.c). */
+int store__buf_write(void *data, const char *p, size_t n); /* msgpack writer into an fl_buf */
+int store__pack_str(msgpack_packer *pk, const char *s);
+int store__pack_bin(msgpack_packer *pk, const void *p, size_t n);
+int store__pack_bool(msgpack_packer *pk, int v);
+/* Array header with the format version first: FL_EVERSION on another
+ * version, FL_EDECODE unless it has exactly `fields` elements. */
+int store__header(struct fl_mp *r, uint64_t format, uint32_t fields);
+int store__str_field(struct fl_mp *r, char *dst, size_t max);
+int store__u32_field(struct fl_mp *r, uint32_t *v);
+/* Put the encoded record `b` (rv: the encoder's result) and close b. */
+int store__put_encoded(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
+                       struct fl_buf *b, int rv);
 
 #endif

@@ -1,0 +1,519 @@
+/* /v1/sessions and /v1/locks (docs/LOCKS.md, docs/API.md).
+ *
+ *   POST   /v1/sessions            {"ttl": "15s", "lock_delay": "15s", "name": "..."}
+ *   PUT    /v1/sessions/ID/renew
+ *   DELETE /v1/sessions/ID
+ *   GET    /v1/sessions[/ID]
+ *   PUT    /v1/locks/NS/NAME       {"session": ID, "wait": "10s", "limit": 1}
+ *   DELETE /v1/locks/NS/NAME?session=ID
+ *   GET    /v1/locks[?namespace=NS], /v1/locks/NS/NAME
+ *
+ * Durations are strings ("500ms", "15s", "2m") or integers of milliseconds. */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "node/locks.h"
+#include "node/node_int.h"
+
+#define DEFAULT_TTL_MS        15000
+#define DEFAULT_LOCK_DELAY_MS 15000
+#define MAX_WAIT_MS           (24ull * 3600 * 1000)
+
+/* A duration field; returns 0 after answering 400. */
+static int duration(struct http_request *req, json_t *body, const char *field, uint64_t dflt,
+                    uint64_t *out)
+{
+    json_t *v = json_object_get(body, field);
+    long long ms;
+    if (v == NULL || json_is_null(v)) {
+        *out = dflt;
+        return 1;
+    }
+    if (json_is_integer(v)) {
+        ms = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        ms = fl_duration_ms(json_string_value(v));
+    } else {
+        ms = -1;
+    }
+    if (ms < 0) {
+        node__respond_err(req, FL_EINVAL,
+                          "%s must be a duration such as \"500ms\", \"15s\", \"2m\" or an integer "
+                          "of milliseconds",
+                          field);
+        return 0;
+    }
+    *out = (uint64_t)ms;
+    return 1;
+}
+
+/* ---- JSON views --------------------------------------------------------------- */
+
+static json_t *session_json(struct store_txn *t, const struct store_session *s)
+{
+    json_t *locks = json_array();
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl, idlen = strlen(s->id);
+    if (store_cursor_open(t, STORE_SESSLOCKS, s->id, idlen + 1, &c) == FL_OK) {
+        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            if (kl <= idlen + 1 || memcmp(k, s->id, idlen + 1) != 0) {
+                break;
+            }
+            json_array_append_new(locks, json_pack("{s:s%, s:s}", "key", (const char *)k + idlen + 1,
+                                                   kl - idlen - 1, "state",
+                                                   vl == 1 && *(const char *)v == 'H' ? "held"
+                                                                                      : "waiting"));
+        }
+        store_cursor_close(c);
+    }
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "id", s->id, "name", s->name,
+                     "ttl_ms", (json_int_t)s->ttl_ms, "lock_delay_ms",
+                     (json_int_t)s->lock_delay_ms, "created_ms", (json_int_t)s->created_ms,
+                     "expires_ms", (json_int_t)s->expires_ms, "renewals",
+                     (json_int_t)s->renewals, "created_index", (json_int_t)s->created_index,
+                     "locks", locks);
+}
+
+static json_t *slots_json(const struct store_lock_slot *s, uint32_t n, int holders)
+{
+    json_t *a = json_array();
+    for (uint32_t i = 0; i < n; i++) {
+        json_array_append_new(a, holders ? json_pack("{s:s, s:I, s:I}", "session", s[i].session,
+                                                     "token", (json_int_t)s[i].token, "since_ms",
+                                                     (json_int_t)s[i].since_ms)
+                                         : json_pack("{s:s, s:I}", "session", s[i].session,
+                                                     "since_ms", (json_int_t)s[i].since_ms));
+    }
+    return a;
+}
+
+static json_t *lock_json(const char *key, size_t klen, const struct store_lock *l)
+{
+    const char *slash = memchr(key, '/', klen);
+    size_t nslen = slash ? (size_t)(slash - key) : 0;
+    return json_pack("{s:s%, s:s%, s:s%, s:I, s:I, s:I, s:o, s:o}", "key", key, klen, "namespace",
+                     key, nslen, "name", slash ? slash + 1 : key, slash ? klen - nslen - 1 : klen,
+                     "limit", (json_int_t)l->limit, "fence", (json_int_t)l->fence,
+                     "delay_until_ms", (json_int_t)l->delay_until_ms, "holders",
+                     slots_json(l->holders, l->n_holders, 1), "waiters",
+                     slots_json(l->waiters, l->n_waiters, 0));
+}
+
+/* ---- sessions ------------------------------------------------------------------ */
+
+static void created(struct node_server *s, struct http_request *req, int err,
+                    const struct rg_result *res)
+{
+    (void)s;
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    if (res->err != FL_OK) {
+        node__respond_err(req, res->err, "session not created: %s", fl_strerror(res->err));
+        return;
+    }
+    http_respond_json(req, 200,
+                      json_pack("{s:s, s:I, s:I}", "id", res->str, "expires_ms",
+                                (json_int_t)res->version, "index", (json_int_t)res->index));
+}
+
+void node__sessions_create(struct node_server *s, struct http_request *req, char **args)
+{
+    static const char *const allowed[] = {"ttl", "lock_delay", "name", NULL};
+    char id[33];
+    json_t *body = node__body_object(req, allowed);
+    uint64_t ttl, delay;
+    const char *name = "";
+    char why[FL_ERRMSG_SIZE];
+    struct rg_cmd c;
+    uint8_t rnd[16];
+    (void)args;
+    if (body == NULL) {
+        return;
+    }
+    if (!duration(req, body, "ttl", DEFAULT_TTL_MS, &ttl) ||
+        !duration(req, body, "lock_delay", DEFAULT_LOCK_DELAY_MS, &delay)) {
+        json_decref(body);
+        return;
+    }
+    if (json_object_get(body, "name") != NULL) {
+        if (!json_is_string(json_object_get(body, "name"))) {
+            json_decref(body);
+            node__respond_err(req, FL_EINVAL, "name must be a string");
+            return;
+        }
+        name = json_string_value(json_object_get(body, "name"));
+    }
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(id, sizeof id, rnd, sizeof rnd);
+    memset(&c, 0, sizeof c);
+    c.type = RG_CMD_SESSION_CREATE;
+    c.u.lock.session = id;
+    c.u.lock.slen = strlen(id);
+    c.u.lock.name = name;
+    c.u.lock.nlen = strlen(name);
+    c.u.lock.ttl_ms = ttl;
+    c.u.lock.lock_delay_ms = delay;
+    if (rg_cmd_validate(&c, why) != FL_OK) {
+        json_decref(body);
+        node__respond_err(req, FL_EINVAL, "%s", why);
+        return;
+    }
+    node__submit(s, req, &c, created);
+    json_decref(body);
+}
+
+static int session_arg(struct http_request *req, const char *id)
+{
+    char why[FL_ERRMSG_SIZE];
+    if (rg_session_id_check(id, strlen(id), why) != FL_OK) {
+        node__respond_err(req, FL_EINVAL, "%s", why);
+        return 0;
+    }
+    return 1;
+}
+
+static void session_changed(struct node_server *s, struct http_request *req, int err,
+                            const struct rg_result *res)
+{
+    (void)s;
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+    } else if (res->err == FL_ENOTFOUND) {
+        node__respond_err(req, FL_ENOTFOUND, "session not found (it expired or was destroyed)");
+    } else if (res->err != FL_OK) {
+        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
+    } else {
+        http_respond_json(req, 200,
+                          json_pack("{s:I, s:I}", "expires_ms", (json_int_t)res->version, "index",
+                                    (json_int_t)res->index));
+    }
+}
+
+static void session_cmd(struct node_server *s, struct http_request *req, const char *id, int type)
+{
+    struct rg_cmd c;
+    if (!session_arg(req, id)) {
+        return;
+    }
+    memset(&c, 0, sizeof c);
+    c.type = type;
+    c.u.lock.session = id;
+    c.u.lock.slen = strlen(id);
+    node__submit(s, req, &c, session_changed);
+}
+
+void node__sessions_renew(struct node_server *s, struct http_request *req, char **args)
+{
+    session_cmd(s, req, args[0], RG_CMD_SESSION_RENEW);
+}
+
+void node__sessions_destroy(struct node_server *s, struct http_request *req, char **args)
+{
+    session_cmd(s, req, args[0], RG_CMD_SESSION_DESTROY);
+}
+
+void node__sessions_get(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_session ss;
+    int rv;
+    if (!session_arg(req, args[0])) {
+        return;
+    }
+    rv = store_begin(s->store, 0, &t);
+    if (rv == FL_OK) {
+        rv = store_session_get(t, args[0], &ss);
+        if (rv == FL_OK) {
+            http_respond_json(req, 200, session_json(t, &ss));
+        }
+        store_abort(t);
+    }
+    if (rv == FL_ENOTFOUND) {
+        node__respond_err(req, rv, "session %s not found", args[0]);
+    } else if (rv != FL_OK) {
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+    }
+}
+
+void node__sessions_list(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    json_t *items = json_array();
+    int rv;
+    (void)args;
+    rv = store_begin(s->store, 0, &t);
+    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_SESSIONS, NULL, 0, &c)) == FL_OK) {
+        while (json_array_size(items) < 10000 && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            struct store_session ss;
+            if (store_session_decode(v, vl, &ss) == FL_OK) {
+                json_array_append_new(items, session_json(t, &ss));
+            }
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    if (rv != FL_OK) {
+        json_decref(items);
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+/* ---- locks ------------------------------------------------------------------------ */
+
+/* "NS" and "NAME" from the path into key; returns 0 after answering 400. */
+static int lock_key(struct http_request *req, char **args, char *key, size_t cap)
+{
+    char why[FL_ERRMSG_SIZE];
+    if (rg_lock_key_check(args[0], strlen(args[0]), args[1], strlen(args[1]), why) != FL_OK) {
+        node__respond_err(req, FL_EINVAL, "%s", why);
+        return 0;
+    }
+    snprintf(key, cap, "%s/%s", args[0], args[1]);
+    return 1;
+}
+
+void node__locks_get(struct node_server *s, struct http_request *req, char **args)
+{
+    char key[STORE_LOCK_KEY_MAX];
+    struct store_txn *t;
+    struct store_lock l;
+    int rv;
+    if (!lock_key(req, args, key, sizeof key)) {
+        return;
+    }
+    rv = store_begin(s->store, 0, &t);
+    if (rv == FL_OK) {
+        rv = store_lock_get(t, key, strlen(key), &l);
+        if (rv == FL_OK) {
+            http_respond_json(req, 200, lock_json(key, strlen(key), &l));
+            store_lock_free(&l);
+        }
+        store_abort(t);
+    }
+    if (rv == FL_ENOTFOUND) {
+        node__respond_err(req, rv, "lock %s is free (nobody holds or waits for it)", key);
+    } else if (rv != FL_OK) {
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+    }
+}
+
+void node__locks_list(struct node_server *s, struct http_request *req, char **args)
+{
+    char ns[RG_LOCK_NS_MAX + 2] = "";
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl, plen;
+    json_t *items = json_array();
+    int rv;
+    (void)args;
+    if (http_query_param(req, "namespace", ns, sizeof ns - 1) < 0) {
+        json_decref(items);
+        node__respond_err(req, FL_EINVAL, "bad namespace");
+        return;
+    }
+    plen = strlen(ns);
+    if (plen > 0) {
+        ns[plen++] = '/';
+        ns[plen] = '\0';
+    }
+    rv = store_begin(s->store, 0, &t);
+    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_LOCKS, plen ? ns : NULL, plen, &c)) == FL_OK) {
+        while (json_array_size(items) < 10000 && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            struct store_lock l;
+            if (kl < plen || memcmp(k, ns, plen) != 0) {
+                break;
+            }
+            if (store_lock_decode(v, vl, &l) == FL_OK) {
+                json_array_append_new(items, lock_json(k, kl, &l));
+                store_lock_free(&l);
+            }
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    if (rv != FL_OK) {
+        json_decref(items);
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+/* An acquire call, parsed from the request (its path and body stay valid
+ * until it is answered, so the completion parses them again rather than
+ * keep state that a forwarded request would leak). */
+struct acquire {
+    char session[STORE_SESSION_ID_MAX];
+    char key[STORE_LOCK_KEY_MAX];
+    uint32_t limit;
+    uint64_t wait_ms;
+};
+
+#define LOCKS_PREFIX "/v1/locks/"
+
+/* Returns 1, or 0 after answering 400. */
+static int parse_acquire(struct http_request *req, struct acquire *a)
+{
+    static const char *const allowed[] = {"session", "wait", "limit", NULL};
+    const char *path = req->path + strlen(LOCKS_PREFIX);
+    const char *slash = strchr(path, '/');
+    char why[FL_ERRMSG_SIZE];
+    json_t *body, *v;
+    int ok = 0;
+
+    memset(a, 0, sizeof *a);
+    a->limit = 1;
+    if (slash == NULL ||
+        rg_lock_key_check(path, (size_t)(slash - path), slash + 1, strlen(slash + 1), why) != FL_OK) {
+        node__respond_err(req, FL_EINVAL, "%s", slash ? why : "a lock is named namespace/name");
+        return 0;
+    }
+    snprintf(a->key, sizeof a->key, "%s", path);
+    body = node__body_object(req, allowed);
+    if (body == NULL || !duration(req, body, "wait", 0, &a->wait_ms)) {
+        goto out;
+    }
+    v = json_object_get(body, "session");
+    if (!json_is_string(v)) {
+        node__respond_err(req, FL_EINVAL, "session (a session id) is required");
+        goto out;
+    }
+    if (!session_arg(req, json_string_value(v))) {
+        goto out;
+    }
+    snprintf(a->session, sizeof a->session, "%s", json_string_value(v));
+    v = json_object_get(body, "limit");
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > STORE_LOCK_HOLDERS_MAX) {
+            node__respond_err(req, FL_EINVAL, "limit must be an integer 1-%d",
+                              STORE_LOCK_HOLDERS_MAX);
+            goto out;
+        }
+        a->limit = (uint32_t)json_integer_value(v);
+    }
+    if (a->wait_ms > MAX_WAIT_MS) {
+        node__respond_err(req, FL_EINVAL, "wait must be at most 24h");
+        goto out;
+    }
+    ok = 1;
+out:
+    json_decref(body);
+    return ok;
+}
+
+static void acquired(struct node_server *s, struct http_request *req, int err,
+                     const struct rg_result *res)
+{
+    struct acquire a;
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    if (!parse_acquire(req, &a)) {
+        return; /* cannot happen: it parsed before */
+    }
+    if (res->err == FL_ENOTFOUND) {
+        node__respond_err(req, FL_ENOTFOUND, "session %s not found (it expired or was destroyed)",
+                          a.session);
+    } else if (res->err == FL_EBUSY) {
+        http_respond_json(req, 409,
+                          json_pack("{s:{s:s, s:s}, s:b, s:s}", "error", "code", "held", "message",
+                                    "the lock is held", "granted", 0, "holder", res->str));
+    } else if (res->err == FL_ECONFLICT) {
+        node__respond_err(req, FL_ECONFLICT, "lock %s is held with limit %llu, not %u", a.key,
+                          (unsigned long long)res->version, a.limit);
+    } else if (res->err == FL_ETOOBIG) {
+        node__respond_err(req, FL_ETOOBIG, "lock %s already has %d waiters", a.key,
+                          STORE_LOCK_WAITERS_MAX);
+    } else if (res->err != FL_OK) {
+        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
+    } else if (res->version != 0) {
+        node__lock_granted(req, a.session, a.key, res->version);
+    } else {
+        /* One call waits at most half the session's TTL, so the holder can
+         * renew between calls. */
+        uint64_t poll = LOCKMGR_POLL_MAX_MS;
+        struct store_txn *t;
+        struct store_session ss;
+        if (store_begin(s->store, 0, &t) == FL_OK) {
+            if (store_session_get(t, a.session, &ss) == FL_OK && ss.ttl_ms / 2 < poll) {
+                poll = ss.ttl_ms / 2;
+            }
+            store_abort(t);
+        }
+        lockmgr_park(s->locks, req, a.session, a.key, a.limit,
+                     a.wait_ms < poll ? a.wait_ms : poll, a.wait_ms <= poll);
+    }
+}
+
+void node__locks_acquire(struct node_server *s, struct http_request *req, char **args)
+{
+    struct acquire a;
+    struct rg_cmd c;
+    (void)args;
+    if (!parse_acquire(req, &a)) {
+        return;
+    }
+    memset(&c, 0, sizeof c);
+    c.type = RG_CMD_LOCK_ACQUIRE;
+    c.u.lock.session = a.session;
+    c.u.lock.slen = strlen(a.session);
+    c.u.lock.key = a.key;
+    c.u.lock.klen = strlen(a.key);
+    c.u.lock.limit = a.limit;
+    c.u.lock.wait = a.wait_ms > 0;
+    node__submit(s, req, &c, acquired);
+}
+
+static void released(struct node_server *s, struct http_request *req, int err,
+                     const struct rg_result *res)
+{
+    (void)s;
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+    } else if (res->err == FL_ENOTFOUND) {
+        node__respond_err(req, FL_ENOTFOUND, "the session neither holds nor waits for this lock");
+    } else {
+        http_respond_json(req, 200,
+                          json_pack("{s:b, s:I}", "released", 1, "token", (json_int_t)res->version));
+    }
+}
+
+void node__locks_release(struct node_server *s, struct http_request *req, char **args)
+{
+    char key[STORE_LOCK_KEY_MAX], session[STORE_SESSION_ID_MAX + 1];
+    struct rg_cmd c;
+    int rv;
+    if (!lock_key(req, args, key, sizeof key)) {
+        return;
+    }
+    rv = http_query_param(req, "session", session, sizeof session);
+    if (rv <= 0) {
+        node__respond_err(req, FL_EINVAL, "?session=ID is required");
+        return;
+    }
+    if (!session_arg(req, session)) {
+        return;
+    }
+    memset(&c, 0, sizeof c);
+    c.type = RG_CMD_LOCK_RELEASE;
+    c.u.lock.session = session;
+    c.u.lock.slen = strlen(session);
+    c.u.lock.key = key;
+    c.u.lock.klen = strlen(key);
+    node__submit(s, req, &c, released);
+}

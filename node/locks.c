@@ -1,0 +1,477 @@
+/* The leader's lease clock, parked acquire calls and lock-delay wake-ups
+ * (node/locks.h, docs/LOCKS.md). */
+#include "node/locks.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/strmap.h"
+#include "node/node_int.h"
+
+#define TICK_MS 50
+
+struct lease {
+    uint64_t deadline; /* uv_now() + ttl at the last renewal this server applied */
+    uint64_t renewals;
+    int expiring;      /* an expiry is in flight */
+};
+
+struct poll {
+    struct lockmgr *m;
+    struct http_request *req;
+    char session[STORE_SESSION_ID_MAX];
+    char key[STORE_LOCK_KEY_MAX];
+    uint64_t deadline; /* uv_now() */
+    int final;
+    int unwaiting;     /* LOCK_UNWAIT in flight: the result answers */
+};
+
+struct lockmgr {
+    struct node_server *s;
+    uv_timer_t tick;
+    struct strmap leases; /* session id -> struct lease */
+    struct strmap polls;  /* "session key" -> struct poll */
+    struct strmap delays; /* lock key -> uint64_t* lock-delay end (leader time) */
+    uint64_t extended_term; /* term whose LEASE_EXTEND has been applied */
+    uint64_t extend_term;   /* term of the LEASE_EXTEND in flight, 0 if none */
+    struct lockmgr_stats st;
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+static int leader_term(struct lockmgr *m, uint64_t *term)
+{
+    struct rg_status st;
+    rg_repl_status(m->s->repl, &st);
+    *term = st.term;
+    return st.state == RAFT_LEADER && st.ready;
+}
+
+static void poll_key(char *out, size_t cap, const char *session, const char *key)
+{
+    snprintf(out, cap, "%s %s", session, key);
+}
+
+/* ---- answering parked calls ------------------------------------------------- */
+
+void node__lock_granted(struct http_request *req, const char *session, const char *key,
+                        uint64_t token)
+{
+    http_respond_json(req, 200,
+                      json_pack("{s:b, s:s, s:s, s:I}", "granted", 1, "key", key, "session",
+                                session, "token", (json_int_t)token));
+}
+
+static void poll_free(struct lockmgr *m, struct poll *p)
+{
+    char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
+    poll_key(k, sizeof k, p->session, p->key);
+    if (strmap_get(&m->polls, k) == p) {
+        strmap_del(&m->polls, k);
+    }
+    fl_free(p);
+}
+
+static void still_waiting(struct http_request *req, const char *session, const char *key)
+{
+    http_respond_json(req, 202,
+                      json_pack("{s:b, s:b, s:s, s:s}", "granted", 0, "waiting", 1, "key", key,
+                                "session", session));
+}
+
+static void unwait_cb(void *data, int err, const struct rg_result *res)
+{
+    struct poll *p = data;
+    struct lockmgr *m = p->m;
+    if (p->req == NULL) { /* already answered (the grant arrived first) */
+        fl_free(p);
+        return;
+    }
+    if (err != FL_OK) {
+        node__respond_err(p->req, err, "leaving the queue: %s; the wait may still be queued",
+                          fl_strerror(err));
+    } else if (res->err == FL_OK) {
+        node__lock_granted(p->req, p->session, p->key, res->version);
+    } else if (res->err == FL_ETIMEOUT) {
+        http_respond_error(p->req, 409, "timeout", "lock %s is still held; gave up waiting",
+                           p->key);
+    } else {
+        http_respond_error(p->req, 409, "not_waiting",
+                           "session %s no longer waits for %s (it expired or released)",
+                           p->session, p->key);
+    }
+    p->req = NULL;
+    m->st.parked--;
+    fl_free(p);
+}
+
+static void poll_timeout(struct lockmgr *m, struct poll *p)
+{
+    struct rg_cmd c;
+    char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
+    if (!p->final) {
+        still_waiting(p->req, p->session, p->key);
+        m->st.parked--;
+        poll_free(m, p);
+        return;
+    }
+    memset(&c, 0, sizeof c);
+    c.type = RG_CMD_LOCK_UNWAIT;
+    c.u.lock.session = p->session;
+    c.u.lock.slen = strlen(p->session);
+    c.u.lock.key = p->key;
+    c.u.lock.klen = strlen(p->key);
+    /* Out of the map: a grant applied now is answered by the unwait result. */
+    poll_key(k, sizeof k, p->session, p->key);
+    strmap_del(&m->polls, k);
+    p->unwaiting = 1;
+    if (rg_repl_submit(m->s->repl, &c, unwait_cb, p, NULL) != FL_OK) {
+        node__respond_err(p->req, FL_ENOTLEADER, "leadership changed while waiting; retry");
+        m->st.parked--;
+        fl_free(p);
+    }
+}
+
+void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *session,
+                  const char *key, uint32_t limit, uint64_t wait_ms, int final)
+{
+    char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
+    struct poll *p = fl_calloc(1, sizeof *p), *old = NULL;
+    (void)limit;
+    if (p == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return;
+    }
+    p->m = m;
+    p->req = req;
+    snprintf(p->session, sizeof p->session, "%s", session);
+    snprintf(p->key, sizeof p->key, "%s", key);
+    p->final = final;
+    p->deadline = uv_now(m->s->loop) + (wait_ms > LOCKMGR_POLL_MAX_MS ? LOCKMGR_POLL_MAX_MS : wait_ms);
+    poll_key(k, sizeof k, session, key);
+    if (strmap_put(&m->polls, k, p, (void **)&old) != FL_OK) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        fl_free(p);
+        return;
+    }
+    m->st.parked++;
+    if (old != NULL) { /* a second call for the same wait replaces the first */
+        still_waiting(old->req, old->session, old->key);
+        m->st.parked--;
+        fl_free(old);
+    }
+}
+
+/* ---- events from the state machine ---------------------------------------- */
+
+static void on_grant(struct lockmgr *m, const struct rg_lock_event *ev)
+{
+    char key[STORE_LOCK_KEY_MAX];
+    char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
+    struct poll *p;
+    snprintf(key, sizeof key, "%.*s", (int)ev->klen, ev->key);
+    poll_key(k, sizeof k, ev->session, key);
+    p = strmap_del(&m->polls, k);
+    if (p != NULL) {
+        node__lock_granted(p->req, p->session, p->key, ev->token);
+        m->st.parked--;
+        fl_free(p);
+    }
+}
+
+static void on_session(struct lockmgr *m, const struct rg_lock_event *ev)
+{
+    struct lease *l = strmap_get(&m->leases, ev->session);
+    if (l == NULL) {
+        l = fl_calloc(1, sizeof *l);
+        if (l == NULL || strmap_put(&m->leases, ev->session, l, NULL) != FL_OK) {
+            /* Without a deadline this server never expires the session; a
+             * later leader will. */
+            FL_ERROR("out of memory tracking session %s", ev->session);
+            fl_free(l);
+            return;
+        }
+    }
+    l->deadline = uv_now(m->s->loop) + ev->ttl_ms;
+    l->renewals = ev->renewals;
+    l->expiring = 0;
+}
+
+static void on_delay(struct lockmgr *m, const struct rg_lock_event *ev)
+{
+    char key[STORE_LOCK_KEY_MAX];
+    uint64_t *until = fl_malloc(sizeof *until), *old = NULL;
+    if (until == NULL) {
+        return;
+    }
+    *until = ev->until_ms;
+    snprintf(key, sizeof key, "%.*s", (int)ev->klen, ev->key);
+    if (strmap_put(&m->delays, key, until, (void **)&old) != FL_OK) {
+        fl_free(until);
+        return;
+    }
+    fl_free(old);
+}
+
+static void on_event(void *data, const struct rg_lock_event *ev)
+{
+    struct lockmgr *m = data;
+    switch (ev->type) {
+    case RG_LEV_GRANT:
+        on_grant(m, ev);
+        break;
+    case RG_LEV_SESSION:
+        on_session(m, ev);
+        break;
+    case RG_LEV_SESSION_GONE:
+        fl_free(strmap_del(&m->leases, ev->session));
+        break;
+    case RG_LEV_DELAY:
+        on_delay(m, ev);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- leadership ------------------------------------------------------------ */
+
+static void extend_cb(void *data, int err, const struct rg_result *res)
+{
+    struct lockmgr *m = data;
+    (void)res;
+    if (err == FL_OK) {
+        m->extended_term = m->extend_term;
+        m->st.extended++;
+        FL_INFO("leases extended for term %llu: expiry enabled",
+                (unsigned long long)m->extended_term);
+    }
+    m->extend_term = 0;
+}
+
+/* Locks whose waiters are held back (by a lock-delay) get a wake-up. */
+static void scan_delays(struct lockmgr *m)
+{
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    if (store_begin(m->s->store, 0, &t) != FL_OK) {
+        return;
+    }
+    if (store_cursor_open(t, STORE_LOCKS, NULL, 0, &c) == FL_OK) {
+        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            struct store_lock l;
+            if (store_lock_decode(v, vl, &l) != FL_OK) {
+                continue;
+            }
+            if (l.n_waiters > 0 && l.n_holders < l.limit) {
+                struct rg_lock_event ev = {.type = RG_LEV_DELAY, .key = k, .klen = kl,
+                                           .until_ms = l.delay_until_ms};
+                on_delay(m, &ev);
+            }
+            store_lock_free(&l);
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+}
+
+static void propose_extend(struct lockmgr *m, uint64_t term)
+{
+    struct rg_cmd c;
+    memset(&c, 0, sizeof c);
+    c.type = RG_CMD_LEASE_EXTEND;
+    m->extend_term = term;
+    if (rg_repl_submit(m->s->repl, &c, extend_cb, m, NULL) != FL_OK) {
+        m->extend_term = 0;
+    }
+}
+
+void lockmgr_on_leader(struct lockmgr *m)
+{
+    uint64_t term;
+    if (!leader_term(m, &term)) {
+        return;
+    }
+    scan_delays(m);
+    if (m->extend_term == 0 && m->extended_term != term) {
+        propose_extend(m, term);
+    }
+}
+
+/* ---- the tick ------------------------------------------------------------------ */
+
+static void expire_cb(void *data, int err, const struct rg_result *res)
+{
+    struct lockmgr *m = data;
+    if (err == FL_OK && res->err == FL_OK) {
+        m->st.expired++;
+    }
+    /* Refused (renewed meanwhile) or not committed: the lease stays tracked
+     * with its deadline moved by the renewal, or is retried. */
+}
+
+static void expire_due(struct lockmgr *m, uint64_t now)
+{
+    size_t i = 0;
+    const char *id;
+    void *v;
+    while (strmap_next(&m->leases, &i, &id, &v)) {
+        struct lease *l = v;
+        struct rg_cmd c;
+        if (l->expiring || now < l->deadline) {
+            continue;
+        }
+        memset(&c, 0, sizeof c);
+        c.type = RG_CMD_SESSION_EXPIRE;
+        c.u.lock.session = id;
+        c.u.lock.slen = strlen(id);
+        c.u.lock.renewals = l->renewals;
+        if (rg_repl_submit(m->s->repl, &c, expire_cb, m, NULL) == FL_OK) {
+            l->expiring = 1;
+            l->deadline = now + 2000; /* try again if nothing is applied */
+            FL_INFO("session %s: lease expired; proposing expiry", id);
+        }
+    }
+}
+
+static void ignore_cb(void *data, int err, const struct rg_result *res)
+{
+    (void)data, (void)err, (void)res;
+}
+
+static void wake_due(struct lockmgr *m)
+{
+    uint64_t wall = fl_wall_ms();
+    size_t i = 0;
+    const char *key;
+    void *v;
+    while (strmap_next(&m->delays, &i, &key, &v)) {
+        struct rg_cmd c;
+        if (*(uint64_t *)v > wall) {
+            continue;
+        }
+        memset(&c, 0, sizeof c);
+        c.type = RG_CMD_LOCK_WAKE;
+        c.u.lock.key = key;
+        c.u.lock.klen = strlen(key);
+        if (rg_repl_submit(m->s->repl, &c, ignore_cb, NULL, NULL) == FL_OK) {
+            fl_free(strmap_del(&m->delays, key)); /* re-reported if still held back */
+        }
+    }
+}
+
+static void drop_polls(struct lockmgr *m, const char *why)
+{
+    size_t i = 0;
+    const char *k;
+    void *v;
+    while (strmap_next(&m->polls, &i, &k, &v)) {
+        struct poll *p = v;
+        node__respond_err(p->req, FL_ENOTLEADER, "%s; retry (the wait stays queued)", why);
+        strmap_del(&m->polls, k);
+        m->st.parked--;
+        fl_free(p);
+    }
+}
+
+static void time_out_polls(struct lockmgr *m, uint64_t now)
+{
+    size_t i = 0;
+    const char *k;
+    void *v;
+    while (strmap_next(&m->polls, &i, &k, &v)) {
+        struct poll *p = v;
+        if (now >= p->deadline) {
+            poll_timeout(m, p);
+        }
+    }
+}
+
+static void tick_cb(uv_timer_t *h)
+{
+    struct lockmgr *m = h->data;
+    uint64_t term, now = uv_now(m->s->loop);
+    if (!leader_term(m, &term)) {
+        m->extended_term = 0;
+        drop_polls(m, "this server is no longer the leader");
+        return;
+    }
+    if (m->extended_term != term) {
+        if (m->extend_term == 0) {
+            propose_extend(m, term);
+        }
+        return; /* no expiry before every lease got its extension */
+    }
+    time_out_polls(m, now);
+    expire_due(m, now);
+    wake_due(m);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+int lockmgr_create(struct node_server *s, struct lockmgr **out)
+{
+    struct lockmgr *m = fl_calloc(1, sizeof *m);
+    struct rg_fsm *f;
+    if (m == NULL) {
+        return FL_ENOMEM;
+    }
+    m->s = s;
+    strmap_init(&m->leases);
+    strmap_init(&m->polls);
+    strmap_init(&m->delays);
+    uv_timer_init(s->loop, &m->tick);
+    m->tick.data = m;
+    uv_timer_start(&m->tick, tick_cb, TICK_MS, TICK_MS);
+    f = rg_repl_fsm(s->repl);
+    f->lock_cb = on_event;
+    f->lock_data = m;
+    *out = m;
+    return FL_OK;
+}
+
+static void free_map(struct strmap *map)
+{
+    size_t i = 0;
+    const char *k;
+    void *v;
+    while (strmap_next(map, &i, &k, &v)) {
+        fl_free(v);
+    }
+    strmap_close(map);
+}
+
+static void closed(uv_handle_t *h)
+{
+    struct lockmgr *m = h->data;
+    free_map(&m->leases);
+    free_map(&m->delays);
+    strmap_close(&m->polls);
+    if (m->close_cb != NULL) {
+        m->close_cb(m->close_data);
+    }
+    fl_free(m);
+}
+
+void lockmgr_close(struct lockmgr *m, void (*cb)(void *data), void *data)
+{
+    m->close_cb = cb;
+    m->close_data = data;
+    rg_repl_fsm(m->s->repl)->lock_cb = NULL;
+    drop_polls(m, "server shutting down");
+    uv_close((uv_handle_t *)&m->tick, closed);
+}
+
+void lockmgr_stats(struct lockmgr *m, struct lockmgr_stats *out)
+{
+    uint64_t term;
+    *out = m->st;
+    out->leases = strmap_size(&m->leases);
+    out->can_expire = leader_term(m, &term) && m->extended_term == term;
+}

@@ -1,0 +1,46 @@
+/* node/locks — the leader's side of sessions and locks (docs/LOCKS.md).
+ *
+ * The replicated part (sessions, holders, FIFO waiters, tokens) is applied
+ * in raft/rg_lock.c. This module does what needs a clock or a connection:
+ *
+ *   - lease deadlines on the loop's monotonic clock, rebuilt from the store
+ *     and a committed LEASE_EXTEND whenever this server becomes leader, so a
+ *     failover never expires a healthy holder; expiry is proposed, never
+ *     applied directly (SESSION_EXPIRE carries the renewal count it saw);
+ *   - waiting acquire calls parked until the grant is applied (answered the
+ *     moment it is), or until their wait ends (then LOCK_UNWAIT decides);
+ *   - LOCK_WAKE when a lock-delay is over and waiters are queued. */
+#ifndef FL_NODE_LOCKS_H
+#define FL_NODE_LOCKS_H
+
+#include <stdint.h>
+
+struct node_server;
+struct http_request;
+struct lockmgr;
+
+int lockmgr_create(struct node_server *s, struct lockmgr **out);
+/* Answer parked calls (503) and close the timer; cb once it is closed. */
+void lockmgr_close(struct lockmgr *m, void (*cb)(void *data), void *data);
+/* This server has become leader (after its post-election barrier). */
+void lockmgr_on_leader(struct lockmgr *m);
+
+/* A LOCK_ACQUIRE with a wait was applied and left `session` queued for
+ * `key`: park req until the grant, or until wait_ms (at most
+ * LOCKMGR_POLL_MAX_MS per call) has passed. final: the caller's whole wait
+ * ends with this call, so leave the queue when it times out. */
+#define LOCKMGR_POLL_MAX_MS 8000u
+void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *session,
+                  const char *key, uint32_t limit, uint64_t wait_ms, int final);
+
+/* Counters for /v1/status. */
+struct lockmgr_stats {
+    uint64_t leases;    /* sessions with a deadline on this server */
+    uint64_t parked;    /* acquire calls waiting now */
+    uint64_t expired;   /* expiries this server proposed and saw applied */
+    uint64_t extended;  /* LEASE_EXTENDs this server committed as leader */
+    int can_expire;     /* leader with its lease extension committed */
+};
+void lockmgr_stats(struct lockmgr *m, struct lockmgr_stats *out);
+
+#endif

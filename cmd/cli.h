@@ -52,6 +52,26 @@ int cli_raw(struct cli_cmd *c, const char *path, json_t **unused);
 /* "500ms", "30s", "10m", "2h" or seconds -> ms; -1 if malformed. */
 long long cli_duration_ms(const char *s);
 
+/* The body of POST /v1/tasks from the task flags (TASK_FLAGS) of c; exits 2
+ * on a bad flag. need_hosts: --hosts is required. */
+json_t *cli_task_body(struct cli_cmd *c, int need_hosts);
+#define TASK_FLAGS                                                                               \
+    {"hosts", 1, "host list: a,b,c or @FILE (one per line or comma-separated)", NULL, 0},        \
+        {"unit-size", 1, "hosts per unit", "30", 0},                                               \
+        {"timeout", 1, "per-unit timeout (500ms, 30s, 10m, 2h; 0 = none)", "0", 0},                \
+        {"retries", 1, "re-runs of a failed or lost unit", "0", 0},                                \
+        {"priority", 1, "higher runs first", "0", 0},                                              \
+        {"constraint", 1, "node labels required: k=v, k!=v or k (comma-separated)", NULL, 0},      \
+        {"exec", 1, "run a command (argv, no shell): 'cmd arg ...'", NULL, 0},                     \
+        {"shell", 1, "run a shell script", NULL, 0},                                               \
+        {"ansible-module", 1, "run an Ansible module against the unit's hosts", NULL, 0},          \
+        {"ansible-args", 1, "the module's arguments", NULL, 0},                                    \
+        {"playbook", 1, "run an Ansible playbook FILE against the unit's hosts", NULL, 0},         \
+        {"noop", 0, "do nothing (tests, benchmarks)", NULL, 0},                                    \
+        {"sleep", 1, "sleep this long (tests)", NULL, 0},                                          \
+        {"inventory-var", 1, "Ansible inventory variables k=v (comma-separated)", NULL, 0},        \
+        {"kill-grace", 1, "between TERM and KILL at timeout or cancel", NULL, 0}
+
 int cmd_server(int argc, char **argv);
 int cmd_task(int argc, char **argv);
 int cmd_results(int argc, char **argv);
@@ -63,6 +83,8 @@ int cmd_members(int argc, char **argv);
 int cmd_node(int argc, char **argv);
 int cmd_kv(int argc, char **argv);
 int cmd_lock(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+int cmd_cron(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 
 #endif

@@ -189,6 +189,100 @@ static int wait_task(struct cli_cmd *c, const char *id, long long timeout_ms, in
     }
 }
 
+json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
+{
+    json_t *body;
+    const char *hosts, *exec_flags[] = {"exec", "shell", "ansible-module", "playbook", "noop",
+                                        "sleep"};
+    int n_exec = 0;
+    long long v;
+
+    hosts = cli_val(c, "hosts");
+    if (hosts == NULL && need_hosts) {
+        cli_die_usage(c, "--hosts is required");
+    }
+    for (size_t i = 0; i < sizeof exec_flags / sizeof exec_flags[0]; i++) {
+        n_exec += cli_flag(c, exec_flags[i]);
+    }
+    if (n_exec != 1) {
+        cli_die_usage(c, "give exactly one of --exec, --shell, --ansible-module, --playbook, "
+                          "--noop, --sleep");
+    }
+    body = json_object();
+    if (hosts == NULL) {
+        /* no hosts: the caller decides (jobs) */
+    } else if (hosts[0] == '@') {
+        size_t len;
+        char *text = slurp(hosts + 1, &len);
+        if (text == NULL) {
+            fprintf(stderr, "flotilla %s: %s: %s\n", c->path, hosts + 1, strerror(errno));
+            exit(1);
+        }
+        json_object_set_new(body, "hosts", split_list(text));
+        free(text);
+    } else {
+        json_object_set_new(body, "hosts", split_list(hosts));
+    }
+    v = strtoll(cli_val(c, "unit-size"), NULL, 10);
+    json_object_set_new(body, "unit_size", json_integer(v));
+    v = cli_duration_ms(cli_val(c, "timeout"));
+    if (v < 0) {
+        cli_die_usage(c, "--timeout: use 500ms, 30s, 10m or 2h");
+    }
+    json_object_set_new(body, "timeout_ms", json_integer(v));
+    json_object_set_new(body, "retries", json_integer(strtoll(cli_val(c, "retries"), NULL, 10)));
+    json_object_set_new(body, "priority",
+                        json_integer(strtoll(cli_val(c, "priority"), NULL, 10)));
+    if (cli_val(c, "constraint")) {
+        json_object_set_new(body, "constraints", split_list(cli_val(c, "constraint")));
+    }
+    if (cli_val(c, "idempotency-key")) {
+        json_object_set_new(body, "idempotency_key", json_string(cli_val(c, "idempotency-key")));
+    }
+    if (cli_val(c, "name")) {
+        json_object_set_new(body, "name", json_string(cli_val(c, "name")));
+    }
+    if (cli_val(c, "inventory-var")) {
+        json_object_set_new(body, "inventory_vars", split_list(cli_val(c, "inventory-var")));
+    }
+    if (cli_val(c, "kill-grace")) {
+        v = cli_duration_ms(cli_val(c, "kill-grace"));
+        if (v < 0) {
+            cli_die_usage(c, "--kill-grace: use 500ms, 5s, ...");
+        }
+        json_object_set_new(body, "kill_grace_ms", json_integer(v));
+    }
+    if (cli_val(c, "exec")) {
+        json_object_set_new(body, "exec", split_words(c, cli_val(c, "exec")));
+    } else if (cli_val(c, "shell")) {
+        json_object_set_new(body, "shell", json_string(cli_val(c, "shell")));
+    } else if (cli_val(c, "ansible-module")) {
+        json_object_set_new(body, "ansible_module", json_string(cli_val(c, "ansible-module")));
+        if (cli_val(c, "ansible-args")) {
+            json_object_set_new(body, "ansible_args", json_string(cli_val(c, "ansible-args")));
+        }
+    } else if (cli_val(c, "playbook")) {
+        size_t len;
+        char *text = slurp(cli_val(c, "playbook"), &len);
+        if (text == NULL) {
+            fprintf(stderr, "flotilla %s: %s: %s\n", c->path, cli_val(c, "playbook"),
+                    strerror(errno));
+            exit(1);
+        }
+        json_object_set_new(body, "playbook", json_string(text));
+        free(text);
+    } else if (cli_flag(c, "noop")) {
+        json_object_set_new(body, "noop", json_true());
+    } else {
+        v = cli_duration_ms(cli_val(c, "sleep"));
+        if (v < 0) {
+            cli_die_usage(c, "--sleep: use 500ms, 30s, ...");
+        }
+        json_object_set_new(body, "sleep_ms", json_integer(v));
+    }
+    return body;
+}
+
 static int task_submit(int argc, char **argv)
 {
     struct cli_opt opts[] = {
@@ -217,94 +311,11 @@ static int task_submit(int argc, char **argv)
     struct cli_cmd c = {"task submit", "", "Submit a task: the host list is split into units.",
                         opts, 0, 0};
     char *pos[1];
-    int npos, status, n_exec = 0;
+    int npos, status;
     json_t *body, *out;
-    const char *hosts, *exec_flags[] = {"exec", "shell", "ansible-module", "playbook", "noop",
-                                        "sleep"};
-    long long v;
 
     cli_parse(&c, argc, argv, pos, &npos);
-    hosts = cli_val(&c, "hosts");
-    if (hosts == NULL) {
-        cli_die_usage(&c, "--hosts is required");
-    }
-    for (size_t i = 0; i < sizeof exec_flags / sizeof exec_flags[0]; i++) {
-        n_exec += cli_flag(&c, exec_flags[i]);
-    }
-    if (n_exec != 1) {
-        cli_die_usage(&c, "give exactly one of --exec, --shell, --ansible-module, --playbook, "
-                          "--noop, --sleep");
-    }
-    body = json_object();
-    if (hosts[0] == '@') {
-        size_t len;
-        char *text = slurp(hosts + 1, &len);
-        if (text == NULL) {
-            fprintf(stderr, "flotilla task submit: %s: %s\n", hosts + 1, strerror(errno));
-            return 1;
-        }
-        json_object_set_new(body, "hosts", split_list(text));
-        free(text);
-    } else {
-        json_object_set_new(body, "hosts", split_list(hosts));
-    }
-    v = strtoll(cli_val(&c, "unit-size"), NULL, 10);
-    json_object_set_new(body, "unit_size", json_integer(v));
-    v = cli_duration_ms(cli_val(&c, "timeout"));
-    if (v < 0) {
-        cli_die_usage(&c, "--timeout: use 500ms, 30s, 10m or 2h");
-    }
-    json_object_set_new(body, "timeout_ms", json_integer(v));
-    json_object_set_new(body, "retries", json_integer(strtoll(cli_val(&c, "retries"), NULL, 10)));
-    json_object_set_new(body, "priority",
-                        json_integer(strtoll(cli_val(&c, "priority"), NULL, 10)));
-    if (cli_val(&c, "constraint")) {
-        json_object_set_new(body, "constraints", split_list(cli_val(&c, "constraint")));
-    }
-    if (cli_val(&c, "idempotency-key")) {
-        json_object_set_new(body, "idempotency_key", json_string(cli_val(&c, "idempotency-key")));
-    }
-    if (cli_val(&c, "name")) {
-        json_object_set_new(body, "name", json_string(cli_val(&c, "name")));
-    }
-    if (cli_val(&c, "inventory-var")) {
-        json_object_set_new(body, "inventory_vars", split_list(cli_val(&c, "inventory-var")));
-    }
-    if (cli_val(&c, "kill-grace")) {
-        v = cli_duration_ms(cli_val(&c, "kill-grace"));
-        if (v < 0) {
-            cli_die_usage(&c, "--kill-grace: use 500ms, 5s, ...");
-        }
-        json_object_set_new(body, "kill_grace_ms", json_integer(v));
-    }
-    if (cli_val(&c, "exec")) {
-        json_object_set_new(body, "exec", split_words(&c, cli_val(&c, "exec")));
-    } else if (cli_val(&c, "shell")) {
-        json_object_set_new(body, "shell", json_string(cli_val(&c, "shell")));
-    } else if (cli_val(&c, "ansible-module")) {
-        json_object_set_new(body, "ansible_module", json_string(cli_val(&c, "ansible-module")));
-        if (cli_val(&c, "ansible-args")) {
-            json_object_set_new(body, "ansible_args", json_string(cli_val(&c, "ansible-args")));
-        }
-    } else if (cli_val(&c, "playbook")) {
-        size_t len;
-        char *text = slurp(cli_val(&c, "playbook"), &len);
-        if (text == NULL) {
-            fprintf(stderr, "flotilla task submit: %s: %s\n", cli_val(&c, "playbook"),
-                    strerror(errno));
-            return 1;
-        }
-        json_object_set_new(body, "playbook", json_string(text));
-        free(text);
-    } else if (cli_flag(&c, "noop")) {
-        json_object_set_new(body, "noop", json_true());
-    } else {
-        v = cli_duration_ms(cli_val(&c, "sleep"));
-        if (v < 0) {
-            cli_die_usage(&c, "--sleep: use 500ms, 30s, ...");
-        }
-        json_object_set_new(body, "sleep_ms", json_integer(v));
-    }
+    body = cli_task_body(&c, 1);
     status = cli_call(&c, "POST", "/v1/tasks", body, &out);
     json_decref(body);
     if (status != 200) {

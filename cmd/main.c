@@ -19,6 +19,8 @@ static const struct {
     {"results", cmd_results, "results by a list of hosts or by one host"},
     {"dispatch", cmd_dispatch, "pause or resume dispatch cluster-wide"},
     {"agent", cmd_agent, "run an agent that executes units"},
+    {"job", cmd_job, "cron jobs: add, list, show, history, pause, resume, run, rm"},
+    {"cron", cmd_cron, "check cron expressions: next fire times"},
     {"lock", cmd_lock, "acquire, release, list locks; run a command holding one"},
     {"session", cmd_session, "create, renew, destroy sessions (locks are held by sessions)"},
 };

@@ -9,6 +9,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "node/dispatch.h"
+#include "node/jobs.h"
+#include "node/locks.h"
 #include "node/node_int.h"
 
 static const char *state_name(int state)
@@ -92,6 +94,24 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                                   "commands", (json_int_t)st.n_proposed, "forwarded",
                                   (json_int_t)s->n_forwarded, "forward_errors",
                                   (json_int_t)s->n_forward_errors));
+    if (s->locks != NULL) {
+        struct lockmgr_stats ls;
+        lockmgr_stats(s->locks, &ls);
+        json_object_set_new(o, "locks",
+                            json_pack("{s:I, s:I, s:I, s:I, s:b}", "leases", (json_int_t)ls.leases,
+                                      "parked", (json_int_t)ls.parked, "expired",
+                                      (json_int_t)ls.expired, "extended", (json_int_t)ls.extended,
+                                      "can_expire", ls.can_expire));
+    }
+    if (s->jobs != NULL) {
+        struct jobs_stats js;
+        jobs_stats(s->jobs, &js);
+        json_object_set_new(o, "jobs",
+                            json_pack("{s:I, s:I, s:I, s:I, s:b}", "tracked", (json_int_t)js.tracked,
+                                      "proposed", (json_int_t)js.proposed, "fired",
+                                      (json_int_t)js.fired, "refused", (json_int_t)js.refused,
+                                      "leading", js.leading));
+    }
     {
         struct http_stats hs;
         http_server_stats(s->http, &hs);

@@ -415,6 +415,23 @@ out:
     return ok;
 }
 
+/* The token with which session holds key in the store, or 0. */
+static uint64_t held_token(struct store_txn *t, const char *key, const char *session)
+{
+    struct store_lock l;
+    uint64_t token = 0;
+    if (store_lock_get(t, key, strlen(key), &l) != FL_OK) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < l.n_holders; i++) {
+        if (strcmp(l.holders[i].session, session) == 0) {
+            token = l.holders[i].token;
+        }
+    }
+    store_lock_free(&l);
+    return token;
+}
+
 static void acquired(struct node_server *s, struct http_request *req, int err,
                      const struct rg_result *res)
 {
@@ -446,14 +463,23 @@ static void acquired(struct node_server *s, struct http_request *req, int err,
     } else {
         /* One call waits at most half the session's TTL, so the holder can
          * renew between calls. */
-        uint64_t poll = LOCKMGR_POLL_MAX_MS;
+        uint64_t poll = LOCKMGR_POLL_MAX_MS, token = 0;
         struct store_txn *t;
         struct store_session ss;
         if (store_begin(s->store, 0, &t) == FL_OK) {
             if (store_session_get(t, a.session, &ss) == FL_OK && ss.ttl_ms / 2 < poll) {
                 poll = ss.ttl_ms / 2;
             }
+            token = held_token(t, a.key, a.session);
             store_abort(t);
+        }
+        /* The grant may already be applied: raft completes a batch of
+         * applied entries before their callbacks run, and a release in the
+         * same entry grants the waiter at once; its GRANT event went by
+         * before this call was parked. */
+        if (token != 0) {
+            node__lock_granted(req, a.session, a.key, token);
+            return;
         }
         lockmgr_park(s->locks, req, a.session, a.key, a.limit,
                      a.wait_ms < poll ? a.wait_ms : poll, a.wait_ms <= poll);

@@ -117,55 +117,58 @@ static void submit_done(struct node_server *s, struct http_request *req, int err
                                 res->err == FL_EEXIST, "index", (json_int_t)res->index));
 }
 
-void node__tasks_submit(struct node_server *s, struct http_request *req, char **args)
+const char *const node__task_fields[] = {
+    "name", "hosts", "unit_size", "timeout_ms", "retries", "priority", "constraints",
+    "idempotency_key", "exec", "shell", "ansible_module", "ansible_args", "playbook", "noop",
+    "sleep_ms", "inventory_vars", "kill_grace_ms", NULL};
+
+void node__task_build_close(struct node_task_build *b)
 {
-    static const char *const allowed[] = {
-        "name", "hosts", "unit_size", "timeout_ms", "retries", "priority", "constraints",
-        "idempotency_key", "exec", "shell", "ansible_module", "ansible_args", "playbook", "noop",
-        "sleep_ms", "inventory_vars", "kill_grace_ms", NULL};
+    fl_buf_close(&b->specbuf);
+    fl_free(b->hosts);
+    b->hosts = NULL;
+}
+
+int node__task_build(struct http_request *req, json_t *body, int need_hosts,
+                     struct node_task_build *b)
+{
     static const char *const executors[] = {"exec", "shell", "ansible_module", "playbook", "noop",
                                             "sleep_ms"};
-    json_t *body = node__body_object(req, allowed);
-    const char **hosts = NULL;
-    const char *constraints[STORE_TASK_CONSTRAINTS];
     unsigned n_hosts = 0, n_constraints = 0, n_exec = 0;
     long long unit_size = 30, timeout_ms = 0, retries = 0, priority = 0, sleep_ms = 0,
               grace = 0;
-    struct node_spec spec;
-    struct fl_buf specbuf;
-    struct rg_cmd cmd;
-    char id[24], idem[128] = "", name[STORE_TASK_NAME_MAX] = "";
+    struct node_spec *spec = &b->spec;
     uint8_t rnd[8];
     json_t *v;
 
-    if (body == NULL) {
-        return;
-    }
-    memset(&spec, 0, sizeof spec);
-    fl_buf_init(&specbuf);
+    memset(b, 0, sizeof *b);
+    fl_buf_init(&b->specbuf);
     v = json_object_get(body, "hosts");
-    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > RG_TASK_HOSTS_MAX) {
-        field_err(req, "hosts", "required: an array of 1 to 200000 host names");
-        goto out;
+    if (need_hosts || v != NULL) {
+        if (!json_is_array(v) || json_array_size(v) == 0 ||
+            json_array_size(v) > RG_TASK_HOSTS_MAX) {
+            field_err(req, "hosts", "required: an array of 1 to 200000 host names");
+            return 0;
+        }
+        b->hosts = fl_malloc(sizeof *b->hosts * json_array_size(v));
+        if (b->hosts == NULL) {
+            node__respond_err(req, FL_ENOMEM, "out of memory");
+            return 0;
+        }
     }
-    hosts = fl_malloc(sizeof *hosts * json_array_size(v));
-    if (hosts == NULL) {
-        node__respond_err(req, FL_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (!str_array(req, body, "hosts", RG_TASK_HOSTS_MAX, STORE_HOST_MAX - 1, hosts, &n_hosts,
-                   valid_host) ||
-        !str_array(req, body, "constraints", STORE_TASK_CONSTRAINTS, SCHED_TEXT_MAX, constraints,
-                   &n_constraints, sched_constraint_valid) ||
-        !str_array(req, body, "inventory_vars", NODE_SPEC_VARS_MAX, 255, spec.vars,
-                   &spec.n_vars, valid_var) ||
+    if ((b->hosts != NULL && !str_array(req, body, "hosts", RG_TASK_HOSTS_MAX, STORE_HOST_MAX - 1,
+                                        b->hosts, &n_hosts, valid_host)) ||
+        !str_array(req, body, "constraints", STORE_TASK_CONSTRAINTS, SCHED_TEXT_MAX,
+                   b->constraints, &n_constraints, sched_constraint_valid) ||
+        !str_array(req, body, "inventory_vars", NODE_SPEC_VARS_MAX, 255, spec->vars,
+                   &spec->n_vars, valid_var) ||
         !int_field(req, body, "unit_size", 1, RG_UNIT_SIZE_MAX, &unit_size) ||
         !int_field(req, body, "timeout_ms", 0, 7 * 24 * 3600 * 1000LL, &timeout_ms) ||
         !int_field(req, body, "retries", 0, 100, &retries) ||
         !int_field(req, body, "priority", -1000000, 1000000, &priority) ||
         !int_field(req, body, "sleep_ms", 0, 24 * 3600 * 1000LL, &sleep_ms) ||
         !int_field(req, body, "kill_grace_ms", 0, 600000, &grace)) {
-        goto out;
+        return 0;
     }
     for (size_t i = 0; i < sizeof executors / sizeof executors[0]; i++) {
         n_exec += json_object_get(body, executors[i]) != NULL;
@@ -174,106 +177,117 @@ void node__tasks_submit(struct node_server *s, struct http_request *req, char **
         field_err(req, "exec",
                   "give exactly one executor: exec, shell, ansible_module, playbook, noop or "
                   "sleep_ms");
-        goto out;
+        return 0;
     }
     if ((v = json_object_get(body, "exec")) != NULL) {
-        spec.kind = NODE_EXEC;
-        if (!str_array(req, body, "exec", NODE_SPEC_ARGV_MAX, 64 * 1024, spec.argv, &spec.argc,
+        spec->kind = NODE_EXEC;
+        if (!str_array(req, body, "exec", NODE_SPEC_ARGV_MAX, 64 * 1024, spec->argv, &spec->argc,
                        NULL)) {
-            goto out;
+            return 0;
         }
-        if (spec.argc == 0) {
+        if (spec->argc == 0) {
             field_err(req, "exec", "must name a command: [\"cmd\", \"arg\", ...]");
-            goto out;
+            return 0;
         }
     } else if ((v = json_object_get(body, "shell")) != NULL) {
-        spec.kind = NODE_SHELL;
+        spec->kind = NODE_SHELL;
         if (!json_is_string(v) || json_string_length(v) == 0) {
             field_err(req, "shell", "must be a non-empty script");
-            goto out;
+            return 0;
         }
-        spec.script = json_string_value(v);
+        spec->script = json_string_value(v);
     } else if ((v = json_object_get(body, "ansible_module")) != NULL) {
         json_t *a = json_object_get(body, "ansible_args");
-        spec.kind = NODE_ANSIBLE_MODULE;
+        spec->kind = NODE_ANSIBLE_MODULE;
         if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128) {
             field_err(req, "ansible_module", "must be a module name");
-            goto out;
+            return 0;
         }
         if (a != NULL && !json_is_string(a)) {
             field_err(req, "ansible_args", "must be a string");
-            goto out;
+            return 0;
         }
-        spec.module = json_string_value(v);
-        spec.module_args = a ? json_string_value(a) : "";
+        spec->module = json_string_value(v);
+        spec->module_args = a ? json_string_value(a) : "";
     } else if ((v = json_object_get(body, "playbook")) != NULL) {
-        spec.kind = NODE_PLAYBOOK;
+        spec->kind = NODE_PLAYBOOK;
         if (!json_is_string(v) || json_string_length(v) == 0) {
             field_err(req, "playbook", "must be the playbook's YAML text");
-            goto out;
+            return 0;
         }
-        spec.playbook = json_string_value(v);
+        spec->playbook = json_string_value(v);
     } else if ((v = json_object_get(body, "noop")) != NULL) {
-        spec.kind = NODE_NOOP;
+        spec->kind = NODE_NOOP;
         if (!json_is_true(v)) {
             field_err(req, "noop", "must be true");
-            goto out;
+            return 0;
         }
     } else {
-        spec.kind = NODE_SLEEP;
-        spec.sleep_ms = (uint32_t)sleep_ms;
+        spec->kind = NODE_SLEEP;
+        spec->sleep_ms = (uint32_t)sleep_ms;
     }
-    if (json_object_get(body, "ansible_args") != NULL && spec.kind != NODE_ANSIBLE_MODULE) {
+    if (json_object_get(body, "ansible_args") != NULL && spec->kind != NODE_ANSIBLE_MODULE) {
         field_err(req, "ansible_args", "only goes with ansible_module");
-        goto out;
+        return 0;
     }
-    spec.kill_grace_ms = (uint32_t)grace;
+    spec->kill_grace_ms = (uint32_t)grace;
     if ((v = json_object_get(body, "idempotency_key")) != NULL) {
         if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 127) {
             field_err(req, "idempotency_key", "must be a string of 1-127 bytes");
-            goto out;
+            return 0;
         }
-        snprintf(idem, sizeof idem, "%s", json_string_value(v));
+        snprintf(b->idem, sizeof b->idem, "%s", json_string_value(v));
     }
     if ((v = json_object_get(body, "name")) != NULL) {
-        if (!json_is_string(v) || json_string_length(v) >= sizeof name) {
+        if (!json_is_string(v) || json_string_length(v) >= sizeof b->name) {
             field_err(req, "name", "must be a string of at most 127 bytes");
-            goto out;
+            return 0;
         }
-        snprintf(name, sizeof name, "%s", json_string_value(v));
+        snprintf(b->name, sizeof b->name, "%s", json_string_value(v));
     }
-    if (node_spec_encode(&spec, &specbuf) != FL_OK) {
+    if (node_spec_encode(spec, &b->specbuf) != FL_OK) {
         node__respond_err(req, FL_ENOMEM, "out of memory");
-        goto out;
+        return 0;
     }
     randombytes_buf(rnd, sizeof rnd);
-    id[0] = 't';
-    sodium_bin2hex(id + 1, sizeof id - 1, rnd, sizeof rnd);
-    memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_TASK_SUBMIT;
-    cmd.u.task.id = id;
-    cmd.u.task.idlen = strlen(id);
-    cmd.u.task.name = name;
-    cmd.u.task.namelen = strlen(name);
-    cmd.u.task.idem = idem;
-    cmd.u.task.idemlen = strlen(idem);
-    cmd.u.task.n_hosts = n_hosts;
-    cmd.u.task.host_ptrs = hosts;
-    cmd.u.task.unit_size = (uint32_t)unit_size;
-    cmd.u.task.timeout_ms = (uint32_t)timeout_ms;
-    cmd.u.task.retries = (uint32_t)retries;
-    cmd.u.task.priority = (int32_t)priority;
-    cmd.u.task.n_constraints = n_constraints;
+    b->id[0] = 't';
+    sodium_bin2hex(b->id + 1, sizeof b->id - 1, rnd, sizeof rnd);
+    memset(&b->cmd, 0, sizeof b->cmd);
+    b->cmd.type = RG_CMD_TASK_SUBMIT;
+    b->cmd.u.task.id = b->id;
+    b->cmd.u.task.idlen = strlen(b->id);
+    b->cmd.u.task.name = b->name;
+    b->cmd.u.task.namelen = strlen(b->name);
+    b->cmd.u.task.idem = b->idem;
+    b->cmd.u.task.idemlen = strlen(b->idem);
+    b->cmd.u.task.n_hosts = n_hosts;
+    b->cmd.u.task.host_ptrs = b->hosts;
+    b->cmd.u.task.unit_size = (uint32_t)unit_size;
+    b->cmd.u.task.timeout_ms = (uint32_t)timeout_ms;
+    b->cmd.u.task.retries = (uint32_t)retries;
+    b->cmd.u.task.priority = (int32_t)priority;
+    b->cmd.u.task.n_constraints = n_constraints;
     for (unsigned i = 0; i < n_constraints; i++) {
-        cmd.u.task.constraints[i] = constraints[i];
-        cmd.u.task.constraint_lens[i] = strlen(constraints[i]);
+        b->cmd.u.task.constraints[i] = b->constraints[i];
+        b->cmd.u.task.constraint_lens[i] = strlen(b->constraints[i]);
     }
-    cmd.u.task.spec = specbuf.data;
-    cmd.u.task.spec_len = specbuf.len;
-    node__submit(s, req, &cmd, submit_done);
-out:
-    fl_buf_close(&specbuf);
-    fl_free(hosts);
+    b->cmd.u.task.spec = b->specbuf.data;
+    b->cmd.u.task.spec_len = b->specbuf.len;
+    return 1;
+}
+
+void node__tasks_submit(struct node_server *s, struct http_request *req, char **args)
+{
+    json_t *body = node__body_object(req, node__task_fields);
+    struct node_task_build b;
+    (void)args;
+    if (body == NULL) {
+        return;
+    }
+    if (node__task_build(req, body, 1, &b)) {
+        node__submit(s, req, &b.cmd, submit_done);
+    }
+    node__task_build_close(&b);
     json_decref(body);
 }
 

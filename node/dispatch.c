@@ -49,6 +49,8 @@ struct task_cache {
     char constraints[STORE_TASK_CONSTRAINTS][STORE_NODE_LABEL_MAX];
     const char *cons_ptrs[STORE_TASK_CONSTRAINTS];
     uint32_t timeout_ms;
+    uint32_t n_units;
+    char name[STORE_TASK_NAME_MAX];
     struct node_spec spec;
     int spec_ok;
 };
@@ -61,7 +63,10 @@ struct missing {
 
 struct cnode {
     struct store_node n;
-    const char *label_ptrs[STORE_NODE_LABELS];
+    /* Its labels and the implicit "node=<id>" every node carries (jobs in
+     * mode all pin one task to each node with it). */
+    char self_label[STORE_NODE_ID_MAX + 8];
+    const char *label_ptrs[STORE_NODE_LABELS + 1];
     uint32_t inflight; /* assignments proposed, not yet applied */
 };
 
@@ -280,6 +285,8 @@ static struct task_cache *task_get(struct dispatch *d, struct store_txn *t, cons
     }
     tc->priority = task.priority;
     tc->timeout_ms = task.timeout_ms;
+    tc->n_units = task.n_units;
+    memcpy(tc->name, task.name, sizeof tc->name);
     tc->n_constraints = task.n_constraints;
     for (unsigned i = 0; i < task.n_constraints; i++) {
         memcpy(tc->constraints[i], task.constraints[i], sizeof tc->constraints[i]);
@@ -322,6 +329,8 @@ static void refresh_nodes(struct dispatch *d, struct store_txn *t)
         for (unsigned i = 0; i < cn->n.n_labels; i++) {
             cn->label_ptrs[i] = cn->n.labels[i];
         }
+        snprintf(cn->self_label, sizeof cn->self_label, "node=%s", cn->n.id);
+        cn->label_ptrs[cn->n.n_labels] = cn->self_label;
         cn->inflight = 0;
         d->n_nodes++;
         strmap_put(&d->node_index, cn->n.id, (void *)(uintptr_t)d->n_nodes, NULL);
@@ -364,7 +373,7 @@ static void fill_sched_node(struct dispatch *d, unsigned i, struct sched_node *s
     sn->running = cn->n.running + cn->inflight;
     sn->draining = cn->n.drain;
     sn->connected = session_of(d, cn->n.id) != NULL;
-    sn->n_labels = cn->n.n_labels;
+    sn->n_labels = cn->n.n_labels + 1;
     sn->labels = cn->label_ptrs;
 }
 
@@ -394,6 +403,28 @@ struct assign_ctx {
     char node[STORE_NODE_ID_MAX];
 };
 
+/* The shard of a unit, and for a job run ("job:NAME@SCHED#I/N", rg_job.c)
+ * the job, its schedule time and the run's shard: mode all runs one task per
+ * node, so the shard is the task's place in the run. */
+static unsigned job_env(const struct task_cache *tc, uint32_t unit, char (*env)[STORE_HOST_MAX + 64])
+{
+    unsigned long long sched = 0;
+    unsigned idx = 0, total = 0;
+    const char *at;
+    if (strncmp(tc->name, "job:", 4) != 0 || (at = strchr(tc->name, '@')) == NULL ||
+        sscanf(at + 1, "%llu#%u/%u", &sched, &idx, &total) != 3) {
+        snprintf(env[0], sizeof env[0], "FLOTILLA_SHARD_INDEX=%u", unit);
+        snprintf(env[1], sizeof env[1], "FLOTILLA_SHARD_TOTAL=%u", tc->n_units);
+        return 2;
+    }
+    snprintf(env[0], sizeof env[0], "FLOTILLA_SHARD_INDEX=%u", idx);
+    snprintf(env[1], sizeof env[1], "FLOTILLA_SHARD_TOTAL=%u", total);
+    snprintf(env[2], sizeof env[2], "FLOTILLA_JOB=%.*s", (int)(at - tc->name - 4), tc->name + 4);
+    snprintf(env[3], sizeof env[3], "FLOTILLA_SCHEDULED_TIME=%llu.%03llu", sched / 1000,
+             sched % 1000);
+    return 4;
+}
+
 static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, const char *node)
 {
     struct store_txn *t;
@@ -401,8 +432,9 @@ static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, con
     struct task_cache *tc;
     struct aproto_msg m;
     const char *hosts_stack[64], **hosts = hosts_stack;
-    char env[5][STORE_HOST_MAX + 64];
-    const char *envp[5];
+    char env[9][STORE_HOST_MAX + 64];
+    const char *envp[9];
+    unsigned n_env;
     char *hostlist = NULL;
     size_t pos = 0, hl;
     const char *h;
@@ -453,10 +485,11 @@ static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, con
     snprintf(env[2], sizeof env[2], "FLOTILLA_ATTEMPT=%u", u.attempt);
     snprintf(env[3], sizeof env[3], "FLOTILLA_FENCING_TOKEN=%llu", (unsigned long long)u.token);
     snprintf(env[4], sizeof env[4], "FLOTILLA_NODE=%s", node);
-    for (int i = 0; i < 5; i++) {
+    n_env = 5 + job_env(tc, unit, env + 5);
+    for (unsigned i = 0; i < n_env; i++) {
         envp[i] = env[i];
     }
-    m.u.run.n_env = 5;
+    m.u.run.n_env = n_env;
     m.u.run.env = envp;
     if (send_msg(ss, &m) == FL_OK) {
         d->n_runs++;

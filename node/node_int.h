@@ -13,12 +13,14 @@
 struct dispatch;
 struct agent;
 struct lockmgr;
+struct jobs;
 
 struct node_server {
     struct node_config cfg;
     struct dispatch *dispatch; /* agent connections and the leader's dispatch loop */
     struct agent *agent;       /* this server's embedded agent */
     struct lockmgr *locks;     /* lease clock, parked acquire calls (node/locks.h) */
+    struct jobs *jobs;         /* the leader's cron clock (node/jobs.h) */
     uv_loop_t *loop;
     struct store *store;
     struct rg_repl *repl;
@@ -115,6 +117,24 @@ void node__dispatch_pause(struct node_server *s, struct http_request *req, char 
 void node__dispatch_resume(struct node_server *s, struct http_request *req, char **args);
 json_t *node__task_json(const struct store_task *k);
 
+/* Building a TASK_SUBMIT from a JSON body (task submit and job templates).
+ * Strings point into the body: keep it until the command is submitted. */
+#include "node/spec.h"
+struct node_task_build {
+    const char **hosts;
+    const char *constraints[STORE_TASK_CONSTRAINTS];
+    struct node_spec spec;
+    struct fl_buf specbuf;
+    char id[24], idem[128], name[STORE_TASK_NAME_MAX];
+    struct rg_cmd cmd;
+};
+extern const char *const node__task_fields[]; /* the fields of POST /v1/tasks */
+/* Returns 1, or 0 after answering 400 naming the field. need_hosts: 0 lets
+ * "hosts" be absent (n_hosts 0). Call node__task_build_close in every case. */
+int node__task_build(struct http_request *req, json_t *body, int need_hosts,
+                     struct node_task_build *b);
+void node__task_build_close(struct node_task_build *b);
+
 /* api_locks.c, locks.c */
 void node__sessions_create(struct node_server *s, struct http_request *req, char **args);
 void node__sessions_list(struct node_server *s, struct http_request *req, char **args);
@@ -125,6 +145,14 @@ void node__locks_list(struct node_server *s, struct http_request *req, char **ar
 void node__locks_get(struct node_server *s, struct http_request *req, char **args);
 void node__locks_acquire(struct node_server *s, struct http_request *req, char **args);
 void node__locks_release(struct node_server *s, struct http_request *req, char **args);
+void node__jobs_put(struct node_server *s, struct http_request *req, char **args);
+void node__jobs_list(struct node_server *s, struct http_request *req, char **args);
+void node__jobs_get(struct node_server *s, struct http_request *req, char **args);
+void node__jobs_runs(struct node_server *s, struct http_request *req, char **args);
+void node__jobs_delete(struct node_server *s, struct http_request *req, char **args);
+void node__jobs_pause(struct node_server *s, struct http_request *req, char **args);
+void node__jobs_resume(struct node_server *s, struct http_request *req, char **args);
+void node__jobs_run(struct node_server *s, struct http_request *req, char **args);
 /* 200 {"granted": true, "key", "session", "token"}. */
 void node__lock_granted(struct http_request *req, const char *session, const char *key,
                         uint64_t token);

@@ -16,6 +16,7 @@
 #include "agent/agent.h"
 #include "node/dispatch.h"
 #include "node/http_client.h"
+#include "node/jobs.h"
 #include "node/locks.h"
 #include "node/node_int.h"
 
@@ -255,14 +256,25 @@ static void http_stopped(void *data)
     rg_repl_close(s->repl, repl_closed, s);
 }
 
-static void locks_closed(void *data)
+static void jobs_closed(void *data)
 {
     struct node_server *s = data;
-    s->locks = NULL;
+    s->jobs = NULL;
     if (s->http != NULL) {
         http_server_stop(s->http, http_stopped, s);
     } else {
         http_stopped(s);
+    }
+}
+
+static void locks_closed(void *data)
+{
+    struct node_server *s = data;
+    s->locks = NULL;
+    if (s->jobs != NULL) {
+        jobs_close(s->jobs, jobs_closed, s);
+    } else {
+        jobs_closed(s);
     }
 }
 
@@ -396,7 +408,7 @@ int node_server_run(const struct node_config *cfg)
         fprintf(stderr, "flotilla: %s\n", err);
         exit(1);
     }
-    if (lockmgr_create(s, &s->locks) != FL_OK) {
+    if (lockmgr_create(s, &s->locks) != FL_OK || jobs_create(s, &s->jobs) != FL_OK) {
         fprintf(stderr, "flotilla: out of memory\n");
         exit(1);
     }

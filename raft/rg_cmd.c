@@ -13,6 +13,7 @@ static const char *type_names[] = {
     "unit_result",   "unit_requeue", "node_lost",  "task_cancel",   "dispatch",
     "session_create", "session_renew", "session_destroy", "session_expire", "lease_extend",
     "lock_acquire",  "lock_release", "lock_unwait", "lock_wake",
+    "job_put",       "job_del",     "job_pause",   "job_fire",
 };
 
 const char *rg_cmd_type_name(int type)
@@ -197,6 +198,11 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
     case RG_CMD_LOCK_UNWAIT:
     case RG_CMD_LOCK_WAKE:
         return rg__lock_validate(c, errmsg);
+    case RG_CMD_JOB_PUT:
+    case RG_CMD_JOB_DEL:
+    case RG_CMD_JOB_PAUSE:
+    case RG_CMD_JOB_FIRE:
+        return rg__job_validate(c, errmsg);
     case RG_CMD_META_INIT:
         /* "applied" is the store's own record of the applied position. */
         if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024 ||
@@ -369,6 +375,12 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
     case RG_CMD_LOCK_UNWAIT:
     case RG_CMD_LOCK_WAKE:
         rv |= rg__lock_pack(&pk, c);
+        break;
+    case RG_CMD_JOB_PUT:
+    case RG_CMD_JOB_DEL:
+    case RG_CMD_JOB_PAUSE:
+    case RG_CMD_JOB_FIRE:
+        rv |= rg__job_pack(&pk, c);
         break;
     case RG_CMD_META_INIT:
         rv |= msgpack_pack_array(&pk, 3);
@@ -736,6 +748,11 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
     case RG_CMD_LOCK_UNWAIT:
     case RG_CMD_LOCK_WAKE:
         return rg__lock_decode(f, n, c);
+    case RG_CMD_JOB_PUT:
+    case RG_CMD_JOB_DEL:
+    case RG_CMD_JOB_PAUSE:
+    case RG_CMD_JOB_FIRE:
+        return rg__job_decode(f, n, c);
     case RG_CMD_META_INIT:
         if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||
             !get_str(&f[2], &c->u.meta.value, &c->u.meta.vlen)) {
@@ -745,4 +762,20 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
     default:
         return decode_node(f, n, c->type, c);
     }
+}
+
+int rg_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct rg_cmd *out)
+{
+    struct rg_entry e;
+    size_t used = 0, off = 0;
+    msgpack_unpacked_init(u);
+    memset(out, 0, sizeof *out);
+    if (fl_mpcheck(data, len, 8, &used) != FL_OK || used != len ||
+        msgpack_unpack_next(u, data, len, &off) != MSGPACK_UNPACK_SUCCESS) {
+        return FL_EDECODE;
+    }
+    memset(&e, 0, sizeof e);
+    e.n_cmds = 1;
+    e.cmds = &u->data;
+    return rg_entry_cmd(&e, 0, out);
 }

@@ -59,6 +59,11 @@ enum rg_cmd_type {
     RG_CMD_LOCK_RELEASE = 21,    /* give up a hold or a place in the queue */
     RG_CMD_LOCK_UNWAIT = 22,     /* a wait timed out: leave the queue unless granted */
     RG_CMD_LOCK_WAKE = 23,       /* the lock-delay is over: grant the waiters */
+    /* Cron jobs (docs/JOBS.md); all use u.job. */
+    RG_CMD_JOB_PUT = 24,   /* create or redefine */
+    RG_CMD_JOB_DEL = 25,
+    RG_CMD_JOB_PAUSE = 26, /* pause or resume */
+    RG_CMD_JOB_FIRE = 27,  /* one schedule time (or a manual run): at most once */
     RG_CMD__MAX
 };
 
@@ -165,6 +170,21 @@ struct rg_cmd {
         struct {
             const char *name;
             size_t nlen;
+            const uint8_t *def; /* JOB_PUT: a store_job record (definition and template) */
+            size_t def_len;
+            uint64_t sched_ms;  /* JOB_FIRE: the schedule time */
+            int manual;         /* JOB_FIRE: a run requested now, not a schedule time;
+                                   JOB_PUT: create only (FL_EEXIST if it exists) */
+            int paused;         /* JOB_PAUSE */
+            int skip;           /* JOB_FIRE: record the time as missed, run nothing */
+            uint32_t missed;    /* JOB_FIRE: earlier schedule times folded into this one */
+            uint32_t n_nodes;   /* JOB_FIRE, mode all: the eligible nodes */
+            const msgpack_object *nodes;  /* decoded: array of str */
+            const char *const *node_ptrs; /* encoding */
+        } job;
+        struct {
+            const char *name;
+            size_t nlen;
             const char *value;
             size_t vlen;
         } meta;
@@ -185,6 +205,13 @@ int rg_lock_key_check(const char *ns, size_t nslen, const char *name, size_t nam
 int rg_lock_full_key_check(const char *key, size_t klen, char *errmsg);
 /* A session id: 1-39 of [A-Za-z0-9_-]. */
 int rg_session_id_check(const char *id, size_t n, char *errmsg);
+
+#define RG_JOB_NODES_MAX 10000
+/* A job name: 1-63 of [A-Za-z0-9_.-], starting with a letter or a digit. */
+int rg_job_name_check(const char *name, size_t n, char *errmsg);
+/* Decode one command encoded alone by rg_writer_add (a job's task
+ * template). `u` owns the decoded objects: destroy it after use. */
+int rg_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct rg_cmd *out);
 
 /* Validate a command before it is proposed (sizes, required fields): the
  * leader refuses bad commands instead of logging them. FL_EINVAL/FL_ETOOBIG

@@ -252,6 +252,11 @@ static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
     case RG_CMD_LOCK_UNWAIT:
     case RG_CMD_LOCK_WAKE:
         return rg__apply_lock(f, c, index, now, res);
+    case RG_CMD_JOB_PUT:
+    case RG_CMD_JOB_DEL:
+    case RG_CMD_JOB_PAUSE:
+    case RG_CMD_JOB_FIRE:
+        return rg__apply_job(f, c, index, now, res);
     default:
         res->err = FL_EVERSION;
         return FL_OK;
@@ -304,9 +309,8 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
     fence = f->fence;
     for (unsigned i = 0; i < e.n_cmds; i++) {
         struct rg_cmd c;
-        res[i].err = FL_OK;
+        memset(&res[i], 0, sizeof res[i]);
         res[i].index = index;
-        res[i].version = 0;
         rv = rg_entry_cmd(&e, i, &c);
         if (rv != FL_OK) {
             res[i].err = rv;
@@ -457,5 +461,6 @@ void rg_fsm_set_raft(struct rg_fsm *f, struct raft *r)
 void rg_fsm_close(struct rg_fsm *f)
 {
     rg_fsm_flush(f);
+    fl_buf_close(&f->finished_runs);
     f->store = NULL;
 }

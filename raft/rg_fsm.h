@@ -21,6 +21,7 @@
 
 #include <raft.h>
 
+#include "common/buf.h"
 #include "store/store.h"
 
 /* The outcome of one command. */
@@ -84,6 +85,13 @@ struct rg_fsm {
     void *sched_data;
     void (*lock_cb)(void *data, const struct rg_lock_event *ev);
     void *lock_data;
+    /* A job was created, redefined, paused, resumed, fired or deleted
+     * (node/jobs.c keeps its timers from this). */
+    void (*job_cb)(void *data, const char *name, int deleted);
+    void *job_data;
+    /* Jobs whose run tasks finished in the command being applied
+     * (rg_sched_apply.c fills it, rg_job.c empties it). */
+    struct fl_buf finished_runs;
     rg_fsm_results_cb results_cb;
     void *results_data;
     /* Counters, exposed by GET /v1/status. */

@@ -19,6 +19,22 @@ int rg__lock_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c);
 int rg__apply_lock(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
                    struct rg_result *res);
 
+/* Holding a lock for a job run (overlap forbid) without a session: FL_OK
+ * with *token, FL_EBUSY if it is held, has waiters or is in its lock-delay. */
+int rg__lock_hold(struct rg_fsm *f, const char *key, const char *holder, uint64_t now,
+                  uint64_t *token);
+int rg__lock_drop(struct rg_fsm *f, const char *key, const char *holder, uint64_t now);
+
+/* Cron jobs (rg_job.c). */
+int rg__job_validate(const struct rg_cmd *c, char *errmsg);
+int rg__job_pack(msgpack_packer *pk, const struct rg_cmd *c);
+int rg__job_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c);
+int rg__apply_job(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                  struct rg_result *res);
+/* A task of a job run has finished (called by the scheduling apply). */
+int rg__job_task_finished(struct rg_fsm *f, const struct store_task *task, uint64_t index,
+                          uint64_t now);
+
 /* Read/write a decimal counter kept in META. */
 int rg__meta_u64(struct store_txn *t, const char *name, uint64_t *out);
 int rg__meta_put_u64(struct store_txn *t, const char *name, uint64_t v);

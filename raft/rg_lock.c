@@ -661,3 +661,35 @@ int rg__apply_lock(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
         return FL_OK;
     }
 }
+
+int rg__lock_hold(struct rg_fsm *f, const char *key, const char *holder, uint64_t now,
+                  uint64_t *token)
+{
+    struct store_lock l;
+    size_t klen = strlen(key);
+    int rv = store_lock_get(f->txn, key, klen, &l);
+    if (rv == FL_ENOTFOUND) {
+        rv = store_lock_init(&l, 1);
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    if (l.n_holders >= l.limit || l.n_waiters > 0 || now < l.delay_until_ms) {
+        store_lock_free(&l);
+        return FL_EBUSY;
+    }
+    rv = grant(f, key, klen, &l, holder, now);
+    if (rv == FL_OK) {
+        *token = l.fence;
+        rv = lock_save(f->txn, key, klen, &l, now);
+    }
+    store_lock_free(&l);
+    return rv;
+}
+
+int rg__lock_drop(struct rg_fsm *f, const char *key, const char *holder, uint64_t now)
+{
+    int was;
+    uint64_t token;
+    return leave(f, key, strlen(key), holder, 0, 0, now, &was, &token);
+}

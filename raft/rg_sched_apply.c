@@ -21,6 +21,20 @@
 
 #define RETRY_BACKOFF_MS 1000
 
+/* The FSM applying the current command: finish_unit reports finished job
+ * runs through it (one loop thread applies entries). */
+static struct rg_fsm *applying;
+static int depth;
+
+static void task_finished(const struct store_task *task)
+{
+    if (applying != NULL && strncmp(task->name, "job:", 4) == 0) {
+        if (fl_buf_append(&applying->finished_runs, task->id, strlen(task->id) + 1) != FL_OK) {
+            rg_fsm_fatal_hook("out of memory recording a finished job run");
+        }
+    }
+}
+
 int rg__meta_u64(struct store_txn *t, const char *name, uint64_t *out)
 {
     char buf[32];
@@ -282,6 +296,7 @@ static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t un
             task->state = task->hosts_by_status[STORE_ST_OK] == task->n_hosts ? STORE_TASK_DONE
                                                                               : STORE_TASK_FAILED;
         }
+        task_finished(task);
     }
     return FL_OK;
 }
@@ -571,15 +586,49 @@ static int task_cancel(struct store_txn *t, const struct rg_cmd *c, uint64_t now
     if (rv != FL_OK) {
         return rv;
     }
-    if (task.units_done == task.n_units) {
+    if (task.units_done == task.n_units && task.state != STORE_TASK_CANCELLED) {
         task.state = STORE_TASK_CANCELLED;
         task.finished_ms = now;
+        task_finished(&task);
     }
     return store_task_put(t, &task);
 }
 
+static int apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                       struct rg_result *res);
+
+/* Runs of cron jobs whose tasks finished release their lock or start the
+ * next queued run (rg_job.c); done after the command, at the outermost
+ * level only (a job run itself submits and cancels tasks). */
 int rg__apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
                     struct rg_result *res)
+{
+    int rv;
+    applying = f;
+    depth++;
+    rv = apply_sched(f, c, index, now, res);
+    depth--;
+    while (rv == FL_OK && depth == 0 && f->finished_runs.len > 0) {
+        struct fl_buf ids = f->finished_runs;
+        fl_buf_init(&f->finished_runs);
+        depth++;
+        for (size_t off = 0; rv == FL_OK && off < ids.len; off += strlen((char *)ids.data + off) + 1) {
+            struct store_task task;
+            rv = store_task_get(f->txn, (char *)ids.data + off, &task);
+            if (rv == FL_OK) {
+                rv = rg__job_task_finished(f, &task, index, now);
+            } else if (rv == FL_ENOTFOUND) {
+                rv = FL_OK;
+            }
+        }
+        depth--;
+        fl_buf_close(&ids);
+    }
+    return rv;
+}
+
+static int apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                       struct rg_result *res)
 {
     switch (c->type) {
     case RG_CMD_TASK_SUBMIT:

@@ -342,6 +342,75 @@ int store_lock_get(struct store_txn *t, const char *key, size_t klen, struct sto
 int store_lock_put(struct store_txn *t, const char *key, size_t klen, const struct store_lock *l);
 int store_lock_decode(const void *val, size_t vlen, struct store_lock *out);
 
+/* ---- cron jobs (docs/JOBS.md) ---------------------------------------------- */
+
+#define STORE_JOB_NAME_MAX 64
+#define STORE_JOB_EXPR_MAX 256
+#define STORE_JOB_TZ_MAX   65
+#define STORE_JOB_RUNS_KEPT 100 /* run history per job */
+
+enum store_job_sched { STORE_JOB_CRON = 1, STORE_JOB_EVERY = 2 };
+enum store_job_overlap {
+    STORE_OVERLAP_ALLOW = 1,
+    STORE_OVERLAP_FORBID = 2,  /* through the lock cron/NAME, with a fencing token */
+    STORE_OVERLAP_REPLACE = 3, /* cancel the running run */
+    STORE_OVERLAP_QUEUE = 4,   /* start when the running run ends */
+};
+enum store_job_mode { STORE_JOB_ONE = 1, STORE_JOB_ALL = 2 };
+enum store_job_misfire { STORE_MISFIRE_SKIP = 1, STORE_MISFIRE_RUN_ONCE = 2 };
+
+struct store_job {
+    char name[STORE_JOB_NAME_MAX];
+    int sched;                      /* enum store_job_sched */
+    char expr[STORE_JOB_EXPR_MAX];  /* cron expression */
+    char tz[STORE_JOB_TZ_MAX];      /* IANA zone, "" = UTC */
+    uint64_t every_ms;
+    int overlap, mode, misfire;     /* the enums above */
+    uint64_t start_deadline_ms;     /* a late fire runs only if at most this late; 0 = no limit */
+    int paused;
+    uint64_t created_ms;
+    uint64_t updated_index;
+    /* Runtime, kept across a re-definition: */
+    uint64_t last_sched_ms; /* last scheduled time fired, skipped or missed: never fired again */
+    uint64_t runs;          /* runs started */
+    uint32_t queued;        /* fires waiting for the running run (overlap queue) */
+    uint64_t run_seq;       /* numbers the runs (task ids) */
+    const uint8_t *active;  /* task ids of the current run, each NUL-terminated */
+    size_t active_len;
+    const uint8_t *tmpl;    /* the TASK_SUBMIT command every run is made from */
+    size_t tmpl_len;
+};
+int store_job_get(struct store_txn *t, const char *name, struct store_job *out);
+int store_job_put(struct store_txn *t, const struct store_job *j);
+int store_job_decode(const void *val, size_t vlen, struct store_job *out);
+/* Append the record's bytes (a JOB_PUT carries them). FL_ENOMEM. */
+int store_job_encode(const struct store_job *j, struct fl_buf *out);
+
+enum store_run_outcome {
+    STORE_RUN_STARTED = 1,
+    STORE_RUN_SKIPPED_OVERLAP = 2, /* forbid: the previous run still held cron/NAME */
+    STORE_RUN_QUEUED = 3,          /* queue: started when the previous run ends */
+    STORE_RUN_MISSED = 4,          /* misfire skip, or run-once past the starting deadline */
+    STORE_RUN_SKIPPED_PAUSED = 5,
+    STORE_RUN_NO_NODES = 6,        /* mode all: no eligible node */
+};
+const char *store_run_outcome_name(int outcome);
+struct store_run {
+    uint64_t sched_ms;  /* the schedule time (or the request time of a manual run) */
+    uint64_t fired_ms;  /* leader time of the fire */
+    int manual;
+    int outcome;        /* enum store_run_outcome */
+    uint32_t missed;    /* schedule times folded into this one (misfire run-once) */
+    uint64_t token;     /* forbid: the fencing token of its hold on cron/NAME */
+    uint64_t replaced;  /* replace: runs cancelled to make room */
+    const uint8_t *tasks; /* its task ids, each NUL-terminated */
+    size_t tasks_len;
+};
+/* RUNS key: job name '\0' u64 big-endian sched_ms. */
+size_t store_run_key(uint8_t *out, const char *job, uint64_t sched_ms); /* out >= 64 + 9 */
+int store_run_put(struct store_txn *t, const char *job, const struct store_run *r);
+int store_run_decode(const void *val, size_t vlen, struct store_run *out);
+
 /* ---- snapshots and digest ------------------------------------------- */
 
 /* Logical dump of every replicated table (not LOCAL), taken inside one read

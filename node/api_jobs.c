@@ -1,0 +1,500 @@
+/* /v1/jobs — cron jobs (docs/JOBS.md, docs/API.md).
+ *
+ *   POST   /v1/jobs             {"name", "cron"|"every", "tz", "overlap", "mode", "misfire",
+ *                                "starting_deadline", "paused", "update", task fields...}
+ *   GET    /v1/jobs             with the next fire times
+ *   GET    /v1/jobs/NAME
+ *   GET    /v1/jobs/NAME/runs   the run history, each run with its tasks' states
+ *   POST   /v1/jobs/NAME/pause | /resume | /run
+ *   DELETE /v1/jobs/NAME */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "node/jobs.h"
+#include "node/node_int.h"
+
+#define NEXT_SHOWN 5
+
+static const char *const overlap_names[] = {NULL, "allow", "forbid", "replace", "queue"};
+static const char *const mode_names[] = {NULL, "one", "all"};
+static const char *const misfire_names[] = {NULL, "skip", "run-once"};
+
+/* A string field naming one of names[1..n]; returns 0 after answering 400. */
+static int choice(struct http_request *req, json_t *body, const char *field,
+                  const char *const *names, int n, int dflt, int *out)
+{
+    json_t *v = json_object_get(body, field);
+    *out = dflt;
+    if (v == NULL) {
+        return 1;
+    }
+    for (int i = 1; i <= n && json_is_string(v); i++) {
+        if (strcmp(json_string_value(v), names[i]) == 0) {
+            *out = i;
+            return 1;
+        }
+    }
+    node__respond_err(req, FL_EINVAL, "%s must be one of %s%s%s%s%s%s%s", field, names[1],
+                      n > 1 ? ", " : "", n > 1 ? names[2] : "", n > 2 ? ", " : "",
+                      n > 2 ? names[3] : "", n > 3 ? ", " : "", n > 3 ? names[4] : "");
+    return 0;
+}
+
+static int duration_field(struct http_request *req, json_t *body, const char *field,
+                          long long *out)
+{
+    json_t *v = json_object_get(body, field);
+    *out = 0;
+    if (v == NULL) {
+        return 1;
+    }
+    *out = json_is_string(v) ? fl_duration_ms(json_string_value(v))
+                             : json_is_integer(v) ? json_integer_value(v) : -1;
+    if (*out < 0) {
+        node__respond_err(req, FL_EINVAL, "%s must be a duration such as \"30s\" or \"5m\"",
+                          field);
+        return 0;
+    }
+    return 1;
+}
+
+static int string_field(struct http_request *req, json_t *body, const char *field, char *out,
+                        size_t cap)
+{
+    json_t *v = json_object_get(body, field);
+    out[0] = '\0';
+    if (v == NULL) {
+        return 1;
+    }
+    if (!json_is_string(v) || json_string_length(v) >= cap) {
+        node__respond_err(req, FL_EINVAL, "%s must be a string of at most %zu bytes", field,
+                          cap - 1);
+        return 0;
+    }
+    snprintf(out, cap, "%s", json_string_value(v));
+    return 1;
+}
+
+static void put_done(struct node_server *s, struct http_request *req, int err,
+                     const struct rg_result *res)
+{
+    (void)s;
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+    } else if (res->err == FL_EEXIST) {
+        node__respond_err(req, FL_EEXIST, "a job with that name exists (use update to redefine it)");
+    } else if (res->err != FL_OK) {
+        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
+    } else {
+        http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
+    }
+}
+
+/* Fill the schedule and policy fields of j from the body. */
+static int job_fields(struct node_server *s, struct http_request *req, json_t *body,
+                      struct store_job *j)
+{
+    char why[FL_ERRMSG_SIZE];
+    json_t *v;
+    long long every = 0, deadline = 0;
+    (void)s;
+    if (!string_field(req, body, "name", j->name, sizeof j->name) ||
+        !string_field(req, body, "cron", j->expr, sizeof j->expr) ||
+        !string_field(req, body, "tz", j->tz, sizeof j->tz) ||
+        !duration_field(req, body, "every", &every) ||
+        !duration_field(req, body, "starting_deadline", &deadline) ||
+        !choice(req, body, "overlap", overlap_names, 4, STORE_OVERLAP_ALLOW, &j->overlap) ||
+        !choice(req, body, "mode", mode_names, 2, STORE_JOB_ONE, &j->mode) ||
+        !choice(req, body, "misfire", misfire_names, 2, STORE_MISFIRE_RUN_ONCE, &j->misfire)) {
+        return 0;
+    }
+    if (rg_job_name_check(j->name, strlen(j->name), why) != FL_OK) {
+        node__respond_err(req, FL_EINVAL, "%s", why);
+        return 0;
+    }
+    if ((j->expr[0] != '\0') == (json_object_get(body, "every") != NULL)) {
+        node__respond_err(req, FL_EINVAL, "give exactly one schedule: cron or every");
+        return 0;
+    }
+    if (j->expr[0] != '\0') {
+        j->sched = STORE_JOB_CRON;
+        if (jobs_check_cron(j->expr, j->tz, why) != FL_OK) {
+            node__respond_err(req, FL_EINVAL, "%s", why);
+            return 0;
+        }
+    } else {
+        j->sched = STORE_JOB_EVERY;
+        if (every < 1000 || every > 366LL * 24 * 3600 * 1000) {
+            node__respond_err(req, FL_EINVAL, "every must be between 1s and 366 days");
+            return 0;
+        }
+        if (j->tz[0] != '\0') {
+            node__respond_err(req, FL_EINVAL, "tz goes with cron, not with every");
+            return 0;
+        }
+        j->every_ms = (uint64_t)every;
+    }
+    if (deadline > 366LL * 24 * 3600 * 1000) {
+        node__respond_err(req, FL_EINVAL, "starting_deadline must be at most 366 days");
+        return 0;
+    }
+    j->start_deadline_ms = (uint64_t)deadline;
+    if (j->mode == STORE_JOB_ALL && json_object_get(body, "hosts") != NULL) {
+        node__respond_err(req, FL_EINVAL,
+                          "mode all runs once on every eligible node: hosts do not apply");
+        return 0;
+    }
+    if (j->mode == STORE_JOB_ALL && j->overlap == STORE_OVERLAP_QUEUE) {
+        node__respond_err(req, FL_EINVAL, "overlap queue works with mode one only");
+        return 0;
+    }
+    v = json_object_get(body, "paused");
+    if (v != NULL && !json_is_boolean(v)) {
+        node__respond_err(req, FL_EINVAL, "paused must be true or false");
+        return 0;
+    }
+    j->paused = json_is_true(v);
+    return 1;
+}
+
+void node__jobs_put(struct node_server *s, struct http_request *req, char **args)
+{
+    static const char *const job_only[] = {"cron",     "every",   "tz",
+                                           "overlap",  "mode",    "misfire",
+                                           "starting_deadline", "paused", "update", NULL};
+    const char *allowed[40];
+    unsigned n = 0;
+    json_t *body, *v;
+    struct store_job j;
+    struct node_task_build b;
+    struct rg_entry_writer w;
+    struct fl_buf def;
+    struct rg_cmd cmd;
+    char why[FL_ERRMSG_SIZE];
+    const char *self[1];
+    (void)args;
+
+    for (const char *const *f = node__task_fields; *f != NULL; f++) {
+        if (strcmp(*f, "idempotency_key") != 0) {
+            allowed[n++] = *f;
+        }
+    }
+    for (const char *const *f = job_only; *f != NULL; f++) {
+        allowed[n++] = *f;
+    }
+    allowed[n] = NULL;
+    body = node__body_object(req, allowed);
+    if (body == NULL) {
+        return;
+    }
+    memset(&j, 0, sizeof j);
+    memset(&b, 0, sizeof b);
+    fl_buf_init(&b.specbuf);
+    fl_buf_init(&def);
+    rg_writer_init(&w);
+    if (!job_fields(s, req, body, &j) || !node__task_build(req, body, 0, &b)) {
+        node__task_build_close(&b);
+        goto out;
+    }
+    v = json_object_get(body, "update");
+    if (v != NULL && !json_is_boolean(v)) {
+        node__respond_err(req, FL_EINVAL, "update must be true or false");
+        node__task_build_close(&b);
+        goto out;
+    }
+    if (b.cmd.u.task.n_hosts == 0) {
+        self[0] = j.name; /* the job's one "host" is itself */
+        b.cmd.u.task.host_ptrs = self;
+        b.cmd.u.task.n_hosts = 1;
+    }
+    if (rg_cmd_validate(&b.cmd, why) != FL_OK) {
+        node__respond_err(req, FL_EINVAL, "%s", why);
+        node__task_build_close(&b);
+        goto out;
+    }
+    if (rg_writer_add(&w, &b.cmd) != FL_OK) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        node__task_build_close(&b);
+        goto out;
+    }
+    node__task_build_close(&b);
+    j.tmpl = (const uint8_t *)w.body.data;
+    j.tmpl_len = w.body.size;
+    if (store_job_encode(&j, &def) != FL_OK) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        goto out;
+    }
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RG_CMD_JOB_PUT;
+    cmd.u.job.name = j.name;
+    cmd.u.job.nlen = strlen(j.name);
+    cmd.u.job.def = def.data;
+    cmd.u.job.def_len = def.len;
+    cmd.u.job.manual = !json_is_true(v); /* create only, unless updating */
+    node__submit(s, req, &cmd, put_done);
+out:
+    rg_writer_close(&w);
+    fl_buf_close(&def);
+    json_decref(body);
+}
+
+/* ---- views -------------------------------------------------------------------------- */
+
+static json_t *ms_array(const uint64_t *t, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(a, json_integer((json_int_t)t[i]));
+    }
+    return a;
+}
+
+static json_t *ids_array(const uint8_t *p, size_t len)
+{
+    json_t *a = json_array();
+    for (size_t off = 0; off < len;) {
+        size_t n = strnlen((const char *)p + off, len - off);
+        if (n == 0 || off + n >= len) {
+            break;
+        }
+        json_array_append_new(a, json_stringn((const char *)p + off, n));
+        off += n + 1;
+    }
+    return a;
+}
+
+static json_t *job_json(struct node_server *s, const struct store_job *j, int n_next)
+{
+    uint64_t next[NEXT_SHOWN];
+    int n = j->paused ? 0 : jobs_next_fires(s->jobs, j, fl_wall_ms(), next, n_next);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+                          "name", j->name, "schedule", j->sched == STORE_JOB_CRON ? "cron" : "every",
+                          "tz", j->tz[0] ? j->tz : "UTC", "overlap", overlap_names[j->overlap],
+                          "mode", mode_names[j->mode], "misfire", misfire_names[j->misfire],
+                          "paused", j->paused, "starting_deadline_ms",
+                          (json_int_t)j->start_deadline_ms, "created_ms", (json_int_t)j->created_ms,
+                          "last_scheduled_ms", (json_int_t)j->last_sched_ms, "runs",
+                          (json_int_t)j->runs, "queued", (json_int_t)j->queued, "updated_index",
+                          (json_int_t)j->updated_index, "next_ms", ms_array(next, n), "active",
+                          ids_array(j->active, j->active_len));
+    if (j->sched == STORE_JOB_CRON) {
+        json_object_set_new(o, "cron", json_string(j->expr));
+    } else {
+        json_object_set_new(o, "every_ms", json_integer((json_int_t)j->every_ms));
+    }
+    return o;
+}
+
+void node__jobs_list(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    json_t *items = json_array();
+    int rv;
+    (void)args;
+    rv = store_begin(s->store, 0, &t);
+    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_JOBS, NULL, 0, &c)) == FL_OK) {
+        while (json_array_size(items) < 100000 && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            struct store_job j;
+            if (store_job_decode(v, vl, &j) == FL_OK) {
+                json_array_append_new(items, job_json(s, &j, 3));
+            }
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    if (rv != FL_OK) {
+        json_decref(items);
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+static int name_arg(struct http_request *req, const char *name)
+{
+    char why[FL_ERRMSG_SIZE];
+    if (rg_job_name_check(name, strlen(name), why) != FL_OK) {
+        node__respond_err(req, FL_EINVAL, "%s", why);
+        return 0;
+    }
+    return 1;
+}
+
+void node__jobs_get(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_job j;
+    int rv;
+    if (!name_arg(req, args[0])) {
+        return;
+    }
+    rv = store_begin(s->store, 0, &t);
+    if (rv == FL_OK) {
+        rv = store_job_get(t, args[0], &j);
+        if (rv == FL_OK) {
+            http_respond_json(req, 200, job_json(s, &j, NEXT_SHOWN));
+        }
+        store_abort(t);
+    }
+    if (rv == FL_ENOTFOUND) {
+        node__respond_err(req, rv, "no job \"%s\"", args[0]);
+    } else if (rv != FL_OK) {
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+    }
+}
+
+static json_t *run_json(struct store_txn *t, const struct store_run *r)
+{
+    json_t *tasks = json_array();
+    const char *state = NULL;
+    for (size_t off = 0; off < r->tasks_len;) {
+        char id[STORE_TASK_ID_MAX];
+        size_t n = strnlen((const char *)r->tasks + off, r->tasks_len - off);
+        struct store_task task;
+        if (n == 0 || n >= sizeof id || off + n >= r->tasks_len) {
+            break;
+        }
+        memcpy(id, r->tasks + off, n + 1);
+        if (store_task_get(t, id, &task) == FL_OK) {
+            json_array_append_new(tasks, node__task_json(&task));
+        } else {
+            json_array_append_new(tasks, json_pack("{s:s, s:s}", "id", id, "state", "gone"));
+        }
+        off += n + 1;
+    }
+    (void)state;
+    return json_pack("{s:I, s:I, s:b, s:s, s:i, s:I, s:I, s:o}", "scheduled_ms",
+                     (json_int_t)r->sched_ms, "fired_ms", (json_int_t)r->fired_ms, "manual",
+                     r->manual, "outcome", store_run_outcome_name(r->outcome), "missed",
+                     (int)r->missed, "token", (json_int_t)r->token, "replaced",
+                     (json_int_t)r->replaced, "tasks", tasks);
+}
+
+void node__jobs_runs(struct node_server *s, struct http_request *req, char **args)
+{
+    uint8_t prefix[STORE_JOB_NAME_MAX + 1];
+    size_t plen;
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    json_t *items = json_array();
+    int rv;
+    if (!name_arg(req, args[0])) {
+        json_decref(items);
+        return;
+    }
+    plen = strlen(args[0]) + 1;
+    memcpy(prefix, args[0], plen);
+    rv = store_begin(s->store, 0, &t);
+    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_RUNS, prefix, plen, &c)) == FL_OK) {
+        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK && kl > plen &&
+               memcmp(k, prefix, plen) == 0) {
+            struct store_run r;
+            if (store_run_decode(v, vl, &r) == FL_OK) {
+                json_array_append_new(items, run_json(t, &r));
+            }
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    if (rv != FL_OK) {
+        json_decref(items);
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+static void simple_done(struct node_server *s, struct http_request *req, int err,
+                        const struct rg_result *res)
+{
+    (void)s;
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+    } else if (res->err == FL_ENOTFOUND) {
+        node__respond_err(req, FL_ENOTFOUND, "no such job");
+    } else if (res->err != FL_OK) {
+        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
+    } else {
+        http_respond_json(req, 200,
+                          json_pack("{s:I, s:s, s:I}", "index", (json_int_t)res->index, "outcome",
+                                    res->str, "scheduled_ms", (json_int_t)res->version));
+    }
+}
+
+static void job_cmd(struct node_server *s, struct http_request *req, const char *name, int type,
+                    int flag)
+{
+    struct rg_cmd c;
+    if (!name_arg(req, name)) {
+        return;
+    }
+    memset(&c, 0, sizeof c);
+    c.type = type;
+    c.u.job.name = name;
+    c.u.job.nlen = strlen(name);
+    if (type == RG_CMD_JOB_PAUSE) {
+        c.u.job.paused = flag;
+    } else if (type == RG_CMD_JOB_FIRE) {
+        c.u.job.manual = 1;
+    }
+    node__submit(s, req, &c, simple_done);
+}
+
+void node__jobs_delete(struct node_server *s, struct http_request *req, char **args)
+{
+    job_cmd(s, req, args[0], RG_CMD_JOB_DEL, 0);
+}
+
+void node__jobs_pause(struct node_server *s, struct http_request *req, char **args)
+{
+    job_cmd(s, req, args[0], RG_CMD_JOB_PAUSE, 1);
+}
+
+void node__jobs_resume(struct node_server *s, struct http_request *req, char **args)
+{
+    job_cmd(s, req, args[0], RG_CMD_JOB_PAUSE, 0);
+}
+
+/* Run now: mode all gets the nodes eligible now, like a scheduled fire. */
+void node__jobs_run(struct node_server *s, struct http_request *req, char **args)
+{
+    static char ids[256][STORE_NODE_ID_MAX];
+    const char *ptrs[256];
+    struct store_txn *t;
+    struct store_job j;
+    struct rg_cmd c;
+    int rv;
+    if (!name_arg(req, args[0])) {
+        return;
+    }
+    rv = store_begin(s->store, 0, &t);
+    if (rv == FL_OK) {
+        rv = store_job_get(t, args[0], &j);
+        store_abort(t);
+    }
+    if (rv != FL_OK) {
+        node__respond_err(req, rv, rv == FL_ENOTFOUND ? "no such job" : "%s",
+                          store_errmsg(s->store));
+        return;
+    }
+    memset(&c, 0, sizeof c);
+    c.type = RG_CMD_JOB_FIRE;
+    c.u.job.name = args[0];
+    c.u.job.nlen = strlen(args[0]);
+    c.u.job.manual = 1;
+    if (j.mode == STORE_JOB_ALL) {
+        c.u.job.n_nodes = jobs_eligible(s->jobs, &j, ids, 256);
+        for (unsigned i = 0; i < c.u.job.n_nodes; i++) {
+            ptrs[i] = ids[i];
+        }
+        c.u.job.node_ptrs = ptrs;
+    }
+    node__submit(s, req, &c, simple_done);
+}

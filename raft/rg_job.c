@@ -1,0 +1,613 @@
+/* Cron jobs: the commands and their apply (docs/JOBS.md).
+ *
+ * DESIGN.md "Guarantees": a cron job fires at most once per (job, scheduled
+ * time), across leader changes, because the fire is committed before
+ * dispatch. Here that is one comparison: a scheduled JOB_FIRE whose time is
+ * not after the job's last_sched_ms changes nothing (FL_EEXIST), so a fire a
+ * deposed leader proposed, or a new leader proposes again, is refused on
+ * every replica. The run's tasks are created by the same command, in the
+ * same transaction, so a fire that is recorded has its tasks and one that is
+ * refused has none.
+ *
+ * Overlap (what a fire does while the job's previous run is unfinished):
+ * allow runs both; forbid holds the lock cron/NAME for the run's lifetime
+ * (a fencing token from the lock table; a user session holding cron/NAME
+ * blocks the job too) and skips fires while it is held; replace cancels the
+ * previous run's tasks; queue records the fire and starts it when the
+ * previous run ends. */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "raft/rg_int.h"
+
+/* ---- validation and encoding ------------------------------------------------ */
+
+int rg_job_name_check(const char *name, size_t n, char *errmsg)
+{
+    if (n == 0 || n >= STORE_JOB_NAME_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "job name must be 1-%d characters",
+                       STORE_JOB_NAME_MAX - 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (!alnum && (i == 0 || (ch != '_' && ch != '.' && ch != '-'))) {
+            return fl_errf(errmsg, FL_EINVAL,
+                           "job name may only hold A-Z, a-z, 0-9, '_', '.', '-' and must start "
+                           "with a letter or a digit");
+        }
+    }
+    return FL_OK;
+}
+
+int rg__job_validate(const struct rg_cmd *c, char *errmsg)
+{
+    int rv = rg_job_name_check(c->u.job.name, c->u.job.nlen, errmsg);
+    if (rv != FL_OK) {
+        return rv;
+    }
+    if (c->type == RG_CMD_JOB_PUT) {
+        struct store_job j;
+        if (store_job_decode(c->u.job.def, c->u.job.def_len, &j) != FL_OK) {
+            return fl_errf(errmsg, FL_EINVAL, "job definition does not decode");
+        }
+        if (strlen(j.name) != c->u.job.nlen || memcmp(j.name, c->u.job.name, c->u.job.nlen) != 0) {
+            return fl_errf(errmsg, FL_EINVAL, "job definition names another job");
+        }
+        if ((j.sched == STORE_JOB_CRON && j.expr[0] == '\0') ||
+            (j.sched == STORE_JOB_EVERY && j.every_ms < 1000)) {
+            return fl_errf(errmsg, FL_EINVAL, "a job needs a cron expression or an interval >= 1s");
+        }
+        if (c->u.job.def_len > 300 * 1024) {
+            return fl_errf(errmsg, FL_ETOOBIG, "job definition over 300 KiB");
+        }
+    }
+    if (c->type == RG_CMD_JOB_FIRE && c->u.job.n_nodes > RG_JOB_NODES_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "at most %d nodes per fire", RG_JOB_NODES_MAX);
+    }
+    return FL_OK;
+}
+
+/* [type, name, def, sched_ms, manual, paused, skip, missed, [nodes]] */
+int rg__job_pack(msgpack_packer *pk, const struct rg_cmd *c)
+{
+    int rv = msgpack_pack_array(pk, 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
+             msgpack_pack_str_with_body(pk, c->u.job.name, c->u.job.nlen) |
+             msgpack_pack_bin_with_body(pk, c->u.job.def_len ? (const void *)c->u.job.def : "",
+                                        c->u.job.def_len) |
+             msgpack_pack_uint64(pk, c->u.job.sched_ms) |
+             (c->u.job.manual ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
+             (c->u.job.paused ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
+             (c->u.job.skip ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
+             msgpack_pack_uint32(pk, c->u.job.missed) | msgpack_pack_array(pk, c->u.job.n_nodes);
+    for (uint32_t i = 0; i < c->u.job.n_nodes; i++) {
+        const char *n = c->u.job.node_ptrs[i];
+        rv |= msgpack_pack_str_with_body(pk, n, strlen(n));
+    }
+    return rv;
+}
+
+int rg__job_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+{
+    if (n < 9 || f[1].type != MSGPACK_OBJECT_STR || f[2].type != MSGPACK_OBJECT_BIN ||
+        f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[4].type != MSGPACK_OBJECT_BOOLEAN ||
+        f[5].type != MSGPACK_OBJECT_BOOLEAN || f[6].type != MSGPACK_OBJECT_BOOLEAN ||
+        f[7].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[7].via.u64 > UINT32_MAX ||
+        f[8].type != MSGPACK_OBJECT_ARRAY) {
+        return FL_EDECODE;
+    }
+    c->u.job.name = f[1].via.str.ptr;
+    c->u.job.nlen = f[1].via.str.size;
+    c->u.job.def = (const uint8_t *)f[2].via.bin.ptr;
+    c->u.job.def_len = f[2].via.bin.size;
+    c->u.job.sched_ms = f[3].via.u64;
+    c->u.job.manual = f[4].via.boolean;
+    c->u.job.paused = f[5].via.boolean;
+    c->u.job.skip = f[6].via.boolean;
+    c->u.job.missed = (uint32_t)f[7].via.u64;
+    c->u.job.n_nodes = f[8].via.array.size;
+    c->u.job.nodes = f[8].via.array.ptr;
+    for (uint32_t i = 0; i < c->u.job.n_nodes; i++) {
+        if (c->u.job.nodes[i].type != MSGPACK_OBJECT_STR ||
+            c->u.job.nodes[i].via.str.size == 0 ||
+            c->u.job.nodes[i].via.str.size >= STORE_NODE_ID_MAX) {
+            return FL_EDECODE;
+        }
+    }
+    return FL_OK;
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static void emit(struct rg_fsm *f, const char *name, int deleted)
+{
+    if (f->job_cb != NULL) {
+        f->job_cb(f->job_data, name, deleted);
+    }
+}
+
+/* Task ids of a run: "j" + 16 hex of BLAKE2b(name) + "-" + run number
+ * (+ "-" + node index in mode all): deterministic, unique, short. */
+static void run_base(char *out, size_t cap, const char *name, uint64_t seq)
+{
+    uint8_t h[8];
+    char hex[17];
+    crypto_generichash(h, sizeof h, (const unsigned char *)name, strlen(name), NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    snprintf(out, cap, "j%s-%llu", hex, (unsigned long long)seq);
+}
+
+/* The holder of cron/NAME for run `seq` (overlap forbid). */
+static void run_holder(char *out, size_t cap, const char *name, uint64_t seq)
+{
+    run_base(out, cap, name, seq);
+    out[0] = 'r'; /* "r<hash>-<run>": the run's task id base with another letter */
+}
+
+static void lock_key(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "cron/%s", name);
+}
+
+/* 1 while some task of the job's current run is unfinished. */
+static int run_active(struct store_txn *t, const struct store_job *j, int *active)
+{
+    *active = 0;
+    for (size_t off = 0; off < j->active_len;) {
+        const char *id = (const char *)j->active + off;
+        size_t n = strnlen(id, j->active_len - off);
+        struct store_task task;
+        char buf[STORE_TASK_ID_MAX];
+        int rv;
+        if (n == 0 || n >= sizeof buf || off + n >= j->active_len) {
+            break;
+        }
+        memcpy(buf, id, n + 1);
+        rv = store_task_get(t, buf, &task);
+        if (rv == FL_OK && task.state < STORE_TASK_DONE) {
+            *active = 1;
+            return FL_OK;
+        }
+        if (rv != FL_OK && rv != FL_ENOTFOUND) {
+            return rv;
+        }
+        off += n + 1;
+    }
+    return FL_OK;
+}
+
+/* Keep the last STORE_JOB_RUNS_KEPT records of a job (the oldest go). */
+static int prune_runs(struct store_txn *t, const char *name)
+{
+    uint8_t prefix[STORE_JOB_NAME_MAX + 1];
+    size_t plen = strlen(name) + 1, count = 0;
+    struct store_cursor *c;
+    const void *k, *v, *first = NULL;
+    size_t kl, vl, first_len = 0;
+    uint8_t first_key[STORE_JOB_NAME_MAX + 9];
+    int rv;
+    memcpy(prefix, name, plen);
+    rv = store_cursor_open(t, STORE_RUNS, prefix, plen, &c);
+    if (rv != FL_OK) {
+        return rv;
+    }
+    while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK && kl > plen &&
+           memcmp(k, prefix, plen) == 0) {
+        if (count == 0 && kl <= sizeof first_key) {
+            memcpy(first_key, k, kl);
+            first = first_key;
+            first_len = kl;
+        }
+        if (++count > STORE_JOB_RUNS_KEPT) {
+            break;
+        }
+    }
+    store_cursor_close(c);
+    if (count > STORE_JOB_RUNS_KEPT && first != NULL) {
+        return store_del(t, STORE_RUNS, first, first_len);
+    }
+    return FL_OK;
+}
+
+/* Submit one task of a run from the job's template. */
+static int submit_task(struct rg_fsm *f, const struct store_job *j, const char *id,
+                       const char *task_name, const char *node, uint64_t index, uint64_t now)
+{
+    msgpack_unpacked u;
+    struct rg_cmd cmd;
+    struct rg_result res;
+    char pin[STORE_NODE_ID_MAX + 8];
+    const char *host_ptrs[1];
+    int rv = rg_cmd_decode_one(j->tmpl, j->tmpl_len, &u, &cmd);
+    if (rv != FL_OK || cmd.type != RG_CMD_TASK_SUBMIT) {
+        msgpack_unpacked_destroy(&u);
+        return FL_OK; /* a template that does not decode runs nothing (checked at JOB_PUT) */
+    }
+    cmd.u.task.id = id;
+    cmd.u.task.idlen = strlen(id);
+    cmd.u.task.name = task_name;
+    cmd.u.task.namelen = strlen(task_name);
+    cmd.u.task.idem = "";
+    cmd.u.task.idemlen = 0;
+    if (node != NULL) {
+        /* mode all: one host, the node, and pinned to it */
+        host_ptrs[0] = node;
+        cmd.u.task.hosts = NULL;
+        cmd.u.task.host_ptrs = host_ptrs;
+        cmd.u.task.n_hosts = 1;
+        cmd.u.task.unit_size = 1;
+        snprintf(pin, sizeof pin, "node=%s", node);
+        if (cmd.u.task.n_constraints < STORE_TASK_CONSTRAINTS) {
+            cmd.u.task.constraints[cmd.u.task.n_constraints] = pin;
+            cmd.u.task.constraint_lens[cmd.u.task.n_constraints] = strlen(pin);
+            cmd.u.task.n_constraints++;
+        }
+    }
+    memset(&res, 0, sizeof res);
+    rv = rg__apply_sched(f, &cmd, index, now, &res);
+    if (rv == FL_OK && f->sched_cb != NULL) {
+        f->sched_cb(f->sched_data, &cmd, &res); /* the dispatcher sees the new task */
+    }
+    msgpack_unpacked_destroy(&u);
+    return rv;
+}
+
+/* Start a run: its tasks, the job's active list and the run record's task
+ * list. nodes: mode all's eligible nodes (n > 0), else NULL. */
+static int start_run(struct rg_fsm *f, struct store_job *j, struct store_run *r,
+                     struct fl_buf *active, const struct rg_cmd *c, uint64_t index, uint64_t now)
+{
+    char base[STORE_TASK_ID_MAX], id[64], tname[STORE_TASK_NAME_MAX + 64];
+    uint32_t n = j->mode == STORE_JOB_ALL && c != NULL ? c->u.job.n_nodes : 1;
+    int rv = FL_OK;
+
+    j->run_seq++;
+    run_base(base, sizeof base, j->name, j->run_seq);
+    fl_buf_reset(active);
+    for (uint32_t i = 0; i < n && rv == FL_OK; i++) {
+        char node[STORE_NODE_ID_MAX];
+        const char *pinned = NULL;
+        if (j->mode == STORE_JOB_ALL && c != NULL) {
+            const msgpack_object *o = &c->u.job.nodes[i];
+            if (c->u.job.nodes == NULL) {
+                snprintf(node, sizeof node, "%s", c->u.job.node_ptrs[i]);
+            } else {
+                snprintf(node, sizeof node, "%.*s", (int)o->via.str.size, o->via.str.ptr);
+            }
+            pinned = node;
+            snprintf(id, sizeof id, "%s-%u", base, i);
+        } else {
+            snprintf(id, sizeof id, "%s", base);
+        }
+        snprintf(tname, sizeof tname, "job:%s@%llu#%u/%u", j->name,
+                 (unsigned long long)r->sched_ms, i, n);
+        rv = submit_task(f, j, id, tname, pinned, index, now);
+        if (rv == FL_OK) {
+            rv = fl_buf_append(active, id, strlen(id) + 1);
+        }
+    }
+    if (rv == FL_OK) {
+        j->runs++;
+        r->outcome = STORE_RUN_STARTED;
+        r->tasks = active->data;
+        r->tasks_len = active->len;
+        j->active = active->data;
+        j->active_len = active->len;
+    }
+    return rv;
+}
+
+/* ---- commands --------------------------------------------------------------- */
+
+static int job_put(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                   struct rg_result *res)
+{
+    struct store_job def, cur;
+    int rv = store_job_decode(c->u.job.def, c->u.job.def_len, &def);
+    if (rv != FL_OK) {
+        return FL_OK; /* validated before; a backstop */
+    }
+    rv = store_job_get(f->txn, def.name, &cur);
+    if (rv == FL_OK && c->u.job.manual) {
+        res->err = FL_EEXIST; /* create only */
+        return FL_OK;
+    }
+    if (rv == FL_OK) {
+        /* A re-definition keeps what the job has done. */
+        def.created_ms = cur.created_ms;
+        def.last_sched_ms = cur.last_sched_ms;
+        def.runs = cur.runs;
+        def.queued = cur.queued;
+        def.run_seq = cur.run_seq;
+        def.active = cur.active;
+        def.active_len = cur.active_len;
+    } else if (rv == FL_ENOTFOUND) {
+        def.created_ms = now;
+        def.last_sched_ms = now; /* no backfill of times before its creation */
+        def.runs = def.queued = 0;
+        def.run_seq = 0;
+        def.active = NULL;
+        def.active_len = 0;
+    } else {
+        return rv;
+    }
+    def.updated_index = index;
+    rv = store_job_put(f->txn, &def);
+    if (rv == FL_OK) {
+        emit(f, def.name, 0);
+    }
+    return rv;
+}
+
+static int job_del(struct rg_fsm *f, const char *name, struct rg_result *res)
+{
+    uint8_t prefix[STORE_JOB_NAME_MAX + 1];
+    size_t plen = strlen(name) + 1;
+    struct store_cursor *c;
+    struct fl_buf keys;
+    const void *k, *v;
+    size_t kl, vl;
+    int rv = store_del(f->txn, STORE_JOBS, name, strlen(name));
+    if (rv == FL_ENOTFOUND) {
+        res->err = FL_ENOTFOUND;
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    /* Its history goes too; running tasks finish on their own. */
+    memcpy(prefix, name, plen);
+    fl_buf_init(&keys);
+    rv = store_cursor_open(f->txn, STORE_RUNS, prefix, plen, &c);
+    while (rv == FL_OK && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK && kl > plen &&
+           memcmp(k, prefix, plen) == 0) {
+        uint32_t n = (uint32_t)kl;
+        rv = fl_buf_append(&keys, &n, sizeof n);
+        if (rv == FL_OK) {
+            rv = fl_buf_append(&keys, k, kl);
+        }
+    }
+    if (c != NULL) {
+        store_cursor_close(c);
+    }
+    for (size_t off = 0; rv == FL_OK && off < keys.len;) {
+        uint32_t n;
+        memcpy(&n, keys.data + off, sizeof n);
+        off += sizeof n;
+        rv = store_del(f->txn, STORE_RUNS, keys.data + off, n);
+        off += n;
+    }
+    fl_buf_close(&keys);
+    if (rv == FL_OK) {
+        emit(f, name, 1);
+    }
+    return rv;
+}
+
+static int job_pause(struct rg_fsm *f, const struct rg_cmd *c, const char *name, uint64_t now,
+                     struct rg_result *res)
+{
+    struct store_job j;
+    int rv = store_job_get(f->txn, name, &j);
+    if (rv == FL_ENOTFOUND) {
+        res->err = FL_ENOTFOUND;
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    if (j.paused && !c->u.job.paused && j.last_sched_ms < now) {
+        j.last_sched_ms = now; /* resumed: the times it slept through are not misfires */
+    }
+    j.paused = c->u.job.paused;
+    rv = store_job_put(f->txn, &j);
+    if (rv == FL_OK) {
+        emit(f, name, 0);
+    }
+    return rv;
+}
+
+static int job_fire(struct rg_fsm *f, const struct rg_cmd *c, const char *name, uint64_t index,
+                    uint64_t now, struct rg_result *res)
+{
+    struct store_job j;
+    struct store_run r;
+    struct fl_buf active;
+    char key[STORE_LOCK_KEY_MAX], holder[STORE_SESSION_ID_MAX];
+    int rv, busy = 0;
+
+    rv = store_job_get(f->txn, name, &j);
+    if (rv == FL_ENOTFOUND) {
+        res->err = FL_ENOTFOUND;
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    memset(&r, 0, sizeof r);
+    r.fired_ms = now;
+    r.missed = c->u.job.missed;
+    if (c->u.job.manual) {
+        r.manual = 1;
+        r.sched_ms = now;
+    } else {
+        if (c->u.job.sched_ms <= j.last_sched_ms) {
+            res->err = FL_EEXIST; /* fired (or passed) already: at most once */
+            res->version = j.last_sched_ms;
+            return FL_OK;
+        }
+        j.last_sched_ms = c->u.job.sched_ms;
+        r.sched_ms = c->u.job.sched_ms;
+    }
+    fl_buf_init(&active);
+    if (c->u.job.skip) {
+        r.outcome = STORE_RUN_MISSED;
+    } else if (j.paused && !r.manual) {
+        r.outcome = STORE_RUN_SKIPPED_PAUSED;
+    } else if (j.mode == STORE_JOB_ALL && c->u.job.n_nodes == 0) {
+        r.outcome = STORE_RUN_NO_NODES;
+    } else {
+        rv = run_active(f->txn, &j, &busy);
+        if (rv == FL_OK && j.overlap == STORE_OVERLAP_FORBID) {
+            lock_key(key, sizeof key, j.name);
+            run_holder(holder, sizeof holder, j.name, j.run_seq + 1);
+            rv = rg__lock_hold(f, key, holder, now, &r.token);
+            if (rv == FL_EBUSY) {
+                r.outcome = STORE_RUN_SKIPPED_OVERLAP;
+                rv = FL_OK;
+            }
+        } else if (rv == FL_OK && busy && j.overlap == STORE_OVERLAP_QUEUE) {
+            if (j.queued >= STORE_JOB_RUNS_KEPT / 2) {
+                r.outcome = STORE_RUN_MISSED; /* the queue is bounded */
+            } else {
+                j.queued++;
+                r.outcome = STORE_RUN_QUEUED;
+            }
+        } else if (rv == FL_OK && busy && j.overlap == STORE_OVERLAP_REPLACE) {
+            for (size_t off = 0; rv == FL_OK && off < j.active_len;) {
+                const char *id = (const char *)j.active + off;
+                size_t n = strnlen(id, j.active_len - off);
+                struct rg_cmd cancel;
+                struct rg_result cres;
+                memset(&cancel, 0, sizeof cancel);
+                cancel.type = RG_CMD_TASK_CANCEL;
+                cancel.u.task.id = id;
+                cancel.u.task.idlen = n;
+                memset(&cres, 0, sizeof cres);
+                rv = rg__apply_sched(f, &cancel, index, now, &cres);
+                if (rv == FL_OK && f->sched_cb != NULL) {
+                    f->sched_cb(f->sched_data, &cancel, &cres); /* CANCEL goes to the agents */
+                }
+                r.replaced += cres.err == FL_OK;
+                off += n + 1;
+            }
+        }
+        if (rv == FL_OK && r.outcome == 0) {
+            rv = start_run(f, &j, &r, &active, c, index, now);
+        }
+    }
+    if (rv == FL_OK) {
+        rv = store_run_put(f->txn, j.name, &r);
+    }
+    if (rv == FL_OK) {
+        rv = prune_runs(f->txn, j.name);
+    }
+    if (rv == FL_OK) {
+        rv = store_job_put(f->txn, &j);
+    }
+    fl_buf_close(&active);
+    if (rv == FL_OK) {
+        res->version = r.sched_ms;
+        res->index = index;
+        snprintf(res->str, sizeof res->str, "%s", store_run_outcome_name(r.outcome));
+        emit(f, name, 0);
+    }
+    return rv;
+}
+
+/* The oldest queued fire of a job, to start now. */
+static int oldest_queued(struct store_txn *t, const char *name, struct store_run *out)
+{
+    uint8_t prefix[STORE_JOB_NAME_MAX + 1];
+    size_t plen = strlen(name) + 1;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    int rv;
+    memcpy(prefix, name, plen);
+    rv = store_cursor_open(t, STORE_RUNS, prefix, plen, &c);
+    if (rv != FL_OK) {
+        return rv;
+    }
+    rv = FL_ENOTFOUND;
+    while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK && kl > plen &&
+           memcmp(k, prefix, plen) == 0) {
+        if (store_run_decode(v, vl, out) == FL_OK && out->outcome == STORE_RUN_QUEUED) {
+            rv = FL_OK;
+            break;
+        }
+    }
+    store_cursor_close(c);
+    return rv;
+}
+
+int rg__job_task_finished(struct rg_fsm *f, const struct store_task *task, uint64_t index,
+                          uint64_t now)
+{
+    char name[STORE_JOB_NAME_MAX], key[STORE_LOCK_KEY_MAX], holder[STORE_SESSION_ID_MAX];
+    const char *at = strchr(task->name + 4, '@');
+    struct store_job j;
+    struct store_run r;
+    struct fl_buf active;
+    int rv, busy;
+
+    if (at == NULL || (size_t)(at - task->name - 4) >= sizeof name) {
+        return FL_OK;
+    }
+    snprintf(name, sizeof name, "%.*s", (int)(at - task->name - 4), task->name + 4);
+    rv = store_job_get(f->txn, name, &j);
+    if (rv == FL_ENOTFOUND) {
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    rv = run_active(f->txn, &j, &busy);
+    if (rv != FL_OK || busy) {
+        return rv; /* not this run, or not all of its tasks yet */
+    }
+    if (j.overlap == STORE_OVERLAP_FORBID) {
+        lock_key(key, sizeof key, j.name);
+        run_holder(holder, sizeof holder, j.name, j.run_seq);
+        rv = rg__lock_drop(f, key, holder, now);
+    }
+    if (rv != FL_OK || j.overlap != STORE_OVERLAP_QUEUE || j.queued == 0) {
+        return rv;
+    }
+    /* Queue: the oldest queued fire starts now (mode all: on the nodes of
+     * the fire that queued it is unknown, so on none; queue is for mode one). */
+    if (oldest_queued(f->txn, name, &r) != FL_OK) {
+        j.queued = 0;
+        return store_job_put(f->txn, &j);
+    }
+    j.queued--;
+    fl_buf_init(&active);
+    r.fired_ms = now;
+    rv = start_run(f, &j, &r, &active, NULL, index, now);
+    if (rv == FL_OK) {
+        rv = store_run_put(f->txn, j.name, &r);
+    }
+    if (rv == FL_OK) {
+        rv = store_job_put(f->txn, &j);
+    }
+    fl_buf_close(&active);
+    if (rv == FL_OK) {
+        emit(f, name, 0);
+    }
+    return rv;
+}
+
+int rg__apply_job(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                  struct rg_result *res)
+{
+    char name[STORE_JOB_NAME_MAX];
+    snprintf(name, sizeof name, "%.*s", (int)c->u.job.nlen, c->u.job.name);
+    switch (c->type) {
+    case RG_CMD_JOB_PUT:
+        return job_put(f, c, index, now, res);
+    case RG_CMD_JOB_DEL:
+        return job_del(f, name, res);
+    case RG_CMD_JOB_PAUSE:
+        return job_pause(f, c, name, now, res);
+    case RG_CMD_JOB_FIRE:
+        return job_fire(f, c, name, index, now, res);
+    default:
+        res->err = FL_EVERSION;
+        return FL_OK;
+    }
+}

@@ -18,6 +18,13 @@
 #define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
 #define JSON_OPT {"json", 0, "print the API's JSON", NULL, 0}
 
+/* Monotonic milliseconds: leases and waits are measured on it, so a jump
+ * of the wall clock neither ends a wait early nor keeps a lost lock. */
+static uint64_t mono_ms(void)
+{
+    return fl_mono_ns() / 1000000;
+}
+
 static char *lock_path(const char *key, const char *query)
 {
     char *esc = cli_escape(key, 1);
@@ -45,10 +52,20 @@ static json_t *session_body(struct cli_cmd *c)
     const char *name = cli_val(c, "name");
     char host[128] = "";
     char dflt[200];
+    long long ms;
+    /* The server checks these too; a bad flag is a usage error here. */
     if (cli_val(c, "ttl") != NULL) {
+        ms = fl_duration_ms(cli_val(c, "ttl"));
+        if (ms < 1000 || ms > 24LL * 3600 * 1000) {
+            cli_die_usage(c, "--ttl must be a duration between 1s and 24h");
+        }
         json_object_set_new(b, "ttl", json_string(cli_val(c, "ttl")));
     }
     if (cli_val(c, "lock-delay") != NULL) {
+        ms = fl_duration_ms(cli_val(c, "lock-delay"));
+        if (ms < 0 || ms > 60000) {
+            cli_die_usage(c, "--lock-delay must be a duration between 0s and 60s");
+        }
         json_object_set_new(b, "lock_delay", json_string(cli_val(c, "lock-delay")));
     }
     if (name == NULL) {
@@ -217,12 +234,12 @@ static int lock_acquire(int argc, char **argv)
                         "token. The hold lasts while the session is renewed (flotilla session "
                         "renew) or until released.",
                         opts, 1, 1};
-    char *pos[1], session[64];
+    char *pos[1], session[64], renew[160], *esc;
     int npos, status, limit;
     long long wait, left;
     json_t *body, *out = NULL;
     char *path;
-    uint64_t start = fl_wall_ms();
+    uint64_t start = mono_ms();
 
     cli_parse(&c, argc, argv, pos, &npos);
     check_key(&c, pos[0]);
@@ -241,14 +258,29 @@ static int lock_acquire(int argc, char **argv)
         json_decref(out);
     }
     path = lock_path(pos[0], "");
-    do {
-        left = wait - (long long)(fl_wall_ms() - start);
+    esc = cli_escape(session, 0);
+    snprintf(renew, sizeof renew, "/v1/sessions/%s/renew", esc);
+    free(esc);
+    for (;;) {
+        left = wait - (long long)(mono_ms() - start);
         body = json_pack("{s:s, s:i, s:I}", "session", session, "limit", limit, "wait",
                          (json_int_t)(left > 0 ? left : 0));
-        json_decref(out);
         status = cli_call(&c, "PUT", path, body, &out);
         json_decref(body);
-    } while (status == 202);
+        if (status != 202) {
+            break;
+        }
+        /* Still queued. One call waits at most half the session's TTL:
+         * renew it between calls, or a wait longer than the TTL would
+         * outlive the session. */
+        json_decref(out);
+        status = cli_call(&c, "PUT", renew, NULL, &out);
+        if (status != 200) {
+            break;
+        }
+        json_decref(out);
+        out = NULL;
+    }
     free(path);
     if (status != 200) {
         return cli_print_error(c.path, status, out);
@@ -481,7 +513,7 @@ static int lock_run(int argc, char **argv)
     int npos, status, limit, exit_code = 1, lost = 0;
     long long ttl, wait, margin;
     json_t *body, *out = NULL;
-    uint64_t start = fl_wall_ms(), last_ok, next_renew;
+    uint64_t start = mono_ms(), last_ok, next_renew;
     long long token;
     pid_t child;
 
@@ -516,16 +548,16 @@ static int lock_run(int argc, char **argv)
     out = NULL;
     snprintf(renew_path, sizeof renew_path, "/v1/sessions/%s/renew", session);
     path = lock_path(pos[0], "");
-    last_ok = fl_wall_ms();
+    last_ok = mono_ms();
     next_renew = last_ok + (uint64_t)ttl / 3;
 
     /* Acquire, renewing the session while queued: the server answers a
      * waiting call after at most half the session's TTL (202), so there is
      * a renewal between any two calls. */
     for (;;) {
-        long long left = wait < 0 ? 24LL * 3600 * 1000 : wait - (long long)(fl_wall_ms() - start);
-        if (fl_wall_ms() >= next_renew) {
-            uint64_t sent = fl_wall_ms();
+        long long left = wait < 0 ? 24LL * 3600 * 1000 : wait - (long long)(mono_ms() - start);
+        if (mono_ms() >= next_renew) {
+            uint64_t sent = mono_ms();
             status = run_call(&r, "PUT", renew_path, NULL, (int)(ttl / 3), &out);
             json_decref(out);
             out = NULL;
@@ -582,8 +614,8 @@ static int lock_run(int argc, char **argv)
             kill(-child, got_signal);
             got_signal = 0;
         }
-        if (fl_wall_ms() >= next_renew) {
-            uint64_t sent = fl_wall_ms();
+        if (mono_ms() >= next_renew) {
+            uint64_t sent = mono_ms();
             long long left = (long long)(last_ok + (uint64_t)(ttl - margin)) - (long long)sent;
             status = run_call(&r, "PUT", renew_path, NULL, (int)(left > 100 ? left : 100), &out);
             json_decref(out);
@@ -594,10 +626,10 @@ static int lock_run(int argc, char **argv)
             } else if (status == 404) {
                 lost = 1;
             } else {
-                next_renew = fl_wall_ms() + 200;
+                next_renew = mono_ms() + 200;
             }
         }
-        if (lost || fl_wall_ms() >= last_ok + (uint64_t)(ttl - margin)) {
+        if (lost || mono_ms() >= last_ok + (uint64_t)(ttl - margin)) {
             lost = 1;
             kill(-child, SIGKILL);
             waitpid(child, NULL, 0);

@@ -362,10 +362,15 @@ int node_server_run(const struct node_config *cfg)
     }
     snprintf(path, sizeof path, "%s/store", s->cfg.data_dir);
     so.map_size = s->cfg.store_size;
+    so.log_durable = 1; /* the Raft log is the durable copy (docs/STORE.md) */
     rv = store_open(path, &so, &s->store, err);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla: opening the store in %s: %s\n", path, err);
         goto out;
+    }
+    if (store_rebuilt(s->store)) {
+        FL_WARN("store: the store was not flushed before the machine restarted; "
+               "it was removed and is rebuilt from the Raft snapshot and log");
     }
     snprintf(path, sizeof path, "%s/raft", s->cfg.data_dir);
     ro.id = s->cfg.id;

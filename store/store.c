@@ -8,9 +8,11 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -163,6 +165,91 @@ static int open_tables(struct store *s)
     return FL_OK;
 }
 
+
+/* ---- log-durable mode (store_options.log_durable) ----------------------- */
+
+#define BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+
+/* The kernel's id of this boot, without the newline; 0 if unreadable. */
+static int read_boot_id(char *out, size_t size)
+{
+    FILE *f = fopen(BOOT_ID_PATH, "r");
+    size_t n;
+    if (f == NULL) {
+        return 0;
+    }
+    n = fread(out, 1, size - 1, f);
+    fclose(f);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) {
+        n--;
+    }
+    out[n] = '\0';
+    return n > 0;
+}
+
+/* Write DIR/sync-state as "<boot id> <state>\n": a temporary file, fsync,
+ * rename, fsync of the directory, so the marker is either old or new. */
+static int write_sync_state(struct store *s, const char *dir, const char *state)
+{
+    char tmp[sizeof s->sync_path + 8], line[128];
+    int fd, n, ok;
+    snprintf(tmp, sizeof tmp, "%s.tmp", s->sync_path);
+    n = snprintf(line, sizeof line, "%s %s\n", s->boot_id, state);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return fl_errf(s->errmsg, FL_EIO, "%s: %s", tmp, strerror(errno));
+    }
+    ok = write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, s->sync_path) != 0) {
+        unlink(tmp);
+        return fl_errf(s->errmsg, FL_EIO, "%s: %s", s->sync_path, strerror(errno));
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return FL_OK;
+}
+
+/* Before the environment is opened: if the marker says a previous boot left
+ * it dirty, remove it (Raft rebuilds it). Returns FL_OK or an FL_* error. */
+static int check_sync_state(struct store *s, const char *dir)
+{
+    char line[128] = "", path[sizeof s->sync_path + 16];
+    char id[64], state[16];
+    FILE *f = fopen(s->sync_path, "r");
+    if (f == NULL) {
+        return FL_OK; /* a new store, or one written in the default mode */
+    }
+    if (fgets(line, sizeof line, f) == NULL) {
+        line[0] = '\0';
+    }
+    fclose(f);
+    if (sscanf(line, "%63s %15s", id, state) == 2 && strcmp(state, "clean") == 0) {
+        return FL_OK;
+    }
+    if (sscanf(line, "%63s %15s", id, state) == 2 && strcmp(id, s->boot_id) == 0) {
+        return FL_OK; /* a process crash: every write is in the page cache */
+    }
+    /* Dirty after a reboot (or an unreadable marker): some commits may have
+     * reached the disk only in part. */
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, i == 0 ? "data.mdb" : "lock.mdb");
+        if (unlink(path) != 0 && errno != ENOENT) {
+            return fl_errf(s->errmsg, FL_EIO, "%s: %s", path, strerror(errno));
+        }
+    }
+    s->rebuilt = 1;
+    return FL_OK;
+}
+
+int store_rebuilt(const struct store *s)
+{
+    return s->rebuilt;
+}
+
 int store_open(const char *dir, const struct store_options *opts, struct store **out, char *errmsg)
 {
     struct store *s;
@@ -183,6 +270,17 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
         return fl_errf(errmsg, FL_ENOMEM, "store_open: out of memory");
     }
     s->fault_countdown = -1;
+    if (opts != NULL && opts->log_durable && !opts->no_sync &&
+        read_boot_id(s->boot_id, sizeof s->boot_id) &&
+        snprintf(s->sync_path, sizeof s->sync_path, "%s/sync-state", dir) <
+            (int)sizeof s->sync_path) {
+        s->log_durable = 1;
+        flags = MDB_NOTLS | MDB_NOSYNC;
+        rv = check_sync_state(s, dir);
+        if (rv != FL_OK) {
+            goto err_free;
+        }
+    }
     rc = mdb_env_create(&s->env);
     if (rc != 0) {
         rv = store__lmdb_err(s, rc, "mdb_env_create");
@@ -205,6 +303,15 @@ int store_open(const char *dir, const struct store_options *opts, struct store *
     if (rv != FL_OK) {
         goto err_env;
     }
+    /* From here on commits are not flushed: mark the environment dirty
+     * (durably) before the first one. */
+    if (s->log_durable && (rc = mdb_env_sync(s->env, 1)) != 0) {
+        rv = store__lmdb_err(s, rc, "mdb_env_sync");
+        goto err_env;
+    }
+    if (s->log_durable && (rv = write_sync_state(s, dir, "dirty")) != FL_OK) {
+        goto err_env;
+    }
     *out = s;
     return FL_OK;
 
@@ -220,6 +327,16 @@ void store_close(struct store *s)
 {
     if (s == NULL) {
         return;
+    }
+    if (s->log_durable && s->writer == NULL && mdb_env_sync(s->env, 1) == 0) {
+        char dir[sizeof s->sync_path];
+        char *slash;
+        snprintf(dir, sizeof dir, "%s", s->sync_path);
+        slash = strrchr(dir, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            write_sync_state(s, dir, "clean");
+        }
     }
     mdb_env_close(s->env);
     fl_free(s);

@@ -65,6 +65,15 @@ const char *store_table_name(enum store_table t); /* "meta", "nodes", ... */
 struct store_options {
     size_t map_size; /* bytes; 0 = 1 GiB. The file grows lazily up to it. */
     int no_sync;     /* 1: MDB_NOSYNC (tests only); default MDB_NOMETASYNC */
+    /* 1: the Raft log is the durable copy of every applied entry, so a
+     * commit is not flushed (MDB_NOSYNC). A process crash loses nothing (the
+     * page cache survives it). A kernel crash or power loss may leave the
+     * environment inconsistent, so the store keeps DIR/sync-state, "<boot
+     * id> dirty|clean": opened after a reboot that followed an unclean stop,
+     * the environment is removed and opened empty (`rebuilt` set), and Raft
+     * restores it from its snapshot and log. store_close() flushes and marks
+     * it clean. Without a readable boot id this falls back to the default. */
+    int log_durable;
 };
 
 /* Open (creating if needed) the store in directory `dir` (created if
@@ -72,6 +81,8 @@ struct store_options {
  * FL_ERRMSG_SIZE buffer, may be NULL). */
 int store_open(const char *dir, const struct store_options *opts, struct store **out, char *errmsg);
 void store_close(struct store *s);
+/* 1 if store_open removed an environment left unclean by a kernel crash. */
+int store_rebuilt(const struct store *s);
 const char *store_errmsg(const struct store *s); /* detail of the last failure */
 
 /* Committed applied position; {0, 0} for a new store. */

@@ -28,6 +28,10 @@ struct store {
     MDB_dbi dbi[STORE__NTABLES];
     struct store_txn *writer; /* the open write transaction, NULL if none */
     long fault_countdown;     /* store_fault_commit(); < 0 disabled */
+    int log_durable;          /* opened MDB_NOSYNC with DIR/sync-state */
+    int rebuilt;              /* the environment was removed at open */
+    char sync_path[4200];     /* DIR/sync-state */
+    char boot_id[64];
     char errmsg[FL_ERRMSG_SIZE];
 };
 

@@ -1,5 +1,6 @@
 """Three real servers on loopback: kill -9 of the leader under load, restart,
 catch-up from the log and from a snapshot, no re-apply after restart."""
+import os
 import random
 import threading
 import time
@@ -162,6 +163,49 @@ def test_restart_with_snapshot_skips_older_image():
         c.close()
 
 
+def test_rebuild_after_unclean_reboot():
+    """A store left dirty by an earlier boot is removed and rebuilt by Raft.
+
+    The servers apply without flushing LMDB (the Raft log is the durable
+    copy); DATA/store/sync-state records the boot. Faking a kill -9 in an
+    earlier boot (another boot id, "dirty") must make the restarted server
+    throw its store away and restore it from the snapshot and log, losing
+    nothing acknowledged."""
+    c = Cluster(3, ["--snapshot-threshold", "64", "--snapshot-trailing", "16"],
+                "rebuild").start()
+    try:
+        ts, acked, errors = load(c, 600, "b", threads=8)
+        for t in ts:
+            t.join()
+        check(len(acked) == 600, "all writes acknowledged")
+        c.wait_converged()
+        leader = c.leader()
+        victim = c.servers[next(i for i in c.servers if i != leader)]
+        marker = os.path.join(victim.data, "store", "sync-state")
+        with open(marker) as f:
+            line = f.read().split()
+        check(len(line) == 2 and line[1] == "dirty", "a running server's store is dirty: %r" % line)
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            check(line[0] == f.read().strip(), "the marker names this boot")
+        victim.kill9()
+        with open(marker, "w") as f:
+            f.write("00000000-0000-0000-0000-000000000000 dirty\n")
+        victim.start()
+        victim.wait_up()
+        c.wait_converged()
+        with open(victim.log, errors="replace") as f:
+            check("rebuilt from the Raft snapshot and log" in f.read(), "the rebuild is logged")
+        fsm = victim.status()["fsm"]
+        check(fsm["restores"] >= 1, "the snapshot was restored into the empty store: %r" % fsm)
+        verify(c, acked, "b")
+        check(victim.stop() == 0, "clean shutdown")
+        with open(marker) as f:
+            check(f.read().split()[1] == "clean", "a clean stop marks the store clean")
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     run([test_kill_leader_under_load, test_catch_up_from_snapshot_and_log,
-         test_restart_does_not_reapply, test_restart_with_snapshot_skips_older_image])
+         test_restart_does_not_reapply, test_restart_with_snapshot_skips_older_image,
+         test_rebuild_after_unclean_reboot])

@@ -14,7 +14,9 @@ build=${BUILD_DIR:-$here/build}
 packages=(build-essential cmake pkg-config autoconf automake libtool
           libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libsodium-dev libjansson-dev
           libhttp-parser-dev python3 procps ansible-core
-          python3-croniter python3-nacl python3-msgpack faketime)
+          python3-croniter python3-nacl python3-msgpack faketime
+          librsync-dev libarchive-dev rdiff
+          iproute2 nftables e2fsprogs util-linux)
 
 deps() {
     [ "${FLOTILLA_SKIP_DEPS:-0}" = 1 ] && return 0

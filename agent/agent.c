@@ -18,7 +18,9 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/ident.h"
 #include "common/log.h"
+#include "common/schan.h"
 #include "common/strmap.h"
 
 #define BACKOFF_MIN_MS 100
@@ -33,6 +35,9 @@ struct agent {
     char work_dir[4200];
 
     uv_tcp_t *tcp; /* current connection, NULL if none */
+    struct schan *ch; /* its secure channel (docs/SECURITY.md "Links") */
+    char server[128]; /* the address it goes to */
+    unsigned char id_pk[FL_IDENT_PK_BYTES], id_sk[FL_IDENT_SK_BYTES];
     uv_connect_t connect_req;
     struct aproto_reader rd;
     int connecting;
@@ -81,27 +86,44 @@ static void write_done(uv_write_t *req, int status)
     fl_free(w);
 }
 
-static int send_bytes(struct agent *a, const uint8_t *p, size_t n)
+/* Write bytes already on the wire format (the buffer is taken over). */
+static int write_raw(struct agent *a, struct fl_buf *b)
 {
     struct write_req *w;
     uv_buf_t buf;
-    if (!a->connected || a->tcp == NULL) {
-        return FL_ENET;
+    if (a->tcp == NULL || b->len == 0) {
+        return a->tcp == NULL ? FL_ENET : FL_OK;
     }
     w = fl_malloc(sizeof *w);
-    if (w == NULL || (w->data = fl_malloc(n)) == NULL) {
-        fl_free(w);
+    if (w == NULL) {
         return FL_ENOMEM;
     }
-    memcpy(w->data, p, n);
+    buf.len = b->len;
+    w->data = fl_buf_steal(b, NULL);
     buf.base = (char *)w->data;
-    buf.len = n;
     if (uv_write(&w->req, (uv_stream_t *)a->tcp, &buf, 1, write_done) != 0) {
         fl_free(w->data);
         fl_free(w);
         return FL_ENET;
     }
     return FL_OK;
+}
+
+/* Send protocol bytes through the secure channel. */
+static int send_bytes(struct agent *a, const uint8_t *p, size_t n)
+{
+    struct fl_buf wire;
+    int rv;
+    if (!a->connected || a->tcp == NULL || a->ch == NULL || schan_state(a->ch) != SCHAN_OPEN) {
+        return FL_ENET;
+    }
+    fl_buf_init(&wire);
+    rv = schan_send(a->ch, p, n, &wire);
+    if (rv == FL_OK) {
+        rv = write_raw(a, &wire);
+    }
+    fl_buf_close(&wire);
+    return rv;
 }
 
 static int send_msg(struct agent *a, const struct aproto_msg *m)
@@ -486,6 +508,7 @@ static void send_hello(struct agent *a)
     struct aproto_msg m;
     struct aproto_unit_ref *refs = NULL;
     const char *labels[AGENT_LABELS_MAX];
+    unsigned char binding[SCHAN_BINDING_BYTES], auth[FL_IDENT_AUTH_BYTES];
     size_t i = 0;
     const char *k;
     void *v;
@@ -500,7 +523,13 @@ static void send_hello(struct agent *a)
     for (unsigned j = 0; j < a->cfg.n_labels; j++) {
         labels[j] = a->cfg.labels[j];
     }
+    /* Proof of the agent's identity key, bound to this session. */
+    if (schan_binding(a->ch, binding) == FL_OK) {
+        fl_ident_hello_sign(a->id_sk, binding, a->cfg.id, auth);
+    }
     aproto_msg_init(&m, APROTO_HELLO);
+    m.u.hello.auth = auth;
+    m.u.hello.auth_len = sizeof auth;
     m.u.hello.agent_id = a->cfg.id;
     m.u.hello.version = "flotilla-0.1.0";
     m.u.hello.cap = a->cfg.cap;
@@ -546,6 +575,8 @@ static void disconnect(struct agent *a, const char *why, unsigned delay)
         a->tcp = NULL;
     }
     aproto_reader_close(&a->rd);
+    schan_destroy(a->ch);
+    a->ch = NULL;
     a->connected = a->welcomed = a->connecting = 0;
     uv_timer_stop(&a->heartbeat);
     schedule_reconnect(a, delay);
@@ -605,19 +636,13 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof slab;
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Decrypted protocol bytes: frames and messages. */
+static void on_plain(struct agent *a, const uint8_t *p, size_t len)
 {
-    struct agent *a = s->data;
     size_t off = 0;
-    if (nread < 0) {
-        disconnect(a, nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread),
-                   a->backoff_ms);
-        return;
-    }
-    while (off < (size_t)nread && a->tcp != NULL) {
+    while (off < len && a->tcp != NULL) {
         size_t used = 0;
-        int rv = aproto_reader_feed(&a->rd, (const uint8_t *)buf->base + off, (size_t)nread - off,
-                                    &used);
+        int rv = aproto_reader_feed(&a->rd, p + off, len - off, &used);
         off += used;
         if (rv != FL_OK && rv != APROTO_NEED_MORE) {
             disconnect(a, a->rd.errmsg, a->backoff_ms);
@@ -643,6 +668,70 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct agent *a = s->data;
+    struct fl_buf wire, plain;
+    int was_open, rv;
+    if (nread == 0 || a->ch == NULL) {
+        return;
+    }
+    if (nread < 0) {
+        if (schan_state(a->ch) != SCHAN_OPEN) {
+            FL_WARN("agent %s: %s closed the connection during the secure handshake "
+                    "(a different cluster key? see its log)",
+                    a->cfg.id, a->server);
+        }
+        disconnect(a, nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread),
+                   a->backoff_ms);
+        return;
+    }
+    fl_buf_init(&wire);
+    fl_buf_init(&plain);
+    was_open = schan_state(a->ch) == SCHAN_OPEN;
+    rv = schan_recv(a->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
+    if (rv != FL_OK) {
+        FL_WARN("agent %s: secure channel to %s: %s", a->cfg.id, a->server, schan_errmsg(a->ch));
+        disconnect(a, "secure channel failed", a->backoff_ms);
+    } else {
+        write_raw(a, &wire);
+        if (!was_open && schan_state(a->ch) == SCHAN_OPEN) {
+            send_hello(a);
+        }
+        on_plain(a, plain.data, plain.len);
+    }
+    fl_buf_close(&wire);
+    fl_buf_close(&plain);
+}
+
+/* The handshake's first message; HELLO follows once the channel is open. */
+static int start_channel(struct agent *a)
+{
+    struct schan_config c;
+    struct fl_buf wire;
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    memset(&c, 0, sizeof c);
+    c.key = a->cfg.key;
+    c.link = SCHAN_LINK_AGENT;
+    c.self.role = SCHAN_ROLE_AGENT;
+    snprintf(c.self.name, sizeof c.self.name, "%s", a->cfg.id);
+    c.expect.role = SCHAN_ROLE_SERVER;
+    c.max_frame = APROTO_MAX_FRAME + APROTO_HEADER_SIZE;
+    rv = schan_create(&c, 1, &a->ch, err);
+    if (rv != FL_OK) {
+        FL_ERROR("agent %s: %s", a->cfg.id, err);
+        return rv;
+    }
+    fl_buf_init(&wire);
+    rv = schan_start(a->ch, &wire);
+    if (rv == FL_OK) {
+        rv = write_raw(a, &wire);
+    }
+    fl_buf_close(&wire);
+    return rv;
+}
+
 static void connect_cb(uv_connect_t *req, int status)
 {
     struct agent *a = req->data;
@@ -661,8 +750,11 @@ static void connect_cb(uv_connect_t *req, int status)
     a->connected = 1;
     uv_tcp_nodelay(a->tcp, 1);
     a->tcp->data = a;
+    if (start_channel(a) != FL_OK) {
+        disconnect(a, "cannot start the secure channel", a->backoff_ms);
+        return;
+    }
     uv_read_start((uv_stream_t *)a->tcp, alloc_cb, read_cb);
-    send_hello(a);
 }
 
 static void start_connect(struct agent *a)
@@ -680,6 +772,7 @@ static void start_connect(struct agent *a)
         snprintf(target, sizeof target, "%s", a->cfg.join[a->join_next++ % a->cfg.n_join]);
     }
     addr = target;
+    snprintf(a->server, sizeof a->server, "%s", target);
     colon = strrchr(addr, ':');
     if (colon == NULL || (size_t)(colon - addr) >= sizeof host) {
         schedule_reconnect(a, a->backoff_ms);
@@ -751,6 +844,20 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
         fl_free(a);
         return fl_errf(errmsg, FL_EIO, "cannot create %s: %s", c->data_dir, strerror(errno));
     }
+    {
+        int created = 0;
+        int rv = fl_ident_load(c->data_dir, a->id_pk, a->id_sk, &created, errmsg);
+        if (rv != FL_OK) {
+            fl_free(a);
+            return rv;
+        }
+        if (created) {
+            char fpr[FL_IDENT_FPR_SIZE];
+            fl_ident_fingerprint(a->id_pk, fpr);
+            FL_INFO("agent %s: made a new identity key %s/" FL_IDENT_FILE " (public key %s)",
+                    c->id, c->data_dir, fpr);
+        }
+    }
     strmap_init(&a->runs);
     strmap_init(&a->spool);
     if (spool_open(a) != FL_OK) {
@@ -800,6 +907,8 @@ static void runs_gone_close(struct agent *a)
         a->tcp = NULL;
     }
     aproto_reader_close(&a->rd);
+    schan_destroy(a->ch);
+    a->ch = NULL;
     uv_close((uv_handle_t *)&a->reconnect, timer_closed);
     uv_close((uv_handle_t *)&a->heartbeat, timer_closed);
 }

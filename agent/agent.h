@@ -24,7 +24,8 @@ struct agent_config {
     char labels[AGENT_LABELS_MAX][128];
     unsigned n_join;
     char join[AGENT_JOIN_MAX][128]; /* agent addresses of servers */
-    char data_dir[4096];            /* spool and executor work directories */
+    char data_dir[4096];            /* spool, executor work directories, identity key */
+    unsigned char key[32];          /* the cluster key (common/key.h) */
 };
 
 struct agent;

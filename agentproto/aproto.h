@@ -149,7 +149,7 @@ struct aproto_hello {
     const char *const *labels;
     uint32_t n_running; /* 0..APROTO_RUNNING_MAX: units it still runs (re-attach) */
     const struct aproto_unit_ref *running;
-    const uint8_t *auth; /* 0..APROTO_AUTH_MAX bytes; empty until the authenticated handshake */
+    const uint8_t *auth; /* 0..APROTO_AUTH_MAX bytes: the agent identity proof (common/ident.h) */
     uint32_t auth_len;
     uint32_t flags; /* reserved, 0 */
 };

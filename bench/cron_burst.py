@@ -46,6 +46,10 @@ def main():
     a = ap.parse_args()
     binp = os.environ["FLOTILLA_BIN"]
     work = tempfile.mkdtemp(prefix="flotilla-bench-cron.")
+    # Every link is encrypted with the cluster key (docs/SECURITY.md).
+    os.environ["FLOTILLA_KEY_FILE"] = os.path.join(work, "cluster.key")
+    subprocess.check_call([binp, "keygen", "--out", os.environ["FLOTILLA_KEY_FILE"]],
+                          stdout=subprocess.DEVNULL)
     P = a.base_port
     peers = ",".join("%d=127.0.0.1:%d" % (i, P + 100 + i) for i in (1, 2, 3))
     procs = []

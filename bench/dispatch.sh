@@ -79,6 +79,9 @@ PIDS=()
 declare -A SERVER_PIDS
 AGENT_PIDS=()
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench.XXXXXX")
+# Every link is encrypted with the cluster key (docs/SECURITY.md).
+"$FLOTILLA_BIN" keygen --out "$WORK/cluster.key" >/dev/null
+export FLOTILLA_KEY_FILE="$WORK/cluster.key"
 AGENT_WORK=$WORK
 if [ -n "$AGENT_DIR" ]; then
     AGENT_WORK=$(mktemp -d "$AGENT_DIR/flotilla-bench-agents.XXXXXX") || {

@@ -171,11 +171,14 @@ static size_t build_request(struct conn *c)
         c->buf_cap = need;
     }
     if (b->target == TARGET_FLOTILLA) {
+        /* Writes need an API token (docs/SECURITY.md): $FLOTILLA_TOKEN. */
+        const char *tok = getenv("FLOTILLA_TOKEN");
         body = strlen(f_open) + b->value_len + strlen(end);
         n = (size_t)snprintf(c->buf, c->buf_cap,
-                             "PUT /v1/kv/%s HTTP/1.1\r\nHost: %s\r\n"
+                             "PUT /v1/kv/%s HTTP/1.1\r\nHost: %s\r\n%s%.200s%s"
                              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                             key, b->addr_names[c->addr], body);
+                             key, b->addr_names[c->addr], tok ? "X-Flotilla-Token: " : "",
+                             tok ? tok : "", tok ? "\r\n" : "", body);
         put(c, &n, f_open, strlen(f_open));
     } else {
         size_t k64 = base64((const unsigned char *)key, klen, key64);

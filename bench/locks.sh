@@ -75,6 +75,9 @@ fi
 PIDS=()
 CHILD=
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench.XXXXXX")
+# Every link is encrypted with the cluster key (docs/SECURITY.md).
+"$FLOTILLA_BIN" keygen --out "$WORK/cluster.key" >/dev/null
+export FLOTILLA_KEY_FILE="$WORK/cluster.key"
 
 stop_pids() {
     local pid deadline=$((SECONDS + 5))

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# writes — replicated writes/s, p50/p99 at 1, 16, 256 in flight on 3 loopback servers (--vs-etcd: vs etcd 3.4)
+# writes — replicated writes/s, p50/p99 at 1, 16, 256 in flight on 3 loopback servers (--vs-etcd: vs etcd 3.4; --compare-plaintext: encrypted vs plaintext Raft)
 #
 # Run through bench/run, which builds the binaries and sets FLOTILLA_BIN and
 # LOADGEN. Starts a fresh three-server Flotilla cluster on loopback, drives its
 # leader with bench/loadgen at each in-flight count, stops it; with --vs-etcd
 # then does the same with a fresh three-member etcd and the same load shape
 # (value size, in-flight counts, durations, leader only). One system runs at a
-# time so they never share the machine's cores with each other.
+# time so they never share the machine's cores with each other. With
+# --compare-plaintext the same Flotilla runs once more with
+# --raft-plaintext (Raft without the secure channel, for measurement only,
+# docs/SECURITY.md) and the script ends with the encrypted rate over the
+# plaintext one.
 set -euo pipefail
 
 usage() {
@@ -14,11 +18,14 @@ usage() {
 usage: bench/run writes [options]
   --vs-etcd         also measure a three-member etcd (/usr/bin/etcd) the same way,
                     and end with Flotilla's rate over etcd's
+  --compare-plaintext
+                    also measure Flotilla with --raft-plaintext (unencrypted Raft, for
+                    measurement only) and end with encrypted over plaintext
   --duration S      measured seconds per in-flight count (default 5)
   --warmup S        unrecorded seconds before each measurement (default 1)
   --value-size N    bytes per value (default 64)
   --inflight "LIST" in-flight counts (default "1 16 256"); the headline is the last
-  --base-port P     Flotilla API ports P+1..P+3, Raft P+101..; etcd clients P+201..,
+  --base-port P     Flotilla API ports P+1..P+3, Raft P+101.., agents P+201..; etcd clients P+201..,
                     etcd peers P+301.. (default 18400)
   --keep            keep the data directories and logs (path printed at the end)
 EOF
@@ -30,10 +37,12 @@ VALUE_SIZE=64
 INFLIGHT="1 16 256"
 P=18400
 VS_ETCD=0
+PLAINTEXT=0
 KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --vs-etcd) VS_ETCD=1 ;;
+        --compare-plaintext) PLAINTEXT=1 ;;
         --duration) DURATION=${2:?--duration needs a value}; shift ;;
         --warmup) WARMUP=${2:?--warmup needs a value}; shift ;;
         --value-size) VALUE_SIZE=${2:?--value-size needs a value}; shift ;;
@@ -63,6 +72,9 @@ fi
 PIDS=()
 LOADGEN_PID=
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench.XXXXXX")
+# Every link is encrypted with the cluster key (docs/SECURITY.md).
+"$FLOTILLA_BIN" keygen --out "$WORK/cluster.key" >/dev/null
+export FLOTILLA_KEY_FILE="$WORK/cluster.key"
 
 stop_pids() {
     local pid deadline=$((SECONDS + 5))
@@ -121,13 +133,17 @@ show_logs() {
 }
 
 # ---------------------------------------------------------------- Flotilla
+# flotilla_start [SUFFIX [SERVER FLAGS...]] — fresh data directories WORK/server-N[SUFFIX].
 flotilla_start() {
     local i peers="1=127.0.0.1:$((P + 101)),2=127.0.0.1:$((P + 102)),3=127.0.0.1:$((P + 103))"
+    local suffix=${1:-}
+    shift || true
     check_ports $((P + 1)) $((P + 2)) $((P + 3)) $((P + 101)) $((P + 102)) $((P + 103))
     for i in 1 2 3; do
-        "$FLOTILLA_BIN" server --id $i --data "$WORK/server-$i" \
+        "$FLOTILLA_BIN" server --id $i --data "$WORK/server-$i$suffix" \
             --raft-addr 127.0.0.1:$((P + 100 + i)) --api-addr 127.0.0.1:$((P + i)) \
-            --bootstrap --peers "$peers" >"$WORK/server-$i.log" 2>&1 &
+            --agent-addr 127.0.0.1:$((P + 200 + i)) \
+            --bootstrap --peers "$peers" "$@" >"$WORK/server-$i$suffix.log" 2>&1 &
         PIDS+=($!)
     done
 }
@@ -234,9 +250,51 @@ echo "# machine: $(nproc) cores (${cpu:-unknown cpu}), $(free -g | awk '/^Mem:/ 
     "load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "# flotilla: three servers, Release build, raft assertions off, default settings"
 
+# The management token of a fresh cluster (writes need one): loadgen sends
+# $FLOTILLA_TOKEN.
+flotilla_token() {
+    local addr deadline=$((SECONDS + 30))
+    export FLOTILLA_TOKEN="flt_bench$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    while [ $SECONDS -lt $deadline ]; do
+        addr=$(flotilla_leader)
+        if curl -sf --max-time 3 -X POST -H 'Content-Type: application/json' \
+            -d "{\"secret\": \"$FLOTILLA_TOKEN\"}" "http://$addr/v1/acl/bootstrap" >/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "could not bootstrap the API token"
+}
+
 flotilla_start
+flotilla_token
 measure flotilla flotilla flotilla_leader
 stop_pids
+
+if [ "$PLAINTEXT" = 1 ]; then
+    echo "# plaintext: the same three servers with --raft-plaintext (stock raft TCP transport" \
+        "with TCP_NODELAY, no secure channel; agents and API unchanged)"
+    # The ports of the first cluster must be free again.
+    for _ in $(seq 50); do
+        port_free $((P + 101)) && port_free $((P + 102)) && port_free $((P + 103)) && break
+        sleep 0.1
+    done
+    flotilla_start -plain --raft-plaintext
+    flotilla_token
+    measure plaintext flotilla flotilla_leader
+    stop_pids
+    for n in $INFLIGHT; do
+        enc=${RATE[flotilla_$n]:-0}
+        pla=${RATE[plaintext_$n]:-0}
+        if awk -v p="$pla" 'BEGIN { exit !(p > 0) }'; then
+            ratio=$(awk -v e="$enc" -v p="$pla" 'BEGIN { printf "%.2f", e / p }')
+        else
+            ratio=nan
+        fi
+        echo "encrypted_over_plaintext_w$n: $ratio x ($enc vs $pla writes/s)"
+    done
+    echo "# load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+fi
 
 if [ "$VS_ETCD" = 1 ]; then
     etcd_install

@@ -1,5 +1,6 @@
 #include "cmd/cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,22 @@ void cli_parse(struct cli_cmd *c, int argc, char **argv, char **pos, int *npos)
             if (o == NULL) {
                 cli_die_usage(c, "unknown flag --%s", name);
             }
+            if (o->has_arg == 2 && o->set && o->value != NULL) {
+                /* A repeatable flag: its values joined by newlines. */
+                const char *v = eq != NULL ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
+                char *joined;
+                if (v == NULL) {
+                    cli_die_usage(c, "flag --%s needs a value", name);
+                }
+                joined = malloc(strlen(o->value) + strlen(v) + 2);
+                if (joined == NULL) {
+                    cli_die_usage(c, "out of memory");
+                }
+                sprintf(joined, "%s\n%s", o->value, v);
+                o->value = joined; /* lives until exit */
+                i += eq == NULL;
+                continue;
+            }
             o->set = 1;
             if (o->has_arg) {
                 if (eq != NULL) {
@@ -137,22 +154,61 @@ static int retryable(int status, json_t *body)
                             strcmp(code, "busy") == 0);
 }
 
+/* The API token: $FLOTILLA_TOKEN, or the first line of $FLOTILLA_TOKEN_FILE
+ * (docs/ACL.md). Exits with a message if the file cannot be read. */
+const char *cli_token(const char *cmd)
+{
+    static char buf[256];
+    const char *t = getenv("FLOTILLA_TOKEN"), *file = getenv("FLOTILLA_TOKEN_FILE");
+    FILE *f;
+    if (t != NULL && t[0] != '\0') {
+        return t;
+    }
+    if (file == NULL || file[0] == '\0') {
+        return NULL;
+    }
+    if (buf[0] != '\0') {
+        return buf;
+    }
+    f = fopen(file, "r");
+    if (f == NULL || fgets(buf, sizeof buf, f) == NULL) {
+        fprintf(stderr, "flotilla %s: cannot read FLOTILLA_TOKEN_FILE %s: %s\n", cmd, file,
+                f == NULL ? strerror(errno) : "empty file");
+        exit(1);
+    }
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return buf;
+}
+
+void cli_headers(const char *cmd, int json, char *out, size_t size)
+{
+    const char *token = cli_token(cmd);
+    if (token != NULL && (strlen(token) > 300 || strpbrk(token, "\r\n") != NULL)) {
+        fprintf(stderr, "flotilla %s: FLOTILLA_TOKEN is not a token\n", cmd);
+        exit(1);
+    }
+    snprintf(out, size, "%s%s%s%s", json ? "Content-Type: application/json\r\n" : "",
+             token ? "X-Flotilla-Token: " : "", token ? token : "", token ? "\r\n" : "");
+}
+
 int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body, json_t **out)
 {
     const char *addr = cli_addr(c);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     size_t len = text ? strlen(text) : 0;
     struct timespec pause = {0, 200 * 1000 * 1000};
-    char err[FL_ERRMSG_SIZE];
+    char err[FL_ERRMSG_SIZE], headers[512];
     int status = 0;
+
+    cli_headers(c->path, text != NULL, headers, sizeof headers);
 
     *out = NULL;
     for (int attempt = 0; attempt < 75; attempt++) {
         struct httpc_response r;
         json_error_t jerr;
-        int rv = httpc_request(addr, method, path,
-                               text ? "Content-Type: application/json\r\n" : NULL, text, len,
-                               30000, &r, err);
+        int rv = httpc_request(addr, method, path, headers[0] ? headers : NULL, text, len, 30000,
+                               &r, err);
         if (rv != FL_OK) {
             fprintf(stderr, "flotilla %s: %s\n", c->path, err);
             free(text);

@@ -6,7 +6,7 @@
 
 struct cli_opt {
     const char *name;  /* long name without "--" */
-    int has_arg;       /* 1: takes a value */
+    int has_arg;       /* 1: takes a value; 2: repeatable, values joined by '\n' */
     const char *help;
     const char *value; /* parsed value (or default), NULL if absent */
     int set;           /* given on the command line */
@@ -38,6 +38,10 @@ const char *cli_addr(struct cli_cmd *c);
  * (503 no_leader / not_leader / busy), never after outcome_unknown. On
  * success returns the HTTP status and the parsed body (or NULL if not
  * JSON); on a transport failure prints the error and exits 1. */
+/* The API token from $FLOTILLA_TOKEN or $FLOTILLA_TOKEN_FILE, or NULL. */
+const char *cli_token(const char *cmd);
+/* Request headers: Content-Type (json) and X-Flotilla-Token (if any). */
+void cli_headers(const char *cmd, int json, char *out, size_t size);
 int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
              json_t **out);
 /* Print an API error body ("error: message (code)") to stderr; returns 1. */
@@ -70,7 +74,11 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts);
         {"noop", 0, "do nothing (tests, benchmarks)", NULL, 0},                                    \
         {"sleep", 1, "sleep this long (tests)", NULL, 0},                                          \
         {"inventory-var", 1, "Ansible inventory variables k=v (comma-separated)", NULL, 0},        \
-        {"kill-grace", 1, "between TERM and KILL at timeout or cancel", NULL, 0}
+        {"kill-grace", 1, "between TERM and KILL at timeout or cancel", NULL, 0},                  \
+        {"env", 2, "NAME=value in the units' environment (repeatable)", NULL, 0},                \
+        {"secret-env", 2,                                                                          \
+         "NAME=@FILE: a secret read from FILE, stored encrypted, never shown (repeatable)", NULL,  \
+         0}
 
 int cmd_server(int argc, char **argv);
 int cmd_task(int argc, char **argv);
@@ -82,9 +90,16 @@ int cmd_status(int argc, char **argv);
 int cmd_members(int argc, char **argv);
 int cmd_node(int argc, char **argv);
 int cmd_kv(int argc, char **argv);
+int cmd_acl(int argc, char **argv);
 int cmd_lock(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_cron(int argc, char **argv);
 int cmd_session(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_delta(int argc, char **argv);
+int cmd_supervise(int argc, char **argv);
+/* The cluster key from --key FILE (a "key" option of c) or $FLOTILLA_KEY_FILE;
+ * exits 2 with a message saying how to make one (cmd_keygen.c). */
+void cli_load_key(struct cli_cmd *c, unsigned char key[32]);
 
 #endif

@@ -4,8 +4,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "agent/agent.h"
 #include "cmd/cli.h"
+#include "common/err.h"
+#include "common/ident.h"
 
 static unsigned split_into(const char *s, char out[][128], unsigned max, struct cli_cmd *c,
                            const char *flag)
@@ -23,6 +27,96 @@ static unsigned split_into(const char *s, char out[][128], unsigned max, struct 
     return n;
 }
 
+#define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
+
+static int agents_list(int argc, char **argv)
+{
+    struct cli_opt opts[] = {ADDR_OPT, {"json", 0, "print the JSON answer", NULL, 0}, {NULL}};
+    struct cli_cmd c = {"agent list", "",
+                        "Agent identities the cluster knows, approved and pending approval.",
+                        opts, 0, 0};
+    char *pos[1];
+    int npos, status;
+    json_t *out = NULL, *a;
+    size_t i;
+    cli_parse(&c, argc, argv, pos, &npos);
+    status = cli_call(&c, "GET", "/v1/agents", NULL, &out);
+    if (status != 200) {
+        return cli_print_error(c.path, status, out);
+    }
+    if (cli_flag(&c, "json")) {
+        cli_print_json(out);
+        json_decref(out);
+        return 0;
+    }
+    printf("%-24s %-9s %-9s %s\n", "AGENT", "STATE", "CONNECTED", "PUBLIC KEY");
+    json_array_foreach(json_object_get(out, "agents"), i, a)
+    {
+        printf("%-24s %-9s %-9s %s\n", json_string_value(json_object_get(a, "id")),
+               json_string_value(json_object_get(a, "state")),
+               json_is_true(json_object_get(a, "connected")) ? "yes" : "no",
+               json_string_value(json_object_get(a, "public_key")));
+    }
+    json_decref(out);
+    return 0;
+}
+
+static int agents_approve(int argc, char **argv)
+{
+    struct cli_opt opts[] = {ADDR_OPT, {NULL}};
+    struct cli_cmd c = {"agent approve", "NAME",
+                        "Let an agent that waits for approval join (check its public key with "
+                        "flotilla agent list first).",
+                        opts, 1, 1};
+    char *pos[1], path[512], *id;
+    int npos, status;
+    json_t *out = NULL;
+    cli_parse(&c, argc, argv, pos, &npos);
+    id = cli_escape(pos[0], 0);
+    snprintf(path, sizeof path, "/v1/agents/%s/approve", id);
+    free(id);
+    status = cli_call(&c, "POST", path, NULL, &out);
+    if (status != 200) {
+        return cli_print_error(c.path, status, out);
+    }
+    printf("approved %s\n", pos[0]);
+    json_decref(out);
+    return 0;
+}
+
+/* The agent's identity: its public key, and (for checks with other tools)
+ * a detached signature of a message, both base64. */
+static int agent_id(int argc, char **argv)
+{
+    struct cli_opt opts[] = {
+        {"data", 1, "the agent's data directory", "flotilla-agent", 0},
+        {"sign", 1, "also print an ed25519 signature of this message", NULL, 0},
+        {NULL}};
+    struct cli_cmd c = {"agent id", "",
+                        "Print this agent's public key (made on first use) and optionally sign a "
+                        "message with it.",
+                        opts, 0, 0};
+    unsigned char pk[FL_IDENT_PK_BYTES], sk[FL_IDENT_SK_BYTES], sig[crypto_sign_BYTES];
+    char *pos[1], fpr[FL_IDENT_FPR_SIZE], err[FL_ERRMSG_SIZE];
+    char b64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+    int npos, created;
+    cli_parse(&c, argc, argv, pos, &npos);
+    if (fl_ident_load(cli_val(&c, "data"), pk, sk, &created, err) != FL_OK) {
+        fprintf(stderr, "flotilla agent id: %s\n", err);
+        return 1;
+    }
+    fl_ident_fingerprint(pk, fpr);
+    printf("public_key %s\n", fpr);
+    if (cli_val(&c, "sign") != NULL) {
+        const char *m = cli_val(&c, "sign");
+        crypto_sign_detached(sig, NULL, (const unsigned char *)m, strlen(m), sk);
+        sodium_bin2base64(b64, sizeof b64, sig, sizeof sig, sodium_base64_VARIANT_ORIGINAL);
+        printf("signature %s\n", b64);
+    }
+    sodium_memzero(sk, sizeof sk);
+    return 0;
+}
+
 int cmd_agent(int argc, char **argv)
 {
     struct cli_opt opts[] = {
@@ -31,6 +125,7 @@ int cmd_agent(int argc, char **argv)
         {"cap", 1, "units run at once (the cluster's setting wins once recorded)", "4", 0},
         {"label", 1, "labels k=v[,k=v]", NULL, 0},
         {"data", 1, "directory for the result spool and work files", "flotilla-agent", 0},
+        {"key", 1, "cluster key file (flotilla keygen); default $FLOTILLA_KEY_FILE", NULL, 0},
         {NULL}};
     struct cli_cmd c = {"agent", "", "Run an agent: it connects to the cluster and executes units.",
                         opts, 0, 0};
@@ -38,6 +133,15 @@ int cmd_agent(int argc, char **argv)
     char *pos[1], *end;
     int npos;
     long cap;
+    if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+        return agents_list(argc - 1, argv + 1);
+    }
+    if (argc >= 1 && strcmp(argv[0], "approve") == 0) {
+        return agents_approve(argc - 1, argv + 1);
+    }
+    if (argc >= 1 && strcmp(argv[0], "id") == 0) {
+        return agent_id(argc - 1, argv + 1);
+    }
     cli_parse(&c, argc, argv, pos, &npos);
     memset(&cfg, 0, sizeof cfg);
     if (!cli_flag(&c, "join")) {
@@ -63,5 +167,6 @@ int cmd_agent(int argc, char **argv)
         }
     }
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", cli_val(&c, "data"));
+    cli_load_key(&c, cfg.key);
     return agent_main(&cfg);
 }

@@ -427,14 +427,14 @@ static int run_call(struct runner *r, const char *method, const char *path, json
                     int timeout_ms, json_t **out)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    char err[FL_ERRMSG_SIZE];
+    char err[FL_ERRMSG_SIZE], headers[512];
     int status = -1;
     *out = NULL;
+    cli_headers("lock run", text != NULL, headers, sizeof headers);
     for (int i = 0; i < r->n_addrs; i++) {
         struct httpc_response resp;
         const char *code = NULL;
-        int rv = httpc_request(r->addrs[r->cur], method, path,
-                               text ? "Content-Type: application/json\r\n" : NULL, text,
+        int rv = httpc_request(r->addrs[r->cur], method, path, headers[0] ? headers : NULL, text,
                                text ? strlen(text) : 0, timeout_ms, &resp, err);
         if (rv == FL_OK) {
             status = resp.status;

@@ -11,10 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cmd/cli.h"
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/httpc.h"
+#include "common/key.h"
 #include "node/server.h"
 
 static unsigned long long parse_num(struct cli_cmd *c, const char *flag, const char *s,
@@ -112,8 +115,17 @@ int cmd_server(int argc, char **argv)
         {"snapshot-trailing", 1, "entries kept in the log after a snapshot", "8192", 0},
         {"store-size", 1, "maximum store size", "1G", 0},
         {"max-body", 1, "largest accepted request body", "1M", 0},
+        {"max-conns-per-ip", 1, "HTTP connections one address may hold open (1-100000)", "1024",
+         0},
         {"cap", 1, "running-unit cap of this server's node", "4", 0},
         {"min-free-disk", 1, "refuse writes when the data disk has less free space", "64M", 0},
+        {"key", 1, "cluster key file (flotilla keygen); default $FLOTILLA_KEY_FILE", NULL, 0},
+        {"require-agent-approval", 0,
+         "new agents wait for `flotilla agent approve NAME` before they may join", NULL, 0},
+        {"raft-plaintext", 0,
+         "measurement only (bench/run writes --compare-plaintext): Raft traffic unencrypted "
+         "and unauthenticated; never in production",
+         NULL, 0},
         {NULL}};
     struct cli_cmd c = {"server", "", "Run a Flotilla server.", opts, 0, 0};
     struct node_config cfg;
@@ -227,8 +239,16 @@ int cmd_server(int argc, char **argv)
     if (cfg.max_body < 1024 || cfg.max_body > (64u << 20)) {
         cli_die_usage(&c, "--max-body must be between 1K and 64M");
     }
+    cfg.max_conns_per_ip =
+        (unsigned)parse_num(&c, "max-conns-per-ip", cli_val(&c, "max-conns-per-ip"), 100000);
+    if (cfg.max_conns_per_ip == 0) {
+        cli_die_usage(&c, "--max-conns-per-ip must be 1-100000");
+    }
     cfg.node_cap = (unsigned)parse_num(&c, "cap", cli_val(&c, "cap"), 1000000);
     cfg.min_free_disk = parse_size(&c, "min-free-disk", cli_val(&c, "min-free-disk"));
+    cli_load_key(&c, cfg.key);
+    cfg.raft_plaintext = cli_flag(&c, "raft-plaintext");
+    cfg.require_agent_approval = cli_flag(&c, "require-agent-approval");
     return node_server_run(&cfg);
 }
 
@@ -284,6 +304,60 @@ static int leader_ready(const char *addr, char *name, size_t len)
     return ok;
 }
 
+/* The dev cluster's management token: DIR/token, made by bootstrapping the
+ * cluster the first time (a restarted dev cluster keeps its token). Returns
+ * 1 if DIR/token holds it. */
+static int dev_token(const char *dir, const char *leader_api)
+{
+    char path[PATH_MAX + 16], secret[80], body[160], b64[64], err[FL_ERRMSG_SIZE];
+    unsigned char raw[32];
+    struct httpc_response r;
+    int fd, ok;
+    snprintf(path, sizeof path, "%s/token", dir);
+    if (access(path, R_OK) == 0) {
+        return 1;
+    }
+    if (sodium_init() < 0) {
+        return 0;
+    }
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2base64(b64, sizeof b64, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    snprintf(secret, sizeof secret, "flt_%s", b64);
+    snprintf(body, sizeof body, "{\"secret\": \"%s\"}", secret);
+    for (int tries = 0; tries < 50; tries++) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        if (httpc_request(leader_api, "POST", "/v1/acl/bootstrap",
+                          "Content-Type: application/json\r\n", body, strlen(body), 5000, &r,
+                          err) == 0) {
+            int status = r.status;
+            httpc_response_free(&r);
+            if (status == 200) {
+                break;
+            }
+            if (status == 409) {
+                fprintf(stderr, "flotilla dev: the cluster in %s was bootstrapped before and %s "
+                        "is gone; use the token you kept\n", dir, path);
+                return 0;
+            }
+        }
+        if (tries == 49) {
+            fprintf(stderr, "flotilla dev: bootstrapping the API token failed\n");
+            return 0;
+        }
+        nanosleep(&ts, NULL);
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ok = fd >= 0 && write(fd, secret, strlen(secret)) == (ssize_t)strlen(secret) &&
+         write(fd, "\n", 1) == 1;
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (!ok) {
+        fprintf(stderr, "flotilla dev: cannot write %s; the token is %s\n", path, secret);
+    }
+    return ok;
+}
+
 int cmd_dev(int argc, char **argv)
 {
     struct cli_opt opts[] = {{"dir", 1, "directory for the servers' data and logs", "flotilla-dev", 0},
@@ -301,9 +375,12 @@ int cmd_dev(int argc, char **argv)
     unsigned n, base;
     pid_t pids[DEV_MAX] = {0};
     char dir[PATH_MAX], exe[PATH_MAX], peers[1024] = "", leader[64] = "";
+    char keyfile[PATH_MAX + 16], kerr[FL_ERRMSG_SIZE];
+    unsigned char key[FL_KEY_BYTES];
     sigset_t set;
     uint64_t t0 = fl_mono_ns();
-    int found = 0;
+    int found = 0, have_token = 0;
+    char leader_api[64];
 
     cli_parse(&c, argc, argv, pos, &npos);
     n = (unsigned)parse_num(&c, "servers", cli_val(&c, "servers"), DEV_MAX);
@@ -318,6 +395,17 @@ int cmd_dev(int argc, char **argv)
     }
     if (realpath(cli_val(&c, "dir"), dir) == NULL) {
         fprintf(stderr, "flotilla dev: %s: %s\n", cli_val(&c, "dir"), strerror(errno));
+        return 1;
+    }
+    /* The cluster's key lives with its data; made on the first run. */
+    snprintf(keyfile, sizeof keyfile, "%s/cluster.key", dir);
+    if (fl_key_load(keyfile, key, kerr) == FL_ENOTFOUND) {
+        if (fl_key_generate(keyfile, 0, key, kerr) != FL_OK) {
+            fprintf(stderr, "flotilla dev: %s\n", kerr);
+            return 1;
+        }
+    } else if (fl_key_load(keyfile, key, kerr) != FL_OK) {
+        fprintf(stderr, "flotilla dev: %s\n", kerr);
         return 1;
     }
     ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -361,7 +449,7 @@ int cmd_dev(int argc, char **argv)
             }
             execl(exe, exe, "server", "--id", id, "--data", data, "--raft-addr", raft,
                   "--api-addr", api, "--agent-addr", agent, "--bootstrap", "--peers", peers,
-                  (char *)NULL);
+                  "--key", keyfile, (char *)NULL);
             perror("exec");
             _exit(127);
         }
@@ -393,6 +481,8 @@ int cmd_dev(int argc, char **argv)
         }
         printf("Flotilla dev cluster: %u servers, leader %s elected in %.2f s\n", n, leader,
                elected);
+        snprintf(leader_api, sizeof leader_api, "127.0.0.1:%u", base + 1);
+        have_token = dev_token(dir, leader_api);
     } else {
         printf("Flotilla dev cluster: %u servers started, no leader yet (see the logs)\n", n);
     }
@@ -405,8 +495,15 @@ int cmd_dev(int argc, char **argv)
         printf("127.0.0.1:%u%s", base + 200 + i, i < n ? "," : "");
     }
     printf("\n  data: %s (logs: server-N.log)\n", dir);
-    printf("  try:  FLOTILLA_ADDR=127.0.0.1:%u flotilla kv put hello world; flotilla status\n",
-           base + 1);
+    printf("  cluster key: %s (agents: flotilla agent --key %s --join ...)\n", keyfile, keyfile);
+    if (have_token) {
+        printf("  API token (management): %s/token\n", dir);
+        printf("  try:  export FLOTILLA_ADDR=127.0.0.1:%u FLOTILLA_TOKEN_FILE=%s/token\n"
+               "        flotilla kv put hello world; flotilla status\n",
+               base + 1, dir);
+    } else {
+        printf("  try:  FLOTILLA_ADDR=127.0.0.1:%u flotilla status\n", base + 1);
+    }
     printf("Press Ctrl-C to stop the cluster.\n");
     fflush(stdout);
 

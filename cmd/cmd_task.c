@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cmd/cli.h"
 #include "common/clock.h"
 
@@ -189,6 +191,51 @@ static int wait_task(struct cli_cmd *c, const char *id, long long timeout_ms, in
     }
 }
 
+/* --env / --secret-env values (one per line, as the repeatable flag joins
+ * them) into {"NAME": "value"}. A secret is only taken from a file
+ * (NAME=@FILE), so it stays out of shell history and the process list; one
+ * trailing newline of the file is dropped. */
+static json_t *env_object(struct cli_cmd *c, const char *flag, const char *lines, int from_file)
+{
+    json_t *o = json_object();
+    char *copy = strdup(lines), *save = NULL;
+    for (char *ln = strtok_r(copy, "\n", &save); ln != NULL; ln = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(ln, '=');
+        if (eq == NULL || eq == ln) {
+            cli_die_usage(c, "--%s %s: want NAME=%s", flag, ln, from_file ? "@FILE" : "value");
+        }
+        *eq = '\0';
+        if (!from_file) {
+            json_object_set_new(o, ln, json_string(eq + 1));
+            continue;
+        }
+        if (eq[1] != '@') {
+            cli_die_usage(c, "--secret-env %s: give the secret in a file, NAME=@FILE", ln);
+        }
+        {
+            char buf[4098];
+            size_t n;
+            FILE *f = fopen(eq + 2, "r");
+            if (f == NULL) {
+                cli_die_usage(c, "--secret-env %s: %s: %s", ln, eq + 2, strerror(errno));
+            }
+            n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            if (n > 4096) {
+                cli_die_usage(c, "--secret-env %s: %s is longer than 4096 bytes", ln, eq + 2);
+            }
+            if (n > 0 && buf[n - 1] == '\n') {
+                n--;
+            }
+            buf[n] = '\0';
+            json_object_set_new(o, ln, json_stringn(buf, n));
+            sodium_memzero(buf, sizeof buf);
+        }
+    }
+    free(copy);
+    return o;
+}
+
 json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
 {
     json_t *body;
@@ -244,6 +291,13 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
     }
     if (cli_val(c, "inventory-var")) {
         json_object_set_new(body, "inventory_vars", split_list(cli_val(c, "inventory-var")));
+    }
+    if (cli_val(c, "env")) {
+        json_object_set_new(body, "env", env_object(c, "env", cli_val(c, "env"), 0));
+    }
+    if (cli_val(c, "secret-env")) {
+        json_object_set_new(body, "secret_env",
+                            env_object(c, "secret-env", cli_val(c, "secret-env"), 1));
     }
     if (cli_val(c, "kill-grace")) {
         v = cli_duration_ms(cli_val(c, "kill-grace"));
@@ -306,6 +360,10 @@ static int task_submit(int argc, char **argv)
         {"sleep", 1, "sleep this long (tests)", NULL, 0},
         {"inventory-var", 1, "Ansible inventory variables k=v (comma-separated)", NULL, 0},
         {"kill-grace", 1, "between TERM and KILL at timeout or cancel", NULL, 0},
+        {"env", 2, "NAME=value in the units' environment (repeatable)", NULL, 0},
+        {"secret-env", 2,
+         "NAME=@FILE: a secret read from FILE, stored encrypted, never shown (repeatable)", NULL,
+         0},
         {"wait", 0, "wait for the task to finish, with a progress bar", NULL, 0},
         {NULL}};
     struct cli_cmd c = {"task submit", "", "Submit a task: the host list is split into units.",

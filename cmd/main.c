@@ -22,7 +22,11 @@ static const struct {
     {"job", cmd_job, "cron jobs: add, list, show, history, pause, resume, run, rm"},
     {"cron", cmd_cron, "check cron expressions: next fire times"},
     {"lock", cmd_lock, "acquire, release, list locks; run a command holding one"},
+    {"acl", cmd_acl, "API tokens: bootstrap, token create|list|delete, whoami"},
     {"session", cmd_session, "create, renew, destroy sessions (locks are held by sessions)"},
+    {"keygen", cmd_keygen, "write a new cluster key (--out FILE)"},
+    {"supervise", cmd_supervise, "run an app's workers from ROOT/current: restarts, reload, logs"},
+    {"delta", cmd_delta, "librsync signature, delta, patch, hash of local files"},
 };
 
 static void usage(FILE *f)

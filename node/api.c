@@ -14,69 +14,65 @@
 #include "node/node_int.h"
 
 const struct route node_routes[] = {
-    {HTTP_GET, "/v1/status", ROUTE_LOCAL, node__status, "server, Raft and store status"},
-    {HTTP_GET, "/v1/health", ROUTE_LOCAL, node__health, "health for load balancers"},
-    {HTTP_GET, "/v1/routes", ROUTE_LOCAL, node__routes, "this table"},
-    {HTTP_GET, "/v1/kv", ROUTE_READ, node__kv_list, "list keys (?prefix=&limit=)"},
-    {HTTP_GET, "/v1/kv/*", ROUTE_READ, node__kv_get, "read a key"},
-    {HTTP_PUT, "/v1/kv/*", ROUTE_WRITE, node__kv_put, "write a key (optional cas)"},
-    {HTTP_DELETE, "/v1/kv/*", ROUTE_WRITE, node__kv_delete, "delete a key (?cas=)"},
-    {HTTP_GET, "/v1/nodes", ROUTE_READ, node__nodes_list, "list nodes"},
-    {HTTP_GET, "/v1/nodes/{}", ROUTE_READ, node__nodes_get, "one node"},
-    {HTTP_PUT, "/v1/nodes/{}/cap", ROUTE_WRITE, node__nodes_cap, "set a node's cap"},
-    {HTTP_POST, "/v1/nodes/{}/drain", ROUTE_WRITE, node__nodes_drain, "drain a node"},
-    {HTTP_POST, "/v1/nodes/{}/undrain", ROUTE_WRITE, node__nodes_undrain, "undrain a node"},
-    {HTTP_POST, "/v1/nodes/{}/cancel-running", ROUTE_WRITE, node__nodes_cancel_running,
-     "cancel the units running on a node"},
-    {HTTP_GET, "/v1/members", ROUTE_READ, node__members_list, "Raft members"},
-    {HTTP_POST, "/v1/members", ROUTE_WRITE, node__members_add, "add a server"},
-    {HTTP_POST, "/v1/members/transfer", ROUTE_WRITE, node__members_transfer,
-     "transfer leadership"},
-    {HTTP_POST, "/v1/members/{}/promote", ROUTE_WRITE, node__members_promote,
-     "promote a standby to voter"},
-    {HTTP_DELETE, "/v1/members/{}", ROUTE_WRITE, node__members_remove, "remove a server"},
-    {HTTP_POST, "/v1/internal/register", ROUTE_WRITE, node__register,
-     "a server records its addresses"},
-    {HTTP_POST, "/v1/tasks", ROUTE_WRITE, node__tasks_submit, "submit a task"},
-    {HTTP_GET, "/v1/tasks", ROUTE_READ, node__tasks_list, "list tasks"},
-    {HTTP_GET, "/v1/tasks/{}", ROUTE_READ, node__tasks_get, "a task with its progress"},
-    {HTTP_GET, "/v1/tasks/{}/units", ROUTE_READ, node__tasks_units, "a task's units"},
-    {HTTP_GET, "/v1/tasks/{}/results", ROUTE_READ, node__tasks_results,
-     "a task's results (?host=&status=)"},
-    {HTTP_GET, "/v1/tasks/{}/why", ROUTE_READ, node__tasks_why, "why units are waiting"},
-    {HTTP_POST, "/v1/tasks/{}/cancel", ROUTE_WRITE, node__tasks_cancel, "cancel a task"},
-    {HTTP_GET, "/v1/tasks/{}/units/{}/logs", ROUTE_READ, node__unit_logs,
-     "a unit's streamed output (leader memory)"},
-    {HTTP_GET, "/v1/results", ROUTE_READ, node__results_by_hosts, "results for ?hosts=a,b,c"},
-    {HTTP_GET, "/v1/hosts/{}/results", ROUTE_READ, node__host_results,
-     "every result of one host"},
-    {HTTP_POST, "/v1/sessions", ROUTE_WRITE, node__sessions_create,
-     "create a session with a TTL (locks are held by sessions)"},
-    {HTTP_GET, "/v1/sessions", ROUTE_READ, node__sessions_list, "list sessions"},
-    {HTTP_GET, "/v1/sessions/{}", ROUTE_READ, node__sessions_get, "one session and its locks"},
-    {HTTP_PUT, "/v1/sessions/{}/renew", ROUTE_WRITE, node__sessions_renew,
-     "renew a session's lease"},
-    {HTTP_DELETE, "/v1/sessions/{}", ROUTE_WRITE, node__sessions_destroy,
-     "destroy a session, releasing its locks"},
-    {HTTP_GET, "/v1/locks", ROUTE_READ, node__locks_list, "list locks (?namespace=)"},
-    {HTTP_GET, "/v1/locks/{}/*", ROUTE_READ, node__locks_get, "one lock: holders, waiters"},
-    {HTTP_PUT, "/v1/locks/{}/*", ROUTE_WRITE, node__locks_acquire,
-     "acquire (try, or wait) for a session"},
-    {HTTP_DELETE, "/v1/locks/{}/*", ROUTE_WRITE, node__locks_release,
-     "release a hold or leave the queue (?session=)"},
-    {HTTP_POST, "/v1/jobs", ROUTE_WRITE, node__jobs_put, "add (or, with update, redefine) a job"},
-    {HTTP_GET, "/v1/jobs", ROUTE_READ, node__jobs_list, "list jobs with their next fire times"},
-    {HTTP_GET, "/v1/jobs/{}", ROUTE_READ, node__jobs_get, "one job"},
-    {HTTP_GET, "/v1/jobs/{}/runs", ROUTE_READ, node__jobs_runs, "a job's run history"},
-    {HTTP_DELETE, "/v1/jobs/{}", ROUTE_WRITE, node__jobs_delete, "delete a job"},
-    {HTTP_POST, "/v1/jobs/{}/pause", ROUTE_WRITE, node__jobs_pause, "pause a job"},
-    {HTTP_POST, "/v1/jobs/{}/resume", ROUTE_WRITE, node__jobs_resume, "resume a job"},
-    {HTTP_POST, "/v1/jobs/{}/run", ROUTE_WRITE, node__jobs_run, "run a job now"},
-    {HTTP_GET, "/v1/dispatch", ROUTE_READ, node__dispatch_status, "dispatcher state"},
-    {HTTP_POST, "/v1/dispatch/pause", ROUTE_WRITE, node__dispatch_pause,
-     "stop assigning units cluster-wide"},
-    {HTTP_POST, "/v1/dispatch/resume", ROUTE_WRITE, node__dispatch_resume,
-     "assign units again"},
+    {HTTP_GET, "/v1/status", ROUTE_LOCAL, node__status, "server, Raft and store status", NEED_NONE, -1},
+    {HTTP_GET, "/v1/health", ROUTE_LOCAL, node__health, "health for load balancers", NEED_NONE, -1},
+    {HTTP_GET, "/v1/routes", ROUTE_LOCAL, node__routes, "this table", NEED_NONE, -1},
+    {HTTP_GET, "/v1/kv", ROUTE_READ, node__kv_list, "list keys (?prefix=&limit=)", NEED_READ, -1},
+    {HTTP_GET, "/v1/kv/*", ROUTE_READ, node__kv_get, "read a key", NEED_READ, -1},
+    {HTTP_PUT, "/v1/kv/*", ROUTE_WRITE, node__kv_put, "write a key (optional cas)", NEED_SUBMIT, 0},
+    {HTTP_DELETE, "/v1/kv/*", ROUTE_WRITE, node__kv_delete, "delete a key (?cas=)", NEED_SUBMIT, 0},
+    {HTTP_GET, "/v1/nodes", ROUTE_READ, node__nodes_list, "list nodes", NEED_READ, -1},
+    {HTTP_GET, "/v1/agents", ROUTE_READ, node__agents_list, "agent identities, approved and pending", NEED_READ, -1},
+    {HTTP_POST, "/v1/agents/{}/approve", ROUTE_WRITE, node__agents_approve, "approve a pending agent", NEED_OPERATE, -1},
+    {HTTP_GET, "/v1/nodes/{}", ROUTE_READ, node__nodes_get, "one node", NEED_READ, -1},
+    {HTTP_PUT, "/v1/nodes/{}/cap", ROUTE_WRITE, node__nodes_cap, "set a node's cap", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/nodes/{}/drain", ROUTE_WRITE, node__nodes_drain, "drain a node", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/nodes/{}/undrain", ROUTE_WRITE, node__nodes_undrain, "undrain a node", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/nodes/{}/cancel-running", ROUTE_WRITE, node__nodes_cancel_running, "cancel the units running on a node", NEED_OPERATE, -1},
+    {HTTP_GET, "/v1/members", ROUTE_READ, node__members_list, "Raft members", NEED_READ, -1},
+    {HTTP_POST, "/v1/members", ROUTE_WRITE, node__members_add, "add a server", NEED_SERVER, -1},
+    {HTTP_POST, "/v1/members/transfer", ROUTE_WRITE, node__members_transfer, "transfer leadership", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/members/{}/promote", ROUTE_WRITE, node__members_promote, "promote a standby to voter", NEED_OPERATE, -1},
+    {HTTP_DELETE, "/v1/members/{}", ROUTE_WRITE, node__members_remove, "remove a server", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/internal/register", ROUTE_WRITE, node__register, "a server records its addresses", NEED_SERVER, -1},
+    {HTTP_POST, "/v1/tasks", ROUTE_WRITE, node__tasks_submit, "submit a task", NEED_SUBMIT, -1},
+    {HTTP_GET, "/v1/tasks", ROUTE_READ, node__tasks_list, "list tasks", NEED_READ, -1},
+    {HTTP_GET, "/v1/tasks/{}", ROUTE_READ, node__tasks_get, "a task with its progress", NEED_READ, -1},
+    {HTTP_GET, "/v1/tasks/{}/units", ROUTE_READ, node__tasks_units, "a task's units", NEED_READ, -1},
+    {HTTP_GET, "/v1/tasks/{}/results", ROUTE_READ, node__tasks_results, "a task's results (?host=&status=)", NEED_READ, -1},
+    {HTTP_GET, "/v1/tasks/{}/why", ROUTE_READ, node__tasks_why, "why units are waiting", NEED_READ, -1},
+    {HTTP_POST, "/v1/tasks/{}/cancel", ROUTE_WRITE, node__tasks_cancel, "cancel a task", NEED_SUBMIT, -1},
+    {HTTP_GET, "/v1/tasks/{}/units/{}/logs", ROUTE_READ, node__unit_logs, "a unit's streamed output (leader memory)", NEED_READ, -1},
+    {HTTP_GET, "/v1/results", ROUTE_READ, node__results_by_hosts, "results for ?hosts=a,b,c", NEED_READ, -1},
+    {HTTP_GET, "/v1/hosts/{}/results", ROUTE_READ, node__host_results, "every result of one host", NEED_READ, -1},
+    {HTTP_POST, "/v1/sessions", ROUTE_WRITE, node__sessions_create, "create a session with a TTL (locks are held by sessions)", NEED_SUBMIT, -1},
+    {HTTP_GET, "/v1/sessions", ROUTE_READ, node__sessions_list, "list sessions", NEED_READ, -1},
+    {HTTP_GET, "/v1/sessions/{}", ROUTE_READ, node__sessions_get, "one session and its locks", NEED_READ, -1},
+    {HTTP_PUT, "/v1/sessions/{}/renew", ROUTE_WRITE, node__sessions_renew, "renew a session's lease", NEED_SUBMIT, -1},
+    {HTTP_DELETE, "/v1/sessions/{}", ROUTE_WRITE, node__sessions_destroy, "destroy a session, releasing its locks", NEED_SUBMIT, -1},
+    {HTTP_GET, "/v1/locks", ROUTE_READ, node__locks_list, "list locks (?namespace=)", NEED_READ, -1},
+    {HTTP_GET, "/v1/locks/{}/*", ROUTE_READ, node__locks_get, "one lock: holders, waiters", NEED_READ, -1},
+    {HTTP_PUT, "/v1/locks/{}/*", ROUTE_WRITE, node__locks_acquire, "acquire (try, or wait) for a session", NEED_SUBMIT, 0},
+    {HTTP_DELETE, "/v1/locks/{}/*", ROUTE_WRITE, node__locks_release, "release a hold or leave the queue (?session=)", NEED_SUBMIT, 0},
+    {HTTP_POST, "/v1/jobs", ROUTE_WRITE, node__jobs_put, "add (or, with update, redefine) a job", NEED_SUBMIT, -1},
+    {HTTP_GET, "/v1/jobs", ROUTE_READ, node__jobs_list, "list jobs with their next fire times", NEED_READ, -1},
+    {HTTP_GET, "/v1/jobs/{}", ROUTE_READ, node__jobs_get, "one job", NEED_READ, -1},
+    {HTTP_GET, "/v1/jobs/{}/runs", ROUTE_READ, node__jobs_runs, "a job's run history", NEED_READ, -1},
+    {HTTP_DELETE, "/v1/jobs/{}", ROUTE_WRITE, node__jobs_delete, "delete a job", NEED_SUBMIT, -1},
+    {HTTP_POST, "/v1/jobs/{}/pause", ROUTE_WRITE, node__jobs_pause, "pause a job", NEED_SUBMIT, -1},
+    {HTTP_POST, "/v1/jobs/{}/resume", ROUTE_WRITE, node__jobs_resume, "resume a job", NEED_SUBMIT, -1},
+    {HTTP_POST, "/v1/jobs/{}/run", ROUTE_WRITE, node__jobs_run, "run a job now", NEED_SUBMIT, -1},
+    {HTTP_GET, "/v1/dispatch", ROUTE_READ, node__dispatch_status, "dispatcher state", NEED_READ, -1},
+    {HTTP_POST, "/v1/dispatch/pause", ROUTE_WRITE, node__dispatch_pause, "stop assigning units cluster-wide", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/dispatch/resume", ROUTE_WRITE, node__dispatch_resume, "assign units again", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/acl/bootstrap", ROUTE_WRITE, node__acl_bootstrap,
+     "make the first management token (once per cluster)", NEED_NONE, -1},
+    {HTTP_GET, "/v1/acl/self", ROUTE_LOCAL, node__acl_self, "the calling token", NEED_TOKEN, -1},
+    {HTTP_GET, "/v1/acl/tokens", ROUTE_READ, node__acl_list, "list tokens (never secrets)",
+     NEED_ADMIN, -1},
+    {HTTP_POST, "/v1/acl/tokens", ROUTE_WRITE, node__acl_create, "create a token", NEED_ADMIN, -1},
+    {HTTP_DELETE, "/v1/acl/tokens/{}", ROUTE_WRITE, node__acl_delete, "delete a token",
+     NEED_ADMIN, -1},
 };
 const unsigned node_n_routes = sizeof node_routes / sizeof node_routes[0];
 
@@ -375,7 +371,9 @@ void node__api_handle(void *data, struct http_request *req)
     d->req = req;
     d->route = route;
     if (route->kind == ROUTE_LOCAL) {
-        route->fn(s, req, d->args);
+        if (node__authorize(s, req, route, d->args)) {
+            route->fn(s, req, d->args);
+        }
         fl_free(d);
         return;
     }
@@ -388,13 +386,21 @@ void node__api_handle(void *data, struct http_request *req)
         return;
     }
     if (route->kind == ROUTE_READ && node__is_stale(req)) {
-        route->fn(s, req, d->args);
+        if (node__authorize(s, req, route, d->args)) {
+            route->fn(s, req, d->args);
+        }
         fl_free(d);
         return;
     }
     if (st.state != RAFT_LEADER) {
         fl_free(d);
         not_leader(s, req);
+        return;
+    }
+    /* The leader decides who may (api_acl.c): followers forward with the
+     * caller's headers. */
+    if (!node__authorize(s, req, route, d->args)) {
+        fl_free(d);
         return;
     }
     if (route->kind == ROUTE_WRITE) {
@@ -414,10 +420,10 @@ void node__routes(struct node_server *s, struct http_request *req, char **args)
     json_t *arr = json_array();
     for (unsigned i = 0; i < node_n_routes; i++) {
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:s}", "method",
+            arr, json_pack("{s:s, s:s, s:s, s:s, s:s}", "method",
                            http_method_str((enum http_method)node_routes[i].method), "path",
                            node_routes[i].pattern, "kind", kinds[node_routes[i].kind], "summary",
-                           node_routes[i].summary));
+                           node_routes[i].summary, "needs", node__need_name(node_routes[i].need)));
     }
     http_respond_json(req, 200, json_pack("{s:o}", "routes", arr));
 }

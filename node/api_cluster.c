@@ -94,6 +94,10 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                                   "commands", (json_int_t)st.n_proposed, "forwarded",
                                   (json_int_t)s->n_forwarded, "forward_errors",
                                   (json_int_t)s->n_forward_errors));
+    json_object_set_new(o, "acl",
+                        json_pack("{s:I, s:I, s:b}", "denied_unauthenticated",
+                                  (json_int_t)s->n_denied_401, "denied_forbidden",
+                                  (json_int_t)s->n_denied_403, "server_key", s->have_api_key));
     if (s->locks != NULL) {
         struct lockmgr_stats ls;
         lockmgr_stats(s->locks, &ls);
@@ -116,9 +120,10 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
         struct http_stats hs;
         http_server_stats(s->http, &hs);
         json_object_set_new(o, "http",
-                            json_pack("{s:I, s:I, s:I}", "requests", (json_int_t)hs.requests,
-                                      "rejected", (json_int_t)hs.rejected, "open_connections",
-                                      (json_int_t)hs.open_conns));
+                            json_pack("{s:I, s:I, s:I, s:I}", "requests",
+                                      (json_int_t)hs.requests, "rejected", (json_int_t)hs.rejected,
+                                      "rejected_per_address", (json_int_t)hs.rejected_per_ip,
+                                      "open_connections", (json_int_t)hs.open_conns));
     }
     json_object_set_new(o, "uptime_ms", json_integer((json_int_t)(fl_wall_ms() - s->started_ms)));
     http_respond_json(req, 200, o);

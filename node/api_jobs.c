@@ -194,7 +194,7 @@ void node__jobs_put(struct node_server *s, struct http_request *req, char **args
     fl_buf_init(&b.specbuf);
     fl_buf_init(&def);
     rg_writer_init(&w);
-    if (!job_fields(s, req, body, &j) || !node__task_build(req, body, 0, &b)) {
+    if (!job_fields(s, req, body, &j) || !node__task_build(req, body, 0, s->cfg.key, &b)) {
         node__task_build_close(&b);
         goto out;
     }

@@ -117,20 +117,93 @@ static void submit_done(struct node_server *s, struct http_request *req, int err
                                 res->err == FL_EEXIST, "index", (json_int_t)res->index));
 }
 
+/* One env entry as stored: NAME=value, or NAME= and a sealed value
+ * (nonce, ciphertext and tag in base64). */
+#define ENV_ENTRY_MAX (NODE_SPEC_ENV_NAME_MAX + 2 + (NODE_SPEC_ENV_VALUE_MAX + 64) * 4 / 3 + 8)
+
+/* "env" or "secret_env": an object of NAME -> string value. Secret values
+ * are sealed here, on the server that took the request, before anything is
+ * proposed: only ciphertext enters the log. */
+static int env_field(struct http_request *req, json_t *body, const char *field, int sealed,
+                     struct node_task_build *b, const char **out, unsigned *n)
+{
+    unsigned char key[NODE_SECRET_KEY_BYTES];
+    json_t *obj = json_object_get(body, field), *v;
+    const char *name;
+    char msg[160];
+    *n = 0;
+    if (obj == NULL) {
+        return 1;
+    }
+    if (!json_is_object(obj) || json_object_size(obj) > NODE_SPEC_ENV_MAX) {
+        snprintf(msg, sizeof msg, "must be an object of at most %d NAME: value pairs",
+                 NODE_SPEC_ENV_MAX);
+        field_err(req, field, msg);
+        return 0;
+    }
+    if (b->envbuf == NULL &&
+        (b->envbuf = fl_calloc((size_t)NODE_SPEC_ENV_MAX * 2, ENV_ENTRY_MAX)) == NULL) {
+        node__respond_err(req, FL_ENOMEM, "out of memory");
+        return 0;
+    }
+    if (sealed) {
+        if (b->key == NULL) {
+            field_err(req, field, "this server has no cluster key to seal secrets with");
+            return 0;
+        }
+        node_secret_key(b->key, key);
+    }
+    json_object_foreach(obj, name, v)
+    {
+        char *slot = b->envbuf + (size_t)((sealed ? NODE_SPEC_ENV_MAX : 0) + *n) * ENV_ENTRY_MAX;
+        size_t vlen = json_is_string(v) ? json_string_length(v) : 0;
+        if (!node_env_name_valid(name, strlen(name))) {
+            snprintf(msg, sizeof msg,
+                     "\"%.64s\": a name is 1-64 of [A-Za-z0-9_], not starting with a digit "
+                     "or FLOTILLA_",
+                     name);
+            field_err(req, field, msg);
+            return 0;
+        }
+        if (!json_is_string(v) || vlen > NODE_SPEC_ENV_VALUE_MAX ||
+            memchr(json_string_value(v), '\0', vlen) != NULL) {
+            snprintf(msg, sizeof msg, "\"%.64s\": the value must be a string of at most %d bytes",
+                     name, NODE_SPEC_ENV_VALUE_MAX);
+            field_err(req, field, msg);
+            return 0;
+        }
+        if (sealed) {
+            node_secret_seal(key, name, json_string_value(v), vlen, slot, ENV_ENTRY_MAX);
+        } else {
+            snprintf(slot, ENV_ENTRY_MAX, "%s=%s", name, json_string_value(v));
+        }
+        out[(*n)++] = slot;
+    }
+    if (sealed) {
+        sodium_memzero(key, sizeof key);
+    }
+    return 1;
+}
+
 const char *const node__task_fields[] = {
     "name", "hosts", "unit_size", "timeout_ms", "retries", "priority", "constraints",
     "idempotency_key", "exec", "shell", "ansible_module", "ansible_args", "playbook", "noop",
-    "sleep_ms", "inventory_vars", "kill_grace_ms", NULL};
+    "sleep_ms", "inventory_vars", "kill_grace_ms", "env", "secret_env", NULL};
 
 void node__task_build_close(struct node_task_build *b)
 {
     fl_buf_close(&b->specbuf);
+    if (b->envbuf != NULL) {
+        sodium_memzero(b->envbuf, (size_t)NODE_SPEC_ENV_MAX * 2 * ENV_ENTRY_MAX);
+        fl_free(b->envbuf);
+        b->envbuf = NULL;
+    }
     fl_free(b->hosts);
     b->hosts = NULL;
 }
 
 int node__task_build(struct http_request *req, json_t *body, int need_hosts,
-                     struct node_task_build *b)
+                     const unsigned char *key, struct node_task_build *b)
 {
     static const char *const executors[] = {"exec", "shell", "ansible_module", "playbook", "noop",
                                             "sleep_ms"};
@@ -142,6 +215,7 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     json_t *v;
 
     memset(b, 0, sizeof *b);
+    b->key = key;
     fl_buf_init(&b->specbuf);
     v = json_object_get(body, "hosts");
     if (need_hosts || v != NULL) {
@@ -231,6 +305,19 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         return 0;
     }
     spec->kill_grace_ms = (uint32_t)grace;
+    if (!env_field(req, body, "env", 0, b, spec->env, &spec->n_env) ||
+        !env_field(req, body, "secret_env", 1, b, spec->secret, &spec->n_secret)) {
+        return 0;
+    }
+    for (unsigned i = 0; i < spec->n_secret; i++) {
+        size_t l = strcspn(spec->secret[i], "=");
+        for (unsigned k = 0; k < spec->n_env; k++) {
+            if (strncmp(spec->env[k], spec->secret[i], l + 1) == 0) {
+                field_err(req, "secret_env", "a name is in both env and secret_env");
+                return 0;
+            }
+        }
+    }
     if ((v = json_object_get(body, "idempotency_key")) != NULL) {
         if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 127) {
             field_err(req, "idempotency_key", "must be a string of 1-127 bytes");
@@ -284,7 +371,7 @@ void node__tasks_submit(struct node_server *s, struct http_request *req, char **
     if (body == NULL) {
         return;
     }
-    if (node__task_build(req, body, 1, &b)) {
+    if (node__task_build(req, body, 1, s->cfg.key, &b)) {
         node__submit(s, req, &b.cmd, submit_done);
     }
     node__task_build_close(&b);
@@ -340,6 +427,23 @@ json_t *node__task_json(const struct store_task *k)
             json_object_set_new(e, "args", json_string(spec.module_args));
         } else if (spec.kind == NODE_SLEEP) {
             json_object_set_new(e, "sleep_ms", json_integer(spec.sleep_ms));
+        }
+        if (spec.n_env > 0 || spec.n_secret > 0) {
+            json_t *env = json_object(), *names = json_array();
+            for (unsigned i = 0; i < spec.n_env; i++) {
+                const char *eq = strchr(spec.env[i], '=');
+                if (eq != NULL) {
+                    json_object_setn_new(env, spec.env[i], (size_t)(eq - spec.env[i]),
+                                         json_string(eq + 1));
+                }
+            }
+            /* Secrets: their names only, never a value or its ciphertext. */
+            for (unsigned i = 0; i < spec.n_secret; i++) {
+                json_array_append_new(names, json_stringn(spec.secret[i],
+                                                          strcspn(spec.secret[i], "=")));
+            }
+            json_object_set_new(e, "env", env);
+            json_object_set_new(e, "secret_env", names);
         }
         json_object_set_new(o, "executor", e);
         node_spec_close(&spec);

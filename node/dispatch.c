@@ -3,16 +3,20 @@
  * loop thread. */
 #include "node/dispatch.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "agentproto/aproto.h"
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/ident.h"
 #include "common/log.h"
+#include "common/schan.h"
 #include "common/strmap.h"
 #include "node/node_int.h"
 #include "node/spec.h"
@@ -28,6 +32,8 @@
 struct session {
     uv_tcp_t tcp;
     struct dispatch *d;
+    struct schan *ch; /* the secure channel (docs/SECURITY.md "Links") */
+    char peer[64];    /* remote address, for logs */
     struct aproto_reader rd;
     char id[STORE_NODE_ID_MAX];
     int welcomed;
@@ -102,6 +108,7 @@ struct dispatch {
 
     uint64_t n_assigned, n_assign_refused, n_runs, n_results, n_stale, n_lost, n_requeued;
     uint64_t n_rounds, n_bad_frames;
+    uint64_t n_refused; /* connections refused by the secure channel or the identity check */
 };
 
 static uint64_t now_ms(struct dispatch *d)
@@ -123,28 +130,25 @@ static void write_done(uv_write_t *req, int status)
     fl_free(w);
 }
 
-static int send_msg(struct session *ss, const struct aproto_msg *m)
+/* Encrypt protocol bytes and write them. */
+static int send_plain(struct session *ss, const uint8_t *p, size_t n)
 {
-    struct fl_buf b;
+    struct fl_buf wire;
     struct write_req *w;
     uv_buf_t buf;
-    char err[FL_ERRMSG_SIZE];
-    if (ss == NULL || ss->closing) {
+    int rv;
+    if (ss->ch == NULL || schan_state(ss->ch) != SCHAN_OPEN) {
         return FL_ENET;
     }
-    fl_buf_init(&b);
-    if (aproto_encode_ex(m, APROTO_FRAME_LIMIT, &b, err) != FL_OK) {
-        FL_WARN("agent %s: cannot encode %s: %s", ss->id, aproto_type_name(m->type), err);
-        fl_buf_close(&b);
-        return FL_EINVAL;
-    }
-    w = fl_malloc(sizeof *w);
+    fl_buf_init(&wire);
+    rv = schan_send(ss->ch, p, n, &wire);
+    w = rv == FL_OK ? fl_malloc(sizeof *w) : NULL;
     if (w == NULL) {
-        fl_buf_close(&b);
-        return FL_ENOMEM;
+        fl_buf_close(&wire);
+        return rv != FL_OK ? rv : FL_ENOMEM;
     }
-    buf.len = b.len;
-    w->data = fl_buf_steal(&b, NULL);
+    buf.len = wire.len;
+    w->data = fl_buf_steal(&wire, NULL);
     buf.base = (char *)w->data;
     if (uv_write(&w->req, (uv_stream_t *)&ss->tcp, &buf, 1, write_done) != 0) {
         fl_free(w->data);
@@ -154,11 +158,48 @@ static int send_msg(struct session *ss, const struct aproto_msg *m)
     return FL_OK;
 }
 
+/* Handshake bytes, written as they are. */
+static void send_wire(struct session *ss, struct fl_buf *wire)
+{
+    struct write_req *w;
+    uv_buf_t buf;
+    if (wire->len == 0 || (w = fl_malloc(sizeof *w)) == NULL) {
+        return;
+    }
+    buf.len = wire->len;
+    w->data = fl_buf_steal(wire, NULL);
+    buf.base = (char *)w->data;
+    if (uv_write(&w->req, (uv_stream_t *)&ss->tcp, &buf, 1, write_done) != 0) {
+        fl_free(w->data);
+        fl_free(w);
+    }
+}
+
+static int send_msg(struct session *ss, const struct aproto_msg *m)
+{
+    struct fl_buf b;
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    if (ss == NULL || ss->closing) {
+        return FL_ENET;
+    }
+    fl_buf_init(&b);
+    if (aproto_encode_ex(m, APROTO_FRAME_LIMIT, &b, err) != FL_OK) {
+        FL_WARN("agent %s: cannot encode %s: %s", ss->id, aproto_type_name(m->type), err);
+        fl_buf_close(&b);
+        return FL_EINVAL;
+    }
+    rv = send_plain(ss, b.data, b.len);
+    fl_buf_close(&b);
+    return rv;
+}
+
 static void session_closed(uv_handle_t *h)
 {
     struct session *ss = h->data;
     struct dispatch *d = ss->d;
     aproto_reader_close(&ss->rd);
+    schan_destroy(ss->ch);
     if (ss->prev) {
         ss->prev->next = ss->next;
     } else {
@@ -425,6 +466,8 @@ static unsigned job_env(const struct task_cache *tc, uint32_t unit, char (*env)[
     return 4;
 }
 
+#define SECRET_OPEN_MAX (NODE_SPEC_ENV_NAME_MAX + NODE_SPEC_ENV_VALUE_MAX + 2)
+
 static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, const char *node)
 {
     struct store_txn *t;
@@ -433,7 +476,9 @@ static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, con
     struct aproto_msg m;
     const char *hosts_stack[64], **hosts = hosts_stack;
     char env[9][STORE_HOST_MAX + 64];
-    const char *envp[9];
+    const char *envp[9 + 2 * NODE_SPEC_ENV_MAX];
+    char *secrets = NULL; /* opened secret_env entries, wiped after the send */
+    unsigned char skey[NODE_SECRET_KEY_BYTES];
     unsigned n_env;
     char *hostlist = NULL;
     size_t pos = 0, hl;
@@ -489,12 +534,39 @@ static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, con
     for (unsigned i = 0; i < n_env; i++) {
         envp[i] = env[i];
     }
+    for (unsigned i = 0; i < tc->spec.n_env; i++) {
+        envp[n_env++] = tc->spec.env[i];
+    }
+    /* Secrets are opened only here, for the unit's RUN over the agent link,
+     * and the clear text is wiped once the frame is queued (docs/ACL.md). */
+    if (tc->spec.n_secret > 0) {
+        secrets = fl_malloc((size_t)tc->spec.n_secret * SECRET_OPEN_MAX);
+        if (secrets == NULL) {
+            goto out;
+        }
+        node_secret_key(d->s->cfg.key, skey);
+        for (unsigned i = 0; i < tc->spec.n_secret; i++) {
+            char *slot = secrets + (size_t)i * SECRET_OPEN_MAX;
+            if (node_secret_open(skey, tc->spec.secret[i], slot, SECRET_OPEN_MAX) != FL_OK) {
+                FL_WARN("task %s: a secret_env value does not open with this cluster's key; "
+                        "the unit runs without it",
+                        task_id);
+                continue;
+            }
+            envp[n_env++] = slot;
+        }
+        sodium_memzero(skey, sizeof skey);
+    }
     m.u.run.n_env = n_env;
     m.u.run.env = envp;
     if (send_msg(ss, &m) == FL_OK) {
         d->n_runs++;
     }
 out:
+    if (secrets != NULL) {
+        sodium_memzero(secrets, (size_t)tc->spec.n_secret * SECRET_OPEN_MAX);
+        fl_free(secrets);
+    }
     fl_free(hostlist);
     if (hosts != hosts_stack) {
         fl_free(hosts);
@@ -1008,6 +1080,107 @@ static void leader_agent_addr(struct dispatch *d, char *out, size_t cap)
     store_abort(t);
 }
 
+/* ---- agent identities (docs/SECURITY.md "Links") ------------------------------ */
+
+static void refuse(struct session *ss, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void refuse(struct session *ss, const char *code, const char *fmt, ...)
+{
+    char msg[APROTO_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ss->d->n_refused++;
+    FL_WARN("agent connection from %s refused: %s", ss->peer, msg);
+    send_error(ss, code, msg);
+    session_close_after_write(ss);
+}
+
+static void agentkey_cb(void *data, int err, const struct rg_result *res)
+{
+    if (err == FL_OK && res->err == FL_ECONFLICT) {
+        FL_WARN("an agent's identity key lost a race with another key for the same id; "
+                "it is refused from its next connection on");
+    }
+}
+
+static void propose_agentkey(struct dispatch *d, const char *agent, const unsigned char *pk,
+                             int state)
+{
+    struct rg_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RG_CMD_AGENT_KEY_SET;
+    cmd.u.agentkey.agent = agent;
+    cmd.u.agentkey.alen = strlen(agent);
+    cmd.u.agentkey.pk = pk;
+    cmd.u.agentkey.pklen = FL_IDENT_PK_BYTES;
+    cmd.u.agentkey.state = (uint8_t)state;
+    rg_repl_submit(d->s->repl, &cmd, agentkey_cb, NULL, NULL);
+}
+
+/* The identity a HELLO claims: the name the secure channel was opened with,
+ * a signature of this session by the agent's ed25519 key, and (on the
+ * leader) the key the cluster recorded for this id. Returns 1 to go on;
+ * otherwise the agent was told why and the session is closing. */
+static int hello_identity(struct session *ss, const struct aproto_hello *h)
+{
+    struct dispatch *d = ss->d;
+    unsigned char binding[SCHAN_BINDING_BYTES], pk[FL_IDENT_PK_BYTES];
+    char fpr[FL_IDENT_FPR_SIZE], known[FL_IDENT_FPR_SIZE];
+    struct store_agentkey rec;
+    struct store_txn *t;
+    int rv;
+    if (strcmp(h->agent_id, schan_peer(ss->ch)->name) != 0) {
+        refuse(ss, "identity_mismatch", "HELLO names agent %s but the channel was opened by %s",
+               h->agent_id, schan_peer(ss->ch)->name);
+        return 0;
+    }
+    if (schan_binding(ss->ch, binding) != FL_OK ||
+        fl_ident_hello_verify(h->auth, h->auth_len, binding, h->agent_id, pk) != FL_OK) {
+        refuse(ss, "identity_proof", "agent %s: HELLO is not signed by an identity key",
+               h->agent_id);
+        return 0;
+    }
+    if (!is_leader(d)) {
+        return 1; /* a follower only redirects */
+    }
+    fl_ident_fingerprint(pk, fpr);
+    rv = store_begin(d->s->store, 0, &t);
+    if (rv == FL_OK) {
+        rv = store_agentkey_get(t, h->agent_id, &rec);
+        store_abort(t);
+    }
+    if (rv == FL_OK && memcmp(rec.pk, pk, sizeof pk) != 0) {
+        fl_ident_fingerprint(rec.pk, known);
+        refuse(ss, "identity_mismatch",
+               "agent id %s belongs to another key (%s); this agent's key is %s", h->agent_id,
+               known, fpr);
+        return 0;
+    }
+    if (rv == FL_OK && rec.state == STORE_AGENTKEY_APPROVED) {
+        return 1;
+    }
+    if (rv != FL_OK && rv != FL_ENOTFOUND) {
+        refuse(ss, "unavailable", "reading agent identities: %s", fl_strerror(rv));
+        return 0;
+    }
+    if (d->s->cfg.require_agent_approval) {
+        if (rv == FL_ENOTFOUND) {
+            propose_agentkey(d, h->agent_id, pk, STORE_AGENTKEY_PENDING);
+        }
+        refuse(ss, "approval_required",
+               "agent %s (key %s) awaits approval: flotilla agent approve %s", h->agent_id, fpr,
+               h->agent_id);
+        return 0;
+    }
+    /* First join (or approval no longer required): record the key. */
+    propose_agentkey(d, h->agent_id, pk, STORE_AGENTKEY_APPROVED);
+    FL_INFO("agent %s: recording its identity key %s", h->agent_id, fpr);
+    return 1;
+}
+
 static void on_hello(struct session *ss, const struct aproto_hello *h)
 {
     struct dispatch *d = ss->d;
@@ -1023,6 +1196,9 @@ static void on_hello(struct session *ss, const struct aproto_hello *h)
     }
     aproto_msg_init(&m, APROTO_WELCOME);
     if (!is_leader(d)) {
+        if (!hello_identity(ss, h)) {
+            return; /* only its proof is checked here: the leader knows the keys */
+        }
         leader_agent_addr(d, leader, sizeof leader);
         m.u.welcome.accepted = false;
         m.u.welcome.leader = leader;
@@ -1036,6 +1212,9 @@ static void on_hello(struct session *ss, const struct aproto_hello *h)
         FL_WARN("agent %s: a second connection while one is open; refused", h->agent_id);
         send_error(ss, "duplicate_agent", "an agent with this id is already connected");
         session_close_after_write(ss);
+        return;
+    }
+    if (!hello_identity(ss, h)) {
         return;
     }
     snprintf(ss->id, sizeof ss->id, "%s", h->agent_id);
@@ -1109,19 +1288,14 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof slab;
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* Decrypted protocol bytes: frames and messages. */
+static void on_plain(struct session *ss, const uint8_t *p, size_t len)
 {
-    struct session *ss = stream->data;
     struct dispatch *d = ss->d;
     size_t off = 0;
-    if (nread < 0) {
-        session_close(ss, nread == UV_EOF ? "closed by the agent" : uv_strerror((int)nread));
-        return;
-    }
-    while (off < (size_t)nread && !ss->closing && !ss->shutting) {
+    while (off < len && !ss->closing && !ss->shutting) {
         size_t used = 0;
-        int rv = aproto_reader_feed(&ss->rd, (const uint8_t *)buf->base + off,
-                                    (size_t)nread - off, &used);
+        int rv = aproto_reader_feed(&ss->rd, p + off, len - off, &used);
         off += used;
         if (rv != FL_OK && rv != APROTO_NEED_MORE) {
             d->n_bad_frames++;
@@ -1157,6 +1331,80 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct session *ss = stream->data;
+    struct dispatch *d = ss->d;
+    struct fl_buf wire, plain;
+    int was_open, rv;
+    if (nread == 0 || ss->closing) {
+        return;
+    }
+    if (nread < 0) {
+        if (schan_state(ss->ch) != SCHAN_OPEN) {
+            FL_WARN("agent connection from %s: closed during the secure handshake", ss->peer);
+        }
+        session_close(ss, nread == UV_EOF ? "closed by the agent" : uv_strerror((int)nread));
+        return;
+    }
+    fl_buf_init(&wire);
+    fl_buf_init(&plain);
+    was_open = schan_state(ss->ch) == SCHAN_OPEN;
+    rv = schan_recv(ss->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
+    if (rv != FL_OK) {
+        /* Nothing more is said on a channel that failed: close at once.
+         * Malformed bytes count as bad frames, failed authentication as a
+         * refused connection. */
+        if (rv == FL_EPROTO && !was_open) {
+            d->n_refused++;
+        } else {
+            d->n_bad_frames++;
+        }
+        FL_WARN("agent connection from %s%s%s: %s; closing it", ss->peer, ss->id[0] ? " " : "",
+                ss->id, schan_errmsg(ss->ch));
+        session_close(ss, "secure channel failed");
+    } else {
+        send_wire(ss, &wire);
+        on_plain(ss, plain.data, plain.len);
+    }
+    fl_buf_close(&wire);
+    fl_buf_close(&plain);
+}
+
+static int start_channel(struct session *ss)
+{
+    struct node_server *s = ss->d->s;
+    struct schan_config c;
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    memset(&c, 0, sizeof c);
+    c.key = s->cfg.key;
+    c.link = SCHAN_LINK_AGENT;
+    c.self.role = SCHAN_ROLE_SERVER;
+    snprintf(c.self.name, sizeof c.self.name, "%s", s->cfg.name);
+    c.expect.role = SCHAN_ROLE_AGENT;
+    c.max_frame = APROTO_MAX_FRAME + APROTO_HEADER_SIZE;
+    rv = schan_create(&c, 0, &ss->ch, err);
+    if (rv != FL_OK) {
+        FL_WARN("agent connection from %s: %s", ss->peer, err);
+    }
+    return rv;
+}
+
+static void peer_name(struct session *ss)
+{
+    struct sockaddr_storage st;
+    int len = sizeof st;
+    snprintf(ss->peer, sizeof ss->peer, "(unknown)");
+    if (uv_tcp_getpeername(&ss->tcp, (struct sockaddr *)&st, &len) == 0 &&
+        st.ss_family == AF_INET) {
+        char ip[48];
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&st;
+        uv_ip4_name(sin, ip, sizeof ip);
+        snprintf(ss->peer, sizeof ss->peer, "%s:%u", ip, ntohs(sin->sin_port));
+    }
+}
+
 static void accept_cb(uv_stream_t *server, int status)
 {
     struct dispatch *d = server->data;
@@ -1183,6 +1431,11 @@ static void accept_cb(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&ss->tcp, 1);
     ss->last_seen = now_ms(d);
+    peer_name(ss);
+    if (start_channel(ss) != FL_OK) {
+        session_close(ss, "no secure channel");
+        return;
+    }
     uv_read_start((uv_stream_t *)&ss->tcp, alloc_cb, read_cb);
 }
 
@@ -1434,7 +1687,7 @@ int dispatch_connected(struct dispatch *d, const char *node)
 
 json_t *dispatch_stats_json(struct dispatch *d)
 {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "agents_connected",
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "agents_connected",
                      (json_int_t)strmap_size(&d->by_id), "units_assigned",
                      (json_int_t)d->n_assigned, "assignments_refused",
                      (json_int_t)d->n_assign_refused, "runs_sent", (json_int_t)d->n_runs,
@@ -1442,6 +1695,8 @@ json_t *dispatch_stats_json(struct dispatch *d)
                      (json_int_t)d->n_stale, "nodes_lost", (json_int_t)d->n_lost,
                      "units_taken_back", (json_int_t)d->n_requeued, "rounds",
                      (json_int_t)d->n_rounds, "bad_frames", (json_int_t)d->n_bad_frames);
+    json_object_set_new(o, "refused_connections", json_integer((json_int_t)d->n_refused));
+    return o;
 }
 
 void dispatch_why(struct dispatch *d, struct store_txn *t, const struct sched_unit *u,

@@ -65,9 +65,13 @@ static void forward_cb(void *data, int err, int status, const char *content_type
 void node__forward(struct node_server *s, struct http_request *req)
 {
     char leader[STORE_NODE_ADDR_MAX];
-    char headers[256];
+    /* The caller's credentials go along: the leader decides (api_acl.c). */
+    static const char *const pass[] = {"X-Flotilla-Token", "Authorization",
+                                       "X-Flotilla-Server-Auth"};
+    char headers[1024];
     struct fwd *f;
     const char *ct = http_request_header(req, "Content-Type");
+    size_t used;
     int rv;
 
     if (!node__leader_api(s, leader, sizeof leader)) {
@@ -77,6 +81,13 @@ void node__forward(struct node_server *s, struct http_request *req)
     snprintf(headers, sizeof headers, "X-Flotilla-Forwarded: %llu\r\n%s%.100s%s",
              (unsigned long long)s->cfg.id, ct ? "Content-Type: " : "", ct ? ct : "",
              ct ? "\r\n" : "");
+    for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
+        const char *v = http_request_header(req, pass[i]);
+        used = strlen(headers);
+        if (v != NULL && strlen(v) <= 200 && strpbrk(v, "\r\n") == NULL) {
+            snprintf(headers + used, sizeof headers - used, "%s: %s\r\n", pass[i], v);
+        }
+    }
     f = fl_malloc(sizeof *f);
     if (f == NULL) {
         node__respond_err(req, FL_ENOMEM, "out of memory");

@@ -810,6 +810,39 @@ static void peer_name(struct http_conn *c)
     snprintf(c->remote, sizeof c->remote, "%s:%d", ip, port);
 }
 
+/* One address may hold at most max_conns_per_ip connections, so a single
+ * client cannot take every slot: the connection over the limit is answered
+ * 429 and closed. Counted by walking the open connections (at most
+ * max_conns). */
+static int over_ip_limit(struct http_server *s, struct http_conn *c)
+{
+    static const char body[] = "{\"error\":{\"code\":\"too_many_connections\","
+                               "\"message\":\"too many connections from this address\"}}\n";
+    size_t iplen = strrchr(c->remote, ':') ? (size_t)(strrchr(c->remote, ':') - c->remote) : 0;
+    unsigned same = 0;
+    char resp[320];
+    uv_buf_t b;
+    for (struct http_conn *o = s->conns; o != NULL; o = o->next) {
+        if (o != c && strncmp(o->remote, c->remote, iplen + 1) == 0) {
+            same++;
+        }
+    }
+    if (same < s->lim.max_conns_per_ip) {
+        return 0;
+    }
+    s->stats.rejected++;
+    s->stats.rejected_per_ip++;
+    b = uv_buf_init(resp, (unsigned)snprintf(resp, sizeof resp,
+                                             "HTTP/1.1 429 Too Many Requests\r\n"
+                                             "Content-Type: application/json\r\n"
+                                             "Content-Length: %zu\r\n"
+                                             "Connection: close\r\n\r\n%s",
+                                             sizeof body - 1, body));
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    conn_close(c);
+    return 1;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     struct http_server *s = ls->data;
@@ -849,6 +882,9 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(c);
+    if (over_ip_limit(s, c)) {
+        return;
+    }
     resume(c);
 }
 
@@ -899,6 +935,8 @@ int http_server_start(uv_loop_t *loop, const char *addr, const struct http_limit
         s->lim = *lim;
     }
     s->lim.max_body = s->lim.max_body ? s->lim.max_body : HTTP_DEFAULT_MAX_BODY;
+    s->lim.max_conns_per_ip =
+        s->lim.max_conns_per_ip ? s->lim.max_conns_per_ip : HTTP_DEFAULT_MAX_CONNS_PER_IP;
     s->lim.max_header = s->lim.max_header ? s->lim.max_header : HTTP_DEFAULT_MAX_HEADER;
     s->lim.max_conns = s->lim.max_conns ? s->lim.max_conns : HTTP_DEFAULT_MAX_CONNS;
     s->lim.idle_timeout_ms =

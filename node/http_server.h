@@ -40,12 +40,14 @@ struct http_limits {
     size_t max_body;          /* request body bytes; default 1 MiB */
     size_t max_header;        /* request line + header bytes in total; default 16 KiB */
     unsigned max_conns;       /* open connections; default 4096 */
+    unsigned max_conns_per_ip; /* open connections from one address; default 1024 */
     unsigned idle_timeout_ms; /* close a connection idle this long; default 60000 */
 };
 
 #define HTTP_DEFAULT_MAX_BODY     (1024u * 1024u)
 #define HTTP_DEFAULT_MAX_HEADER   (16u * 1024u)
 #define HTTP_DEFAULT_MAX_CONNS    4096u
+#define HTTP_DEFAULT_MAX_CONNS_PER_IP 1024u
 #define HTTP_DEFAULT_IDLE_TIMEOUT 60000u
 #define HTTP_MAX_HEADERS          64 /* headers kept per request; more is a 431 */
 
@@ -70,6 +72,7 @@ struct http_request {
     size_t body_len;             /* body length without that NUL */
     char remote[64];             /* peer "ip:port" */
     void *data;                  /* free for the handler */
+    char scratch[96];            /* free for the handler; lives as long as the request */
     struct http_header *headers; /* n_headers entries, in arrival order */
     unsigned n_headers;
 
@@ -103,7 +106,8 @@ struct http_server;
 
 struct http_stats {
     uint64_t requests;   /* complete requests handed to the handler */
-    uint64_t rejected;   /* answered by the limits: 400, 413, 431, 503 */
+    uint64_t rejected;   /* answered by the limits: 400, 413, 429, 431, 503 */
+    uint64_t rejected_per_ip; /* of those, connections over max_conns_per_ip (429) */
     uint64_t accepted;   /* connections accepted (including rejected ones) */
     unsigned open_conns; /* connections open now */
 };

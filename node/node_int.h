@@ -38,6 +38,10 @@ struct node_server {
     uint64_t n_refused_full;     /* writes refused by admission control */
     uint64_t n_forwarded;
     uint64_t n_forward_errors;
+    uint64_t n_denied_401;       /* requests without a valid token */
+    uint64_t n_denied_403;       /* tokens without the capability */
+    unsigned char api_key[32];   /* servers' HMAC key for internal calls (api_acl.c) */
+    int have_api_key;
     char errmsg[256];
 };
 
@@ -50,16 +54,49 @@ enum {
 
 typedef void (*route_fn)(struct node_server *s, struct http_request *req, char **args);
 
+/* What a route needs from the caller (node/api_acl.c, docs/ACL.md).
+ * NEED_UNSET is never valid: a route added without deciding is refused to
+ * everyone and fails tests/unit/test_acl.c. */
+enum {
+    NEED_UNSET = 0,
+    NEED_NONE,    /* public: status, health, routes, bootstrap */
+    NEED_TOKEN,   /* any valid token (who am I) */
+    NEED_READ,
+    NEED_SUBMIT,  /* tasks, jobs, sessions; with ns_arg, locks and kv in namespaces */
+    NEED_OPERATE,
+    NEED_ADMIN,
+    NEED_SERVER,  /* another server (cluster-key HMAC), or an operate token */
+};
+
 struct route {
     int method;          /* HTTP_GET, ... */
     const char *pattern; /* e.g. a trailing star or {} segments */
     int kind;            /* ROUTE_* */
     route_fn fn;
     const char *summary;
+    int need;            /* NEED_* */
+    int ns_arg;          /* >= 0: the argument that names a namespace; -1 none */
 };
 
 extern const struct route node_routes[];
 extern const unsigned node_n_routes;
+
+/* api_acl.c (docs/ACL.md): 1 if the caller may use route r, else the
+ * request has been answered (401/403) and 0 is returned. */
+int node__authorize(struct node_server *s, struct http_request *req, const struct route *r,
+                    char **args);
+/* Derive the HMAC key of internal calls from the cluster key. */
+void node__acl_set_key(struct node_server *s, const unsigned char cluster_key[32]);
+/* The "X-Flotilla-Server-Auth: ...\r\n" header line of an internal call
+ * into out; 0 (and "") when the server has no cluster key. */
+int node__server_auth_header(struct node_server *s, const char *method, const char *target,
+                             const void *body, size_t len, char *out, size_t size);
+const char *node__need_name(int need); /* "read", "submit", ... */
+void node__acl_bootstrap(struct node_server *s, struct http_request *req, char **args);
+void node__acl_self(struct node_server *s, struct http_request *req, char **args);
+void node__acl_list(struct node_server *s, struct http_request *req, char **args);
+void node__acl_create(struct node_server *s, struct http_request *req, char **args);
+void node__acl_delete(struct node_server *s, struct http_request *req, char **args);
 
 /* api.c */
 void node__api_handle(void *data, struct http_request *req);
@@ -90,6 +127,9 @@ void node__kv_delete(struct node_server *s, struct http_request *req, char **arg
 void node__status(struct node_server *s, struct http_request *req, char **args);
 void node__health(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_list(struct node_server *s, struct http_request *req, char **args);
+/* api_agents.c: agent identities */
+void node__agents_list(struct node_server *s, struct http_request *req, char **args);
+void node__agents_approve(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_get(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_cap(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_drain(struct node_server *s, struct http_request *req, char **args);
@@ -125,6 +165,8 @@ struct node_task_build {
     const char *constraints[STORE_TASK_CONSTRAINTS];
     struct node_spec spec;
     struct fl_buf specbuf;
+    char *envbuf; /* the env and sealed secret_env strings */
+    const unsigned char *key; /* the cluster key: set by the caller, seals secret_env */
     char id[24], idem[128], name[STORE_TASK_NAME_MAX];
     struct rg_cmd cmd;
 };
@@ -132,7 +174,7 @@ extern const char *const node__task_fields[]; /* the fields of POST /v1/tasks */
 /* Returns 1, or 0 after answering 400 naming the field. need_hosts: 0 lets
  * "hosts" be absent (n_hosts 0). Call node__task_build_close in every case. */
 int node__task_build(struct http_request *req, json_t *body, int need_hosts,
-                     struct node_task_build *b);
+                     const unsigned char *key, struct node_task_build *b);
 void node__task_build_close(struct node_task_build *b);
 
 /* api_locks.c, locks.c */

@@ -108,6 +108,17 @@ static char *member_json(struct node_server *s, const char *role)
     return text;
 }
 
+/* Headers of a POST from this server to another's internal route: JSON and
+ * the HMAC that proves it comes from a server with the cluster key. */
+static void internal_headers(struct node_server *s, const char *target, const char *body,
+                             char *out, size_t size)
+{
+    size_t n = (size_t)snprintf(out, size, "Content-Type: application/json\r\n");
+    if (n < size) {
+        node__server_auth_header(s, "POST", target, body, strlen(body), out + n, size - n);
+    }
+}
+
 static void ensure_registered(struct node_server *s, const struct rg_status *st)
 {
     char leader[STORE_NODE_ADDR_MAX];
@@ -127,10 +138,13 @@ static void ensure_registered(struct node_server *s, const struct rg_status *st)
     }
     if (node__leader_api(s, leader, sizeof leader)) {
         char *body = member_json(s, NULL);
+        char hdr[256];
+        if (body != NULL) {
+            internal_headers(s, "/v1/internal/register", body, hdr, sizeof hdr);
+        }
         if (body != NULL &&
-            http_client_request(s->loop, leader, "POST", "/v1/internal/register",
-                                "Content-Type: application/json\r\n", body, strlen(body), 5000,
-                                register_remote_cb, s) == FL_OK) {
+            http_client_request(s->loop, leader, "POST", "/v1/internal/register", hdr, body,
+                                strlen(body), 5000, register_remote_cb, s) == FL_OK) {
             s->register_inflight = 1;
         }
         free(body);
@@ -159,7 +173,7 @@ static void join_cb(void *data, int err, int status, const char *ct, const uint8
 
 static void try_join(struct node_server *s)
 {
-    char *body;
+    char *body, hdr[256];
     if (s->join_inflight || s->joined) {
         return;
     }
@@ -167,9 +181,9 @@ static void try_join(struct node_server *s)
     if (body == NULL) {
         return;
     }
-    if (http_client_request(s->loop, s->cfg.join, "POST", "/v1/members",
-                            "Content-Type: application/json\r\n", body, strlen(body), 120000,
-                            join_cb, s) == FL_OK) {
+    internal_headers(s, "/v1/members", body, hdr, sizeof hdr);
+    if (http_client_request(s->loop, s->cfg.join, "POST", "/v1/members", hdr, body, strlen(body),
+                            120000, join_cb, s) == FL_OK) {
         s->join_inflight = 1;
     }
     free(body);
@@ -353,6 +367,7 @@ int node_server_run(const struct node_config *cfg)
         snprintf(s->cfg.name, sizeof s->cfg.name, "server-%llu", (unsigned long long)cfg->id);
     }
     fl_log_init(s->cfg.name);
+    node__acl_set_key(s, s->cfg.key); /* internal calls between servers (docs/ACL.md) */
     s->loop = uv_default_loop();
     s->started_ms = fl_wall_ms();
 
@@ -378,6 +393,11 @@ int node_server_run(const struct node_config *cfg)
     ro.dir = path;
     ro.snapshot_threshold = s->cfg.snapshot_threshold;
     ro.snapshot_trailing = s->cfg.snapshot_trailing;
+    ro.key = s->cfg.key;
+    ro.raft_plaintext = s->cfg.raft_plaintext;
+    if (s->cfg.raft_plaintext) {
+        FL_WARN("Raft traffic is NOT encrypted (--raft-plaintext, for measurement only)");
+    }
     rv = rg_repl_create(s->loop, s->store, &ro, &s->repl, err);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla: %s\n", err);
@@ -399,6 +419,7 @@ int node_server_run(const struct node_config *cfg)
         goto out_repl;
     }
     lim.max_body = s->cfg.max_body;
+    lim.max_conns_per_ip = s->cfg.max_conns_per_ip;
     rv = http_server_start(s->loop, s->cfg.api_addr, &lim, node__api_handle, s, &s->http, err);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla: API on %s: %s\n", s->cfg.api_addr, err);
@@ -427,6 +448,7 @@ int node_server_run(const struct node_config *cfg)
         ac.n_join = 1;
         snprintf(ac.join[0], sizeof ac.join[0], "%s", s->cfg.agent_addr);
         snprintf(ac.data_dir, sizeof ac.data_dir, "%.4000s/agent", s->cfg.data_dir);
+        memcpy(ac.key, s->cfg.key, sizeof ac.key);
         if (agent_create(s->loop, &ac, &s->agent, err) != FL_OK) {
             fprintf(stderr, "flotilla: embedded agent: %s\n", err);
             exit(1);

@@ -36,8 +36,12 @@ struct node_config {
     unsigned snapshot_trailing;
     size_t store_size;    /* LMDB map size in bytes */
     size_t max_body;      /* HTTP request body limit */
+    unsigned max_conns_per_ip; /* HTTP connections from one address */
     unsigned node_cap;    /* running-unit cap recorded for this server's node */
     uint64_t min_free_disk; /* refuse writes when the data disk has less free */
+    unsigned char key[32];  /* the cluster key (common/key.h), required */
+    int raft_plaintext;     /* measurement only: Raft without encryption */
+    int require_agent_approval; /* new agents wait for `flotilla agent approve` */
 };
 
 void node_config_defaults(struct node_config *c);

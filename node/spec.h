@@ -2,9 +2,13 @@
  *
  * Stored opaque in the task record (store/), encoded here as a versioned
  * msgpack array:
- *   [1, kind, argv[], script, module, module_args, playbook, sleep_ms,
- *    inventory_vars[], kill_grace_ms]
- * Kinds use the agent protocol's numbers. */
+ *   [2, kind, argv[], script, module, module_args, playbook, sleep_ms,
+ *    inventory_vars[], kill_grace_ms, env[], secret_env[]]
+ * (version 1 is the same without the last two). Kinds use the agent
+ * protocol's numbers. env entries are "NAME=value"; secret_env entries are
+ * "NAME=" + a sealed value (node_secret_seal): the value encrypted under a
+ * key derived from the cluster key, so the replicated state, the Raft log and
+ * snapshots never hold it in clear (docs/ACL.md, "Secrets"). */
 #ifndef FL_NODE_SPEC_H
 #define FL_NODE_SPEC_H
 
@@ -24,6 +28,10 @@ enum node_exec_kind {
 
 #define NODE_SPEC_ARGV_MAX 256
 #define NODE_SPEC_VARS_MAX 32
+#define NODE_SPEC_ENV_MAX 32      /* env and secret_env entries, each */
+#define NODE_SPEC_ENV_NAME_MAX 64
+#define NODE_SPEC_ENV_VALUE_MAX 4096
+#define NODE_SECRET_KEY_BYTES 32
 
 struct node_spec {
     int kind;
@@ -37,6 +45,10 @@ struct node_spec {
     uint32_t kill_grace_ms;
     unsigned n_vars;
     const char *vars[NODE_SPEC_VARS_MAX + 1]; /* NULL-terminated */
+    unsigned n_env;
+    const char *env[NODE_SPEC_ENV_MAX + 1];   /* "NAME=value", NULL-terminated */
+    unsigned n_secret;
+    const char *secret[NODE_SPEC_ENV_MAX + 1]; /* "NAME=sealed", NULL-terminated */
     char *arena_;                             /* decode: owns the strings */
 };
 
@@ -46,5 +58,21 @@ int node_spec_encode(const struct node_spec *s, struct fl_buf *out);
 /* Decode into NUL-terminated strings owned by `out` (node_spec_close). */
 int node_spec_decode(const uint8_t *p, size_t n, struct node_spec *out);
 void node_spec_close(struct node_spec *s);
+
+/* A valid environment name: 1-64 of [A-Za-z0-9_], not starting with a digit,
+ * and not in the FLOTILLA_ namespace the agent sets. */
+int node_env_name_valid(const char *name, size_t len);
+
+/* The key secrets are sealed with, derived from the cluster key. */
+void node_secret_key(const unsigned char cluster_key[32], unsigned char out[NODE_SECRET_KEY_BYTES]);
+/* Seal value for NAME: out gets "NAME=" + base64url(nonce || XChaCha20-Poly1305
+ * ciphertext), with NAME as associated data (a sealed value cannot be moved
+ * to another name). Returns FL_OK or FL_ETOOBIG if out is too small. */
+int node_secret_seal(const unsigned char key[NODE_SECRET_KEY_BYTES], const char *name,
+                     const char *value, size_t vlen, char *out, size_t size);
+/* Open a "NAME=sealed" entry into "NAME=value" in out. FL_EDECODE if it was
+ * not sealed under this key for this name (tampered, or another cluster's). */
+int node_secret_open(const unsigned char key[NODE_SECRET_KEY_BYTES], const char *entry, char *out,
+                     size_t size);
 
 #endif

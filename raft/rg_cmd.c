@@ -14,6 +14,8 @@ static const char *type_names[] = {
     "session_create", "session_renew", "session_destroy", "session_expire", "lease_extend",
     "lock_acquire",  "lock_release", "lock_unwait", "lock_wake",
     "job_put",       "job_del",     "job_pause",   "job_fire",
+    "acl_bootstrap", "token_create", "token_delete",
+    "agent_key_set", "agent_key_approve",
 };
 
 const char *rg_cmd_type_name(int type)
@@ -203,6 +205,13 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
     case RG_CMD_JOB_PAUSE:
     case RG_CMD_JOB_FIRE:
         return rg__job_validate(c, errmsg);
+    case RG_CMD_ACL_BOOTSTRAP:
+    case RG_CMD_TOKEN_CREATE:
+    case RG_CMD_TOKEN_DELETE:
+        return rg__acl_validate(c, errmsg);
+    case RG_CMD_AGENT_KEY_SET:
+    case RG_CMD_AGENT_KEY_APPROVE:
+        return rg__agentkey_validate(c, errmsg);
     case RG_CMD_META_INIT:
         /* "applied" is the store's own record of the applied position. */
         if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024 ||
@@ -381,6 +390,15 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
     case RG_CMD_JOB_PAUSE:
     case RG_CMD_JOB_FIRE:
         rv |= rg__job_pack(&pk, c);
+        break;
+    case RG_CMD_ACL_BOOTSTRAP:
+    case RG_CMD_TOKEN_CREATE:
+    case RG_CMD_TOKEN_DELETE:
+        rv |= rg__acl_pack(&pk, c);
+        break;
+    case RG_CMD_AGENT_KEY_SET:
+    case RG_CMD_AGENT_KEY_APPROVE:
+        rv |= rg__agentkey_pack(&pk, c);
         break;
     case RG_CMD_META_INIT:
         rv |= msgpack_pack_array(&pk, 3);
@@ -753,6 +771,13 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
     case RG_CMD_JOB_PAUSE:
     case RG_CMD_JOB_FIRE:
         return rg__job_decode(f, n, c);
+    case RG_CMD_ACL_BOOTSTRAP:
+    case RG_CMD_TOKEN_CREATE:
+    case RG_CMD_TOKEN_DELETE:
+        return rg__acl_decode(f, n, c);
+    case RG_CMD_AGENT_KEY_SET:
+    case RG_CMD_AGENT_KEY_APPROVE:
+        return rg__agentkey_decode(f, n, c);
     case RG_CMD_META_INIT:
         if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||
             !get_str(&f[2], &c->u.meta.value, &c->u.meta.vlen)) {

@@ -64,6 +64,13 @@ enum rg_cmd_type {
     RG_CMD_JOB_DEL = 25,
     RG_CMD_JOB_PAUSE = 26, /* pause or resume */
     RG_CMD_JOB_FIRE = 27,  /* one schedule time (or a manual run): at most once */
+    /* API tokens (docs/SECURITY.md); all use u.acl. */
+    RG_CMD_ACL_BOOTSTRAP = 28, /* the first management token, exactly once */
+    RG_CMD_TOKEN_CREATE = 29,
+    RG_CMD_TOKEN_DELETE = 30,
+    /* Agent identities (docs/SECURITY.md "Links"); both use u.agentkey. */
+    RG_CMD_AGENT_KEY_SET = 31,     /* record an agent's public key (first join) */
+    RG_CMD_AGENT_KEY_APPROVE = 32, /* approve a pending agent */
     RG_CMD__MAX
 };
 
@@ -88,6 +95,15 @@ int rg_cmd_host(const struct rg_cmd *c, uint32_t i, const char **host, size_t *l
 
 /* A decoded command. Byte pointers point into the decoder's memory (valid
  * until rg_entry_close) or, when encoding, into the caller's. */
+/* An agent identity record (raft/rg_agentkey.c). */
+struct rg_cmd_agentkey {
+    const char *agent;
+    size_t alen;
+    const uint8_t *pk; /* SET: 32 bytes */
+    size_t pklen;
+    uint8_t state;     /* SET: STORE_AGENTKEY_APPROVED or _PENDING */
+};
+
 struct rg_cmd {
     int type;
     union {
@@ -188,6 +204,15 @@ struct rg_cmd {
             const char *value;
             size_t vlen;
         } meta;
+        struct {
+            const uint8_t *hash; /* BOOTSTRAP, CREATE: BLAKE2b-256 of the secret */
+            size_t hlen;
+            const uint8_t *rec;  /* BOOTSTRAP, CREATE: a store_token record */
+            size_t reclen;
+            const char *accessor; /* DELETE */
+            size_t alen;
+        } acl;
+        struct rg_cmd_agentkey agentkey;
     } u;
 };
 

@@ -257,6 +257,13 @@ static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
     case RG_CMD_JOB_PAUSE:
     case RG_CMD_JOB_FIRE:
         return rg__apply_job(f, c, index, now, res);
+    case RG_CMD_ACL_BOOTSTRAP:
+    case RG_CMD_TOKEN_CREATE:
+    case RG_CMD_TOKEN_DELETE:
+        return rg__apply_acl(f, c, index, now, res);
+    case RG_CMD_AGENT_KEY_SET:
+    case RG_CMD_AGENT_KEY_APPROVE:
+        return rg__apply_agentkey(f, c, index, now, res);
     default:
         res->err = FL_EVERSION;
         return FL_OK;

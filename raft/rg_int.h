@@ -35,6 +35,20 @@ int rg__apply_job(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint
 int rg__job_task_finished(struct rg_fsm *f, const struct store_task *task, uint64_t index,
                           uint64_t now);
 
+/* API tokens (rg_acl.c). */
+int rg__acl_validate(const struct rg_cmd *c, char *errmsg);
+int rg__acl_pack(msgpack_packer *pk, const struct rg_cmd *c);
+int rg__acl_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c);
+int rg__apply_acl(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                  struct rg_result *res);
+
+/* Agent identities (rg_agentkey.c). */
+int rg__agentkey_validate(const struct rg_cmd *c, char *errmsg);
+int rg__agentkey_pack(msgpack_packer *pk, const struct rg_cmd *c);
+int rg__agentkey_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c);
+int rg__apply_agentkey(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                       struct rg_result *res);
+
 /* Read/write a decimal counter kept in META. */
 int rg__meta_u64(struct store_txn *t, const char *name, uint64_t *out);
 int rg__meta_put_u64(struct store_txn *t, const char *name, uint64_t v);

@@ -687,6 +687,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     snprintf(p->dir, sizeof p->dir, "%s", o->dir);
     p->o.raft_addr = p->raft_addr;
     p->o.dir = p->dir;
+    p->o.key = NULL; /* the transport keeps its own copy */
     if (p->o.snapshot_threshold == 0) p->o.snapshot_threshold = 8192;
     if (p->o.snapshot_trailing == 0) p->o.snapshot_trailing = 8192;
     if (p->o.election_timeout_ms == 0) p->o.election_timeout_ms = 1000;
@@ -707,7 +708,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     }
     p->fsm.results_cb = on_results;
     p->fsm.results_data = p;
-    rv = rg_transport_init(&p->transport, loop, p->raft_addr);
+    rv = rg_transport_init(&p->transport, loop, p->raft_addr, o->key, o->raft_plaintext);
     if (rv != 0) {
         rv = fl_errf(errmsg, FL_ERAFT, "raft transport: %s", raft_strerror(rv));
         goto err;

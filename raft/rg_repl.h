@@ -43,6 +43,8 @@ struct rg_repl_options {
     unsigned heartbeat_ms;        /* 0 = 100 */
     unsigned max_batch_cmds;      /* 0 = 4096 */
     size_t max_batch_bytes;       /* 0 = 1 MiB */
+    const unsigned char *key;     /* the cluster key (FL_KEY_BYTES), required; copied */
+    int raft_plaintext;           /* measurement only: unencrypted transport (rg_transport.h) */
 };
 
 struct rg_peer {

@@ -1,28 +1,84 @@
 /* raft/rg_transport — the Raft transport between servers.
  *
- * Wraps the library's stock TCP transport and sets TCP_NODELAY on every
- * Raft connection (the stock transport never does; with Nagle and delayed
- * ACKs a few requests in flight stall ~40 ms, raft-notes §7). The wrapper is
- * also the seam where the authenticated, encrypted channel goes. */
+ * Issue 5 and raft-notes §7: the stock TCP transport authenticates nobody
+ * (anyone who reaches the port can pose as a peer) and never sets
+ * TCP_NODELAY. This transport owns the TCP sockets and runs the secure
+ * channel (common/schan.h, link SCHAN_LINK_RAFT) on each of them; raft gets
+ * one end of a socketpair(AF_UNIX) as a raft_malloc'd uv_pipe_t and we relay
+ * between the other end and the channel:
+ *
+ *   outbound (we connected):  raft -> pipe -> schan_send -> TCP
+ *   inbound  (we accepted):   TCP -> schan_recv -> pipe -> raft
+ *
+ * Each side claims the identity "ID@RAFT_ADDR" (role server); the connecting
+ * side checks that the peer is the server id raft asked for, and the
+ * accepting side hands raft the authenticated id and address. A connection
+ * is handed to raft only once the handshake is complete, so a failed
+ * handshake is a failed connect (RAFT_NOCONNECTION; raft retries after its
+ * connect_retry_delay). On an authentication failure, a damaged frame, EOF
+ * or an error, both ends are closed: raft sees EOF or a write error and
+ * reconnects. A handshake must finish within RG_TRANSPORT_HANDSHAKE_MS.
+ * Backpressure: reading the source stops while the destination's write
+ * queue holds more than RG_TRANSPORT_HIGH_WATER bytes and resumes below
+ * RG_TRANSPORT_LOW_WATER.
+ *
+ * The plaintext mode (`flotilla server --raft-plaintext`) exists only to
+ * measure what the encryption costs (bench/run writes --compare-plaintext):
+ * it is the stock TCP transport with TCP_NODELAY, unauthenticated. */
 #ifndef FL_RAFT_RG_TRANSPORT_H
 #define FL_RAFT_RG_TRANSPORT_H
+
+#include <stdint.h>
 
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "common/key.h"
+
+#define RG_TRANSPORT_HANDSHAKE_MS 5000
+#define RG_TRANSPORT_HIGH_WATER   (8u << 20)
+#define RG_TRANSPORT_LOW_WATER    (1u << 20)
+#define RG_TRANSPORT_HANDSHAKES_MAX 64 /* inbound handshakes at once */
+
+struct rg_link;
+
 struct rg_transport {
     struct raft_uv_transport outer; /* handed to raft_uv_init */
-    struct raft_uv_transport inner; /* the stock TCP transport */
+    struct raft_uv_transport inner; /* plaintext mode: the stock TCP transport */
+    int plaintext;
     raft_uv_accept_cb accept_cb;
     raft_uv_transport_close_cb close_cb;
     unsigned n_nodelay; /* sockets configured (tests read it) */
+
+    /* Encrypted mode. */
+    struct uv_loop_s *loop;
+    unsigned char key[FL_KEY_BYTES];
+    uint64_t id;
+    char name[160]; /* "ID@ADDR": the identity we claim */
+    char bind_addr[128];
+    struct uv_tcp_s *listener;
+    struct rg_link *links;
+    unsigned n_handshaking; /* inbound links before their handshake completed */
+    int closing;
+
+    /* Counters (status, tests). */
+    uint64_t n_established;     /* links handed to raft */
+    uint64_t n_refused;         /* handshakes that failed authentication */
+    uint64_t n_broken;          /* established links closed on a bad frame */
 };
 
-/* Initialise both transports on `loop`; bind_addr may be NULL. Returns a
- * RAFT_* code. */
-int rg_transport_init(struct rg_transport *t, struct uv_loop_s *loop, const char *bind_addr);
-/* Release the stock transport; call from raft's close callback after
- * raft_uv_close. */
+/* Initialise on `loop`. bind_addr is where we listen (raft's own address if
+ * NULL). key: the cluster key (copied; required, also in plaintext mode, so
+ * that a benchmark run is configured like a real one). Returns a RAFT_*
+ * code. */
+int rg_transport_init(struct rg_transport *t, struct uv_loop_s *loop, const char *bind_addr,
+                      const unsigned char key[FL_KEY_BYTES], int plaintext);
+/* Release what is left; call from raft's close callback after raft_uv_close
+ * (raft has closed the transport through outer.close by then). */
 void rg_transport_close(struct rg_transport *t);
+
+/* Plaintext mode (rg_transport_plain.c). */
+int rg__plain_init(struct rg_transport *t, struct uv_loop_s *loop, const char *bind_addr);
+void rg__plain_close(struct rg_transport *t);
 
 #endif

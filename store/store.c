@@ -38,6 +38,8 @@ static const char *table_names[STORE__NTABLES] = {
     [STORE_SESSLOCKS] = "sesslocks",
     [STORE_JOBS] = "jobs",
     [STORE_RUNS] = "runs",
+    [STORE_TOKENS] = "tokens",
+    [STORE_AGENTKEYS] = "agentkeys",
 };
 
 const char *store_table_name(enum store_table t)

@@ -57,6 +57,8 @@ enum store_table {
     STORE_SESSLOCKS = 13, /* session id '\0' lock key -> "H" held / "W" waiting */
     STORE_JOBS = 14,      /* job name -> struct store_job */
     STORE_RUNS = 15,      /* job name '\0' u64 scheduled second (BE) -> struct store_run */
+    STORE_TOKENS = 16,    /* BLAKE2b-256 of an API token's secret -> struct store_token */
+    STORE_AGENTKEYS = 17, /* agent id -> struct store_agentkey (its ed25519 public key) */
     STORE__NTABLES
 };
 
@@ -421,6 +423,66 @@ struct store_run {
 size_t store_run_key(uint8_t *out, const char *job, uint64_t sched_ms); /* out >= 64 + 9 */
 int store_run_put(struct store_txn *t, const char *job, const struct store_run *r);
 int store_run_decode(const void *val, size_t vlen, struct store_run *out);
+
+/* ---- API tokens (docs/ACL.md) ------------------------------ */
+
+#define STORE_TOKEN_HASH_BYTES 32 /* BLAKE2b-256 of the secret: the TOKENS key */
+#define STORE_TOKEN_ACCESSOR_MAX 17 /* 16 hex characters and the NUL */
+#define STORE_TOKEN_NAME_MAX 64
+#define STORE_TOKEN_NS 8            /* namespaces per token */
+#define STORE_TOKEN_NS_MAX 65
+
+/* Capabilities (bits). A token's policies are a set of them. */
+enum store_token_cap {
+    STORE_CAP_READ = 1,    /* every read */
+    STORE_CAP_SUBMIT = 2,  /* tasks, jobs, sessions, locks and kv (namespaces apply) */
+    STORE_CAP_OPERATE = 4, /* caps, drain, members, dispatch pause */
+    STORE_CAP_ADMIN = 8,   /* tokens */
+    STORE_CAP_ALL = 15,
+};
+
+/* A token as stored: never its secret, only the secret's hash (the key). */
+struct store_token {
+    char accessor[STORE_TOKEN_ACCESSOR_MAX]; /* public id: list, delete */
+    char name[STORE_TOKEN_NAME_MAX];         /* free text */
+    uint32_t caps;                           /* enum store_token_cap bits */
+    unsigned n_ns;                           /* 0 = every namespace */
+    char ns[STORE_TOKEN_NS][STORE_TOKEN_NS_MAX];
+    uint64_t created_ms;                     /* leader time */
+    uint64_t created_index;
+    int bootstrap;                           /* made by the one bootstrap */
+};
+
+int store_token_encode(const struct store_token *tok, struct fl_buf *out);
+int store_token_decode(const void *val, size_t vlen, struct store_token *out);
+/* FL_ENOTFOUND if no token has this hash; FL_ECORRUPT if its record does
+ * not decode. */
+int store_token_get(struct store_txn *t, const uint8_t hash[STORE_TOKEN_HASH_BYTES],
+                    struct store_token *out);
+int store_token_put(struct store_txn *t, const uint8_t hash[STORE_TOKEN_HASH_BYTES],
+                    const struct store_token *tok);
+
+/* ---- agent identities (docs/SECURITY.md, "Links") ---------------------------- */
+
+enum store_agentkey_state {
+    STORE_AGENTKEY_APPROVED = 1, /* the agent may join with this key */
+    STORE_AGENTKEY_PENDING = 2,  /* seen, waiting for `flotilla agent approve` */
+};
+
+/* The ed25519 public key the cluster knows for an agent id. */
+struct store_agentkey {
+    uint8_t pk[32];
+    int state;              /* enum store_agentkey_state */
+    uint64_t created_ms;    /* leader time of the first record */
+    uint64_t updated_index; /* log index of the last change */
+};
+
+int store_agentkey_encode(const struct store_agentkey *k, struct fl_buf *out);
+int store_agentkey_decode(const void *val, size_t vlen, struct store_agentkey *out);
+/* FL_ENOTFOUND if the agent has no record; FL_ECORRUPT if it does not decode. */
+int store_agentkey_get(struct store_txn *t, const char *agent, struct store_agentkey *out);
+/* FL_EINVAL for an empty or too long id (STORE_NODE_ID_MAX) or a bad state. */
+int store_agentkey_put(struct store_txn *t, const char *agent, const struct store_agentkey *k);
 
 /* ---- snapshots and digest ------------------------------------------- */
 

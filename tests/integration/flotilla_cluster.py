@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -62,13 +63,22 @@ class HTTPError(Exception):
     pass
 
 
-def request(addr, method, path, body=None, timeout=10, raw=None, headers=None):
+# The API token of the last cluster bootstrapped (Cluster.bootstrap); sent
+# by request() unless a call passes token= (None: send none).
+TOKEN = None
+_DEFAULT = object()
+
+
+def request(addr, method, path, body=None, timeout=10, raw=None, headers=None, token=_DEFAULT):
     """One HTTP request; returns (status, parsed JSON or None, raw bytes)."""
     host, port = addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         h = {"Content-Type": "application/json"} if data is not None else {}
+        token = TOKEN if token is _DEFAULT else token
+        if token:
+            h["X-Flotilla-Token"] = token
         if headers:
             h.update(headers)
         conn.request(method, path, body=data, headers=h)
@@ -97,7 +107,8 @@ class Server:
 
     def start(self, bootstrap=True, join=None, standby=False):
         args = [BIN, "server", "--id", str(self.id), "--data", self.data,
-                "--raft-addr", self.raft, "--api-addr", self.api, "--agent-addr", self.agent] \
+                "--raft-addr", self.raft, "--api-addr", self.api, "--agent-addr", self.agent,
+                "--key", self.cluster.key] \
             + self.cluster.server_args + self.extra
         if join:
             args += ["--join", join] + (["--standby"] if standby else [])
@@ -142,6 +153,10 @@ class Server:
 class Cluster:
     def __init__(self, n=3, server_args=None, name="cluster"):
         self.dir = tempfile.mkdtemp(prefix="flotilla-it-%s-" % name)
+        # One cluster key per cluster (docs/SECURITY.md, "Links"); a later
+        # --key in server_args/extra overrides it.
+        self.key = os.path.join(self.dir, "cluster.key")
+        subprocess.check_call([BIN, "keygen", "--out", self.key], stdout=subprocess.DEVNULL)
         self.base = free_port_block(n + 2)
         self.server_args = list(server_args or [])
         self.servers = {}
@@ -154,9 +169,33 @@ class Cluster:
             s.start()
         for s in self.servers.values():
             s.wait_up()
+        self.bootstrap()
         if wait_nodes:
             self.wait_nodes(len(self.servers))
         return self
+
+    def bootstrap(self, timeout=20):
+        """Make the cluster's management token (flotilla acl bootstrap) and
+        use it from here on: request() sends it, and FLOTILLA_TOKEN carries it
+        to CLI processes. A retry with the same secret is answered 200."""
+        global TOKEN
+        secret = "flt_" + secrets.token_urlsafe(32)
+        end = time.time() + timeout
+        while True:
+            lid = self.leader(timeout=timeout)
+            try:
+                st, body, _ = request(self.servers[lid].api, "POST", "/v1/acl/bootstrap",
+                                      {"secret": secret}, token=None)
+            except OSError:
+                st, body = None, None
+            if st == 200:
+                break
+            if time.time() > end:
+                raise RuntimeError("bootstrap failed: %s %r" % (st, body))
+            time.sleep(0.1)
+        self.token = TOKEN = secret
+        os.environ["FLOTILLA_TOKEN"] = secret
+        return secret
 
     def wait_nodes(self, n, timeout=20):
         """Wait until n servers have recorded themselves in the nodes table."""
@@ -234,7 +273,7 @@ class Agent:
     def start(self):
         join = ",".join(s.agent for s in self.cluster.servers.values())
         args = [BIN, "agent", "--join", join, "--name", self.name, "--cap", str(self.cap),
-                "--data", self.data] + self.extra
+                "--data", self.data, "--key", self.cluster.key] + self.extra
         if self.labels:
             args += ["--label", ",".join(self.labels)]
         logf = open(self.log, "ab")

@@ -223,6 +223,47 @@ def test_cli_round_trip():
         c.close()
 
 
+def test_connections_per_address_are_limited():
+    """One address cannot take every connection: the one over
+    --max-conns-per-ip is answered 429 and closed, and counted."""
+    c = Cluster(1, ["--max-conns-per-ip", "5"], "perip").start()
+    held = []
+    try:
+        s = c.servers[1]
+        host, port = s.api.rsplit(":", 1)
+        before = s.status()["http"]["rejected_per_address"]
+        for _ in range(5):
+            k = socket.create_connection((host, int(port)))
+            held.append(k)
+        time.sleep(0.2)
+        k = socket.create_connection((host, int(port)))
+        k.settimeout(5)
+        data = b""
+        while b"too_many_connections" not in data:
+            chunk = k.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        k.close()
+        check(data.startswith(b"HTTP/1.1 429") and b"too_many_connections" in data,
+              "the sixth connection is refused: %r" % data[:120])
+        for k in held:
+            k.close()
+        held = []
+        time.sleep(0.2)
+        st = s.status()
+        check(st is not None, "a new connection works once the others closed")
+        check(st["http"]["rejected_per_address"] == before + 1, "counted: %r" % st["http"])
+        r = subprocess.run([BIN, "server", "--id", "1", "--data", c.dir + "/x", "--max-conns-per-ip", "0"], capture_output=True,
+                           text=True)
+        check(r.returncode == 2 and "--max-conns-per-ip" in r.stderr, "bad flag: %r" % r.stderr)
+    finally:
+        for k in held:
+            k.close()
+        c.close()
+
+
 if __name__ == "__main__":
     run([test_bad_requests_change_nothing, test_garbage_on_the_wire, test_server_not_in_a_cluster,
-         test_cli_help_and_bad_flags, test_cli_round_trip])
+         test_cli_help_and_bad_flags, test_cli_round_trip,
+         test_connections_per_address_are_limited])

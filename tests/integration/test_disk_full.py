@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from flotilla_cluster import Cluster, check, put, request, run
+from flotilla_cluster import BIN, Cluster, check, put, request, run
 
 
 def test_disk_full_refuses_cleanly():
@@ -18,11 +18,14 @@ def test_disk_full_refuses_cleanly():
     mnt = c.dir
     check(subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100M", "tmpfs", mnt]).returncode == 0,
           "mount a 100M tmpfs")
+    # the tmpfs hides the cluster key made in the directory: make it again
+    subprocess.check_call([BIN, "keygen", "--force", "--out", c.key], stdout=subprocess.DEVNULL)
     try:
         s = c.servers[1]
         s.start()
         s.wait_up()
         c.leader()
+        c.bootstrap()
         value = "x" * (200 * 1024)
         acked, refused = [], None
         for i in range(2000):

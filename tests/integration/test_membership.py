@@ -105,8 +105,20 @@ def test_dev_up_and_down():
         check(m is not None, "dev reports its leader: %r" % first)
         check(float(m.group(2)) < 3.0, "a leader within 3 s: %s" % m.group(2))
         api = "127.0.0.1:%d" % (base + 1)
-        st, body, _ = put(api, "dev", "works")
-        check(st == 200, "write through dev")
+        lines = []
+        while not lines or "Press Ctrl-C" not in lines[-1]:
+            lines.append(p.stdout.readline())
+            check(len(lines) < 20 and lines[-1], "dev's banner ends: %r" % lines)
+        check(any("API token (management): %s/token" % d in ln for ln in lines),
+              "dev prints where its token is: %r" % lines)
+        tok_path = os.path.join(d, "token")
+        check(os.stat(tok_path).st_mode & 0o077 == 0, "the token file is private")
+        with open(tok_path) as f:
+            token = f.read().strip()
+        st, body, _ = request(api, "PUT", "/v1/kv/dev", {"value": "works"}, token=None)
+        check(st == 401, "no write without the token: %s %r" % (st, body))
+        st, body, _ = request(api, "PUT", "/v1/kv/dev", {"value": "works"}, token=token)
+        check(st == 200, "write through dev with its token: %s %r" % (st, body))
         pids = subprocess.run(["pgrep", "-f", "--", "--data %s/server-" % d], capture_output=True,
                               text=True).stdout.split()
         check(len(pids) == 3, "three server processes: %r" % pids)
@@ -123,7 +135,7 @@ def test_dev_up_and_down():
         p = subprocess.Popen([BIN, "dev", "--dir", d, "--base-port", str(base)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         p.stdout.readline()
-        st, body, _ = request(api, "GET", "/v1/kv/dev")
+        st, body, _ = request(api, "GET", "/v1/kv/dev", token=token)
         check(st == 200 and body["value"] == "works", "data survives a restart: %r" % body)
         p.send_signal(signal.SIGTERM)
         p.communicate(timeout=30)

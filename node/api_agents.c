@@ -1,0 +1,81 @@
+/* Agent identities in the API (docs/SECURITY.md "Links"):
+ *   GET  /v1/agents               every recorded agent key, approved or pending
+ *   POST /v1/agents/{id}/approve  let a pending agent join */
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/err.h"
+#include "common/ident.h"
+#include "node/dispatch.h"
+#include "node/node_int.h"
+#include "raft/rg_cmd.h"
+
+static json_t *agentkey_json(const char *id, size_t idlen, const struct store_agentkey *k,
+                             int connected)
+{
+    char fpr[FL_IDENT_FPR_SIZE];
+    fl_ident_fingerprint(k->pk, fpr);
+    return json_pack("{s:s%, s:s, s:s, s:I, s:I, s:b}", "id", id, idlen, "public_key", fpr,
+                     "state", k->state == STORE_AGENTKEY_APPROVED ? "approved" : "pending",
+                     "created_ms", (json_int_t)k->created_ms, "updated_index",
+                     (json_int_t)k->updated_index, "connected", connected);
+}
+
+void node__agents_list(struct node_server *s, struct http_request *req, char **args)
+{
+    struct store_txn *t;
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    json_t *arr;
+    int rv = store_begin(s->store, 0, &t);
+    if (rv != FL_OK) {
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return;
+    }
+    arr = json_array();
+    if (store_cursor_open(t, STORE_AGENTKEYS, NULL, 0, &c) == FL_OK) {
+        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+            struct store_agentkey rec;
+            char id[STORE_NODE_ID_MAX];
+            if (kl >= sizeof id || store_agentkey_decode(v, vl, &rec) != FL_OK) {
+                continue;
+            }
+            memcpy(id, k, kl);
+            id[kl] = '\0';
+            json_array_append_new(arr, agentkey_json(id, kl, &rec,
+                                                     dispatch_connected(s->dispatch, id)));
+        }
+        store_cursor_close(c);
+    }
+    store_abort(t);
+    http_respond_json(req, 200, json_pack("{s:o}", "agents", arr));
+}
+
+static void approve_done(struct node_server *s, struct http_request *req, int err,
+                         const struct rg_result *res)
+{
+    if (err == FL_OK) {
+        err = res->err;
+    }
+    if (err == FL_ENOTFOUND) {
+        node__respond_err(req, err, "no agent with this id has tried to join");
+        return;
+    }
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
+}
+
+void node__agents_approve(struct node_server *s, struct http_request *req, char **args)
+{
+    struct rg_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RG_CMD_AGENT_KEY_APPROVE;
+    cmd.u.agentkey.agent = args[0];
+    cmd.u.agentkey.alen = strlen(args[0]);
+    node__submit(s, req, &cmd, approve_done);
+}

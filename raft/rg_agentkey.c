@@ -1,0 +1,93 @@
+/* raft/ — agent identities in the state machine (docs/SECURITY.md "Links").
+ *
+ *   AGENT_KEY_SET     [31, agent, public_key(bin 32), state]
+ *   AGENT_KEY_APPROVE [32, agent, "", 0]
+ *
+ * SET records the key of an agent id that has none (state approved at a
+ * first join, pending when the cluster requires approval), and may turn a
+ * pending record of the same key into an approved one; a record never
+ * changes its key: another key is FL_ECONFLICT, identical on every replica.
+ * APPROVE turns a pending record into an approved one (FL_ENOTFOUND without
+ * a record). */
+#include <string.h>
+
+#include "common/err.h"
+#include "raft/rg_int.h"
+
+int rg__agentkey_validate(const struct rg_cmd *c, char *errmsg)
+{
+    const struct rg_cmd_agentkey *k = &c->u.agentkey;
+    if (k->alen == 0 || k->alen >= STORE_NODE_ID_MAX || memchr(k->agent, '\0', k->alen) != NULL) {
+        return fl_errf(errmsg, FL_EINVAL, "an agent id is 1-%d characters", STORE_NODE_ID_MAX - 1);
+    }
+    if (c->type == RG_CMD_AGENT_KEY_SET &&
+        (k->pklen != 32 ||
+         (k->state != STORE_AGENTKEY_APPROVED && k->state != STORE_AGENTKEY_PENDING))) {
+        return fl_errf(errmsg, FL_EINVAL, "an agent key is 32 bytes, approved or pending");
+    }
+    return FL_OK;
+}
+
+int rg__agentkey_pack(msgpack_packer *pk, const struct rg_cmd *c)
+{
+    const struct rg_cmd_agentkey *k = &c->u.agentkey;
+    return msgpack_pack_array(pk, 4) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
+           msgpack_pack_str_with_body(pk, k->agent, k->alen) |
+           msgpack_pack_bin_with_body(pk, k->pklen ? (const void *)k->pk : "", k->pklen) |
+           msgpack_pack_uint8(pk, k->state);
+}
+
+int rg__agentkey_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+{
+    struct rg_cmd_agentkey *k = &c->u.agentkey;
+    if (n < 4 || f[1].type != MSGPACK_OBJECT_STR || f[2].type != MSGPACK_OBJECT_BIN ||
+        f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[3].via.u64 > 255) {
+        return FL_EDECODE;
+    }
+    k->agent = f[1].via.str.ptr;
+    k->alen = f[1].via.str.size;
+    k->pk = (const uint8_t *)f[2].via.bin.ptr;
+    k->pklen = f[2].via.bin.size;
+    k->state = (uint8_t)f[3].via.u64;
+    return FL_OK;
+}
+
+int rg__apply_agentkey(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                       struct rg_result *res)
+{
+    const struct rg_cmd_agentkey *k = &c->u.agentkey;
+    struct store_agentkey rec;
+    char agent[STORE_NODE_ID_MAX];
+    int rv;
+    if (rg__agentkey_validate(c, NULL) != FL_OK) {
+        res->err = FL_EINVAL;
+        return FL_OK;
+    }
+    memcpy(agent, k->agent, k->alen);
+    agent[k->alen] = '\0';
+    rv = store_agentkey_get(f->txn, agent, &rec);
+    if (rv != FL_OK && rv != FL_ENOTFOUND) {
+        return rv;
+    }
+    if (c->type == RG_CMD_AGENT_KEY_APPROVE) {
+        if (rv == FL_ENOTFOUND) {
+            res->err = FL_ENOTFOUND;
+            return FL_OK;
+        }
+        rec.state = STORE_AGENTKEY_APPROVED;
+    } else if (rv == FL_ENOTFOUND) {
+        memset(&rec, 0, sizeof rec);
+        memcpy(rec.pk, k->pk, sizeof rec.pk);
+        rec.state = k->state;
+        rec.created_ms = now;
+    } else if (memcmp(rec.pk, k->pk, sizeof rec.pk) != 0) {
+        res->err = FL_ECONFLICT; /* one key per agent id, for good */
+        return FL_OK;
+    } else if (k->state == STORE_AGENTKEY_APPROVED) {
+        rec.state = STORE_AGENTKEY_APPROVED;
+    } else {
+        return FL_OK; /* already recorded */
+    }
+    rec.updated_index = index;
+    return store_agentkey_put(f->txn, agent, &rec);
+}

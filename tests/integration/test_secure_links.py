@@ -1,0 +1,378 @@
+"""Every link authenticated and encrypted (issue 5; docs/SECURITY.md "Links").
+
+Real processes: servers without the cluster key or with another key cannot
+join Raft, garbage and the stock raft handshake are refused, a byte flipped
+on a live Raft link closes that link and the cluster carries on, and the
+same for agents (wrong key, impersonation, approval)."""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from flotilla_cluster import (BIN, Agent, Cluster, check, put, request, run, leader_api,
+                              wait_connected)
+
+
+def log_of(server):
+    with open(server.log, errors="replace") as f:
+        return f.read()
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def keygen(path):
+    subprocess.check_call([BIN, "keygen", "--out", path], stdout=subprocess.DEVNULL)
+    return path
+
+
+def write_ok(cluster, n=20, prefix="k"):
+    lid = cluster.leader()
+    for i in range(n):
+        st, _, raw = put(cluster.servers[lid].api, "%s%d" % (prefix, i), "v%d" % i)
+        check(st == 200, "write %d: %s %r" % (i, st, raw[:200]))
+
+
+class FlipProxy:
+    """A TCP proxy that can flip one byte of the next chunk it forwards from
+    the connecting side to the accepting side."""
+
+    def __init__(self, listen_port, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", listen_port))
+        self.sock.listen(16)
+        self.flip = threading.Event()
+        self.flipped = 0
+        self.accepted = 0
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            try:
+                u = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                c.close()
+                continue
+            u.settimeout(None)
+            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def _pump(self, src, dst, forward):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if forward and self.flip.is_set() and len(data) > 8:
+                    self.flip.clear()
+                    b = bytearray(data)
+                    b[len(b) // 2] ^= 0x01
+                    data = bytes(b)
+                    self.flipped += 1
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.closing = True
+        self.sock.close()
+
+
+# ---- starting without a key -------------------------------------------------------
+
+
+def test_no_key_refuses_to_start():
+    c = Cluster(1, name="nokey")
+    try:
+        env = dict(os.environ)
+        env.pop("FLOTILLA_KEY_FILE", None)
+        for args in (["server", "--id", "1", "--data", os.path.join(c.dir, "s")],
+                     ["agent", "--join", "127.0.0.1:1", "--name", "a", "--data",
+                      os.path.join(c.dir, "a")]):
+            p = subprocess.run([BIN] + args, env=env, capture_output=True, text=True, timeout=10)
+            check(p.returncode != 0, "%s started without a key" % args[0])
+            check("flotilla keygen" in p.stderr, "no hint how to make a key: %r" % p.stderr)
+        # A key readable by others is refused, like ssh does.
+        loose = keygen(os.path.join(c.dir, "loose.key"))
+        os.chmod(loose, 0o644)
+        p = subprocess.run([BIN, "server", "--id", "1", "--data", os.path.join(c.dir, "s"),
+                            "--key", loose], env=env, capture_output=True, text=True, timeout=10)
+        check(p.returncode != 0 and "chmod 600" in p.stderr, "loose key accepted: %r" % p.stderr)
+        # The environment variable names the file too.
+        env["FLOTILLA_KEY_FILE"] = "/nonexistent/key"
+        p = subprocess.run([BIN, "server", "--id", "1", "--data", os.path.join(c.dir, "s")],
+                           env=env, capture_output=True, text=True, timeout=10)
+        check(p.returncode != 0 and "/nonexistent/key" in p.stderr, "env: %r" % p.stderr)
+        # keygen refuses to overwrite without --force and writes mode 0600.
+        p = subprocess.run([BIN, "keygen", "--out", c.key], capture_output=True, text=True)
+        check(p.returncode != 0 and "--force" in p.stderr, "keygen overwrote: %r" % p.stderr)
+        check(os.stat(c.key).st_mode & 0o777 == 0o600, "key mode")
+    finally:
+        c.close()
+
+
+# ---- Raft ---------------------------------------------------------------------------
+
+
+def test_wrong_key_cannot_join_raft():
+    c = Cluster(3, name="wrongkey")
+    wrong = keygen(os.path.join(c.dir, "other.key"))
+    c.servers[3].extra = ["--key", wrong]
+    try:
+        c.start(wait_nodes=False)
+        write_ok(c, 30)
+        # Servers 1 and 2 log why server 3 is refused; so does server 3.
+        for sid in (1, 2, 3):
+            wait_for(lambda: "wrong cluster key" in log_of(c.servers[sid]), 15,
+                     "server %d to log the wrong key" % sid)
+        lid = c.leader()
+        check(lid in (1, 2), "the server with the wrong key leads")
+        good = c.servers[lid].status()
+        bad = c.servers[3].status()
+        check(bad["applied_index"] < good["applied_index"],
+              "server 3 applied entries: %r vs %r" % (bad["applied_index"], good["applied_index"]))
+        check(bad["state"] != "leader", "server 3 leads")
+        # The cluster is unaffected: 1 and 2 agree.
+        c.wait_converged(servers=[c.servers[1], c.servers[2]])
+        # With the right key, server 3 catches up.
+        c.servers[3].stop()
+        c.servers[3].extra = []
+        c.servers[3].start(bootstrap=True)
+        c.servers[3].wait_up()
+        c.wait_converged(timeout=30)
+    finally:
+        c.close()
+
+
+def test_garbage_and_stock_handshake_refused():
+    c = Cluster(3, name="garbage")
+    try:
+        c.start()
+        target = c.servers[1].raft
+        host, port = target.rsplit(":", 1)
+        payloads = [
+            os.urandom(300),
+            # The stock raft handshake: protocol 1, id 9, address length 16.
+            (1).to_bytes(8, "little") + (9).to_bytes(8, "little") + (16).to_bytes(8, "little")
+            + b"127.0.0.1:9999\0\0",
+            b"\x7f\xff\xff\xff" + b"A" * 100,  # absurd length
+            b"\x00\x00\x01",  # a partial header, then silence
+        ]
+        socks = []
+        for p in payloads:
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(p)
+            socks.append(s)
+        # Every one is closed by the server: refused at once, or the
+        # handshake deadline for the silent one.
+        for s in socks:
+            s.settimeout(10)
+            try:
+                data = s.recv(100)
+            except OSError:
+                data = b""
+            check(data == b"", "the server answered garbage with %r" % data[:20])
+            s.close()
+        log = log_of(c.servers[1])
+        check("raft link from" in log, "no log line for refused links")
+        check("bad magic" in log or "over the limit" in log, "no reason logged")
+        write_ok(c, 10)
+        c.wait_converged()
+    finally:
+        c.close()
+
+
+def test_tampered_byte_closes_raft_link():
+    c = Cluster(3, name="tamper")
+    proxy_port = c.base + 105
+    s2 = c.servers[2]
+    # Everyone reaches server 2 through the proxy; server 2 listens on its own port.
+    c.peers = ",".join("%d=127.0.0.1:%d" % (i, proxy_port if i == 2 else c.base + 100 + i)
+                       for i in (1, 2, 3))
+    proxy = FlipProxy(proxy_port, int(s2.raft.rsplit(":", 1)[1]))
+    try:
+        c.start(wait_nodes=False)
+        # Followers answer the leader at the address it claims in its
+        # handshake (its own); only the leader's links to server 2 use the
+        # configured address, the proxy. So server 2 must follow.
+        for _ in range(5):
+            lid = c.leader()
+            if lid != 2:
+                break
+            request(c.servers[lid].api, "POST", "/v1/members/transfer", {"id": 1})
+            time.sleep(1)
+        check(c.leader() != 2, "server 2 kept the leadership")
+        write_ok(c, 20, "before")
+        c.wait_converged()
+        accepted = proxy.accepted
+        check(accepted >= 1, "no Raft link went through the proxy")
+        before = log_of(s2).count("closing the link")
+        proxy.flip.set()
+        wait_for(lambda: proxy.flipped > 0, 10, "the flip")
+        wait_for(lambda: log_of(s2).count("closing the link") > before, 15,
+                 "server 2 to close the tampered link")
+        log = log_of(s2)
+        check("does not authenticate" in log or "over the limit" in log or
+              "too short" in log, "no reason for closing: %s" % log[-2000:])
+        # The cluster carries on, and the link comes back through the proxy.
+        write_ok(c, 50, "after")
+        wait_for(lambda: proxy.accepted > accepted, 15, "a new link through the proxy")
+        c.wait_converged(timeout=30)
+        check(all(s.alive() for s in c.servers.values()), "a server died")
+    finally:
+        proxy.close()
+        c.close()
+
+
+# ---- agents -------------------------------------------------------------------------
+
+
+def agents(cluster):
+    st, body, raw = request(leader_api(cluster), "GET", "/v1/agents")
+    check(st == 200, "GET /v1/agents: %s %r" % (st, raw[:200]))
+    return {a["id"]: a for a in body["agents"]}
+
+
+def agent_log(agent):
+    with open(agent.log, errors="replace") as f:
+        return f.read()
+
+
+def any_server_log(cluster, text):
+    return any(text in log_of(s) for s in cluster.servers.values())
+
+
+def test_agent_wrong_key_refused():
+    c = Cluster(3, name="agentkey").start()
+    try:
+        wrong = keygen(os.path.join(c.dir, "other.key"))
+        bad = Agent(c, "intruder", extra=["--key", wrong]).start()
+        good = Agent(c, "worker-1").start()
+        wait_connected(c, ["worker-1"])
+        wait_for(lambda: any_server_log(c, 'agent "intruder" does not authenticate'), 15,
+                 "a server to log the refused agent")
+        wait_for(lambda: "secure handshake" in agent_log(bad), 15, "the agent to log why")
+        check(bad.alive(), "the refused agent crashed")
+        check("intruder" not in agents(c), "the intruder has an identity record")
+        st, body, _ = request(leader_api(c), "GET", "/v1/nodes")
+        check(st == 200 and "intruder" not in {n["id"] for n in body["nodes"]},
+              "the intruder became a node")
+        write_ok(c, 10)
+        c.wait_converged()
+    finally:
+        c.close()
+
+
+def agent_identity(agent, message=None):
+    args = [BIN, "agent", "id", "--data", agent.data]
+    if message is not None:
+        args += ["--sign", message]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=10, check=True).stdout
+    return dict(line.split(" ", 1) for line in out.strip().splitlines())
+
+
+def test_agent_impersonation_refused():
+    import base64
+    import nacl.exceptions
+    import nacl.signing
+    c = Cluster(3, name="imperson").start()
+    try:
+        real = Agent(c, "web-1").start()
+        wait_connected(c, ["web-1"])
+        rec = wait_for(lambda: agents(c).get("web-1"), 15, "web-1's identity record")
+        check(rec["state"] == "approved", "first join records the key approved: %r" % rec)
+        # The key the cluster recorded is the agent's, and a standard Ed25519
+        # implementation verifies what the agent signs with it.
+        ident = agent_identity(real, "flotilla interop check")
+        check(ident["public_key"] == rec["public_key"], "recorded key differs")
+        vk = nacl.signing.VerifyKey(base64.b64decode(ident["public_key"]))
+        vk.verify(b"flotilla interop check", base64.b64decode(ident["signature"]))
+        try:
+            vk.verify(b"flotilla interop check!", base64.b64decode(ident["signature"]))
+            raise AssertionError("a signature verified for another message")
+        except nacl.exceptions.BadSignatureError:
+            pass
+        check(os.stat(os.path.join(real.data, "identity.key")).st_mode & 0o777 == 0o600,
+              "identity key mode")
+        real.stop()
+        # Same name, another data directory: another key. Refused.
+        fake = Agent(c, "web-1")
+        fake.data = os.path.join(c.dir, "agent-web-1-fake")
+        fake.log = os.path.join(c.dir, "agent-web-1-fake.log")
+        fake.start()
+        wait_for(lambda: any_server_log(c, "agent id web-1 belongs to another key"), 15,
+                 "the leader to log the impersonation")
+        wait_for(lambda: "identity_mismatch" in agent_log(fake), 15, "the agent to be told")
+        time.sleep(1)
+        st, body, _ = request(leader_api(c), "GET", "/v1/nodes/web-1")
+        check(st == 200 and not body["connected"], "the impersonator is connected")
+        check(agents(c)["web-1"]["public_key"] == rec["public_key"], "the record changed")
+        fake.stop()
+        # The real agent comes back.
+        real.start()
+        wait_connected(c, ["web-1"])
+    finally:
+        c.close()
+
+
+def test_agent_approval():
+    c = Cluster(3, ["--require-agent-approval"], name="approval").start()
+    try:
+        a = Agent(c, "edge-1").start()
+        rec = wait_for(lambda: agents(c).get("edge-1"), 20, "edge-1 pending")
+        check(rec["state"] == "pending", "not pending: %r" % rec)
+        wait_for(lambda: "awaits approval" in agent_log(a), 15, "the agent to be told")
+        st, body, _ = request(leader_api(c), "GET", "/v1/nodes")
+        check("edge-1" not in {n["id"] for n in body["nodes"] if n.get("connected")},
+              "a pending agent is connected")
+        out = subprocess.run([BIN, "agent", "list", "--addr", leader_api(c)],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0 and "edge-1" in out.stdout and "pending" in out.stdout,
+              "agent list: %r %r" % (out.stdout, out.stderr))
+        # Approving needs an operator token.
+        st, _, _ = request(leader_api(c), "POST", "/v1/agents/edge-1/approve", token=None)
+        check(st in (401, 403), "approve without a token: %s" % st)
+        out = subprocess.run([BIN, "agent", "approve", "edge-1", "--addr", leader_api(c)],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0, "approve: %r" % out.stderr)
+        wait_connected(c, ["edge-1"])
+        check(agents(c)["edge-1"]["state"] == "approved", "not approved")
+        out = subprocess.run([BIN, "agent", "approve", "nobody", "--addr", leader_api(c)],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode != 0, "approving an unknown agent worked")
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    run([
+        test_no_key_refuses_to_start,
+        test_wrong_key_cannot_join_raft,
+        test_garbage_and_stock_handshake_refused,
+        test_tampered_byte_closes_raft_link,
+        test_agent_wrong_key_refused,
+        test_agent_impersonation_refused,
+        test_agent_approval,
+    ])

@@ -1,0 +1,697 @@
+"""The chaos harness's world: a network (namespaces or loopback), servers,
+agents, and the cleanup of everything it creates.
+
+Run with Debian's /usr/bin/python3 (standard library only). Every name this
+module creates in the kernel starts with PREFIX ("fltc-"): network
+namespaces fltc-s1.., fltc-a1.., the bridge fltc-br and its veth ends
+fltc-vs1..; run directories are /tmp/fltc-run-*. cleanup_leftovers() removes
+whatever an earlier, crashed run left behind by those names.
+
+Two functions are the only places that build a server's or an agent's
+command line (server_argv, agent_argv) and one is the only HTTP client
+(api): the cluster key and the API token are added there when the binary
+supports them.
+"""
+import errno
+import fcntl
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+PREFIX = "fltc-"
+RUN_ROOT = "/tmp"
+RUN_PREFIX = "fltc-run-"
+LOCK_FILE = "/tmp/fltc.lock"
+SUBNET = "10.213.0"          # only inside namespaces this harness creates
+BRIDGE = PREFIX + "br"
+FAKETIME_LIB_CANDIDATES = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+]
+
+
+def log(msg):
+    print("[%8.2f] %s" % (time.monotonic() - T0, msg), flush=True)
+
+
+T0 = time.monotonic()
+
+
+def sh(args, check=True, quiet=False, timeout=30):
+    """Run a command (a list); returns CompletedProcess. Never raises when
+    check is False."""
+    try:
+        r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        if check:
+            raise
+        return subprocess.CompletedProcess(args, 127, "", str(e))
+    if check and r.returncode != 0:
+        raise RuntimeError("%s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr.strip()))
+    if not quiet and r.returncode != 0 and not check:
+        pass
+    return r
+
+
+# ---------------------------------------------------------------- HTTP
+
+class Api:
+    """The harness's one HTTP client. `token` is sent as X-Flotilla-Token
+    once the cluster has been bootstrapped (ACLs present)."""
+
+    def __init__(self):
+        self.token = None
+
+    def __call__(self, addr, method, path, body=None, timeout=5.0, token=True):
+        """One request. Returns (status, parsed JSON or None). Raises OSError
+        (including socket.timeout) when no answer was read."""
+        host, port = addr.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            h = {"Content-Type": "application/json"} if data is not None else {}
+            if token and self.token:
+                h["X-Flotilla-Token"] = self.token
+            conn.request(method, path, body=data, headers=h)
+            resp = conn.getresponse()
+            payload = resp.read()
+            try:
+                parsed = json.loads(payload) if payload else None
+            except ValueError:
+                parsed = None
+            return resp.status, parsed
+        except http.client.HTTPException as e:
+            raise OSError("http: %r" % e) from e
+        finally:
+            conn.close()
+
+
+api = Api()
+
+
+# ---------------------------------------------------------------- features
+
+class Features:
+    """What this machine and this flotilla binary support."""
+
+    def __init__(self, binary, want_netns=True):
+        self.binary = binary
+        self.root = os.geteuid() == 0
+        self.key = self._help_ok(["keygen", "--help"])
+        self.server_key = self.key and "--key" in self._help(["server", "--help"])
+        self.agent_key = self.key and "--key" in self._help(["agent", "--help"])
+        self.netns = want_netns and self._probe_netns()
+        self.faketime_lib = next((p for p in FAKETIME_LIB_CANDIDATES if os.path.exists(p)), None)
+        self.faketime = self.faketime_lib is not None and self._probe_faketime()
+        self.mount = self.root and shutil.which("mount") is not None
+        self.loop_ext4 = self.mount and shutil.which("mkfs.ext4") is not None \
+            and os.path.exists("/dev/loop-control")
+
+    def _help(self, args):
+        r = sh([self.binary] + args, check=False)
+        return r.stdout + r.stderr
+
+    def _help_ok(self, args):
+        return sh([self.binary] + args, check=False).returncode == 0
+
+    def _probe_netns(self):
+        if not self.root or not shutil.which("ip") or not shutil.which("nft"):
+            return False
+        name = PREFIX + "probe%d" % os.getpid()
+        if sh(["ip", "netns", "add", name], check=False).returncode != 0:
+            return False
+        try:
+            ok = sh(["ip", "netns", "exec", name, "nft", "add", "table", "inet", "fltc_probe"],
+                    check=False).returncode == 0
+        finally:
+            sh(["ip", "netns", "del", name], check=False)
+        return ok
+
+    def _probe_faketime(self):
+        """The library loads and a change of the timestamp file is seen at
+        once, while the monotonic clock stays real."""
+        f = "/tmp/%sftprobe%d" % (PREFIX, os.getpid())
+        with open(f, "w") as fh:
+            fh.write("+3600\n")
+        try:
+            env = dict(os.environ, LD_PRELOAD=self.faketime_lib, FAKETIME_TIMESTAMP_FILE=f,
+                       FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+            code = ("import time,sys;a=time.time();open(sys.argv[1],'w').write('+0\\n');"
+                    "b=time.time();print(a-b)")
+            r = subprocess.run(["/usr/bin/python3", "-c", code, f], env=env, capture_output=True,
+                               text=True, timeout=10)
+            return r.returncode == 0 and 3500 < float(r.stdout.strip() or 0) < 3700
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return False
+        finally:
+            os.unlink(f)
+
+
+# ---------------------------------------------------------------- cleanup
+
+_cleanups = []
+_cleanup_lock = threading.Lock()
+_cleaned = False
+
+
+def on_cleanup(fn, last=False):
+    """Register fn to run at cleanup (last registered runs first; with
+    last=True, fn runs after everything registered so far)."""
+    if last:
+        _cleanups.insert(0, fn)
+    else:
+        _cleanups.append(fn)
+
+
+def cleanup():
+    global _cleaned
+    if _cleaned:
+        return
+    _cleaned = True
+    with _cleanup_lock:
+        while _cleanups:
+            fn = _cleanups.pop()
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - clean up as much as possible
+                print("cleanup: %r" % e, flush=True)
+
+
+def install_signal_handlers():
+    def handler(signum, _frame):
+        print("\nsignal %d: cleaning up" % signum, flush=True)
+        cleanup()
+        os._exit(130 if signum == signal.SIGINT else 143)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def acquire_run_lock(timeout):
+    """One harness at a time per machine (they share names). Returns the
+    open lock file; waits up to timeout seconds."""
+    fd = open(LOCK_FILE, "a+")
+    end = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > end:
+                raise RuntimeError("another chaos run holds %s" % LOCK_FILE)
+            time.sleep(1)
+
+
+def _pids_matching(fragment):
+    me = {os.getpid(), os.getppid()}
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if fragment in cmd:
+            out.append(int(d))
+    return out
+
+
+def kill_pids(pids, sig=signal.SIGKILL):
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+
+
+def netns_pids(name):
+    r = sh(["ip", "netns", "pids", name], check=False)
+    return [int(x) for x in r.stdout.split() if x.isdigit()]
+
+
+def cleanup_leftovers(verbose=True):
+    """Remove what an earlier crashed run left: processes whose command line
+    names a run directory, namespaces and links named fltc-*, mounts and
+    loop devices under /tmp/fltc-run-*. Only call while holding the run
+    lock, so no live run is touched."""
+    found = []
+    if shutil.which("ip"):
+        for line in sh(["ip", "netns", "list"], check=False).stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            if name.startswith(PREFIX):
+                kill_pids(netns_pids(name))
+                sh(["ip", "netns", "del", name], check=False)
+                found.append("netns " + name)
+    pids = _pids_matching(os.path.join(RUN_ROOT, RUN_PREFIX))
+    if pids:
+        kill_pids(pids)
+        found.append("%d processes" % len(pids))
+    if shutil.which("ip"):
+        for line in sh(["ip", "-o", "link", "show"], check=False).stdout.splitlines():
+            parts = line.split(":")
+            if len(parts) > 1:
+                name = parts[1].strip().split("@")[0]
+                if name.startswith(PREFIX):
+                    sh(["ip", "link", "del", name], check=False)
+                    found.append("link " + name)
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [ln.split()[1] for ln in f]
+    except OSError:
+        mounts = []
+    for m in reversed(mounts):
+        if m.startswith(os.path.join(RUN_ROOT, RUN_PREFIX)):
+            sh(["umount", "-l", m], check=False)
+            found.append("mount " + m)
+    if shutil.which("losetup"):
+        for line in sh(["losetup", "-a"], check=False).stdout.splitlines():
+            if os.path.join(RUN_ROOT, RUN_PREFIX) in line:
+                dev = line.split(":")[0]
+                sh(["losetup", "-d", dev], check=False)
+                found.append("loop " + dev)
+    if found and verbose:
+        print("removed leftovers of an earlier run: %s" % ", ".join(found), flush=True)
+    return found
+
+
+# ---------------------------------------------------------------- network
+
+class Network:
+    """Where each process lives and which address it has.
+
+    netns mode: one namespace per server and per standalone agent, each with
+    eth0 on SUBNET.0/24 through a veth pair into the bridge; the harness (the
+    clients) talks from the root namespace through the bridge's address
+    SUBNET.1, which partitions never block. loopback mode: everything on
+    127.0.0.1 with distinct ports; no partitions."""
+
+    def __init__(self, netns, base_port=None):
+        self.netns = netns
+        self.base = base_port
+        self.members = {}   # name -> ip
+
+    def setup(self):
+        if not self.netns:
+            return
+        on_cleanup(self.teardown)
+        sh(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        sh(["ip", "addr", "add", SUBNET + ".1/24", "dev", BRIDGE])
+        sh(["ip", "link", "set", BRIDGE, "up"])
+
+    def add_host(self, name, octet):
+        """A namespace PREFIX+name with address SUBNET.octet."""
+        ip = "%s.%d" % (SUBNET, octet)
+        self.members[name] = ip
+        if not self.netns:
+            return "127.0.0.1"
+        ns = PREFIX + name
+        veth = PREFIX + "v" + name
+        sh(["ip", "netns", "add", ns])
+        sh(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        sh(["ip", "link", "set", veth, "master", BRIDGE, "up"])
+        sh(["ip", "netns", "exec", ns, "ip", "addr", "add", ip + "/24", "dev", "eth0"])
+        sh(["ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up"])
+        sh(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
+        # The table partitions use: an input and an output chain that drop
+        # the addresses in the set `blocked_in` / `blocked_out`.
+        rules = """
+table inet fltc {
+  set blocked_in { type ipv4_addr; }
+  set blocked_out { type ipv4_addr; }
+  chain input { type filter hook input priority 0; policy accept;
+    ip saddr @blocked_in drop; }
+  chain output { type filter hook output priority 0; policy accept;
+    ip daddr @blocked_out drop; }
+}
+"""
+        r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True,
+                           capture_output=True)
+        if r.returncode != 0:
+            raise RuntimeError("nft: %s" % r.stderr)
+        return ip
+
+    def wrap(self, name, argv):
+        """argv run inside the host's namespace."""
+        if not self.netns:
+            return argv
+        return ["ip", "netns", "exec", PREFIX + name] + argv
+
+    def block(self, name, block_in, block_out):
+        """Replace what host `name` drops: packets from the hosts in block_in,
+        and to those in block_out."""
+        if not self.netns:
+            return
+        ns = PREFIX + name
+        cmds = ["flush set inet fltc blocked_in", "flush set inet fltc blocked_out"]
+        ins = [self.members[h] for h in block_in]
+        outs = [self.members[h] for h in block_out]
+        if ins:
+            cmds.append("add element inet fltc blocked_in { %s }" % ", ".join(ins))
+        if outs:
+            cmds.append("add element inet fltc blocked_out { %s }" % ", ".join(outs))
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input="\n".join(cmds) + "\n",
+                       text=True, capture_output=True, check=True)
+
+    def heal(self):
+        for name in self.members:
+            try:
+                self.block(name, [], [])
+            except subprocess.CalledProcessError:
+                pass
+
+    def teardown(self):
+        if not self.netns:
+            return
+        for name in self.members:
+            ns = PREFIX + name
+            kill_pids(netns_pids(ns))
+            sh(["ip", "link", "del", PREFIX + "v" + name], check=False)
+            sh(["ip", "netns", "del", ns], check=False)
+        sh(["ip", "link", "del", BRIDGE], check=False)
+
+
+# ---------------------------------------------------------------- processes
+
+def children_of(pid):
+    """Every descendant of pid (by parent pid), found in /proc."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    s = f.read()
+                parent[int(d)] = int(s[s.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+class Proc:
+    """A server or an agent: how to start it, its process, its state."""
+
+    def __init__(self, world, name, kind, sid=None):
+        self.world = world
+        self.name = name          # s1.. / a1..
+        self.kind = kind          # server / agent
+        self.sid = sid
+        self.proc = None
+        self.state = "new"        # up, killed, paused, removed
+        self.data = os.path.join(world.dir, name)
+        self.logpath = os.path.join(world.dir, name + ".log")
+        self.ip = None
+        self.port_off = 0
+        self.faketime_file = None
+        self.join_mode = False    # start with --join instead of --bootstrap
+        self.starts = 0
+
+    # addresses
+    def _port(self, base):
+        if self.world.net.netns:
+            return base
+        return self.world.net.base + (base - 8000) + self.port_off
+
+    @property
+    def api(self):
+        return "%s:%d" % (self.ip, self._port(8401))
+
+    @property
+    def raft(self):
+        return "%s:%d" % (self.ip, self._port(8501))
+
+    @property
+    def agent_addr(self):
+        return "%s:%d" % (self.ip, self._port(8601))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self):
+        if _cleaned:
+            return        # cleaning up: start nothing new
+        os.makedirs(self.data, exist_ok=True)
+        argv = self.world.server_argv(self) if self.kind == "server" else self.world.agent_argv(self)
+        env = dict(os.environ)
+        pre = []
+        if self.faketime_file:
+            pre = ["env", "LD_PRELOAD=" + self.world.features.faketime_lib,
+                   "FAKETIME_TIMESTAMP_FILE=" + self.faketime_file, "FAKETIME_NO_CACHE=1",
+                   "FAKETIME_DONT_FAKE_MONOTONIC=1"]
+        full = self.world.net.wrap(self.name, pre + argv)
+        logf = open(self.logpath, "ab")
+        logf.write(("---- start %d at %.3f: %s\n" % (self.starts, time.time(), " ".join(full))).encode())
+        logf.flush()
+        self.proc = subprocess.Popen(full, stdout=logf, stderr=logf, env=env,
+                                     start_new_session=True)
+        logf.close()
+        self.starts += 1
+        self.state = "up"
+
+    def kill9(self):
+        """kill -9 of the process and everything it started (its units): a
+        crash of the machine, as far as this node's processes go."""
+        if self.proc is None:
+            return
+        pids = children_of(self.proc.pid)
+        if self.world.net.netns:
+            pids += netns_pids(PREFIX + self.name)
+        try:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+        except OSError:
+            pass
+        kill_pids(set(pids))
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.state = "killed"
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+        self.state = "paused"
+
+    def resume(self):
+        if self.proc is not None:
+            try:
+                self.proc.send_signal(signal.SIGCONT)
+            except OSError:
+                pass
+        if self.state == "paused":
+            self.state = "up"
+
+    def status(self, timeout=2.0):
+        try:
+            st, body = api(self.api, "GET", "/v1/status", timeout=timeout)
+        except OSError:
+            return None
+        return body if st == 200 else None
+
+    def log_tail(self, n=2000):
+        try:
+            with open(self.logpath, "rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(0, size - n))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class World:
+    """Servers, agents, network, key and token of one run."""
+
+    def __init__(self, binary, features, n_servers=5, n_agents=2, server_cap=2, agent_cap=2,
+                 keep=False, seed=0):
+        self.binary = binary
+        self.features = features
+        self.dir = os.path.join(RUN_ROOT, "%s%d-%d" % (RUN_PREFIX, seed, os.getpid()))
+        os.makedirs(self.dir, exist_ok=True)
+        self.unitlog_dir = os.path.join(self.dir, "unitlogs")
+        os.makedirs(self.unitlog_dir, exist_ok=True)
+        self.keep = keep
+        base = None
+        if not features.netns:
+            base = 20000 + (os.getpid() % 50) * 200
+        self.net = Network(features.netns, base)
+        self.servers = {}
+        self.agents = {}
+        self.n_servers = n_servers
+        self.server_cap = server_cap
+        self.agent_cap = agent_cap
+        self.n_agents = n_agents
+        self.key_file = None
+        self.peers = None
+        self.extra_server_args = ["--lost-after", "6s", "--snapshot-threshold", "1024",
+                                  "--snapshot-trailing", "256"]
+        self.disk = None           # sid whose data dir is on a small filesystem
+        self.disk_mount = None
+        self.clock_victim = None   # sid run under libfaketime
+
+    # -- the two command lines -------------------------------------------
+    def server_argv(self, p):
+        argv = [self.binary, "server", "--id", str(p.sid), "--name", "server-%d" % p.sid,
+                "--data", p.data, "--raft-addr", p.raft, "--api-addr", p.api,
+                "--agent-addr", p.agent_addr, "--cap", str(self.server_cap)] + self.extra_server_args
+        if self.features.server_key and self.key_file:
+            argv += ["--key", self.key_file]
+        if p.join_mode:
+            live = [s for s in self.servers.values() if s is not p and s.state == "up"]
+            argv += ["--join", ",".join(s.api for s in live[:1]) or self.servers[1].api]
+        else:
+            argv += ["--bootstrap", "--peers", self.peers]
+        return argv
+
+    def agent_argv(self, p):
+        join = ",".join(s.agent_addr for s in self.servers.values())
+        argv = [self.binary, "agent", "--join", join, "--name", "agent-" + p.name[1:],
+                "--cap", str(self.agent_cap), "--data", p.data]
+        if self.features.agent_key and self.key_file:
+            argv += ["--key", self.key_file]
+        return argv
+
+    # -- setup ------------------------------------------------------------
+    def setup(self, clock_victim=None, disk_victim=None, disk_mb=384):
+        on_cleanup(self.teardown)
+        self.net.setup()
+        if self.features.key:
+            self.key_file = os.path.join(self.dir, "cluster.key")
+            sh([self.binary, "keygen", "--out", self.key_file])
+        for i in range(1, self.n_servers + 1):
+            p = Proc(self, "s%d" % i, "server", sid=i)
+            p.port_off = i
+            p.ip = self.net.add_host(p.name, 10 + i)
+            self.servers[i] = p
+        for j in range(1, self.n_agents + 1):
+            p = Proc(self, "a%d" % j, "agent")
+            p.port_off = 50 + j
+            p.ip = self.net.add_host(p.name, 30 + j)
+            self.agents[j] = p
+        self.peers = ",".join("%d=%s" % (s.sid, s.raft) for s in self.servers.values())
+        if clock_victim:
+            self.clock_victim = clock_victim
+            f = os.path.join(self.dir, "faketime-s%d" % clock_victim)
+            with open(f, "w") as fh:
+                fh.write("+0\n")
+            self.servers[clock_victim].faketime_file = f
+        if disk_victim:
+            self.disk = disk_victim
+            self._small_fs(self.servers[disk_victim], disk_mb)
+
+    def _small_fs(self, p, mb):
+        """p's data directory on a small filesystem of its own: an ext4 image
+        on a loop device, or a size-limited tmpfs."""
+        os.makedirs(p.data, exist_ok=True)
+        img = os.path.join(self.dir, "disk-%s.img" % p.name)
+        kind = None
+        if self.features.loop_ext4:
+            try:
+                with open(img, "wb") as f:
+                    f.truncate(mb << 20)
+                sh(["mkfs.ext4", "-q", "-F", "-m", "0", img])
+                sh(["mount", "-o", "loop", img, p.data])
+                kind = "ext4 image %d MiB" % mb
+            except (RuntimeError, OSError):
+                kind = None
+        if kind is None:
+            sh(["mount", "-t", "tmpfs", "-o", "size=%dm" % mb, PREFIX + "disk", p.data])
+            kind = "tmpfs %d MiB" % mb
+        self.disk_mount = p.data
+        self.disk_kind = kind
+
+        def umount():
+            ballast = os.path.join(p.data, "ballast")
+            if os.path.exists(ballast):
+                os.unlink(ballast)
+            sh(["umount", p.data], check=False)
+            if os.path.ismount(p.data):
+                sh(["umount", "-l", p.data], check=False)
+        on_cleanup(umount)
+
+    def start_all(self):
+        for s in self.servers.values():
+            s.start()
+        self.wait_leader(timeout=30)
+        self.bootstrap_acl()
+        for a in self.agents.values():
+            a.start()
+
+    def bootstrap_acl(self, timeout=30):
+        """ACLs, when the binary has them: make the management token once
+        (with a secret of our own, so a retry is safe) and send it from
+        then on; CLI processes get it through FLOTILLA_TOKEN."""
+        lid = self.wait_leader(timeout)
+        try:
+            st, body = api(self.servers[lid].api, "GET", "/v1/routes", token=False)
+        except OSError:
+            st, body = None, None
+        paths = {r.get("path") for r in (body or {}).get("routes", [])} if st == 200 else set()
+        if "/v1/acl/bootstrap" not in paths:
+            self.acl = False
+            return None
+        self.acl = True
+        secret = "flt_" + secrets.token_urlsafe(32)
+        end = time.time() + timeout
+        while True:
+            lid = self.wait_leader(timeout)
+            try:
+                st, body = api(self.servers[lid].api, "POST", "/v1/acl/bootstrap",
+                               {"secret": secret}, token=False)
+            except OSError:
+                st, body = None, None
+            if st == 200:
+                break
+            if time.time() > end:
+                raise RuntimeError("ACL bootstrap failed: %s %r" % (st, body))
+            time.sleep(0.2)
+        api.token = secret
+        os.environ["FLOTILLA_TOKEN"] = secret
+        return secret
+
+    def leader(self):
+        """The id of a ready leader that a live server reports, or None."""
+        for s in self.servers.values():
+            if s.state != "up":
+                continue
+            st = s.status(timeout=1.0)
+            if st and st.get("state") == "leader" and st.get("ready"):
+                return s.sid
+        return None
+
+    def wait_leader(self, timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            lid = self.leader()
+            if lid:
+                return lid
+            time.sleep(0.2)
+        raise RuntimeError("no leader within %ss" % timeout)
+
+    def up_servers(self):
+        return [s for s in self.servers.values() if s.state == "up"]
+
+    def teardown(self):
+        for p in list(self.agents.values()) + list(self.servers.values()):
+            if p.proc is not None:
+                try:
+                    p.proc.send_signal(signal.SIGCONT)
+                except OSError:
+                    pass
+                p.kill9()
+        # units left behind by agents that were killed earlier
+        kill_pids(_pids_matching(self.dir))

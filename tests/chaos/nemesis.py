@@ -1,0 +1,377 @@
+"""The nemesis: faults injected while the workloads run, and their healing.
+
+Kinds (each can be enabled with --nemesis):
+  kill        kill -9 of a server (or now and then a standalone agent) and of
+              every process it started (its units), restart 1-8 s later
+  pause       SIGSTOP of a server or agent for 2-12 s (beyond --lost-after
+              now and then), then SIGCONT
+  partition   nftables in the servers' namespaces: random halves, the leader
+              isolated, a bridge (two groups and one node that sees both),
+              a majorities ring (each node sees a different majority), or
+              one way (a node hears nobody; it can still send) for 4-15 s
+  membership  a server removed from the Raft configuration, stopped, its data
+              wiped, and 5-15 s later started again with --join (re-added)
+  clock       the wall clock of one server (run under libfaketime) jumps by
+              10-150 s forward or back for 5-20 s (never more than 4 min off:
+              the servers' signed calls accept 5 min of skew)
+  disk        the filesystem of one server's data directory filled to the last
+              MiB for 5-15 s
+
+At most two faults are active at once, one of each kind. A supervisor notes
+every process that exits on its own (a crash) and restarts it. Every fault
+and heal is recorded in the history as a nemesis event.
+"""
+import os
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+
+from cluster import api, log
+
+ALL_KINDS = ("kill", "pause", "partition", "membership", "clock", "disk")
+
+
+class Nemesis:
+    def __init__(self, world, history, seed, kinds, interval=(2.0, 6.0), max_active=2):
+        self.w = world
+        self.h = history
+        self.rng = random.Random(seed)
+        self.kinds = list(kinds)
+        self.interval = interval
+        self.max_active = max_active
+        self.counts = Counter()          # kind or kind:subkind -> injected
+        self.crashes = []                # processes that exited on their own
+        self.kills = defaultdict(list)   # node name -> wall times of kill -9
+        self.active = {}                 # kind -> (end monotonic, heal fn, desc)
+        self.lock = threading.RLock()
+        self.stop_ev = threading.Event()
+        self.thread = None
+        self.clock_offset = 0
+        self.disk_full = False
+        self.disk_freed_at = 0.0
+        self.removed = None
+        self.pending = []                # background actions (membership)
+
+    # -- loop ----------------------------------------------------------------
+    def start(self):
+        self.thread = threading.Thread(target=self._loop, name="nemesis", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        next_at = time.monotonic() + self.rng.uniform(*self.interval)
+        while not self.stop_ev.is_set():
+            now = time.monotonic()
+            with self.lock:
+                for kind, (end, heal, desc) in list(self.active.items()):
+                    if now >= end:
+                        self._heal(kind)
+                self._supervise()
+                if self.kinds and now >= next_at and len(self.active) < self.max_active:
+                    free = [k for k in self.kinds if k not in self.active]
+                    if free:
+                        self._inject(self.rng.choice(free))
+                    next_at = now + self.rng.uniform(*self.interval)
+            self.stop_ev.wait(0.2)
+
+    def stop(self):
+        self.stop_ev.set()
+        if self.thread:
+            self.thread.join(60)
+
+    def _inject(self, kind):
+        try:
+            fn = getattr(self, "_start_" + kind)
+            res = fn()
+        except Exception as e:  # noqa: BLE001 - a failed injection is logged, not fatal
+            log("nemesis %s failed to start: %r" % (kind, e))
+            self.h.event("nemesis-error", value={"kind": kind, "error": repr(e)})
+            return
+        if res is None:
+            return
+        dur, heal, desc = res
+        self.active[kind] = (time.monotonic() + dur, heal, desc)
+        self.counts[kind] += 1
+        log("nemesis: %s (%.1fs)" % (desc, dur))
+        self.h.event("start-" + kind, value=desc, duration=dur)
+
+    def _heal(self, kind):
+        end, heal, desc = self.active.pop(kind)
+        try:
+            heal()
+        except Exception as e:  # noqa: BLE001
+            log("nemesis: healing %s failed: %r" % (kind, e))
+        self.h.event("stop-" + kind, value=desc)
+
+    def heal_all(self):
+        """End every fault, restart everything that is down, re-add a removed
+        server."""
+        for t in self.pending:
+            t.join(60)
+        with self.lock:
+            for kind in list(self.active):
+                self._heal(kind)
+            self.w.net.heal()
+            self._set_clock(0)
+            self._disk_free()
+            for p in list(self.w.servers.values()) + list(self.w.agents.values()):
+                p.resume()
+                if not p.alive():
+                    if p.state == "removed":
+                        p.join_mode = True
+                    p.start()
+            self.h.event("heal-all")
+
+    # -- supervisor ----------------------------------------------------------
+    def _supervise(self):
+        for p in list(self.w.servers.values()) + list(self.w.agents.values()):
+            if p.state in ("up", "paused") and p.proc is not None and p.proc.poll() is not None:
+                rc = p.proc.returncode
+                # An exit is seen late when the kernel writes a core dump:
+                # count it as the disk's if the disk was full in the last 30 s.
+                recent = self.disk_full or time.time() - self.disk_freed_at < 30
+                why = "disk full" if (recent and p.kind == "server" and p.sid == self.w.disk) \
+                    else "unexpected"
+                tail = p.log_tail(1500)
+                self.crashes.append(dict(node=p.name, rc=rc, why=why, wall=time.time(), tail=tail))
+                self.h.event("crash", value={"node": p.name, "rc": rc, "why": why})
+                log("nemesis: %s exited by itself (rc %s, %s)" % (p.name, rc, why))
+                p.state = "killed"
+                if why != "disk full":
+                    p.start()
+
+    # -- helpers -------------------------------------------------------------
+    def _up(self, servers=True, agents=False):
+        out = []
+        if servers:
+            out += [p for p in self.w.servers.values() if p.state == "up" and p.alive()]
+        if agents:
+            out += [p for p in self.w.agents.values() if p.state == "up" and p.alive()]
+        return out
+
+    @staticmethod
+    def node_name(p):
+        return "server-%d" % p.sid if p.kind == "server" else "agent-%s" % p.name[1:]
+
+    # -- kill ----------------------------------------------------------------
+    def _start_kill(self):
+        agent = self.w.agents and self.rng.random() < 0.2
+        cands = self._up(servers=not agent, agents=agent)
+        if not cands:
+            return None
+        p = self.rng.choice(cands)
+        self.kills[self.node_name(p)].append(time.time())
+        p.kill9()
+        self.counts["kill:" + p.kind] += 1
+
+        def heal():
+            if p.state == "killed":
+                p.start()
+        return self.rng.uniform(1, 8), heal, "kill -9 %s" % p.name
+
+    # -- pause ---------------------------------------------------------------
+    def _start_pause(self):
+        agent = self.w.agents and self.rng.random() < 0.2
+        cands = self._up(servers=not agent, agents=agent)
+        if not cands:
+            return None
+        p = self.rng.choice(cands)
+        p.pause()
+        self.counts["pause:" + p.kind] += 1
+
+        def heal():
+            p.resume()
+        return self.rng.uniform(2, 12), heal, "pause %s" % p.name
+
+    # -- partition -----------------------------------------------------------
+    def _start_partition(self):
+        if not self.w.net.netns:
+            return None
+        names = [p.name for p in self.w.servers.values()]
+        agents = [p.name for p in self.w.agents.values()]
+        self.rng.shuffle(names)
+        sub = self.rng.choice(["halves", "isolate-leader", "bridge", "ring", "one-way"])
+        grudge = {n: set() for n in names + agents}   # node -> nodes it does not hear
+        one_way = False
+        if sub == "halves":
+            k = self.rng.choice([1, 2])
+            a, b = set(names[:k + 1]), set(names[k + 1:])
+            for ag in agents:
+                (a if self.rng.random() < 0.5 else b).add(ag)
+            for x in a:
+                grudge[x] |= b
+            for x in b:
+                grudge[x] |= a
+            desc = "partition halves %s | %s" % (sorted(a), sorted(b))
+        elif sub == "isolate-leader":
+            lid = self.w.leader()
+            lone = "s%d" % lid if lid else names[0]
+            rest = set(names + agents) - {lone}
+            grudge[lone] |= rest
+            for x in rest:
+                grudge[x].add(lone)
+            desc = "partition isolate leader %s" % lone
+        elif sub == "bridge":
+            a, br, b = set(names[:2]), names[2], set(names[3:])
+            for x in a:
+                grudge[x] |= b
+            for x in b:
+                grudge[x] |= a
+            desc = "partition bridge %s - %s - %s" % (sorted(a), br, sorted(b))
+        elif sub == "ring":
+            n = len(names)
+            for i, x in enumerate(names):
+                near = {names[(i - 1) % n], names[(i + 1) % n], x}
+                grudge[x] |= set(names) - near
+            desc = "partition majorities ring %s" % "-".join(names)
+        else:
+            deaf = names[0]
+            grudge[deaf] |= set(names[1:] + agents)
+            one_way = True
+            desc = "partition one-way: %s hears nobody" % deaf
+        for x, g in grudge.items():
+            self.w.net.block(x, g, set() if one_way else g)
+        self.counts["partition:" + sub] += 1
+        return self.rng.uniform(4, 15), self.w.net.heal, desc
+
+    # -- membership ----------------------------------------------------------
+    def _members(self, api_addr):
+        st, body = api(api_addr, "GET", "/v1/members", timeout=3)
+        if st != 200:
+            return None
+        return {m["id"]: m["role"] for m in body["members"]}
+
+    def _start_membership(self):
+        if self.removed is not None:
+            return None
+        ups = self._up()
+        if len(ups) < len(self.w.servers):
+            return None       # only remove from a whole cluster
+        lid = self.w.leader()
+        try:
+            m = self._members(self.w.servers[lid].api) if lid else None
+        except OSError:
+            m = None
+        if m is None or set(m) != set(self.w.servers) or any(r != "voter" for r in m.values()):
+            return None       # the last re-add has not finished
+        victim = self.rng.choice(ups)
+        others = [p for p in ups if p is not victim]
+        done = threading.Event()
+        self.removed = victim
+        victim.state = "removing"
+
+        def remove():
+            ok = False
+            end = time.monotonic() + 20
+            while time.monotonic() < end and not ok:
+                via = self.rng.choice(others)
+                try:
+                    st, body = api(via.api, "DELETE", "/v1/members/%d" % victim.sid, timeout=8)
+                except OSError as e:
+                    st, body = None, repr(e)
+                self.h.event("member-remove", value={"id": victim.sid, "via": via.name,
+                                                     "status": st})
+                try:
+                    m = self._members(via.api)
+                except OSError:
+                    m = None
+                if m is not None and victim.sid not in m:
+                    ok = True
+                    break
+                time.sleep(1)
+            # Not under self.lock: the nemesis loop may be waiting for us.
+            if not ok:
+                log("nemesis: could not remove %s; leaving it in" % victim.name)
+                victim.state = "up"
+                self.h.event("member-remove-failed", value={"id": victim.sid})
+                done.set()
+                return
+            self.kills[self.node_name(victim)].append(time.time())
+            victim.kill9()
+            victim.state = "removed"
+            wipe(victim.data)
+            log("nemesis: %s removed and wiped" % victim.name)
+            done.set()
+
+        t = threading.Thread(target=remove, daemon=True)
+        t.start()
+        self.pending.append(t)
+
+        def heal():
+            done.wait(30)
+            if victim.state == "removed":
+                victim.join_mode = True
+                victim.start()
+                self.h.event("member-rejoin", value={"id": victim.sid})
+            self.removed = None
+        return self.rng.uniform(8, 18), heal, "remove and re-add %s" % victim.name
+
+    # -- clock ---------------------------------------------------------------
+    def _set_clock(self, offset):
+        p = self.w.servers.get(self.w.clock_victim) if self.w.clock_victim else None
+        if p is None or not p.faketime_file:
+            return
+        self.clock_offset = offset
+        tmp = p.faketime_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%+d\n" % offset)
+        os.replace(tmp, p.faketime_file)
+
+    def _start_clock(self):
+        if not self.w.clock_victim:
+            return None
+        jump = self.rng.choice([-1, 1]) * self.rng.uniform(10, 150)
+        off = int(max(-240, min(240, self.clock_offset + jump)))
+        self._set_clock(off)
+        self.counts["clock:%s" % ("forward" if jump > 0 else "back")] += 1
+        return self.rng.uniform(5, 20), lambda: self._set_clock(0), \
+            "clock of s%d %+ds" % (self.w.clock_victim, off)
+
+    # -- disk ----------------------------------------------------------------
+    def _disk_free(self):
+        if self.w.disk_mount:
+            b = os.path.join(self.w.disk_mount, "ballast")
+            if os.path.exists(b):
+                os.unlink(b)
+        was = self.disk_full
+        if was:
+            self.disk_freed_at = time.time()
+        self.disk_full = False
+        p = self.w.servers.get(self.w.disk) if self.w.disk else None
+        if was and p is not None and p.state == "killed" and not p.alive():
+            p.start()
+
+    def _start_disk(self):
+        if not self.w.disk_mount or not os.path.ismount(self.w.disk_mount):
+            return None
+        p = self.w.servers[self.w.disk]
+        if p.state not in ("up", "paused"):
+            return None
+        st = os.statvfs(self.w.disk_mount)
+        free = st.f_bavail * st.f_frsize
+        fill = max(0, free - (1 << 20))
+        path = os.path.join(self.w.disk_mount, "ballast")
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, fill)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        self.disk_full = True
+        return self.rng.uniform(5, 15), self._disk_free, \
+            "disk of %s full (%d MiB ballast)" % (p.name, fill >> 20)
+
+
+def wipe(path):
+    """Empty a directory (it may be a mount point: keep it)."""
+    import shutil
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, ignore_errors=True)
+        else:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass

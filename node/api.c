@@ -160,6 +160,21 @@ void node__respond_err(struct http_request *req, int err, const char *fmt, ...)
     http_respond_error(req, node__http_status(err), fl_errname(err), "%s", msg);
 }
 
+int node__answer_failure(struct http_request *req, int err, const struct rg_result *res, int code,
+                         const char *msg)
+{
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+    } else if (code != FL_OK && res->err == code) {
+        node__respond_err(req, code, "%s", msg);
+    } else if (res->err != FL_OK) {
+        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 int node__is_stale(const struct http_request *req)
 {
     char v[8];

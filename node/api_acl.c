@@ -347,14 +347,9 @@ static void created_done(struct node_server *s, struct http_request *req, int er
                          const struct rg_result *res)
 {
     (void)s;
-    if (err != FL_OK) {
-        node__respond_err(req, err, "%s", fl_strerror(err));
-    } else if (res->err == FL_ECONFLICT) {
-        node__respond_err(req, FL_ECONFLICT,
-                          "ACLs are already bootstrapped; ask an admin token holder for a token");
-    } else if (res->err != FL_OK) {
-        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
-    } else {
+    if (!node__answer_failure(
+            req, err, res, FL_ECONFLICT,
+            "ACLs are already bootstrapped; ask an admin token holder for a token")) {
         http_respond_json(req, 200,
                           json_pack("{s:s, s:s, s:I}", "accessor", res->str, "secret",
                                     req->scratch, "index", (json_int_t)res->index));
@@ -525,16 +520,10 @@ static void deleted_done(struct node_server *s, struct http_request *req, int er
                          const struct rg_result *res)
 {
     (void)s;
-    if (err != FL_OK) {
-        node__respond_err(req, err, "%s", fl_strerror(err));
-    } else if (res->err == FL_ENOTFOUND) {
-        node__respond_err(req, FL_ENOTFOUND, "no token with that accessor");
-    } else if (res->err == FL_ECONFLICT) {
+    if (err == FL_OK && res->err == FL_ECONFLICT) {
         node__respond_err(req, FL_ECONFLICT,
                           "that is the last token that can manage tokens; create another first");
-    } else if (res->err != FL_OK) {
-        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
-    } else {
+    } else if (!node__answer_failure(req, err, res, FL_ENOTFOUND, "no token with that accessor")) {
         http_respond_json(req, 200, json_pack("{s:s, s:I}", "accessor", res->str, "index",
                                               (json_int_t)res->index));
     }

@@ -81,15 +81,11 @@ static void put_done(struct node_server *s, struct http_request *req, int err,
                      const struct rg_result *res)
 {
     (void)s;
-    if (err != FL_OK) {
-        node__respond_err(req, err, "%s", fl_strerror(err));
-    } else if (res->err == FL_EEXIST) {
-        node__respond_err(req, FL_EEXIST, "a job with that name exists (use update to redefine it)");
-    } else if (res->err != FL_OK) {
-        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
-    } else {
-        http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
+    if (node__answer_failure(req, err, res, FL_EEXIST,
+                             "a job with that name exists (use update to redefine it)")) {
+        return;
     }
+    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
 }
 
 /* Fill the schedule and policy fields of j from the body. */
@@ -415,17 +411,12 @@ static void simple_done(struct node_server *s, struct http_request *req, int err
                         const struct rg_result *res)
 {
     (void)s;
-    if (err != FL_OK) {
-        node__respond_err(req, err, "%s", fl_strerror(err));
-    } else if (res->err == FL_ENOTFOUND) {
-        node__respond_err(req, FL_ENOTFOUND, "no such job");
-    } else if (res->err != FL_OK) {
-        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
-    } else {
-        http_respond_json(req, 200,
-                          json_pack("{s:I, s:s, s:I}", "index", (json_int_t)res->index, "outcome",
-                                    res->str, "scheduled_ms", (json_int_t)res->version));
+    if (node__answer_failure(req, err, res, FL_ENOTFOUND, "no such job")) {
+        return;
     }
+    http_respond_json(req, 200,
+                      json_pack("{s:I, s:s, s:I}", "index", (json_int_t)res->index, "outcome",
+                                res->str, "scheduled_ms", (json_int_t)res->version));
 }
 
 static void job_cmd(struct node_server *s, struct http_request *req, const char *name, int type,

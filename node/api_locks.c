@@ -183,17 +183,13 @@ static void session_changed(struct node_server *s, struct http_request *req, int
                             const struct rg_result *res)
 {
     (void)s;
-    if (err != FL_OK) {
-        node__respond_err(req, err, "%s", fl_strerror(err));
-    } else if (res->err == FL_ENOTFOUND) {
-        node__respond_err(req, FL_ENOTFOUND, "session not found (it expired or was destroyed)");
-    } else if (res->err != FL_OK) {
-        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
-    } else {
-        http_respond_json(req, 200,
-                          json_pack("{s:I, s:I}", "expires_ms", (json_int_t)res->version, "index",
-                                    (json_int_t)res->index));
+    if (node__answer_failure(req, err, res, FL_ENOTFOUND,
+                             "session not found (it expired or was destroyed)")) {
+        return;
     }
+    http_respond_json(req, 200,
+                      json_pack("{s:I, s:I}", "expires_ms", (json_int_t)res->version, "index",
+                                (json_int_t)res->index));
 }
 
 static void session_cmd(struct node_server *s, struct http_request *req, const char *id, int type)

@@ -107,6 +107,11 @@ int node__http_status(int err);
  * terminated list). On failure responds 400 and returns NULL. */
 json_t *node__body_object(struct http_request *req, const char *const *allowed);
 int node__is_stale(const struct http_request *req);
+/* The usual failures of a submitted command, answered: a submit error (err),
+ * then res->err == code with msg, then any other res->err. Returns 1 if it
+ * answered, 0 if the command succeeded and the caller answers. */
+int node__answer_failure(struct http_request *req, int err, const struct rg_result *res, int code,
+                         const char *msg);
 /* Submit a command; `done` gets the result. Handles not-leader by forwarding
  * when the request was not forwarded already. */
 typedef void (*node_done_fn)(struct node_server *s, struct http_request *req, int err,

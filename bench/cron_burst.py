@@ -25,11 +25,16 @@ import threading
 import time
 
 
+# Every route but status needs an API token (docs/ACL.md); main() bootstraps it.
+TOKEN = {}
+
+
 def req(addr, method, path, body=None, timeout=30):
     host, port = addr.rsplit(":", 1)
     c = http.client.HTTPConnection(host, int(port), timeout=timeout)
     data = json.dumps(body).encode() if body is not None else None
-    c.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+    h = dict(TOKEN, **({"Content-Type": "application/json"} if data else {}))
+    c.request(method, path, body=data, headers=h)
     r = c.getresponse()
     raw = r.read()
     c.close()
@@ -91,6 +96,11 @@ def main():
             time.sleep(0.2)
         if leader is None:
             sys.exit("bench/run cron-burst: no leader")
+        secret = "flt_bench" + os.urandom(16).hex()
+        st, body = req(leader, "POST", "/v1/acl/bootstrap", {"secret": secret})
+        if st != 200:
+            sys.exit("bench/run cron-burst: bootstrapping the API token: %s %r" % (st, body))
+        TOKEN["X-Flotilla-Token"] = secret
         # Pick the burst second far enough ahead to add every job first.
         t0 = time.time()
         lead = a.lead or max(10, int(a.jobs / 800) + 8)
@@ -111,7 +121,7 @@ def main():
                 if i >= a.jobs:
                     break
                 body = json.dumps({"name": "burst-%05d" % i, "cron": expr, "noop": True}).encode()
-                conn.request("POST", "/v1/jobs", body=body, headers={"Content-Type": "application/json"})
+                conn.request("POST", "/v1/jobs", body=body, headers=dict(TOKEN, **{"Content-Type": "application/json"}))
                 r = conn.getresponse()
                 r.read()
                 if r.status != 200:
@@ -140,7 +150,7 @@ def main():
                 k += 1
                 b = json.dumps({"value": "x"}).encode()
                 s = time.time()
-                conn.request("PUT", "/v1/kv/probe-%d" % k, body=b, headers={"Content-Type": "application/json"})
+                conn.request("PUT", "/v1/kv/probe-%d" % k, body=b, headers=dict(TOKEN, **{"Content-Type": "application/json"}))
                 conn.getresponse().read()
                 lat.append((s, (time.time() - s) * 1000))
                 time.sleep(0.02)

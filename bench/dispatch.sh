@@ -371,6 +371,9 @@ echo "# flotilla: three servers with --no-agent --max-body 32M, otherwise defaul
 
 flotilla_start
 flotilla_leader
+# shellcheck source=bench/token.sh
+. "$(dirname "${BASH_SOURCE[0]}")/token.sh"
+bench_token "$LEADER" "$WORK" || die "could not bootstrap the API token"
 agents_start
 agents_connected
 echo "# leader: server $LEADER_ID ($LEADER), $AGENTS agents connected"

@@ -178,14 +178,19 @@ static int call(struct client *c, const char *method, const char *path, const ch
     char req[1024];
     size_t blen = body ? strlen(body) : 0, used, need;
     char *hdr_end, *cl;
+    const char *tok;
     int n, status;
 
     if (c->fd < 0 && connect_to(c) != 0) {
         return -1;
     }
+    /* Every lock route needs an API token (docs/ACL.md): $FLOTILLA_TOKEN. */
+    tok = getenv("FLOTILLA_TOKEN");
     n = snprintf(req, sizeof req,
-                 "%s %s HTTP/1.1\r\nHost: bench\r\n%sContent-Length: %zu\r\n\r\n%s", method, path,
-                 body ? "Content-Type: application/json\r\n" : "", blen, body ? body : "");
+                 "%s %s HTTP/1.1\r\nHost: bench\r\n%s%s%s%sContent-Length: %zu\r\n\r\n%s",
+                 method, path, body ? "Content-Type: application/json\r\n" : "",
+                 tok ? "X-Flotilla-Token: " : "", tok ? tok : "", tok ? "\r\n" : "", blen,
+                 body ? body : "");
     if (n < 0 || (size_t)n >= sizeof req || write_all(c->fd, req, (size_t)n) != 0) {
         disconnect(c);
         return -1;

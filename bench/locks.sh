@@ -192,6 +192,9 @@ echo "# flotilla: three servers, Release build, raft assertions off, default set
 
 flotilla_start
 flotilla_leader
+# shellcheck source=bench/token.sh
+. "$(dirname "${BASH_SOURCE[0]}")/token.sh"
+bench_token "$LEADER" "$WORK" || die "could not bootstrap the API token"
 
 # Uncontended first (the lock table is empty), then contended.
 run_lockgen --mode uncontended --label uncontended_same

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "raft/rg_trace.h"
 #include "raft/rg_transport.h"
 
 /* One client operation waiting in a batch. */
@@ -721,7 +722,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
         goto err;
     }
     raft_uv_set_auto_recovery(&p->io, false);
-    raft_uv_set_tracer(&p->io, NULL);
+    raft_uv_set_tracer(&p->io, rg_trace_tracer());
     rv = raft_init(&p->raft, &p->io, &p->fsm.fsm, o->id, p->raft_addr);
     if (rv != 0) {
         fl_errf(errmsg, FL_ERAFT, "raft_init: %s", raft_errmsg(&p->raft));
@@ -730,7 +731,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
         rv = FL_ERAFT;
         goto err;
     }
-    p->raft.tracer = NULL;
+    p->raft.tracer = rg_trace_tracer();
     rg_fsm_set_raft(&p->fsm, &p->raft);
     raft_set_pre_vote(&p->raft, true);
     raft_set_election_timeout(&p->raft, p->o.election_timeout_ms);

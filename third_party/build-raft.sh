@@ -4,13 +4,18 @@
 # "debug" keeps the library's own assertions (--enable-debug); test builds use it.
 set -euo pipefail
 here=$1; work=$2; prefix=$3; mode=$4
-stamp="$prefix/.built-$mode"
+# The stamp names the patches' hash, so a changed or added patch rebuilds.
+patches=("$here"/raft-*.patch)
+sum=$(cat "${patches[@]}" | sha256sum | cut -c1-16)
+stamp="$prefix/.built-$mode-$sum"
 [ -f "$stamp" ] && [ -f "$prefix/lib/libraft.a" ] && exit 0
 "$here/fetch-raft.sh" "$work"
 rm -rf "$work/raft-0.22.1" "$prefix"
 tar -C "$work" -xzf "$work/raft_0.22.1.orig.tar.gz"
 cd "$work/raft-0.22.1"
-patch -p1 --forward < "$here/raft-snapshot-pending.patch"
+for p in "${patches[@]}"; do
+    patch -p1 --forward < "$p" >/dev/null
+done
 autoreconf -i >autoreconf.log 2>&1 || { cat autoreconf.log >&2; exit 1; }
 extra=()
 [ "$mode" = debug ] && extra+=(--enable-debug)

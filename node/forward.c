@@ -48,14 +48,31 @@ struct fwd {
     struct http_request *req;
 };
 
+/* Whether repeating the request can change nothing (reads). */
+static int safe_method(const struct http_request *req)
+{
+    return req->method == HTTP_GET || req->method == HTTP_HEAD || req->method == HTTP_OPTIONS;
+}
+
 static void forward_cb(void *data, int err, int status, const char *content_type,
                        const uint8_t *body, size_t len)
 {
     struct fwd *f = data;
     if (err != FL_OK) {
         f->s->n_forward_errors++;
-        node__respond_err(f->req, FL_ENOLEADER, "forwarding to the leader failed: %s; retry",
-                          fl_strerror(err));
+        if (status == HTTP_CLIENT_MAYBE_SENT && !safe_method(f->req)) {
+            /* The leader may have read and applied it before the failure: a
+             * definite error here would tell the client a write that took
+             * effect had not (the chaos harness's linearizability checker
+             * caught exactly that with the leader killed mid-request). */
+            node__respond_err(f->req, FL_EUNKNOWN,
+                              "the leader did not answer (%s): the request may have been "
+                              "applied; check before retrying",
+                              fl_strerror(err));
+        } else {
+            node__respond_err(f->req, FL_ENOLEADER, "forwarding to the leader failed: %s; retry",
+                              fl_strerror(err));
+        }
     } else {
         http_respond(f->req, status, content_type, body, len);
     }

@@ -254,7 +254,9 @@ static void detach(struct creq *r, int reuse)
 
 static void finish(struct creq *r, int err, int reuse, const char *why)
 {
-    int status = err == FL_OK ? (int)r->parser.status_code : 0;
+    int status = err == FL_OK                 ? (int)r->parser.status_code
+                 : r->state == REQ_EXCHANGING ? HTTP_CLIENT_MAYBE_SENT
+                                              : 0;
     const char *ctype = err == FL_OK && r->has_ctype ? r->ctype : NULL;
     const uint8_t *body = NULL;
     if (r->state == REQ_DONE) {

@@ -27,6 +27,7 @@
 #define HTTP_CLIENT_MAX_BODY      (64u * 1024u * 1024u)
 #define HTTP_CLIENT_POOL_PER_ADDR 8
 #define HTTP_CLIENT_POOL_IDLE_MS  30000
+#define HTTP_CLIENT_MAYBE_SENT    (-1)
 
 /* The outcome of one request. err is FL_OK when a complete response arrived
  * (whatever its status), else:
@@ -36,7 +37,11 @@
  *   FL_EPROTO    malformed or truncated response, or a body larger than
  *                HTTP_CLIENT_MAX_BODY;
  *   FL_ENOMEM    out of memory.
- * On error status is 0, content_type and body NULL. On success content_type
+ * On error content_type and body are NULL, and status tells whether the
+ * server may have acted on the request: 0 when it certainly did not (resolve
+ * or connect failed), HTTP_CLIENT_MAYBE_SENT when the request was written, at
+ * least in part, before the failure (a write forwarded this way may have been
+ * applied: its outcome is unknown). On success content_type
  * is NULL if the response had none, and body is never NULL (NUL-terminated,
  * "" when empty). content_type and body are valid during the call only. */
 typedef void (*http_client_cb)(void *data, int err, int status, const char *content_type,

@@ -1241,6 +1241,7 @@ TEST(async_client_errors)
     CHECK_OK(http_client_request(&loop, addr, "POST", "/x", NULL, "abc", 3, 300, on_client, &a));
     run_until(&loop, &a.called);
     CHECK_EQ_INT(a.err, FL_ETIMEOUT);
+    CHECK_EQ_INT(a.status, HTTP_CLIENT_MAYBE_SENT); /* written: it may have acted on it */
     CHECK(now_ms() - t0 >= 290);
     close(fd);
 
@@ -1250,6 +1251,7 @@ TEST(async_client_errors)
                                  on_client, &b));
     run_until(&loop, &b.called);
     CHECK_EQ_INT(b.err, FL_ENET);
+    CHECK_EQ_INT(b.status, 0); /* never sent */
 
     CHECK_EQ_INT(http_client_request(&loop, "nope", "GET", "/", NULL, NULL, 0, 0, on_client, &a),
                  FL_EINVAL);

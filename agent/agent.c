@@ -25,6 +25,11 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
+/* After a refusal (identity_mismatch, approval_required, ...) nothing changes
+ * by retrying at once: back off from 1 s, doubling, up to these. */
+#define REFUSED_MIN_MS 1000
+#define REFUSED_MAX_MS 30000
+#define PENDING_MAX_MS 5000 /* waiting for `flotilla agent approve` */
 
 struct run;
 
@@ -47,6 +52,7 @@ struct agent {
     char redirect[128];
     uint64_t heartbeat_seq;
     unsigned backoff_ms;
+    unsigned refused_ms; /* 0, or the current delay after a refusal */
 
     uv_timer_t reconnect;
     uv_timer_t heartbeat;
@@ -600,6 +606,7 @@ static void on_message(struct agent *a, struct aproto_msg *m)
             FL_INFO("agent %s: connected to the leader", a->cfg.id);
             a->welcomed = 1;
             a->backoff_ms = BACKOFF_MIN_MS;
+            a->refused_ms = 0;
             a->redirect[0] = '\0';
             uv_timer_start(&a->heartbeat, heartbeat_cb, m->u.welcome.heartbeat_ms,
                            m->u.welcome.heartbeat_ms ? m->u.welcome.heartbeat_ms : 1000);
@@ -621,9 +628,17 @@ static void on_message(struct agent *a, struct aproto_msg *m)
         break;
     case APROTO_HEARTBEAT:
         break;
-    case APROTO_ERROR:
-        FL_WARN("agent %s: server says %s: %s", a->cfg.id, m->u.error.code, m->u.error.message);
+    case APROTO_ERROR: {
+        int pending = m->u.error.code != NULL && strcmp(m->u.error.code, "approval_required") == 0;
+        unsigned cap = pending ? PENDING_MAX_MS : REFUSED_MAX_MS;
+        a->refused_ms = a->refused_ms == 0 ? REFUSED_MIN_MS
+                        : a->refused_ms >= cap / 2 ? cap
+                                                   : a->refused_ms * 2;
+        a->backoff_ms = a->refused_ms; /* used when the server closes the link */
+        FL_WARN("agent %s: server says %s: %s (next attempt in %u ms)", a->cfg.id,
+                m->u.error.code, m->u.error.message, a->refused_ms);
         break;
+    }
     default:
         break;
     }

@@ -84,6 +84,31 @@ static int agents_approve(int argc, char **argv)
     return 0;
 }
 
+static int agents_forget(int argc, char **argv)
+{
+    struct cli_opt opts[] = {ADDR_OPT, {NULL}};
+    struct cli_cmd c = {"agent forget", "NAME",
+                        "Forget the public key recorded for an agent id, so that the next agent "
+                        "joining under that id records its own (a server or agent whose data was "
+                        "wiped, or a rotated key). With --require-agent-approval it waits for "
+                        "approval again.",
+                        opts, 1, 1};
+    char *pos[1], path[512], *id;
+    int npos, status;
+    json_t *out = NULL;
+    cli_parse(&c, argc, argv, pos, &npos);
+    id = cli_escape(pos[0], 0);
+    snprintf(path, sizeof path, "/v1/agents/%s", id);
+    free(id);
+    status = cli_call(&c, "DELETE", path, NULL, &out);
+    if (status != 200) {
+        return cli_print_error(c.path, status, out);
+    }
+    printf("forgot the key of %s\n", pos[0]);
+    json_decref(out);
+    return 0;
+}
+
 /* The agent's identity: its public key, and (for checks with other tools)
  * a detached signature of a message, both base64. */
 static int agent_id(int argc, char **argv)
@@ -138,6 +163,9 @@ int cmd_agent(int argc, char **argv)
     }
     if (argc >= 1 && strcmp(argv[0], "approve") == 0) {
         return agents_approve(argc - 1, argv + 1);
+    }
+    if (argc >= 1 && strcmp(argv[0], "forget") == 0) {
+        return agents_forget(argc - 1, argv + 1);
     }
     if (argc >= 1 && strcmp(argv[0], "id") == 0) {
         return agent_id(argc - 1, argv + 1);

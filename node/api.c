@@ -24,6 +24,7 @@ const struct route node_routes[] = {
     {HTTP_GET, "/v1/nodes", ROUTE_READ, node__nodes_list, "list nodes", NEED_READ, -1},
     {HTTP_GET, "/v1/agents", ROUTE_READ, node__agents_list, "agent identities, approved and pending", NEED_READ, -1},
     {HTTP_POST, "/v1/agents/{}/approve", ROUTE_WRITE, node__agents_approve, "approve a pending agent", NEED_OPERATE, -1},
+    {HTTP_DELETE, "/v1/agents/{}", ROUTE_WRITE, node__agents_forget, "forget an agent's recorded key", NEED_OPERATE, -1},
     {HTTP_GET, "/v1/nodes/{}", ROUTE_READ, node__nodes_get, "one node", NEED_READ, -1},
     {HTTP_PUT, "/v1/nodes/{}/cap", ROUTE_WRITE, node__nodes_cap, "set a node's cap", NEED_OPERATE, -1},
     {HTTP_POST, "/v1/nodes/{}/drain", ROUTE_WRITE, node__nodes_drain, "drain a node", NEED_OPERATE, -1},

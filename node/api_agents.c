@@ -1,6 +1,7 @@
 /* Agent identities in the API (docs/SECURITY.md "Links"):
  *   GET  /v1/agents               every recorded agent key, approved or pending
- *   POST /v1/agents/{id}/approve  let a pending agent join */
+ *   POST /v1/agents/{id}/approve  let a pending agent join
+ *   DELETE /v1/agents/{id}        forget its key: the next join records a new one */
 #include <string.h>
 
 #include <jansson.h>
@@ -78,4 +79,32 @@ void node__agents_approve(struct node_server *s, struct http_request *req, char 
     cmd.u.agentkey.agent = args[0];
     cmd.u.agentkey.alen = strlen(args[0]);
     node__submit(s, req, &cmd, approve_done);
+}
+
+static void forget_done(struct node_server *s, struct http_request *req, int err,
+                        const struct rg_result *res)
+{
+    (void)s;
+    if (err == FL_OK) {
+        err = res->err;
+    }
+    if (err == FL_ENOTFOUND) {
+        node__respond_err(req, err, "no key is recorded for this agent id");
+        return;
+    }
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
+}
+
+void node__agents_forget(struct node_server *s, struct http_request *req, char **args)
+{
+    struct rg_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = RG_CMD_AGENT_KEY_FORGET;
+    cmd.u.agentkey.agent = args[0];
+    cmd.u.agentkey.alen = strlen(args[0]);
+    node__submit(s, req, &cmd, forget_done);
 }

@@ -135,6 +135,7 @@ void node__nodes_list(struct node_server *s, struct http_request *req, char **ar
 /* api_agents.c: agent identities */
 void node__agents_list(struct node_server *s, struct http_request *req, char **args);
 void node__agents_approve(struct node_server *s, struct http_request *req, char **args);
+void node__agents_forget(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_get(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_cap(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_drain(struct node_server *s, struct http_request *req, char **args);

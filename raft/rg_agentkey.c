@@ -2,13 +2,16 @@
  *
  *   AGENT_KEY_SET     [31, agent, public_key(bin 32), state]
  *   AGENT_KEY_APPROVE [32, agent, "", 0]
+ *   AGENT_KEY_FORGET  [33, agent, "", 0]
  *
  * SET records the key of an agent id that has none (state approved at a
  * first join, pending when the cluster requires approval), and may turn a
  * pending record of the same key into an approved one; a record never
  * changes its key: another key is FL_ECONFLICT, identical on every replica.
  * APPROVE turns a pending record into an approved one (FL_ENOTFOUND without
- * a record). */
+ * a record). FORGET deletes the record (FL_ENOTFOUND without one): the next
+ * join under that id records its key as a first join does, so an agent whose
+ * key was lost or rotated (a server wiped and re-added) can come back. */
 #include <string.h>
 
 #include "common/err.h"
@@ -68,6 +71,13 @@ int rg__apply_agentkey(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index,
     rv = store_agentkey_get(f->txn, agent, &rec);
     if (rv != FL_OK && rv != FL_ENOTFOUND) {
         return rv;
+    }
+    if (c->type == RG_CMD_AGENT_KEY_FORGET) {
+        if (rv == FL_ENOTFOUND) {
+            res->err = FL_ENOTFOUND;
+            return FL_OK;
+        }
+        return store_agentkey_del(f->txn, agent);
     }
     if (c->type == RG_CMD_AGENT_KEY_APPROVE) {
         if (rv == FL_ENOTFOUND) {

@@ -211,6 +211,7 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
         return rg__acl_validate(c, errmsg);
     case RG_CMD_AGENT_KEY_SET:
     case RG_CMD_AGENT_KEY_APPROVE:
+    case RG_CMD_AGENT_KEY_FORGET:
         return rg__agentkey_validate(c, errmsg);
     case RG_CMD_META_INIT:
         /* "applied" is the store's own record of the applied position. */
@@ -398,6 +399,7 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         break;
     case RG_CMD_AGENT_KEY_SET:
     case RG_CMD_AGENT_KEY_APPROVE:
+    case RG_CMD_AGENT_KEY_FORGET:
         rv |= rg__agentkey_pack(&pk, c);
         break;
     case RG_CMD_META_INIT:
@@ -777,6 +779,7 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
         return rg__acl_decode(f, n, c);
     case RG_CMD_AGENT_KEY_SET:
     case RG_CMD_AGENT_KEY_APPROVE:
+    case RG_CMD_AGENT_KEY_FORGET:
         return rg__agentkey_decode(f, n, c);
     case RG_CMD_META_INIT:
         if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||

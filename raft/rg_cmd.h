@@ -71,6 +71,7 @@ enum rg_cmd_type {
     /* Agent identities (docs/SECURITY.md "Links"); both use u.agentkey. */
     RG_CMD_AGENT_KEY_SET = 31,     /* record an agent's public key (first join) */
     RG_CMD_AGENT_KEY_APPROVE = 32, /* approve a pending agent */
+    RG_CMD_AGENT_KEY_FORGET = 33,  /* drop a recorded key: the next join records anew */
     RG_CMD__MAX
 };
 

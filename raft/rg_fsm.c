@@ -263,6 +263,7 @@ static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
         return rg__apply_acl(f, c, index, now, res);
     case RG_CMD_AGENT_KEY_SET:
     case RG_CMD_AGENT_KEY_APPROVE:
+    case RG_CMD_AGENT_KEY_FORGET:
         return rg__apply_agentkey(f, c, index, now, res);
     default:
         res->err = FL_EVERSION;

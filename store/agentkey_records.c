@@ -73,3 +73,8 @@ int store_agentkey_put(struct store_txn *t, const char *agent, const struct stor
     fl_buf_init(&b);
     return store__put_encoded(t, STORE_AGENTKEYS, agent, n, &b, store_agentkey_encode(k, &b));
 }
+
+int store_agentkey_del(struct store_txn *t, const char *agent)
+{
+    return store_del(t, STORE_AGENTKEYS, agent, strlen(agent));
+}

@@ -483,6 +483,8 @@ int store_agentkey_decode(const void *val, size_t vlen, struct store_agentkey *o
 int store_agentkey_get(struct store_txn *t, const char *agent, struct store_agentkey *out);
 /* FL_EINVAL for an empty or too long id (STORE_NODE_ID_MAX) or a bad state. */
 int store_agentkey_put(struct store_txn *t, const char *agent, const struct store_agentkey *k);
+/* FL_ENOTFOUND when there is no record. */
+int store_agentkey_del(struct store_txn *t, const char *agent);
 
 /* ---- snapshots and digest ------------------------------------------- */
 

@@ -300,6 +300,18 @@ class Nemesis:
         def heal():
             done.wait(30)
             if victim.state == "removed":
+                # The wiped server's embedded agent has a new identity key: the
+                # operator's step (docs/SECURITY.md) is to forget the old one.
+                for via in self.rng.sample(others, len(others)):
+                    try:
+                        st, _ = api(via.api, "DELETE", "/v1/agents/server-%d" % victim.sid,
+                                    timeout=8)
+                    except OSError:
+                        st = None
+                    self.h.event("agent-forget", value={"id": victim.sid, "via": via.name,
+                                                        "status": st})
+                    if st in (200, 404):
+                        break
                 victim.join_mode = True
                 victim.start()
                 self.h.event("member-rejoin", value={"id": victim.sid})

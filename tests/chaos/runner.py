@@ -164,6 +164,10 @@ def readd_missing(world, hist):
             hist.event("member-readd-at-heal", value={"id": s.sid})
             s.kill9()
             wipe(s.data)
+            try:   # its embedded agent comes back with a new identity key
+                leader_call(world, "DELETE", "/v1/agents/server-%d" % s.sid, tries=10)
+            except RuntimeError:
+                pass
             s.join_mode = True
             s.start()
 

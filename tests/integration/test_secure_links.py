@@ -329,10 +329,30 @@ def test_agent_impersonation_refused():
         st, body, _ = request(leader_api(c), "GET", "/v1/nodes/web-1")
         check(st == 200 and not body["connected"], "the impersonator is connected")
         check(agents(c)["web-1"]["public_key"] == rec["public_key"], "the record changed")
+        # A refused agent backs off instead of hammering the leader.
+        time.sleep(4)
+        told = agent_log(fake).count("identity_mismatch")
+        check(told <= 4, "the refused agent retried %d times in about 5 s" % told)
+        check("next attempt in 2000 ms" in agent_log(fake), "the delay doubles")
+        # Forgetting the recorded key needs an operate token, and then the next
+        # join under that id records its own key (a wiped server or agent).
+        st, body, _ = request(leader_api(c), "DELETE", "/v1/agents/web-1", token=None)
+        check(st == 401, "forget without a token: %s %r" % (st, body))
+        st, body, _ = request(leader_api(c), "DELETE", "/v1/agents/no-such-agent")
+        check(st == 404 and body["error"]["code"] == "not_found", "forget unknown: %s %r" % (st, body))
+        out = subprocess.run([BIN, "agent", "forget", "web-1", "--addr", leader_api(c)],
+                             capture_output=True, text=True, timeout=10)
+        check(out.returncode == 0 and "forgot" in out.stdout, "agent forget: %r" % (out,))
+        fake_key = agent_identity(fake)["public_key"]
+        wait_connected(c, ["web-1"], timeout=45)
+        rec2 = wait_for(lambda: agents(c).get("web-1"), 15, "the new record")
+        check(rec2["public_key"] == fake_key and rec2["public_key"] != rec["public_key"],
+              "the new key is recorded: %r" % rec2)
         fake.stop()
-        # The real agent comes back.
+        # Now the old key is the stranger.
         real.start()
-        wait_connected(c, ["web-1"])
+        wait_for(lambda: agent_log(real).count("identity_mismatch") >= 1, 20,
+                 "the old key to be refused")
     finally:
         c.close()
 

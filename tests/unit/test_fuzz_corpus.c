@@ -4,6 +4,7 @@
 
 #include "agentproto/aproto.h"
 #include "check.h"
+#include "fuzz/cron_driver.h"
 #include "fuzz/schan_driver.h"
 #include "common/alloc.h"
 #include "common/err.h"
@@ -143,6 +144,33 @@ TEST(aproto_corpus)
     CHECK(each("aproto", aproto_seed) >= 12);
 }
 
+/* Cron seeds run through the fuzz driver (it aborts on a broken invariant);
+ * those named bad-* or never-* must be refused by cron_parse, the others
+ * (not TZif) accepted. */
+static void cron_seed(const char *file, const uint8_t *p, size_t n)
+{
+    const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+    cron_fuzz_one(p, n);
+    if (n > 9 && !(p[0] & 0x80)) {
+        char text[512], err[FL_ERRMSG_SIZE];
+        struct cron_expr e;
+        size_t len = n - 9 < sizeof text - 1 ? n - 9 : sizeof text - 1;
+        memcpy(text, p + 9, len);
+        text[len] = '\0';
+        int bad = strncmp(base, "bad-", 4) == 0 || strncmp(base, "never-", 6) == 0;
+        int rv = cron_parse(text, &e, err);
+        if (bad != (rv != FL_OK)) {
+            fprintf(stderr, "cron seed %s: \"%s\" parse %s\n", base, text, fl_errname(rv));
+        }
+        CHECK(bad == (rv != FL_OK));
+    }
+}
+
+TEST(cron_corpus)
+{
+    CHECK(each("cron", cron_seed) >= 12);
+}
+
 static void schan_seed(const char *file, const uint8_t *p, size_t n)
 {
     (void)file;
@@ -246,6 +274,7 @@ int main(void)
     RUN(cmd_corpus);
     RUN(snapshot_corpus);
     RUN(aproto_corpus);
+    RUN(cron_corpus);
     RUN(schan_corpus);
     RUN(unpack_corpus);
     RUN(delta_corpus);

@@ -2,11 +2,13 @@
 # Flotilla's one entry point for a fresh Debian/Ubuntu machine.
 #
 #   ./do dev      install dependencies, build, run a local three-server cluster
-#   ./do test     install dependencies, build with -Werror, run the test suite
+#   ./do test     install dependencies, build with -Werror, run the test suite,
+#                 then the suite again under ASan+UBSan
 #   ./do build    install dependencies and build (into build/)
 #   ./do deps     only install the Debian packages
 #
-# Environment: BUILD_DIR (default build), FLOTILLA_SKIP_DEPS=1 to skip apt.
+# Environment: BUILD_DIR (default build), FLOTILLA_SKIP_DEPS=1 to skip apt,
+# FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD_DIR:-$here/build}
@@ -42,6 +44,30 @@ compile() {
     cmake --build "$build" -j"$(nproc)"
 }
 
+# The suite again, built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (the chaos run aside). Every process writes its reports to files; any
+# report fails the run, even from a process whose exit nobody checked.
+sanitize() {
+    local asan=${build}-asan reports
+    reports="$asan/sanitizer-reports"
+    cmake -S "$here" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOTILLA_WERROR=ON \
+        -DFLOTILLA_SANITIZE=ON -DFLOTILLA_CHAOS_SHORT=OFF >/dev/null
+    cmake --build "$asan" -j"$(nproc)"
+    rm -rf "$reports"
+    mkdir -p "$reports"
+    echo "== the suite under ASan+UBSan ($asan)"
+    (cd "$asan" &&
+        ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0" \
+        UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1" \
+        ctest --output-on-failure --timeout 900 -LE chaos "$@")
+    if [ -n "$(ls -A "$reports")" ]; then
+        echo "sanitizer reports:" >&2
+        head -c 20000 "$reports"/* >&2
+        exit 1
+    fi
+    echo "== sanitizers: no reports"
+}
+
 case "${1:-}" in
 deps)
     deps ;;
@@ -54,9 +80,9 @@ dev)
 test)
     shift
     deps; configure werror; compile
-    cd "$build"
-    exec ctest --output-on-failure --timeout 900 "$@" ;;
+    (cd "$build" && ctest --output-on-failure --timeout 900 "$@")
+    [ "${FLOTILLA_SKIP_SANITIZE:-0}" = 1 ] || sanitize "$@" ;;
 *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit 2 ;;
 esac

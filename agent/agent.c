@@ -547,12 +547,14 @@ static void send_hello(struct agent *a)
     fl_free(refs);
 }
 
+static void agent_finish(struct agent *a);
+
 static void tcp_closed(uv_handle_t *h)
 {
     struct agent *a = h->data;
     fl_free(h);
-    if (--a->open_handles == 0 && a->closing && a->close_cb) {
-        a->close_cb(a->close_data);
+    if (--a->open_handles == 0 && a->closing) {
+        agent_finish(a);
     }
 }
 
@@ -891,26 +893,34 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
     return FL_OK;
 }
 
+/* The last handle of a closing agent is gone: free everything. Whichever
+ * handle's close callback comes last (libuv does not promise an order)
+ * gets here. */
+static void agent_finish(struct agent *a)
+{
+    size_t i = 0;
+    const char *k;
+    void *v;
+    while (strmap_next(&a->spool, &i, &k, &v)) {
+        fl_free(((struct spooled *)v)->frame);
+        fl_free(v);
+    }
+    strmap_close(&a->spool);
+    if (a->spool_fd >= 0) {
+        close(a->spool_fd);
+    }
+    strmap_close(&a->runs);
+    if (a->close_cb) {
+        a->close_cb(a->close_data);
+    }
+    fl_free(a);
+}
+
 static void timer_closed(uv_handle_t *h)
 {
     struct agent *a = h->data;
     if (--a->open_handles == 0) {
-        size_t i = 0;
-        const char *k;
-        void *v;
-        while (strmap_next(&a->spool, &i, &k, &v)) {
-            fl_free(((struct spooled *)v)->frame);
-            fl_free(v);
-        }
-        strmap_close(&a->spool);
-        if (a->spool_fd >= 0) {
-            close(a->spool_fd);
-        }
-        strmap_close(&a->runs);
-        if (a->close_cb) {
-            a->close_cb(a->close_data);
-        }
-        fl_free(a);
+        agent_finish(a);
     }
 }
 

@@ -236,6 +236,7 @@ int cli_print_error(const char *cmd, int status, json_t *body)
     }
     fprintf(stderr, "flotilla %s: %s (HTTP %d%s%s)\n", cmd, msg ? msg : "request failed", status,
             code ? ", " : "", code ? code : "");
+    json_decref(body);
     return 1;
 }
 
@@ -282,7 +283,6 @@ int cli_raw(struct cli_cmd *c, const char *path, json_t **unused)
     if (r.status != 200) {
         json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
         int rv = cli_print_error(c->path, r.status, j);
-        json_decref(j);
         httpc_response_free(&r);
         return rv;
     }

@@ -44,7 +44,8 @@ const char *cli_token(const char *cmd);
 void cli_headers(const char *cmd, int json, char *out, size_t size);
 int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
              json_t **out);
-/* Print an API error body ("error: message (code)") to stderr; returns 1. */
+/* Print an API error body ("error: message (code)") to stderr and release
+ * it (json_decref; NULL is fine); returns 1. */
 int cli_print_error(const char *cmd, int status, json_t *body);
 /* Print JSON pretty to stdout. */
 void cli_print_json(json_t *j);

@@ -491,7 +491,7 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int lock_run(int argc, char **argv)
+static int lock_run_with(int argc, char **argv, char **pos)
 {
     struct cli_opt opts[] = {ADDR_OPT,
                              {"ttl", 1, "session TTL; renewed every third of it", "15s", 0},
@@ -508,7 +508,6 @@ static int lock_run(int argc, char **argv)
                         "(exit 3); the lock is released when it ends.",
                         opts, 2, 4096};
     struct runner r;
-    char **pos = calloc((size_t)argc + 1, sizeof *pos);
     char session[64], renew_path[128], *path, *addrs, *tok;
     int npos, status, limit, exit_code = 1, lost = 0;
     long long ttl, wait, margin;
@@ -584,7 +583,6 @@ static int lock_run(int argc, char **argv)
             continue;
         }
         cli_print_error(c.path, status, out);
-        json_decref(out);
         snprintf(renew_path, sizeof renew_path, "/v1/sessions/%s", session);
         run_call(&r, "DELETE", renew_path, NULL, 5000, &out);
         json_decref(out);
@@ -649,6 +647,19 @@ static int lock_run(int argc, char **argv)
         json_decref(out);
     }
     return exit_code;
+}
+
+static int lock_run(int argc, char **argv)
+{
+    char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    int rc;
+    if (pos == NULL) {
+        fprintf(stderr, "flotilla lock run: out of memory\n");
+        return 1;
+    }
+    rc = lock_run_with(argc, argv, pos);
+    free(pos);
+    return rc;
 }
 
 int cmd_lock(int argc, char **argv)

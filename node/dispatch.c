@@ -194,6 +194,8 @@ static int send_msg(struct session *ss, const struct aproto_msg *m)
     return rv;
 }
 
+static void dispatch_finish(struct dispatch *d);
+
 static void session_closed(uv_handle_t *h)
 {
     struct session *ss = h->data;
@@ -209,8 +211,8 @@ static void session_closed(uv_handle_t *h)
         ss->next->prev = ss->prev;
     }
     fl_free(ss);
-    if (d->closing && --d->open_handles == 0 && d->close_cb) {
-        d->close_cb(d->close_data);
+    if (d->closing && --d->open_handles == 0) {
+        dispatch_finish(d);
     }
 }
 
@@ -1648,15 +1650,22 @@ static void free_maps(struct dispatch *d)
     fl_free(d->nodes);
 }
 
+/* The last handle of a closing dispatcher is gone (a session's or one of
+ * its own; libuv does not promise an order): free everything. */
+static void dispatch_finish(struct dispatch *d)
+{
+    free_maps(d);
+    if (d->close_cb) {
+        d->close_cb(d->close_data);
+    }
+    fl_free(d);
+}
+
 static void handle_closed(uv_handle_t *h)
 {
     struct dispatch *d = h->data;
     if (--d->open_handles == 0) {
-        free_maps(d);
-        if (d->close_cb) {
-            d->close_cb(d->close_data);
-        }
-        fl_free(d);
+        dispatch_finish(d);
     }
 }
 

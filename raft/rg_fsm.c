@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/crashpoint.h"
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -36,7 +37,9 @@ void rg_fsm_flush(struct rg_fsm *f)
     if (f->txn == NULL) {
         return;
     }
+    fl_crashpoint("apply-before-commit");
     rv = store_commit(f->txn);
+    fl_crashpoint("apply-after-commit");
     f->txn = NULL;
     f->txn_entries = 0;
     if (rv != FL_OK) {
@@ -398,12 +401,14 @@ static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigne
     (*bufs)[0].base = fl_buf_steal(&out, &(*bufs)[0].len);
     *n_bufs = 1;
     f->n_snapshots++;
+    fl_crashpoint("snapshot-taken"); /* taken, not yet written by raft */
     return 0;
 }
 
 static int fsm_snapshot_finalize(struct raft_fsm *rf, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {
+    fl_crashpoint("snapshot-written"); /* raft's put finished; log not yet truncated */
     if (*bufs != NULL) {
         for (unsigned i = 0; i < *n_bufs; i++) {
             fl_free((*bufs)[i].base);

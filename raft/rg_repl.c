@@ -10,6 +10,7 @@
 
 #include "common/alloc.h"
 #include "common/clock.h"
+#include "common/crashpoint.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "raft/rg_trace.h"
@@ -475,6 +476,7 @@ static void add_cb(struct raft_change *req, int status)
         change_done(c, FL_OK);
         return;
     }
+    fl_crashpoint("member-added"); /* in the configuration as a spare, not yet assigned */
     memset(&c->req, 0, sizeof c->req);
     c->req.data = c;
     rv = raft_assign(&p->raft, &c->req, c->id, c->role, assign_cb);

@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "common/alloc.h"
+#include "common/crashpoint.h"
 #include "store/store.h"
 #include "store/store_int.h"
 
@@ -306,6 +307,7 @@ int store_load(struct store *s, const void *data, size_t len, int *loaded)
         store_abort(t);
         return rv;
     }
+    fl_crashpoint("snapshot-install"); /* the image replaced, not yet committed */
     rv = store_commit(t);
     if (rv == FL_OK) {
         *loaded = 1;

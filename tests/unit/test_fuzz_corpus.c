@@ -5,6 +5,7 @@
 #include "agentproto/aproto.h"
 #include "check.h"
 #include "fuzz/cron_driver.h"
+#include "fuzz/spec_driver.h"
 #include "fuzz/schan_driver.h"
 #include "common/alloc.h"
 #include "common/err.h"
@@ -166,6 +167,24 @@ static void cron_seed(const char *file, const uint8_t *p, size_t n)
     }
 }
 
+/* Request bodies: ok-* must be accepted (and pass the driver's invariants),
+ * bad-* refused. */
+static void spec_seed(const char *file, const uint8_t *p, size_t n)
+{
+    const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+    int ok = spec_fuzz_one(p, n);
+    int want = strncmp(base, "ok-", 3) == 0;
+    if (ok != want) {
+        fprintf(stderr, "spec seed %s: accepted %d\n", base, ok);
+    }
+    CHECK(ok == want);
+}
+
+TEST(spec_corpus)
+{
+    CHECK(each("spec", spec_seed) >= 12);
+}
+
 TEST(cron_corpus)
 {
     CHECK(each("cron", cron_seed) >= 12);
@@ -275,6 +294,7 @@ int main(void)
     RUN(snapshot_corpus);
     RUN(aproto_corpus);
     RUN(cron_corpus);
+    RUN(spec_corpus);
     RUN(schan_corpus);
     RUN(unpack_corpus);
     RUN(delta_corpus);

@@ -125,6 +125,26 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                                       "rejected_per_address", (json_int_t)hs.rejected_per_ip,
                                       "open_connections", (json_int_t)hs.open_conns));
     }
+    json_object_set_new(
+        o, "raft_links",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "established",
+                  (json_int_t)st.links_established, "refused_handshakes",
+                  (json_int_t)st.links_refused, "handshake_timeouts", (json_int_t)st.links_timeouts,
+                  "closed_bad_frame", (json_int_t)st.links_broken,
+                  "handshaking", (json_int_t)st.links_handshaking, "raft_bytes_sent",
+                  (json_int_t)st.raft_bytes_sent, "raft_bytes_received",
+                  (json_int_t)st.raft_bytes_received, "wire_bytes_sent",
+                  (json_int_t)st.wire_bytes_sent, "wire_bytes_received",
+                  (json_int_t)st.wire_bytes_received));
+    if (s->dispatch != NULL) {
+        json_t *d = dispatch_stats_json(s->dispatch);
+        json_object_set_new(o, "agent_links",
+                            json_pack("{s:O, s:O, s:O}", "connected",
+                                      json_object_get(d, "agents_connected"), "refused",
+                                      json_object_get(d, "refused_connections"), "bad_frames",
+                                      json_object_get(d, "bad_frames")));
+        json_decref(d);
+    }
     json_object_set_new(o, "uptime_ms", json_integer((json_int_t)(fl_wall_ms() - s->started_ms)));
     http_respond_json(req, 200, o);
 }

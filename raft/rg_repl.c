@@ -868,6 +868,15 @@ void rg_repl_status(struct rg_repl *p, struct rg_status *s)
     s->in_cluster = member_role(p, p->o.id) >= 0;
     s->n_batches = p->n_batches;
     s->n_proposed = p->n_proposed;
+    s->links_established = p->transport.n_established;
+    s->links_refused = p->transport.n_refused;
+    s->links_broken = p->transport.n_broken;
+    s->links_handshaking = p->transport.n_handshaking;
+    s->links_timeouts = p->transport.n_handshake_timeouts;
+    s->raft_bytes_sent = p->transport.bytes_sent;
+    s->raft_bytes_received = p->transport.bytes_received;
+    s->wire_bytes_sent = p->transport.wire_sent;
+    s->wire_bytes_received = p->transport.wire_received;
 }
 
 int rg_repl_member(struct rg_repl *p, unsigned i, struct rg_peer *out)

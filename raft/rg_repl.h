@@ -106,6 +106,9 @@ struct rg_status {
     int in_cluster; /* this server appears in the configuration */
     uint64_t n_batches;  /* entries proposed by this server */
     uint64_t n_proposed; /* commands proposed by this server */
+    /* The encrypted Raft transport (zero in --raft-plaintext mode). */
+    uint64_t links_established, links_refused, links_broken, links_handshaking, links_timeouts;
+    uint64_t raft_bytes_sent, raft_bytes_received, wire_bytes_sent, wire_bytes_received;
 };
 void rg_repl_status(struct rg_repl *p, struct rg_status *s);
 /* Member i of the current configuration (0 <= i < n_members). */

@@ -280,6 +280,8 @@ static void pipe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     fl_buf_init(&wire);
     rv = schan_send(l->ch, (const uint8_t *)buf->base, (size_t)nread, &wire);
     if (rv == FL_OK) {
+        l->t->bytes_sent += (uint64_t)nread;
+        l->t->wire_sent += wire.len;
         rv = write_buf(l, 1, &wire);
     }
     fl_buf_close(&wire);
@@ -338,6 +340,7 @@ static void established(struct rg_link *l, struct fl_buf *plain)
     const char *addr;
     int rv;
     if (!schan_raft_name_parse(peer->name, &id, &addr)) {
+        t->n_refused++;
         link_close(l, FL_LOG_WARN, "refused: peer identity \"%s\" is not ID@ADDRESS",
                    peer->name);
         return;
@@ -395,15 +398,18 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     fl_buf_init(&wire);
     fl_buf_init(&plain);
     was_open = schan_state(l->ch) == SCHAN_OPEN;
+    l->t->wire_received += (uint64_t)nread;
     rv = schan_recv(l->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
+    l->t->wire_sent += wire.len;
+    l->t->bytes_received += plain.len;
     if (wire.len > 0 && write_buf(l, 1, &wire) != FL_OK && rv == FL_OK) {
         rv = FL_ENET;
     }
     if (rv != FL_OK) {
         if (was_open) {
             l->t->n_broken++;
-        } else if (rv == FL_EPROTO) {
-            l->t->n_refused++;
+        } else {
+            l->t->n_refused++; /* wrong key, garbage, a stock raft handshake, ... */
         }
         link_close(l, FL_LOG_WARN, "%s; closing the link", schan_errmsg(l->ch));
     } else if (!was_open && schan_state(l->ch) == SCHAN_OPEN) {
@@ -422,6 +428,7 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void handshake_timeout(uv_timer_t *h)
 {
     struct rg_link *l = h->data;
+    l->t->n_handshake_timeouts++;
     link_close(l, FL_LOG_WARN, "handshake not finished within %d ms", RG_TRANSPORT_HANDSHAKE_MS);
 }
 

@@ -172,6 +172,7 @@ def test_garbage_and_stock_handshake_refused():
         c.start()
         target = c.servers[1].raft
         host, port = target.rsplit(":", 1)
+        links0 = c.servers[1].status()["raft_links"]
         payloads = [
             os.urandom(300),
             # The stock raft handshake: protocol 1, id 9, address length 16.
@@ -200,6 +201,16 @@ def test_garbage_and_stock_handshake_refused():
         check("bad magic" in log or "over the limit" in log, "no reason logged")
         write_ok(c, 10)
         c.wait_converged()
+        # Counted: the refused handshakes (garbage, the stock handshake, the
+        # absurd length; the silent one times out), and the real links carry
+        # sealed bytes, more on the wire than raft handed over.
+        links = c.servers[1].status()["raft_links"]
+        check(links["refused_handshakes"] >= links0["refused_handshakes"] + 3 and
+              links["handshake_timeouts"] >= links0["handshake_timeouts"] + 1,
+              "refusals and the silent peer counted: %r -> %r" % (links0, links))
+        check(links["established"] >= 2 and links["raft_bytes_sent"] > 0 and
+              links["wire_bytes_sent"] > links["raft_bytes_sent"] and
+              links["raft_bytes_received"] > 0, "link counters: %r" % links)
     finally:
         c.close()
 
@@ -233,6 +244,8 @@ def test_tampered_byte_closes_raft_link():
         wait_for(lambda: proxy.flipped > 0, 10, "the flip")
         wait_for(lambda: log_of(s2).count("closing the link") > before, 15,
                  "server 2 to close the tampered link")
+        check(s2.status()["raft_links"]["closed_bad_frame"] >= 1,
+              "the tampered link is counted: %r" % s2.status()["raft_links"])
         log = log_of(s2)
         check("does not authenticate" in log or "over the limit" in log or
               "too short" in log, "no reason for closing: %s" % log[-2000:])

@@ -103,7 +103,9 @@ def test_dev_up_and_down():
         first = p.stdout.readline()
         m = re.search(r"leader (server-\d) elected in ([0-9.]+) s", first)
         check(m is not None, "dev reports its leader: %r" % first)
-        check(float(m.group(2)) < 3.0, "a leader within 3 s: %s" % m.group(2))
+        # Election time is measured by bench/, not asserted here: a loaded CI
+        # machine can stretch it. This only bounds a hang.
+        check(float(m.group(2)) < 20.0, "a leader within 20 s: %s" % m.group(2))
         api = "127.0.0.1:%d" % (base + 1)
         lines = []
         while not lines or "Press Ctrl-C" not in lines[-1]:

@@ -89,13 +89,11 @@ static void put_done(struct node_server *s, struct http_request *req, int err,
 }
 
 /* Fill the schedule and policy fields of j from the body. */
-static int job_fields(struct node_server *s, struct http_request *req, json_t *body,
-                      struct store_job *j)
+static int job_fields(struct http_request *req, json_t *body, struct store_job *j)
 {
     char why[FL_ERRMSG_SIZE];
     json_t *v;
     long long every = 0, deadline = 0;
-    (void)s;
     if (!string_field(req, body, "name", j->name, sizeof j->name) ||
         !string_field(req, body, "cron", j->expr, sizeof j->expr) ||
         !string_field(req, body, "tz", j->tz, sizeof j->tz) ||
@@ -155,84 +153,102 @@ static int job_fields(struct node_server *s, struct http_request *req, json_t *b
     return 1;
 }
 
-void node__jobs_put(struct node_server *s, struct http_request *req, char **args)
+const char *const *node__job_fields(void)
 {
     static const char *const job_only[] = {"cron",     "every",   "tz",
                                            "overlap",  "mode",    "misfire",
                                            "starting_deadline", "paused", "update", NULL};
-    const char *allowed[40];
-    unsigned n = 0;
-    json_t *body, *v;
-    struct store_job j;
-    struct node_task_build b;
-    struct rg_entry_writer w;
-    struct fl_buf def;
-    struct rg_cmd cmd;
-    char why[FL_ERRMSG_SIZE];
-    const char *self[1];
-    (void)args;
-
-    for (const char *const *f = node__task_fields; *f != NULL; f++) {
-        if (strcmp(*f, "idempotency_key") != 0) {
+    static const char *allowed[48];
+    if (allowed[0] == NULL) {
+        unsigned n = 0;
+        for (const char *const *f = node__task_fields; *f != NULL; f++) {
+            if (strcmp(*f, "idempotency_key") != 0) {
+                allowed[n++] = *f;
+            }
+        }
+        for (const char *const *f = job_only; *f != NULL; f++) {
             allowed[n++] = *f;
         }
+        allowed[n] = NULL;
     }
-    for (const char *const *f = job_only; *f != NULL; f++) {
-        allowed[n++] = *f;
-    }
-    allowed[n] = NULL;
-    body = node__body_object(req, allowed);
-    if (body == NULL) {
-        return;
-    }
-    memset(&j, 0, sizeof j);
+    return allowed;
+}
+
+void node__job_build_close(struct node_job_build *jb)
+{
+    rg_writer_close(&jb->w);
+    fl_buf_close(&jb->def);
+}
+
+int node__job_build(struct http_request *req, json_t *body, const unsigned char *key,
+                    struct node_job_build *jb)
+{
+    struct node_task_build b;
+    char why[FL_ERRMSG_SIZE];
+    const char *self[1];
+    json_t *v;
+
+    memset(jb, 0, sizeof *jb);
     memset(&b, 0, sizeof b);
     fl_buf_init(&b.specbuf);
-    fl_buf_init(&def);
-    rg_writer_init(&w);
-    if (!job_fields(s, req, body, &j) || !node__task_build(req, body, 0, s->cfg.key, &b)) {
+    fl_buf_init(&jb->def);
+    rg_writer_init(&jb->w);
+    if (!job_fields(req, body, &jb->j) || !node__task_build(req, body, 0, key, &b)) {
         node__task_build_close(&b);
-        goto out;
+        return 0;
     }
     v = json_object_get(body, "update");
     if (v != NULL && !json_is_boolean(v)) {
         node__respond_err(req, FL_EINVAL, "update must be true or false");
         node__task_build_close(&b);
-        goto out;
+        return 0;
     }
     if (b.cmd.u.task.n_hosts == 0) {
-        self[0] = j.name; /* the job's one "host" is itself */
+        self[0] = jb->j.name; /* the job's one "host" is itself */
         b.cmd.u.task.host_ptrs = self;
         b.cmd.u.task.n_hosts = 1;
     }
     if (rg_cmd_validate(&b.cmd, why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", why);
         node__task_build_close(&b);
-        goto out;
+        return 0;
     }
-    if (rg_writer_add(&w, &b.cmd) != FL_OK) {
+    if (rg_writer_add(&jb->w, &b.cmd) != FL_OK) {
         node__respond_err(req, FL_ENOMEM, "out of memory");
         node__task_build_close(&b);
-        goto out;
+        return 0;
     }
     node__task_build_close(&b);
-    j.tmpl = (const uint8_t *)w.body.data;
-    j.tmpl_len = w.body.size;
-    if (store_job_encode(&j, &def) != FL_OK) {
+    jb->j.tmpl = (const uint8_t *)jb->w.body.data;
+    jb->j.tmpl_len = jb->w.body.size;
+    if (store_job_encode(&jb->j, &jb->def) != FL_OK) {
         node__respond_err(req, FL_ENOMEM, "out of memory");
-        goto out;
+        return 0;
     }
-    memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_JOB_PUT;
-    cmd.u.job.name = j.name;
-    cmd.u.job.nlen = strlen(j.name);
-    cmd.u.job.def = def.data;
-    cmd.u.job.def_len = def.len;
-    cmd.u.job.manual = !json_is_true(v); /* create only, unless updating */
-    node__submit(s, req, &cmd, put_done);
-out:
-    rg_writer_close(&w);
-    fl_buf_close(&def);
+    memset(&jb->cmd, 0, sizeof jb->cmd);
+    jb->cmd.type = RG_CMD_JOB_PUT;
+    jb->cmd.u.job.name = jb->j.name;
+    jb->cmd.u.job.nlen = strlen(jb->j.name);
+    jb->cmd.u.job.def = jb->def.data;
+    jb->cmd.u.job.def_len = jb->def.len;
+    jb->cmd.u.job.manual = !json_is_true(v); /* create only, unless updating */
+    return 1;
+}
+
+void node__jobs_put(struct node_server *s, struct http_request *req, char **args)
+{
+    struct node_job_build jb;
+    json_t *body;
+    (void)args;
+
+    body = node__body_object(req, node__job_fields());
+    if (body == NULL) {
+        return;
+    }
+    if (node__job_build(req, body, s->cfg.key, &jb)) {
+        node__submit(s, req, &jb.cmd, put_done);
+    }
+    node__job_build_close(&jb);
     json_decref(body);
 }
 

@@ -348,27 +348,20 @@ void node__locks_list(struct node_server *s, struct http_request *req, char **ar
     http_respond_json(req, 200, json_pack("{s:o}", "items", items));
 }
 
-/* An acquire call, parsed from the request (its path and body stay valid
+/* An acquire call is parsed from the request (its path and body stay valid
  * until it is answered, so the completion parses them again rather than
  * keep state that a forwarded request would leak). */
-struct acquire {
-    char session[STORE_SESSION_ID_MAX];
-    char key[STORE_LOCK_KEY_MAX];
-    uint32_t limit;
-    uint64_t wait_ms;
-};
 
 #define LOCKS_PREFIX "/v1/locks/"
 
-/* Returns 1, or 0 after answering 400. */
-static int parse_acquire(struct http_request *req, struct acquire *a)
+const char *const node__acquire_fields[] = {"session", "wait", "limit", NULL};
+
+int node__acquire_parse(struct http_request *req, const char *path, json_t *body,
+                        struct node_acquire *a)
 {
-    static const char *const allowed[] = {"session", "wait", "limit", NULL};
-    const char *path = req->path + strlen(LOCKS_PREFIX);
     const char *slash = strchr(path, '/');
     char why[FL_ERRMSG_SIZE];
-    json_t *body, *v;
-    int ok = 0;
+    json_t *v;
 
     memset(a, 0, sizeof *a);
     a->limit = 1;
@@ -378,17 +371,16 @@ static int parse_acquire(struct http_request *req, struct acquire *a)
         return 0;
     }
     snprintf(a->key, sizeof a->key, "%s", path);
-    body = node__body_object(req, allowed);
-    if (body == NULL || !duration(req, body, "wait", 0, &a->wait_ms)) {
-        goto out;
+    if (!duration(req, body, "wait", 0, &a->wait_ms)) {
+        return 0;
     }
     v = json_object_get(body, "session");
     if (!json_is_string(v)) {
         node__respond_err(req, FL_EINVAL, "session (a session id) is required");
-        goto out;
+        return 0;
     }
     if (!session_arg(req, json_string_value(v))) {
-        goto out;
+        return 0;
     }
     snprintf(a->session, sizeof a->session, "%s", json_string_value(v));
     v = json_object_get(body, "limit");
@@ -397,16 +389,34 @@ static int parse_acquire(struct http_request *req, struct acquire *a)
             json_integer_value(v) > STORE_LOCK_HOLDERS_MAX) {
             node__respond_err(req, FL_EINVAL, "limit must be an integer 1-%d",
                               STORE_LOCK_HOLDERS_MAX);
-            goto out;
+            return 0;
         }
         a->limit = (uint32_t)json_integer_value(v);
     }
     if (a->wait_ms > MAX_WAIT_MS) {
         node__respond_err(req, FL_EINVAL, "wait must be at most 24h");
-        goto out;
+        return 0;
     }
-    ok = 1;
-out:
+    return 1;
+}
+
+void node__acquire_cmd(const struct node_acquire *a, struct rg_cmd *c)
+{
+    memset(c, 0, sizeof *c);
+    c->type = RG_CMD_LOCK_ACQUIRE;
+    c->u.lock.session = a->session;
+    c->u.lock.slen = strlen(a->session);
+    c->u.lock.key = a->key;
+    c->u.lock.klen = strlen(a->key);
+    c->u.lock.limit = a->limit;
+    c->u.lock.wait = a->wait_ms > 0;
+}
+
+/* Returns 1, or 0 after answering 400. */
+static int parse_acquire(struct http_request *req, struct node_acquire *a)
+{
+    json_t *body = node__body_object(req, node__acquire_fields);
+    int ok = body != NULL && node__acquire_parse(req, req->path + strlen(LOCKS_PREFIX), body, a);
     json_decref(body);
     return ok;
 }
@@ -431,7 +441,7 @@ static uint64_t held_token(struct store_txn *t, const char *key, const char *ses
 static void acquired(struct node_server *s, struct http_request *req, int err,
                      const struct rg_result *res)
 {
-    struct acquire a;
+    struct node_acquire a;
     if (err != FL_OK) {
         node__respond_err(req, err, "%s", fl_strerror(err));
         return;
@@ -484,20 +494,13 @@ static void acquired(struct node_server *s, struct http_request *req, int err,
 
 void node__locks_acquire(struct node_server *s, struct http_request *req, char **args)
 {
-    struct acquire a;
+    struct node_acquire a;
     struct rg_cmd c;
     (void)args;
     if (!parse_acquire(req, &a)) {
         return;
     }
-    memset(&c, 0, sizeof c);
-    c.type = RG_CMD_LOCK_ACQUIRE;
-    c.u.lock.session = a.session;
-    c.u.lock.slen = strlen(a.session);
-    c.u.lock.key = a.key;
-    c.u.lock.klen = strlen(a.key);
-    c.u.lock.limit = a.limit;
-    c.u.lock.wait = a.wait_ms > 0;
+    node__acquire_cmd(&a, &c);
     node__submit(s, req, &c, acquired);
 }
 

@@ -183,6 +183,33 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
                      const unsigned char *key, struct node_task_build *b);
 void node__task_build_close(struct node_task_build *b);
 
+/* api_jobs.c: PUT /v1/jobs body -> JOB_PUT command (the job definition with
+ * its task template, built by node__task_build). Returns 1, or 0 after
+ * answering 400. Call node__job_build_close in every case. */
+struct node_job_build {
+    struct store_job j;
+    struct rg_entry_writer w; /* the template entry body */
+    struct fl_buf def;        /* the encoded definition */
+    struct rg_cmd cmd;
+};
+const char *const *node__job_fields(void); /* the fields of PUT /v1/jobs */
+int node__job_build(struct http_request *req, json_t *body, const unsigned char *key,
+                    struct node_job_build *jb);
+void node__job_build_close(struct node_job_build *jb);
+
+/* api_locks.c: POST /v1/locks/NS/NAME/acquire (path is what follows
+ * /v1/locks/) -> the acquire. Returns 1, or 0 after answering 400. */
+struct node_acquire {
+    char session[STORE_SESSION_ID_MAX];
+    char key[STORE_LOCK_KEY_MAX];
+    uint32_t limit;
+    uint64_t wait_ms;
+};
+extern const char *const node__acquire_fields[];
+int node__acquire_parse(struct http_request *req, const char *path, json_t *body,
+                        struct node_acquire *a);
+void node__acquire_cmd(const struct node_acquire *a, struct rg_cmd *c);
+
 /* api_locks.c, locks.c */
 void node__sessions_create(struct node_server *s, struct http_request *req, char **args);
 void node__sessions_list(struct node_server *s, struct http_request *req, char **args);

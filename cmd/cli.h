@@ -98,6 +98,7 @@ int cmd_cron(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_delta(int argc, char **argv);
+int cmd_package(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
 /* The cluster key from --key FILE (a "key" option of c) or $FLOTILLA_KEY_FILE;
  * exits 2 with a message saying how to make one (cmd_keygen.c). */

@@ -100,6 +100,8 @@ int cmd_server(int argc, char **argv)
         {"raft-addr", 1, "host:port for Raft traffic", "127.0.0.1:8501", 0},
         {"api-addr", 1, "host:port for the HTTP API", "127.0.0.1:8401", 0},
         {"agent-addr", 1, "host:port where agents connect", "127.0.0.1:8601", 0},
+        {"blob-addr", 1, "host:port of the package blob link (default: the agent address's "
+                         "host, its port + 100)", NULL, 0},
         {"label", 1, "labels of this server's node: k=v[,k=v]", NULL, 0},
         {"no-agent", 0, "do not run the embedded agent (the server executes no units)", NULL, 0},
         {"lost-after", 1, "an agent silent this long is committed lost", "10s", 0},
@@ -160,6 +162,20 @@ int cmd_server(int argc, char **argv)
         cli_die_usage(&c, "--agent-addr must be HOST:PORT");
     }
     snprintf(cfg.agent_addr, sizeof cfg.agent_addr, "%s", cli_val(&c, "agent-addr"));
+    if (cli_val(&c, "blob-addr") != NULL) {
+        if (!valid_hostport(cli_val(&c, "blob-addr"))) {
+            cli_die_usage(&c, "--blob-addr must be HOST:PORT");
+        }
+        snprintf(cfg.blob_addr, sizeof cfg.blob_addr, "%s", cli_val(&c, "blob-addr"));
+    } else {
+        const char *colon = strrchr(cfg.agent_addr, ':');
+        long port = strtol(colon + 1, NULL, 10) + 100;
+        if (port > 65535) {
+            cli_die_usage(&c, "the agent port + 100 is not a port: give --blob-addr");
+        }
+        snprintf(cfg.blob_addr, sizeof cfg.blob_addr, "%.*s:%ld", (int)(colon - cfg.agent_addr),
+                 cfg.agent_addr, port);
+    }
     cfg.no_agent = cli_flag(&c, "no-agent");
     if (strcmp(cli_val(&c, "placement"), "pack") == 0) {
         cfg.placement_pack = 1;

@@ -26,6 +26,7 @@ static const struct {
     {"session", cmd_session, "create, renew, destroy sessions (locks are held by sessions)"},
     {"keygen", cmd_keygen, "write a new cluster key (--out FILE)"},
     {"supervise", cmd_supervise, "run an app's workers from ROOT/current: restarts, reload, logs"},
+    {"package", cmd_package, "push, list, show, remove and fetch packages"},
     {"delta", cmd_delta, "librsync signature, delta, patch, hash of local files"},
 };
 

@@ -11,6 +11,7 @@
 #include "node/dispatch.h"
 #include "node/jobs.h"
 #include "node/locks.h"
+#include "node/blobs.h"
 #include "node/node_int.h"
 
 static const char *state_name(int state)
@@ -145,6 +146,11 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                                       json_object_get(d, "bad_frames")));
         json_decref(d);
     }
+    if (s->blobs != NULL) {
+        json_t *bl = blobs_status(s->blobs);
+        json_object_set_new(bl, "addr", json_string(s->cfg.blob_addr));
+        json_object_set_new(o, "blob_links", bl);
+    }
     json_object_set_new(o, "uptime_ms", json_integer((json_int_t)(fl_wall_ms() - s->started_ms)));
     http_respond_json(req, 200, o);
 }
@@ -187,10 +193,10 @@ json_t *node__node_json(const struct store_node *n)
                                  json_string(eq + 1));
         }
     }
-    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:b, s:b, s:I, s:I}", "id",
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:b, s:b, s:I, s:I}", "id",
                      n->id, "kind", n->kind == STORE_NODE_SERVER ? "server" : "agent", "raft_id",
                      (json_int_t)n->raft_id, "raft_addr", n->raft_addr, "api_addr", n->api_addr,
-                     "agent_addr", n->agent_addr, "labels", labels, "cap", (json_int_t)n->cap,
+                     "agent_addr", n->agent_addr, "blob_addr", n->blob_addr, "labels", labels, "cap", (json_int_t)n->cap,
                      "running", (json_int_t)n->running, "drain", n->drain, "lost", n->lost,
                      "created_index", (json_int_t)n->created_index, "updated_index",
                      (json_int_t)n->updated_index);
@@ -323,6 +329,7 @@ struct member_op {
     char raft_addr[STORE_NODE_ADDR_MAX];
     char api_addr[STORE_NODE_ADDR_MAX];
     char agent_addr[STORE_NODE_ADDR_MAX];
+    char blob_addr[STORE_NODE_ADDR_MAX];
 };
 
 static int parse_id(const char *s, uint64_t *id)
@@ -365,7 +372,7 @@ static void register_done(struct node_server *s, struct http_request *req, int e
 
 static void submit_register(struct node_server *s, struct http_request *req, const char *name,
                             uint64_t id, const char *raft_addr, const char *api_addr,
-                            const char *agent_addr, node_done_fn done)
+                            const char *agent_addr, const char *blob_addr, node_done_fn done)
 {
     struct rg_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
@@ -381,6 +388,8 @@ static void submit_register(struct node_server *s, struct http_request *req, con
     cmd.u.node.cap = s->cfg.node_cap;
     cmd.u.node.agent_addr = agent_addr;
     cmd.u.node.agent_addr_len = strlen(agent_addr);
+    cmd.u.node.blob_addr = blob_addr;
+    cmd.u.node.blob_addr_len = strlen(blob_addr);
     node__submit(s, req, &cmd, done);
 }
 
@@ -393,7 +402,7 @@ static void member_added(void *data, int err)
     }
     if (m->api_addr[0] != '\0') {
         submit_register(m->s, m->req, m->name, m->id, m->raft_addr, m->api_addr, m->agent_addr,
-                        register_done);
+                        m->blob_addr, register_done);
         fl_free(m);
         return;
     }
@@ -419,7 +428,7 @@ static struct member_op *member_body(struct node_server *s, struct http_request 
                                      int need_role)
 {
     static const char *const allowed[] = {"id",   "raft_addr", "api_addr", "name",
-                                          "role", "agent_addr", NULL};
+                                          "role", "agent_addr", "blob_addr", NULL};
     json_t *body = node__body_object(req, allowed);
     json_t *id, *raft_addr, *api_addr, *name, *jrole;
     struct member_op *m;
@@ -466,6 +475,9 @@ static struct member_op *member_body(struct node_server *s, struct http_request 
         json_t *ag = json_object_get(body, "agent_addr");
         snprintf(m->agent_addr, sizeof m->agent_addr, "%.127s",
                  json_is_string(ag) ? json_string_value(ag) : "");
+        ag = json_object_get(body, "blob_addr");
+        snprintf(m->blob_addr, sizeof m->blob_addr, "%.127s",
+                 json_is_string(ag) ? json_string_value(ag) : "");
     }
     if (name) {
         snprintf(m->name, sizeof m->name, "%s", json_string_value(name));
@@ -502,7 +514,7 @@ void node__register(struct node_server *s, struct http_request *req, char **args
         return;
     }
     submit_register(s, req, m->name, m->id, m->raft_addr, m->api_addr, m->agent_addr,
-                    register_done);
+                    m->blob_addr, register_done);
     fl_free(m);
 }
 

@@ -21,6 +21,7 @@ struct node_server {
     struct agent *agent;       /* this server's embedded agent */
     struct lockmgr *locks;     /* lease clock, parked acquire calls (node/locks.h) */
     struct jobs *jobs;         /* the leader's cron clock (node/jobs.h) */
+    struct blobs *blobs;       /* package bytes and the blob link (node/blobs.h) */
     uv_loop_t *loop;
     struct store *store;
     struct rg_repl *repl;
@@ -162,6 +163,17 @@ void node__dispatch_status(struct node_server *s, struct http_request *req, char
 void node__dispatch_pause(struct node_server *s, struct http_request *req, char **args);
 void node__dispatch_resume(struct node_server *s, struct http_request *req, char **args);
 json_t *node__task_json(const struct store_task *k);
+/* api_packages.c (docs/PACKAGES.md) */
+void node__uploads_create(struct node_server *s, struct http_request *req, char **args);
+void node__uploads_get(struct node_server *s, struct http_request *req, char **args);
+void node__uploads_put(struct node_server *s, struct http_request *req, char **args);
+void node__uploads_delete(struct node_server *s, struct http_request *req, char **args);
+void node__uploads_commit(struct node_server *s, struct http_request *req, char **args);
+void node__packages_record(struct node_server *s, struct http_request *req, char **args);
+void node__packages_list(struct node_server *s, struct http_request *req, char **args);
+void node__packages_versions(struct node_server *s, struct http_request *req, char **args);
+void node__packages_get(struct node_server *s, struct http_request *req, char **args);
+void node__packages_delete(struct node_server *s, struct http_request *req, char **args);
 
 /* Building a TASK_SUBMIT from a JSON body (task submit and job templates).
  * Strings point into the body: keep it until the command is submitted. */

@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "agent/agent.h"
+#include "node/blobs.h"
 #include "node/dispatch.h"
 #include "node/http_client.h"
 #include "node/jobs.h"
@@ -29,6 +30,7 @@ void node_config_defaults(struct node_config *c)
     c->node_cap = 4;
     c->min_free_disk = 64u << 20;
     snprintf(c->agent_addr, sizeof c->agent_addr, "127.0.0.1:8601");
+    snprintf(c->blob_addr, sizeof c->blob_addr, "127.0.0.1:8701");
     c->lost_after_ms = 10000;
     c->heartbeat_ms = 1000;
 }
@@ -47,7 +49,8 @@ static int own_row_ok(struct node_server *s)
         ok = n.kind == STORE_NODE_SERVER && n.raft_id == s->cfg.id &&
              strcmp(n.raft_addr, s->cfg.raft_addr) == 0 &&
              strcmp(n.api_addr, s->cfg.api_addr) == 0 &&
-             strcmp(n.agent_addr, s->cfg.agent_addr) == 0 && n.n_labels == s->cfg.n_labels;
+             strcmp(n.agent_addr, s->cfg.agent_addr) == 0 &&
+             strcmp(n.blob_addr, s->cfg.blob_addr) == 0 && n.n_labels == s->cfg.n_labels;
     }
     store_abort(t);
     return ok;
@@ -68,6 +71,8 @@ static void fill_register(struct node_server *s, struct rg_cmd *cmd)
     cmd->u.node.cap = s->cfg.no_agent ? 0 : s->cfg.node_cap; /* no agent: runs nothing */
     cmd->u.node.agent_addr = s->cfg.agent_addr;
     cmd->u.node.agent_addr_len = strlen(s->cfg.agent_addr);
+    cmd->u.node.blob_addr = s->cfg.blob_addr;
+    cmd->u.node.blob_addr_len = strlen(s->cfg.blob_addr);
     cmd->u.node.n_labels = s->cfg.n_labels;
     for (unsigned i = 0; i < s->cfg.n_labels; i++) {
         cmd->u.node.labels[i] = s->cfg.labels[i];
@@ -96,9 +101,10 @@ static void register_remote_cb(void *data, int err, int status, const char *ct,
 
 static char *member_json(struct node_server *s, const char *role)
 {
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->cfg.id, "raft_addr",
-                          s->cfg.raft_addr, "api_addr", s->cfg.api_addr, "name", s->cfg.name,
-                          "agent_addr", s->cfg.agent_addr);
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->cfg.id,
+                          "raft_addr", s->cfg.raft_addr, "api_addr", s->cfg.api_addr, "name",
+                          s->cfg.name, "agent_addr", s->cfg.agent_addr, "blob_addr",
+                          s->cfg.blob_addr);
     char *text;
     if (role != NULL) {
         json_object_set_new(o, "role", json_string(role));
@@ -245,6 +251,9 @@ static void tick_cb(uv_timer_t *h)
     if (st.in_cluster && st.leader_id != 0) {
         ensure_registered(s, &st);
     }
+    if (s->blobs != NULL) {
+        blobs_tick(s->blobs, uv_now(s->loop));
+    }
 }
 
 /* ---- lifecycle --------------------------------------------------------------- */
@@ -323,6 +332,8 @@ static void stop(struct node_server *s)
     FL_INFO("shutting down");
     s->stopping = 1;
     uv_timer_stop(&s->tick);
+    blobs_destroy(s->blobs);
+    s->blobs = NULL;
     if (s->agent != NULL) {
         agent_close(s->agent, agent_closed, s);
     } else {
@@ -429,6 +440,11 @@ int node_server_run(const struct node_config *cfg)
         uv_run(s->loop, UV_RUN_DEFAULT);
         goto out_store;
     }
+    rv = blobs_create(s, &s->blobs, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: %s\n", err);
+        exit(1);
+    }
     rv = dispatch_create(s, &s->dispatch, err);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla: %s\n", err);
@@ -463,8 +479,9 @@ int node_server_run(const struct node_config *cfg)
     s->sigterm.data = s;
     uv_signal_start(&s->sigint, signal_cb, SIGINT);
     uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
-    FL_INFO("server %llu: API http://%s, Raft %s, agents %s, data %s",
+    FL_INFO("server %llu: API http://%s, Raft %s, agents %s, blobs %s, data %s",
             (unsigned long long)s->cfg.id, s->cfg.api_addr, s->cfg.raft_addr, s->cfg.agent_addr,
+            s->cfg.blob_addr,
             s->cfg.data_dir);
     uv_run(s->loop, UV_RUN_DEFAULT);
     status = 0;

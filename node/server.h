@@ -21,6 +21,7 @@ struct node_config {
     char raft_addr[128];  /* host:port for Raft */
     char api_addr[128];   /* host:port for the HTTP API */
     char agent_addr[128]; /* host:port where agents connect */
+    char blob_addr[128];  /* host:port of the package blob link (node/blobs.h) */
     unsigned lost_after_ms;   /* an agent silent this long is committed lost */
     unsigned heartbeat_ms;    /* agents' heartbeat period */
     int no_agent;             /* do not run the embedded agent */

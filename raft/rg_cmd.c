@@ -7,7 +7,7 @@
 #include "common/mpcheck.h"
 #include "raft/rg_int.h"
 
-static const char *type_names[] = {
+static const char *const type_names[RG_CMD__MAX] = {
     "unknown",       "kv_put",      "kv_del",      "node_register", "node_cap",
     "node_drain",    "node_remove", "meta_init",   "task_submit",   "unit_assign",
     "unit_result",   "unit_requeue", "node_lost",  "task_cancel",   "dispatch",
@@ -15,12 +15,13 @@ static const char *type_names[] = {
     "lock_acquire",  "lock_release", "lock_unwait", "lock_wake",
     "job_put",       "job_del",     "job_pause",   "job_fire",
     "acl_bootstrap", "token_create", "token_delete",
-    "agent_key_set", "agent_key_approve",
+    "agent_key_set", "agent_key_approve", "agent_key_forget",
+    "package_put",   "package_rm",
 };
 
 const char *rg_cmd_type_name(int type)
 {
-    if (type <= 0 || type >= RG_CMD__MAX) {
+    if (type <= 0 || type >= RG_CMD__MAX || type_names[type] == NULL) {
         return "unknown";
     }
     return type_names[type];
@@ -143,7 +144,8 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
     case RG_CMD_NODE_REGISTER:
         if (c->u.node.raft_addr_len >= STORE_NODE_ADDR_MAX ||
             c->u.node.api_addr_len >= STORE_NODE_ADDR_MAX ||
-            c->u.node.agent_addr_len >= STORE_NODE_ADDR_MAX) {
+            c->u.node.agent_addr_len >= STORE_NODE_ADDR_MAX ||
+            c->u.node.blob_addr_len >= STORE_NODE_ADDR_MAX) {
             return fl_errf(errmsg, FL_ETOOBIG, "address too long");
         }
         if (c->u.node.kind != STORE_NODE_SERVER && c->u.node.kind != STORE_NODE_AGENT) {
@@ -213,6 +215,9 @@ int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
     case RG_CMD_AGENT_KEY_APPROVE:
     case RG_CMD_AGENT_KEY_FORGET:
         return rg__agentkey_validate(c, errmsg);
+    case RG_CMD_PACKAGE_PUT:
+    case RG_CMD_PACKAGE_RM:
+        return rg__package_validate(c, errmsg);
     case RG_CMD_META_INIT:
         /* "applied" is the store's own record of the applied position. */
         if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024 ||
@@ -273,7 +278,8 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= msgpack_pack_uint64(&pk, c->u.kv.cas);
         break;
     case RG_CMD_NODE_REGISTER:
-        rv |= msgpack_pack_array(&pk, 9);
+        /* Field 10 (blob_addr) only when set: older servers read 9. */
+        rv |= msgpack_pack_array(&pk, c->u.node.blob_addr_len > 0 ? 10 : 9);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
         rv |= msgpack_pack_uint64(&pk, c->u.node.raft_id);
@@ -286,6 +292,9 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         }
         rv |= msgpack_pack_uint32(&pk, c->u.node.cap);
         rv |= pack_str(&pk, c->u.node.agent_addr, c->u.node.agent_addr_len);
+        if (c->u.node.blob_addr_len > 0) {
+            rv |= pack_str(&pk, c->u.node.blob_addr, c->u.node.blob_addr_len);
+        }
         break;
     case RG_CMD_NODE_CAP:
         rv |= msgpack_pack_array(&pk, 3);
@@ -401,6 +410,10 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
     case RG_CMD_AGENT_KEY_APPROVE:
     case RG_CMD_AGENT_KEY_FORGET:
         rv |= rg__agentkey_pack(&pk, c);
+        break;
+    case RG_CMD_PACKAGE_PUT:
+    case RG_CMD_PACKAGE_RM:
+        rv |= rg__package_pack(&pk, c);
         break;
     case RG_CMD_META_INIT:
         rv |= msgpack_pack_array(&pk, 3);
@@ -601,6 +614,9 @@ static int decode_node(const msgpack_object *f, uint32_t n, int type, struct rg_
         if (n >= 9 && !get_str(&f[8], &c->u.node.agent_addr, &c->u.node.agent_addr_len)) {
             return FL_EDECODE;
         }
+        if (n >= 10 && !get_str(&f[9], &c->u.node.blob_addr, &c->u.node.blob_addr_len)) {
+            return FL_EDECODE;
+        }
         return FL_OK;
     case RG_CMD_NODE_CAP:
         if (n < 3 || !get_u64(&f[2], &v) || v > UINT32_MAX) {
@@ -781,6 +797,9 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
     case RG_CMD_AGENT_KEY_APPROVE:
     case RG_CMD_AGENT_KEY_FORGET:
         return rg__agentkey_decode(f, n, c);
+    case RG_CMD_PACKAGE_PUT:
+    case RG_CMD_PACKAGE_RM:
+        return rg__package_decode(f, n, c);
     case RG_CMD_META_INIT:
         if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||
             !get_str(&f[2], &c->u.meta.value, &c->u.meta.vlen)) {

@@ -72,6 +72,9 @@ enum rg_cmd_type {
     RG_CMD_AGENT_KEY_SET = 31,     /* record an agent's public key (first join) */
     RG_CMD_AGENT_KEY_APPROVE = 32, /* approve a pending agent */
     RG_CMD_AGENT_KEY_FORGET = 33,  /* drop a recorded key: the next join records anew */
+    /* Package metadata (docs/PACKAGES.md); both use u.pkg. */
+    RG_CMD_PACKAGE_PUT = 34, /* record a version (immutable), apply retention */
+    RG_CMD_PACKAGE_RM = 35,  /* forget a version */
     RG_CMD__MAX
 };
 
@@ -105,6 +108,16 @@ struct rg_cmd_agentkey {
     uint8_t state;     /* SET: STORE_AGENTKEY_APPROVED or _PENDING */
 };
 
+/* Package metadata (raft/rg_package.c). */
+struct rg_cmd_package {
+    const char *name;
+    size_t nlen;
+    const char *version;
+    size_t vlen;
+    const uint8_t *rec; /* PUT: a store_package record */
+    size_t reclen;
+};
+
 struct rg_cmd {
     int type;
     union {
@@ -132,6 +145,8 @@ struct rg_cmd {
             int drain;         /* NODE_DRAIN */
             const char *agent_addr; /* NODE_REGISTER, optional */
             size_t agent_addr_len;
+            const char *blob_addr; /* NODE_REGISTER, optional */
+            size_t blob_addr_len;
         } node;
         struct {
             const char *id; /* all task commands */
@@ -214,6 +229,7 @@ struct rg_cmd {
             size_t alen;
         } acl;
         struct rg_cmd_agentkey agentkey;
+        struct rg_cmd_package pkg;
     } u;
 };
 
@@ -231,6 +247,11 @@ int rg_lock_key_check(const char *ns, size_t nslen, const char *name, size_t nam
 int rg_lock_full_key_check(const char *key, size_t klen, char *errmsg);
 /* A session id: 1-39 of [A-Za-z0-9_-]. */
 int rg_session_id_check(const char *id, size_t n, char *errmsg);
+
+/* A package name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'; a
+ * version: 1-127 of [A-Za-z0-9._+@-], not starting with '.'. FL_EINVAL. */
+int rg_package_name_check(const char *s, size_t n, char *errmsg);
+int rg_package_version_check(const char *s, size_t n, char *errmsg);
 
 #define RG_JOB_NODES_MAX 10000
 /* A job name: 1-63 of [A-Za-z0-9_.-], starting with a letter or a digit. */

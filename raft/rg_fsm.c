@@ -159,6 +159,7 @@ static int node_register(struct store_txn *t, const struct rg_cmd *c, uint64_t i
     copy_str(n.api_addr, sizeof n.api_addr, c->u.node.api_addr, c->u.node.api_addr_len);
     n.kind = c->u.node.kind;
     copy_str(n.agent_addr, sizeof n.agent_addr, c->u.node.agent_addr, c->u.node.agent_addr_len);
+    copy_str(n.blob_addr, sizeof n.blob_addr, c->u.node.blob_addr, c->u.node.blob_addr_len);
     n.lost = 0; /* registering again brings a lost node back */
     n.n_labels = c->u.node.n_labels;
     for (unsigned i = 0; i < n.n_labels; i++) {
@@ -268,6 +269,9 @@ static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
     case RG_CMD_AGENT_KEY_APPROVE:
     case RG_CMD_AGENT_KEY_FORGET:
         return rg__apply_agentkey(f, c, index, now, res);
+    case RG_CMD_PACKAGE_PUT:
+    case RG_CMD_PACKAGE_RM:
+        return rg__apply_package(f, c, index, now, res);
     default:
         res->err = FL_EVERSION;
         return FL_OK;

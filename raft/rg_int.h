@@ -42,6 +42,13 @@ int rg__acl_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c);
 int rg__apply_acl(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
                   struct rg_result *res);
 
+/* Package metadata (rg_package.c). */
+int rg__package_validate(const struct rg_cmd *c, char *errmsg);
+int rg__package_pack(msgpack_packer *pk, const struct rg_cmd *c);
+int rg__package_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c);
+int rg__apply_package(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                      struct rg_result *res);
+
 /* Agent identities (rg_agentkey.c). */
 int rg__agentkey_validate(const struct rg_cmd *c, char *errmsg);
 int rg__agentkey_pack(msgpack_packer *pk, const struct rg_cmd *c);

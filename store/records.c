@@ -17,9 +17,10 @@
 
 #define KV_FORMAT     1
 #define KV_FIELDS     5 /* format, value, version, create_index, mtime_ms */
-#define NODE_FORMAT   2
+#define NODE_FORMAT   3
 #define NODE_FIELDS_1 11
-#define NODE_FIELDS   14
+#define NODE_FIELDS_2 14
+#define NODE_FIELDS   15
 #define META_NAME_MAX 511 /* LMDB's default maximum key size */
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -58,6 +59,7 @@ static int node_encode(struct fl_buf *b, const struct store_node *n)
     r |= msgpack_pack_uint64(&pk, n->created_index) | msgpack_pack_uint64(&pk, n->updated_index);
     r |= msgpack_pack_uint64(&pk, n->running) | store__pack_str(&pk, n->agent_addr);
     r |= n->lost ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+    r |= store__pack_str(&pk, n->blob_addr);
     return r != 0 ? FL_ENOMEM : FL_OK;
 }
 
@@ -103,14 +105,16 @@ int store_node_decode(const void *val, size_t vlen, struct store_node *out)
     uint32_t fields;
     memset(out, 0, sizeof *out);
     fl_mp_init(&r, val, vlen);
-    /* Format 1 had 11 fields; format 2 appends running, agent_addr, lost. */
+    /* Format 1 had 11 fields; format 2 appends running, agent_addr, lost;
+     * format 3 blob_addr. */
     if (fl_mp_array(&r, &fields) != FL_OK || fl_mp_uint(&r, &format) != FL_OK) {
         return FL_EDECODE;
     }
-    if (format != 1 && format != 2) {
+    if (format < 1 || format > 3) {
         return FL_EVERSION;
     }
-    if ((format == 1 && fields != NODE_FIELDS_1) || (format == 2 && fields != NODE_FIELDS)) {
+    if ((format == 1 && fields != NODE_FIELDS_1) || (format == 2 && fields != NODE_FIELDS_2) ||
+        (format == 3 && fields != NODE_FIELDS)) {
         return FL_EDECODE;
     }
     if (store__str_field(&r, out->id, sizeof out->id) || out->id[0] == '\0' ||
@@ -121,10 +125,13 @@ int store_node_decode(const void *val, size_t vlen, struct store_node *out)
         fl_mp_uint(&r, &out->created_index) || fl_mp_uint(&r, &out->updated_index)) {
         return FL_EDECODE;
     }
-    if (format == 2 &&
+    if (format >= 2 &&
         (fl_mp_uint(&r, &running) || running > UINT32_MAX ||
          store__str_field(&r, out->agent_addr, sizeof out->agent_addr) ||
          store__mp_bool(&r, &out->lost))) {
+        return FL_EDECODE;
+    }
+    if (format == 3 && store__str_field(&r, out->blob_addr, sizeof out->blob_addr)) {
         return FL_EDECODE;
     }
     if (fl_mp_end(&r)) {
@@ -227,7 +234,8 @@ static int node_check(struct store_txn *t, const struct store_node *n)
     }
     if (strnlen(n->raft_addr, sizeof n->raft_addr) == sizeof n->raft_addr ||
         strnlen(n->api_addr, sizeof n->api_addr) == sizeof n->api_addr ||
-        strnlen(n->agent_addr, sizeof n->agent_addr) == sizeof n->agent_addr) {
+        strnlen(n->agent_addr, sizeof n->agent_addr) == sizeof n->agent_addr ||
+        strnlen(n->blob_addr, sizeof n->blob_addr) == sizeof n->blob_addr) {
         return fl_errf(msg, FL_EINVAL, "node %s: address not NUL-terminated", n->id);
     }
     if (n->kind != STORE_NODE_SERVER && n->kind != STORE_NODE_AGENT) {

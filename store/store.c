@@ -40,6 +40,7 @@ static const char *table_names[STORE__NTABLES] = {
     [STORE_RUNS] = "runs",
     [STORE_TOKENS] = "tokens",
     [STORE_AGENTKEYS] = "agentkeys",
+    [STORE_PACKAGES] = "packages",
 };
 
 const char *store_table_name(enum store_table t)

@@ -59,6 +59,7 @@ enum store_table {
     STORE_RUNS = 15,      /* job name '\0' u64 scheduled second (BE) -> struct store_run */
     STORE_TOKENS = 16,    /* BLAKE2b-256 of an API token's secret -> struct store_token */
     STORE_AGENTKEYS = 17, /* agent id -> struct store_agentkey (its ed25519 public key) */
+    STORE_PACKAGES = 18,  /* name '\0' version -> struct store_package (docs/PACKAGES.md) */
     STORE__NTABLES
 };
 
@@ -182,6 +183,8 @@ struct store_node {
     uint32_t running;                     /* units assigned to it and not finished */
     char agent_addr[STORE_NODE_ADDR_MAX]; /* servers: where agents connect */
     int lost;                             /* committed lost; cleared when it registers */
+    /* Format 3: */
+    char blob_addr[STORE_NODE_ADDR_MAX];  /* servers: the package blob link */
 };
 /* The key is `id`. store_node_put refuses (FL_EINVAL) an empty id, a string
  * field without its NUL, a kind other than SERVER/AGENT and more than
@@ -521,5 +524,41 @@ int store_digest(struct store *s, uint8_t out[32], uint64_t *index, uint64_t *te
 /* After `countdown` more successful write commits, the next commit fails with
  * FL_EIO (and is aborted). countdown < 0 disables. */
 void store_fault_commit(struct store *s, long countdown);
+
+/* ---- packages (docs/PACKAGES.md) ------------------------------------- */
+
+#define STORE_PKG_NAME_MAX    65  /* 1-64 bytes */
+#define STORE_PKG_VERSION_MAX 128 /* 1-127 bytes */
+#define STORE_PKG_CHUNKS_MAX  1024
+#define STORE_PKG_KEEP_DEFAULT 5
+#define STORE_PKG_KEEP_MAX    1000
+
+/* The metadata of one package version; the bytes live outside the store, in
+ * each server's blob directory, named by hash. */
+struct store_package {
+    char name[STORE_PKG_NAME_MAX];
+    char version[STORE_PKG_VERSION_MAX];
+    uint8_t hash[32];        /* BLAKE2b-256 of the whole package */
+    uint64_t size;           /* bytes */
+    uint32_t chunk_size;     /* bytes per chunk (the last may be shorter) */
+    const uint8_t *chunks;   /* n_chunks * 32: BLAKE2b-256 of each chunk */
+    uint32_t n_chunks;
+    uint64_t created_ms;
+    uint64_t index;          /* Raft index of the PACKAGE_PUT (orders versions) */
+    char origin[STORE_NODE_ID_MAX]; /* the server that received the upload */
+    uint32_t keep;           /* versions of this name kept (retention) */
+};
+/* The number of chunks of a package of `size` bytes in chunks of chunk_size. */
+uint32_t store_package_n_chunks(uint64_t size, uint32_t chunk_size);
+int store_package_encode(const struct store_package *p, struct fl_buf *out);
+/* p's pointers point into val. Checks the shape (chunk count matches size). */
+int store_package_decode(const void *val, size_t vlen, struct store_package *out);
+int store_package_get(struct store_txn *t, const char *name, const char *version,
+                      struct store_package *out); /* pointers valid until the txn ends */
+int store_package_put(struct store_txn *t, const struct store_package *p);
+int store_package_del(struct store_txn *t, const char *name, const char *version);
+/* The table key of (name, version): name '\0' version. Returns its length,
+ * 0 if it does not fit. */
+size_t store_package_key(const char *name, const char *version, char *out, size_t cap);
 
 #endif

@@ -36,7 +36,8 @@ signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
 
 
 def free_port_block(n):
-    """A base port such that base+1..n, base+101.. and base+201.. are free.
+    """A base port such that base+1..n, base+101.., base+201.. and base+301.. (API,
+    Raft, agents, blob links) are free.
 
     The block lies below the kernel's ephemeral range (32768 and up on
     Linux), so an outgoing connection can never take a port a server is
@@ -44,7 +45,8 @@ def free_port_block(n):
     for _ in range(200):
         base = random.randrange(10000, 32768 - 300)
         ok = True
-        for off in list(range(1, n + 1)) + list(range(101, 101 + n)) + list(range(201, 201 + n)):
+        for off in (list(range(1, n + 1)) + list(range(101, 101 + n)) + list(range(201, 201 + n))
+                    + list(range(301, 301 + n))):
             s = socket.socket()
             try:
                 s.bind(("127.0.0.1", base + off))
@@ -100,6 +102,7 @@ class Server:
         self.api = "127.0.0.1:%d" % (cluster.base + sid)
         self.raft = "127.0.0.1:%d" % (cluster.base + 100 + sid)
         self.agent = "127.0.0.1:%d" % (cluster.base + 200 + sid)
+        self.blob = "127.0.0.1:%d" % (cluster.base + 300 + sid)  # the default: agent port + 100
         self.data = os.path.join(cluster.dir, "server-%d" % sid)
         self.log = os.path.join(cluster.dir, "server-%d.log" % sid)
         self.extra = list(extra or [])

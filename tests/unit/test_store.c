@@ -544,6 +544,7 @@ TEST(node_round_trip)
     n.raft_id = UINT64_MAX;
     memset(n.raft_addr, 'r', sizeof n.raft_addr - 1);
     memset(n.api_addr, 'a', sizeof n.api_addr - 1);
+    memset(n.blob_addr, 'b', sizeof n.blob_addr - 1);
     n.kind = STORE_NODE_SERVER;
     n.n_labels = STORE_NODE_LABELS;
     for (int i = 0; i < STORE_NODE_LABELS; i++) {
@@ -724,7 +725,9 @@ TEST(node_decode_total)
     CHECK_EQ_INT(decode_raw_node(&r), FL_EDECODE);
     r = ok, r.trailing = 1, r.fields = 12;
     CHECK_EQ_INT(decode_raw_node(&r), FL_EDECODE);
-    r = ok, r.format = 3;
+    r = ok, r.format = 3; /* format 3 has 15 fields */
+    CHECK_EQ_INT(decode_raw_node(&r), FL_EDECODE);
+    r = ok, r.format = 4;
     CHECK_EQ_INT(decode_raw_node(&r), FL_EVERSION);
 
     /* Every truncation and every byte flip of a real record, and noise:

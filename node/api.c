@@ -63,11 +63,11 @@ const struct route node_routes[] = {
     {HTTP_POST, "/v1/jobs/{}/pause", ROUTE_WRITE, node__jobs_pause, "pause a job", NEED_SUBMIT, -1},
     {HTTP_POST, "/v1/jobs/{}/resume", ROUTE_WRITE, node__jobs_resume, "resume a job", NEED_SUBMIT, -1},
     {HTTP_POST, "/v1/jobs/{}/run", ROUTE_WRITE, node__jobs_run, "run a job now", NEED_SUBMIT, -1},
-    {HTTP_POST, "/v1/uploads", ROUTE_LOCAL, node__uploads_create, "start a package upload on this server", NEED_SUBMIT, -1},
+    {HTTP_POST, "/v1/uploads", ROUTE_LOCAL_WRITE, node__uploads_create, "start a package upload on this server", NEED_SUBMIT, -1},
     {HTTP_GET, "/v1/uploads/{}", ROUTE_LOCAL, node__uploads_get, "an upload's progress (to resume it)", NEED_SUBMIT, -1},
-    {HTTP_PUT, "/v1/uploads/{}", ROUTE_LOCAL, node__uploads_put, "append a chunk (?offset=)", NEED_SUBMIT, -1},
-    {HTTP_DELETE, "/v1/uploads/{}", ROUTE_LOCAL, node__uploads_delete, "abandon an upload", NEED_SUBMIT, -1},
-    {HTTP_POST, "/v1/uploads/{}/commit", ROUTE_LOCAL, node__uploads_commit, "hash the upload and record the package version", NEED_SUBMIT, -1},
+    {HTTP_PUT, "/v1/uploads/{}", ROUTE_LOCAL_WRITE, node__uploads_put, "append a chunk (?offset=)", NEED_SUBMIT, -1},
+    {HTTP_DELETE, "/v1/uploads/{}", ROUTE_LOCAL_WRITE, node__uploads_delete, "abandon an upload", NEED_SUBMIT, -1},
+    {HTTP_POST, "/v1/uploads/{}/commit", ROUTE_LOCAL_WRITE, node__uploads_commit, "hash the upload and record the package version", NEED_SUBMIT, -1},
     {HTTP_POST, "/v1/internal/packages", ROUTE_WRITE, node__packages_record, "a server records a package version it holds", NEED_SERVER, -1},
     {HTTP_GET, "/v1/packages", ROUTE_READ, node__packages_list, "packages with their latest version", NEED_READ, -1},
     {HTTP_GET, "/v1/packages/{}", ROUTE_READ, node__packages_versions, "a package's versions, newest first", NEED_READ, -1},
@@ -399,7 +399,7 @@ void node__api_handle(void *data, struct http_request *req)
     d->s = s;
     d->req = req;
     d->route = route;
-    if (route->kind == ROUTE_LOCAL) {
+    if (route->kind == ROUTE_LOCAL || route->kind == ROUTE_LOCAL_WRITE) {
         if (node__authorize(s, req, route, d->args)) {
             route->fn(s, req, d->args);
         }
@@ -445,7 +445,7 @@ void node__api_handle(void *data, struct http_request *req)
 
 void node__routes(struct node_server *s, struct http_request *req, char **args)
 {
-    static const char *kinds[] = {"local", "read", "write"};
+    static const char *kinds[] = {"local", "read", "write", "local-write"};
     json_t *arr = json_array();
     for (unsigned i = 0; i < node_n_routes; i++) {
         json_array_append_new(

@@ -51,6 +51,8 @@ enum {
     ROUTE_LOCAL = 0, /* served by whichever server receives it */
     ROUTE_READ = 1,  /* linearizable read: leader after a barrier; ?stale = local */
     ROUTE_WRITE = 2, /* forwarded to the leader */
+    ROUTE_LOCAL_WRITE = 3, /* a write kept by the server that receives it (package
+                              uploads: its disk holds the bytes); never forwarded */
 };
 
 typedef void (*route_fn)(struct node_server *s, struct http_request *req, char **args);

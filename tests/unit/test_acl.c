@@ -44,7 +44,7 @@ TEST(writes_need_more_than_read)
                     node__need_name(r->need));
             CHECK(0);
         }
-        CHECK(r->kind == ROUTE_WRITE);
+        CHECK(r->kind == ROUTE_WRITE || r->kind == ROUTE_LOCAL_WRITE);
     }
 }
 

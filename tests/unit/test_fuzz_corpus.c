@@ -4,6 +4,7 @@
 
 #include "agentproto/aproto.h"
 #include "check.h"
+#include "fuzz/blob_driver.h"
 #include "fuzz/cron_driver.h"
 #include "fuzz/spec_driver.h"
 #include "fuzz/schan_driver.h"
@@ -185,6 +186,22 @@ TEST(spec_corpus)
     CHECK(each("spec", spec_seed) >= 26);
 }
 
+/* Blob link messages: ok-* accepted (and re-encode), bad-* refused. */
+static void blob_seed(const char *file, const uint8_t *p, size_t n)
+{
+    const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+    int ok = blob_fuzz_one(p, n);
+    if (ok != (strncmp(base, "ok-", 3) == 0)) {
+        fprintf(stderr, "blob seed %s: accepted %d\n", base, ok);
+    }
+    CHECK(ok == (strncmp(base, "ok-", 3) == 0));
+}
+
+TEST(blob_corpus)
+{
+    CHECK(each("blob", blob_seed) >= 10);
+}
+
 TEST(cron_corpus)
 {
     CHECK(each("cron", cron_seed) >= 12);
@@ -296,6 +313,7 @@ int main(void)
     RUN(cron_corpus);
     RUN(spec_corpus);
     RUN(schan_corpus);
+    RUN(blob_corpus);
     RUN(unpack_corpus);
     RUN(delta_corpus);
     return check_summary();

@@ -271,6 +271,22 @@ char *cli_escape(const char *s, int keep_slash)
     return out;
 }
 
+int cli_do(struct cli_cmd *c, const char *method, const char *path, const char *done)
+{
+    json_t *out = NULL;
+    int status = cli_call(c, method, path, NULL, &out);
+    if (status != 200) {
+        return cli_print_error(c->path, status, out);
+    }
+    if (done != NULL) {
+        printf("%s\n", done);
+    } else {
+        cli_print_json(out);
+    }
+    json_decref(out);
+    return 0;
+}
+
 int cli_raw(struct cli_cmd *c, const char *path, json_t **unused)
 {
     struct httpc_response r;

@@ -52,6 +52,10 @@ void cli_print_json(json_t *j);
 /* Percent-encode a path segment (keys may contain '/', which is kept). */
 char *cli_escape(const char *s, int keep_slash);
 
+/* Call method path (no body); on 200 print `done` (a line; NULL: the JSON
+ * answer), else the error. Returns an exit status. */
+int cli_do(struct cli_cmd *c, const char *method, const char *path, const char *done);
+
 /* GET path and print the body as it is (text); returns an exit status. */
 int cli_raw(struct cli_cmd *c, const char *path, json_t **unused);
 /* "500ms", "30s", "10m", "2h" or seconds -> ms; -1 if malformed. */

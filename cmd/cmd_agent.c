@@ -68,20 +68,14 @@ static int agents_approve(int argc, char **argv)
                         "Let an agent that waits for approval join (check its public key with "
                         "flotilla agent list first).",
                         opts, 1, 1};
-    char *pos[1], path[512], *id;
-    int npos, status;
-    json_t *out = NULL;
+    char *pos[1], path[512], done[400], *id;
+    int npos;
     cli_parse(&c, argc, argv, pos, &npos);
     id = cli_escape(pos[0], 0);
     snprintf(path, sizeof path, "/v1/agents/%s/approve", id);
     free(id);
-    status = cli_call(&c, "POST", path, NULL, &out);
-    if (status != 200) {
-        return cli_print_error(c.path, status, out);
-    }
-    printf("approved %s\n", pos[0]);
-    json_decref(out);
-    return 0;
+    snprintf(done, sizeof done, "approved %.300s", pos[0]);
+    return cli_do(&c, "POST", path, done);
 }
 
 static int agents_forget(int argc, char **argv)
@@ -93,20 +87,14 @@ static int agents_forget(int argc, char **argv)
                         "wiped, or a rotated key). With --require-agent-approval it waits for "
                         "approval again.",
                         opts, 1, 1};
-    char *pos[1], path[512], *id;
-    int npos, status;
-    json_t *out = NULL;
+    char *pos[1], path[512], done[400], *id;
+    int npos;
     cli_parse(&c, argc, argv, pos, &npos);
     id = cli_escape(pos[0], 0);
     snprintf(path, sizeof path, "/v1/agents/%s", id);
     free(id);
-    status = cli_call(&c, "DELETE", path, NULL, &out);
-    if (status != 200) {
-        return cli_print_error(c.path, status, out);
-    }
-    printf("forgot the key of %s\n", pos[0]);
-    json_decref(out);
-    return 0;
+    snprintf(done, sizeof done, "forgot the key of %.300s", pos[0]);
+    return cli_do(&c, "DELETE", path, done);
 }
 
 /* The agent's identity: its public key, and (for checks with other tools)

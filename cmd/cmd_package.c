@@ -244,23 +244,28 @@ static int pkg_list(int argc, char **argv)
     return 0;
 }
 
+/* /v1/packages/NAME/VERSION from NAME@VERSION (segments escaped). */
+static void ref_path(struct cli_cmd *c, const char *ref, char *path, size_t cap, char *name,
+                     size_t ncap, char *ver, size_t vcap)
+{
+    char *en, *ev;
+    split_ref(c, ref, name, ncap, ver, vcap, 1);
+    en = cli_escape(name, 0);
+    ev = cli_escape(ver, 0);
+    snprintf(path, cap, "/v1/packages/%s/%s", en, ev);
+    free(en);
+    free(ev);
+}
+
 static int pkg_show(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, {NULL}};
     struct cli_cmd c = {"package show", "NAME@VERSION", "One package version (JSON).", opts, 1, 1};
-    char *pos[1], name[128], ver[256], path[512];
-    int npos, status;
-    json_t *out;
+    char *pos[1], name[128], ver[256], path[1024];
+    int npos;
     cli_parse(&c, argc, argv, pos, &npos);
-    split_ref(&c, pos[0], name, sizeof name, ver, sizeof ver, 1);
-    snprintf(path, sizeof path, "/v1/packages/%s/%s", name, ver);
-    status = cli_call(&c, "GET", path, NULL, &out);
-    if (status != 200) {
-        return cli_print_error(c.path, status, out);
-    }
-    cli_print_json(out);
-    json_decref(out);
-    return 0;
+    ref_path(&c, pos[0], path, sizeof path, name, sizeof name, ver, sizeof ver);
+    return cli_do(&c, "GET", path, NULL);
 }
 
 static int pkg_rm(int argc, char **argv)
@@ -268,19 +273,12 @@ static int pkg_rm(int argc, char **argv)
     struct cli_opt opts[] = {ADDR_OPT, {NULL}};
     struct cli_cmd c = {"package rm", "NAME@VERSION",
                         "Remove a package version (servers drop its bytes later).", opts, 1, 1};
-    char *pos[1], name[128], ver[256], path[512];
-    int npos, status;
-    json_t *out;
+    char *pos[1], name[128], ver[256], path[1024], done[420];
+    int npos;
     cli_parse(&c, argc, argv, pos, &npos);
-    split_ref(&c, pos[0], name, sizeof name, ver, sizeof ver, 1);
-    snprintf(path, sizeof path, "/v1/packages/%s/%s", name, ver);
-    status = cli_call(&c, "DELETE", path, NULL, &out);
-    if (status != 200) {
-        return cli_print_error(c.path, status, out);
-    }
-    printf("removed %s@%s\n", name, ver);
-    json_decref(out);
-    return 0;
+    ref_path(&c, pos[0], path, sizeof path, name, sizeof name, ver, sizeof ver);
+    snprintf(done, sizeof done, "removed %s@%s", name, ver);
+    return cli_do(&c, "DELETE", path, done);
 }
 
 /* Fetch a version's bytes over the blob link, as an agent does: needs the
@@ -295,7 +293,7 @@ static int pkg_fetch(int argc, char **argv)
     struct cli_cmd c = {"package fetch", "NAME@VERSION",
                         "Download a package version over the blob link, verifying every chunk.",
                         opts, 1, 1};
-    char *pos[1], name[128], ver[256], path[512], err[FL_ERRMSG_SIZE], from[1024];
+    char *pos[1], name[128], ver[256], path[1040], err[FL_ERRMSG_SIZE], from[1024];
     const char *srcs[16];
     unsigned n_src = 0;
     int npos, status, rv;
@@ -309,9 +307,9 @@ static int pkg_fetch(int argc, char **argv)
     if (cli_val(&c, "from") == NULL || cli_val(&c, "out") == NULL) {
         cli_die_usage(&c, "--from and --out are required");
     }
-    split_ref(&c, pos[0], name, sizeof name, ver, sizeof ver, 1);
+    ref_path(&c, pos[0], path, sizeof path - 8, name, sizeof name, ver, sizeof ver);
+    strcat(path, "?chunks");
     cli_load_key(&c, key);
-    snprintf(path, sizeof path, "/v1/packages/%s/%s?chunks", name, ver);
     status = cli_call(&c, "GET", path, NULL, &out);
     if (status != 200) {
         return cli_print_error(c.path, status, out);

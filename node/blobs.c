@@ -448,33 +448,50 @@ static int hs_has(const struct hashset *hs, const uint8_t h[32])
     return 0;
 }
 
-/* The blob links of the other servers, the origin's first. */
-static unsigned sources_of(struct store_txn *t, const char *self, const char *origin,
-                           char out[MAX_SOURCES][STORE_NODE_ADDR_MAX])
+/* The other servers' blob links, read once per scan. */
+struct peers {
+    unsigned n;
+    char id[MAX_SOURCES][STORE_NODE_ID_MAX];
+    char addr[MAX_SOURCES][STORE_NODE_ADDR_MAX];
+};
+
+static void read_peers(struct store_txn *t, const char *self, struct peers *out)
 {
     struct store_cursor *c;
     const void *k, *v;
     size_t kl, vl;
-    unsigned n = 0;
+    out->n = 0;
     if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) != FL_OK) {
-        return 0;
+        return;
     }
-    while (n < MAX_SOURCES && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+    while (out->n < MAX_SOURCES && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
         struct store_node nd;
         if (store_node_decode(v, vl, &nd) != FL_OK || nd.kind != STORE_NODE_SERVER ||
             nd.blob_addr[0] == '\0' || strcmp(nd.id, self) == 0) {
             continue;
         }
-        snprintf(out[n], STORE_NODE_ADDR_MAX, "%s", nd.blob_addr);
-        if (strcmp(nd.id, origin) == 0 && n > 0) {
-            char tmp[STORE_NODE_ADDR_MAX];
-            memcpy(tmp, out[0], sizeof tmp);
-            memcpy(out[0], out[n], sizeof tmp);
-            memcpy(out[n], tmp, sizeof tmp);
-        }
-        n++;
+        memcpy(out->id[out->n], nd.id, sizeof out->id[0]);
+        memcpy(out->addr[out->n], nd.blob_addr, sizeof out->addr[0]);
+        out->n++;
     }
     store_cursor_close(c);
+}
+
+/* The sources of a blob: the peers, the origin first. */
+static unsigned sources_of(const struct peers *p, const char *origin,
+                           char out[MAX_SOURCES][STORE_NODE_ADDR_MAX])
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < p->n; i++) {
+        if (strcmp(p->id[i], origin) == 0) {
+            memcpy(out[n++], p->addr[i], STORE_NODE_ADDR_MAX);
+        }
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        if (strcmp(p->id[i], origin) != 0) {
+            memcpy(out[n++], p->addr[i], STORE_NODE_ADDR_MAX);
+        }
+    }
     return n;
 }
 
@@ -528,6 +545,7 @@ void blobs_tick(struct blobs *b, uint64_t now)
     const void *k, *v;
     size_t kl, vl;
     struct hashset named = {NULL, 0, 0};
+    struct peers peers;
     int do_gc;
     if (now - b->last_scan_ms < SCAN_EVERY_MS) {
         return;
@@ -537,6 +555,7 @@ void blobs_tick(struct blobs *b, uint64_t now)
     if (store_begin(b->s->store, 0, &t) != FL_OK) {
         return;
     }
+    read_peers(t, b->s->cfg.name, &peers);
     pthread_mutex_lock(&b->mu);
     for (struct want *w = b->wants; w != NULL; w = w->next) {
         w->seen = 0;
@@ -553,7 +572,7 @@ void blobs_tick(struct blobs *b, uint64_t now)
             }
             if (w != NULL) {
                 w->seen = 1;
-                w->n_sources = sources_of(t, b->s->cfg.name, p.origin, w->sources);
+                w->n_sources = sources_of(&peers, p.origin, w->sources);
                 continue;
             }
             if (blobs_have(b, p.hash)) {
@@ -569,7 +588,7 @@ void blobs_tick(struct blobs *b, uint64_t now)
             w->chunk_size = p.chunk_size;
             w->n_chunks = p.n_chunks;
             memcpy(w->chunks, p.chunks, (size_t)p.n_chunks * 32);
-            w->n_sources = sources_of(t, b->s->cfg.name, p.origin, w->sources);
+            w->n_sources = sources_of(&peers, p.origin, w->sources);
             w->seen = 1;
             w->next = b->wants;
             b->wants = w;

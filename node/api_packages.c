@@ -331,6 +331,10 @@ static void hash_done(uv_work_t *w, int status)
     char why[FL_ERRMSG_SIZE], hex[65], hex2[65];
     (void)status;
     fl_buf_init(&rec);
+    if (s->blobs == NULL) {
+        node__respond_err(req, FL_ESHUTDOWN, "the server is shutting down; commit again");
+        goto out;
+    }
     if (c->rv != FL_OK) {
         node__respond_err(req, c->rv, "hashing the upload: %s", c->err);
         goto out;

@@ -276,6 +276,10 @@ static void http_stopped(void *data)
 {
     struct node_server *s = data;
     s->http = NULL;
+    /* No request uses the blob directory any more (a commit still hashing
+     * finds it gone and answers shutdown). */
+    blobs_destroy(s->blobs);
+    s->blobs = NULL;
     rg_repl_close(s->repl, repl_closed, s);
 }
 
@@ -332,8 +336,6 @@ static void stop(struct node_server *s)
     FL_INFO("shutting down");
     s->stopping = 1;
     uv_timer_stop(&s->tick);
-    blobs_destroy(s->blobs);
-    s->blobs = NULL;
     if (s->agent != NULL) {
         agent_close(s->agent, agent_closed, s);
     } else {

@@ -74,6 +74,11 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                                                  leader_api)
                                      : json_null());
     json_object_set_new(o, "members", members_json(s));
+    json_object_set_new(o, "membership",
+                        json_pack("{s:I, s:I, s:I}", "committed_index",
+                                  (json_int_t)st.conf_committed_index, "uncommitted_index",
+                                  (json_int_t)st.conf_uncommitted_index, "promotee",
+                                  (json_int_t)st.promotee_id));
     json_object_set_new(o, "digest",
                         json_pack("{s:s, s:I, s:I}", "sha", hex, "index", (json_int_t)dindex,
                                   "term", (json_int_t)dterm));

@@ -245,7 +245,12 @@ static void tick_cb(uv_timer_t *h)
         return;
     }
     rg_repl_status(s->repl, &st);
-    if (!st.in_cluster && s->cfg.join[0] != '\0') {
+    /* A join is a request to add this server and then assign its role. If
+     * the leader fails between the two, this server is already in the
+     * configuration as a spare: it keeps asking (the leader's answer to a
+     * known spare is the assignment) until it holds the role or is told so. */
+    if (s->cfg.join[0] != '\0' && !s->joined &&
+        (!st.in_cluster || (st.role == RAFT_SPARE && s->cfg.join_role != RAFT_SPARE))) {
         try_join(s);
     }
     if (st.in_cluster && st.leader_id != 0) {

@@ -865,7 +865,11 @@ void rg_repl_status(struct rg_repl *p, struct rg_status *s)
     s->applied_index = raft_last_applied(&p->raft);
     s->last_index = raft_last_index(&p->raft);
     s->n_members = p->raft.configuration.n;
-    s->in_cluster = member_role(p, p->o.id) >= 0;
+    s->role = member_role(p, p->o.id);
+    s->in_cluster = s->role >= 0;
+    s->conf_committed_index = p->raft.configuration_committed_index;
+    s->conf_uncommitted_index = p->raft.configuration_uncommitted_index;
+    s->promotee_id = s->state == RAFT_LEADER ? p->raft.leader_state.promotee_id : 0;
     s->n_batches = p->n_batches;
     s->n_proposed = p->n_proposed;
     s->links_established = p->transport.n_established;

@@ -104,6 +104,11 @@ struct rg_status {
     uint64_t last_index;
     unsigned n_members;
     int in_cluster; /* this server appears in the configuration */
+    int role;       /* its role there (RAFT_VOTER, ...), -1 when absent */
+    /* Membership changes: the last committed configuration's index, the
+     * index of one not yet committed (0: none), and, on a leader, the server
+     * being caught up before its promotion to voter (0: none). */
+    uint64_t conf_committed_index, conf_uncommitted_index, promotee_id;
     uint64_t n_batches;  /* entries proposed by this server */
     uint64_t n_proposed; /* commands proposed by this server */
     /* The encrypted Raft transport (zero in --raft-plaintext mode). */

@@ -253,10 +253,27 @@ class Cluster:
         raise AssertionError("replicas did not converge: %r" % (last,))
 
     def close(self):
+        failing = sys.exc_info()[0] is not None
+        # With FLOTILLA_RAFT_TRACE set, a failing test aborts the servers
+        # instead, so each one writes its raft flight recorder to its log.
+        sig = signal.SIGABRT if failing and os.environ.get("FLOTILLA_RAFT_TRACE") else signal.SIGKILL
         for s in self.servers.values():
             if s.alive():
-                s.proc.kill()
+                s.proc.send_signal(sig)
                 s.proc.wait()
+        if failing:
+            # Called from a `finally` while a test fails: the servers' last
+            # words go with the failure (FLOTILLA_KEEP_LOGS=1 keeps the files).
+            for s in self.servers.values():
+                try:
+                    with open(s.log, errors="replace") as f:
+                        tail = f.readlines()[-60:]
+                except OSError:
+                    continue
+                sys.stderr.write("---- server %d log (last %d lines)\n%s" % (s.id, len(tail), "".join(tail)))
+        if failing and os.environ.get("FLOTILLA_KEEP_LOGS") == "1":
+            sys.stderr.write("kept %s\n" % self.dir)
+            return
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -129,6 +129,13 @@ def test_membership_point():
                 pass
             time.sleep(0.2)
         check(crashed, "no server reached the crash point")
+        if not voter:
+            try:
+                from flotilla_cluster import request
+                st, body, _ = request(c.servers[c.leader(timeout=5)].api, "GET", "/v1/status")
+                print("leader status: membership %r members %r" % (body.get("membership"), body.get("members")))
+            except (OSError, RuntimeError):
+                pass
         check(voter, "server 4 became a voter after %d crashes" % len(crashed))
         ts, acked, errors = load(c, 100, "mem-", threads=2)
         for t in ts:

@@ -78,8 +78,21 @@ static void start(struct follower *f, struct raft_buffer *conf_buf, struct raft_
 }
 
 /* AppendEntries from the leader in term 2 carrying entries [from, to]. */
+static void append_change(struct follower *f, raft_index prev, raft_term prev_term,
+                          raft_index from, raft_index to, raft_index leader_commit,
+                          raft_index change_at, const struct raft_buffer *change);
+
 static void append(struct follower *f, raft_index prev, raft_term prev_term, raft_index from,
                    raft_index to, raft_index leader_commit)
+{
+    append_change(f, prev, prev_term, from, to, leader_commit, 0, NULL);
+}
+
+/* The same, with the entry at change_at (if any) a configuration change
+ * whose encoding is *change. */
+static void append_change(struct follower *f, raft_index prev, raft_term prev_term,
+                          raft_index from, raft_index to, raft_index leader_commit,
+                          raft_index change_at, const struct raft_buffer *change)
 {
     unsigned n = (unsigned)(to >= from ? to - from + 1 : 0);
     struct raft_entry entries[16];
@@ -96,8 +109,10 @@ static void append(struct follower *f, raft_index prev, raft_term prev_term, raf
     m.append_entries.n_entries = n;
     m.append_entries.entries = n ? entries : NULL;
     if (n > 0) {
-        /* One payload batch for the message, 8 bytes per entry. */
-        uint8_t *batch = raft_malloc(8 * n);
+        /* One payload batch for the message: 8 bytes per entry, then the
+         * configuration's encoding. */
+        size_t extra = change != NULL ? change->len : 0;
+        uint8_t *batch = raft_malloc(8 * n + extra);
         CHECK(batch != NULL);
         memset(batch, 0, 8 * n);
         for (unsigned i = 0; i < n; i++) {
@@ -106,6 +121,12 @@ static void append(struct follower *f, raft_index prev, raft_term prev_term, raf
             entries[i].buf.base = batch + 8 * i;
             entries[i].buf.len = 8;
             entries[i].batch = batch;
+            if (change != NULL && from + i == change_at) {
+                memcpy(batch + 8 * n, change->base, change->len);
+                entries[i].type = RAFT_CHANGE;
+                entries[i].buf.base = batch + 8 * n;
+                entries[i].buf.len = change->len;
+            }
         }
     }
     struct raft_event ev = {0};
@@ -148,8 +169,54 @@ TEST(commit_index_never_decreases)
     raft_free(conf_buf.base);
 }
 
+/* A follower that receives a configuration change in the middle of a batch
+ * of new entries records the change's own index as the uncommitted one.
+ * Stock 0.22.1 records the batch's first index: when the change commits, the
+ * apply of its real index does not match, the configuration is never marked
+ * committed, and once that follower leads, every later membership change is
+ * refused (RAFT_CANTCHANGE) for good. Found by test_crashpoints (the leader
+ * killed right after adding a server); third_party/raft-conf-index.patch. */
+TEST(uncommitted_change_index_is_its_own)
+{
+    struct follower f;
+    struct raft_buffer conf_buf, four_buf;
+    struct raft_entry first;
+    struct raft_configuration four;
+    start(&f, &conf_buf, &first);
+
+    raft_configuration_init(&four);
+    CHECK_EQ_INT(raft_configuration_add(&four, 1, "1", RAFT_VOTER), 0);
+    CHECK_EQ_INT(raft_configuration_add(&four, 2, "2", RAFT_VOTER), 0);
+    CHECK_EQ_INT(raft_configuration_add(&four, 3, "3", RAFT_VOTER), 0);
+    CHECK_EQ_INT(raft_configuration_add(&four, 4, "4", RAFT_SPARE), 0);
+    CHECK_EQ_INT(raft_configuration_encode(&four, &four_buf), 0);
+
+    /* Entries 2..5 in one message; 4 adds server 4 as a spare. */
+    append_change(&f, 1, 1, 2, 5, 1, 4, &four_buf);
+    CHECK_EQ_INT((int)f.r.configuration.n, 4);
+    CHECK_EQ_INT((int)f.r.configuration_uncommitted_index, 4);
+
+    /* The leader commits through 5; the change at 4 is applied. */
+    append(&f, 5, 2, 1, 0, 5);
+    CHECK_EQ_INT((int)raft_commit_index(&f.r), 5);
+    struct raft_event ev = {0};
+    struct raft_update up;
+    ev.type = RAFT_CONFIGURATION;
+    ev.configuration.index = 4;
+    CHECK_EQ_INT(raft_configuration_decode(&four_buf, &ev.configuration.conf), 0);
+    step(&f, &ev, &up);
+    CHECK_EQ_INT((int)f.r.configuration_committed_index, 4);
+    CHECK_EQ_INT((int)f.r.configuration_uncommitted_index, 0);
+
+    raft_configuration_close(&four);
+    raft_free(four_buf.base);
+    raft_close(&f.r, NULL);
+    raft_free(conf_buf.base);
+}
+
 int main(void)
 {
     RUN(commit_index_never_decreases);
+    RUN(uncommitted_change_index_is_its_own);
     return check_summary();
 }

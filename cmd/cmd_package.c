@@ -13,6 +13,8 @@
 #include "common/err.h"
 #include "common/httpc.h"
 #include "common/key.h"
+#include "deploy/acquire.h"
+#include "deploy/delta.h"
 #include "raft/rg_cmd.h"
 
 #define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
@@ -289,9 +291,13 @@ static int pkg_fetch(int argc, char **argv)
                              {"from", 1, "blob link address(es) host:port[,host:port]", NULL, 0},
                              {"key", 1, "cluster key file (default $FLOTILLA_KEY_FILE)", NULL, 0},
                              {"out", 1, "output file", NULL, 0},
+                             {"basis", 1, "an earlier version's file: fetch a delta against it", NULL, 0},
+                             {"json", 0, "print what was transferred as JSON", NULL, 0},
                              {NULL}};
     struct cli_cmd c = {"package fetch", "NAME@VERSION",
-                        "Download a package version over the blob link, verifying every chunk.",
+                        "Download a package version over the blob link as an agent does: a "
+                        "librsync delta against --basis when that pays, else whole in verified, "
+                        "resumable chunks; the result's hash is always checked.",
                         opts, 1, 1};
     char *pos[1], name[128], ver[256], path[1040], err[FL_ERRMSG_SIZE], from[1024];
     const char *srcs[16];
@@ -300,8 +306,9 @@ static int pkg_fetch(int argc, char **argv)
     unsigned char key[32];
     json_t *out;
     struct blob_want w;
-    struct blob_fetch_stats st;
+    struct deploy_acquire_stats st;
     struct schan_identity self;
+    char tmp[1100];
     uint8_t *chunks = NULL;
     cli_parse(&c, argc, argv, pos, &npos);
     if (cli_val(&c, "from") == NULL || cli_val(&c, "out") == NULL) {
@@ -348,14 +355,48 @@ static int pkg_fetch(int argc, char **argv)
     memset(&self, 0, sizeof self);
     self.role = SCHAN_ROLE_CLIENT;
     snprintf(self.name, sizeof self.name, "cli-fetch");
-    rv = blob_fetch(srcs, n_src, key, &self, &w, cli_val(&c, "out"), &st, err);
+    /* Temporary files (the signature, the delta) beside the output. */
+    snprintf(tmp, sizeof tmp, "%s", cli_val(&c, "out"));
+    {
+        char *slash = strrchr(tmp, '/');
+        if (slash == NULL) {
+            snprintf(tmp, sizeof tmp, ".");
+        } else if (slash == tmp) {
+            tmp[1] = '\0';
+        } else {
+            *slash = '\0';
+        }
+    }
+    rv = deploy_acquire(srcs, n_src, key, &self, &w, cli_val(&c, "basis"), cli_val(&c, "out"),
+                        tmp, &st, err);
     free(chunks);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla package fetch: %s\n", err);
         return 1;
     }
-    printf("%s@%s: %llu bytes from %s\n", name, ver, (unsigned long long)st.bytes_received,
-           st.source);
+    if (cli_flag(&c, "json")) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "name",
+                              name, "version", ver, "method",
+                              st.method == DEPLOY_FETCH_DELTA ? "delta" : "whole", "size",
+                              (json_int_t)w.size, "bytes_received",
+                              (json_int_t)st.bytes_received, "signature_bytes",
+                              (json_int_t)st.sig_bytes, "delta_bytes", (json_int_t)st.delta_bytes,
+                              "whole_bytes", (json_int_t)st.whole_bytes, "chunks_resumed",
+                              (json_int_t)st.chunks_resumed, "delta_refused", st.delta_refused,
+                              "source", st.source);
+        char *txt = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", txt ? txt : "{}");
+        free(txt);
+        json_decref(o);
+        return 0;
+    }
+    printf("%s@%s: %s, %llu bytes of %llu from %s", name, ver,
+           st.method == DEPLOY_FETCH_DELTA ? "delta" : "whole",
+           (unsigned long long)st.bytes_received, (unsigned long long)w.size, st.source);
+    if (st.delta_refused[0] != '\0') {
+        printf(" (delta not used: %s)", st.delta_refused);
+    }
+    printf("\n");
     return 0;
 }
 

@@ -176,6 +176,13 @@ static int serve_delta(struct blobs *b, struct blink *l, const struct blob_req *
         }
         unlink(out);
     }
+    if (rv == FL_ETOOBIG) {
+        fl_free(data);
+        char msg[128];
+        snprintf(msg, sizeof msg, "the delta would be over the %llu bytes asked for",
+                 (unsigned long long)o.max_out);
+        return answer(l, rv, msg, size, NULL, 0);
+    }
     if (rv != FL_OK) {
         fl_free(data);
         return answer(l, rv, err, size, NULL, 0);

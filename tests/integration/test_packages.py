@@ -192,7 +192,101 @@ def test_resume_an_interrupted_upload():
     finally:
         c.close()
 
+def test_acquire_with_a_delta():
+    """An agent's acquire (`package fetch`, deploy/acquire.c): with an earlier
+    version as basis, a librsync delta from a server holding the new one;
+    bytes over the link (signature up, delta down) a few percent of the
+    package for a 1% change; the result verified; no basis or an unrelated
+    one: whole, verified chunks."""
+    c = Cluster(3, name="pkgdelta").start()
+    try:
+        lid = c.leader()
+        fid = [i for i in c.servers if i != lid][0]
+        api = c.servers[lid].api
+        size = 8 * 1024 * 1024
+        v1 = bytearray(os.urandom(size))
+        v2 = bytearray(v1)
+        changed = 0
+        rnd = __import__("random").Random(6)
+        for _ in range(16):  # 1% of the bytes, in 16 places
+            n = size // 100 // 16
+            at = rnd.randrange(0, size - n)
+            v2[at:at + n] = os.urandom(n)
+            changed += n
+        paths = {}
+        for ver, data in (("1", v1), ("2", v2)):
+            paths[ver] = os.path.join(c.dir, "app-%s.bin" % ver)
+            with open(paths[ver], "wb") as f:
+                f.write(data)
+            cli(c, api, "package", "push", paths[ver], "--name", "app", "--version", ver)
+        wait_everywhere(c, "app", "1")
+        wait_everywhere(c, "app", "2")
+        cache = os.path.join(c.dir, "agent-cache")
+        os.makedirs(cache)
+
+        def fetch(ver, basis=None, sources=None, ok=True, key=None):
+            out = os.path.join(cache, "app-%s" % ver)
+            args = ["package", "fetch", "app@" + ver, "--from",
+                    sources or c.servers[fid].blob, "--out", out, "--json"]
+            if basis:
+                args += ["--basis", basis]
+            if key:
+                args += ["--key", key]
+            r = cli(c, api, *args, ok=ok)
+            return (json.loads(r.stdout) if r.returncode == 0 else r), out
+
+        # No earlier version: whole.
+        st1, out1 = fetch("1")
+        check(st1["method"] == "whole" and st1["bytes_received"] == size,
+              "first version whole: %r" % st1)
+        with open(out1, "rb") as f:
+            check(f.read() == v1, "v1 as pushed")
+
+        # v2 against v1: a delta, a few percent of the package over the link.
+        st2, out2 = fetch("2", basis=out1)
+        check(st2["method"] == "delta", "v2 by delta: %r" % st2)
+        moved = st2["signature_bytes"] + st2["delta_bytes"]
+        ratio = moved / size
+        print("v2: %d bytes changed (%.2f%%); signature %d B up, delta %d B down: %.2f%% of %d B"
+              % (changed, 100.0 * changed / size, st2["signature_bytes"], st2["delta_bytes"],
+                 100 * ratio, size), flush=True)
+        check(ratio <= 0.05, "bytes transferred for v2 at most 5%% of it: %.4f" % ratio)
+        with open(out2, "rb") as f:
+            got = f.read()
+        check(got == v2 and b2(got) == b2(bytes(v2)), "the patched v2 is v2 (nacl BLAKE2b)")
+
+        # Any holder serves it: a dead first source is skipped.
+        dead = "127.0.0.1:%d" % (c.base + 99)
+        os.unlink(out2)
+        st3, _ = fetch("2", basis=out1, sources=dead + "," + c.servers[lid].blob)
+        check(st3["method"] == "delta" and st3["source"] == c.servers[lid].blob,
+              "the next source serves the delta: %r" % st3)
+
+        # An unrelated basis: the delta would be most of the package, so
+        # the server refuses it and the agent downloads whole.
+        junk = os.path.join(c.dir, "junk.bin")
+        with open(junk, "wb") as f:
+            f.write(os.urandom(size))
+        os.unlink(out2)
+        st4, _ = fetch("2", basis=junk)
+        check(st4["method"] == "whole" and "delta would be over" in st4["delta_refused"] and
+              st4["whole_bytes"] == size and st4["delta_bytes"] == 0,
+              "unrelated basis: whole download: %r" % st4)
+        with open(out2, "rb") as f:
+            check(f.read() == v2, "v2 whole is v2")
+
+        # Without the cluster key: nothing, with or without a basis.
+        wrong = os.path.join(c.dir, "wrong.key")
+        subprocess.check_call([BIN, "keygen", "--out", wrong], stdout=subprocess.DEVNULL)
+        os.unlink(out2)
+        r, _ = fetch("2", basis=out1, ok=False, key=wrong)
+        check(r.returncode == 1 and not os.path.exists(out2), "no key, no bytes: %r" % r.stderr)
+        left = [n for n in os.listdir(cache) if n not in ("app-1",) and not n.endswith(".part")]
+        check(not left, "no temporary files left in the cache: %r" % left)
+    finally:
+        c.close()
+
 
 if __name__ == "__main__":
     run([test_push_replicate_and_verify, test_retention_rm_and_bad_input,
-         test_resume_an_interrupted_upload])
+         test_resume_an_interrupted_upload, test_acquire_with_a_delta])

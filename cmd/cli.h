@@ -3,6 +3,8 @@
 #define FL_CMD_CLI_H
 
 #include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct cli_opt {
     const char *name;  /* long name without "--" */
@@ -103,9 +105,17 @@ int cmd_session(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_delta(int argc, char **argv);
 int cmd_package(int argc, char **argv);
+int cmd_deploy_target(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
 /* The cluster key from --key FILE (a "key" option of c) or $FLOTILLA_KEY_FILE;
  * exits 2 with a message saying how to make one (cmd_keygen.c). */
 void cli_load_key(struct cli_cmd *c, unsigned char key[32]);
+
+/* A package version (NAME@VERSION) from the API with its chunk hashes, for a
+ * fetch over the blob link; *chunks is malloc'ed (free it). Prints the error
+ * and returns 1 on failure, 0 on success. */
+struct blob_want;
+int cli_package_want(struct cli_cmd *c, const char *ref, char *name, size_t ncap, char *ver,
+                     size_t vcap, struct blob_want *w, uint8_t **chunks);
 
 #endif

@@ -283,6 +283,52 @@ static int pkg_rm(int argc, char **argv)
     return cli_do(&c, "DELETE", path, done);
 }
 
+/* A package version's hashes from the API (GET ...?chunks) into *w; *chunks
+ * is malloc'ed (free it). Prints the error and returns 1 on failure. */
+int cli_package_want(struct cli_cmd *c, const char *ref, char *name, size_t ncap, char *ver,
+                     size_t vcap, struct blob_want *w, uint8_t **chunks)
+{
+    char path[1040];
+    json_t *out, *hs, *h;
+    size_t i;
+    int status;
+    ref_path(c, ref, path, sizeof path - 8, name, ncap, ver, vcap);
+    strcat(path, "?chunks");
+    status = cli_call(c, "GET", path, NULL, &out);
+    if (status != 200) {
+        cli_print_error(c->path, status, out);
+        return 1;
+    }
+    memset(w, 0, sizeof *w);
+    if (!blob_unhex(json_string_value(json_object_get(out, "hash")), w->hash)) {
+        fprintf(stderr, "flotilla %s: the server sent no hash\n", c->path);
+        json_decref(out);
+        return 1;
+    }
+    w->size = (uint64_t)json_integer_value(json_object_get(out, "size"));
+    w->chunk_size = (uint32_t)json_integer_value(json_object_get(out, "chunk_size"));
+    hs = json_object_get(out, "chunk_hashes");
+    *chunks = malloc(json_array_size(hs) * 32 + 1);
+    if (*chunks == NULL) {
+        json_decref(out);
+        return 1;
+    }
+    json_array_foreach(hs, i, h)
+    {
+        if (!json_is_string(h) || !blob_unhex(json_string_value(h), *chunks + i * 32)) {
+            fprintf(stderr, "flotilla %s: a malformed chunk hash\n", c->path);
+            free(*chunks);
+            *chunks = NULL;
+            json_decref(out);
+            return 1;
+        }
+    }
+    w->chunks = *chunks;
+    w->n_chunks = (uint32_t)json_array_size(hs);
+    json_decref(out);
+    return 0;
+}
+
 /* Fetch a version's bytes over the blob link, as an agent does: needs the
  * cluster key (the API only gives the metadata). */
 static int pkg_fetch(int argc, char **argv)
@@ -299,12 +345,11 @@ static int pkg_fetch(int argc, char **argv)
                         "librsync delta against --basis when that pays, else whole in verified, "
                         "resumable chunks; the result's hash is always checked.",
                         opts, 1, 1};
-    char *pos[1], name[128], ver[256], path[1040], err[FL_ERRMSG_SIZE], from[1024];
+    char *pos[1], name[128], ver[256], err[FL_ERRMSG_SIZE], from[1024];
     const char *srcs[16];
     unsigned n_src = 0;
-    int npos, status, rv;
+    int npos, rv;
     unsigned char key[32];
-    json_t *out;
     struct blob_want w;
     struct deploy_acquire_stats st;
     struct schan_identity self;
@@ -314,44 +359,15 @@ static int pkg_fetch(int argc, char **argv)
     if (cli_val(&c, "from") == NULL || cli_val(&c, "out") == NULL) {
         cli_die_usage(&c, "--from and --out are required");
     }
-    ref_path(&c, pos[0], path, sizeof path - 8, name, sizeof name, ver, sizeof ver);
-    strcat(path, "?chunks");
-    cli_load_key(&c, key);
-    status = cli_call(&c, "GET", path, NULL, &out);
-    if (status != 200) {
-        return cli_print_error(c.path, status, out);
+    if (cli_package_want(&c, pos[0], name, sizeof name, ver, sizeof ver, &w, &chunks) != 0) {
+        return 1;
     }
+    cli_load_key(&c, key);
     snprintf(from, sizeof from, "%s", cli_val(&c, "from"));
     for (char *save = NULL, *t = strtok_r(from, ",", &save); t && n_src < 16;
          t = strtok_r(NULL, ",", &save)) {
         srcs[n_src++] = t;
     }
-    memset(&w, 0, sizeof w);
-    if (!blob_unhex(json_string_value(json_object_get(out, "hash")), w.hash)) {
-        fprintf(stderr, "flotilla package fetch: the server sent no hash\n");
-        json_decref(out);
-        return 1;
-    }
-    w.size = (uint64_t)json_integer_value(json_object_get(out, "size"));
-    w.chunk_size = (uint32_t)json_integer_value(json_object_get(out, "chunk_size"));
-    {
-        json_t *hs = json_object_get(out, "chunk_hashes"), *h;
-        size_t i;
-        chunks = malloc(json_array_size(hs) * 32 + 1);
-        if (chunks == NULL) {
-            return 1;
-        }
-        json_array_foreach(hs, i, h)
-        {
-            if (!json_is_string(h) || !blob_unhex(json_string_value(h), chunks + i * 32)) {
-                fprintf(stderr, "flotilla package fetch: a malformed chunk hash\n");
-                return 1;
-            }
-        }
-        w.chunks = chunks;
-        w.n_chunks = (uint32_t)json_array_size(hs);
-    }
-    json_decref(out);
     memset(&self, 0, sizeof self);
     self.role = SCHAN_ROLE_CLIENT;
     snprintf(self.name, sizeof self.name, "cli-fetch");

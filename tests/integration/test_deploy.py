@@ -1,0 +1,307 @@
+"""One target's deploy on real servers and real supervised processes
+(deploy/target.c, `flotilla deploy-target`; docs/DEPLOY.md "One target").
+
+Three targets, each an application root with `flotilla supervise` running two
+workers. v1 is fetched whole; v2, with 1% of its bytes changed, by a librsync
+delta against v1 (bytes over the link printed, at most 5% of the package),
+its hash verified, and the workers reloaded onto it; v3, whose health check
+fails, is rolled back to v2 automatically. A corrupted chunk, a truncated
+blob, a package whose bytes do not match its hash, a tarball with `../` and
+one with an escaping link: each refused with a clear error while v2 keeps
+running."""
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+
+from flotilla_cluster import BIN, Cluster, check, run
+
+PY = "/usr/bin/python3"
+
+APP = r'''
+import os, signal, sys, time
+root = os.environ["FLOTILLA_ROOT_DIR"]
+rel = os.environ["FLOTILLA_RELEASE"]
+w = os.environ["FLOTILLA_WORKER"]
+with open(os.path.join(root, "seen-w%s" % w), "a") as f:
+    f.write("%s %d\n" % (rel, os.getpid()))
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    time.sleep(1)
+'''
+
+
+def make_tar(path, files, links=()):
+    """An uncompressed tar (what deltas work on: gzip would spread a 1%
+    change over everything after it)."""
+    with tarfile.open(path, "w") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 1700000000
+            t.addfile(info, io.BytesIO(data))
+        for name, target in links:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            info.mtime = 1700000000
+            t.addfile(info)
+
+
+def cli(c, *args, ok=True, timeout=180):
+    env = dict(os.environ, FLOTILLA_ADDR=c.servers[c.leader()].api, FLOTILLA_KEY_FILE=c.key)
+    r = subprocess.run([BIN] + list(args), capture_output=True, text=True, env=env,
+                       timeout=timeout)
+    if ok:
+        check(r.returncode == 0, "%s: rc %d\n%s%s" % (args, r.returncode, r.stdout, r.stderr))
+    return r
+
+
+class Target:
+    def __init__(self, c, name):
+        self.c = c
+        self.name = name
+        self.root = os.path.join(c.dir, "target-" + name)
+        os.makedirs(self.root)
+        self.sup = None
+
+    def start_supervise(self):
+        env = dict(os.environ, FLOTILLA_ROOT_DIR=self.root)
+        self.err = open(os.path.join(self.c.dir, "supervise-%s.err" % self.name), "w")
+        self.sup = subprocess.Popen(
+            [BIN, "supervise", "--app", "web", "--root", self.root, "--workers", "2",
+             "--ready", "300ms", "--backoff-min", "100ms", "--", PY, "app.py"],
+            env=env, stdin=subprocess.DEVNULL, stdout=self.err, stderr=self.err)
+        sock = os.path.join(self.root, "supervise.sock")
+        end = time.time() + 10
+        while not os.path.exists(sock) and time.time() < end:
+            time.sleep(0.05)
+        check(os.path.exists(sock), "supervise of %s is up" % self.name)
+
+    def ctl(self, cmd):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(os.path.join(self.root, "supervise.sock"))
+        f = s.makefile("rw")
+        f.write(cmd + "\n")
+        f.flush()
+        line = f.readline()
+        s.close()
+        return json.loads(line)
+
+    def releases_running(self):
+        st = self.ctl("status")
+        return sorted((w["release"], w["state"]) for w in st["workers"])
+
+    def wait_running(self, release, timeout=20):
+        end = time.time() + timeout
+        while time.time() < end:
+            got = self.releases_running()
+            if got == [(release, "running")] * 2:
+                return
+            time.sleep(0.1)
+        raise AssertionError("%s: workers not both running %s: %r" % (self.name, release, got))
+
+    def current(self):
+        try:
+            return os.readlink(os.path.join(self.root, "current"))
+        except FileNotFoundError:
+            return None
+
+    def deploy(self, ref, *extra, expect_rc=0):
+        servers = self.c.servers.values()
+        sources = ",".join(s.blob for s in servers)
+        r = cli(self.c, "deploy-target", ref, "--app", "web", "--root", self.root, "--from",
+                sources, "--name", self.name, "--json", "--health-timeout", "3s", *extra,
+                ok=False)
+        check(r.returncode == expect_rc, "%s on %s: rc %d (want %d)\n%s%s"
+              % (ref, self.name, r.returncode, expect_rc, r.stdout, r.stderr))
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def close(self):
+        if self.sup is not None and self.sup.poll() is None:
+            self.sup.send_signal(signal.SIGTERM)
+            try:
+                self.sup.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.sup.kill()
+        if self.sup is not None:
+            self.err.close()
+
+
+HEALTH = ["--health", "test -f healthy && test -f \"$FLOTILLA_RELEASE_DIR/app.py\""]
+
+
+def step(rep, name):
+    for s in rep["steps"]:
+        if s["step"] == name:
+            return s
+    return None
+
+
+def test_deploy_pipeline():
+    c = Cluster(3, name="deploy").start()
+    targets = []
+    try:
+        rnd = random.Random(66)
+        assets = bytearray(rnd.randbytes(4 * 1024 * 1024))
+        files = {"app.py": APP.encode(), "healthy": b"", "assets.bin": bytes(assets)}
+        pkgs = os.path.join(c.dir, "pkgs")
+        os.makedirs(pkgs)
+
+        def push(ver, fs, links=()):
+            p = os.path.join(pkgs, "web-%s.tar" % ver)
+            make_tar(p, fs, links)
+            cli(c, "package", "push", p, "--name", "web", "--version", ver)
+            return p
+
+        v1 = push("1", files)
+        targets = [Target(c, "t%d" % i) for i in range(3)]
+        for t in targets:
+            t.start_supervise()
+
+        # v1: nothing cached, so whole; the workers start on it.
+        for t in targets:
+            rep = t.deploy("web@1", *HEALTH)
+            check(rep["result"] == "deployed" and rep["acquire"]["method"] == "whole",
+                  "v1 deployed whole on %s: %r" % (t.name, rep))
+            check([s["step"] for s in rep["steps"]] ==
+                  ["prepare", "acquire", "unpack", "switch", "reload", "health", "prune"],
+                  "the steps, in order: %r" % [s["step"] for s in rep["steps"]])
+            check(all(s["status"] == "ok" for s in rep["steps"]), "all ok: %r" % rep["steps"])
+            t.wait_running("1")
+
+        # v2: 1% of the bytes changed, in 8 places.
+        n = len(assets) // 100 // 8
+        for _ in range(8):
+            at = rnd.randrange(0, len(assets) - n)
+            assets[at:at + n] = rnd.randbytes(n)
+        files2 = dict(files, **{"assets.bin": bytes(assets)})
+        v2 = push("2", files2)
+        size2 = os.path.getsize(v2)
+        for t in targets:
+            rep = t.deploy("web@2", *HEALTH)
+            a = rep["acquire"]
+            moved = a["signature_bytes"] + a["delta_bytes"]
+            print("%s: v2 by %s: signature %d B up + delta %d B down = %d B, %.2f%% of %d B; "
+                  "deploy %d ms" % (t.name, a["method"], a["signature_bytes"], a["delta_bytes"],
+                                    moved, 100.0 * moved / size2, size2, rep["ms"]), flush=True)
+            check(rep["result"] == "deployed" and a["method"] == "delta", "v2 by delta: %r" % rep)
+            check(moved <= 0.05 * size2, "v2 bytes over the link at most 5%%: %d of %d"
+                  % (moved, size2))
+            check(rep["previous"] == "1" and rep["current"] == "2", "1 -> 2: %r" % rep)
+            t.wait_running("2")
+            with open(os.path.join(t.root, "releases", "2", "assets.bin"), "rb") as f:
+                check(f.read() == bytes(assets), "the release holds v2's bytes")
+            # Every worker was restarted onto v2 by the reload.
+            for w in (0, 1):
+                with open(os.path.join(t.root, "seen-w%d" % w)) as f:
+                    seen = [ln.split()[0] for ln in f]
+                check(seen[-1] == "2" and "1" in seen, "worker %d went 1 -> 2: %r" % (w, seen))
+
+        # v3 fails its health check: rolled back to v2, workers back on v2.
+        files3 = dict(files2)
+        del files3["healthy"]
+        push("3", files3)
+        for t in targets:
+            rep = t.deploy("web@3", *HEALTH, expect_rc=3)
+            check(rep["result"] == "rolled_back" and rep["current"] == "2",
+                  "v3 rolled back to v2: %r" % rep)
+            h = step(rep, "health")
+            check(h and h["status"] == "failed", "the health step failed: %r" % h)
+            check(step(rep, "rollback")["status"] == "ok" and
+                  step(rep, "reload-back")["status"] == "ok", "rollback and reload: %r"
+                  % rep["steps"])
+            check(t.current() == "releases/2", "current is v2 again: %r" % t.current())
+            t.wait_running("2")
+
+        t = targets[0]
+
+        # A cached package whose bytes no longer match its hash is not used:
+        # it is fetched again and verified.
+        cached = os.path.join(t.root, ".packages", "web@2")
+        check(os.path.exists(cached), "v2 is cached for the next delta")
+        with open(cached, "r+b") as f:
+            f.seek(10)
+            f.write(b"XXXX")
+        rep = t.deploy("web@2", *HEALTH)
+        check(rep["result"] == "deployed" and rep["acquire"]["method"] in ("whole", "delta"),
+              "a damaged cache is fetched again: %r" % rep)
+        with open(cached, "rb") as f:
+            check(f.read() == open(v2, "rb").read(), "the cache holds v2 again")
+
+        def refused(ref, want_step, want_text):
+            seen_before = {w: open(os.path.join(t.root, "seen-w%d" % w)).read() for w in (0, 1)}
+            rep = t.deploy(ref, *HEALTH, expect_rc=1)
+            s = step(rep, want_step)
+            check(rep["result"] == "refused" and s and s["status"] == "failed" and
+                  want_text in s["detail"], "%s refused at %s with %r: %r"
+                  % (ref, want_step, want_text, rep["steps"]))
+            check(t.current() == "releases/2", "current still v2")
+            t.wait_running("2")
+            for w in (0, 1):
+                check(open(os.path.join(t.root, "seen-w%d" % w)).read() == seen_before[w],
+                      "worker %d was not restarted" % w)
+            check(not os.path.exists(os.path.join(t.root, "releases", ref.split("@")[1])),
+                  "no release directory left for %s" % ref)
+            return rep
+
+        # Unsafe tarballs.
+        push("4", dict(files2, **{"../evil": b"x"}))
+        refused("web@4", "unpack", "..")
+        push("5", files2, links=[("lib", "../../etc")])
+        refused("web@5", "unpack", "lib")
+
+        # A corrupted chunk and a truncated blob on every server.
+        def damage(ver, how):
+            r = cli(c, "package", "show", "web@" + ver)
+            h = json.loads(r.stdout)["hash"]
+            paths = [os.path.join(s.data, "blobs", h) for s in c.servers.values()]
+            end = time.time() + 30
+            while not all(os.path.exists(p) for p in paths) and time.time() < end:
+                time.sleep(0.1)  # the servers replicate it in the background
+            for p in paths:
+                if how == "corrupt":
+                    with open(p, "r+b") as f:
+                        f.seek(1000)
+                        b = f.read(1)
+                        f.seek(1000)
+                        f.write(bytes([b[0] ^ 0xFF]))
+                else:
+                    with open(p, "r+b") as f:
+                        f.truncate(os.path.getsize(p) // 2)
+            return h
+
+        files6 = dict(files2, **{"extra.txt": b"six"})
+        push("6", files6)
+        damage("6", "corrupt")
+        rep = refused("web@6", "acquire", "corrupt")
+        files7 = dict(files2, **{"extra.txt": b"seven"})
+        push("7", files7)
+        damage("7", "truncate")
+        refused("web@7", "acquire", "")
+
+        # Bad input changes nothing.
+        r = cli(c, "deploy-target", "web@2", "--app", "web", "--root", t.root, "--from",
+                "x", "--health", "true", "--health-http", "http://x/", ok=False)
+        check(r.returncode == 2 and "exclude" in r.stderr, "both health kinds: %r" % r.stderr)
+        r = cli(c, "deploy-target", "web@nope", "--app", "web", "--root", t.root, "--from",
+                c.servers[1].blob, ok=False)
+        check(r.returncode == 1 and "not found" in r.stderr, "unknown version: %r" % r.stderr)
+        check(t.current() == "releases/2", "current still v2 after bad input")
+        del v1
+    finally:
+        for t in targets:
+            t.close()
+        c.close()
+
+
+if __name__ == "__main__":
+    run([test_deploy_pipeline])

@@ -130,6 +130,9 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                                       (json_int_t)hs.requests, "rejected", (json_int_t)hs.rejected,
                                       "rejected_per_address", (json_int_t)hs.rejected_per_ip,
                                       "open_connections", (json_int_t)hs.open_conns));
+        json_object_set_new(o, "limits",
+                            json_pack("{s:I, s:I}", "hosts_per_task", (json_int_t)RG_TASK_HOSTS_MAX,
+                                      "refused_hosts_per_task", (json_int_t)s->n_refused_hosts));
     }
     json_object_set_new(
         o, "raft_links",

@@ -194,6 +194,7 @@ int node__job_build(struct http_request *req, json_t *body, const unsigned char 
     fl_buf_init(&jb->def);
     rg_writer_init(&jb->w);
     if (!job_fields(req, body, &jb->j) || !node__task_build(req, body, 0, key, &b)) {
+        jb->over_hosts = b.over_hosts;
         node__task_build_close(&b);
         return 0;
     }
@@ -247,6 +248,8 @@ void node__jobs_put(struct node_server *s, struct http_request *req, char **args
     }
     if (node__job_build(req, body, s->cfg.key, &jb)) {
         node__submit(s, req, &jb.cmd, put_done);
+    } else if (jb.over_hosts) {
+        s->n_refused_hosts++;
     }
     node__job_build_close(&jb);
     json_decref(body);

@@ -221,6 +221,7 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     if (need_hosts || v != NULL) {
         if (!json_is_array(v) || json_array_size(v) == 0 ||
             json_array_size(v) > RG_TASK_HOSTS_MAX) {
+            b->over_hosts = json_is_array(v) && json_array_size(v) > RG_TASK_HOSTS_MAX;
             field_err(req, "hosts", "required: an array of 1 to 200000 host names");
             return 0;
         }
@@ -373,6 +374,8 @@ void node__tasks_submit(struct node_server *s, struct http_request *req, char **
     }
     if (node__task_build(req, body, 1, s->cfg.key, &b)) {
         node__submit(s, req, &b.cmd, submit_done);
+    } else if (b.over_hosts) {
+        s->n_refused_hosts++;
     }
     node__task_build_close(&b);
     json_decref(body);

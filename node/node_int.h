@@ -37,6 +37,7 @@ struct node_server {
     uint64_t disk_free;          /* bytes free on the data directory's file system */
     uint64_t disk_checked_ms;    /* loop time of that reading */
     uint64_t n_refused_full;     /* writes refused by admission control */
+    uint64_t n_refused_hosts;    /* tasks and jobs refused for more than RG_TASK_HOSTS_MAX hosts */
     uint64_t n_forwarded;
     uint64_t n_forward_errors;
     uint64_t n_denied_401;       /* requests without a valid token */
@@ -189,6 +190,7 @@ struct node_task_build {
     const unsigned char *key; /* the cluster key: set by the caller, seals secret_env */
     char id[24], idem[128], name[STORE_TASK_NAME_MAX];
     struct rg_cmd cmd;
+    int over_hosts; /* refused: more hosts than RG_TASK_HOSTS_MAX (counted by the caller) */
 };
 extern const char *const node__task_fields[]; /* the fields of POST /v1/tasks */
 /* Returns 1, or 0 after answering 400 naming the field. need_hosts: 0 lets
@@ -205,6 +207,7 @@ struct node_job_build {
     struct rg_entry_writer w; /* the template entry body */
     struct fl_buf def;        /* the encoded definition */
     struct rg_cmd cmd;
+    int over_hosts;           /* as node_task_build's */
 };
 const char *const *node__job_fields(void); /* the fields of PUT /v1/jobs */
 int node__job_build(struct http_request *req, json_t *body, const unsigned char *key,

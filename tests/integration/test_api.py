@@ -269,8 +269,38 @@ def test_connections_per_address_are_limited():
             k.close()
         c.close()
 
+def test_hosts_per_task_limit_is_counted():
+    """More than 200,000 hosts in a task or a job: 400 naming "hosts",
+    nothing recorded, and each refusal counted in /v1/status limits."""
+    c = Cluster(1, ["--max-body", "32M"], "hostlim").start()
+    try:
+        s = c.servers[1]
+        st0 = s.status()
+        lim = st0["limits"]
+        check(lim["hosts_per_task"] == 200000 and lim["refused_hosts_per_task"] == 0,
+              "limits before: %r" % lim)
+        hosts = ["h%d" % i for i in range(200001)]
+        st, body, _ = request(s.api, "POST", "/v1/tasks", {"hosts": hosts, "noop": True})
+        check(st == 400 and "hosts" in json.dumps(body), "a task with 200,001 hosts: %s %r"
+              % (st, body))
+        st, body, _ = request(s.api, "POST", "/v1/jobs",
+                              {"name": "toomany", "every": "1h", "hosts": hosts, "noop": True})
+        check(st == 400 and "hosts" in json.dumps(body), "a job with 200,001 hosts: %s %r"
+              % (st, body))
+        st, body, _ = request(s.api, "POST", "/v1/tasks", {"hosts": hosts[:200000],
+                                                             "noop": True, "unit_size": 10000})
+        check(st == 200, "200,000 hosts are accepted: %s %r" % (st, body))
+        st1 = s.status()
+        check(st1["limits"]["refused_hosts_per_task"] == 2, "two refusals counted: %r"
+              % st1["limits"])
+        st, body, _ = request(s.api, "GET", "/v1/jobs")
+        check(not any(j.get("name") == "toomany" for j in body.get("jobs", [])),
+              "the refused job is not recorded: %r" % body)
+    finally:
+        c.close()
+
 
 if __name__ == "__main__":
     run([test_bad_requests_change_nothing, test_garbage_on_the_wire, test_server_not_in_a_cluster,
-         test_cli_help_and_bad_flags, test_cli_round_trip,
+         test_cli_help_and_bad_flags, test_cli_round_trip, test_hosts_per_task_limit_is_counted,
          test_connections_per_address_are_limited])

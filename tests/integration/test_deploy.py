@@ -224,6 +224,33 @@ def test_deploy_pipeline():
 
         t = targets[0]
 
+        # --health-http: a 2xx is healthy, anything else is not (then rollback).
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200 if self.path == "/ok" else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        hs = http.server.HTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=hs.serve_forever, daemon=True).start()
+        url = "http://127.0.0.1:%d" % hs.server_address[1]
+        try:
+            rep = t.deploy("web@2", "--health-http", url + "/ok")
+            check(rep["result"] == "deployed" and step(rep, "health")["status"] == "ok" and
+                  "HTTP 200" in step(rep, "health")["detail"], "HTTP health ok: %r" % rep["steps"])
+            rep = t.deploy("web@3", "--health-http", url + "/bad", expect_rc=3)
+            check(rep["result"] == "rolled_back" and "HTTP 503" in step(rep, "health")["detail"],
+                  "HTTP 503 is unhealthy: %r" % rep["steps"])
+            t.wait_running("2")
+        finally:
+            hs.shutdown()
+
         # A cached package whose bytes no longer match its hash is not used:
         # it is fetched again and verified.
         cached = os.path.join(t.root, ".packages", "web@2")
@@ -252,6 +279,21 @@ def test_deploy_pipeline():
             check(not os.path.exists(os.path.join(t.root, "releases", ref.split("@")[1])),
                   "no release directory left for %s" % ref)
             return rep
+
+        # A failing pre-deploy hook stops before the switch; hooks see their
+        # environment and run in the new release.
+        seen_before = open(os.path.join(t.root, "seen-w0")).read()
+        rep = t.deploy("web@3", "--pre-hook", "test \"$FLOTILLA_RELEASE\" = 3 && test -f app.py "
+                       "&& exit 7", expect_rc=1)
+        check(rep["result"] == "refused" and step(rep, "pre-hook")["detail"] == "exit 7" and
+              step(rep, "switch") is None, "pre-hook failure refuses: %r" % rep["steps"])
+        check(t.current() == "releases/2" and
+              open(os.path.join(t.root, "seen-w0")).read() == seen_before, "v2 untouched")
+        marker = os.path.join(c.dir, "post-hook-ran")
+        rep = t.deploy("web@2", "--post-hook", "echo \"$FLOTILLA_RELEASE $FLOTILLA_CURRENT_RELEASE $PWD\" > " + marker)
+        check(rep["result"] == "deployed" and open(marker).read().split()[:2] == ["2", "2"] and
+              open(marker).read().split()[2].endswith("/releases/2"),
+              "the post-hook ran with its environment: %r" % rep["steps"])
 
         # Unsafe tarballs.
         push("4", dict(files2, **{"../evil": b"x"}))

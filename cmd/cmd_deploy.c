@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "common/alloc.h"
 #include "common/blob.h"
 #include "common/clock.h"
 #include "common/err.h"
@@ -57,6 +58,8 @@ int cmd_deploy_target(int argc, char **argv)
         {"from", 1, "blob link address(es) of the servers, host:port[,host:port]", NULL, 0},
         {"key", 1, "cluster key file (default $FLOTILLA_KEY_FILE)", NULL, 0},
         {"name", 1, "who this machine is on the blob link", "deploy-target", 0},
+        {"hash", 1, "the package's BLAKE2b-256 (with --size: no API call, no token needed)", NULL, 0},
+        {"size", 1, "the package's size in bytes (with --hash)", NULL, 0},
         {"pre-hook", 1, "shell command run in the new release before the switch", NULL, 0},
         {"post-hook", 1, "shell command run after the health check", NULL, 0},
         {"health", 1, "shell command that exits 0 when the app is healthy", NULL, 0},
@@ -78,6 +81,7 @@ int cmd_deploy_target(int argc, char **argv)
     unsigned n_src = 0;
     unsigned char key[32];
     uint8_t *chunks = NULL;
+    int chunks_fl = 0;
     struct deploy_target t;
     struct deploy_target_report r;
     long long health_ms, reload_ms;
@@ -98,14 +102,45 @@ int cmd_deploy_target(int argc, char **argv)
     if (keep < 1 || keep > 1000) {
         cli_die_usage(&c, "--keep takes 1..1000");
     }
-    cli_load_key(&c, key);
-    if (cli_package_want(&c, pos[0], name, sizeof name, ver, sizeof ver, &t.want, &chunks) != 0) {
-        return 1;
+    if ((cli_val(&c, "hash") == NULL) != (cli_val(&c, "size") == NULL)) {
+        cli_die_usage(&c, "--hash and --size go together");
     }
+    cli_load_key(&c, key);
     snprintf(from, sizeof from, "%s", cli_val(&c, "from"));
     for (char *save = NULL, *s = strtok_r(from, ",", &save); s && n_src < 16;
          s = strtok_r(NULL, ",", &save)) {
         srcs[n_src++] = s;
+    }
+    if (cli_val(&c, "hash") != NULL) {
+        /* Everything from the blob link: the chunk hashes of that content. */
+        uint8_t h[BLOB_HASH_BYTES];
+        char *end = NULL, err[FL_ERRMSG_SIZE];
+        const char *at = strchr(pos[0], '@');
+        unsigned long long size = strtoull(cli_val(&c, "size"), &end, 10);
+        struct schan_identity self;
+        if (at == NULL || at == pos[0] || (size_t)(at - pos[0]) >= sizeof name ||
+            strlen(at + 1) >= sizeof ver) {
+            cli_die_usage(&c, "expected NAME@VERSION, got %s", pos[0]);
+        }
+        if (!blob_unhex(cli_val(&c, "hash"), h)) {
+            cli_die_usage(&c, "--hash takes 64 hex digits");
+        }
+        if (end == NULL || *end != '\0' || cli_val(&c, "size")[0] == '\0') {
+            cli_die_usage(&c, "--size takes a number of bytes");
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(at - pos[0]), pos[0]);
+        snprintf(ver, sizeof ver, "%s", at + 1);
+        memset(&self, 0, sizeof self);
+        self.role = SCHAN_ROLE_CLIENT;
+        snprintf(self.name, sizeof self.name, "%s", cli_val(&c, "name"));
+        chunks_fl = 1;
+        if (blob_want_fetch(srcs, n_src, key, &self, h, size, &t.want, &chunks, err) != FL_OK) {
+            fprintf(stderr, "flotilla deploy-target: %s\n", err);
+            return 1;
+        }
+    } else if (cli_package_want(&c, pos[0], name, sizeof name, ver, sizeof ver, &t.want,
+                                &chunks) != 0) {
+        return 1;
     }
     json = cli_flag(&c, "json");
     struct blob_want want = t.want;
@@ -130,7 +165,11 @@ int cmd_deploy_target(int argc, char **argv)
     t.on_step = print_step;
     t.data = &json;
     deploy_target_run(&t, &r);
-    free(chunks);
+    if (chunks_fl) {
+        fl_free(chunks);
+    } else {
+        free(chunks);
+    }
     if (json) {
         json_t *o = report_json(&t, &r);
         char *txt = json_dumps(o, JSON_COMPACT);

@@ -41,7 +41,7 @@ int blob_req_decode(const uint8_t *p, size_t n, struct blob_req *r)
     memset(r, 0, sizeof *r);
     fl_mp_init(&m, p, n);
     if (fl_mp_array(&m, &fields) || fields != 5 || fl_mp_uint(&m, &op) || op < BLOB_STAT ||
-        op > BLOB_DELTA || fl_mp_bin(&m, &h, &hl) || hl != BLOB_HASH_BYTES ||
+        op > BLOB_CHUNKS || fl_mp_bin(&m, &h, &hl) || hl != BLOB_HASH_BYTES ||
         fl_mp_uint(&m, &r->offset) || fl_mp_uint(&m, &r->length) ||
         fl_mp_bin(&m, &r->sig, &r->sig_len) || fl_mp_end(&m)) {
         return FL_EDECODE;
@@ -249,6 +249,58 @@ static uint32_t resume_point(int fd, const struct blob_want *w, uint8_t *buf)
         return 0;
     }
     return good;
+}
+
+int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,
+                    const struct schan_identity *self, const uint8_t hash[BLOB_HASH_BYTES],
+                    uint64_t size, struct blob_want *w, uint8_t **chunks, char *errmsg)
+{
+    char why[FL_ERRMSG_SIZE * 2] = "", one[FL_ERRMSG_SIZE];
+    uint32_t cs = blob_chunk_size(size);
+    uint64_t n = size == 0 ? 0 : (size + cs - 1) / cs;
+    int rv = FL_ENOTFOUND;
+    *chunks = NULL;
+    for (unsigned s = 0; s < n_sources; s++) {
+        struct blink *l = NULL;
+        struct blob_req q;
+        struct blob_resp a;
+        rv = blink_connect(sources[s], key, SCHAN_LINK_BLOB, self, NULL, BLOB_TIMEOUT_MS, &l, one);
+        if (rv == FL_OK) {
+            memset(&q, 0, sizeof q);
+            q.op = BLOB_CHUNKS;
+            memcpy(q.hash, hash, BLOB_HASH_BYTES);
+            rv = blob_call(l, &q, &a, one);
+        }
+        if (rv == FL_OK && a.status != FL_OK) {
+            rv = a.status;
+            fl_errf(one, rv, "%.*s", (int)a.msg_len, a.msg);
+        }
+        if (rv == FL_OK && (a.size != size || a.data_len != n * BLOB_HASH_BYTES)) {
+            rv = fl_errf(one, FL_ECORRUPT, "it holds %llu bytes and %zu chunk hashes, not %llu",
+                         (unsigned long long)a.size, a.data_len / BLOB_HASH_BYTES,
+                         (unsigned long long)size);
+        }
+        if (rv == FL_OK) {
+            *chunks = fl_malloc(a.data_len ? a.data_len : 1);
+            if (*chunks == NULL) {
+                blink_close(l);
+                return fl_errf(errmsg, FL_ENOMEM, "out of memory");
+            }
+            memcpy(*chunks, a.data, a.data_len);
+            blink_close(l);
+            memset(w, 0, sizeof *w);
+            memcpy(w->hash, hash, BLOB_HASH_BYTES);
+            w->size = size;
+            w->chunk_size = cs;
+            w->chunks = *chunks;
+            w->n_chunks = (uint32_t)n;
+            return FL_OK;
+        }
+        blink_close(l);
+        size_t wl = strlen(why);
+        snprintf(why + wl, sizeof why - wl, "%s%.100s: %s", wl ? "; " : "", sources[s], one);
+    }
+    return fl_errf(errmsg, rv, "chunk hashes: %s", n_sources ? why : "no source");
 }
 
 int blob_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,

@@ -12,7 +12,12 @@
  *          shorter only at the end of the blob)
  *   DELTA  data = a librsync delta that turns the basis whose signature is
  *          `sig` into the blob; FL_ETOOBIG when it would be over `length`
- *          bytes (the caller's limit, e.g. 80% of the package). */
+ *          bytes (the caller's limit, e.g. 80% of the package).
+ *   CHUNKS size = the blob's size, data = the BLAKE2b-256 of each chunk of
+ *          blob_chunk_size(size) bytes, concatenated: what a fetch needs
+ *          when it knows only the package's hash (an agent has no API token).
+ *          The server checks the whole hash as it computes them and answers
+ *          FL_ECORRUPT if its copy is damaged. */
 #ifndef FL_COMMON_BLOB_H
 #define FL_COMMON_BLOB_H
 
@@ -27,7 +32,7 @@
 #define BLOB_MSG_MAX    (80u * 1024u * 1024u) /* a signature or a delta in one message */
 #define BLOB_TIMEOUT_MS 30000
 
-enum blob_op { BLOB_STAT = 1, BLOB_GET = 2, BLOB_DELTA = 3 };
+enum blob_op { BLOB_STAT = 1, BLOB_GET = 2, BLOB_DELTA = 3, BLOB_CHUNKS = 4 };
 
 struct blob_req {
     int op;
@@ -80,6 +85,13 @@ int blob_fetch(const char *const *sources, unsigned n_sources, const unsigned ch
                const struct schan_identity *self, const struct blob_want *w, const char *dest,
                struct blob_fetch_stats *st, char *errmsg);
 
+/* Fill *w for the blob with this hash and size from the first source that
+ * answers CHUNKS; *chunks is fl_malloc'd (fl_free it). The chunk hashes
+ * come from a server that authenticated with the cluster key; the fetch
+ * still checks the whole hash at the end. */
+int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,
+                    const struct schan_identity *self, const uint8_t hash[BLOB_HASH_BYTES],
+                    uint64_t size, struct blob_want *w, uint8_t **chunks, char *errmsg);
 /* One request on an open link; resp points into the link's buffer. */
 int blob_call(struct blink *l, const struct blob_req *req, struct blob_resp *resp, char *errmsg);
 

@@ -235,6 +235,21 @@ static int serve_one(struct blobs *b, struct blink *l, const uint8_t *p, size_t 
             rv = answer(l, FL_OK, "", (uint64_t)sb.st_size, buf, q.length);
         }
         fl_free(buf);
+    } else if (q.op == BLOB_CHUNKS) {
+        uint8_t h[BLOB_HASH_BYTES], *chunks = NULL;
+        uint64_t size = 0;
+        uint32_t nc = 0;
+        char err[FL_ERRMSG_SIZE];
+        rv = blob_hash_file(path, blob_chunk_size((uint64_t)sb.st_size), h, &size, &chunks, &nc,
+                            err);
+        if (rv != FL_OK) {
+            rv = answer(l, FL_EIO, "cannot read the blob", 0, NULL, 0);
+        } else if (memcmp(h, q.hash, sizeof h) != 0) {
+            rv = answer(l, FL_ECORRUPT, "this server's copy of the blob is damaged", 0, NULL, 0);
+        } else {
+            rv = answer(l, FL_OK, "", size, chunks, (size_t)nc * BLOB_HASH_BYTES);
+        }
+        fl_free(chunks);
     } else {
         rv = serve_delta(b, l, &q, path, (uint64_t)sb.st_size);
     }

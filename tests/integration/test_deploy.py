@@ -125,6 +125,21 @@ class Target:
               % (ref, self.name, r.returncode, expect_rc, r.stdout, r.stderr))
         return json.loads(r.stdout.strip().splitlines()[-1])
 
+    def deploy_by_hash(self, ref, expect_rc=0):
+        """As an agent does: the package's hash and size given, everything
+        else over the blob link; no API address that works, no token."""
+        meta = json.loads(cli(self.c, "package", "show", ref).stdout)
+        env = dict(os.environ, FLOTILLA_ADDR="127.0.0.1:1", FLOTILLA_KEY_FILE=self.c.key)
+        env.pop("FLOTILLA_TOKEN", None)
+        sources = ",".join(s.blob for s in self.c.servers.values())
+        r = subprocess.run([BIN, "deploy-target", ref, "--app", "web", "--root", self.root,
+                            "--from", sources, "--hash", meta["hash"], "--size",
+                            str(meta["size"]), "--name", self.name, "--json"] + HEALTH,
+                           capture_output=True, text=True, env=env, timeout=180)
+        check(r.returncode == expect_rc, "%s by hash on %s: rc %d (want %d)\n%s%s"
+              % (ref, self.name, r.returncode, expect_rc, r.stdout, r.stderr))
+        return r
+
     def close(self):
         if self.sup is not None and self.sup.poll() is None:
             self.sup.send_signal(signal.SIGTERM)
@@ -221,6 +236,11 @@ def test_deploy_pipeline():
                   % rep["steps"])
             check(t.current() == "releases/2", "current is v2 again: %r" % t.current())
             t.wait_running("2")
+
+        # By hash and size alone (what an agent has).
+        r = targets[1].deploy_by_hash("web@2")
+        rep = json.loads(r.stdout.strip().splitlines()[-1])
+        check(rep["result"] == "deployed" and rep["current"] == "2", "by hash: %r" % rep)
 
         t = targets[0]
 
@@ -324,7 +344,9 @@ def test_deploy_pipeline():
         files6 = dict(files2, **{"extra.txt": b"six"})
         push("6", files6)
         damage("6", "corrupt")
-        rep = refused("web@6", "acquire", "corrupt")
+        refused("web@6", "acquire", "corrupt")
+        r = t.deploy_by_hash("web@6", expect_rc=1)
+        check("damaged" in r.stderr, "every server says its copy is damaged: %r" % r.stderr)
         files7 = dict(files2, **{"extra.txt": b"seven"})
         push("7", files7)
         damage("7", "truncate")

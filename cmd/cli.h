@@ -112,7 +112,7 @@ int cmd_supervise(int argc, char **argv);
 void cli_load_key(struct cli_cmd *c, unsigned char key[32]);
 
 /* A package version (NAME@VERSION) from the API with its chunk hashes, for a
- * fetch over the blob link; *chunks is malloc'ed (free it). Prints the error
+ * fetch over the blob link; *chunks is fl_malloc'ed (fl_free it). Prints the error
  * and returns 1 on failure, 0 on success. */
 struct blob_want;
 int cli_package_want(struct cli_cmd *c, const char *ref, char *name, size_t ncap, char *ver,

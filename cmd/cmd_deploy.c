@@ -81,7 +81,6 @@ int cmd_deploy_target(int argc, char **argv)
     unsigned n_src = 0;
     unsigned char key[32];
     uint8_t *chunks = NULL;
-    int chunks_fl = 0;
     struct deploy_target t;
     struct deploy_target_report r;
     long long health_ms, reload_ms;
@@ -133,7 +132,6 @@ int cmd_deploy_target(int argc, char **argv)
         memset(&self, 0, sizeof self);
         self.role = SCHAN_ROLE_CLIENT;
         snprintf(self.name, sizeof self.name, "%s", cli_val(&c, "name"));
-        chunks_fl = 1;
         if (blob_want_fetch(srcs, n_src, key, &self, h, size, &t.want, &chunks, err) != FL_OK) {
             fprintf(stderr, "flotilla deploy-target: %s\n", err);
             return 1;
@@ -165,11 +163,7 @@ int cmd_deploy_target(int argc, char **argv)
     t.on_step = print_step;
     t.data = &json;
     deploy_target_run(&t, &r);
-    if (chunks_fl) {
-        fl_free(chunks);
-    } else {
-        free(chunks);
-    }
+    fl_free(chunks);
     if (json) {
         json_t *o = report_json(&t, &r);
         char *txt = json_dumps(o, JSON_COMPACT);

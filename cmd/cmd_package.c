@@ -284,7 +284,7 @@ static int pkg_rm(int argc, char **argv)
 }
 
 /* A package version's hashes from the API (GET ...?chunks) into *w; *chunks
- * is malloc'ed (free it). Prints the error and returns 1 on failure. */
+ * is fl_malloc'ed (fl_free it). Prints the error and returns 1 on failure. */
 int cli_package_want(struct cli_cmd *c, const char *ref, char *name, size_t ncap, char *ver,
                      size_t vcap, struct blob_want *w, uint8_t **chunks)
 {
@@ -308,7 +308,7 @@ int cli_package_want(struct cli_cmd *c, const char *ref, char *name, size_t ncap
     w->size = (uint64_t)json_integer_value(json_object_get(out, "size"));
     w->chunk_size = (uint32_t)json_integer_value(json_object_get(out, "chunk_size"));
     hs = json_object_get(out, "chunk_hashes");
-    *chunks = malloc(json_array_size(hs) * 32 + 1);
+    *chunks = fl_malloc(json_array_size(hs) * 32 + 1);
     if (*chunks == NULL) {
         json_decref(out);
         return 1;
@@ -317,7 +317,7 @@ int cli_package_want(struct cli_cmd *c, const char *ref, char *name, size_t ncap
     {
         if (!json_is_string(h) || !blob_unhex(json_string_value(h), *chunks + i * 32)) {
             fprintf(stderr, "flotilla %s: a malformed chunk hash\n", c->path);
-            free(*chunks);
+            fl_free(*chunks);
             *chunks = NULL;
             json_decref(out);
             return 1;
@@ -385,7 +385,7 @@ static int pkg_fetch(int argc, char **argv)
     }
     rv = deploy_acquire(srcs, n_src, key, &self, &w, cli_val(&c, "basis"), cli_val(&c, "out"),
                         tmp, &st, err);
-    free(chunks);
+    fl_free(chunks);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla package fetch: %s\n", err);
         return 1;

@@ -251,6 +251,24 @@ static uint32_t resume_point(int fd, const struct blob_want *w, uint8_t *buf)
     return good;
 }
 
+int blob_ask(const char *source, const unsigned char *key, const struct schan_identity *self,
+             const struct blob_req *q, struct blink **l, struct blob_resp *resp, char *errmsg)
+{
+    int rv = blink_connect(source, key, SCHAN_LINK_BLOB, self, NULL, BLOB_TIMEOUT_MS, l, errmsg);
+    if (rv == FL_OK) {
+        rv = blob_call(*l, q, resp, errmsg);
+    }
+    if (rv == FL_OK && resp->status != FL_OK) {
+        rv = resp->status;
+        fl_errf(errmsg, rv, "%.*s", (int)resp->msg_len, resp->msg);
+    }
+    if (rv != FL_OK) {
+        blink_close(*l);
+        *l = NULL;
+    }
+    return rv;
+}
+
 int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,
                     const struct schan_identity *self, const uint8_t hash[BLOB_HASH_BYTES],
                     uint64_t size, struct blob_want *w, uint8_t **chunks, char *errmsg)
@@ -264,17 +282,10 @@ int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsign
         struct blink *l = NULL;
         struct blob_req q;
         struct blob_resp a;
-        rv = blink_connect(sources[s], key, SCHAN_LINK_BLOB, self, NULL, BLOB_TIMEOUT_MS, &l, one);
-        if (rv == FL_OK) {
-            memset(&q, 0, sizeof q);
-            q.op = BLOB_CHUNKS;
-            memcpy(q.hash, hash, BLOB_HASH_BYTES);
-            rv = blob_call(l, &q, &a, one);
-        }
-        if (rv == FL_OK && a.status != FL_OK) {
-            rv = a.status;
-            fl_errf(one, rv, "%.*s", (int)a.msg_len, a.msg);
-        }
+        memset(&q, 0, sizeof q);
+        q.op = BLOB_CHUNKS;
+        memcpy(q.hash, hash, BLOB_HASH_BYTES);
+        rv = blob_ask(sources[s], key, self, &q, &l, &a, one);
         if (rv == FL_OK && (a.size != size || a.data_len != n * BLOB_HASH_BYTES)) {
             rv = fl_errf(one, FL_ECORRUPT, "it holds %llu bytes and %zu chunk hashes, not %llu",
                          (unsigned long long)a.size, a.data_len / BLOB_HASH_BYTES,

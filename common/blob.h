@@ -92,6 +92,12 @@ int blob_fetch(const char *const *sources, unsigned n_sources, const unsigned ch
 int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,
                     const struct schan_identity *self, const uint8_t hash[BLOB_HASH_BYTES],
                     uint64_t size, struct blob_want *w, uint8_t **chunks, char *errmsg);
+/* One request to one source: connect, send q, and turn an answer with a
+ * non-zero status into that error (the server's message in errmsg). On
+ * FL_OK *l is the open link that resp points into (blink_close it after
+ * using resp); on error the link is closed and *l NULL. */
+int blob_ask(const char *source, const unsigned char *key, const struct schan_identity *self,
+             const struct blob_req *q, struct blink **l, struct blob_resp *resp, char *errmsg);
 /* One request on an open link; resp points into the link's buffer. */
 int blob_call(struct blink *l, const struct blob_req *req, struct blob_resp *resp, char *errmsg);
 

@@ -13,59 +13,54 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "deploy/delta.h"
+#include "deploy/deploy_int.h"
 
 /* Room for the answer's envelope around a delta in one link message. */
 #define ENVELOPE 4096
 
+/* A whole (small) file into memory: the signature to send. */
 static int read_file(const char *path, uint64_t max, uint8_t **out, size_t *len, char *errmsg)
 {
     struct stat sb;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
     uint8_t *p;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        int e = errno;
-        if (fd >= 0) {
-            close(fd);
-        }
-        return fl_errf(errmsg, FL_EIO, "%s: %s", path, strerror(e));
+    size_t got = 0;
+    int fd, rv = deploy__open_read(path, &fd, errmsg);
+    if (rv != FL_OK) {
+        return rv;
     }
-    if ((uint64_t)sb.st_size > max) {
+    if (fstat(fd, &sb) != 0 || (uint64_t)sb.st_size > max) {
         close(fd);
-        return fl_errf(errmsg, FL_ETOOBIG, "%s: %lld bytes, over %llu", path,
-                       (long long)sb.st_size, (unsigned long long)max);
+        return fl_errf(errmsg, FL_ETOOBIG, "%s: over %llu bytes", path, (unsigned long long)max);
     }
     p = fl_malloc(sb.st_size ? (size_t)sb.st_size : 1);
     if (p == NULL) {
         close(fd);
         return fl_errf(errmsg, FL_ENOMEM, "out of memory");
     }
-    if (pread(fd, p, (size_t)sb.st_size, 0) != (ssize_t)sb.st_size) {
-        int e = errno;
-        close(fd);
-        fl_free(p);
-        return fl_errf(errmsg, FL_EIO, "read %s: %s", path, strerror(e));
-    }
+    rv = deploy__read_full(fd, p, (size_t)sb.st_size, &got, path, errmsg);
     close(fd);
+    if (rv != FL_OK) {
+        fl_free(p);
+        return rv;
+    }
     *out = p;
-    *len = (size_t)sb.st_size;
+    *len = got;
     return FL_OK;
 }
 
+/* The received delta to a file for deploy_patch. */
 static int write_file(const char *path, const void *p, size_t n, char *errmsg)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return fl_errf(errmsg, FL_EIO, "%s: %s", path, strerror(errno));
+    struct deploy__sink k;
+    int rv = deploy__sink_open(&k, path, 0, 0, errmsg);
+    if (rv == FL_OK) {
+        rv = deploy__sink_write(&k, p, n, errmsg);
     }
-    if (n > 0 && write(fd, p, n) != (ssize_t)n) {
-        int e = errno;
-        close(fd);
-        unlink(path);
-        return fl_errf(errmsg, e == ENOSPC ? FL_EDISKFULL : FL_EIO, "write %s: %s", path,
-                       strerror(e));
+    if (rv == FL_OK) {
+        return deploy__sink_commit(&k, NULL, NULL, errmsg);
     }
-    close(fd);
-    return FL_OK;
+    deploy__sink_abort(&k);
+    return rv;
 }
 
 /* Steps 1-3 of acquire.h. FL_OK with DEST in place; otherwise why not, in
@@ -114,22 +109,14 @@ static int try_delta(const char *const *sources, unsigned n_sources, const unsig
         struct blink *l = NULL;
         struct blob_req q;
         struct blob_resp a;
-        rv = blink_connect(sources[s], key, SCHAN_LINK_BLOB, self, NULL, BLOB_TIMEOUT_MS, &l, err);
-        if (rv == FL_OK) {
-            memset(&q, 0, sizeof q);
-            q.op = BLOB_DELTA;
-            memcpy(q.hash, w->hash, sizeof q.hash);
-            q.length = limit;
-            q.sig = sigbuf;
-            q.sig_len = siglen;
-            rv = blob_call(l, &q, &a, err);
-        }
-        if (rv == FL_OK && a.status != FL_OK) {
-            rv = a.status;
-            fl_errf(err, rv, "%.*s", (int)a.msg_len, a.msg);
-        }
+        memset(&q, 0, sizeof q);
+        q.op = BLOB_DELTA;
+        memcpy(q.hash, w->hash, sizeof q.hash);
+        q.length = limit;
+        q.sig = sigbuf;
+        q.sig_len = siglen;
+        rv = blob_ask(sources[s], key, self, &q, &l, &a, err);
         if (rv != FL_OK) {
-            blink_close(l);
             snprintf(why, sizeof why, "%.200s: %s", sources[s], err);
             if (rv == FL_ETOOBIG) {
                 break; /* every holder would say so: the fetch rule's 80% */

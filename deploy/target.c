@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/err.h"
@@ -121,7 +123,7 @@ static int run_sh(const char *cmd, const char *dir, char env_add[][DEPLOY_HOOK_E
         env[k++] = env_add[i];
     }
     env[k] = NULL;
-    char *argv[] = {"sh", "-c", strdup(cmd), NULL};
+    char *argv[] = {"sh", "-c", fl_strdup(cmd), NULL};
     if (argv[2] == NULL) {
         snprintf(err, errsize, "out of memory");
         fl_free(env);
@@ -131,7 +133,7 @@ static int run_sh(const char *cmd, const char *dir, char env_add[][DEPLOY_HOOK_E
     if (pid < 0) {
         snprintf(err, errsize, "fork: %s", strerror(errno));
         fl_free(env);
-        free(argv[2]);
+        fl_free(argv[2]);
         return -1;
     }
     if (pid == 0) {
@@ -148,7 +150,7 @@ static int run_sh(const char *cmd, const char *dir, char env_add[][DEPLOY_HOOK_E
         _exit(127);
     }
     fl_free(env);
-    free(argv[2]);
+    fl_free(argv[2]);
     setpgid(pid, pid);
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
@@ -244,7 +246,10 @@ int deploy_supervise_reload(const char *root, uint64_t timeout_ms, char *reply, 
     if (reply != NULL) {
         snprintf(reply, size, "%s", buf);
     }
-    if (strstr(buf, "\"ok\":true") == NULL) {
+    json_t *o = json_loads(buf, 0, NULL);
+    int ok = json_is_true(json_object_get(o, "ok"));
+    json_decref(o);
+    if (!ok) {
         return fl_errf(errmsg, FL_EIO, "supervise: %.400s", buf);
     }
     return FL_OK;
@@ -278,7 +283,7 @@ static int health_once(const struct deploy_target *t, const char *dir,
     return ok;
 }
 
-/* The cached package of `version`, or "" */
+/* Where the package of `version` is cached: ROOT/.packages/NAME@VERSION. */
 static void cache_path(const struct deploy_target *t, const char *version, char *out, size_t n)
 {
     snprintf(out, n, "%s/.packages/%s@%s", t->root, t->package, version);

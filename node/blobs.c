@@ -25,6 +25,7 @@
 #include "node/node_int.h"
 
 #define MAX_CONNS       64
+#define CHUNK_CACHE 32 /* chunk lists kept (at most 32 KiB each) */
 #define MAX_SOURCES     16
 #define SCAN_EVERY_MS   1000
 #define GC_EVERY_MS     30000
@@ -61,9 +62,20 @@ struct blobs {
     int conn_fds[MAX_CONNS];
     struct want *wants;
     uint64_t last_scan_ms, last_gc_ms;
+    /* Chunk lists answered to CHUNKS, computed from the file once per blob
+     * (blobs never change under their hash): a deploy to many agents must
+     * not hash the package once per agent. Under mu; round-robin. */
+    struct chunk_list {
+        uint8_t hash[BLOB_HASH_BYTES];
+        uint64_t size;
+        uint8_t *chunks;
+        uint32_t n;
+    } chunk_cache[CHUNK_CACHE];
+    unsigned chunk_next;
     /* counters (under mu) */
     uint64_t served_conns, refused_handshakes, refused_busy, gets, get_bytes, deltas,
-        delta_bytes, not_found, fetched, fetch_failures, fetched_bytes, gc_removed;
+        delta_bytes, not_found, fetched, fetch_failures, fetched_bytes, gc_removed, chunk_lists,
+        chunk_lists_hashed;
 };
 
 static uint64_t mono_ms(void)
@@ -194,6 +206,56 @@ static int serve_delta(struct blobs *b, struct blink *l, const struct blob_req *
     return rv;
 }
 
+/* CHUNKS: the chunk list from the cache, else hashed from the file (which
+ * must hash to the name it is stored under) and cached. */
+static int serve_chunks(struct blobs *b, struct blink *l, const uint8_t hash[BLOB_HASH_BYTES],
+                        const char *path, uint64_t size)
+{
+    uint8_t h[BLOB_HASH_BYTES], *chunks = NULL;
+    uint64_t got = 0;
+    uint32_t nc = 0;
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    pthread_mutex_lock(&b->mu);
+    for (unsigned i = 0; i < CHUNK_CACHE; i++) {
+        struct chunk_list *c = &b->chunk_cache[i];
+        if (c->chunks != NULL && c->size == size && memcmp(c->hash, hash, sizeof h) == 0) {
+            chunks = fl_malloc((size_t)c->n * BLOB_HASH_BYTES + 1);
+            if (chunks != NULL) {
+                memcpy(chunks, c->chunks, (size_t)c->n * BLOB_HASH_BYTES);
+                nc = c->n;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (chunks != NULL) {
+        count(b, &b->chunk_lists, 1);
+        rv = answer(l, FL_OK, "", size, chunks, (size_t)nc * BLOB_HASH_BYTES);
+        fl_free(chunks);
+        return rv;
+    }
+    if (blob_hash_file(path, blob_chunk_size(size), h, &got, &chunks, &nc, err) != FL_OK) {
+        return answer(l, FL_EIO, "cannot read the blob", 0, NULL, 0);
+    }
+    if (memcmp(h, hash, sizeof h) != 0 || got != size) {
+        fl_free(chunks);
+        return answer(l, FL_ECORRUPT, "this server's copy of the blob is damaged", 0, NULL, 0);
+    }
+    rv = answer(l, FL_OK, "", size, chunks, (size_t)nc * BLOB_HASH_BYTES);
+    pthread_mutex_lock(&b->mu);
+    b->chunk_lists++;
+    b->chunk_lists_hashed++;
+    struct chunk_list *c = &b->chunk_cache[b->chunk_next++ % CHUNK_CACHE];
+    fl_free(c->chunks);
+    memcpy(c->hash, hash, sizeof c->hash);
+    c->size = size;
+    c->chunks = chunks; /* the cache owns it now */
+    c->n = nc;
+    pthread_mutex_unlock(&b->mu);
+    return rv;
+}
+
 static int serve_one(struct blobs *b, struct blink *l, const uint8_t *p, size_t n)
 {
     struct blob_req q;
@@ -236,20 +298,7 @@ static int serve_one(struct blobs *b, struct blink *l, const uint8_t *p, size_t 
         }
         fl_free(buf);
     } else if (q.op == BLOB_CHUNKS) {
-        uint8_t h[BLOB_HASH_BYTES], *chunks = NULL;
-        uint64_t size = 0;
-        uint32_t nc = 0;
-        char err[FL_ERRMSG_SIZE];
-        rv = blob_hash_file(path, blob_chunk_size((uint64_t)sb.st_size), h, &size, &chunks, &nc,
-                            err);
-        if (rv != FL_OK) {
-            rv = answer(l, FL_EIO, "cannot read the blob", 0, NULL, 0);
-        } else if (memcmp(h, q.hash, sizeof h) != 0) {
-            rv = answer(l, FL_ECORRUPT, "this server's copy of the blob is damaged", 0, NULL, 0);
-        } else {
-            rv = answer(l, FL_OK, "", size, chunks, (size_t)nc * BLOB_HASH_BYTES);
-        }
-        fl_free(chunks);
+        rv = serve_chunks(b, l, q.hash, path, (uint64_t)sb.st_size);
     } else {
         rv = serve_delta(b, l, &q, path, (uint64_t)sb.st_size);
     }
@@ -656,6 +705,8 @@ json_t *blobs_status(struct blobs *b)
                   (json_int_t)b->not_found, "fetched", (json_int_t)b->fetched, "fetch_failures",
                   (json_int_t)b->fetch_failures, "fetched_bytes", (json_int_t)b->fetched_bytes,
                   "wanted", (int)wanted, "removed", (json_int_t)b->gc_removed);
+    json_object_set_new(o, "chunk_lists", json_integer((json_int_t)b->chunk_lists));
+    json_object_set_new(o, "chunk_lists_hashed", json_integer((json_int_t)b->chunk_lists_hashed));
     pthread_mutex_unlock(&b->mu);
     return o;
 }
@@ -780,6 +831,9 @@ void blobs_destroy(struct blobs *b)
         struct want *w = b->wants;
         b->wants = w->next;
         want_free(w);
+    }
+    for (unsigned i = 0; i < CHUNK_CACHE; i++) {
+        fl_free(b->chunk_cache[i].chunks);
     }
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);

@@ -241,6 +241,16 @@ def test_deploy_pipeline():
         r = targets[1].deploy_by_hash("web@2")
         rep = json.loads(r.stdout.strip().splitlines()[-1])
         check(rep["result"] == "deployed" and rep["current"] == "2", "by hash: %r" % rep)
+        # A second target: the chunk list is served from the server's cache,
+        # the package is not hashed again.
+        r = targets[2].deploy_by_hash("web@2")
+        check(json.loads(r.stdout.strip().splitlines()[-1])["result"] == "deployed",
+              "by hash on a second target")
+        bl = [s.status()["blob_links"] for s in c.servers.values()]
+        check(sum(b["chunk_lists"] for b in bl) == 2 and
+              sum(b["chunk_lists_hashed"] for b in bl) == 1,
+              "two chunk lists answered, one hash of the package: %r"
+              % [(b["chunk_lists"], b["chunk_lists_hashed"]) for b in bl])
 
         t = targets[0]
 

@@ -38,6 +38,7 @@ struct agent {
     struct agent_config cfg;
     char spool_dir[4200];
     char work_dir[4200];
+    char exe[4096]; /* this executable, for deploy units ("" if unknown) */
 
     uv_tcp_t *tcp; /* current connection, NULL if none */
     struct schan *ch; /* its secure channel (docs/SECURITY.md "Links") */
@@ -401,7 +402,8 @@ static void on_run(struct agent *a, const struct aproto_run *run)
     struct exec_spec spec;
     struct exec_callbacks cb = {run_started, run_log, run_done};
     struct run *r;
-    char key[64], workdir[4300], err[FL_ERRMSG_SIZE];
+    struct agent_deploy_cmd deploy;
+    char key[64], workdir[4300], err[FL_ERRMSG_SIZE], refuse[FL_ERRMSG_SIZE];
     const char **env = NULL, **argv = NULL, **vars = NULL;
     struct run *cur;
     struct fl_buf hostsvar;
@@ -467,6 +469,17 @@ static void on_run(struct agent *a, const struct aproto_run *run)
     spec.env = env;
     spec.inventory_vars = vars;
     spec.workdir = workdir;
+    if (run->kind == APROTO_EXEC_DEPLOY) {
+        /* This machine's own deploy-target, with what only the agent has. */
+        if (agent_deploy_argv(&a->cfg, a->exe, run->argv, run->argc, run->env, run->n_env,
+                              &deploy, refuse) == FL_OK) {
+            spec.argv = deploy.argv;
+            FL_INFO("agent %s: unit %s deploys %s", a->cfg.id, key, run->argv[0]);
+        } else {
+            spec.refuse = refuse;
+            FL_WARN("agent %s: unit %s not run: %s", a->cfg.id, key, refuse);
+        }
+    }
     if (strmap_put(&a->runs, key, r, NULL) != FL_OK ||
         exec_start(a->loop, &spec, &cb, r, &r->e, err) != FL_OK) {
         struct aproto_host_result hr[1];
@@ -838,10 +851,25 @@ static int mkdir_p(const char *path)
     return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* A relative path made absolute against the working directory now: units
+ * run in their own work directories. */
+static void make_absolute(char *path, size_t cap)
+{
+    char cwd[4096], tmp[8200];
+    if (path[0] == '\0' || path[0] == '/' || getcwd(cwd, sizeof cwd) == NULL) {
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%s/%s", cwd, path);
+    if (strlen(tmp) < cap) {
+        memcpy(path, tmp, strlen(tmp) + 1);
+    }
+}
+
 int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **out,
                  char *errmsg)
 {
     struct agent *a;
+    ssize_t el;
     if (c->n_join == 0) {
         return fl_errf(errmsg, FL_EINVAL, "an agent needs a server to join");
     }
@@ -854,6 +882,13 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
     }
     a->loop = loop;
     a->cfg = *c;
+    if (a->cfg.apps_dir[0] == '\0') {
+        snprintf(a->cfg.apps_dir, sizeof a->cfg.apps_dir, "%s", AGENT_APPS_DIR);
+    }
+    make_absolute(a->cfg.apps_dir, sizeof a->cfg.apps_dir);
+    make_absolute(a->cfg.key_file, sizeof a->cfg.key_file);
+    el = readlink("/proc/self/exe", a->exe, sizeof a->exe - 1);
+    a->exe[el > 0 ? el : 0] = '\0';
     a->backoff_ms = BACKOFF_MIN_MS;
     snprintf(a->spool_dir, sizeof a->spool_dir, "%s/spool", c->data_dir);
     snprintf(a->work_dir, sizeof a->work_dir, "%s/work", c->data_dir);

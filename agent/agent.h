@@ -6,7 +6,13 @@
  * a leader change), heartbeats, runs what it is sent (agent/exec.h), streams
  * output, and reports DONE. Each DONE is spooled on disk until the leader
  * acknowledges its commit, and sent again after a reconnect, so neither a
- * leader failover nor an agent restart loses a result (docs/SCHEDULER.md). */
+ * leader failover nor an agent restart loses a result (docs/SCHEDULER.md).
+ *
+ * A unit of the deploy executor runs this machine's own `flotilla
+ * deploy-target` (the agent's executable, found once at start) through the
+ * same process machinery as exec, with the blob sources the server sends,
+ * the agent's cluster key file and name, and --events (docs/DEPLOY.md, "The
+ * deploy executor"). */
 #ifndef FL_AGENT_AGENT_H
 #define FL_AGENT_AGENT_H
 
@@ -16,6 +22,7 @@
 
 #define AGENT_JOIN_MAX   8
 #define AGENT_LABELS_MAX 32
+#define AGENT_APPS_DIR   "/srv/flotilla" /* default apps_dir */
 
 struct agent_config {
     char id[64];         /* node name */
@@ -26,6 +33,8 @@ struct agent_config {
     char join[AGENT_JOIN_MAX][128]; /* agent addresses of servers */
     char data_dir[4096];            /* spool, executor work directories, identity key */
     unsigned char key[32];          /* the cluster key (common/key.h) */
+    char key_file[4096];            /* the file key came from ("": deploys are refused) */
+    char apps_dir[4096];            /* deploys' default roots: DIR/APP ("": AGENT_APPS_DIR) */
 };
 
 struct agent;
@@ -40,5 +49,36 @@ unsigned agent_running(const struct agent *a);
 
 /* Run a standalone agent until SIGINT/SIGTERM; returns an exit status. */
 int agent_main(const struct agent_config *c);
+
+/* The command line of a deploy unit (agent/deploy.c). */
+#define AGENT_DEPLOY_ARGV_MAX (256 + 16) /* the RUN's argv (APROTO_ARGV_MAX) and the agent's */
+
+struct agent_deploy_cmd {
+    /* exe deploy-target ARGV... [--app NAME] --from SOURCES --key KEY_FILE
+     * --name ID --events [--root APPS_DIR/APP]; NULL-terminated. The strings
+     * point into the inputs of agent_deploy_argv and into app and root. */
+    const char *argv[AGENT_DEPLOY_ARGV_MAX + 1];
+    unsigned argc;
+    char app[72];
+    char root[4200];
+};
+
+/* Build the command line of a deploy unit from the RUN's argv (deploy-target's
+ * arguments, "NAME@VERSION" first) and env (where FLOTILLA_BLOB_SOURCES is:
+ * the first such entry), for the agent of config c whose executable is exe.
+ * --app NAME is added when argv has no --app, and --root APPS_DIR/APP when it
+ * has no --root; APP is the value of --app, else NAME.
+ *
+ * FL_EINVAL, with the reason in errmsg (FL_ERRMSG_SIZE, may be NULL) and out
+ * unusable, when the unit must not run: no FLOTILLA_BLOB_SOURCES or an empty
+ * one, a source that is not host:port, no key_file, no exe, argv[0] not
+ * NAME@VERSION (NAME a package name: 1-64 of A-Z a-z 0-9 . _ -, not starting
+ * with '.' or '-'), an argument anywhere in argv that is one of the agent's
+ * own (--from, --key, --name, --events, with or without =VALUE) or --json or
+ * "--", an APP that is not a package name when it makes the root, or more
+ * arguments than fit. */
+int agent_deploy_argv(const struct agent_config *c, const char *exe, const char *const *argv,
+                      unsigned argc, const char *const *env, unsigned n_env,
+                      struct agent_deploy_cmd *out, char *errmsg);
 
 #endif

@@ -34,7 +34,7 @@ static void reap_check(struct exec *e);
 static int is_process_kind(int kind)
 {
     return kind == EXEC_EXEC || kind == EXEC_SHELL || kind == EXEC_ANSIBLE_MODULE ||
-           kind == EXEC_PLAYBOOK;
+           kind == EXEC_PLAYBOOK || kind == EXEC_DEPLOY;
 }
 
 static int is_ansible_kind(int kind)
@@ -440,7 +440,7 @@ static void compute_results(struct exec *e)
         all_hosts(e, EXEC_OK, 0, "", 0);
         e->exit_code = 0;
         e->unit_status = EXEC_OK;
-    } else if (e->kind == EXEC_EXEC || e->kind == EXEC_SHELL) {
+    } else if (e->kind == EXEC_EXEC || e->kind == EXEC_SHELL || e->kind == EXEC_DEPLOY) {
         e->unit_status = e->exit_code == 0 ? EXEC_OK : EXEC_FAILED;
         all_hosts(e, e->unit_status, e->exit_code, tail, len);
     } else {
@@ -516,6 +516,7 @@ static int build_command(struct exec *e, const struct exec_spec *spec, struct ex
     }
     switch (e->kind) {
     case EXEC_EXEC:
+    case EXEC_DEPLOY:
         if (spec->argv == NULL || spec->argv[0] == NULL || spec->argv[0][0] == '\0') {
             set_errtext(e, "exec: empty argv");
             return FL_OK;
@@ -659,7 +660,9 @@ int exec_start(uv_loop_t *loop, const struct exec_spec *spec, const struct exec_
     e->data = data;
     e->state = EXEC__RUNNING;
     rv = copy_spec(e, spec);
-    if (rv == FL_OK && is_process_kind(e->kind)) {
+    if (rv == FL_OK && spec->refuse != NULL) {
+        snprintf(e->errtext, sizeof e->errtext, "%s", spec->refuse[0] ? spec->refuse : "refused");
+    } else if (rv == FL_OK && is_process_kind(e->kind)) {
         rv = build_command(e, spec, &argv, &env);
     } else if (rv == FL_OK && e->kind != EXEC_NOOP && e->kind != EXEC_SLEEP) {
         snprintf(e->errtext, sizeof e->errtext, "exec: unknown executor kind %d", e->kind);

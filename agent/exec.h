@@ -1,7 +1,7 @@
 /* agent/exec — the executors that run one unit on an agent.
  *
- * A unit is one command, shell script, Ansible module, playbook, no-op or
- * sleep over the unit's hosts (DESIGN "Data flow of one task", step 4: "the
+ * A unit is one command, shell script, Ansible module, playbook, no-op,
+ * sleep or deploy over the unit's hosts (DESIGN "Data flow of one task", step 4: "the
  * agent runs the unit (per-host results, logs streamed back in bounded
  * chunks), enforces the timeout by killing the whole process group").
  *
@@ -69,7 +69,9 @@ enum exec_kind {
     EXEC_ANSIBLE_MODULE = 3, /* ansible all -m module --args=module_args */
     EXEC_PLAYBOOK = 4,       /* ansible-playbook of the YAML text */
     EXEC_NOOP = 5,           /* every host ok, next loop iteration */
-    EXEC_SLEEP = 6           /* a timer, no process */
+    EXEC_SLEEP = 6,          /* a timer, no process */
+    EXEC_DEPLOY = 7          /* `flotilla deploy-target`: argv as for EXEC, the whole command
+                                line (the agent builds it: agent_deploy_argv) */
 };
 
 enum exec_status {
@@ -97,7 +99,8 @@ struct exec_spec {
     int kind; /* enum exec_kind */
     const char *const *hosts;
     unsigned n_hosts;
-    const char *const *argv; /* EXEC: NULL-terminated; argv[0] looked up in PATH, no shell */
+    const char *const *argv; /* EXEC, DEPLOY: NULL-terminated; argv[0] looked up in PATH, no
+                                shell */
     const char *script;      /* SHELL: run with /bin/sh -c */
     const char *module;      /* ANSIBLE_MODULE: [A-Za-z0-9_.]+, e.g. ansible.builtin.command */
     const char *module_args; /* ANSIBLE_MODULE: may be NULL or "" (no --args) */
@@ -117,6 +120,10 @@ struct exec_spec {
      * (mode 0700, parents too) if missing. Required for Ansible kinds; the
      * caller removes it when it wants to. */
     const char *workdir;
+    /* Not NULL: the unit does not start; done() reports EXEC_ERROR for every
+     * host with this text as the tail (the agent's refusal of a unit it
+     * will not run as sent, e.g. a deploy without blob sources). */
+    const char *refuse;
     size_t tail_bytes;      /* kept tail of the output; 0 = EXEC_TAIL_BYTES */
     size_t log_chunk_bytes; /* largest log() chunk; 0 = EXEC_LOG_CHUNK_BYTES, at most
                                EXEC_LOG_CHUNK_MAX */
@@ -159,10 +166,11 @@ struct exec;
 /* Start a unit on loop. cb is copied; data is passed to every callback.
  *
  * Returns FL_OK with *out set: done() will be called exactly once. Problems
- * of the unit itself (unknown kind, missing argv/script/module/playbook, a
- * host name or inventory var that would not survive the INI inventory, a
- * workdir that cannot be created, a temporary file that cannot be written, a
- * command that cannot be started) are not errors of exec_start: done()
+ * of the unit itself (spec->refuse, unknown kind, missing
+ * argv/script/module/playbook, a host name or inventory var that would not
+ * survive the INI inventory, a workdir that cannot be created, a temporary
+ * file that cannot be written, a command that cannot be started) are not
+ * errors of exec_start: done()
  * reports EXEC_ERROR for every host with the reason as the tail, e.g.
  * "exec: nosuchcmd: No such file or directory".
  *

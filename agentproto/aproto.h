@@ -87,9 +87,9 @@ enum aproto_type {
 /* RUN executor kinds. The decoder accepts any kind 1..255 so that an agent
  * older than its server can still answer a unit it cannot run with DONE
  * status APROTO_ST_ERROR instead of dropping the connection; the fields a
- * known kind needs are checked (exec: argv[0] non-empty; shell: script
- * non-empty; module: a valid module name; playbook: non-empty text). The
- * encoder only sends known kinds. */
+ * known kind needs are checked (exec and deploy: argv[0] non-empty; shell:
+ * script non-empty; module: a valid module name; playbook: non-empty text).
+ * The encoder only sends known kinds. */
 enum aproto_exec {
     APROTO_EXEC_EXEC = 1,
     APROTO_EXEC_SHELL = 2,
@@ -97,6 +97,11 @@ enum aproto_exec {
     APROTO_EXEC_PLAYBOOK = 4, /* playbook holds the YAML text */
     APROTO_EXEC_NOOP = 5,
     APROTO_EXEC_SLEEP = 6,
+    /* `flotilla deploy-target` on the agent: argv holds its arguments,
+     * "NAME@VERSION" first, without the ones the agent adds (--from, --key,
+     * --name, --events); env holds FLOTILLA_BLOB_SOURCES (docs/DEPLOY.md,
+     * "The deploy executor"). */
+    APROTO_EXEC_DEPLOY = 7,
     APROTO__EXEC_MAX
 };
 
@@ -175,7 +180,7 @@ struct aproto_run {
     uint32_t n_hosts; /* 0..APROTO_HOSTS_MAX, each aproto_valid_host */
     const char *const *hosts;
     uint8_t kind;  /* enum aproto_exec */
-    uint32_t argc; /* exec: 1..APROTO_ARGV_MAX, argv[0] non-empty */
+    uint32_t argc; /* exec, deploy: 1..APROTO_ARGV_MAX, argv[0] non-empty */
     const char *const *argv;
     const char *script;      /* shell */
     const char *module;      /* module: aproto_valid_module */

@@ -135,7 +135,8 @@ static int empty(const char *s)
 }
 
 /* What each executor kind needs (DESIGN: exec runs argv, shell a script,
- * module one Ansible module, playbook the YAML text). */
+ * module one Ansible module, playbook the YAML text; deploy gives
+ * deploy-target its arguments, "NAME@VERSION" first). */
 static int run_check(const struct aproto_msg *m, int sending, char *errmsg)
 {
     const struct aproto_run *r = &m->u.run;
@@ -143,6 +144,11 @@ static int run_check(const struct aproto_msg *m, int sending, char *errmsg)
     case APROTO_EXEC_EXEC:
         if (r->argc == 0 || empty(r->argv[0])) {
             return fl_errf(errmsg, FL_EINVAL, "run: exec needs a non-empty argv[0]");
+        }
+        return FL_OK;
+    case APROTO_EXEC_DEPLOY:
+        if (r->argc == 0 || empty(r->argv[0])) {
+            return fl_errf(errmsg, FL_EINVAL, "run: deploy needs NAME@VERSION in argv[0]");
         }
         return FL_OK;
     case APROTO_EXEC_SHELL:

@@ -10,6 +10,7 @@
 #include "cmd/cli.h"
 #include "common/err.h"
 #include "common/ident.h"
+#include "common/key.h"
 
 static unsigned split_into(const char *s, char out[][128], unsigned max, struct cli_cmd *c,
                            const char *flag)
@@ -139,9 +140,12 @@ int cmd_agent(int argc, char **argv)
         {"label", 1, "labels k=v[,k=v]", NULL, 0},
         {"data", 1, "directory for the result spool and work files", "flotilla-agent", 0},
         {"key", 1, "cluster key file (flotilla keygen); default $FLOTILLA_KEY_FILE", NULL, 0},
+        {"apps", 1, "where deploys put an application's root by default (DIR/APP)",
+         AGENT_APPS_DIR, 0},
         {NULL}};
     struct cli_cmd c = {"agent", "", "Run an agent: it connects to the cluster and executes units.",
                         opts, 0, 0};
+    const char *key_file;
     struct agent_config cfg;
     char *pos[1], *end;
     int npos;
@@ -183,6 +187,14 @@ int cmd_agent(int argc, char **argv)
         }
     }
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", cli_val(&c, "data"));
+    if (cli_val(&c, "apps")[0] == '\0' || strlen(cli_val(&c, "apps")) >= sizeof cfg.apps_dir) {
+        cli_die_usage(&c, "--apps takes a directory");
+    }
+    snprintf(cfg.apps_dir, sizeof cfg.apps_dir, "%s", cli_val(&c, "apps"));
     cli_load_key(&c, cfg.key);
+    /* The file deploy-target is given (deploy units): the one just loaded. */
+    key_file = cli_val(&c, "key") != NULL && cli_val(&c, "key")[0] ? cli_val(&c, "key")
+                                                                    : getenv(FL_KEY_ENV);
+    snprintf(cfg.key_file, sizeof cfg.key_file, "%s", key_file != NULL ? key_file : "");
     return agent_main(&cfg);
 }

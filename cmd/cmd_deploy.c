@@ -1,8 +1,13 @@
 /* flotilla deploy-target: one machine's deploy of a package version
- * (deploy/target.h, docs/DEPLOY.md "One target"). */
+ * (deploy/target.h, docs/DEPLOY.md "One target"). With --events it speaks to
+ * the agent's deploy executor: JSON lines on stdout as the steps begin and
+ * end, then the report (docs/DEPLOY.md, "Events"). */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cli.h"
 #include "common/alloc.h"
@@ -12,41 +17,213 @@
 #include "deploy/delta.h"
 #include "deploy/target.h"
 
+/* The report line stays under this: a server keeps the last 4,096 bytes of a
+ * unit's output as its result, and a rollout reads the report from there. */
+#define REPORT_LINE_MAX 3500
+#define FIELD_MAX       128 /* app, version, previous, current in the report */
+
+/* SIGTERM (the agent cancelling the unit) or SIGINT: deploy_target_run stops
+ * at the next step and puts the old release back if it had switched. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+struct out {
+    int json;     /* --json: the report at the end */
+    FILE *events; /* --events: where the lines go (stdout as it was), else NULL */
+};
+
+/* s as at most max bytes of valid UTF-8 on one line, into out (max + 1
+ * bytes): control characters become spaces, bytes that are not UTF-8 '?', a
+ * character that would cross max is left out. Jansson takes only UTF-8. */
+static void clean(const char *s, size_t max, char *out)
+{
+    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+    size_t o = 0;
+    while (*p != '\0') {
+        size_t n = *p < 0x80             ? 1
+                   : (*p & 0xE0) == 0xC0 ? 2
+                   : (*p & 0xF0) == 0xE0 ? 3
+                   : (*p & 0xF8) == 0xF0 ? 4
+                                         : 0;
+        uint32_t cp = n == 2 ? *p & 0x1Fu : n == 3 ? *p & 0x0Fu : *p & 0x07u;
+        size_t i = 1;
+        for (; i < n && (p[i] & 0xC0) == 0x80; i++) {
+            cp = cp << 6 | (p[i] & 0x3Fu);
+        }
+        if (n > 1 &&
+            (i < n || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+             (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))) {
+            n = 0;
+        }
+        if (o + (n ? n : 1) > max) {
+            break;
+        }
+        if (n == 0) {
+            out[o++] = '?';
+            p++;
+        } else if (n == 1) {
+            out[o++] = *p < 0x20 || *p == 0x7f ? ' ' : (char)*p;
+            p++;
+        } else {
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* A JSON string of s, cleaned, at most max bytes; longer text is cut and
+ * ends with "...". */
+static json_t *jstr(const char *s, size_t max)
+{
+    char buf[512];
+    size_t len = s != NULL ? strlen(s) : 0;
+    if (max >= sizeof buf) {
+        max = sizeof buf - 1;
+    }
+    if (len > max && max >= 3) {
+        clean(s, max - 3, buf);
+        strcat(buf, "...");
+    } else {
+        clean(s, max, buf);
+    }
+    return json_string(buf);
+}
+
+static const char *step_status(const struct deploy_step *s)
+{
+    return s->ok > 0 ? "ok" : s->ok == 0 ? "failed" : "skipped";
+}
+
+/* One JSON line on the events stream, flushed. Takes o. */
+static void emit(FILE *f, json_t *o)
+{
+    char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (txt != NULL) {
+        fprintf(f, "%s\n", txt);
+        fflush(f);
+    }
+    free(txt);
+    json_decref(o);
+}
+
+static void on_begin(void *data, const char *step)
+{
+    struct out *o = data;
+    if (o->events != NULL) {
+        emit(o->events, json_pack("{s:s, s:s}", "event", "begin", "step", step));
+    }
+}
+
 static void print_step(void *data, const struct deploy_step *s)
 {
-    int json = *(int *)data;
-    if (!json) {
+    struct out *o = data;
+    if (o->events != NULL) {
+        emit(o->events, json_pack("{s:s, s:s, s:s, s:I, s:o}", "event", "step", "step", s->name,
+                                  "status", step_status(s), "ms", (json_int_t)s->ms, "detail",
+                                  jstr(s->detail, sizeof s->detail - 1)));
+    } else if (!o->json) {
         printf("%-11s %-7s %6llu ms  %s\n", s->name,
-               s->ok > 0 ? "ok" : s->ok == 0 ? "FAILED" : "skipped", (unsigned long long)s->ms,
-               s->detail);
+               s->ok > 0    ? "ok"
+               : s->ok == 0 ? "FAILED"
+                            : "skipped",
+               (unsigned long long)s->ms, s->detail);
         fflush(stdout);
     }
 }
 
-static json_t *report_json(const struct deploy_target *t, const struct deploy_target_report *r)
+/* The --json report; each step's detail at most cut[i] bytes (NULL: whole). */
+static json_t *report_json(const struct deploy_target *t, const struct deploy_target_report *r,
+                           const size_t *cut)
 {
     json_t *steps = json_array();
     const struct deploy_acquire_stats *a = &r->acquire;
     for (unsigned i = 0; i < r->n_steps; i++) {
         const struct deploy_step *s = &r->steps[i];
-        json_array_append_new(steps, json_pack("{s:s, s:s, s:I, s:s}", "step", s->name, "status",
-                                               s->ok > 0    ? "ok"
-                                               : s->ok == 0 ? "failed"
-                                                            : "skipped",
-                                               "ms", (json_int_t)s->ms, "detail", s->detail));
+        json_array_append_new(steps,
+                              json_pack("{s:s, s:s, s:I, s:o}", "step", s->name, "status",
+                                        step_status(s), "ms", (json_int_t)s->ms, "detail",
+                                        jstr(s->detail, cut != NULL ? cut[i] : sizeof s->detail)));
     }
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:{s:s, s:I, s:I, s:I, s:I, s:s}}",
-                     "app", t->app, "version", t->version, "result",
-                     deploy_target_result_name(r->result), "previous", r->previous, "current",
-                     r->current, "ms", (json_int_t)r->total_ms, "steps", steps, "acquire",
-                     "method",
+    return json_pack("{s:o, s:o, s:s, s:o, s:o, s:I, s:o, s:{s:s, s:I, s:I, s:I, s:I, s:o}}", "app",
+                     jstr(t->app, FIELD_MAX), "version", jstr(t->version, FIELD_MAX), "result",
+                     deploy_target_result_name(r->result), "previous", jstr(r->previous, FIELD_MAX),
+                     "current", jstr(r->current, FIELD_MAX), "ms", (json_int_t)r->total_ms, "steps",
+                     steps, "acquire", "method",
                      a->method == DEPLOY_FETCH_DELTA   ? "delta"
                      : a->method == DEPLOY_FETCH_WHOLE ? "whole"
                                                        : "cached",
                      "size", (json_int_t)t->want.size, "bytes_received",
                      (json_int_t)a->bytes_received, "signature_bytes", (json_int_t)a->sig_bytes,
                      "delta_bytes", (json_int_t)a->delta_bytes, "delta_refused",
-                     a->delta_refused);
+                     jstr(a->delta_refused, 200));
+}
+
+/* The events' last line: {"event":"report", ...the --json report}, under
+ * REPORT_LINE_MAX bytes with the newline: the longest step details are
+ * halved until it fits. */
+static void emit_report(FILE *f, const struct deploy_target *t,
+                        const struct deploy_target_report *r)
+{
+    size_t cut[DEPLOY_TARGET_STEPS];
+    for (unsigned i = 0; i < DEPLOY_TARGET_STEPS; i++) {
+        cut[i] = sizeof r->steps[0].detail;
+    }
+    for (;;) {
+        json_t *line = json_pack("{s:s}", "event", "report");
+        json_t *rep = report_json(t, r, cut);
+        char *txt;
+        unsigned longest = 0;
+        json_object_update(line, rep);
+        json_decref(rep);
+        txt = json_dumps(line, JSON_COMPACT);
+        json_decref(line);
+        for (unsigned i = 0; i < r->n_steps; i++) {
+            size_t li = strlen(r->steps[i].detail), ll = strlen(r->steps[longest].detail);
+            if ((li < cut[i] ? li : cut[i]) > (ll < cut[longest] ? ll : cut[longest])) {
+                longest = i;
+            }
+        }
+        if (txt == NULL || strlen(txt) + 1 < REPORT_LINE_MAX || r->n_steps == 0 ||
+            cut[longest] == 0 || r->steps[longest].detail[0] == '\0') {
+            fprintf(f, "%s\n", txt != NULL ? txt : "{\"event\":\"report\"}");
+            fflush(f);
+            free(txt);
+            return;
+        }
+        free(txt);
+        if (cut[longest] > strlen(r->steps[longest].detail)) {
+            cut[longest] = strlen(r->steps[longest].detail);
+        }
+        cut[longest] /= 2;
+    }
+}
+
+/* --events when deploy_target_run never ran: the package could not be had.
+ * The step and the report say so, as for a refusal at acquire. */
+static void emit_early(FILE *f, const struct deploy_target *t, const char *why, uint64_t t0)
+{
+    struct deploy_target_report r;
+    struct out o;
+    memset(&r, 0, sizeof r);
+    r.result = DEPLOY_TARGET_REFUSED;
+    r.n_steps = 1;
+    r.steps[0].name = "acquire";
+    r.steps[0].ok = 0;
+    r.steps[0].ms = fl_mono_ns() / 1000000 - t0;
+    r.total_ms = r.steps[0].ms;
+    snprintf(r.steps[0].detail, sizeof r.steps[0].detail, "%s", why);
+    o.json = 0;
+    o.events = f;
+    on_begin(&o, "acquire");
+    print_step(&o, &r.steps[0]);
+    emit_report(f, t, &r);
 }
 
 int cmd_deploy_target(int argc, char **argv)
@@ -68,6 +245,10 @@ int cmd_deploy_target(int argc, char **argv)
         {"reload-timeout", 1, "how long supervise has to bring the workers back", "10m", 0},
         {"keep", 1, "releases kept on disk (current and previous always stay)", "5", 0},
         {"json", 0, "print the report as JSON", NULL, 0},
+        {"events", 0,
+         "JSON lines as the steps begin and end, then the report (what an agent reads); what "
+         "hooks print goes to stderr",
+         NULL, 0},
         {NULL}};
     struct cli_cmd c = {
         "deploy-target", "NAME@VERSION",
@@ -83,14 +264,19 @@ int cmd_deploy_target(int argc, char **argv)
     uint8_t *chunks = NULL;
     struct deploy_target t;
     struct deploy_target_report r;
+    struct out o = {0, NULL};
     long long health_ms, reload_ms;
-    int npos, json;
+    uint64_t t0 = fl_mono_ns() / 1000000;
+    int npos;
     cli_parse(&c, argc, argv, pos, &npos);
     if (!cli_val(&c, "app") || !cli_val(&c, "root") || !cli_val(&c, "from")) {
         cli_die_usage(&c, "--app, --root and --from are required");
     }
     if (cli_val(&c, "health") && cli_val(&c, "health-http")) {
         cli_die_usage(&c, "--health and --health-http exclude each other");
+    }
+    if (cli_flag(&c, "json") && cli_flag(&c, "events")) {
+        cli_die_usage(&c, "--json and --events exclude each other");
     }
     health_ms = fl_duration_ms(cli_val(&c, "health-timeout"));
     reload_ms = fl_duration_ms(cli_val(&c, "reload-timeout"));
@@ -105,6 +291,17 @@ int cmd_deploy_target(int argc, char **argv)
         cli_die_usage(&c, "--hash and --size go together");
     }
     cli_load_key(&c, key);
+    o.json = cli_flag(&c, "json");
+    if (cli_flag(&c, "events")) {
+        /* The lines go to stdout as it is now; fd 1 becomes stderr, so that
+         * what hooks and health commands print cannot break them. */
+        int fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+        o.events = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (o.events == NULL || dup2(2, 1) < 0) {
+            fprintf(stderr, "flotilla deploy-target: cannot set up --events on stdout\n");
+            return 1;
+        }
+    }
     snprintf(from, sizeof from, "%s", cli_val(&c, "from"));
     for (char *save = NULL, *s = strtok_r(from, ",", &save); s && n_src < 16;
          s = strtok_r(NULL, ",", &save)) {
@@ -134,13 +331,27 @@ int cmd_deploy_target(int argc, char **argv)
         snprintf(self.name, sizeof self.name, "%s", cli_val(&c, "name"));
         if (blob_want_fetch(srcs, n_src, key, &self, h, size, &t.want, &chunks, err) != FL_OK) {
             fprintf(stderr, "flotilla deploy-target: %s\n", err);
+            if (o.events != NULL) {
+                memset(&t, 0, sizeof t);
+                t.app = cli_val(&c, "app");
+                t.version = ver;
+                t.want.size = size;
+                emit_early(o.events, &t, err, t0);
+            }
             return 1;
         }
     } else if (cli_package_want(&c, pos[0], name, sizeof name, ver, sizeof ver, &t.want,
                                 &chunks) != 0) {
+        if (o.events != NULL) {
+            const char *at = strchr(pos[0], '@');
+            memset(&t, 0, sizeof t);
+            t.app = cli_val(&c, "app");
+            t.version = at != NULL ? at + 1 : pos[0];
+            emit_early(o.events, &t, "the package's record from the API: see the error output",
+                       t0);
+        }
         return 1;
     }
-    json = cli_flag(&c, "json");
     struct blob_want want = t.want;
     memset(&t, 0, sizeof t);
     t.want = want;
@@ -160,16 +371,29 @@ int cmd_deploy_target(int argc, char **argv)
     t.health_timeout_ms = (uint64_t)health_ms;
     t.reload_timeout_ms = (uint64_t)reload_ms;
     t.keep = (unsigned)keep;
+    t.on_begin = on_begin;
     t.on_step = print_step;
-    t.data = &json;
+    t.data = &o;
+    t.cancel = &stop_requested;
+    {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+    }
     deploy_target_run(&t, &r);
     fl_free(chunks);
-    if (json) {
-        json_t *o = report_json(&t, &r);
-        char *txt = json_dumps(o, JSON_COMPACT);
+    if (o.events != NULL) {
+        emit_report(o.events, &t, &r);
+    } else if (o.json) {
+        json_t *rep = report_json(&t, &r, NULL);
+        char *txt = rep != NULL ? json_dumps(rep, JSON_COMPACT) : NULL;
         printf("%s\n", txt ? txt : "{}");
         free(txt);
-        json_decref(o);
+        json_decref(rep);
     } else {
         printf("%s@%s: %s (in service: %s) in %llu ms\n", name, ver,
                deploy_target_result_name(r.result), r.current[0] ? r.current : "nothing",

@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "agent/agent.h"
 #include "cmd/cli.h"
 #include "common/clock.h"
 #include "common/err.h"
@@ -104,6 +105,9 @@ int cmd_server(int argc, char **argv)
                          "host, its port + 100)", NULL, 0},
         {"label", 1, "labels of this server's node: k=v[,k=v]", NULL, 0},
         {"no-agent", 0, "do not run the embedded agent (the server executes no units)", NULL, 0},
+        {"apps", 1, "where the embedded agent's deploys put an application's root by default "
+                    "(DIR/APP)",
+         AGENT_APPS_DIR, 0},
         {"lost-after", 1, "an agent silent this long is committed lost", "10s", 0},
         {"heartbeat", 1, "agents' heartbeat period", "1s", 0},
         {"placement", 1, "spread (least loaded node first) or pack (fill nodes in turn)",
@@ -263,6 +267,16 @@ int cmd_server(int argc, char **argv)
     cfg.node_cap = (unsigned)parse_num(&c, "cap", cli_val(&c, "cap"), 1000000);
     cfg.min_free_disk = parse_size(&c, "min-free-disk", cli_val(&c, "min-free-disk"));
     cli_load_key(&c, cfg.key);
+    {
+        /* The embedded agent gives deploy-target the file just loaded. */
+        const char *kf = cli_val(&c, "key") != NULL && cli_val(&c, "key")[0] ? cli_val(&c, "key")
+                                                                             : getenv(FL_KEY_ENV);
+        snprintf(cfg.key_file, sizeof cfg.key_file, "%s", kf != NULL ? kf : "");
+    }
+    if (cli_val(&c, "apps")[0] == '\0' || strlen(cli_val(&c, "apps")) >= sizeof cfg.apps_dir) {
+        cli_die_usage(&c, "--apps takes a directory");
+    }
+    snprintf(cfg.apps_dir, sizeof cfg.apps_dir, "%s", cli_val(&c, "apps"));
     cfg.raft_plaintext = cli_flag(&c, "raft-plaintext");
     cfg.require_agent_approval = cli_flag(&c, "require-agent-approval");
     return node_server_run(&cfg);

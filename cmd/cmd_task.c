@@ -271,7 +271,20 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
         json_object_set_new(body, "hosts", split_list(hosts));
     }
     v = strtoll(cli_val(c, "unit-size"), NULL, 10);
-    json_object_set_new(body, "unit_size", json_integer(v));
+    if (cli_val(c, "run-on") == NULL || cli_opt(c, "unit-size")->set) {
+        json_object_set_new(body, "unit_size", json_integer(v)); /* run_on host: 1 */
+    }
+    if (cli_val(c, "run-on")) {
+        json_object_set_new(body, "run_on", json_string(cli_val(c, "run-on")));
+    }
+    if (cli_val(c, "max-parallel")) {
+        json_object_set_new(body, "max_parallel",
+                            json_integer(strtoll(cli_val(c, "max-parallel"), NULL, 10)));
+    }
+    if (cli_val(c, "stop-after-failures")) {
+        json_object_set_new(body, "stop_after_failures",
+                            json_integer(strtoll(cli_val(c, "stop-after-failures"), NULL, 10)));
+    }
     v = cli_duration_ms(cli_val(c, "timeout"));
     if (v < 0) {
         cli_die_usage(c, "--timeout: use 500ms, 30s, 10m or 2h");
@@ -348,6 +361,9 @@ static int task_submit(int argc, char **argv)
         {"retries", 1, "re-runs of a failed or lost unit", "0", 0},
         {"priority", 1, "higher runs first", "0", 0},
         {"constraint", 1, "node labels required: k=v, k!=v or k (comma-separated)", NULL, 0},
+        {"run-on", 1, "host: each host is a node id and its unit runs on that node", NULL, 0},
+        {"max-parallel", 1, "units of this task running at once (default: no limit)", NULL, 0},
+        {"stop-after-failures", 1, "cancel the waiting units once N hosts have failed", NULL, 0},
         {"idempotency-key", 1, "a retried submit with the same key returns the same task", NULL,
          0},
         {"name", 1, "a name for the task", NULL, 0},

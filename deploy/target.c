@@ -75,6 +75,9 @@ static void step_begin(struct run *x, const char *name)
     memset(s, 0, sizeof *s);
     s->name = name;
     x->cur = s;
+    if (x->t->on_begin != NULL) {
+        x->t->on_begin(x->t->data, name);
+    }
     x->t0 = now_ms();
 }
 
@@ -92,6 +95,23 @@ static int step_end(struct run *x, int ok, const char *fmt, ...)
         x->t->on_step(x->t->data, x->cur);
     }
     return ok != 0;
+}
+
+static int cancelled(const struct run *x)
+{
+    return x->t->cancel != NULL && *x->t->cancel != 0;
+}
+
+/* Between steps: a cancel asked for ends the deploy here, as a failed step.
+ * Returns 1 if so. */
+static int stop_here(struct run *x)
+{
+    if (!cancelled(x)) {
+        return 0;
+    }
+    step_begin(x, "cancel");
+    step_end(x, 0, "cancelled (SIGTERM or SIGINT)");
+    return 1;
 }
 
 /* `sh -c cmd` in dir with the hook environment added; its own process
@@ -377,6 +397,10 @@ static int health(struct run *x, const char *dir)
             return step_end(x, 0, "not healthy within %llu ms, %u checks; last: %s",
                             (unsigned long long)limit, tries, why);
         }
+        if (cancelled(x)) {
+            return step_end(x, 0, "cancelled after %u check%s; last: %s", tries,
+                            tries == 1 ? "" : "s", why);
+        }
         sleep_ms(HEALTH_EVERY_MS);
     }
 }
@@ -431,7 +455,7 @@ int deploy_target_run(const struct deploy_target *t, struct deploy_target_report
     snprintf(r->current, sizeof r->current, "%s", r->previous);
     step_end(&x, 1, "in service: %s", r->previous[0] ? r->previous : "nothing");
 
-    if (!acquire(&x, pkg, sizeof pkg)) {
+    if (stop_here(&x) || !acquire(&x, pkg, sizeof pkg) || stop_here(&x)) {
         goto out;
     }
 
@@ -452,7 +476,8 @@ int deploy_target_run(const struct deploy_target *t, struct deploy_target_report
                  (unsigned long long)us.bytes);
     }
 
-    if (t->pre_hook != NULL && !hook(&x, "pre-hook", t->pre_hook, dir)) {
+    if (stop_here(&x) || (t->pre_hook != NULL && !hook(&x, "pre-hook", t->pre_hook, dir)) ||
+        stop_here(&x)) {
         goto out;
     }
 
@@ -467,9 +492,9 @@ int deploy_target_run(const struct deploy_target *t, struct deploy_target_report
     }
     snprintf(r->current, sizeof r->current, "%s", t->version);
 
-    if (!reload(&x, "reload") ||
+    if (!reload(&x, "reload") || stop_here(&x) ||
         ((t->health_cmd != NULL || t->health_http != NULL) && !health(&x, dir)) ||
-        (t->post_hook != NULL && !hook(&x, "post-hook", t->post_hook, dir))) {
+        stop_here(&x) || (t->post_hook != NULL && !hook(&x, "post-hook", t->post_hook, dir))) {
         if (strcmp(r->previous, t->version) == 0) {
             r->result = DEPLOY_TARGET_BROKEN; /* it was already current: nothing to go back to */
         } else {

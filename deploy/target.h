@@ -23,11 +23,20 @@
  * A failure after the switch rolls back: current goes back to the release
  * that was in service, supervise reloads onto it, and the result is
  * DEPLOY_TARGET_ROLLED_BACK. Every step records its time and a detail line;
- * `on_step` (may be NULL) hears each as it ends. One deploy per ROOT at a
- * time (ROOT/.deploy.lock, flock; a second one is refused at once). */
+ * `on_begin` (may be NULL) hears each as it begins, `on_step` (may be NULL)
+ * as it ends. One deploy per ROOT at a time (ROOT/.deploy.lock, flock; a
+ * second one is refused at once).
+ *
+ * `cancel` (may be NULL), once non-zero (set by a signal handler: the agent
+ * cancels a unit with SIGTERM), stops the deploy at the next step boundary
+ * (recorded as a failed step "cancel") or health check (the health step fails
+ * saying so): before the switch nothing has changed (DEPLOY_TARGET_REFUSED);
+ * after it, the old release is put back as for any failure there. A step
+ * under way is finished first. */
 #ifndef FL_DEPLOY_TARGET_H
 #define FL_DEPLOY_TARGET_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "common/blob.h"
@@ -65,8 +74,10 @@ struct deploy_target {
     uint64_t health_timeout_ms;    /* 0: 30 s */
     uint64_t reload_timeout_ms;    /* 0: 10 min */
     unsigned keep;                 /* 0: DEPLOY_RELEASE_KEEP */
+    void (*on_begin)(void *data, const char *step); /* "acquire", ... (static) */
     void (*on_step)(void *data, const struct deploy_step *s);
-    void *data;
+    void *data; /* for on_begin and on_step */
+    const volatile sig_atomic_t *cancel;
 };
 
 struct deploy_target_report {

@@ -155,6 +155,33 @@ int main(int argc, char **argv)
         c[2].u.dispatch.paused = 1;
         entry(cmd_dir, "control", c, 3);
     }
+    {
+        /* A rollout: each host is a node, two at a time, stopped at the
+         * first failed host. */
+        static const char *hosts[] = {"agent-1", "agent-2", "agent-3"};
+        memset(c, 0, sizeof c);
+        c[0].type = RG_CMD_TASK_SUBMIT;
+        c[0].u.task.id = "d0123456789abcdef";
+        c[0].u.task.idlen = 17;
+        c[0].u.task.name = "rollout";
+        c[0].u.task.namelen = 7;
+        c[0].u.task.n_hosts = 3;
+        c[0].u.task.host_ptrs = hosts;
+        c[0].u.task.unit_size = 1;
+        c[0].u.task.timeout_ms = 60000;
+        c[0].u.task.spec = (const uint8_t *)"\x9a\x01\x05\x90\xa0\xa0\xa0\xa0\x00\x90\x00";
+        c[0].u.task.spec_len = 11;
+        c[0].u.task.max_running = 2;
+        c[0].u.task.fail_stop = 1;
+        c[0].u.task.placement = RG_PLACE_HOST;
+        c[1].type = RG_CMD_UNIT_ASSIGN;
+        c[1].u.unit.task = "d0123456789abcdef";
+        c[1].u.unit.tasklen = 17;
+        c[1].u.unit.unit = 2;
+        c[1].u.unit.node = "agent-3";
+        c[1].u.unit.nodelen = 7;
+        entry(cmd_dir, "tasks-rollout", c, 2);
+    }
 
     if (mkdtemp(tmp) == NULL || store_open(tmp, NULL, &st, NULL) != 0) {
         return 1;

@@ -242,7 +242,11 @@ static int spec_fuzz_one(const uint8_t *data, size_t size)
             memcmp(back.u.task.id, b.cmd.u.task.id, back.u.task.idlen) != 0 ||
             back.u.task.n_hosts != b.cmd.u.task.n_hosts ||
             back.u.task.spec_len != b.cmd.u.task.spec_len ||
-            memcmp(back.u.task.spec, b.cmd.u.task.spec, back.u.task.spec_len) != 0) {
+            memcmp(back.u.task.spec, b.cmd.u.task.spec, back.u.task.spec_len) != 0 ||
+            back.u.task.unit_size != b.cmd.u.task.unit_size ||
+            back.u.task.max_running != b.cmd.u.task.max_running ||
+            back.u.task.fail_stop != b.cmd.u.task.fail_stop ||
+            back.u.task.placement != b.cmd.u.task.placement) {
             spec_fail("the command does not survive the log entry round trip", NULL);
         }
         rg_entry_close(&e);

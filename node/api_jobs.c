@@ -204,6 +204,13 @@ int node__job_build(struct http_request *req, json_t *body, const unsigned char 
         node__task_build_close(&b);
         return 0;
     }
+    if (b.cmd.u.task.n_hosts == 0 && b.cmd.u.task.placement == RG_PLACE_HOST &&
+        jb->j.mode != STORE_JOB_ALL) {
+        /* Mode all gives each run's task its node as the host. */
+        node__respond_err(req, FL_EINVAL, "run_on host needs hosts naming the nodes (or mode all)");
+        node__task_build_close(&b);
+        return 0;
+    }
     if (b.cmd.u.task.n_hosts == 0) {
         self[0] = jb->j.name; /* the job's one "host" is itself */
         b.cmd.u.task.host_ptrs = self;

@@ -91,6 +91,22 @@ static int valid_host(const char *s, char *why)
     return FL_OK;
 }
 
+/* With run_on host a host names the node that runs it: a node id is 1-63
+ * printable characters without '/' (rg_cmd.c). */
+static int valid_node_host(const char *s, char *why)
+{
+    if (valid_host(s, why) != FL_OK) {
+        return FL_EINVAL;
+    }
+    if (strlen(s) >= STORE_NODE_ID_MAX || strchr(s, '/') != NULL) {
+        snprintf(why, FL_ERRMSG_SIZE,
+                 "\"%.60s\" is not a node id (1-%d characters without '/'), as run_on host needs",
+                 s, STORE_NODE_ID_MAX - 1);
+        return FL_EINVAL;
+    }
+    return FL_OK;
+}
+
 static int valid_var(const char *s, char *why)
 {
     if (strchr(s, '=') == NULL || s[0] == '=' || strchr(s, '\n') != NULL) {
@@ -188,7 +204,16 @@ static int env_field(struct http_request *req, json_t *body, const char *field, 
 const char *const node__task_fields[] = {
     "name", "hosts", "unit_size", "timeout_ms", "retries", "priority", "constraints",
     "idempotency_key", "exec", "shell", "ansible_module", "ansible_args", "playbook", "noop",
-    "sleep_ms", "inventory_vars", "kill_grace_ms", "env", "secret_env", NULL};
+    "sleep_ms", "inventory_vars", "kill_grace_ms", "env", "secret_env", "max_parallel",
+    "stop_after_failures", "run_on", NULL};
+
+void node__task_on_hosts(struct rg_cmd *c, uint32_t max_running, uint32_t fail_stop)
+{
+    c->u.task.placement = RG_PLACE_HOST;
+    c->u.task.unit_size = 1;
+    c->u.task.max_running = max_running;
+    c->u.task.fail_stop = fail_stop;
+}
 
 void node__task_build_close(struct node_task_build *b)
 {
@@ -208,8 +233,9 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     static const char *const executors[] = {"exec", "shell", "ansible_module", "playbook", "noop",
                                             "sleep_ms"};
     unsigned n_hosts = 0, n_constraints = 0, n_exec = 0;
-    long long unit_size = 30, timeout_ms = 0, retries = 0, priority = 0, sleep_ms = 0,
-              grace = 0;
+    long long unit_size = 30, timeout_ms = 0, retries = 0, priority = 0, sleep_ms = 0, grace = 0,
+              max_parallel = 0, stop_after = 0;
+    int on_host = 0;
     struct node_spec *spec = &b->spec;
     uint8_t rnd[8];
     json_t *v;
@@ -217,6 +243,16 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     memset(b, 0, sizeof *b);
     b->key = key;
     fl_buf_init(&b->specbuf);
+    if ((v = json_object_get(body, "run_on")) != NULL) {
+        if (!json_is_string(v) || (strcmp(json_string_value(v), "any") != 0 &&
+                                   strcmp(json_string_value(v), "host") != 0)) {
+            field_err(req, "run_on",
+                      "must be \"any\" (a node the scheduler picks) or \"host\" "
+                      "(each host is the id of the node that runs it)");
+            return 0;
+        }
+        on_host = strcmp(json_string_value(v), "host") == 0;
+    }
     v = json_object_get(body, "hosts");
     if (need_hosts || v != NULL) {
         if (!json_is_array(v) || json_array_size(v) == 0 ||
@@ -232,7 +268,8 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         }
     }
     if ((b->hosts != NULL && !str_array(req, body, "hosts", RG_TASK_HOSTS_MAX, STORE_HOST_MAX - 1,
-                                        b->hosts, &n_hosts, valid_host)) ||
+                                        b->hosts, &n_hosts,
+                                        on_host ? valid_node_host : valid_host)) ||
         !str_array(req, body, "constraints", STORE_TASK_CONSTRAINTS, SCHED_TEXT_MAX,
                    b->constraints, &n_constraints, sched_constraint_valid) ||
         !str_array(req, body, "inventory_vars", NODE_SPEC_VARS_MAX, 255, spec->vars,
@@ -242,7 +279,13 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         !int_field(req, body, "retries", 0, 100, &retries) ||
         !int_field(req, body, "priority", -1000000, 1000000, &priority) ||
         !int_field(req, body, "sleep_ms", 0, 24 * 3600 * 1000LL, &sleep_ms) ||
-        !int_field(req, body, "kill_grace_ms", 0, 600000, &grace)) {
+        !int_field(req, body, "kill_grace_ms", 0, 600000, &grace) ||
+        !int_field(req, body, "max_parallel", 1, RG_MAX_RUNNING_MAX, &max_parallel) ||
+        !int_field(req, body, "stop_after_failures", 0, RG_TASK_HOSTS_MAX, &stop_after)) {
+        return 0;
+    }
+    if (on_host && json_object_get(body, "unit_size") != NULL && unit_size != 1) {
+        field_err(req, "unit_size", "must be 1 with run_on host (each unit is one node)");
         return 0;
     }
     for (size_t i = 0; i < sizeof executors / sizeof executors[0]; i++) {
@@ -361,6 +404,11 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     }
     b->cmd.u.task.spec = b->specbuf.data;
     b->cmd.u.task.spec_len = b->specbuf.len;
+    b->cmd.u.task.max_running = (uint32_t)max_parallel;
+    b->cmd.u.task.fail_stop = (uint32_t)stop_after;
+    if (on_host) {
+        node__task_on_hosts(&b->cmd, (uint32_t)max_parallel, (uint32_t)stop_after);
+    }
     return 1;
 }
 
@@ -410,6 +458,10 @@ json_t *node__task_json(const struct store_task *k)
                   cons, "created_ms", (json_int_t)k->created_ms, "finished_ms",
                   (json_int_t)k->finished_ms, "cancel_requested", k->cancel_requested,
                   "stale_results", (json_int_t)k->stale_results);
+    json_object_set_new(o, "max_parallel", json_integer(k->max_running));
+    json_object_set_new(o, "stop_after_failures", json_integer(k->fail_stop));
+    json_object_set_new(o, "run_on", json_string(k->placement == RG_PLACE_HOST ? "host" : "any"));
+    json_object_set_new(o, "stopped", json_boolean(k->stopped));
     json_object_set_new(o, "progress",
                         json_pack("{s:{s:I, s:I, s:I}, s:o}", "units", "queued",
                                   (json_int_t)k->units_queued, "running",
@@ -775,7 +827,8 @@ void node__tasks_why(struct node_server *s, struct http_request *req, char **arg
         struct sched_why why;
         struct store_unit u;
         struct sched_unit su;
-        const char *cons[STORE_TASK_CONSTRAINTS];
+        const char *cons[STORE_TASK_CONSTRAINTS + 1];
+        char pin[STORE_NODE_ID_MAX + 8];
         uint32_t first = 0;
         for (; first < task.n_units; first++) {
             if (store_unit_get(t, task.id, first, &u) == FL_OK && u.state == STORE_UNIT_QUEUED) {
@@ -791,7 +844,21 @@ void node__tasks_why(struct node_server *s, struct http_request *req, char **arg
         su.n_constraints = task.n_constraints;
         su.constraints = cons;
         su.not_before_ms = first < task.n_units ? u.not_before_ms : 0;
+        if (task.placement == RG_PLACE_HOST && first < task.n_units) {
+            /* The unit runs on its host's node only. */
+            size_t pos = 0, hl;
+            const char *h;
+            if (store_unit_host(&u, &pos, &h, &hl) == FL_OK && hl < STORE_NODE_ID_MAX) {
+                snprintf(pin, sizeof pin, "node=%.*s", (int)hl, h);
+                cons[su.n_constraints++] = pin;
+            }
+        }
         dispatch_why(s->dispatch, t, &su, &why);
+        if (task.max_running > 0 && task.units_running >= task.max_running) {
+            snprintf(why.summary, sizeof why.summary,
+                     "waiting: max_parallel %u reached (%u units running)", task.max_running,
+                     task.units_running);
+        }
         json_object_set_new(o, "summary", json_string(why.summary));
         json_object_set_new(
             o, "nodes",

@@ -56,6 +56,8 @@ struct task_cache {
     const char *cons_ptrs[STORE_TASK_CONSTRAINTS];
     uint32_t timeout_ms;
     uint32_t n_units;
+    uint32_t max_running; /* 0 = no limit */
+    int placement;        /* RG_PLACE_*: host pins each unit to the node its host names */
     char name[STORE_TASK_NAME_MAX];
     struct node_spec spec;
     int spec_ok;
@@ -105,6 +107,7 @@ struct dispatch {
     int leader;
     uint64_t leader_since;
     int round_pending;
+    int in_round; /* round_run holds pointers into the task cache: no eviction */
 
     uint64_t n_assigned, n_assign_refused, n_runs, n_results, n_stale, n_lost, n_requeued;
     uint64_t n_rounds, n_bad_frames;
@@ -314,7 +317,8 @@ static struct task_cache *task_get(struct dispatch *d, struct store_txn *t, cons
     if (store_task_get(t, id, &task) != FL_OK) {
         return NULL;
     }
-    if (strmap_size(&d->tasks) >= SPEC_CACHE_MAX) {
+    /* Not during a round: its candidates point into cached entries. */
+    if (!d->in_round && strmap_size(&d->tasks) >= SPEC_CACHE_MAX) {
         size_t i = 0;
         const char *k;
         void *v;
@@ -329,6 +333,8 @@ static struct task_cache *task_get(struct dispatch *d, struct store_txn *t, cons
     tc->priority = task.priority;
     tc->timeout_ms = task.timeout_ms;
     tc->n_units = task.n_units;
+    tc->max_running = task.max_running;
+    tc->placement = task.placement;
     memcpy(tc->name, task.name, sizeof tc->name);
     tc->n_constraints = task.n_constraints;
     for (unsigned i = 0; i < task.n_constraints; i++) {
@@ -478,7 +484,8 @@ static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, con
     struct aproto_msg m;
     const char *hosts_stack[64], **hosts = hosts_stack;
     char env[9][STORE_HOST_MAX + 64];
-    const char *envp[9 + 2 * NODE_SPEC_ENV_MAX];
+    const char *envp[10 + 2 * NODE_SPEC_ENV_MAX];
+    char sources[32 + 16 * STORE_NODE_ADDR_MAX]; /* a deploy's FLOTILLA_BLOB_SOURCES */
     char *secrets = NULL; /* opened secret_env entries, wiped after the send */
     unsigned char skey[NODE_SECRET_KEY_BYTES];
     unsigned n_env;
@@ -535,6 +542,26 @@ static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, con
     n_env = 5 + job_env(tc, unit, env + 5);
     for (unsigned i = 0; i < n_env; i++) {
         envp[i] = env[i];
+    }
+    /* A deploy fetches its package over the blob links of the servers not
+     * lost (any that holds the blob serves it; the acquire tries them in
+     * order), the list rotated by the unit so that the targets of a rollout
+     * start at different servers (docs/DEPLOY.md, "The deploy executor"). */
+    if (tc->spec.kind == NODE_DEPLOY) {
+        const char *src[16];
+        unsigned ns = 0;
+        size_t used = (size_t)snprintf(sources, sizeof sources, "FLOTILLA_BLOB_SOURCES=");
+        for (unsigned i = 0; i < d->n_nodes && ns < 16; i++) {
+            const struct store_node *sn = &d->nodes[i].n;
+            if (sn->kind == STORE_NODE_SERVER && !sn->lost && sn->blob_addr[0] != '\0') {
+                src[ns++] = sn->blob_addr;
+            }
+        }
+        for (unsigned i = 0; i < ns; i++) {
+            used += (size_t)snprintf(sources + used, sizeof sources - used, "%s%s", i ? "," : "",
+                                     src[(unit + i) % ns]);
+        }
+        envp[n_env++] = sources;
     }
     for (unsigned i = 0; i < tc->spec.n_env; i++) {
         envp[n_env++] = tc->spec.env[i];
@@ -644,7 +671,79 @@ struct candidate {
     uint32_t unit;
     uint32_t attempt;
     char last_node[STORE_NODE_ID_MAX];
+    /* A unit placed on its host: the task's constraints and "node=<host>". */
+    char pin[STORE_NODE_ID_MAX + 8];
+    const char *cons[STORE_TASK_CONSTRAINTS + 1];
 };
+
+/* Units of a task with max_running that count against it in this round:
+ * its running units (read fresh: the task cache holds static data only),
+ * its assignments in flight, and its units taken as candidates so far. */
+static uint32_t *round_used(struct dispatch *d, struct store_txn *t, struct strmap *used,
+                            const char *task)
+{
+    uint32_t *n = strmap_get(used, task);
+    struct store_task k;
+    size_t i = 0, tl = strlen(task);
+    const char *key;
+    void *val;
+    if (n != NULL) {
+        return n;
+    }
+    if (store_task_get(t, task, &k) != FL_OK || (n = fl_malloc(sizeof *n)) == NULL) {
+        return NULL;
+    }
+    *n = k.units_running;
+    while (strmap_next(&d->pending, &i, &key, &val)) {
+        if (strncmp(key, task, tl) == 0 && key[tl] == '/') {
+            (*n)++;
+        }
+    }
+    if (strmap_put(used, task, n, NULL) != FL_OK) {
+        fl_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* A unit placed on its host goes to that node only: fill its constraint
+ * list, and return 0 when the node cannot take it now (unknown, lost,
+ * disconnected, draining, full with this round's pinned candidates, or not
+ * matching the task's constraints), so that an unreachable target neither
+ * holds a place under max_running nor blocks the other units. */
+static int pin_candidate(struct dispatch *d, const struct sched_node *sn, uint32_t *pinned,
+                         const struct task_cache *tc, const struct store_unit *u,
+                         struct candidate *cd)
+{
+    struct sched_unit one;
+    const struct sched_node *n;
+    size_t pos = 0, hl;
+    const char *host;
+    uintptr_t ix;
+    if (store_unit_host(u, &pos, &host, &hl) != FL_OK || hl == 0 || hl >= STORE_NODE_ID_MAX) {
+        return 0;
+    }
+    snprintf(cd->pin, sizeof cd->pin, "node=%.*s", (int)hl, host);
+    if ((ix = (uintptr_t)strmap_get(&d->node_index, cd->pin + 5)) == 0) {
+        return 0;
+    }
+    n = &sn[ix - 1];
+    if (!n->connected || n->draining || n->running + pinned[ix - 1] >= n->cap) {
+        return 0;
+    }
+    for (unsigned i = 0; i < tc->n_constraints; i++) {
+        cd->cons[i] = tc->cons_ptrs[i];
+    }
+    cd->cons[tc->n_constraints] = cd->pin;
+    memset(&one, 0, sizeof one);
+    one.n_constraints = tc->n_constraints + 1;
+    one.constraints = cd->cons;
+    if (!sched_node_matches(n, &one)) {
+        return 0;
+    }
+    pinned[ix - 1]++;
+    return 1;
+}
 
 static void round_run(struct dispatch *d)
 {
@@ -654,10 +753,14 @@ static void round_run(struct dispatch *d)
     struct sched_unit *su = NULL;
     struct candidate *cand = NULL;
     struct sched_assignment *out = NULL;
+    struct strmap used;      /* task id -> uint32_t: units counted against max_running */
+    uint32_t *pinned = NULL; /* per node: pinned candidates taken in this round */
     const void *k, *v;
-    size_t kl, vl;
+    size_t kl, vl, mi = 0;
     unsigned n_cand = 0, n_out = 0, want;
     uint64_t free_slots = 0, now = rg_repl_time_ms(d->s->repl);
+    const char *mk;
+    void *mv;
 
     d->round_pending = 0;
     if (d->closing || !is_leader(d) || rg_repl_fsm(d->s->repl)->dispatch_paused) {
@@ -666,11 +769,14 @@ static void round_run(struct dispatch *d)
     if (store_begin(d->s->store, 0, &t) != FL_OK) {
         return;
     }
+    strmap_init(&used);
+    d->in_round = 1;
     if (d->nodes_dirty) {
         refresh_nodes(d, t);
     }
     sn = fl_calloc(d->n_nodes ? d->n_nodes : 1, sizeof *sn);
-    if (sn == NULL) {
+    pinned = fl_calloc(d->n_nodes ? d->n_nodes : 1, sizeof *pinned);
+    if (sn == NULL || pinned == NULL) {
         goto out;
     }
     for (unsigned i = 0; i < d->n_nodes; i++) {
@@ -690,21 +796,56 @@ static void round_run(struct dispatch *d)
         store_cursor_open(t, STORE_QUEUE, NULL, 0, &c) != FL_OK) {
         goto out;
     }
-    while (n_cand < want && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+    /* Leader time can lag the wall clock between entries; use the later. */
+    if ((uint64_t)uv_now(d->loop) > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        if (wall > now) {
+            now = wall;
+        }
+    }
+    while (c != NULL && n_cand < want && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
         int32_t prio;
         uint64_t seq;
         char key[STORE_TASK_ID_MAX + 16];
         struct candidate *cd = &cand[n_cand];
         struct task_cache *tc;
         struct store_unit u;
+        uint32_t *n_used = NULL;
         if (store_queue_key_parse(k, kl, &prio, &seq, cd->task, &cd->unit) != FL_OK) {
             continue;
         }
         unit_key(key, sizeof key, cd->task, cd->unit);
-        if (strmap_get(&d->pending, key) != NULL ||
-            store_unit_get(t, cd->task, cd->unit, &u) != FL_OK ||
-            (tc = task_get(d, t, cd->task)) == NULL) {
+        if (strmap_get(&d->pending, key) != NULL || (tc = task_get(d, t, cd->task)) == NULL) {
             continue;
+        }
+        if (tc->max_running > 0) {
+            n_used = round_used(d, t, &used, cd->task);
+            if (n_used == NULL || *n_used >= tc->max_running) {
+                /* At its limit: skip the task's other units, which follow
+                 * in the queue (same priority, seq and task id). */
+                uint8_t from[12 + STORE_TASK_ID_MAX + 5];
+                store_cursor_close(c);
+                if (store_cursor_open(t, STORE_QUEUE, from,
+                                      store_queue_key(from, prio, seq, cd->task, UINT32_MAX),
+                                      &c) != FL_OK) {
+                    c = NULL;
+                }
+                continue;
+            }
+        }
+        /* A pinned unit in its retry backoff waits for a later round (its
+         * node is the same one). */
+        if (store_unit_get(t, cd->task, cd->unit, &u) != FL_OK ||
+            (tc->placement == RG_PLACE_HOST &&
+             (u.not_before_ms > now || !pin_candidate(d, sn, pinned, tc, &u, cd)))) {
+            continue;
+        }
+        /* A unit in its retry backoff is not placed in this round: it
+         * takes no place under max_running. */
+        if (n_used != NULL && u.not_before_ms <= now) {
+            (*n_used)++;
         }
         cd->attempt = u.attempt;
         memcpy(cd->last_node, u.last_node, sizeof cd->last_node);
@@ -715,20 +856,16 @@ static void round_run(struct dispatch *d)
         su[n_cand].constraints = tc->cons_ptrs;
         su[n_cand].not_before_ms = u.not_before_ms;
         su[n_cand].avoid_node = cd->last_node[0] ? cd->last_node : NULL;
+        if (tc->placement == RG_PLACE_HOST) {
+            su[n_cand].n_constraints = tc->n_constraints + 1;
+            su[n_cand].constraints = cd->cons;
+            su[n_cand].avoid_node = NULL; /* its node is the only one */
+        }
         n_cand++;
     }
     store_cursor_close(c);
     if (n_cand == 0) {
         goto out;
-    }
-    /* Leader time can lag the wall clock between entries; use the later. */
-    if ((uint64_t)uv_now(d->loop) > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        if (wall > now) {
-            now = wall;
-        }
     }
     if (sched_place(sn, d->n_nodes, su, n_cand,
                     d->s->cfg.placement_pack ? SCHED_PACK : SCHED_SPREAD, now, d->n_rounds, out,
@@ -740,7 +877,13 @@ static void round_run(struct dispatch *d)
     }
     d->n_rounds++;
 out:
+    d->in_round = 0;
     store_abort(t);
+    while (strmap_next(&used, &mi, &mk, &mv)) {
+        fl_free(mv);
+    }
+    strmap_close(&used);
+    fl_free(pinned);
     fl_free(sn);
     fl_free(su);
     fl_free(cand);

@@ -472,6 +472,8 @@ int node_server_run(const struct node_config *cfg)
         snprintf(ac.join[0], sizeof ac.join[0], "%s", s->cfg.agent_addr);
         snprintf(ac.data_dir, sizeof ac.data_dir, "%.4000s/agent", s->cfg.data_dir);
         memcpy(ac.key, s->cfg.key, sizeof ac.key);
+        memcpy(ac.key_file, s->cfg.key_file, sizeof ac.key_file);
+        memcpy(ac.apps_dir, s->cfg.apps_dir, sizeof ac.apps_dir);
         if (agent_create(s->loop, &ac, &s->agent, err) != FL_OK) {
             fprintf(stderr, "flotilla: embedded agent: %s\n", err);
             exit(1);

@@ -41,6 +41,8 @@ struct node_config {
     unsigned node_cap;    /* running-unit cap recorded for this server's node */
     uint64_t min_free_disk; /* refuse writes when the data disk has less free */
     unsigned char key[32];  /* the cluster key (common/key.h), required */
+    char key_file[4096];    /* the file key came from: the embedded agent's, for deploys */
+    char apps_dir[4096];    /* the embedded agent's default application roots ("": the default) */
     int raft_plaintext;     /* measurement only: Raft without encryption */
     int require_agent_approval; /* new agents wait for `flotilla agent approve` */
 };

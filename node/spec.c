@@ -10,11 +10,12 @@
 #include "common/err.h"
 #include "common/mpcheck.h"
 
-static const char *kind_names[] = {"none", "exec", "shell", "ansible", "playbook", "noop", "sleep"};
+static const char *kind_names[] = {"none",     "exec", "shell", "ansible",
+                                   "playbook", "noop", "sleep", "deploy"};
 
 const char *node_exec_kind_name(int kind)
 {
-    return kind >= 1 && kind <= 6 ? kind_names[kind] : "unknown";
+    return kind >= 1 && kind <= NODE_DEPLOY ? kind_names[kind] : "unknown";
 }
 
 static int sbuf_write(void *data, const char *p, size_t n)
@@ -110,10 +111,10 @@ int node_spec_decode(const uint8_t *p, size_t n, struct node_spec *out)
                          a[11].via.array.size > NODE_SPEC_ENV_MAX)) {
         goto out;
     }
-    if (!get_u32(&a[1], &kind) || kind < 1 || kind > 6 || a[2].type != MSGPACK_OBJECT_ARRAY ||
-        a[2].via.array.size > NODE_SPEC_ARGV_MAX || a[8].type != MSGPACK_OBJECT_ARRAY ||
-        a[8].via.array.size > NODE_SPEC_VARS_MAX || !get_u32(&a[7], &out->sleep_ms) ||
-        !get_u32(&a[9], &out->kill_grace_ms)) {
+    if (!get_u32(&a[1], &kind) || kind < 1 || kind > NODE_DEPLOY ||
+        a[2].type != MSGPACK_OBJECT_ARRAY || a[2].via.array.size > NODE_SPEC_ARGV_MAX ||
+        a[8].type != MSGPACK_OBJECT_ARRAY || a[8].via.array.size > NODE_SPEC_VARS_MAX ||
+        !get_u32(&a[7], &out->sleep_ms) || !get_u32(&a[9], &out->kill_grace_ms)) {
         goto out;
     }
     /* Every string fits in n bytes plus one NUL each. */

@@ -5,10 +5,12 @@
  *   [2, kind, argv[], script, module, module_args, playbook, sleep_ms,
  *    inventory_vars[], kill_grace_ms, env[], secret_env[]]
  * (version 1 is the same without the last two). Kinds use the agent
- * protocol's numbers. env entries are "NAME=value"; secret_env entries are
- * "NAME=" + a sealed value (node_secret_seal): the value encrypted under a
- * key derived from the cluster key, so the replicated state, the Raft log and
- * snapshots never hold it in clear (docs/ACL.md, "Secrets"). */
+ * protocol's numbers; a deploy's argv is deploy-target's arguments,
+ * "NAME@VERSION" first (docs/DEPLOY.md, "The deploy executor"). env entries
+ * are "NAME=value"; secret_env entries are "NAME=" + a sealed value
+ * (node_secret_seal): the value encrypted under a key derived from the
+ * cluster key, so the replicated state, the Raft log and snapshots never hold
+ * it in clear (docs/ACL.md, "Secrets"). */
 #ifndef FL_NODE_SPEC_H
 #define FL_NODE_SPEC_H
 
@@ -24,6 +26,7 @@ enum node_exec_kind {
     NODE_PLAYBOOK = 4,
     NODE_NOOP = 5,
     NODE_SLEEP = 6,
+    NODE_DEPLOY = 7,
 };
 
 #define NODE_SPEC_ARGV_MAX 256

@@ -84,12 +84,30 @@ static int validate_task(const struct rg_cmd *c, char *errmsg)
     if (c->u.task.spec_len > 256 * 1024) {
         return fl_errf(errmsg, FL_ETOOBIG, "executor spec over 256 KiB");
     }
+    if (c->u.task.max_running > RG_MAX_RUNNING_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "max_running must be 0..%d", RG_MAX_RUNNING_MAX);
+    }
+    if (c->u.task.fail_stop > RG_TASK_HOSTS_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "fail_stop must be 0..%d", RG_TASK_HOSTS_MAX);
+    }
+    if (c->u.task.placement != RG_PLACE_ANY && c->u.task.placement != RG_PLACE_HOST) {
+        return fl_errf(errmsg, FL_EINVAL, "unknown placement %u", c->u.task.placement);
+    }
+    if (c->u.task.placement == RG_PLACE_HOST && c->u.task.unit_size != 1) {
+        return fl_errf(errmsg, FL_EINVAL, "placement host needs unit_size 1");
+    }
     for (uint32_t i = 0; i < c->u.task.n_hosts; i++) {
         const char *h;
         size_t n;
         if (rg_cmd_host(c, i, &h, &n) != FL_OK || !valid_host(h, n)) {
             return fl_errf(errmsg, FL_EINVAL,
                            "host %u must be 1-255 printable bytes without spaces or commas", i);
+        }
+        /* Placed on its host: the host names the node that runs it. */
+        if (c->u.task.placement == RG_PLACE_HOST && !valid_name(h, n, STORE_NODE_ID_MAX)) {
+            return fl_errf(errmsg, FL_EINVAL,
+                           "host %u is not a node id (1-%d printable characters without '/')", i,
+                           STORE_NODE_ID_MAX - 1);
         }
     }
     return FL_OK;
@@ -308,8 +326,12 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
         rv |= c->u.node.drain ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         break;
-    case RG_CMD_TASK_SUBMIT:
-        rv |= msgpack_pack_array(&pk, 11);
+    case RG_CMD_TASK_SUBMIT: {
+        /* Fields 12-14 (the rollout controls) only when one is set: a task
+         * without them encodes as before. */
+        int controls = c->u.task.max_running != 0 || c->u.task.fail_stop != 0 ||
+                       c->u.task.placement != RG_PLACE_ANY;
+        rv |= msgpack_pack_array(&pk, controls ? 14 : 11);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.task.id, c->u.task.idlen);
         rv |= pack_str(&pk, c->u.task.name, c->u.task.namelen);
@@ -329,7 +351,13 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         }
         rv |= msgpack_pack_bin_with_body(&pk, c->u.task.spec_len ? (const void *)c->u.task.spec : "",
                                          c->u.task.spec_len);
+        if (controls) {
+            rv |= msgpack_pack_uint32(&pk, c->u.task.max_running);
+            rv |= msgpack_pack_uint32(&pk, c->u.task.fail_stop);
+            rv |= msgpack_pack_uint8(&pk, c->u.task.placement);
+        }
         break;
+    }
     case RG_CMD_TASK_CANCEL:
         rv |= msgpack_pack_array(&pk, 2);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
@@ -642,6 +670,19 @@ static int decode_task(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
         f[9].via.array.size > STORE_TASK_CONSTRAINTS ||
         !get_bin(&f[10], &c->u.task.spec, &c->u.task.spec_len)) {
         return FL_EDECODE;
+    }
+    /* Entries written before the rollout controls have 11 fields (zeros);
+     * the controls come as three together. */
+    if (n == 12 || n == 13) {
+        return FL_EDECODE;
+    }
+    if (n >= 14) {
+        uint32_t place;
+        if (!get_u32(&f[11], &c->u.task.max_running) || !get_u32(&f[12], &c->u.task.fail_stop) ||
+            !get_u32(&f[13], &place) || place > 255) {
+            return FL_EDECODE;
+        }
+        c->u.task.placement = (uint8_t)place;
     }
     c->u.task.n_hosts = f[4].via.array.size;
     c->u.task.hosts = f[4].via.array.ptr;

@@ -32,6 +32,13 @@
 #define RG_ENTRY_MAX_CMDS  65536
 #define RG_TASK_HOSTS_MAX  200000
 #define RG_UNIT_SIZE_MAX   10000
+#define RG_MAX_RUNNING_MAX 1000000
+
+/* Where a task's units run (TASK_SUBMIT placement). */
+enum {
+    RG_PLACE_ANY = 0,  /* on any node the scheduler picks */
+    RG_PLACE_HOST = 1, /* one host per unit, and the host is the node that runs it */
+};
 
 enum rg_cmd_type {
     RG_CMD_UNKNOWN = 0,
@@ -167,6 +174,10 @@ struct rg_cmd {
             size_t constraint_lens[STORE_TASK_CONSTRAINTS];
             const uint8_t *spec; /* executor spec, opaque here */
             size_t spec_len;
+            /* Rollout controls, optional trailing fields (0 when absent). */
+            uint32_t max_running; /* units RUNNING at once; 0 = no limit */
+            uint32_t fail_stop;   /* stop after this many failed hosts; 0 = never */
+            uint8_t placement;    /* RG_PLACE_* */
         } task;
         struct {
             const char *task;

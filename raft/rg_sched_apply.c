@@ -9,6 +9,8 @@
  *   - node.running == the number of its NODEUNITS entries, and an
  *     assignment is refused when node.running >= node.cap, the node drains,
  *     is lost, or dispatch is paused: a node never has more than cap units;
+ *   - a task never has more than max_running units RUNNING (when set), and
+ *     a unit placed on its host runs on that node only;
  *   - tokens come from one counter (meta "fence") and strictly increase. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +126,9 @@ static int task_submit(struct store_txn *t, const struct rg_cmd *c, uint64_t ind
     }
     task.spec = c->u.task.spec;
     task.spec_len = c->u.task.spec_len;
+    task.max_running = c->u.task.max_running;
+    task.fail_stop = c->u.task.fail_stop;
+    task.placement = c->u.task.placement == RG_PLACE_HOST ? RG_PLACE_HOST : RG_PLACE_ANY;
     task.created_ms = now;
     task.units_queued = task.n_units;
     rv = store_task_put(t, &task);
@@ -214,8 +219,50 @@ static int requeue(struct store_txn *t, struct store_task *task, uint32_t unit,
     return rv;
 }
 
+static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t unit,
+                       struct store_unit *u, const struct rg_cmd *c, int status, int32_t exit_code,
+                       uint64_t now);
+
+/* Hosts of the task that finished neither ok nor cancelled. */
+static uint32_t failed_hosts(const struct store_task *task)
+{
+    uint32_t n = 0;
+    for (int st = 1; st < STORE_ST__MAX; st++) {
+        if (st != STORE_ST_OK && st != STORE_ST_CANCELLED) {
+            n += task->hosts_by_status[st];
+        }
+    }
+    return n;
+}
+
+/* fail_stop reached: the task is stopped and every unit still queued is
+ * finished as cancelled, as a cancel does; running units run to completion
+ * and are not retried. stopped is set first, so the finish_unit calls below
+ * (cancelled units, which fail no host) do not come back here. */
+static int stop_task(struct store_txn *t, struct store_task *task, uint64_t now)
+{
+    int rv = FL_OK;
+    task->stopped = 1;
+    for (uint32_t unit = 0; unit < task->n_units && task->units_queued > 0 && rv == FL_OK; unit++) {
+        struct store_unit u;
+        uint8_t qkey[12 + STORE_TASK_ID_MAX + 5];
+        if ((rv = store_unit_get(t, task->id, unit, &u)) != FL_OK) {
+            break;
+        }
+        if (u.state == STORE_UNIT_QUEUED) {
+            rv = store_del(t, STORE_QUEUE, qkey,
+                           store_queue_key(qkey, task->priority, task->seq, task->id, unit));
+            if (rv == FL_OK || rv == FL_ENOTFOUND) {
+                rv = finish_unit(t, task, unit, &u, NULL, STORE_ST_CANCELLED, -1, now);
+            }
+        }
+    }
+    return rv;
+}
+
 /* Record the final per-host results of a unit and close the task when it was
- * the last one. `c` may be NULL: then every host gets `status`. */
+ * the last one; stop the task when its failed hosts reach fail_stop. `c` may
+ * be NULL: then every host gets `status`. */
 static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t unit,
                        struct store_unit *u, const struct rg_cmd *c, int status, int32_t exit_code,
                        uint64_t now)
@@ -298,6 +345,9 @@ static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t un
         }
         task_finished(task);
     }
+    if (task->fail_stop > 0 && !task->stopped && failed_hosts(task) >= task->fail_stop) {
+        return stop_task(t, task, now);
+    }
     return FL_OK;
 }
 
@@ -340,9 +390,20 @@ static int unit_assign(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
     if (rv != FL_OK) {
         return rv;
     }
-    /* The cap invariant is enforced here, on every replica. */
-    if (f->dispatch_paused || task.cancel_requested || n.drain || n.lost ||
-        n.running >= n.cap) {
+    /* A unit placed on its host runs on that node and nowhere else. */
+    if (task.placement == RG_PLACE_HOST) {
+        size_t pos = 0, hlen;
+        const char *host;
+        if (store_unit_host(&u, &pos, &host, &hlen) != FL_OK || hlen != strlen(node_id) ||
+            memcmp(host, node_id, hlen) != 0) {
+            res->err = FL_EINVAL;
+            return FL_OK;
+        }
+    }
+    /* The cap and max_running invariants are enforced here, on every
+     * replica. */
+    if (f->dispatch_paused || task.cancel_requested || task.stopped || n.drain || n.lost ||
+        n.running >= n.cap || (task.max_running > 0 && task.units_running >= task.max_running)) {
         res->err = FL_EBUSY;
         return FL_OK;
     }
@@ -428,8 +489,8 @@ static int unit_result(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
         return rv;
     }
     memcpy(res->node, u.node, sizeof res->node);
-    if (retryable(c->u.unit.status) && u.retries_left > 0 && !u.cancel &&
-        !task.cancel_requested) {
+    if (retryable(c->u.unit.status) && u.retries_left > 0 && !u.cancel && !task.cancel_requested &&
+        !task.stopped) {
         rv = requeue(t, &task, c->u.unit.unit, &u, now);
     } else {
         rv = finish_unit(t, &task, c->u.unit.unit, &u, c, c->u.unit.status, c->u.unit.exit_code,
@@ -467,7 +528,7 @@ static int take_back(struct store_txn *t, const char *task_id, uint32_t unit, ui
         return rv;
     }
     memcpy(res->node, u.node, sizeof res->node);
-    if (u.retries_left > 0 && !u.cancel && !task.cancel_requested) {
+    if (u.retries_left > 0 && !u.cancel && !task.cancel_requested && !task.stopped) {
         rv = requeue(t, &task, unit, &u, now);
     } else {
         rv = finish_unit(t, &task, unit, &u, NULL, u.cancel || task.cancel_requested

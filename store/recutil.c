@@ -31,6 +31,19 @@ int store__header(struct fl_mp *r, uint64_t format, uint32_t fields)
     return n == fields ? FL_OK : FL_EDECODE;
 }
 
+int store__header_formats(struct fl_mp *r, const uint32_t *fields, uint64_t n_formats,
+                          uint64_t *format)
+{
+    uint32_t n;
+    if (fl_mp_array(r, &n) != FL_OK || n == 0 || fl_mp_uint(r, format) != FL_OK) {
+        return FL_EDECODE;
+    }
+    if (*format < 1 || *format > n_formats) {
+        return FL_EVERSION;
+    }
+    return n == fields[*format - 1] ? FL_OK : FL_EDECODE;
+}
+
 /* A string field into a char[max]: refused if it does not fit with its NUL
  * or holds a NUL (it would not survive the round trip). */
 int store__str_field(struct fl_mp *r, char *dst, size_t max)

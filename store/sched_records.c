@@ -13,8 +13,9 @@
 #include "store/store.h"
 #include "store/store_int.h"
 
-#define TASK_FORMAT   1
-#define TASK_FIELDS   21
+#define TASK_FORMAT   2
+#define TASK_FIELDS_1 21
+#define TASK_FIELDS   25
 #define UNIT_FORMAT   1
 #define UNIT_FIELDS   15
 #define RESULT_FORMAT 1
@@ -83,19 +84,25 @@ static int task_encode(struct fl_buf *b, const struct store_task *k)
     for (int i = 0; i < STORE_ST__MAX; i++) {
         r |= msgpack_pack_uint64(&pk, k->hosts_by_status[i]);
     }
-    r |= msgpack_pack_uint64(&pk, k->stale_results);
+    r |= msgpack_pack_uint64(&pk, k->stale_results) | msgpack_pack_uint64(&pk, k->max_running) |
+         msgpack_pack_uint64(&pk, k->fail_stop) | msgpack_pack_uint64(&pk, (uint64_t)k->placement) |
+         store__pack_bool(&pk, k->stopped);
     return r ? FL_ENOMEM : FL_OK;
 }
 
 int store_task_decode(const void *val, size_t vlen, struct store_task *k)
 {
+    /* Format 1 had 21 fields; format 2 appends max_running, fail_stop,
+     * placement and stopped (zeros in a format-1 record). */
+    static const uint32_t fields[TASK_FORMAT] = {TASK_FIELDS_1, TASK_FIELDS};
     struct fl_mp r;
+    uint64_t format;
     size_t n;
     uint32_t nc;
     int rv;
     memset(k, 0, sizeof *k);
     fl_mp_init(&r, val, vlen);
-    if ((rv = store__header(&r, TASK_FORMAT, TASK_FIELDS)) != FL_OK) {
+    if ((rv = store__header_formats(&r, fields, TASK_FORMAT, &format)) != FL_OK) {
         return rv;
     }
     if (store__str_field(&r, k->id, sizeof k->id) || k->id[0] == '\0' ||
@@ -124,10 +131,15 @@ int store_task_decode(const void *val, size_t vlen, struct store_task *k)
             return FL_EDECODE;
         }
     }
-    if (fl_mp_uint(&r, &k->stale_results) || fl_mp_end(&r)) {
+    if (fl_mp_uint(&r, &k->stale_results)) {
         return FL_EDECODE;
     }
-    return FL_OK;
+    if (format >= 2 &&
+        (store__u32_field(&r, &k->max_running) || store__u32_field(&r, &k->fail_stop) ||
+         small_field(&r, &k->placement, 1) || store__mp_bool(&r, &k->stopped))) {
+        return FL_EDECODE;
+    }
+    return fl_mp_end(&r) ? FL_EDECODE : FL_OK;
 }
 
 int store_task_get(struct store_txn *t, const char *id, struct store_task *out)

@@ -257,6 +257,11 @@ struct store_task {
     uint32_t units_queued, units_running, units_done;
     uint32_t hosts_by_status[STORE_ST__MAX];
     uint64_t stale_results;
+    /* rollout controls (docs/SCHEDULER.md, "Rollout controls") */
+    uint32_t max_running; /* units RUNNING at once; 0 = no limit */
+    uint32_t fail_stop;   /* failed hosts that stop the task; 0 = never */
+    int placement;        /* 0 any node, 1 each unit on the node its host names */
+    int stopped;          /* fail_stop was reached: queued units were cancelled */
 };
 int store_task_get(struct store_txn *t, const char *id, struct store_task *out);
 int store_task_put(struct store_txn *t, const struct store_task *task);

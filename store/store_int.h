@@ -87,6 +87,11 @@ int store__pack_bool(msgpack_packer *pk, int v);
 /* Array header with the format version first: FL_EVERSION on another
  * version, FL_EDECODE unless it has exactly `fields` elements. */
 int store__header(struct fl_mp *r, uint64_t format, uint32_t fields);
+/* The same for a record read in several formats: formats 1..n_formats,
+ * format v having exactly fields[v - 1] elements; *format gets the version.
+ * FL_EVERSION on another version, FL_EDECODE on another element count. */
+int store__header_formats(struct fl_mp *r, const uint32_t *fields, uint64_t n_formats,
+                          uint64_t *format);
 int store__str_field(struct fl_mp *r, char *dst, size_t max);
 int store__u32_field(struct fl_mp *r, uint32_t *v);
 /* Put the encoded record `b` (rv: the encoder's result) and close b. */

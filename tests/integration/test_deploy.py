@@ -8,7 +8,8 @@ its hash verified, and the workers reloaded onto it; v3, whose health check
 fails, is rolled back to v2 automatically. A corrupted chunk, a truncated
 blob, a package whose bytes do not match its hash, a tarball with `../` and
 one with an escaping link: each refused with a clear error while v2 keeps
-running."""
+running. With --events the same runs speak JSON lines, as the agent's deploy
+executor reads them."""
 import io
 import json
 import os
@@ -377,5 +378,140 @@ def test_deploy_pipeline():
         c.close()
 
 
+def events_deploy(t, ref, *extra, expect_rc=0, hash_=None, size=None):
+    """`deploy-target --events` by hash, as the agent's deploy executor runs
+    it. Every stdout line is JSON: for each step a begin then its end, in
+    order, then the report, under 3,500 bytes (the server keeps a unit's last
+    4,096 bytes of output). Returns (report, step events, the process)."""
+    if hash_ is None:
+        meta = json.loads(cli(t.c, "package", "show", ref).stdout)
+        hash_, size = meta["hash"], meta["size"]
+    env = dict(os.environ, FLOTILLA_ADDR="127.0.0.1:1", FLOTILLA_KEY_FILE=t.c.key)
+    env.pop("FLOTILLA_TOKEN", None)
+    sources = ",".join(s.blob for s in t.c.servers.values())
+    r = subprocess.run([BIN, "deploy-target", ref, "--app", "web", "--root", t.root, "--from",
+                        sources, "--hash", hash_, "--size", str(size), "--name", t.name,
+                        "--events", "--health-timeout", "3s"] + list(extra),
+                       capture_output=True, text=True, env=env, timeout=180)
+    check(r.returncode == expect_rc, "%s --events: rc %d (want %d)\n%s%s"
+          % (ref, r.returncode, expect_rc, r.stdout, r.stderr))
+    lines = r.stdout.splitlines()
+    check(len(lines) >= 3 and r.stdout.endswith("\n"), "events: %r" % r.stdout)
+    events = []
+    for ln in lines:
+        try:
+            events.append(json.loads(ln))
+        except ValueError:
+            raise AssertionError("not a JSON line: %r\n%s" % (ln, r.stdout))
+    began, steps = None, []
+    for ev in events[:-1]:
+        if ev["event"] == "begin":
+            check(began is None, "%s begins while %s runs" % (ev["step"], began))
+            began = ev["step"]
+        else:
+            check(ev["event"] == "step" and ev["step"] == began,
+                  "%r ends the step begun (%s)" % (ev, began))
+            check(ev["status"] in ("ok", "failed", "skipped") and isinstance(ev["ms"], int) and
+                  isinstance(ev["detail"], str), "a step event: %r" % ev)
+            steps.append(ev)
+            began = None
+    check(began is None, "%s never ended" % began)
+    rep = events[-1]
+    check(rep["event"] == "report", "the last line is the report: %r" % rep)
+    check(len(lines[-1].encode()) + 1 < 3500, "the report line is %d bytes"
+          % len(lines[-1].encode()))
+    check([(s["step"], s["status"], s["detail"]) for s in rep["steps"]] ==
+          [(s["step"], s["status"], s["detail"]) for s in steps],
+          "the report has the steps as they came: %r\n%r" % (rep["steps"], steps))
+    for k in ("app", "version", "result", "previous", "current", "ms", "acquire"):
+        check(k in rep, "the report has %s: %r" % (k, rep))
+    return rep, steps, r
+
+
+def test_deploy_target_events():
+    c = Cluster(1, name="deploy-events").start()
+    t = None
+    try:
+        pkgs = os.path.join(c.dir, "pkgs")
+        os.makedirs(pkgs)
+        files = {"app.py": APP.encode(), "healthy": b""}
+        for ver, fs in (("1", files), ("2", {"app.py": APP.encode()})):
+            p = os.path.join(pkgs, "web-%s.tar" % ver)
+            make_tar(p, fs)
+            cli(c, "package", "push", p, "--name", "web", "--version", ver)
+        t = Target(c, "ev")
+        t.start_supervise()
+
+        # Deployed; what a hook prints goes to stderr, never between the lines.
+        rep, steps, r = events_deploy(t, "web@1", "--pre-hook", "echo hook-out; echo hook-err >&2",
+                                      *HEALTH)
+        check(rep["result"] == "deployed" and rep["current"] == "1" and rep["version"] == "1" and
+              rep["app"] == "web" and rep["acquire"]["method"] == "whole", "v1: %r" % rep)
+        check([s["step"] for s in steps] ==
+              ["prepare", "acquire", "unpack", "pre-hook", "switch", "reload", "health", "prune"],
+              "the steps, in order: %r" % [s["step"] for s in steps])
+        check(all(s["status"] == "ok" for s in steps), "all ok: %r" % steps)
+        check("hook-out" in r.stderr and "hook-err" in r.stderr and "hook-out" not in r.stdout,
+              "hook output on stderr: %r / %r" % (r.stdout, r.stderr))
+        t.wait_running("1")
+
+        # v2 fails its health check: rolled back, exit 3.
+        rep, steps, r = events_deploy(t, "web@2", *HEALTH, expect_rc=3)
+        check(rep["result"] == "rolled_back" and rep["previous"] == "1" and
+              rep["current"] == "1", "v2 rolled back: %r" % rep)
+        got = {s["step"]: s["status"] for s in steps}
+        check(got.get("health") == "failed" and got.get("rollback") == "ok" and
+              got.get("reload-back") == "ok", "health failed, rolled back: %r" % steps)
+        check(t.current() == "releases/1", "current is v1 again: %r" % t.current())
+        t.wait_running("1")
+
+        # SIGTERM (how the agent cancels the unit) during the health check:
+        # the lines arrive as the steps go (flushed each), and the deploy
+        # stops at the next check and puts v1 back.
+        meta = json.loads(cli(c, "package", "show", "web@2").stdout)
+        env = dict(os.environ, FLOTILLA_KEY_FILE=c.key)
+        p = subprocess.Popen([BIN, "deploy-target", "web@2", "--app", "web", "--root", t.root,
+                              "--from", c.servers[1].blob, "--hash", meta["hash"], "--size",
+                              str(meta["size"]), "--events", "--health", "false",
+                              "--health-timeout", "60s"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        seen = []
+        t0 = time.time()
+        for ln in p.stdout:
+            seen.append(json.loads(ln))
+            if seen[-1] == {"event": "begin", "step": "health"}:
+                time.sleep(1)
+                p.send_signal(signal.SIGTERM)
+        rc = p.wait(timeout=60)
+        p.stderr.close()
+        check(time.time() - t0 < 30, "stopped long before the health timeout")
+        rep = seen[-1]
+        check(rc == 3 and rep["event"] == "report" and rep["result"] == "rolled_back" and
+              rep["current"] == "1", "cancelled during health, rolled back: rc %d %r" % (rc, rep))
+        got = [(s["step"], s["status"]) for s in rep["steps"]]
+        check(("health", "failed") in got and ("rollback", "ok") in got and
+              ("reload-back", "ok") in got, "health stopped, rollback: %r" % got)
+        check("cancelled" in [s for s in rep["steps"] if s["step"] == "health"][0]["detail"],
+              "the health step says it was cancelled: %r" % rep["steps"])
+        check(t.current() == "releases/1", "current is v1 after the cancel")
+        t.wait_running("1")
+
+        # A package no server has: refused at acquire, still a report.
+        rep, steps, r = events_deploy(t, "web@9", hash_="ab" * 32, size=1000, expect_rc=1)
+        check(rep["result"] == "refused" and [s["step"] for s in steps] == ["acquire"] and
+              steps[0]["status"] == "failed" and steps[0]["detail"],
+              "an unknown blob is refused at acquire: %r" % rep)
+        check(t.current() == "releases/1", "current still v1")
+
+        r = subprocess.run([BIN, "deploy-target", "web@1", "--app", "web", "--root", t.root,
+                            "--from", c.servers[1].blob, "--json", "--events"],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2 and "exclude" in r.stderr, "--json with --events: %r" % r.stderr)
+    finally:
+        if t is not None:
+            t.close()
+        c.close()
+
+
 if __name__ == "__main__":
-    run([test_deploy_pipeline])
+    run([test_deploy_pipeline, test_deploy_target_events])

@@ -396,8 +396,138 @@ def test_cancel_dispatch_pause_and_why():
         c.close()
 
 
+def one_server(name):
+    c = Cluster(1, ["--lost-after", "3s", "--heartbeat", "300ms", "--no-agent"], name)
+    c.peers = "1=127.0.0.1:%d" % (c.base + 101)
+    return c.start()
+
+
+def test_run_on_host_one_at_a_time():
+    """run_on host with max_parallel 1: every host runs on the node it names,
+    and never two at once (by the replicated times and by the agents' own
+    clocks)."""
+    c = one_server("runonhost")
+    logdir = os.path.join(c.dir, "unitlogs")
+    os.makedirs(logdir)
+    try:
+        names = ["ra1", "ra2", "ra3"]
+        agents = [Agent(c, n, cap=4).start() for n in names]
+        wait_connected(c, names)
+        tid = submit(c, {"hosts": names, "run_on": "host", "max_parallel": 1,
+                         "timeout_ms": 60000,
+                         "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "0.3"}})
+        body = wait_task(c, tid, timeout=60)
+        check(body["state"] == "done" and body["progress"]["hosts"]["ok"] == 3, "done: %r" % body)
+        check(body["run_on"] == "host" and body["max_parallel"] == 1 and body["unit_size"] == 1
+              and body["stop_after_failures"] == 0 and body["stopped"] is False,
+              "the task shows its controls: %r" % body)
+        st, res, _ = request(leader_api(c), "GET", "/v1/tasks/%s/results" % tid)
+        check(sorted(r["host"] for r in res["results"]) == names and
+              all(r["node"] == r["host"] for r in res["results"]),
+              "every host ran on its own node: %r" % [(r["host"], r["node"]) for r in res["results"]])
+        st, units, _ = request(leader_api(c), "GET", "/v1/tasks/%s/units" % tid)
+        spans = sorted((u["assigned_ms"], u["finished_ms"]) for u in units["units"])
+        check(all(a > 0 and f >= a for a, f in spans), "units have their times: %r" % spans)
+        for (a1, f1), (a2, f2) in zip(spans, spans[1:]):
+            check(a2 >= f1, "units overlapped: %r" % spans)
+        runs = read_runs(logdir)
+        check(len(runs) == 3 and all("end" in r for r in runs.values()), "three runs: %r" % runs)
+        events = sorted([(r["start"], 1) for r in runs.values()] +
+                        [(r["end"], -1) for r in runs.values()], key=lambda e: (e[0], e[1]))
+        cur = most = 0
+        for _, d in events:
+            cur += d
+            most = max(most, cur)
+        check(most == 1, "agent-side, %d units ran at once" % most)
+        check(sorted(r["node"] for r in runs.values()) == names, "one run per node: %r" % runs)
+        # A host that is no node waits without holding the only place: the
+        # units behind it run.
+        tid = submit(c, {"hosts": ["ghost", "ra1", "ra2"], "run_on": "host", "max_parallel": 1,
+                         "sleep_ms": 100})
+        end = time.time() + 30
+        while time.time() < end:
+            st, units, _ = request(leader_api(c), "GET", "/v1/tasks/%s/units" % tid)
+            states = [u["state"] for u in units["units"]]
+            if states == ["queued", "done", "done"]:
+                break
+            time.sleep(0.1)
+        check(states == ["queued", "done", "done"], "ra1 and ra2 ran past ghost: %r" % states)
+        st, why, _ = request(leader_api(c), "GET", "/v1/tasks/%s/why" % tid)
+        check("node=ghost" in why["summary"], "why names the host's node: %r" % why)
+        st, _, _ = request(leader_api(c), "POST", "/v1/tasks/%s/cancel" % tid)
+        body = wait_task(c, tid, timeout=30)
+        check(body["state"] == "cancelled" and body["progress"]["hosts"]["ok"] == 2,
+              "cancelled with two hosts ok: %r" % body)
+    finally:
+        c.close()
+
+
+def test_stop_after_failures():
+    """The first failed host stops the task: the units still queued are
+    cancelled and the task ends failed."""
+    c = one_server("failstop")
+    try:
+        names = ["fa1", "fa2", "fa3"]
+        agents = [Agent(c, n, cap=2).start() for n in names]
+        wait_connected(c, names)
+        tid = submit(c, {"hosts": names, "run_on": "host", "max_parallel": 1,
+                         "stop_after_failures": 1, "shell": "sleep 0.2; exit 1"})
+        body = wait_task(c, tid, timeout=60)
+        check(body["state"] == "failed" and body["stopped"] is True and
+              body["cancel_requested"] is False, "stopped, failed: %r" % body)
+        check(body["progress"]["hosts"]["failed"] == 1 and
+              body["progress"]["hosts"]["cancelled"] == 2, "one failed, two cancelled: %r"
+              % body["progress"])
+        st, units, _ = request(leader_api(c), "GET", "/v1/tasks/%s/units" % tid)
+        got = [(u["unit"], u["status"], u["attempt"]) for u in units["units"]]
+        check(got == [(0, "failed", 1), (1, "cancelled", 0), (2, "cancelled", 0)],
+              "the first unit failed, the others never ran: %r" % got)
+        st, body, _ = request(leader_api(c), "GET", "/v1/tasks")
+        check([t["id"] for t in body["tasks"]] == [tid], "one task: %r" % body)
+    finally:
+        c.close()
+
+
+def test_rollout_controls_bad_input():
+    c = one_server("badrollout")
+    try:
+        api = c.servers[1].api
+        tid = submit(c, {"hosts": ["n1"], "noop": True, "run_on": "any", "max_parallel": 3,
+                         "stop_after_failures": 2})
+        st, body, _ = request(api, "GET", "/v1/tasks/" + tid)
+        check(body["run_on"] == "any" and body["max_parallel"] == 3 and
+              body["stop_after_failures"] == 2 and body["stopped"] is False, "controls: %r" % body)
+        cases = [
+            ({"hosts": ["a1"], "noop": True, "run_on": "host", "unit_size": 5}, "unit_size"),
+            ({"hosts": ["a1"], "noop": True, "run_on": "elsewhere"}, "run_on"),
+            ({"hosts": ["a1"], "noop": True, "run_on": 1}, "run_on"),
+            ({"hosts": ["rack/a1"], "noop": True, "run_on": "host"}, "hosts"),
+            ({"hosts": ["a" * 64], "noop": True, "run_on": "host"}, "hosts"),
+            ({"hosts": ["a1"], "noop": True, "max_parallel": 0}, "max_parallel"),
+            ({"hosts": ["a1"], "noop": True, "max_parallel": -1}, "max_parallel"),
+            ({"hosts": ["a1"], "noop": True, "max_parallel": 1000001}, "max_parallel"),
+            ({"hosts": ["a1"], "noop": True, "stop_after_failures": -1}, "stop_after_failures"),
+            ({"hosts": ["a1"], "noop": True, "stop_after_failures": 200001},
+             "stop_after_failures"),
+        ]
+        for spec, field in cases:
+            st, body, raw = request(api, "POST", "/v1/tasks", spec)
+            check(st == 400 and ('"%s"' % field) in body["error"]["message"],
+                  "%r: 400 naming %s, got %s %r" % (spec, field, st, raw[:200]))
+        st, body, _ = request(api, "GET", "/v1/tasks")
+        check([t["id"] for t in body["tasks"]] == [tid], "no task was created: %r" % body)
+        # run_on host without unit_size means one host per unit.
+        tid2 = submit(c, {"hosts": ["server-1"], "noop": True, "run_on": "host"})
+        st, body, _ = request(api, "GET", "/v1/tasks/" + tid2)
+        check(body["unit_size"] == 1 and body["run_on"] == "host", "unit_size 1: %r" % body)
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     run([test_thousand_hosts_caps_and_drain, test_agent_loss_requeues_and_late_results_are_stale,
          test_agent_kill9_and_restart, test_spooled_result_survives_agent_restart,
          test_leader_kill_mid_task, test_timeout_kills_the_whole_group,
-         test_ansible_module_and_playbook, test_bad_input, test_cancel_dispatch_pause_and_why])
+         test_ansible_module_and_playbook, test_bad_input, test_cancel_dispatch_pause_and_why,
+         test_run_on_host_one_at_a_time, test_stop_after_failures,
+         test_rollout_controls_bad_input])

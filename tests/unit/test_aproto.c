@@ -484,6 +484,43 @@ TEST(run_kinds)
     drop_all();
 }
 
+/* A deploy: deploy-target's arguments in argv, the blob sources in env. */
+TEST(run_deploy)
+{
+    struct aproto_msg m, d;
+    static const char *const argv[] = {"web@2", "--hash", "ab12", "--size", "4198400",
+                                       "--app", "web", "--health", "test -f ok",
+                                       "--health-timeout", "30s", "--keep", "5"};
+    static const char *const env[] = {"FLOTILLA_UNIT=3",
+                                      "FLOTILLA_BLOB_SOURCES=10.0.0.2:8701,10.0.0.1:8701"};
+    static const char *const hosts[] = {"web-1"};
+    aproto_msg_init(&m, APROTO_RUN);
+    m.u.run.ref = ref_small();
+    m.u.run.kind = APROTO_EXEC_DEPLOY;
+    m.u.run.n_hosts = 1;
+    m.u.run.hosts = hosts;
+    m.u.run.argc = 13;
+    m.u.run.argv = argv;
+    m.u.run.n_env = 2;
+    m.u.run.env = env;
+    m.u.run.timeout_ms = 1800000;
+    m.u.run.kill_grace_ms = 10000;
+    REQUIRE(roundtrip(&m, &d) == FL_OK);
+    CHECK_EQ_INT(d.u.run.kind, APROTO_EXEC_DEPLOY);
+    REQUIRE(d.u.run.argc == 13);
+    for (unsigned i = 0; i < 13; i++) {
+        CHECK_EQ_STR(d.u.run.argv[i], argv[i]);
+    }
+    REQUIRE(d.u.run.n_env == 2);
+    CHECK_EQ_STR(d.u.run.env[1], "FLOTILLA_BLOB_SOURCES=10.0.0.2:8701,10.0.0.1:8701");
+    CHECK_EQ_STR(d.u.run.hosts[0], "web-1");
+    CHECK_EQ_INT(d.u.run.timeout_ms, 1800000);
+    CHECK_EQ_INT(d.u.run.kill_grace_ms, 10000);
+    aproto_msg_close(&d);
+    CHECK_OK(aproto_msg_validate(&m, NULL));
+    drop_all();
+}
+
 /* A newer server's executor kind reaches an old agent as a message it can
  * answer (DONE error), not as a broken connection; we never send one. */
 TEST(run_unknown_kind)
@@ -735,6 +772,18 @@ TEST(refuse_run)
     m.u.run.argc = APROTO_ARGV_MAX + 1;
     m.u.run.argv = strs(APROTO_ARGV_MAX + 1, "x");
     refused(&m, "257 arguments");
+    m = base;
+    m.u.run.kind = APROTO_EXEC_DEPLOY;
+    refused(&m, "deploy without argv");
+    m.u.run.argc = 1;
+    m.u.run.argv = strs(1, "");
+    refused(&m, "deploy with empty argv[0]");
+    m.u.run.argc = 2;
+    m.u.run.argv = strs(2, "");
+    refused(&m, "deploy with empty argv[0] and more");
+    m.u.run.argc = APROTO_ARGV_MAX + 1;
+    m.u.run.argv = strs(APROTO_ARGV_MAX + 1, "web@1");
+    refused(&m, "deploy with 257 arguments");
     m = base;
     m.u.run.kind = APROTO_EXEC_SHELL;
     refused(&m, "shell without script");
@@ -1392,6 +1441,7 @@ int main(void)
     RUN(heartbeat_started_cancel_ack_error);
     RUN(run_max);
     RUN(run_kinds);
+    RUN(run_deploy);
     RUN(run_unknown_kind);
     RUN(log_done);
     RUN(typical_all_types);

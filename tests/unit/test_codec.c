@@ -162,6 +162,118 @@ TEST(future_format_and_unknown_command)
     rg_entry_close(&e);
 }
 
+/* A TASK_SUBMIT packed as entries were before the rollout controls: 11
+ * fields, or `extra` more (0 .. 3) trailing controls. */
+static void old_task_entry(msgpack_sbuffer *sb, unsigned extra)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_uint8(&pk, RG_CMD_FORMAT);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_uint64(&pk, 1000);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 11 + extra);
+    msgpack_pack_uint8(&pk, RG_CMD_TASK_SUBMIT);
+    msgpack_pack_str_with_body(&pk, "t1", 2);
+    msgpack_pack_str_with_body(&pk, "", 0);
+    msgpack_pack_str_with_body(&pk, "", 0);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "n1", 2);
+    msgpack_pack_str_with_body(&pk, "n2", 2);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_uint32(&pk, 0);
+    msgpack_pack_uint32(&pk, 0);
+    msgpack_pack_int32(&pk, 0);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_bin_with_body(&pk, "spec", 4);
+    for (unsigned i = 0; i < extra; i++) {
+        msgpack_pack_uint32(&pk, 1);
+    }
+}
+
+TEST(task_rollout_controls)
+{
+    static const char *hosts[] = {"n1", "n2"};
+    struct rg_cmd in = {0}, out;
+    struct rg_entry e;
+    msgpack_sbuffer sb;
+    char why[FL_ERRMSG_SIZE];
+    void *buf;
+    size_t len;
+
+    in.type = RG_CMD_TASK_SUBMIT;
+    in.u.task.id = "t1";
+    in.u.task.idlen = 2;
+    in.u.task.n_hosts = 2;
+    in.u.task.host_ptrs = hosts;
+    in.u.task.unit_size = 1;
+    in.u.task.spec = (const uint8_t *)"spec";
+    in.u.task.spec_len = 4;
+    in.u.task.max_running = 3;
+    in.u.task.fail_stop = 2;
+    in.u.task.placement = RG_PLACE_HOST;
+    encode(&in, 1, &buf, &len);
+    REQUIRE(rg_entry_open(&e, buf, len) == FL_OK);
+    CHECK_OK(rg_entry_cmd(&e, 0, &out));
+    CHECK_EQ_INT(out.u.task.max_running, 3);
+    CHECK_EQ_INT(out.u.task.fail_stop, 2);
+    CHECK_EQ_INT(out.u.task.placement, RG_PLACE_HOST);
+    CHECK_EQ_INT(out.u.task.n_hosts, 2);
+    CHECK_OK(rg_cmd_validate(&out, why));
+    rg_entry_close(&e);
+    fl_free(buf);
+    /* A job's template is one command encoded alone: it keeps them too. */
+    {
+        struct rg_entry_writer w;
+        msgpack_unpacked u;
+        rg_writer_init(&w);
+        CHECK_OK(rg_writer_add(&w, &in));
+        CHECK_OK(rg_cmd_decode_one(w.body.data, w.body.size, &u, &out));
+        CHECK_EQ_INT(out.type, RG_CMD_TASK_SUBMIT);
+        CHECK_EQ_INT(out.u.task.max_running, 3);
+        CHECK_EQ_INT(out.u.task.fail_stop, 2);
+        CHECK_EQ_INT(out.u.task.placement, RG_PLACE_HOST);
+        msgpack_unpacked_destroy(&u);
+        rg_writer_close(&w);
+    }
+
+    /* An entry written before the controls: 11 fields, decoded as zeros. */
+    old_task_entry(&sb, 0);
+    REQUIRE(rg_entry_open(&e, sb.data, sb.size) == FL_OK);
+    memset(&out, 0xff, sizeof out);
+    CHECK_OK(rg_entry_cmd(&e, 0, &out));
+    CHECK_EQ_INT(out.type, RG_CMD_TASK_SUBMIT);
+    CHECK_EQ_INT(out.u.task.n_hosts, 2);
+    CHECK_EQ_INT(out.u.task.spec_len, 4);
+    CHECK_EQ_INT(out.u.task.max_running, 0);
+    CHECK_EQ_INT(out.u.task.fail_stop, 0);
+    CHECK_EQ_INT(out.u.task.placement, RG_PLACE_ANY);
+    CHECK_OK(rg_cmd_validate(&out, why));
+    rg_entry_close(&e);
+    msgpack_sbuffer_destroy(&sb);
+    /* The controls come as three together. */
+    for (unsigned extra = 1; extra <= 3; extra++) {
+        old_task_entry(&sb, extra);
+        REQUIRE(rg_entry_open(&e, sb.data, sb.size) == FL_OK);
+        CHECK_EQ_INT(rg_entry_cmd(&e, 0, &out), extra == 3 ? FL_OK : FL_EDECODE);
+        rg_entry_close(&e);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    /* Without controls a task encodes as before (11 fields). */
+    in.u.task.max_running = 0;
+    in.u.task.fail_stop = 0;
+    in.u.task.placement = RG_PLACE_ANY;
+    encode(&in, 1, &buf, &len);
+    REQUIRE(rg_entry_open(&e, buf, len) == FL_OK);
+    CHECK_EQ_INT(e.cmds[0].via.array.size, 11);
+    rg_entry_close(&e);
+    fl_free(buf);
+}
+
 TEST(mpcheck_refuses_huge_claims)
 {
     size_t used;
@@ -236,6 +348,7 @@ int main(void)
     RUN(empty_batch_and_padding);
     RUN(validation);
     RUN(future_format_and_unknown_command);
+    RUN(task_rollout_controls);
     RUN(mpcheck_refuses_huge_claims);
     RUN(total_decoder_sweep);
     return check_summary();

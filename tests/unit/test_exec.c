@@ -401,6 +401,61 @@ TEST(exec_bad_specs)
     outcome_free(&o4);
 }
 
+/* A deploy runs its argv as exec does (the agent builds it); deploy-target's
+ * exit code decides, so rolled back (3) is a failure with rc 3. A refused
+ * unit never starts and says why in every host's tail. */
+TEST(exec_deploy_and_refuse)
+{
+    static const char *const ok[] = {"sh", "-c", "echo '{\"event\":\"report\"}'", NULL};
+    static const char *const rolled_back[] = {"sh", "-c", "echo rolled back; exit 3", NULL};
+    struct exec_spec s = spec_of(EXEC_DEPLOY, 1);
+    struct outcome o1 = {0}, o2 = {0}, o3 = {0}, o4 = {0};
+
+    s.argv = ok;
+    CHECK_OK(run(&s, &o1));
+    CHECK_CONTRACT(o1);
+    CHECK_EQ_INT(o1.started_calls, 1);
+    CHECK_EQ_INT(o1.unit_status, EXEC_OK);
+    CHECK_EQ_INT(o1.status[0], EXEC_OK);
+    CHECK(tail_is(&o1, 0, "{\"event\":\"report\"}\n"));
+
+    s.argv = rolled_back;
+    CHECK_OK(run(&s, &o2));
+    CHECK_CONTRACT(o2);
+    CHECK_EQ_INT(o2.unit_status, EXEC_FAILED);
+    CHECK_EQ_INT(o2.exit_code, 3);
+    CHECK_EQ_INT(o2.status[0], EXEC_FAILED);
+    CHECK_EQ_INT(o2.rc[0], 3);
+    CHECK(tail_is(&o2, 0, "rolled back\n"));
+
+    s = spec_of(EXEC_DEPLOY, 2);
+    s.argv = ok;
+    s.refuse = "deploy: the unit has no FLOTILLA_BLOB_SOURCES";
+    CHECK_OK(run(&s, &o3));
+    CHECK_CONTRACT(o3);
+    CHECK_EQ_INT(o3.started_calls, 0);
+    CHECK_EQ_INT(o3.unit_status, EXEC_ERROR);
+    CHECK_EQ_INT(o3.exit_code, -1);
+    REQUIRE(o3.n == 2);
+    for (unsigned i = 0; i < 2; i++) {
+        CHECK_EQ_INT(o3.status[i], EXEC_ERROR);
+        CHECK_EQ_INT(o3.rc[i], -1);
+        CHECK_EQ_STR(o3.tail[i], "deploy: the unit has no FLOTILLA_BLOB_SOURCES");
+    }
+
+    /* Any kind can be refused, even one that runs nothing. */
+    s = spec_of(EXEC_NOOP, 1);
+    s.refuse = "";
+    CHECK_OK(run(&s, &o4));
+    CHECK_CONTRACT(o4);
+    CHECK_EQ_INT(o4.unit_status, EXEC_ERROR);
+    CHECK(tail_is(&o4, 0, "refused"));
+    outcome_free(&o1);
+    outcome_free(&o2);
+    outcome_free(&o3);
+    outcome_free(&o4);
+}
+
 /* ---- shell, environment, output -------------------------------------------------------- */
 
 TEST(exec_shell_pipes_and_env)
@@ -958,6 +1013,7 @@ int main(void)
     RUN(exec_argv_without_shell);
     RUN(exec_not_found);
     RUN(exec_bad_specs);
+    RUN(exec_deploy_and_refuse);
     RUN(exec_shell_pipes_and_env);
     RUN(exec_output_larger_than_tail);
     RUN(exec_no_fd_leak);

@@ -1,6 +1,7 @@
 /* The scheduling commands applied by the FSM on a real store: splitting,
  * caps enforced at apply, fencing tokens, results, stale results, retries,
- * node loss and cancel (docs/SCHEDULER.md). */
+ * node loss, cancel and the rollout controls (docs/SCHEDULER.md). */
+#include <msgpack.h>
 #include <raft.h>
 
 #include "check.h"
@@ -316,6 +317,375 @@ TEST(cancel_and_pause)
     teardown(&h);
 }
 
+/* A task with the rollout controls; hosts given by the caller. */
+static struct rg_result submit_ctl(struct h *h, const char *id, const char *const *hosts,
+                                   unsigned n_hosts, unsigned retries, uint32_t max_running,
+                                   uint32_t fail_stop, int placement)
+{
+    struct rg_cmd c = {0};
+    c.type = RG_CMD_TASK_SUBMIT;
+    c.u.task.id = id;
+    c.u.task.idlen = strlen(id);
+    c.u.task.n_hosts = n_hosts;
+    c.u.task.host_ptrs = hosts;
+    c.u.task.unit_size = 1;
+    c.u.task.retries = retries;
+    c.u.task.spec = (const uint8_t *)"spec";
+    c.u.task.spec_len = 4;
+    c.u.task.max_running = max_running;
+    c.u.task.fail_stop = fail_stop;
+    c.u.task.placement = (uint8_t)placement;
+    return apply1(h, &c);
+}
+
+/* The result of a one-host unit, with that host's own outcome. */
+static struct rg_result result1(struct h *h, const char *task, uint32_t unit, uint64_t token,
+                                const char *host, int status)
+{
+    struct rg_host_result hr = {host, strlen(host), status, status == STORE_ST_OK ? 0 : 1, NULL, 0};
+    struct rg_cmd c = {0};
+    c.type = RG_CMD_UNIT_RESULT;
+    c.u.unit.task = task;
+    c.u.unit.tasklen = strlen(task);
+    c.u.unit.unit = unit;
+    c.u.unit.token = token;
+    c.u.unit.status = status;
+    c.u.unit.exit_code = hr.rc;
+    c.u.unit.n_results = 1;
+    c.u.unit.result_ptrs = &hr;
+    return apply1(h, &c);
+}
+
+static struct store_unit unit_of(struct h *h, const char *task, uint32_t unit)
+{
+    struct store_txn *t;
+    struct store_unit u;
+    memset(&u, 0, sizeof u);
+    rg_fsm_flush(&h->fsm);
+    CHECK_OK(store_begin(h->store, 0, &t));
+    CHECK_OK(store_unit_get(t, task, unit, &u));
+    u.hosts = NULL; /* points into the ended transaction */
+    u.hosts_len = 0;
+    store_abort(t);
+    return u;
+}
+
+static const char *const four[] = {"h000", "h001", "h002", "h003"};
+
+TEST(max_running_is_enforced_at_apply)
+{
+    struct h h;
+    struct rg_result a0, a1;
+    setup(&h);
+    add_node(&h, "n1", 10);
+    CHECK_EQ_INT(submit_ctl(&h, "t", four, 4, 0, 2, 0, RG_PLACE_ANY).err, FL_OK);
+    CHECK_EQ_INT(task_of(&h, "t").max_running, 2);
+    a0 = assign(&h, "t", 0, 0, "n1");
+    a1 = assign(&h, "t", 1, 0, "n1");
+    CHECK_EQ_INT(a0.err, FL_OK);
+    CHECK_EQ_INT(a1.err, FL_OK);
+    /* A third running unit is refused by every replica, whatever the node's cap. */
+    CHECK_EQ_INT(assign(&h, "t", 2, 0, "n1").err, FL_EBUSY);
+    CHECK_EQ_INT(task_of(&h, "t").units_running, 2);
+    CHECK_EQ_INT(task_of(&h, "t").units_queued, 2);
+    CHECK_EQ_INT(node_of(&h, "n1").running, 2);
+    /* A result frees a place. */
+    CHECK_EQ_INT(result1(&h, "t", 0, a0.version, "h000", STORE_ST_OK).err, FL_OK);
+    CHECK_EQ_INT(assign(&h, "t", 2, 0, "n1").err, FL_OK);
+    CHECK_EQ_INT(assign(&h, "t", 3, 0, "n1").err, FL_EBUSY);
+    CHECK_EQ_INT(task_of(&h, "t").units_running, 2);
+    /* Another task is not limited by it. */
+    submit(&h, "free", 3, 1, 0, "");
+    for (uint32_t u = 0; u < 3; u++) {
+        CHECK_EQ_INT(assign(&h, "free", u, 0, "n1").err, FL_OK);
+    }
+    teardown(&h);
+}
+
+TEST(fail_stop_cancels_the_queued_units)
+{
+    struct h h;
+    struct rg_result a0, a1;
+    struct store_task k;
+    setup(&h);
+    add_node(&h, "n1", 10);
+    submit_ctl(&h, "t", four, 4, 0, 2, 1, RG_PLACE_ANY);
+    a0 = assign(&h, "t", 0, 0, "n1");
+    a1 = assign(&h, "t", 1, 0, "n1");
+    CHECK_EQ_INT(task_of(&h, "t").stopped, 0);
+    CHECK_EQ_INT(result1(&h, "t", 0, a0.version, "h000", STORE_ST_FAILED).err, FL_OK);
+    k = task_of(&h, "t");
+    CHECK_EQ_INT(k.stopped, 1);
+    CHECK_EQ_INT(k.hosts_by_status[STORE_ST_FAILED], 1);
+    CHECK_EQ_INT(k.hosts_by_status[STORE_ST_CANCELLED], 2);
+    CHECK_EQ_INT(k.units_queued, 0);
+    CHECK_EQ_INT(k.units_running, 1); /* runs to completion */
+    CHECK_EQ_INT(k.units_done, 3);
+    CHECK_EQ_INT(k.state, STORE_TASK_RUNNING);
+    CHECK_EQ_INT(k.cancel_requested, 0);
+    CHECK_EQ_INT(queue_len(&h), 0);
+    CHECK_EQ_INT(unit_of(&h, "t", 2).state, STORE_UNIT_DONE);
+    CHECK_EQ_INT(unit_of(&h, "t", 3).status, STORE_ST_CANCELLED);
+    CHECK_EQ_INT(unit_of(&h, "t", 1).state, STORE_UNIT_RUNNING);
+    CHECK_EQ_INT(unit_of(&h, "t", 1).cancel, 0);
+    CHECK_EQ_INT(assign(&h, "t", 2, 0, "n1").err, FL_ECONFLICT);
+    CHECK_EQ_INT(result1(&h, "t", 1, a1.version, "h001", STORE_ST_OK).err, FL_OK);
+    k = task_of(&h, "t");
+    CHECK_EQ_INT(k.units_done, 4);
+    CHECK_EQ_INT(k.state, STORE_TASK_FAILED); /* stopped, not cancelled */
+    CHECK_EQ_INT(k.hosts_by_status[STORE_ST_OK], 1);
+    CHECK(k.finished_ms > 0);
+    teardown(&h);
+}
+
+TEST(fail_stop_counts_finished_hosts_only)
+{
+    static const char *const three[] = {"h000", "h001", "h002"};
+    struct h h;
+    struct rg_result a0, a1;
+    struct store_task k;
+    setup(&h);
+    add_node(&h, "n1", 10);
+    submit_ctl(&h, "t", three, 3, 1, 0, 1, RG_PLACE_ANY);
+    a0 = assign(&h, "t", 0, 0, "n1");
+    a1 = assign(&h, "t", 1, 0, "n1");
+    /* A unit that will be retried has not finished: it does not count. */
+    CHECK_EQ_INT(result1(&h, "t", 0, a0.version, "h000", STORE_ST_FAILED).err, FL_OK);
+    k = task_of(&h, "t");
+    CHECK_EQ_INT(k.stopped, 0);
+    CHECK_EQ_INT(k.units_queued, 2);
+    CHECK_EQ_INT(queue_len(&h), 2);
+    /* Its second failure finishes it: the task stops. */
+    a0 = assign(&h, "t", 0, 1, "n1");
+    CHECK_EQ_INT(a0.err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "t", 0, a0.version, "h000", STORE_ST_TIMEOUT).err, FL_OK);
+    k = task_of(&h, "t");
+    CHECK_EQ_INT(k.stopped, 1);
+    CHECK_EQ_INT(k.hosts_by_status[STORE_ST_TIMEOUT], 1);
+    CHECK_EQ_INT(k.hosts_by_status[STORE_ST_CANCELLED], 1);
+    CHECK_EQ_INT(queue_len(&h), 0);
+    /* After the stop, a running unit that fails is not retried. */
+    CHECK_EQ_INT(result1(&h, "t", 1, a1.version, "h001", STORE_ST_FAILED).err, FL_OK);
+    k = task_of(&h, "t");
+    CHECK_EQ_INT(k.units_done, 3);
+    CHECK_EQ_INT(k.state, STORE_TASK_FAILED);
+    CHECK_EQ_INT(unit_of(&h, "t", 1).retries_left, 1);
+    CHECK_EQ_INT(unit_of(&h, "t", 1).status, STORE_ST_FAILED);
+    /* Nor is one whose node is lost: it finishes as lost. */
+    add_node(&h, "n2", 10);
+    submit_ctl(&h, "l", four, 4, 1, 0, 1, RG_PLACE_ANY);
+    a0 = assign(&h, "l", 0, 0, "n1");
+    a1 = assign(&h, "l", 1, 0, "n2");
+    CHECK_EQ_INT(result1(&h, "l", 0, a0.version, "h000", STORE_ST_UNREACHABLE).err, FL_OK);
+    CHECK_EQ_INT(task_of(&h, "l").stopped, 0); /* retried */
+    a0 = assign(&h, "l", 0, 1, "n1");
+    CHECK_EQ_INT(result1(&h, "l", 0, a0.version, "h000", STORE_ST_UNREACHABLE).err, FL_OK);
+    CHECK_EQ_INT(task_of(&h, "l").stopped, 1);
+    {
+        struct rg_cmd c = {0};
+        c.type = RG_CMD_NODE_LOST;
+        c.u.node.id = "n2";
+        c.u.node.idlen = 2;
+        CHECK_EQ_INT(apply1(&h, &c).err, FL_OK);
+    }
+    k = task_of(&h, "l");
+    CHECK_EQ_INT(k.state, STORE_TASK_FAILED);
+    CHECK_EQ_INT(k.hosts_by_status[STORE_ST_LOST], 1);
+    CHECK_EQ_INT(k.hosts_by_status[STORE_ST_CANCELLED], 2);
+    CHECK_EQ_INT(queue_len(&h), 0);
+    /* Cancelled hosts do not count either. */
+    submit_ctl(&h, "c", four, 4, 0, 0, 1, RG_PLACE_ANY);
+    a0 = assign(&h, "c", 0, 0, "n1");
+    {
+        struct rg_cmd c = {0};
+        c.type = RG_CMD_TASK_CANCEL;
+        c.u.task.id = "c";
+        c.u.task.idlen = 1;
+        CHECK_EQ_INT(apply1(&h, &c).err, FL_OK);
+    }
+    CHECK_EQ_INT(result1(&h, "c", 0, a0.version, "h000", STORE_ST_CANCELLED).err, FL_OK);
+    k = task_of(&h, "c");
+    CHECK_EQ_INT(k.stopped, 0);
+    CHECK_EQ_INT(k.state, STORE_TASK_CANCELLED);
+    teardown(&h);
+}
+
+TEST(pinned_unit_runs_on_its_node_only)
+{
+    static const char *const nodes[] = {"n1", "n2"};
+    struct h h;
+    setup(&h);
+    add_node(&h, "n1", 4);
+    add_node(&h, "n2", 4);
+    CHECK_EQ_INT(submit_ctl(&h, "p", nodes, 2, 0, 0, 0, RG_PLACE_HOST).err, FL_OK);
+    CHECK_EQ_INT(task_of(&h, "p").placement, RG_PLACE_HOST);
+    CHECK_EQ_INT(assign(&h, "p", 0, 0, "n2").err, FL_EINVAL);
+    CHECK_EQ_INT(unit_of(&h, "p", 0).state, STORE_UNIT_QUEUED);
+    CHECK_EQ_INT(node_of(&h, "n2").running, 0);
+    CHECK_EQ_INT(assign(&h, "p", 0, 0, "n1").err, FL_OK);
+    CHECK_EQ_INT(assign(&h, "p", 1, 0, "n1").err, FL_EINVAL);
+    CHECK_EQ_INT(assign(&h, "p", 1, 0, "n2").err, FL_OK);
+    CHECK_EQ_STR(unit_of(&h, "p", 1).node, "n2");
+    teardown(&h);
+}
+
+TEST(rollout_controls_validation)
+{
+    static const char *const nodes[] = {"n1", "n2"};
+    static const char *const slash[] = {"n1", "rack/n2"};
+    static char longest[STORE_NODE_ID_MAX + 1];
+    static const char *const too_long[] = {longest};
+    struct rg_cmd c = {0};
+    char why[FL_ERRMSG_SIZE];
+    struct h h;
+    memset(longest, 'x', STORE_NODE_ID_MAX);
+    c.type = RG_CMD_TASK_SUBMIT;
+    c.u.task.id = "v";
+    c.u.task.idlen = 1;
+    c.u.task.n_hosts = 2;
+    c.u.task.host_ptrs = nodes;
+    c.u.task.unit_size = 1;
+    c.u.task.placement = RG_PLACE_HOST;
+    c.u.task.max_running = RG_MAX_RUNNING_MAX;
+    c.u.task.fail_stop = RG_TASK_HOSTS_MAX;
+    CHECK_OK(rg_cmd_validate(&c, why));
+    c.u.task.max_running = RG_MAX_RUNNING_MAX + 1;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    c.u.task.max_running = 1;
+    c.u.task.fail_stop = RG_TASK_HOSTS_MAX + 1;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    c.u.task.fail_stop = 1;
+    c.u.task.placement = 2;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    c.u.task.placement = RG_PLACE_HOST;
+    c.u.task.unit_size = 2;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    CHECK(strstr(why, "unit_size") != NULL);
+    c.u.task.unit_size = 1;
+    c.u.task.host_ptrs = slash;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    CHECK(strstr(why, "node id") != NULL);
+    c.u.task.n_hosts = 1;
+    c.u.task.host_ptrs = too_long;
+    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    longest[STORE_NODE_ID_MAX - 1] = '\0'; /* 63 bytes: a node id */
+    CHECK_OK(rg_cmd_validate(&c, why));
+    /* The same hosts are fine for a task placed anywhere. */
+    c.u.task.placement = RG_PLACE_ANY;
+    c.u.task.n_hosts = 2;
+    c.u.task.host_ptrs = slash;
+    c.u.task.unit_size = 5;
+    CHECK_OK(rg_cmd_validate(&c, why));
+    /* Every replica refuses what the leader should have: nothing is created. */
+    setup(&h);
+    c.u.task.placement = RG_PLACE_HOST;
+    CHECK_EQ_INT(apply1(&h, &c).err, FL_EINVAL);
+    CHECK_EQ_INT(queue_len(&h), 0);
+    teardown(&h);
+}
+
+/* A task record as format 1 wrote it (21 fields, no rollout controls), or
+ * with other field counts and versions. */
+static void pack_task_v1(msgpack_sbuffer *sb, const struct store_task *k, uint32_t fields,
+                         uint64_t format)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, fields);
+    msgpack_pack_uint64(&pk, format);
+    msgpack_pack_str_with_body(&pk, k->id, strlen(k->id));
+    msgpack_pack_str_with_body(&pk, k->name, strlen(k->name));
+    msgpack_pack_uint64(&pk, (uint64_t)k->state);
+    msgpack_pack_uint64(&pk, (uint64_t)((int64_t)k->priority + 2147483648LL));
+    msgpack_pack_uint64(&pk, k->seq);
+    msgpack_pack_uint64(&pk, k->unit_size);
+    msgpack_pack_uint64(&pk, k->n_hosts);
+    msgpack_pack_uint64(&pk, k->n_units);
+    msgpack_pack_uint64(&pk, k->timeout_ms);
+    msgpack_pack_uint64(&pk, k->retries);
+    msgpack_pack_array(&pk, 0);
+    msgpack_pack_bin_with_body(&pk, "spec", 4);
+    msgpack_pack_uint64(&pk, k->created_ms);
+    msgpack_pack_uint64(&pk, k->finished_ms);
+    msgpack_pack_false(&pk);
+    msgpack_pack_uint64(&pk, k->units_queued);
+    msgpack_pack_uint64(&pk, k->units_running);
+    msgpack_pack_uint64(&pk, k->units_done);
+    msgpack_pack_array(&pk, STORE_ST__MAX);
+    for (int i = 0; i < STORE_ST__MAX; i++) {
+        msgpack_pack_uint64(&pk, k->hosts_by_status[i]);
+    }
+    msgpack_pack_uint64(&pk, k->stale_results);
+    for (uint32_t i = 21; i < fields; i++) { /* format 2: 0, 0, 0, false */
+        if (i == 24) {
+            msgpack_pack_false(&pk);
+        } else {
+            msgpack_pack_uint64(&pk, 0);
+        }
+    }
+}
+
+TEST(format_1_task_record_still_reads)
+{
+    struct h h;
+    struct store_txn *t;
+    struct store_task k, back;
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    const void *v;
+    size_t vl, off = 0;
+    setup(&h);
+    add_node(&h, "n1", 10);
+    submit(&h, "old", 3, 1, 0, "");
+    k = task_of(&h, "old");
+    k.spec = NULL;
+    /* Written before the rollout controls existed. */
+    pack_task_v1(&sb, &k, 21, 1);
+    CHECK_OK(store_task_decode(sb.data, sb.size, &back));
+    CHECK_EQ_STR(back.id, "old");
+    CHECK_EQ_INT(back.n_units, 3);
+    CHECK_EQ_INT(back.units_queued, 3);
+    CHECK_EQ_INT(back.spec_len, 4);
+    CHECK_EQ_INT(back.max_running, 0);
+    CHECK_EQ_INT(back.fail_stop, 0);
+    CHECK_EQ_INT(back.placement, 0);
+    CHECK_EQ_INT(back.stopped, 0);
+    rg_fsm_flush(&h.fsm);
+    CHECK_OK(store_begin(h.store, 1, &t));
+    CHECK_OK(store_put(t, STORE_TASKS, "old", 3, sb.data, sb.size));
+    CHECK_OK(store_commit(t));
+    msgpack_sbuffer_destroy(&sb);
+    /* The state machine goes on with it (no limit), and writes format 2. */
+    for (uint32_t i = 0; i < 3; i++) {
+        CHECK_EQ_INT(assign(&h, "old", i, 0, "n1").err, FL_OK);
+    }
+    CHECK_EQ_INT(task_of(&h, "old").units_running, 3);
+    CHECK_OK(store_begin(h.store, 0, &t));
+    CHECK_OK(store_get(t, STORE_TASKS, "old", 3, &v, &vl));
+    msgpack_unpacked_init(&u);
+    REQUIRE(msgpack_unpack_next(&u, v, vl, &off) == MSGPACK_UNPACK_SUCCESS);
+    CHECK_EQ_INT(u.data.via.array.size, 25);
+    CHECK_EQ_INT(u.data.via.array.ptr[0].via.u64, 2);
+    msgpack_unpacked_destroy(&u);
+    store_abort(t);
+    /* Anything else is refused: format 1 with 25 fields, format 2 with 21,
+     * an unknown format. */
+    pack_task_v1(&sb, &k, 25, 1);
+    CHECK_EQ_INT(store_task_decode(sb.data, sb.size, &back), FL_EDECODE);
+    msgpack_sbuffer_destroy(&sb);
+    pack_task_v1(&sb, &k, 21, 2);
+    CHECK_EQ_INT(store_task_decode(sb.data, sb.size, &back), FL_EDECODE);
+    msgpack_sbuffer_destroy(&sb);
+    pack_task_v1(&sb, &k, 25, 2);
+    CHECK_OK(store_task_decode(sb.data, sb.size, &back));
+    msgpack_sbuffer_destroy(&sb);
+    pack_task_v1(&sb, &k, 25, 3);
+    CHECK_EQ_INT(store_task_decode(sb.data, sb.size, &back), FL_EVERSION);
+    msgpack_sbuffer_destroy(&sb);
+    teardown(&h);
+}
+
 int main(void)
 {
     RUN(submit_splits_and_is_idempotent);
@@ -323,5 +693,11 @@ int main(void)
     RUN(stale_results_change_nothing);
     RUN(retries_then_failure);
     RUN(cancel_and_pause);
+    RUN(max_running_is_enforced_at_apply);
+    RUN(fail_stop_cancels_the_queued_units);
+    RUN(fail_stop_counts_finished_hosts_only);
+    RUN(pinned_unit_runs_on_its_node_only);
+    RUN(rollout_controls_validation);
+    RUN(format_1_task_record_still_reads);
     return check_summary();
 }

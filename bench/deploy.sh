@@ -3,10 +3,13 @@
 #
 # Run through bench/run, which builds the Release binary and sets
 # FLOTILLA_BIN. Starts one Flotilla server on loopback (the package store and
-# blob link), pushes two builds of an application (a tar with bin/worker, a
+# blob link) and one agent (--via cluster, the default), pushes two builds of an application (a tar with bin/worker, a
 # shell script that execs `sleep`, and --payload MB of data, 1% of which
 # differs between the builds), starts `flotilla supervise` with --workers N
-# running v1, then times `flotilla deploy-target web@2` — acquire by delta,
+# running v1, then times `flotilla deploy web@2 --to node:bench --wait` — the
+# rollout through the leader and the agent, whose deploy executor runs
+# deploy-target (with --via target, `flotilla deploy-target web@2` alone) —
+# acquire by delta,
 # verify, unpack, switch, supervise's rolling reload in batches of --batch
 # workers (each counts as back after --ready), health check — from its start
 # to its exit. The health check asks supervise for its status and requires
@@ -22,6 +25,8 @@ usage: bench/run deploy [options]
   --ready D       a restarted worker counts as back after D (default 100ms)
   --payload MB    data in the package besides the worker (default 20)
   --port P        base port (default 27400; uses P+1, P+101, P+201, P+301)
+  --via V         cluster: time `flotilla deploy` through the leader and an agent (default);
+                  target: time `flotilla deploy-target` on its own
 EOF
 }
 
@@ -30,6 +35,7 @@ BATCH=
 READY=100ms
 PAYLOAD=20
 P=27400
+VIA=cluster
 while [ $# -gt 0 ]; do
     case "$1" in
         --workers) WORKERS=${2:?}; shift ;;
@@ -37,6 +43,7 @@ while [ $# -gt 0 ]; do
         --ready) READY=${2:?}; shift ;;
         --payload) PAYLOAD=${2:?}; shift ;;
         --port) P=${2:?}; shift ;;
+        --via) VIA=${2:?}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "bench/run deploy: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -46,6 +53,8 @@ done
     { echo "bench/run deploy: bad --workers $WORKERS (1..20000)" >&2; exit 2; }
 [ -n "$BATCH" ] || BATCH=$(((WORKERS + 9) / 10))
 [[ "$BATCH" =~ ^[1-9][0-9]*$ ]] || { echo "bench/run deploy: bad --batch $BATCH" >&2; exit 2; }
+[ "$VIA" = cluster ] || [ "$VIA" = target ] ||
+    { echo "bench/run deploy: --via takes cluster or target" >&2; exit 2; }
 [[ "$PAYLOAD" =~ ^[0-9]+$ ]] || { echo "bench/run deploy: bad --payload $PAYLOAD" >&2; exit 2; }
 : "${FLOTILLA_BIN:?run this through bench/run}"
 PY=/usr/bin/python3
@@ -101,11 +110,21 @@ for v in 1 2; do
         die "push v$v failed"
 done
 
-ROOT=$WORK/app
+ROOT=$WORK/apps/web
 mkdir -p "$ROOT"
 BLOB=127.0.0.1:$((P + 301))
-"$FLOTILLA_BIN" deploy-target web@1 --app web --root "$ROOT" --from "$BLOB" >/dev/null ||
-    die "deploying v1 failed"
+if [ "$VIA" = cluster ]; then
+    "$FLOTILLA_BIN" agent --join 127.0.0.1:$((P + 201)) --name bench --cap 1 --data "$WORK/agent" \
+        --key "$WORK/cluster.key" --apps "$WORK/apps" >"$WORK/agent.log" 2>&1 &
+    PIDS+=($!)
+    "$FLOTILLA_BIN" deploy web@1 --to node:bench --wait >"$WORK/deploy1.out" 2>&1 || {
+        cat "$WORK/deploy1.out" "$WORK/agent.log" >&2
+        die "deploying v1 failed"
+    }
+else
+    "$FLOTILLA_BIN" deploy-target web@1 --app web --root "$ROOT" --from "$BLOB" >/dev/null ||
+        die "deploying v1 failed"
+fi
 "$FLOTILLA_BIN" supervise --app web --root "$ROOT" --workers "$WORKERS" --reload-batch "$BATCH" \
     --ready "$READY" --stop-grace 5s -- ./bin/worker >"$WORK/supervise.out" 2>&1 &
 PIDS+=($!)
@@ -150,16 +169,27 @@ ws = json.loads(buf)['workers']
 sys.exit(0 if all(w['release'] == '2' and w['state'] == 'running' for w in ws) else 1)
 \""
 t0=$(date +%s%N)
-"$FLOTILLA_BIN" deploy-target web@2 --app web --root "$ROOT" --from "$BLOB" --json \
-    --health "$HEALTH" --health-timeout 120s >"$WORK/deploy.json" || {
-    cat "$WORK/deploy.json" >&2
-    die "deploying v2 failed"
-}
-t1=$(date +%s%N)
+if [ "$VIA" = cluster ]; then
+    "$FLOTILLA_BIN" deploy web@2 --to node:bench --health "$HEALTH" --health-timeout 120s \
+        --wait --json >"$WORK/rollout.json" 2>/dev/null || {
+        cat "$WORK/rollout.json" "$WORK/agent.log" >&2
+        die "deploying v2 failed"
+    }
+    t1=$(date +%s%N)
+    "$PY" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["target_list"][0]))' \
+        "$WORK/rollout.json" >"$WORK/deploy.json"
+else
+    "$FLOTILLA_BIN" deploy-target web@2 --app web --root "$ROOT" --from "$BLOB" --json \
+        --health "$HEALTH" --health-timeout 120s >"$WORK/deploy.json" || {
+        cat "$WORK/deploy.json" >&2
+        die "deploying v2 failed"
+    }
+    t1=$(date +%s%N)
+fi
 after=$(status)
 [ "$after" = "2/running=$WORKERS" ] || die "after the deploy: $after"
 
-echo "# $(nproc) cores; one server (package store, blob link) and supervise on this machine;"
+echo "# $(nproc) cores; one server (package store, blob link), $([ "$VIA" = cluster ] && echo "one agent (flotilla deploy --to node:bench)" || echo "flotilla deploy-target") and supervise on this machine;"
 echo "# $WORKERS workers (bin/worker: sh exec sleep), reload batch $BATCH, ready after $READY;"
 echo "# package $(stat -c %s "$WORK/web-2.tar") bytes, 1% of its payload changed from v1"
 echo "# worker processes under supervise before the deploy: $procs; after: $after"
@@ -173,4 +203,4 @@ print("acquire_method: %s" % a["method"])
 moved = a["signature_bytes"] + a["bytes_received"]
 print("bytes_over_link: %d bytes (%.2f%% of the package)" % (moved, 100.0 * moved / a["size"]))
 EOF
-echo "deploy_to_all_healthy: $(((t1 - t0) / 1000000)) ms ($WORKERS processes)"
+echo "deploy_to_all_healthy: $(((t1 - t0) / 1000000)) ms ($WORKERS processes, via $VIA)"

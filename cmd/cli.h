@@ -73,6 +73,9 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts);
         {"retries", 1, "re-runs of a failed or lost unit", "0", 0},                                \
         {"priority", 1, "higher runs first", "0", 0},                                              \
         {"constraint", 1, "node labels required: k=v, k!=v or k (comma-separated)", NULL, 0},      \
+        {"run-on", 1, "host: each host is a node id and its unit runs on that node", NULL, 0},   \
+        {"max-parallel", 1, "units of this task running at once (default: no limit)", NULL, 0},   \
+        {"stop-after-failures", 1, "cancel the waiting units once N hosts have failed", NULL, 0}, \
         {"exec", 1, "run a command (argv, no shell): 'cmd arg ...'", NULL, 0},                     \
         {"shell", 1, "run a shell script", NULL, 0},                                               \
         {"ansible-module", 1, "run an Ansible module against the unit's hosts", NULL, 0},          \
@@ -105,6 +108,7 @@ int cmd_session(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_delta(int argc, char **argv);
 int cmd_package(int argc, char **argv);
+int cmd_deploy(int argc, char **argv);
 int cmd_deploy_target(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
 /* The cluster key from --key FILE (a "key" option of c) or $FLOTILLA_KEY_FILE;

@@ -27,6 +27,7 @@ static const struct {
     {"keygen", cmd_keygen, "write a new cluster key (--out FILE)"},
     {"supervise", cmd_supervise, "run an app's workers from ROOT/current: restarts, reload, logs"},
     {"package", cmd_package, "push, list, show, remove and fetch packages"},
+    {"deploy", cmd_deploy, "roll a package version out to nodes; status, list, rollback, cancel"},
     {"deploy-target", cmd_deploy_target, "deploy a package version on this machine (what each deploy target runs)"},
     {"delta", cmd_delta, "librsync signature, delta, patch, hash of local files"},
 };

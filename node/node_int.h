@@ -178,6 +178,12 @@ void node__packages_versions(struct node_server *s, struct http_request *req, ch
 void node__packages_get(struct node_server *s, struct http_request *req, char **args);
 void node__packages_delete(struct node_server *s, struct http_request *req, char **args);
 
+/* api_deploys.c (docs/DEPLOY.md, "Rollouts") */
+void node__deploys_create(struct node_server *s, struct http_request *req, char **args);
+void node__deploys_list(struct node_server *s, struct http_request *req, char **args);
+void node__deploys_get(struct node_server *s, struct http_request *req, char **args);
+void node__deploys_rollback(struct node_server *s, struct http_request *req, char **args);
+
 /* Building a TASK_SUBMIT from a JSON body (task submit and job templates).
  * Strings point into the body: keep it until the command is submitted. */
 #include "node/spec.h"
@@ -198,6 +204,12 @@ extern const char *const node__task_fields[]; /* the fields of POST /v1/tasks */
 int node__task_build(struct http_request *req, json_t *body, int need_hosts,
                      const unsigned char *key, struct node_task_build *b);
 void node__task_build_close(struct node_task_build *b);
+/* Make the TASK_SUBMIT c run each of its hosts on the node of that id
+ * ("run_on": "host"): placement RG_PLACE_HOST, one host per unit, at most
+ * max_running units running at once (0: no limit), stopped once fail_stop
+ * hosts failed (0: never). Every host must be a node id (rg_cmd_validate
+ * refuses the command otherwise). */
+void node__task_on_hosts(struct rg_cmd *c, uint32_t max_running, uint32_t fail_stop);
 
 /* api_jobs.c: PUT /v1/jobs body -> JOB_PUT command (the job definition with
  * its task template, built by node__task_build). Returns 1, or 0 after

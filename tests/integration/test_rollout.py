@@ -235,6 +235,34 @@ def test_rollout():
         check(count_tasks(c) == before, "bad input created no task")
         for t in targets:
             check(t.current() == "releases/1", "%s untouched by bad input" % t.name)
+
+        # The leader dies in the middle of a rollout: the new leader carries it
+        # on from the replicated state, nothing runs twice.
+        r = cli(c, "deploy", "web@2", "--to", "label:role=web", "--max-parallel", "1",
+                "--health", HEALTH[1], "--json")
+        rid = json.loads(r.stdout)["id"]
+        end = time.time() + 60
+        while rollout(c, rid)["progress"]["deployed"] < 1 and time.time() < end:
+            time.sleep(0.05)
+        old = c.leader()
+        c.servers[old].kill9()
+        end, d = time.time() + 120, None
+        while time.time() < end:
+            try:
+                d = rollout(c, rid)
+                if d["state"] not in ("waiting", "running"):
+                    break
+            except (OSError, RuntimeError, AssertionError):
+                pass
+            time.sleep(0.2)
+        check(d is not None and d["state"] == "deployed" and
+              all(t["attempt"] == 1 and t["result"] == "deployed" for t in d["target_list"]),
+              "the rollout finished under the new leader, each target once: %r" % d)
+        print("failover: server %d killed after %d target(s); the rollout finished under "
+              "server %d" % (old, 1, c.leader()), flush=True)
+        for t in targets:
+            check(t.current() == "releases/2", "%s on v2 after the failover" % t.name)
+            t.wait_running("2")
     finally:
         for t in targets:
             t.close()

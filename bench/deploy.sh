@@ -117,6 +117,10 @@ if [ "$VIA" = cluster ]; then
     "$FLOTILLA_BIN" agent --join 127.0.0.1:$((P + 201)) --name bench --cap 1 --data "$WORK/agent" \
         --key "$WORK/cluster.key" --apps "$WORK/apps" >"$WORK/agent.log" 2>&1 &
     PIDS+=($!)
+    for i in $(seq 100); do # until the agent has registered
+        "$FLOTILLA_BIN" node list --json 2>/dev/null | grep -q '"bench"' && break
+        sleep 0.1
+    done
     "$FLOTILLA_BIN" deploy web@1 --to node:bench --wait >"$WORK/deploy1.out" 2>&1 || {
         cat "$WORK/deploy1.out" "$WORK/agent.log" >&2
         die "deploying v1 failed"
@@ -171,8 +175,8 @@ sys.exit(0 if all(w['release'] == '2' and w['state'] == 'running' for w in ws) e
 t0=$(date +%s%N)
 if [ "$VIA" = cluster ]; then
     "$FLOTILLA_BIN" deploy web@2 --to node:bench --health "$HEALTH" --health-timeout 120s \
-        --wait --json >"$WORK/rollout.json" 2>/dev/null || {
-        cat "$WORK/rollout.json" "$WORK/agent.log" >&2
+        --wait --json >"$WORK/rollout.json" 2>"$WORK/rollout.err" || {
+        cat "$WORK/rollout.json" "$WORK/rollout.err" "$WORK/agent.log" >&2
         die "deploying v2 failed"
     }
     t1=$(date +%s%N)

@@ -89,9 +89,10 @@ static int opt_int(struct http_request *req, json_t *body, const char *name, lon
     return 1;
 }
 
-/* An optional string of 1..max bytes without NUL or newline. */
-static int opt_str(struct http_request *req, json_t *body, const char *name, size_t max,
-                   const char **out)
+/* An optional string of 1..max bytes without NUL; a script (multiline)
+ * may have newlines, anything else is one line. */
+static int opt_text(struct http_request *req, json_t *body, const char *name, size_t max,
+                    int multiline, const char **out)
 {
     json_t *v = json_object_get(body, name);
     char what[96];
@@ -100,12 +101,19 @@ static int opt_str(struct http_request *req, json_t *body, const char *name, siz
     }
     if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
         strlen(json_string_value(v)) != json_string_length(v) ||
-        strchr(json_string_value(v), '\n') != NULL) {
-        snprintf(what, sizeof what, "must be a string of 1-%zu bytes on one line", max);
+        (!multiline && strchr(json_string_value(v), '\n') != NULL)) {
+        snprintf(what, sizeof what, "must be a string of 1-%zu bytes%s", max,
+                 multiline ? "" : " on one line");
         return bad(req, name, what);
     }
     *out = json_string_value(v);
     return 1;
+}
+
+static int opt_str(struct http_request *req, json_t *body, const char *name, size_t max,
+                   const char **out)
+{
+    return opt_text(req, body, name, max, 0, out);
 }
 
 static int name_field(struct http_request *req, json_t *body, const char *name, int version,
@@ -177,10 +185,10 @@ static int parse_request(struct http_request *req, json_t *body, struct rollout 
         r->to[r->n_to++] = c;
     }
     if (!opt_str(req, body, "root", 1024, &r->root) ||
-        !opt_str(req, body, "health", HOOK_MAX, &r->health) ||
+        !opt_text(req, body, "health", HOOK_MAX, 1, &r->health) ||
         !opt_str(req, body, "health_http", 1024, &r->health_http) ||
-        !opt_str(req, body, "pre_hook", HOOK_MAX, &r->pre_hook) ||
-        !opt_str(req, body, "post_hook", HOOK_MAX, &r->post_hook) ||
+        !opt_text(req, body, "pre_hook", HOOK_MAX, 1, &r->pre_hook) ||
+        !opt_text(req, body, "post_hook", HOOK_MAX, 1, &r->post_hook) ||
         !opt_str(req, body, "idempotency_key", 127, &idem) ||
         !opt_int(req, body, "health_timeout_ms", 1000, 3600LL * 1000, &r->health_timeout_ms) ||
         !opt_int(req, body, "reload_timeout_ms", 1000, 3600LL * 1000, &r->reload_timeout_ms) ||

@@ -67,28 +67,6 @@ static void rollout_close(struct rollout *r)
     r->skipped = NULL;
 }
 
-static int bad(struct http_request *req, const char *field, const char *what)
-{
-    node__respond_err(req, FL_EINVAL, "field \"%s\": %s", field, what);
-    return 0;
-}
-
-static int opt_int(struct http_request *req, json_t *body, const char *name, long long lo,
-                   long long hi, long long *out)
-{
-    json_t *v = json_object_get(body, name);
-    char what[96];
-    if (v == NULL) {
-        return 1;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        snprintf(what, sizeof what, "must be an integer %lld..%lld", lo, hi);
-        return bad(req, name, what);
-    }
-    *out = json_integer_value(v);
-    return 1;
-}
-
 /* An optional string of 1..max bytes without NUL; a script (multiline)
  * may have newlines, anything else is one line. */
 static int opt_text(struct http_request *req, json_t *body, const char *name, size_t max,
@@ -104,7 +82,7 @@ static int opt_text(struct http_request *req, json_t *body, const char *name, si
         (!multiline && strchr(json_string_value(v), '\n') != NULL)) {
         snprintf(what, sizeof what, "must be a string of 1-%zu bytes%s", max,
                  multiline ? "" : " on one line");
-        return bad(req, name, what);
+        return node__field_err(req, name, what);
     }
     *out = json_string_value(v);
     return 1;
@@ -130,7 +108,7 @@ static int name_field(struct http_request *req, json_t *body, const char *name, 
     }
     if ((version ? rg_package_version_check(s, strlen(s), why)
                  : rg_package_name_check(s, strlen(s), why)) != FL_OK) {
-        return bad(req, name, why);
+        return node__field_err(req, name, why);
     }
     snprintf(out, cap, "%s", s);
     return 1;
@@ -139,14 +117,14 @@ static int name_field(struct http_request *req, json_t *body, const char *name, 
 /* The rollout's pace and failure threshold (shared by deploy and rollback). */
 static int pace_fields(struct http_request *req, json_t *body, struct rollout *r)
 {
-    if (!opt_int(req, body, "max_parallel", 1, 1000000, &r->max_parallel) ||
-        !opt_int(req, body, "window", 1, 100, &r->window) ||
-        !opt_int(req, body, "max_failures", 0, RG_TASK_HOSTS_MAX, &r->max_failures) ||
-        !opt_int(req, body, "timeout_ms", 1000, 24LL * 3600 * 1000, &r->timeout_ms)) {
+    if (!node__int_field(req, body, "max_parallel", 1, 1000000, &r->max_parallel) ||
+        !node__int_field(req, body, "window", 1, 100, &r->window) ||
+        !node__int_field(req, body, "max_failures", 0, RG_TASK_HOSTS_MAX, &r->max_failures) ||
+        !node__int_field(req, body, "timeout_ms", 1000, 24LL * 3600 * 1000, &r->timeout_ms)) {
         return 0;
     }
     if (json_object_get(body, "max_parallel") != NULL && json_object_get(body, "window") != NULL) {
-        return bad(req, "window", "give max_parallel or window, not both");
+        return node__field_err(req, "window", "give max_parallel or window, not both");
     }
     return 1;
 }
@@ -164,7 +142,7 @@ static int parse_request(struct http_request *req, json_t *body, struct rollout 
         return 0;
     }
     if (r->package[0] == '\0' || r->version[0] == '\0') {
-        return bad(req, r->package[0] ? "version" : "package", "required");
+        return node__field_err(req, r->package[0] ? "version" : "package", "required");
     }
     if (r->app[0] == '\0') {
         snprintf(r->app, sizeof r->app, "%s", r->package);
@@ -173,14 +151,14 @@ static int parse_request(struct http_request *req, json_t *body, struct rollout 
         json_array_size(to) > STORE_TASK_CONSTRAINTS) {
         snprintf(what, sizeof what, "required: 1-%d constraints such as \"role=web\"",
                  STORE_TASK_CONSTRAINTS);
-        return bad(req, "to", what);
+        return node__field_err(req, "to", what);
     }
     json_array_foreach(to, i, v)
     {
         const char *c = json_string_value(v);
         if (c == NULL || sched_constraint_valid(c, why) != FL_OK) {
             snprintf(what, sizeof what, "item %zu: %s", i, c ? why : "must be a string");
-            return bad(req, "to", what);
+            return node__field_err(req, "to", what);
         }
         r->to[r->n_to++] = c;
     }
@@ -190,21 +168,21 @@ static int parse_request(struct http_request *req, json_t *body, struct rollout 
         !opt_text(req, body, "pre_hook", HOOK_MAX, 1, &r->pre_hook) ||
         !opt_text(req, body, "post_hook", HOOK_MAX, 1, &r->post_hook) ||
         !opt_str(req, body, "idempotency_key", 127, &idem) ||
-        !opt_int(req, body, "health_timeout_ms", 1000, 3600LL * 1000, &r->health_timeout_ms) ||
-        !opt_int(req, body, "reload_timeout_ms", 1000, 3600LL * 1000, &r->reload_timeout_ms) ||
-        !opt_int(req, body, "keep", 1, 1000, &r->keep) ||
-        !opt_int(req, body, "priority", -1000000, 1000000, &r->priority) ||
+        !node__int_field(req, body, "health_timeout_ms", 1000, 3600LL * 1000, &r->health_timeout_ms) ||
+        !node__int_field(req, body, "reload_timeout_ms", 1000, 3600LL * 1000, &r->reload_timeout_ms) ||
+        !node__int_field(req, body, "keep", 1, 1000, &r->keep) ||
+        !node__int_field(req, body, "priority", -1000000, 1000000, &r->priority) ||
         !pace_fields(req, body, r)) {
         return 0;
     }
     if (r->root != NULL && r->root[0] != '/') {
-        return bad(req, "root", "must be an absolute path");
+        return node__field_err(req, "root", "must be an absolute path");
     }
     if (r->health != NULL && r->health_http != NULL) {
-        return bad(req, "health_http", "give health or health_http, not both");
+        return node__field_err(req, "health_http", "give health or health_http, not both");
     }
     if (r->health_http != NULL && strncmp(r->health_http, "http://", 7) != 0) {
-        return bad(req, "health_http", "must be an http:// URL");
+        return node__field_err(req, "health_http", "must be an http:// URL");
     }
     if (idem != NULL) {
         snprintf(r->idem, sizeof r->idem, "%s", idem);
@@ -232,23 +210,8 @@ static int resolve_targets(struct store_txn *t, struct rollout *r)
     }
     while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
         struct store_node nd;
-        struct sched_node sn;
-        const char *labels[STORE_NODE_LABELS + 1];
-        char self[STORE_NODE_ID_MAX + 8];
         const char *why = NULL;
-        if (store_node_decode(v, vl, &nd) != FL_OK) {
-            continue;
-        }
-        for (unsigned i = 0; i < nd.n_labels; i++) {
-            labels[i] = nd.labels[i];
-        }
-        snprintf(self, sizeof self, "node=%s", nd.id);
-        labels[nd.n_labels] = self;
-        memset(&sn, 0, sizeof sn);
-        sn.id = nd.id;
-        sn.n_labels = nd.n_labels + 1;
-        sn.labels = labels;
-        if (!sched_node_matches(&sn, &u)) {
+        if (store_node_decode(v, vl, &nd) != FL_OK || !node__node_matches(&nd, &u)) {
             continue;
         }
         if (nd.lost) {
@@ -809,7 +772,7 @@ void node__deploys_rollback(struct node_server *s, struct http_request *req, cha
         goto out;
     }
     if (r.app[0] == '\0' || r.version[0] == '\0') {
-        bad(req, r.app[0] ? "version" : "app", "required");
+        node__field_err(req, r.app[0] ? "version" : "app", "required");
         goto out;
     }
     if (store_begin(s->store, 0, &t) != FL_OK) {

@@ -18,15 +18,14 @@
 
 /* ---- submit ------------------------------------------------------------- */
 
-static int field_err(struct http_request *req, const char *field, const char *what)
+int node__field_err(struct http_request *req, const char *field, const char *what)
 {
     node__respond_err(req, FL_EINVAL, "field \"%s\": %s", field, what);
     return 0;
 }
 
-/* Optional integer field within [lo, hi]; returns 0 after responding. */
-static int int_field(struct http_request *req, json_t *body, const char *name, long long lo,
-                     long long hi, long long *out)
+int node__int_field(struct http_request *req, json_t *body, const char *name, long long lo,
+                    long long hi, long long *out)
 {
     json_t *v = json_object_get(body, name);
     char what[96];
@@ -35,7 +34,7 @@ static int int_field(struct http_request *req, json_t *body, const char *name, l
     }
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
         snprintf(what, sizeof what, "must be an integer %lld..%lld", lo, hi);
-        return field_err(req, name, what);
+        return node__field_err(req, name, what);
     }
     *out = json_integer_value(v);
     return 1;
@@ -55,7 +54,7 @@ static int str_array(struct http_request *req, json_t *body, const char *name, u
     }
     if (!json_is_array(arr) || json_array_size(arr) > max) {
         snprintf(what, sizeof what, "must be an array of at most %u strings", max);
-        return field_err(req, name, what);
+        return node__field_err(req, name, what);
     }
     json_array_foreach(arr, i, v)
     {
@@ -63,11 +62,11 @@ static int str_array(struct http_request *req, json_t *body, const char *name, u
         if (s == NULL || strlen(s) == 0 || strlen(s) > maxlen || strlen(s) != json_string_length(v)) {
             snprintf(what, sizeof what, "item %zu must be a non-empty string of at most %zu bytes",
                      i, maxlen);
-            return field_err(req, name, what);
+            return node__field_err(req, name, what);
         }
         if (check != NULL && check(s, why) != FL_OK) {
             snprintf(what, sizeof what, "item %zu: %s", i, why);
-            return field_err(req, name, what);
+            return node__field_err(req, name, what);
         }
         out[(*n)++] = s;
     }
@@ -154,7 +153,7 @@ static int env_field(struct http_request *req, json_t *body, const char *field, 
     if (!json_is_object(obj) || json_object_size(obj) > NODE_SPEC_ENV_MAX) {
         snprintf(msg, sizeof msg, "must be an object of at most %d NAME: value pairs",
                  NODE_SPEC_ENV_MAX);
-        field_err(req, field, msg);
+        node__field_err(req, field, msg);
         return 0;
     }
     if (b->envbuf == NULL &&
@@ -164,7 +163,7 @@ static int env_field(struct http_request *req, json_t *body, const char *field, 
     }
     if (sealed) {
         if (b->key == NULL) {
-            field_err(req, field, "this server has no cluster key to seal secrets with");
+            node__field_err(req, field, "this server has no cluster key to seal secrets with");
             return 0;
         }
         node_secret_key(b->key, key);
@@ -178,14 +177,14 @@ static int env_field(struct http_request *req, json_t *body, const char *field, 
                      "\"%.64s\": a name is 1-64 of [A-Za-z0-9_], not starting with a digit "
                      "or FLOTILLA_",
                      name);
-            field_err(req, field, msg);
+            node__field_err(req, field, msg);
             return 0;
         }
         if (!json_is_string(v) || vlen > NODE_SPEC_ENV_VALUE_MAX ||
             memchr(json_string_value(v), '\0', vlen) != NULL) {
             snprintf(msg, sizeof msg, "\"%.64s\": the value must be a string of at most %d bytes",
                      name, NODE_SPEC_ENV_VALUE_MAX);
-            field_err(req, field, msg);
+            node__field_err(req, field, msg);
             return 0;
         }
         if (sealed) {
@@ -246,7 +245,7 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     if ((v = json_object_get(body, "run_on")) != NULL) {
         if (!json_is_string(v) || (strcmp(json_string_value(v), "any") != 0 &&
                                    strcmp(json_string_value(v), "host") != 0)) {
-            field_err(req, "run_on",
+            node__field_err(req, "run_on",
                       "must be \"any\" (a node the scheduler picks) or \"host\" "
                       "(each host is the id of the node that runs it)");
             return 0;
@@ -258,7 +257,7 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         if (!json_is_array(v) || json_array_size(v) == 0 ||
             json_array_size(v) > RG_TASK_HOSTS_MAX) {
             b->over_hosts = json_is_array(v) && json_array_size(v) > RG_TASK_HOSTS_MAX;
-            field_err(req, "hosts", "required: an array of 1 to 200000 host names");
+            node__field_err(req, "hosts", "required: an array of 1 to 200000 host names");
             return 0;
         }
         b->hosts = fl_malloc(sizeof *b->hosts * json_array_size(v));
@@ -274,25 +273,25 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
                    b->constraints, &n_constraints, sched_constraint_valid) ||
         !str_array(req, body, "inventory_vars", NODE_SPEC_VARS_MAX, 255, spec->vars,
                    &spec->n_vars, valid_var) ||
-        !int_field(req, body, "unit_size", 1, RG_UNIT_SIZE_MAX, &unit_size) ||
-        !int_field(req, body, "timeout_ms", 0, 7 * 24 * 3600 * 1000LL, &timeout_ms) ||
-        !int_field(req, body, "retries", 0, 100, &retries) ||
-        !int_field(req, body, "priority", -1000000, 1000000, &priority) ||
-        !int_field(req, body, "sleep_ms", 0, 24 * 3600 * 1000LL, &sleep_ms) ||
-        !int_field(req, body, "kill_grace_ms", 0, 600000, &grace) ||
-        !int_field(req, body, "max_parallel", 1, RG_MAX_RUNNING_MAX, &max_parallel) ||
-        !int_field(req, body, "stop_after_failures", 0, RG_TASK_HOSTS_MAX, &stop_after)) {
+        !node__int_field(req, body, "unit_size", 1, RG_UNIT_SIZE_MAX, &unit_size) ||
+        !node__int_field(req, body, "timeout_ms", 0, 7 * 24 * 3600 * 1000LL, &timeout_ms) ||
+        !node__int_field(req, body, "retries", 0, 100, &retries) ||
+        !node__int_field(req, body, "priority", -1000000, 1000000, &priority) ||
+        !node__int_field(req, body, "sleep_ms", 0, 24 * 3600 * 1000LL, &sleep_ms) ||
+        !node__int_field(req, body, "kill_grace_ms", 0, 600000, &grace) ||
+        !node__int_field(req, body, "max_parallel", 1, RG_MAX_RUNNING_MAX, &max_parallel) ||
+        !node__int_field(req, body, "stop_after_failures", 0, RG_TASK_HOSTS_MAX, &stop_after)) {
         return 0;
     }
     if (on_host && json_object_get(body, "unit_size") != NULL && unit_size != 1) {
-        field_err(req, "unit_size", "must be 1 with run_on host (each unit is one node)");
+        node__field_err(req, "unit_size", "must be 1 with run_on host (each unit is one node)");
         return 0;
     }
     for (size_t i = 0; i < sizeof executors / sizeof executors[0]; i++) {
         n_exec += json_object_get(body, executors[i]) != NULL;
     }
     if (n_exec != 1) {
-        field_err(req, "exec",
+        node__field_err(req, "exec",
                   "give exactly one executor: exec, shell, ansible_module, playbook, noop or "
                   "sleep_ms");
         return 0;
@@ -304,13 +303,13 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
             return 0;
         }
         if (spec->argc == 0) {
-            field_err(req, "exec", "must name a command: [\"cmd\", \"arg\", ...]");
+            node__field_err(req, "exec", "must name a command: [\"cmd\", \"arg\", ...]");
             return 0;
         }
     } else if ((v = json_object_get(body, "shell")) != NULL) {
         spec->kind = NODE_SHELL;
         if (!json_is_string(v) || json_string_length(v) == 0) {
-            field_err(req, "shell", "must be a non-empty script");
+            node__field_err(req, "shell", "must be a non-empty script");
             return 0;
         }
         spec->script = json_string_value(v);
@@ -318,11 +317,11 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         json_t *a = json_object_get(body, "ansible_args");
         spec->kind = NODE_ANSIBLE_MODULE;
         if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128) {
-            field_err(req, "ansible_module", "must be a module name");
+            node__field_err(req, "ansible_module", "must be a module name");
             return 0;
         }
         if (a != NULL && !json_is_string(a)) {
-            field_err(req, "ansible_args", "must be a string");
+            node__field_err(req, "ansible_args", "must be a string");
             return 0;
         }
         spec->module = json_string_value(v);
@@ -330,14 +329,14 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     } else if ((v = json_object_get(body, "playbook")) != NULL) {
         spec->kind = NODE_PLAYBOOK;
         if (!json_is_string(v) || json_string_length(v) == 0) {
-            field_err(req, "playbook", "must be the playbook's YAML text");
+            node__field_err(req, "playbook", "must be the playbook's YAML text");
             return 0;
         }
         spec->playbook = json_string_value(v);
     } else if ((v = json_object_get(body, "noop")) != NULL) {
         spec->kind = NODE_NOOP;
         if (!json_is_true(v)) {
-            field_err(req, "noop", "must be true");
+            node__field_err(req, "noop", "must be true");
             return 0;
         }
     } else {
@@ -345,7 +344,7 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         spec->sleep_ms = (uint32_t)sleep_ms;
     }
     if (json_object_get(body, "ansible_args") != NULL && spec->kind != NODE_ANSIBLE_MODULE) {
-        field_err(req, "ansible_args", "only goes with ansible_module");
+        node__field_err(req, "ansible_args", "only goes with ansible_module");
         return 0;
     }
     spec->kill_grace_ms = (uint32_t)grace;
@@ -357,21 +356,21 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         size_t l = strcspn(spec->secret[i], "=");
         for (unsigned k = 0; k < spec->n_env; k++) {
             if (strncmp(spec->env[k], spec->secret[i], l + 1) == 0) {
-                field_err(req, "secret_env", "a name is in both env and secret_env");
+                node__field_err(req, "secret_env", "a name is in both env and secret_env");
                 return 0;
             }
         }
     }
     if ((v = json_object_get(body, "idempotency_key")) != NULL) {
         if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 127) {
-            field_err(req, "idempotency_key", "must be a string of 1-127 bytes");
+            node__field_err(req, "idempotency_key", "must be a string of 1-127 bytes");
             return 0;
         }
         snprintf(b->idem, sizeof b->idem, "%s", json_string_value(v));
     }
     if ((v = json_object_get(body, "name")) != NULL) {
         if (!json_is_string(v) || json_string_length(v) >= sizeof b->name) {
-            field_err(req, "name", "must be a string of at most 127 bytes");
+            node__field_err(req, "name", "must be a string of at most 127 bytes");
             return 0;
         }
         snprintf(b->name, sizeof b->name, "%s", json_string_value(v));

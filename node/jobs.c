@@ -340,6 +340,23 @@ static void fire_cb(void *data, int err, const struct rg_result *res)
     dispatch_kick(js->s->dispatch);
 }
 
+int node__node_matches(const struct store_node *n, const struct sched_unit *u)
+{
+    struct sched_node sn;
+    const char *labels[STORE_NODE_LABELS + 1];
+    char self[STORE_NODE_ID_MAX + 8];
+    for (unsigned i = 0; i < n->n_labels; i++) {
+        labels[i] = n->labels[i];
+    }
+    snprintf(self, sizeof self, "node=%s", n->id);
+    labels[n->n_labels] = self;
+    memset(&sn, 0, sizeof sn);
+    sn.id = n->id;
+    sn.n_labels = n->n_labels + 1;
+    sn.labels = labels;
+    return sched_node_matches(&sn, u);
+}
+
 /* Mode all: the nodes that can run the job now. */
 static unsigned eligible(struct jobs *js, const struct jent *e, char (*ids)[STORE_NODE_ID_MAX],
                          unsigned max)
@@ -363,23 +380,11 @@ static unsigned eligible(struct jobs *js, const struct jent *e, char (*ids)[STOR
     if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) == FL_OK) {
         while (n < max && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
             struct store_node nd;
-            struct sched_node sn;
-            const char *labels[STORE_NODE_LABELS + 1];
-            char self[STORE_NODE_ID_MAX + 8];
             if (store_node_decode(v, vl, &nd) != FL_OK || nd.lost || nd.drain || nd.cap == 0 ||
                 !dispatch_connected(js->s->dispatch, nd.id)) {
                 continue;
             }
-            for (unsigned i = 0; i < nd.n_labels; i++) {
-                labels[i] = nd.labels[i];
-            }
-            snprintf(self, sizeof self, "node=%s", nd.id);
-            labels[nd.n_labels] = self;
-            memset(&sn, 0, sizeof sn);
-            sn.id = nd.id;
-            sn.n_labels = nd.n_labels + 1;
-            sn.labels = labels;
-            if (sched_node_matches(&sn, &u)) {
+            if (node__node_matches(&nd, &u)) {
                 snprintf(ids[n++], STORE_NODE_ID_MAX, "%s", nd.id);
             }
         }

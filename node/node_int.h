@@ -178,6 +178,17 @@ void node__packages_versions(struct node_server *s, struct http_request *req, ch
 void node__packages_get(struct node_server *s, struct http_request *req, char **args);
 void node__packages_delete(struct node_server *s, struct http_request *req, char **args);
 
+/* api_tasks.c: answer 400 'field "F": what' and return 0. */
+int node__field_err(struct http_request *req, const char *field, const char *what);
+/* An optional integer field within [lo, hi] into *out (untouched when
+ * absent); returns 0 after answering 400. */
+int node__int_field(struct http_request *req, json_t *body, const char *name, long long lo,
+                    long long hi, long long *out);
+struct sched_unit;
+/* 1 if node n matches every constraint of u, its labels with the implicit
+ * node=<id> (node/jobs.c). */
+int node__node_matches(const struct store_node *n, const struct sched_unit *u);
+
 /* api_deploys.c (docs/DEPLOY.md, "Rollouts") */
 void node__deploys_create(struct node_server *s, struct http_request *req, char **args);
 void node__deploys_list(struct node_server *s, struct http_request *req, char **args);

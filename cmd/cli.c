@@ -287,6 +287,20 @@ int cli_do(struct cli_cmd *c, const char *method, const char *path, const char *
     return 0;
 }
 
+int cli_get(struct cli_cmd *c, const char *path, json_t **out)
+{
+    int status = cli_call(c, "GET", path, NULL, out);
+    if (status != 200) {
+        return cli_print_error(c->path, status, *out);
+    }
+    if (cli_flag(c, "json")) {
+        cli_print_json(*out);
+        json_decref(*out);
+        return 0;
+    }
+    return -1;
+}
+
 int cli_raw(struct cli_cmd *c, const char *path, json_t **unused)
 {
     struct httpc_response r;

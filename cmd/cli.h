@@ -14,6 +14,10 @@ struct cli_opt {
     int set;           /* given on the command line */
 };
 
+/* The options most commands share. */
+#define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
+#define JSON_OPT {"json", 0, "print the API's JSON", NULL, 0}
+
 struct cli_cmd {
     const char *path;     /* "kv put" */
     const char *args;     /* positional synopsis, "KEY VALUE" */
@@ -57,6 +61,11 @@ char *cli_escape(const char *s, int keep_slash);
 /* Call method path (no body); on 200 print `done` (a line; NULL: the JSON
  * answer), else the error. Returns an exit status. */
 int cli_do(struct cli_cmd *c, const char *method, const char *path, const char *done);
+
+/* GET path for a command that shows what it gets: on an error it prints it,
+ * with --json it prints the answer; either way it returns the exit status.
+ * Otherwise it returns -1 and *out is the answer to render (json_decref it). */
+int cli_get(struct cli_cmd *c, const char *path, json_t **out);
 
 /* GET path and print the body as it is (text); returns an exit status. */
 int cli_raw(struct cli_cmd *c, const char *path, json_t **unused);

@@ -19,8 +19,6 @@
 
 #include "cmd/cli.h"
 
-#define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
-#define JSON_OPT {"json", 0, "print the API's JSON", NULL, 0}
 
 static void read_secret_file(struct cli_cmd *c, const char *path, char *out, size_t size)
 {

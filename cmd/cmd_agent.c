@@ -28,7 +28,6 @@ static unsigned split_into(const char *s, char out[][128], unsigned max, struct 
     return n;
 }
 
-#define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
 
 static int agents_list(int argc, char **argv)
 {

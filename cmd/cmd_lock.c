@@ -15,8 +15,6 @@
 #include "common/err.h"
 #include "common/httpc.h"
 
-#define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
-#define JSON_OPT {"json", 0, "print the API's JSON", NULL, 0}
 
 /* Monotonic milliseconds: leases and waits are measured on it, so a jump
  * of the wall clock neither ends a wait early nor keeps a lost lock. */

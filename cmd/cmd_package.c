@@ -17,8 +17,6 @@
 #include "deploy/delta.h"
 #include "raft/rg_cmd.h"
 
-#define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
-#define JSON_OPT {"json", 0, "print the API's JSON", NULL, 0}
 
 /* NAME@VERSION into name and version; exits 2 if malformed. */
 static void split_ref(struct cli_cmd *c, const char *ref, char *name, size_t ncap, char *ver,
@@ -227,14 +225,8 @@ static int pkg_list(int argc, char **argv)
     } else {
         snprintf(path, sizeof path, "/v1/packages");
     }
-    status = cli_call(&c, "GET", path, NULL, &out);
-    if (status != 200) {
-        return cli_print_error(c.path, status, out);
-    }
-    if (cli_flag(&c, "json")) {
-        cli_print_json(out);
-        json_decref(out);
-        return 0;
+    if ((status = cli_get(&c, path, &out)) >= 0) {
+        return status;
     }
     printf("%-24s %-16s %12s  %-16s  %s\n", "NAME", "VERSION", "BYTES", "HASH", "ORIGIN");
     items = json_object_get(out, npos == 1 ? "versions" : "items");

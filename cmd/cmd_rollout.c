@@ -243,7 +243,7 @@ static int wait_rollout(struct cli_cmd *c, const char *id, int json)
          0},                                                                                       \
         {"timeout", 1, "per target (default 30m)", NULL, 0},                                       \
         {"wait", 0, "follow the rollout with a progress bar until it ends", NULL, 0},              \
-        {"json", 0, "print JSON", NULL, 0}
+        JSON_OPT
 
 static int submit(struct cli_cmd *c, const char *path, json_t *body)
 {
@@ -274,7 +274,7 @@ static int submit(struct cli_cmd *c, const char *path, json_t *body)
 static int deploy_start(int argc, char **argv)
 {
     struct cli_opt opts[] = {
-        {"addr", 1, "API address (default $FLOTILLA_ADDR)", NULL, 0},
+        ADDR_OPT,
         {"to", 1, "the targets: label:k=v, k!=v, node:ID (comma-separated, all must match)", NULL, 0},
         {"app", 1, "application name (default: the package's)", NULL, 0},
         {"root", 1, "application root on the targets (default: the agent's --apps DIR/APP)", NULL, 0},
@@ -334,7 +334,7 @@ static int deploy_start(int argc, char **argv)
 static int deploy_rollback(int argc, char **argv)
 {
     struct cli_opt opts[] = {
-        {"addr", 1, "API address (default $FLOTILLA_ADDR)", NULL, 0},
+        ADDR_OPT,
         {"to", 1, "the version to go back to", NULL, 0},
         PACE_FLAGS,
         {NULL}};
@@ -358,9 +358,9 @@ static int deploy_rollback(int argc, char **argv)
 
 static int deploy_status(int argc, char **argv)
 {
-    struct cli_opt opts[] = {{"addr", 1, "API address (default $FLOTILLA_ADDR)", NULL, 0},
+    struct cli_opt opts[] = {ADDR_OPT,
                              {"wait", 0, "follow it until it ends", NULL, 0},
-                             {"json", 0, "print JSON", NULL, 0},
+                             JSON_OPT,
                              {NULL}};
     struct cli_cmd c = {"deploy status", "ID",
                         "A rollout: its progress bar and every target's state, result, steps "
@@ -374,24 +374,19 @@ static int deploy_status(int argc, char **argv)
         return wait_rollout(&c, pos[0], cli_flag(&c, "json"));
     }
     snprintf(path, sizeof path, "/v1/deploys/%s", pos[0]);
-    status = cli_call(&c, "GET", path, NULL, &d);
-    if (status != 200) {
-        return cli_print_error(c.path, status, d);
+    if ((status = cli_get(&c, path, &d)) >= 0) {
+        return status;
     }
-    if (cli_flag(&c, "json")) {
-        cli_print_json(d);
-    } else {
-        print_rollout(d);
-    }
+    print_rollout(d);
     json_decref(d);
     return 0;
 }
 
 static int deploy_list(int argc, char **argv)
 {
-    struct cli_opt opts[] = {{"addr", 1, "API address (default $FLOTILLA_ADDR)", NULL, 0},
+    struct cli_opt opts[] = {ADDR_OPT,
                              {"app", 1, "only this application's rollouts", NULL, 0},
-                             {"json", 0, "print JSON", NULL, 0},
+                             JSON_OPT,
                              {NULL}};
     struct cli_cmd c = {"deploy list", "", "Rollouts, newest first.", opts, 0, 0};
     char *pos[1], path[256];
@@ -406,14 +401,8 @@ static int deploy_list(int argc, char **argv)
     } else {
         snprintf(path, sizeof path, "/v1/deploys");
     }
-    status = cli_call(&c, "GET", path, NULL, &out);
-    if (status != 200) {
-        return cli_print_error(c.path, status, out);
-    }
-    if (cli_flag(&c, "json")) {
-        cli_print_json(out);
-        json_decref(out);
-        return 0;
+    if ((status = cli_get(&c, path, &out)) >= 0) {
+        return status;
     }
     printf("%-18s %-24s %-12s %-10s %s\n", "ID", "PACKAGE", "APP", "STATE", "DEPLOYED/TARGETS");
     json_array_foreach(json_object_get(out, "deploys"), i, d)
@@ -430,7 +419,7 @@ static int deploy_list(int argc, char **argv)
 
 static int deploy_cancel(int argc, char **argv)
 {
-    struct cli_opt opts[] = {{"addr", 1, "API address (default $FLOTILLA_ADDR)", NULL, 0}, {NULL}};
+    struct cli_opt opts[] = {ADDR_OPT, {NULL}};
     struct cli_cmd c = {"deploy cancel", "ID",
                         "Stop a rollout: waiting targets are cancelled; a target deploying now "
                         "stops at its next step boundary and rolls back if it had switched.",

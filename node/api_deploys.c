@@ -300,23 +300,6 @@ static uint32_t pace(const struct rollout *r)
     return 1;
 }
 
-static void rollout_done(struct node_server *s, struct http_request *req, int err,
-                         const struct rg_result *res)
-{
-    if (err != FL_OK) {
-        node__respond_err(req, err, "%s", fl_strerror(err));
-        return;
-    }
-    if (res->err != FL_OK && res->err != FL_EEXIST) {
-        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
-        return;
-    }
-    dispatch_kick(s->dispatch);
-    http_respond_json(req, 200,
-                      json_pack("{s:s, s:b, s:I}", "id", res->str, "existing",
-                                res->err == FL_EEXIST, "index", (json_int_t)res->index));
-}
-
 /* Look up the package, resolve the targets, build the task and submit it.
  * Answers the request in every case. */
 static void submit_rollout(struct node_server *s, struct http_request *req, struct rollout *r)
@@ -410,7 +393,7 @@ static void submit_rollout(struct node_server *s, struct http_request *req, stru
     cmd.u.task.placement = RG_PLACE_HOST;
     cmd.u.task.max_running = pace(r);
     cmd.u.task.fail_stop = (uint32_t)r->max_failures + 1;
-    node__submit(s, req, &cmd, rollout_done);
+    node__submit(s, req, &cmd, node__submit_done);
     fl_free(hosts);
     fl_buf_close(&specbuf);
 }

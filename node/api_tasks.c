@@ -115,8 +115,8 @@ static int valid_var(const char *s, char *why)
     return FL_OK;
 }
 
-static void submit_done(struct node_server *s, struct http_request *req, int err,
-                        const struct rg_result *res)
+void node__submit_done(struct node_server *s, struct http_request *req, int err,
+                       const struct rg_result *res)
 {
     if (err != FL_OK) {
         node__respond_err(req, err, "%s", fl_strerror(err));
@@ -420,7 +420,7 @@ void node__tasks_submit(struct node_server *s, struct http_request *req, char **
         return;
     }
     if (node__task_build(req, body, 1, s->cfg.key, &b)) {
-        node__submit(s, req, &b.cmd, submit_done);
+        node__submit(s, req, &b.cmd, node__submit_done);
     } else if (b.over_hosts) {
         s->n_refused_hosts++;
     }

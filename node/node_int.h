@@ -189,6 +189,9 @@ struct sched_unit;
  * node=<id> (node/jobs.c). */
 int node__node_matches(const struct store_node *n, const struct sched_unit *u);
 
+/* A TASK_SUBMIT's answer: {"id", "existing", "index"}, or the error. */
+void node__submit_done(struct node_server *s, struct http_request *req, int err,
+                       const struct rg_result *res);
 /* api_deploys.c (docs/DEPLOY.md, "Rollouts") */
 void node__deploys_create(struct node_server *s, struct http_request *req, char **args);
 void node__deploys_list(struct node_server *s, struct http_request *req, char **args);

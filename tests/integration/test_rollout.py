@@ -17,19 +17,10 @@ import signal
 import subprocess
 import time
 
-from flotilla_cluster import BIN, Agent, Cluster, check, request, run, wait_connected
-from test_deploy import APP, HEALTH, Target, make_tar
+from flotilla_cluster import Agent, Cluster, check, request, run, wait_connected
+from test_deploy import APP, HEALTH, Target, cli, make_tar
 
 WEB = ["web-a", "web-b", "web-c"]
-
-
-def cli(c, *args, ok=True, timeout=300):
-    env = dict(os.environ, FLOTILLA_ADDR=c.servers[c.leader()].api, FLOTILLA_KEY_FILE=c.key)
-    r = subprocess.run([BIN] + list(args), capture_output=True, text=True, env=env,
-                       timeout=timeout)
-    if ok:
-        check(r.returncode == 0, "%s: rc %d\n%s%s" % (args, r.returncode, r.stdout, r.stderr))
-    return r
 
 
 class AppTarget(Target):

@@ -143,17 +143,6 @@ const char *cli_addr(struct cli_cmd *c)
     return a != NULL && a[0] ? a : "127.0.0.1:8401";
 }
 
-static int retryable(int status, json_t *body)
-{
-    const char *code = NULL;
-    if (status != 503 || body == NULL) {
-        return 0;
-    }
-    json_unpack(body, "{s:{s:s}}", "error", "code", &code);
-    return code != NULL && (strcmp(code, "no_leader") == 0 || strcmp(code, "not_leader") == 0 ||
-                            strcmp(code, "busy") == 0);
-}
-
 /* The API token: $FLOTILLA_TOKEN, or the first line of $FLOTILLA_TOKEN_FILE
  * (docs/ACL.md). Exits with a message if the file cannot be read. */
 const char *cli_token(const char *cmd)
@@ -190,42 +179,6 @@ void cli_headers(const char *cmd, int json, char *out, size_t size)
     }
     snprintf(out, size, "%s%s%s%s", json ? "Content-Type: application/json\r\n" : "",
              token ? "X-Flotilla-Token: " : "", token ? token : "", token ? "\r\n" : "");
-}
-
-int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body, json_t **out)
-{
-    const char *addr = cli_addr(c);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    size_t len = text ? strlen(text) : 0;
-    struct timespec pause = {0, 200 * 1000 * 1000};
-    char err[FL_ERRMSG_SIZE], headers[512];
-    int status = 0;
-
-    cli_headers(c->path, text != NULL, headers, sizeof headers);
-
-    *out = NULL;
-    for (int attempt = 0; attempt < 75; attempt++) {
-        struct httpc_response r;
-        json_error_t jerr;
-        int rv = httpc_request(addr, method, path, headers[0] ? headers : NULL, text, len, 30000,
-                               &r, err);
-        if (rv != FL_OK) {
-            fprintf(stderr, "flotilla %s: %s\n", c->path, err);
-            free(text);
-            exit(1);
-        }
-        status = r.status;
-        *out = r.body_len ? json_loadb(r.body, r.body_len, 0, &jerr) : NULL;
-        httpc_response_free(&r);
-        if (!retryable(status, *out)) {
-            break;
-        }
-        json_decref(*out);
-        *out = NULL;
-        nanosleep(&pause, NULL);
-    }
-    free(text);
-    return status;
 }
 
 int cli_print_error(const char *cmd, int status, json_t *body)
@@ -305,8 +258,11 @@ int cli_raw(struct cli_cmd *c, const char *path, json_t **unused)
 {
     struct httpc_response r;
     char err[FL_ERRMSG_SIZE];
+    char headers[512];
     *unused = NULL;
-    if (httpc_request(cli_addr(c), "GET", path, NULL, NULL, 0, 30000, &r, err) != FL_OK) {
+    cli_headers(c->path, 0, headers, sizeof headers);
+    if (httpc_request(cli_addr(c), "GET", path, headers[0] ? headers : NULL, NULL, 0, 30000, &r,
+                      err) != FL_OK) {
         fprintf(stderr, "flotilla %s: %s\n", c->path, err);
         return 1;
     }

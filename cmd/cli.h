@@ -40,16 +40,23 @@ void cli_die_usage(const struct cli_cmd *c, const char *fmt, ...)
 /* The API address: --addr, else $FLOTILLA_ADDR, else 127.0.0.1:8401. */
 const char *cli_addr(struct cli_cmd *c);
 
-/* Call the API. Retries for up to ~15 s while the cluster has no leader
- * (503 no_leader / not_leader / busy), never after outcome_unknown. On
- * success returns the HTTP status and the parsed body (or NULL if not
- * JSON); on a transport failure prints the error and exits 1. */
+/* Call the API (cmd/cli_request.c). A write carries this process's request
+ * identity when it has one (docs/API.md "Request identity"). Retries for up
+ * to ~15 s while the cluster has no leader (503 no_leader / not_leader /
+ * busy); a write with an identity is also sent again, with the same
+ * identity, after outcome_unknown or a transport failure, so its answer is
+ * definite unless the cluster stays unreachable (then 503 outcome_unknown).
+ * Returns the HTTP status and the parsed body (or NULL if not JSON); a
+ * transport failure of a read or of a write without an identity prints the
+ * error and exits 1. */
 /* The API token from $FLOTILLA_TOKEN or $FLOTILLA_TOKEN_FILE, or NULL. */
 const char *cli_token(const char *cmd);
 /* Request headers: Content-Type (json) and X-Flotilla-Token (if any). */
 void cli_headers(const char *cmd, int json, char *out, size_t size);
 int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
              json_t **out);
+/* The "X-Flotilla-Request: SESSION/SERIAL\r\n" header line. */
+void cli_ident_header(const char *session, uint64_t serial, char *out, size_t size);
 /* Print an API error body ("error: message (code)") to stderr and release
  * it (json_decref; NULL is fine); returns 1. */
 int cli_print_error(const char *cmd, int status, json_t *body);

@@ -297,10 +297,14 @@ static int lock_release(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
                              {"session", 1, "the session holding it (required)", NULL, 0},
+                             {"token", 1,
+                              "release only the hold with this fencing token (the one acquire "
+                              "printed): a newer hold of the session is never released",
+                              NULL, 0},
                              {NULL}};
     struct cli_cmd c = {"lock release", "NAMESPACE/NAME",
                         "Release a hold (or leave the queue).", opts, 1, 1};
-    char *pos[1], q[96];
+    char *pos[1], q[128];
     int npos, status;
     json_t *out;
     char *path;
@@ -312,7 +316,13 @@ static int lock_release(int argc, char **argv)
     if (strlen(cli_val(&c, "session")) > 64) {
         cli_die_usage(&c, "session ids are at most 39 characters");
     }
-    snprintf(q, sizeof q, "?session=%s", cli_val(&c, "session"));
+    if (cli_val(&c, "token") != NULL &&
+        (strspn(cli_val(&c, "token"), "0123456789") != strlen(cli_val(&c, "token")) ||
+         cli_val(&c, "token")[0] < '1' || strlen(cli_val(&c, "token")) > 20)) {
+        cli_die_usage(&c, "--token takes a fencing token (a positive number)");
+    }
+    snprintf(q, sizeof q, "?session=%s%s%s", cli_val(&c, "session"),
+             cli_val(&c, "token") ? "&token=" : "", cli_val(&c, "token") ? cli_val(&c, "token") : "");
     path = lock_path(pos[0], q);
     status = cli_call(&c, "DELETE", path, NULL, &out);
     free(path);
@@ -419,16 +429,35 @@ static int lock_show(int argc, char **argv)
 struct runner {
     char addrs[8][128];
     int n_addrs, cur;
+    /* Request identity (docs/API.md "Request identity"): the lock's own
+     * session numbers every request made under it. A request whose outcome
+     * is unknown keeps its serial until a definite answer; the next request
+     * gets the next one, which makes every earlier copy stale. */
+    char session[64];
+    uint64_t serial;
+    int pending; /* the last request's outcome is still unknown */
 };
 
+/* Call method path on the servers in turn (a transport failure or a 503
+ * before proposal moves to the next). With a session, the request carries
+ * its identity: the serial of the unresolved request, or a new one.
+ * Returns the HTTP status, or -1 if no server answered. */
 static int run_call(struct runner *r, const char *method, const char *path, json_t *body,
                     int timeout_ms, json_t **out)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    char err[FL_ERRMSG_SIZE], headers[512];
+    char err[FL_ERRMSG_SIZE], headers[640];
     int status = -1;
     *out = NULL;
-    cli_headers("lock run", text != NULL, headers, sizeof headers);
+    cli_headers("lock run", text != NULL, headers, sizeof headers - 128);
+    if (r->session[0] != '\0') {
+        if (!r->pending) {
+            r->serial++;
+        }
+        cli_ident_header(r->session, r->serial, headers + strlen(headers),
+                         sizeof headers - strlen(headers));
+    }
+    r->pending = 1;
     for (int i = 0; i < r->n_addrs; i++) {
         struct httpc_response resp;
         const char *code = NULL;
@@ -449,6 +478,9 @@ static int run_call(struct runner *r, const char *method, const char *path, json
         }
         r->cur = (r->cur + 1) % r->n_addrs;
     }
+    /* No definite answer: the same request must be sent again (with the
+     * same serial) before any other, or abandoned with r->pending = 0. */
+    r->pending = status < 0 || status == 503;
     free(text);
     return status;
 }
@@ -507,7 +539,7 @@ static int lock_run_with(int argc, char **argv, char **pos)
                         opts, 2, 4096};
     struct runner r;
     char session[64], renew_path[128], *path, *addrs, *tok;
-    int npos, status, limit, exit_code = 1, lost = 0;
+    int npos, status, limit, exit_code = 1, lost = 0, acquiring = 1;
     long long ttl, wait, margin;
     json_t *body, *out = NULL;
     uint64_t start = mono_ms(), last_ok, next_renew;
@@ -543,6 +575,8 @@ static int lock_run_with(int argc, char **argv, char **pos)
     snprintf(session, sizeof session, "%s", json_string_value(json_object_get(out, "id")));
     json_decref(out);
     out = NULL;
+    snprintf(r.session, sizeof r.session, "%s", session); /* its requests from here on */
+    r.pending = 0;
     snprintf(renew_path, sizeof renew_path, "/v1/sessions/%s/renew", session);
     path = lock_path(pos[0], "");
     last_ok = mono_ms();
@@ -553,8 +587,12 @@ static int lock_run_with(int argc, char **argv, char **pos)
      * a renewal between any two calls. */
     for (;;) {
         long long left = wait < 0 ? 24LL * 3600 * 1000 : wait - (long long)(mono_ms() - start);
-        if (mono_ms() >= next_renew) {
+        /* One request at a time: a renewal is not sent while an acquire's
+         * outcome is unknown (the acquire is sent again first), and an
+         * unanswered renewal is sent again before the next acquire. */
+        if (acquiring ? !r.pending && mono_ms() >= next_renew : 1) {
             uint64_t sent = mono_ms();
+            acquiring = 0;
             status = run_call(&r, "PUT", renew_path, NULL, (int)(ttl / 3), &out);
             json_decref(out);
             out = NULL;
@@ -563,7 +601,12 @@ static int lock_run_with(int argc, char **argv, char **pos)
                 free(path);
                 return 1;
             }
+            if (r.pending) {
+                sleep_ms(200);
+                continue;
+            }
             next_renew = sent + (uint64_t)ttl / 3;
+            acquiring = 1;
         }
         body = json_pack("{s:s, s:i, s:I}", "session", session, "limit", limit, "wait",
                          (json_int_t)(left < 0 ? 0 : left));
@@ -582,6 +625,7 @@ static int lock_run_with(int argc, char **argv, char **pos)
         }
         cli_print_error(c.path, status, out);
         snprintf(renew_path, sizeof renew_path, "/v1/sessions/%s", session);
+        r.pending = 0;
         run_call(&r, "DELETE", renew_path, NULL, 5000, &out);
         json_decref(out);
         free(path);
@@ -641,6 +685,7 @@ static int lock_run_with(int argc, char **argv, char **pos)
     if (!lost) {
         char destroy[128];
         snprintf(destroy, sizeof destroy, "/v1/sessions/%s", session);
+        r.pending = 0; /* an unanswered renewal is abandoned: this makes it stale */
         run_call(&r, "DELETE", destroy, NULL, 5000, &out);
         json_decref(out);
     }

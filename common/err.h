@@ -33,7 +33,11 @@
     X(FL_ECORRUPT, "corrupt", "stored data is corrupt")                            \
     X(FL_ERAFT, "raft", "consensus library error")                                 \
     X(FL_ENET, "network", "network error")                                         \
-    X(FL_EPROTO, "protocol", "protocol error")
+    X(FL_EPROTO, "protocol", "protocol error")                                     \
+    X(FL_ESTALE, "stale_request",                                                  \
+      "a newer request of the session was applied first; this one never will be") \
+    X(FL_ENOSESSION, "session_not_found",                                          \
+      "the request's session does not exist (it expired or was destroyed)")
 
 enum fl_err {
 #define FL__ERR_ENUM(sym, name, msg) sym,

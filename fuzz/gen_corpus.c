@@ -182,6 +182,29 @@ int main(int argc, char **argv)
         c[1].u.unit.nodelen = 7;
         entry(cmd_dir, "tasks-rollout", c, 2);
     }
+    /* Commands carrying a request identity, and a release naming its
+     * token (docs/API.md "Request identity"). */
+    memset(c, 0, sizeof c);
+    c[0].type = RG_CMD_KV_PUT;
+    c[0].u.kv.key = "greeting";
+    c[0].u.kv.klen = 8;
+    c[0].u.kv.value = (const uint8_t *)"hello";
+    c[0].u.kv.vlen = 5;
+    c[0].req.session = "0123456789abcdef0123456789abcdef";
+    c[0].req.slen = 32;
+    c[0].req.serial = 7;
+    c[1].type = RG_CMD_LOCK_RELEASE;
+    c[1].u.lock.session = "0123456789abcdef0123456789abcdef";
+    c[1].u.lock.slen = 32;
+    c[1].u.lock.key = "lc/repro1";
+    c[1].u.lock.klen = 9;
+    c[1].u.lock.token = 41;
+    c[1].req = c[0].req;
+    c[1].req.serial = 8;
+    c[2].type = RG_CMD_SESSION_RENEW;
+    c[2].u.lock.session = "0123456789abcdef0123456789abcdef";
+    c[2].u.lock.slen = 32;
+    entry(cmd_dir, "request-identity", c, 3);
 
     if (mkdtemp(tmp) == NULL || store_open(tmp, NULL, &st, NULL) != 0) {
         return 1;

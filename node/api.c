@@ -9,6 +9,7 @@
 #include <sys/statvfs.h>
 
 #include "common/alloc.h"
+#include "common/crashpoint.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "node/node_int.h"
@@ -29,12 +30,12 @@ const struct route node_routes[] = {
     {HTTP_PUT, "/v1/nodes/{}/cap", ROUTE_WRITE, node__nodes_cap, "set a node's cap", NEED_OPERATE, -1},
     {HTTP_POST, "/v1/nodes/{}/drain", ROUTE_WRITE, node__nodes_drain, "drain a node", NEED_OPERATE, -1},
     {HTTP_POST, "/v1/nodes/{}/undrain", ROUTE_WRITE, node__nodes_undrain, "undrain a node", NEED_OPERATE, -1},
-    {HTTP_POST, "/v1/nodes/{}/cancel-running", ROUTE_WRITE, node__nodes_cancel_running, "cancel the units running on a node", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/nodes/{}/cancel-running", ROUTE_WRITE, node__nodes_cancel_running, "cancel the units running on a node", NEED_OPERATE, -1, 1},
     {HTTP_GET, "/v1/members", ROUTE_READ, node__members_list, "Raft members", NEED_READ, -1},
-    {HTTP_POST, "/v1/members", ROUTE_WRITE, node__members_add, "add a server", NEED_SERVER, -1},
-    {HTTP_POST, "/v1/members/transfer", ROUTE_WRITE, node__members_transfer, "transfer leadership", NEED_OPERATE, -1},
-    {HTTP_POST, "/v1/members/{}/promote", ROUTE_WRITE, node__members_promote, "promote a standby to voter", NEED_OPERATE, -1},
-    {HTTP_DELETE, "/v1/members/{}", ROUTE_WRITE, node__members_remove, "remove a server", NEED_OPERATE, -1},
+    {HTTP_POST, "/v1/members", ROUTE_WRITE, node__members_add, "add a server", NEED_SERVER, -1, 1},
+    {HTTP_POST, "/v1/members/transfer", ROUTE_WRITE, node__members_transfer, "transfer leadership", NEED_OPERATE, -1, 1},
+    {HTTP_POST, "/v1/members/{}/promote", ROUTE_WRITE, node__members_promote, "promote a standby to voter", NEED_OPERATE, -1, 1},
+    {HTTP_DELETE, "/v1/members/{}", ROUTE_WRITE, node__members_remove, "remove a server", NEED_OPERATE, -1, 1},
     {HTTP_POST, "/v1/internal/register", ROUTE_WRITE, node__register, "a server records its addresses", NEED_SERVER, -1},
     {HTTP_POST, "/v1/tasks", ROUTE_WRITE, node__tasks_submit, "submit a task", NEED_SUBMIT, -1},
     {HTTP_GET, "/v1/tasks", ROUTE_READ, node__tasks_list, "list tasks", NEED_READ, -1},
@@ -142,9 +143,11 @@ int node__http_status(int err)
     case FL_EDECODE:
         return 400;
     case FL_ENOTFOUND:
+    case FL_ENOSESSION:
         return 404;
     case FL_ECONFLICT:
     case FL_EEXIST:
+    case FL_ESTALE:
         return 409;
     case FL_ETOOBIG:
         return 413;
@@ -240,6 +243,70 @@ json_t *node__body_object(struct http_request *req, const char *const *allowed)
     return o;
 }
 
+/* ---- request identity (docs/API.md "Request identity") ------------------ */
+
+int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *errmsg)
+{
+    const char *slash = strchr(value, '/');
+    const char *p;
+    char why[FL_ERRMSG_SIZE];
+    uint64_t serial = 0;
+
+    memset(out, 0, sizeof *out);
+    if (slash == NULL) {
+        return fl_errf(errmsg, FL_EINVAL, NODE_REQUEST_HEADER " must be SESSION/SERIAL");
+    }
+    if (rg_session_id_check(value, (size_t)(slash - value), why) != FL_OK) {
+        return fl_errf(errmsg, FL_EINVAL, NODE_REQUEST_HEADER ": %s", why);
+    }
+    p = slash + 1;
+    if (*p < '1' || *p > '9') {
+        return fl_errf(errmsg, FL_EINVAL,
+                       NODE_REQUEST_HEADER ": the serial must be a decimal number 1..%llu "
+                       "without leading zeros",
+                       (unsigned long long)RG_REQ_SERIAL_MAX);
+    }
+    for (; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || serial > (RG_REQ_SERIAL_MAX - (uint64_t)(*p - '0')) / 10) {
+            return fl_errf(errmsg, FL_EINVAL,
+                           NODE_REQUEST_HEADER ": the serial must be a decimal number 1..%llu",
+                           (unsigned long long)RG_REQ_SERIAL_MAX);
+        }
+        serial = serial * 10 + (uint64_t)(*p - '0');
+    }
+    out->session = value;
+    out->slen = (size_t)(slash - value);
+    out->serial = serial;
+    return FL_OK;
+}
+
+/* Refuse a malformed identity, or one on a route that cannot honour it;
+ * returns 0 after answering 400. */
+static int check_ident(struct http_request *req, const struct route *route)
+{
+    const char *v = http_request_header(req, NODE_REQUEST_HEADER);
+    struct rg_cmd_req id;
+    char why[FL_ERRMSG_SIZE];
+    if (v == NULL) {
+        return 1;
+    }
+    if (node__request_ident_parse(v, &id, why) != FL_OK) {
+        node__respond_err(req, FL_EINVAL, "%s", why);
+        return 0;
+    }
+    if (route->kind != ROUTE_WRITE || route->no_ident) {
+        node__respond_err(req, FL_EINVAL,
+                          NODE_REQUEST_HEADER " is not taken by %s %s: %s",
+                          http_method_str((enum http_method)route->method), route->pattern,
+                          route->kind == ROUTE_READ || route->kind == ROUTE_LOCAL
+                              ? "it changes nothing"
+                              : "it proposes no command of its own (docs/API.md, \"Request "
+                                "identity\")");
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- submitting commands ---------------------------------------------- */
 
 /* Admission control: a write is refused (507) before it enters the log when
@@ -296,6 +363,23 @@ static void not_leader(struct node_server *s, struct http_request *req)
     node__respond_err(req, FL_ENOTLEADER, "this server is not the leader; retry");
 }
 
+/* A request its session's memory refused: the command was not executed. */
+static void refused(struct http_request *req, const struct rg_result *res)
+{
+    const char *v = http_request_header(req, NODE_REQUEST_HEADER);
+    if (res->err == FL_ESTALE) {
+        node__respond_err(req, FL_ESTALE,
+                          "request %s is older than request %llu of its session, which was "
+                          "applied first; it was not applied and never will be",
+                          v ? v : "", (unsigned long long)res->version);
+    } else {
+        node__respond_err(req, FL_ENOSESSION,
+                          "the session of request %s does not exist (it expired or was "
+                          "destroyed); the request was not applied",
+                          v ? v : "");
+    }
+}
+
 static void submit_cb(void *data, int err, const struct rg_result *res)
 {
     struct submit *sub = data;
@@ -307,6 +391,13 @@ static void submit_cb(void *data, int err, const struct rg_result *res)
         not_leader(s, req);
         return;
     }
+    if (forwarded(req)) {
+        fl_crashpoint("forward-applied"); /* applied, not yet answered */
+    }
+    if (err == FL_OK && res->not_run && !res->replayed) {
+        refused(req, res);
+        return;
+    }
     done(s, req, err, res);
 }
 
@@ -314,7 +405,9 @@ void node__submit(struct node_server *s, struct http_request *req, const struct 
                   node_done_fn done)
 {
     char why[FL_ERRMSG_SIZE] = "";
+    const char *ident = http_request_header(req, NODE_REQUEST_HEADER);
     struct submit *sub;
+    struct rg_cmd c;
     int rv;
 
     if (!admit(s, req)) {
@@ -328,7 +421,16 @@ void node__submit(struct node_server *s, struct http_request *req, const struct 
     sub->s = s;
     sub->req = req;
     sub->done = done;
-    rv = rg_repl_submit(s->repl, cmd, submit_cb, sub, why);
+    if (forwarded(req)) {
+        fl_crashpoint("forward-received"); /* read by the leader, not yet proposed */
+    }
+    c = *cmd;
+    if (ident != NULL && node__request_ident_parse(ident, &c.req, why) != FL_OK) {
+        fl_free(sub);
+        node__respond_err(req, FL_EINVAL, "%s", why);
+        return;
+    }
+    rv = rg_repl_submit(s->repl, &c, submit_cb, sub, why);
     if (rv != FL_OK) {
         fl_free(sub);
         if (rv == FL_ENOTLEADER) {
@@ -404,6 +506,10 @@ void node__api_handle(void *data, struct http_request *req)
     d->s = s;
     d->req = req;
     d->route = route;
+    if (!check_ident(req, route)) {
+        fl_free(d);
+        return;
+    }
     if (route->kind == ROUTE_LOCAL || route->kind == ROUTE_LOCAL_WRITE) {
         if (node__authorize(s, req, route, d->args)) {
             route->fn(s, req, d->args);

@@ -84,12 +84,14 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                                   "term", (json_int_t)dterm));
     json_object_set_new(
         o, "fsm",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "applied_entries",
-                  (json_int_t)f->n_applied, "skipped_entries", (json_int_t)f->n_skipped,
-                  "commands", (json_int_t)f->n_cmds, "bad_entries", (json_int_t)f->n_bad,
-                  "store_commits", (json_int_t)f->n_commits, "snapshots",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}",
+                  "applied_entries", (json_int_t)f->n_applied, "skipped_entries",
+                  (json_int_t)f->n_skipped, "commands", (json_int_t)f->n_cmds, "bad_entries",
+                  (json_int_t)f->n_bad, "store_commits", (json_int_t)f->n_commits, "snapshots",
                   (json_int_t)f->n_snapshots, "restores", (json_int_t)f->n_restores,
-                  "restores_skipped", (json_int_t)f->n_restores_skipped));
+                  "restores_skipped", (json_int_t)f->n_restores_skipped, "requests",
+                  "replayed", (json_int_t)f->n_req_replayed, "stale",
+                  (json_int_t)f->n_req_stale, "no_session", (json_int_t)f->n_req_nosession));
     json_object_set_new(o, "store",
                         json_pack("{s:I, s:I, s:I, s:I}", "used_bytes", (json_int_t)used,
                                   "map_bytes", (json_int_t)map, "disk_free_bytes",

@@ -5,7 +5,7 @@
  *   DELETE /v1/sessions/ID
  *   GET    /v1/sessions[/ID]
  *   PUT    /v1/locks/NS/NAME       {"session": ID, "wait": "10s", "limit": 1}
- *   DELETE /v1/locks/NS/NAME?session=ID
+ *   DELETE /v1/locks/NS/NAME?session=ID[&token=T]
  *   GET    /v1/locks[?namespace=NS], /v1/locks/NS/NAME
  *
  * Durations are strings ("500ms", "15s", "2m") or integers of milliseconds. */
@@ -512,16 +512,55 @@ static void released(struct node_server *s, struct http_request *req, int err,
         node__respond_err(req, err, "%s", fl_strerror(err));
     } else if (res->err == FL_ENOTFOUND) {
         node__respond_err(req, FL_ENOTFOUND, "the session neither holds nor waits for this lock");
+    } else if (res->err == FL_ECONFLICT && res->version != 0) {
+        node__respond_err(req, FL_ECONFLICT,
+                          "the session holds this lock with token %llu, not the one named; "
+                          "nothing was released",
+                          (unsigned long long)res->version);
+    } else if (res->err == FL_ECONFLICT) {
+        node__respond_err(req, FL_ECONFLICT,
+                          "the session only waits for this lock and holds no token; nothing was "
+                          "released");
+    } else if (res->err != FL_OK) {
+        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
     } else {
         http_respond_json(req, 200,
                           json_pack("{s:b, s:I}", "released", 1, "token", (json_int_t)res->version));
     }
 }
 
+/* ?token=T: a fencing token, decimal without leading zeros, 1..2^64-1.
+ * Returns 0 after answering 400; *token stays 0 when absent. */
+static int token_param(struct http_request *req, uint64_t *token)
+{
+    char v[24];
+    int rv = http_query_param(req, "token", v, sizeof v);
+    *token = 0;
+    if (rv == 0) {
+        return 1;
+    }
+    if (rv < 0 || v[0] < '1' || v[0] > '9') {
+        goto bad;
+    }
+    for (const char *p = v; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || *token > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) {
+            goto bad;
+        }
+        *token = *token * 10 + (uint64_t)(*p - '0');
+    }
+    return 1;
+bad:
+    *token = 0;
+    node__respond_err(req, FL_EINVAL,
+                      "token must be a fencing token: a decimal number without leading zeros");
+    return 0;
+}
+
 void node__locks_release(struct node_server *s, struct http_request *req, char **args)
 {
     char key[STORE_LOCK_KEY_MAX], session[STORE_SESSION_ID_MAX + 1];
     struct rg_cmd c;
+    uint64_t token;
     int rv;
     if (!lock_key(req, args, key, sizeof key)) {
         return;
@@ -531,11 +570,12 @@ void node__locks_release(struct node_server *s, struct http_request *req, char *
         node__respond_err(req, FL_EINVAL, "?session=ID is required");
         return;
     }
-    if (!session_arg(req, session)) {
+    if (!session_arg(req, session) || !token_param(req, &token)) {
         return;
     }
     memset(&c, 0, sizeof c);
     c.type = RG_CMD_LOCK_RELEASE;
+    c.u.lock.token = token;
     c.u.lock.session = session;
     c.u.lock.slen = strlen(session);
     c.u.lock.key = key;

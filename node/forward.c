@@ -5,7 +5,11 @@
  * address comes from the replicated nodes table (each server records its own
  * addresses, see server.c). A forwarded request carries X-Flotilla-Forwarded;
  * a server that receives one but is not the leader answers 503 instead of
- * forwarding again, so a stale view can never make requests loop. */
+ * forwarding again, so a stale view can never make requests loop.
+ *
+ * The answer never guesses (docs/API.md "Request identity"): no_leader only
+ * when no byte of the request reached a leader; once it may have been read,
+ * a failure is outcome_unknown. */
 #include <stdio.h>
 #include <string.h>
 
@@ -84,8 +88,9 @@ void node__forward(struct node_server *s, struct http_request *req)
     char leader[STORE_NODE_ADDR_MAX];
     /* The caller's credentials go along: the leader decides (api_acl.c). */
     static const char *const pass[] = {"X-Flotilla-Token", "Authorization",
-                                       "X-Flotilla-Server-Auth"};
+                                       "X-Flotilla-Server-Auth", NODE_REQUEST_HEADER};
     char headers[1024];
+    unsigned flags = 0;
     struct fwd *f;
     const char *ct = http_request_header(req, "Content-Type");
     size_t used;
@@ -113,9 +118,15 @@ void node__forward(struct node_server *s, struct http_request *req)
     f->s = s;
     f->req = req;
     s->n_forwarded++;
+    /* A write is sent to the leader at most once, unless it carries a request
+     * identity: the leader's state machine makes a second copy a no-op. */
+    if (http_request_header(req, NODE_REQUEST_HEADER) != NULL) {
+        flags |= HTTP_CLIENT_REPEATABLE;
+    }
     /* The raw request target goes through unchanged. */
-    rv = http_client_request(s->loop, leader, http_method_str((enum http_method)req->method),
-                             req->target, headers, req->body, req->body_len, 10000, forward_cb, f);
+    rv = http_client_request_flags(s->loop, leader,
+                                   http_method_str((enum http_method)req->method), req->target,
+                                   headers, req->body, req->body_len, 10000, flags, forward_cb, f);
     if (rv != FL_OK) {
         fl_free(f);
         node__respond_err(req, FL_ENOLEADER, "forwarding to the leader failed: %s; retry",

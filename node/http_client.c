@@ -9,9 +9,15 @@
  *
  *   STARTING --timer 0--> RESOLVING --> CONNECTING --> EXCHANGING --> DONE
  *   STARTING --pooled connection----------------------> EXCHANGING
- *   EXCHANGING --reused connection failed before any response byte-->
- *       RESOLVING/CONNECTING (once)
+ *   EXCHANGING --reused connection failed before any response byte,
+ *       and the request may be repeated--> RESOLVING/CONNECTING (once)
  *   any --error or timeout--> DONE
+ *
+ * Once any attempt has written request bytes, the request counts as sent
+ * for good: a later attempt that fails before writing does not make the
+ * outcome "certainly not sent" again. A request is repeated only when its
+ * method is safe or the caller said so (HTTP_CLIENT_REPEATABLE): a server
+ * may have read and acted on the first copy before closing.
  *
  * DONE calls the callback exactly once; the connection is then pooled (a
  * complete keep-alive response, request fully written, nothing extra read)
@@ -78,6 +84,8 @@ struct creq {
     char *wire; /* the request bytes */
     size_t wire_len;
     int head; /* HEAD: the response has no body */
+    int repeatable; /* may be sent a second time */
+    int sent;       /* some attempt has written request bytes */
     int attempts;
     struct cconn *conn;
     /* Response of the current attempt. */
@@ -254,9 +262,9 @@ static void detach(struct creq *r, int reuse)
 
 static void finish(struct creq *r, int err, int reuse, const char *why)
 {
-    int status = err == FL_OK                 ? (int)r->parser.status_code
-                 : r->state == REQ_EXCHANGING ? HTTP_CLIENT_MAYBE_SENT
-                                              : 0;
+    int status = err == FL_OK ? (int)r->parser.status_code
+                 : r->sent        ? HTTP_CLIENT_MAYBE_SENT
+                                  : 0;
     const char *ctype = err == FL_OK && r->has_ctype ? r->ctype : NULL;
     const uint8_t *body = NULL;
     if (r->state == REQ_DONE) {
@@ -286,10 +294,12 @@ static void finishf(struct creq *r, int err, const char *what, int uverr)
 
 /* The exchange on the current connection failed. A reused connection that
  * failed before any response byte was most likely closed by the server
- * while idle: retry once on a fresh connection. */
+ * while idle: retry once on a fresh connection, if the request may be
+ * repeated (the server may also have read it, acted, and closed). */
 static void fail_exchange(struct creq *r, int err, const char *what, int uverr)
 {
-    if (r->conn != NULL && r->conn->reused && !r->got_bytes && r->attempts == 1) {
+    if (r->repeatable && r->conn != NULL && r->conn->reused && !r->got_bytes &&
+        r->attempts == 1) {
         detach(r, 0);
         r->attempts++;
         start_attempt(r, 0);
@@ -484,6 +494,7 @@ static void send_request(struct creq *r)
         fail_exchange(r, FL_ENET, "write", rv);
         return;
     }
+    r->sent = 1; /* bytes may be on their way from now on */
     if (!c->reading) {
         rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
         if (rv != 0) {
@@ -656,6 +667,20 @@ int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
                         const char *path_and_query, const char *extra_headers, const void *body,
                         size_t len, unsigned timeout_ms, http_client_cb cb, void *data)
 {
+    return http_client_request_flags(loop, addr, method, path_and_query, extra_headers, body, len,
+                                     timeout_ms, 0, cb, data);
+}
+
+static int safe_method(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
+}
+
+int http_client_request_flags(uv_loop_t *loop, const char *addr, const char *method,
+                              const char *path_and_query, const char *extra_headers,
+                              const void *body, size_t len, unsigned timeout_ms, unsigned flags,
+                              http_client_cb cb, void *data)
+{
     struct creq *r;
     int rv;
     if (loop == NULL || addr == NULL || method == NULL || method[0] == '\0' ||
@@ -682,6 +707,7 @@ int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
     r->data = data;
     r->timeout_ms = timeout_ms;
     r->head = strcmp(method, "HEAD") == 0;
+    r->repeatable = (flags & HTTP_CLIENT_REPEATABLE) != 0 || safe_method(method);
     r->state = REQ_STARTING;
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;

@@ -9,9 +9,11 @@
  * (below the server's default idle timeout). An idle pooled connection does
  * not keep uv_run alive, but it is a handle of the loop: call
  * http_client_close_idle(loop) before uv_loop_close. When a request sent on a
- * reused connection fails before any byte of the response arrived (the
- * server had closed it), it is retried once on a new connection: a server
- * that closes an idle connection has not read the request from it.
+ * reused connection fails before any byte of the response arrived (most
+ * often the server had closed it while idle), it is retried once on a new
+ * connection only if it may be repeated: a safe method (GET, HEAD, OPTIONS)
+ * or HTTP_CLIENT_REPEATABLE. Any other request is never sent twice, since
+ * the server may have read and acted on it before it closed.
  *
  * Threading: a request and its callback stay on the loop's thread; several
  * loops on several threads may use the client at once (the pool is locked).
@@ -28,6 +30,7 @@
 #define HTTP_CLIENT_POOL_PER_ADDR 8
 #define HTTP_CLIENT_POOL_IDLE_MS  30000
 #define HTTP_CLIENT_MAYBE_SENT    (-1)
+#define HTTP_CLIENT_REPEATABLE    1u /* flag: sending it twice changes nothing */
 
 /* The outcome of one request. err is FL_OK when a complete response arrived
  * (whatever its status), else:
@@ -39,9 +42,9 @@
  *   FL_ENOMEM    out of memory.
  * On error content_type and body are NULL, and status tells whether the
  * server may have acted on the request: 0 when it certainly did not (resolve
- * or connect failed), HTTP_CLIENT_MAYBE_SENT when the request was written, at
- * least in part, before the failure (a write forwarded this way may have been
- * applied: its outcome is unknown). On success content_type
+ * or connect failed, on every attempt), HTTP_CLIENT_MAYBE_SENT when some
+ * attempt wrote the request, at least in part, before the failure (a write
+ * forwarded this way may have been applied: its outcome is unknown). On success content_type
  * is NULL if the response had none, and body is never NULL (NUL-terminated,
  * "" when empty). content_type and body are valid during the call only. */
 typedef void (*http_client_cb)(void *data, int err, int status, const char *content_type,
@@ -59,6 +62,13 @@ typedef void (*http_client_cb)(void *data, int err, int status, const char *cont
 int http_client_request(uv_loop_t *loop, const char *addr, const char *method,
                         const char *path_and_query, const char *extra_headers, const void *body,
                         size_t len, unsigned timeout_ms, http_client_cb cb, void *data);
+/* The same with flags: HTTP_CLIENT_REPEATABLE lets a request of an unsafe
+ * method be retried as a safe one is (the caller knows a second copy is
+ * harmless: it carries a request identity, docs/API.md). */
+int http_client_request_flags(uv_loop_t *loop, const char *addr, const char *method,
+                              const char *path_and_query, const char *extra_headers,
+                              const void *body, size_t len, unsigned timeout_ms, unsigned flags,
+                              http_client_cb cb, void *data);
 
 /* Close every idle pooled connection of loop (their memory is released by
  * the loop's next iteration). Requests in flight are not affected; their

@@ -80,7 +80,16 @@ struct route {
     const char *summary;
     int need;            /* NEED_* */
     int ns_arg;          /* >= 0: the argument that names a namespace; -1 none */
+    int no_ident;        /* a write that proposes no command of its own (membership,
+                            messages to agents): it refuses X-Flotilla-Request */
 };
+
+/* The request identity header (docs/API.md "Request identity"). */
+#define NODE_REQUEST_HEADER "X-Flotilla-Request"
+/* Parse "SESSION/SERIAL" (a session id; a decimal serial 1..INT64_MAX
+ * without leading zeros) into out, whose session points into value.
+ * FL_EINVAL with the reason in errmsg. */
+int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *errmsg);
 
 extern const struct route node_routes[];
 extern const unsigned node_n_routes;

@@ -16,7 +16,7 @@ static const char *const type_names[RG_CMD__MAX] = {
     "job_put",       "job_del",     "job_pause",   "job_fire",
     "acl_bootstrap", "token_create", "token_delete",
     "agent_key_set", "agent_key_approve", "agent_key_forget",
-    "package_put",   "package_rm",
+    "package_put",   "package_rm",  "request",
 };
 
 const char *rg_cmd_type_name(int type)
@@ -141,7 +141,32 @@ static int validate_unit(const struct rg_cmd *c, char *errmsg)
     return FL_OK;
 }
 
+static int validate_req(const struct rg_cmd *c, char *errmsg)
+{
+    char why[FL_ERRMSG_SIZE];
+    if (c->req.serial == 0) {
+        return c->req.slen == 0 ? FL_OK
+                                : fl_errf(errmsg, FL_EINVAL, "request identity without a serial");
+    }
+    if (c->req.serial > RG_REQ_SERIAL_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "request serial must be 1..%llu",
+                       (unsigned long long)RG_REQ_SERIAL_MAX);
+    }
+    if (rg_session_id_check(c->req.session, c->req.slen, why) != FL_OK) {
+        return fl_errf(errmsg, FL_EINVAL, "request identity: %s", why);
+    }
+    return FL_OK;
+}
+
+static int validate_cmd(const struct rg_cmd *c, char *errmsg);
+
 int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
+{
+    int rv = validate_req(c, errmsg);
+    return rv != FL_OK ? rv : validate_cmd(c, errmsg);
+}
+
+static int validate_cmd(const struct rg_cmd *c, char *errmsg)
 {
     switch (c->type) {
     case RG_CMD_KV_PUT:
@@ -276,8 +301,18 @@ static int pack_str(msgpack_packer *pk, const char *s, size_t n)
 int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
 {
     msgpack_packer pk;
+    size_t start = w->body.size;
     int rv = 0;
     msgpack_packer_init(&pk, &w->body, msgpack_sbuffer_write);
+    if (c->type == RG_CMD_REQUEST) {
+        return FL_EINVAL; /* an envelope is never a command of its own */
+    }
+    if (c->req.serial != 0) {
+        rv |= msgpack_pack_array(&pk, 4);
+        rv |= msgpack_pack_uint8(&pk, RG_CMD_REQUEST);
+        rv |= pack_str(&pk, c->req.session, c->req.slen);
+        rv |= msgpack_pack_uint64(&pk, c->req.serial);
+    }
     switch (c->type) {
     case RG_CMD_KV_PUT:
         rv |= msgpack_pack_array(&pk, 5);
@@ -450,9 +485,11 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= pack_str(&pk, c->u.meta.value, c->u.meta.vlen);
         break;
     default:
+        w->body.size = start; /* drop an envelope already written */
         return FL_EINVAL;
     }
     if (rv != 0) {
+        w->body.size = start;
         return FL_ENOMEM;
     }
     w->n_cmds++;
@@ -766,18 +803,14 @@ int rg_cmd_result(const struct rg_cmd *c, uint32_t i, struct rg_host_result *out
     return FL_OK;
 }
 
-int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
+/* Decode one command object; an envelope carries the request identity and
+ * the command itself (never another envelope). */
+static int decode_cmd(const msgpack_object *o, int in_envelope, struct rg_cmd *c)
 {
-    const msgpack_object *o;
     const msgpack_object *f;
     uint32_t n;
     uint64_t type;
 
-    memset(c, 0, sizeof *c);
-    if (i >= e->n_cmds) {
-        return FL_EINVAL;
-    }
-    o = &e->cmds[i];
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 1) {
         return FL_EDECODE;
     }
@@ -785,6 +818,13 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
     n = o->via.array.size;
     if (!get_u64(&f[0], &type)) {
         return FL_EDECODE;
+    }
+    if (type == RG_CMD_REQUEST) {
+        if (in_envelope || n < 4 || !get_str(&f[1], &c->req.session, &c->req.slen) ||
+            !get_u64(&f[2], &c->req.serial) || c->req.serial == 0) {
+            return FL_EDECODE;
+        }
+        return decode_cmd(&f[3], 1, c);
     }
     if (type == 0 || type >= RG_CMD__MAX) {
         c->type = RG_CMD_UNKNOWN;
@@ -850,6 +890,15 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
     default:
         return decode_node(f, n, c->type, c);
     }
+}
+
+int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
+{
+    memset(c, 0, sizeof *c);
+    if (i >= e->n_cmds) {
+        return FL_EINVAL;
+    }
+    return decode_cmd(&e->cmds[i], 0, c);
 }
 
 int rg_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct rg_cmd *out)

@@ -82,6 +82,9 @@ enum rg_cmd_type {
     /* Package metadata (docs/PACKAGES.md); both use u.pkg. */
     RG_CMD_PACKAGE_PUT = 34, /* record a version (immutable), apply retention */
     RG_CMD_PACKAGE_RM = 35,  /* forget a version */
+    /* Not a command: the envelope [36, session, serial, cmd] of a command
+     * that carries a client's request identity (rg_cmd.req). */
+    RG_CMD_REQUEST = 36,
     RG_CMD__MAX
 };
 
@@ -125,8 +128,21 @@ struct rg_cmd_package {
     size_t reclen;
 };
 
+/* The client request a command carries out (docs/API.md "Request
+ * identity"): the client's session and the request's serial, 1..INT64_MAX.
+ * serial 0 means none. On the wire the command is wrapped in an envelope,
+ * [RG_CMD_REQUEST, session, serial, command], so a command without one
+ * encodes as before. */
+struct rg_cmd_req {
+    const char *session;
+    size_t slen;
+    uint64_t serial;
+};
+#define RG_REQ_SERIAL_MAX ((uint64_t)INT64_MAX)
+
 struct rg_cmd {
     int type;
+    struct rg_cmd_req req;
     union {
         struct {
             const char *key;
@@ -209,6 +225,8 @@ struct rg_cmd {
             uint64_t renewals;      /* SESSION_EXPIRE: the renewal count it saw */
             uint32_t limit;         /* LOCK_ACQUIRE: holders allowed (1 = mutex) */
             int wait;               /* LOCK_ACQUIRE: join the queue if not free */
+            uint64_t token;         /* LOCK_RELEASE: release only the hold with this
+                                       fencing token; 0 = the hold or the queue place */
         } lock;
         struct {
             const char *name;

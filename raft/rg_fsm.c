@@ -217,14 +217,32 @@ static int meta_init(struct store_txn *t, const struct rg_cmd *c, struct rg_resu
 
 /* Execute one decoded command. Business outcomes go to res->err; the return
  * value is a storage failure. */
+static int execute_cmd(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                       struct rg_result *res);
+
 static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
                    struct rg_result *res)
 {
     char why[FL_ERRMSG_SIZE];
+    int rv, run;
     if (rg_cmd_validate(c, why) != FL_OK) {
         res->err = FL_EINVAL; /* a leader validates first; this is a backstop */
         return FL_OK;
     }
+    if (c->req.serial == 0) {
+        return execute_cmd(f, c, index, now, res);
+    }
+    rv = rg__request_check(f, c, res, &run);
+    if (rv != FL_OK || !run) {
+        return rv;
+    }
+    rv = execute_cmd(f, c, index, now, res);
+    return rv != FL_OK ? rv : rg__request_record(f, c, res);
+}
+
+static int execute_cmd(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
+                       struct rg_result *res)
+{
     switch (c->type) {
     case RG_CMD_KV_PUT:
         return kv_put(f->txn, c, &f->revision, now, res);
@@ -337,7 +355,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
             goto out;
         }
         f->n_cmds++;
-        if (f->sched_cb != NULL) {
+        if (f->sched_cb != NULL && !res[i].not_run) {
             f->sched_cb(f->sched_data, &c, &res[i]);
         }
     }

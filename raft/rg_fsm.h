@@ -37,6 +37,11 @@ struct rg_result {
                          as held: the first holder's session */
     char node[64];    /* UNIT_ASSIGN: the node; UNIT_RESULT/REQUEUE: the node
                          the unit left (so the leader can track free slots) */
+    int not_run;      /* a command with a request identity that was not
+                         executed: refused (FL_ESTALE, FL_ENOSESSION) or
+                         answered from its session's memory (replayed) */
+    int replayed;     /* the result is the remembered answer of the first
+                         attempt of this request (its index included) */
 };
 
 /* What the lock commands did, for the leader's lock manager (node/locks.c):
@@ -103,6 +108,9 @@ struct rg_fsm {
     uint64_t n_snapshots;      /* snapshots taken */
     uint64_t n_restores;       /* snapshots loaded */
     uint64_t n_restores_skipped; /* snapshots older than the store, ignored */
+    uint64_t n_req_replayed;   /* requests answered from their session's memory */
+    uint64_t n_req_stale;      /* requests refused: a newer one of the session applied */
+    uint64_t n_req_nosession;  /* requests refused: their session does not exist */
 };
 
 /* Initialise over an open store. The raft pointer is set with

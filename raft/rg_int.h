@@ -56,6 +56,14 @@ int rg__agentkey_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c);
 int rg__apply_agentkey(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
                        struct rg_result *res);
 
+/* Request identity (rg_request.c): before executing a command that carries
+ * one, *run says whether to execute it; otherwise res already holds the
+ * answer (a replay of the remembered result, or FL_ESTALE / FL_ENOSESSION)
+ * and res->not_run is set. After executing it, record remembers the serial
+ * and the result in the session. Both return storage failures only. */
+int rg__request_check(struct rg_fsm *f, const struct rg_cmd *c, struct rg_result *res, int *run);
+int rg__request_record(struct rg_fsm *f, const struct rg_cmd *c, const struct rg_result *res);
+
 /* Read/write a decimal counter kept in META. */
 int rg__meta_u64(struct store_txn *t, const char *name, uint64_t *out);
 int rg__meta_put_u64(struct store_txn *t, const char *name, uint64_t v);

@@ -94,6 +94,9 @@ int rg__lock_validate(const struct rg_cmd *c, char *errmsg)
             return rv;
         }
     }
+    if (c->u.lock.token != 0 && c->type != RG_CMD_LOCK_RELEASE) {
+        return fl_errf(errmsg, FL_EINVAL, "only a release names a fencing token");
+    }
     switch (c->type) {
     case RG_CMD_SESSION_CREATE:
         if (c->u.lock.ttl_ms < RG_SESSION_TTL_MIN_MS || c->u.lock.ttl_ms > RG_SESSION_TTL_MAX_MS) {
@@ -125,7 +128,9 @@ int rg__lock_validate(const struct rg_cmd *c, char *errmsg)
 }
 
 /* ---- encoding: one layout for every lock command -------------------------
- * [type, session, key, name, ttl_ms, lock_delay_ms, renewals, limit, wait] */
+ * [type, session, key, name, ttl_ms, lock_delay_ms, renewals, limit, wait,
+ *  token?]: the token (LOCK_RELEASE of one hold) only when it is set, so
+ * commands without one encode as before. */
 
 static int pack_str(msgpack_packer *pk, const char *s, size_t n)
 {
@@ -134,13 +139,15 @@ static int pack_str(msgpack_packer *pk, const char *s, size_t n)
 
 int rg__lock_pack(msgpack_packer *pk, const struct rg_cmd *c)
 {
-    return msgpack_pack_array(pk, 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
+    int with_token = c->u.lock.token != 0;
+    return msgpack_pack_array(pk, with_token ? 10 : 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
            pack_str(pk, c->u.lock.session, c->u.lock.slen) |
            pack_str(pk, c->u.lock.key, c->u.lock.klen) |
            pack_str(pk, c->u.lock.name, c->u.lock.nlen) | msgpack_pack_uint64(pk, c->u.lock.ttl_ms) |
            msgpack_pack_uint64(pk, c->u.lock.lock_delay_ms) |
            msgpack_pack_uint64(pk, c->u.lock.renewals) | msgpack_pack_uint32(pk, c->u.lock.limit) |
-           (c->u.lock.wait ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+           (c->u.lock.wait ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
+           (with_token ? msgpack_pack_uint64(pk, c->u.lock.token) : 0);
 }
 
 static int str_at(const msgpack_object *o, const char **s, size_t *n)
@@ -174,6 +181,9 @@ int rg__lock_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
     }
     c->u.lock.limit = (uint32_t)limit;
     c->u.lock.wait = f[8].via.boolean ? 1 : 0;
+    if (n >= 10 && (!u64_at(&f[9], &c->u.lock.token) || c->u.lock.token == 0)) {
+        return FL_EDECODE;
+    }
     return FL_OK;
 }
 
@@ -447,13 +457,56 @@ static int leave(struct rg_fsm *f, const char *key, size_t klen, const char *ses
     return rv;
 }
 
+/* A release that names its hold's token: FL_OK if session holds key with
+ * exactly that token; otherwise res says why nothing is released
+ * (FL_ECONFLICT with the token it holds, 0 when it only waits; FL_ENOTFOUND
+ * when it neither holds nor waits). *go is 1 when the release may proceed. */
+static int check_token(struct rg_fsm *f, const struct rg_cmd *c, const char *session,
+                       struct rg_result *res, int *go)
+{
+    struct store_lock l;
+    int rv = store_lock_get(f->txn, c->u.lock.key, c->u.lock.klen, &l);
+    int i;
+    *go = 0;
+    if (rv == FL_ENOTFOUND) {
+        res->err = FL_ENOTFOUND;
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    if ((i = find(l.holders, l.n_holders, session)) >= 0) {
+        if (l.holders[i].token == c->u.lock.token) {
+            *go = 1;
+        } else {
+            res->err = FL_ECONFLICT;
+            res->version = l.holders[i].token;
+        }
+    } else if (find(l.waiters, l.n_waiters, session) >= 0) {
+        res->err = FL_ECONFLICT;
+        res->version = 0;
+    } else {
+        res->err = FL_ENOTFOUND;
+    }
+    store_lock_free(&l);
+    return FL_OK;
+}
+
 static int release(struct rg_fsm *f, const struct rg_cmd *c, const char *session, uint64_t now,
                    struct rg_result *res)
 {
     int was;
     uint64_t token;
     int unwait = c->type == RG_CMD_LOCK_UNWAIT;
-    int rv = leave(f, c->u.lock.key, c->u.lock.klen, session, 0, unwait, now, &was, &token);
+    int rv;
+    if (c->u.lock.token != 0) {
+        int go;
+        rv = check_token(f, c, session, res, &go);
+        if (rv != FL_OK || !go) {
+            return rv;
+        }
+    }
+    rv = leave(f, c->u.lock.key, c->u.lock.klen, session, 0, unwait, now, &was, &token);
     if (rv != FL_OK) {
         return rv;
     }

@@ -1,7 +1,8 @@
 /* store/ — records of the lock tables: sessions and locks (docs/LOCKS.md).
  *
- *   session: [1, id, name, ttl_ms, lock_delay_ms, created_ms, expires_ms,
- *             renewals, created_index]
+ *   session: [2, id, name, ttl_ms, lock_delay_ms, created_ms, expires_ms,
+ *             renewals, created_index, req_serial, req_err, req_version,
+ *             req_index, req_str] (format 1 ends at created_index)
  *   lock:    [1, limit, fence, delay_until_ms, [[session, token, since]...]
  *             holders, [[session, token, since]...] waiters]
  *
@@ -14,43 +15,55 @@
 #include "store/store.h"
 #include "store/store_int.h"
 
-#define SESSION_FORMAT 1
-#define SESSION_FIELDS 9
+#define SESSION_FORMAT 2
 #define LOCK_FORMAT    1
 #define LOCK_FIELDS    6
 
 /* ---- sessions ----------------------------------------------------------- */
+
+static const uint32_t session_fields[SESSION_FORMAT] = {9, 14};
 
 static int session_encode(struct fl_buf *b, const struct store_session *s)
 {
     msgpack_packer pk;
     int r;
     msgpack_packer_init(&pk, b, store__buf_write);
-    r = msgpack_pack_array(&pk, SESSION_FIELDS) | msgpack_pack_uint64(&pk, SESSION_FORMAT) |
-        store__pack_str(&pk, s->id) | store__pack_str(&pk, s->name) |
-        msgpack_pack_uint64(&pk, s->ttl_ms) | msgpack_pack_uint64(&pk, s->lock_delay_ms) |
-        msgpack_pack_uint64(&pk, s->created_ms) | msgpack_pack_uint64(&pk, s->expires_ms) |
-        msgpack_pack_uint64(&pk, s->renewals) | msgpack_pack_uint64(&pk, s->created_index);
+    r = msgpack_pack_array(&pk, session_fields[SESSION_FORMAT - 1]) |
+        msgpack_pack_uint64(&pk, SESSION_FORMAT) | store__pack_str(&pk, s->id) |
+        store__pack_str(&pk, s->name) | msgpack_pack_uint64(&pk, s->ttl_ms) |
+        msgpack_pack_uint64(&pk, s->lock_delay_ms) | msgpack_pack_uint64(&pk, s->created_ms) |
+        msgpack_pack_uint64(&pk, s->expires_ms) | msgpack_pack_uint64(&pk, s->renewals) |
+        msgpack_pack_uint64(&pk, s->created_index) | msgpack_pack_uint64(&pk, s->req_serial) |
+        msgpack_pack_uint64(&pk, s->req_err) | msgpack_pack_uint64(&pk, s->req_version) |
+        msgpack_pack_uint64(&pk, s->req_index) | store__pack_str(&pk, s->req_str);
     return r ? FL_ENOMEM : FL_OK;
 }
 
 int store_session_decode(const void *val, size_t vlen, struct store_session *s)
 {
     struct fl_mp r;
+    uint64_t format, err = 0;
     int rv;
     memset(s, 0, sizeof *s);
     fl_mp_init(&r, val, vlen);
-    if ((rv = store__header(&r, SESSION_FORMAT, SESSION_FIELDS)) != FL_OK) {
+    if ((rv = store__header_formats(&r, session_fields, SESSION_FORMAT, &format)) != FL_OK) {
         return rv;
     }
     if (store__str_field(&r, s->id, sizeof s->id) || s->id[0] == '\0' ||
         store__str_field(&r, s->name, sizeof s->name) || fl_mp_uint(&r, &s->ttl_ms) ||
         fl_mp_uint(&r, &s->lock_delay_ms) || fl_mp_uint(&r, &s->created_ms) ||
         fl_mp_uint(&r, &s->expires_ms) || fl_mp_uint(&r, &s->renewals) ||
-        fl_mp_uint(&r, &s->created_index) || fl_mp_end(&r)) {
+        fl_mp_uint(&r, &s->created_index)) {
         return FL_EDECODE;
     }
-    return FL_OK;
+    if (format >= 2 &&
+        (fl_mp_uint(&r, &s->req_serial) || fl_mp_uint(&r, &err) || err > UINT32_MAX ||
+         fl_mp_uint(&r, &s->req_version) || fl_mp_uint(&r, &s->req_index) ||
+         store__str_field(&r, s->req_str, sizeof s->req_str))) {
+        return FL_EDECODE;
+    }
+    s->req_err = (uint32_t)err;
+    return fl_mp_end(&r) ? FL_EDECODE : FL_OK;
 }
 
 int store_session_get(struct store_txn *t, const char *id, struct store_session *out)
@@ -73,7 +86,8 @@ int store_session_put(struct store_txn *t, const struct store_session *s)
 {
     struct fl_buf b;
     if (s->id[0] == '\0' || memchr(s->id, '\0', sizeof s->id) == NULL ||
-        memchr(s->name, '\0', sizeof s->name) == NULL) {
+        memchr(s->name, '\0', sizeof s->name) == NULL ||
+        memchr(s->req_str, '\0', sizeof s->req_str) == NULL) {
         return fl_errf(t->s->errmsg, FL_EINVAL, "session record: bad id or name");
     }
     fl_buf_init(&b);

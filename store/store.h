@@ -332,6 +332,13 @@ struct store_session {
     uint64_t expires_ms; /* leader-stamped time of the last renewal + ttl (informative) */
     uint64_t renewals;   /* counts renewals and lease extensions */
     uint64_t created_index;
+    /* The last client request carried out under this session (docs/API.md
+     * "Request identity"): its serial (0: none yet) and its answer. */
+    uint64_t req_serial;
+    uint32_t req_err;     /* the command's result: FL_OK or a business error */
+    uint64_t req_version; /* the result's version field */
+    uint64_t req_index;   /* the index of the entry that applied it */
+    char req_str[40];     /* the result's string (a task id, a holder) */
 };
 int store_session_get(struct store_txn *t, const char *id, struct store_session *out);
 int store_session_put(struct store_txn *t, const struct store_session *s);

@@ -33,6 +33,7 @@ struct replica {
     unsigned n_results;
     struct ev events[MAX_EVENTS];
     unsigned n_events;
+    unsigned n_executed; /* commands the FSM reported as executed (sched_cb) */
 };
 
 struct h {
@@ -69,6 +70,13 @@ static void lock_cb(void *data, const struct rg_lock_event *e)
     out->until_ms = e->until_ms;
 }
 
+static void executed_cb(void *data, const void *cmd, const struct rg_result *res)
+{
+    struct replica *r = data;
+    (void)cmd, (void)res;
+    r->n_executed++;
+}
+
 static void replica_open(struct replica *r)
 {
     struct store_options so = {0};
@@ -81,6 +89,8 @@ static void replica_open(struct replica *r)
     r->fsm.results_data = r;
     r->fsm.lock_cb = lock_cb;
     r->fsm.lock_data = r;
+    r->fsm.sched_cb = executed_cb;
+    r->fsm.sched_data = r;
 }
 
 static void replica_close(struct replica *r)
@@ -1022,6 +1032,165 @@ TEST(restart_keeps_sessions_holders_waiters_and_fence)
     teardown(&h);
 }
 
+static struct rg_cmd with_ident(struct rg_cmd c, const char *session, uint64_t serial)
+{
+    c.req.session = session;
+    c.req.slen = strlen(session);
+    c.req.serial = serial;
+    return c;
+}
+
+static struct rg_cmd release_cmd(const char *id, const char *key, uint64_t token)
+{
+    struct rg_cmd c = lcmd(RG_CMD_LOCK_RELEASE, id, key);
+    c.u.lock.token = token;
+    return c;
+}
+
+/* A release that names a token releases only the hold with that token. */
+TEST(release_names_its_token)
+{
+    struct h h;
+    struct rg_result r;
+    struct rg_cmd c;
+    uint64_t t1;
+    setup(&h);
+    create(&h, "s1", 10000, 0);
+    create(&h, "s2", 10000, 0);
+    t1 = acquire(&h, "s1", "ns/a", 1, 0).version;
+    acquire(&h, "s2", "ns/a", 1, 1);
+    c = release_cmd("s1", "ns/a", t1 + 5);
+    r = apply_noop(&h, &c);
+    CHECK_EQ_INT(r.err, FL_ECONFLICT);
+    CHECK_EQ_INT(r.version, t1); /* the token it holds */
+    c = release_cmd("s2", "ns/a", t1);
+    r = apply_noop(&h, &c);
+    CHECK_EQ_INT(r.err, FL_ECONFLICT); /* only waits */
+    CHECK_EQ_INT(r.version, 0);
+    c = release_cmd("s3", "ns/a", t1);
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
+    c = release_cmd("s1", "ns/nothing", t1);
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
+    CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:s2");
+    c = release_cmd("s1", "ns/a", t1);
+    r = apply(&h, &c);
+    CHECK_EQ_INT(r.err, FL_OK);
+    CHECK_EQ_INT(r.version, t1);
+    CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:");
+    /* Only a release names a token. */
+    c = acquire_cmd("s1", "ns/a", 1, 0);
+    c.u.lock.token = 3;
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_EINVAL);
+    teardown(&h);
+}
+
+/* docs/API.md "Request identity", on two replicas: the same serial is
+ * answered from the session's memory and changes nothing; an older one is
+ * refused; an unknown session is refused; the memory survives a restart. */
+TEST(request_identity_at_most_once)
+{
+    struct h h;
+    struct rg_result r, first;
+    struct rg_cmd c;
+    struct store_session s;
+    uint64_t t1, t2;
+    unsigned executed;
+    setup(&h);
+    create(&h, "A", 10000, 0);
+    create(&h, "B", 10000, 0);
+    create(&h, "C", 10000, 0);
+    create(&h, "D", 10000, 0);
+
+    /* A: acquire (1), the same request again, release naming t1 (2). */
+    c = with_ident(acquire_cmd("A", "lc/1", 1, 0), "A", 1);
+    first = apply(&h, &c);
+    t1 = first.version;
+    CHECK_EQ_INT(first.err, FL_OK);
+    CHECK_EQ_INT(first.replayed, 0);
+    executed = h.r[0].n_executed;
+    r = apply_noop(&h, &c);
+    CHECK_EQ_INT(r.err, FL_OK);
+    CHECK_EQ_INT(r.version, t1);
+    CHECK_EQ_INT(r.index, first.index); /* the first attempt's answer */
+    CHECK(r.replayed && r.not_run);
+    CHECK_EQ_INT(h.r[0].n_executed, executed); /* the dispatcher hook saw nothing */
+    REQUIRE(session_of(&h, "A", &s) == FL_OK);
+    CHECK_EQ_INT(s.req_serial, 1);
+    CHECK_EQ_INT(s.req_version, t1);
+    c = with_ident(release_cmd("A", "lc/1", t1), "A", 2);
+    CHECK_EQ_INT(apply(&h, &c).err, FL_OK);
+    c = with_ident(acquire_cmd("A", "lc/1", 1, 0), "A", 3);
+    t2 = apply(&h, &c).version;
+    CHECK(t2 > t1);
+    c = with_ident(acquire_cmd("B", "lc/1", 1, 1), "B", 1);
+    apply(&h, &c);
+    CHECK_EQ_STR(shape(&h, "lc/1"), "h:A w:B");
+    /* The release (2) arrives again, late: refused, A keeps t2. */
+    c = with_ident(release_cmd("A", "lc/1", t1), "A", 2);
+    r = apply_noop(&h, &c);
+    CHECK_EQ_INT(r.err, FL_ESTALE);
+    CHECK_EQ_INT(r.version, 3);
+    CHECK(r.not_run && !r.replayed);
+    /* Even without a token: the serial alone stops it. */
+    c = with_ident(lcmd(RG_CMD_LOCK_RELEASE, "A", "lc/1"), "A", 2);
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ESTALE);
+    CHECK_EQ_STR(shape(&h, "lc/1"), "h:A w:B");
+
+    /* C's acquire is refused (held); D releases; C's acquire arrives again:
+     * answered from memory, C is not granted. */
+    c = with_ident(acquire_cmd("D", "lc/2", 1, 0), "D", 1);
+    apply(&h, &c);
+    c = with_ident(acquire_cmd("C", "lc/2", 1, 0), "C", 1);
+    CHECK_EQ_INT(apply(&h, &c).err, FL_EBUSY);
+    c = with_ident(lcmd(RG_CMD_LOCK_RELEASE, "D", "lc/2"), "D", 2);
+    apply(&h, &c);
+    CHECK_EQ_STR(shape(&h, "lc/2"), "free");
+    c = with_ident(acquire_cmd("C", "lc/2", 1, 0), "C", 1);
+    r = apply_noop(&h, &c);
+    CHECK_EQ_INT(r.err, FL_EBUSY);
+    CHECK_EQ_STR(r.str, "D"); /* the holder named the first time */
+    CHECK_EQ_STR(shape(&h, "lc/2"), "free");
+    /* A serial that was never applied but is below the last: refused too. */
+    c = with_ident(lcmd(RG_CMD_SESSION_RENEW, "C", NULL), "C", 5);
+    apply(&h, &c);
+    c = with_ident(acquire_cmd("C", "lc/2", 1, 0), "C", 4);
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ESTALE);
+    CHECK_EQ_STR(shape(&h, "lc/2"), "free");
+
+    /* Unknown sessions refuse any command, a kv write too. */
+    c = with_ident(acquire_cmd("C", "lc/3", 1, 0), "ghost", 1);
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOSESSION);
+    memset(&c, 0, sizeof c);
+    c.type = RG_CMD_KV_PUT;
+    c.u.kv.key = "k";
+    c.u.kv.klen = 1;
+    c.u.kv.value = (const uint8_t *)"v";
+    c.u.kv.vlen = 1;
+    c = with_ident(c, "ghost", 1);
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOSESSION);
+    /* The identity's session must be a valid id. */
+    c = with_ident(c, "bad id", 1);
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_EINVAL);
+
+    /* A destroy under its own session: the session is gone, and so is
+     * every later copy. */
+    c = with_ident(lcmd(RG_CMD_SESSION_DESTROY, "D", NULL), "D", 3);
+    CHECK_EQ_INT(apply(&h, &c).err, FL_OK);
+    CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOSESSION);
+
+    /* The memory is in the store: it survives a restart. */
+    for (int i = 0; i < 2; i++) {
+        replica_close(&h.r[i]);
+        replica_open(&h.r[i]);
+    }
+    c = with_ident(acquire_cmd("A", "lc/1", 1, 0), "A", 3);
+    r = apply_noop(&h, &c);
+    CHECK(r.replayed);
+    CHECK_EQ_INT(r.version, t2);
+    CHECK_EQ_INT(h.r[0].fsm.n_req_replayed, 1); /* counted since the restart */
+    teardown(&h);
+}
+
 /* Every lock command, every field set, through the entry codec. */
 TEST(codec_round_trip)
 {
@@ -1045,6 +1214,12 @@ TEST(codec_round_trip)
         c.u.lock.renewals = (uint64_t)1 << 40 | i;
         c.u.lock.limit = 1 + i;
         c.u.lock.wait = (int)(i % 2);
+        if (types[i] == RG_CMD_LOCK_RELEASE) {
+            c.u.lock.token = (uint64_t)1 << 50 | i;
+        }
+        if (i % 3 == 0) {
+            c = with_ident(c, "client-7", (uint64_t)INT64_MAX - i);
+        }
         CHECK_OK(rg_writer_add(&w, &c));
     }
     CHECK_OK(rg_writer_finish(&w, 7, 99, 3, 123456789, fl_malloc, &base, &len));
@@ -1068,6 +1243,15 @@ TEST(codec_round_trip)
         CHECK_EQ_INT(c.u.lock.renewals, (uint64_t)1 << 40 | i);
         CHECK_EQ_INT(c.u.lock.limit, 1 + i);
         CHECK_EQ_INT(c.u.lock.wait, (int)(i % 2));
+        CHECK_EQ_INT(c.u.lock.token,
+                     types[i] == RG_CMD_LOCK_RELEASE ? ((uint64_t)1 << 50 | i) : 0);
+        if (i % 3 == 0) {
+            CHECK(c.req.slen == 8 && memcmp(c.req.session, "client-7", 8) == 0);
+            CHECK_EQ_INT(c.req.serial, (uint64_t)INT64_MAX - i);
+        } else {
+            CHECK_EQ_INT(c.req.serial, 0);
+            CHECK_EQ_INT(c.req.slen, 0);
+        }
         CHECK_EQ_STR(rg_cmd_type_name(c.type), rg_cmd_type_name(types[i]));
     }
     rg_entry_close(&e);
@@ -1106,6 +1290,8 @@ int main(void)
     RUN(lease_extend_refuses_earlier_expiry);
     RUN(invalid_commands_change_nothing);
     RUN(restart_keeps_sessions_holders_waiters_and_fence);
+    RUN(release_names_its_token);
+    RUN(request_identity_at_most_once);
     RUN(codec_round_trip);
     return check_summary();
 }

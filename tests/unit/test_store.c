@@ -685,6 +685,71 @@ static int node_strings_ok(const struct store_node *n)
     return 1;
 }
 
+/* A session record by hand: format 1 (9 fields) or 2 (14 fields). */
+static size_t raw_session(uint8_t *out, size_t cap, int format, int fields, const char *req_str)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    size_t n;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, (size_t)fields);
+    msgpack_pack_uint64(&pk, (uint64_t)format);
+    msgpack_pack_str_with_body(&pk, "s1", 2);
+    msgpack_pack_str_with_body(&pk, "holder", 6);
+    for (int i = 0; i < 6; i++) {
+        msgpack_pack_uint64(&pk, 100 + (uint64_t)i); /* ttl .. created_index */
+    }
+    if (fields > 9) {
+        msgpack_pack_uint64(&pk, 7);  /* req_serial */
+        msgpack_pack_uint64(&pk, FL_EBUSY);
+        msgpack_pack_uint64(&pk, 42); /* req_version */
+        msgpack_pack_uint64(&pk, 9);  /* req_index */
+    }
+    if (fields > 13) {
+        msgpack_pack_str_with_body(&pk, req_str, strlen(req_str) + (req_str[0] == 'N'));
+    }
+    n = sb.size < cap ? sb.size : cap;
+    memcpy(out, sb.data, n);
+    msgpack_sbuffer_destroy(&sb);
+    return n;
+}
+
+/* Sessions written before the request identity (format 1) still read, with
+ * no request remembered; format 2 keeps the last request's answer. */
+TEST(session_record_formats)
+{
+    uint8_t rec[512];
+    struct store_session s;
+    size_t n = raw_session(rec, sizeof rec, 1, 9, "");
+    CHECK_OK(store_session_decode(rec, n, &s));
+    CHECK_EQ_STR(s.id, "s1");
+    CHECK_EQ_INT(s.created_index, 105);
+    CHECK_EQ_INT(s.req_serial, 0);
+    CHECK_EQ_STR(s.req_str, "");
+    n = raw_session(rec, sizeof rec, 2, 14, "holder-b");
+    CHECK_OK(store_session_decode(rec, n, &s));
+    CHECK_EQ_INT(s.req_serial, 7);
+    CHECK_EQ_INT(s.req_err, FL_EBUSY);
+    CHECK_EQ_INT(s.req_version, 42);
+    CHECK_EQ_INT(s.req_index, 9);
+    CHECK_EQ_STR(s.req_str, "holder-b");
+    /* Field counts that belong to neither format, a NUL in the answer's
+     * string, a string too long for it, an unknown format. */
+    n = raw_session(rec, sizeof rec, 2, 9, "");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session(rec, sizeof rec, 1, 14, "x");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session(rec, sizeof rec, 2, 13, "");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session(rec, sizeof rec, 2, 14, "NUL");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session(rec, sizeof rec, 2, 14, "0123456789012345678901234567890123456789");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session(rec, sizeof rec, 3, 14, "x");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EVERSION);
+}
+
 TEST(node_decode_total)
 {
     static char longs[200];
@@ -1658,5 +1723,6 @@ int main(void)
     RUN(usage_grows);
     RUN(allocation_failure_sweep);
     RUN(lmdb_utils_read_the_store);
+    RUN(session_record_formats);
     return check_summary();
 }

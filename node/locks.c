@@ -130,7 +130,11 @@ static void poll_timeout(struct lockmgr *m, struct poll *p)
     strmap_del(&m->polls, k);
     p->unwaiting = 1;
     if (rg_repl_submit(m->s->repl, &c, unwait_cb, p, NULL) != FL_OK) {
-        node__respond_err(p->req, FL_ENOTLEADER, "leadership changed while waiting; retry");
+        /* The acquire was applied: the session is queued and may yet be
+         * granted, so the answer is not a definite failure. */
+        node__respond_err(p->req, FL_EUNKNOWN,
+                          "leadership changed while the call waited; the session is still "
+                          "queued and may be granted: call again");
         m->st.parked--;
         fl_free(p);
     }
@@ -373,7 +377,8 @@ static void drop_polls(struct lockmgr *m, const char *why)
     void *v;
     while (strmap_next(&m->polls, &i, &k, &v)) {
         struct poll *p = v;
-        node__respond_err(p->req, FL_ENOTLEADER, "%s; retry (the wait stays queued)", why);
+        node__respond_err(p->req, FL_EUNKNOWN,
+                          "%s; the session is still queued and may be granted: call again", why);
         strmap_del(&m->polls, k);
         m->st.parked--;
         fl_free(p);

@@ -187,11 +187,11 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     struct rg_repl *p = b->p;
     rg_fsm_flush(&p->fsm); /* acknowledge only what the store holds */
     unlink_batch(p, b);
+    /* A proposed entry that fails (leadership lost, or this server closing)
+     * may still commit on the others: its outcome is unknown. */
     for (unsigned i = 0; i < b->n; i++) {
         if (status == 0 && b->results != NULL) {
             b->ops[i].cb(b->ops[i].data, FL_OK, &b->results[i]);
-        } else if (p->closing && status != 0) {
-            b->ops[i].cb(b->ops[i].data, FL_ESHUTDOWN, NULL);
         } else {
             b->ops[i].cb(b->ops[i].data, FL_EUNKNOWN, NULL);
         }

@@ -10,9 +10,11 @@
  *   FL_OK + result       the entry was applied; result->err is the command's
  *                        business outcome (FL_ECONFLICT, FL_ENOTFOUND, ...);
  *   FL_ENOTLEADER        not proposed: this server is not the leader;
- *   FL_EUNKNOWN          proposed, then leadership was lost: the entry may
- *                        or may not commit (raft-notes §4);
- *   FL_ESHUTDOWN         the server is closing.
+ *   FL_EUNKNOWN          proposed, then leadership was lost or the server
+ *                        began closing: the entry may or may not commit
+ *                        (raft-notes §4);
+ *   FL_ESHUTDOWN         the server is closing and the command was never
+ *                        proposed.
  *
  * Reads: rg_repl_read_barrier calls back once everything committed before the
  * call is applied to the store on this (leader) server, so a read after it is
@@ -64,7 +66,8 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
  * list). FL_EEXIST if this server already has Raft state. Before start. */
 int rg_repl_bootstrap(struct rg_repl *p, const struct rg_peer *peers, unsigned n, char *errmsg);
 int rg_repl_start(struct rg_repl *p, char *errmsg);
-/* Close everything; pending operations fail with FL_ESHUTDOWN. cb runs once
+/* Close everything; operations not yet proposed fail with FL_ESHUTDOWN,
+ * proposed ones with FL_EUNKNOWN. cb runs once
  * all handles are closed; then the object is freed. */
 void rg_repl_close(struct rg_repl *p, void (*cb)(void *data), void *data);
 

@@ -94,45 +94,6 @@ const unsigned node_n_routes = sizeof node_routes / sizeof node_routes[0];
 
 #define MAX_ARGS 4
 
-/* Match path against pattern; "{}" captures one segment, a final "*" the
- * rest (at least one character). Captures point into `scratch`. */
-static int match(const char *pattern, const char *path, char *scratch, size_t cap, char **args,
-                 unsigned *n_args)
-{
-    size_t used = 0;
-    *n_args = 0;
-    while (*pattern != '\0') {
-        if (pattern[0] == '{' && pattern[1] == '}') {
-            const char *end = strchr(path, '/');
-            size_t n = end ? (size_t)(end - path) : strlen(path);
-            if (n == 0 || *n_args == MAX_ARGS || used + n + 1 > cap) {
-                return 0;
-            }
-            memcpy(scratch + used, path, n);
-            scratch[used + n] = '\0';
-            args[(*n_args)++] = scratch + used;
-            used += n + 1;
-            path += n;
-            pattern += 2;
-        } else if (pattern[0] == '*' && pattern[1] == '\0') {
-            size_t n = strlen(path);
-            if (n == 0 || *n_args == MAX_ARGS || used + n + 1 > cap) {
-                return 0;
-            }
-            memcpy(scratch + used, path, n + 1);
-            args[(*n_args)++] = scratch + used;
-            return 1;
-        } else {
-            if (*pattern != *path) {
-                return 0;
-            }
-            pattern++;
-            path++;
-        }
-    }
-    return *path == '\0';
-}
-
 int node__http_status(int err)
 {
     switch (err) {
@@ -369,8 +330,6 @@ void node__api_handle(void *data, struct http_request *req)
     size_t cap = strlen(req->path) + 8;
     struct deferred *d;
     struct rg_status st;
-    unsigned n_args = 0;
-    int path_matched = 0;
 
     if (s->stopping) {
         node__respond_err(req, FL_ESHUTDOWN, "server is shutting down");
@@ -381,24 +340,9 @@ void node__api_handle(void *data, struct http_request *req)
         node__respond_err(req, FL_ENOMEM, "out of memory");
         return;
     }
-    for (unsigned i = 0; i < node_n_routes; i++) {
-        if (match(node_routes[i].pattern, req->path, d->scratch, cap, d->args, &n_args)) {
-            path_matched = 1;
-            if (node_routes[i].method == req->method) {
-                route = &node_routes[i];
-                break;
-            }
-        }
-    }
+    route = node__route_find(req, d->scratch, cap, d->args, MAX_ARGS);
     if (route == NULL) {
-        fl_free(d);
-        if (path_matched) {
-            http_respond_error(req, 405, "method_not_allowed", "%s is not allowed on %s",
-                               http_method_str((enum http_method)req->method), req->path);
-        } else {
-            http_respond_error(req, 404, "not_found", "no route %s %s",
-                               http_method_str((enum http_method)req->method), req->path);
-        }
+        fl_free(d); /* answered: 404, 405 or 400 */
         return;
     }
     d->s = s;

@@ -85,6 +85,22 @@ struct route {
 extern const struct route node_routes[];
 extern const unsigned node_n_routes;
 
+/* route.c: the route of node_routes that serves req (method and decoded
+ * path). A pattern is literal text with "{}" for one non-empty segment
+ * (without '/') and, last, "*" for the non-empty rest of the path; the first
+ * route whose pattern matches and whose method is req's wins. Its captured
+ * arguments, in pattern order, are written to args[0..max_args) and point
+ * into scratch (cap bytes; strlen(req->path) + max_args + 1 is always
+ * enough). Otherwise req has been answered and NULL is returned:
+ *   404 "not_found"          no pattern matches the path;
+ *   405 "method_not_allowed" some do, none with req's method;
+ *   400 "invalid"            a captured argument is not well-formed UTF-8
+ *                            (handlers quote arguments and store them in
+ *                            tables shown as JSON, so no route takes one).
+ * Needs no node_server: fuzz/http_driver.h calls it from a plain handler. */
+const struct route *node__route_find(struct http_request *req, char *scratch, size_t cap,
+                                     char **args, unsigned max_args);
+
 /* api_acl.c (docs/ACL.md): 1 if the caller may use route r, else the
  * request has been answered (401/403) and 0 is returned. */
 int node__authorize(struct node_server *s, struct http_request *req, const struct route *r,

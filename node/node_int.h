@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "common/num.h" /* the one spelling of a number a client may send */
 #include "node/http_server.h"
 #include "node/server.h"
 #include "raft/rg_repl.h"
@@ -138,6 +139,18 @@ typedef void (*node_done_fn)(struct node_server *s, struct http_request *req, in
                              const struct rg_result *res);
 void node__submit(struct node_server *s, struct http_request *req, const struct rg_cmd *cmd,
                   node_done_fn done);
+
+/* api_num.c: numbers a client sends, in the only spelling accepted
+ * (common/num.h: decimal digits, no sign, blanks or leading zeros, no
+ * overflow). node__uint_arg parses text (a path argument) named `name` in
+ * [min, max] into *out: 1, or 0 after answering 400 "invalid" naming it.
+ * node__uint_query does the same for the query parameter `name`: 1 with
+ * *out set, 0 if absent (*out untouched, nothing answered), -1 after
+ * answering 400. */
+int node__uint_arg(struct http_request *req, const char *name, const char *text, uint64_t min,
+                   uint64_t max, uint64_t *out);
+int node__uint_query(struct http_request *req, const char *name, uint64_t min, uint64_t max,
+                     uint64_t *out);
 
 /* forward.c */
 void node__forward(struct node_server *s, struct http_request *req);

@@ -95,45 +95,6 @@ const unsigned node_n_routes = sizeof node_routes / sizeof node_routes[0];
 
 #define MAX_ARGS 4
 
-/* Match path against pattern; "{}" captures one segment, a final "*" the
- * rest (at least one character). Captures point into `scratch`. */
-static int match(const char *pattern, const char *path, char *scratch, size_t cap, char **args,
-                 unsigned *n_args)
-{
-    size_t used = 0;
-    *n_args = 0;
-    while (*pattern != '\0') {
-        if (pattern[0] == '{' && pattern[1] == '}') {
-            const char *end = strchr(path, '/');
-            size_t n = end ? (size_t)(end - path) : strlen(path);
-            if (n == 0 || *n_args == MAX_ARGS || used + n + 1 > cap) {
-                return 0;
-            }
-            memcpy(scratch + used, path, n);
-            scratch[used + n] = '\0';
-            args[(*n_args)++] = scratch + used;
-            used += n + 1;
-            path += n;
-            pattern += 2;
-        } else if (pattern[0] == '*' && pattern[1] == '\0') {
-            size_t n = strlen(path);
-            if (n == 0 || *n_args == MAX_ARGS || used + n + 1 > cap) {
-                return 0;
-            }
-            memcpy(scratch + used, path, n + 1);
-            args[(*n_args)++] = scratch + used;
-            return 1;
-        } else {
-            if (*pattern != *path) {
-                return 0;
-            }
-            pattern++;
-            path++;
-        }
-    }
-    return *path == '\0';
-}
-
 int node__http_status(int err)
 {
     switch (err) {
@@ -248,7 +209,6 @@ json_t *node__body_object(struct http_request *req, const char *const *allowed)
 int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *errmsg)
 {
     const char *slash = strchr(value, '/');
-    const char *p;
     char why[FL_ERRMSG_SIZE];
     uint64_t serial = 0;
 
@@ -259,20 +219,11 @@ int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *e
     if (rg_session_id_check(value, (size_t)(slash - value), why) != FL_OK) {
         return fl_errf(errmsg, FL_EINVAL, NODE_REQUEST_HEADER ": %s", why);
     }
-    p = slash + 1;
-    if (*p < '1' || *p > '9') {
+    if (fl_num_parse(slash + 1, 1, RG_REQ_SERIAL_MAX, &serial) != FL_OK) {
         return fl_errf(errmsg, FL_EINVAL,
                        NODE_REQUEST_HEADER ": the serial must be a decimal number 1..%llu "
                        "without leading zeros",
                        (unsigned long long)RG_REQ_SERIAL_MAX);
-    }
-    for (; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9' || serial > (RG_REQ_SERIAL_MAX - (uint64_t)(*p - '0')) / 10) {
-            return fl_errf(errmsg, FL_EINVAL,
-                           NODE_REQUEST_HEADER ": the serial must be a decimal number 1..%llu",
-                           (unsigned long long)RG_REQ_SERIAL_MAX);
-        }
-        serial = serial * 10 + (uint64_t)(*p - '0');
     }
     out->session = value;
     out->slen = (size_t)(slash - value);
@@ -393,6 +344,10 @@ static void submit_cb(void *data, int err, const struct rg_result *res)
     }
     if (forwarded(req)) {
         fl_crashpoint("forward-applied"); /* applied, not yet answered */
+        if (fl_droppoint("forward-applied")) {
+            http_drop(req); /* hang up on the follower, stay up */
+            return;
+        }
     }
     if (err == FL_OK && res->not_run && !res->replayed) {
         refused(req, res);
@@ -423,6 +378,11 @@ void node__submit(struct node_server *s, struct http_request *req, const struct 
     sub->done = done;
     if (forwarded(req)) {
         fl_crashpoint("forward-received"); /* read by the leader, not yet proposed */
+        if (fl_droppoint("forward-received")) {
+            fl_free(sub);
+            http_drop(req);
+            return;
+        }
     }
     c = *cmd;
     if (ident != NULL && node__request_ident_parse(ident, &c.req, why) != FL_OK) {
@@ -471,8 +431,6 @@ void node__api_handle(void *data, struct http_request *req)
     size_t cap = strlen(req->path) + 8;
     struct deferred *d;
     struct rg_status st;
-    unsigned n_args = 0;
-    int path_matched = 0;
 
     if (s->stopping) {
         node__respond_err(req, FL_ESHUTDOWN, "server is shutting down");
@@ -483,24 +441,9 @@ void node__api_handle(void *data, struct http_request *req)
         node__respond_err(req, FL_ENOMEM, "out of memory");
         return;
     }
-    for (unsigned i = 0; i < node_n_routes; i++) {
-        if (match(node_routes[i].pattern, req->path, d->scratch, cap, d->args, &n_args)) {
-            path_matched = 1;
-            if (node_routes[i].method == req->method) {
-                route = &node_routes[i];
-                break;
-            }
-        }
-    }
+    route = node__route_find(req, d->scratch, cap, d->args, MAX_ARGS);
     if (route == NULL) {
-        fl_free(d);
-        if (path_matched) {
-            http_respond_error(req, 405, "method_not_allowed", "%s is not allowed on %s",
-                               http_method_str((enum http_method)req->method), req->path);
-        } else {
-            http_respond_error(req, 404, "not_found", "no route %s %s",
-                               http_method_str((enum http_method)req->method), req->path);
-        }
+        fl_free(d); /* answered: 404, 405 or 400 */
         return;
     }
     d->s = s;

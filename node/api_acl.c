@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/num.h"
 #include "node/node_int.h"
 #include "raft/rg_cmd.h"
 
@@ -200,8 +201,7 @@ static int server_auth_ok(struct node_server *s, const struct http_request *req)
     unsigned char mac[crypto_auth_hmacsha256_BYTES], got[crypto_auth_hmacsha256_BYTES];
     char ts[24];
     const char *dot;
-    unsigned long long t;
-    uint64_t now = fl_wall_ms();
+    uint64_t t, now = fl_wall_ms();
     size_t bin_len = 0;
     if (!s->have_api_key || v == NULL || (dot = strchr(v, '.')) == NULL ||
         (size_t)(dot - v) >= sizeof ts) {
@@ -209,7 +209,7 @@ static int server_auth_ok(struct node_server *s, const struct http_request *req)
     }
     memcpy(ts, v, (size_t)(dot - v));
     ts[dot - v] = '\0';
-    if (sscanf(ts, "%llu", &t) != 1 || t + SERVER_AUTH_SKEW_MS < now ||
+    if (fl_num_parse(ts, 0, UINT64_MAX, &t) != FL_OK || t + SERVER_AUTH_SKEW_MS < now ||
         t > now + SERVER_AUTH_SKEW_MS) {
         return 0;
     }

@@ -342,21 +342,6 @@ struct member_op {
     char blob_addr[STORE_NODE_ADDR_MAX];
 };
 
-static int parse_id(const char *s, uint64_t *id)
-{
-    char *end;
-    unsigned long long v;
-    if (s[0] < '0' || s[0] > '9') {
-        return 0;
-    }
-    v = strtoull(s, &end, 10);
-    if (*end != '\0' || v == 0) {
-        return 0;
-    }
-    *id = v;
-    return 1;
-}
-
 static void member_change_done(void *data, int err)
 {
     struct member_op *m = data;
@@ -533,8 +518,7 @@ void node__members_remove(struct node_server *s, struct http_request *req, char 
     struct member_op *m;
     uint64_t id;
     int rv;
-    if (!parse_id(args[0], &id)) {
-        node__respond_err(req, FL_EINVAL, "server id must be a positive integer");
+    if (!node__uint_arg(req, "server id", args[0], 1, UINT64_MAX, &id)) {
         return;
     }
     m = fl_calloc(1, sizeof *m);
@@ -556,8 +540,7 @@ void node__members_promote(struct node_server *s, struct http_request *req, char
     struct member_op *m;
     uint64_t id;
     int rv;
-    if (!parse_id(args[0], &id)) {
-        node__respond_err(req, FL_EINVAL, "server id must be a positive integer");
+    if (!node__uint_arg(req, "server id", args[0], 1, UINT64_MAX, &id)) {
         return;
     }
     m = fl_calloc(1, sizeof *m);

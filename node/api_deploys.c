@@ -704,29 +704,22 @@ static json_t *list_rollouts(struct store_txn *t, const char *app, unsigned limi
 void node__deploys_list(struct node_server *s, struct http_request *req, char **args)
 {
     struct store_txn *t;
-    char app[STORE_PKG_NAME_MAX] = "", lim[16] = "";
-    unsigned limit = 50;
+    char app[STORE_PKG_NAME_MAX] = "";
+    uint64_t limit = 50;
     json_t *arr;
     (void)args;
-    if (http_query_param(req, "app", app, sizeof app) < 0 ||
-        http_query_param(req, "limit", lim, sizeof lim) < 0) {
-        node__respond_err(req, FL_EINVAL, "bad query");
+    if (http_query_param(req, "app", app, sizeof app) < 0) {
+        node__respond_err(req, FL_EINVAL, "?app= is malformed or too long");
         return;
     }
-    if (lim[0] != '\0') {
-        char *end;
-        unsigned long l = strtoul(lim, &end, 10);
-        if (*end != '\0' || l == 0 || l > DEPLOY_LIST_MAX) {
-            node__respond_err(req, FL_EINVAL, "limit must be 1..%d", DEPLOY_LIST_MAX);
-            return;
-        }
-        limit = (unsigned)l;
+    if (node__uint_query(req, "limit", 1, DEPLOY_LIST_MAX, &limit) < 0) {
+        return;
     }
     if (store_begin(s->store, 0, &t) != FL_OK) {
         node__respond_err(req, FL_EIO, "%s", store_errmsg(s->store));
         return;
     }
-    arr = list_rollouts(t, app[0] ? app : NULL, limit);
+    arr = list_rollouts(t, app[0] ? app : NULL, (unsigned)limit);
     store_abort(t);
     http_respond_json(req, 200, json_pack("{s:o}", "deploys", arr));
 }

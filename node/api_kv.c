@@ -72,7 +72,7 @@ void node__kv_list(struct node_server *s, struct http_request *req, char **args)
     if (rv != 0) {
         char *end;
         limit = strtol(lim, &end, 10);
-        if (rv < 0 || *end != '\0' || limit < 1 || limit > 100000) {
+        if (rv < 0 || !fl_num_canonical(lim) || limit < 1 || limit > 100000) {
             node__respond_err(req, FL_EINVAL, "limit must be 1..100000");
             return;
         }
@@ -183,7 +183,7 @@ void node__kv_delete(struct node_server *s, struct http_request *req, char **arg
     if (rv != 0) {
         char *end;
         unsigned long long v = strtoull(casbuf, &end, 10);
-        if (rv < 0 || casbuf[0] == '\0' || *end != '\0' || casbuf[0] == '-') {
+        if (rv < 0 || !fl_num_canonical(casbuf)) {
             node__respond_err(req, FL_EINVAL, "cas must be a non-negative integer");
             return;
         }

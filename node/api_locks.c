@@ -529,38 +529,11 @@ static void released(struct node_server *s, struct http_request *req, int err,
     }
 }
 
-/* ?token=T: a fencing token, decimal without leading zeros, 1..2^64-1.
- * Returns 0 after answering 400; *token stays 0 when absent. */
-static int token_param(struct http_request *req, uint64_t *token)
-{
-    char v[24];
-    int rv = http_query_param(req, "token", v, sizeof v);
-    *token = 0;
-    if (rv == 0) {
-        return 1;
-    }
-    if (rv < 0 || v[0] < '1' || v[0] > '9') {
-        goto bad;
-    }
-    for (const char *p = v; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9' || *token > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) {
-            goto bad;
-        }
-        *token = *token * 10 + (uint64_t)(*p - '0');
-    }
-    return 1;
-bad:
-    *token = 0;
-    node__respond_err(req, FL_EINVAL,
-                      "token must be a fencing token: a decimal number without leading zeros");
-    return 0;
-}
-
 void node__locks_release(struct node_server *s, struct http_request *req, char **args)
 {
     char key[STORE_LOCK_KEY_MAX], session[STORE_SESSION_ID_MAX + 1];
     struct rg_cmd c;
-    uint64_t token;
+    uint64_t token = 0; /* 0: no token named */
     int rv;
     if (!lock_key(req, args, key, sizeof key)) {
         return;
@@ -570,7 +543,8 @@ void node__locks_release(struct node_server *s, struct http_request *req, char *
         node__respond_err(req, FL_EINVAL, "?session=ID is required");
         return;
     }
-    if (!session_arg(req, session) || !token_param(req, &token)) {
+    if (!session_arg(req, session) ||
+        node__uint_query(req, "token", 1, UINT64_MAX, &token) < 0) {
         return;
     }
     memset(&c, 0, sizeof c);

@@ -28,6 +28,7 @@
 #include "common/blob.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/num.h"
 #include "node/blobs.h"
 #include "node/http_client.h"
 #include "node/node_int.h"
@@ -41,19 +42,14 @@
 static int upload_arg(struct node_server *s, struct http_request *req, const char *id,
                       uint64_t *size, char *path, size_t cap)
 {
-    char *end;
     size_t n = strlen(id);
-    unsigned long long v;
     int ok = n > UPLOAD_ID_HEX + 1 && n < UPLOAD_ID_HEX + 22 && id[UPLOAD_ID_HEX] == '-';
     for (size_t i = 0; ok && i < UPLOAD_ID_HEX; i++) {
         ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f');
     }
     if (ok) {
-        errno = 0;
-        v = strtoull(id + UPLOAD_ID_HEX + 1, &end, 10);
-        ok = errno == 0 && *end == '\0' && id[UPLOAD_ID_HEX + 1] >= '0' &&
-             id[UPLOAD_ID_HEX + 1] <= '9' && v <= PKG_SIZE_MAX;
-        *size = v;
+        /* The size is written by uploads_create in the canonical form. */
+        ok = fl_num_parse(id + UPLOAD_ID_HEX + 1, 0, PKG_SIZE_MAX, size) == FL_OK;
     }
     if (ok) {
         snprintf(path, cap, "%s/%s", blobs_upload_dir(s->blobs), id);
@@ -134,16 +130,18 @@ void node__uploads_get(struct node_server *s, struct http_request *req, char **a
 
 void node__uploads_put(struct node_server *s, struct http_request *req, char **args)
 {
-    char path[4400], off[32], *end;
+    char path[4400];
     uint64_t size, have, offset;
-    int fd;
+    int fd, rv;
     if (!upload_arg(s, req, args[0], &size, path, sizeof path)) {
         return;
     }
     have = file_size(path);
-    if (http_query_param(req, "offset", off, sizeof off) != 1 || off[0] < '0' || off[0] > '9' ||
-        (offset = strtoull(off, &end, 10), *end != '\0')) {
+    rv = node__uint_query(req, "offset", 0, UINT64_MAX, &offset);
+    if (rv == 0) {
         node__respond_err(req, FL_EINVAL, "?offset= (the byte offset of this chunk) is required");
+    }
+    if (rv != 1) {
         return;
     }
     if (offset != have) {

@@ -875,19 +875,17 @@ void node__tasks_why(struct node_server *s, struct http_request *req, char **arg
 
 void node__unit_logs(struct node_server *s, struct http_request *req, char **args)
 {
-    char *end;
-    unsigned long unit = strtoul(args[1], &end, 10);
+    uint64_t unit;
     struct fl_buf out;
-    if (*end != '\0' || args[1][0] == '\0') {
-        node__respond_err(req, FL_EINVAL, "unit must be a number");
+    if (!node__uint_arg(req, "unit", args[1], 0, UINT32_MAX, &unit)) {
         return;
     }
     fl_buf_init(&out);
     if (!dispatch_logs(s->dispatch, args[0], (uint32_t)unit, &out)) {
         fl_buf_close(&out);
         node__respond_err(req, FL_ENOTFOUND,
-                          "no logs kept for unit %lu of task %s on this leader (logs live in the "
-                          "leader's memory; the final tail of each host is in its result)",
+                          "no logs kept for unit %" PRIu64 " of task %s on this leader (logs live "
+                          "in the leader's memory; the final tail of each host is in its result)",
                           unit, args[0]);
         return;
     }

@@ -28,6 +28,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/utf8.h"
 
 #define READ_BUF_SIZE    (64 * 1024)
 #define LISTEN_BACKLOG   511
@@ -456,6 +457,33 @@ static int raw_reserve(struct http_request *r, size_t n)
     return FL_OK;
 }
 
+/* Why the request target t[0..n) is refused, or NULL. Only the origin form
+ * is served: a path starting with '/' and an optional query, in visible
+ * ASCII (0x21..0x7E: anything else must be percent-encoded), without a
+ * fragment; and "*" alone for OPTIONS. The absolute form ("http://h/p", for
+ * proxies) and the authority form ("h:443", for CONNECT) are refused, so a
+ * follower never relays a target the leader would not take as it is. */
+static const char *target_error(const char *t, size_t n, int method)
+{
+    if (n == 1 && t[0] == '*' && method == HTTP_OPTIONS) {
+        return NULL;
+    }
+    if (n == 0 || t[0] != '/') {
+        return "the request target must be a path starting with / (origin-form)";
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (ch < 0x21 || ch > 0x7E) {
+            return "the request target holds a control, blank or non-ASCII byte "
+                   "(percent-encode it)";
+        }
+        if (ch == '#') {
+            return "the request target must not hold a fragment (#)";
+        }
+    }
+    return NULL;
+}
+
 /* Append the decoded path and the raw query of the url (raw_[0..url_len_))
  * to raw_ and point r->path and r->query at them. */
 static int split_url(struct http_conn *c)
@@ -463,10 +491,14 @@ static int split_url(struct http_conn *c)
     struct http_request *r = c->cur;
     struct http_parser_url u;
     size_t po = 0, plen = 0, qo = 0, qlen = 0;
+    const char *why = target_error(r->raw_, r->url_len_, r->method);
     long n;
+    if (why != NULL) {
+        reject_in_callback(c, 400, "bad_request", why);
+        return -1;
+    }
     http_parser_url_init(&u);
-    if (r->url_len_ == 0 ||
-        http_parser_parse_url(r->raw_, r->url_len_, r->method == HTTP_CONNECT, &u) != 0) {
+    if (http_parser_parse_url(r->raw_, r->url_len_, 0, &u) != 0) {
         reject_in_callback(c, 400, "bad_request", "malformed request target");
         return -1;
     }
@@ -1078,6 +1110,10 @@ void http_respond_json(struct http_request *req, int status, json_t *body)
         fl_buf_append(&b, "\n", 1) != FL_OK) {
         static const char err[] = "{\"error\":{\"code\":\"internal\",\"message\":\"could not "
                                   "serialize the response\"}}\n";
+        /* A handler built a body that is not JSON (a string that is not
+         * UTF-8 fails json_pack, which gives NULL), or memory ran out. */
+        FL_ERROR("http: the %d answer to %s could not be serialized; answering 500", status,
+                 http_method_str((enum http_method)req->method));
         http_respond(req, 500, "application/json", err, sizeof err - 1);
     } else {
         http_respond(req, status, "application/json", b.data, b.len);
@@ -1089,11 +1125,27 @@ void http_respond_json(struct http_request *req, int status, json_t *body)
 void http_respond_error(struct http_request *req, int status, const char *code, const char *fmt,
                         ...)
 {
-    char msg[1024];
+    char msg[1024], safe[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* The message often quotes what the client sent (a path, a key): bytes
+     * that are not UTF-8 are shown as \xHH, so the answer stays JSON with
+     * its status instead of failing to serialize. */
+    fl_utf8_escape(msg, safe, sizeof safe);
     http_respond_json(req, status,
-                      json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg));
+                      json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", safe));
+}
+
+void http_drop(struct http_request *req)
+{
+    struct http_conn *c = req->conn_;
+    if (c != NULL) {
+        assert(c->pending == req && c->state == CONN_HANDLING);
+        c->pending = NULL;
+        c->server->stats.dropped++;
+        conn_close(c); /* bytes read after the request are discarded with it */
+    }
+    request_free(req);
 }

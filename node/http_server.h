@@ -17,6 +17,15 @@
  *     request line plus headers too large or too many headers -> 431
  *     "headers_too_big"; a connection beyond max_conns gets a best-effort 503
  *     and is closed at once; a connection idle for idle_timeout_ms is closed;
+ *   - the request target must be origin-form: a path starting with '/' (and
+ *     a query), visible ASCII only (0x21..0x7E), no fragment ('#'); "*" only
+ *     for OPTIONS. Anything else (absolute form "http://h/p", authority form,
+ *     control or raw non-ASCII bytes, a bad %-escape or %00 in the path) is
+ *     a 400 "bad_request" from the server itself, before the handler, so
+ *     nothing is routed or relayed on a target the server would not serve;
+ *   - error messages are JSON strings, so what a message quotes from the
+ *     request is escaped (bytes that are not UTF-8 become the text \xHH)
+ *     and the status stays the one asked for;
  *   - after a final response the server shuts down its sending side and
  *     drains what the peer still sends for a short while before closing
  *     (a "lingering close"), so the peer reads the response instead of a
@@ -59,15 +68,16 @@ struct http_header {
 };
 
 /* One request, allocated by the server and handed to the handler, which owns
- * it until it passes it to exactly one of the http_respond* functions (now or
- * from a later loop iteration). Every pointer below stays valid until then. */
+ * it until it passes it to exactly one of the http_respond* functions or
+ * http_drop (now or from a later loop iteration). Every pointer below stays
+ * valid until then. */
 struct http_request {
     int method;     /* enum http_method from http_parser.h */
     int http_major; /* protocol version of the request */
     int http_minor;
     char *path;                  /* path without query, percent-decoded; NUL-terminated */
     char *query;                 /* raw query string after '?', or "" */
-    char *target;                /* request target as sent (not decoded), for relaying */
+    char *target;                /* origin-form target as sent (not decoded), for relaying */
     uint8_t *body;               /* body bytes (never NULL), NUL-terminated too */
     size_t body_len;             /* body length without that NUL */
     char remote[64];             /* peer "ip:port" */
@@ -108,6 +118,7 @@ struct http_stats {
     uint64_t requests;   /* complete requests handed to the handler */
     uint64_t rejected;   /* answered by the limits: 400, 413, 429, 431, 503 */
     uint64_t rejected_per_ip; /* of those, connections over max_conns_per_ip (429) */
+    uint64_t dropped;         /* requests whose connection was closed unanswered (http_drop) */
     uint64_t accepted;   /* connections accepted (including rejected ones) */
     unsigned open_conns; /* connections open now */
 };
@@ -143,8 +154,20 @@ void http_respond(struct http_request *req, int status, const char *content_type
  * Steals the reference to body (NULL or unserializable -> 500). */
 void http_respond_json(struct http_request *req, int status, json_t *body);
 
-/* Respond with {"error":{"code":code,"message":<formatted>}}. */
+/* Respond with {"error":{"code":code,"message":<formatted>}}. The message
+ * is cut at 1023 bytes; bytes in it that are not well-formed UTF-8 (say, a
+ * path segment "%ff" quoted back) are written as the text \xHH (common/utf8.h),
+ * so the answer is always JSON with `status`. code must be UTF-8. */
 void http_respond_error(struct http_request *req, int status, const char *code, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));
+
+/* Close req's connection at once without sending any response (the peer
+ * sees the connection end before any byte of a response) and free req.
+ * For fault injection in tests; if the connection died meanwhile it only
+ * frees req. Like the http_respond* functions it ends the handler's
+ * ownership of req, from the handler callback or any later loop iteration;
+ * requests pipelined behind it on that connection are dropped too, other
+ * connections are not touched. */
+void http_drop(struct http_request *req);
 
 #endif

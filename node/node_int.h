@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "common/num.h" /* the one spelling of a number a client may send */
 #include "node/http_server.h"
 #include "node/server.h"
 #include "raft/rg_repl.h"
@@ -94,6 +95,22 @@ int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *e
 extern const struct route node_routes[];
 extern const unsigned node_n_routes;
 
+/* route.c: the route of node_routes that serves req (method and decoded
+ * path). A pattern is literal text with "{}" for one non-empty segment
+ * (without '/') and, last, "*" for the non-empty rest of the path; the first
+ * route whose pattern matches and whose method is req's wins. Its captured
+ * arguments, in pattern order, are written to args[0..max_args) and point
+ * into scratch (cap bytes; strlen(req->path) + max_args + 1 is always
+ * enough). Otherwise req has been answered and NULL is returned:
+ *   404 "not_found"          no pattern matches the path;
+ *   405 "method_not_allowed" some do, none with req's method;
+ *   400 "invalid"            a captured argument is not well-formed UTF-8
+ *                            (handlers quote arguments and store them in
+ *                            tables shown as JSON, so no route takes one).
+ * Needs no node_server: fuzz/http_driver.h calls it from a plain handler. */
+const struct route *node__route_find(struct http_request *req, char *scratch, size_t cap,
+                                     char **args, unsigned max_args);
+
 /* api_acl.c (docs/ACL.md): 1 if the caller may use route r, else the
  * request has been answered (401/403) and 0 is returned. */
 int node__authorize(struct node_server *s, struct http_request *req, const struct route *r,
@@ -131,6 +148,18 @@ typedef void (*node_done_fn)(struct node_server *s, struct http_request *req, in
                              const struct rg_result *res);
 void node__submit(struct node_server *s, struct http_request *req, const struct rg_cmd *cmd,
                   node_done_fn done);
+
+/* api_num.c: numbers a client sends, in the only spelling accepted
+ * (common/num.h: decimal digits, no sign, blanks or leading zeros, no
+ * overflow). node__uint_arg parses text (a path argument) named `name` in
+ * [min, max] into *out: 1, or 0 after answering 400 "invalid" naming it.
+ * node__uint_query does the same for the query parameter `name`: 1 with
+ * *out set, 0 if absent (*out untouched, nothing answered), -1 after
+ * answering 400. */
+int node__uint_arg(struct http_request *req, const char *name, const char *text, uint64_t min,
+                   uint64_t max, uint64_t *out);
+int node__uint_query(struct http_request *req, const char *name, uint64_t min, uint64_t max,
+                     uint64_t *out);
 
 /* forward.c */
 void node__forward(struct node_server *s, struct http_request *req);

@@ -13,6 +13,115 @@ def state_of(c):
     return c.wait_converged()
 
 
+def raw_exchange(addr, data, timeout=10):
+    """Send raw bytes on a new connection, then FIN; return the first answer
+    as (status, parsed JSON body or None, raw bytes)."""
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    buf = b""
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if not lines[0].startswith(b"HTTP/1.1 "):
+        return None, None, buf
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    try:
+        body = json.loads(rest[:length])
+    except ValueError:
+        body = None
+    return int(lines[0].split(b" ")[1]), body, buf
+
+
+def is_json_error(body, code=None):
+    e = body.get("error") if isinstance(body, dict) else None
+    return (isinstance(e, dict) and isinstance(e.get("code"), str) and
+            isinstance(e.get("message"), str) and e["message"] != "" and
+            (code is None or e["code"] == code))
+
+
+def check_paths_and_targets(c):
+    """Paths that decode to bytes that are not UTF-8, targets that are not
+    origin-form and numbers in any spelling but the canonical one: a 4xx
+    JSON error on every server (the leader and the followers alike), never
+    a 500 or a 503, and nothing changes."""
+    apis = [s.api for s in c.servers.values()]
+    cases = [
+        # (method, path, body, allowed statuses, expected code or None)
+        ("GET", "/v1/kv/%ff", None, (400, 404), None),
+        ("GET", "/v1/kv/%FF%FE", None, (400, 404), None),
+        ("GET", "/v1/tasks/%c0%af", None, (400, 404), None),
+        ("GET", "/v1/nodes/%ed%a0%80", None, (400, 404), None),
+        ("PATCH", "/v1/kv/%ff", b"{}", (405,), "method_not_allowed"),
+        ("GET", "/v1/nosuchroute/%ff", None, (404,), "not_found"),
+        ("DELETE", "/v1/members/18446744073709551616", None, (400,), "invalid"),
+        ("DELETE", "/v1/members/99999999999999999999", None, (400,), "invalid"),
+        ("DELETE", "/v1/members/01", None, (400,), "invalid"),
+        ("DELETE", "/v1/members/+2", None, (400,), "invalid"),
+        ("DELETE", "/v1/members/%202", None, (400,), "invalid"),
+        ("DELETE", "/v1/members/0", None, (400,), "invalid"),
+        ("POST", "/v1/members/01/promote", None, (400,), "invalid"),
+        ("GET", "/v1/tasks/nosuch/units/01/logs", None, (400,), "invalid"),
+        ("GET", "/v1/tasks/nosuch/units/4294967296/logs", None, (400,), "invalid"),
+        ("GET", "/v1/tasks/nosuch/units/-1/logs", None, (400,), "invalid"),
+        ("GET", "/v1/kv?limit=01", None, (400,), "invalid"),
+        ("GET", "/v1/kv?limit=%2B5", None, (400,), "invalid"),
+        ("GET", "/v1/kv?limit=%205", None, (400,), "invalid"),
+        ("DELETE", "/v1/kv/base?cas=%2B1", None, (400,), "invalid"),
+        ("DELETE", "/v1/kv/base?cas=18446744073709551616", None, (400,), "invalid"),
+        ("GET", "/v1/deploys?limit=010", None, (400,), "invalid"),
+        ("GET", "/v1/deploys?limit=%205", None, (400,), "invalid"),
+    ]
+    for api in apis:
+        for method, path, raw, want, code in cases:
+            st, body, payload = request(api, method, path, raw=raw)
+            check(st in want and is_json_error(body, code),
+                  "%s %s on %s: got %s %r, want %s %s" % (method, path, api, st, payload[:200],
+                                                          want, code))
+        st, body, _ = request(api, "DELETE", "/v1/members/18446744073709551616")
+        check("server id" in body["error"]["message"], "the message names the parameter: %r"
+              % body)
+        st, body, _ = request(api, "GET", "/v1/kv/%ff")
+        check("\\xFF" in body["error"]["message"], "the byte is shown escaped: %r" % body)
+        # Targets that are not origin-form: the server's own 400, before any
+        # routing or forwarding (a follower used to relay them and answer 503).
+        for line in (b"GET http://x/v1/kv/k HTTP/1.1", b"GET http://x/v1/status HTTP/1.1",
+                     b"DELETE http://x/v1/members/2 HTTP/1.1", b"CONNECT x:443 HTTP/1.1",
+                     b"GET * HTTP/1.1", b"GET /v1/kv/k#f HTTP/1.1", b"GET /v1/kv/a\tb HTTP/1.1",
+                     b"GET /v1/kv/caf\xc3\xa9 HTTP/1.1", b"GET v1/kv/k HTTP/1.1"):
+            st, body, payload = raw_exchange(api, line + b"\r\nHost: x\r\n\r\n")
+            check(st == 400 and is_json_error(body, "bad_request"),
+                  "%r on %s: got %s %r" % (line, api, st, payload[:200]))
+    # Every route with each argument replaced by bytes that are not UTF-8.
+    st, body, _ = request(apis[0], "GET", "/v1/routes")
+    check(st == 200 and len(body["routes"]) > 50, "the route table: %r" % body)
+    swept = 0
+    for r in body["routes"]:
+        if "{}" not in r["path"] and "*" not in r["path"]:
+            continue
+        for bad in ("%ff", "%c0%af"):
+            path = r["path"].replace("{}", bad).replace("*", bad)
+            raw = b"{}" if r["method"] in ("PUT", "POST") else None
+            for api in apis:
+                st, resp, payload = request(api, r["method"], path, raw=raw)
+                check(st < 500 and is_json_error(resp),
+                      "%s %s on %s: got %s %r" % (r["method"], path, api, st, payload[:200]))
+                swept += 1
+    check(swept > 200, "the sweep covered the routes: %d requests" % swept)
+
+
 def test_bad_requests_change_nothing():
     c = Cluster(3, name="badinput").start()
     try:
@@ -58,6 +167,7 @@ def test_bad_requests_change_nothing():
                       "%s %s: error code %r, want %s" % (method, path[:40], body, code))
                 check(body["error"].get("message"), "a message is given")
         # A CAS that does not match is a clear 409 and changes nothing.
+        check_paths_and_targets(c)
         cur = request(leader, "GET", "/v1/kv/base")[1]["version"]
         st, body, _ = request(leader, "PUT", "/v1/kv/base", {"value": "2", "cas": cur + 100})
         check(st == 409 and body["error"]["code"] == "conflict", "cas mismatch: %r" % body)

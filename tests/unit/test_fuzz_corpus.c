@@ -6,6 +6,7 @@
 #include "check.h"
 #include "fuzz/blob_driver.h"
 #include "fuzz/cron_driver.h"
+#include "fuzz/http_driver.h"
 #include "fuzz/spec_driver.h"
 #include "fuzz/schan_driver.h"
 #include "common/alloc.h"
@@ -202,6 +203,45 @@ TEST(blob_corpus)
     CHECK(each("blob", blob_seed) >= 10);
 }
 
+/* Raw requests (fuzz/http_driver.h, which aborts on a broken invariant). A
+ * seed's name starts with the statuses of the answers it must get, in
+ * order ("200-404-405-pipelined"); a name without them gets no answer. A
+ * crash- file only has to go through. */
+static void http_seed(const char *file, const uint8_t *p, size_t n)
+{
+    int want[16], got[64];
+    size_t nw = 0, ng;
+    const char *q = file;
+    int ok;
+    while (nw < 16 && q[0] >= '1' && q[0] <= '5' && q[1] >= '0' && q[1] <= '9' && q[2] >= '0' &&
+           q[2] <= '9' && q[3] == '-') {
+        want[nw++] = (q[0] - '0') * 100 + (q[1] - '0') * 10 + (q[2] - '0');
+        q += 4;
+    }
+    ng = http_fuzz_one(p, n, got, 64);
+    if (strncmp(file, "crash-", 6) == 0) {
+        return;
+    }
+    ok = ng == nw;
+    for (size_t i = 0; ok && i < nw; i++) {
+        ok = got[i] == want[i];
+    }
+    if (!ok) {
+        fprintf(stderr, "http seed %s: %zu answers:", file, ng);
+        for (size_t i = 0; i < ng && i < 64; i++) {
+            fprintf(stderr, " %d", got[i]);
+        }
+        fprintf(stderr, "\n");
+    }
+    CHECK(ok);
+}
+
+TEST(http_corpus)
+{
+    CHECK(each("http", http_seed) >= 30);
+    http_fuzz_stop();
+}
+
 TEST(cron_corpus)
 {
     CHECK(each("cron", cron_seed) >= 12);
@@ -316,5 +356,6 @@ int main(void)
     RUN(blob_corpus);
     RUN(unpack_corpus);
     RUN(delta_corpus);
+    RUN(http_corpus);
     return check_summary();
 }

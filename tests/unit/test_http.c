@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -30,11 +31,13 @@ struct ctx {
     uv_loop_t *loop;
     struct http_server *server;
     struct http_request *held; /* a /hold request, answered only at stop */
+    int drop_held;             /* ... or dropped */
 };
 
 struct deferred {
     uv_timer_t timer;
     struct http_request *req;
+    int drop; /* http_drop instead of answering */
 };
 
 /* Echo the request as JSON. */
@@ -60,7 +63,11 @@ static void on_deferred_closed(uv_handle_t *h)
 static void on_deferred(uv_timer_t *t)
 {
     struct deferred *d = t->data;
-    respond_echo(d->req);
+    if (d->drop) {
+        http_drop(d->req);
+    } else {
+        respond_echo(d->req);
+    }
     uv_close((uv_handle_t *)t, on_deferred_closed);
 }
 
@@ -68,10 +75,11 @@ static void handler(void *data, struct http_request *req)
 {
     struct ctx *ctx = data;
     char ms[16];
-    if (strcmp(req->path, "/defer") == 0) {
+    if (strcmp(req->path, "/defer") == 0 || strcmp(req->path, "/drop-later") == 0) {
         struct deferred *d = malloc(sizeof *d);
         long v = http_query_param(req, "ms", ms, sizeof ms) == 1 ? atol(ms) : 10;
         d->req = req;
+        d->drop = req->path[1] == 'd' && req->path[2] == 'r';
         uv_timer_init(ctx->loop, &d->timer);
         d->timer.data = d;
         uv_timer_start(&d->timer, on_deferred, v < 0 || v > 2000 ? 10 : (uint64_t)v, 0);
@@ -92,6 +100,18 @@ static void handler(void *data, struct http_request *req)
         free(b);
     } else if (strcmp(req->path, "/error") == 0) {
         http_respond_error(req, 404, "not_found", "no task %d", 42);
+    } else if (strncmp(req->path, "/quote/", 7) == 0) {
+        /* An error quoting the decoded path, with ?status= (default 404)
+         * and ?pad=N bytes of 'p' before it (to cut the message). */
+        char st[8], pad[8], fill[1100];
+        int status = http_query_param(req, "status", st, sizeof st) == 1 ? atoi(st) : 404;
+        int np = http_query_param(req, "pad", pad, sizeof pad) == 1 ? atoi(pad) : 0;
+        np = np < 0 ? 0 : np > (int)sizeof fill - 1 ? (int)sizeof fill - 1 : np;
+        memset(fill, 'p', (size_t)np);
+        fill[np] = '\0';
+        http_respond_error(req, status, "not_found", "%s%s", fill, req->path + 6);
+    } else if (strcmp(req->path, "/drop") == 0) {
+        http_drop(req);
     } else if (strcmp(req->path, "/empty") == 0) {
         http_respond(req, 204, NULL, NULL, 0);
     } else {
@@ -124,7 +144,11 @@ static void on_stop_async(uv_async_t *a)
     http_server_stop(f->ctx.server, on_server_stopped, f);
     if (f->ctx.held != NULL) {
         /* Its connection is closed by now: this only frees it. */
-        http_respond(f->ctx.held, 200, "text/plain", "late", 4);
+        if (f->ctx.drop_held) {
+            http_drop(f->ctx.held);
+        } else {
+            http_respond(f->ctx.held, 200, "text/plain", "late", 4);
+        }
         f->ctx.held = NULL;
     }
     uv_close((uv_handle_t *)a, NULL);
@@ -703,16 +727,194 @@ TEST(garbage_400)
     CHECK_EQ_INT(res.status, 400);
     CHECK_OK(raw_exchange(f.port, "GET / HTTP/1.1\r\nBad Header\r\n\r\n", &res));
     CHECK_EQ_INT(res.status, 400);
-    /* Absolute-form targets are fine. */
-    CHECK_OK(raw_exchange(f.port, "GET http://h:1 HTTP/1.1\r\n\r\n", &res));
-    CHECK_EQ_INT(res.status, 200);
-    CHECK(strstr(res.body, "\"path\":\"/\"") != NULL);
-    CHECK_OK(raw_exchange(f.port, "GET http://h/p?x=%41 HTTP/1.1\r\nA: b\r\n\r\n", &res));
-    CHECK(strstr(res.body, "\"target\":\"http://h/p?x=%41\"") != NULL);
-    CHECK(strstr(res.body, "\"path\":\"/p\"") != NULL);
-    CHECK(strstr(res.body, "\"x\":\"A\"") != NULL);
     CHECK_OK(fx_stop(&f));
     CHECK_EQ_INT(f.stats.rejected, 6);
+}
+
+/* 1 if body is {"error":{"code":code,"message":<non-empty string>}}; the
+ * message goes to msg (may be NULL). */
+static int is_json_error(const char *body, const char *code, char *msg, size_t cap)
+{
+    json_t *j = json_loads(body, 0, NULL), *e = json_object_get(j, "error");
+    const char *m = jstr(e, "message");
+    int ok = j != NULL && json_object_size(j) == 1 && json_object_size(e) == 2 &&
+             jstr(e, "code") != NULL && strcmp(jstr(e, "code"), code) == 0 && m != NULL &&
+             m[0] != '\0';
+    if (ok && msg != NULL) {
+        snprintf(msg, cap, "%s", m);
+    }
+    json_decref(j);
+    return ok;
+}
+
+/* Only origin-form targets reach the handler: everything else is the
+ * server's own 400 "bad_request" with a JSON body, and the connection ends. */
+TEST(bad_targets_400)
+{
+    static const char *const bad[] = {
+        "GET http://h:1 HTTP/1.1\r\n\r\n", /* absolute form */
+        "GET http://h/p?x=%41 HTTP/1.1\r\nA: b\r\n\r\n",
+        "GET HTTP://H/v1/kv/k HTTP/1.1\r\n\r\n",
+        "GET h:80 HTTP/1.1\r\n\r\n", /* authority form */
+        "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
+        "GET * HTTP/1.1\r\n\r\n", /* "*" is for OPTIONS only */
+        "DELETE * HTTP/1.1\r\n\r\n",
+        "GET ?x=1 HTTP/1.1\r\n\r\n",    /* no path */
+        "GET /p#frag HTTP/1.1\r\n\r\n", /* a fragment */
+        "GET /p?x=1#f HTTP/1.1\r\n\r\n",
+        "GET /a\tb HTTP/1.1\r\n\r\n", /* control bytes */
+        "GET /a\fb HTTP/1.1\r\n\r\n",
+        "GET /a\x01 HTTP/1.1\r\n\r\n",
+        "GET /a\x7f HTTP/1.1\r\n\r\n",
+        "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", /* raw non-ASCII, even UTF-8 */
+        "GET /\xff HTTP/1.1\r\n\r\n",
+        "GET /p?q=\xff HTTP/1.1\r\n\r\n",
+    };
+    struct fx f;
+    struct rresp res;
+    char msg[256];
+    size_t i;
+    REQUIRE(fx_start(&f, &test_limits) == 0);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int ok = raw_exchange(f.port, bad[i], &res) == 0 && res.status == 400 && !res.keep_alive &&
+                 is_json_error(res.body, "bad_request", msg, sizeof msg);
+        if (!ok) {
+            fprintf(stderr, "  bad target %zu (%.30s): %d %s\n", i, bad[i], res.status, res.body);
+        }
+        CHECK(ok);
+    }
+    /* The message says what is wrong. */
+    CHECK_OK(raw_exchange(f.port, "GET http://h/v1/kv/k HTTP/1.1\r\n\r\n", &res));
+    CHECK(is_json_error(res.body, "bad_request", msg, sizeof msg));
+    CHECK(strstr(msg, "origin-form") != NULL);
+    CHECK_OK(raw_exchange(f.port, "GET /p#x HTTP/1.1\r\n\r\n", &res));
+    CHECK(is_json_error(res.body, "bad_request", msg, sizeof msg));
+    CHECK(strstr(msg, "fragment") != NULL);
+    /* Good targets still reach the handler. */
+    CHECK_OK(raw_exchange(f.port, "OPTIONS * HTTP/1.1\r\n\r\n", &res));
+    CHECK_EQ_INT(res.status, 200);
+    CHECK(strstr(res.body, "\"path\":\"*\"") != NULL);
+    CHECK_OK(raw_exchange(f.port, "GET /p?x=%41&y=a/b:c@d!$'()*+,; HTTP/1.1\r\n\r\n", &res));
+    CHECK_EQ_INT(res.status, 200);
+    CHECK(strstr(res.body, "\"x\":\"A\"") != NULL);
+    CHECK_OK(raw_exchange(f.port, "GET //x/./../p HTTP/1.1\r\n\r\n", &res));
+    CHECK_EQ_INT(res.status, 200);
+    CHECK_OK(fx_stop(&f));
+    CHECK_EQ_INT(f.stats.requests, 3);
+    CHECK_EQ_INT(f.stats.rejected, sizeof bad / sizeof bad[0] + 2);
+}
+
+/* An error message quoting bytes that are not UTF-8 (a decoded "%ff") stays
+ * a JSON error with its own status: such bytes are shown as \xHH. */
+TEST(error_messages_stay_json)
+{
+    static const struct {
+        const char *target;
+        int status;
+        const char *want; /* the message */
+    } cases[] = {
+        {"/quote/%ff", 404, "/\\xFF"},
+        {"/quote/%c0%af?status=400", 400, "/\\xC0\\xAF"},             /* overlong '/' */
+        {"/quote/a%ed%a0%80b?status=405", 405, "/a\\xED\\xA0\\x80b"}, /* a surrogate */
+        {"/quote/%f4%90%80%80", 404, "/\\xF4\\x90\\x80\\x80"},        /* past U+10FFFF */
+        {"/quote/%e2%82", 404, "/\\xE2\\x82"},                        /* cut short */
+        {"/quote/%80x", 404, "/\\x80x"},                              /* stray continuation */
+        {"/quote/caf%c3%a9%f0%9f%9a%80", 404, "/caf\xc3\xa9\xf0\x9f\x9a\x80"}, /* UTF-8 */
+        {"/quote/%0a%09%22%5c", 404, "/\n\t\"\\"}, /* controls and quotes: JSON escapes them */
+    };
+    struct fx f;
+    struct rresp res;
+    char msg[1100], req[256];
+    size_t i;
+    REQUIRE(fx_start(&f, &test_limits) == 0);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int ok;
+        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", cases[i].target);
+        ok = raw_exchange(f.port, req, &res) == 0 && res.status == cases[i].status &&
+             is_json_error(res.body, "not_found", msg, sizeof msg) &&
+             strcmp(msg, cases[i].want) == 0;
+        if (!ok) {
+            fprintf(stderr, "  %s: %d %s\n", cases[i].target, res.status, res.body);
+        }
+        CHECK(ok);
+    }
+    /* Cut at 1023 bytes inside a UTF-8 sequence or an escape: still JSON,
+     * nothing split. */
+    for (i = 1015; i <= 1023; i++) {
+        snprintf(req, sizeof req, "GET /quote/%%c3%%a9%%ff%%c3%%a9?pad=%zu HTTP/1.1\r\n\r\n", i);
+        CHECK_OK(raw_exchange(f.port, req, &res));
+        CHECK_EQ_INT(res.status, 404);
+        CHECK(is_json_error(res.body, "not_found", msg, sizeof msg));
+        CHECK(strlen(msg) <= 1023 && strlen(msg) >= i);
+    }
+    CHECK_OK(fx_stop(&f));
+    CHECK_EQ_INT(f.stats.rejected, 0);
+}
+
+/* http_drop ends the connection before any byte of an answer, now or later,
+ * and leaves the other connections alone. */
+TEST(drop_closes_without_answer)
+{
+    struct fx f;
+    struct reader *r = malloc(sizeof *r);
+    struct rresp res;
+    struct http_stats st;
+    int keep, fd, i, ok = 0;
+    REQUIRE(fx_start(&f, &test_limits) == 0);
+    keep = raw_connect(f.port);
+    REQUIRE(keep >= 0);
+    reader_init(r, keep);
+    CHECK_OK(raw_sends(keep, "GET /echo?n=1 HTTP/1.1\r\n\r\n"));
+    CHECK_OK(read_resp(r, &res));
+    CHECK_EQ_INT(res.status, 200);
+
+    /* From the handler callback; then from a timer, with a request
+     * pipelined behind it (dropped along). */
+    fd = raw_connect(f.port);
+    CHECK_OK(raw_sends(fd, "GET /drop HTTP/1.1\r\n\r\n"));
+    CHECK(expect_eof(fd));
+    close(fd);
+    fd = raw_connect(f.port);
+    CHECK_OK(raw_sends(fd, "GET /drop-later?ms=50 HTTP/1.1\r\n\r\nGET /echo HTTP/1.1\r\n\r\n"));
+    CHECK(expect_eof(fd));
+    close(fd);
+    /* The peer left first (the server, not reading while the request is
+     * held, learns it at the drop). */
+    fd = raw_connect(f.port);
+    CHECK_OK(raw_sends(fd, "GET /drop-later?ms=100 HTTP/1.1\r\n\r\n"));
+    sleep_ms(20);
+    close(fd);
+    sleep_ms(200);
+
+    /* The kept connection still works. */
+    CHECK_OK(raw_sends(keep, "GET /echo?n=2 HTTP/1.1\r\n\r\n"));
+    CHECK_OK(read_resp(r, &res));
+    CHECK_EQ_INT(res.status, 200);
+    CHECK(strstr(res.body, "\"n\":\"2\"") != NULL);
+    for (i = 0; i < 50 && !ok; i++) {
+        CHECK_OK(raw_sends(keep, "GET /stats HTTP/1.1\r\n\r\n"));
+        CHECK_OK(read_resp(r, &res));
+        ok = strstr(res.body, "\"open\":1") != NULL;
+        if (!ok) {
+            sleep_ms(20);
+        }
+    }
+    CHECK(ok);
+    close(keep);
+
+    /* Held past the server's stop, whose connection is closed by then:
+     * dropping it only frees it (ASan: no leak). */
+    fd = raw_connect(f.port);
+    CHECK_OK(raw_sends(fd, "GET /hold HTTP/1.1\r\n\r\n"));
+    sleep_ms(100);
+    f.ctx.drop_held = 1;
+    CHECK_OK(fx_stop(&f));
+    CHECK(expect_eof(fd));
+    close(fd);
+    st = f.stats;
+    CHECK_EQ_INT(st.dropped, 3);
+    CHECK_EQ_INT(st.rejected, 0);
+    free(r);
 }
 
 TEST(headers_too_big_431)
@@ -1331,6 +1533,128 @@ static void run_for(uv_loop_t *loop, unsigned ms)
     uv_run(loop, UV_RUN_NOWAIT);
 }
 
+/* A server that answers the first request on a connection (keep-alive),
+ * then reads the second one whole and closes without a byte of answer, as
+ * a server that acted on it and then went away would. Later connections
+ * (a retry) are answered normally, unless `refuse_after` closed the
+ * listener first. Counts the requests it read. */
+struct hangup {
+    int lfd, port, refuse_after;
+    int requests;
+    pthread_t thread;
+};
+
+static int read_request(int fd)
+{
+    char buf[4096];
+    size_t got = 0;
+    while (got < sizeof buf - 1) {
+        ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+        char *end;
+        if (n <= 0) {
+            return 0;
+        }
+        got += (size_t)n;
+        buf[got] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+        if (end != NULL) {
+            const char *cl = strstr(buf, "Content-Length: ");
+            size_t body = cl != NULL ? (size_t)strtoul(cl + 16, NULL, 10) : 0;
+            if (got >= (size_t)(end + 4 - buf) + body) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void *hangup_thread(void *arg)
+{
+    struct hangup *h = arg;
+    struct timeval tv = {.tv_sec = 5};
+    struct pollfd p = {.fd = h->lfd, .events = POLLIN};
+    int fd = accept(h->lfd, NULL, NULL);
+    if (fd < 0) {
+        return NULL;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (read_request(fd)) {
+        h->requests++;
+        (void)raw_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nk1");
+    }
+    if (read_request(fd)) {
+        h->requests++;
+    }
+    if (h->refuse_after) {
+        close(h->lfd); /* the retry's connect is refused */
+        h->lfd = -1;
+    }
+    close(fd);
+    if (h->lfd < 0 || poll(&p, 1, 300) != 1 || (fd = accept(h->lfd, NULL, NULL)) < 0) {
+        return NULL;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (read_request(fd)) {
+        h->requests++;
+        (void)raw_sends(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nk2");
+    }
+    close(fd);
+    return NULL;
+}
+
+/* A write on a pooled connection that the server closes after reading it:
+ * sent again only when the caller says a copy is harmless; and once bytes
+ * went out, the outcome stays "maybe sent" even if the retry's connect is
+ * refused (the follower must then answer outcome_unknown, not no_leader). */
+TEST(async_client_resends_only_repeatable_writes)
+{
+    static const struct {
+        const char *method;
+        unsigned flags;
+        int refuse_after;
+        int want_err, want_status, want_requests;
+    } cases[] = {
+        {"PUT", 0, 0, FL_ENET, HTTP_CLIENT_MAYBE_SENT, 2},
+        {"POST", 0, 0, FL_ENET, HTTP_CLIENT_MAYBE_SENT, 2},
+        {"PUT", HTTP_CLIENT_REPEATABLE, 0, FL_OK, 200, 3},
+        {"GET", 0, 0, FL_OK, 200, 3},
+        {"PUT", HTTP_CLIENT_REPEATABLE, 1, FL_ENET, HTTP_CLIENT_MAYBE_SENT, 2},
+        {"GET", 0, 1, FL_ENET, HTTP_CLIENT_MAYBE_SENT, 2},
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uv_loop_t loop;
+        struct hangup h;
+        struct outcome a;
+        char addr[64];
+        uv_loop_init(&loop);
+        memset(&h, 0, sizeof h);
+        h.refuse_after = cases[i].refuse_after;
+        h.lfd = listen_any(&h.port, 4);
+        REQUIRE(h.lfd >= 0);
+        pthread_create(&h.thread, NULL, hangup_thread, &h);
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", h.port);
+        memset(&a, 0, sizeof a);
+        CHECK_OK(http_client_request_flags(&loop, addr, cases[i].method, "/one", NULL, "x", 1,
+                                           5000, cases[i].flags, on_client, &a));
+        run_until(&loop, &a.called);
+        CHECK_EQ_INT(a.err, FL_OK);
+        memset(&a, 0, sizeof a);
+        CHECK_OK(http_client_request_flags(&loop, addr, cases[i].method, "/two", NULL, "y", 1,
+                                           5000, cases[i].flags, on_client, &a));
+        run_until(&loop, &a.called);
+        pthread_join(h.thread, NULL);
+        if (h.lfd >= 0) {
+            close(h.lfd);
+        }
+        CHECK_EQ_INT(a.err, cases[i].want_err);
+        CHECK_EQ_INT(a.status, cases[i].want_status);
+        CHECK_EQ_INT(h.requests, cases[i].want_requests);
+        http_client_close_idle(&loop);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK_OK(uv_loop_close(&loop));
+    }
+}
+
 TEST(async_pool_connection_closed_by_server)
 {
     uv_loop_t loop;
@@ -1418,6 +1742,9 @@ int main(void)
     RUN(expect_continue);
     RUN(too_big_413);
     RUN(garbage_400);
+    RUN(bad_targets_400);
+    RUN(error_messages_stay_json);
+    RUN(drop_closes_without_answer);
     RUN(headers_too_big_431);
     RUN(client_gone_before_deferred_response);
     RUN(idle_timeout);
@@ -1429,6 +1756,7 @@ int main(void)
     RUN(async_client_errors);
     RUN(async_client_scripted);
     RUN(async_pool_connection_closed_by_server);
+    RUN(async_client_resends_only_repeatable_writes);
     RUN(allocation_fault_sweep);
     return check_summary();
 }

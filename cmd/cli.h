@@ -55,6 +55,11 @@ const char *cli_token(const char *cmd);
 void cli_headers(const char *cmd, int json, char *out, size_t size);
 int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
              json_t **out);
+/* cli_call for the writes that take no request identity (membership,
+ * cancel-running, package uploads: docs/API.md "Request identity"): sent
+ * once, an unknown outcome reported as such. */
+int cli_call_plain(struct cli_cmd *c, const char *method, const char *path, json_t *body,
+                   json_t **out);
 /* The "X-Flotilla-Request: SESSION/SERIAL\r\n" header line. */
 void cli_ident_header(const char *session, uint64_t serial, char *out, size_t size);
 /* Print an API error body ("error: message (code)") to stderr and release

@@ -184,7 +184,22 @@ static json_t *unknown_body(const char *why)
     return json_pack("{s:{s:s, s:s}}", "error", "code", "outcome_unknown", "message", why);
 }
 
+static int call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
+                json_t **out, int may_ident);
+
 int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body, json_t **out)
+{
+    return call(c, method, path, body, out, 1);
+}
+
+int cli_call_plain(struct cli_cmd *c, const char *method, const char *path, json_t *body,
+                   json_t **out)
+{
+    return call(c, method, path, body, out, 0);
+}
+
+static int call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
+                json_t **out, int may_ident)
 {
     const char *addr = cli_addr(c);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -195,7 +210,7 @@ int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *bo
 
     cli_headers(c->path, text != NULL, headers, sizeof headers);
     id[0] = '\0';
-    if (write) {
+    if (write && may_ident) {
         char plain[512];
         cli_headers(c->path, 0, plain, sizeof plain);
         ident_next(c, addr, plain, id, sizeof id);

@@ -132,7 +132,7 @@ int cmd_members(int argc, char **argv)
         if (cli_val(&c, "name")) {
             json_object_set_new(body, "name", json_string(cli_val(&c, "name")));
         }
-        status = cli_call(&c, "POST", "/v1/members", body, &out);
+        status = cli_call_plain(&c, "POST", "/v1/members", body, &out);
         json_decref(body);
         return finish(&c, status, out, NULL);
     }
@@ -146,10 +146,10 @@ int cmd_members(int argc, char **argv)
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         if (strcmp(sub, "remove") == 0) {
             snprintf(path, sizeof path, "/v1/members/%llu", parse_id(&c, pos[0]));
-            status = cli_call(&c, "DELETE", path, NULL, &out);
+            status = cli_call_plain(&c, "DELETE", path, NULL, &out);
         } else {
             snprintf(path, sizeof path, "/v1/members/%llu/promote", parse_id(&c, pos[0]));
-            status = cli_call(&c, "POST", path, NULL, &out);
+            status = cli_call_plain(&c, "POST", path, NULL, &out);
         }
         return finish(&c, status, out, print_members);
     }
@@ -167,7 +167,7 @@ int cmd_members(int argc, char **argv)
         }
         snprintf(path, sizeof path, "/v1/members/%lld", jint(st, "id"));
         json_decref(st);
-        status = cli_call(&c, "DELETE", path, NULL, &out);
+        status = cli_call_plain(&c, "DELETE", path, NULL, &out);
         return finish(&c, status, out, print_members);
     }
     if (strcmp(sub, "transfer") == 0) {
@@ -179,7 +179,7 @@ int cmd_members(int argc, char **argv)
         if (npos == 1) {
             body = json_pack("{s:I}", "id", (json_int_t)parse_id(&c, pos[0]));
         }
-        status = cli_call(&c, "POST", "/v1/members/transfer", body, &out);
+        status = cli_call_plain(&c, "POST", "/v1/members/transfer", body, &out);
         json_decref(body);
         return finish(&c, status, out, print_members);
     }
@@ -265,7 +265,7 @@ static int drain(struct cli_cmd *c, const char *node)
                 return 3;
             }
             snprintf(path, sizeof path, "/v1/nodes/%s/cancel-running", id);
-            status = cli_call(c, "POST", path, NULL, &out);
+            status = cli_call_plain(c, "POST", path, NULL, &out);
             json_decref(out);
             fprintf(stderr, "deadline: cancelling the %lld units still running on %s\n", running,
                     node);

@@ -117,7 +117,7 @@ static int pkg_push(int argc, char **argv)
         status = cli_call(&c, "GET", path, NULL, &out);
     } else {
         body = json_pack("{s:I}", "size", (json_int_t)size);
-        status = cli_call(&c, "POST", "/v1/uploads", body, &out);
+        status = cli_call_plain(&c, "POST", "/v1/uploads", body, &out);
         json_decref(body);
     }
     if (status != 200) {
@@ -182,7 +182,7 @@ static int pkg_push(int argc, char **argv)
         json_object_set_new(body, "keep", json_integer(k));
     }
     snprintf(path, sizeof path, "/v1/uploads/%s/commit", id);
-    status = cli_call(&c, "POST", path, body, &out);
+    status = cli_call_plain(&c, "POST", path, body, &out);
     json_decref(body);
     if (status != 200) {
         return cli_print_error(c.path, status, out);

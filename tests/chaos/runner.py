@@ -254,6 +254,23 @@ def resolve_unknown_submits(world, workers, history_recs):
     return len(unknown), ids
 
 
+def read_back_failed_writes(world, recs, limit=20000):
+    """Every follower-sent write answered with a definite failure, read
+    back (linearizable GET through the leader) after healing: {op: {status,
+    value}}. Such a key must not exist."""
+    out = {}
+    failed = [(i, d) for i, d in checkers.pair_ops(recs)
+              if i["f"] == "fw-write" and d and d["type"] == "fail"]
+    for inv, _ in failed[:limit]:
+        try:
+            st, body = leader_call(world, "GET", "/v1/kv/" + inv["key"], tries=10)
+        except RuntimeError:
+            continue
+        out[inv["op"]] = dict(status=st, value=body if st == 200 else None)
+    log("%d definitely failed follower writes read back" % len(out))
+    return out
+
+
 def print_table(faults, ops, results, crashes, meta):
     w = sys.stdout.write
     w("\n==== chaos run: %s ====\n" % meta)
@@ -351,9 +368,11 @@ def main():
         time.sleep(0.5)
     add_jobs(world, unit_script)
     run_id = "%d" % seed
-    workers = Workers(world, hist, seed, unit_script, run_id=run_id, kv_keys=8)
+    workers = Workers(world, hist, seed, unit_script, run_id=run_id, kv_keys=8, fw_threads=3,
+                      rlock_threads=6)
     obs = Observer(world)
     nem = Nemesis(world, hist, seed + 1, kinds)
+    workers.stall = nem.stall
     obs.start()
     workers.start()
     nem.start()
@@ -386,6 +405,7 @@ def main():
     recs = read_history(hist_path)
     acked = sorted({d["value"] for i, d in checkers.pair_ops(recs)
                     if i["f"] == "submit" and d and d["type"] == "ok"})
+    readback = read_back_failed_writes(world, recs)
     log("waiting for %d acknowledged tasks" % len(acked))
     tasks = finish_tasks(world, acked, timeout=180)
     # the job runs' own tasks finish too (the jobs are paused now)
@@ -407,7 +427,7 @@ def main():
             pass
     st, body = leader_call(world, "GET", "/v1/nodes")
     caps = {n["id"]: n["cap"] for n in body["nodes"]}
-    final = dict(tasks=tasks, caps=caps, job_runs=dict(obs.runs), job_units=job_units,
+    final = dict(readback=readback, tasks=tasks, caps=caps, job_runs=dict(obs.runs), job_units=job_units,
                  digests=obs.samples, converged=converged and members_ok, last=last)
     log("checking %d history records and %d unit log lines" % (len(recs), len(units)))
     results = checkers.run_all(recs, units, final, kills=dict(nem.kills),

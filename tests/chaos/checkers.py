@@ -256,7 +256,7 @@ def check_lock_holders(history):
         n, t, which = _max_overlap([dict(h) for h in hs if not h["empty"]])
         if n > limit:
             r.bad("lock %s had %d holders at once (limit %d) at t=%.3fs" % (lock, n, limit, t / 1e9),
-                  holders=which)
+                  holders=which, at=t)
         r.note("lock %s: %d grants" % (lock, len(hs)))
     return r
 
@@ -285,7 +285,7 @@ def check_lock_hold_lost(history):
                   "within the lease it could prove (until t=%.3fs): answered %s (%s)" % (
                       inv["lock"], inv["session"], inv.get("token"), inv["t"] / 1e9,
                       inv["lease_end"] / 1e9, done.get("error"), _attempts_text(done)),
-                  op=inv["op"], process=inv["process"], invoke=inv, done=done)
+                  op=inv["op"], process=inv["process"], invoke=inv, done=done, at=inv["t"])
     r.note("%d releases that name their token" % n)
     return r
 
@@ -317,7 +317,7 @@ def check_lock_unasked(history):
                       inv["session"], inv["process"],
                       ", ".join("%s (%s)" % (x.get("key"), x.get("state")) for x in locks),
                       done["t"] / 1e9, ev or "none"),
-                  op=inv["op"], process=inv["process"], locks=locks, requests=ev)
+                  op=inv["op"], process=inv["process"], locks=locks, requests=ev, at=done["t"])
     r.note("%d session checks" % n)
     return r
 
@@ -348,7 +348,8 @@ def check_lock_fifo(history):
                           "(t=%.3fs), yet got token %d after its token %d" % (
                               lock, xi["session"], q / 1e9, yi["session"], yi["t"] / 1e9,
                               xd["token"], yd["token"]),
-                          waiter=xi["op"], later=yi["op"], waiter_done=xd, later_done=yd)
+                          waiter=xi["op"], later=yi["op"], waiter_done=xd, later_done=yd,
+                          at=max(xd["t"], yd["t"]))
     r.note("%d grants after a definite place in the queue" % n)
     return r
 
@@ -375,7 +376,8 @@ def check_failed_writes(history, readback=None):
                       "(version %s) at t=%.3fs" % (
                           inv["f"], inv["key"], inv["value"], done.get("error"), inv.get("node"),
                           done["t"] / 1e9, seen[0]["op"], seen[1]["value"]["version"],
-                          seen[1]["t"] / 1e9), op=inv["op"], invoke=inv, done=done)
+                          seen[1]["t"] / 1e9), op=inv["op"], invoke=inv, done=done,
+                      at=seen[1]["t"])
         if inv["f"] != "fw-write" or not done or done["type"] != "fail":
             continue
         failed += 1
@@ -391,7 +393,7 @@ def check_failed_writes(history, readback=None):
                       v.get("value"), v.get("version"),
                       "; a create answered conflict was applied twice" if
                       done.get("error") == "conflict" else ""),
-                  op=inv["op"], invoke=inv, done=done)
+                  op=inv["op"], invoke=inv, done=done, at=done["t"])
     r.note("%d follower writes failed definitely, %d read back" % (failed, failed - unread))
     if unread:
         r.bad("%d definitely failed follower writes could not be read back" % unread)
@@ -501,10 +503,11 @@ def check_digests(samples, converged=True, last=None):
 # ---------------------------------------------------------------- linearizability
 
 class KVOp:
-    __slots__ = ("kind", "call", "ret", "value", "version", "cas", "current", "rec", "optional")
+    __slots__ = ("kind", "call", "ret", "value", "version", "cas", "current", "rec", "optional",
+                 "mystery")
 
     def __init__(self, kind, call, ret, value=None, version=None, cas=None, current=None,
-                 rec=None, optional=False):
+                 rec=None, optional=False, mystery=False):
         self.kind = kind        # write, cas, cas-fail, read
         self.call = call
         self.ret = ret
@@ -516,6 +519,9 @@ class KVOp:
         # An optional op (a write whose outcome is unknown) takes effect
         # between call and ret, or never.
         self.optional = optional or ret == INF
+        # a CAS (or CAS conflict) naming a version no known write has: only
+        # a write of unknown outcome and version can explain it
+        self.mystery = mystery
 
     def __repr__(self):
         end = "inf" if self.ret == INF else "%.3f" % (self.ret / 1e9)
@@ -527,9 +533,14 @@ class KVOp:
 def kv_step(state, op):
     """The register model of a key: state None (absent) or (value, version,
     floor). Versions are the cluster's kv revisions: they increase in apply
-    order. A write whose outcome was unknown and whose value nobody read has
-    version None (some revision above floor, the highest known before it);
-    a failed CAS can reveal it as its `current`."""
+    order. A write whose outcome was unknown and whose value nobody read
+    leaves the state ("?", None, floor): some version above floor, the
+    highest known before it, that no known write has; only a CAS or a CAS
+    conflict naming such a version (op.mystery) can follow it. (Nothing else
+    could tell it happened: a read would need its value, which nobody read,
+    and a write after it is the same as the write without it; so the
+    search never places it anywhere else, and never with a value, which
+    keeps such writes interchangeable in the memo.)"""
     sv = state[1] if state else 0
     floor = state[2] if state else 0
     if op.kind == "read":
@@ -537,23 +548,26 @@ def kv_step(state, op):
             return state is None, state
         return state is not None and state[:2] == (op.value, op.version), state
     if op.kind == "write":
-        if op.version is None:
-            return True, (op.value, None, floor)
-        return op.version > floor and (sv is None or op.version > sv), \
-            (op.value, op.version, op.version)
-    if op.kind == "cas":
-        # an unknown version may be the one a CAS conflict told the client
-        if (sv is None and not op.cas > floor) or (sv is not None and sv != op.cas):
+        if state is not None and sv is None:
             return False, state
         if op.version is None:
-            return True, (op.value, None, floor)
+            return True, ("?", None, floor)
+        return op.version > floor and op.version > sv, (op.value, op.version, op.version)
+    if op.kind == "cas":
+        if sv is None:
+            if not (op.mystery and op.cas > floor):
+                return False, state
+        elif sv != op.cas:
+            return False, state
+        if op.version is None:
+            return True, ("?", None, floor)
         return op.version > floor, (op.value, op.version, op.version)
     if op.kind == "cas-fail":
         if sv == op.cas:
             return False, state
         if op.current is None or op.current == sv:
             return True, state
-        if sv is None and op.current > floor:
+        if sv is None and op.mystery and op.current > floor:
             return True, (state[0], op.current, op.current)   # the conflict pins it
         return False, state
     raise ValueError(op.kind)
@@ -586,12 +600,26 @@ def kv_ops_by_key(history, window_ns=60 * 10**9):
             known.add(done["value"]["version"])
         elif done and done["type"] == "ok" and inv["f"] != "kv-read":
             known.add(done["version"])
-    mystery = defaultdict(list)   # key -> return times of CAS failures naming unknown versions
+    # the return of each known version's write (ok, or unknown but read)
+    known_ret = defaultdict(dict)    # key -> version -> return time
+    for inv, done in pairs:
+        if inv["f"] in ("kv-write", "kv-cas") and done and done["type"] == "ok":
+            known_ret[inv["key"]][done["version"]] = done["t"]
+        elif inv["f"] in ("kv-write", "kv-cas") and (inv["key"], inv["value"]) in seen:
+            kv = (inv["key"], inv["value"])
+            known_ret[inv["key"]].setdefault(seen[kv], first_read[kv])
+    # key -> [(return time, latest time a write explaining it can take effect)]
+    # for CAS failures naming a version no known write has. Versions grow in
+    # apply order, so the write with that version was applied before the
+    # known write with the next version above it.
+    mystery = defaultdict(list)
     for inv, done in pairs:
         if inv["f"] == "kv-cas" and done and done["type"] == "fail" \
                 and done.get("error") == "conflict" and done.get("current") is not None \
                 and done["current"] not in known:
-            mystery[inv["key"]].append(done["t"])
+            kr = known_ret[inv["key"]]
+            above = [kr[v] for v in kr if v > done["current"]]
+            mystery[inv["key"]].append((done["t"], min([done["t"]] + above)))
     for k in mystery:
         mystery[k].sort()
     out = defaultdict(list)
@@ -608,26 +636,27 @@ def kv_ops_by_key(history, window_ns=60 * 10**9):
         else:
             cas = inv.get("cas") if inv["f"] == "kv-cas" else None
             f = "write" if cas is None else "cas"
+            mys = bool(cas) and cas not in known
             if kind == "ok":
                 out[key].append(KVOp(f, inv["t"], ret, inv["value"], done["version"], cas=cas,
-                                     rec=inv))
+                                     rec=inv, mystery=mys))
             elif kind == "fail":
                 if cas is not None and done.get("error") == "conflict":
-                    out[key].append(KVOp("cas-fail", inv["t"], ret, cas=cas,
-                                         current=done.get("current"), rec=inv))
+                    cur = done.get("current")
+                    out[key].append(KVOp("cas-fail", inv["t"], ret, cas=cas, current=cur, rec=inv,
+                                         mystery=cur is not None and cur not in known))
             elif (key, inv["value"]) in seen:
                 # a read returned the value: it happened, before that read's answer
                 kv = (key, inv["value"])
                 out[key].append(KVOp(f, inv["t"], max(inv["t"], first_read[kv]), inv["value"],
-                                     seen[kv], cas=cas, rec=inv))
+                                     seen[kv], cas=cas, rec=inv, mystery=mys))
             else:
-                ms = mystery.get(key, [])
-                lo = bisect.bisect_left(ms, inv["t"])
-                hi = bisect.bisect_right(ms, inv["t"] + window_ns)
-                if lo == hi:
+                bounds = [b for t, b in mystery.get(key, [])
+                          if inv["t"] <= t <= inv["t"] + window_ns and b > inv["t"]]
+                if not bounds:
                     continue     # pruned: nothing could tell whether it happened
-                out[key].append(KVOp(f, inv["t"], ms[hi - 1], inv["value"], None, cas=cas,
-                                     rec=inv, optional=True))
+                out[key].append(KVOp(f, inv["t"], max(bounds), inv["value"], None, cas=cas,
+                                     rec=inv, optional=True, mystery=mys))
     return out
 
 
@@ -703,6 +732,22 @@ def wgl_search(ops, step, init, finals, budget, all_finals=True):
         if b != -1:
             prv[b] = p
 
+    def _mystery_next(i):
+        """Whether an op naming an unknown version (op.mystery) could be
+        linearized right after op i: its call comes before the first
+        return still in the list. After a write of unknown version only
+        such an op can follow (kv_step), so placing it anywhere else is a
+        dead end the search need not walk into."""
+        q = nxt[m]
+        while q != -1:
+            _, r, j = ents[q]
+            if r and j != i:
+                return False
+            if not r and j != i and ops[j].mystery:
+                return True
+            q = nxt[q]
+        return False
+
     cache = set()
     stack = []       # (forced, call position, op index, state before)
     lin = 0
@@ -725,6 +770,8 @@ def wgl_search(ops, step, init, finals, budget, all_finals=True):
             _, is_ret, i = ents[p]
             if not is_ret:
                 ok, new = step(state, ops[i])
+                if ok and ops[i].optional and ops[i].version is None and not _mystery_next(i):
+                    ok = False
                 if ok:
                     nl = lin | (1 << i)
                     key = (nl, new)

@@ -472,6 +472,7 @@ class Proc:
         pids = children_of(self.proc.pid)
         if self.world.net.netns:
             pids += netns_pids(PREFIX + self.name)
+        self.killed_at = time.time()
         try:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()

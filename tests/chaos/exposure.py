@@ -60,23 +60,31 @@ def leader_at(terms, sid, wall):
 
 
 def main(run_dir):
-    recs = checkers.read_history(os.path.join(run_dir, "history.jsonl")) \
-        if hasattr(checkers, "read_history") else \
-        [json.loads(x) for x in open(os.path.join(run_dir, "history.jsonl")) if x.strip()]
+    with open(os.path.join(run_dir, "history.jsonl")) as f:
+        recs = [json.loads(x) for x in f if x.strip()]
     terms = leadership(run_dir)
     nem = [r for r in recs if r.get("process") == "nemesis"]
     t0 = min(r["wall"] - r["t"] / 1e9 for r in recs)
-    kills = [r for r in nem if r["f"] == "start-kill" and " s" in r["value"]]
+    # "kill-sent" is recorded just before the kill (newer runs); "start-kill"
+    # only after the kill and its bookkeeping
+    kills = [r for r in nem if r["f"] == "kill-sent" and r["value"]["node"].startswith("s")]
+    if not kills:
+        kills = [r for r in nem if r["f"] == "start-kill" and " s" in r["value"]]
+    for k in kills:
+        if isinstance(k["value"], dict):
+            k["victim"], k["was_leader"] = int(k["value"]["node"][1:]), k["value"]["leader"]
+            k["wall"] = k["value"].get("wall") or k["wall"]     # when SIGKILL went out
+        else:
+            k["victim"] = int(k["value"].split(" s")[1])
+            k["was_leader"] = leader_at(terms, k["victim"], k["wall"])
     pairs = checkers.pair_ops(recs)
     writes = [(i, d) for i, d in pairs if i["f"] in ("kv-write", "kv-cas", "fw-write")]
     print("run %s: %.0f s of history, %d server kills, %d leader terms" % (
         run_dir, (recs[-1]["wall"] - t0), len(kills), len(terms)))
     lk = 0
     for k in kills:
-        sid = int(k["value"].split(" s")[1])
-        was = leader_at(terms, sid, k["wall"])
+        sid, was = k["victim"], k["was_leader"]
         lk += was
-        addr_of_victim = None
         inflight = Counter()
         for i, d in writes:
             if i["wall"] <= k["wall"] and (d is None or d["wall"] >= k["wall"]):
@@ -92,6 +100,8 @@ def main(run_dir):
         if d and d["type"] != "ok":
             answers[(i["f"], d["type"], d.get("error"))] += 1
     print("leader kills: %d of %d server kills" % (lk, len(kills)))
+    stalls = [r for r in nem if r["f"] == "start-stall"]
+    print("follower stalls: %d" % len(stalls))
     print("definite failures and unknowns among writes:")
     for (f, ty, e), n in sorted(answers.items(), key=str):
         print("  %-9s %-5s %-22s %6d" % (f, ty, e, n))

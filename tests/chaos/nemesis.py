@@ -36,7 +36,7 @@ from collections import Counter, defaultdict
 from cluster import api, log
 
 ALL_KINDS = ("kill", "pause", "partition", "membership", "clock", "disk", "stall")
-WEIGHT = {"kill": 2}     # kill (half of them the leader's) is drawn twice as often
+WEIGHT = {"kill": 2}     # kill (three in four of the servers' the leader's) is drawn twice as often
 
 
 class Nemesis:
@@ -60,6 +60,7 @@ class Nemesis:
         self.removed = None
         self.pending = []                # background actions (membership)
         self.stall_rng = random.Random(seed + 2)
+        self.before_leader_kill = None   # fn(seconds): the follower writers' burst
         self.stalled = None              # (proc, end monotonic, desc)
         self.next_stall = time.monotonic() + 3
 
@@ -176,13 +177,18 @@ class Nemesis:
             return None
         p = self.rng.choice(cands)
         sub = p.kind
-        if not agent and self.rng.random() < 0.5:
+        if not agent and self.rng.random() < 0.75:
             # the leader: writes forwarded by the followers are in flight
             lid = self.w.leader()
             if lid and self.w.servers[lid].state == "up":
                 p, sub = self.w.servers[lid], "leader"
+                if self.before_leader_kill is not None:
+                    self.before_leader_kill(2.5)
+                    time.sleep(0.8)      # let the burst of forwarded writes build
         self.kills[self.node_name(p)].append(time.time())
         p.kill9()
+        self.h.event("kill-sent", value={"node": p.name, "leader": sub == "leader",
+                                         "wall": getattr(p, "killed_at", None)})
         self.counts["kill:" + sub] += 1
 
         def heal():

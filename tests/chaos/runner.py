@@ -261,11 +261,17 @@ def read_back_failed_writes(world, recs, limit=20000):
     out = {}
     failed = [(i, d) for i, d in checkers.pair_ops(recs)
               if i["f"] == "fw-write" and d and d["type"] == "fail"]
+    lid = world.wait_leader(60)
     for inv, _ in failed[:limit]:
         try:
-            st, body = leader_call(world, "GET", "/v1/kv/" + inv["key"], tries=10)
-        except RuntimeError:
-            continue
+            st, body = api(world.servers[lid].api, "GET", "/v1/kv/" + inv["key"], timeout=5)
+            if st >= 500:
+                raise OSError(st)
+        except OSError:
+            try:
+                st, body = leader_call(world, "GET", "/v1/kv/" + inv["key"], tries=10)
+            except RuntimeError:
+                continue
         out[inv["op"]] = dict(status=st, value=body if st == 200 else None)
     log("%d definitely failed follower writes read back" % len(out))
     return out
@@ -368,12 +374,14 @@ def main():
         time.sleep(0.5)
     add_jobs(world, unit_script)
     run_id = "%d" % seed
-    workers = Workers(world, hist, seed, unit_script, run_id=run_id, kv_keys=8, fw_threads=3,
-                      rlock_threads=6)
+    workers = Workers(world, hist, seed, unit_script, run_id=run_id, kv_keys=8, fw_threads=2,
+                      fw_burst_threads=6, rlock_threads=6)
     obs = Observer(world)
     nem = Nemesis(world, hist, seed + 1, kinds)
     workers.stall = nem.stall
+    nem.before_leader_kill = workers.burst
     obs.start()
+    hist.event("workloads-start")
     workers.start()
     nem.start()
     log("running for %.1f minutes" % args.minutes)
@@ -445,8 +453,11 @@ def main():
     with open(os.path.join(world.dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1, default=str)
     bad = [r for r in results if r.violations]
+    t_start = next((x["t"] for x in recs if x.get("f") == "workloads-start"), 0)
     for r in bad:
-        print("\n%s:" % r.name)
+        ats = [v["at"] for v in r.violations if isinstance(v.get("at"), (int, float))]
+        print("\n%s:%s" % (r.name, " first violation %.1f s into the run" % (
+            (min(ats) - t_start) / 1e9) if ats else ""))
         for v in r.violations[:10]:
             print("  - %s" % json.dumps(v, default=str)[:1500])
     for c in nem.crashes:

@@ -426,6 +426,29 @@ def test_unread_unknown_write_is_pruned_and_seen_one_bounded():
     expect_ok(lin(h))
 
 
+def test_many_unknown_writes_and_a_conflict_decided():
+    # 20 writes time out early (a full disk) and nobody reads their values;
+    # 200 known writes and reads follow, then a CAS conflict names a version
+    # no known write has: one of the 20 explains it. Each can only sit
+    # right before that conflict, so the search stays small.
+    h = H()
+    for i in range(20):
+        h.w("u%d" % i, "k", "u%d" % i, 0.01 * i, 0.5, None, kind="info")
+    t, ver = 1.0, 10
+    for i in range(200):
+        ver += 2
+        h.w("c1", "k", "v%d" % i, t, t + 0.2, ver).r("c2", "k", "v%d" % i, ver, t + 0.1, t + 0.3)
+        t += 0.25
+    h.cas("c3", "k", "z", ver, t + 1, t + 2, current=ver + 1)
+    res = C.check_kv_linearizable(h.sorted(), max_steps=200_000)
+    expect_ok(res)
+    assert res.verdict == "linearizable", res.verdict
+    # and a read of the value of the write the conflict named is still impossible
+    h.r("c2", "k", "v199", ver, t + 3, t + 4)
+    res = C.check_kv_linearizable(h.sorted(), max_steps=200_000)
+    assert res.verdict == "not linearizable", res.verdict
+
+
 def test_long_sequential_history_fast():
     h = H()
     t = 0.0

@@ -100,7 +100,8 @@ class Workers:
     """Client threads driving the cluster through random servers."""
 
     def __init__(self, world, history, rng_seed, unit_script, kv_keys=4, kv_threads=3,
-                 lock_threads=3, submit_threads=1, run_id="r", fw_threads=0, rlock_threads=0):
+                 lock_threads=3, submit_threads=1, run_id="r", fw_threads=0, rlock_threads=0,
+                 fw_burst_threads=0):
         self.world = world
         self.h = history
         self.seed = rng_seed
@@ -110,6 +111,8 @@ class Workers:
         self.lock_threads = lock_threads
         self.submit_threads = submit_threads
         self.fw_threads = fw_threads
+        self.fw_burst_threads = fw_burst_threads
+        self.burst_until = 0.0     # monotonic; the burst writers write until then
         self.rlock_threads = rlock_threads
         self.run_id = run_id
         self.leader_id = None      # as the leader watcher last saw it
@@ -148,9 +151,9 @@ class Workers:
         if self.fw_threads or self.rlock_threads:
             n += 1
             self._spawn(self.leader_watch, "leaderwatch", n)
-        for i in range(self.fw_threads):
+        for i in range(self.fw_threads + self.fw_burst_threads):
             n += 1
-            self._spawn(self.fw_loop, "fw%d" % i, n)
+            self._spawn(self.fw_loop, "fw%d" % i, n, i >= self.fw_threads)
         for i in range(self.rlock_threads):
             n += 1
             half = (self.rlock_threads + 1) // 2
@@ -369,15 +372,25 @@ class Workers:
                     pass
             self._sleep(0.2)
 
-    def fw_loop(self, proc, rng):
+    def burst(self, seconds):
+        """The nemesis is about to kill the leader: every follower writer
+        writes for the next `seconds`, so more forwarded writes are in
+        flight at the kill."""
+        self.burst_until = time.monotonic() + seconds
+
+    def fw_loop(self, proc, rng, bursty=False):
         """Creates (cas 0) of keys of its own with unique values, always sent
         to a server that is not the leader, as fast as they are answered: a
         follower forwards each to the leader, so every leader kill finds
         some in flight. A definite failure must mean the key was not
         written (the runner reads each back after healing); a create
-        answered `conflict` was applied twice."""
+        answered `conflict` was applied twice. A bursty writer writes only
+        around leader kills (burst())."""
         seq = 0
         while not self.stop.is_set():
+            if bursty and time.monotonic() >= self.burst_until:
+                self._sleep(0.05)
+                continue
             lid = self.leader_id
             fols = [s for s in self.world.servers.values() if s.state == "up" and s.sid != lid]
             if lid is None or not fols:
@@ -401,7 +414,7 @@ class Workers:
                 continue
             if st == 200:
                 self.h.complete(op, proc, "fw-write", "ok", version=body["version"], **kw)
-                self._sleep(rng.uniform(0, 0.006))
+                self._sleep(rng.uniform(0.002, 0.01))
                 continue
             kind, code = classify(st, body)
             self.h.complete(op, proc, "fw-write", kind, error=code, **kw)

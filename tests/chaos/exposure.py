@@ -75,7 +75,7 @@ def main(run_dir):
             k["victim"], k["was_leader"] = int(k["value"]["node"][1:]), k["value"]["leader"]
             k["wall"] = k["value"].get("wall") or k["wall"]     # when SIGKILL went out
         else:
-            k["victim"] = int(k["value"].split(" s")[1])
+            k["victim"] = int(re.search(r"kill -9 s(\d+)", k["value"]).group(1))
             k["was_leader"] = leader_at(terms, k["victim"], k["wall"])
     pairs = checkers.pair_ops(recs)
     writes = [(i, d) for i, d in pairs if i["f"] in ("kv-write", "kv-cas", "fw-write")]

@@ -36,7 +36,7 @@ from collections import Counter, defaultdict
 from cluster import api, log
 
 ALL_KINDS = ("kill", "pause", "partition", "membership", "clock", "disk", "stall")
-WEIGHT = {"kill": 2}     # kill (three in four of the servers' the leader's) is drawn twice as often
+WEIGHT = {"kill": 3}     # kill (three in four of the servers' the leader's) is drawn three times as often
 
 
 class Nemesis:
@@ -194,7 +194,9 @@ class Nemesis:
         def heal():
             if p.state == "killed":
                 p.start()
-        return self.rng.uniform(1, 8), heal, "kill -9 %s" % p.name
+        # a killed leader comes back sooner, so the next kill comes sooner
+        dur = self.rng.uniform(1, 4) if sub == "leader" else self.rng.uniform(1, 8)
+        return dur, heal, "kill -9 %s%s" % (p.name, " (the leader)" if sub == "leader" else "")
 
     # -- stall ---------------------------------------------------------------
     def stall(self, addr, who, leader_id):

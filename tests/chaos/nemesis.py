@@ -36,7 +36,8 @@ from collections import Counter, defaultdict
 from cluster import api, log
 
 ALL_KINDS = ("kill", "pause", "partition", "membership", "clock", "disk", "stall")
-WEIGHT = {"kill": 3}     # kill (three in four of the servers' the leader's) is drawn three times as often
+# kill (three in four server kills take the leader) is drawn three times as often
+WEIGHT = {"kill": 3}
 
 
 class Nemesis:
@@ -178,13 +179,16 @@ class Nemesis:
         p = self.rng.choice(cands)
         sub = p.kind
         if not agent and self.rng.random() < 0.75:
-            # the leader: writes forwarded by the followers are in flight
+            # the leader: writes forwarded by the followers are in flight.
+            # No leader right now (an election after the last kill): no kill
+            # this time rather than a follower's
             lid = self.w.leader()
-            if lid and self.w.servers[lid].state == "up":
-                p, sub = self.w.servers[lid], "leader"
-                if self.before_leader_kill is not None:
-                    self.before_leader_kill(2.5)
-                    time.sleep(0.8)      # let the burst of forwarded writes build
+            if not lid or self.w.servers[lid].state != "up":
+                return None
+            p, sub = self.w.servers[lid], "leader"
+            if self.before_leader_kill is not None:
+                self.before_leader_kill(2.5)
+                time.sleep(0.8)      # let the burst of forwarded writes build
         self.kills[self.node_name(p)].append(time.time())
         p.kill9()
         self.h.event("kill-sent", value={"node": p.name, "leader": sub == "leader",

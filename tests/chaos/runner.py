@@ -254,7 +254,7 @@ def resolve_unknown_submits(world, workers, history_recs):
     return len(unknown), ids
 
 
-def read_back_failed_writes(world, recs, limit=20000):
+def read_back_failed_writes(world, recs):
     """Every follower-sent write answered with a definite failure, read
     back (linearizable GET through the leader) after healing: {op: {status,
     value}}. Such a key must not exist."""
@@ -262,7 +262,7 @@ def read_back_failed_writes(world, recs, limit=20000):
     failed = [(i, d) for i, d in checkers.pair_ops(recs)
               if i["f"] == "fw-write" and d and d["type"] == "fail"]
     lid = world.wait_leader(60)
-    for inv, _ in failed[:limit]:
+    for inv, _ in failed:
         try:
             st, body = api(world.servers[lid].api, "GET", "/v1/kv/" + inv["key"], timeout=5)
             if st >= 500:
@@ -435,8 +435,9 @@ def main():
             pass
     st, body = leader_call(world, "GET", "/v1/nodes")
     caps = {n["id"]: n["cap"] for n in body["nodes"]}
-    final = dict(readback=readback, tasks=tasks, caps=caps, job_runs=dict(obs.runs), job_units=job_units,
-                 digests=obs.samples, converged=converged and members_ok, last=last)
+    final = dict(readback=readback, tasks=tasks, caps=caps, job_runs=dict(obs.runs),
+                 job_units=job_units, digests=obs.samples, converged=converged and members_ok,
+                 last=last)
     log("checking %d history records and %d unit log lines" % (len(recs), len(units)))
     results = checkers.run_all(recs, units, final, kills=dict(nem.kills),
                                max_steps=args.max_steps, exclusive_jobs=list(JOBS),

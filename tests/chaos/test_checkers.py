@@ -1,6 +1,9 @@
 """The checkers can fail: hand-made histories with a lost write, an
-overlap, a repeated token, a double fire, a cap exceeded, diverged digests
-and a non-linearizable read are each reported, and valid histories pass.
+overlap, a repeated token, a double fire, a cap exceeded, diverged digests,
+a non-linearizable read, an undecided key, a failed write that took effect,
+a hold lost within its lease, a hold or place in a queue nobody asked for
+and a waiter overtaken in the queue are each reported, and valid histories
+pass.
 
 /usr/bin/python3 tests/chaos/test_checkers.py  (prints 'N passed, N failed')
 """

@@ -231,7 +231,7 @@ def lock_holds(history):
     rel = {}
     for inv, done in pair_ops(history):
         if inv["f"] == "lock-release":
-            rel[(inv["lock"], inv["session"], inv["token"])] = inv
+            rel.setdefault((inv["lock"], inv["session"], inv["token"]), inv)   # the first
     for k, (inv, done) in acq.items():
         r = rel.get(k)
         end = INF
@@ -256,8 +256,147 @@ def check_lock_holders(history):
         n, t, which = _max_overlap([dict(h) for h in hs if not h["empty"]])
         if n > limit:
             r.bad("lock %s had %d holders at once (limit %d) at t=%.3fs" % (lock, n, limit, t / 1e9),
-                  holders=which)
+                  holders=which, at=t)
         r.note("lock %s: %d grants" % (lock, len(hs)))
+    return r
+
+
+def _attempts_text(done):
+    return ", ".join("%s %s" % (a.get("node"), a.get("result")) for a in (done or {}).get(
+        "attempts", []))
+
+
+def check_lock_hold_lost(history):
+    """A hold the client could prove is never taken away: a release that
+    names the hold's token, sent while the client's lease was provable,
+    must not be answered "you do not hold it" (404 not_found, 409
+    conflict) at its first attempt. (A later attempt may be: an earlier one
+    with an unknown outcome may have released it.) Sessions cannot expire
+    within the provable lease, and nothing else releases a hold."""
+    r = Result("lock-hold-lost")
+    n = 0
+    for inv, done in pair_ops(history):
+        if inv["f"] != "lock-release" or not done or "first_definite" not in done:
+            continue
+        n += 1
+        if done["type"] == "fail" and done.get("error") in ("not_found", "conflict") \
+                and done["first_definite"] and inv["t"] < inv.get("lease_end", INF):
+            r.bad("lock %s: session %s's hold (token %s) was gone when it released it at t=%.3fs, "
+                  "within the lease it could prove (until t=%.3fs): answered %s (%s)" % (
+                      inv["lock"], inv["session"], inv.get("token"), inv["t"] / 1e9,
+                      inv["lease_end"] / 1e9, done.get("error"), _attempts_text(done)),
+                  op=inv["op"], process=inv["process"], invoke=inv, done=done, at=inv["t"])
+    r.note("%d releases that name their token" % n)
+    return r
+
+
+def check_lock_unasked(history):
+    """No hold or place in a queue that its client did not ask for: a lock
+    client that believes it neither holds nor waits and has no request in
+    flight reads its session (GET /v1/sessions/ID, linearizable); any lock
+    listed there was granted or queued by a request the client had
+    abandoned (or by nobody)."""
+    r = Result("lock-unasked")
+    n = 0
+    recent = defaultdict(list)     # session -> its lock ops that had an unknown attempt
+    for inv, done in pair_ops(history):
+        if inv["f"] in ("lock-acquire", "lock-release") and done and any(
+                not str(a.get("result", "")).isdigit() for a in done.get("attempts", [])):
+            recent[inv["session"]].append((inv, done))
+        if inv["f"] != "lock-check" or not done or done["type"] != "ok":
+            continue
+        n += 1
+        locks = done.get("value") or []
+        if locks:
+            ev = [dict(op=i["op"], f=i["f"], t=i["t"] / 1e9, result=d["type"],
+                       error=d.get("error"), attempts=d.get("attempts"))
+                  for i, d in recent[inv["session"]][-3:]]
+            r.bad("session %s of %s holds or waits for %s at t=%.3fs although its client "
+                  "neither holds nor waits nor has a request in flight (its abandoned or "
+                  "retried requests: %s)" % (
+                      inv["session"], inv["process"],
+                      ", ".join("%s (%s)" % (x.get("key"), x.get("state")) for x in locks),
+                      done["t"] / 1e9, ev or "none"),
+                  op=inv["op"], process=inv["process"], locks=locks, requests=ev, at=done["t"])
+    r.note("%d session checks" % n)
+    return r
+
+
+def check_lock_fifo(history):
+    """Waiters are granted in FIFO order. Tokens come from one counter in
+    grant order, so when X was definitely queued (a 202 answer at time q)
+    before Y's acquire was invoked, and X was then granted without leaving
+    the queue or losing its provable lease in between, X's token is smaller
+    than Y's."""
+    r = Result("lock-fifo")
+    grants = defaultdict(list)
+    for inv, done in pair_ops(history):
+        if inv["f"] == "lock-acquire" and done and done["type"] == "ok":
+            grants[inv["lock"]].append((inv, done))
+    n = 0
+    for lock, gs in sorted(grants.items()):
+        gs.sort(key=lambda g: g[0]["t"])
+        invokes = [g[0]["t"] for g in gs]
+        for xi, xd in gs:
+            q = xd.get("queued")
+            if q is None or xd.get("lease_lost"):
+                continue
+            n += 1
+            for yi, yd in gs[bisect.bisect_right(invokes, q):]:
+                if yi["session"] != xi["session"] and yd["token"] < xd["token"]:
+                    r.bad("lock %s: session %s was queued at t=%.3fs, before session %s asked "
+                          "(t=%.3fs), yet got token %d after its token %d" % (
+                              lock, xi["session"], q / 1e9, yi["session"], yi["t"] / 1e9,
+                              xd["token"], yd["token"]),
+                          waiter=xi["op"], later=yi["op"], waiter_done=xd, later_done=yd,
+                          at=max(xd["t"], yd["t"]))
+    r.note("%d grants after a definite place in the queue" % n)
+    return r
+
+
+def check_failed_writes(history, readback=None):
+    """A write answered with a definite failure did not happen: a kv write
+    whose value a read returned, or a follower-sent write (a create of a
+    key of its own) whose key exists when read back after healing, is a
+    violation. readback: {op: {"status", "value"}} for the failed
+    follower-sent writes."""
+    r = Result("failed-writes")
+    readback = readback or {}
+    pairs = pair_ops(history)
+    read_vals = {}
+    for inv, done in pairs:
+        if inv["f"] == "kv-read" and done and done["type"] == "ok" and done.get("value"):
+            read_vals.setdefault((inv["key"], done["value"]["value"]), (inv, done))
+    failed = unread = 0
+    for inv, done in pairs:
+        if inv["f"] in ("kv-write", "kv-cas") and done and done["type"] == "fail":
+            seen = read_vals.get((inv["key"], inv["value"]))
+            if seen:
+                r.bad("%s of %s=%s answered %s (via %s, t=%.3fs) took effect: op %s read it "
+                      "(version %s) at t=%.3fs" % (
+                          inv["f"], inv["key"], inv["value"], done.get("error"), inv.get("node"),
+                          done["t"] / 1e9, seen[0]["op"], seen[1]["value"]["version"],
+                          seen[1]["t"] / 1e9), op=inv["op"], invoke=inv, done=done,
+                      at=seen[1]["t"])
+        if inv["f"] != "fw-write" or not done or done["type"] != "fail":
+            continue
+        failed += 1
+        rb = readback.get(inv["op"]) or readback.get(str(inv["op"]))
+        if rb is None:
+            unread += 1
+            continue
+        if rb.get("status") == 200:
+            v = rb.get("value") or {}
+            r.bad("write of %s (a key of its own) through follower %s answered %s at t=%.3fs "
+                  "took effect: read back after healing as %r (version %s)%s" % (
+                      inv["key"], inv.get("node"), done.get("error"), done["t"] / 1e9,
+                      v.get("value"), v.get("version"),
+                      "; a create answered conflict was applied twice" if
+                      done.get("error") == "conflict" else ""),
+                  op=inv["op"], invoke=inv, done=done, at=done["t"])
+    r.note("%d follower writes failed definitely, %d read back" % (failed, failed - unread))
+    if unread:
+        r.bad("%d definitely failed follower writes could not be read back" % unread)
     return r
 
 
@@ -364,10 +503,11 @@ def check_digests(samples, converged=True, last=None):
 # ---------------------------------------------------------------- linearizability
 
 class KVOp:
-    __slots__ = ("kind", "call", "ret", "value", "version", "cas", "current", "rec")
+    __slots__ = ("kind", "call", "ret", "value", "version", "cas", "current", "rec", "optional",
+                 "mystery")
 
     def __init__(self, kind, call, ret, value=None, version=None, cas=None, current=None,
-                 rec=None):
+                 rec=None, optional=False, mystery=False):
         self.kind = kind        # write, cas, cas-fail, read
         self.call = call
         self.ret = ret
@@ -376,20 +516,31 @@ class KVOp:
         self.cas = cas
         self.current = current
         self.rec = rec
+        # An optional op (a write whose outcome is unknown) takes effect
+        # between call and ret, or never.
+        self.optional = optional or ret == INF
+        # a CAS (or CAS conflict) naming a version no known write has: only
+        # a write of unknown outcome and version can explain it
+        self.mystery = mystery
 
     def __repr__(self):
         end = "inf" if self.ret == INF else "%.3f" % (self.ret / 1e9)
-        return "%s(value=%r version=%r cas=%r cur=%r) [%.3f, %s] op %s" % (
+        return "%s(value=%r version=%r cas=%r cur=%r) [%.3f, %s]%s op %s" % (
             self.kind, self.value, self.version, self.cas, self.current, self.call / 1e9, end,
-            self.rec.get("op") if self.rec else "?")
+            " optional" if self.optional else "", self.rec.get("op") if self.rec else "?")
 
 
 def kv_step(state, op):
     """The register model of a key: state None (absent) or (value, version,
     floor). Versions are the cluster's kv revisions: they increase in apply
-    order. A write whose outcome was unknown and whose value nobody read has
-    version None (some revision above floor, the highest known before it);
-    a failed CAS can reveal it as its `current`."""
+    order. A write whose outcome was unknown and whose value nobody read
+    leaves the state ("?", None, floor): some version above floor, the
+    highest known before it, that no known write has; only a CAS or a CAS
+    conflict naming such a version (op.mystery) can follow it. (Nothing else
+    could tell it happened: a read would need its value, which nobody read,
+    and a write after it is the same as the write without it; so the
+    search never places it anywhere else, and never with a value, which
+    keeps such writes interchangeable in the memo.)"""
     sv = state[1] if state else 0
     floor = state[2] if state else 0
     if op.kind == "read":
@@ -397,23 +548,26 @@ def kv_step(state, op):
             return state is None, state
         return state is not None and state[:2] == (op.value, op.version), state
     if op.kind == "write":
-        if op.version is None:
-            return True, (op.value, None, floor)
-        return op.version > floor and (sv is None or op.version > sv), \
-            (op.value, op.version, op.version)
-    if op.kind == "cas":
-        # an unknown version may be the one a CAS conflict told the client
-        if (sv is None and not op.cas > floor) or (sv is not None and sv != op.cas):
+        if state is not None and sv is None:
             return False, state
         if op.version is None:
-            return True, (op.value, None, floor)
+            return True, ("?", None, floor)
+        return op.version > floor and op.version > sv, (op.value, op.version, op.version)
+    if op.kind == "cas":
+        if sv is None:
+            if not (op.mystery and op.cas > floor):
+                return False, state
+        elif sv != op.cas:
+            return False, state
+        if op.version is None:
+            return True, ("?", None, floor)
         return op.version > floor, (op.value, op.version, op.version)
     if op.kind == "cas-fail":
         if sv == op.cas:
             return False, state
         if op.current is None or op.current == sv:
             return True, state
-        if sv is None and op.current > floor:
+        if sv is None and op.mystery and op.current > floor:
             return True, (state[0], op.current, op.current)   # the conflict pins it
         return False, state
     raise ValueError(op.kind)
@@ -421,27 +575,51 @@ def kv_step(state, op):
 
 def kv_ops_by_key(history, window_ns=60 * 10**9):
     """The history as KVOps per key. Failed writes did not happen and are
-    dropped; reads whose outcome is unknown tell nothing and are dropped. A
-    write with an unknown outcome may take effect any time after its invoke,
-    or never: it is kept when a read saw its value (whose version the read
-    tells), or, with an unknown version, when a failed CAS on the key up to
-    window_ns later reported a current version no known write has (that
-    write may be the one)."""
-    seen = {}
+    dropped; reads whose outcome is unknown tell nothing and are dropped.
+
+    A write with an unknown outcome may take effect any time after its
+    invoke, or never. Values are unique, so:
+    - when a read returned its value, it did take effect, with the version
+      that read saw, and before the first such read returned: it becomes an
+      ordinary write that returns then;
+    - when no read returned its value, it can only matter to a CAS that names
+      a version no known write has (a failed CAS's `current`, up to window_ns
+      later): it is kept as an optional op (it happens before that CAS's
+      answer, or never) with an unknown version; otherwise it is pruned
+      (taking effect or not changes nothing any read or CAS could tell).
+    """
+    seen = {}        # (key, value) -> version a read saw
+    first_read = {}  # (key, value) -> earliest return of a read that saw it
     known = set()
     pairs = [(i, d) for i, d in pair_ops(history) if i["f"] in ("kv-read", "kv-write", "kv-cas")]
     for inv, done in pairs:
         if inv["f"] == "kv-read" and done and done["type"] == "ok" and done.get("value"):
-            seen[(inv["key"], done["value"]["value"])] = done["value"]["version"]
+            kv = (inv["key"], done["value"]["value"])
+            seen[kv] = done["value"]["version"]
+            first_read[kv] = min(first_read.get(kv, INF), done["t"])
             known.add(done["value"]["version"])
         elif done and done["type"] == "ok" and inv["f"] != "kv-read":
             known.add(done["version"])
-    mystery = defaultdict(list)   # key -> return times of CAS failures naming unknown versions
+    # the return of each known version's write (ok, or unknown but read)
+    known_ret = defaultdict(dict)    # key -> version -> return time
+    for inv, done in pairs:
+        if inv["f"] in ("kv-write", "kv-cas") and done and done["type"] == "ok":
+            known_ret[inv["key"]][done["version"]] = done["t"]
+        elif inv["f"] in ("kv-write", "kv-cas") and (inv["key"], inv["value"]) in seen:
+            kv = (inv["key"], inv["value"])
+            known_ret[inv["key"]].setdefault(seen[kv], first_read[kv])
+    # key -> [(return time, latest time a write explaining it can take effect)]
+    # for CAS failures naming a version no known write has. Versions grow in
+    # apply order, so the write with that version was applied before the
+    # known write with the next version above it.
+    mystery = defaultdict(list)
     for inv, done in pairs:
         if inv["f"] == "kv-cas" and done and done["type"] == "fail" \
                 and done.get("error") == "conflict" and done.get("current") is not None \
                 and done["current"] not in known:
-            mystery[inv["key"]].append(done["t"])
+            kr = known_ret[inv["key"]]
+            above = [kr[v] for v in kr if v > done["current"]]
+            mystery[inv["key"]].append((done["t"], min([done["t"]] + above)))
     for k in mystery:
         mystery[k].sort()
     out = defaultdict(list)
@@ -457,40 +635,73 @@ def kv_ops_by_key(history, window_ns=60 * 10**9):
                                  v["version"] if v else None, rec=inv))
         else:
             cas = inv.get("cas") if inv["f"] == "kv-cas" else None
+            f = "write" if cas is None else "cas"
+            mys = bool(cas) and cas not in known
             if kind == "ok":
-                out[key].append(KVOp("write" if cas is None else "cas", inv["t"], ret,
-                                     inv["value"], done["version"], cas=cas, rec=inv))
+                out[key].append(KVOp(f, inv["t"], ret, inv["value"], done["version"], cas=cas,
+                                     rec=inv, mystery=mys))
             elif kind == "fail":
                 if cas is not None and done.get("error") == "conflict":
-                    out[key].append(KVOp("cas-fail", inv["t"], ret, cas=cas,
-                                         current=done.get("current"), rec=inv))
+                    cur = done.get("current")
+                    out[key].append(KVOp("cas-fail", inv["t"], ret, cas=cas, current=cur, rec=inv,
+                                         mystery=cur is not None and cur not in known))
+            elif (key, inv["value"]) in seen:
+                # a read returned the value: it happened, before that read's answer
+                kv = (key, inv["value"])
+                out[key].append(KVOp(f, inv["t"], max(inv["t"], first_read[kv]), inv["value"],
+                                     seen[kv], cas=cas, rec=inv, mystery=mys))
             else:
-                v = seen.get((key, inv["value"]))
-                ms = mystery.get(key, [])
-                i = bisect.bisect_left(ms, inv["t"])
-                if v is None and not (i < len(ms) and ms[i] - inv["t"] <= window_ns):
-                    continue
-                out[key].append(KVOp("write" if cas is None else "cas", inv["t"], INF,
-                                     inv["value"], v, cas=cas, rec=inv))
+                bounds = [b for t, b in mystery.get(key, [])
+                          if inv["t"] <= t <= inv["t"] + window_ns and b > inv["t"]]
+                if not bounds:
+                    continue     # pruned: nothing could tell whether it happened
+                out[key].append(KVOp(f, inv["t"], max(bounds), inv["value"], None, cas=cas,
+                                     rec=inv, optional=True, mystery=mys))
     return out
 
 
-def wgl_check(ops, step, init=None, max_steps=2_000_000):
-    """Wing & Gong's search with Lowe's memoisation (as Porcupine does it).
+def split_quiescent(ops):
+    """The ops in segments at quiescent points: every op of a segment is
+    invoked after every op of the previous segments returned. Any
+    linearization is a concatenation of linearizations of the segments, so
+    each segment can be searched on its own, from the states the previous
+    one can end in."""
+    ops = sorted(ops, key=lambda o: (o.call, o.ret))
+    segs, cur, last_ret = [], [], -INF
+    for op in ops:
+        if cur and op.call > last_ret:
+            segs.append(cur)
+            cur = []
+        cur.append(op)
+        last_ret = max(last_ret, op.ret)
+    if cur:
+        segs.append(cur)
+    return segs
 
-    The history is a list of call and return entries sorted by time (a call
+
+class Undecided(Exception):
+    pass
+
+
+def wgl_search(ops, step, init, finals, budget, all_finals=True):
+    """Wing & Gong's search with Lowe's memoisation (as Porcupine does it),
+    over one segment, from state `init`.
+
+    The segment is a list of call and return entries sorted by time (a call
     sorts before a return at the same instant, so such ops count as
     concurrent). Walking from the head, a call whose op the model accepts in
     the current state is linearized: its call and return are lifted out of
     the list, and (linearized set, state) is remembered so no configuration
-    is explored twice. Reaching a return means its op could not be placed
-    before everything after it: undo the last choice. An op with an unknown
-    outcome returns at infinity; once only those remain, they are taken to
-    have never happened. Returns (verdict, info): verdict True, False, or
-    None when max_steps was exceeded."""
+    is explored twice. Reaching the return of an op that is not linearized:
+    an optional op is dropped there (it never happened; the search also
+    tries it earlier), any other means undo the last choice. When the list
+    is empty the state is a possible end state: it is added to `finals`,
+    and the search goes on for the others (all_finals) or stops.
+
+    budget: {"steps": left, "cache": max entries, "deepest": (depth, op,
+    state)}; raises Undecided when either runs out. Returns whether any
+    linearization was found."""
     n = len(ops)
-    if n == 0:
-        return True, {}
     ents = []   # (time, is_return, op index)
     for i, op in enumerate(ops):
         ents.append((op.call, 0, i))
@@ -502,9 +713,12 @@ def wgl_check(ops, step, init=None, max_steps=2_000_000):
     nxt[m - 1] = -1
     prv = [m] + list(range(0, m - 1)) + [-1]
     ret_pos = [0] * n
+    call_pos = [0] * n
     for q, (_, is_ret, i) in enumerate(ents):
         if is_ret:
             ret_pos[i] = q
+        else:
+            call_pos[i] = q
 
     def unlink(p):
         a, b = prv[p], nxt[p]
@@ -518,68 +732,159 @@ def wgl_check(ops, step, init=None, max_steps=2_000_000):
         if b != -1:
             prv[b] = p
 
+    def _mystery_next(i):
+        """Whether an op naming an unknown version (op.mystery) could be
+        linearized right after op i: its call comes before the first
+        return still in the list. After a write of unknown version only
+        such an op can follow (kv_step), so placing it anywhere else is a
+        dead end the search need not walk into."""
+        q = nxt[m]
+        while q != -1:
+            _, r, j = ents[q]
+            if r and j != i:
+                return False
+            if not r and j != i and ops[j].mystery:
+                return True
+            q = nxt[q]
+        return False
+
     cache = set()
-    stack = []
+    stack = []       # (forced, call position, op index, state before)
     lin = 0
     state = init
-    p = nxt[m]
-    steps = 0
-    best = (0, None, None)
     depth = 0
-    while nxt[m] != -1:
-        steps += 1
-        if steps > max_steps:
-            return None, {"steps": steps, "deepest": best}
-        t, is_ret, i = ents[p]
-        if not is_ret:
-            ok, new = step(state, ops[i])
-            if ok:
+    found = False
+    p = nxt[m]
+    max_cache = budget["cache"]
+    while True:
+        if nxt[m] == -1:
+            finals.add(state)
+            found = True
+            if not all_finals:
+                return True
+            p = None
+        else:
+            budget["steps"] -= 1
+            if budget["steps"] < 0:
+                raise Undecided("steps")
+            _, is_ret, i = ents[p]
+            if not is_ret:
+                ok, new = step(state, ops[i])
+                if ok and ops[i].optional and ops[i].version is None and not _mystery_next(i):
+                    ok = False
+                if ok:
+                    nl = lin | (1 << i)
+                    key = (nl, new)
+                    if key not in cache:
+                        if len(cache) >= max_cache:
+                            raise Undecided("memory")
+                        cache.add(key)
+                        stack.append((False, p, i, state))
+                        state, lin = new, nl
+                        unlink(p)
+                        unlink(ret_pos[i])
+                        depth += 1
+                        p = nxt[m]
+                        continue
+                p = nxt[p]
+                continue
+            if ops[i].optional:
                 nl = lin | (1 << i)
-                key = (nl, new)
+                key = (nl, state)
                 if key not in cache:
+                    if len(cache) >= max_cache:
+                        raise Undecided("memory")
                     cache.add(key)
-                    stack.append((p, i, state))
-                    state, lin = new, nl
-                    unlink(p)
+                    stack.append((True, call_pos[i], i, state))
+                    lin = nl
+                    unlink(call_pos[i])
                     unlink(ret_pos[i])
                     depth += 1
                     p = nxt[m]
                     continue
-            p = nxt[p]
-        else:
-            if ops[i].ret == INF:
-                return True, {"steps": steps}
-            if depth >= best[0]:
-                best = (depth, ops[i], state)
+            elif depth >= budget["deepest"][0]:
+                budget["deepest"] = (depth, ops[i], state)
+            p = None
+        # undo the last choice; a forced one (a drop) has no alternative
+        while p is None:
             if not stack:
-                return False, {"steps": steps, "deepest": best}
-            p, i, state = stack.pop()
+                return found
+            forced, pc, i, state = stack.pop()
             lin &= ~(1 << i)
             relink(ret_pos[i])
-            relink(p)
+            relink(pc)
             depth -= 1
-            p = nxt[p]
-    return True, {"steps": steps}
+            if not forced:
+                p = nxt[pc]
 
 
-def check_kv_linearizable(history, max_steps=2_000_000):
+def wgl_check(ops, step, init=None, max_steps=2_000_000, max_cache=1_000_000):
+    """Whether ops have a linearization under step, searched segment by
+    segment (split_quiescent) from the set of states the previous segments
+    can end in. Returns (verdict, info): verdict True, False, or None when
+    the step or memory bound was hit (info["why"], info["segment"])."""
+    if not ops:
+        return True, {"steps": 0, "segments": 0}
+    segs = split_quiescent(ops)
+    states = {init}
+    budget = {"steps": max_steps, "cache": max_cache, "deepest": (0, None, None)}
+    biggest = 0
+    done = 0
+    for k, seg in enumerate(segs):
+        biggest = max(biggest, len(seg))
+        finals = set()
+        last = k == len(segs) - 1
+        try:
+            for s0 in states:
+                if wgl_search(seg, step, s0, finals, budget, all_finals=not last) and last:
+                    break
+        except Undecided as e:
+            return None, {"steps": max_steps - budget["steps"], "why": str(e),
+                          "segment": (k, len(seg), seg[0].call, max(o.ret for o in seg)),
+                          "segments": len(segs), "decided_ops": done}
+        if not finals:
+            depth, op, st = budget["deepest"]
+            return False, {"steps": max_steps - budget["steps"], "deepest": (done + depth, op, st),
+                           "segment": (k, len(seg), seg[0].call, max(o.ret for o in seg)),
+                           "segments": len(segs)}
+        done += len(seg)
+        states = finals
+        budget["deepest"] = (0, None, None)
+    return True, {"steps": max_steps - budget["steps"], "segments": len(segs), "biggest": biggest}
+
+
+def check_kv_linearizable(history, max_steps=2_000_000, max_cache=1_000_000):
     """Each key's operations (a key is an independent register, so the
-    history is checked per key) have a linearization under kv_step."""
+    history is checked per key) have a linearization under kv_step. A key
+    the search cannot decide within its bounds is a failure of the run too:
+    a checker that gives up proves nothing."""
     r = Result("kv-linearizable")
     unknown = []
     total = 0
+    steps = 0
+    segs = 0
     for key, ops in sorted(kv_ops_by_key(history).items()):
         total += len(ops)
-        ok, info = wgl_check(ops, kv_step, None, max_steps)
+        ok, info = wgl_check(ops, kv_step, None, max_steps, max_cache)
+        steps += info.get("steps", 0)
+        segs += info.get("segments", 0)
         if ok is None:
             unknown.append(key)
-            r.note("key %s: search bound (%d steps) hit: unknown" % (key, max_steps))
+            k, n, t0, t1 = info["segment"]
+            r.bad("key %s could not be decided: the %s bound (%d steps, %d states) was hit in "
+                  "segment %d of %d (%d ops concurrent between t=%.3fs and t=%.3fs); an "
+                  "undecided key fails the run" % (
+                      key, info["why"], max_steps, max_cache, k + 1, info["segments"], n,
+                      t0 / 1e9, (t1 if t1 != INF else t0) / 1e9),
+                  key=key, undecided=True)
         elif not ok:
             depth, op, state = info["deepest"]
             r.bad("key %s is not linearizable: after %d ops, no order places %r (state %r)" % (
                 key, depth, op, state), key=key, op=repr(op), state=repr(state))
-    r.verdict = "not linearizable" if r.violations else ("unknown" if unknown else "linearizable")
-    r.note("%d kv ops checked: %s" % (total, r.verdict))
+    r.verdict = "undecided" if unknown else (
+        "not linearizable" if r.violations else "linearizable")
+    r.note("%d kv ops checked in %d segments (%d search steps): %s" % (total, segs, steps,
+                                                                       r.verdict))
     return r
 
 
@@ -604,7 +909,7 @@ def check_crashes(crashes):
 
 
 def run_all(history, units, final, kills=None, max_steps=2_000_000, exclusive_jobs=(),
-            crashes=()):
+            crashes=(), max_cache=1_000_000):
     """Every checker; returns a list of Results."""
     kills = kills or {}
     return [
@@ -613,9 +918,13 @@ def run_all(history, units, final, kills=None, max_steps=2_000_000, exclusive_jo
         check_caps(units, final.get("caps", {}), kills),
         check_exclusive_job(units, exclusive_jobs, final.get("job_units"), kills),
         check_lock_holders(history),
+        check_lock_hold_lost(history),
+        check_lock_unasked(history),
+        check_lock_fifo(history),
         check_tokens(history, units, final.get("job_runs")),
         check_fires(units, final.get("job_runs")),
         check_digests(final.get("digests", []), final.get("converged", True), final.get("last")),
-        check_kv_linearizable(history, max_steps),
+        check_kv_linearizable(history, max_steps, max_cache),
+        check_failed_writes(history, final.get("readback")),
         check_crashes(crashes),
     ]

@@ -70,9 +70,10 @@ class Api:
     def __init__(self):
         self.token = None
 
-    def __call__(self, addr, method, path, body=None, timeout=5.0, token=True):
-        """One request. Returns (status, parsed JSON or None). Raises OSError
-        (including socket.timeout) when no answer was read."""
+    def __call__(self, addr, method, path, body=None, timeout=5.0, token=True, headers=None):
+        """One request (headers: extra ones, such as X-Flotilla-Request).
+        Returns (status, parsed JSON or None). Raises OSError (including
+        socket.timeout) when no answer was read."""
         host, port = addr.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
         try:
@@ -80,6 +81,7 @@ class Api:
             h = {"Content-Type": "application/json"} if data is not None else {}
             if token and self.token:
                 h["X-Flotilla-Token"] = self.token
+            h.update(headers or {})
             conn.request(method, path, body=data, headers=h)
             resp = conn.getresponse()
             payload = resp.read()
@@ -470,6 +472,7 @@ class Proc:
         pids = children_of(self.proc.pid)
         if self.world.net.netns:
             pids += netns_pids(PREFIX + self.name)
+        self.killed_at = time.time()
         try:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()

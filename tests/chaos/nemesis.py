@@ -16,6 +16,12 @@ Kinds (each can be enabled with --nemesis):
               the servers' signed calls accept 5 min of skew)
   disk        the filesystem of one server's data directory filled to the last
               MiB for 5-15 s
+  stall       SIGSTOP of a follower at the moment a retrying lock client sends
+              it a request (the request waits in its socket), SIGCONT 2.5-6 s
+              later, after the client retried elsewhere: the follower then
+              reads and forwards the old copy. Driven by the clients (stall()),
+              at most one at a time, one every 3-7 s at most; not counted
+              against the two faults of the other kinds
 
 At most two faults are active at once, one of each kind. A supervisor notes
 every process that exits on its own (a crash) and restarts it. Every fault
@@ -29,7 +35,9 @@ from collections import Counter, defaultdict
 
 from cluster import api, log
 
-ALL_KINDS = ("kill", "pause", "partition", "membership", "clock", "disk")
+ALL_KINDS = ("kill", "pause", "partition", "membership", "clock", "disk", "stall")
+# kill (three in four server kills take the leader) is drawn three times as often
+WEIGHT = {"kill": 3}
 
 
 class Nemesis:
@@ -52,6 +60,10 @@ class Nemesis:
         self.disk_freed_at = 0.0
         self.removed = None
         self.pending = []                # background actions (membership)
+        self.stall_rng = random.Random(seed + 2)
+        self.before_leader_kill = None   # fn(seconds): the follower writers' burst
+        self.stalled = None              # (proc, end monotonic, desc)
+        self.next_stall = time.monotonic() + 3
 
     # -- loop ----------------------------------------------------------------
     def start(self):
@@ -66,9 +78,12 @@ class Nemesis:
                 for kind, (end, heal, desc) in list(self.active.items()):
                     if now >= end:
                         self._heal(kind)
+                if self.stalled and now >= self.stalled[1]:
+                    self._unstall()
                 self._supervise()
                 if self.kinds and now >= next_at and len(self.active) < self.max_active:
-                    free = [k for k in self.kinds if k not in self.active]
+                    free = [k for k in self.kinds if k not in self.active and k != "stall"]
+                    free = [k for k in free for _ in range(WEIGHT.get(k, 1))]
                     if free:
                         self._inject(self.rng.choice(free))
                     next_at = now + self.rng.uniform(*self.interval)
@@ -111,6 +126,8 @@ class Nemesis:
         with self.lock:
             for kind in list(self.active):
                 self._heal(kind)
+            if self.stalled:
+                self._unstall()
             self.w.net.heal()
             self._set_clock(0)
             self._disk_free()
@@ -160,14 +177,65 @@ class Nemesis:
         if not cands:
             return None
         p = self.rng.choice(cands)
+        sub = p.kind
+        if not agent and self.rng.random() < 0.75:
+            # the leader: writes forwarded by the followers are in flight.
+            # No leader right now (an election after the last kill): no kill
+            # this time rather than a follower's
+            lid = self.w.leader()
+            if not lid or self.w.servers[lid].state != "up":
+                return None
+            p, sub = self.w.servers[lid], "leader"
+            if self.before_leader_kill is not None:
+                self.before_leader_kill(2.5)
+                time.sleep(0.8)      # let the burst of forwarded writes build
         self.kills[self.node_name(p)].append(time.time())
         p.kill9()
-        self.counts["kill:" + p.kind] += 1
+        self.h.event("kill-sent", value={"node": p.name, "leader": sub == "leader",
+                                         "wall": getattr(p, "killed_at", None)})
+        self.counts["kill:" + sub] += 1
 
         def heal():
             if p.state == "killed":
                 p.start()
-        return self.rng.uniform(1, 8), heal, "kill -9 %s" % p.name
+        # a killed leader comes back sooner, so the next kill comes sooner
+        dur = self.rng.uniform(1, 4) if sub == "leader" else self.rng.uniform(1, 8)
+        return dur, heal, "kill -9 %s%s" % (p.name, " (the leader)" if sub == "leader" else "")
+
+    # -- stall ---------------------------------------------------------------
+    def stall(self, addr, who, leader_id):
+        """Called by a retrying lock client just before it sends a request
+        to addr: now and then, pause that server first (a follower, up),
+        so the request waits unread in its socket until SIGCONT."""
+        if "stall" not in self.kinds or self.stop_ev.is_set():
+            return False
+        if not self.lock.acquire(blocking=False):
+            return False      # the nemesis is busy: never hold a client up
+        try:
+            now = time.monotonic()
+            if self.stalled or now < self.next_stall or self.stall_rng.random() > 0.5:
+                return False
+            p = next((s for s in self.w.servers.values() if s.api == addr), None)
+            if p is None or p.sid == leader_id or leader_id is None or p.state != "up" \
+                    or not p.alive():
+                return False
+            p.pause()
+            dur = self.stall_rng.uniform(2.5, 6.0)
+            desc = "stall %s (a request of %s)" % (p.name, who)
+            self.stalled = (p, now + dur, desc)
+            self.counts["stall"] += 1
+        finally:
+            self.lock.release()
+        log("nemesis: %s (%.1fs)" % (desc, dur))
+        self.h.event("start-stall", value=desc, duration=dur, server=p.name, client=who)
+        return True
+
+    def _unstall(self):
+        p, _, desc = self.stalled
+        self.stalled = None
+        p.resume()
+        self.next_stall = time.monotonic() + self.stall_rng.uniform(3, 7)
+        self.h.event("stop-stall", value=desc)
 
     # -- pause ---------------------------------------------------------------
     def _start_pause(self):

@@ -254,6 +254,29 @@ def resolve_unknown_submits(world, workers, history_recs):
     return len(unknown), ids
 
 
+def read_back_failed_writes(world, recs):
+    """Every follower-sent write answered with a definite failure, read
+    back (linearizable GET through the leader) after healing: {op: {status,
+    value}}. Such a key must not exist."""
+    out = {}
+    failed = [(i, d) for i, d in checkers.pair_ops(recs)
+              if i["f"] == "fw-write" and d and d["type"] == "fail"]
+    lid = world.wait_leader(60)
+    for inv, _ in failed:
+        try:
+            st, body = api(world.servers[lid].api, "GET", "/v1/kv/" + inv["key"], timeout=5)
+            if st >= 500:
+                raise OSError(st)
+        except OSError:
+            try:
+                st, body = leader_call(world, "GET", "/v1/kv/" + inv["key"], tries=10)
+            except RuntimeError:
+                continue
+        out[inv["op"]] = dict(status=st, value=body if st == 200 else None)
+    log("%d definitely failed follower writes read back" % len(out))
+    return out
+
+
 def print_table(faults, ops, results, crashes, meta):
     w = sys.stdout.write
     w("\n==== chaos run: %s ====\n" % meta)
@@ -351,10 +374,14 @@ def main():
         time.sleep(0.5)
     add_jobs(world, unit_script)
     run_id = "%d" % seed
-    workers = Workers(world, hist, seed, unit_script, run_id=run_id, kv_keys=8)
+    workers = Workers(world, hist, seed, unit_script, run_id=run_id, kv_keys=8, fw_threads=2,
+                      fw_burst_threads=6, rlock_threads=6)
     obs = Observer(world)
     nem = Nemesis(world, hist, seed + 1, kinds)
+    workers.stall = nem.stall
+    nem.before_leader_kill = workers.burst
     obs.start()
+    hist.event("workloads-start")
     workers.start()
     nem.start()
     log("running for %.1f minutes" % args.minutes)
@@ -386,6 +413,7 @@ def main():
     recs = read_history(hist_path)
     acked = sorted({d["value"] for i, d in checkers.pair_ops(recs)
                     if i["f"] == "submit" and d and d["type"] == "ok"})
+    readback = read_back_failed_writes(world, recs)
     log("waiting for %d acknowledged tasks" % len(acked))
     tasks = finish_tasks(world, acked, timeout=180)
     # the job runs' own tasks finish too (the jobs are paused now)
@@ -407,8 +435,9 @@ def main():
             pass
     st, body = leader_call(world, "GET", "/v1/nodes")
     caps = {n["id"]: n["cap"] for n in body["nodes"]}
-    final = dict(tasks=tasks, caps=caps, job_runs=dict(obs.runs), job_units=job_units,
-                 digests=obs.samples, converged=converged and members_ok, last=last)
+    final = dict(readback=readback, tasks=tasks, caps=caps, job_runs=dict(obs.runs),
+                 job_units=job_units, digests=obs.samples, converged=converged and members_ok,
+                 last=last)
     log("checking %d history records and %d unit log lines" % (len(recs), len(units)))
     results = checkers.run_all(recs, units, final, kills=dict(nem.kills),
                                max_steps=args.max_steps, exclusive_jobs=list(JOBS),
@@ -425,8 +454,11 @@ def main():
     with open(os.path.join(world.dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1, default=str)
     bad = [r for r in results if r.violations]
+    t_start = next((x["t"] for x in recs if x.get("f") == "workloads-start"), 0)
     for r in bad:
-        print("\n%s:" % r.name)
+        ats = [v["at"] for v in r.violations if isinstance(v.get("at"), (int, float))]
+        print("\n%s:%s" % (r.name, " first violation %.1f s into the run" % (
+            (min(ats) - t_start) / 1e9) if ats else ""))
         for v in r.violations[:10]:
             print("  - %s" % json.dumps(v, default=str)[:1500])
     for c in nem.crashes:

@@ -306,6 +306,10 @@ def arm(c, env):
     lid = c.leader()
     s = c.servers[lid]
     s.stop()
+    if env:
+        ARMED.add(lid)
+    else:
+        ARMED.discard(lid)
     saved = {k: os.environ.get(k) for k in ("FLOTILLA_CRASHPOINT", "FLOTILLA_DROPPOINT")}
     os.environ.pop("FLOTILLA_CRASHPOINT", None)
     os.environ.pop("FLOTILLA_DROPPOINT", None)
@@ -331,12 +335,19 @@ def arm(c, env):
     return s
 
 
+ARMED = set()
+
+
 def revive(c):
-    """Start again, without fault points, any server the crash point killed."""
+    """Start again, without fault points, any server the crash point killed
+    and any still armed."""
     for s in c.servers.values():
+        if s.alive() and s.id in ARMED:
+            s.stop()
         if not s.alive():
             s.start()
             s.wait_up()
+    ARMED.clear()
     c.leader(timeout=30)
     c.wait_converged()
 
@@ -354,49 +365,55 @@ def two_forwarded_writes(c, make, second_headers):
 
 def test_leader_killed_after_reading_a_forwarded_write(c):
     arm(c, {"FLOTILLA_CRASHPOINT": "forward-received:2"})
-    leader, _ = leader_and_followers(c)
-    sid = session(leader.api)
-    h = ident(sid)
+    try:
+        leader, _ = leader_and_followers(c)
+        sid = session(leader.api)
+        h = ident(sid)
 
-    def put(addr, headers):
-        return request(addr, "PUT", "/v1/kv/crash/recv", {"value": "v"}, headers=headers,
-                       timeout=30)
-    leader, f, (st, body, _) = two_forwarded_writes(c, put, h)
-    check(not leader.alive(), "the leader died at the crash point")
-    check(st == 503 and code(body) == "outcome_unknown",
-          "the follower says the outcome is unknown, not %s %r" % (st, body))
-    revive(c)
-    lead = c.servers[c.leader()]
-    check(kv(lead.api, "crash/recv") is None, "read, never proposed: not applied")
-    # The retry with the same identity applies it, once.
-    st, body, _ = request(f.api, "PUT", "/v1/kv/crash/recv", {"value": "v"}, headers=h)
-    check(st == 200, "the retry: %s %r" % (st, body))
-    st, again, _ = request(lead.api, "PUT", "/v1/kv/crash/recv", {"value": "v"}, headers=h)
-    check(st == 200 and again == body, "a second retry gets the same answer: %r" % again)
-    check(kv(lead.api, "crash/recv")["version"] == body["version"], "applied once: %r" % body)
+        def put(addr, headers):
+            return request(addr, "PUT", "/v1/kv/crash/recv", {"value": "v"}, headers=headers,
+                           timeout=30)
+        leader, f, (st, body, _) = two_forwarded_writes(c, put, h)
+        check(not leader.alive(), "the leader died at the crash point")
+        check(st == 503 and code(body) == "outcome_unknown",
+              "the follower says the outcome is unknown, not %s %r" % (st, body))
+        revive(c)
+        lead = c.servers[c.leader()]
+        check(kv(lead.api, "crash/recv") is None, "read, never proposed: not applied")
+        # The retry with the same identity applies it, once.
+        st, body, _ = request(f.api, "PUT", "/v1/kv/crash/recv", {"value": "v"}, headers=h)
+        check(st == 200, "the retry: %s %r" % (st, body))
+        st, again, _ = request(lead.api, "PUT", "/v1/kv/crash/recv", {"value": "v"}, headers=h)
+        check(st == 200 and again == body, "a second retry gets the same answer: %r" % again)
+        check(kv(lead.api, "crash/recv")["version"] == body["version"], "applied once: %r" % body)
+    finally:
+        revive(c)
 
 
 def test_leader_killed_after_applying_a_forwarded_write(c):
     arm(c, {"FLOTILLA_CRASHPOINT": "forward-applied:2"})
-    leader, _ = leader_and_followers(c)
-    sid = session(leader.api)
-    h = ident(sid)
+    try:
+        leader, _ = leader_and_followers(c)
+        sid = session(leader.api)
+        h = ident(sid)
 
-    def put(addr, headers):
-        return request(addr, "PUT", "/v1/kv/crash/applied", {"value": "second"}, headers=headers,
-                       timeout=30)
-    leader, f, (st, body, _) = two_forwarded_writes(c, put, h)
-    check(not leader.alive(), "the leader died at the crash point")
-    check(st == 503 and code(body) == "outcome_unknown",
-          "the follower says the outcome is unknown, not %s %r" % (st, body))
-    revive(c)
-    lead = c.servers[c.leader()]
-    applied = kv(lead.api, "crash/applied")
-    check(applied["value"] == "second", "the write was applied before the crash")
-    st, body, _ = request(f.api, "PUT", "/v1/kv/crash/applied", {"value": "second"}, headers=h)
-    check(st == 200 and body["version"] == applied["version"],
-          "the retry gets the first attempt's answer: %s %r vs %r" % (st, body, applied))
-    check(kv(lead.api, "crash/applied")["version"] == applied["version"], "applied once")
+        def put(addr, headers):
+            return request(addr, "PUT", "/v1/kv/crash/applied", {"value": "second"}, headers=headers,
+                           timeout=30)
+        leader, f, (st, body, _) = two_forwarded_writes(c, put, h)
+        check(not leader.alive(), "the leader died at the crash point")
+        check(st == 503 and code(body) == "outcome_unknown",
+              "the follower says the outcome is unknown, not %s %r" % (st, body))
+        revive(c)
+        lead = c.servers[c.leader()]
+        applied = kv(lead.api, "crash/applied")
+        check(applied["value"] == "second", "the write was applied before the crash")
+        st, body, _ = request(f.api, "PUT", "/v1/kv/crash/applied", {"value": "second"}, headers=h)
+        check(st == 200 and body["version"] == applied["version"],
+              "the retry gets the first attempt's answer: %s %r vs %r" % (st, body, applied))
+        check(kv(lead.api, "crash/applied")["version"] == applied["version"], "applied once")
+    finally:
+        revive(c)
 
 
 def sessions(addr):
@@ -411,23 +428,26 @@ def test_cli_resolves_an_unknown_outcome(c):
     leader answers from memory: exit 0, applied once, and the CLI's own
     session is gone when it exits."""
     arm(c, {"FLOTILLA_CRASHPOINT": "forward-applied:2"})
-    leader, (f, _f2) = leader_and_followers(c)
-    before = {x["id"] for x in sessions(leader.api)}
-    t0 = time.monotonic()
-    r = subprocess.run([BIN, "kv", "put", "cli/once", "v", "--addr", f.api, "--json"],
-                       capture_output=True, text=True, timeout=60)
-    took = time.monotonic() - t0
-    check(not leader.alive(), "the leader died at the crash point")
-    check(r.returncode == 0, "the CLI resolved the outcome (%.1fs): %r %r"
-          % (took, r.stdout, r.stderr))
-    answer = json.loads(r.stdout)
-    revive(c)
-    lead = c.servers[c.leader()]
-    now = kv(lead.api, "cli/once")
-    check(now["version"] == answer["version"], "applied once: %r vs %r" % (now, answer))
-    check(fsm_requests(lead)["replayed"] >= 1, "the retry was answered from memory")
-    left = [x for x in sessions(lead.api) if x["id"] not in before]
-    check(not left, "the CLI destroyed its session at exit: %r" % left)
+    try:
+        leader, (f, _f2) = leader_and_followers(c)
+        before = {x["id"] for x in sessions(leader.api)}
+        t0 = time.monotonic()
+        r = subprocess.run([BIN, "kv", "put", "cli/once", "v", "--addr", f.api, "--json"],
+                           capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - t0
+        check(not leader.alive(), "the leader died at the crash point")
+        check(r.returncode == 0, "the CLI resolved the outcome (%.1fs): %r %r"
+              % (took, r.stdout, r.stderr))
+        answer = json.loads(r.stdout)
+        revive(c)
+        lead = c.servers[c.leader()]
+        now = kv(lead.api, "cli/once")
+        check(now["version"] == answer["version"], "applied once: %r vs %r" % (now, answer))
+        check(fsm_requests(lead)["replayed"] >= 1, "the retry was answered from memory")
+        left = [x for x in sessions(lead.api) if x["id"] not in before]
+        check(not left, "the CLI destroyed its session at exit: %r" % left)
+    finally:
+        revive(c)
 
 
 def submit_named(name):
@@ -448,6 +468,13 @@ def test_leader_hangs_up_on_a_pooled_connection(c):
         ("forward-applied", "ident", 1, 200),
         ("forward-received", "ident", 1, 200),
     ]
+    try:
+        hang_up_cases(c, cases)
+    finally:
+        arm(c, {})
+
+
+def hang_up_cases(c, cases):
     for point, with_ident, want_tasks, want in cases:
         arm(c, {"FLOTILLA_DROPPOINT": point + ":2"})
         leader, _ = leader_and_followers(c)
@@ -455,17 +482,16 @@ def test_leader_hangs_up_on_a_pooled_connection(c):
         name = "drop-%s-%s" % (point, with_ident or "none")
         leader, f, (st, body, _) = two_forwarded_writes(c, submit_named(name), h)
         check(leader.alive(), "the leader stays up")
-        got = st if st == 200 else code(body)
-        check(got == want, "%s %s: answered %s %r, want %s" % (point, with_ident, st, body, want))
         c.wait_converged()
         n = len(tasks_named(leader.api, name))
         check(n == want_tasks, "%s %s: %d tasks, want %d" % (point, with_ident, n, want_tasks))
+        got = st if st == 200 else code(body)
+        check(got == want, "%s %s: answered %s %r, want %s" % (point, with_ident, st, body, want))
         if with_ident:
             st, again, _ = request(leader.api, "POST", "/v1/tasks",
                                    {"hosts": ["h1"], "noop": True, "name": name}, headers=h)
             check(st == 200 and again["id"] == body["id"], "a retry names the same task")
             check(len(tasks_named(leader.api, name)) == 1, "still one task")
-    arm(c, {})
 
 
 # ------------------------------------ writes through followers, leader killed

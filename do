@@ -7,6 +7,8 @@
 #   ./do build    install dependencies and build (into build/)
 #   ./do deps     only install the Debian packages
 #
+# Tests run as many at a time as there are cores (the chaos run alone): the
+# integration tests mostly wait on real processes, elections and timers.
 # Environment: BUILD_DIR (default build), FLOTILLA_SKIP_DEPS=1 to skip apt,
 # FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it).
 set -euo pipefail
@@ -63,7 +65,7 @@ sanitize() {
         FLOTILLA_CRON_CASES=${FLOTILLA_CRON_CASES:-600} \
         ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0" \
         UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1" \
-        ctest --output-on-failure --timeout 900 -LE chaos "$@")
+        ctest -j"$(nproc)" --output-on-failure --timeout 900 -LE chaos "$@")
     if [ -n "$(ls -A "$reports")" ]; then
         echo "sanitizer reports:" >&2
         head -c 20000 "$reports"/* >&2
@@ -84,7 +86,7 @@ dev)
 test)
     shift
     deps; configure werror; compile
-    (cd "$build" && ctest --output-on-failure --timeout 900 "$@")
+    (cd "$build" && ctest -j"$(nproc)" --output-on-failure --timeout 900 "$@")
     [ "${FLOTILLA_SKIP_SANITIZE:-0}" = 1 ] || sanitize "$@" ;;
 *)
     sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'

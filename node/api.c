@@ -342,7 +342,7 @@ static void submit_cb(void *data, int err, const struct rg_result *res)
         not_leader(s, req);
         return;
     }
-    if (forwarded(req)) {
+    if (err == FL_OK && forwarded(req)) {
         fl_crashpoint("forward-applied"); /* applied, not yet answered */
         if (fl_droppoint("forward-applied")) {
             http_drop(req); /* hang up on the follower, stay up */

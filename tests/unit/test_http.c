@@ -7,6 +7,7 @@
  * servers (a thread with canned responses) exercise the clients against
  * close-delimited, chunked and stale keep-alive responses. */
 #include <errno.h>
+#include <execinfo.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1729,9 +1730,24 @@ TEST(allocation_fault_sweep)
     stop_and_close(&loop, ctx.server);
 }
 
+/* A run that hangs (the whole file takes seconds) is reported with where it
+ * is stuck instead of silently running into ctest's timeout. */
+static void on_watchdog(int sig)
+{
+    static const char msg[] = "test_http: still running after 120 s; stuck here:\n";
+    void *frames[64];
+    int n = backtrace(frames, 64);
+    (void)sig;
+    (void)!write(2, msg, sizeof msg - 1);
+    backtrace_symbols_fd(frames, n, 2);
+    _exit(3);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, on_watchdog);
+    alarm(120);
     RUN(query_params);
     RUN(start_errors);
     RUN(get_put_with_bodies);

@@ -222,6 +222,17 @@ void http_client_close_idle(uv_loop_t *loop)
     }
 }
 
+unsigned http_client_pooled(uv_loop_t *loop)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&pool_mu);
+    for (struct cconn *c = pool; c != NULL; c = c->next) {
+        n += loop == NULL || c->loop == loop;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    return n;
+}
+
 /* ------------------------------------------------------------ finishing */
 
 static void req_maybe_free(struct creq *r)

@@ -75,4 +75,10 @@ int http_client_request_flags(uv_loop_t *loop, const char *addr, const char *met
  * connections are closed or pooled when they finish. */
 void http_client_close_idle(uv_loop_t *loop);
 
+/* The idle pooled connections of loop (of every loop when NULL). After
+ * http_client_close_idle(loop) and the loop's next iteration it is 0 for
+ * that loop; an entry left for a loop that is then closed would be taken by
+ * the next loop created at the same address. */
+unsigned http_client_pooled(uv_loop_t *loop);
+
 #endif

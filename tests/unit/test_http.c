@@ -1339,6 +1339,7 @@ static void stop_and_close(uv_loop_t *loop, struct http_server *s)
         http_server_stop(s, NULL, NULL);
     }
     uv_run(loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(http_client_pooled(NULL), 0); /* nothing left for a later loop */
     CHECK_OK(uv_loop_close(loop));
 }
 
@@ -1461,6 +1462,7 @@ TEST(async_client_errors)
     CHECK_EQ_INT(http_client_request(&loop, addr, "GET", "/", NULL, NULL, 0, 0, NULL, &a),
                  FL_EINVAL);
     uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(http_client_pooled(NULL), 0);
     CHECK_OK(uv_loop_close(&loop));
 }
 
@@ -1652,6 +1654,7 @@ TEST(async_client_resends_only_repeatable_writes)
         CHECK_EQ_INT(h.requests, cases[i].want_requests);
         http_client_close_idle(&loop);
         uv_run(&loop, UV_RUN_DEFAULT);
+        CHECK_EQ_INT(http_client_pooled(NULL), 0);
         CHECK_OK(uv_loop_close(&loop));
     }
 }

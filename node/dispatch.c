@@ -40,6 +40,11 @@ struct session {
     int closing;
     int shutting; /* closing once the queued writes are out */
     uint64_t last_seen;
+    /* Units the agent still runs that are no longer its own (reported at
+     * HELLO after they were taken back, and cancelled then): they hold real
+     * slots until their DONE arrives, so placement counts them. */
+    struct strmap stale;
+    uint32_t reported_running; /* its last HELLO or HEARTBEAT */
     struct session *prev, *next;
 };
 
@@ -205,6 +210,7 @@ static void session_closed(uv_handle_t *h)
     struct dispatch *d = ss->d;
     aproto_reader_close(&ss->rd);
     schan_destroy(ss->ch);
+    strmap_close(&ss->stale);
     if (ss->prev) {
         ss->prev->next = ss->next;
     } else {
@@ -419,9 +425,17 @@ static void fill_sched_node(struct dispatch *d, unsigned i, struct sched_node *s
     struct cnode *cn = &d->nodes[i];
     sn->id = cn->n.id;
     sn->cap = cn->n.lost ? 0 : cn->n.cap;
-    sn->running = cn->n.running + cn->inflight;
+    struct session *ss = session_of(d, cn->n.id);
+    uint32_t stale = 0;
+    if (ss != NULL) {
+        /* Units it runs that are no longer its own hold slots too (at most
+         * what it last said it runs: a DONE that never came frees them). */
+        stale = (uint32_t)strmap_size(&ss->stale);
+        stale = stale < ss->reported_running ? stale : ss->reported_running;
+    }
+    sn->running = cn->n.running + cn->inflight + stale;
     sn->draining = cn->n.drain;
-    sn->connected = session_of(d, cn->n.id) != NULL;
+    sn->connected = ss != NULL;
     sn->n_labels = cn->n.n_labels + 1;
     sn->labels = cn->label_ptrs;
 }
@@ -1027,6 +1041,10 @@ static void on_done(struct session *ss, const struct aproto_done *dn)
 
     unit_key(key, sizeof key, dn->ref.task_id, dn->ref.unit);
     fl_free(strmap_del(&d->missing, key));
+    if (strmap_del(&ss->stale, key) != NULL) {
+        d->nodes_dirty = 1; /* a slot it held is free again */
+        dispatch_kick(d);
+    }
     if (dn->n_results > 64) {
         hr = fl_malloc(sizeof *hr * dn->n_results);
         if (hr == NULL) {
@@ -1162,10 +1180,14 @@ static void reconcile(struct dispatch *d, struct store_txn *t, struct session *s
         char key[STORE_TASK_ID_MAX + 16];
         unit_key(key, sizeof key, r->task_id, r->unit);
         strmap_put(&reported, key, (void *)1, NULL);
-        if (store_unit_get(t, r->task_id, r->unit, &u) != FL_OK ||
-            u.state != STORE_UNIT_RUNNING || u.token != r->token || strcmp(u.node, ss->id) != 0 ||
-            u.cancel) {
+        int own = store_unit_get(t, r->task_id, r->unit, &u) == FL_OK &&
+                  u.state == STORE_UNIT_RUNNING && u.token == r->token &&
+                  strcmp(u.node, ss->id) == 0;
+        if (!own || u.cancel) {
             send_cancel(d, ss->id, r->task_id, r->unit, r->attempt, r->token);
+        }
+        if (!own) {
+            strmap_put(&ss->stale, key, (void *)1, NULL); /* holds a slot until its DONE */
         }
     }
     /* What we think it runs that it does not report: give it a moment (its
@@ -1378,6 +1400,7 @@ static void on_hello(struct session *ss, const struct aproto_hello *h)
     m.u.welcome.lost_after_ms = d->s->cfg.lost_after_ms;
     m.u.welcome.message = "welcome";
     send_msg(ss, &m);
+    ss->reported_running = h->n_running;
     FL_INFO("agent %s connected (cap %u, %u running)", ss->id, h->cap, h->n_running);
     d->nodes_dirty = 1;
     dispatch_kick(d);
@@ -1398,6 +1421,7 @@ static void on_message(struct session *ss, struct aproto_msg *m)
         on_hello(ss, &m->u.hello);
         break;
     case APROTO_HEARTBEAT:
+        ss->reported_running = m->u.heartbeat.running;
         break;
     case APROTO_STARTED:
         unit_key(key, sizeof key, m->u.started.ref.task_id, m->u.started.ref.unit);
@@ -1562,6 +1586,7 @@ static void accept_cb(uv_stream_t *server, int status)
         return;
     }
     ss->d = d;
+    strmap_init(&ss->stale);
     aproto_reader_init(&ss->rd, APROTO_MAX_FRAME);
     uv_tcp_init(d->loop, &ss->tcp);
     ss->tcp.data = ss;

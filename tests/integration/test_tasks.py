@@ -159,6 +159,51 @@ def test_agent_loss_requeues_and_late_results_are_stale():
         c.close()
 
 
+def test_unit_taken_back_holds_its_slot_until_it_ends():
+    """An agent silent past --lost-after loses its unit to the queue while the
+    unit goes on running (SIGSTOP of the agent only). When the agent comes
+    back it reports the unit, which is no longer its own: the leader cancels
+    it, and until it has ended it holds the agent's slot, so the retried
+    attempt (pinned to the same cap-1 agent) never runs beside it. The unit
+    ignores SIGTERM, so the old attempt runs to its end after the cancel."""
+    c = Cluster(3, ["--lost-after", "2s", "--heartbeat", "300ms", "--no-agent"],
+                "stale-slot").start()
+    logdir = os.path.join(c.dir, "unitlogs")
+    os.makedirs(logdir)
+    try:
+        a1 = Agent(c, "a1", cap=1).start()
+        wait_connected(c, ["a1"])
+        script = "trap '' TERM; " + LOG_SCRIPT % {"dir": logdir, "sleep": "8"}
+        tid = submit(c, {"hosts": ["h1"], "retries": 3, "timeout_ms": 60000,
+                         "kill_grace_ms": 20000, "constraints": ["node=a1"], "shell": script})
+        end = time.time() + 20
+        while time.time() < end and not read_runs(logdir):
+            time.sleep(0.05)
+        check(read_runs(logdir), "the first attempt started")
+        a1.proc.send_signal(signal.SIGSTOP)
+        try:
+            end = time.time() + 20
+            taken = False
+            while time.time() < end and not taken:
+                st, units, _ = request(leader_api(c), "GET", "/v1/tasks/%s/units" % tid)
+                taken = st == 200 and units["units"][0]["attempt"] >= 1 and \
+                    units["units"][0]["state"] == "queued"
+                time.sleep(0.1)
+            check(taken, "the unit was taken back while a1 was silent: %r" % units)
+        finally:
+            a1.proc.send_signal(signal.SIGCONT)
+        body = wait_task(c, tid, timeout=60)
+        check(body["state"] == "done", "the retried attempt ran: %r" % body)
+        runs = read_runs(logdir)
+        attempts = sorted(k[2] for k in runs)
+        check(len(runs) == 2 and attempts == [1, 2], "two attempts ran on a1: %r" % runs)
+        check(all("end" in r for r in runs.values()), "both ended: %r" % runs)
+        check(max_concurrency(runs, "a1") == 1,
+              "a1 (cap 1) ran its old attempt and the new one at once: %r" % runs)
+    finally:
+        c.close()
+
+
 def test_agent_kill9_and_restart():
     """kill -9 of an agent running units, restarted at once under the same name:
     it reports nothing running, so the leader takes its units back and they
@@ -526,6 +571,7 @@ def test_rollout_controls_bad_input():
 
 if __name__ == "__main__":
     run([test_thousand_hosts_caps_and_drain, test_agent_loss_requeues_and_late_results_are_stale,
+         test_unit_taken_back_holds_its_slot_until_it_ends,
          test_agent_kill9_and_restart, test_spooled_result_survives_agent_restart,
          test_leader_kill_mid_task, test_timeout_kills_the_whole_group,
          test_ansible_module_and_playbook, test_bad_input, test_cancel_dispatch_pause_and_why,

@@ -15,7 +15,7 @@
  * blobs are, the key, who it is on the blob link, the output format. */
 static const char *const owned[] = {"--from", "--key", "--name", "--events", "--json", NULL};
 
-/* A package name (rg_package_name_check): 1-64 of [A-Za-z0-9._-], not
+/* A package name (fsm_package_name_check): 1-64 of [A-Za-z0-9._-], not
  * starting with '.' or '-'. It is also one safe directory name. */
 static int package_name_ok(const char *s, size_t n)
 {

@@ -33,7 +33,7 @@ int aproto__valid_printable(const char *s, size_t n)
 }
 
 /* 1..max bytes, no '/', no spaces or control characters: the rule the store
- * applies to node names and task ids (rg_cmd_validate). */
+ * applies to node names and task ids (fsm_cmd_validate). */
 static int valid_name(const char *s, size_t n, size_t max)
 {
     if (n == 0 || n > max) {

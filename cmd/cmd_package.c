@@ -15,7 +15,7 @@
 #include "common/key.h"
 #include "deploy/acquire.h"
 #include "deploy/delta.h"
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 
 
 /* NAME@VERSION into name and version; exits 2 if malformed. */
@@ -94,8 +94,8 @@ static int pkg_push(int argc, char **argv)
     if (cli_val(&c, "name") == NULL || cli_val(&c, "version") == NULL) {
         cli_die_usage(&c, "--name and --version are required");
     }
-    if (rg_package_name_check(cli_val(&c, "name"), strlen(cli_val(&c, "name")), err) != FL_OK ||
-        rg_package_version_check(cli_val(&c, "version"), strlen(cli_val(&c, "version")), err) !=
+    if (fsm_package_name_check(cli_val(&c, "name"), strlen(cli_val(&c, "name")), err) != FL_OK ||
+        fsm_package_version_check(cli_val(&c, "version"), strlen(cli_val(&c, "version")), err) !=
             FL_OK) {
         cli_die_usage(&c, "%s", err);
     }

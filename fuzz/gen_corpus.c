@@ -7,7 +7,7 @@
 
 #include "common/alloc.h"
 #include "common/buf.h"
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 #include "store/store.h"
 
 static void write_file(const char *dir, const char *name, const void *p, size_t n)
@@ -23,17 +23,17 @@ static void write_file(const char *dir, const char *name, const void *p, size_t 
     fclose(f);
 }
 
-static void entry(const char *dir, const char *name, const struct rg_cmd *cmds, unsigned n)
+static void entry(const char *dir, const char *name, const struct fsm_cmd *cmds, unsigned n)
 {
-    struct rg_entry_writer w;
+    struct fsm_entry_writer w;
     void *buf;
     size_t len;
-    rg_writer_init(&w);
+    fsm_writer_init(&w);
     for (unsigned i = 0; i < n; i++) {
-        rg_writer_add(&w, &cmds[i]);
+        fsm_writer_add(&w, &cmds[i]);
     }
-    rg_writer_finish(&w, 1, 7, 3, 1767225600000ull, fl_malloc, &buf, &len);
-    rg_writer_close(&w);
+    fsm_writer_finish(&w, 1, 7, 3, 1767225600000ull, fl_malloc, &buf, &len);
+    fsm_writer_close(&w);
     write_file(dir, name, buf, len);
     fl_free(buf);
 }
@@ -41,7 +41,7 @@ static void entry(const char *dir, const char *name, const struct rg_cmd *cmds, 
 int main(int argc, char **argv)
 {
     char cmd_dir[4096], snap_dir[4096], tmp[] = "/tmp/flotilla-gen-XXXXXX";
-    struct rg_cmd c[4];
+    struct fsm_cmd c[4];
     static const char *labels[] = {"role=web", "dc=east"};
     struct store *st;
     struct store_txn *t;
@@ -55,7 +55,7 @@ int main(int argc, char **argv)
     snprintf(snap_dir, sizeof snap_dir, "%s/snapshot", argv[1]);
 
     memset(c, 0, sizeof c);
-    c[0].type = RG_CMD_KV_PUT;
+    c[0].type = FSM_CMD_KV_PUT;
     c[0].u.kv.key = "greeting";
     c[0].u.kv.klen = 8;
     c[0].u.kv.value = (const uint8_t *)"hello";
@@ -63,12 +63,12 @@ int main(int argc, char **argv)
     c[1] = c[0];
     c[1].u.kv.has_cas = 1;
     c[1].u.kv.cas = 12;
-    c[2].type = RG_CMD_KV_DEL;
+    c[2].type = FSM_CMD_KV_DEL;
     c[2].u.kv.key = "greeting";
     c[2].u.kv.klen = 8;
     entry(cmd_dir, "kv", c, 3);
     memset(c, 0, sizeof c);
-    c[0].type = RG_CMD_NODE_REGISTER;
+    c[0].type = FSM_CMD_NODE_REGISTER;
     c[0].u.node.id = "server-1";
     c[0].u.node.idlen = 8;
     c[0].u.node.raft_id = 1;
@@ -83,15 +83,15 @@ int main(int argc, char **argv)
     c[0].u.node.labels[1] = labels[1];
     c[0].u.node.label_lens[1] = 7;
     c[0].u.node.cap = 4;
-    c[1].type = RG_CMD_NODE_CAP;
+    c[1].type = FSM_CMD_NODE_CAP;
     c[1].u.node.id = "server-1";
     c[1].u.node.idlen = 8;
     c[1].u.node.cap = 0;
-    c[2].type = RG_CMD_NODE_DRAIN;
+    c[2].type = FSM_CMD_NODE_DRAIN;
     c[2].u.node.id = "server-1";
     c[2].u.node.idlen = 8;
     c[2].u.node.drain = 1;
-    c[3].type = RG_CMD_META_INIT;
+    c[3].type = FSM_CMD_META_INIT;
     c[3].u.meta.name = "cluster_id";
     c[3].u.meta.nlen = 10;
     c[3].u.meta.value = "0123456789abcdef";
@@ -100,12 +100,12 @@ int main(int argc, char **argv)
     entry(cmd_dir, "empty", c, 0);
     {
         static const char *hosts[] = {"web1", "web2", "web3"};
-        static const struct rg_host_result res[] = {
+        static const struct fsm_host_result res[] = {
             {"web1", 4, 1, 0, (const uint8_t *)"ok\n", 3},
             {"web2", 4, 2, 1, (const uint8_t *)"boom\n", 5},
         };
         memset(c, 0, sizeof c);
-        c[0].type = RG_CMD_TASK_SUBMIT;
+        c[0].type = FSM_CMD_TASK_SUBMIT;
         c[0].u.task.id = "t0123456789abcdef";
         c[0].u.task.idlen = 17;
         c[0].u.task.name = "deploy";
@@ -123,13 +123,13 @@ int main(int argc, char **argv)
         c[0].u.task.constraint_lens[0] = 8;
         c[0].u.task.spec = (const uint8_t *)"\x9a\x01\x05\x90\xa0\xa0\xa0\xa0\x00\x90\x00";
         c[0].u.task.spec_len = 11;
-        c[1].type = RG_CMD_UNIT_ASSIGN;
+        c[1].type = FSM_CMD_UNIT_ASSIGN;
         c[1].u.unit.task = "t0123456789abcdef";
         c[1].u.unit.tasklen = 17;
         c[1].u.unit.unit = 1;
         c[1].u.unit.node = "agent-1";
         c[1].u.unit.nodelen = 7;
-        c[2].type = RG_CMD_UNIT_RESULT;
+        c[2].type = FSM_CMD_UNIT_RESULT;
         c[2].u.unit.task = "t0123456789abcdef";
         c[2].u.unit.tasklen = 17;
         c[2].u.unit.attempt = 1;
@@ -138,20 +138,20 @@ int main(int argc, char **argv)
         c[2].u.unit.exit_code = -1;
         c[2].u.unit.n_results = 2;
         c[2].u.unit.result_ptrs = res;
-        c[3].type = RG_CMD_UNIT_REQUEUE;
+        c[3].type = FSM_CMD_UNIT_REQUEUE;
         c[3].u.unit.task = "t0123456789abcdef";
         c[3].u.unit.tasklen = 17;
         c[3].u.unit.token = 9;
         c[3].u.unit.status = 7;
         entry(cmd_dir, "tasks", c, 4);
         memset(c, 0, sizeof c);
-        c[0].type = RG_CMD_NODE_LOST;
+        c[0].type = FSM_CMD_NODE_LOST;
         c[0].u.node.id = "agent-1";
         c[0].u.node.idlen = 7;
-        c[1].type = RG_CMD_TASK_CANCEL;
+        c[1].type = FSM_CMD_TASK_CANCEL;
         c[1].u.task.id = "t0123456789abcdef";
         c[1].u.task.idlen = 17;
-        c[2].type = RG_CMD_DISPATCH;
+        c[2].type = FSM_CMD_DISPATCH;
         c[2].u.dispatch.paused = 1;
         entry(cmd_dir, "control", c, 3);
     }
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
          * first failed host. */
         static const char *hosts[] = {"agent-1", "agent-2", "agent-3"};
         memset(c, 0, sizeof c);
-        c[0].type = RG_CMD_TASK_SUBMIT;
+        c[0].type = FSM_CMD_TASK_SUBMIT;
         c[0].u.task.id = "d0123456789abcdef";
         c[0].u.task.idlen = 17;
         c[0].u.task.name = "rollout";
@@ -173,8 +173,8 @@ int main(int argc, char **argv)
         c[0].u.task.spec_len = 11;
         c[0].u.task.max_running = 2;
         c[0].u.task.fail_stop = 1;
-        c[0].u.task.placement = RG_PLACE_HOST;
-        c[1].type = RG_CMD_UNIT_ASSIGN;
+        c[0].u.task.placement = FSM_PLACE_HOST;
+        c[1].type = FSM_CMD_UNIT_ASSIGN;
         c[1].u.unit.task = "d0123456789abcdef";
         c[1].u.unit.tasklen = 17;
         c[1].u.unit.unit = 2;
@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     /* Commands carrying a request identity, and a release naming its
      * token (docs/API.md "Request identity"). */
     memset(c, 0, sizeof c);
-    c[0].type = RG_CMD_KV_PUT;
+    c[0].type = FSM_CMD_KV_PUT;
     c[0].u.kv.key = "greeting";
     c[0].u.kv.klen = 8;
     c[0].u.kv.value = (const uint8_t *)"hello";
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
     c[0].req.session = "0123456789abcdef0123456789abcdef";
     c[0].req.slen = 32;
     c[0].req.serial = 7;
-    c[1].type = RG_CMD_LOCK_RELEASE;
+    c[1].type = FSM_CMD_LOCK_RELEASE;
     c[1].u.lock.session = "0123456789abcdef0123456789abcdef";
     c[1].u.lock.slen = 32;
     c[1].u.lock.key = "lc/repro1";
@@ -201,7 +201,7 @@ int main(int argc, char **argv)
     c[1].u.lock.token = 41;
     c[1].req = c[0].req;
     c[1].req.serial = 8;
-    c[2].type = RG_CMD_SESSION_RENEW;
+    c[2].type = FSM_CMD_SESSION_RENEW;
     c[2].u.lock.session = "0123456789abcdef0123456789abcdef";
     c[2].u.lock.slen = 32;
     entry(cmd_dir, "request-identity", c, 3);

@@ -9,7 +9,7 @@
  * accepts) and the builders the handlers use (node__task_build,
  * node__job_build, node__acquire_parse), which validate every field and
  * build the Raft command. Invariants for an accepted body: the command
- * passes the state machine's own validation (rg_cmd_validate: the API never
+ * passes the state machine's own validation (fsm_cmd_validate: the API never
  * proposes what the FSM would refuse) and survives the log entry encoding
  * and decoding unchanged; a task's spec decodes; a job's definition decodes
  * to the same schedule and its template gives, for any run id, a task the
@@ -29,7 +29,7 @@
 #include "common/err.h"
 #include "node/node_int.h"
 #include "node/spec.h"
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 
 static const unsigned char spec_key[32] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
                                            7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
@@ -51,20 +51,20 @@ static void spec_fail(const char *what, const char *detail)
 }
 
 /* Encode c alone in an entry and decode it back into *back (valid until
- * rg_entry_close(e) and fl_free(*entry)). */
-static void spec_round_trip(const struct rg_cmd *c, struct rg_entry *e, void **entry,
-                            struct rg_cmd *back)
+ * fsm_entry_close(e) and fl_free(*entry)). */
+static void spec_round_trip(const struct fsm_cmd *c, struct fsm_entry *e, void **entry,
+                            struct fsm_cmd *back)
 {
-    struct rg_entry_writer w;
+    struct fsm_entry_writer w;
     size_t len = 0;
-    rg_writer_init(&w);
-    if (rg_writer_add(&w, c) != FL_OK ||
-        rg_writer_finish(&w, 1, 1, 1, 0, fl_malloc, entry, &len) != FL_OK) {
+    fsm_writer_init(&w);
+    if (fsm_writer_add(&w, c) != FL_OK ||
+        fsm_writer_finish(&w, 1, 1, 1, 0, fl_malloc, entry, &len) != FL_OK) {
         spec_fail("the command does not encode", NULL);
     }
-    rg_writer_close(&w);
-    if (rg_entry_open(e, *entry, len) != FL_OK || e->n_cmds != 1 ||
-        rg_entry_cmd(e, 0, back) != FL_OK || back->type != c->type) {
+    fsm_writer_close(&w);
+    if (fsm_entry_open(e, *entry, len) != FL_OK || e->n_cmds != 1 ||
+        fsm_entry_cmd(e, 0, back) != FL_OK || back->type != c->type) {
         spec_fail("the command does not survive the log entry round trip", NULL);
     }
 }
@@ -78,12 +78,12 @@ static void spec_check_job(const struct node_job_build *jb)
 {
     char err[FL_ERRMSG_SIZE] = "";
     struct store_job j;
-    struct rg_entry e;
-    struct rg_cmd back, t;
+    struct fsm_entry e;
+    struct fsm_cmd back, t;
     msgpack_unpacked u;
     void *entry = NULL;
     static const char *const run_ids[] = {"nightly-1", "x-18446744073709551615"};
-    if (rg_cmd_validate(&jb->cmd, err) != FL_OK) {
+    if (fsm_cmd_validate(&jb->cmd, err) != FL_OK) {
         spec_fail("the API built a JOB_PUT the state machine refuses", err);
     }
     spec_round_trip(&jb->cmd, &e, &entry, &back);
@@ -92,7 +92,7 @@ static void spec_check_job(const struct node_job_build *jb)
         back.u.job.manual != jb->cmd.u.job.manual) {
         spec_fail("the JOB_PUT changed in the log entry round trip", NULL);
     }
-    rg_entry_close(&e);
+    fsm_entry_close(&e);
     fl_free(entry);
     if (store_job_decode(jb->cmd.u.job.def, jb->cmd.u.job.def_len, &j) != FL_OK ||
         strcmp(j.name, jb->j.name) != 0 || j.sched != jb->j.sched ||
@@ -102,10 +102,10 @@ static void spec_check_job(const struct node_job_build *jb)
         !spec_same(j.tmpl, j.tmpl_len, jb->j.tmpl, jb->j.tmpl_len)) {
         spec_fail("the job definition does not decode to what was built", NULL);
     }
-    /* What the state machine does at a fire (rg_job.c submit_task). */
+    /* What the state machine does at a fire (fsm/job.c submit_task). */
     for (unsigned i = 0; i < 2; i++) {
-        if (rg_cmd_decode_one(j.tmpl, j.tmpl_len, &u, &t) != FL_OK ||
-            t.type != RG_CMD_TASK_SUBMIT) {
+        if (fsm_cmd_decode_one(j.tmpl, j.tmpl_len, &u, &t) != FL_OK ||
+            t.type != FSM_CMD_TASK_SUBMIT) {
             spec_fail("the job's template does not decode to a task", NULL);
         }
         t.u.task.id = run_ids[i];
@@ -114,7 +114,7 @@ static void spec_check_job(const struct node_job_build *jb)
         t.u.task.namelen = strlen(j.name);
         t.u.task.idem = "";
         t.u.task.idemlen = 0;
-        if (rg_cmd_validate(&t, err) != FL_OK) {
+        if (fsm_cmd_validate(&t, err) != FL_OK) {
             spec_fail("a run of the job is a task the state machine refuses", err);
         }
         msgpack_unpacked_destroy(&u);
@@ -135,15 +135,15 @@ static int spec_fuzz_job(json_t *body)
 static int spec_fuzz_lock(const char *path, json_t *body)
 {
     struct node_acquire a;
-    struct rg_cmd c, back;
-    struct rg_entry e;
+    struct fsm_cmd c, back;
+    struct fsm_entry e;
     void *entry = NULL;
     char err[FL_ERRMSG_SIZE] = "";
     if (!node__acquire_parse(NULL, path, body, &a)) {
         return 0;
     }
     node__acquire_cmd(&a, &c);
-    if (rg_cmd_validate(&c, err) != FL_OK) {
+    if (fsm_cmd_validate(&c, err) != FL_OK) {
         spec_fail("the API built a LOCK_ACQUIRE the state machine refuses", err);
     }
     if (a.limit < 1 || a.limit > STORE_LOCK_HOLDERS_MAX || strcmp(a.key, path) != 0) {
@@ -155,7 +155,7 @@ static int spec_fuzz_lock(const char *path, json_t *body)
         back.u.lock.limit != a.limit || back.u.lock.wait != c.u.lock.wait) {
         spec_fail("the LOCK_ACQUIRE changed in the log entry round trip", NULL);
     }
-    rg_entry_close(&e);
+    fsm_entry_close(&e);
     fl_free(entry);
     return 1;
 }
@@ -212,14 +212,14 @@ static int spec_fuzz_one(const uint8_t *data, size_t size)
     if (ok) {
         char err[FL_ERRMSG_SIZE] = "";
         struct node_spec spec;
-        struct rg_entry_writer w;
-        struct rg_entry e;
-        struct rg_cmd back;
+        struct fsm_entry_writer w;
+        struct fsm_entry e;
+        struct fsm_cmd back;
         void *entry = NULL;
         size_t len = 0;
         /* Without hosts it is a job's template: the job command carries
          * it, and TASK_SUBMIT is only built with the hosts of a run. */
-        if (b.cmd.u.task.n_hosts > 0 && rg_cmd_validate(&b.cmd, err) != FL_OK) {
+        if (b.cmd.u.task.n_hosts > 0 && fsm_cmd_validate(&b.cmd, err) != FL_OK) {
             spec_fail("the API built a command the state machine refuses", err);
         }
         if (node_spec_decode(b.cmd.u.task.spec, b.cmd.u.task.spec_len, &spec) != FL_OK) {
@@ -231,13 +231,13 @@ static int spec_fuzz_one(const uint8_t *data, size_t size)
             json_decref(body);
             return ok;
         }
-        rg_writer_init(&w);
-        if (rg_writer_add(&w, &b.cmd) != FL_OK ||
-            rg_writer_finish(&w, 1, 1, 1, 0, fl_malloc, &entry, &len) != FL_OK) {
+        fsm_writer_init(&w);
+        if (fsm_writer_add(&w, &b.cmd) != FL_OK ||
+            fsm_writer_finish(&w, 1, 1, 1, 0, fl_malloc, &entry, &len) != FL_OK) {
             spec_fail("the command does not encode", NULL);
         }
-        if (rg_entry_open(&e, entry, len) != FL_OK || e.n_cmds != 1 ||
-            rg_entry_cmd(&e, 0, &back) != FL_OK || back.type != RG_CMD_TASK_SUBMIT ||
+        if (fsm_entry_open(&e, entry, len) != FL_OK || e.n_cmds != 1 ||
+            fsm_entry_cmd(&e, 0, &back) != FL_OK || back.type != FSM_CMD_TASK_SUBMIT ||
             back.u.task.idlen != b.cmd.u.task.idlen ||
             memcmp(back.u.task.id, b.cmd.u.task.id, back.u.task.idlen) != 0 ||
             back.u.task.n_hosts != b.cmd.u.task.n_hosts ||
@@ -249,8 +249,8 @@ static int spec_fuzz_one(const uint8_t *data, size_t size)
             back.u.task.placement != b.cmd.u.task.placement) {
             spec_fail("the command does not survive the log entry round trip", NULL);
         }
-        rg_entry_close(&e);
-        rg_writer_close(&w);
+        fsm_entry_close(&e);
+        fsm_writer_close(&w);
         fl_free(entry);
     }
     node__task_build_close(&b);

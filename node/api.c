@@ -143,7 +143,7 @@ void node__respond_err(struct http_request *req, int err, const char *fmt, ...)
     http_respond_error(req, node__http_status(err), fl_errname(err), "%s", msg);
 }
 
-int node__answer_failure(struct http_request *req, int err, const struct rg_result *res, int code,
+int node__answer_failure(struct http_request *req, int err, const struct fsm_result *res, int code,
                          const char *msg)
 {
     if (err != FL_OK) {
@@ -206,7 +206,7 @@ json_t *node__body_object(struct http_request *req, const char *const *allowed)
 
 /* ---- request identity (docs/API.md "Request identity") ------------------ */
 
-int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *errmsg)
+int node__request_ident_parse(const char *value, struct fsm_cmd_req *out, char *errmsg)
 {
     const char *slash = strchr(value, '/');
     char why[FL_ERRMSG_SIZE];
@@ -216,14 +216,14 @@ int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *e
     if (slash == NULL) {
         return fl_errf(errmsg, FL_EINVAL, NODE_REQUEST_HEADER " must be SESSION/SERIAL");
     }
-    if (rg_session_id_check(value, (size_t)(slash - value), why) != FL_OK) {
+    if (fsm_session_id_check(value, (size_t)(slash - value), why) != FL_OK) {
         return fl_errf(errmsg, FL_EINVAL, NODE_REQUEST_HEADER ": %s", why);
     }
-    if (fl_num_parse(slash + 1, 1, RG_REQ_SERIAL_MAX, &serial) != FL_OK) {
+    if (fl_num_parse(slash + 1, 1, FSM_REQ_SERIAL_MAX, &serial) != FL_OK) {
         return fl_errf(errmsg, FL_EINVAL,
                        NODE_REQUEST_HEADER ": the serial must be a decimal number 1..%llu "
                        "without leading zeros",
-                       (unsigned long long)RG_REQ_SERIAL_MAX);
+                       (unsigned long long)FSM_REQ_SERIAL_MAX);
     }
     out->session = value;
     out->slen = (size_t)(slash - value);
@@ -236,7 +236,7 @@ int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *e
 static int check_ident(struct http_request *req, const struct route *route)
 {
     const char *v = http_request_header(req, NODE_REQUEST_HEADER);
-    struct rg_cmd_req id;
+    struct fsm_cmd_req id;
     char why[FL_ERRMSG_SIZE];
     if (v == NULL) {
         return 1;
@@ -315,7 +315,7 @@ static void not_leader(struct node_server *s, struct http_request *req)
 }
 
 /* A request its session's memory refused: the command was not executed. */
-static void refused(struct http_request *req, const struct rg_result *res)
+static void refused(struct http_request *req, const struct fsm_result *res)
 {
     const char *v = http_request_header(req, NODE_REQUEST_HEADER);
     if (res->err == FL_ESTALE) {
@@ -331,7 +331,7 @@ static void refused(struct http_request *req, const struct rg_result *res)
     }
 }
 
-static void submit_cb(void *data, int err, const struct rg_result *res)
+static void submit_cb(void *data, int err, const struct fsm_result *res)
 {
     struct submit *sub = data;
     struct node_server *s = sub->s;
@@ -356,13 +356,13 @@ static void submit_cb(void *data, int err, const struct rg_result *res)
     done(s, req, err, res);
 }
 
-void node__submit(struct node_server *s, struct http_request *req, const struct rg_cmd *cmd,
+void node__submit(struct node_server *s, struct http_request *req, const struct fsm_cmd *cmd,
                   node_done_fn done)
 {
     char why[FL_ERRMSG_SIZE] = "";
     const char *ident = http_request_header(req, NODE_REQUEST_HEADER);
     struct submit *sub;
-    struct rg_cmd c;
+    struct fsm_cmd c;
     int rv;
 
     if (!admit(s, req)) {

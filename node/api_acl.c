@@ -26,7 +26,7 @@
 #include "common/log.h"
 #include "common/num.h"
 #include "node/node_int.h"
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 
 #define SECRET_PREFIX "flt_"
 #define SECRET_MIN 32
@@ -344,7 +344,7 @@ int node__authorize(struct node_server *s, struct http_request *req, const struc
 /* The new token's secret rides in req->scratch until the command is applied:
  * it is never part of the command. */
 static void created_done(struct node_server *s, struct http_request *req, int err,
-                         const struct rg_result *res)
+                         const struct fsm_result *res)
 {
     (void)s;
     if (!node__answer_failure(
@@ -362,7 +362,7 @@ static void submit_token(struct node_server *s, struct http_request *req, int ty
 {
     uint8_t h[STORE_TOKEN_HASH_BYTES];
     struct fl_buf b;
-    struct rg_cmd c;
+    struct fsm_cmd c;
     fl_buf_init(&b);
     if (store_token_encode(tok, &b) != FL_OK) {
         fl_buf_close(&b);
@@ -407,7 +407,7 @@ void node__acl_bootstrap(struct node_server *s, struct http_request *req, char *
     new_accessor(tok.accessor);
     snprintf(tok.name, sizeof tok.name, "bootstrap management token");
     tok.caps = STORE_CAP_ALL;
-    submit_token(s, req, RG_CMD_ACL_BOOTSTRAP, &tok);
+    submit_token(s, req, FSM_CMD_ACL_BOOTSTRAP, &tok);
 }
 
 static int parse_policies(struct http_request *req, json_t *arr, uint32_t *caps)
@@ -513,11 +513,11 @@ void node__acl_create(struct node_server *s, struct http_request *req, char **ar
     json_decref(body);
     new_accessor(tok.accessor);
     new_secret(req->scratch, sizeof req->scratch);
-    submit_token(s, req, RG_CMD_TOKEN_CREATE, &tok);
+    submit_token(s, req, FSM_CMD_TOKEN_CREATE, &tok);
 }
 
 static void deleted_done(struct node_server *s, struct http_request *req, int err,
-                         const struct rg_result *res)
+                         const struct fsm_result *res)
 {
     (void)s;
     if (err == FL_OK && res->err == FL_ECONFLICT) {
@@ -531,13 +531,13 @@ static void deleted_done(struct node_server *s, struct http_request *req, int er
 
 void node__acl_delete(struct node_server *s, struct http_request *req, char **args)
 {
-    struct rg_cmd c;
+    struct fsm_cmd c;
     if (strlen(args[0]) >= STORE_TOKEN_ACCESSOR_MAX) {
         node__respond_err(req, FL_ENOTFOUND, "no token with that accessor");
         return;
     }
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_TOKEN_DELETE;
+    c.type = FSM_CMD_TOKEN_DELETE;
     c.u.acl.accessor = args[0];
     c.u.acl.alen = strlen(args[0]);
     node__submit(s, req, &c, deleted_done);

@@ -10,7 +10,7 @@
 #include "common/ident.h"
 #include "node/dispatch.h"
 #include "node/node_int.h"
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 
 static json_t *agentkey_json(const char *id, size_t idlen, const struct store_agentkey *k,
                              int connected)
@@ -55,7 +55,7 @@ void node__agents_list(struct node_server *s, struct http_request *req, char **a
 }
 
 static void approve_done(struct node_server *s, struct http_request *req, int err,
-                         const struct rg_result *res)
+                         const struct fsm_result *res)
 {
     if (err == FL_OK) {
         err = res->err;
@@ -73,16 +73,16 @@ static void approve_done(struct node_server *s, struct http_request *req, int er
 
 void node__agents_approve(struct node_server *s, struct http_request *req, char **args)
 {
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_AGENT_KEY_APPROVE;
+    cmd.type = FSM_CMD_AGENT_KEY_APPROVE;
     cmd.u.agentkey.agent = args[0];
     cmd.u.agentkey.alen = strlen(args[0]);
     node__submit(s, req, &cmd, approve_done);
 }
 
 static void forget_done(struct node_server *s, struct http_request *req, int err,
-                        const struct rg_result *res)
+                        const struct fsm_result *res)
 {
     (void)s;
     if (err == FL_OK) {
@@ -101,9 +101,9 @@ static void forget_done(struct node_server *s, struct http_request *req, int err
 
 void node__agents_forget(struct node_server *s, struct http_request *req, char **args)
 {
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_AGENT_KEY_FORGET;
+    cmd.type = FSM_CMD_AGENT_KEY_FORGET;
     cmd.u.agentkey.agent = args[0];
     cmd.u.agentkey.alen = strlen(args[0]);
     node__submit(s, req, &cmd, forget_done);

@@ -45,7 +45,7 @@ static json_t *members_json(struct node_server *s)
 void node__status(struct node_server *s, struct http_request *req, char **args)
 {
     struct rg_status st;
-    struct rg_fsm *f = rg_repl_fsm(s->repl);
+    struct fsm *f = rg_repl_fsm(s->repl);
     uint8_t digest[32];
     char hex[65];
     char leader_api[STORE_NODE_ADDR_MAX] = "";
@@ -53,7 +53,7 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
     json_t *o;
 
     rg_repl_status(s->repl, &st);
-    rg_fsm_flush(f);
+    fsm_flush(f);
     if (store_digest(s->store, digest, &dindex, &dterm) != FL_OK) {
         memset(digest, 0, sizeof digest);
     }
@@ -133,7 +133,7 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                                       "rejected_per_address", (json_int_t)hs.rejected_per_ip,
                                       "open_connections", (json_int_t)hs.open_conns));
         json_object_set_new(o, "limits",
-                            json_pack("{s:I, s:I}", "hosts_per_task", (json_int_t)RG_TASK_HOSTS_MAX,
+                            json_pack("{s:I, s:I}", "hosts_per_task", (json_int_t)FSM_TASK_HOSTS_MAX,
                                       "refused_hosts_per_task", (json_int_t)s->n_refused_hosts));
     }
     json_object_set_new(
@@ -262,7 +262,7 @@ void node__nodes_get(struct node_server *s, struct http_request *req, char **arg
 }
 
 static void node_done(struct node_server *s, struct http_request *req, int err,
-                      const struct rg_result *res)
+                      const struct fsm_result *res)
 {
     if (err == FL_OK) {
         err = res->err;
@@ -277,7 +277,7 @@ static void node_done(struct node_server *s, struct http_request *req, int err,
 static void node_cmd(struct node_server *s, struct http_request *req, int type, const char *id,
                      uint32_t cap, int drain)
 {
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = type;
     cmd.u.node.id = id;
@@ -302,18 +302,18 @@ void node__nodes_cap(struct node_server *s, struct http_request *req, char **arg
         node__respond_err(req, FL_EINVAL, "\"cap\" must be an integer 0..1000000");
         return;
     }
-    node_cmd(s, req, RG_CMD_NODE_CAP, args[0], (uint32_t)json_integer_value(cap), 0);
+    node_cmd(s, req, FSM_CMD_NODE_CAP, args[0], (uint32_t)json_integer_value(cap), 0);
     json_decref(body);
 }
 
 void node__nodes_drain(struct node_server *s, struct http_request *req, char **args)
 {
-    node_cmd(s, req, RG_CMD_NODE_DRAIN, args[0], 0, 1);
+    node_cmd(s, req, FSM_CMD_NODE_DRAIN, args[0], 0, 1);
 }
 
 void node__nodes_undrain(struct node_server *s, struct http_request *req, char **args)
 {
-    node_cmd(s, req, RG_CMD_NODE_DRAIN, args[0], 0, 0);
+    node_cmd(s, req, FSM_CMD_NODE_DRAIN, args[0], 0, 0);
 }
 
 /* The leader sends CANCEL for what runs on the node; the agents report the
@@ -356,7 +356,7 @@ static void member_change_done(void *data, int err)
 }
 
 static void register_done(struct node_server *s, struct http_request *req, int err,
-                          const struct rg_result *res)
+                          const struct fsm_result *res)
 {
     if (err != FL_OK) {
         node__respond_err(req, err, "%s", fl_strerror(err));
@@ -369,9 +369,9 @@ static void submit_register(struct node_server *s, struct http_request *req, con
                             uint64_t id, const char *raft_addr, const char *api_addr,
                             const char *agent_addr, const char *blob_addr, node_done_fn done)
 {
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_NODE_REGISTER;
+    cmd.type = FSM_CMD_NODE_REGISTER;
     cmd.u.node.id = name;
     cmd.u.node.idlen = strlen(name);
     cmd.u.node.raft_id = id;

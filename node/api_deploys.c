@@ -106,8 +106,8 @@ static int name_field(struct http_request *req, json_t *body, const char *name, 
         out[0] = '\0';
         return 1;
     }
-    if ((version ? rg_package_version_check(s, strlen(s), why)
-                 : rg_package_name_check(s, strlen(s), why)) != FL_OK) {
+    if ((version ? fsm_package_version_check(s, strlen(s), why)
+                 : fsm_package_name_check(s, strlen(s), why)) != FL_OK) {
         return node__field_err(req, name, why);
     }
     snprintf(out, cap, "%s", s);
@@ -119,7 +119,7 @@ static int pace_fields(struct http_request *req, json_t *body, struct rollout *r
 {
     if (!node__int_field(req, body, "max_parallel", 1, 1000000, &r->max_parallel) ||
         !node__int_field(req, body, "window", 1, 100, &r->window) ||
-        !node__int_field(req, body, "max_failures", 0, RG_TASK_HOSTS_MAX, &r->max_failures) ||
+        !node__int_field(req, body, "max_failures", 0, FSM_TASK_HOSTS_MAX, &r->max_failures) ||
         !node__int_field(req, body, "timeout_ms", 1000, 24LL * 3600 * 1000, &r->timeout_ms)) {
         return 0;
     }
@@ -227,7 +227,7 @@ static int resolve_targets(struct store_txn *t, struct rollout *r)
         }
         if (r->n_targets == cap) {
             unsigned ncap = cap ? cap * 2 : 64;
-            void *p = ncap > RG_TASK_HOSTS_MAX ? NULL
+            void *p = ncap > FSM_TASK_HOSTS_MAX ? NULL
                                                : fl_realloc(r->targets, sizeof *r->targets * ncap);
             if (p == NULL) {
                 store_cursor_close(c);
@@ -309,7 +309,7 @@ static void submit_rollout(struct node_server *s, struct http_request *req, stru
     struct argv_build a;
     struct node_spec spec;
     struct fl_buf specbuf;
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     const char **hosts = NULL;
     char id[24], name[STORE_TASK_NAME_MAX + STORE_PKG_NAME_MAX + STORE_PKG_VERSION_MAX];
     uint8_t rnd[8];
@@ -375,7 +375,7 @@ static void submit_rollout(struct node_server *s, struct http_request *req, stru
     snprintf(name, sizeof name, "%s%s@%s", DEPLOY_NAME_PREFIX, r->package, r->version);
     name[STORE_TASK_NAME_MAX - 1] = '\0'; /* a task name's limit; the spec has it whole */
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_TASK_SUBMIT;
+    cmd.type = FSM_CMD_TASK_SUBMIT;
     cmd.u.task.id = id;
     cmd.u.task.idlen = strlen(id);
     cmd.u.task.name = name;
@@ -390,7 +390,7 @@ static void submit_rollout(struct node_server *s, struct http_request *req, stru
     cmd.u.task.priority = (int32_t)r->priority;
     cmd.u.task.spec = specbuf.data;
     cmd.u.task.spec_len = specbuf.len;
-    cmd.u.task.placement = RG_PLACE_HOST;
+    cmd.u.task.placement = FSM_PLACE_HOST;
     cmd.u.task.max_running = pace(r);
     cmd.u.task.fail_stop = (uint32_t)r->max_failures + 1;
     node__submit(s, req, &cmd, node__submit_done);

@@ -78,7 +78,7 @@ static int string_field(struct http_request *req, json_t *body, const char *fiel
 }
 
 static void put_done(struct node_server *s, struct http_request *req, int err,
-                     const struct rg_result *res)
+                     const struct fsm_result *res)
 {
     (void)s;
     if (node__answer_failure(req, err, res, FL_EEXIST,
@@ -104,7 +104,7 @@ static int job_fields(struct http_request *req, json_t *body, struct store_job *
         !choice(req, body, "misfire", misfire_names, 2, STORE_MISFIRE_RUN_ONCE, &j->misfire)) {
         return 0;
     }
-    if (rg_job_name_check(j->name, strlen(j->name), why) != FL_OK) {
+    if (fsm_job_name_check(j->name, strlen(j->name), why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", why);
         return 0;
     }
@@ -176,7 +176,7 @@ const char *const *node__job_fields(void)
 
 void node__job_build_close(struct node_job_build *jb)
 {
-    rg_writer_close(&jb->w);
+    fsm_writer_close(&jb->w);
     fl_buf_close(&jb->def);
 }
 
@@ -192,7 +192,7 @@ int node__job_build(struct http_request *req, json_t *body, const unsigned char 
     memset(&b, 0, sizeof b);
     fl_buf_init(&b.specbuf);
     fl_buf_init(&jb->def);
-    rg_writer_init(&jb->w);
+    fsm_writer_init(&jb->w);
     if (!job_fields(req, body, &jb->j) || !node__task_build(req, body, 0, key, &b)) {
         jb->over_hosts = b.over_hosts;
         node__task_build_close(&b);
@@ -204,7 +204,7 @@ int node__job_build(struct http_request *req, json_t *body, const unsigned char 
         node__task_build_close(&b);
         return 0;
     }
-    if (b.cmd.u.task.n_hosts == 0 && b.cmd.u.task.placement == RG_PLACE_HOST &&
+    if (b.cmd.u.task.n_hosts == 0 && b.cmd.u.task.placement == FSM_PLACE_HOST &&
         jb->j.mode != STORE_JOB_ALL) {
         /* Mode all gives each run's task its node as the host. */
         node__respond_err(req, FL_EINVAL, "run_on host needs hosts naming the nodes (or mode all)");
@@ -216,12 +216,12 @@ int node__job_build(struct http_request *req, json_t *body, const unsigned char 
         b.cmd.u.task.host_ptrs = self;
         b.cmd.u.task.n_hosts = 1;
     }
-    if (rg_cmd_validate(&b.cmd, why) != FL_OK) {
+    if (fsm_cmd_validate(&b.cmd, why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", why);
         node__task_build_close(&b);
         return 0;
     }
-    if (rg_writer_add(&jb->w, &b.cmd) != FL_OK) {
+    if (fsm_writer_add(&jb->w, &b.cmd) != FL_OK) {
         node__respond_err(req, FL_ENOMEM, "out of memory");
         node__task_build_close(&b);
         return 0;
@@ -234,7 +234,7 @@ int node__job_build(struct http_request *req, json_t *body, const unsigned char 
         return 0;
     }
     memset(&jb->cmd, 0, sizeof jb->cmd);
-    jb->cmd.type = RG_CMD_JOB_PUT;
+    jb->cmd.type = FSM_CMD_JOB_PUT;
     jb->cmd.u.job.name = jb->j.name;
     jb->cmd.u.job.nlen = strlen(jb->j.name);
     jb->cmd.u.job.def = jb->def.data;
@@ -340,7 +340,7 @@ void node__jobs_list(struct node_server *s, struct http_request *req, char **arg
 static int name_arg(struct http_request *req, const char *name)
 {
     char why[FL_ERRMSG_SIZE];
-    if (rg_job_name_check(name, strlen(name), why) != FL_OK) {
+    if (fsm_job_name_check(name, strlen(name), why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", why);
         return 0;
     }
@@ -434,7 +434,7 @@ void node__jobs_runs(struct node_server *s, struct http_request *req, char **arg
 }
 
 static void simple_done(struct node_server *s, struct http_request *req, int err,
-                        const struct rg_result *res)
+                        const struct fsm_result *res)
 {
     (void)s;
     if (node__answer_failure(req, err, res, FL_ENOTFOUND, "no such job")) {
@@ -448,7 +448,7 @@ static void simple_done(struct node_server *s, struct http_request *req, int err
 static void job_cmd(struct node_server *s, struct http_request *req, const char *name, int type,
                     int flag)
 {
-    struct rg_cmd c;
+    struct fsm_cmd c;
     if (!name_arg(req, name)) {
         return;
     }
@@ -456,9 +456,9 @@ static void job_cmd(struct node_server *s, struct http_request *req, const char 
     c.type = type;
     c.u.job.name = name;
     c.u.job.nlen = strlen(name);
-    if (type == RG_CMD_JOB_PAUSE) {
+    if (type == FSM_CMD_JOB_PAUSE) {
         c.u.job.paused = flag;
-    } else if (type == RG_CMD_JOB_FIRE) {
+    } else if (type == FSM_CMD_JOB_FIRE) {
         c.u.job.manual = 1;
     }
     node__submit(s, req, &c, simple_done);
@@ -466,17 +466,17 @@ static void job_cmd(struct node_server *s, struct http_request *req, const char 
 
 void node__jobs_delete(struct node_server *s, struct http_request *req, char **args)
 {
-    job_cmd(s, req, args[0], RG_CMD_JOB_DEL, 0);
+    job_cmd(s, req, args[0], FSM_CMD_JOB_DEL, 0);
 }
 
 void node__jobs_pause(struct node_server *s, struct http_request *req, char **args)
 {
-    job_cmd(s, req, args[0], RG_CMD_JOB_PAUSE, 1);
+    job_cmd(s, req, args[0], FSM_CMD_JOB_PAUSE, 1);
 }
 
 void node__jobs_resume(struct node_server *s, struct http_request *req, char **args)
 {
-    job_cmd(s, req, args[0], RG_CMD_JOB_PAUSE, 0);
+    job_cmd(s, req, args[0], FSM_CMD_JOB_PAUSE, 0);
 }
 
 /* Run now: mode all gets the nodes eligible now, like a scheduled fire. */
@@ -486,7 +486,7 @@ void node__jobs_run(struct node_server *s, struct http_request *req, char **args
     const char *ptrs[256];
     struct store_txn *t;
     struct store_job j;
-    struct rg_cmd c;
+    struct fsm_cmd c;
     int rv;
     if (!name_arg(req, args[0])) {
         return;
@@ -502,7 +502,7 @@ void node__jobs_run(struct node_server *s, struct http_request *req, char **args
         return;
     }
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_JOB_FIRE;
+    c.type = FSM_CMD_JOB_FIRE;
     c.u.job.name = args[0];
     c.u.job.nlen = strlen(args[0]);
     c.u.job.manual = 1;

@@ -106,7 +106,7 @@ void node__kv_list(struct node_server *s, struct http_request *req, char **args)
 }
 
 static void kv_done(struct node_server *s, struct http_request *req, int err,
-                    const struct rg_result *res)
+                    const struct fsm_result *res)
 {
     if (err != FL_OK) {
         node__respond_err(req, err, "%s", fl_strerror(err));
@@ -133,7 +133,7 @@ void node__kv_put(struct node_server *s, struct http_request *req, char **args)
     static const char *const allowed[] = {"value", "cas", NULL};
     json_t *body = node__body_object(req, allowed);
     json_t *value, *cas;
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
 
     if (body == NULL) {
         return;
@@ -155,7 +155,7 @@ void node__kv_put(struct node_server *s, struct http_request *req, char **args)
         return;
     }
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_KV_PUT;
+    cmd.type = FSM_CMD_KV_PUT;
     cmd.u.kv.key = args[0];
     cmd.u.kv.klen = strlen(args[0]);
     cmd.u.kv.value = (const uint8_t *)json_string_value(value);
@@ -169,14 +169,14 @@ void node__kv_put(struct node_server *s, struct http_request *req, char **args)
 void node__kv_delete(struct node_server *s, struct http_request *req, char **args)
 {
     char casbuf[32];
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     int rv;
 
     if (!key_ok(req, args[0])) {
         return;
     }
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_KV_DEL;
+    cmd.type = FSM_CMD_KV_DEL;
     cmd.u.kv.key = args[0];
     cmd.u.kv.klen = strlen(args[0]);
     rv = http_query_param(req, "cas", casbuf, sizeof casbuf);

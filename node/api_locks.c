@@ -107,7 +107,7 @@ static json_t *lock_json(const char *key, size_t klen, const struct store_lock *
 /* ---- sessions ------------------------------------------------------------------ */
 
 static void created(struct node_server *s, struct http_request *req, int err,
-                    const struct rg_result *res)
+                    const struct fsm_result *res)
 {
     (void)s;
     if (err != FL_OK) {
@@ -131,7 +131,7 @@ void node__sessions_create(struct node_server *s, struct http_request *req, char
     uint64_t ttl, delay;
     const char *name = "";
     char why[FL_ERRMSG_SIZE];
-    struct rg_cmd c;
+    struct fsm_cmd c;
     uint8_t rnd[16];
     (void)args;
     if (body == NULL) {
@@ -153,14 +153,14 @@ void node__sessions_create(struct node_server *s, struct http_request *req, char
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(id, sizeof id, rnd, sizeof rnd);
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_SESSION_CREATE;
+    c.type = FSM_CMD_SESSION_CREATE;
     c.u.lock.session = id;
     c.u.lock.slen = strlen(id);
     c.u.lock.name = name;
     c.u.lock.nlen = strlen(name);
     c.u.lock.ttl_ms = ttl;
     c.u.lock.lock_delay_ms = delay;
-    if (rg_cmd_validate(&c, why) != FL_OK) {
+    if (fsm_cmd_validate(&c, why) != FL_OK) {
         json_decref(body);
         node__respond_err(req, FL_EINVAL, "%s", why);
         return;
@@ -172,7 +172,7 @@ void node__sessions_create(struct node_server *s, struct http_request *req, char
 static int session_arg(struct http_request *req, const char *id)
 {
     char why[FL_ERRMSG_SIZE];
-    if (rg_session_id_check(id, strlen(id), why) != FL_OK) {
+    if (fsm_session_id_check(id, strlen(id), why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", why);
         return 0;
     }
@@ -180,7 +180,7 @@ static int session_arg(struct http_request *req, const char *id)
 }
 
 static void session_changed(struct node_server *s, struct http_request *req, int err,
-                            const struct rg_result *res)
+                            const struct fsm_result *res)
 {
     (void)s;
     if (node__answer_failure(req, err, res, FL_ENOTFOUND,
@@ -194,7 +194,7 @@ static void session_changed(struct node_server *s, struct http_request *req, int
 
 static void session_cmd(struct node_server *s, struct http_request *req, const char *id, int type)
 {
-    struct rg_cmd c;
+    struct fsm_cmd c;
     if (!session_arg(req, id)) {
         return;
     }
@@ -207,12 +207,12 @@ static void session_cmd(struct node_server *s, struct http_request *req, const c
 
 void node__sessions_renew(struct node_server *s, struct http_request *req, char **args)
 {
-    session_cmd(s, req, args[0], RG_CMD_SESSION_RENEW);
+    session_cmd(s, req, args[0], FSM_CMD_SESSION_RENEW);
 }
 
 void node__sessions_destroy(struct node_server *s, struct http_request *req, char **args)
 {
-    session_cmd(s, req, args[0], RG_CMD_SESSION_DESTROY);
+    session_cmd(s, req, args[0], FSM_CMD_SESSION_DESTROY);
 }
 
 void node__sessions_get(struct node_server *s, struct http_request *req, char **args)
@@ -272,7 +272,7 @@ void node__sessions_list(struct node_server *s, struct http_request *req, char *
 static int lock_key(struct http_request *req, char **args, char *key, size_t cap)
 {
     char why[FL_ERRMSG_SIZE];
-    if (rg_lock_key_check(args[0], strlen(args[0]), args[1], strlen(args[1]), why) != FL_OK) {
+    if (fsm_lock_key_check(args[0], strlen(args[0]), args[1], strlen(args[1]), why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", why);
         return 0;
     }
@@ -307,7 +307,7 @@ void node__locks_get(struct node_server *s, struct http_request *req, char **arg
 
 void node__locks_list(struct node_server *s, struct http_request *req, char **args)
 {
-    char ns[RG_LOCK_NS_MAX + 2] = "";
+    char ns[FSM_LOCK_NS_MAX + 2] = "";
     struct store_txn *t;
     struct store_cursor *c;
     const void *k, *v;
@@ -366,7 +366,7 @@ int node__acquire_parse(struct http_request *req, const char *path, json_t *body
     memset(a, 0, sizeof *a);
     a->limit = 1;
     if (slash == NULL ||
-        rg_lock_key_check(path, (size_t)(slash - path), slash + 1, strlen(slash + 1), why) != FL_OK) {
+        fsm_lock_key_check(path, (size_t)(slash - path), slash + 1, strlen(slash + 1), why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", slash ? why : "a lock is named namespace/name");
         return 0;
     }
@@ -400,10 +400,10 @@ int node__acquire_parse(struct http_request *req, const char *path, json_t *body
     return 1;
 }
 
-void node__acquire_cmd(const struct node_acquire *a, struct rg_cmd *c)
+void node__acquire_cmd(const struct node_acquire *a, struct fsm_cmd *c)
 {
     memset(c, 0, sizeof *c);
-    c->type = RG_CMD_LOCK_ACQUIRE;
+    c->type = FSM_CMD_LOCK_ACQUIRE;
     c->u.lock.session = a->session;
     c->u.lock.slen = strlen(a->session);
     c->u.lock.key = a->key;
@@ -439,7 +439,7 @@ static uint64_t held_token(struct store_txn *t, const char *key, const char *ses
 }
 
 static void acquired(struct node_server *s, struct http_request *req, int err,
-                     const struct rg_result *res)
+                     const struct fsm_result *res)
 {
     struct node_acquire a;
     if (err != FL_OK) {
@@ -495,7 +495,7 @@ static void acquired(struct node_server *s, struct http_request *req, int err,
 void node__locks_acquire(struct node_server *s, struct http_request *req, char **args)
 {
     struct node_acquire a;
-    struct rg_cmd c;
+    struct fsm_cmd c;
     (void)args;
     if (!parse_acquire(req, &a)) {
         return;
@@ -505,7 +505,7 @@ void node__locks_acquire(struct node_server *s, struct http_request *req, char *
 }
 
 static void released(struct node_server *s, struct http_request *req, int err,
-                     const struct rg_result *res)
+                     const struct fsm_result *res)
 {
     (void)s;
     if (err != FL_OK) {
@@ -532,7 +532,7 @@ static void released(struct node_server *s, struct http_request *req, int err,
 void node__locks_release(struct node_server *s, struct http_request *req, char **args)
 {
     char key[STORE_LOCK_KEY_MAX], session[STORE_SESSION_ID_MAX + 1];
-    struct rg_cmd c;
+    struct fsm_cmd c;
     uint64_t token = 0; /* 0: no token named */
     int rv;
     if (!lock_key(req, args, key, sizeof key)) {
@@ -548,7 +548,7 @@ void node__locks_release(struct node_server *s, struct http_request *req, char *
         return;
     }
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_LOCK_RELEASE;
+    c.type = FSM_CMD_LOCK_RELEASE;
     c.u.lock.token = token;
     c.u.lock.session = session;
     c.u.lock.slen = strlen(session);

@@ -223,7 +223,7 @@ static json_t *package_json(struct node_server *s, const struct store_package *p
 
 /* The answer to a commit, on the leader once the PACKAGE_PUT applied. */
 static void recorded(struct node_server *s, struct http_request *req, int err,
-                     const struct rg_result *res)
+                     const struct fsm_result *res)
 {
     json_t *body = req->body_len ? json_loadb((const char *)req->body, req->body_len, 0, NULL) : NULL;
     const char *name = NULL, *version = NULL;
@@ -262,7 +262,7 @@ void node__packages_record(struct node_server *s, struct http_request *req, char
     uint8_t *rec = NULL;
     size_t len = 0;
     char why[FL_ERRMSG_SIZE];
-    struct rg_cmd c;
+    struct fsm_cmd c;
     (void)args;
     if (body == NULL) {
         return;
@@ -276,14 +276,14 @@ void node__packages_record(struct node_server *s, struct http_request *req, char
         goto out;
     }
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_PACKAGE_PUT;
+    c.type = FSM_CMD_PACKAGE_PUT;
     c.u.pkg.name = name;
     c.u.pkg.nlen = strlen(name);
     c.u.pkg.version = version;
     c.u.pkg.vlen = strlen(version);
     c.u.pkg.rec = rec;
     c.u.pkg.reclen = len;
-    if (rg_cmd_validate(&c, why) != FL_OK) {
+    if (fsm_cmd_validate(&c, why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", why);
         goto out;
     }
@@ -324,7 +324,7 @@ static void hash_done(uv_work_t *w, int status)
     struct http_request *req = c->req;
     struct store_package p;
     struct fl_buf rec;
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     struct rg_status st;
     char why[FL_ERRMSG_SIZE], hex[65], hex2[65];
     (void)status;
@@ -368,7 +368,7 @@ static void hash_done(uv_work_t *w, int status)
     rg_repl_status(s->repl, &st);
     if (st.state == RAFT_LEADER) {
         memset(&cmd, 0, sizeof cmd);
-        cmd.type = RG_CMD_PACKAGE_PUT;
+        cmd.type = FSM_CMD_PACKAGE_PUT;
         cmd.u.pkg.name = p.name;
         cmd.u.pkg.nlen = strlen(p.name);
         cmd.u.pkg.version = p.version;
@@ -432,8 +432,8 @@ void node__uploads_commit(struct node_server *s, struct http_request *req, char 
         return;
     }
     json_unpack(body, "{s?s, s?s}", "name", &name, "version", &version);
-    if (name == NULL || rg_package_name_check(name, strlen(name), why) != FL_OK ||
-        version == NULL || rg_package_version_check(version, strlen(version), why) != FL_OK) {
+    if (name == NULL || fsm_package_name_check(name, strlen(name), why) != FL_OK ||
+        version == NULL || fsm_package_version_check(version, strlen(version), why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", name && version ? why : "name and version are required");
         goto fail;
     }
@@ -614,7 +614,7 @@ void node__packages_get(struct node_server *s, struct http_request *req, char **
 }
 
 static void removed(struct node_server *s, struct http_request *req, int err,
-                    const struct rg_result *res)
+                    const struct fsm_result *res)
 {
     (void)s;
     if (node__answer_failure(req, err, res, FL_ENOTFOUND, "no such package version")) {
@@ -625,15 +625,15 @@ static void removed(struct node_server *s, struct http_request *req, int err,
 
 void node__packages_delete(struct node_server *s, struct http_request *req, char **args)
 {
-    struct rg_cmd c;
+    struct fsm_cmd c;
     char why[FL_ERRMSG_SIZE];
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_PACKAGE_RM;
+    c.type = FSM_CMD_PACKAGE_RM;
     c.u.pkg.name = args[0];
     c.u.pkg.nlen = strlen(args[0]);
     c.u.pkg.version = args[1];
     c.u.pkg.vlen = strlen(args[1]);
-    if (rg_cmd_validate(&c, why) != FL_OK) {
+    if (fsm_cmd_validate(&c, why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", why);
         return;
     }

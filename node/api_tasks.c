@@ -91,7 +91,7 @@ static int valid_host(const char *s, char *why)
 }
 
 /* With run_on host a host names the node that runs it: a node id is 1-63
- * printable characters without '/' (rg_cmd.c). */
+ * printable characters without '/' (fsm/cmd.c). */
 static int valid_node_host(const char *s, char *why)
 {
     if (valid_host(s, why) != FL_OK) {
@@ -116,7 +116,7 @@ static int valid_var(const char *s, char *why)
 }
 
 void node__submit_done(struct node_server *s, struct http_request *req, int err,
-                       const struct rg_result *res)
+                       const struct fsm_result *res)
 {
     if (err != FL_OK) {
         node__respond_err(req, err, "%s", fl_strerror(err));
@@ -206,9 +206,9 @@ const char *const node__task_fields[] = {
     "sleep_ms", "inventory_vars", "kill_grace_ms", "env", "secret_env", "max_parallel",
     "stop_after_failures", "run_on", NULL};
 
-void node__task_on_hosts(struct rg_cmd *c, uint32_t max_running, uint32_t fail_stop)
+void node__task_on_hosts(struct fsm_cmd *c, uint32_t max_running, uint32_t fail_stop)
 {
-    c->u.task.placement = RG_PLACE_HOST;
+    c->u.task.placement = FSM_PLACE_HOST;
     c->u.task.unit_size = 1;
     c->u.task.max_running = max_running;
     c->u.task.fail_stop = fail_stop;
@@ -255,8 +255,8 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     v = json_object_get(body, "hosts");
     if (need_hosts || v != NULL) {
         if (!json_is_array(v) || json_array_size(v) == 0 ||
-            json_array_size(v) > RG_TASK_HOSTS_MAX) {
-            b->over_hosts = json_is_array(v) && json_array_size(v) > RG_TASK_HOSTS_MAX;
+            json_array_size(v) > FSM_TASK_HOSTS_MAX) {
+            b->over_hosts = json_is_array(v) && json_array_size(v) > FSM_TASK_HOSTS_MAX;
             node__field_err(req, "hosts", "required: an array of 1 to 200000 host names");
             return 0;
         }
@@ -266,21 +266,21 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
             return 0;
         }
     }
-    if ((b->hosts != NULL && !str_array(req, body, "hosts", RG_TASK_HOSTS_MAX, STORE_HOST_MAX - 1,
+    if ((b->hosts != NULL && !str_array(req, body, "hosts", FSM_TASK_HOSTS_MAX, STORE_HOST_MAX - 1,
                                         b->hosts, &n_hosts,
                                         on_host ? valid_node_host : valid_host)) ||
         !str_array(req, body, "constraints", STORE_TASK_CONSTRAINTS, SCHED_TEXT_MAX,
                    b->constraints, &n_constraints, sched_constraint_valid) ||
         !str_array(req, body, "inventory_vars", NODE_SPEC_VARS_MAX, 255, spec->vars,
                    &spec->n_vars, valid_var) ||
-        !node__int_field(req, body, "unit_size", 1, RG_UNIT_SIZE_MAX, &unit_size) ||
+        !node__int_field(req, body, "unit_size", 1, FSM_UNIT_SIZE_MAX, &unit_size) ||
         !node__int_field(req, body, "timeout_ms", 0, 7 * 24 * 3600 * 1000LL, &timeout_ms) ||
         !node__int_field(req, body, "retries", 0, 100, &retries) ||
         !node__int_field(req, body, "priority", -1000000, 1000000, &priority) ||
         !node__int_field(req, body, "sleep_ms", 0, 24 * 3600 * 1000LL, &sleep_ms) ||
         !node__int_field(req, body, "kill_grace_ms", 0, 600000, &grace) ||
-        !node__int_field(req, body, "max_parallel", 1, RG_MAX_RUNNING_MAX, &max_parallel) ||
-        !node__int_field(req, body, "stop_after_failures", 0, RG_TASK_HOSTS_MAX, &stop_after)) {
+        !node__int_field(req, body, "max_parallel", 1, FSM_MAX_RUNNING_MAX, &max_parallel) ||
+        !node__int_field(req, body, "stop_after_failures", 0, FSM_TASK_HOSTS_MAX, &stop_after)) {
         return 0;
     }
     if (on_host && json_object_get(body, "unit_size") != NULL && unit_size != 1) {
@@ -383,7 +383,7 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     b->id[0] = 't';
     sodium_bin2hex(b->id + 1, sizeof b->id - 1, rnd, sizeof rnd);
     memset(&b->cmd, 0, sizeof b->cmd);
-    b->cmd.type = RG_CMD_TASK_SUBMIT;
+    b->cmd.type = FSM_CMD_TASK_SUBMIT;
     b->cmd.u.task.id = b->id;
     b->cmd.u.task.idlen = strlen(b->id);
     b->cmd.u.task.name = b->name;
@@ -459,7 +459,7 @@ json_t *node__task_json(const struct store_task *k)
                   "stale_results", (json_int_t)k->stale_results);
     json_object_set_new(o, "max_parallel", json_integer(k->max_running));
     json_object_set_new(o, "stop_after_failures", json_integer(k->fail_stop));
-    json_object_set_new(o, "run_on", json_string(k->placement == RG_PLACE_HOST ? "host" : "any"));
+    json_object_set_new(o, "run_on", json_string(k->placement == FSM_PLACE_HOST ? "host" : "any"));
     json_object_set_new(o, "stopped", json_boolean(k->stopped));
     json_object_set_new(o, "progress",
                         json_pack("{s:{s:I, s:I, s:I}, s:o}", "units", "queued",
@@ -753,7 +753,7 @@ void node__results_by_hosts(struct node_server *s, struct http_request *req, cha
 }
 
 static void plain_done(struct node_server *s, struct http_request *req, int err,
-                       const struct rg_result *res)
+                       const struct fsm_result *res)
 {
     if (err == FL_OK) {
         err = res->err;
@@ -769,9 +769,9 @@ static void plain_done(struct node_server *s, struct http_request *req, int err,
 
 void node__tasks_cancel(struct node_server *s, struct http_request *req, char **args)
 {
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_TASK_CANCEL;
+    cmd.type = FSM_CMD_TASK_CANCEL;
     cmd.u.task.id = args[0];
     cmd.u.task.idlen = strlen(args[0]);
     node__submit(s, req, &cmd, plain_done);
@@ -779,9 +779,9 @@ void node__tasks_cancel(struct node_server *s, struct http_request *req, char **
 
 static void set_dispatch(struct node_server *s, struct http_request *req, int paused)
 {
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_DISPATCH;
+    cmd.type = FSM_CMD_DISPATCH;
     cmd.u.dispatch.paused = paused;
     node__submit(s, req, &cmd, plain_done);
 }
@@ -843,7 +843,7 @@ void node__tasks_why(struct node_server *s, struct http_request *req, char **arg
         su.n_constraints = task.n_constraints;
         su.constraints = cons;
         su.not_before_ms = first < task.n_units ? u.not_before_ms : 0;
-        if (task.placement == RG_PLACE_HOST && first < task.n_units) {
+        if (task.placement == FSM_PLACE_HOST && first < task.n_units) {
             /* The unit runs on its host's node only. */
             size_t pos = 0, hl;
             const char *h;

@@ -20,7 +20,7 @@
 #include "common/strmap.h"
 #include "node/node_int.h"
 #include "node/spec.h"
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 
 #define TICK_MS          250
 #define RECONCILE_MS     3000 /* a re-attached agent has this long to report a unit */
@@ -62,7 +62,7 @@ struct task_cache {
     uint32_t timeout_ms;
     uint32_t n_units;
     uint32_t max_running; /* 0 = no limit */
-    int placement;        /* RG_PLACE_*: host pins each unit to the node its host names */
+    int placement;        /* FSM_PLACE_*: host pins each unit to the node its host names */
     char name[STORE_TASK_NAME_MAX];
     struct node_spec spec;
     int spec_ok;
@@ -466,7 +466,7 @@ struct assign_ctx {
     char node[STORE_NODE_ID_MAX];
 };
 
-/* The shard of a unit, and for a job run ("job:NAME@SCHED#I/N", rg_job.c)
+/* The shard of a unit, and for a job run ("job:NAME@SCHED#I/N", fsm/job.c)
  * the job, its schedule time and the run's shard: mode all runs one task per
  * node, so the shard is the task's place in the run. */
 static unsigned job_env(const struct task_cache *tc, uint32_t unit, char (*env)[STORE_HOST_MAX + 64])
@@ -617,7 +617,7 @@ out:
     store_abort(t);
 }
 
-static void assign_cb(void *data, int err, const struct rg_result *res)
+static void assign_cb(void *data, int err, const struct fsm_result *res)
 {
     struct assign_ctx *a = data;
     struct dispatch *d = a->d;
@@ -648,7 +648,7 @@ static void propose_assign(struct dispatch *d, const char *task, uint32_t unit, 
 {
     struct assign_ctx *a = fl_malloc(sizeof *a);
     char key[STORE_TASK_ID_MAX + 16];
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     char *node_copy;
     if (a == NULL) {
         return;
@@ -658,7 +658,7 @@ static void propose_assign(struct dispatch *d, const char *task, uint32_t unit, 
     a->unit = unit;
     memcpy(a->node, cn->n.id, sizeof a->node);
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_UNIT_ASSIGN;
+    cmd.type = FSM_CMD_UNIT_ASSIGN;
     cmd.u.unit.task = a->task;
     cmd.u.unit.tasklen = strlen(a->task);
     cmd.u.unit.unit = unit;
@@ -852,7 +852,7 @@ static void round_run(struct dispatch *d)
         /* A pinned unit in its retry backoff waits for a later round (its
          * node is the same one). */
         if (store_unit_get(t, cd->task, cd->unit, &u) != FL_OK ||
-            (tc->placement == RG_PLACE_HOST &&
+            (tc->placement == FSM_PLACE_HOST &&
              (u.not_before_ms > now || !pin_candidate(d, sn, pinned, tc, &u, cd)))) {
             continue;
         }
@@ -870,7 +870,7 @@ static void round_run(struct dispatch *d)
         su[n_cand].constraints = tc->cons_ptrs;
         su[n_cand].not_before_ms = u.not_before_ms;
         su[n_cand].avoid_node = cd->last_node[0] ? cd->last_node : NULL;
-        if (tc->placement == RG_PLACE_HOST) {
+        if (tc->placement == FSM_PLACE_HOST) {
             su[n_cand].n_constraints = tc->n_constraints + 1;
             su[n_cand].constraints = cd->cons;
             su[n_cand].avoid_node = NULL; /* its node is the only one */
@@ -956,26 +956,26 @@ void dispatch_kick(struct dispatch *d)
 
 /* Called by the FSM for every applied command (inside raft's apply: only
  * bookkeeping here, the work happens in the next round). */
-static void on_applied(void *data, const void *cmdp, const struct rg_result *res)
+static void on_applied(void *data, const void *cmdp, const struct fsm_result *res)
 {
     struct dispatch *d = data;
-    const struct rg_cmd *c = cmdp;
+    const struct fsm_cmd *c = cmdp;
     struct cnode *cn;
     switch (c->type) {
-    case RG_CMD_UNIT_ASSIGN:
+    case FSM_CMD_UNIT_ASSIGN:
         if (res->err == FL_OK && (cn = cnode_of(d, res->node)) != NULL) {
             cn->n.running++;
         }
         break;
-    case RG_CMD_UNIT_RESULT:
-    case RG_CMD_UNIT_REQUEUE:
+    case FSM_CMD_UNIT_RESULT:
+    case FSM_CMD_UNIT_REQUEUE:
         if (res->err == FL_OK && res->node[0] && (cn = cnode_of(d, res->node)) != NULL &&
             cn->n.running > 0) {
             cn->n.running--;
         }
         dispatch_kick(d);
         break;
-    case RG_CMD_TASK_CANCEL:
+    case FSM_CMD_TASK_CANCEL:
         if (res->err == FL_OK) {
             char id[STORE_TASK_ID_MAX];
             snprintf(id, sizeof id, "%.*s", (int)c->u.task.idlen, c->u.task.id);
@@ -983,16 +983,16 @@ static void on_applied(void *data, const void *cmdp, const struct rg_result *res
         }
         dispatch_kick(d);
         break;
-    case RG_CMD_NODE_REGISTER:
-    case RG_CMD_NODE_CAP:
-    case RG_CMD_NODE_DRAIN:
-    case RG_CMD_NODE_REMOVE:
-    case RG_CMD_NODE_LOST:
+    case FSM_CMD_NODE_REGISTER:
+    case FSM_CMD_NODE_CAP:
+    case FSM_CMD_NODE_DRAIN:
+    case FSM_CMD_NODE_REMOVE:
+    case FSM_CMD_NODE_LOST:
         d->nodes_dirty = 1;
         dispatch_kick(d);
         break;
-    case RG_CMD_TASK_SUBMIT:
-    case RG_CMD_DISPATCH:
+    case FSM_CMD_TASK_SUBMIT:
+    case FSM_CMD_DISPATCH:
         dispatch_kick(d);
         break;
     default:
@@ -1008,7 +1008,7 @@ struct result_ctx {
     struct aproto_unit_ref ref;
 };
 
-static void result_cb(void *data, int err, const struct rg_result *res)
+static void result_cb(void *data, int err, const struct fsm_result *res)
 {
     struct result_ctx *r = data;
     struct dispatch *d = r->d;
@@ -1033,9 +1033,9 @@ static void result_cb(void *data, int err, const struct rg_result *res)
 static void on_done(struct session *ss, const struct aproto_done *dn)
 {
     struct dispatch *d = ss->d;
-    struct rg_host_result stack[64], *hr = stack;
+    struct fsm_host_result stack[64], *hr = stack;
     struct result_ctx *r;
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     char key[STORE_TASK_ID_MAX + 16];
     char why[FL_ERRMSG_SIZE];
 
@@ -1060,7 +1060,7 @@ static void on_done(struct session *ss, const struct aproto_done *dn)
         hr[i].tail_len = dn->results[i].tail_len;
     }
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_UNIT_RESULT;
+    cmd.type = FSM_CMD_UNIT_RESULT;
     cmd.u.unit.task = dn->ref.task_id;
     cmd.u.unit.tasklen = strlen(dn->ref.task_id);
     cmd.u.unit.unit = dn->ref.unit;
@@ -1123,7 +1123,7 @@ static void on_log(struct dispatch *d, const struct aproto_log *lg)
 
 /* ---- HELLO: registration and reconcile --------------------------------------- */
 
-static void register_cb(void *data, int err, const struct rg_result *res)
+static void register_cb(void *data, int err, const struct fsm_result *res)
 {
     (void)data;
     (void)err;
@@ -1133,7 +1133,7 @@ static void register_cb(void *data, int err, const struct rg_result *res)
 static void register_node(struct dispatch *d, struct store_txn *t, const struct aproto_hello *h)
 {
     struct store_node n;
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     int have = store_node_get(t, h->agent_id, &n) == FL_OK;
     int same = have && !n.lost && n.n_labels == h->n_labels;
     for (unsigned i = 0; same && i < h->n_labels; i++) {
@@ -1143,7 +1143,7 @@ static void register_node(struct dispatch *d, struct store_txn *t, const struct 
         return;
     }
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_NODE_REGISTER;
+    cmd.type = FSM_CMD_NODE_REGISTER;
     cmd.u.node.id = h->agent_id;
     cmd.u.node.idlen = strlen(h->agent_id);
     cmd.u.node.kind = have ? n.kind : STORE_NODE_AGENT;
@@ -1265,7 +1265,7 @@ static void refuse(struct session *ss, const char *code, const char *fmt, ...)
     session_close_after_write(ss);
 }
 
-static void agentkey_cb(void *data, int err, const struct rg_result *res)
+static void agentkey_cb(void *data, int err, const struct fsm_result *res)
 {
     if (err == FL_OK && res->err == FL_ECONFLICT) {
         FL_WARN("an agent's identity key lost a race with another key for the same id; "
@@ -1276,9 +1276,9 @@ static void agentkey_cb(void *data, int err, const struct rg_result *res)
 static void propose_agentkey(struct dispatch *d, const char *agent, const unsigned char *pk,
                              int state)
 {
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = RG_CMD_AGENT_KEY_SET;
+    cmd.type = FSM_CMD_AGENT_KEY_SET;
     cmd.u.agentkey.agent = agent;
     cmd.u.agentkey.alen = strlen(agent);
     cmd.u.agentkey.pk = pk;
@@ -1611,7 +1611,7 @@ static void accept_cb(uv_stream_t *server, int status)
 
 /* ---- the tick: leadership, lost agents, reconcile -------------------------------- */
 
-static void lost_cb(void *data, int err, const struct rg_result *res)
+static void lost_cb(void *data, int err, const struct fsm_result *res)
 {
     struct dispatch *d = data;
     if (err == FL_OK && res->err == FL_OK) {
@@ -1619,7 +1619,7 @@ static void lost_cb(void *data, int err, const struct rg_result *res)
     }
 }
 
-static void requeue_cb(void *data, int err, const struct rg_result *res)
+static void requeue_cb(void *data, int err, const struct fsm_result *res)
 {
     struct dispatch *d = data;
     if (err == FL_OK && res->err == FL_OK) {
@@ -1685,9 +1685,9 @@ static void tick_cb(uv_timer_t *h)
         since = strmap_get(&d->disconnected, sn->id);
         from = since && *since > d->leader_since ? *since : d->leader_since;
         if (now - from > d->s->cfg.lost_after_ms) {
-            struct rg_cmd cmd;
+            struct fsm_cmd cmd;
             memset(&cmd, 0, sizeof cmd);
-            cmd.type = RG_CMD_NODE_LOST;
+            cmd.type = FSM_CMD_NODE_LOST;
             cmd.u.node.id = sn->id;
             cmd.u.node.idlen = strlen(sn->id);
             if (rg_repl_submit(d->s->repl, &cmd, lost_cb, d, NULL) == FL_OK) {
@@ -1701,7 +1701,7 @@ static void tick_cb(uv_timer_t *h)
         struct missing *m = v;
         const char *slash;
         char task[STORE_TASK_ID_MAX];
-        struct rg_cmd cmd;
+        struct fsm_cmd cmd;
         if (now < m->deadline) {
             continue;
         }
@@ -1710,7 +1710,7 @@ static void tick_cb(uv_timer_t *h)
             memcpy(task, k, (size_t)(slash - k));
             task[slash - k] = '\0';
             memset(&cmd, 0, sizeof cmd);
-            cmd.type = RG_CMD_UNIT_REQUEUE;
+            cmd.type = FSM_CMD_UNIT_REQUEUE;
             cmd.u.unit.task = task;
             cmd.u.unit.tasklen = strlen(task);
             cmd.u.unit.unit = (uint32_t)strtoul(slash + 1, NULL, 10);

@@ -116,7 +116,7 @@ static int jent_fill(struct jobs *js, struct jent *e, const struct store_job *j)
 {
     char err[FL_ERRMSG_SIZE];
     msgpack_unpacked u;
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     memset(e, 0, sizeof *e);
     snprintf(e->name, sizeof e->name, "%s", j->name);
     e->sched = j->sched;
@@ -129,8 +129,8 @@ static int jent_fill(struct jobs *js, struct jent *e, const struct store_job *j)
         FL_WARN("job %s: %s; not scheduled", j->name, err);
         return FL_EINVAL;
     }
-    if (rg_cmd_decode_one(j->tmpl, j->tmpl_len, &u, &cmd) == FL_OK &&
-        cmd.type == RG_CMD_TASK_SUBMIT) {
+    if (fsm_cmd_decode_one(j->tmpl, j->tmpl_len, &u, &cmd) == FL_OK &&
+        cmd.type == FSM_CMD_TASK_SUBMIT) {
         for (unsigned i = 0; i < cmd.u.task.n_constraints; i++) {
             snprintf(e->constraints[i], sizeof e->constraints[i], "%.*s",
                      (int)cmd.u.task.constraint_lens[i], cmd.u.task.constraints[i]);
@@ -326,7 +326,7 @@ static void reload_dirty(struct jobs *js)
 
 /* ---- firing ------------------------------------------------------------------------ */
 
-static void fire_cb(void *data, int err, const struct rg_result *res)
+static void fire_cb(void *data, int err, const struct fsm_result *res)
 {
     struct jobs *js = data;
     if (err != FL_OK) {
@@ -409,9 +409,9 @@ static void propose(struct jobs *js, const struct jent *e, uint64_t sched, uint3
 {
     static char ids[256][STORE_NODE_ID_MAX];
     const char *ptrs[256];
-    struct rg_cmd c;
+    struct fsm_cmd c;
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_JOB_FIRE;
+    c.type = FSM_CMD_JOB_FIRE;
     c.u.job.name = e->name;
     c.u.job.nlen = strlen(e->name);
     c.u.job.sched_ms = sched;
@@ -528,7 +528,7 @@ static void on_job(void *data, const char *name, int deleted)
 int jobs_create(struct node_server *s, struct jobs **out)
 {
     struct jobs *js = fl_calloc(1, sizeof *js);
-    struct rg_fsm *f;
+    struct fsm *f;
     if (js == NULL) {
         return FL_ENOMEM;
     }

@@ -5,7 +5,7 @@
  * scan of every job per second). Due jobs are proposed as JOB_FIRE commands;
  * every command proposed in one loop iteration goes into one Raft entry, so
  * 10,000 jobs due in the same second are a handful of entries. The apply
- * (raft/rg_job.c) refuses a schedule time at or before the job's last one,
+ * (fsm/job.c) refuses a schedule time at or before the job's last one,
  * so a fire proposed twice — by a deposed leader, or again after a leader
  * change — runs once.
  *

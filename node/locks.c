@@ -83,7 +83,7 @@ static void still_waiting(struct http_request *req, const char *session, const c
                                 "session", session));
 }
 
-static void unwait_cb(void *data, int err, const struct rg_result *res)
+static void unwait_cb(void *data, int err, const struct fsm_result *res)
 {
     struct poll *p = data;
     struct lockmgr *m = p->m;
@@ -111,7 +111,7 @@ static void unwait_cb(void *data, int err, const struct rg_result *res)
 
 static void poll_timeout(struct lockmgr *m, struct poll *p)
 {
-    struct rg_cmd c;
+    struct fsm_cmd c;
     char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
     if (!p->final) {
         still_waiting(p->req, p->session, p->key);
@@ -120,7 +120,7 @@ static void poll_timeout(struct lockmgr *m, struct poll *p)
         return;
     }
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_LOCK_UNWAIT;
+    c.type = FSM_CMD_LOCK_UNWAIT;
     c.u.lock.session = p->session;
     c.u.lock.slen = strlen(p->session);
     c.u.lock.key = p->key;
@@ -172,7 +172,7 @@ void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *sessi
 
 /* ---- events from the state machine ---------------------------------------- */
 
-static void on_grant(struct lockmgr *m, const struct rg_lock_event *ev)
+static void on_grant(struct lockmgr *m, const struct fsm_lock_event *ev)
 {
     char key[STORE_LOCK_KEY_MAX];
     char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
@@ -187,7 +187,7 @@ static void on_grant(struct lockmgr *m, const struct rg_lock_event *ev)
     }
 }
 
-static void on_session(struct lockmgr *m, const struct rg_lock_event *ev)
+static void on_session(struct lockmgr *m, const struct fsm_lock_event *ev)
 {
     struct lease *l = strmap_get(&m->leases, ev->session);
     if (l == NULL) {
@@ -205,7 +205,7 @@ static void on_session(struct lockmgr *m, const struct rg_lock_event *ev)
     l->expiring = 0;
 }
 
-static void on_delay(struct lockmgr *m, const struct rg_lock_event *ev)
+static void on_delay(struct lockmgr *m, const struct fsm_lock_event *ev)
 {
     char key[STORE_LOCK_KEY_MAX];
     uint64_t *until = fl_malloc(sizeof *until), *old = NULL;
@@ -221,20 +221,20 @@ static void on_delay(struct lockmgr *m, const struct rg_lock_event *ev)
     fl_free(old);
 }
 
-static void on_event(void *data, const struct rg_lock_event *ev)
+static void on_event(void *data, const struct fsm_lock_event *ev)
 {
     struct lockmgr *m = data;
     switch (ev->type) {
-    case RG_LEV_GRANT:
+    case FSM_LEV_GRANT:
         on_grant(m, ev);
         break;
-    case RG_LEV_SESSION:
+    case FSM_LEV_SESSION:
         on_session(m, ev);
         break;
-    case RG_LEV_SESSION_GONE:
+    case FSM_LEV_SESSION_GONE:
         fl_free(strmap_del(&m->leases, ev->session));
         break;
-    case RG_LEV_DELAY:
+    case FSM_LEV_DELAY:
         on_delay(m, ev);
         break;
     default:
@@ -244,7 +244,7 @@ static void on_event(void *data, const struct rg_lock_event *ev)
 
 /* ---- leadership ------------------------------------------------------------ */
 
-static void extend_cb(void *data, int err, const struct rg_result *res)
+static void extend_cb(void *data, int err, const struct fsm_result *res)
 {
     struct lockmgr *m = data;
     (void)res;
@@ -274,7 +274,7 @@ static void scan_delays(struct lockmgr *m)
                 continue;
             }
             if (l.n_waiters > 0 && l.n_holders < l.limit) {
-                struct rg_lock_event ev = {.type = RG_LEV_DELAY, .key = k, .klen = kl,
+                struct fsm_lock_event ev = {.type = FSM_LEV_DELAY, .key = k, .klen = kl,
                                            .until_ms = l.delay_until_ms};
                 on_delay(m, &ev);
             }
@@ -287,9 +287,9 @@ static void scan_delays(struct lockmgr *m)
 
 static void propose_extend(struct lockmgr *m, uint64_t term)
 {
-    struct rg_cmd c;
+    struct fsm_cmd c;
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_LEASE_EXTEND;
+    c.type = FSM_CMD_LEASE_EXTEND;
     m->extend_term = term;
     if (rg_repl_submit(m->s->repl, &c, extend_cb, m, NULL) != FL_OK) {
         m->extend_term = 0;
@@ -310,7 +310,7 @@ void lockmgr_on_leader(struct lockmgr *m)
 
 /* ---- the tick ------------------------------------------------------------------ */
 
-static void expire_cb(void *data, int err, const struct rg_result *res)
+static void expire_cb(void *data, int err, const struct fsm_result *res)
 {
     struct lockmgr *m = data;
     if (err == FL_OK && res->err == FL_OK) {
@@ -327,12 +327,12 @@ static void expire_due(struct lockmgr *m, uint64_t now)
     void *v;
     while (strmap_next(&m->leases, &i, &id, &v)) {
         struct lease *l = v;
-        struct rg_cmd c;
+        struct fsm_cmd c;
         if (l->expiring || now < l->deadline) {
             continue;
         }
         memset(&c, 0, sizeof c);
-        c.type = RG_CMD_SESSION_EXPIRE;
+        c.type = FSM_CMD_SESSION_EXPIRE;
         c.u.lock.session = id;
         c.u.lock.slen = strlen(id);
         c.u.lock.renewals = l->renewals;
@@ -344,7 +344,7 @@ static void expire_due(struct lockmgr *m, uint64_t now)
     }
 }
 
-static void ignore_cb(void *data, int err, const struct rg_result *res)
+static void ignore_cb(void *data, int err, const struct fsm_result *res)
 {
     (void)data, (void)err, (void)res;
 }
@@ -356,12 +356,12 @@ static void wake_due(struct lockmgr *m)
     const char *key;
     void *v;
     while (strmap_next(&m->delays, &i, &key, &v)) {
-        struct rg_cmd c;
+        struct fsm_cmd c;
         if (*(uint64_t *)v > wall) {
             continue;
         }
         memset(&c, 0, sizeof c);
-        c.type = RG_CMD_LOCK_WAKE;
+        c.type = FSM_CMD_LOCK_WAKE;
         c.u.lock.key = key;
         c.u.lock.klen = strlen(key);
         if (rg_repl_submit(m->s->repl, &c, ignore_cb, NULL, NULL) == FL_OK) {
@@ -423,7 +423,7 @@ static void tick_cb(uv_timer_t *h)
 int lockmgr_create(struct node_server *s, struct lockmgr **out)
 {
     struct lockmgr *m = fl_calloc(1, sizeof *m);
-    struct rg_fsm *f;
+    struct fsm *f;
     if (m == NULL) {
         return FL_ENOMEM;
     }

@@ -1,7 +1,7 @@
 /* node/locks — the leader's side of sessions and locks (docs/LOCKS.md).
  *
  * The replicated part (sessions, holders, FIFO waiters, tokens) is applied
- * in raft/rg_lock.c. This module does what needs a clock or a connection:
+ * in fsm/lock.c. This module does what needs a clock or a connection:
  *
  *   - lease deadlines on the loop's monotonic clock, rebuilt from the store
  *     and a committed LEASE_EXTEND whenever this server becomes leader, so a

@@ -38,7 +38,7 @@ struct node_server {
     uint64_t disk_free;          /* bytes free on the data directory's file system */
     uint64_t disk_checked_ms;    /* loop time of that reading */
     uint64_t n_refused_full;     /* writes refused by admission control */
-    uint64_t n_refused_hosts;    /* tasks and jobs refused for more than RG_TASK_HOSTS_MAX hosts */
+    uint64_t n_refused_hosts;    /* tasks and jobs refused for more than FSM_TASK_HOSTS_MAX hosts */
     uint64_t n_forwarded;
     uint64_t n_forward_errors;
     uint64_t n_denied_401;       /* requests without a valid token */
@@ -90,7 +90,7 @@ struct route {
 /* Parse "SESSION/SERIAL" (a session id; a decimal serial 1..INT64_MAX
  * without leading zeros) into out, whose session points into value.
  * FL_EINVAL with the reason in errmsg. */
-int node__request_ident_parse(const char *value, struct rg_cmd_req *out, char *errmsg);
+int node__request_ident_parse(const char *value, struct fsm_cmd_req *out, char *errmsg);
 
 extern const struct route node_routes[];
 extern const unsigned node_n_routes;
@@ -140,13 +140,13 @@ int node__is_stale(const struct http_request *req);
 /* The usual failures of a submitted command, answered: a submit error (err),
  * then res->err == code with msg, then any other res->err. Returns 1 if it
  * answered, 0 if the command succeeded and the caller answers. */
-int node__answer_failure(struct http_request *req, int err, const struct rg_result *res, int code,
+int node__answer_failure(struct http_request *req, int err, const struct fsm_result *res, int code,
                          const char *msg);
 /* Submit a command; `done` gets the result. Handles not-leader by forwarding
  * when the request was not forwarded already. */
 typedef void (*node_done_fn)(struct node_server *s, struct http_request *req, int err,
-                             const struct rg_result *res);
-void node__submit(struct node_server *s, struct http_request *req, const struct rg_cmd *cmd,
+                             const struct fsm_result *res);
+void node__submit(struct node_server *s, struct http_request *req, const struct fsm_cmd *cmd,
                   node_done_fn done);
 
 /* api_num.c: numbers a client sends, in the only spelling accepted
@@ -229,7 +229,7 @@ int node__node_matches(const struct store_node *n, const struct sched_unit *u);
 
 /* A TASK_SUBMIT's answer: {"id", "existing", "index"}, or the error. */
 void node__submit_done(struct node_server *s, struct http_request *req, int err,
-                       const struct rg_result *res);
+                       const struct fsm_result *res);
 /* api_deploys.c (docs/DEPLOY.md, "Rollouts") */
 void node__deploys_create(struct node_server *s, struct http_request *req, char **args);
 void node__deploys_list(struct node_server *s, struct http_request *req, char **args);
@@ -247,8 +247,8 @@ struct node_task_build {
     char *envbuf; /* the env and sealed secret_env strings */
     const unsigned char *key; /* the cluster key: set by the caller, seals secret_env */
     char id[24], idem[128], name[STORE_TASK_NAME_MAX];
-    struct rg_cmd cmd;
-    int over_hosts; /* refused: more hosts than RG_TASK_HOSTS_MAX (counted by the caller) */
+    struct fsm_cmd cmd;
+    int over_hosts; /* refused: more hosts than FSM_TASK_HOSTS_MAX (counted by the caller) */
 };
 extern const char *const node__task_fields[]; /* the fields of POST /v1/tasks */
 /* Returns 1, or 0 after answering 400 naming the field. need_hosts: 0 lets
@@ -257,20 +257,20 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
                      const unsigned char *key, struct node_task_build *b);
 void node__task_build_close(struct node_task_build *b);
 /* Make the TASK_SUBMIT c run each of its hosts on the node of that id
- * ("run_on": "host"): placement RG_PLACE_HOST, one host per unit, at most
+ * ("run_on": "host"): placement FSM_PLACE_HOST, one host per unit, at most
  * max_running units running at once (0: no limit), stopped once fail_stop
- * hosts failed (0: never). Every host must be a node id (rg_cmd_validate
+ * hosts failed (0: never). Every host must be a node id (fsm_cmd_validate
  * refuses the command otherwise). */
-void node__task_on_hosts(struct rg_cmd *c, uint32_t max_running, uint32_t fail_stop);
+void node__task_on_hosts(struct fsm_cmd *c, uint32_t max_running, uint32_t fail_stop);
 
 /* api_jobs.c: PUT /v1/jobs body -> JOB_PUT command (the job definition with
  * its task template, built by node__task_build). Returns 1, or 0 after
  * answering 400. Call node__job_build_close in every case. */
 struct node_job_build {
     struct store_job j;
-    struct rg_entry_writer w; /* the template entry body */
+    struct fsm_entry_writer w; /* the template entry body */
     struct fl_buf def;        /* the encoded definition */
-    struct rg_cmd cmd;
+    struct fsm_cmd cmd;
     int over_hosts;           /* as node_task_build's */
 };
 const char *const *node__job_fields(void); /* the fields of PUT /v1/jobs */
@@ -289,7 +289,7 @@ struct node_acquire {
 extern const char *const node__acquire_fields[];
 int node__acquire_parse(struct http_request *req, const char *path, json_t *body,
                         struct node_acquire *a);
-void node__acquire_cmd(const struct node_acquire *a, struct rg_cmd *c);
+void node__acquire_cmd(const struct node_acquire *a, struct fsm_cmd *c);
 
 /* api_locks.c, locks.c */
 void node__sessions_create(struct node_server *s, struct http_request *req, char **args);

@@ -56,10 +56,10 @@ static int own_row_ok(struct node_server *s)
     return ok;
 }
 
-static void fill_register(struct node_server *s, struct rg_cmd *cmd)
+static void fill_register(struct node_server *s, struct fsm_cmd *cmd)
 {
     memset(cmd, 0, sizeof *cmd);
-    cmd->type = RG_CMD_NODE_REGISTER;
+    cmd->type = FSM_CMD_NODE_REGISTER;
     cmd->u.node.id = s->cfg.name;
     cmd->u.node.idlen = strlen(s->cfg.name);
     cmd->u.node.raft_id = s->cfg.id;
@@ -80,7 +80,7 @@ static void fill_register(struct node_server *s, struct rg_cmd *cmd)
     }
 }
 
-static void register_local_cb(void *data, int err, const struct rg_result *res)
+static void register_local_cb(void *data, int err, const struct fsm_result *res)
 {
     struct node_server *s = data;
     s->register_inflight = 0;
@@ -132,7 +132,7 @@ static void ensure_registered(struct node_server *s, const struct rg_status *st)
         return;
     }
     if (st->state == RAFT_LEADER) {
-        struct rg_cmd cmd;
+        struct fsm_cmd cmd;
         if (!st->ready) {
             return;
         }
@@ -195,7 +195,7 @@ static void try_join(struct node_server *s)
     free(body);
 }
 
-static void cluster_id_cb(void *data, int err, const struct rg_result *res)
+static void cluster_id_cb(void *data, int err, const struct fsm_result *res)
 {
     (void)data;
     if (err == FL_OK && res->err == FL_OK) {
@@ -224,11 +224,11 @@ static void on_leader(void *data)
     if (!have) {
         uint8_t rnd[16];
         char hex[33];
-        struct rg_cmd cmd;
+        struct fsm_cmd cmd;
         randombytes_buf(rnd, sizeof rnd);
         sodium_bin2hex(hex, sizeof hex, rnd, sizeof rnd);
         memset(&cmd, 0, sizeof cmd);
-        cmd.type = RG_CMD_META_INIT;
+        cmd.type = FSM_CMD_META_INIT;
         cmd.u.meta.name = "cluster_id";
         cmd.u.meta.nlen = strlen("cluster_id");
         cmd.u.meta.value = hex;

@@ -13,6 +13,7 @@
 #include "common/crashpoint.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "raft/rg_apply.h"
 #include "raft/rg_trace.h"
 #include "raft/rg_transport.h"
 
@@ -30,7 +31,7 @@ struct batch {
     uint64_t term;
     unsigned n;
     struct op *ops;
-    struct rg_result *results; /* filled by the FSM when applied here */
+    struct fsm_result *results; /* filled by the FSM when applied here */
     struct batch *next;        /* pending list */
 };
 
@@ -73,7 +74,8 @@ struct rg_repl {
     struct raft raft;
     struct raft_io io;
     struct rg_transport transport;
-    struct rg_fsm fsm;
+    struct fsm fsm;
+    struct rg_apply apply; /* fsm behind raft's raft_fsm */
     uv_check_t check;
     uv_idle_t idle;
     int started;
@@ -83,7 +85,7 @@ struct rg_repl {
     int handles_open;
 
     /* batch under construction */
-    struct rg_entry_writer writer;
+    struct fsm_entry_writer writer;
     struct op *ops;
     unsigned n_ops, cap_ops;
     uint64_t next_seq;
@@ -149,7 +151,7 @@ static int raft_to_fl(int rv)
 /* ---- results from the FSM ------------------------------------------- */
 
 static void on_results(void *data, uint64_t seq, uint64_t term, uint64_t index,
-                       const struct rg_result *results, unsigned n)
+                       const struct fsm_result *results, unsigned n)
 {
     struct rg_repl *p = data;
     for (struct batch *b = p->pending; b != NULL; b = b->next) {
@@ -185,7 +187,7 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct batch *b = req->data;
     struct rg_repl *p = b->p;
-    rg_fsm_flush(&p->fsm); /* acknowledge only what the store holds */
+    fsm_flush(&p->fsm); /* acknowledge only what the store holds */
     unlink_batch(p, b);
     /* A proposed entry that fails (leadership lost, or this server closing)
      * may still commit on the others: its outcome is unknown. */
@@ -229,7 +231,7 @@ static void flush_batch(struct rg_repl *p)
     b->term = raft_current_term(&p->raft);
     b->n = p->n_ops;
     b->ops = p->ops;
-    rv = rg_writer_finish(&p->writer, p->o.id, b->seq, b->term, fl_wall_ms(), raft_malloc, &base,
+    rv = fsm_writer_finish(&p->writer, p->o.id, b->seq, b->term, fl_wall_ms(), raft_malloc, &base,
                           &len);
     if (rv != FL_OK) {
         fl_free(b);
@@ -266,8 +268,8 @@ fail:
 reset:
     p->n_ops = 0;
     p->cap_ops = 0;
-    rg_writer_close(&p->writer);
-    rg_writer_init(&p->writer);
+    fsm_writer_close(&p->writer);
+    fsm_writer_init(&p->writer);
 }
 
 static void barrier_cb(struct raft_barrier *req, int status)
@@ -275,7 +277,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
     struct barrier *b = req->data;
     struct rg_repl *p = b->p;
     struct waiter *w = b->waiters;
-    rg_fsm_flush(&p->fsm);
+    fsm_flush(&p->fsm);
     if (b->election) {
         p->election_barrier_pending = 0;
         if (status == 0 && raft_state(&p->raft) == RAFT_LEADER &&
@@ -385,14 +387,14 @@ static void wake(struct rg_repl *p)
     }
 }
 
-int rg_repl_submit(struct rg_repl *p, const struct rg_cmd *cmd, rg_op_cb cb, void *data,
+int rg_repl_submit(struct rg_repl *p, const struct fsm_cmd *cmd, rg_op_cb cb, void *data,
                    char *errmsg)
 {
     int rv;
     if (p->closing) {
         return fl_errf(errmsg, FL_ESHUTDOWN, "server is shutting down");
     }
-    rv = rg_cmd_validate(cmd, errmsg);
+    rv = fsm_cmd_validate(cmd, errmsg);
     if (rv != FL_OK) {
         return rv;
     }
@@ -408,14 +410,14 @@ int rg_repl_submit(struct rg_repl *p, const struct rg_cmd *cmd, rg_op_cb cb, voi
         p->ops = ops;
         p->cap_ops = cap;
     }
-    rv = rg_writer_add(&p->writer, cmd);
+    rv = fsm_writer_add(&p->writer, cmd);
     if (rv != FL_OK) {
         return fl_errf(errmsg, rv, "encoding the command");
     }
     p->ops[p->n_ops].cb = cb;
     p->ops[p->n_ops].data = data;
     p->n_ops++;
-    if (p->n_ops >= p->o.max_batch_cmds || rg_writer_size(&p->writer) >= p->o.max_batch_bytes) {
+    if (p->n_ops >= p->o.max_batch_cmds || fsm_writer_size(&p->writer) >= p->o.max_batch_bytes) {
         flush_batch(p);
     } else {
         wake(p);
@@ -698,19 +700,20 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     if (p->o.max_batch_cmds == 0) p->o.max_batch_cmds = 4096;
     if (p->o.max_batch_bytes == 0) p->o.max_batch_bytes = 1024 * 1024;
     p->readers_tail = &p->readers;
-    rg_writer_init(&p->writer);
+    fsm_writer_init(&p->writer);
 
     if (mkdir_p(p->dir) != 0) {
         rv = fl_errf(errmsg, FL_EIO, "create %s: %s", p->dir, strerror(errno));
         goto err;
     }
-    rv = rg_fsm_init(&p->fsm, store, o->id);
+    rv = fsm_init(&p->fsm, store, o->id);
     if (rv != FL_OK) {
         fl_errf(errmsg, rv, "reading the store's applied index: %s", store_errmsg(store));
         goto err;
     }
     p->fsm.results_cb = on_results;
     p->fsm.results_data = p;
+    rg_apply_init(&p->apply, &p->fsm);
     rv = rg_transport_init(&p->transport, loop, p->raft_addr, o->key, o->raft_plaintext);
     if (rv != 0) {
         rv = fl_errf(errmsg, FL_ERAFT, "raft transport: %s", raft_strerror(rv));
@@ -725,7 +728,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     }
     raft_uv_set_auto_recovery(&p->io, false);
     raft_uv_set_tracer(&p->io, rg_trace_tracer());
-    rv = raft_init(&p->raft, &p->io, &p->fsm.fsm, o->id, p->raft_addr);
+    rv = raft_init(&p->raft, &p->io, &p->apply.rf, o->id, p->raft_addr);
     if (rv != 0) {
         fl_errf(errmsg, FL_ERAFT, "raft_init: %s", raft_errmsg(&p->raft));
         raft_uv_close(&p->io);
@@ -734,7 +737,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
         goto err;
     }
     p->raft.tracer = rg_trace_tracer();
-    rg_fsm_set_raft(&p->fsm, &p->raft);
+    rg_apply_set_raft(&p->apply, &p->raft);
     raft_set_pre_vote(&p->raft, true);
     raft_set_election_timeout(&p->raft, p->o.election_timeout_ms);
     raft_set_heartbeat_timeout(&p->raft, p->o.heartbeat_ms);
@@ -748,7 +751,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     *out = p;
     return FL_OK;
 err:
-    rg_writer_close(&p->writer);
+    fsm_writer_close(&p->writer);
     fl_free(p);
     return rv;
 }
@@ -800,8 +803,8 @@ static void maybe_closed(struct rg_repl *p)
     if (--p->handles_open > 0) {
         return;
     }
-    rg_fsm_close(&p->fsm);
-    rg_writer_close(&p->writer);
+    fsm_close(&p->fsm);
+    fsm_writer_close(&p->writer);
     if (p->close_cb != NULL) {
         p->close_cb(p->close_data);
     }
@@ -894,7 +897,7 @@ int rg_repl_member(struct rg_repl *p, unsigned i, struct rg_peer *out)
     return FL_OK;
 }
 
-struct rg_fsm *rg_repl_fsm(struct rg_repl *p)
+struct fsm *rg_repl_fsm(struct rg_repl *p)
 {
     return &p->fsm;
 }

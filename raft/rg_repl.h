@@ -31,8 +31,8 @@
 #include <raft.h>
 #include <uv.h>
 
-#include "raft/rg_cmd.h"
-#include "raft/rg_fsm.h"
+#include "fsm/cmd.h"
+#include "fsm/fsm.h"
 #include "store/store.h"
 
 struct rg_repl_options {
@@ -55,7 +55,7 @@ struct rg_peer {
     int role; /* RAFT_VOTER, RAFT_STANDBY, RAFT_SPARE */
 };
 
-typedef void (*rg_op_cb)(void *data, int err, const struct rg_result *res);
+typedef void (*rg_op_cb)(void *data, int err, const struct fsm_result *res);
 typedef void (*rg_done_cb)(void *data, int err);
 
 struct rg_repl;
@@ -79,7 +79,7 @@ void rg_repl_on_leader(struct rg_repl *p, void (*cb)(void *data), void *data);
 /* The command is copied (encoded) before this returns. Returns FL_OK, or an
  * error without calling cb: FL_EINVAL/FL_ETOOBIG (validation, detail in
  * errmsg), FL_ENOTLEADER. */
-int rg_repl_submit(struct rg_repl *p, const struct rg_cmd *cmd, rg_op_cb cb, void *data,
+int rg_repl_submit(struct rg_repl *p, const struct fsm_cmd *cmd, rg_op_cb cb, void *data,
                    char *errmsg);
 /* FL_ENOTLEADER without calling cb when not the leader. */
 int rg_repl_read_barrier(struct rg_repl *p, rg_done_cb cb, void *data);
@@ -121,7 +121,7 @@ struct rg_status {
 void rg_repl_status(struct rg_repl *p, struct rg_status *s);
 /* Member i of the current configuration (0 <= i < n_members). */
 int rg_repl_member(struct rg_repl *p, unsigned i, struct rg_peer *out);
-struct rg_fsm *rg_repl_fsm(struct rg_repl *p);
+struct fsm *rg_repl_fsm(struct rg_repl *p);
 struct raft *rg_repl_raft(struct rg_repl *p);
 /* Leader-stamped time of the last applied entry (ms since the epoch). */
 uint64_t rg_repl_time_ms(struct rg_repl *p);

@@ -10,7 +10,7 @@
 #include <raft/fixture.h>
 
 #include "check.h"
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 
 static void fx_silent_emit(struct raft_tracer *t, int type, const void *info)
 {
@@ -28,10 +28,10 @@ static void fx_apply_done(struct raft_apply *req, int status, void *result)
  * may be a deposed leader that cannot commit), stamped with *stamp + 10
  * (the leader time the FSM sees); the entry's index or 0. */
 static raft_index fx_propose_on(struct raft_fixture *f, unsigned i, uint64_t *stamp,
-                                const struct rg_cmd *cmd)
+                                const struct fsm_cmd *cmd)
 {
     struct raft *r = raft_fixture_get(f, i);
-    struct rg_entry_writer w;
+    struct fsm_entry_writer w;
     struct raft_buffer buf;
     struct raft_apply *req;
     void *base;
@@ -39,11 +39,11 @@ static raft_index fx_propose_on(struct raft_fixture *f, unsigned i, uint64_t *st
     if (!raft_fixture_alive(f, i) || raft_state(r) != RAFT_LEADER) {
         return 0;
     }
-    rg_writer_init(&w);
-    CHECK_OK(rg_writer_add(&w, cmd));
+    fsm_writer_init(&w);
+    CHECK_OK(fsm_writer_add(&w, cmd));
     *stamp += 10;
-    CHECK_OK(rg_writer_finish(&w, 0, 0, raft_current_term(r), *stamp, raft_malloc, &base, &len));
-    rg_writer_close(&w);
+    CHECK_OK(fsm_writer_finish(&w, 0, 0, raft_current_term(r), *stamp, raft_malloc, &base, &len));
+    fsm_writer_close(&w);
     buf.base = base;
     buf.len = len;
     req = calloc(1, sizeof *req);

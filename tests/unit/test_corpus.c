@@ -11,17 +11,17 @@
  * snapshot fails here. Every command type the servers propose is in the log
  * (NODE_REMOVE excepted: no server proposes it). */
 #include <jansson.h>
-#include <raft.h>
 #include <sodium.h>
 
 #include "check.h"
 #include "common/alloc.h"
 #include "common/buf.h"
-#include "raft/rg_cmd.h"
-#include "raft/rg_fsm.h"
+#include "fsm/cmd.h"
+#include "fsm/fsm.h"
 #include "store/store.h"
 
 #define CORPUS FLOTILLA_SOURCE_DIR "/tests/corpus/v1"
+#define CORPUS_COMMAND 1 /* raft_uv's entry type RAFT_COMMAND */
 
 struct corpus_entry {
     uint64_t index, term;
@@ -114,8 +114,7 @@ static void corpus_free(struct corpus *c)
 struct replica {
     char dir[256];
     struct store *store;
-    struct rg_fsm fsm;
-    struct raft raft; /* the adapter reads last_applied and commit_index only */
+    struct fsm fsm;
 };
 
 static void replica_open(struct replica *r)
@@ -124,34 +123,23 @@ static void replica_open(struct replica *r)
     REQUIRE(check_tmpdir(r->dir, sizeof r->dir) != NULL);
     CHECK_OK(store_open(r->dir, NULL, &r->store, NULL));
     /* Not the id of any server in the corpus: no results are delivered. */
-    CHECK_OK(rg_fsm_init(&r->fsm, r->store, 99));
-    rg_fsm_set_raft(&r->fsm, &r->raft);
+    CHECK_OK(fsm_init(&r->fsm, r->store, 99));
 }
 
 static void replica_close(struct replica *r)
 {
-    rg_fsm_close(&r->fsm);
+    fsm_close(&r->fsm);
     store_close(r->store);
     check_rmrf(r->dir);
 }
 
-/* Apply entry e as raft would: commands go to the state machine, the
- * others (configuration, barriers) only advance raft's applied index. */
+/* Apply entry e as raft would: commands go to the state machine with their
+ * index; the others (configuration, barriers) never reach it. */
 static void replica_apply(struct replica *r, const struct corpus_entry *e)
 {
-    struct raft_buffer buf;
-    void *result = NULL;
-    r->raft.last_applied = e->index - 1;
-    r->raft.commit_index = e->index;
-    if (e->type == RAFT_COMMAND) {
-        buf.base = fl_malloc(e->len + 1);
-        REQUIRE(buf.base != NULL);
-        memcpy(buf.base, e->data, e->len);
-        buf.len = e->len;
-        CHECK_EQ_INT(r->fsm.fsm.apply(&r->fsm.fsm, &buf, &result), 0);
-        fl_free(buf.base);
+    if (e->type == CORPUS_COMMAND) {
+        fsm_apply(&r->fsm, e->index, e->index, e->data, e->len);
     }
-    r->raft.last_applied = e->index;
 }
 
 static void hex(const uint8_t d[32], char out[65])
@@ -164,7 +152,7 @@ static void hex(const uint8_t d[32], char out[65])
 static void digest_hex(struct replica *r, char out[65], uint64_t *index)
 {
     uint8_t d[32];
-    rg_fsm_flush(&r->fsm);
+    fsm_flush(&r->fsm);
     CHECK_OK(store_digest(r->store, d, index, NULL));
     hex(d, out);
 }
@@ -172,7 +160,7 @@ static void digest_hex(struct replica *r, char out[65], uint64_t *index)
 TEST(the_corpus_is_a_whole_log)
 {
     struct corpus c;
-    int types[RG_CMD__MAX] = {0};
+    int types[FSM_CMD__MAX] = {0};
     REQUIRE(corpus_load(&c) == 0);
     REQUIRE(c.n > 0);
     CHECK_EQ_INT(c.e[0].index, 1);
@@ -184,24 +172,24 @@ TEST(the_corpus_is_a_whole_log)
     /* Every command type the servers propose appears (decoded by today's
      * decoder, envelopes opened). */
     for (size_t i = 0; i < c.n; i++) {
-        struct rg_entry e;
-        if (c.e[i].type != RAFT_COMMAND) {
+        struct fsm_entry e;
+        if (c.e[i].type != CORPUS_COMMAND) {
             continue;
         }
-        CHECK_OK(rg_entry_open(&e, c.e[i].data, c.e[i].len));
+        CHECK_OK(fsm_entry_open(&e, c.e[i].data, c.e[i].len));
         for (unsigned k = 0; k < e.n_cmds; k++) {
-            struct rg_cmd cmd;
-            CHECK_OK(rg_entry_cmd(&e, k, &cmd));
-            if (cmd.type > 0 && cmd.type < RG_CMD__MAX) {
+            struct fsm_cmd cmd;
+            CHECK_OK(fsm_entry_cmd(&e, k, &cmd));
+            if (cmd.type > 0 && cmd.type < FSM_CMD__MAX) {
                 types[cmd.type]++;
-                types[RG_CMD_REQUEST] += cmd.req.serial != 0;
+                types[FSM_CMD_REQUEST] += cmd.req.serial != 0;
             }
         }
-        rg_entry_close(&e);
+        fsm_entry_close(&e);
     }
-    for (int t = RG_CMD_KV_PUT; t < RG_CMD__MAX; t++) {
-        if (t != RG_CMD_NODE_REMOVE && types[t] == 0) {
-            fprintf(stderr, "no %s command in the corpus\n", rg_cmd_type_name(t));
+    for (int t = FSM_CMD_KV_PUT; t < FSM_CMD__MAX; t++) {
+        if (t != FSM_CMD_NODE_REMOVE && types[t] == 0) {
+            fprintf(stderr, "no %s command in the corpus\n", fsm_cmd_type_name(t));
             CHECK(types[t] > 0);
         }
     }
@@ -241,7 +229,7 @@ TEST(replaying_to_the_snapshot_gives_its_bytes)
     for (size_t i = 0; i < c.n && c.e[i].index <= c.snap_index; i++) {
         replica_apply(&r, &c.e[i]);
     }
-    rg_fsm_flush(&r.fsm);
+    fsm_flush(&r.fsm);
     fl_buf_init(&dump);
     CHECK_OK(store_dump(r.store, &dump, &index, &term));
     CHECK(index <= c.snap_index && index > 1);
@@ -260,14 +248,9 @@ TEST(the_snapshot_and_the_rest_of_the_log_reach_the_same_digest)
     uint64_t index = 0;
     REQUIRE(corpus_load(&c) == 0);
     replica_open(&r);
-    /* What raft_start does with a snapshot: restore, then last_applied is
-     * the snapshot's index and the entries after it are applied. */
-    {
-        struct raft_buffer buf = {.base = raft_malloc(c.snap_len), .len = c.snap_len};
-        REQUIRE(buf.base != NULL);
-        memcpy(buf.base, c.snap, c.snap_len);
-        CHECK_EQ_INT(r.fsm.fsm.restore(&r.fsm.fsm, &buf), 0);
-    }
+    /* What raft_start does with a snapshot: restore, then the entries after
+     * the snapshot's index are applied. */
+    CHECK_OK(fsm_restore(&r.fsm, c.snap, c.snap_len));
     CHECK_EQ_INT(r.fsm.n_restores, 1);
     for (size_t i = 0; i < c.n; i++) {
         if (c.e[i].index > c.snap_index) {

@@ -1,29 +1,38 @@
-/* The FSM adapter driven directly: exactly-once apply, CAS, batching of
+/* The state machine driven directly: exactly-once apply, CAS, batching of
  * store transactions, results to the proposer, and storage faults.
  *
- * A zeroed struct raft stands in for the library: the adapter only reads its
- * last_applied and commit_index, which the test sets as raft would. */
-#include <raft.h>
+ * The harness hands each entry its index and the commit index, as
+ * raft/rg_apply does from the Raft library's state. */
 
 #include "check.h"
 #include "common/alloc.h"
 #include "common/err.h"
-#include "raft/rg_cmd.h"
-#include "raft/rg_fsm.h"
+#include "fsm/cmd.h"
+#include "fsm/fsm.h"
 #include "store/store.h"
+
+/* The two numbers of raft's state the state machine is given with an entry. */
+struct log_pos {
+    uint64_t last_applied;
+    uint64_t commit_index;
+};
+struct entry_buf {
+    void *base;
+    size_t len;
+};
 
 struct harness {
     char dir[256];
     struct store *store;
-    struct rg_fsm fsm;
-    struct raft raft;
-    struct rg_result last[16];
+    struct fsm fsm;
+    struct log_pos raft; /* what raft would report: last_applied, commit_index */
+    struct fsm_result last[16];
     unsigned n_last;
     uint64_t last_seq;
 };
 
 static void results_cb(void *data, uint64_t seq, uint64_t term, uint64_t index,
-                       const struct rg_result *res, unsigned n)
+                       const struct fsm_result *res, unsigned n)
 {
     struct harness *h = data;
     h->n_last = n > 16 ? 16 : n;
@@ -36,34 +45,32 @@ static void setup(struct harness *h)
     memset(h, 0, sizeof *h);
     REQUIRE(check_tmpdir(h->dir, sizeof h->dir) != NULL);
     CHECK_OK(store_open(h->dir, NULL, &h->store, NULL));
-    CHECK_OK(rg_fsm_init(&h->fsm, h->store, 1));
-    rg_fsm_set_raft(&h->fsm, &h->raft);
+    CHECK_OK(fsm_init(&h->fsm, h->store, 1));
     h->fsm.results_cb = results_cb;
     h->fsm.results_data = h;
 }
 
 static void reopen(struct harness *h)
 {
-    rg_fsm_close(&h->fsm);
+    fsm_close(&h->fsm);
     store_close(h->store);
     CHECK_OK(store_open(h->dir, NULL, &h->store, NULL));
-    CHECK_OK(rg_fsm_init(&h->fsm, h->store, 1));
-    rg_fsm_set_raft(&h->fsm, &h->raft);
+    CHECK_OK(fsm_init(&h->fsm, h->store, 1));
     h->fsm.results_cb = results_cb;
     h->fsm.results_data = h;
 }
 
 static void teardown(struct harness *h)
 {
-    rg_fsm_close(&h->fsm);
+    fsm_close(&h->fsm);
     store_close(h->store);
     check_rmrf(h->dir);
 }
 
-static struct rg_cmd put_cmd(const char *k, const char *v, int has_cas, uint64_t cas)
+static struct fsm_cmd put_cmd(const char *k, const char *v, int has_cas, uint64_t cas)
 {
-    struct rg_cmd c = {0};
-    c.type = RG_CMD_KV_PUT;
+    struct fsm_cmd c = {0};
+    c.type = FSM_CMD_KV_PUT;
     c.u.kv.key = k;
     c.u.kv.klen = strlen(k);
     c.u.kv.value = (const uint8_t *)v;
@@ -75,20 +82,19 @@ static struct rg_cmd put_cmd(const char *k, const char *v, int has_cas, uint64_t
 
 /* Apply one entry at the next index, as raft does; `commit` is the commit
  * index raft would report during the apply. */
-static void apply(struct harness *h, const struct rg_cmd *cmds, unsigned n, uint64_t origin,
+static void apply(struct harness *h, const struct fsm_cmd *cmds, unsigned n, uint64_t origin,
                   uint64_t seq, uint64_t commit)
 {
-    struct rg_entry_writer w;
-    struct raft_buffer buf;
-    void *result = NULL;
-    rg_writer_init(&w);
+    struct fsm_entry_writer w;
+    struct entry_buf buf;
+    fsm_writer_init(&w);
     for (unsigned i = 0; i < n; i++) {
-        CHECK_OK(rg_writer_add(&w, &cmds[i]));
+        CHECK_OK(fsm_writer_add(&w, &cmds[i]));
     }
-    CHECK_OK(rg_writer_finish(&w, origin, seq, 2, 5000, fl_malloc, &buf.base, &buf.len));
-    rg_writer_close(&w);
+    CHECK_OK(fsm_writer_finish(&w, origin, seq, 2, 5000, fl_malloc, &buf.base, &buf.len));
+    fsm_writer_close(&w);
     h->raft.commit_index = commit;
-    CHECK_EQ_INT(h->fsm.fsm.apply(&h->fsm.fsm, &buf, &result), 0);
+    fsm_apply(&h->fsm, h->raft.last_applied + 1, h->raft.commit_index, buf.base, buf.len);
     h->raft.last_applied++;
     fl_free(buf.base);
 }
@@ -98,7 +104,7 @@ static int get(struct harness *h, const char *k, char *out, size_t cap, uint64_t
     struct store_txn *t;
     struct store_kv kv;
     int rv;
-    rg_fsm_flush(&h->fsm);
+    fsm_flush(&h->fsm);
     CHECK_OK(store_begin(h->store, 0, &t));
     rv = store_kv_get(t, k, strlen(k), &kv);
     if (rv == FL_OK) {
@@ -112,7 +118,7 @@ static int get(struct harness *h, const char *k, char *out, size_t cap, uint64_t
 TEST(results_and_cas)
 {
     struct harness h;
-    struct rg_cmd c[4];
+    struct fsm_cmd c[4];
     char v[64];
     uint64_t ver = 0;
     setup(&h);
@@ -148,7 +154,7 @@ TEST(results_and_cas)
 TEST(replay_is_skipped_after_restart)
 {
     struct harness h;
-    struct rg_cmd c[1];
+    struct fsm_cmd c[1];
     char v[64];
     uint64_t ver, idx, term;
     uint8_t d1[32], d2[32];
@@ -161,7 +167,7 @@ TEST(replay_is_skipped_after_restart)
         c[0] = put_cmd(key, val, 0, 0);
         apply(&h, c, 1, 0, 0, 51);
     }
-    rg_fsm_flush(&h.fsm);
+    fsm_flush(&h.fsm);
     CHECK_OK(store_digest(h.store, d1, &idx, &term));
     CHECK_EQ_INT(idx, 51);
     CHECK_EQ_INT(h.fsm.n_applied, 50);
@@ -190,7 +196,7 @@ TEST(replay_is_skipped_after_restart)
 TEST(one_transaction_per_run_of_commits)
 {
     struct harness h;
-    struct rg_cmd c[1];
+    struct fsm_cmd c[1];
     uint64_t idx, term;
     setup(&h);
     h.raft.last_applied = 1;
@@ -207,7 +213,7 @@ TEST(one_transaction_per_run_of_commits)
     apply(&h, c, 1, 0, 0, 20);
     CHECK_OK(store_applied(h.store, &idx, &term));
     CHECK_EQ_INT(idx, 11);
-    rg_fsm_flush(&h.fsm);
+    fsm_flush(&h.fsm);
     CHECK_OK(store_applied(h.store, &idx, &term));
     CHECK_EQ_INT(idx, 12);
     teardown(&h);
@@ -224,15 +230,15 @@ static void fake_fatal(const char *msg)
 TEST(failed_commit_is_fatal_and_changes_nothing)
 {
     struct harness h;
-    struct rg_cmd c[1];
+    struct fsm_cmd c[1];
     uint64_t idx, term, ver;
     char v[64];
-    void (*saved)(const char *) = rg_fsm_fatal_hook;
+    void (*saved)(const char *) = fsm_fatal_hook;
     setup(&h);
     h.raft.last_applied = 1;
     c[0] = put_cmd("k", "before", 0, 0);
     apply(&h, c, 1, 0, 0, 2);
-    rg_fsm_fatal_hook = fake_fatal;
+    fsm_fatal_hook = fake_fatal;
     fatal_calls = 0;
     store_fault_commit(h.store, 0);
     c[0] = put_cmd("k", "after", 0, 0);
@@ -240,7 +246,7 @@ TEST(failed_commit_is_fatal_and_changes_nothing)
     CHECK_EQ_INT(fatal_calls, 1);
     CHECK(strstr(fatal_msg, "committing") != NULL);
     store_fault_commit(h.store, -1);
-    rg_fsm_fatal_hook = saved;
+    fsm_fatal_hook = saved;
     CHECK_OK(store_applied(h.store, &idx, &term));
     CHECK_EQ_INT(idx, 2);
     CHECK_OK(get(&h, "k", v, sizeof v, &ver));
@@ -254,25 +260,24 @@ TEST(map_full_is_fatal_with_a_clear_message)
     struct store_options so = {0};
     static char big[100 * 1024];
     uint64_t idx, term;
-    void (*saved)(const char *) = rg_fsm_fatal_hook;
+    void (*saved)(const char *) = fsm_fatal_hook;
     memset(&h, 0, sizeof h);
     REQUIRE(check_tmpdir(h.dir, sizeof h.dir) != NULL);
     so.map_size = 1u << 20;
     CHECK_OK(store_open(h.dir, &so, &h.store, NULL));
-    CHECK_OK(rg_fsm_init(&h.fsm, h.store, 1));
-    rg_fsm_set_raft(&h.fsm, &h.raft);
+    CHECK_OK(fsm_init(&h.fsm, h.store, 1));
     memset(big, 'x', sizeof big - 1);
-    rg_fsm_fatal_hook = fake_fatal;
+    fsm_fatal_hook = fake_fatal;
     fatal_calls = 0;
     h.raft.last_applied = 1;
     for (int i = 0; i < 40 && fatal_calls == 0; i++) {
         char key[16];
-        struct rg_cmd c[1];
+        struct fsm_cmd c[1];
         snprintf(key, sizeof key, "big%02d", i);
         c[0] = put_cmd(key, big, 0, 0);
         apply(&h, c, 1, 0, 0, h.raft.last_applied + 1);
     }
-    rg_fsm_fatal_hook = saved;
+    fsm_fatal_hook = saved;
     CHECK_EQ_INT(fatal_calls, 1);
     CHECK(strstr(fatal_msg, "--store-size") != NULL);
     /* What was committed before is intact and readable. */

@@ -13,7 +13,7 @@
 #include "common/err.h"
 #include "deploy/delta.h"
 #include "deploy/unpack.h"
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 #include "store/store.h"
 
 static uint8_t *slurp(const char *path, size_t *len)
@@ -71,20 +71,20 @@ static int each(const char *name, void (*fn)(const char *file, const uint8_t *p,
 
 static void cmd_seed(const char *file, const uint8_t *p, size_t n)
 {
-    struct rg_entry e;
-    int rv = rg_entry_open(&e, p, n);
+    struct fsm_entry e;
+    int rv = fsm_entry_open(&e, p, n);
     if (strncmp(file, "crash-", 6) != 0) {
         CHECK_EQ_INT(rv, FL_OK);
     }
     if (rv == FL_OK) {
         for (unsigned i = 0; i < e.n_cmds; i++) {
-            struct rg_cmd c;
-            if (rg_entry_cmd(&e, i, &c) == FL_OK && strncmp(file, "crash-", 6) != 0) {
-                CHECK_OK(rg_cmd_validate(&c, NULL));
+            struct fsm_cmd c;
+            if (fsm_entry_cmd(&e, i, &c) == FL_OK && strncmp(file, "crash-", 6) != 0) {
+                CHECK_OK(fsm_cmd_validate(&c, NULL));
             }
         }
     }
-    rg_entry_close(&e);
+    fsm_entry_close(&e);
 }
 
 static void snapshot_seed(const char *file, const uint8_t *p, size_t n)

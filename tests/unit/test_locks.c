@@ -1,21 +1,30 @@
 /* Sessions, leases and locks applied by the FSM on a real store
- * (docs/LOCKS.md, raft/rg_lock.c).
+ * (docs/LOCKS.md, fsm/lock.c).
  *
  * Every entry is applied to two replicas, each with its own LMDB store and
  * FSM, and their results and lock events must agree (DESIGN.md "Guarantees":
  * the state machine is deterministic). A command that must change nothing is
  * applied to the first replica only while the second applies an empty entry
  * at the same index: the two store digests must then still be equal. */
-#include <raft.h>
 
 #include "check.h"
 #include "common/alloc.h"
 #include "common/err.h"
-#include "raft/rg_cmd.h"
-#include "raft/rg_fsm.h"
+#include "fsm/cmd.h"
+#include "fsm/fsm.h"
 #include "store/store.h"
 
 #define MAX_EVENTS 2048
+
+/* The two numbers of raft's state the state machine is given with an entry. */
+struct log_pos {
+    uint64_t last_applied;
+    uint64_t commit_index;
+};
+struct entry_buf {
+    void *base;
+    size_t len;
+};
 
 struct ev {
     int type;
@@ -27,9 +36,9 @@ struct ev {
 struct replica {
     char dir[256];
     struct store *store;
-    struct rg_fsm fsm;
-    struct raft raft;
-    struct rg_result last;
+    struct fsm fsm;
+    struct log_pos raft; /* what raft would report: last_applied, commit_index */
+    struct fsm_result last;
     unsigned n_results;
     struct ev events[MAX_EVENTS];
     unsigned n_events;
@@ -42,7 +51,7 @@ struct h {
 };
 
 static void results_cb(void *data, uint64_t seq, uint64_t term, uint64_t index,
-                       const struct rg_result *res, unsigned n)
+                       const struct fsm_result *res, unsigned n)
 {
     struct replica *r = data;
     (void)seq, (void)term, (void)index;
@@ -52,7 +61,7 @@ static void results_cb(void *data, uint64_t seq, uint64_t term, uint64_t index,
     }
 }
 
-static void lock_cb(void *data, const struct rg_lock_event *e)
+static void lock_cb(void *data, const struct fsm_lock_event *e)
 {
     struct replica *r = data;
     struct ev *out;
@@ -70,7 +79,7 @@ static void lock_cb(void *data, const struct rg_lock_event *e)
     out->until_ms = e->until_ms;
 }
 
-static void executed_cb(void *data, const void *cmd, const struct rg_result *res)
+static void executed_cb(void *data, const void *cmd, const struct fsm_result *res)
 {
     struct replica *r = data;
     (void)cmd, (void)res;
@@ -83,8 +92,7 @@ static void replica_open(struct replica *r)
     so.no_sync = 1;
     so.map_size = 64u << 20;
     CHECK_OK(store_open(r->dir, &so, &r->store, NULL));
-    CHECK_OK(rg_fsm_init(&r->fsm, r->store, 1));
-    rg_fsm_set_raft(&r->fsm, &r->raft);
+    CHECK_OK(fsm_init(&r->fsm, r->store, 1));
     r->fsm.results_cb = results_cb;
     r->fsm.results_data = r;
     r->fsm.lock_cb = lock_cb;
@@ -95,7 +103,7 @@ static void replica_open(struct replica *r)
 
 static void replica_close(struct replica *r)
 {
-    rg_fsm_close(&r->fsm);
+    fsm_close(&r->fsm);
     store_close(r->store);
     r->store = NULL;
 }
@@ -117,7 +125,7 @@ static void check_same(struct h *h)
     uint8_t d[2][32];
     uint64_t idx[2];
     for (int i = 0; i < 2; i++) {
-        rg_fsm_flush(&h->r[i].fsm);
+        fsm_flush(&h->r[i].fsm);
         CHECK_OK(store_digest(h->r[i].store, d[i], &idx[i], NULL));
     }
     CHECK_EQ_INT(idx[0], idx[1]);
@@ -135,7 +143,7 @@ static void check_events(struct h *h)
         CHECK(a->type == b->type && strcmp(a->session, b->session) == 0 &&
               strcmp(a->key, b->key) == 0 && a->token == b->token && a->ttl_ms == b->ttl_ms &&
               a->renewals == b->renewals && a->until_ms == b->until_ms);
-        if (a->type == RG_LEV_GRANT) {
+        if (a->type == FSM_LEV_GRANT) {
             CHECK(a->token > last);
             last = a->token;
         }
@@ -152,37 +160,36 @@ static void teardown(struct h *h)
     }
 }
 
-static void entry_buf(struct replica *r, const struct rg_cmd *c, uint64_t now,
-                      struct raft_buffer *buf)
+static void entry_buf(struct replica *r, const struct fsm_cmd *c, uint64_t now,
+                      struct entry_buf *buf)
 {
-    struct rg_entry_writer w;
-    rg_writer_init(&w);
+    struct fsm_entry_writer w;
+    fsm_writer_init(&w);
     if (c != NULL) {
-        CHECK_OK(rg_writer_add(&w, c));
+        CHECK_OK(fsm_writer_add(&w, c));
     }
-    CHECK_OK(rg_writer_finish(&w, 1, r->raft.last_applied, 1, now, fl_malloc, &buf->base,
+    CHECK_OK(fsm_writer_finish(&w, 1, r->raft.last_applied, 1, now, fl_malloc, &buf->base,
                               &buf->len));
-    rg_writer_close(&w);
+    fsm_writer_close(&w);
 }
 
 /* Apply one entry holding c (or nothing) to replica r. */
-static void apply_one(struct replica *r, const struct rg_cmd *c, uint64_t now)
+static void apply_one(struct replica *r, const struct fsm_cmd *c, uint64_t now)
 {
-    struct raft_buffer buf;
-    void *result;
+    struct entry_buf buf;
     entry_buf(r, c, now, &buf);
     r->raft.commit_index = r->raft.last_applied + 1;
     memset(&r->last, 0, sizeof r->last);
     r->n_results = 0;
-    r->fsm.fsm.apply(&r->fsm.fsm, &buf, &result);
+    fsm_apply(&r->fsm, r->raft.last_applied + 1, r->raft.commit_index, buf.base, buf.len);
     r->raft.last_applied++;
     fl_free(buf.base);
 }
 
 /* Apply c stamped `now` on both replicas; their results must agree. */
-static struct rg_result apply_at(struct h *h, const struct rg_cmd *c, uint64_t now)
+static struct fsm_result apply_at(struct h *h, const struct fsm_cmd *c, uint64_t now)
 {
-    struct rg_result *a = &h->r[0].last, *b = &h->r[1].last;
+    struct fsm_result *a = &h->r[0].last, *b = &h->r[1].last;
     h->now = now;
     apply_one(&h->r[0], c, now);
     apply_one(&h->r[1], c, now);
@@ -191,14 +198,14 @@ static struct rg_result apply_at(struct h *h, const struct rg_cmd *c, uint64_t n
     return *a;
 }
 
-static struct rg_result apply(struct h *h, const struct rg_cmd *c)
+static struct fsm_result apply(struct h *h, const struct fsm_cmd *c)
 {
     return apply_at(h, c, h->now + 100);
 }
 
 /* c on the first replica, an empty entry on the second: the store must be
  * unchanged by c, so the digests stay equal. */
-static struct rg_result apply_noop(struct h *h, const struct rg_cmd *c)
+static struct fsm_result apply_noop(struct h *h, const struct fsm_cmd *c)
 {
     unsigned events = h->r[0].n_events;
     h->now += 100;
@@ -211,9 +218,9 @@ static struct rg_result apply_noop(struct h *h, const struct rg_cmd *c)
 
 /* ---- commands ------------------------------------------------------------- */
 
-static struct rg_cmd lcmd(int type, const char *session, const char *key)
+static struct fsm_cmd lcmd(int type, const char *session, const char *key)
 {
-    struct rg_cmd c;
+    struct fsm_cmd c;
     memset(&c, 0, sizeof c);
     c.type = type;
     if (session != NULL) {
@@ -227,9 +234,9 @@ static struct rg_cmd lcmd(int type, const char *session, const char *key)
     return c;
 }
 
-static struct rg_cmd create_cmd(const char *id, uint64_t ttl, uint64_t delay)
+static struct fsm_cmd create_cmd(const char *id, uint64_t ttl, uint64_t delay)
 {
-    struct rg_cmd c = lcmd(RG_CMD_SESSION_CREATE, id, NULL);
+    struct fsm_cmd c = lcmd(FSM_CMD_SESSION_CREATE, id, NULL);
     c.u.lock.ttl_ms = ttl;
     c.u.lock.lock_delay_ms = delay;
     c.u.lock.name = "test holder";
@@ -237,71 +244,71 @@ static struct rg_cmd create_cmd(const char *id, uint64_t ttl, uint64_t delay)
     return c;
 }
 
-static struct rg_result create(struct h *h, const char *id, uint64_t ttl, uint64_t delay)
+static struct fsm_result create(struct h *h, const char *id, uint64_t ttl, uint64_t delay)
 {
-    struct rg_cmd c = create_cmd(id, ttl, delay);
+    struct fsm_cmd c = create_cmd(id, ttl, delay);
     return apply(h, &c);
 }
 
-static struct rg_cmd acquire_cmd(const char *id, const char *key, uint32_t limit, int wait)
+static struct fsm_cmd acquire_cmd(const char *id, const char *key, uint32_t limit, int wait)
 {
-    struct rg_cmd c = lcmd(RG_CMD_LOCK_ACQUIRE, id, key);
+    struct fsm_cmd c = lcmd(FSM_CMD_LOCK_ACQUIRE, id, key);
     c.u.lock.limit = limit;
     c.u.lock.wait = wait;
     return c;
 }
 
-static struct rg_result acquire(struct h *h, const char *id, const char *key, uint32_t limit,
+static struct fsm_result acquire(struct h *h, const char *id, const char *key, uint32_t limit,
                                 int wait)
 {
-    struct rg_cmd c = acquire_cmd(id, key, limit, wait);
+    struct fsm_cmd c = acquire_cmd(id, key, limit, wait);
     return apply(h, &c);
 }
 
-static struct rg_result on_lock(struct h *h, int type, const char *id, const char *key)
+static struct fsm_result on_lock(struct h *h, int type, const char *id, const char *key)
 {
-    struct rg_cmd c = lcmd(type, id, key);
+    struct fsm_cmd c = lcmd(type, id, key);
     return apply(h, &c);
 }
 
-static struct rg_result release(struct h *h, const char *id, const char *key)
+static struct fsm_result release(struct h *h, const char *id, const char *key)
 {
-    return on_lock(h, RG_CMD_LOCK_RELEASE, id, key);
+    return on_lock(h, FSM_CMD_LOCK_RELEASE, id, key);
 }
 
-static struct rg_result unwait(struct h *h, const char *id, const char *key)
+static struct fsm_result unwait(struct h *h, const char *id, const char *key)
 {
-    return on_lock(h, RG_CMD_LOCK_UNWAIT, id, key);
+    return on_lock(h, FSM_CMD_LOCK_UNWAIT, id, key);
 }
 
-static struct rg_result wake_at(struct h *h, const char *key, uint64_t now)
+static struct fsm_result wake_at(struct h *h, const char *key, uint64_t now)
 {
-    struct rg_cmd c = lcmd(RG_CMD_LOCK_WAKE, NULL, key);
+    struct fsm_cmd c = lcmd(FSM_CMD_LOCK_WAKE, NULL, key);
     return apply_at(h, &c, now);
 }
 
-static struct rg_cmd expire_cmd(const char *id, uint64_t renewals)
+static struct fsm_cmd expire_cmd(const char *id, uint64_t renewals)
 {
-    struct rg_cmd c = lcmd(RG_CMD_SESSION_EXPIRE, id, NULL);
+    struct fsm_cmd c = lcmd(FSM_CMD_SESSION_EXPIRE, id, NULL);
     c.u.lock.renewals = renewals;
     return c;
 }
 
-static struct rg_result expire_at(struct h *h, const char *id, uint64_t renewals, uint64_t now)
+static struct fsm_result expire_at(struct h *h, const char *id, uint64_t renewals, uint64_t now)
 {
-    struct rg_cmd c = expire_cmd(id, renewals);
+    struct fsm_cmd c = expire_cmd(id, renewals);
     return apply_at(h, &c, now);
 }
 
-static struct rg_result on_session(struct h *h, int type, const char *id)
+static struct fsm_result on_session(struct h *h, int type, const char *id)
 {
-    struct rg_cmd c = lcmd(type, id, NULL);
+    struct fsm_cmd c = lcmd(type, id, NULL);
     return apply(h, &c);
 }
 
-static struct rg_result extend_at(struct h *h, uint64_t now)
+static struct fsm_result extend_at(struct h *h, uint64_t now)
 {
-    struct rg_cmd c = lcmd(RG_CMD_LEASE_EXTEND, NULL, NULL);
+    struct fsm_cmd c = lcmd(FSM_CMD_LEASE_EXTEND, NULL, NULL);
     return apply_at(h, &c, now);
 }
 
@@ -312,7 +319,7 @@ static int session_of(struct h *h, const char *id, struct store_session *out)
     struct store_txn *t;
     int rv;
     memset(out, 0, sizeof *out);
-    rg_fsm_flush(&h->r[0].fsm);
+    fsm_flush(&h->r[0].fsm);
     CHECK_OK(store_begin(h->r[0].store, 0, &t));
     rv = store_session_get(t, id, out);
     store_abort(t);
@@ -324,7 +331,7 @@ static int lock_of(struct h *h, const char *key, struct store_lock *out)
 {
     struct store_txn *t;
     int rv;
-    rg_fsm_flush(&h->r[0].fsm);
+    fsm_flush(&h->r[0].fsm);
     CHECK_OK(store_begin(h->r[0].store, 0, &t));
     rv = store_lock_get(t, key, strlen(key), out);
     store_abort(t);
@@ -341,7 +348,7 @@ static int sesslock_of(struct h *h, const char *id, const char *key)
     int state = 0;
     memcpy(k, id, n + 1);
     memcpy(k + n + 1, key, strlen(key));
-    rg_fsm_flush(&h->r[0].fsm);
+    fsm_flush(&h->r[0].fsm);
     CHECK_OK(store_begin(h->r[0].store, 0, &t));
     if (store_get(t, STORE_SESSLOCKS, k, n + 1 + strlen(key), &v, &vl) == FL_OK && vl == 1) {
         state = *(const char *)v;
@@ -398,7 +405,7 @@ TEST(session_create_renew_destroy)
 {
     struct h h;
     struct store_session s;
-    struct rg_result r;
+    struct fsm_result r;
     setup(&h);
     r = create(&h, "s1", 10000, 5000);
     CHECK_EQ_INT(r.err, FL_OK);
@@ -413,29 +420,29 @@ TEST(session_create_renew_destroy)
     CHECK_EQ_INT(s.expires_ms, h.now + 10000);
     CHECK_EQ_INT(s.renewals, 0);
     CHECK_EQ_INT(s.created_index, h.r[0].raft.last_applied);
-    CHECK_EQ_INT(last_event(&h, RG_LEV_SESSION)->ttl_ms, 10000);
+    CHECK_EQ_INT(last_event(&h, FSM_LEV_SESSION)->ttl_ms, 10000);
 
     /* The same id again: refused, the first one is untouched. */
     {
-        struct rg_cmd c = create_cmd("s1", 20000, 0);
+        struct fsm_cmd c = create_cmd("s1", 20000, 0);
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_EEXIST);
     }
-    r = on_session(&h, RG_CMD_SESSION_RENEW, "s1");
+    r = on_session(&h, FSM_CMD_SESSION_RENEW, "s1");
     CHECK_EQ_INT(r.err, FL_OK);
     CHECK_EQ_INT(r.version, h.now + 10000);
     REQUIRE(session_of(&h, "s1", &s) == FL_OK);
     CHECK_EQ_INT(s.renewals, 1);
     CHECK_EQ_INT(s.expires_ms, h.now + 10000);
-    CHECK_EQ_INT(last_event(&h, RG_LEV_SESSION)->renewals, 1);
+    CHECK_EQ_INT(last_event(&h, FSM_LEV_SESSION)->renewals, 1);
 
-    r = on_session(&h, RG_CMD_SESSION_DESTROY, "s1");
+    r = on_session(&h, FSM_CMD_SESSION_DESTROY, "s1");
     CHECK_EQ_INT(r.err, FL_OK);
     CHECK_EQ_INT(session_of(&h, "s1", &s), FL_ENOTFOUND);
-    CHECK_EQ_STR(last_event(&h, RG_LEV_SESSION_GONE)->session, "s1");
+    CHECK_EQ_STR(last_event(&h, FSM_LEV_SESSION_GONE)->session, "s1");
     {
-        struct rg_cmd c = lcmd(RG_CMD_SESSION_DESTROY, "s1", NULL);
+        struct fsm_cmd c = lcmd(FSM_CMD_SESSION_DESTROY, "s1", NULL);
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
-        c.type = RG_CMD_SESSION_RENEW;
+        c.type = FSM_CMD_SESSION_RENEW;
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
     }
     teardown(&h);
@@ -444,7 +451,7 @@ TEST(session_create_renew_destroy)
 TEST(acquire_try_held_and_again)
 {
     struct h h;
-    struct rg_result r;
+    struct fsm_result r;
     struct store_lock l;
     uint64_t t1, t2;
     setup(&h);
@@ -455,9 +462,9 @@ TEST(acquire_try_held_and_again)
     t1 = r.version;
     CHECK(t1 > 0);
     CHECK_EQ_INT(h.r[0].fsm.fence, t1);
-    CHECK_EQ_STR(last_event(&h, RG_LEV_GRANT)->session, "s1");
-    CHECK_EQ_STR(last_event(&h, RG_LEV_GRANT)->key, "ns/a");
-    CHECK_EQ_INT(last_event(&h, RG_LEV_GRANT)->token, t1);
+    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->session, "s1");
+    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->key, "ns/a");
+    CHECK_EQ_INT(last_event(&h, FSM_LEV_GRANT)->token, t1);
     CHECK_EQ_INT(sesslock_of(&h, "s1", "ns/a"), 'H');
     REQUIRE(lock_of(&h, "ns/a", &l) == FL_OK);
     CHECK_EQ_INT(l.limit, 1);
@@ -469,7 +476,7 @@ TEST(acquire_try_held_and_again)
 
     /* Held: a try fails and names the holder; nothing is written. */
     {
-        struct rg_cmd c = acquire_cmd("s2", "ns/a", 1, 0);
+        struct fsm_cmd c = acquire_cmd("s2", "ns/a", 1, 0);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_EBUSY);
         CHECK_EQ_STR(r.str, "s1");
@@ -479,12 +486,12 @@ TEST(acquire_try_held_and_again)
 
     /* Asking again is not a second hold: the same token, no grant. */
     {
-        unsigned grants = count_events(&h, RG_LEV_GRANT);
-        struct rg_cmd c = acquire_cmd("s1", "ns/a", 1, 0);
+        unsigned grants = count_events(&h, FSM_LEV_GRANT);
+        struct fsm_cmd c = acquire_cmd("s1", "ns/a", 1, 0);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_OK);
         CHECK_EQ_INT(r.version, t1);
-        CHECK_EQ_INT(count_events(&h, RG_LEV_GRANT), grants);
+        CHECK_EQ_INT(count_events(&h, FSM_LEV_GRANT), grants);
         /* Also with wait, and on the second replica too. */
         r = acquire(&h, "s1", "ns/a", 1, 1);
         CHECK_EQ_INT(r.err, FL_OK);
@@ -500,10 +507,10 @@ TEST(acquire_try_held_and_again)
 
     /* An unknown session: not found, nothing written. */
     {
-        struct rg_cmd c = acquire_cmd("ghost", "ns/c", 1, 1);
+        struct fsm_cmd c = acquire_cmd("ghost", "ns/c", 1, 1);
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
         CHECK_EQ_INT(lock_of(&h, "ns/c", &l), FL_ENOTFOUND);
-        c = lcmd(RG_CMD_LOCK_RELEASE, "ghost", "ns/a");
+        c = lcmd(FSM_CMD_LOCK_RELEASE, "ghost", "ns/a");
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
         c = expire_cmd("ghost", 0);
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
@@ -514,7 +521,7 @@ TEST(acquire_try_held_and_again)
 TEST(fifo_waiters_over_releases)
 {
     struct h h;
-    struct rg_result r;
+    struct fsm_result r;
     uint64_t t1, last;
     setup(&h);
     for (int i = 1; i <= 5; i++) {
@@ -545,7 +552,7 @@ TEST(fifo_waiters_over_releases)
         static const char *order[] = {"s4", "s2", "s5", "s3"};
         static const char *shapes[] = {"h:s4 w:s2,s5,s3", "h:s2 w:s5,s3", "h:s5 w:s3", "h:s3 w:"};
         for (int i = 0; i < 4; i++) {
-            const struct ev *g = last_event(&h, RG_LEV_GRANT);
+            const struct ev *g = last_event(&h, FSM_LEV_GRANT);
             CHECK_EQ_STR(shape(&h, "ns/q"), shapes[i]);
             CHECK_EQ_STR(g->session, order[i]);
             CHECK(g->token > last);
@@ -560,7 +567,7 @@ TEST(fifo_waiters_over_releases)
     /* Nobody holds or waits: the record is gone. */
     CHECK_EQ_STR(shape(&h, "ns/q"), "free");
     {
-        struct rg_cmd c = lcmd(RG_CMD_LOCK_RELEASE, "s1", "ns/q");
+        struct fsm_cmd c = lcmd(FSM_CMD_LOCK_RELEASE, "s1", "ns/q");
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
     }
     teardown(&h);
@@ -569,7 +576,7 @@ TEST(fifo_waiters_over_releases)
 TEST(semaphore_limit)
 {
     struct h h;
-    struct rg_result r;
+    struct fsm_result r;
     struct store_lock l;
     uint64_t last = 0;
     setup(&h);
@@ -588,7 +595,7 @@ TEST(semaphore_limit)
     }
     CHECK_EQ_STR(shape(&h, "sem/x"), "h:s1,s2,s3 w:");
     {
-        struct rg_cmd c = acquire_cmd("s4", "sem/x", 3, 0);
+        struct fsm_cmd c = acquire_cmd("s4", "sem/x", 3, 0);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_EBUSY);
         CHECK_EQ_STR(r.str, "s1");
@@ -597,7 +604,7 @@ TEST(semaphore_limit)
     CHECK_EQ_STR(shape(&h, "sem/x"), "h:s1,s2,s3 w:s4");
     /* Another limit while it is in use: a conflict naming the limit. */
     {
-        struct rg_cmd c = acquire_cmd("s5", "sem/x", 2, 1);
+        struct fsm_cmd c = acquire_cmd("s5", "sem/x", 2, 1);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_ECONFLICT);
         CHECK_EQ_INT(r.version, 3);
@@ -609,10 +616,10 @@ TEST(semaphore_limit)
     /* One leaves: the waiter takes its place. */
     release(&h, "s2", "sem/x");
     CHECK_EQ_STR(shape(&h, "sem/x"), "h:s1,s3,s4 w:");
-    CHECK(last_event(&h, RG_LEV_GRANT)->token > last);
+    CHECK(last_event(&h, FSM_LEV_GRANT)->token > last);
     REQUIRE(lock_of(&h, "sem/x", &l) == FL_OK);
     CHECK_EQ_INT(l.limit, 3);
-    CHECK_EQ_INT(l.fence, last_event(&h, RG_LEV_GRANT)->token);
+    CHECK_EQ_INT(l.fence, last_event(&h, FSM_LEV_GRANT)->token);
     store_lock_free(&l);
     /* Once free, the next acquire sets the limit. */
     release(&h, "s1", "sem/x");
@@ -647,9 +654,9 @@ TEST(tokens_increase_across_locks)
     }
     for (int step = 0; step < 300; step++) {
         char id[STORE_SESSION_ID_MAX];
-        unsigned k, before = count_events(&h, RG_LEV_GRANT);
+        unsigned k, before = count_events(&h, FSM_LEV_GRANT);
         uint64_t fence = h.r[0].fsm.fence;
-        struct rg_result r;
+        struct fsm_result r;
         struct store_lock l;
         x ^= x << 13; /* xorshift32 */
         x ^= x >> 17;
@@ -673,12 +680,12 @@ TEST(tokens_increase_across_locks)
         /* New grants took fence+1, fence+2, ... in order. */
         for (unsigned e = 0, g = 0; e < h.r[0].n_events; e++) {
             const struct ev *ev = &h.r[0].events[e];
-            if (ev->type == RG_LEV_GRANT && g++ >= before) {
+            if (ev->type == FSM_LEV_GRANT && g++ >= before) {
                 CHECK_EQ_INT(ev->token, ++fence);
             }
         }
         CHECK_EQ_INT(h.r[0].fsm.fence, fence);
-        grants = count_events(&h, RG_LEV_GRANT);
+        grants = count_events(&h, FSM_LEV_GRANT);
         for (unsigned j = 0; j < 3; j++) {
             if (lock_of(&h, keys[j], &l) == FL_OK) {
                 CHECK(l.n_holders <= limits[j]);
@@ -698,7 +705,7 @@ TEST(tokens_increase_across_locks)
 TEST(waiter_release_and_unwait)
 {
     struct h h;
-    struct rg_result r;
+    struct fsm_result r;
     uint64_t t1;
     setup(&h);
     for (int i = 1; i <= 4; i++) {
@@ -724,7 +731,7 @@ TEST(waiter_release_and_unwait)
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:s4");
     /* A holder (granted before its wait ended): OK with its token, kept. */
     {
-        struct rg_cmd c = lcmd(RG_CMD_LOCK_UNWAIT, "s1", "ns/a");
+        struct fsm_cmd c = lcmd(FSM_CMD_LOCK_UNWAIT, "s1", "ns/a");
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_OK);
         CHECK_EQ_INT(r.version, t1);
@@ -735,14 +742,14 @@ TEST(waiter_release_and_unwait)
     /* The queue skips those that left. */
     release(&h, "s1", "ns/a");
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s4 w:");
-    CHECK_EQ_STR(last_event(&h, RG_LEV_GRANT)->session, "s4");
+    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->session, "s4");
     teardown(&h);
 }
 
 TEST(expire_with_stale_renewal_count_is_refused)
 {
     struct h h;
-    struct rg_result r;
+    struct fsm_result r;
     struct store_session s;
     uint64_t t1;
     setup(&h);
@@ -751,9 +758,9 @@ TEST(expire_with_stale_renewal_count_is_refused)
     t1 = acquire(&h, "s1", "ns/a", 1, 0).version;
     acquire(&h, "s2", "ns/a", 1, 1);
     /* The leader saw renewals 0 and decided to expire; s1 renewed meanwhile. */
-    on_session(&h, RG_CMD_SESSION_RENEW, "s1");
+    on_session(&h, FSM_CMD_SESSION_RENEW, "s1");
     {
-        struct rg_cmd c = expire_cmd("s1", 0);
+        struct fsm_cmd c = expire_cmd("s1", 0);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_ECONFLICT);
         c.u.lock.renewals = 2; /* a count from the future is no better */
@@ -769,7 +776,7 @@ TEST(expire_with_stale_renewal_count_is_refused)
 TEST(expire_releases_with_lock_delay)
 {
     struct h h;
-    struct rg_result r;
+    struct fsm_result r;
     struct store_session s;
     struct store_lock l;
     uint64_t t1, tb, at;
@@ -788,7 +795,7 @@ TEST(expire_releases_with_lock_delay)
     r = expire_at(&h, "s1", 0, at);
     CHECK_EQ_INT(r.err, FL_OK);
     CHECK_EQ_INT(session_of(&h, "s1", &s), FL_ENOTFOUND);
-    CHECK_EQ_STR(last_event(&h, RG_LEV_SESSION_GONE)->session, "s1");
+    CHECK_EQ_STR(last_event(&h, FSM_LEV_SESSION_GONE)->session, "s1");
     /* Its hold is gone, its waits too; the waiter is held back. */
     CHECK_EQ_STR(shape(&h, "ns/a"), "h: w:s2");
     CHECK_EQ_STR(shape(&h, "ns/b"), "h:s3 w:");
@@ -798,34 +805,34 @@ TEST(expire_releases_with_lock_delay)
     CHECK_EQ_INT(l.delay_until_ms, at + 5000);
     CHECK_EQ_INT(l.fence, t1);
     store_lock_free(&l);
-    CHECK_EQ_STR(last_event(&h, RG_LEV_DELAY)->key, "ns/a");
-    CHECK_EQ_INT(last_event(&h, RG_LEV_DELAY)->until_ms, at + 5000);
+    CHECK_EQ_STR(last_event(&h, FSM_LEV_DELAY)->key, "ns/a");
+    CHECK_EQ_INT(last_event(&h, FSM_LEV_DELAY)->until_ms, at + 5000);
     CHECK_EQ_INT(h.r[0].fsm.fence, tb); /* nothing granted */
 
     /* During the delay: a try is refused, a wake-up too early grants
      * nothing (and reports the delay again). */
     {
-        struct rg_cmd c = acquire_cmd("s4", "ns/a", 1, 0);
+        struct fsm_cmd c = acquire_cmd("s4", "ns/a", 1, 0);
         h.now = at + 100;
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_EBUSY);
     }
     {
-        unsigned delays = count_events(&h, RG_LEV_DELAY);
+        unsigned delays = count_events(&h, FSM_LEV_DELAY);
         wake_at(&h, "ns/a", at + 4999);
         CHECK_EQ_STR(shape(&h, "ns/a"), "h: w:s2");
-        CHECK_EQ_INT(count_events(&h, RG_LEV_DELAY), delays + 1);
+        CHECK_EQ_INT(count_events(&h, FSM_LEV_DELAY), delays + 1);
     }
     /* A waiter queued during the delay goes behind s2. */
     {
-        struct rg_cmd c = acquire_cmd("s4", "ns/a", 1, 1);
+        struct fsm_cmd c = acquire_cmd("s4", "ns/a", 1, 1);
         CHECK_EQ_INT(apply_at(&h, &c, at + 4999).version, 0);
     }
     CHECK_EQ_STR(shape(&h, "ns/a"), "h: w:s2,s4");
     /* The wake-up stamped at the end of the delay grants the first waiter. */
     wake_at(&h, "ns/a", at + 5000);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:s4");
-    CHECK_EQ_STR(last_event(&h, RG_LEV_GRANT)->session, "s2");
-    CHECK(last_event(&h, RG_LEV_GRANT)->token > tb);
+    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->session, "s2");
+    CHECK(last_event(&h, FSM_LEV_GRANT)->token > tb);
     CHECK_EQ_INT(sesslock_of(&h, "s2", "ns/a"), 'H');
     teardown(&h);
 }
@@ -861,14 +868,14 @@ TEST(destroy_releases_without_delay)
     create(&h, "s2", 10000, 0);
     acquire(&h, "s1", "ns/a", 1, 0);
     acquire(&h, "s2", "ns/a", 1, 1);
-    CHECK_EQ_INT(on_session(&h, RG_CMD_SESSION_DESTROY, "s1").err, FL_OK);
+    CHECK_EQ_INT(on_session(&h, FSM_CMD_SESSION_DESTROY, "s1").err, FL_OK);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:");
-    CHECK_EQ_STR(last_event(&h, RG_LEV_GRANT)->session, "s2");
+    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->session, "s2");
     REQUIRE(lock_of(&h, "ns/a", &l) == FL_OK);
     CHECK(l.delay_until_ms <= h.now);
     store_lock_free(&l);
     /* And a destroyed holder alone leaves nothing behind. */
-    CHECK_EQ_INT(on_session(&h, RG_CMD_SESSION_DESTROY, "s2").err, FL_OK);
+    CHECK_EQ_INT(on_session(&h, FSM_CMD_SESSION_DESTROY, "s2").err, FL_OK);
     CHECK_EQ_STR(shape(&h, "ns/a"), "free");
     teardown(&h);
 }
@@ -877,7 +884,7 @@ TEST(lease_extend_refuses_earlier_expiry)
 {
     struct h h;
     struct store_session s1, s2;
-    struct rg_result r;
+    struct fsm_result r;
     uint64_t t1, created, at;
     setup(&h);
     create(&h, "s1", 10000, 5000);
@@ -890,7 +897,7 @@ TEST(lease_extend_refuses_earlier_expiry)
     at = created + 9000;
     r = extend_at(&h, at);
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_INT(count_events(&h, RG_LEV_EXTENDED), 1);
+    CHECK_EQ_INT(count_events(&h, FSM_LEV_EXTENDED), 1);
     REQUIRE(session_of(&h, "s1", &s1) == FL_OK);
     REQUIRE(session_of(&h, "s2", &s2) == FL_OK);
     CHECK_EQ_INT(s1.renewals, 1);
@@ -898,14 +905,14 @@ TEST(lease_extend_refuses_earlier_expiry)
     CHECK(s1.expires_ms >= at + 10000);
     CHECK(s2.expires_ms >= at + 20000);
     {
-        struct rg_cmd c = expire_cmd("s1", 0);
+        struct fsm_cmd c = expire_cmd("s1", 0);
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ECONFLICT);
     }
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:s2");
     CHECK_EQ_INT(acquire(&h, "s1", "ns/a", 1, 0).version, t1);
     /* An extension stamped earlier than a renewal never moves the expiry
      * back (leaders' clocks differ). */
-    on_session(&h, RG_CMD_SESSION_RENEW, "s2");
+    on_session(&h, FSM_CMD_SESSION_RENEW, "s2");
     REQUIRE(session_of(&h, "s2", &s2) == FL_OK);
     extend_at(&h, h.now - 5000);
     REQUIRE(session_of(&h, "s2", &s1) == FL_OK);
@@ -924,7 +931,7 @@ TEST(invalid_commands_change_nothing)
     char ns200[201], key[260], why[FL_ERRMSG_SIZE];
     struct {
         const char *what;
-        struct rg_cmd c;
+        struct fsm_cmd c;
     } bad[24];
     unsigned n = 0;
     struct h h;
@@ -948,44 +955,44 @@ TEST(invalid_commands_change_nothing)
     BAD("limit 0", acquire_cmd("s2", "ns/a", 0, 1));
     BAD("limit 1025", acquire_cmd("s2", "ns/a", 1025, 1));
     BAD("session id with '/'", acquire_cmd("s2/x", "ns/a", 1, 1));
-    BAD("release: session id with '/'", lcmd(RG_CMD_LOCK_RELEASE, "s1/", "ns/a"));
-    BAD("release: empty name", lcmd(RG_CMD_LOCK_RELEASE, "s1", "ns/"));
+    BAD("release: session id with '/'", lcmd(FSM_CMD_LOCK_RELEASE, "s1/", "ns/a"));
+    BAD("release: empty name", lcmd(FSM_CMD_LOCK_RELEASE, "s1", "ns/"));
     BAD("ttl 0", create_cmd("s9", 0, 0));
     BAD("ttl 25h", create_cmd("s9", 25ull * 3600 * 1000, 0));
     BAD("lock_delay 61s", create_cmd("s9", 10000, 61000));
     BAD("empty session id", create_cmd("", 10000, 0));
 #undef BAD
     for (unsigned i = 0; i < n; i++) {
-        struct rg_result r;
+        struct fsm_result r;
         why[0] = '\0';
         fprintf(stderr, "   %s\n", bad[i].what);
-        CHECK_EQ_INT(rg_cmd_validate(&bad[i].c, why), FL_EINVAL);
+        CHECK_EQ_INT(fsm_cmd_validate(&bad[i].c, why), FL_EINVAL);
         CHECK(why[0] != '\0');
         r = apply_noop(&h, &bad[i].c);
         CHECK_EQ_INT(r.err, FL_EINVAL);
     }
     /* The limits themselves are valid. */
     {
-        struct rg_cmd c = create_cmd("s9", 24ull * 3600 * 1000, 60000);
+        struct fsm_cmd c = create_cmd("s9", 24ull * 3600 * 1000, 60000);
         char name[300];
-        CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_OK);
+        CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_OK);
         c = create_cmd("s9", 1000, 0);
-        CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_OK);
+        CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_OK);
         c = acquire_cmd("s1", "ns/a", 1024, 1);
-        CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_OK);
+        CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_OK);
         memset(ns200, 'n', 64);
         ns200[64] = '\0';
         snprintf(key, sizeof key, "%s/a/b/c", ns200);
         c = acquire_cmd("s1", key, 1, 1);
-        CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_OK);
+        CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_OK);
         /* "namespace/name" with its NUL fits STORE_LOCK_KEY_MAX. */
         memset(name, 'x', sizeof name);
         snprintf(key, sizeof key, "ns/%.*s", (int)(STORE_LOCK_KEY_MAX - 4), name);
         c = acquire_cmd("s1", key, 1, 1);
-        CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_OK);
+        CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_OK);
         snprintf(key, sizeof key, "ns/%.*s", (int)(STORE_LOCK_KEY_MAX - 3), name);
         c = acquire_cmd("s1", key, 1, 1);
-        CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+        CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_EINVAL);
     }
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:s2");
     teardown(&h);
@@ -1004,7 +1011,7 @@ TEST(restart_keeps_sessions_holders_waiters_and_fence)
     acquire(&h, "s2", "ns/a", 1, 1);
     acquire(&h, "s3", "sem/b", 2, 0);
     acquire(&h, "s2", "sem/b", 2, 0);
-    on_session(&h, RG_CMD_SESSION_RENEW, "s3");
+    on_session(&h, FSM_CMD_SESSION_RENEW, "s3");
     fence = h.r[0].fsm.fence;
     CHECK(fence >= 3);
 
@@ -1028,11 +1035,11 @@ TEST(restart_keeps_sessions_holders_waiters_and_fence)
     /* The next grant continues the counter. */
     release(&h, "s1", "ns/a");
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:");
-    CHECK_EQ_INT(last_event(&h, RG_LEV_GRANT)->token, fence + 1);
+    CHECK_EQ_INT(last_event(&h, FSM_LEV_GRANT)->token, fence + 1);
     teardown(&h);
 }
 
-static struct rg_cmd with_ident(struct rg_cmd c, const char *session, uint64_t serial)
+static struct fsm_cmd with_ident(struct fsm_cmd c, const char *session, uint64_t serial)
 {
     c.req.session = session;
     c.req.slen = strlen(session);
@@ -1040,9 +1047,9 @@ static struct rg_cmd with_ident(struct rg_cmd c, const char *session, uint64_t s
     return c;
 }
 
-static struct rg_cmd release_cmd(const char *id, const char *key, uint64_t token)
+static struct fsm_cmd release_cmd(const char *id, const char *key, uint64_t token)
 {
-    struct rg_cmd c = lcmd(RG_CMD_LOCK_RELEASE, id, key);
+    struct fsm_cmd c = lcmd(FSM_CMD_LOCK_RELEASE, id, key);
     c.u.lock.token = token;
     return c;
 }
@@ -1051,8 +1058,8 @@ static struct rg_cmd release_cmd(const char *id, const char *key, uint64_t token
 TEST(release_names_its_token)
 {
     struct h h;
-    struct rg_result r;
-    struct rg_cmd c;
+    struct fsm_result r;
+    struct fsm_cmd c;
     uint64_t t1;
     setup(&h);
     create(&h, "s1", 10000, 0);
@@ -1090,8 +1097,8 @@ TEST(release_names_its_token)
 TEST(request_identity_at_most_once)
 {
     struct h h;
-    struct rg_result r, first;
-    struct rg_cmd c;
+    struct fsm_result r, first;
+    struct fsm_cmd c;
     struct store_session s;
     uint64_t t1, t2;
     unsigned executed;
@@ -1132,7 +1139,7 @@ TEST(request_identity_at_most_once)
     CHECK_EQ_INT(r.version, 3);
     CHECK(r.not_run && !r.replayed);
     /* Even without a token: the serial alone stops it. */
-    c = with_ident(lcmd(RG_CMD_LOCK_RELEASE, "A", "lc/1"), "A", 2);
+    c = with_ident(lcmd(FSM_CMD_LOCK_RELEASE, "A", "lc/1"), "A", 2);
     CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ESTALE);
     CHECK_EQ_STR(shape(&h, "lc/1"), "h:A w:B");
 
@@ -1142,7 +1149,7 @@ TEST(request_identity_at_most_once)
     apply(&h, &c);
     c = with_ident(acquire_cmd("C", "lc/2", 1, 0), "C", 1);
     CHECK_EQ_INT(apply(&h, &c).err, FL_EBUSY);
-    c = with_ident(lcmd(RG_CMD_LOCK_RELEASE, "D", "lc/2"), "D", 2);
+    c = with_ident(lcmd(FSM_CMD_LOCK_RELEASE, "D", "lc/2"), "D", 2);
     apply(&h, &c);
     CHECK_EQ_STR(shape(&h, "lc/2"), "free");
     c = with_ident(acquire_cmd("C", "lc/2", 1, 0), "C", 1);
@@ -1151,7 +1158,7 @@ TEST(request_identity_at_most_once)
     CHECK_EQ_STR(r.str, "D"); /* the holder named the first time */
     CHECK_EQ_STR(shape(&h, "lc/2"), "free");
     /* A serial that was never applied but is below the last: refused too. */
-    c = with_ident(lcmd(RG_CMD_SESSION_RENEW, "C", NULL), "C", 5);
+    c = with_ident(lcmd(FSM_CMD_SESSION_RENEW, "C", NULL), "C", 5);
     apply(&h, &c);
     c = with_ident(acquire_cmd("C", "lc/2", 1, 0), "C", 4);
     CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ESTALE);
@@ -1161,7 +1168,7 @@ TEST(request_identity_at_most_once)
     c = with_ident(acquire_cmd("C", "lc/3", 1, 0), "ghost", 1);
     CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOSESSION);
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_KV_PUT;
+    c.type = FSM_CMD_KV_PUT;
     c.u.kv.key = "k";
     c.u.kv.klen = 1;
     c.u.kv.value = (const uint8_t *)"v";
@@ -1174,7 +1181,7 @@ TEST(request_identity_at_most_once)
 
     /* A destroy under its own session: the session is gone, and so is
      * every later copy. */
-    c = with_ident(lcmd(RG_CMD_SESSION_DESTROY, "D", NULL), "D", 3);
+    c = with_ident(lcmd(FSM_CMD_SESSION_DESTROY, "D", NULL), "D", 3);
     CHECK_EQ_INT(apply(&h, &c).err, FL_OK);
     CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOSESSION);
 
@@ -1194,19 +1201,19 @@ TEST(request_identity_at_most_once)
 /* Every lock command, every field set, through the entry codec. */
 TEST(codec_round_trip)
 {
-    static const int types[] = {RG_CMD_SESSION_CREATE, RG_CMD_SESSION_RENEW,
-                                RG_CMD_SESSION_DESTROY, RG_CMD_SESSION_EXPIRE,
-                                RG_CMD_LEASE_EXTEND,   RG_CMD_LOCK_ACQUIRE,
-                                RG_CMD_LOCK_RELEASE,   RG_CMD_LOCK_UNWAIT,
-                                RG_CMD_LOCK_WAKE};
+    static const int types[] = {FSM_CMD_SESSION_CREATE, FSM_CMD_SESSION_RENEW,
+                                FSM_CMD_SESSION_DESTROY, FSM_CMD_SESSION_EXPIRE,
+                                FSM_CMD_LEASE_EXTEND,   FSM_CMD_LOCK_ACQUIRE,
+                                FSM_CMD_LOCK_RELEASE,   FSM_CMD_LOCK_UNWAIT,
+                                FSM_CMD_LOCK_WAKE};
     const unsigned n = sizeof types / sizeof types[0];
-    struct rg_entry_writer w;
-    struct rg_entry e;
+    struct fsm_entry_writer w;
+    struct fsm_entry e;
     void *base;
     size_t len;
-    rg_writer_init(&w);
+    fsm_writer_init(&w);
     for (unsigned i = 0; i < n; i++) {
-        struct rg_cmd c = lcmd(types[i], "sess-0123456789abcdef", "deploy.prod/web/db?x=1");
+        struct fsm_cmd c = lcmd(types[i], "sess-0123456789abcdef", "deploy.prod/web/db?x=1");
         c.u.lock.name = "host-a pid 42";
         c.u.lock.nlen = strlen(c.u.lock.name);
         c.u.lock.ttl_ms = 15000 + i;
@@ -1214,26 +1221,26 @@ TEST(codec_round_trip)
         c.u.lock.renewals = (uint64_t)1 << 40 | i;
         c.u.lock.limit = 1 + i;
         c.u.lock.wait = (int)(i % 2);
-        if (types[i] == RG_CMD_LOCK_RELEASE) {
+        if (types[i] == FSM_CMD_LOCK_RELEASE) {
             c.u.lock.token = (uint64_t)1 << 50 | i;
         }
         if (i % 3 == 0) {
             c = with_ident(c, "client-7", (uint64_t)INT64_MAX - i);
         }
-        CHECK_OK(rg_writer_add(&w, &c));
+        CHECK_OK(fsm_writer_add(&w, &c));
     }
-    CHECK_OK(rg_writer_finish(&w, 7, 99, 3, 123456789, fl_malloc, &base, &len));
-    rg_writer_close(&w);
+    CHECK_OK(fsm_writer_finish(&w, 7, 99, 3, 123456789, fl_malloc, &base, &len));
+    fsm_writer_close(&w);
     CHECK_EQ_INT(len % 8, 0);
-    REQUIRE(rg_entry_open(&e, base, len) == FL_OK);
+    REQUIRE(fsm_entry_open(&e, base, len) == FL_OK);
     CHECK_EQ_INT(e.origin, 7);
     CHECK_EQ_INT(e.seq, 99);
     CHECK_EQ_INT(e.term, 3);
     CHECK_EQ_INT(e.time_ms, 123456789);
     CHECK_EQ_INT(e.n_cmds, n);
     for (unsigned i = 0; i < e.n_cmds && i < n; i++) {
-        struct rg_cmd c;
-        CHECK_OK(rg_entry_cmd(&e, i, &c));
+        struct fsm_cmd c;
+        CHECK_OK(fsm_entry_cmd(&e, i, &c));
         CHECK_EQ_INT(c.type, types[i]);
         CHECK(c.u.lock.slen == 21 && memcmp(c.u.lock.session, "sess-0123456789abcdef", 21) == 0);
         CHECK(c.u.lock.klen == 22 && memcmp(c.u.lock.key, "deploy.prod/web/db?x=1", 22) == 0);
@@ -1244,7 +1251,7 @@ TEST(codec_round_trip)
         CHECK_EQ_INT(c.u.lock.limit, 1 + i);
         CHECK_EQ_INT(c.u.lock.wait, (int)(i % 2));
         CHECK_EQ_INT(c.u.lock.token,
-                     types[i] == RG_CMD_LOCK_RELEASE ? ((uint64_t)1 << 50 | i) : 0);
+                     types[i] == FSM_CMD_LOCK_RELEASE ? ((uint64_t)1 << 50 | i) : 0);
         if (i % 3 == 0) {
             CHECK(c.req.slen == 8 && memcmp(c.req.session, "client-7", 8) == 0);
             CHECK_EQ_INT(c.req.serial, (uint64_t)INT64_MAX - i);
@@ -1252,25 +1259,25 @@ TEST(codec_round_trip)
             CHECK_EQ_INT(c.req.serial, 0);
             CHECK_EQ_INT(c.req.slen, 0);
         }
-        CHECK_EQ_STR(rg_cmd_type_name(c.type), rg_cmd_type_name(types[i]));
+        CHECK_EQ_STR(fsm_cmd_type_name(c.type), fsm_cmd_type_name(types[i]));
     }
-    rg_entry_close(&e);
+    fsm_entry_close(&e);
     fl_free(base);
 
     /* Fields left empty (LEASE_EXTEND, LOCK_WAKE) decode as empty. */
     {
-        struct rg_cmd c = lcmd(RG_CMD_LEASE_EXTEND, NULL, NULL), d;
-        rg_writer_init(&w);
-        CHECK_OK(rg_writer_add(&w, &c));
-        CHECK_OK(rg_writer_finish(&w, 1, 1, 1, 1, fl_malloc, &base, &len));
-        rg_writer_close(&w);
-        REQUIRE(rg_entry_open(&e, base, len) == FL_OK);
-        CHECK_OK(rg_entry_cmd(&e, 0, &d));
-        CHECK_EQ_INT(d.type, RG_CMD_LEASE_EXTEND);
+        struct fsm_cmd c = lcmd(FSM_CMD_LEASE_EXTEND, NULL, NULL), d;
+        fsm_writer_init(&w);
+        CHECK_OK(fsm_writer_add(&w, &c));
+        CHECK_OK(fsm_writer_finish(&w, 1, 1, 1, 1, fl_malloc, &base, &len));
+        fsm_writer_close(&w);
+        REQUIRE(fsm_entry_open(&e, base, len) == FL_OK);
+        CHECK_OK(fsm_entry_cmd(&e, 0, &d));
+        CHECK_EQ_INT(d.type, FSM_CMD_LEASE_EXTEND);
         CHECK_EQ_INT(d.u.lock.slen, 0);
         CHECK_EQ_INT(d.u.lock.klen, 0);
         CHECK_EQ_INT(d.u.lock.wait, 0);
-        rg_entry_close(&e);
+        fsm_entry_close(&e);
         fl_free(base);
     }
 }

@@ -2,25 +2,34 @@
  * caps enforced at apply, fencing tokens, results, stale results, retries,
  * node loss, cancel and the rollout controls (docs/SCHEDULER.md). */
 #include <msgpack.h>
-#include <raft.h>
 
 #include "check.h"
 #include "common/alloc.h"
 #include "common/err.h"
-#include "raft/rg_cmd.h"
-#include "raft/rg_fsm.h"
+#include "fsm/cmd.h"
+#include "fsm/fsm.h"
 #include "store/store.h"
+
+/* The two numbers of raft's state the state machine is given with an entry. */
+struct log_pos {
+    uint64_t last_applied;
+    uint64_t commit_index;
+};
+struct entry_buf {
+    void *base;
+    size_t len;
+};
 
 struct h {
     char dir[256];
     struct store *store;
-    struct rg_fsm fsm;
-    struct raft raft;
-    struct rg_result last[8];
+    struct fsm fsm;
+    struct log_pos raft; /* what raft would report: last_applied, commit_index */
+    struct fsm_result last[8];
 };
 
 static void results_cb(void *data, uint64_t seq, uint64_t term, uint64_t index,
-                       const struct rg_result *res, unsigned n)
+                       const struct fsm_result *res, unsigned n)
 {
     struct h *h = data;
     memcpy(h->last, res, sizeof *res * (n > 8 ? 8 : n));
@@ -31,8 +40,7 @@ static void setup(struct h *h)
     memset(h, 0, sizeof *h);
     REQUIRE(check_tmpdir(h->dir, sizeof h->dir) != NULL);
     CHECK_OK(store_open(h->dir, NULL, &h->store, NULL));
-    CHECK_OK(rg_fsm_init(&h->fsm, h->store, 1));
-    rg_fsm_set_raft(&h->fsm, &h->raft);
+    CHECK_OK(fsm_init(&h->fsm, h->store, 1));
     h->fsm.results_cb = results_cb;
     h->fsm.results_data = h;
     h->raft.last_applied = 1;
@@ -40,25 +48,24 @@ static void setup(struct h *h)
 
 static void teardown(struct h *h)
 {
-    rg_fsm_close(&h->fsm);
+    fsm_close(&h->fsm);
     store_close(h->store);
     check_rmrf(h->dir);
 }
 
 /* Apply one command as its own entry; returns its result. */
-static struct rg_result apply1(struct h *h, const struct rg_cmd *c)
+static struct fsm_result apply1(struct h *h, const struct fsm_cmd *c)
 {
-    struct rg_entry_writer w;
-    struct raft_buffer buf;
-    void *result;
-    rg_writer_init(&w);
-    CHECK_OK(rg_writer_add(&w, c));
-    CHECK_OK(rg_writer_finish(&w, 1, h->raft.last_applied, 1, 1000 + h->raft.last_applied,
+    struct fsm_entry_writer w;
+    struct entry_buf buf;
+    fsm_writer_init(&w);
+    CHECK_OK(fsm_writer_add(&w, c));
+    CHECK_OK(fsm_writer_finish(&w, 1, h->raft.last_applied, 1, 1000 + h->raft.last_applied,
                               fl_malloc, &buf.base, &buf.len));
-    rg_writer_close(&w);
+    fsm_writer_close(&w);
     h->raft.commit_index = h->raft.last_applied + 1;
     memset(h->last, 0, sizeof h->last);
-    h->fsm.fsm.apply(&h->fsm.fsm, &buf, &result);
+    fsm_apply(&h->fsm, h->raft.last_applied + 1, h->raft.commit_index, buf.base, buf.len);
     h->raft.last_applied++;
     fl_free(buf.base);
     return h->last[0];
@@ -66,8 +73,8 @@ static struct rg_result apply1(struct h *h, const struct rg_cmd *c)
 
 static void add_node(struct h *h, const char *id, uint32_t cap)
 {
-    struct rg_cmd c = {0};
-    c.type = RG_CMD_NODE_REGISTER;
+    struct fsm_cmd c = {0};
+    c.type = FSM_CMD_NODE_REGISTER;
     c.u.node.id = id;
     c.u.node.idlen = strlen(id);
     c.u.node.kind = STORE_NODE_AGENT;
@@ -75,17 +82,17 @@ static void add_node(struct h *h, const char *id, uint32_t cap)
     CHECK_EQ_INT(apply1(h, &c).err, FL_OK);
 }
 
-static struct rg_result submit(struct h *h, const char *id, unsigned n_hosts, unsigned unit_size,
+static struct fsm_result submit(struct h *h, const char *id, unsigned n_hosts, unsigned unit_size,
                                unsigned retries, const char *idem)
 {
     static char names[200][16];
     static const char *ptrs[200];
-    struct rg_cmd c = {0};
+    struct fsm_cmd c = {0};
     for (unsigned i = 0; i < n_hosts; i++) {
         snprintf(names[i], sizeof names[i], "h%03u", i);
         ptrs[i] = names[i];
     }
-    c.type = RG_CMD_TASK_SUBMIT;
+    c.type = FSM_CMD_TASK_SUBMIT;
     c.u.task.id = id;
     c.u.task.idlen = strlen(id);
     c.u.task.idem = idem;
@@ -99,11 +106,11 @@ static struct rg_result submit(struct h *h, const char *id, unsigned n_hosts, un
     return apply1(h, &c);
 }
 
-static struct rg_result assign(struct h *h, const char *task, uint32_t unit, uint32_t attempt,
+static struct fsm_result assign(struct h *h, const char *task, uint32_t unit, uint32_t attempt,
                                const char *node)
 {
-    struct rg_cmd c = {0};
-    c.type = RG_CMD_UNIT_ASSIGN;
+    struct fsm_cmd c = {0};
+    c.type = FSM_CMD_UNIT_ASSIGN;
     c.u.unit.task = task;
     c.u.unit.tasklen = strlen(task);
     c.u.unit.unit = unit;
@@ -113,11 +120,11 @@ static struct rg_result assign(struct h *h, const char *task, uint32_t unit, uin
     return apply1(h, &c);
 }
 
-static struct rg_result result(struct h *h, const char *task, uint32_t unit, uint32_t attempt,
+static struct fsm_result result(struct h *h, const char *task, uint32_t unit, uint32_t attempt,
                                uint64_t token, int status)
 {
-    struct rg_cmd c = {0};
-    c.type = RG_CMD_UNIT_RESULT;
+    struct fsm_cmd c = {0};
+    c.type = FSM_CMD_UNIT_RESULT;
     c.u.unit.task = task;
     c.u.unit.tasklen = strlen(task);
     c.u.unit.unit = unit;
@@ -132,7 +139,7 @@ static struct store_task task_of(struct h *h, const char *id)
     struct store_txn *t;
     struct store_task k;
     memset(&k, 0, sizeof k);
-    rg_fsm_flush(&h->fsm);
+    fsm_flush(&h->fsm);
     CHECK_OK(store_begin(h->store, 0, &t));
     CHECK_OK(store_task_get(t, id, &k));
     store_abort(t);
@@ -144,7 +151,7 @@ static struct store_node node_of(struct h *h, const char *id)
     struct store_txn *t;
     struct store_node n;
     memset(&n, 0, sizeof n);
-    rg_fsm_flush(&h->fsm);
+    fsm_flush(&h->fsm);
     CHECK_OK(store_begin(h->store, 0, &t));
     CHECK_OK(store_node_get(t, id, &n));
     store_abort(t);
@@ -158,7 +165,7 @@ static unsigned queue_len(struct h *h)
     const void *k, *v;
     size_t kl, vl;
     unsigned n = 0;
-    rg_fsm_flush(&h->fsm);
+    fsm_flush(&h->fsm);
     CHECK_OK(store_begin(h->store, 0, &t));
     CHECK_OK(store_cursor_open(t, STORE_QUEUE, NULL, 0, &c));
     while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
@@ -172,7 +179,7 @@ static unsigned queue_len(struct h *h)
 TEST(submit_splits_and_is_idempotent)
 {
     struct h h;
-    struct rg_result r;
+    struct fsm_result r;
     setup(&h);
     r = submit(&h, "t1", 100, 30, 0, "key-1");
     CHECK_EQ_INT(r.err, FL_OK);
@@ -192,7 +199,7 @@ TEST(submit_splits_and_is_idempotent)
 TEST(cap_is_enforced_at_apply_and_tokens_increase)
 {
     struct h h;
-    struct rg_result r;
+    struct fsm_result r;
     uint64_t last = 0;
     setup(&h);
     add_node(&h, "n1", 2);
@@ -217,8 +224,8 @@ TEST(cap_is_enforced_at_apply_and_tokens_increase)
     CHECK(r.version > last);
     /* Cap 0 drains; the drain flag too. */
     {
-        struct rg_cmd c = {0};
-        c.type = RG_CMD_NODE_CAP;
+        struct fsm_cmd c = {0};
+        c.type = FSM_CMD_NODE_CAP;
         c.u.node.id = "n1";
         c.u.node.idlen = 2;
         c.u.node.cap = 0;
@@ -226,7 +233,7 @@ TEST(cap_is_enforced_at_apply_and_tokens_increase)
         CHECK_EQ_INT(assign(&h, "t", 3, 0, "n1").err, FL_EBUSY);
         c.u.node.cap = 10;
         apply1(&h, &c);
-        c.type = RG_CMD_NODE_DRAIN;
+        c.type = FSM_CMD_NODE_DRAIN;
         c.u.node.drain = 1;
         apply1(&h, &c);
         CHECK_EQ_INT(assign(&h, "t", 3, 0, "n1").err, FL_EBUSY);
@@ -237,7 +244,7 @@ TEST(cap_is_enforced_at_apply_and_tokens_increase)
 TEST(stale_results_change_nothing)
 {
     struct h h;
-    struct rg_result a1, a2;
+    struct fsm_result a1, a2;
     setup(&h);
     add_node(&h, "n1", 4);
     add_node(&h, "n2", 4);
@@ -245,8 +252,8 @@ TEST(stale_results_change_nothing)
     a1 = assign(&h, "t", 0, 0, "n1");
     /* n1 is lost: the unit goes back to the queue (one retry left). */
     {
-        struct rg_cmd c = {0};
-        c.type = RG_CMD_NODE_LOST;
+        struct fsm_cmd c = {0};
+        c.type = FSM_CMD_NODE_LOST;
         c.u.node.id = "n1";
         c.u.node.idlen = 2;
         CHECK_EQ_INT(apply1(&h, &c).err, FL_OK);
@@ -270,7 +277,7 @@ TEST(stale_results_change_nothing)
 TEST(retries_then_failure)
 {
     struct h h;
-    struct rg_result a;
+    struct fsm_result a;
     setup(&h);
     add_node(&h, "n1", 4);
     submit(&h, "t", 2, 2, 1, "");
@@ -289,13 +296,13 @@ TEST(retries_then_failure)
 TEST(cancel_and_pause)
 {
     struct h h;
-    struct rg_cmd c = {0};
-    struct rg_result a;
+    struct fsm_cmd c = {0};
+    struct fsm_result a;
     setup(&h);
     add_node(&h, "n1", 4);
     submit(&h, "t", 3, 1, 0, "");
     a = assign(&h, "t", 0, 0, "n1");
-    c.type = RG_CMD_TASK_CANCEL;
+    c.type = FSM_CMD_TASK_CANCEL;
     c.u.task.id = "t";
     c.u.task.idlen = 1;
     CHECK_EQ_INT(apply1(&h, &c).err, FL_OK);
@@ -307,7 +314,7 @@ TEST(cancel_and_pause)
     /* Dispatch paused: no assignment is accepted. */
     submit(&h, "u", 1, 1, 0, "");
     memset(&c, 0, sizeof c);
-    c.type = RG_CMD_DISPATCH;
+    c.type = FSM_CMD_DISPATCH;
     c.u.dispatch.paused = 1;
     apply1(&h, &c);
     CHECK_EQ_INT(assign(&h, "u", 0, 0, "n1").err, FL_EBUSY);
@@ -318,12 +325,12 @@ TEST(cancel_and_pause)
 }
 
 /* A task with the rollout controls; hosts given by the caller. */
-static struct rg_result submit_ctl(struct h *h, const char *id, const char *const *hosts,
+static struct fsm_result submit_ctl(struct h *h, const char *id, const char *const *hosts,
                                    unsigned n_hosts, unsigned retries, uint32_t max_running,
                                    uint32_t fail_stop, int placement)
 {
-    struct rg_cmd c = {0};
-    c.type = RG_CMD_TASK_SUBMIT;
+    struct fsm_cmd c = {0};
+    c.type = FSM_CMD_TASK_SUBMIT;
     c.u.task.id = id;
     c.u.task.idlen = strlen(id);
     c.u.task.n_hosts = n_hosts;
@@ -339,12 +346,12 @@ static struct rg_result submit_ctl(struct h *h, const char *id, const char *cons
 }
 
 /* The result of a one-host unit, with that host's own outcome. */
-static struct rg_result result1(struct h *h, const char *task, uint32_t unit, uint64_t token,
+static struct fsm_result result1(struct h *h, const char *task, uint32_t unit, uint64_t token,
                                 const char *host, int status)
 {
-    struct rg_host_result hr = {host, strlen(host), status, status == STORE_ST_OK ? 0 : 1, NULL, 0};
-    struct rg_cmd c = {0};
-    c.type = RG_CMD_UNIT_RESULT;
+    struct fsm_host_result hr = {host, strlen(host), status, status == STORE_ST_OK ? 0 : 1, NULL, 0};
+    struct fsm_cmd c = {0};
+    c.type = FSM_CMD_UNIT_RESULT;
     c.u.unit.task = task;
     c.u.unit.tasklen = strlen(task);
     c.u.unit.unit = unit;
@@ -361,7 +368,7 @@ static struct store_unit unit_of(struct h *h, const char *task, uint32_t unit)
     struct store_txn *t;
     struct store_unit u;
     memset(&u, 0, sizeof u);
-    rg_fsm_flush(&h->fsm);
+    fsm_flush(&h->fsm);
     CHECK_OK(store_begin(h->store, 0, &t));
     CHECK_OK(store_unit_get(t, task, unit, &u));
     u.hosts = NULL; /* points into the ended transaction */
@@ -375,10 +382,10 @@ static const char *const four[] = {"h000", "h001", "h002", "h003"};
 TEST(max_running_is_enforced_at_apply)
 {
     struct h h;
-    struct rg_result a0, a1;
+    struct fsm_result a0, a1;
     setup(&h);
     add_node(&h, "n1", 10);
-    CHECK_EQ_INT(submit_ctl(&h, "t", four, 4, 0, 2, 0, RG_PLACE_ANY).err, FL_OK);
+    CHECK_EQ_INT(submit_ctl(&h, "t", four, 4, 0, 2, 0, FSM_PLACE_ANY).err, FL_OK);
     CHECK_EQ_INT(task_of(&h, "t").max_running, 2);
     a0 = assign(&h, "t", 0, 0, "n1");
     a1 = assign(&h, "t", 1, 0, "n1");
@@ -405,11 +412,11 @@ TEST(max_running_is_enforced_at_apply)
 TEST(fail_stop_cancels_the_queued_units)
 {
     struct h h;
-    struct rg_result a0, a1;
+    struct fsm_result a0, a1;
     struct store_task k;
     setup(&h);
     add_node(&h, "n1", 10);
-    submit_ctl(&h, "t", four, 4, 0, 2, 1, RG_PLACE_ANY);
+    submit_ctl(&h, "t", four, 4, 0, 2, 1, FSM_PLACE_ANY);
     a0 = assign(&h, "t", 0, 0, "n1");
     a1 = assign(&h, "t", 1, 0, "n1");
     CHECK_EQ_INT(task_of(&h, "t").stopped, 0);
@@ -442,11 +449,11 @@ TEST(fail_stop_counts_finished_hosts_only)
 {
     static const char *const three[] = {"h000", "h001", "h002"};
     struct h h;
-    struct rg_result a0, a1;
+    struct fsm_result a0, a1;
     struct store_task k;
     setup(&h);
     add_node(&h, "n1", 10);
-    submit_ctl(&h, "t", three, 3, 1, 0, 1, RG_PLACE_ANY);
+    submit_ctl(&h, "t", three, 3, 1, 0, 1, FSM_PLACE_ANY);
     a0 = assign(&h, "t", 0, 0, "n1");
     a1 = assign(&h, "t", 1, 0, "n1");
     /* A unit that will be retried has not finished: it does not count. */
@@ -473,7 +480,7 @@ TEST(fail_stop_counts_finished_hosts_only)
     CHECK_EQ_INT(unit_of(&h, "t", 1).status, STORE_ST_FAILED);
     /* Nor is one whose node is lost: it finishes as lost. */
     add_node(&h, "n2", 10);
-    submit_ctl(&h, "l", four, 4, 1, 0, 1, RG_PLACE_ANY);
+    submit_ctl(&h, "l", four, 4, 1, 0, 1, FSM_PLACE_ANY);
     a0 = assign(&h, "l", 0, 0, "n1");
     a1 = assign(&h, "l", 1, 0, "n2");
     CHECK_EQ_INT(result1(&h, "l", 0, a0.version, "h000", STORE_ST_UNREACHABLE).err, FL_OK);
@@ -482,8 +489,8 @@ TEST(fail_stop_counts_finished_hosts_only)
     CHECK_EQ_INT(result1(&h, "l", 0, a0.version, "h000", STORE_ST_UNREACHABLE).err, FL_OK);
     CHECK_EQ_INT(task_of(&h, "l").stopped, 1);
     {
-        struct rg_cmd c = {0};
-        c.type = RG_CMD_NODE_LOST;
+        struct fsm_cmd c = {0};
+        c.type = FSM_CMD_NODE_LOST;
         c.u.node.id = "n2";
         c.u.node.idlen = 2;
         CHECK_EQ_INT(apply1(&h, &c).err, FL_OK);
@@ -494,11 +501,11 @@ TEST(fail_stop_counts_finished_hosts_only)
     CHECK_EQ_INT(k.hosts_by_status[STORE_ST_CANCELLED], 2);
     CHECK_EQ_INT(queue_len(&h), 0);
     /* Cancelled hosts do not count either. */
-    submit_ctl(&h, "c", four, 4, 0, 0, 1, RG_PLACE_ANY);
+    submit_ctl(&h, "c", four, 4, 0, 0, 1, FSM_PLACE_ANY);
     a0 = assign(&h, "c", 0, 0, "n1");
     {
-        struct rg_cmd c = {0};
-        c.type = RG_CMD_TASK_CANCEL;
+        struct fsm_cmd c = {0};
+        c.type = FSM_CMD_TASK_CANCEL;
         c.u.task.id = "c";
         c.u.task.idlen = 1;
         CHECK_EQ_INT(apply1(&h, &c).err, FL_OK);
@@ -517,8 +524,8 @@ TEST(pinned_unit_runs_on_its_node_only)
     setup(&h);
     add_node(&h, "n1", 4);
     add_node(&h, "n2", 4);
-    CHECK_EQ_INT(submit_ctl(&h, "p", nodes, 2, 0, 0, 0, RG_PLACE_HOST).err, FL_OK);
-    CHECK_EQ_INT(task_of(&h, "p").placement, RG_PLACE_HOST);
+    CHECK_EQ_INT(submit_ctl(&h, "p", nodes, 2, 0, 0, 0, FSM_PLACE_HOST).err, FL_OK);
+    CHECK_EQ_INT(task_of(&h, "p").placement, FSM_PLACE_HOST);
     CHECK_EQ_INT(assign(&h, "p", 0, 0, "n2").err, FL_EINVAL);
     CHECK_EQ_INT(unit_of(&h, "p", 0).state, STORE_UNIT_QUEUED);
     CHECK_EQ_INT(node_of(&h, "n2").running, 0);
@@ -535,50 +542,50 @@ TEST(rollout_controls_validation)
     static const char *const slash[] = {"n1", "rack/n2"};
     static char longest[STORE_NODE_ID_MAX + 1];
     static const char *const too_long[] = {longest};
-    struct rg_cmd c = {0};
+    struct fsm_cmd c = {0};
     char why[FL_ERRMSG_SIZE];
     struct h h;
     memset(longest, 'x', STORE_NODE_ID_MAX);
-    c.type = RG_CMD_TASK_SUBMIT;
+    c.type = FSM_CMD_TASK_SUBMIT;
     c.u.task.id = "v";
     c.u.task.idlen = 1;
     c.u.task.n_hosts = 2;
     c.u.task.host_ptrs = nodes;
     c.u.task.unit_size = 1;
-    c.u.task.placement = RG_PLACE_HOST;
-    c.u.task.max_running = RG_MAX_RUNNING_MAX;
-    c.u.task.fail_stop = RG_TASK_HOSTS_MAX;
-    CHECK_OK(rg_cmd_validate(&c, why));
-    c.u.task.max_running = RG_MAX_RUNNING_MAX + 1;
-    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    c.u.task.placement = FSM_PLACE_HOST;
+    c.u.task.max_running = FSM_MAX_RUNNING_MAX;
+    c.u.task.fail_stop = FSM_TASK_HOSTS_MAX;
+    CHECK_OK(fsm_cmd_validate(&c, why));
+    c.u.task.max_running = FSM_MAX_RUNNING_MAX + 1;
+    CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_EINVAL);
     c.u.task.max_running = 1;
-    c.u.task.fail_stop = RG_TASK_HOSTS_MAX + 1;
-    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    c.u.task.fail_stop = FSM_TASK_HOSTS_MAX + 1;
+    CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_EINVAL);
     c.u.task.fail_stop = 1;
     c.u.task.placement = 2;
-    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
-    c.u.task.placement = RG_PLACE_HOST;
+    CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_EINVAL);
+    c.u.task.placement = FSM_PLACE_HOST;
     c.u.task.unit_size = 2;
-    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_EINVAL);
     CHECK(strstr(why, "unit_size") != NULL);
     c.u.task.unit_size = 1;
     c.u.task.host_ptrs = slash;
-    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_EINVAL);
     CHECK(strstr(why, "node id") != NULL);
     c.u.task.n_hosts = 1;
     c.u.task.host_ptrs = too_long;
-    CHECK_EQ_INT(rg_cmd_validate(&c, why), FL_EINVAL);
+    CHECK_EQ_INT(fsm_cmd_validate(&c, why), FL_EINVAL);
     longest[STORE_NODE_ID_MAX - 1] = '\0'; /* 63 bytes: a node id */
-    CHECK_OK(rg_cmd_validate(&c, why));
+    CHECK_OK(fsm_cmd_validate(&c, why));
     /* The same hosts are fine for a task placed anywhere. */
-    c.u.task.placement = RG_PLACE_ANY;
+    c.u.task.placement = FSM_PLACE_ANY;
     c.u.task.n_hosts = 2;
     c.u.task.host_ptrs = slash;
     c.u.task.unit_size = 5;
-    CHECK_OK(rg_cmd_validate(&c, why));
+    CHECK_OK(fsm_cmd_validate(&c, why));
     /* Every replica refuses what the leader should have: nothing is created. */
     setup(&h);
-    c.u.task.placement = RG_PLACE_HOST;
+    c.u.task.placement = FSM_PLACE_HOST;
     CHECK_EQ_INT(apply1(&h, &c).err, FL_EINVAL);
     CHECK_EQ_INT(queue_len(&h), 0);
     teardown(&h);
@@ -651,7 +658,7 @@ TEST(format_1_task_record_still_reads)
     CHECK_EQ_INT(back.fail_stop, 0);
     CHECK_EQ_INT(back.placement, 0);
     CHECK_EQ_INT(back.stopped, 0);
-    rg_fsm_flush(&h.fsm);
+    fsm_flush(&h.fsm);
     CHECK_OK(store_begin(h.store, 1, &t));
     CHECK_OK(store_put(t, STORE_TASKS, "old", 3, sb.data, sb.size));
     CHECK_OK(store_commit(t));

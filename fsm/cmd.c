@@ -1,13 +1,13 @@
-#include "raft/rg_cmd.h"
+#include "fsm/cmd.h"
 
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/mpcheck.h"
-#include "raft/rg_int.h"
+#include "fsm/fsm_int.h"
 
-static const char *const type_names[RG_CMD__MAX] = {
+static const char *const type_names[FSM_CMD__MAX] = {
     "unknown",       "kv_put",      "kv_del",      "node_register", "node_cap",
     "node_drain",    "node_remove", "meta_init",   "task_submit",   "unit_assign",
     "unit_result",   "unit_requeue", "node_lost",  "task_cancel",   "dispatch",
@@ -19,9 +19,9 @@ static const char *const type_names[RG_CMD__MAX] = {
     "package_put",   "package_rm",  "request",
 };
 
-const char *rg_cmd_type_name(int type)
+const char *fsm_cmd_type_name(int type)
 {
-    if (type <= 0 || type >= RG_CMD__MAX || type_names[type] == NULL) {
+    if (type <= 0 || type >= FSM_CMD__MAX || type_names[type] == NULL) {
         return "unknown";
     }
     return type_names[type];
@@ -58,7 +58,7 @@ static int valid_host(const char *s, size_t n)
     return 1;
 }
 
-static int validate_task(const struct rg_cmd *c, char *errmsg)
+static int validate_task(const struct fsm_cmd *c, char *errmsg)
 {
     if (!valid_name(c->u.task.id, c->u.task.idlen, STORE_TASK_ID_MAX)) {
         return fl_errf(errmsg, FL_EINVAL, "bad task id");
@@ -66,11 +66,11 @@ static int validate_task(const struct rg_cmd *c, char *errmsg)
     if (c->u.task.namelen >= STORE_TASK_NAME_MAX || c->u.task.idemlen >= 128) {
         return fl_errf(errmsg, FL_EINVAL, "name or idempotency key too long (limit 127)");
     }
-    if (c->u.task.n_hosts == 0 || c->u.task.n_hosts > RG_TASK_HOSTS_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "a task needs 1 to %d hosts", RG_TASK_HOSTS_MAX);
+    if (c->u.task.n_hosts == 0 || c->u.task.n_hosts > FSM_TASK_HOSTS_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "a task needs 1 to %d hosts", FSM_TASK_HOSTS_MAX);
     }
-    if (c->u.task.unit_size == 0 || c->u.task.unit_size > RG_UNIT_SIZE_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "unit_size must be 1..%d", RG_UNIT_SIZE_MAX);
+    if (c->u.task.unit_size == 0 || c->u.task.unit_size > FSM_UNIT_SIZE_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "unit_size must be 1..%d", FSM_UNIT_SIZE_MAX);
     }
     if (c->u.task.n_constraints > STORE_TASK_CONSTRAINTS) {
         return fl_errf(errmsg, FL_EINVAL, "at most %d constraints", STORE_TASK_CONSTRAINTS);
@@ -84,27 +84,27 @@ static int validate_task(const struct rg_cmd *c, char *errmsg)
     if (c->u.task.spec_len > 256 * 1024) {
         return fl_errf(errmsg, FL_ETOOBIG, "executor spec over 256 KiB");
     }
-    if (c->u.task.max_running > RG_MAX_RUNNING_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "max_running must be 0..%d", RG_MAX_RUNNING_MAX);
+    if (c->u.task.max_running > FSM_MAX_RUNNING_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "max_running must be 0..%d", FSM_MAX_RUNNING_MAX);
     }
-    if (c->u.task.fail_stop > RG_TASK_HOSTS_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "fail_stop must be 0..%d", RG_TASK_HOSTS_MAX);
+    if (c->u.task.fail_stop > FSM_TASK_HOSTS_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "fail_stop must be 0..%d", FSM_TASK_HOSTS_MAX);
     }
-    if (c->u.task.placement != RG_PLACE_ANY && c->u.task.placement != RG_PLACE_HOST) {
+    if (c->u.task.placement != FSM_PLACE_ANY && c->u.task.placement != FSM_PLACE_HOST) {
         return fl_errf(errmsg, FL_EINVAL, "unknown placement %u", c->u.task.placement);
     }
-    if (c->u.task.placement == RG_PLACE_HOST && c->u.task.unit_size != 1) {
+    if (c->u.task.placement == FSM_PLACE_HOST && c->u.task.unit_size != 1) {
         return fl_errf(errmsg, FL_EINVAL, "placement host needs unit_size 1");
     }
     for (uint32_t i = 0; i < c->u.task.n_hosts; i++) {
         const char *h;
         size_t n;
-        if (rg_cmd_host(c, i, &h, &n) != FL_OK || !valid_host(h, n)) {
+        if (fsm_cmd_host(c, i, &h, &n) != FL_OK || !valid_host(h, n)) {
             return fl_errf(errmsg, FL_EINVAL,
                            "host %u must be 1-255 printable bytes without spaces or commas", i);
         }
         /* Placed on its host: the host names the node that runs it. */
-        if (c->u.task.placement == RG_PLACE_HOST && !valid_name(h, n, STORE_NODE_ID_MAX)) {
+        if (c->u.task.placement == FSM_PLACE_HOST && !valid_name(h, n, STORE_NODE_ID_MAX)) {
             return fl_errf(errmsg, FL_EINVAL,
                            "host %u is not a node id (1-%d printable characters without '/')", i,
                            STORE_NODE_ID_MAX - 1);
@@ -113,26 +113,26 @@ static int validate_task(const struct rg_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-static int validate_unit(const struct rg_cmd *c, char *errmsg)
+static int validate_unit(const struct fsm_cmd *c, char *errmsg)
 {
     if (!valid_name(c->u.unit.task, c->u.unit.tasklen, STORE_TASK_ID_MAX)) {
         return fl_errf(errmsg, FL_EINVAL, "bad task id");
     }
-    if (c->type == RG_CMD_UNIT_ASSIGN &&
+    if (c->type == FSM_CMD_UNIT_ASSIGN &&
         !valid_name(c->u.unit.node, c->u.unit.nodelen, STORE_NODE_ID_MAX)) {
         return fl_errf(errmsg, FL_EINVAL, "bad node id");
     }
-    if (c->type != RG_CMD_UNIT_ASSIGN &&
+    if (c->type != FSM_CMD_UNIT_ASSIGN &&
         (c->u.unit.status <= 0 || c->u.unit.status >= STORE_ST__MAX)) {
         return fl_errf(errmsg, FL_EINVAL, "bad status %d", c->u.unit.status);
     }
-    if (c->type == RG_CMD_UNIT_RESULT) {
+    if (c->type == FSM_CMD_UNIT_RESULT) {
         if (c->u.unit.n_results > STORE_UNIT_HOSTS_MAX) {
             return fl_errf(errmsg, FL_EINVAL, "too many host results");
         }
         for (uint32_t i = 0; i < c->u.unit.n_results; i++) {
-            struct rg_host_result r;
-            if (rg_cmd_result(c, i, &r) != FL_OK || !valid_host(r.host, r.hostlen) ||
+            struct fsm_host_result r;
+            if (fsm_cmd_result(c, i, &r) != FL_OK || !valid_host(r.host, r.hostlen) ||
                 r.status <= 0 || r.status >= STORE_ST__MAX || r.tail_len > STORE_TAIL_MAX) {
                 return fl_errf(errmsg, FL_EINVAL, "bad host result %u", i);
             }
@@ -141,41 +141,41 @@ static int validate_unit(const struct rg_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-static int validate_req(const struct rg_cmd *c, char *errmsg)
+static int validate_req(const struct fsm_cmd *c, char *errmsg)
 {
     char why[FL_ERRMSG_SIZE];
     if (c->req.serial == 0) {
         return c->req.slen == 0 ? FL_OK
                                 : fl_errf(errmsg, FL_EINVAL, "request identity without a serial");
     }
-    if (c->req.serial > RG_REQ_SERIAL_MAX) {
+    if (c->req.serial > FSM_REQ_SERIAL_MAX) {
         return fl_errf(errmsg, FL_EINVAL, "request serial must be 1..%llu",
-                       (unsigned long long)RG_REQ_SERIAL_MAX);
+                       (unsigned long long)FSM_REQ_SERIAL_MAX);
     }
-    if (rg_session_id_check(c->req.session, c->req.slen, why) != FL_OK) {
+    if (fsm_session_id_check(c->req.session, c->req.slen, why) != FL_OK) {
         return fl_errf(errmsg, FL_EINVAL, "request identity: %s", why);
     }
     return FL_OK;
 }
 
-static int validate_cmd(const struct rg_cmd *c, char *errmsg);
+static int validate_cmd(const struct fsm_cmd *c, char *errmsg);
 
-int rg_cmd_validate(const struct rg_cmd *c, char *errmsg)
+int fsm_cmd_validate(const struct fsm_cmd *c, char *errmsg)
 {
     int rv = validate_req(c, errmsg);
     return rv != FL_OK ? rv : validate_cmd(c, errmsg);
 }
 
-static int validate_cmd(const struct rg_cmd *c, char *errmsg)
+static int validate_cmd(const struct fsm_cmd *c, char *errmsg)
 {
     switch (c->type) {
-    case RG_CMD_KV_PUT:
+    case FSM_CMD_KV_PUT:
         if (c->u.kv.vlen > STORE_KV_MAX_VALUE) {
             return fl_errf(errmsg, FL_ETOOBIG, "value is %zu bytes; the limit is %d", c->u.kv.vlen,
                            STORE_KV_MAX_VALUE);
         }
         /* fall through */
-    case RG_CMD_KV_DEL:
+    case FSM_CMD_KV_DEL:
         if (c->u.kv.klen == 0) {
             return fl_errf(errmsg, FL_EINVAL, "key is empty");
         }
@@ -184,7 +184,7 @@ static int validate_cmd(const struct rg_cmd *c, char *errmsg)
                            STORE_KV_MAX_KEY);
         }
         return FL_OK;
-    case RG_CMD_NODE_REGISTER:
+    case FSM_CMD_NODE_REGISTER:
         if (c->u.node.raft_addr_len >= STORE_NODE_ADDR_MAX ||
             c->u.node.api_addr_len >= STORE_NODE_ADDR_MAX ||
             c->u.node.agent_addr_len >= STORE_NODE_ADDR_MAX ||
@@ -205,9 +205,9 @@ static int validate_cmd(const struct rg_cmd *c, char *errmsg)
             }
         }
         /* fall through */
-    case RG_CMD_NODE_CAP:
-    case RG_CMD_NODE_DRAIN:
-    case RG_CMD_NODE_REMOVE:
+    case FSM_CMD_NODE_CAP:
+    case FSM_CMD_NODE_DRAIN:
+    case FSM_CMD_NODE_REMOVE:
         if (!valid_name(c->u.node.id, c->u.node.idlen, STORE_NODE_ID_MAX)) {
             return fl_errf(errmsg, FL_EINVAL,
                            "node id must be 1-%d printable characters without '/' or spaces",
@@ -217,51 +217,51 @@ static int validate_cmd(const struct rg_cmd *c, char *errmsg)
             return fl_errf(errmsg, FL_EINVAL, "cap %u is absurd (limit 1000000)", c->u.node.cap);
         }
         return FL_OK;
-    case RG_CMD_TASK_SUBMIT:
+    case FSM_CMD_TASK_SUBMIT:
         return validate_task(c, errmsg);
-    case RG_CMD_TASK_CANCEL:
+    case FSM_CMD_TASK_CANCEL:
         if (!valid_name(c->u.task.id, c->u.task.idlen, STORE_TASK_ID_MAX)) {
             return fl_errf(errmsg, FL_EINVAL, "bad task id");
         }
         return FL_OK;
-    case RG_CMD_UNIT_ASSIGN:
-    case RG_CMD_UNIT_RESULT:
-    case RG_CMD_UNIT_REQUEUE:
+    case FSM_CMD_UNIT_ASSIGN:
+    case FSM_CMD_UNIT_RESULT:
+    case FSM_CMD_UNIT_REQUEUE:
         return validate_unit(c, errmsg);
-    case RG_CMD_NODE_LOST:
+    case FSM_CMD_NODE_LOST:
         if (!valid_name(c->u.node.id, c->u.node.idlen, STORE_NODE_ID_MAX)) {
             return fl_errf(errmsg, FL_EINVAL, "bad node id");
         }
         return FL_OK;
-    case RG_CMD_DISPATCH:
+    case FSM_CMD_DISPATCH:
         return FL_OK;
-    case RG_CMD_SESSION_CREATE:
-    case RG_CMD_SESSION_RENEW:
-    case RG_CMD_SESSION_DESTROY:
-    case RG_CMD_SESSION_EXPIRE:
-    case RG_CMD_LEASE_EXTEND:
-    case RG_CMD_LOCK_ACQUIRE:
-    case RG_CMD_LOCK_RELEASE:
-    case RG_CMD_LOCK_UNWAIT:
-    case RG_CMD_LOCK_WAKE:
-        return rg__lock_validate(c, errmsg);
-    case RG_CMD_JOB_PUT:
-    case RG_CMD_JOB_DEL:
-    case RG_CMD_JOB_PAUSE:
-    case RG_CMD_JOB_FIRE:
-        return rg__job_validate(c, errmsg);
-    case RG_CMD_ACL_BOOTSTRAP:
-    case RG_CMD_TOKEN_CREATE:
-    case RG_CMD_TOKEN_DELETE:
-        return rg__acl_validate(c, errmsg);
-    case RG_CMD_AGENT_KEY_SET:
-    case RG_CMD_AGENT_KEY_APPROVE:
-    case RG_CMD_AGENT_KEY_FORGET:
-        return rg__agentkey_validate(c, errmsg);
-    case RG_CMD_PACKAGE_PUT:
-    case RG_CMD_PACKAGE_RM:
-        return rg__package_validate(c, errmsg);
-    case RG_CMD_META_INIT:
+    case FSM_CMD_SESSION_CREATE:
+    case FSM_CMD_SESSION_RENEW:
+    case FSM_CMD_SESSION_DESTROY:
+    case FSM_CMD_SESSION_EXPIRE:
+    case FSM_CMD_LEASE_EXTEND:
+    case FSM_CMD_LOCK_ACQUIRE:
+    case FSM_CMD_LOCK_RELEASE:
+    case FSM_CMD_LOCK_UNWAIT:
+    case FSM_CMD_LOCK_WAKE:
+        return fsm__lock_validate(c, errmsg);
+    case FSM_CMD_JOB_PUT:
+    case FSM_CMD_JOB_DEL:
+    case FSM_CMD_JOB_PAUSE:
+    case FSM_CMD_JOB_FIRE:
+        return fsm__job_validate(c, errmsg);
+    case FSM_CMD_ACL_BOOTSTRAP:
+    case FSM_CMD_TOKEN_CREATE:
+    case FSM_CMD_TOKEN_DELETE:
+        return fsm__acl_validate(c, errmsg);
+    case FSM_CMD_AGENT_KEY_SET:
+    case FSM_CMD_AGENT_KEY_APPROVE:
+    case FSM_CMD_AGENT_KEY_FORGET:
+        return fsm__agentkey_validate(c, errmsg);
+    case FSM_CMD_PACKAGE_PUT:
+    case FSM_CMD_PACKAGE_RM:
+        return fsm__package_validate(c, errmsg);
+    case FSM_CMD_META_INIT:
         /* "applied" is the store's own record of the applied position. */
         if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024 ||
             (c->u.meta.nlen == 7 && memcmp(c->u.meta.name, "applied", 7) == 0) ||
@@ -276,19 +276,19 @@ static int validate_cmd(const struct rg_cmd *c, char *errmsg)
 
 /* ---- encoding -------------------------------------------------------- */
 
-void rg_writer_init(struct rg_entry_writer *w)
+void fsm_writer_init(struct fsm_entry_writer *w)
 {
     msgpack_sbuffer_init(&w->body);
     w->n_cmds = 0;
 }
 
-void rg_writer_close(struct rg_entry_writer *w)
+void fsm_writer_close(struct fsm_entry_writer *w)
 {
     msgpack_sbuffer_destroy(&w->body);
     w->n_cmds = 0;
 }
 
-size_t rg_writer_size(const struct rg_entry_writer *w)
+size_t fsm_writer_size(const struct fsm_entry_writer *w)
 {
     return w->body.size;
 }
@@ -298,23 +298,23 @@ static int pack_str(msgpack_packer *pk, const char *s, size_t n)
     return msgpack_pack_str_with_body(pk, s == NULL ? "" : s, s == NULL ? 0 : n);
 }
 
-int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
+int fsm_writer_add(struct fsm_entry_writer *w, const struct fsm_cmd *c)
 {
     msgpack_packer pk;
     size_t start = w->body.size;
     int rv = 0;
     msgpack_packer_init(&pk, &w->body, msgpack_sbuffer_write);
-    if (c->type == RG_CMD_REQUEST) {
+    if (c->type == FSM_CMD_REQUEST) {
         return FL_EINVAL; /* an envelope is never a command of its own */
     }
     if (c->req.serial != 0) {
         rv |= msgpack_pack_array(&pk, 4);
-        rv |= msgpack_pack_uint8(&pk, RG_CMD_REQUEST);
+        rv |= msgpack_pack_uint8(&pk, FSM_CMD_REQUEST);
         rv |= pack_str(&pk, c->req.session, c->req.slen);
         rv |= msgpack_pack_uint64(&pk, c->req.serial);
     }
     switch (c->type) {
-    case RG_CMD_KV_PUT:
+    case FSM_CMD_KV_PUT:
         rv |= msgpack_pack_array(&pk, 5);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.kv.key, c->u.kv.klen);
@@ -323,14 +323,14 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= c->u.kv.has_cas ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         rv |= msgpack_pack_uint64(&pk, c->u.kv.cas);
         break;
-    case RG_CMD_KV_DEL:
+    case FSM_CMD_KV_DEL:
         rv |= msgpack_pack_array(&pk, 4);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.kv.key, c->u.kv.klen);
         rv |= c->u.kv.has_cas ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         rv |= msgpack_pack_uint64(&pk, c->u.kv.cas);
         break;
-    case RG_CMD_NODE_REGISTER:
+    case FSM_CMD_NODE_REGISTER:
         /* Field 10 (blob_addr) only when set: older servers read 9. */
         rv |= msgpack_pack_array(&pk, c->u.node.blob_addr_len > 0 ? 10 : 9);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
@@ -349,23 +349,23 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
             rv |= pack_str(&pk, c->u.node.blob_addr, c->u.node.blob_addr_len);
         }
         break;
-    case RG_CMD_NODE_CAP:
+    case FSM_CMD_NODE_CAP:
         rv |= msgpack_pack_array(&pk, 3);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
         rv |= msgpack_pack_uint32(&pk, c->u.node.cap);
         break;
-    case RG_CMD_NODE_DRAIN:
+    case FSM_CMD_NODE_DRAIN:
         rv |= msgpack_pack_array(&pk, 3);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
         rv |= c->u.node.drain ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         break;
-    case RG_CMD_TASK_SUBMIT: {
+    case FSM_CMD_TASK_SUBMIT: {
         /* Fields 12-14 (the rollout controls) only when one is set: a task
          * without them encodes as before. */
         int controls = c->u.task.max_running != 0 || c->u.task.fail_stop != 0 ||
-                       c->u.task.placement != RG_PLACE_ANY;
+                       c->u.task.placement != FSM_PLACE_ANY;
         rv |= msgpack_pack_array(&pk, controls ? 14 : 11);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.task.id, c->u.task.idlen);
@@ -393,12 +393,12 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         }
         break;
     }
-    case RG_CMD_TASK_CANCEL:
+    case FSM_CMD_TASK_CANCEL:
         rv |= msgpack_pack_array(&pk, 2);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.task.id, c->u.task.idlen);
         break;
-    case RG_CMD_UNIT_ASSIGN:
+    case FSM_CMD_UNIT_ASSIGN:
         rv |= msgpack_pack_array(&pk, 5);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
@@ -406,7 +406,7 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= msgpack_pack_uint32(&pk, c->u.unit.attempt);
         rv |= pack_str(&pk, c->u.unit.node, c->u.unit.nodelen);
         break;
-    case RG_CMD_UNIT_RESULT:
+    case FSM_CMD_UNIT_RESULT:
         rv |= msgpack_pack_array(&pk, 10);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
@@ -419,7 +419,7 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= msgpack_pack_uint64(&pk, c->u.unit.finished_ms);
         rv |= msgpack_pack_array(&pk, c->u.unit.n_results);
         for (uint32_t i = 0; i < c->u.unit.n_results; i++) {
-            const struct rg_host_result *r = &c->u.unit.result_ptrs[i];
+            const struct fsm_host_result *r = &c->u.unit.result_ptrs[i];
             rv |= msgpack_pack_array(&pk, 4);
             rv |= pack_str(&pk, r->host, r->hostlen);
             rv |= msgpack_pack_uint8(&pk, (uint8_t)r->status);
@@ -428,7 +428,7 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
                                              r->tail_len);
         }
         break;
-    case RG_CMD_UNIT_REQUEUE:
+    case FSM_CMD_UNIT_REQUEUE:
         rv |= msgpack_pack_array(&pk, 5);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
@@ -436,49 +436,49 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
         rv |= msgpack_pack_uint64(&pk, c->u.unit.token);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->u.unit.status);
         break;
-    case RG_CMD_DISPATCH:
+    case FSM_CMD_DISPATCH:
         rv |= msgpack_pack_array(&pk, 2);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= c->u.dispatch.paused ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         break;
-    case RG_CMD_NODE_LOST:
-    case RG_CMD_NODE_REMOVE:
+    case FSM_CMD_NODE_LOST:
+    case FSM_CMD_NODE_REMOVE:
         rv |= msgpack_pack_array(&pk, 2);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
         break;
-    case RG_CMD_SESSION_CREATE:
-    case RG_CMD_SESSION_RENEW:
-    case RG_CMD_SESSION_DESTROY:
-    case RG_CMD_SESSION_EXPIRE:
-    case RG_CMD_LEASE_EXTEND:
-    case RG_CMD_LOCK_ACQUIRE:
-    case RG_CMD_LOCK_RELEASE:
-    case RG_CMD_LOCK_UNWAIT:
-    case RG_CMD_LOCK_WAKE:
-        rv |= rg__lock_pack(&pk, c);
+    case FSM_CMD_SESSION_CREATE:
+    case FSM_CMD_SESSION_RENEW:
+    case FSM_CMD_SESSION_DESTROY:
+    case FSM_CMD_SESSION_EXPIRE:
+    case FSM_CMD_LEASE_EXTEND:
+    case FSM_CMD_LOCK_ACQUIRE:
+    case FSM_CMD_LOCK_RELEASE:
+    case FSM_CMD_LOCK_UNWAIT:
+    case FSM_CMD_LOCK_WAKE:
+        rv |= fsm__lock_pack(&pk, c);
         break;
-    case RG_CMD_JOB_PUT:
-    case RG_CMD_JOB_DEL:
-    case RG_CMD_JOB_PAUSE:
-    case RG_CMD_JOB_FIRE:
-        rv |= rg__job_pack(&pk, c);
+    case FSM_CMD_JOB_PUT:
+    case FSM_CMD_JOB_DEL:
+    case FSM_CMD_JOB_PAUSE:
+    case FSM_CMD_JOB_FIRE:
+        rv |= fsm__job_pack(&pk, c);
         break;
-    case RG_CMD_ACL_BOOTSTRAP:
-    case RG_CMD_TOKEN_CREATE:
-    case RG_CMD_TOKEN_DELETE:
-        rv |= rg__acl_pack(&pk, c);
+    case FSM_CMD_ACL_BOOTSTRAP:
+    case FSM_CMD_TOKEN_CREATE:
+    case FSM_CMD_TOKEN_DELETE:
+        rv |= fsm__acl_pack(&pk, c);
         break;
-    case RG_CMD_AGENT_KEY_SET:
-    case RG_CMD_AGENT_KEY_APPROVE:
-    case RG_CMD_AGENT_KEY_FORGET:
-        rv |= rg__agentkey_pack(&pk, c);
+    case FSM_CMD_AGENT_KEY_SET:
+    case FSM_CMD_AGENT_KEY_APPROVE:
+    case FSM_CMD_AGENT_KEY_FORGET:
+        rv |= fsm__agentkey_pack(&pk, c);
         break;
-    case RG_CMD_PACKAGE_PUT:
-    case RG_CMD_PACKAGE_RM:
-        rv |= rg__package_pack(&pk, c);
+    case FSM_CMD_PACKAGE_PUT:
+    case FSM_CMD_PACKAGE_RM:
+        rv |= fsm__package_pack(&pk, c);
         break;
-    case RG_CMD_META_INIT:
+    case FSM_CMD_META_INIT:
         rv |= msgpack_pack_array(&pk, 3);
         rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
         rv |= pack_str(&pk, c->u.meta.name, c->u.meta.nlen);
@@ -496,7 +496,7 @@ int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c)
     return FL_OK;
 }
 
-int rg_writer_finish(struct rg_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
+int fsm_writer_finish(struct fsm_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
                      uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len)
 {
     msgpack_sbuffer head;
@@ -508,7 +508,7 @@ int rg_writer_finish(struct rg_entry_writer *w, uint64_t origin, uint64_t seq, u
     msgpack_sbuffer_init(&head);
     msgpack_packer_init(&pk, &head, msgpack_sbuffer_write);
     rv |= msgpack_pack_array(&pk, 6);
-    rv |= msgpack_pack_uint8(&pk, RG_CMD_FORMAT);
+    rv |= msgpack_pack_uint8(&pk, FSM_CMD_FORMAT);
     rv |= msgpack_pack_uint64(&pk, origin);
     rv |= msgpack_pack_uint64(&pk, seq);
     rv |= msgpack_pack_uint64(&pk, term);
@@ -598,7 +598,7 @@ static int get_bin(const msgpack_object *o, const uint8_t **s, size_t *n)
     return 1;
 }
 
-int rg_entry_open(struct rg_entry *e, const void *data, size_t len)
+int fsm_entry_open(struct fsm_entry *e, const void *data, size_t len)
 {
     const uint8_t *p = data;
     const msgpack_object *a;
@@ -607,7 +607,7 @@ int rg_entry_open(struct rg_entry *e, const void *data, size_t len)
 
     memset(e, 0, sizeof *e);
     msgpack_unpacked_init(&e->unpacked);
-    if (len > RG_ENTRY_MAX_BYTES + 8) {
+    if (len > FSM_ENTRY_MAX_BYTES + 8) {
         return FL_ETOOBIG;
     }
     if (fl_mpcheck(p, len, 8, &used) != FL_OK) {
@@ -628,12 +628,12 @@ int rg_entry_open(struct rg_entry *e, const void *data, size_t len)
     if (!get_u64(&a[0], &format)) {
         return FL_EDECODE;
     }
-    if (format != RG_CMD_FORMAT) {
+    if (format != FSM_CMD_FORMAT) {
         return FL_EVERSION;
     }
     if (!get_u64(&a[1], &e->origin) || !get_u64(&a[2], &e->seq) || !get_u64(&a[3], &e->term) ||
         !get_u64(&a[4], &e->time_ms) || a[5].type != MSGPACK_OBJECT_ARRAY ||
-        a[5].via.array.size > RG_ENTRY_MAX_CMDS) {
+        a[5].via.array.size > FSM_ENTRY_MAX_CMDS) {
         return FL_EDECODE;
     }
     e->format = (int)format;
@@ -642,21 +642,21 @@ int rg_entry_open(struct rg_entry *e, const void *data, size_t len)
     return FL_OK;
 }
 
-void rg_entry_close(struct rg_entry *e)
+void fsm_entry_close(struct fsm_entry *e)
 {
     msgpack_unpacked_destroy(&e->unpacked);
     e->cmds = NULL;
     e->n_cmds = 0;
 }
 
-static int decode_node(const msgpack_object *f, uint32_t n, int type, struct rg_cmd *c)
+static int decode_node(const msgpack_object *f, uint32_t n, int type, struct fsm_cmd *c)
 {
     uint64_t v;
     if (n < 2 || !get_str(&f[1], &c->u.node.id, &c->u.node.idlen)) {
         return FL_EDECODE;
     }
     switch (type) {
-    case RG_CMD_NODE_REGISTER:
+    case FSM_CMD_NODE_REGISTER:
         if (n < 8 || !get_u64(&f[2], &c->u.node.raft_id) ||
             !get_str(&f[3], &c->u.node.raft_addr, &c->u.node.raft_addr_len) ||
             !get_str(&f[4], &c->u.node.api_addr, &c->u.node.api_addr_len) || !get_u64(&f[5], &v) ||
@@ -683,20 +683,20 @@ static int decode_node(const msgpack_object *f, uint32_t n, int type, struct rg_
             return FL_EDECODE;
         }
         return FL_OK;
-    case RG_CMD_NODE_CAP:
+    case FSM_CMD_NODE_CAP:
         if (n < 3 || !get_u64(&f[2], &v) || v > UINT32_MAX) {
             return FL_EDECODE;
         }
         c->u.node.cap = (uint32_t)v;
         return FL_OK;
-    case RG_CMD_NODE_DRAIN:
+    case FSM_CMD_NODE_DRAIN:
         return n >= 3 && get_bool(&f[2], &c->u.node.drain) ? FL_OK : FL_EDECODE;
     default:
         return FL_OK;
     }
 }
 
-static int decode_task(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+static int decode_task(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 {
     if (n < 11 || !get_str(&f[1], &c->u.task.id, &c->u.task.idlen) ||
         !get_str(&f[2], &c->u.task.name, &c->u.task.namelen) ||
@@ -733,7 +733,7 @@ static int decode_task(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
     return FL_OK;
 }
 
-static int decode_unit(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+static int decode_unit(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 {
     uint32_t status = 0;
     if (n < 5 || !get_str(&f[1], &c->u.unit.task, &c->u.unit.tasklen) ||
@@ -741,12 +741,12 @@ static int decode_unit(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
         return FL_EDECODE;
     }
     switch (c->type) {
-    case RG_CMD_UNIT_ASSIGN:
+    case FSM_CMD_UNIT_ASSIGN:
         return get_u32(&f[3], &c->u.unit.attempt) &&
                        get_str(&f[4], &c->u.unit.node, &c->u.unit.nodelen)
                    ? FL_OK
                    : FL_EDECODE;
-    case RG_CMD_UNIT_REQUEUE:
+    case FSM_CMD_UNIT_REQUEUE:
         if (!get_u64(&f[3], &c->u.unit.token) || !get_u32(&f[4], &status)) {
             return FL_EDECODE;
         }
@@ -766,7 +766,7 @@ static int decode_unit(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
     }
 }
 
-int rg_cmd_host(const struct rg_cmd *c, uint32_t i, const char **host, size_t *len)
+int fsm_cmd_host(const struct fsm_cmd *c, uint32_t i, const char **host, size_t *len)
 {
     if (i >= c->u.task.n_hosts) {
         return FL_EINVAL;
@@ -779,7 +779,7 @@ int rg_cmd_host(const struct rg_cmd *c, uint32_t i, const char **host, size_t *l
     return get_str(&c->u.task.hosts[i], host, len) ? FL_OK : FL_EDECODE;
 }
 
-int rg_cmd_result(const struct rg_cmd *c, uint32_t i, struct rg_host_result *out)
+int fsm_cmd_result(const struct fsm_cmd *c, uint32_t i, struct fsm_host_result *out)
 {
     const msgpack_object *a;
     uint32_t st;
@@ -805,7 +805,7 @@ int rg_cmd_result(const struct rg_cmd *c, uint32_t i, struct rg_host_result *out
 
 /* Decode one command object; an envelope carries the request identity and
  * the command itself (never another envelope). */
-static int decode_cmd(const msgpack_object *o, int in_envelope, struct rg_cmd *c)
+static int decode_cmd(const msgpack_object *o, int in_envelope, struct fsm_cmd *c)
 {
     const msgpack_object *f;
     uint32_t n;
@@ -819,69 +819,69 @@ static int decode_cmd(const msgpack_object *o, int in_envelope, struct rg_cmd *c
     if (!get_u64(&f[0], &type)) {
         return FL_EDECODE;
     }
-    if (type == RG_CMD_REQUEST) {
+    if (type == FSM_CMD_REQUEST) {
         if (in_envelope || n < 4 || !get_str(&f[1], &c->req.session, &c->req.slen) ||
             !get_u64(&f[2], &c->req.serial) || c->req.serial == 0) {
             return FL_EDECODE;
         }
         return decode_cmd(&f[3], 1, c);
     }
-    if (type == 0 || type >= RG_CMD__MAX) {
-        c->type = RG_CMD_UNKNOWN;
+    if (type == 0 || type >= FSM_CMD__MAX) {
+        c->type = FSM_CMD_UNKNOWN;
         return FL_EVERSION;
     }
     c->type = (int)type;
     switch (c->type) {
-    case RG_CMD_KV_PUT:
+    case FSM_CMD_KV_PUT:
         if (n < 5 || !get_str(&f[1], &c->u.kv.key, &c->u.kv.klen) ||
             !get_bin(&f[2], &c->u.kv.value, &c->u.kv.vlen) || !get_bool(&f[3], &c->u.kv.has_cas) ||
             !get_u64(&f[4], &c->u.kv.cas)) {
             return FL_EDECODE;
         }
         return FL_OK;
-    case RG_CMD_KV_DEL:
+    case FSM_CMD_KV_DEL:
         if (n < 4 || !get_str(&f[1], &c->u.kv.key, &c->u.kv.klen) ||
             !get_bool(&f[2], &c->u.kv.has_cas) || !get_u64(&f[3], &c->u.kv.cas)) {
             return FL_EDECODE;
         }
         return FL_OK;
-    case RG_CMD_TASK_SUBMIT:
+    case FSM_CMD_TASK_SUBMIT:
         return decode_task(f, n, c);
-    case RG_CMD_TASK_CANCEL:
+    case FSM_CMD_TASK_CANCEL:
         return n >= 2 && get_str(&f[1], &c->u.task.id, &c->u.task.idlen) ? FL_OK : FL_EDECODE;
-    case RG_CMD_UNIT_ASSIGN:
-    case RG_CMD_UNIT_RESULT:
-    case RG_CMD_UNIT_REQUEUE:
+    case FSM_CMD_UNIT_ASSIGN:
+    case FSM_CMD_UNIT_RESULT:
+    case FSM_CMD_UNIT_REQUEUE:
         return decode_unit(f, n, c);
-    case RG_CMD_DISPATCH:
+    case FSM_CMD_DISPATCH:
         return n >= 2 && get_bool(&f[1], &c->u.dispatch.paused) ? FL_OK : FL_EDECODE;
-    case RG_CMD_SESSION_CREATE:
-    case RG_CMD_SESSION_RENEW:
-    case RG_CMD_SESSION_DESTROY:
-    case RG_CMD_SESSION_EXPIRE:
-    case RG_CMD_LEASE_EXTEND:
-    case RG_CMD_LOCK_ACQUIRE:
-    case RG_CMD_LOCK_RELEASE:
-    case RG_CMD_LOCK_UNWAIT:
-    case RG_CMD_LOCK_WAKE:
-        return rg__lock_decode(f, n, c);
-    case RG_CMD_JOB_PUT:
-    case RG_CMD_JOB_DEL:
-    case RG_CMD_JOB_PAUSE:
-    case RG_CMD_JOB_FIRE:
-        return rg__job_decode(f, n, c);
-    case RG_CMD_ACL_BOOTSTRAP:
-    case RG_CMD_TOKEN_CREATE:
-    case RG_CMD_TOKEN_DELETE:
-        return rg__acl_decode(f, n, c);
-    case RG_CMD_AGENT_KEY_SET:
-    case RG_CMD_AGENT_KEY_APPROVE:
-    case RG_CMD_AGENT_KEY_FORGET:
-        return rg__agentkey_decode(f, n, c);
-    case RG_CMD_PACKAGE_PUT:
-    case RG_CMD_PACKAGE_RM:
-        return rg__package_decode(f, n, c);
-    case RG_CMD_META_INIT:
+    case FSM_CMD_SESSION_CREATE:
+    case FSM_CMD_SESSION_RENEW:
+    case FSM_CMD_SESSION_DESTROY:
+    case FSM_CMD_SESSION_EXPIRE:
+    case FSM_CMD_LEASE_EXTEND:
+    case FSM_CMD_LOCK_ACQUIRE:
+    case FSM_CMD_LOCK_RELEASE:
+    case FSM_CMD_LOCK_UNWAIT:
+    case FSM_CMD_LOCK_WAKE:
+        return fsm__lock_decode(f, n, c);
+    case FSM_CMD_JOB_PUT:
+    case FSM_CMD_JOB_DEL:
+    case FSM_CMD_JOB_PAUSE:
+    case FSM_CMD_JOB_FIRE:
+        return fsm__job_decode(f, n, c);
+    case FSM_CMD_ACL_BOOTSTRAP:
+    case FSM_CMD_TOKEN_CREATE:
+    case FSM_CMD_TOKEN_DELETE:
+        return fsm__acl_decode(f, n, c);
+    case FSM_CMD_AGENT_KEY_SET:
+    case FSM_CMD_AGENT_KEY_APPROVE:
+    case FSM_CMD_AGENT_KEY_FORGET:
+        return fsm__agentkey_decode(f, n, c);
+    case FSM_CMD_PACKAGE_PUT:
+    case FSM_CMD_PACKAGE_RM:
+        return fsm__package_decode(f, n, c);
+    case FSM_CMD_META_INIT:
         if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||
             !get_str(&f[2], &c->u.meta.value, &c->u.meta.vlen)) {
             return FL_EDECODE;
@@ -892,7 +892,7 @@ static int decode_cmd(const msgpack_object *o, int in_envelope, struct rg_cmd *c
     }
 }
 
-int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
+int fsm_entry_cmd(const struct fsm_entry *e, unsigned i, struct fsm_cmd *c)
 {
     memset(c, 0, sizeof *c);
     if (i >= e->n_cmds) {
@@ -901,9 +901,9 @@ int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *c)
     return decode_cmd(&e->cmds[i], 0, c);
 }
 
-int rg_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct rg_cmd *out)
+int fsm_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct fsm_cmd *out)
 {
-    struct rg_entry e;
+    struct fsm_entry e;
     size_t used = 0, off = 0;
     msgpack_unpacked_init(u);
     memset(out, 0, sizeof *out);
@@ -914,5 +914,5 @@ int rg_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct 
     memset(&e, 0, sizeof e);
     e.n_cmds = 1;
     e.cmds = &u->data;
-    return rg_entry_cmd(&e, 0, out);
+    return fsm_entry_cmd(&e, 0, out);
 }

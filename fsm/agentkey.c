@@ -1,4 +1,4 @@
-/* raft/ — agent identities in the state machine (docs/SECURITY.md "Links").
+/* fsm/ — agent identities in the state machine (docs/SECURITY.md "Links").
  *
  *   AGENT_KEY_SET     [31, agent, public_key(bin 32), state]
  *   AGENT_KEY_APPROVE [32, agent, "", 0]
@@ -15,15 +15,15 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "raft/rg_int.h"
+#include "fsm/fsm_int.h"
 
-int rg__agentkey_validate(const struct rg_cmd *c, char *errmsg)
+int fsm__agentkey_validate(const struct fsm_cmd *c, char *errmsg)
 {
-    const struct rg_cmd_agentkey *k = &c->u.agentkey;
+    const struct fsm_cmd_agentkey *k = &c->u.agentkey;
     if (k->alen == 0 || k->alen >= STORE_NODE_ID_MAX || memchr(k->agent, '\0', k->alen) != NULL) {
         return fl_errf(errmsg, FL_EINVAL, "an agent id is 1-%d characters", STORE_NODE_ID_MAX - 1);
     }
-    if (c->type == RG_CMD_AGENT_KEY_SET &&
+    if (c->type == FSM_CMD_AGENT_KEY_SET &&
         (k->pklen != 32 ||
          (k->state != STORE_AGENTKEY_APPROVED && k->state != STORE_AGENTKEY_PENDING))) {
         return fl_errf(errmsg, FL_EINVAL, "an agent key is 32 bytes, approved or pending");
@@ -31,18 +31,18 @@ int rg__agentkey_validate(const struct rg_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-int rg__agentkey_pack(msgpack_packer *pk, const struct rg_cmd *c)
+int fsm__agentkey_pack(msgpack_packer *pk, const struct fsm_cmd *c)
 {
-    const struct rg_cmd_agentkey *k = &c->u.agentkey;
+    const struct fsm_cmd_agentkey *k = &c->u.agentkey;
     return msgpack_pack_array(pk, 4) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
            msgpack_pack_str_with_body(pk, k->agent, k->alen) |
            msgpack_pack_bin_with_body(pk, k->pklen ? (const void *)k->pk : "", k->pklen) |
            msgpack_pack_uint8(pk, k->state);
 }
 
-int rg__agentkey_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+int fsm__agentkey_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 {
-    struct rg_cmd_agentkey *k = &c->u.agentkey;
+    struct fsm_cmd_agentkey *k = &c->u.agentkey;
     if (n < 4 || f[1].type != MSGPACK_OBJECT_STR || f[2].type != MSGPACK_OBJECT_BIN ||
         f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[3].via.u64 > 255) {
         return FL_EDECODE;
@@ -55,14 +55,14 @@ int rg__agentkey_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
     return FL_OK;
 }
 
-int rg__apply_agentkey(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                       struct rg_result *res)
+int fsm__apply_agentkey(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                       struct fsm_result *res)
 {
-    const struct rg_cmd_agentkey *k = &c->u.agentkey;
+    const struct fsm_cmd_agentkey *k = &c->u.agentkey;
     struct store_agentkey rec;
     char agent[STORE_NODE_ID_MAX];
     int rv;
-    if (rg__agentkey_validate(c, NULL) != FL_OK) {
+    if (fsm__agentkey_validate(c, NULL) != FL_OK) {
         res->err = FL_EINVAL;
         return FL_OK;
     }
@@ -72,14 +72,14 @@ int rg__apply_agentkey(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index,
     if (rv != FL_OK && rv != FL_ENOTFOUND) {
         return rv;
     }
-    if (c->type == RG_CMD_AGENT_KEY_FORGET) {
+    if (c->type == FSM_CMD_AGENT_KEY_FORGET) {
         if (rv == FL_ENOTFOUND) {
             res->err = FL_ENOTFOUND;
             return FL_OK;
         }
         return store_agentkey_del(f->txn, agent);
     }
-    if (c->type == RG_CMD_AGENT_KEY_APPROVE) {
+    if (c->type == FSM_CMD_AGENT_KEY_APPROVE) {
         if (rv == FL_ENOTFOUND) {
             res->err = FL_ENOTFOUND;
             return FL_OK;

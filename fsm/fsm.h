@@ -1,7 +1,7 @@
-/* raft/rg_fsm — the state machine adapter: Raft log entries -> the store.
+/* fsm/fsm — the replicated state machine: log entries -> the store.
  *
- * Contract with the Raft library (raft-notes §4): apply always returns 0;
- * business outcomes ("version conflict", "no such node") are per-command
+ * It knows nothing of the Raft library: raft/rg_apply hands it each
+ * committed entry with its index (raft-notes §4). Business outcomes ("version conflict", "no such node") are per-command
  * results, identical on every replica; a real storage failure while applying
  * stops the process with a clear message (replay redoes the entry on restart).
  *
@@ -10,22 +10,20 @@
  * {index, term} go into the same LMDB write transaction. One transaction
  * covers a run of applied entries: it is committed when the entry at the
  * commit index has been applied, and before anything observes the store
- * (rg_fsm_flush: apply and barrier callbacks, reads, snapshots, restore).
+ * (fsm_flush: apply and barrier callbacks, reads, snapshots, restore).
  *
  * Snapshots are logical dumps (store_dump); restore never rolls the store
  * back (store_load skips a snapshot at or below the applied index). */
-#ifndef FL_RAFT_RG_FSM_H
-#define FL_RAFT_RG_FSM_H
+#ifndef FL_FSM_FSM_H
+#define FL_FSM_FSM_H
 
 #include <stdint.h>
-
-#include <raft.h>
 
 #include "common/buf.h"
 #include "store/store.h"
 
 /* The outcome of one command. */
-struct rg_result {
+struct fsm_result {
     int err;          /* FL_OK or a business error (FL_ECONFLICT, FL_ENOTFOUND, ...) */
     uint64_t index;   /* Raft index of the entry */
     uint64_t version; /* KV_PUT: the key's new version (the kv revision);
@@ -48,14 +46,14 @@ struct rg_result {
  * it answers waiting acquire calls and keeps the lease deadlines. Emitted
  * while the entry is applied, on every server; pointers are valid during the
  * call only. */
-enum rg_lock_event_type {
-    RG_LEV_GRANT = 1,    /* key granted to session with token */
-    RG_LEV_SESSION,      /* session created, renewed or extended: ttl_ms, renewals */
-    RG_LEV_SESSION_GONE, /* session destroyed or expired */
-    RG_LEV_DELAY,        /* waiters of key are held back by lock-delay until until_ms */
-    RG_LEV_EXTENDED,     /* a LEASE_EXTEND was applied */
+enum fsm_lock_event_type {
+    FSM_LEV_GRANT = 1,    /* key granted to session with token */
+    FSM_LEV_SESSION,      /* session created, renewed or extended: ttl_ms, renewals */
+    FSM_LEV_SESSION_GONE, /* session destroyed or expired */
+    FSM_LEV_DELAY,        /* waiters of key are held back by lock-delay until until_ms */
+    FSM_LEV_EXTENDED,     /* a LEASE_EXTEND was applied */
 };
-struct rg_lock_event {
+struct fsm_lock_event {
     int type;
     const char *session;
     const char *key;
@@ -68,13 +66,11 @@ struct rg_lock_event {
 
 /* Called on the server that proposed an entry (origin == own id) when the
  * entry has been applied: results[i] belongs to the entry's command i. */
-typedef void (*rg_fsm_results_cb)(void *data, uint64_t seq, uint64_t term, uint64_t index,
-                                  const struct rg_result *results, unsigned n);
+typedef void (*fsm_results_cb)(void *data, uint64_t seq, uint64_t term, uint64_t index,
+                                  const struct fsm_result *results, unsigned n);
 
-struct rg_fsm {
-    struct raft_fsm fsm; /* handed to raft_init; fsm.data points back here */
+struct fsm {
     struct store *store;
-    struct raft *raft;   /* for the index of the entry being applied */
     uint64_t self_id;
     struct store_txn *txn; /* open write transaction, or NULL */
     uint64_t txn_entries;  /* entries in the open transaction */
@@ -86,18 +82,18 @@ struct rg_fsm {
     int dispatch_paused;    /* meta "dispatch_paused" */
     /* Hook for the leader's dispatcher: called after each applied command
      * that changes scheduling state (may be NULL). */
-    void (*sched_cb)(void *data, const void *cmd, const struct rg_result *res);
+    void (*sched_cb)(void *data, const void *cmd, const struct fsm_result *res);
     void *sched_data;
-    void (*lock_cb)(void *data, const struct rg_lock_event *ev);
+    void (*lock_cb)(void *data, const struct fsm_lock_event *ev);
     void *lock_data;
     /* A job was created, redefined, paused, resumed, fired or deleted
      * (node/jobs.c keeps its timers from this). */
     void (*job_cb)(void *data, const char *name, int deleted);
     void *job_data;
     /* Jobs whose run tasks finished in the command being applied
-     * (rg_sched_apply.c fills it, rg_job.c empties it). */
+     * (fsm/sched.c fills it, fsm/job.c empties it). */
     struct fl_buf finished_runs;
-    rg_fsm_results_cb results_cb;
+    fsm_results_cb results_cb;
     void *results_data;
     /* Counters, exposed by GET /v1/status. */
     uint64_t n_applied;        /* entries applied since start */
@@ -113,17 +109,29 @@ struct rg_fsm {
     uint64_t n_req_nosession;  /* requests refused: their session does not exist */
 };
 
-/* Initialise over an open store. The raft pointer is set with
- * rg_fsm_set_raft once raft_init has run. */
-int rg_fsm_init(struct rg_fsm *f, struct store *s, uint64_t self_id);
-void rg_fsm_set_raft(struct rg_fsm *f, struct raft *r);
+/* Initialise over an open store. */
+int fsm_init(struct fsm *f, struct store *s, uint64_t self_id);
+/* Apply the log entry at `index` (its bytes, as proposed). An entry at or
+ * below the store's applied index is skipped; one that does not decode is
+ * applied as a no-op (n_bad), the same on every replica. `commit` is the
+ * highest index known committed: the open write transaction is committed
+ * once `index` reaches it (or after 1024 entries). A storage failure is
+ * fatal (fsm_fatal_hook). */
+void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data, size_t len);
+/* Append a logical dump of the state to `out` (flushes first). FL_OK, or a
+ * storage error with `out` unchanged. */
+int fsm_snapshot(struct fsm *f, struct fl_buf *out);
+/* Replace the state with a dump, unless the store is already at or past it
+ * (n_restores_skipped). A dump that does not load is fatal; the error is
+ * returned when the hook returns. `data` is not kept. */
+int fsm_restore(struct fsm *f, const void *data, size_t len);
 /* Commit the open write transaction, if any. A failure is fatal. */
-void rg_fsm_flush(struct rg_fsm *f);
+void fsm_flush(struct fsm *f);
 /* Flush and forget the store (the store itself is closed by its owner). */
-void rg_fsm_close(struct rg_fsm *f);
+void fsm_close(struct fsm *f);
 
 /* Test hook: what a storage failure inside apply does. Default: log and
  * exit(74). Tests may replace it. */
-extern void (*rg_fsm_fatal_hook)(const char *msg);
+extern void (*fsm_fatal_hook)(const char *msg);
 
 #endif

@@ -1,4 +1,4 @@
-/* raft/rg_cmd — the versioned msgpack codec of Raft log entries.
+/* fsm/cmd — the versioned msgpack codec of Raft log entries.
  *
  * One log entry carries a batch of commands from one leader (DESIGN.md,
  * "Log entries are msgpack-encoded commands with a type and a format
@@ -12,12 +12,12 @@
  * stamp, the only clock the state machine ever sees. Each command is an
  * array whose first element is its type; new types and new trailing fields
  * may be added, so the decoder ignores nothing silently: unknown types decode
- * as RG_CMD_UNKNOWN and apply as a no-op with an FL_EVERSION result.
+ * as FSM_CMD_UNKNOWN and apply as a no-op with an FL_EVERSION result.
  *
  * The decoder is total: any byte string decodes or returns FL_EDECODE /
  * FL_EVERSION / FL_ETOOBIG; it never reads out of bounds. */
-#ifndef FL_RAFT_RG_CMD_H
-#define FL_RAFT_RG_CMD_H
+#ifndef FL_FSM_CMD_H
+#define FL_FSM_CMD_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -27,73 +27,73 @@
 #include "common/buf.h"
 #include "store/store.h"
 
-#define RG_CMD_FORMAT      1
-#define RG_ENTRY_MAX_BYTES (8u * 1024 * 1024)
-#define RG_ENTRY_MAX_CMDS  65536
-#define RG_TASK_HOSTS_MAX  200000
-#define RG_UNIT_SIZE_MAX   10000
-#define RG_MAX_RUNNING_MAX 1000000
+#define FSM_CMD_FORMAT      1
+#define FSM_ENTRY_MAX_BYTES (8u * 1024 * 1024)
+#define FSM_ENTRY_MAX_CMDS  65536
+#define FSM_TASK_HOSTS_MAX  200000
+#define FSM_UNIT_SIZE_MAX   10000
+#define FSM_MAX_RUNNING_MAX 1000000
 
 /* Where a task's units run (TASK_SUBMIT placement). */
 enum {
-    RG_PLACE_ANY = 0,  /* on any node the scheduler picks */
-    RG_PLACE_HOST = 1, /* one host per unit, and the host is the node that runs it */
+    FSM_PLACE_ANY = 0,  /* on any node the scheduler picks */
+    FSM_PLACE_HOST = 1, /* one host per unit, and the host is the node that runs it */
 };
 
-enum rg_cmd_type {
-    RG_CMD_UNKNOWN = 0,
-    RG_CMD_KV_PUT = 1,
-    RG_CMD_KV_DEL = 2,
-    RG_CMD_NODE_REGISTER = 3, /* create, or update addresses and labels */
-    RG_CMD_NODE_CAP = 4,
-    RG_CMD_NODE_DRAIN = 5,
-    RG_CMD_NODE_REMOVE = 6,
-    RG_CMD_META_INIT = 7, /* set a meta value if it is not set yet */
-    RG_CMD_TASK_SUBMIT = 8,
-    RG_CMD_UNIT_ASSIGN = 9,
-    RG_CMD_UNIT_RESULT = 10,
-    RG_CMD_UNIT_REQUEUE = 11, /* the leader takes a unit back (lost agent, reconcile) */
-    RG_CMD_NODE_LOST = 12,
-    RG_CMD_TASK_CANCEL = 13,
-    RG_CMD_DISPATCH = 14,     /* pause or resume dispatch cluster-wide */
+enum fsm_cmd_type {
+    FSM_CMD_UNKNOWN = 0,
+    FSM_CMD_KV_PUT = 1,
+    FSM_CMD_KV_DEL = 2,
+    FSM_CMD_NODE_REGISTER = 3, /* create, or update addresses and labels */
+    FSM_CMD_NODE_CAP = 4,
+    FSM_CMD_NODE_DRAIN = 5,
+    FSM_CMD_NODE_REMOVE = 6,
+    FSM_CMD_META_INIT = 7, /* set a meta value if it is not set yet */
+    FSM_CMD_TASK_SUBMIT = 8,
+    FSM_CMD_UNIT_ASSIGN = 9,
+    FSM_CMD_UNIT_RESULT = 10,
+    FSM_CMD_UNIT_REQUEUE = 11, /* the leader takes a unit back (lost agent, reconcile) */
+    FSM_CMD_NODE_LOST = 12,
+    FSM_CMD_TASK_CANCEL = 13,
+    FSM_CMD_DISPATCH = 14,     /* pause or resume dispatch cluster-wide */
     /* Sessions and locks (docs/LOCKS.md); all use u.lock. */
-    RG_CMD_SESSION_CREATE = 15,
-    RG_CMD_SESSION_RENEW = 16,
-    RG_CMD_SESSION_DESTROY = 17, /* release everything, no lock-delay */
-    RG_CMD_SESSION_EXPIRE = 18,  /* the leader's decision; refused if renewed since */
-    RG_CMD_LEASE_EXTEND = 19,    /* a new leader extends every lease by its TTL */
-    RG_CMD_LOCK_ACQUIRE = 20,
-    RG_CMD_LOCK_RELEASE = 21,    /* give up a hold or a place in the queue */
-    RG_CMD_LOCK_UNWAIT = 22,     /* a wait timed out: leave the queue unless granted */
-    RG_CMD_LOCK_WAKE = 23,       /* the lock-delay is over: grant the waiters */
+    FSM_CMD_SESSION_CREATE = 15,
+    FSM_CMD_SESSION_RENEW = 16,
+    FSM_CMD_SESSION_DESTROY = 17, /* release everything, no lock-delay */
+    FSM_CMD_SESSION_EXPIRE = 18,  /* the leader's decision; refused if renewed since */
+    FSM_CMD_LEASE_EXTEND = 19,    /* a new leader extends every lease by its TTL */
+    FSM_CMD_LOCK_ACQUIRE = 20,
+    FSM_CMD_LOCK_RELEASE = 21,    /* give up a hold or a place in the queue */
+    FSM_CMD_LOCK_UNWAIT = 22,     /* a wait timed out: leave the queue unless granted */
+    FSM_CMD_LOCK_WAKE = 23,       /* the lock-delay is over: grant the waiters */
     /* Cron jobs (docs/JOBS.md); all use u.job. */
-    RG_CMD_JOB_PUT = 24,   /* create or redefine */
-    RG_CMD_JOB_DEL = 25,
-    RG_CMD_JOB_PAUSE = 26, /* pause or resume */
-    RG_CMD_JOB_FIRE = 27,  /* one schedule time (or a manual run): at most once */
+    FSM_CMD_JOB_PUT = 24,   /* create or redefine */
+    FSM_CMD_JOB_DEL = 25,
+    FSM_CMD_JOB_PAUSE = 26, /* pause or resume */
+    FSM_CMD_JOB_FIRE = 27,  /* one schedule time (or a manual run): at most once */
     /* API tokens (docs/SECURITY.md); all use u.acl. */
-    RG_CMD_ACL_BOOTSTRAP = 28, /* the first management token, exactly once */
-    RG_CMD_TOKEN_CREATE = 29,
-    RG_CMD_TOKEN_DELETE = 30,
+    FSM_CMD_ACL_BOOTSTRAP = 28, /* the first management token, exactly once */
+    FSM_CMD_TOKEN_CREATE = 29,
+    FSM_CMD_TOKEN_DELETE = 30,
     /* Agent identities (docs/SECURITY.md "Links"); both use u.agentkey. */
-    RG_CMD_AGENT_KEY_SET = 31,     /* record an agent's public key (first join) */
-    RG_CMD_AGENT_KEY_APPROVE = 32, /* approve a pending agent */
-    RG_CMD_AGENT_KEY_FORGET = 33,  /* drop a recorded key: the next join records anew */
+    FSM_CMD_AGENT_KEY_SET = 31,     /* record an agent's public key (first join) */
+    FSM_CMD_AGENT_KEY_APPROVE = 32, /* approve a pending agent */
+    FSM_CMD_AGENT_KEY_FORGET = 33,  /* drop a recorded key: the next join records anew */
     /* Package metadata (docs/PACKAGES.md); both use u.pkg. */
-    RG_CMD_PACKAGE_PUT = 34, /* record a version (immutable), apply retention */
-    RG_CMD_PACKAGE_RM = 35,  /* forget a version */
+    FSM_CMD_PACKAGE_PUT = 34, /* record a version (immutable), apply retention */
+    FSM_CMD_PACKAGE_RM = 35,  /* forget a version */
     /* Not a command: the envelope [36, session, serial, cmd] of a command
-     * that carries a client's request identity (rg_cmd.req). */
-    RG_CMD_REQUEST = 36,
-    RG_CMD__MAX
+     * that carries a client's request identity (fsm_cmd.req). */
+    FSM_CMD_REQUEST = 36,
+    FSM_CMD__MAX
 };
 
-const char *rg_cmd_type_name(int type);
+const char *fsm_cmd_type_name(int type);
 
-struct rg_cmd;
+struct fsm_cmd;
 
 /* One host's outcome inside a UNIT_RESULT (encoding side). */
-struct rg_host_result {
+struct fsm_host_result {
     const char *host;
     size_t hostlen;
     int status;
@@ -103,14 +103,14 @@ struct rg_host_result {
 };
 
 /* Host i of a decoded UNIT_RESULT; FL_EDECODE if malformed. */
-int rg_cmd_result(const struct rg_cmd *c, uint32_t i, struct rg_host_result *out);
+int fsm_cmd_result(const struct fsm_cmd *c, uint32_t i, struct fsm_host_result *out);
 /* Host i of a decoded TASK_SUBMIT. */
-int rg_cmd_host(const struct rg_cmd *c, uint32_t i, const char **host, size_t *len);
+int fsm_cmd_host(const struct fsm_cmd *c, uint32_t i, const char **host, size_t *len);
 
 /* A decoded command. Byte pointers point into the decoder's memory (valid
- * until rg_entry_close) or, when encoding, into the caller's. */
-/* An agent identity record (raft/rg_agentkey.c). */
-struct rg_cmd_agentkey {
+ * until fsm_entry_close) or, when encoding, into the caller's. */
+/* An agent identity record (fsm/agentkey.c). */
+struct fsm_cmd_agentkey {
     const char *agent;
     size_t alen;
     const uint8_t *pk; /* SET: 32 bytes */
@@ -118,8 +118,8 @@ struct rg_cmd_agentkey {
     uint8_t state;     /* SET: STORE_AGENTKEY_APPROVED or _PENDING */
 };
 
-/* Package metadata (raft/rg_package.c). */
-struct rg_cmd_package {
+/* Package metadata (fsm/package.c). */
+struct fsm_cmd_package {
     const char *name;
     size_t nlen;
     const char *version;
@@ -131,18 +131,18 @@ struct rg_cmd_package {
 /* The client request a command carries out (docs/API.md "Request
  * identity"): the client's session and the request's serial, 1..INT64_MAX.
  * serial 0 means none. On the wire the command is wrapped in an envelope,
- * [RG_CMD_REQUEST, session, serial, command], so a command without one
+ * [FSM_CMD_REQUEST, session, serial, command], so a command without one
  * encodes as before. */
-struct rg_cmd_req {
+struct fsm_cmd_req {
     const char *session;
     size_t slen;
     uint64_t serial;
 };
-#define RG_REQ_SERIAL_MAX ((uint64_t)INT64_MAX)
+#define FSM_REQ_SERIAL_MAX ((uint64_t)INT64_MAX)
 
-struct rg_cmd {
+struct fsm_cmd {
     int type;
-    struct rg_cmd_req req;
+    struct fsm_cmd_req req;
     union {
         struct {
             const char *key;
@@ -193,7 +193,7 @@ struct rg_cmd {
             /* Rollout controls, optional trailing fields (0 when absent). */
             uint32_t max_running; /* units RUNNING at once; 0 = no limit */
             uint32_t fail_stop;   /* stop after this many failed hosts; 0 = never */
-            uint8_t placement;    /* RG_PLACE_* */
+            uint8_t placement;    /* FSM_PLACE_* */
         } task;
         struct {
             const char *task;
@@ -208,7 +208,7 @@ struct rg_cmd {
             uint64_t started_ms, finished_ms;
             uint32_t n_results;
             const msgpack_object *results; /* decoded: [host, status, rc, tail] arrays */
-            const struct rg_host_result *result_ptrs; /* encoding */
+            const struct fsm_host_result *result_ptrs; /* encoding */
         } unit;
         struct {
             int paused;
@@ -257,62 +257,62 @@ struct rg_cmd {
             const char *accessor; /* DELETE */
             size_t alen;
         } acl;
-        struct rg_cmd_agentkey agentkey;
-        struct rg_cmd_package pkg;
+        struct fsm_cmd_agentkey agentkey;
+        struct fsm_cmd_package pkg;
     } u;
 };
 
 /* Limits of sessions and locks (docs/LOCKS.md). */
-#define RG_SESSION_TTL_MIN_MS   1000u
-#define RG_SESSION_TTL_MAX_MS   (24u * 3600 * 1000)
-#define RG_LOCK_DELAY_MAX_MS    (60u * 1000)
-#define RG_LOCK_NS_MAX          64
+#define FSM_SESSION_TTL_MIN_MS   1000u
+#define FSM_SESSION_TTL_MAX_MS   (24u * 3600 * 1000)
+#define FSM_LOCK_DELAY_MAX_MS    (60u * 1000)
+#define FSM_LOCK_NS_MAX          64
 /* Check a lock's namespace and name; FL_EINVAL with a message saying what
  * is wrong. A namespace is 1-64 of [a-z0-9_.-] starting with a letter or a
  * digit; a name is 1-190 printable ASCII bytes without spaces. */
-int rg_lock_key_check(const char *ns, size_t nslen, const char *name, size_t namelen,
+int fsm_lock_key_check(const char *ns, size_t nslen, const char *name, size_t namelen,
                       char *errmsg);
 /* Check a full key "namespace/name" (split at the first '/'). */
-int rg_lock_full_key_check(const char *key, size_t klen, char *errmsg);
+int fsm_lock_full_key_check(const char *key, size_t klen, char *errmsg);
 /* A session id: 1-39 of [A-Za-z0-9_-]. */
-int rg_session_id_check(const char *id, size_t n, char *errmsg);
+int fsm_session_id_check(const char *id, size_t n, char *errmsg);
 
 /* A package name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'; a
  * version: 1-127 of [A-Za-z0-9._+@-], not starting with '.'. FL_EINVAL. */
-int rg_package_name_check(const char *s, size_t n, char *errmsg);
-int rg_package_version_check(const char *s, size_t n, char *errmsg);
+int fsm_package_name_check(const char *s, size_t n, char *errmsg);
+int fsm_package_version_check(const char *s, size_t n, char *errmsg);
 
-#define RG_JOB_NODES_MAX 10000
+#define FSM_JOB_NODES_MAX 10000
 /* A job name: 1-63 of [A-Za-z0-9_.-], starting with a letter or a digit. */
-int rg_job_name_check(const char *name, size_t n, char *errmsg);
-/* Decode one command encoded alone by rg_writer_add (a job's task
+int fsm_job_name_check(const char *name, size_t n, char *errmsg);
+/* Decode one command encoded alone by fsm_writer_add (a job's task
  * template). `u` owns the decoded objects: destroy it after use. */
-int rg_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct rg_cmd *out);
+int fsm_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct fsm_cmd *out);
 
 /* Validate a command before it is proposed (sizes, required fields): the
  * leader refuses bad commands instead of logging them. FL_EINVAL/FL_ETOOBIG
  * with the reason in errmsg. */
-int rg_cmd_validate(const struct rg_cmd *c, char *errmsg);
+int fsm_cmd_validate(const struct fsm_cmd *c, char *errmsg);
 
 /* ---- encoding: the leader builds one entry per batch ---------------- */
 
-struct rg_entry_writer {
+struct fsm_entry_writer {
     msgpack_sbuffer body; /* encoded commands */
     unsigned n_cmds;
 };
-void rg_writer_init(struct rg_entry_writer *w);
-void rg_writer_close(struct rg_entry_writer *w);
+void fsm_writer_init(struct fsm_entry_writer *w);
+void fsm_writer_close(struct fsm_entry_writer *w);
 /* Append one command. FL_ENOMEM on allocation failure. */
-int rg_writer_add(struct rg_entry_writer *w, const struct rg_cmd *c);
-size_t rg_writer_size(const struct rg_entry_writer *w);
+int fsm_writer_add(struct fsm_entry_writer *w, const struct fsm_cmd *c);
+size_t fsm_writer_size(const struct fsm_entry_writer *w);
 /* Produce the padded entry in a buffer from `alloc` (raft_malloc for
  * raft_apply). *len is a multiple of 8. */
-int rg_writer_finish(struct rg_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
+int fsm_writer_finish(struct fsm_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
                      uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len);
 
 /* ---- decoding ------------------------------------------------------- */
 
-struct rg_entry {
+struct fsm_entry {
     int format;
     uint64_t origin;
     uint64_t seq;
@@ -323,10 +323,10 @@ struct rg_entry {
     const msgpack_object *cmds;
 };
 
-/* Decode the header and check the framing; then rg_entry_cmd(i) decodes
- * command i. Call rg_entry_close in every case after rg_entry_open. */
-int rg_entry_open(struct rg_entry *e, const void *data, size_t len);
-int rg_entry_cmd(const struct rg_entry *e, unsigned i, struct rg_cmd *out);
-void rg_entry_close(struct rg_entry *e);
+/* Decode the header and check the framing; then fsm_entry_cmd(i) decodes
+ * command i. Call fsm_entry_close in every case after fsm_entry_open. */
+int fsm_entry_open(struct fsm_entry *e, const void *data, size_t len);
+int fsm_entry_cmd(const struct fsm_entry *e, unsigned i, struct fsm_cmd *out);
+void fsm_entry_close(struct fsm_entry *e);
 
 #endif

@@ -1,4 +1,4 @@
-/* raft/ — package metadata in the state machine (docs/PACKAGES.md).
+/* fsm/ — package metadata in the state machine (docs/PACKAGES.md).
  *
  *   PACKAGE_PUT [34, name, version, record(bin)]  record: a store_package
  *   PACKAGE_RM  [35, name, version, ""]
@@ -16,7 +16,7 @@
 
 #include "common/alloc.h"
 #include "common/err.h"
-#include "raft/rg_int.h"
+#include "fsm/fsm_int.h"
 
 #define PKG_CHUNK_MIN  (64u * 1024u)
 #define PKG_CHUNK_MAX  (64u * 1024u * 1024u)
@@ -28,7 +28,7 @@ static int name_char(char ch)
            ch == '.' || ch == '_' || ch == '-';
 }
 
-int rg_package_name_check(const char *s, size_t n, char *errmsg)
+int fsm_package_name_check(const char *s, size_t n, char *errmsg)
 {
     if (n == 0 || n >= STORE_PKG_NAME_MAX || !(name_char(s[0]) && s[0] != '.' && s[0] != '-')) {
         return fl_errf(errmsg, FL_EINVAL,
@@ -44,7 +44,7 @@ int rg_package_name_check(const char *s, size_t n, char *errmsg)
     return FL_OK;
 }
 
-int rg_package_version_check(const char *s, size_t n, char *errmsg)
+int fsm_package_version_check(const char *s, size_t n, char *errmsg)
 {
     if (n == 0 || n >= STORE_PKG_VERSION_MAX || s[0] == '.') {
         return fl_errf(errmsg, FL_EINVAL, "a version is 1-%d characters, not starting with '.'",
@@ -58,16 +58,16 @@ int rg_package_version_check(const char *s, size_t n, char *errmsg)
     return FL_OK;
 }
 
-int rg__package_validate(const struct rg_cmd *c, char *errmsg)
+int fsm__package_validate(const struct fsm_cmd *c, char *errmsg)
 {
-    const struct rg_cmd_package *p = &c->u.pkg;
+    const struct fsm_cmd_package *p = &c->u.pkg;
     struct store_package rec;
     int rv;
-    if ((rv = rg_package_name_check(p->name, p->nlen, errmsg)) != FL_OK ||
-        (rv = rg_package_version_check(p->version, p->vlen, errmsg)) != FL_OK) {
+    if ((rv = fsm_package_name_check(p->name, p->nlen, errmsg)) != FL_OK ||
+        (rv = fsm_package_version_check(p->version, p->vlen, errmsg)) != FL_OK) {
         return rv;
     }
-    if (c->type == RG_CMD_PACKAGE_RM) {
+    if (c->type == FSM_CMD_PACKAGE_RM) {
         return FL_OK;
     }
     if (store_package_decode(p->rec, p->reclen, &rec) != FL_OK) {
@@ -87,18 +87,18 @@ int rg__package_validate(const struct rg_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-int rg__package_pack(msgpack_packer *pk, const struct rg_cmd *c)
+int fsm__package_pack(msgpack_packer *pk, const struct fsm_cmd *c)
 {
-    const struct rg_cmd_package *p = &c->u.pkg;
+    const struct fsm_cmd_package *p = &c->u.pkg;
     return msgpack_pack_array(pk, 4) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
            msgpack_pack_str_with_body(pk, p->name, p->nlen) |
            msgpack_pack_str_with_body(pk, p->version, p->vlen) |
            msgpack_pack_bin_with_body(pk, p->reclen ? (const void *)p->rec : "", p->reclen);
 }
 
-int rg__package_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+int fsm__package_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 {
-    struct rg_cmd_package *p = &c->u.pkg;
+    struct fsm_cmd_package *p = &c->u.pkg;
     if (n < 4 || f[1].type != MSGPACK_OBJECT_STR || f[2].type != MSGPACK_OBJECT_STR ||
         f[3].type != MSGPACK_OBJECT_BIN) {
         return FL_EDECODE;
@@ -124,7 +124,7 @@ static int by_index(const void *a, const void *b)
 }
 
 /* Delete the oldest versions of `name` beyond `keep`. */
-static int retain(struct rg_fsm *f, const char *name, uint32_t keep)
+static int retain(struct fsm *f, const char *name, uint32_t keep)
 {
     char from[STORE_PKG_NAME_MAX + 1];
     size_t nlen = strlen(name), n = 0, cap = 16;
@@ -175,14 +175,14 @@ static int retain(struct rg_fsm *f, const char *name, uint32_t keep)
     return rv;
 }
 
-int rg__apply_package(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                      struct rg_result *res)
+int fsm__apply_package(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                      struct fsm_result *res)
 {
-    const struct rg_cmd_package *p = &c->u.pkg;
+    const struct fsm_cmd_package *p = &c->u.pkg;
     char name[STORE_PKG_NAME_MAX], version[STORE_PKG_VERSION_MAX];
     struct store_package rec, old;
     int rv;
-    if (rg__package_validate(c, NULL) != FL_OK) {
+    if (fsm__package_validate(c, NULL) != FL_OK) {
         res->err = FL_EINVAL;
         return FL_OK;
     }
@@ -194,7 +194,7 @@ int rg__apply_package(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, 
     if (rv != FL_OK && rv != FL_ENOTFOUND) {
         return rv;
     }
-    if (c->type == RG_CMD_PACKAGE_RM) {
+    if (c->type == FSM_CMD_PACKAGE_RM) {
         if (rv == FL_ENOTFOUND) {
             res->err = FL_ENOTFOUND;
             return FL_OK;

@@ -1,4 +1,4 @@
-/* raft/ — API tokens in the state machine (docs/ACL.md).
+/* fsm/ — API tokens in the state machine (docs/ACL.md).
  *
  *   ACL_BOOTSTRAP [28, hash(bin 32), record(bin), ""]
  *   TOKEN_CREATE  [29, hash(bin 32), record(bin), ""]
@@ -16,14 +16,14 @@
 #include <sodium.h>
 
 #include "common/err.h"
-#include "raft/rg_int.h"
+#include "fsm/fsm_int.h"
 
 #define META_BOOTSTRAP "acl_bootstrap"
 
-int rg__acl_validate(const struct rg_cmd *c, char *errmsg)
+int fsm__acl_validate(const struct fsm_cmd *c, char *errmsg)
 {
     struct store_token tok;
-    if (c->type == RG_CMD_TOKEN_DELETE) {
+    if (c->type == FSM_CMD_TOKEN_DELETE) {
         if (c->u.acl.alen == 0 || c->u.acl.alen >= STORE_TOKEN_ACCESSOR_MAX) {
             return fl_errf(errmsg, FL_EINVAL, "an accessor is 1-%d characters",
                            STORE_TOKEN_ACCESSOR_MAX - 1);
@@ -39,7 +39,7 @@ int rg__acl_validate(const struct rg_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-int rg__acl_pack(msgpack_packer *pk, const struct rg_cmd *c)
+int fsm__acl_pack(msgpack_packer *pk, const struct fsm_cmd *c)
 {
     const char *a = c->u.acl.accessor != NULL ? c->u.acl.accessor : "";
     return msgpack_pack_array(pk, 4) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
@@ -50,7 +50,7 @@ int rg__acl_pack(msgpack_packer *pk, const struct rg_cmd *c)
            msgpack_pack_str_with_body(pk, a, c->u.acl.alen);
 }
 
-int rg__acl_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+int fsm__acl_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 {
     if (n < 4 || f[1].type != MSGPACK_OBJECT_BIN || f[2].type != MSGPACK_OBJECT_BIN ||
         f[3].type != MSGPACK_OBJECT_STR) {
@@ -102,8 +102,8 @@ static int find_accessor(struct store_txn *t, const char *acc, size_t alen,
     return found ? FL_OK : FL_ENOTFOUND;
 }
 
-static int put_new(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                   int bootstrap, struct rg_result *res)
+static int put_new(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                   int bootstrap, struct fsm_result *res)
 {
     struct store_token tok, old;
     uint8_t h[STORE_TOKEN_HASH_BYTES];
@@ -143,8 +143,8 @@ static int put_new(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
     return rv;
 }
 
-static int bootstrap(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                     struct rg_result *res)
+static int bootstrap(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                     struct fsm_result *res)
 {
     char hex[STORE_TOKEN_HASH_BYTES * 2 + 1];
     const void *v;
@@ -174,7 +174,7 @@ static int bootstrap(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, u
                      strlen(hex));
 }
 
-static int delete_token(struct rg_fsm *f, const struct rg_cmd *c, struct rg_result *res)
+static int delete_token(struct fsm *f, const struct fsm_cmd *c, struct fsm_result *res)
 {
     struct store_token tok;
     uint8_t h[STORE_TOKEN_HASH_BYTES];
@@ -195,15 +195,15 @@ static int delete_token(struct rg_fsm *f, const struct rg_cmd *c, struct rg_resu
     return store_del(f->txn, STORE_TOKENS, h, sizeof h);
 }
 
-int rg__apply_acl(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                  struct rg_result *res)
+int fsm__apply_acl(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                  struct fsm_result *res)
 {
     switch (c->type) {
-    case RG_CMD_ACL_BOOTSTRAP:
+    case FSM_CMD_ACL_BOOTSTRAP:
         return bootstrap(f, c, index, now, res);
-    case RG_CMD_TOKEN_CREATE:
+    case FSM_CMD_TOKEN_CREATE:
         return put_new(f, c, index, now, 0, res);
-    case RG_CMD_TOKEN_DELETE:
+    case FSM_CMD_TOKEN_DELETE:
         return delete_token(f, c, res);
     default:
         res->err = FL_EVERSION;

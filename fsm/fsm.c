@@ -1,4 +1,4 @@
-#include "raft/rg_fsm.h"
+#include "fsm/fsm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +8,8 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "raft/rg_cmd.h"
-#include "raft/rg_int.h"
+#include "fsm/cmd.h"
+#include "fsm/fsm_int.h"
 
 static void default_fatal(const char *msg)
 {
@@ -17,9 +17,9 @@ static void default_fatal(const char *msg)
     exit(74); /* EX_IOERR: restart replays the entry from the Raft log */
 }
 
-void (*rg_fsm_fatal_hook)(const char *msg) = default_fatal;
+void (*fsm_fatal_hook)(const char *msg) = default_fatal;
 
-static void fatal(struct rg_fsm *f, const char *what, int err)
+static void fatal(struct fsm *f, const char *what, int err)
 {
     char msg[512];
     snprintf(msg, sizeof msg, "%s: %s (%s)%s", what, fl_strerror(err), store_errmsg(f->store),
@@ -28,10 +28,10 @@ static void fatal(struct rg_fsm *f, const char *what, int err)
         store_abort(f->txn);
         f->txn = NULL;
     }
-    rg_fsm_fatal_hook(msg);
+    fsm_fatal_hook(msg);
 }
 
-void rg_fsm_flush(struct rg_fsm *f)
+void fsm_flush(struct fsm *f)
 {
     int rv;
     if (f->txn == NULL) {
@@ -53,21 +53,21 @@ void rg_fsm_flush(struct rg_fsm *f)
 
 /* Key versions are revisions: a counter of kv writes kept in META, so each
  * write of the cluster has its own version even when many share an entry. */
-static int revision_load(struct rg_fsm *f, struct store_txn *t)
+static int revision_load(struct fsm *f, struct store_txn *t)
 {
     uint64_t paused = 0;
-    int rv = rg__meta_u64(t, "revision", &f->revision);
+    int rv = fsm__meta_u64(t, "revision", &f->revision);
     if (rv == FL_OK) {
-        rv = rg__meta_u64(t, "fence", &f->fence);
+        rv = fsm__meta_u64(t, "fence", &f->fence);
     }
     if (rv == FL_OK) {
-        rv = rg__meta_u64(t, "dispatch_paused", &paused);
+        rv = fsm__meta_u64(t, "dispatch_paused", &paused);
     }
     f->dispatch_paused = paused != 0;
     return rv;
 }
 
-static int revision_reload(struct rg_fsm *f)
+static int revision_reload(struct fsm *f)
 {
     struct store_txn *t;
     int rv = store_begin(f->store, 0, &t);
@@ -79,8 +79,8 @@ static int revision_reload(struct rg_fsm *f)
     return rv;
 }
 
-static int kv_put(struct store_txn *t, const struct rg_cmd *c, uint64_t *revision, uint64_t now,
-                  struct rg_result *res)
+static int kv_put(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision, uint64_t now,
+                  struct fsm_result *res)
 {
     struct store_kv cur;
     int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);
@@ -105,8 +105,8 @@ static int kv_put(struct store_txn *t, const struct rg_cmd *c, uint64_t *revisio
     return FL_OK;
 }
 
-static int kv_del(struct store_txn *t, const struct rg_cmd *c, uint64_t *revision,
-                  struct rg_result *res)
+static int kv_del(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision,
+                  struct fsm_result *res)
 {
     struct store_kv cur;
     int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);
@@ -139,7 +139,7 @@ static void copy_str(char *dst, size_t cap, const char *s, size_t n)
     dst[s == NULL ? 0 : n] = '\0';
 }
 
-static int node_register(struct store_txn *t, const struct rg_cmd *c, uint64_t index)
+static int node_register(struct store_txn *t, const struct fsm_cmd *c, uint64_t index)
 {
     struct store_node n;
     char id[STORE_NODE_ID_MAX];
@@ -169,8 +169,8 @@ static int node_register(struct store_txn *t, const struct rg_cmd *c, uint64_t i
     return store_node_put(t, &n);
 }
 
-static int node_update(struct store_txn *t, const struct rg_cmd *c, uint64_t index,
-                       struct rg_result *res)
+static int node_update(struct store_txn *t, const struct fsm_cmd *c, uint64_t index,
+                       struct fsm_result *res)
 {
     struct store_node n;
     char id[STORE_NODE_ID_MAX];
@@ -185,20 +185,20 @@ static int node_update(struct store_txn *t, const struct rg_cmd *c, uint64_t ind
         return rv;
     }
     switch (c->type) {
-    case RG_CMD_NODE_CAP:
+    case FSM_CMD_NODE_CAP:
         n.cap = c->u.node.cap;
         break;
-    case RG_CMD_NODE_DRAIN:
+    case FSM_CMD_NODE_DRAIN:
         n.drain = c->u.node.drain;
         break;
-    case RG_CMD_NODE_REMOVE:
+    case FSM_CMD_NODE_REMOVE:
         return store_node_del(t, id);
     }
     n.updated_index = index;
     return store_node_put(t, &n);
 }
 
-static int meta_init(struct store_txn *t, const struct rg_cmd *c, struct rg_result *res)
+static int meta_init(struct store_txn *t, const struct fsm_cmd *c, struct fsm_result *res)
 {
     char name[64], value[1025], cur[1025];
     int rv;
@@ -217,116 +217,113 @@ static int meta_init(struct store_txn *t, const struct rg_cmd *c, struct rg_resu
 
 /* Execute one decoded command. Business outcomes go to res->err; the return
  * value is a storage failure. */
-static int execute_cmd(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                       struct rg_result *res);
+static int execute_cmd(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                       struct fsm_result *res);
 
-static int execute(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                   struct rg_result *res)
+static int execute(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                   struct fsm_result *res)
 {
     char why[FL_ERRMSG_SIZE];
     int rv, run;
-    if (rg_cmd_validate(c, why) != FL_OK) {
+    if (fsm_cmd_validate(c, why) != FL_OK) {
         res->err = FL_EINVAL; /* a leader validates first; this is a backstop */
         return FL_OK;
     }
     if (c->req.serial == 0) {
         return execute_cmd(f, c, index, now, res);
     }
-    rv = rg__request_check(f, c, res, &run);
+    rv = fsm__request_check(f, c, res, &run);
     if (rv != FL_OK || !run) {
         return rv;
     }
     rv = execute_cmd(f, c, index, now, res);
-    return rv != FL_OK ? rv : rg__request_record(f, c, res);
+    return rv != FL_OK ? rv : fsm__request_record(f, c, res);
 }
 
-static int execute_cmd(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                       struct rg_result *res)
+static int execute_cmd(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                       struct fsm_result *res)
 {
     switch (c->type) {
-    case RG_CMD_KV_PUT:
+    case FSM_CMD_KV_PUT:
         return kv_put(f->txn, c, &f->revision, now, res);
-    case RG_CMD_KV_DEL:
+    case FSM_CMD_KV_DEL:
         return kv_del(f->txn, c, &f->revision, res);
-    case RG_CMD_NODE_REGISTER:
+    case FSM_CMD_NODE_REGISTER:
         return node_register(f->txn, c, index);
-    case RG_CMD_NODE_CAP:
-    case RG_CMD_NODE_DRAIN:
-    case RG_CMD_NODE_REMOVE:
+    case FSM_CMD_NODE_CAP:
+    case FSM_CMD_NODE_DRAIN:
+    case FSM_CMD_NODE_REMOVE:
         return node_update(f->txn, c, index, res);
-    case RG_CMD_META_INIT:
+    case FSM_CMD_META_INIT:
         return meta_init(f->txn, c, res);
-    case RG_CMD_TASK_SUBMIT:
-    case RG_CMD_UNIT_ASSIGN:
-    case RG_CMD_UNIT_RESULT:
-    case RG_CMD_UNIT_REQUEUE:
-    case RG_CMD_NODE_LOST:
-    case RG_CMD_TASK_CANCEL:
-    case RG_CMD_DISPATCH:
-        return rg__apply_sched(f, c, index, now, res);
-    case RG_CMD_SESSION_CREATE:
-    case RG_CMD_SESSION_RENEW:
-    case RG_CMD_SESSION_DESTROY:
-    case RG_CMD_SESSION_EXPIRE:
-    case RG_CMD_LEASE_EXTEND:
-    case RG_CMD_LOCK_ACQUIRE:
-    case RG_CMD_LOCK_RELEASE:
-    case RG_CMD_LOCK_UNWAIT:
-    case RG_CMD_LOCK_WAKE:
-        return rg__apply_lock(f, c, index, now, res);
-    case RG_CMD_JOB_PUT:
-    case RG_CMD_JOB_DEL:
-    case RG_CMD_JOB_PAUSE:
-    case RG_CMD_JOB_FIRE:
-        return rg__apply_job(f, c, index, now, res);
-    case RG_CMD_ACL_BOOTSTRAP:
-    case RG_CMD_TOKEN_CREATE:
-    case RG_CMD_TOKEN_DELETE:
-        return rg__apply_acl(f, c, index, now, res);
-    case RG_CMD_AGENT_KEY_SET:
-    case RG_CMD_AGENT_KEY_APPROVE:
-    case RG_CMD_AGENT_KEY_FORGET:
-        return rg__apply_agentkey(f, c, index, now, res);
-    case RG_CMD_PACKAGE_PUT:
-    case RG_CMD_PACKAGE_RM:
-        return rg__apply_package(f, c, index, now, res);
+    case FSM_CMD_TASK_SUBMIT:
+    case FSM_CMD_UNIT_ASSIGN:
+    case FSM_CMD_UNIT_RESULT:
+    case FSM_CMD_UNIT_REQUEUE:
+    case FSM_CMD_NODE_LOST:
+    case FSM_CMD_TASK_CANCEL:
+    case FSM_CMD_DISPATCH:
+        return fsm__apply_sched(f, c, index, now, res);
+    case FSM_CMD_SESSION_CREATE:
+    case FSM_CMD_SESSION_RENEW:
+    case FSM_CMD_SESSION_DESTROY:
+    case FSM_CMD_SESSION_EXPIRE:
+    case FSM_CMD_LEASE_EXTEND:
+    case FSM_CMD_LOCK_ACQUIRE:
+    case FSM_CMD_LOCK_RELEASE:
+    case FSM_CMD_LOCK_UNWAIT:
+    case FSM_CMD_LOCK_WAKE:
+        return fsm__apply_lock(f, c, index, now, res);
+    case FSM_CMD_JOB_PUT:
+    case FSM_CMD_JOB_DEL:
+    case FSM_CMD_JOB_PAUSE:
+    case FSM_CMD_JOB_FIRE:
+        return fsm__apply_job(f, c, index, now, res);
+    case FSM_CMD_ACL_BOOTSTRAP:
+    case FSM_CMD_TOKEN_CREATE:
+    case FSM_CMD_TOKEN_DELETE:
+        return fsm__apply_acl(f, c, index, now, res);
+    case FSM_CMD_AGENT_KEY_SET:
+    case FSM_CMD_AGENT_KEY_APPROVE:
+    case FSM_CMD_AGENT_KEY_FORGET:
+        return fsm__apply_agentkey(f, c, index, now, res);
+    case FSM_CMD_PACKAGE_PUT:
+    case FSM_CMD_PACKAGE_RM:
+        return fsm__apply_package(f, c, index, now, res);
     default:
         res->err = FL_EVERSION;
         return FL_OK;
     }
 }
 
-/* ---- raft_fsm callbacks --------------------------------------------- */
+/* ---- entries, snapshots --------------------------------------------- */
 
-static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
+void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data, size_t len)
 {
-    struct rg_fsm *f = rf->data;
-    uint64_t index = raft_last_applied(f->raft) + 1;
-    struct rg_result stack[64];
-    struct rg_result *res = stack;
-    struct rg_entry e;
+    struct fsm_result stack[64];
+    struct fsm_result *res = stack;
+    struct fsm_entry e;
     uint64_t revision, fence;
     int rv;
 
-    *result = NULL;
     if (index <= f->applied_index) {
         f->n_skipped++; /* already in the store: replay after restart */
-        return 0;
+        return;
     }
     if (f->txn == NULL) {
         rv = store_begin(f->store, 1, &f->txn);
         if (rv != FL_OK) {
             fatal(f, "opening a store transaction", rv);
-            return 0;
+            return;
         }
     }
-    rv = rg_entry_open(&e, buf->base, buf->len);
+    rv = fsm_entry_open(&e, data, len);
     if (rv != FL_OK) {
         /* Every replica sees the same bytes, so skipping is deterministic. */
         FL_ERROR("entry %llu does not decode (%s); applied as a no-op",
                  (unsigned long long)index, fl_strerror(rv));
         f->n_bad++;
-        rg_entry_close(&e);
+        fsm_entry_close(&e);
         e.term = f->applied_term;
         e.n_cmds = 0;
         e.origin = 0;
@@ -335,16 +332,17 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
         res = fl_calloc(e.n_cmds, sizeof *res);
         if (res == NULL) {
             fatal(f, "allocating command results", FL_ENOMEM);
-            return 0;
+            fsm_entry_close(&e);
+            return;
         }
     }
     revision = f->revision;
     fence = f->fence;
     for (unsigned i = 0; i < e.n_cmds; i++) {
-        struct rg_cmd c;
+        struct fsm_cmd c;
         memset(&res[i], 0, sizeof res[i]);
         res[i].index = index;
-        rv = rg_entry_cmd(&e, i, &c);
+        rv = fsm_entry_cmd(&e, i, &c);
         if (rv != FL_OK) {
             res[i].err = rv;
             continue;
@@ -369,7 +367,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
         }
     }
     if (f->fence != fence) {
-        rv = rg__meta_put_u64(f->txn, "fence", f->fence);
+        rv = fsm__meta_put_u64(f->txn, "fence", f->fence);
         if (rv != FL_OK) {
             fatal(f, "recording the fencing counter", rv);
             goto out;
@@ -386,8 +384,8 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **
     f->txn_entries++;
     f->n_applied++;
     /* The last entry of this run of commits: make it durable now. */
-    if (index >= raft_commit_index(f->raft) || f->txn_entries >= 1024) {
-        rg_fsm_flush(f);
+    if (index >= commit || f->txn_entries >= 1024) {
+        fsm_flush(f);
     }
     if (e.origin == f->self_id && e.origin != 0 && f->results_cb != NULL) {
         f->results_cb(f->results_data, e.seq, e.term, index, res, e.n_cmds);
@@ -396,67 +394,37 @@ out:
     if (res != stack) {
         fl_free(res);
     }
-    rg_entry_close(&e);
-    return 0;
+    fsm_entry_close(&e);
 }
 
-static int fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigned *n_bufs)
+int fsm_snapshot(struct fsm *f, struct fl_buf *out)
 {
-    struct rg_fsm *f = rf->data;
-    struct fl_buf out;
-    uint64_t index, term;
     int rv;
 
-    rg_fsm_flush(f);
-    fl_buf_init(&out);
-    rv = store_dump(f->store, &out, &index, &term);
+    fsm_flush(f);
+    rv = store_dump(f->store, out, NULL, NULL);
     if (rv != FL_OK) {
         FL_ERROR("snapshot: %s (%s)", fl_strerror(rv), store_errmsg(f->store));
-        fl_buf_close(&out);
-        return RAFT_NOMEM; /* raft skips this snapshot and tries later */
+        return rv;
     }
-    *bufs = fl_malloc(sizeof **bufs);
-    if (*bufs == NULL) {
-        fl_buf_close(&out);
-        return RAFT_NOMEM;
-    }
-    (*bufs)[0].base = fl_buf_steal(&out, &(*bufs)[0].len);
-    *n_bufs = 1;
     f->n_snapshots++;
     fl_crashpoint("snapshot-taken"); /* taken, not yet written by raft */
-    return 0;
+    return FL_OK;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *rf, struct raft_buffer *bufs[],
-                                 unsigned *n_bufs)
+int fsm_restore(struct fsm *f, const void *data, size_t len)
 {
-    fl_crashpoint("snapshot-written"); /* raft's put finished; log not yet truncated */
-    if (*bufs != NULL) {
-        for (unsigned i = 0; i < *n_bufs; i++) {
-            fl_free((*bufs)[i].base);
-        }
-        fl_free(*bufs);
-    }
-    *bufs = NULL;
-    *n_bufs = 0;
-    return 0;
-}
-
-static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
-{
-    struct rg_fsm *f = rf->data;
     int loaded = 0;
     int rv;
 
-    rg_fsm_flush(f);
-    rv = store_load(f->store, buf->base, buf->len, &loaded);
+    fsm_flush(f);
+    rv = store_load(f->store, data, len, &loaded);
     if (rv != FL_OK) {
-        /* raft frees buf when restore fails inside raft_start; during an
-         * install the node would silently stop applying: stop instead. */
+        /* During an install the node would silently stop applying: stop
+         * instead (the caller also refuses the snapshot). */
         fatal(f, "restoring a snapshot", rv);
-        return RAFT_CORRUPT;
+        return rv;
     }
-    raft_free(buf->base);
     if (loaded) {
         f->n_restores++;
     } else {
@@ -466,21 +434,15 @@ static int fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
     if (revision_reload(f) != FL_OK) {
         fatal(f, "reading the kv revision", FL_EIO);
     }
-    return 0;
+    return FL_OK;
 }
 
-int rg_fsm_init(struct rg_fsm *f, struct store *s, uint64_t self_id)
+int fsm_init(struct fsm *f, struct store *s, uint64_t self_id)
 {
     int rv;
     memset(f, 0, sizeof *f);
     f->store = s;
     f->self_id = self_id;
-    f->fsm.version = 2;
-    f->fsm.data = f;
-    f->fsm.apply = fsm_apply;
-    f->fsm.snapshot = fsm_snapshot;
-    f->fsm.snapshot_finalize = fsm_snapshot_finalize;
-    f->fsm.restore = fsm_restore;
     rv = store_applied(s, &f->applied_index, &f->applied_term);
     if (rv == FL_OK) {
         rv = revision_reload(f);
@@ -488,14 +450,9 @@ int rg_fsm_init(struct rg_fsm *f, struct store *s, uint64_t self_id)
     return rv;
 }
 
-void rg_fsm_set_raft(struct rg_fsm *f, struct raft *r)
+void fsm_close(struct fsm *f)
 {
-    f->raft = r;
-}
-
-void rg_fsm_close(struct rg_fsm *f)
-{
-    rg_fsm_flush(f);
+    fsm_flush(f);
     fl_buf_close(&f->finished_runs);
     f->store = NULL;
 }

@@ -19,25 +19,25 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "raft/rg_int.h"
+#include "fsm/fsm_int.h"
 
 #define RETRY_BACKOFF_MS 1000
 
 /* The FSM applying the current command: finish_unit reports finished job
  * runs through it (one loop thread applies entries). */
-static struct rg_fsm *applying;
+static struct fsm *applying;
 static int depth;
 
 static void task_finished(const struct store_task *task)
 {
     if (applying != NULL && strncmp(task->name, "job:", 4) == 0) {
         if (fl_buf_append(&applying->finished_runs, task->id, strlen(task->id) + 1) != FL_OK) {
-            rg_fsm_fatal_hook("out of memory recording a finished job run");
+            fsm_fatal_hook("out of memory recording a finished job run");
         }
     }
 }
 
-int rg__meta_u64(struct store_txn *t, const char *name, uint64_t *out)
+int fsm__meta_u64(struct store_txn *t, const char *name, uint64_t *out)
 {
     char buf[32];
     int rv = store_meta_get(t, name, buf, sizeof buf);
@@ -48,7 +48,7 @@ int rg__meta_u64(struct store_txn *t, const char *name, uint64_t *out)
     return rv == FL_ENOTFOUND ? FL_OK : rv;
 }
 
-int rg__meta_put_u64(struct store_txn *t, const char *name, uint64_t v)
+int fsm__meta_put_u64(struct store_txn *t, const char *name, uint64_t v)
 {
     char buf[32];
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
@@ -76,8 +76,8 @@ static size_t nodeunit_key(char *out, const char *node, const char *task, uint32
 
 /* ---- submit ------------------------------------------------------------- */
 
-static int task_submit(struct store_txn *t, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                       struct rg_result *res)
+static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                       struct fsm_result *res)
 {
     struct store_task task;
     struct store_unit u;
@@ -128,7 +128,7 @@ static int task_submit(struct store_txn *t, const struct rg_cmd *c, uint64_t ind
     task.spec_len = c->u.task.spec_len;
     task.max_running = c->u.task.max_running;
     task.fail_stop = c->u.task.fail_stop;
-    task.placement = c->u.task.placement == RG_PLACE_HOST ? RG_PLACE_HOST : RG_PLACE_ANY;
+    task.placement = c->u.task.placement == FSM_PLACE_HOST ? FSM_PLACE_HOST : FSM_PLACE_ANY;
     task.created_ms = now;
     task.units_queued = task.n_units;
     rv = store_task_put(t, &task);
@@ -146,7 +146,7 @@ static int task_submit(struct store_txn *t, const struct rg_cmd *c, uint64_t ind
         for (uint32_t h = first; h < last; h++) {
             const char *name;
             size_t n;
-            if (rg_cmd_host(c, h, &name, &n) != FL_OK ||
+            if (fsm_cmd_host(c, h, &name, &n) != FL_OK ||
                 fl_buf_append(&hosts, name, n) != FL_OK || fl_buf_append(&hosts, "", 1) != FL_OK) {
                 fl_buf_close(&hosts);
                 return FL_ENOMEM;
@@ -220,7 +220,7 @@ static int requeue(struct store_txn *t, struct store_task *task, uint32_t unit,
 }
 
 static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t unit,
-                       struct store_unit *u, const struct rg_cmd *c, int status, int32_t exit_code,
+                       struct store_unit *u, const struct fsm_cmd *c, int status, int32_t exit_code,
                        uint64_t now);
 
 /* Hosts of the task that finished neither ok nor cancelled. */
@@ -264,7 +264,7 @@ static int stop_task(struct store_txn *t, struct store_task *task, uint64_t now)
  * the last one; stop the task when its failed hosts reach fail_stop. `c` may
  * be NULL: then every host gets `status`. */
 static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t unit,
-                       struct store_unit *u, const struct rg_cmd *c, int status, int32_t exit_code,
+                       struct store_unit *u, const struct fsm_cmd *c, int status, int32_t exit_code,
                        uint64_t now)
 {
     size_t pos = 0, hlen;
@@ -281,14 +281,14 @@ static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t un
         r.status = status;
         r.rc = exit_code;
         if (c != NULL) {
-            struct rg_host_result hr;
+            struct fsm_host_result hr;
             int found = 0;
-            if (i < c->u.unit.n_results && rg_cmd_result(c, i, &hr) == FL_OK &&
+            if (i < c->u.unit.n_results && fsm_cmd_result(c, i, &hr) == FL_OK &&
                 hr.hostlen == hlen && memcmp(hr.host, host, hlen) == 0) {
                 found = 1;
             }
             for (uint32_t j = 0; !found && j < c->u.unit.n_results; j++) {
-                if (rg_cmd_result(c, j, &hr) == FL_OK && hr.hostlen == hlen &&
+                if (fsm_cmd_result(c, j, &hr) == FL_OK && hr.hostlen == hlen &&
                     memcmp(hr.host, host, hlen) == 0) {
                     found = 1;
                 }
@@ -353,8 +353,8 @@ static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t un
 
 /* ---- assign ------------------------------------------------------------- */
 
-static int unit_assign(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
-                       struct rg_result *res)
+static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
+                       struct fsm_result *res)
 {
     struct store_txn *t = f->txn;
     char task_id[STORE_TASK_ID_MAX], node_id[STORE_NODE_ID_MAX];
@@ -391,7 +391,7 @@ static int unit_assign(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
         return rv;
     }
     /* A unit placed on its host runs on that node and nowhere else. */
-    if (task.placement == RG_PLACE_HOST) {
+    if (task.placement == FSM_PLACE_HOST) {
         size_t pos = 0, hlen;
         const char *host;
         if (store_unit_host(&u, &pos, &host, &hlen) != FL_OK || hlen != strlen(node_id) ||
@@ -442,7 +442,7 @@ static int unit_assign(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
 
 /* ---- results and requeues ------------------------------------------------ */
 
-static int stale(struct store_txn *t, const char *task_id, struct rg_result *res)
+static int stale(struct store_txn *t, const char *task_id, struct fsm_result *res)
 {
     struct store_task task;
     int rv = store_task_get(t, task_id, &task);
@@ -459,8 +459,8 @@ static int retryable(int status)
     return status != STORE_ST_OK && status != STORE_ST_CANCELLED;
 }
 
-static int unit_result(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
-                       struct rg_result *res)
+static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
+                       struct fsm_result *res)
 {
     struct store_txn *t = f->txn;
     char task_id[STORE_TASK_ID_MAX];
@@ -505,7 +505,7 @@ static int unit_result(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now,
 /* The leader takes a running unit back (its node was lost, or its agent does
  * not know it after a leader change). */
 static int take_back(struct store_txn *t, const char *task_id, uint32_t unit, uint64_t token,
-                     int status, uint64_t now, struct rg_result *res)
+                     int status, uint64_t now, struct fsm_result *res)
 {
     struct store_task task;
     struct store_unit u;
@@ -539,8 +539,8 @@ static int take_back(struct store_txn *t, const char *task_id, uint32_t unit, ui
     return rv == FL_OK ? store_task_put(t, &task) : rv;
 }
 
-static int node_lost(struct store_txn *t, const struct rg_cmd *c, uint64_t now,
-                     struct rg_result *res)
+static int node_lost(struct store_txn *t, const struct fsm_cmd *c, uint64_t now,
+                     struct fsm_result *res)
 {
     char node_id[STORE_NODE_ID_MAX];
     struct store_node n;
@@ -595,7 +595,7 @@ static int node_lost(struct store_txn *t, const struct rg_cmd *c, uint64_t now,
         }
         memcpy(task_id, p, len - 5u);
         task_id[len - 5] = '\0';
-        struct rg_result ignore = {0};
+        struct fsm_result ignore = {0};
         rv = take_back(t, task_id,
                        (uint32_t)p[len - 4] << 24 | (uint32_t)p[len - 3] << 16 |
                            (uint32_t)p[len - 2] << 8 | p[len - 1],
@@ -605,8 +605,8 @@ static int node_lost(struct store_txn *t, const struct rg_cmd *c, uint64_t now,
     return rv;
 }
 
-static int task_cancel(struct store_txn *t, const struct rg_cmd *c, uint64_t now,
-                       struct rg_result *res)
+static int task_cancel(struct store_txn *t, const struct fsm_cmd *c, uint64_t now,
+                       struct fsm_result *res)
 {
     char task_id[STORE_TASK_ID_MAX];
     struct store_task task;
@@ -655,14 +655,14 @@ static int task_cancel(struct store_txn *t, const struct rg_cmd *c, uint64_t now
     return store_task_put(t, &task);
 }
 
-static int apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                       struct rg_result *res);
+static int apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                       struct fsm_result *res);
 
 /* Runs of cron jobs whose tasks finished release their lock or start the
- * next queued run (rg_job.c); done after the command, at the outermost
+ * next queued run (fsm/job.c); done after the command, at the outermost
  * level only (a job run itself submits and cancels tasks). */
-int rg__apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                    struct rg_result *res)
+int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                    struct fsm_result *res)
 {
     int rv;
     applying = f;
@@ -677,7 +677,7 @@ int rg__apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, ui
             struct store_task task;
             rv = store_task_get(f->txn, (char *)ids.data + off, &task);
             if (rv == FL_OK) {
-                rv = rg__job_task_finished(f, &task, index, now);
+                rv = fsm__job_task_finished(f, &task, index, now);
             } else if (rv == FL_ENOTFOUND) {
                 rv = FL_OK;
             }
@@ -688,29 +688,29 @@ int rg__apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, ui
     return rv;
 }
 
-static int apply_sched(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                       struct rg_result *res)
+static int apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                       struct fsm_result *res)
 {
     switch (c->type) {
-    case RG_CMD_TASK_SUBMIT:
+    case FSM_CMD_TASK_SUBMIT:
         return task_submit(f->txn, c, index, now, res);
-    case RG_CMD_UNIT_ASSIGN:
+    case FSM_CMD_UNIT_ASSIGN:
         return unit_assign(f, c, now, res);
-    case RG_CMD_UNIT_RESULT:
+    case FSM_CMD_UNIT_RESULT:
         return unit_result(f, c, now, res);
-    case RG_CMD_UNIT_REQUEUE: {
+    case FSM_CMD_UNIT_REQUEUE: {
         char task_id[STORE_TASK_ID_MAX];
         copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
         return take_back(f->txn, task_id, c->u.unit.unit, c->u.unit.token, c->u.unit.status, now,
                          res);
     }
-    case RG_CMD_NODE_LOST:
+    case FSM_CMD_NODE_LOST:
         return node_lost(f->txn, c, now, res);
-    case RG_CMD_TASK_CANCEL:
+    case FSM_CMD_TASK_CANCEL:
         return task_cancel(f->txn, c, now, res);
-    case RG_CMD_DISPATCH:
+    case FSM_CMD_DISPATCH:
         f->dispatch_paused = c->u.dispatch.paused;
-        return rg__meta_put_u64(f->txn, "dispatch_paused", (uint64_t)c->u.dispatch.paused);
+        return fsm__meta_put_u64(f->txn, "dispatch_paused", (uint64_t)c->u.dispatch.paused);
     default:
         res->err = FL_EVERSION;
         return FL_OK;

@@ -23,11 +23,11 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
-#include "raft/rg_int.h"
+#include "fsm/fsm_int.h"
 
 /* ---- validation and encoding ------------------------------------------------ */
 
-int rg_job_name_check(const char *name, size_t n, char *errmsg)
+int fsm_job_name_check(const char *name, size_t n, char *errmsg)
 {
     if (n == 0 || n >= STORE_JOB_NAME_MAX) {
         return fl_errf(errmsg, FL_EINVAL, "job name must be 1-%d characters",
@@ -45,13 +45,13 @@ int rg_job_name_check(const char *name, size_t n, char *errmsg)
     return FL_OK;
 }
 
-int rg__job_validate(const struct rg_cmd *c, char *errmsg)
+int fsm__job_validate(const struct fsm_cmd *c, char *errmsg)
 {
-    int rv = rg_job_name_check(c->u.job.name, c->u.job.nlen, errmsg);
+    int rv = fsm_job_name_check(c->u.job.name, c->u.job.nlen, errmsg);
     if (rv != FL_OK) {
         return rv;
     }
-    if (c->type == RG_CMD_JOB_PUT) {
+    if (c->type == FSM_CMD_JOB_PUT) {
         struct store_job j;
         if (store_job_decode(c->u.job.def, c->u.job.def_len, &j) != FL_OK) {
             return fl_errf(errmsg, FL_EINVAL, "job definition does not decode");
@@ -67,14 +67,14 @@ int rg__job_validate(const struct rg_cmd *c, char *errmsg)
             return fl_errf(errmsg, FL_ETOOBIG, "job definition over 300 KiB");
         }
     }
-    if (c->type == RG_CMD_JOB_FIRE && c->u.job.n_nodes > RG_JOB_NODES_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "at most %d nodes per fire", RG_JOB_NODES_MAX);
+    if (c->type == FSM_CMD_JOB_FIRE && c->u.job.n_nodes > FSM_JOB_NODES_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "at most %d nodes per fire", FSM_JOB_NODES_MAX);
     }
     return FL_OK;
 }
 
 /* [type, name, def, sched_ms, manual, paused, skip, missed, [nodes]] */
-int rg__job_pack(msgpack_packer *pk, const struct rg_cmd *c)
+int fsm__job_pack(msgpack_packer *pk, const struct fsm_cmd *c)
 {
     int rv = msgpack_pack_array(pk, 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
              msgpack_pack_str_with_body(pk, c->u.job.name, c->u.job.nlen) |
@@ -92,7 +92,7 @@ int rg__job_pack(msgpack_packer *pk, const struct rg_cmd *c)
     return rv;
 }
 
-int rg__job_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+int fsm__job_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 {
     if (n < 9 || f[1].type != MSGPACK_OBJECT_STR || f[2].type != MSGPACK_OBJECT_BIN ||
         f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[4].type != MSGPACK_OBJECT_BOOLEAN ||
@@ -124,7 +124,7 @@ int rg__job_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static void emit(struct rg_fsm *f, const char *name, int deleted)
+static void emit(struct fsm *f, const char *name, int deleted)
 {
     if (f->job_cb != NULL) {
         f->job_cb(f->job_data, name, deleted);
@@ -215,16 +215,16 @@ static int prune_runs(struct store_txn *t, const char *name)
 }
 
 /* Submit one task of a run from the job's template. */
-static int submit_task(struct rg_fsm *f, const struct store_job *j, const char *id,
+static int submit_task(struct fsm *f, const struct store_job *j, const char *id,
                        const char *task_name, const char *node, uint64_t index, uint64_t now)
 {
     msgpack_unpacked u;
-    struct rg_cmd cmd;
-    struct rg_result res;
+    struct fsm_cmd cmd;
+    struct fsm_result res;
     char pin[STORE_NODE_ID_MAX + 8];
     const char *host_ptrs[1];
-    int rv = rg_cmd_decode_one(j->tmpl, j->tmpl_len, &u, &cmd);
-    if (rv != FL_OK || cmd.type != RG_CMD_TASK_SUBMIT) {
+    int rv = fsm_cmd_decode_one(j->tmpl, j->tmpl_len, &u, &cmd);
+    if (rv != FL_OK || cmd.type != FSM_CMD_TASK_SUBMIT) {
         msgpack_unpacked_destroy(&u);
         return FL_OK; /* a template that does not decode runs nothing (checked at JOB_PUT) */
     }
@@ -249,7 +249,7 @@ static int submit_task(struct rg_fsm *f, const struct store_job *j, const char *
         }
     }
     memset(&res, 0, sizeof res);
-    rv = rg__apply_sched(f, &cmd, index, now, &res);
+    rv = fsm__apply_sched(f, &cmd, index, now, &res);
     if (rv == FL_OK && f->sched_cb != NULL) {
         f->sched_cb(f->sched_data, &cmd, &res); /* the dispatcher sees the new task */
     }
@@ -259,8 +259,8 @@ static int submit_task(struct rg_fsm *f, const struct store_job *j, const char *
 
 /* Start a run: its tasks, the job's active list and the run record's task
  * list. nodes: mode all's eligible nodes (n > 0), else NULL. */
-static int start_run(struct rg_fsm *f, struct store_job *j, struct store_run *r,
-                     struct fl_buf *active, const struct rg_cmd *c, uint64_t index, uint64_t now)
+static int start_run(struct fsm *f, struct store_job *j, struct store_run *r,
+                     struct fl_buf *active, const struct fsm_cmd *c, uint64_t index, uint64_t now)
 {
     char base[STORE_TASK_ID_MAX], id[64], tname[STORE_TASK_NAME_MAX + 64];
     uint32_t n = j->mode == STORE_JOB_ALL && c != NULL ? c->u.job.n_nodes : 1;
@@ -304,8 +304,8 @@ static int start_run(struct rg_fsm *f, struct store_job *j, struct store_run *r,
 
 /* ---- commands --------------------------------------------------------------- */
 
-static int job_put(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                   struct rg_result *res)
+static int job_put(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                   struct fsm_result *res)
 {
     struct store_job def, cur;
     int rv = store_job_decode(c->u.job.def, c->u.job.def_len, &def);
@@ -344,7 +344,7 @@ static int job_put(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
     return rv;
 }
 
-static int job_del(struct rg_fsm *f, const char *name, struct rg_result *res)
+static int job_del(struct fsm *f, const char *name, struct fsm_result *res)
 {
     uint8_t prefix[STORE_JOB_NAME_MAX + 1];
     size_t plen = strlen(name) + 1;
@@ -389,8 +389,8 @@ static int job_del(struct rg_fsm *f, const char *name, struct rg_result *res)
     return rv;
 }
 
-static int job_pause(struct rg_fsm *f, const struct rg_cmd *c, const char *name, uint64_t now,
-                     struct rg_result *res)
+static int job_pause(struct fsm *f, const struct fsm_cmd *c, const char *name, uint64_t now,
+                     struct fsm_result *res)
 {
     struct store_job j;
     int rv = store_job_get(f->txn, name, &j);
@@ -412,8 +412,8 @@ static int job_pause(struct rg_fsm *f, const struct rg_cmd *c, const char *name,
     return rv;
 }
 
-static int job_fire(struct rg_fsm *f, const struct rg_cmd *c, const char *name, uint64_t index,
-                    uint64_t now, struct rg_result *res)
+static int job_fire(struct fsm *f, const struct fsm_cmd *c, const char *name, uint64_t index,
+                    uint64_t now, struct fsm_result *res)
 {
     struct store_job j;
     struct store_run r;
@@ -456,7 +456,7 @@ static int job_fire(struct rg_fsm *f, const struct rg_cmd *c, const char *name, 
         if (rv == FL_OK && j.overlap == STORE_OVERLAP_FORBID) {
             lock_key(key, sizeof key, j.name);
             run_holder(holder, sizeof holder, j.name, j.run_seq + 1);
-            rv = rg__lock_hold(f, key, holder, now, &r.token);
+            rv = fsm__lock_hold(f, key, holder, now, &r.token);
             if (rv == FL_EBUSY) {
                 r.outcome = STORE_RUN_SKIPPED_OVERLAP;
                 rv = FL_OK;
@@ -472,14 +472,14 @@ static int job_fire(struct rg_fsm *f, const struct rg_cmd *c, const char *name, 
             for (size_t off = 0; rv == FL_OK && off < j.active_len;) {
                 const char *id = (const char *)j.active + off;
                 size_t n = strnlen(id, j.active_len - off);
-                struct rg_cmd cancel;
-                struct rg_result cres;
+                struct fsm_cmd cancel;
+                struct fsm_result cres;
                 memset(&cancel, 0, sizeof cancel);
-                cancel.type = RG_CMD_TASK_CANCEL;
+                cancel.type = FSM_CMD_TASK_CANCEL;
                 cancel.u.task.id = id;
                 cancel.u.task.idlen = n;
                 memset(&cres, 0, sizeof cres);
-                rv = rg__apply_sched(f, &cancel, index, now, &cres);
+                rv = fsm__apply_sched(f, &cancel, index, now, &cres);
                 if (rv == FL_OK && f->sched_cb != NULL) {
                     f->sched_cb(f->sched_data, &cancel, &cres); /* CANCEL goes to the agents */
                 }
@@ -536,7 +536,7 @@ static int oldest_queued(struct store_txn *t, const char *name, struct store_run
     return rv;
 }
 
-int rg__job_task_finished(struct rg_fsm *f, const struct store_task *task, uint64_t index,
+int fsm__job_task_finished(struct fsm *f, const struct store_task *task, uint64_t index,
                           uint64_t now)
 {
     char name[STORE_JOB_NAME_MAX], key[STORE_LOCK_KEY_MAX], holder[STORE_SESSION_ID_MAX];
@@ -564,7 +564,7 @@ int rg__job_task_finished(struct rg_fsm *f, const struct store_task *task, uint6
     if (j.overlap == STORE_OVERLAP_FORBID) {
         lock_key(key, sizeof key, j.name);
         run_holder(holder, sizeof holder, j.name, j.run_seq);
-        rv = rg__lock_drop(f, key, holder, now);
+        rv = fsm__lock_drop(f, key, holder, now);
     }
     if (rv != FL_OK || j.overlap != STORE_OVERLAP_QUEUE || j.queued == 0) {
         return rv;
@@ -592,19 +592,19 @@ int rg__job_task_finished(struct rg_fsm *f, const struct store_task *task, uint6
     return rv;
 }
 
-int rg__apply_job(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                  struct rg_result *res)
+int fsm__apply_job(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                  struct fsm_result *res)
 {
     char name[STORE_JOB_NAME_MAX];
     snprintf(name, sizeof name, "%.*s", (int)c->u.job.nlen, c->u.job.name);
     switch (c->type) {
-    case RG_CMD_JOB_PUT:
+    case FSM_CMD_JOB_PUT:
         return job_put(f, c, index, now, res);
-    case RG_CMD_JOB_DEL:
+    case FSM_CMD_JOB_DEL:
         return job_del(f, name, res);
-    case RG_CMD_JOB_PAUSE:
+    case FSM_CMD_JOB_PAUSE:
         return job_pause(f, c, name, now, res);
-    case RG_CMD_JOB_FIRE:
+    case FSM_CMD_JOB_FIRE:
         return job_fire(f, c, name, index, now, res);
     default:
         res->err = FL_EVERSION;

@@ -16,7 +16,7 @@
 
 #include "common/alloc.h"
 #include "common/err.h"
-#include "raft/rg_int.h"
+#include "fsm/fsm_int.h"
 
 /* ---- validation ------------------------------------------------------- */
 
@@ -26,11 +26,11 @@ static int ns_char(unsigned char ch)
            ch == '-';
 }
 
-int rg_lock_key_check(const char *ns, size_t nslen, const char *name, size_t namelen,
+int fsm_lock_key_check(const char *ns, size_t nslen, const char *name, size_t namelen,
                       char *errmsg)
 {
-    if (nslen == 0 || nslen > RG_LOCK_NS_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "namespace must be 1-%d characters", RG_LOCK_NS_MAX);
+    if (nslen == 0 || nslen > FSM_LOCK_NS_MAX) {
+        return fl_errf(errmsg, FL_EINVAL, "namespace must be 1-%d characters", FSM_LOCK_NS_MAX);
     }
     if (!((ns[0] >= 'a' && ns[0] <= 'z') || (ns[0] >= '0' && ns[0] <= '9'))) {
         return fl_errf(errmsg, FL_EINVAL, "namespace must start with a lowercase letter or a digit");
@@ -59,17 +59,17 @@ int rg_lock_key_check(const char *ns, size_t nslen, const char *name, size_t nam
     return FL_OK;
 }
 
-int rg_lock_full_key_check(const char *key, size_t klen, char *errmsg)
+int fsm_lock_full_key_check(const char *key, size_t klen, char *errmsg)
 {
     const char *slash = memchr(key, '/', klen);
     if (slash == NULL) {
         return fl_errf(errmsg, FL_EINVAL, "a lock is named namespace/name");
     }
-    return rg_lock_key_check(key, (size_t)(slash - key), slash + 1,
+    return fsm_lock_key_check(key, (size_t)(slash - key), slash + 1,
                              klen - (size_t)(slash - key) - 1, errmsg);
 }
 
-int rg_session_id_check(const char *id, size_t n, char *errmsg)
+int fsm_session_id_check(const char *id, size_t n, char *errmsg)
 {
     if (n == 0 || n >= STORE_SESSION_ID_MAX) {
         return fl_errf(errmsg, FL_EINVAL, "session id must be 1-%d characters",
@@ -85,24 +85,24 @@ int rg_session_id_check(const char *id, size_t n, char *errmsg)
     return FL_OK;
 }
 
-int rg__lock_validate(const struct rg_cmd *c, char *errmsg)
+int fsm__lock_validate(const struct fsm_cmd *c, char *errmsg)
 {
     int rv;
-    if (c->type != RG_CMD_LEASE_EXTEND && c->type != RG_CMD_LOCK_WAKE) {
-        rv = rg_session_id_check(c->u.lock.session, c->u.lock.slen, errmsg);
+    if (c->type != FSM_CMD_LEASE_EXTEND && c->type != FSM_CMD_LOCK_WAKE) {
+        rv = fsm_session_id_check(c->u.lock.session, c->u.lock.slen, errmsg);
         if (rv != FL_OK) {
             return rv;
         }
     }
-    if (c->u.lock.token != 0 && c->type != RG_CMD_LOCK_RELEASE) {
+    if (c->u.lock.token != 0 && c->type != FSM_CMD_LOCK_RELEASE) {
         return fl_errf(errmsg, FL_EINVAL, "only a release names a fencing token");
     }
     switch (c->type) {
-    case RG_CMD_SESSION_CREATE:
-        if (c->u.lock.ttl_ms < RG_SESSION_TTL_MIN_MS || c->u.lock.ttl_ms > RG_SESSION_TTL_MAX_MS) {
+    case FSM_CMD_SESSION_CREATE:
+        if (c->u.lock.ttl_ms < FSM_SESSION_TTL_MIN_MS || c->u.lock.ttl_ms > FSM_SESSION_TTL_MAX_MS) {
             return fl_errf(errmsg, FL_EINVAL, "ttl must be between 1s and 24h");
         }
-        if (c->u.lock.lock_delay_ms > RG_LOCK_DELAY_MAX_MS) {
+        if (c->u.lock.lock_delay_ms > FSM_LOCK_DELAY_MAX_MS) {
             return fl_errf(errmsg, FL_EINVAL, "lock_delay must be between 0 and 60s");
         }
         if (c->u.lock.nlen >= STORE_SESSION_NAME_MAX) {
@@ -113,15 +113,15 @@ int rg__lock_validate(const struct rg_cmd *c, char *errmsg)
             return fl_errf(errmsg, FL_EINVAL, "session name holds a NUL byte");
         }
         return FL_OK;
-    case RG_CMD_LOCK_ACQUIRE:
+    case FSM_CMD_LOCK_ACQUIRE:
         if (c->u.lock.limit == 0 || c->u.lock.limit > STORE_LOCK_HOLDERS_MAX) {
             return fl_errf(errmsg, FL_EINVAL, "limit must be 1-%d", STORE_LOCK_HOLDERS_MAX);
         }
         /* fall through */
-    case RG_CMD_LOCK_RELEASE:
-    case RG_CMD_LOCK_UNWAIT:
-    case RG_CMD_LOCK_WAKE:
-        return rg_lock_full_key_check(c->u.lock.key, c->u.lock.klen, errmsg);
+    case FSM_CMD_LOCK_RELEASE:
+    case FSM_CMD_LOCK_UNWAIT:
+    case FSM_CMD_LOCK_WAKE:
+        return fsm_lock_full_key_check(c->u.lock.key, c->u.lock.klen, errmsg);
     default:
         return FL_OK;
     }
@@ -137,7 +137,7 @@ static int pack_str(msgpack_packer *pk, const char *s, size_t n)
     return msgpack_pack_str_with_body(pk, s == NULL ? "" : s, s == NULL ? 0 : n);
 }
 
-int rg__lock_pack(msgpack_packer *pk, const struct rg_cmd *c)
+int fsm__lock_pack(msgpack_packer *pk, const struct fsm_cmd *c)
 {
     int with_token = c->u.lock.token != 0;
     return msgpack_pack_array(pk, with_token ? 10 : 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
@@ -169,7 +169,7 @@ static int u64_at(const msgpack_object *o, uint64_t *v)
     return 1;
 }
 
-int rg__lock_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
+int fsm__lock_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 {
     uint64_t limit;
     if (n < 9 || !str_at(&f[1], &c->u.lock.session, &c->u.lock.slen) ||
@@ -189,10 +189,10 @@ int rg__lock_decode(const msgpack_object *f, uint32_t n, struct rg_cmd *c)
 
 /* ---- apply ------------------------------------------------------------- */
 
-static void emit(struct rg_fsm *f, int type, const char *session, const char *key, size_t klen,
+static void emit(struct fsm *f, int type, const char *session, const char *key, size_t klen,
                  uint64_t token)
 {
-    struct rg_lock_event ev;
+    struct fsm_lock_event ev;
     if (f->lock_cb == NULL) {
         return;
     }
@@ -205,14 +205,14 @@ static void emit(struct rg_fsm *f, int type, const char *session, const char *ke
     f->lock_cb(f->lock_data, &ev);
 }
 
-static void emit_session(struct rg_fsm *f, const struct store_session *s)
+static void emit_session(struct fsm *f, const struct store_session *s)
 {
-    struct rg_lock_event ev;
+    struct fsm_lock_event ev;
     if (f->lock_cb == NULL) {
         return;
     }
     memset(&ev, 0, sizeof ev);
-    ev.type = RG_LEV_SESSION;
+    ev.type = FSM_LEV_SESSION;
     ev.session = s->id;
     ev.ttl_ms = s->ttl_ms;
     ev.renewals = s->renewals;
@@ -285,7 +285,7 @@ static int push(struct store_lock_slot **s, uint32_t *n, const char *session, ui
     return FL_OK;
 }
 
-static int grant(struct rg_fsm *f, const char *key, size_t klen, struct store_lock *l,
+static int grant(struct fsm *f, const char *key, size_t klen, struct store_lock *l,
                  const char *session, uint64_t now)
 {
     uint64_t token = ++f->fence;
@@ -295,14 +295,14 @@ static int grant(struct rg_fsm *f, const char *key, size_t klen, struct store_lo
     }
     if (rv == FL_OK) {
         l->fence = token;
-        emit(f, RG_LEV_GRANT, session, key, klen, token);
+        emit(f, FSM_LEV_GRANT, session, key, klen, token);
     }
     return rv;
 }
 
 /* FIFO: while there is room and the lock-delay is over, the first waiter
  * gets the lock. */
-static int grant_waiters(struct rg_fsm *f, const char *key, size_t klen, struct store_lock *l,
+static int grant_waiters(struct fsm *f, const char *key, size_t klen, struct store_lock *l,
                          uint64_t now)
 {
     while (l->n_waiters > 0 && l->n_holders < l->limit && now >= l->delay_until_ms) {
@@ -316,7 +316,7 @@ static int grant_waiters(struct rg_fsm *f, const char *key, size_t klen, struct 
         }
     }
     if (l->n_waiters > 0 && l->n_holders < l->limit && f->lock_cb != NULL) {
-        struct rg_lock_event ev = {.type = RG_LEV_DELAY, .key = key, .klen = klen,
+        struct fsm_lock_event ev = {.type = FSM_LEV_DELAY, .key = key, .klen = klen,
                                    .until_ms = l->delay_until_ms};
         f->lock_cb(f->lock_data, &ev);
     }
@@ -340,8 +340,8 @@ static int session_exists(struct store_txn *t, const char *id, struct store_sess
     return store_session_get(t, id, out);
 }
 
-static int acquire(struct rg_fsm *f, const struct rg_cmd *c, const char *session, uint64_t now,
-                   struct rg_result *res)
+static int acquire(struct fsm *f, const struct fsm_cmd *c, const char *session, uint64_t now,
+                   struct fsm_result *res)
 {
     struct store_session sess;
     struct store_lock l;
@@ -414,7 +414,7 @@ out:
 
 /* Remove session from the lock at key: as a holder (then with lock-delay
  * `delay_ms`) or a waiter. *was: 'H', 'W' or 0; *token: the hold's token. */
-static int leave(struct rg_fsm *f, const char *key, size_t klen, const char *session,
+static int leave(struct fsm *f, const char *key, size_t klen, const char *session,
                  uint64_t delay_ms, int keep_holder, uint64_t now, int *was, uint64_t *token)
 {
     struct store_lock l;
@@ -461,8 +461,8 @@ static int leave(struct rg_fsm *f, const char *key, size_t klen, const char *ses
  * exactly that token; otherwise res says why nothing is released
  * (FL_ECONFLICT with the token it holds, 0 when it only waits; FL_ENOTFOUND
  * when it neither holds nor waits). *go is 1 when the release may proceed. */
-static int check_token(struct rg_fsm *f, const struct rg_cmd *c, const char *session,
-                       struct rg_result *res, int *go)
+static int check_token(struct fsm *f, const struct fsm_cmd *c, const char *session,
+                       struct fsm_result *res, int *go)
 {
     struct store_lock l;
     int rv = store_lock_get(f->txn, c->u.lock.key, c->u.lock.klen, &l);
@@ -492,12 +492,12 @@ static int check_token(struct rg_fsm *f, const struct rg_cmd *c, const char *ses
     return FL_OK;
 }
 
-static int release(struct rg_fsm *f, const struct rg_cmd *c, const char *session, uint64_t now,
-                   struct rg_result *res)
+static int release(struct fsm *f, const struct fsm_cmd *c, const char *session, uint64_t now,
+                   struct fsm_result *res)
 {
     int was;
     uint64_t token;
-    int unwait = c->type == RG_CMD_LOCK_UNWAIT;
+    int unwait = c->type == FSM_CMD_LOCK_UNWAIT;
     int rv;
     if (c->u.lock.token != 0) {
         int go;
@@ -519,7 +519,7 @@ static int release(struct rg_fsm *f, const struct rg_cmd *c, const char *session
     return FL_OK;
 }
 
-static int wake(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now)
+static int wake(struct fsm *f, const struct fsm_cmd *c, uint64_t now)
 {
     struct store_lock l;
     int rv = store_lock_get(f->txn, c->u.lock.key, c->u.lock.klen, &l);
@@ -537,7 +537,7 @@ static int wake(struct rg_fsm *f, const struct rg_cmd *c, uint64_t now)
 }
 
 /* Leave every lock the session holds or waits for, then delete it. */
-static int drop_session(struct rg_fsm *f, const struct store_session *s, uint64_t delay_ms,
+static int drop_session(struct fsm *f, const struct store_session *s, uint64_t delay_ms,
                         uint64_t now)
 {
     struct store_cursor *cur;
@@ -578,13 +578,13 @@ static int drop_session(struct rg_fsm *f, const struct store_session *s, uint64_
         rv = store_del(f->txn, STORE_SESSIONS, s->id, idlen);
     }
     if (rv == FL_OK) {
-        emit(f, RG_LEV_SESSION_GONE, s->id, NULL, 0, 0);
+        emit(f, FSM_LEV_SESSION_GONE, s->id, NULL, 0, 0);
     }
     return rv;
 }
 
-static int session_create(struct rg_fsm *f, const struct rg_cmd *c, const char *id,
-                          uint64_t index, uint64_t now, struct rg_result *res)
+static int session_create(struct fsm *f, const struct fsm_cmd *c, const char *id,
+                          uint64_t index, uint64_t now, struct fsm_result *res)
 {
     struct store_session s;
     int rv = store_session_get(f->txn, id, &s);
@@ -612,8 +612,8 @@ static int session_create(struct rg_fsm *f, const struct rg_cmd *c, const char *
     return rv;
 }
 
-static int session_change(struct rg_fsm *f, const struct rg_cmd *c, const char *id, uint64_t now,
-                          struct rg_result *res)
+static int session_change(struct fsm *f, const struct fsm_cmd *c, const char *id, uint64_t now,
+                          struct fsm_result *res)
 {
     struct store_session s;
     int rv = store_session_get(f->txn, id, &s);
@@ -625,7 +625,7 @@ static int session_change(struct rg_fsm *f, const struct rg_cmd *c, const char *
         return rv;
     }
     switch (c->type) {
-    case RG_CMD_SESSION_RENEW:
+    case FSM_CMD_SESSION_RENEW:
         s.renewals++;
         s.expires_ms = now + s.ttl_ms;
         rv = store_session_put(f->txn, &s);
@@ -634,7 +634,7 @@ static int session_change(struct rg_fsm *f, const struct rg_cmd *c, const char *
             emit_session(f, &s);
         }
         return rv;
-    case RG_CMD_SESSION_EXPIRE:
+    case FSM_CMD_SESSION_EXPIRE:
         if (s.renewals != c->u.lock.renewals) {
             res->err = FL_ECONFLICT; /* renewed after the leader decided */
             return FL_OK;
@@ -648,7 +648,7 @@ static int session_change(struct rg_fsm *f, const struct rg_cmd *c, const char *
 /* A new leader does not know when each session was last renewed: it gives
  * every one a full TTL from now before it expires anything (the renewal
  * count moves too, so an expiry decided by an earlier leader is refused). */
-static int lease_extend(struct rg_fsm *f, uint64_t now)
+static int lease_extend(struct fsm *f, uint64_t now)
 {
     struct store_cursor *cur;
     struct fl_buf ids;
@@ -683,31 +683,31 @@ static int lease_extend(struct rg_fsm *f, uint64_t now)
     }
     fl_buf_close(&ids);
     if (rv == FL_OK) {
-        emit(f, RG_LEV_EXTENDED, NULL, NULL, 0, 0);
+        emit(f, FSM_LEV_EXTENDED, NULL, NULL, 0, 0);
     }
     return rv;
 }
 
-int rg__apply_lock(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uint64_t now,
-                   struct rg_result *res)
+int fsm__apply_lock(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+                   struct fsm_result *res)
 {
     char session[STORE_SESSION_ID_MAX];
     copy_str(session, sizeof session, c->u.lock.session, c->u.lock.slen);
     switch (c->type) {
-    case RG_CMD_SESSION_CREATE:
+    case FSM_CMD_SESSION_CREATE:
         return session_create(f, c, session, index, now, res);
-    case RG_CMD_SESSION_RENEW:
-    case RG_CMD_SESSION_EXPIRE:
-    case RG_CMD_SESSION_DESTROY:
+    case FSM_CMD_SESSION_RENEW:
+    case FSM_CMD_SESSION_EXPIRE:
+    case FSM_CMD_SESSION_DESTROY:
         return session_change(f, c, session, now, res);
-    case RG_CMD_LEASE_EXTEND:
+    case FSM_CMD_LEASE_EXTEND:
         return lease_extend(f, now);
-    case RG_CMD_LOCK_ACQUIRE:
+    case FSM_CMD_LOCK_ACQUIRE:
         return acquire(f, c, session, now, res);
-    case RG_CMD_LOCK_RELEASE:
-    case RG_CMD_LOCK_UNWAIT:
+    case FSM_CMD_LOCK_RELEASE:
+    case FSM_CMD_LOCK_UNWAIT:
         return release(f, c, session, now, res);
-    case RG_CMD_LOCK_WAKE:
+    case FSM_CMD_LOCK_WAKE:
         return wake(f, c, now);
     default:
         res->err = FL_EVERSION;
@@ -715,7 +715,7 @@ int rg__apply_lock(struct rg_fsm *f, const struct rg_cmd *c, uint64_t index, uin
     }
 }
 
-int rg__lock_hold(struct rg_fsm *f, const char *key, const char *holder, uint64_t now,
+int fsm__lock_hold(struct fsm *f, const char *key, const char *holder, uint64_t now,
                   uint64_t *token)
 {
     struct store_lock l;
@@ -740,7 +740,7 @@ int rg__lock_hold(struct rg_fsm *f, const char *key, const char *holder, uint64_
     return rv;
 }
 
-int rg__lock_drop(struct rg_fsm *f, const char *key, const char *holder, uint64_t now)
+int fsm__lock_drop(struct fsm *f, const char *key, const char *holder, uint64_t now)
 {
     int was;
     uint64_t token;

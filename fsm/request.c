@@ -14,16 +14,16 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "raft/rg_int.h"
+#include "fsm/fsm_int.h"
 
-static void session_name(const struct rg_cmd *c, char out[STORE_SESSION_ID_MAX])
+static void session_name(const struct fsm_cmd *c, char out[STORE_SESSION_ID_MAX])
 {
     size_t n = c->req.slen < STORE_SESSION_ID_MAX - 1 ? c->req.slen : STORE_SESSION_ID_MAX - 1;
     memcpy(out, c->req.session, n);
     out[n] = '\0';
 }
 
-int rg__request_check(struct rg_fsm *f, const struct rg_cmd *c, struct rg_result *res, int *run)
+int fsm__request_check(struct fsm *f, const struct fsm_cmd *c, struct fsm_result *res, int *run)
 {
     char id[STORE_SESSION_ID_MAX];
     struct store_session s;
@@ -61,7 +61,7 @@ int rg__request_check(struct rg_fsm *f, const struct rg_cmd *c, struct rg_result
     return FL_OK;
 }
 
-int rg__request_record(struct rg_fsm *f, const struct rg_cmd *c, const struct rg_result *res)
+int fsm__request_record(struct fsm *f, const struct fsm_cmd *c, const struct fsm_result *res)
 {
     char id[STORE_SESSION_ID_MAX];
     struct store_session s;

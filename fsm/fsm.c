@@ -79,142 +79,6 @@ static int revision_reload(struct fsm *f)
     return rv;
 }
 
-static int kv_put(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision, uint64_t now,
-                  struct fsm_result *res)
-{
-    struct store_kv cur;
-    int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);
-    if (rv != FL_OK && rv != FL_ENOTFOUND) {
-        return rv;
-    }
-    if (c->u.kv.has_cas) {
-        int exists = rv == FL_OK;
-        if ((c->u.kv.cas == 0 && exists) ||
-            (c->u.kv.cas != 0 && (!exists || cur.version != c->u.kv.cas))) {
-            res->err = FL_ECONFLICT;
-            res->version = exists ? cur.version : 0;
-            return FL_OK;
-        }
-    }
-    rv = store_kv_put(t, c->u.kv.key, c->u.kv.klen, c->u.kv.value, c->u.kv.vlen, *revision + 1,
-                      now);
-    if (rv != FL_OK) {
-        return rv;
-    }
-    res->version = ++*revision;
-    return FL_OK;
-}
-
-static int kv_del(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision,
-                  struct fsm_result *res)
-{
-    struct store_kv cur;
-    int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);
-    if (rv == FL_ENOTFOUND) {
-        res->err = FL_ENOTFOUND;
-        return FL_OK;
-    }
-    if (rv != FL_OK) {
-        return rv;
-    }
-    if (c->u.kv.has_cas && cur.version != c->u.kv.cas) {
-        res->err = FL_ECONFLICT;
-        res->version = cur.version;
-        return FL_OK;
-    }
-    res->version = cur.version;
-    rv = store_kv_del(t, c->u.kv.key, c->u.kv.klen);
-    if (rv == FL_OK) {
-        ++*revision;
-    }
-    return rv;
-}
-
-static void copy_str(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    memcpy(dst, s == NULL ? "" : s, s == NULL ? 0 : n);
-    dst[s == NULL ? 0 : n] = '\0';
-}
-
-static int node_register(struct store_txn *t, const struct fsm_cmd *c, uint64_t index)
-{
-    struct store_node n;
-    char id[STORE_NODE_ID_MAX];
-    int rv;
-    copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
-    rv = store_node_get(t, id, &n);
-    if (rv == FL_ENOTFOUND) {
-        memset(&n, 0, sizeof n);
-        copy_str(n.id, sizeof n.id, c->u.node.id, c->u.node.idlen);
-        n.cap = c->u.node.cap;
-        n.created_index = index;
-    } else if (rv != FL_OK) {
-        return rv;
-    }
-    n.raft_id = c->u.node.raft_id;
-    copy_str(n.raft_addr, sizeof n.raft_addr, c->u.node.raft_addr, c->u.node.raft_addr_len);
-    copy_str(n.api_addr, sizeof n.api_addr, c->u.node.api_addr, c->u.node.api_addr_len);
-    n.kind = c->u.node.kind;
-    copy_str(n.agent_addr, sizeof n.agent_addr, c->u.node.agent_addr, c->u.node.agent_addr_len);
-    copy_str(n.blob_addr, sizeof n.blob_addr, c->u.node.blob_addr, c->u.node.blob_addr_len);
-    n.lost = 0; /* registering again brings a lost node back */
-    n.n_labels = c->u.node.n_labels;
-    for (unsigned i = 0; i < n.n_labels; i++) {
-        copy_str(n.labels[i], sizeof n.labels[i], c->u.node.labels[i], c->u.node.label_lens[i]);
-    }
-    n.updated_index = index;
-    return store_node_put(t, &n);
-}
-
-static int node_update(struct store_txn *t, const struct fsm_cmd *c, uint64_t index,
-                       struct fsm_result *res)
-{
-    struct store_node n;
-    char id[STORE_NODE_ID_MAX];
-    int rv;
-    copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
-    rv = store_node_get(t, id, &n);
-    if (rv == FL_ENOTFOUND) {
-        res->err = FL_ENOTFOUND;
-        return FL_OK;
-    }
-    if (rv != FL_OK) {
-        return rv;
-    }
-    switch (c->type) {
-    case FSM_CMD_NODE_CAP:
-        n.cap = c->u.node.cap;
-        break;
-    case FSM_CMD_NODE_DRAIN:
-        n.drain = c->u.node.drain;
-        break;
-    case FSM_CMD_NODE_REMOVE:
-        return store_node_del(t, id);
-    }
-    n.updated_index = index;
-    return store_node_put(t, &n);
-}
-
-static int meta_init(struct store_txn *t, const struct fsm_cmd *c, struct fsm_result *res)
-{
-    char name[64], value[1025], cur[1025];
-    int rv;
-    copy_str(name, sizeof name, c->u.meta.name, c->u.meta.nlen);
-    copy_str(value, sizeof value, c->u.meta.value, c->u.meta.vlen);
-    rv = store_meta_get(t, name, cur, sizeof cur);
-    if (rv == FL_OK) {
-        res->err = FL_EEXIST;
-        return FL_OK;
-    }
-    if (rv != FL_ENOTFOUND) {
-        return rv;
-    }
-    return store_meta_put(t, name, value);
-}
-
 /* Execute one decoded command. Business outcomes go to res->err; the return
  * value is a storage failure. */
 static int execute_cmd(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
@@ -245,17 +109,14 @@ static int execute_cmd(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
 {
     switch (c->type) {
     case FSM_CMD_KV_PUT:
-        return kv_put(f->txn, c, &f->revision, now, res);
     case FSM_CMD_KV_DEL:
-        return kv_del(f->txn, c, &f->revision, res);
+        return fsm__apply_kv(f, c, now, res);
     case FSM_CMD_NODE_REGISTER:
-        return node_register(f->txn, c, index);
     case FSM_CMD_NODE_CAP:
     case FSM_CMD_NODE_DRAIN:
     case FSM_CMD_NODE_REMOVE:
-        return node_update(f->txn, c, index, res);
     case FSM_CMD_META_INIT:
-        return meta_init(f->txn, c, res);
+        return fsm__apply_node(f, c, index, res);
     case FSM_CMD_TASK_SUBMIT:
     case FSM_CMD_UNIT_ASSIGN:
     case FSM_CMD_UNIT_RESULT:

@@ -5,6 +5,13 @@
 #include "fsm/cmd.h"
 #include "fsm/fsm.h"
 
+/* Keys (kv.c): KV_PUT, KV_DEL. */
+int fsm__apply_kv(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struct fsm_result *res);
+/* Nodes and META (node.c): NODE_REGISTER, NODE_CAP, NODE_DRAIN, NODE_REMOVE,
+ * META_INIT. */
+int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index,
+                    struct fsm_result *res);
+
 /* Apply one scheduling command (tasks, units, node loss, dispatch) in the
  * FSM's open write transaction. Business outcomes go to res->err; the return
  * value is a storage failure. */

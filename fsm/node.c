@@ -1,0 +1,106 @@
+/* fsm/ — nodes (servers and agents) and cluster metadata in the state
+ * machine: registration (create, or update addresses and labels; a lost
+ * node registering again is back), caps, drain, removal, and META values
+ * set once (META_INIT). */
+#include <string.h>
+
+#include "common/err.h"
+#include "fsm/fsm_int.h"
+
+static void copy_str(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    memcpy(dst, s == NULL ? "" : s, s == NULL ? 0 : n);
+    dst[s == NULL ? 0 : n] = '\0';
+}
+
+static int reg(struct store_txn *t, const struct fsm_cmd *c, uint64_t index)
+{
+    struct store_node n;
+    char id[STORE_NODE_ID_MAX];
+    int rv;
+    copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
+    rv = store_node_get(t, id, &n);
+    if (rv == FL_ENOTFOUND) {
+        memset(&n, 0, sizeof n);
+        copy_str(n.id, sizeof n.id, c->u.node.id, c->u.node.idlen);
+        n.cap = c->u.node.cap;
+        n.created_index = index;
+    } else if (rv != FL_OK) {
+        return rv;
+    }
+    n.raft_id = c->u.node.raft_id;
+    copy_str(n.raft_addr, sizeof n.raft_addr, c->u.node.raft_addr, c->u.node.raft_addr_len);
+    copy_str(n.api_addr, sizeof n.api_addr, c->u.node.api_addr, c->u.node.api_addr_len);
+    n.kind = c->u.node.kind;
+    copy_str(n.agent_addr, sizeof n.agent_addr, c->u.node.agent_addr, c->u.node.agent_addr_len);
+    copy_str(n.blob_addr, sizeof n.blob_addr, c->u.node.blob_addr, c->u.node.blob_addr_len);
+    n.lost = 0; /* registering again brings a lost node back */
+    n.n_labels = c->u.node.n_labels;
+    for (unsigned i = 0; i < n.n_labels; i++) {
+        copy_str(n.labels[i], sizeof n.labels[i], c->u.node.labels[i], c->u.node.label_lens[i]);
+    }
+    n.updated_index = index;
+    return store_node_put(t, &n);
+}
+
+static int update(struct store_txn *t, const struct fsm_cmd *c, uint64_t index,
+                       struct fsm_result *res)
+{
+    struct store_node n;
+    char id[STORE_NODE_ID_MAX];
+    int rv;
+    copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
+    rv = store_node_get(t, id, &n);
+    if (rv == FL_ENOTFOUND) {
+        res->err = FL_ENOTFOUND;
+        return FL_OK;
+    }
+    if (rv != FL_OK) {
+        return rv;
+    }
+    switch (c->type) {
+    case FSM_CMD_NODE_CAP:
+        n.cap = c->u.node.cap;
+        break;
+    case FSM_CMD_NODE_DRAIN:
+        n.drain = c->u.node.drain;
+        break;
+    case FSM_CMD_NODE_REMOVE:
+        return store_node_del(t, id);
+    }
+    n.updated_index = index;
+    return store_node_put(t, &n);
+}
+
+static int meta_init(struct store_txn *t, const struct fsm_cmd *c, struct fsm_result *res)
+{
+    char name[64], value[1025], cur[1025];
+    int rv;
+    copy_str(name, sizeof name, c->u.meta.name, c->u.meta.nlen);
+    copy_str(value, sizeof value, c->u.meta.value, c->u.meta.vlen);
+    rv = store_meta_get(t, name, cur, sizeof cur);
+    if (rv == FL_OK) {
+        res->err = FL_EEXIST;
+        return FL_OK;
+    }
+    if (rv != FL_ENOTFOUND) {
+        return rv;
+    }
+    return store_meta_put(t, name, value);
+}
+
+int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index,
+                    struct fsm_result *res)
+{
+    switch (c->type) {
+    case FSM_CMD_NODE_REGISTER:
+        return reg(f->txn, c, index);
+    case FSM_CMD_META_INIT:
+        return meta_init(f->txn, c, res);
+    default:
+        return update(f->txn, c, index, res);
+    }
+}

@@ -20,8 +20,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "fsm/fsm_int.h"
-
-#define RETRY_BACKOFF_MS 1000
+#include "scheduler/admit.h"
+#include "scheduler/sched.h"
 
 /* The FSM applying the current command: finish_unit reports finished job
  * runs through it (one loop thread applies entries). */
@@ -116,7 +116,7 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     task.seq = index;
     task.unit_size = c->u.task.unit_size;
     task.n_hosts = c->u.task.n_hosts;
-    task.n_units = (c->u.task.n_hosts + c->u.task.unit_size - 1) / c->u.task.unit_size;
+    task.n_units = sched_split(c->u.task.n_hosts, c->u.task.unit_size);
     task.timeout_ms = c->u.task.timeout_ms;
     task.retries = c->u.task.retries;
     task.n_constraints = c->u.task.n_constraints;
@@ -207,7 +207,7 @@ static int requeue(struct store_txn *t, struct store_task *task, uint32_t unit,
     u->retries_left--;
     memcpy(u->last_node, u->node, sizeof u->node);
     u->node[0] = '\0';
-    u->not_before_ms = now + RETRY_BACKOFF_MS;
+    u->not_before_ms = now + SCHED_RETRY_BACKOFF_MS;
     rv = store_unit_put(t, task->id, unit, u);
     if (rv != FL_OK) {
         return rv;
@@ -390,22 +390,25 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
     if (rv != FL_OK) {
         return rv;
     }
-    /* A unit placed on its host runs on that node and nowhere else. */
-    if (task.placement == FSM_PLACE_HOST) {
-        size_t pos = 0, hlen;
-        const char *host;
-        if (store_unit_host(&u, &pos, &host, &hlen) != FL_OK || hlen != strlen(node_id) ||
-            memcmp(host, node_id, hlen) != 0) {
+    /* The cap, drain, loss, pause, max_running and host rules, on every
+     * replica (scheduler/admit.h). */
+    {
+        struct sched_admit_task at = {.max_running = task.max_running,
+                                      .running = task.units_running,
+                                      .ending = task.cancel_requested || task.stopped,
+                                      .on_host = task.placement == FSM_PLACE_HOST};
+        struct sched_admit_node an = {.id = node_id, .cap = n.cap, .running = n.running,
+                                      .draining = n.drain, .lost = n.lost};
+        size_t pos = 0;
+        if (at.on_host && store_unit_host(&u, &pos, &at.host, &at.host_len) != FL_OK) {
             res->err = FL_EINVAL;
             return FL_OK;
         }
-    }
-    /* The cap and max_running invariants are enforced here, on every
-     * replica. */
-    if (f->dispatch_paused || task.cancel_requested || task.stopped || n.drain || n.lost ||
-        n.running >= n.cap || (task.max_running > 0 && task.units_running >= task.max_running)) {
-        res->err = FL_EBUSY;
-        return FL_OK;
+        rv = sched_admit(f->dispatch_paused, &at, &an);
+        if (rv != SCHED_ADMIT_OK) {
+            res->err = rv == SCHED_ADMIT_NOT_ITS_HOST ? FL_EINVAL : FL_EBUSY;
+            return FL_OK;
+        }
     }
     u.state = STORE_UNIT_RUNNING;
     u.attempt++;

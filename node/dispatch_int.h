@@ -162,6 +162,12 @@ int dispatch__nodeunit_parse(const char *node, const void *key, size_t kl, char 
 void dispatch__on_applied(void *data, const void *cmdp, const struct fsm_result *res);
 void dispatch__refresh_nodes(struct dispatch *d, struct store_txn *t);
 void dispatch__task_cache_free(struct task_cache *tc);
+/* The cached task (loaded from t on a miss); NULL if it does not exist. */
+struct task_cache *dispatch__task_get(struct dispatch *d, struct store_txn *t, const char *id);
+
+/* dispatch_run.c: send RUN for a unit assigned to `node`, as the store has it
+ * (nothing if the agent is gone or the unit is no longer its own). */
+void dispatch__send_run(struct dispatch *d, const char *task_id, uint32_t unit, const char *node);
 
 /* dispatch_results.c */
 void dispatch__on_done(struct session *ss, const struct aproto_done *dn);

@@ -3,6 +3,8 @@
  * is sent, cancel sweeps, and what applied commands change (docs/SCHEDULER.md). */
 #include "node/dispatch_int.h"
 
+#include "scheduler/admit.h"
+
 /* ---- caches -------------------------------------------------------------- */
 
 void dispatch__task_cache_free(struct task_cache *tc)
@@ -13,7 +15,7 @@ void dispatch__task_cache_free(struct task_cache *tc)
     fl_free(tc);
 }
 
-static struct task_cache *task_get(struct dispatch *d, struct store_txn *t, const char *id)
+struct task_cache *dispatch__task_get(struct dispatch *d, struct store_txn *t, const char *id)
 {
     struct task_cache *tc = strmap_get(&d->tasks, id);
     struct store_task task;
@@ -166,157 +168,6 @@ struct assign_ctx {
     char node[STORE_NODE_ID_MAX];
 };
 
-/* The shard of a unit, and for a job run ("job:NAME@SCHED#I/N", fsm/job.c)
- * the job, its schedule time and the run's shard: mode all runs one task per
- * node, so the shard is the task's place in the run. */
-static unsigned job_env(const struct task_cache *tc, uint32_t unit, char (*env)[STORE_HOST_MAX + 64])
-{
-    unsigned long long sched = 0;
-    unsigned idx = 0, total = 0;
-    const char *at;
-    if (strncmp(tc->name, "job:", 4) != 0 || (at = strchr(tc->name, '@')) == NULL ||
-        sscanf(at + 1, "%llu#%u/%u", &sched, &idx, &total) != 3) {
-        snprintf(env[0], sizeof env[0], "FLOTILLA_SHARD_INDEX=%u", unit);
-        snprintf(env[1], sizeof env[1], "FLOTILLA_SHARD_TOTAL=%u", tc->n_units);
-        return 2;
-    }
-    snprintf(env[0], sizeof env[0], "FLOTILLA_SHARD_INDEX=%u", idx);
-    snprintf(env[1], sizeof env[1], "FLOTILLA_SHARD_TOTAL=%u", total);
-    snprintf(env[2], sizeof env[2], "FLOTILLA_JOB=%.*s", (int)(at - tc->name - 4), tc->name + 4);
-    snprintf(env[3], sizeof env[3], "FLOTILLA_SCHEDULED_TIME=%llu.%03llu", sched / 1000,
-             sched % 1000);
-    return 4;
-}
-
-#define SECRET_OPEN_MAX (NODE_SPEC_ENV_NAME_MAX + NODE_SPEC_ENV_VALUE_MAX + 2)
-
-static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, const char *node)
-{
-    struct store_txn *t;
-    struct store_unit u;
-    struct task_cache *tc;
-    struct aproto_msg m;
-    const char *hosts_stack[64], **hosts = hosts_stack;
-    char env[9][STORE_HOST_MAX + 64];
-    const char *envp[10 + 2 * NODE_SPEC_ENV_MAX];
-    char sources[32 + 16 * STORE_NODE_ADDR_MAX]; /* a deploy's FLOTILLA_BLOB_SOURCES */
-    char *secrets = NULL; /* opened secret_env entries, wiped after the send */
-    unsigned char skey[NODE_SECRET_KEY_BYTES];
-    unsigned n_env;
-    char *hostlist = NULL;
-    size_t pos = 0, hl;
-    const char *h;
-    uint32_t n = 0;
-    struct session *ss = dispatch__session_of(d, node);
-
-    if (ss == NULL || store_begin(d->s->store, 0, &t) != FL_OK) {
-        return; /* dispatch__reconcile or lost detection takes it from here */
-    }
-    if (store_unit_get(t, task_id, unit, &u) != FL_OK || u.state != STORE_UNIT_RUNNING ||
-        strcmp(u.node, node) != 0 || (tc = task_get(d, t, task_id)) == NULL || !tc->spec_ok) {
-        store_abort(t);
-        return;
-    }
-    if (u.n_hosts > 64) {
-        hosts = fl_malloc(sizeof *hosts * u.n_hosts);
-        if (hosts == NULL) {
-            store_abort(t);
-            return;
-        }
-    }
-    hostlist = fl_malloc(u.hosts_len + 1);
-    if (hostlist == NULL) {
-        goto out;
-    }
-    memcpy(hostlist, u.hosts, u.hosts_len);
-    for (; n < u.n_hosts && store_unit_host(&u, &pos, &h, &hl) == FL_OK; n++) {
-        hosts[n] = hostlist + (h - (const char *)u.hosts);
-    }
-    aproto_msg_init(&m, APROTO_RUN);
-    aproto_unit_ref_set(&m.u.run.ref, task_id, unit, u.attempt, u.token);
-    m.u.run.n_hosts = n;
-    m.u.run.hosts = hosts;
-    m.u.run.kind = (uint8_t)tc->spec.kind;
-    m.u.run.argc = tc->spec.argc;
-    m.u.run.argv = tc->spec.argv;
-    m.u.run.script = tc->spec.script;
-    m.u.run.module = tc->spec.module;
-    m.u.run.module_args = tc->spec.module_args;
-    m.u.run.playbook = tc->spec.playbook;
-    m.u.run.sleep_ms = tc->spec.sleep_ms;
-    m.u.run.timeout_ms = tc->timeout_ms;
-    m.u.run.kill_grace_ms = tc->spec.kill_grace_ms;
-    m.u.run.n_vars = tc->spec.n_vars;
-    m.u.run.inventory_vars = tc->spec.vars;
-    snprintf(env[0], sizeof env[0], "FLOTILLA_TASK_ID=%s", task_id);
-    snprintf(env[1], sizeof env[1], "FLOTILLA_UNIT=%u", unit);
-    snprintf(env[2], sizeof env[2], "FLOTILLA_ATTEMPT=%u", u.attempt);
-    snprintf(env[3], sizeof env[3], "FLOTILLA_FENCING_TOKEN=%llu", (unsigned long long)u.token);
-    snprintf(env[4], sizeof env[4], "FLOTILLA_NODE=%s", node);
-    n_env = 5 + job_env(tc, unit, env + 5);
-    for (unsigned i = 0; i < n_env; i++) {
-        envp[i] = env[i];
-    }
-    /* A deploy fetches its package over the blob links of the servers not
-     * lost (any that holds the blob serves it; the acquire tries them in
-     * order), the list rotated by the unit so that the targets of a rollout
-     * start at different servers (docs/DEPLOY.md, "The deploy executor"). */
-    if (tc->spec.kind == NODE_DEPLOY) {
-        const char *src[16];
-        unsigned ns = 0;
-        size_t used = (size_t)snprintf(sources, sizeof sources, "FLOTILLA_BLOB_SOURCES=");
-        for (unsigned i = 0; i < d->n_nodes && ns < 16; i++) {
-            const struct store_node *sn = &d->nodes[i].n;
-            if (sn->kind == STORE_NODE_SERVER && !sn->lost && sn->blob_addr[0] != '\0') {
-                src[ns++] = sn->blob_addr;
-            }
-        }
-        for (unsigned i = 0; i < ns; i++) {
-            used += (size_t)snprintf(sources + used, sizeof sources - used, "%s%s", i ? "," : "",
-                                     src[(unit + i) % ns]);
-        }
-        envp[n_env++] = sources;
-    }
-    for (unsigned i = 0; i < tc->spec.n_env; i++) {
-        envp[n_env++] = tc->spec.env[i];
-    }
-    /* Secrets are opened only here, for the unit's RUN over the agent link,
-     * and the clear text is wiped once the frame is queued (docs/ACL.md). */
-    if (tc->spec.n_secret > 0) {
-        secrets = fl_malloc((size_t)tc->spec.n_secret * SECRET_OPEN_MAX);
-        if (secrets == NULL) {
-            goto out;
-        }
-        node_secret_key(d->s->cfg.key, skey);
-        for (unsigned i = 0; i < tc->spec.n_secret; i++) {
-            char *slot = secrets + (size_t)i * SECRET_OPEN_MAX;
-            if (node_secret_open(skey, tc->spec.secret[i], slot, SECRET_OPEN_MAX) != FL_OK) {
-                FL_WARN("task %s: a secret_env value does not open with this cluster's key; "
-                        "the unit runs without it",
-                        task_id);
-                continue;
-            }
-            envp[n_env++] = slot;
-        }
-        sodium_memzero(skey, sizeof skey);
-    }
-    m.u.run.n_env = n_env;
-    m.u.run.env = envp;
-    if (dispatch__send_msg(ss, &m) == FL_OK) {
-        d->n_runs++;
-    }
-out:
-    if (secrets != NULL) {
-        sodium_memzero(secrets, (size_t)tc->spec.n_secret * SECRET_OPEN_MAX);
-        fl_free(secrets);
-    }
-    fl_free(hostlist);
-    if (hosts != hosts_stack) {
-        fl_free(hosts);
-    }
-    store_abort(t);
-}
-
 static void assign_cb(void *data, int err, const struct fsm_result *res)
 {
     struct assign_ctx *a = data;
@@ -331,7 +182,7 @@ static void assign_cb(void *data, int err, const struct fsm_result *res)
     if (err == FL_OK && res->err == FL_OK) {
         d->n_assigned++;
         if (!d->closing) {
-            send_run(d, a->task, a->unit, a->node);
+            dispatch__send_run(d, a->task, a->unit, a->node);
         }
     } else {
         d->n_assign_refused++;
@@ -442,8 +293,14 @@ static int pin_candidate(struct dispatch *d, const struct sched_node *sn, uint32
         return 0;
     }
     n = &sn[ix - 1];
-    if (!n->connected || n->draining || n->running + pinned[ix - 1] >= n->cap) {
-        return 0;
+    {
+        struct sched_admit_task at = {.on_host = 1, .host = host, .host_len = hl};
+        struct sched_admit_node an = {.id = n->id, .cap = n->cap,
+                                      .running = n->running + pinned[ix - 1],
+                                      .draining = n->draining};
+        if (!n->connected || sched_admit(0, &at, &an) != SCHED_ADMIT_OK) {
+            return 0;
+        }
     }
     for (unsigned i = 0; i < tc->n_constraints; i++) {
         cd->cons[i] = tc->cons_ptrs[i];
@@ -459,20 +316,137 @@ static int pin_candidate(struct dispatch *d, const struct sched_node *sn, uint32
     return 1;
 }
 
+/* One placement round's working set. */
+struct round {
+    struct dispatch *d;
+    struct store_txn *t;
+    struct sched_node *sn;   /* per node, as the scheduler sees it */
+    uint32_t *pinned;        /* per node: pinned candidates taken in this round */
+    struct strmap used;      /* task id -> uint32_t: units counted against max_running */
+    struct candidate *cand;  /* the queue's head, as candidates */
+    struct sched_unit *su;   /* the same, as the scheduler sees them */
+    unsigned n_cand, want;
+    uint64_t now;
+};
+
+/* Queue entry (prio, seq, task, unit) as candidate r->n_cand, unless the
+ * task's policy holds it back in this round: 0 = not taken, 1 = taken,
+ * -1 = the task is at its max_running (skip its other units). */
+static int take_candidate(struct round *r, int32_t prio, uint64_t seq)
+{
+    struct dispatch *d = r->d;
+    char key[STORE_TASK_ID_MAX + 16];
+    struct candidate *cd = &r->cand[r->n_cand];
+    struct sched_unit *su = &r->su[r->n_cand];
+    struct task_cache *tc;
+    struct store_unit u;
+    uint32_t *n_used = NULL;
+    unit_key(key, sizeof key, cd->task, cd->unit);
+    if (strmap_get(&d->pending, key) != NULL ||
+        (tc = dispatch__task_get(d, r->t, cd->task)) == NULL) {
+        return 0;
+    }
+    if (tc->max_running > 0) {
+        n_used = round_used(d, r->t, &r->used, cd->task);
+        if (n_used == NULL || !sched_task_has_room(tc->max_running, *n_used)) {
+            return -1;
+        }
+    }
+    /* A pinned unit in its retry backoff waits for a later round (its
+     * node is the same one). */
+    if (store_unit_get(r->t, cd->task, cd->unit, &u) != FL_OK ||
+        (tc->placement == FSM_PLACE_HOST &&
+         (u.not_before_ms > r->now || !pin_candidate(d, r->sn, r->pinned, tc, &u, cd)))) {
+        return 0;
+    }
+    /* A unit in its retry backoff is not placed in this round: it
+     * takes no place under max_running. */
+    if (n_used != NULL && u.not_before_ms <= r->now) {
+        (*n_used)++;
+    }
+    cd->attempt = u.attempt;
+    memcpy(cd->last_node, u.last_node, sizeof cd->last_node);
+    su->ref = r->n_cand;
+    su->priority = prio;
+    su->seq = seq;
+    su->n_constraints = tc->n_constraints;
+    su->constraints = tc->cons_ptrs;
+    su->not_before_ms = u.not_before_ms;
+    su->avoid_node = cd->last_node[0] ? cd->last_node : NULL;
+    if (tc->placement == FSM_PLACE_HOST) {
+        su->n_constraints = tc->n_constraints + 1;
+        su->constraints = cd->cons;
+        su->avoid_node = NULL; /* its node is the only one */
+    }
+    return 1;
+}
+
+/* Walk the queue from its head into candidates, up to r->want. */
+static void collect_candidates(struct round *r)
+{
+    struct store_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    if (store_cursor_open(r->t, STORE_QUEUE, NULL, 0, &c) != FL_OK) {
+        return;
+    }
+    while (c != NULL && r->n_cand < r->want && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
+        int32_t prio;
+        uint64_t seq;
+        struct candidate *cd = &r->cand[r->n_cand];
+        int taken;
+        if (store_queue_key_parse(k, kl, &prio, &seq, cd->task, &cd->unit) != FL_OK) {
+            continue;
+        }
+        taken = take_candidate(r, prio, seq);
+        if (taken > 0) {
+            r->n_cand++;
+        } else if (taken < 0) {
+            /* At its limit: skip the task's other units, which follow in
+             * the queue (same priority, seq and task id). */
+            uint8_t from[12 + STORE_TASK_ID_MAX + 5];
+            store_cursor_close(c);
+            if (store_cursor_open(r->t, STORE_QUEUE, from,
+                                  store_queue_key(from, prio, seq, cd->task, UINT32_MAX),
+                                  &c) != FL_OK) {
+                c = NULL;
+            }
+        }
+    }
+    store_cursor_close(c);
+}
+
+/* Leader time can lag the wall clock between entries; use the later. */
+static uint64_t round_now(struct dispatch *d)
+{
+    uint64_t now = rg_repl_time_ms(d->s->repl);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return wall > now ? wall : now;
+}
+
+/* The scheduler's view of the nodes; the free slots over all of them. */
+static uint64_t round_nodes(struct round *r)
+{
+    uint64_t free_slots = 0;
+    for (unsigned i = 0; i < r->d->n_nodes; i++) {
+        struct sched_node *n = &r->sn[i];
+        dispatch__fill_sched_node(r->d, i, n);
+        if (n->connected && !n->draining && n->cap > n->running) {
+            free_slots += n->cap - n->running;
+        }
+    }
+    return free_slots;
+}
+
 static void round_run(struct dispatch *d)
 {
-    struct store_txn *t;
-    struct store_cursor *c;
-    struct sched_node *sn = NULL;
-    struct sched_unit *su = NULL;
-    struct candidate *cand = NULL;
+    struct round r;
     struct sched_assignment *out = NULL;
-    struct strmap used;      /* task id -> uint32_t: units counted against max_running */
-    uint32_t *pinned = NULL; /* per node: pinned candidates taken in this round */
-    const void *k, *v;
-    size_t kl, vl, mi = 0;
-    unsigned n_cand = 0, n_out = 0, want;
-    uint64_t free_slots = 0, now = rg_repl_time_ms(d->s->repl);
+    unsigned n_out = 0;
+    uint64_t free_slots;
+    size_t mi = 0;
     const char *mk;
     void *mv;
 
@@ -480,127 +454,53 @@ static void round_run(struct dispatch *d)
     if (d->closing || !dispatch__is_leader(d) || rg_repl_fsm(d->s->repl)->dispatch_paused) {
         return;
     }
-    if (store_begin(d->s->store, 0, &t) != FL_OK) {
+    memset(&r, 0, sizeof r);
+    r.d = d;
+    if (store_begin(d->s->store, 0, &r.t) != FL_OK) {
         return;
     }
-    strmap_init(&used);
+    strmap_init(&r.used);
     d->in_round = 1;
     if (d->nodes_dirty) {
-        dispatch__refresh_nodes(d, t);
+        dispatch__refresh_nodes(d, r.t);
     }
-    sn = fl_calloc(d->n_nodes ? d->n_nodes : 1, sizeof *sn);
-    pinned = fl_calloc(d->n_nodes ? d->n_nodes : 1, sizeof *pinned);
-    if (sn == NULL || pinned == NULL) {
+    r.sn = fl_calloc(d->n_nodes ? d->n_nodes : 1, sizeof *r.sn);
+    r.pinned = fl_calloc(d->n_nodes ? d->n_nodes : 1, sizeof *r.pinned);
+    if (r.sn == NULL || r.pinned == NULL || (free_slots = round_nodes(&r)) == 0) {
         goto out;
     }
-    for (unsigned i = 0; i < d->n_nodes; i++) {
-        dispatch__fill_sched_node(d, i, &sn[i]);
-        if (sn[i].connected && !sn[i].draining && sn[i].cap > sn[i].running) {
-            free_slots += sn[i].cap - sn[i].running;
-        }
-    }
-    if (free_slots == 0) {
+    r.want = free_slots * 2 + 64 > CANDIDATES_MAX ? CANDIDATES_MAX : (unsigned)free_slots * 2 + 64;
+    r.cand = fl_malloc(sizeof *r.cand * r.want);
+    r.su = fl_calloc(r.want, sizeof *r.su);
+    out = fl_malloc(sizeof *out * r.want);
+    if (r.cand == NULL || r.su == NULL || out == NULL) {
         goto out;
     }
-    want = free_slots * 2 + 64 > CANDIDATES_MAX ? CANDIDATES_MAX : (unsigned)free_slots * 2 + 64;
-    cand = fl_malloc(sizeof *cand * want);
-    su = fl_calloc(want, sizeof *su);
-    out = fl_malloc(sizeof *out * want);
-    if (cand == NULL || su == NULL || out == NULL ||
-        store_cursor_open(t, STORE_QUEUE, NULL, 0, &c) != FL_OK) {
+    r.now = round_now(d);
+    collect_candidates(&r);
+    if (r.n_cand == 0) {
         goto out;
     }
-    /* Leader time can lag the wall clock between entries; use the later. */
-    if ((uint64_t)uv_now(d->loop) > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        if (wall > now) {
-            now = wall;
-        }
-    }
-    while (c != NULL && n_cand < want && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-        int32_t prio;
-        uint64_t seq;
-        char key[STORE_TASK_ID_MAX + 16];
-        struct candidate *cd = &cand[n_cand];
-        struct task_cache *tc;
-        struct store_unit u;
-        uint32_t *n_used = NULL;
-        if (store_queue_key_parse(k, kl, &prio, &seq, cd->task, &cd->unit) != FL_OK) {
-            continue;
-        }
-        unit_key(key, sizeof key, cd->task, cd->unit);
-        if (strmap_get(&d->pending, key) != NULL || (tc = task_get(d, t, cd->task)) == NULL) {
-            continue;
-        }
-        if (tc->max_running > 0) {
-            n_used = round_used(d, t, &used, cd->task);
-            if (n_used == NULL || *n_used >= tc->max_running) {
-                /* At its limit: skip the task's other units, which follow
-                 * in the queue (same priority, seq and task id). */
-                uint8_t from[12 + STORE_TASK_ID_MAX + 5];
-                store_cursor_close(c);
-                if (store_cursor_open(t, STORE_QUEUE, from,
-                                      store_queue_key(from, prio, seq, cd->task, UINT32_MAX),
-                                      &c) != FL_OK) {
-                    c = NULL;
-                }
-                continue;
-            }
-        }
-        /* A pinned unit in its retry backoff waits for a later round (its
-         * node is the same one). */
-        if (store_unit_get(t, cd->task, cd->unit, &u) != FL_OK ||
-            (tc->placement == FSM_PLACE_HOST &&
-             (u.not_before_ms > now || !pin_candidate(d, sn, pinned, tc, &u, cd)))) {
-            continue;
-        }
-        /* A unit in its retry backoff is not placed in this round: it
-         * takes no place under max_running. */
-        if (n_used != NULL && u.not_before_ms <= now) {
-            (*n_used)++;
-        }
-        cd->attempt = u.attempt;
-        memcpy(cd->last_node, u.last_node, sizeof cd->last_node);
-        su[n_cand].ref = n_cand;
-        su[n_cand].priority = prio;
-        su[n_cand].seq = seq;
-        su[n_cand].n_constraints = tc->n_constraints;
-        su[n_cand].constraints = tc->cons_ptrs;
-        su[n_cand].not_before_ms = u.not_before_ms;
-        su[n_cand].avoid_node = cd->last_node[0] ? cd->last_node : NULL;
-        if (tc->placement == FSM_PLACE_HOST) {
-            su[n_cand].n_constraints = tc->n_constraints + 1;
-            su[n_cand].constraints = cd->cons;
-            su[n_cand].avoid_node = NULL; /* its node is the only one */
-        }
-        n_cand++;
-    }
-    store_cursor_close(c);
-    if (n_cand == 0) {
-        goto out;
-    }
-    if (sched_place(sn, d->n_nodes, su, n_cand,
-                    d->s->cfg.placement_pack ? SCHED_PACK : SCHED_SPREAD, now, d->n_rounds, out,
-                    want, &n_out) == FL_OK) {
+    if (sched_place(r.sn, d->n_nodes, r.su, r.n_cand,
+                    d->s->cfg.placement_pack ? SCHED_PACK : SCHED_SPREAD, r.now, d->n_rounds, out,
+                    r.want, &n_out) == FL_OK) {
         for (unsigned i = 0; i < n_out; i++) {
-            struct candidate *cd = &cand[out[i].unit_ref];
+            struct candidate *cd = &r.cand[out[i].unit_ref];
             propose_assign(d, cd->task, cd->unit, cd->attempt, &d->nodes[out[i].node_index]);
         }
     }
     d->n_rounds++;
 out:
     d->in_round = 0;
-    store_abort(t);
-    while (strmap_next(&used, &mi, &mk, &mv)) {
+    store_abort(r.t);
+    while (strmap_next(&r.used, &mi, &mk, &mv)) {
         fl_free(mv);
     }
-    strmap_close(&used);
-    fl_free(pinned);
-    fl_free(sn);
-    fl_free(su);
-    fl_free(cand);
+    strmap_close(&r.used);
+    fl_free(r.pinned);
+    fl_free(r.sn);
+    fl_free(r.su);
+    fl_free(r.cand);
     fl_free(out);
 }
 

@@ -7,6 +7,7 @@
 #include "check.h"
 #include "common/alloc.h"
 #include "common/err.h"
+#include "scheduler/admit.h"
 #include "scheduler/sched.h"
 
 #define MAXN 1000
@@ -1020,6 +1021,61 @@ TEST(benchmark)
     fl_free(out);
 }
 
+/* The admission rules: each one alone refuses, and they are reported in
+ * their documented order when several break at once. */
+TEST(admission_rules)
+{
+    struct sched_admit_task t = {.max_running = 2, .running = 1};
+    struct sched_admit_node n = {.id = "n1", .cap = 3, .running = 2};
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_OK);
+    CHECK_EQ_INT(sched_admit(1, &t, &n), SCHED_ADMIT_PAUSED);
+    t.ending = 1;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_TASK_ENDING);
+    t.ending = 0;
+    n.draining = 1;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_NODE_DRAINING);
+    n.draining = 0;
+    n.lost = 1;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_NODE_LOST);
+    n.lost = 0;
+    n.running = 3;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_NODE_FULL);
+    n.running = 0;
+    n.cap = 0; /* cap 0 = drain by cap */
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_NODE_FULL);
+    n.cap = 3;
+    t.running = 2;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_TASK_AT_LIMIT);
+    t.max_running = 0; /* no limit */
+    t.running = 1000000;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_OK);
+    /* Placed on its host: that node only, before any other rule. */
+    t.on_host = 1;
+    t.host = "n1x";
+    t.host_len = 2;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_OK);
+    t.host_len = 3;
+    CHECK_EQ_INT(sched_admit(1, &t, &n), SCHED_ADMIT_NOT_ITS_HOST);
+    t.host = "n";
+    t.host_len = 1;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_NOT_ITS_HOST);
+    /* Order: paused before ending before drain before lost before full. */
+    t.on_host = 0;
+    t.ending = 1;
+    n.draining = n.lost = 1;
+    n.running = 5;
+    CHECK_EQ_INT(sched_admit(1, &t, &n), SCHED_ADMIT_PAUSED);
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_TASK_ENDING);
+    t.ending = 0;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_NODE_DRAINING);
+    n.draining = 0;
+    CHECK_EQ_INT(sched_admit(0, &t, &n), SCHED_ADMIT_NODE_LOST);
+    CHECK(sched_task_has_room(0, 99));
+    CHECK(sched_task_has_room(3, 2));
+    CHECK(!sched_task_has_room(3, 3));
+    CHECK(strcmp(sched_admit_reason(SCHED_ADMIT_NODE_FULL), "node full") == 0);
+}
+
 int main(void)
 {
     RUN(spread_balances);
@@ -1041,6 +1097,7 @@ int main(void)
     RUN(constraint_strings);
     RUN(label_strings);
     RUN(split);
+    RUN(admission_rules);
     RUN(benchmark);
     return check_summary();
 }

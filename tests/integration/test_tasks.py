@@ -274,11 +274,18 @@ def test_leader_kill_mid_task():
         agents = [Agent(c, "w%d" % i, cap=4).start() for i in range(1, 3)]
         wait_connected(c, ["w1", "w2"])
         tid = submit(c, {"hosts": ["n%03d" % i for i in range(120)], "unit_size": 4,
-                         "retries": 1, "sleep_ms": 400})
-        time.sleep(1.5)
+                         "retries": 1, "sleep_ms": 1500})
+        # Killed as soon as units run: each takes 1.5 s, so the task is in
+        # the middle (a fixed sleep here let the task end before the kill).
         old = c.leader()
-        st, mid, _ = request(c.servers[old].api, "GET", "/v1/tasks/" + tid)
+        end = time.time() + 30
+        while time.time() < end:
+            st, mid, _ = request(c.servers[old].api, "GET", "/v1/tasks/" + tid)
+            if st == 200 and mid["progress"]["units"]["running"] >= 1:
+                break
+            time.sleep(0.05)
         check(st == 200 and mid["state"] not in ("done", "failed", "cancelled")
+              and mid["progress"]["units"]["running"] >= 1
               and mid["progress"]["hosts"]["ok"] < 120,
               "the task is still running when the leader is killed: %s %r" % (st, mid))
         c.servers[old].kill9()

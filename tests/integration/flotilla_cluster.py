@@ -366,10 +366,23 @@ def check(cond, msg):
         raise AssertionError(msg)
 
 
+class Skipped(Exception):
+    """Raised by a test that cannot run here and was told it may skip (an
+    explicit opt-in such as FLOTILLA_ALLOW_SKIP=1): run() reports it as
+    SKIPPED, not as passed."""
+
+
 def run(tests):
-    """Run test functions; print 'N passed, N failed' and exit accordingly."""
-    passed = failed = 0
+    """Run test functions; print 'N passed, N failed' (and any SKIPPED) and
+    exit accordingly. Test names given on the command line select tests; a
+    name that matches none is an error, so a typo never passes by running
+    nothing."""
+    passed = failed = skipped = 0
     only = sys.argv[1:]
+    unknown = sorted(set(only) - {t.__name__ for t in tests})
+    if unknown:
+        print("FAIL no such test: %s" % ", ".join(unknown), flush=True)
+        sys.exit(1)
     for t in tests:
         if only and t.__name__ not in only:
             continue
@@ -378,11 +391,15 @@ def run(tests):
             t()
             passed += 1
             print("ok   %s (%.1fs)" % (t.__name__, time.time() - t0), flush=True)
+        except Skipped as e:
+            skipped += 1
+            print("SKIPPED %s: %s" % (t.__name__, e), flush=True)
         except Exception as e:  # noqa: BLE001 - report every failure
             failed += 1
             import traceback
             traceback.print_exc()
             print("FAIL %s: %s" % (t.__name__, e), flush=True)
-    print("%d passed, %d failed" % (passed, failed))
+    print("%d passed, %d failed%s" % (passed, failed,
+                                      ", %d SKIPPED (not tested)" % skipped if skipped else ""))
     _cleanup()
     sys.exit(0 if failed == 0 else 1)

@@ -404,8 +404,12 @@ def test_hosts_per_task_limit_is_counted():
         check(st1["limits"]["refused_hosts_per_task"] == 2, "two refusals counted: %r"
               % st1["limits"])
         st, body, _ = request(s.api, "GET", "/v1/jobs")
-        check(not any(j.get("name") == "toomany" for j in body.get("jobs", [])),
-              "the refused job is not recorded: %r" % body)
+        check(st == 200 and body["items"] == [], "the refused job is not recorded: %s %r"
+              % (st, body))
+        st, body, _ = request(s.api, "GET", "/v1/tasks")
+        check(st == 200 and len(body["tasks"]) == 1,
+              "only the task of 200,000 hosts is recorded: %s, %d tasks"
+              % (st, len((body or {}).get("tasks", []))))
     finally:
         c.close()
 

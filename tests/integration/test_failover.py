@@ -96,19 +96,24 @@ def test_catch_up_from_snapshot_and_log():
         st = c.servers[follower].status()
         check(st["fsm"]["restores"] >= 1, "follower installed a snapshot: %r" % st["fsm"])
 
-        # Down briefly: a few entries, caught up from the log alone.
+        # Down briefly: a few entries, caught up from the log alone. The
+        # counters start at zero with the process, so after the restart any
+        # restore at all would be a snapshot (installed by the leader, or a
+        # rebuild of the store), not the log.
         c.servers[other].kill9()
-        restores_before = 0
         ts, acked2, errors = load(c, 5, "l", threads=1)
         for t in ts:
             t.join()
+        check(not errors and len(acked2) == 5, "the 5 writes while it was down acknowledged: "
+              "%d, errors %r" % (len(acked2), errors))
         c.servers[other].start()
         c.servers[other].wait_up()
         verify(c, acked2, "l")
         st = c.servers[other].status()
-        check(st["fsm"]["applied_entries"] >= 1, "applied the missed entries: %r" % st["fsm"])
-        check(st["fsm"]["restores"] == restores_before or st["fsm"]["restores_skipped"] >= 0,
-              "log catch-up")
+        check(st["fsm"]["restores"] == 0,
+              "caught up from the log, no snapshot restored: %r" % st["fsm"])
+        check(st["fsm"]["applied_entries"] >= len(acked2),
+              "applied the %d missed writes as log entries: %r" % (len(acked2), st["fsm"]))
     finally:
         c.close()
 
@@ -209,28 +214,51 @@ def test_rebuild_after_unclean_reboot():
 def test_forward_to_a_stopped_leader_is_unknown():
     """A follower forwarding a write to a leader that stops answering must not
     report a definite failure: the leader may have applied it (the chaos
-    harness saw exactly that). A read in the same spot is a plain retry."""
+    harness saw exactly that). A read in the same spot is a plain retry.
+
+    Both requests go to a follower that still names the stopped leader, so
+    both are forwarded to it; the follower's forwarding counters show that
+    they were, and that both failed there."""
     c = Cluster(3, [], "fwd").start()
     try:
         old = c.servers[c.leader()]
         follower = next(s for s in c.servers.values() if s.id != old.id)
+        before = follower.status()
+        check(before["leader"] is not None and before["leader"]["id"] == old.id,
+              "the follower names the leader %d: %r" % (old.id, before["leader"]))
+        answers = {}
+
+        def send(name, method, path, body):
+            t0 = time.monotonic()
+            try:
+                st, out, _ = request(follower.api, method, path, body, timeout=30)
+            except OSError as e:
+                st, out = None, repr(e)
+            answers[name] = (st, out, time.monotonic() - t0)
+
         old.proc.send_signal(signal.SIGSTOP)
         try:
-            t0 = time.monotonic()
-            st, body, _ = request(follower.api, "PUT", "/v1/kv/fwd-unknown", {"value": "x"},
-                                  timeout=30)
-            took = time.monotonic() - t0
+            ts = [threading.Thread(target=send, args=("write", "PUT", "/v1/kv/fwd-unknown",
+                                                      {"value": "x"})),
+                  threading.Thread(target=send, args=("read", "GET", "/v1/kv/fwd-unknown", None))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
         finally:
             old.proc.send_signal(signal.SIGCONT)
-        if st == 200:
-            # The follower had already learned of a new leader: nothing to see.
-            print("  (a new leader answered first; forwarding was not exercised)")
-        else:
-            check(st == 503, "forward failure is a 503: %s %s" % (st, body))
-            code = body["error"]["code"]
-            check(code == "outcome_unknown",
-                  "a write lost in forwarding is reported as unknown, not %r (%.1fs): %s"
-                  % (code, took, body))
+        after = follower.status()
+        fwd = after["proposed"]["forwarded"] - before["proposed"]["forwarded"]
+        errs = after["proposed"]["forward_errors"] - before["proposed"]["forward_errors"]
+        check(fwd == 2 and errs == 2,
+              "both requests were forwarded to the stopped leader and failed there: "
+              "%d forwarded, %d forward errors; answers %r" % (fwd, errs, answers))
+        st, body, took = answers["write"]
+        check(st == 503 and body["error"]["code"] == "outcome_unknown",
+              "a write lost in forwarding is reported as unknown (%.1fs): %s %r" % (took, st, body))
+        st, body, took = answers["read"]
+        check(st == 503 and body["error"]["code"] == "no_leader",
+              "a read lost in forwarding is a plain no_leader (%.1fs): %s %r" % (took, st, body))
         c.leader()
         c.wait_converged()
     finally:

@@ -118,7 +118,8 @@ def test_forbid_never_overlaps_and_tokens_increase():
         st, lock, _ = request(api, "GET", "/v1/locks/cron/slow")
         check(st == 200 and len(lock["holders"]) == 1, "the run holds cron/slow: %s %r" % (st, lock))
         time.sleep(8)
-        request(api, "POST", "/v1/jobs/slow/pause")
+        st, out, _ = request(api, "POST", "/v1/jobs/slow/pause")
+        check(st == 200, "pause: %s %r" % (st, out))
         wait_for(lambda: not request(api, "GET", "/v1/jobs/slow")[1]["active"]
                  or all(t["state"] != "running" and t["state"] != "queued"
                         for r in runs_of(api, "slow") for t in r["tasks"]), 20, "last run to end")
@@ -138,10 +139,27 @@ def test_forbid_never_overlaps_and_tokens_increase():
         wait_for(lambda: request(api, "GET", "/v1/locks/cron/slow")[0] == 404, 10, "lock free")
         st, g, _ = request(api, "PUT", "/v1/locks/cron/slow", {"session": sess["id"]})
         check(st == 200, "a user takes cron/slow: %s %r" % (st, g))
-        request(api, "POST", "/v1/jobs/slow/resume")
-        time.sleep(3)
-        recent = [r for r in runs_of(api, "slow") if r["fired_ms"] > g["token"] * 0]  # all
-        check(recent[-1]["outcome"] == "skipped_overlap", "held by a user: %r" % recent[-1])
+        resume_sent = time.time()
+        st, out, _ = request(api, "POST", "/v1/jobs/slow/resume")
+        check(st == 200, "resume: %s %r" % (st, out))
+        resumed_ms = time.time() * 1000
+        time.sleep(3.5)
+        # Every fire after the resume finds the lock held by the user: none
+        # starts a run, and nothing runs.
+        runs = runs_of(api, "slow")
+        since = [r for r in runs if r["fired_ms"] >= resume_sent * 1000]
+        check(all(r["outcome"] != "started" for r in since),
+              "a run started while a user held cron/slow: %r"
+              % [(r["fired_ms"], r["outcome"]) for r in since])
+        recent = [r for r in since if r["fired_ms"] >= resumed_ms]
+        check(len(recent) >= 2 and all(r["outcome"] == "skipped_overlap" for r in recent),
+              "fires after the resume are skipped while a user holds the lock: %r"
+              % [(r["fired_ms"], r["outcome"]) for r in recent])
+        late = [r for r in read_log(logdir, "slow") if r["start"] >= resume_sent]
+        check(not late, "ran while a user held cron/slow: %r" % late)
+        st, lk, _ = request(api, "GET", "/v1/locks/cron/slow")
+        check(st == 200 and [h.get("session") for h in lk["holders"]] == [sess["id"]],
+              "the user still holds cron/slow: %s %r" % (st, lk))
     finally:
         c.close()
 

@@ -661,12 +661,14 @@ def shared(fn):
 
 
 def test_shared_cluster_converged():
+    """The replicas of the cluster the shared tests ran on agree. Selected
+    without any of them there is nothing to check, and that is a failure."""
     c = SHARED.pop("cluster", None)
-    if c is not None:
-        try:
-            c.wait_converged(timeout=30, servers=list(c.servers.values()))
-        finally:
-            c.close()
+    check(c is not None, "no shared cluster to check: select it with at least one shared test")
+    try:
+        c.wait_converged(timeout=30, servers=list(c.servers.values()))
+    finally:
+        c.close()
 
 
 if __name__ == "__main__":

@@ -235,6 +235,10 @@ def test_rollout():
         end = time.time() + 60
         while rollout(c, rid)["progress"]["deployed"] < 1 and time.time() < end:
             time.sleep(0.05)
+        mid = rollout(c, rid)
+        done_before = mid["progress"]["deployed"]
+        check(mid["state"] in ("waiting", "running") and 1 <= done_before < len(targets),
+              "the leader is killed in the middle of the rollout: %r" % mid)
         old = c.leader()
         c.servers[old].kill9()
         end, d = time.time() + 120, None
@@ -250,7 +254,7 @@ def test_rollout():
               all(t["attempt"] == 1 and t["result"] == "deployed" for t in d["target_list"]),
               "the rollout finished under the new leader, each target once: %r" % d)
         print("failover: server %d killed after %d target(s); the rollout finished under "
-              "server %d" % (old, 1, c.leader()), flush=True)
+              "server %d" % (old, done_before, c.leader()), flush=True)
         for t in targets:
             check(t.current() == "releases/2", "%s on v2 after the failover" % t.name)
             t.wait_running("2")

@@ -216,18 +216,26 @@ def test_agent_kill9_and_restart():
         wait_connected(c, ["k1"])
         tid = submit(c, {"hosts": ["x%d" % i for i in range(4)], "unit_size": 1, "retries": 1,
                          "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "2"}})
-        time.sleep(1.0)
+        # Killed while all four units run (each sleeps 2 s once started).
+        end = time.time() + 20
+        while time.time() < end and len([k for k in read_runs(logdir) if k[2] == 1]) < 4:
+            time.sleep(0.05)
+        check(len([k for k in read_runs(logdir) if k[2] == 1]) == 4,
+              "the four first attempts started: %r" % read_runs(logdir))
         a1.kill9()
         a1.start()  # back long before lost_after: reconcile, not loss, takes the units back
         body = wait_task(c, tid, timeout=60)
         check(body["state"] == "done" and body["progress"]["hosts"]["ok"] == 4, "done: %r" % body)
         st, units, _ = request(leader_api(c), "GET", "/v1/tasks/%s/units" % tid)
-        check(all(u["attempt"] == 2 for u in units["units"]),
-              "every unit ran a second time: %r" % [u["attempt"] for u in units["units"]])
+        check(st == 200 and len(units["units"]) == 4 and
+              all(u["attempt"] == 2 for u in units["units"]),
+              "every unit ran a second time: %s %r"
+              % (st, [u["attempt"] for u in (units or {}).get("units", [])]))
         runs = read_runs(logdir)
         firsts = {k[1]: k[3] for k in runs if k[2] == 1}
         seconds = {k[1]: k[3] for k in runs if k[2] == 2}
-        check(all(seconds[u] > firsts[u] for u in firsts), "new tokens: %r %r" % (firsts, seconds))
+        check(len(firsts) == 4 and sorted(seconds) == sorted(firsts) and
+              all(seconds[u] > firsts[u] for u in firsts), "new tokens: %r %r" % (firsts, seconds))
     finally:
         c.close()
 
@@ -266,9 +274,20 @@ def test_leader_kill_mid_task():
         agents = [Agent(c, "w%d" % i, cap=4).start() for i in range(1, 3)]
         wait_connected(c, ["w1", "w2"])
         tid = submit(c, {"hosts": ["n%03d" % i for i in range(120)], "unit_size": 4,
-                         "retries": 1, "sleep_ms": 400})
-        time.sleep(1.5)
+                         "retries": 1, "sleep_ms": 1500})
+        # Killed as soon as units run: each takes 1.5 s, so the task is in
+        # the middle (a fixed sleep here let the task end before the kill).
         old = c.leader()
+        end = time.time() + 30
+        while time.time() < end:
+            st, mid, _ = request(c.servers[old].api, "GET", "/v1/tasks/" + tid)
+            if st == 200 and mid["progress"]["units"]["running"] >= 1:
+                break
+            time.sleep(0.05)
+        check(st == 200 and mid["state"] not in ("done", "failed", "cancelled")
+              and mid["progress"]["units"]["running"] >= 1
+              and mid["progress"]["hosts"]["ok"] < 120,
+              "the task is still running when the leader is killed: %s %r" % (st, mid))
         c.servers[old].kill9()
         body = wait_task(c, tid, timeout=120)
         check(body["state"] == "done", "task done after the leader died: %r" % body)
@@ -472,7 +491,8 @@ def test_run_on_host_one_at_a_time():
               "every host ran on its own node: %r" % [(r["host"], r["node"]) for r in res["results"]])
         st, units, _ = request(leader_api(c), "GET", "/v1/tasks/%s/units" % tid)
         spans = sorted((u["assigned_ms"], u["finished_ms"]) for u in units["units"])
-        check(all(a > 0 and f >= a for a, f in spans), "units have their times: %r" % spans)
+        check(len(spans) == 3 and all(a > 0 and f >= a for a, f in spans),
+              "three units have their times: %r" % spans)
         for (a1, f1), (a2, f2) in zip(spans, spans[1:]):
             check(a2 >= f1, "units overlapped: %r" % spans)
         runs = read_runs(logdir)

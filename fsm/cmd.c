@@ -293,202 +293,61 @@ size_t fsm_writer_size(const struct fsm_entry_writer *w)
     return w->body.size;
 }
 
-static int pack_str(msgpack_packer *pk, const char *s, size_t n)
-{
-    return msgpack_pack_str_with_body(pk, s == NULL ? "" : s, s == NULL ? 0 : n);
-}
-
 int fsm_writer_add(struct fsm_entry_writer *w, const struct fsm_cmd *c)
 {
     msgpack_packer pk;
     size_t start = w->body.size;
-    int rv = 0;
+    int env = 0, rv;
     msgpack_packer_init(&pk, &w->body, msgpack_sbuffer_write);
     if (c->type == FSM_CMD_REQUEST) {
         return FL_EINVAL; /* an envelope is never a command of its own */
     }
     if (c->req.serial != 0) {
-        rv |= msgpack_pack_array(&pk, 4);
-        rv |= msgpack_pack_uint8(&pk, FSM_CMD_REQUEST);
-        rv |= pack_str(&pk, c->req.session, c->req.slen);
-        rv |= msgpack_pack_uint64(&pk, c->req.serial);
+        env |= msgpack_pack_array(&pk, 4);
+        env |= msgpack_pack_uint8(&pk, FSM_CMD_REQUEST);
+        env |= fsm__pack_str(&pk, c->req.session, c->req.slen);
+        env |= msgpack_pack_uint64(&pk, c->req.serial);
     }
-    switch (c->type) {
-    case FSM_CMD_KV_PUT:
-        rv |= msgpack_pack_array(&pk, 5);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.kv.key, c->u.kv.klen);
-        rv |= msgpack_pack_bin_with_body(&pk, c->u.kv.vlen ? (const void *)c->u.kv.value : "",
-                                         c->u.kv.vlen);
-        rv |= c->u.kv.has_cas ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-        rv |= msgpack_pack_uint64(&pk, c->u.kv.cas);
-        break;
-    case FSM_CMD_KV_DEL:
-        rv |= msgpack_pack_array(&pk, 4);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.kv.key, c->u.kv.klen);
-        rv |= c->u.kv.has_cas ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-        rv |= msgpack_pack_uint64(&pk, c->u.kv.cas);
-        break;
-    case FSM_CMD_NODE_REGISTER:
-        /* Field 10 (blob_addr) only when set: older servers read 9. */
-        rv |= msgpack_pack_array(&pk, c->u.node.blob_addr_len > 0 ? 10 : 9);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
-        rv |= msgpack_pack_uint64(&pk, c->u.node.raft_id);
-        rv |= pack_str(&pk, c->u.node.raft_addr, c->u.node.raft_addr_len);
-        rv |= pack_str(&pk, c->u.node.api_addr, c->u.node.api_addr_len);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->u.node.kind);
-        rv |= msgpack_pack_array(&pk, c->u.node.n_labels);
-        for (unsigned i = 0; i < c->u.node.n_labels; i++) {
-            rv |= pack_str(&pk, c->u.node.labels[i], c->u.node.label_lens[i]);
+    if ((rv = fsm__pack_node(&pk, c)) == -2 && (rv = fsm__pack_sched(&pk, c)) == -2) {
+        rv = 0;
+        switch (c->type) {
+        case FSM_CMD_SESSION_CREATE:
+        case FSM_CMD_SESSION_RENEW:
+        case FSM_CMD_SESSION_DESTROY:
+        case FSM_CMD_SESSION_EXPIRE:
+        case FSM_CMD_LEASE_EXTEND:
+        case FSM_CMD_LOCK_ACQUIRE:
+        case FSM_CMD_LOCK_RELEASE:
+        case FSM_CMD_LOCK_UNWAIT:
+        case FSM_CMD_LOCK_WAKE:
+            rv |= fsm__lock_pack(&pk, c);
+            break;
+        case FSM_CMD_JOB_PUT:
+        case FSM_CMD_JOB_DEL:
+        case FSM_CMD_JOB_PAUSE:
+        case FSM_CMD_JOB_FIRE:
+            rv |= fsm__job_pack(&pk, c);
+            break;
+        case FSM_CMD_ACL_BOOTSTRAP:
+        case FSM_CMD_TOKEN_CREATE:
+        case FSM_CMD_TOKEN_DELETE:
+            rv |= fsm__acl_pack(&pk, c);
+            break;
+        case FSM_CMD_AGENT_KEY_SET:
+        case FSM_CMD_AGENT_KEY_APPROVE:
+        case FSM_CMD_AGENT_KEY_FORGET:
+            rv |= fsm__agentkey_pack(&pk, c);
+            break;
+        case FSM_CMD_PACKAGE_PUT:
+        case FSM_CMD_PACKAGE_RM:
+            rv |= fsm__package_pack(&pk, c);
+            break;
+        default:
+            w->body.size = start; /* drop an envelope already written */
+            return FL_EINVAL;
         }
-        rv |= msgpack_pack_uint32(&pk, c->u.node.cap);
-        rv |= pack_str(&pk, c->u.node.agent_addr, c->u.node.agent_addr_len);
-        if (c->u.node.blob_addr_len > 0) {
-            rv |= pack_str(&pk, c->u.node.blob_addr, c->u.node.blob_addr_len);
-        }
-        break;
-    case FSM_CMD_NODE_CAP:
-        rv |= msgpack_pack_array(&pk, 3);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
-        rv |= msgpack_pack_uint32(&pk, c->u.node.cap);
-        break;
-    case FSM_CMD_NODE_DRAIN:
-        rv |= msgpack_pack_array(&pk, 3);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
-        rv |= c->u.node.drain ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-        break;
-    case FSM_CMD_TASK_SUBMIT: {
-        /* Fields 12-14 (the rollout controls) only when one is set: a task
-         * without them encodes as before. */
-        int controls = c->u.task.max_running != 0 || c->u.task.fail_stop != 0 ||
-                       c->u.task.placement != FSM_PLACE_ANY;
-        rv |= msgpack_pack_array(&pk, controls ? 14 : 11);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.task.id, c->u.task.idlen);
-        rv |= pack_str(&pk, c->u.task.name, c->u.task.namelen);
-        rv |= pack_str(&pk, c->u.task.idem, c->u.task.idemlen);
-        rv |= msgpack_pack_array(&pk, c->u.task.n_hosts);
-        for (uint32_t i = 0; i < c->u.task.n_hosts; i++) {
-            const char *h = c->u.task.host_ptrs[i];
-            rv |= pack_str(&pk, h, strlen(h));
-        }
-        rv |= msgpack_pack_uint32(&pk, c->u.task.unit_size);
-        rv |= msgpack_pack_uint32(&pk, c->u.task.timeout_ms);
-        rv |= msgpack_pack_uint32(&pk, c->u.task.retries);
-        rv |= msgpack_pack_int32(&pk, c->u.task.priority);
-        rv |= msgpack_pack_array(&pk, c->u.task.n_constraints);
-        for (unsigned i = 0; i < c->u.task.n_constraints; i++) {
-            rv |= pack_str(&pk, c->u.task.constraints[i], c->u.task.constraint_lens[i]);
-        }
-        rv |= msgpack_pack_bin_with_body(&pk, c->u.task.spec_len ? (const void *)c->u.task.spec : "",
-                                         c->u.task.spec_len);
-        if (controls) {
-            rv |= msgpack_pack_uint32(&pk, c->u.task.max_running);
-            rv |= msgpack_pack_uint32(&pk, c->u.task.fail_stop);
-            rv |= msgpack_pack_uint8(&pk, c->u.task.placement);
-        }
-        break;
     }
-    case FSM_CMD_TASK_CANCEL:
-        rv |= msgpack_pack_array(&pk, 2);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.task.id, c->u.task.idlen);
-        break;
-    case FSM_CMD_UNIT_ASSIGN:
-        rv |= msgpack_pack_array(&pk, 5);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
-        rv |= msgpack_pack_uint32(&pk, c->u.unit.unit);
-        rv |= msgpack_pack_uint32(&pk, c->u.unit.attempt);
-        rv |= pack_str(&pk, c->u.unit.node, c->u.unit.nodelen);
-        break;
-    case FSM_CMD_UNIT_RESULT:
-        rv |= msgpack_pack_array(&pk, 10);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
-        rv |= msgpack_pack_uint32(&pk, c->u.unit.unit);
-        rv |= msgpack_pack_uint32(&pk, c->u.unit.attempt);
-        rv |= msgpack_pack_uint64(&pk, c->u.unit.token);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->u.unit.status);
-        rv |= msgpack_pack_int32(&pk, c->u.unit.exit_code);
-        rv |= msgpack_pack_uint64(&pk, c->u.unit.started_ms);
-        rv |= msgpack_pack_uint64(&pk, c->u.unit.finished_ms);
-        rv |= msgpack_pack_array(&pk, c->u.unit.n_results);
-        for (uint32_t i = 0; i < c->u.unit.n_results; i++) {
-            const struct fsm_host_result *r = &c->u.unit.result_ptrs[i];
-            rv |= msgpack_pack_array(&pk, 4);
-            rv |= pack_str(&pk, r->host, r->hostlen);
-            rv |= msgpack_pack_uint8(&pk, (uint8_t)r->status);
-            rv |= msgpack_pack_int32(&pk, r->rc);
-            rv |= msgpack_pack_bin_with_body(&pk, r->tail_len ? (const void *)r->tail : "",
-                                             r->tail_len);
-        }
-        break;
-    case FSM_CMD_UNIT_REQUEUE:
-        rv |= msgpack_pack_array(&pk, 5);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.unit.task, c->u.unit.tasklen);
-        rv |= msgpack_pack_uint32(&pk, c->u.unit.unit);
-        rv |= msgpack_pack_uint64(&pk, c->u.unit.token);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->u.unit.status);
-        break;
-    case FSM_CMD_DISPATCH:
-        rv |= msgpack_pack_array(&pk, 2);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= c->u.dispatch.paused ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-        break;
-    case FSM_CMD_NODE_LOST:
-    case FSM_CMD_NODE_REMOVE:
-        rv |= msgpack_pack_array(&pk, 2);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.node.id, c->u.node.idlen);
-        break;
-    case FSM_CMD_SESSION_CREATE:
-    case FSM_CMD_SESSION_RENEW:
-    case FSM_CMD_SESSION_DESTROY:
-    case FSM_CMD_SESSION_EXPIRE:
-    case FSM_CMD_LEASE_EXTEND:
-    case FSM_CMD_LOCK_ACQUIRE:
-    case FSM_CMD_LOCK_RELEASE:
-    case FSM_CMD_LOCK_UNWAIT:
-    case FSM_CMD_LOCK_WAKE:
-        rv |= fsm__lock_pack(&pk, c);
-        break;
-    case FSM_CMD_JOB_PUT:
-    case FSM_CMD_JOB_DEL:
-    case FSM_CMD_JOB_PAUSE:
-    case FSM_CMD_JOB_FIRE:
-        rv |= fsm__job_pack(&pk, c);
-        break;
-    case FSM_CMD_ACL_BOOTSTRAP:
-    case FSM_CMD_TOKEN_CREATE:
-    case FSM_CMD_TOKEN_DELETE:
-        rv |= fsm__acl_pack(&pk, c);
-        break;
-    case FSM_CMD_AGENT_KEY_SET:
-    case FSM_CMD_AGENT_KEY_APPROVE:
-    case FSM_CMD_AGENT_KEY_FORGET:
-        rv |= fsm__agentkey_pack(&pk, c);
-        break;
-    case FSM_CMD_PACKAGE_PUT:
-    case FSM_CMD_PACKAGE_RM:
-        rv |= fsm__package_pack(&pk, c);
-        break;
-    case FSM_CMD_META_INIT:
-        rv |= msgpack_pack_array(&pk, 3);
-        rv |= msgpack_pack_uint8(&pk, (uint8_t)c->type);
-        rv |= pack_str(&pk, c->u.meta.name, c->u.meta.nlen);
-        rv |= pack_str(&pk, c->u.meta.value, c->u.meta.vlen);
-        break;
-    default:
-        w->body.size = start; /* drop an envelope already written */
-        return FL_EINVAL;
-    }
-    if (rv != 0) {
+    if (rv != 0 || env != 0) {
         w->body.size = start;
         return FL_ENOMEM;
     }

@@ -71,6 +71,13 @@ int fsm__apply_agentkey(struct fsm *f, const struct fsm_cmd *c, uint64_t index, 
 int fsm__request_check(struct fsm *f, const struct fsm_cmd *c, struct fsm_result *res, int *run);
 int fsm__request_record(struct fsm *f, const struct fsm_cmd *c, const struct fsm_result *res);
 
+/* Encoding (cmd_pack.c): a string (NULL as empty); the core commands.
+ * The two packers return -2 for a type that is not theirs, else
+ * msgpack-c's status (0 = written). */
+int fsm__pack_str(msgpack_packer *pk, const char *s, size_t n);
+int fsm__pack_node(msgpack_packer *pk, const struct fsm_cmd *c);
+int fsm__pack_sched(msgpack_packer *pk, const struct fsm_cmd *c);
+
 /* Read/write a decimal counter kept in META. */
 int fsm__meta_u64(struct store_txn *t, const char *name, uint64_t *out);
 int fsm__meta_put_u64(struct store_txn *t, const char *name, uint64_t v);

@@ -132,18 +132,13 @@ int fsm__lock_validate(const struct fsm_cmd *c, char *errmsg)
  *  token?]: the token (LOCK_RELEASE of one hold) only when it is set, so
  * commands without one encode as before. */
 
-static int pack_str(msgpack_packer *pk, const char *s, size_t n)
-{
-    return msgpack_pack_str_with_body(pk, s == NULL ? "" : s, s == NULL ? 0 : n);
-}
-
 int fsm__lock_pack(msgpack_packer *pk, const struct fsm_cmd *c)
 {
     int with_token = c->u.lock.token != 0;
     return msgpack_pack_array(pk, with_token ? 10 : 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
-           pack_str(pk, c->u.lock.session, c->u.lock.slen) |
-           pack_str(pk, c->u.lock.key, c->u.lock.klen) |
-           pack_str(pk, c->u.lock.name, c->u.lock.nlen) | msgpack_pack_uint64(pk, c->u.lock.ttl_ms) |
+           fsm__pack_str(pk, c->u.lock.session, c->u.lock.slen) |
+           fsm__pack_str(pk, c->u.lock.key, c->u.lock.klen) |
+           fsm__pack_str(pk, c->u.lock.name, c->u.lock.nlen) | msgpack_pack_uint64(pk, c->u.lock.ttl_ms) |
            msgpack_pack_uint64(pk, c->u.lock.lock_delay_ms) |
            msgpack_pack_uint64(pk, c->u.lock.renewals) | msgpack_pack_uint32(pk, c->u.lock.limit) |
            (c->u.lock.wait ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |

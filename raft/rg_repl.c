@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/crashpoint.h"
 #include "common/err.h"
+#include "common/fsdir.h"
 #include "common/log.h"
 #include "raft/rg_apply.h"
 #include "raft/rg_trace.h"
@@ -649,29 +650,6 @@ int rg_repl_transfer(struct rg_repl *p, uint64_t id, rg_done_cb cb, void *data)
 
 /* ---- lifecycle ------------------------------------------------------ */
 
-static int mkdir_p(const char *path)
-{
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp) {
-        return -1;
-    }
-    memcpy(tmp, path, n + 1);
-    for (char *s = tmp + 1; *s; s++) {
-        if (*s == '/') {
-            *s = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-                return -1;
-            }
-            *s = '/';
-        }
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-        return -1;
-    }
-    return 0;
-}
-
 int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_options *o,
                    struct rg_repl **out, char *errmsg)
 {
@@ -702,7 +680,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     p->readers_tail = &p->readers;
     fsm_writer_init(&p->writer);
 
-    if (mkdir_p(p->dir) != 0) {
+    if (fl_mkdir_p(p->dir) != 0) {
         rv = fl_errf(errmsg, FL_EIO, "create %s: %s", p->dir, strerror(errno));
         goto err;
     }

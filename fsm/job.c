@@ -284,9 +284,12 @@ static int start_run(struct fsm *f, struct store_job *j, struct store_run *r,
         } else {
             snprintf(id, sizeof id, "%s", base);
         }
-        snprintf(tname, sizeof tname, "job:%s@%llu#%u/%u", j->name,
-                 (unsigned long long)r->sched_ms, i, n);
-        rv = submit_task(f, j, id, tname, pinned, index, now);
+        struct store_job_ref ref = {.sched_ms = r->sched_ms, .index = i, .total = n};
+        snprintf(ref.job, sizeof ref.job, "%s", j->name);
+        rv = store_job_ref_name(&ref, tname, sizeof tname);
+        if (rv == FL_OK) {
+            rv = submit_task(f, j, id, tname, pinned, index, now);
+        }
         if (rv == FL_OK) {
             rv = fl_buf_append(active, id, strlen(id) + 1);
         }
@@ -539,17 +542,16 @@ static int oldest_queued(struct store_txn *t, const char *name, struct store_run
 int fsm__job_task_finished(struct fsm *f, const struct store_task *task, uint64_t index,
                           uint64_t now)
 {
-    char name[STORE_JOB_NAME_MAX], key[STORE_LOCK_KEY_MAX], holder[STORE_SESSION_ID_MAX];
-    const char *at = strchr(task->name + 4, '@');
+    char key[STORE_LOCK_KEY_MAX], holder[STORE_SESSION_ID_MAX];
+    const char *name = task->job.job;
     struct store_job j;
     struct store_run r;
     struct fl_buf active;
     int rv, busy;
 
-    if (at == NULL || (size_t)(at - task->name - 4) >= sizeof name) {
+    if (name[0] == '\0' || strlen(name) >= STORE_JOB_NAME_MAX) {
         return FL_OK;
     }
-    snprintf(name, sizeof name, "%.*s", (int)(at - task->name - 4), task->name + 4);
     rv = store_job_get(f->txn, name, &j);
     if (rv == FL_ENOTFOUND) {
         return FL_OK;

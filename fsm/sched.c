@@ -23,17 +23,14 @@
 #include "scheduler/admit.h"
 #include "scheduler/sched.h"
 
-/* The FSM applying the current command: finish_unit reports finished job
- * runs through it (one loop thread applies entries). */
-static struct fsm *applying;
-static int depth;
-
-static void task_finished(const struct store_task *task)
+/* A job run's task has finished: fsm/job.c releases the run's lock or
+ * starts its next queued run once the current command is applied
+ * (fsm__apply_sched). */
+static void task_finished(struct fsm *f, const struct store_task *task)
 {
-    if (applying != NULL && strncmp(task->name, "job:", 4) == 0) {
-        if (fl_buf_append(&applying->finished_runs, task->id, strlen(task->id) + 1) != FL_OK) {
-            fsm_fatal_hook("out of memory recording a finished job run");
-        }
+    if (task->job.job[0] != '\0' &&
+        fl_buf_append(&f->finished_runs, task->id, strlen(task->id) + 1) != FL_OK) {
+        fsm_fatal_hook("out of memory recording a finished job run");
     }
 }
 
@@ -219,7 +216,7 @@ static int requeue(struct store_txn *t, struct store_task *task, uint32_t unit,
     return rv;
 }
 
-static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t unit,
+static int finish_unit(struct fsm *f, struct store_task *task, uint32_t unit,
                        struct store_unit *u, const struct fsm_cmd *c, int status, int32_t exit_code,
                        uint64_t now);
 
@@ -239,8 +236,9 @@ static uint32_t failed_hosts(const struct store_task *task)
  * finished as cancelled, as a cancel does; running units run to completion
  * and are not retried. stopped is set first, so the finish_unit calls below
  * (cancelled units, which fail no host) do not come back here. */
-static int stop_task(struct store_txn *t, struct store_task *task, uint64_t now)
+static int stop_task(struct fsm *f, struct store_task *task, uint64_t now)
 {
+    struct store_txn *t = f->txn;
     int rv = FL_OK;
     task->stopped = 1;
     for (uint32_t unit = 0; unit < task->n_units && task->units_queued > 0 && rv == FL_OK; unit++) {
@@ -253,7 +251,7 @@ static int stop_task(struct store_txn *t, struct store_task *task, uint64_t now)
             rv = store_del(t, STORE_QUEUE, qkey,
                            store_queue_key(qkey, task->priority, task->seq, task->id, unit));
             if (rv == FL_OK || rv == FL_ENOTFOUND) {
-                rv = finish_unit(t, task, unit, &u, NULL, STORE_ST_CANCELLED, -1, now);
+                rv = finish_unit(f, task, unit, &u, NULL, STORE_ST_CANCELLED, -1, now);
             }
         }
     }
@@ -263,10 +261,11 @@ static int stop_task(struct store_txn *t, struct store_task *task, uint64_t now)
 /* Record the final per-host results of a unit and close the task when it was
  * the last one; stop the task when its failed hosts reach fail_stop. `c` may
  * be NULL: then every host gets `status`. */
-static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t unit,
+static int finish_unit(struct fsm *f, struct store_task *task, uint32_t unit,
                        struct store_unit *u, const struct fsm_cmd *c, int status, int32_t exit_code,
                        uint64_t now)
 {
+    struct store_txn *t = f->txn;
     size_t pos = 0, hlen;
     const char *host;
     uint32_t i = 0;
@@ -343,10 +342,10 @@ static int finish_unit(struct store_txn *t, struct store_task *task, uint32_t un
             task->state = task->hosts_by_status[STORE_ST_OK] == task->n_hosts ? STORE_TASK_DONE
                                                                               : STORE_TASK_FAILED;
         }
-        task_finished(task);
+        task_finished(f, task);
     }
     if (task->fail_stop > 0 && !task->stopped && failed_hosts(task) >= task->fail_stop) {
-        return stop_task(t, task, now);
+        return stop_task(f, task, now);
     }
     return FL_OK;
 }
@@ -496,7 +495,7 @@ static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
         !task.stopped) {
         rv = requeue(t, &task, c->u.unit.unit, &u, now);
     } else {
-        rv = finish_unit(t, &task, c->u.unit.unit, &u, c, c->u.unit.status, c->u.unit.exit_code,
+        rv = finish_unit(f, &task, c->u.unit.unit, &u, c, c->u.unit.status, c->u.unit.exit_code,
                          now);
     }
     if (rv != FL_OK) {
@@ -507,9 +506,10 @@ static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
 
 /* The leader takes a running unit back (its node was lost, or its agent does
  * not know it after a leader change). */
-static int take_back(struct store_txn *t, const char *task_id, uint32_t unit, uint64_t token,
+static int take_back(struct fsm *f, const char *task_id, uint32_t unit, uint64_t token,
                      int status, uint64_t now, struct fsm_result *res)
 {
+    struct store_txn *t = f->txn;
     struct store_task task;
     struct store_unit u;
     int rv = store_unit_get(t, task_id, unit, &u);
@@ -534,7 +534,7 @@ static int take_back(struct store_txn *t, const char *task_id, uint32_t unit, ui
     if (u.retries_left > 0 && !u.cancel && !task.cancel_requested && !task.stopped) {
         rv = requeue(t, &task, unit, &u, now);
     } else {
-        rv = finish_unit(t, &task, unit, &u, NULL, u.cancel || task.cancel_requested
+        rv = finish_unit(f, &task, unit, &u, NULL, u.cancel || task.cancel_requested
                                                        ? STORE_ST_CANCELLED
                                                        : status,
                          -1, now);
@@ -542,9 +542,10 @@ static int take_back(struct store_txn *t, const char *task_id, uint32_t unit, ui
     return rv == FL_OK ? store_task_put(t, &task) : rv;
 }
 
-static int node_lost(struct store_txn *t, const struct fsm_cmd *c, uint64_t now,
+static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
                      struct fsm_result *res)
 {
+    struct store_txn *t = f->txn;
     char node_id[STORE_NODE_ID_MAX];
     struct store_node n;
     struct store_cursor *cur;
@@ -599,7 +600,7 @@ static int node_lost(struct store_txn *t, const struct fsm_cmd *c, uint64_t now,
         memcpy(task_id, p, len - 5u);
         task_id[len - 5] = '\0';
         struct fsm_result ignore = {0};
-        rv = take_back(t, task_id,
+        rv = take_back(f, task_id,
                        (uint32_t)p[len - 4] << 24 | (uint32_t)p[len - 3] << 16 |
                            (uint32_t)p[len - 2] << 8 | p[len - 1],
                        0, STORE_ST_LOST, now, &ignore);
@@ -608,9 +609,10 @@ static int node_lost(struct store_txn *t, const struct fsm_cmd *c, uint64_t now,
     return rv;
 }
 
-static int task_cancel(struct store_txn *t, const struct fsm_cmd *c, uint64_t now,
+static int task_cancel(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
                        struct fsm_result *res)
 {
+    struct store_txn *t = f->txn;
     char task_id[STORE_TASK_ID_MAX];
     struct store_task task;
     int rv;
@@ -640,7 +642,7 @@ static int task_cancel(struct store_txn *t, const struct fsm_cmd *c, uint64_t no
             rv = store_del(t, STORE_QUEUE, qkey,
                            store_queue_key(qkey, task.priority, task.seq, task_id, unit));
             if (rv == FL_OK || rv == FL_ENOTFOUND) {
-                rv = finish_unit(t, &task, unit, &u, NULL, STORE_ST_CANCELLED, -1, now);
+                rv = finish_unit(f, &task, unit, &u, NULL, STORE_ST_CANCELLED, -1, now);
             }
         } else if (u.state == STORE_UNIT_RUNNING && !u.cancel) {
             u.cancel = 1; /* the leader sends CANCEL; the agent reports cancelled */
@@ -653,7 +655,7 @@ static int task_cancel(struct store_txn *t, const struct fsm_cmd *c, uint64_t no
     if (task.units_done == task.n_units && task.state != STORE_TASK_CANCELLED) {
         task.state = STORE_TASK_CANCELLED;
         task.finished_ms = now;
-        task_finished(&task);
+        task_finished(f, &task);
     }
     return store_task_put(t, &task);
 }
@@ -668,14 +670,13 @@ int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uin
                     struct fsm_result *res)
 {
     int rv;
-    applying = f;
-    depth++;
+    f->sched_depth++;
     rv = apply_sched(f, c, index, now, res);
-    depth--;
-    while (rv == FL_OK && depth == 0 && f->finished_runs.len > 0) {
+    f->sched_depth--;
+    while (rv == FL_OK && f->sched_depth == 0 && f->finished_runs.len > 0) {
         struct fl_buf ids = f->finished_runs;
         fl_buf_init(&f->finished_runs);
-        depth++;
+        f->sched_depth++;
         for (size_t off = 0; rv == FL_OK && off < ids.len; off += strlen((char *)ids.data + off) + 1) {
             struct store_task task;
             rv = store_task_get(f->txn, (char *)ids.data + off, &task);
@@ -685,7 +686,7 @@ int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uin
                 rv = FL_OK;
             }
         }
-        depth--;
+        f->sched_depth--;
         fl_buf_close(&ids);
     }
     return rv;
@@ -704,13 +705,13 @@ static int apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
     case FSM_CMD_UNIT_REQUEUE: {
         char task_id[STORE_TASK_ID_MAX];
         copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
-        return take_back(f->txn, task_id, c->u.unit.unit, c->u.unit.token, c->u.unit.status, now,
+        return take_back(f, task_id, c->u.unit.unit, c->u.unit.token, c->u.unit.status, now,
                          res);
     }
     case FSM_CMD_NODE_LOST:
-        return node_lost(f->txn, c, now, res);
+        return node_lost(f, c, now, res);
     case FSM_CMD_TASK_CANCEL:
-        return task_cancel(f->txn, c, now, res);
+        return task_cancel(f, c, now, res);
     case FSM_CMD_DISPATCH:
         f->dispatch_paused = c->u.dispatch.paused;
         return fsm__meta_put_u64(f->txn, "dispatch_paused", (uint64_t)c->u.dispatch.paused);

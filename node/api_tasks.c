@@ -373,6 +373,10 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
             node__field_err(req, "name", "must be a string of at most 127 bytes");
             return 0;
         }
+        if (strncmp(json_string_value(v), "job:", 4) == 0) {
+            node__field_err(req, "name", "may not start with \"job:\" (the names of cron job runs)");
+            return 0;
+        }
         snprintf(b->name, sizeof b->name, "%s", json_string_value(v));
     }
     if (node_spec_encode(spec, &b->specbuf) != FL_OK) {

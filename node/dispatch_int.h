@@ -72,6 +72,7 @@ struct task_cache {
     uint32_t max_running; /* 0 = no limit */
     int placement;        /* FSM_PLACE_*: host pins each unit to the node its host names */
     char name[STORE_TASK_NAME_MAX];
+    struct store_job_ref job; /* a cron job's run: which one */
     struct node_spec spec;
     int spec_ok;
 };

@@ -44,6 +44,7 @@ struct task_cache *dispatch__task_get(struct dispatch *d, struct store_txn *t, c
     tc->max_running = task.max_running;
     tc->placement = task.placement;
     memcpy(tc->name, task.name, sizeof tc->name);
+    tc->job = task.job;
     tc->n_constraints = task.n_constraints;
     for (unsigned i = 0; i < task.n_constraints; i++) {
         memcpy(tc->constraints[i], task.constraints[i], sizeof tc->constraints[i]);

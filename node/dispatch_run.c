@@ -4,25 +4,22 @@
  * job), a deploy's blob sources and the task's secrets, opened only here. */
 #include "node/dispatch_int.h"
 
-/* The shard of a unit, and for a job run ("job:NAME@SCHED#I/N", fsm/job.c)
- * the job, its schedule time and the run's shard: mode all runs one task per
- * node, so the shard is the task's place in the run. */
+/* The shard of a unit, and for a job run (store_task.job) the job, its
+ * schedule time and the run's shard: mode all runs one task per node, so
+ * the shard is the task's place in the run. */
 static unsigned job_env(const struct task_cache *tc, uint32_t unit, char (*env)[STORE_HOST_MAX + 64])
 {
-    unsigned long long sched = 0;
-    unsigned idx = 0, total = 0;
-    const char *at;
-    if (strncmp(tc->name, "job:", 4) != 0 || (at = strchr(tc->name, '@')) == NULL ||
-        sscanf(at + 1, "%llu#%u/%u", &sched, &idx, &total) != 3) {
+    const struct store_job_ref *j = &tc->job;
+    if (j->job[0] == '\0') {
         snprintf(env[0], sizeof env[0], "FLOTILLA_SHARD_INDEX=%u", unit);
         snprintf(env[1], sizeof env[1], "FLOTILLA_SHARD_TOTAL=%u", tc->n_units);
         return 2;
     }
-    snprintf(env[0], sizeof env[0], "FLOTILLA_SHARD_INDEX=%u", idx);
-    snprintf(env[1], sizeof env[1], "FLOTILLA_SHARD_TOTAL=%u", total);
-    snprintf(env[2], sizeof env[2], "FLOTILLA_JOB=%.*s", (int)(at - tc->name - 4), tc->name + 4);
-    snprintf(env[3], sizeof env[3], "FLOTILLA_SCHEDULED_TIME=%llu.%03llu", sched / 1000,
-             sched % 1000);
+    snprintf(env[0], sizeof env[0], "FLOTILLA_SHARD_INDEX=%u", j->index);
+    snprintf(env[1], sizeof env[1], "FLOTILLA_SHARD_TOTAL=%u", j->total);
+    snprintf(env[2], sizeof env[2], "FLOTILLA_JOB=%s", j->job);
+    snprintf(env[3], sizeof env[3], "FLOTILLA_SCHEDULED_TIME=%llu.%03llu",
+             (unsigned long long)(j->sched_ms / 1000), (unsigned long long)(j->sched_ms % 1000));
     return 4;
 }
 

@@ -90,6 +90,52 @@ static int task_encode(struct fl_buf *b, const struct store_task *k)
     return r ? FL_ENOMEM : FL_OK;
 }
 
+static int digits(const char **p, uint64_t max, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9')) {
+        return -1;
+    }
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (max - (uint64_t)(*s - '0')) / 10) {
+            return -1;
+        }
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+int store_job_ref_parse(const char *name, struct store_job_ref *r)
+{
+    const char *at, *p;
+    uint64_t sched, idx, total;
+    memset(r, 0, sizeof *r);
+    if (strncmp(name, "job:", 4) != 0 || (at = strrchr(name, '@')) == NULL || at == name + 4 ||
+        (size_t)(at - name - 4) >= sizeof r->job) {
+        return FL_ENOTFOUND;
+    }
+    p = at + 1;
+    if (digits(&p, UINT64_MAX, &sched) || *p++ != '#' || digits(&p, UINT32_MAX, &idx) ||
+        *p++ != '/' || digits(&p, UINT32_MAX, &total) || *p != '\0' || idx >= total) {
+        return FL_ENOTFOUND;
+    }
+    memcpy(r->job, name + 4, (size_t)(at - name - 4));
+    r->sched_ms = sched;
+    r->index = (uint32_t)idx;
+    r->total = (uint32_t)total;
+    return FL_OK;
+}
+
+int store_job_ref_name(const struct store_job_ref *r, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "job:%s@%llu#%u/%u", r->job, (unsigned long long)r->sched_ms,
+                     r->index, r->total);
+    return n < 0 || (size_t)n >= cap ? FL_EINVAL : FL_OK;
+}
+
 int store_task_decode(const void *val, size_t vlen, struct store_task *k)
 {
     /* Format 1 had 21 fields; format 2 appends max_running, fail_stop,
@@ -134,6 +180,7 @@ int store_task_decode(const void *val, size_t vlen, struct store_task *k)
     if (fl_mp_uint(&r, &k->stale_results)) {
         return FL_EDECODE;
     }
+    store_job_ref_parse(k->name, &k->job);
     if (format >= 2 &&
         (store__u32_field(&r, &k->max_running) || store__u32_field(&r, &k->fail_stop) ||
          small_field(&r, &k->placement, 1) || store__mp_bool(&r, &k->stopped))) {

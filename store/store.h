@@ -236,9 +236,25 @@ enum store_status {
 };
 const char *store_status_name(int status);
 
+/* Which run of which cron job a task belongs to (docs/JOBS.md). On disk it
+ * is the task's name, "job:NAME@SCHED_MS#INDEX/TOTAL", which only the state
+ * machine writes (a client's task name may not start with "job:"); the
+ * store decodes it here, so no one else parses names. */
+struct store_job_ref {
+    char job[STORE_TASK_NAME_MAX]; /* "" when the task is not a job run */
+    uint64_t sched_ms;             /* the schedule time (a manual run: its time) */
+    uint32_t index, total;         /* mode all: this node's task of `total` */
+};
+/* The task name of a job run; FL_EINVAL if it does not fit in cap. */
+int store_job_ref_name(const struct store_job_ref *r, char *out, size_t cap);
+/* Decode a task name: FL_OK with *r filled for a job run's name, else
+ * FL_ENOTFOUND and r->job empty. Strict: digits only, index < total. */
+int store_job_ref_parse(const char *name, struct store_job_ref *r);
+
 struct store_task {
     char id[STORE_TASK_ID_MAX];
     char name[STORE_TASK_NAME_MAX];
+    struct store_job_ref job; /* decoded from name (never written separately) */
     int state;
     int32_t priority;
     uint64_t seq;            /* Raft index of the submission: FIFO order */

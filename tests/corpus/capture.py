@@ -172,12 +172,20 @@ def workload(c, tmp):
     cli(c, "job", "add", "tick", "--every", "1s", "--exec", "true", "--hosts", "j1")
     cli(c, "job", "add", "nightly", "--cron", "0 3 * * *", "--tz", "Europe/Berlin",
         "--overlap", "forbid", "--mode", "all", "--exec", "true")
-    cli(c, "job", "add", "nightly", "--cron", "30 3 * * *", "--update", "--exec", "true")
+    cli(c, "job", "add", "nightly", "--cron", "30 3 * * *", "--update", "--overlap", "forbid",
+        "--mode", "all", "--exec", "true")
     cli(c, "job", "pause", "nightly")
     cli(c, "job", "resume", "nightly")
     cli(c, "job", "run", "nightly")
-    time.sleep(3)
-    cli(c, "job", "rm", "tick")
+    # Runs longer than the interval: queued fires start as runs end, and a
+    # forbidding job skips the fires its running run overlaps.
+    cli(c, "job", "add", "slowq", "--every", "1s", "--overlap", "queue", "--exec", "sleep 1.3",
+        "--hosts", "q1")
+    cli(c, "job", "add", "slowf", "--every", "1s", "--overlap", "forbid", "--exec", "sleep 1.3",
+        "--hosts", "f1")
+    time.sleep(6)
+    for job in ("tick", "slowq", "slowf"):
+        cli(c, "job", "rm", job)
 
     # tokens: create and delete.
     t = call(c, "POST", "/v1/acl/tokens", {"policies": ["read"], "namespaces": [], "name": "ro"})

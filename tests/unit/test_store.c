@@ -717,6 +717,34 @@ static size_t raw_session(uint8_t *out, size_t cap, int format, int fields, cons
 
 /* Sessions written before the request identity (format 1) still read, with
  * no request remembered; format 2 keeps the last request's answer. */
+/* A job run's reference round-trips through its task name, and only a
+ * well-formed name is one. */
+TEST(job_ref_names)
+{
+    struct store_job_ref r = {.sched_ms = 1796665707483ull, .index = 2, .total = 3}, back;
+    char name[STORE_TASK_NAME_MAX];
+    snprintf(r.job, sizeof r.job, "backup.db-1");
+    CHECK_OK(store_job_ref_name(&r, name, sizeof name));
+    CHECK(strcmp(name, "job:backup.db-1@1796665707483#2/3") == 0);
+    CHECK_OK(store_job_ref_parse(name, &back));
+    CHECK(strcmp(back.job, "backup.db-1") == 0);
+    CHECK_EQ_INT(back.sched_ms, r.sched_ms);
+    CHECK_EQ_INT(back.index, 2);
+    CHECK_EQ_INT(back.total, 3);
+    CHECK_EQ_INT(store_job_ref_name(&r, name, 20), FL_EINVAL);
+    static const char *not_runs[] = {
+        "deploy", "job:", "job:@1#0/1", "job:x", "job:x@", "job:x@1", "job:x@1#0", "job:x@1#0/",
+        "job:x@1#1/1", "job:x@1#0/1 ", "job:x@-1#0/1", "job:x@01#0/1", "job:x@1#00/1",
+        "job:x@1#0/4294967296", "job:x@18446744073709551616#0/1", "Job:x@1#0/1", "job:x@1#0/0",
+    };
+    for (size_t i = 0; i < sizeof not_runs / sizeof not_runs[0]; i++) {
+        CHECK_EQ_INT(store_job_ref_parse(not_runs[i], &back), FL_ENOTFOUND);
+        CHECK(back.job[0] == '\0');
+    }
+    CHECK_OK(store_job_ref_parse("job:a@b@0#0/1", &back)); /* the last '@' splits */
+    CHECK(strcmp(back.job, "a@b") == 0);
+}
+
 TEST(session_record_formats)
 {
     uint8_t rec[512];
@@ -1727,5 +1755,6 @@ int main(void)
     RUN(allocation_failure_sweep);
     RUN(lmdb_utils_read_the_store);
     RUN(session_record_formats);
+    RUN(job_ref_names);
     return check_summary();
 }

@@ -15,6 +15,7 @@ Checkers never talk to the cluster, so tests/chaos/test_checkers.py can feed
 them hand-made histories.
 """
 import bisect
+import time
 from collections import defaultdict
 
 INF = float("inf")
@@ -698,9 +699,10 @@ def wgl_search(ops, step, init, finals, budget, all_finals=True):
     is empty the state is a possible end state: it is added to `finals`,
     and the search goes on for the others (all_finals) or stops.
 
-    budget: {"steps": left, "cache": max entries, "deepest": (depth, op,
-    state)}; raises Undecided when either runs out. Returns whether any
-    linearization was found."""
+    budget: {"steps": left, "cache": max entries, "until": monotonic time
+    or None, "deepest": (depth, op, state)}; raises Undecided when the
+    steps, the memory or the time (looked at every 1024 steps) run out.
+    Returns whether any linearization was found."""
     n = len(ops)
     ents = []   # (time, is_return, op index)
     for i, op in enumerate(ops):
@@ -756,6 +758,7 @@ def wgl_search(ops, step, init, finals, budget, all_finals=True):
     found = False
     p = nxt[m]
     max_cache = budget["cache"]
+    until = budget.get("until")
     while True:
         if nxt[m] == -1:
             finals.add(state)
@@ -767,6 +770,8 @@ def wgl_search(ops, step, init, finals, budget, all_finals=True):
             budget["steps"] -= 1
             if budget["steps"] < 0:
                 raise Undecided("steps")
+            if until is not None and budget["steps"] & 1023 == 0 and time.monotonic() > until:
+                raise Undecided("time")
             _, is_ret, i = ents[p]
             if not is_ret:
                 ok, new = step(state, ops[i])
@@ -818,16 +823,19 @@ def wgl_search(ops, step, init, finals, budget, all_finals=True):
                 p = nxt[pc]
 
 
-def wgl_check(ops, step, init=None, max_steps=2_000_000, max_cache=1_000_000):
+def wgl_check(ops, step, init=None, max_steps=2_000_000, max_cache=1_000_000,
+              max_seconds=None):
     """Whether ops have a linearization under step, searched segment by
     segment (split_quiescent) from the set of states the previous segments
     can end in. Returns (verdict, info): verdict True, False, or None when
-    the step or memory bound was hit (info["why"], info["segment"])."""
+    the step, memory or time bound (max_seconds, None for none) was hit
+    (info["why"], info["segment"])."""
     if not ops:
         return True, {"steps": 0, "segments": 0}
     segs = split_quiescent(ops)
     states = {init}
-    budget = {"steps": max_steps, "cache": max_cache, "deepest": (0, None, None)}
+    budget = {"steps": max_steps, "cache": max_cache, "deepest": (0, None, None),
+              "until": None if max_seconds is None else time.monotonic() + max_seconds}
     biggest = 0
     done = 0
     for k, seg in enumerate(segs):
@@ -853,29 +861,34 @@ def wgl_check(ops, step, init=None, max_steps=2_000_000, max_cache=1_000_000):
     return True, {"steps": max_steps - budget["steps"], "segments": len(segs), "biggest": biggest}
 
 
-def check_kv_linearizable(history, max_steps=2_000_000, max_cache=1_000_000):
+def check_kv_linearizable(history, max_steps=2_000_000, max_cache=1_000_000, max_seconds=None):
     """Each key's operations (a key is an independent register, so the
     history is checked per key) have a linearization under kv_step. A key
     the search cannot decide within its bounds is a failure of the run too:
-    a checker that gives up proves nothing."""
+    a checker that gives up proves nothing. max_seconds bounds the whole
+    check: each key may use what is left divided by the keys left."""
     r = Result("kv-linearizable")
     unknown = []
     total = 0
     steps = 0
     segs = 0
-    for key, ops in sorted(kv_ops_by_key(history).items()):
+    end = None if max_seconds is None else time.monotonic() + max_seconds
+    by_key = sorted(kv_ops_by_key(history).items())
+    for n, (key, ops) in enumerate(by_key):
         total += len(ops)
-        ok, info = wgl_check(ops, kv_step, None, max_steps, max_cache)
+        share = None if end is None else max(0.0, end - time.monotonic()) / (len(by_key) - n)
+        ok, info = wgl_check(ops, kv_step, None, max_steps, max_cache, share)
         steps += info.get("steps", 0)
         segs += info.get("segments", 0)
         if ok is None:
             unknown.append(key)
-            k, n, t0, t1 = info["segment"]
-            r.bad("key %s could not be decided: the %s bound (%d steps, %d states) was hit in "
-                  "segment %d of %d (%d ops concurrent between t=%.3fs and t=%.3fs); an "
+            k, nseg, t0, t1 = info["segment"]
+            r.bad("key %s could not be decided: the %s bound (%d steps, %d states%s) was hit "
+                  "in segment %d of %d (%d ops concurrent between t=%.3fs and t=%.3fs); an "
                   "undecided key fails the run" % (
-                      key, info["why"], max_steps, max_cache, k + 1, info["segments"], n,
-                      t0 / 1e9, (t1 if t1 != INF else t0) / 1e9),
+                      key, info["why"], max_steps, max_cache,
+                      "" if share is None else ", %.1f s" % share, k + 1, info["segments"],
+                      nseg, t0 / 1e9, (t1 if t1 != INF else t0) / 1e9),
                   key=key, undecided=True)
         elif not ok:
             depth, op, state = info["deepest"]
@@ -909,7 +922,7 @@ def check_crashes(crashes):
 
 
 def run_all(history, units, final, kills=None, max_steps=2_000_000, exclusive_jobs=(),
-            crashes=(), max_cache=1_000_000):
+            crashes=(), max_cache=1_000_000, max_seconds=None):
     """Every checker; returns a list of Results."""
     kills = kills or {}
     return [
@@ -924,7 +937,7 @@ def run_all(history, units, final, kills=None, max_steps=2_000_000, exclusive_jo
         check_tokens(history, units, final.get("job_runs")),
         check_fires(units, final.get("job_runs")),
         check_digests(final.get("digests", []), final.get("converged", True), final.get("last")),
-        check_kv_linearizable(history, max_steps, max_cache),
+        check_kv_linearizable(history, max_steps, max_cache, max_seconds),
         check_failed_writes(history, final.get("readback")),
         check_crashes(crashes),
     ]

@@ -11,7 +11,13 @@ Two functions are the only places that build a server's or an agent's
 command line (server_argv, agent_argv) and one is the only HTTP client
 (api): the cluster key and the API token are added there when the binary
 supports them.
+
+Deadlines: every step of a run runs inside `within(seconds, step)`, and sh()
+and api() cap their timeouts to what is left of the innermost deadlines of
+the calling thread, so no subprocess or HTTP call outlives the step that
+makes it.
 """
+import contextlib
 import errno
 import fcntl
 import http.client
@@ -44,20 +50,81 @@ def log(msg):
 T0 = time.monotonic()
 
 
-def sh(args, check=True, quiet=False, timeout=30):
-    """Run a command (a list); returns CompletedProcess. Never raises when
-    check is False."""
+class Deadline:
+    """A step that must end `seconds` from now."""
+
+    def __init__(self, seconds, step):
+        self.step = step
+        self.seconds = seconds
+        self.start = time.monotonic()
+        self.end = self.start + seconds
+
+    def left(self):
+        return self.end - time.monotonic()
+
+    def expired(self):
+        return time.monotonic() >= self.end
+
+    def took(self):
+        return time.monotonic() - self.start
+
+
+class StepTimeout(RuntimeError):
+    """A call that did not finish before its step's deadline."""
+
+
+_scope = threading.local()
+
+
+@contextlib.contextmanager
+def within(seconds, step, fresh=False):
+    """Run the body as a step that must end within `seconds`: every sh()
+    and api() call this thread makes inside it has its timeout cut to what
+    is left (and to the deadlines of enclosing steps, unless fresh: the
+    cleanup after a step ran out of time still gets its own)."""
+    d = Deadline(seconds, step)
+    saved = getattr(_scope, "stack", None)
+    stack = _scope.stack = [] if fresh or saved is None else saved
+    stack.append(d)
+    try:
+        yield d
+    finally:
+        stack.pop()
+        _scope.stack = saved
+
+
+def current_step():
+    stack = getattr(_scope, "stack", None)
+    return stack[-1] if stack else None
+
+
+def cap(timeout, floor=0.2):
+    """timeout cut to the time left in this thread's steps; at least floor
+    (a call after its step's deadline fails fast instead of not at all)."""
+    for d in getattr(_scope, "stack", None) or ():
+        timeout = min(timeout, d.left())
+    return max(floor, timeout)
+
+
+def sh(args, check=True, timeout=10, input=None):
+    """Run a command (a list) with a timeout (cut by the step's deadline);
+    returns CompletedProcess. With check, a non-zero exit raises
+    RuntimeError and a timeout StepTimeout; without, neither raises (exit
+    127 and the error in stderr)."""
+    t = cap(timeout, floor=0.5)
     try:
         r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
+                           timeout=t, input=input)
+    except subprocess.TimeoutExpired:
+        if check:
+            raise StepTimeout("%s: no exit within %.1f s" % (" ".join(args), t)) from None
+        return subprocess.CompletedProcess(args, 127, "", "timeout after %.1f s" % t)
+    except OSError as e:
         if check:
             raise
         return subprocess.CompletedProcess(args, 127, "", str(e))
     if check and r.returncode != 0:
         raise RuntimeError("%s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr.strip()))
-    if not quiet and r.returncode != 0 and not check:
-        pass
     return r
 
 
@@ -102,18 +169,27 @@ api = Api()
 # ---------------------------------------------------------------- features
 
 class Features:
-    """What this machine and this flotilla binary support."""
+    """What this machine and this flotilla binary support, and for what is
+    missing, why (`missing`: capability -> reason)."""
 
     def __init__(self, binary, want_netns=True):
         self.binary = binary
         self.root = os.geteuid() == 0
+        self.missing = {}
         self.key = self._help_ok(["keygen", "--help"])
         self.server_key = self.key and "--key" in self._help(["server", "--help"])
         self.agent_key = self.key and "--key" in self._help(["agent", "--help"])
         self.netns = want_netns and self._probe_netns()
+        if not want_netns:
+            self.missing["netns"] = "--loopback given"
         self.faketime_lib = next((p for p in FAKETIME_LIB_CANDIDATES if os.path.exists(p)), None)
         self.faketime = self.faketime_lib is not None and self._probe_faketime()
+        if not self.faketime:
+            self.missing["faketime"] = ("libfaketime does not work" if self.faketime_lib else
+                                        "libfaketime not installed (package faketime)")
         self.mount = self.root and shutil.which("mount") is not None
+        if not self.mount:
+            self.missing["mount"] = "not root" if not self.root else "no mount command"
         self.loop_ext4 = self.mount and shutil.which("mkfs.ext4") is not None \
             and os.path.exists("/dev/loop-control")
 
@@ -125,17 +201,26 @@ class Features:
         return sh([self.binary] + args, check=False).returncode == 0
 
     def _probe_netns(self):
-        if not self.root or not shutil.which("ip") or not shutil.which("nft"):
+        if not self.root:
+            self.missing["netns"] = "not root"
             return False
+        for tool, pkg in (("ip", "iproute2"), ("nft", "nftables")):
+            if not shutil.which(tool):
+                self.missing["netns"] = "no %s command (package %s)" % (tool, pkg)
+                return False
         name = PREFIX + "probe%d" % os.getpid()
-        if sh(["ip", "netns", "add", name], check=False).returncode != 0:
+        r = sh(["ip", "netns", "add", name], check=False)
+        if r.returncode != 0:
+            self.missing["netns"] = "ip netns add: %s" % r.stderr.strip()[:120]
             return False
         try:
-            ok = sh(["ip", "netns", "exec", name, "nft", "add", "table", "inet", "fltc_probe"],
-                    check=False).returncode == 0
+            r = sh(["ip", "netns", "exec", name, "nft", "add", "table", "inet", "fltc_probe"],
+                   check=False)
+            if r.returncode != 0:
+                self.missing["netns"] = "nft in a namespace: %s" % r.stderr.strip()[:120]
         finally:
             sh(["ip", "netns", "del", name], check=False)
-        return ok
+        return r.returncode == 0
 
     def _probe_faketime(self):
         """The library loads and a change of the timestamp file is seen at
@@ -149,7 +234,7 @@ class Features:
             code = ("import time,sys;a=time.time();open(sys.argv[1],'w').write('+0\\n');"
                     "b=time.time();print(a-b)")
             r = subprocess.run(["/usr/bin/python3", "-c", code, f], env=env, capture_output=True,
-                               text=True, timeout=10)
+                               text=True, timeout=cap(10))
             return r.returncode == 0 and 3500 < float(r.stdout.strip() or 0) < 3700
         except (OSError, ValueError, subprocess.TimeoutExpired):
             return False
@@ -173,12 +258,17 @@ def on_cleanup(fn, last=False):
         _cleanups.append(fn)
 
 
+CLEANUP_SECONDS = 30
+
+
 def cleanup():
+    """Run the cleanups (each of their calls bounded: the whole within
+    CLEANUP_SECONDS, about)."""
     global _cleaned
     if _cleaned:
         return
     _cleaned = True
-    with _cleanup_lock:
+    with _cleanup_lock, within(CLEANUP_SECONDS, "teardown", fresh=True):
         while _cleanups:
             fn = _cleanups.pop()
             try:
@@ -237,7 +327,7 @@ def kill_pids(pids, sig=signal.SIGKILL):
 
 
 def netns_pids(name):
-    r = sh(["ip", "netns", "pids", name], check=False)
+    r = sh(["ip", "netns", "pids", name], check=False, timeout=5)
     return [int(x) for x in r.stdout.split() if x.isdigit()]
 
 
@@ -336,10 +426,7 @@ table inet fltc {
     ip daddr @blocked_out drop; }
 }
 """
-        r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True,
-                           capture_output=True)
-        if r.returncode != 0:
-            raise RuntimeError("nft: %s" % r.stderr)
+        sh(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules)
         return ip
 
     def wrap(self, name, argv):
@@ -361,15 +448,20 @@ table inet fltc {
             cmds.append("add element inet fltc blocked_in { %s }" % ", ".join(ins))
         if outs:
             cmds.append("add element inet fltc blocked_out { %s }" % ", ".join(outs))
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input="\n".join(cmds) + "\n",
-                       text=True, capture_output=True, check=True)
+        sh(["ip", "netns", "exec", ns, "nft", "-f", "-"], input="\n".join(cmds) + "\n",
+           timeout=5)
 
     def heal(self):
+        """Flush every host's sets; every host is tried, and a failure
+        (an nft error or timeout) is raised afterwards."""
+        errors = []
         for name in self.members:
             try:
                 self.block(name, [], [])
-            except subprocess.CalledProcessError:
-                pass
+            except RuntimeError as e:
+                errors.append("%s: %s" % (name, e))
+        if errors:
+            raise RuntimeError("healing the network failed: %s" % "; ".join(errors))
 
     def teardown(self):
         if not self.netns:
@@ -377,9 +469,10 @@ table inet fltc {
         for name in self.members:
             ns = PREFIX + name
             kill_pids(netns_pids(ns))
-            sh(["ip", "link", "del", PREFIX + "v" + name], check=False)
-            sh(["ip", "netns", "del", ns], check=False)
-        sh(["ip", "link", "del", BRIDGE], check=False)
+        for name in self.members:
+            sh(["ip", "link", "del", PREFIX + "v" + name], check=False, timeout=5)
+            sh(["ip", "netns", "del", PREFIX + name], check=False, timeout=5)
+        sh(["ip", "link", "del", BRIDGE], check=False, timeout=5)
 
 
 # ---------------------------------------------------------------- processes
@@ -470,8 +563,12 @@ class Proc:
         if self.proc is None:
             return
         pids = children_of(self.proc.pid)
+        err = None
         if self.world.net.netns:
-            pids += netns_pids(PREFIX + self.name)
+            r = sh(["ip", "netns", "pids", PREFIX + self.name], check=False, timeout=5)
+            if r.returncode != 0:
+                err = "ip netns pids: %s" % r.stderr.strip()[:120]
+            pids += [int(x) for x in r.stdout.split() if x.isdigit()]
         self.killed_at = time.time()
         try:
             self.proc.send_signal(signal.SIGCONT)
@@ -480,10 +577,12 @@ class Proc:
             pass
         kill_pids(set(pids))
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=cap(10))
         except subprocess.TimeoutExpired:
-            pass
+            err = err or "pid %d still there after SIGKILL" % self.proc.pid
         self.state = "killed"
+        if err:     # the processes found were killed; some may have been missed
+            raise RuntimeError("kill -9 %s: %s" % (self.name, err))
 
     def pause(self):
         self.proc.send_signal(signal.SIGSTOP)
@@ -545,6 +644,7 @@ class World:
         self.disk = None           # sid whose data dir is on a small filesystem
         self.disk_mount = None
         self.clock_victim = None   # sid run under libfaketime
+        self.last_leader = None    # asked first by leader()
 
     # -- the two command lines -------------------------------------------
     def server_argv(self, p):
@@ -606,7 +706,7 @@ class World:
             try:
                 with open(img, "wb") as f:
                     f.truncate(mb << 20)
-                sh(["mkfs.ext4", "-q", "-F", "-m", "0", img])
+                sh(["mkfs.ext4", "-q", "-F", "-m", "0", img], timeout=30)
                 sh(["mount", "-o", "loop", img, p.data])
                 kind = "ext4 image %d MiB" % mb
             except (RuntimeError, OSError):
@@ -621,9 +721,9 @@ class World:
             ballast = os.path.join(p.data, "ballast")
             if os.path.exists(ballast):
                 os.unlink(ballast)
-            sh(["umount", p.data], check=False)
+            sh(["umount", p.data], check=False, timeout=5)
             if os.path.ismount(p.data):
-                sh(["umount", "-l", p.data], check=False)
+                sh(["umount", "-l", p.data], check=False, timeout=5)
         on_cleanup(umount)
 
     def start_all(self):
@@ -667,34 +767,51 @@ class World:
         return secret
 
     def leader(self):
-        """The id of a ready leader that a live server reports, or None."""
-        for s in self.servers.values():
+        """The id of a ready leader that a live server reports, or None (the
+        last leader found is asked first)."""
+        for s in sorted(self.servers.values(), key=lambda x: x.sid != self.last_leader):
             if s.state != "up":
                 continue
             st = s.status(timeout=1.0)
             if st and st.get("state") == "leader" and st.get("ready"):
+                self.last_leader = s.sid
                 return s.sid
         return None
 
     def wait_leader(self, timeout=30):
-        end = time.time() + timeout
-        while time.time() < end:
+        """The leader's id; StepTimeout when there is none within timeout
+        (cut by the step's deadline)."""
+        end = time.monotonic() + cap(timeout, floor=1.0)
+        while time.monotonic() < end:
             lid = self.leader()
             if lid:
                 return lid
             time.sleep(0.2)
-        raise RuntimeError("no leader within %ss" % timeout)
+        raise StepTimeout("no leader within %.0f s" % timeout)
 
     def up_servers(self):
         return [s for s in self.servers.values() if s.state == "up"]
 
     def teardown(self):
-        for p in list(self.agents.values()) + list(self.servers.values()):
-            if p.proc is not None:
-                try:
-                    p.proc.send_signal(signal.SIGCONT)
-                except OSError:
-                    pass
-                p.kill9()
+        """SIGKILL to every process and its descendants at once, then one
+        shared wait for them all."""
+        procs = [p for p in list(self.agents.values()) + list(self.servers.values())
+                 if p.proc is not None]
+        pids = set()
+        for p in procs:
+            pids |= set(children_of(p.proc.pid))
+            try:
+                p.proc.send_signal(signal.SIGCONT)
+                p.proc.kill()
+            except OSError:
+                pass
+        kill_pids(pids)
+        end = time.monotonic() + cap(10)
+        for p in procs:
+            try:
+                p.proc.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log("teardown: %s (pid %d) still there after SIGKILL" % (p.name, p.proc.pid))
+            p.state = "killed"
         # units left behind by agents that were killed earlier
         kill_pids(_pids_matching(self.dir))

@@ -26,6 +26,11 @@ Kinds (each can be enabled with --nemesis):
 At most two faults are active at once, one of each kind. A supervisor notes
 every process that exits on its own (a crash) and restarts it. Every fault
 and heal is recorded in the history as a nemesis event.
+
+Every fault step (an injection or a heal) runs within STEP_SECONDS
+(cluster.within): its subprocess and HTTP calls are cut to that deadline. A
+step that fails or ends past its deadline is logged and kept in `problems`
+(the run reports them and fails); the loop then goes on with its schedule.
 """
 import os
 import random
@@ -33,11 +38,14 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-from cluster import api, log
+from cluster import StepTimeout, api, current_step, log, within
 
 ALL_KINDS = ("kill", "pause", "partition", "membership", "clock", "disk", "stall")
 # kill (three in four server kills take the leader) is drawn three times as often
 WEIGHT = {"kill": 3}
+STEP_SECONDS = 10.0      # an injection or a heal
+REMOVE_SECONDS = 25.0    # the background removal of a member (its own thread)
+LATE_SECONDS = 2.0       # a loop turn this late is logged
 
 
 class Nemesis:
@@ -64,6 +72,9 @@ class Nemesis:
         self.before_leader_kill = None   # fn(seconds): the follower writers' burst
         self.stalled = None              # (proc, end monotonic, desc)
         self.next_stall = time.monotonic() + 3
+        self.problems = []               # fault steps that failed or overran their deadline
+        self.healing = False             # heal_all began: a removal under way gives up
+        self.steps = []                  # (monotonic, what) of every fault step
 
     # -- loop ----------------------------------------------------------------
     def start(self):
@@ -72,72 +83,137 @@ class Nemesis:
 
     def _loop(self):
         next_at = time.monotonic() + self.rng.uniform(*self.interval)
+        last = time.monotonic()
         while not self.stop_ev.is_set():
             now = time.monotonic()
+            if now - last > 0.2 + LATE_SECONDS:
+                log("nemesis: loop turn %.1f s late" % (now - last - 0.2))
             with self.lock:
                 for kind, (end, heal, desc) in list(self.active.items()):
-                    if now >= end:
+                    if now >= end and not self.stop_ev.is_set():
                         self._heal(kind)
                 if self.stalled and now >= self.stalled[1]:
                     self._unstall()
                 self._supervise()
-                if self.kinds and now >= next_at and len(self.active) < self.max_active:
+                if self.kinds and now >= next_at and len(self.active) < self.max_active \
+                        and not self.stop_ev.is_set():
                     free = [k for k in self.kinds if k not in self.active and k != "stall"]
                     free = [k for k in free for _ in range(WEIGHT.get(k, 1))]
                     if free:
                         self._inject(self.rng.choice(free))
-                    next_at = now + self.rng.uniform(*self.interval)
+                    next_at = time.monotonic() + self.rng.uniform(*self.interval)
+            last = time.monotonic()
             self.stop_ev.wait(0.2)
 
-    def stop(self):
+    def signal_stop(self):
+        """Ask the loop to stop (it ends within one fault step); the caller
+        joins self.threads() with its own deadline."""
         self.stop_ev.set()
-        if self.thread:
-            self.thread.join(60)
+
+    def threads(self):
+        return ([self.thread] if self.thread else []) + list(self.pending)
+
+    def _problem(self, step, d, error=None):
+        """A fault step that failed or overran: logged, recorded in the
+        history, kept for the result."""
+        took = d.took()
+        what = "overran its %.0f s deadline (took %.1f s)" % (d.seconds, took) \
+            if took > d.seconds or isinstance(error, StepTimeout) else "failed"
+        msg = "nemesis step %s %s%s" % (step, what, ": %s" % error if error else "")
+        log(msg)
+        self.problems.append(dict(step=step, took=round(took, 2), deadline=d.seconds,
+                                  error=str(error) if error else None, wall=time.time()))
+        self.h.event("nemesis-problem", value=self.problems[-1])
+
+    def _step_done(self, step, d):
+        self.steps.append((time.monotonic(), step))
+        if d.took() > d.seconds:
+            self._problem(step, d)
 
     def _inject(self, kind):
-        try:
-            fn = getattr(self, "_start_" + kind)
-            res = fn()
-        except Exception as e:  # noqa: BLE001 - a failed injection is logged, not fatal
-            log("nemesis %s failed to start: %r" % (kind, e))
-            self.h.event("nemesis-error", value={"kind": kind, "error": repr(e)})
-            return
-        if res is None:
-            return
-        dur, heal, desc = res
-        self.active[kind] = (time.monotonic() + dur, heal, desc)
-        self.counts[kind] += 1
-        log("nemesis: %s (%.1fs)" % (desc, dur))
-        self.h.event("start-" + kind, value=desc, duration=dur)
+        with within(STEP_SECONDS, "inject " + kind) as d:
+            try:
+                res = getattr(self, "_start_" + kind)()
+            except Exception as e:  # noqa: BLE001 - reported, and the schedule goes on
+                self._problem("inject " + kind, d, e)
+                if kind == "partition":
+                    self._heal_network_after_failure()
+                return
+            if res is None:
+                return
+            dur, heal, desc = res
+            self.active[kind] = (time.monotonic() + dur, heal, desc)
+            self.counts[kind] += 1
+            log("nemesis: %s (%.1fs)" % (desc, dur))
+            self.h.event("start-" + kind, value=desc, duration=dur)
+            self._step_done("inject " + kind, d)
+
+    def _heal_network_after_failure(self):
+        with within(STEP_SECONDS, "heal a failed partition", fresh=True) as d:
+            try:
+                self.w.net.heal()
+            except Exception as e:  # noqa: BLE001
+                self._problem("heal a failed partition", d, e)
 
     def _heal(self, kind):
-        end, heal, desc = self.active.pop(kind)
-        try:
-            heal()
-        except Exception as e:  # noqa: BLE001
-            log("nemesis: healing %s failed: %r" % (kind, e))
-        self.h.event("stop-" + kind, value=desc)
+        end, heal, desc = self.active[kind]
+        with within(STEP_SECONDS, "heal " + kind) as d:
+            try:
+                if heal() == "later":
+                    # not ready (a removal still under way): try again soon
+                    self.active[kind] = (time.monotonic() + 0.5, heal, desc)
+                    return
+            except Exception as e:  # noqa: BLE001
+                self._problem("heal " + kind, d, e)
+            self.active.pop(kind, None)
+            self.h.event("stop-" + kind, value=desc)
+            self._step_done("heal " + kind, d)
 
-    def heal_all(self):
+    def heal_all(self, seconds=60):
         """End every fault, restart everything that is down, re-add a removed
-        server."""
-        for t in self.pending:
-            t.join(60)
-        with self.lock:
-            for kind in list(self.active):
-                self._heal(kind)
-            if self.stalled:
-                self._unstall()
-            self.w.net.heal()
-            self._set_clock(0)
-            self._disk_free()
-            for p in list(self.w.servers.values()) + list(self.w.agents.values()):
-                p.resume()
-                if not p.alive():
-                    if p.state == "removed":
-                        p.join_mode = True
-                    p.start()
-            self.h.event("heal-all")
+        server: within `seconds` (a removal still under way is waited for
+        first, within its own deadline). Returns the problems it met."""
+        n0 = len(self.problems)
+        self.healing = True
+        with within(seconds, "heal everything") as d:
+            for t in self.pending:
+                t.join(max(0.1, d.left()))
+            with self.lock:
+                for kind in list(self.active):
+                    _, heal, desc = self.active[kind]
+                    if kind == "membership" and not heal.done.is_set():
+                        self._problem("heal membership", d, "the removal never finished")
+                    self._heal(kind)
+                    if kind in self.active:      # still "later"
+                        self.active.pop(kind)
+                        self._problem("heal " + kind, d, "still not ready at the end")
+                if self.stalled:
+                    self._unstall()
+                try:
+                    self.w.net.heal()
+                except Exception as e:  # noqa: BLE001
+                    self._problem("heal everything: network", d, e)
+                self._set_clock(0)
+                self._disk_free()
+                for p in list(self.w.servers.values()) + list(self.w.agents.values()):
+                    p.resume()
+                    if not p.alive():
+                        if p.state == "removed":
+                            p.join_mode = True
+                        p.start()
+                self.h.event("heal-all")
+            if d.took() > d.seconds:
+                self._problem("heal everything", d)
+        return self.problems[n0:]
+
+    def _kill9(self, p, step):
+        """p.kill9(); a kill that may have missed a process (or a process
+        that outlived SIGKILL) is a problem of the step, and the step goes
+        on: p is down."""
+        try:
+            p.kill9()
+        except RuntimeError as e:
+            self._problem(step, current_step(), e)
 
     # -- supervisor ----------------------------------------------------------
     def _supervise(self):
@@ -190,7 +266,7 @@ class Nemesis:
                 self.before_leader_kill(2.5)
                 time.sleep(0.8)      # let the burst of forwarded writes build
         self.kills[self.node_name(p)].append(time.time())
-        p.kill9()
+        self._kill9(p, "inject kill")
         self.h.event("kill-sent", value={"node": p.name, "leader": sub == "leader",
                                          "wall": getattr(p, "killed_at", None)})
         self.counts["kill:" + sub] += 1
@@ -224,6 +300,7 @@ class Nemesis:
             desc = "stall %s (a request of %s)" % (p.name, who)
             self.stalled = (p, now + dur, desc)
             self.counts["stall"] += 1
+            self.steps.append((now, "stall " + p.name))
         finally:
             self.lock.release()
         log("nemesis: %s (%.1fs)" % (desc, dur))
@@ -235,6 +312,7 @@ class Nemesis:
         self.stalled = None
         p.resume()
         self.next_stall = time.monotonic() + self.stall_rng.uniform(3, 7)
+        self.steps.append((time.monotonic(), "unstall " + p.name))
         self.h.event("stop-stall", value=desc)
 
     # -- pause ---------------------------------------------------------------
@@ -328,52 +406,68 @@ class Nemesis:
         self.removed = victim
         victim.state = "removing"
 
-        def remove():
-            ok = False
-            end = time.monotonic() + 20
-            while time.monotonic() < end and not ok:
-                via = self.rng.choice(others)
-                try:
-                    st, body = api(via.api, "DELETE", "/v1/members/%d" % victim.sid, timeout=8)
-                except OSError as e:
-                    st, body = None, repr(e)
-                self.h.event("member-remove", value={"id": victim.sid, "via": via.name,
-                                                     "status": st})
-                try:
-                    m = self._members(via.api)
-                except OSError:
-                    m = None
-                if m is not None and victim.sid not in m:
-                    ok = True
-                    break
-                time.sleep(1)
-            # Not under self.lock: the nemesis loop may be waiting for us.
-            if not ok:
-                log("nemesis: could not remove %s; leaving it in" % victim.name)
-                victim.state = "up"
-                self.h.event("member-remove-failed", value={"id": victim.sid})
-                done.set()
-                return
-            self.kills[self.node_name(victim)].append(time.time())
-            victim.kill9()
-            victim.state = "removed"
-            wipe(victim.data)
-            log("nemesis: %s removed and wiped" % victim.name)
-            done.set()
+        rng = random.Random(self.rng.random())    # this thread's own
 
-        t = threading.Thread(target=remove, daemon=True)
+        def remove():
+            # Its own deadline: tries for 20 s, the kill and the wipe after;
+            # gives up when the nemesis stops. Not under self.lock: the loop
+            # goes on meanwhile.
+            with within(REMOVE_SECONDS, "remove " + victim.name) as d:
+                try:
+                    ok = False
+                    while time.monotonic() < d.end - 5 and not ok and not self.healing \
+                            and not self.stop_ev.is_set():
+                        via = rng.choice(others)
+                        try:
+                            st, body = api(via.api, "DELETE", "/v1/members/%d" % victim.sid,
+                                           timeout=8)
+                        except OSError as e:
+                            st, body = None, repr(e)
+                        self.h.event("member-remove", value={"id": victim.sid, "via": via.name,
+                                                             "status": st})
+                        if self.stop_ev.is_set() or self.healing:
+                            break
+                        try:
+                            m = self._members(via.api)
+                        except OSError:
+                            m = None
+                        if m is not None and victim.sid not in m:
+                            ok = True
+                            break
+                        self.stop_ev.wait(1)
+                    if not ok:
+                        log("nemesis: could not remove %s; leaving it in" % victim.name)
+                        victim.state = "up"
+                        self.h.event("member-remove-failed", value={"id": victim.sid})
+                        return
+                    self.kills[self.node_name(victim)].append(time.time())
+                    self._kill9(victim, "remove " + victim.name)
+                    victim.state = "removed"
+                    wipe(victim.data)
+                    log("nemesis: %s removed and wiped" % victim.name)
+                except Exception as e:  # noqa: BLE001 - reported like any fault step
+                    self._problem("remove " + victim.name, d, e)
+                    if victim.state == "removing":
+                        victim.state = "up"
+                finally:
+                    if d.took() > d.seconds:
+                        self._problem("remove " + victim.name, d)
+                    done.set()
+
+        t = threading.Thread(target=remove, name="nemesis-remove", daemon=True)
         t.start()
-        self.pending.append(t)
+        self.pending = [x for x in self.pending if x.is_alive()] + [t]
 
         def heal():
-            done.wait(30)
+            if not done.is_set():
+                return "later"
             if victim.state == "removed":
                 # The wiped server's embedded agent has a new identity key: the
                 # operator's step (docs/SECURITY.md) is to forget the old one.
                 for via in self.rng.sample(others, len(others)):
                     try:
                         st, _ = api(via.api, "DELETE", "/v1/agents/server-%d" % victim.sid,
-                                    timeout=8)
+                                    timeout=3)
                     except OSError:
                         st = None
                     self.h.event("agent-forget", value={"id": victim.sid, "via": via.name,
@@ -384,6 +478,7 @@ class Nemesis:
                 victim.start()
                 self.h.event("member-rejoin", value={"id": victim.sid})
             self.removed = None
+        heal.done = done
         return self.rng.uniform(8, 18), heal, "remove and re-add %s" % victim.name
 
     # -- clock ---------------------------------------------------------------

@@ -370,6 +370,14 @@ def test_undecided_key_is_a_violation():
     assert res.verdict == "undecided" and not res.ok, res.verdict
     res = C.check_kv_linearizable(h.sorted(), max_steps=10_000_000)
     assert res.verdict == "not linearizable", res.verdict
+    # and the time bound: a key whose search runs out of time is undecided
+    # (a violation), never passed
+    res = C.check_kv_linearizable(h.sorted(), max_steps=10_000_000, max_seconds=0)
+    assert res.verdict == "undecided" and not res.ok, res.verdict
+    assert "the time bound" in res.violations[0]["msg"], res.violations[0]["msg"]
+    # a bad history with time to spare is still found
+    res = C.check_kv_linearizable(h.sorted(), max_steps=10_000_000, max_seconds=60)
+    assert res.verdict == "not linearizable", res.verdict
 
 
 def test_quiescent_split_decides_long_concurrent_history():
@@ -393,6 +401,9 @@ def test_quiescent_split_decides_long_concurrent_history():
     assert res.verdict == "linearizable", res.verdict
     assert time.time() - t0 < 30
     assert "600 segments" in res.notes[0], res.notes
+    # within a time budget too: the budget is shared by the keys
+    res = C.check_kv_linearizable(h.sorted(), max_steps=3_000_000, max_seconds=60)
+    assert res.verdict == "linearizable", res.verdict
     # the same with the last read seeing the wrong value: found, not undecided
     h.r("r", "k", "b0-0", 1, t + 1, t + 2)
     res = C.check_kv_linearizable(h.sorted(), max_steps=3_000_000)

@@ -120,6 +120,7 @@ class Workers:
         # pause the follower a lock client is about to send a request to
         self.stall = None
         self.stop = threading.Event()
+        self.stop_by = None        # monotonic: every call ends by then once stopping
         self.threads = []
         self.sessions = set()
         self.slock = threading.Lock()
@@ -167,10 +168,19 @@ class Workers:
         self.threads.append(t)
         t.start()
 
-    def halt(self, timeout=30):
+    def call(self, addr, method, path, body=None, timeout=5.0, **kw):
+        """api(), with the timeout cut to the stop deadline once the
+        workers are stopping (a thread in a call then ends by that time,
+        whatever it is waiting for)."""
+        if self.stop_by is not None:
+            timeout = max(0.1, min(timeout, self.stop_by - time.monotonic()))
+        return api(addr, method, path, body, timeout=timeout, **kw)
+
+    def signal_stop(self, seconds):
+        """Stop every worker thread at once: each ends within `seconds`
+        (the caller joins them with one shared deadline)."""
+        self.stop_by = time.monotonic() + seconds
         self.stop.set()
-        for t in self.threads:
-            t.join(timeout)
 
     def _sleep(self, s):
         self.stop.wait(s)
@@ -196,7 +206,7 @@ class Workers:
     def _kv_read(self, proc, addr, key, versions):
         op = self.h.invoke(proc, "kv-read", key=key, node=addr)
         try:
-            st, body = api(addr, "GET", "/v1/kv/" + key, timeout=4)
+            st, body = self.call(addr, "GET", "/v1/kv/" + key, timeout=4)
         except OSError as e:
             self.h.complete(op, proc, "kv-read", "info", key=key, error=str(e)[:80])
             return
@@ -221,7 +231,7 @@ class Workers:
         if cas is not None:
             body_out["cas"] = cas
         try:
-            st, body = api(addr, "PUT", "/v1/kv/" + key, body_out, timeout=4)
+            st, body = self.call(addr, "PUT", "/v1/kv/" + key, body_out, timeout=4)
         except ConnectionRefusedError as e:
             self.h.complete(op, proc, f, "fail", error=str(e)[:80], **kw)
             return
@@ -262,8 +272,8 @@ class Workers:
         addr = self.pick(rng)
         sent = now_ns()
         try:
-            st, body = api(addr, "POST", "/v1/sessions",
-                           {"ttl": self.TTL_MS, "lock_delay": 1000, "name": proc}, timeout=4)
+            st, body = self.call(addr, "POST", "/v1/sessions",
+                                 {"ttl": self.TTL_MS, "lock_delay": 1000, "name": proc}, timeout=4)
         except OSError:
             return None, 0
         if st != 200:
@@ -275,7 +285,7 @@ class Workers:
     def _destroy(self, proc, rng, sess):
         for _ in range(3):
             try:
-                st, _ = api(self.pick(rng), "DELETE", "/v1/sessions/" + sess, timeout=4)
+                st, _ = self.call(self.pick(rng), "DELETE", "/v1/sessions/" + sess, timeout=4)
                 if st in (200, 404):
                     with self.slock:
                         self.sessions.discard(sess)
@@ -287,7 +297,7 @@ class Workers:
     def _renew(self, rng, sess):
         sent = now_ns()
         try:
-            st, _ = api(self.pick(rng), "PUT", "/v1/sessions/%s/renew" % sess, timeout=2)
+            st, _ = self.call(self.pick(rng), "PUT", "/v1/sessions/%s/renew" % sess, timeout=2)
         except OSError:
             return None
         return sent if st == 200 else None
@@ -306,8 +316,9 @@ class Workers:
             remaining = max(0.1, deadline - time.monotonic())
             addr = self.pick(rng)
             try:
-                st, body = api(addr, "PUT", path, {"session": sess, "wait": int(remaining * 1000),
-                                                   "limit": limit}, timeout=12)
+                st, body = self.call(addr, "PUT", path, {"session": sess,
+                                                         "wait": int(remaining * 1000),
+                                                         "limit": limit}, timeout=12)
             except OSError as e:
                 self.h.complete(op, proc, "lock-acquire", "info", lock=lock, session=sess,
                                 error=str(e)[:80])
@@ -343,7 +354,8 @@ class Workers:
         op = self.h.invoke(proc, "lock-release", lock=lock, session=sess, token=token,
                            lease_end=lease_end)
         try:
-            st, body = api(self.pick(rng), "DELETE", "%s?session=%s" % (path, sess), timeout=4)
+            st, body = self.call(self.pick(rng), "DELETE", "%s?session=%s" % (path, sess),
+                                 timeout=4)
         except OSError as e:
             self.h.complete(op, proc, "lock-release", "info", lock=lock, session=sess,
                             token=token, error=str(e)[:80])
@@ -364,7 +376,7 @@ class Workers:
             ups = [s for s in self.world.servers.values() if s.state == "up"]
             if ups:
                 try:
-                    st, body = api(rng.choice(ups).api, "GET", "/v1/status", timeout=1)
+                    st, body = self.call(rng.choice(ups).api, "GET", "/v1/status", timeout=1)
                     if st == 200:
                         ld = body.get("leader") or {}
                         self.leader_id = ld.get("id") or None
@@ -403,8 +415,8 @@ class Workers:
             kw = dict(key=key, value=value, node=addr, leader=lid)
             op = self.h.invoke(proc, "fw-write", **kw)
             try:
-                st, body = api(addr, "PUT", "/v1/kv/" + key, {"value": value, "cas": 0},
-                               timeout=4)
+                st, body = self.call(addr, "PUT", "/v1/kv/" + key, {"value": value, "cas": 0},
+                                     timeout=4)
             except ConnectionRefusedError as e:
                 self.h.complete(op, proc, "fw-write", "fail", error=str(e)[:80], **kw)
                 self._sleep(0.05)
@@ -441,7 +453,7 @@ class Workers:
             kw["retry_of"] = retry_of
         op = self.h.invoke(proc, "submit", **kw)
         try:
-            st, body = api(addr, "POST", "/v1/tasks", spec, timeout=6)
+            st, body = self.call(addr, "POST", "/v1/tasks", spec, timeout=6)
         except ConnectionRefusedError as e:
             self.h.complete(op, proc, "submit", "fail", error=str(e)[:80], **kw)
             return None
@@ -528,7 +540,7 @@ class RetryingLockClient:
                 self.w.stall(addr, self.proc, self.w.leader_id)
             sent = now_ns()
             try:
-                st, b = api(addr, method, path, body, timeout=timeout, headers=hdr)
+                st, b = self.w.call(addr, method, path, body, timeout=timeout, headers=hdr)
             except ConnectionRefusedError:
                 attempts.append(dict(node=addr, result="refused", definite=False))
                 continue
@@ -550,8 +562,9 @@ class RetryingLockClient:
         addr = self.pick([])
         sent = now_ns()
         try:
-            st, body = api(addr, "POST", "/v1/sessions", {"ttl": self.TTL_MS, "lock_delay": 1000,
-                                                          "name": self.proc}, timeout=2)
+            st, body = self.w.call(addr, "POST", "/v1/sessions",
+                                   {"ttl": self.TTL_MS, "lock_delay": 1000, "name": self.proc},
+                                   timeout=2)
         except OSError:
             return False
         if st != 200:
@@ -725,7 +738,7 @@ class RetryingLockClient:
         op = self.h.invoke(self.proc, "lock-check", lock=self.lock, session=self.sess)
         addr = self.pick([])
         try:
-            st, b = api(addr, "GET", "/v1/sessions/" + self.sess, timeout=2)
+            st, b = self.w.call(addr, "GET", "/v1/sessions/" + self.sess, timeout=2)
         except OSError as e:
             self.h.complete(op, self.proc, "lock-check", "info", error=str(e)[:60],
                             session=self.sess)

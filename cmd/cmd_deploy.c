@@ -226,6 +226,137 @@ static void emit_early(FILE *f, const struct deploy_target *t, const char *why, 
     emit_report(f, t, &r);
 }
 
+/* The flags that need checking beyond cli_parse; exits 2 when one is wrong. */
+static void target_flags(struct cli_cmd *c, long long *health_ms, long long *reload_ms, int *keep)
+{
+    if (!cli_val(c, "app") || !cli_val(c, "root") || !cli_val(c, "from")) {
+        cli_die_usage(c, "--app, --root and --from are required");
+    }
+    if (cli_val(c, "health") && cli_val(c, "health-http")) {
+        cli_die_usage(c, "--health and --health-http exclude each other");
+    }
+    if (cli_flag(c, "json") && cli_flag(c, "events")) {
+        cli_die_usage(c, "--json and --events exclude each other");
+    }
+    *health_ms = fl_duration_ms(cli_val(c, "health-timeout"));
+    *reload_ms = fl_duration_ms(cli_val(c, "reload-timeout"));
+    if (*health_ms <= 0 || *reload_ms <= 0) {
+        cli_die_usage(c, "--health-timeout and --reload-timeout take a duration (30s, 5m)");
+    }
+    *keep = atoi(cli_val(c, "keep"));
+    if (*keep < 1 || *keep > 1000) {
+        cli_die_usage(c, "--keep takes 1..1000");
+    }
+    if ((cli_val(c, "hash") == NULL) != (cli_val(c, "size") == NULL)) {
+        cli_die_usage(c, "--hash and --size go together");
+    }
+}
+
+/* --events: the lines go to stdout as it is now; fd 1 becomes stderr, so
+ * that what hooks and health commands print cannot break them. Returns 0,
+ * or -1 after saying why. */
+static int events_open(struct out *o)
+{
+    int fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+    o->events = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (o->events == NULL || dup2(2, 1) < 0) {
+        fprintf(stderr, "flotilla deploy-target: cannot set up --events on stdout\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* What to deploy: the package NAME@VERSION of ref into name and ver, its
+ * content into t->want and its chunk hashes into *chunks. With --hash and
+ * --size everything comes from the blob link (srcs), else the API has the
+ * package's record. Returns 0, or 1 (the exit status) after saying why, in
+ * an early report too with --events. */
+static int target_want(struct cli_cmd *c, const char *ref, const char *const *srcs, unsigned n_src,
+                       const unsigned char *key, char *name, size_t ncap, char *ver, size_t vcap,
+                       struct deploy_target *t, uint8_t **chunks, const struct out *o, uint64_t t0)
+{
+    if (cli_val(c, "hash") != NULL) {
+        /* Everything from the blob link: the chunk hashes of that content. */
+        uint8_t h[BLOB_HASH_BYTES];
+        char *end = NULL, err[FL_ERRMSG_SIZE];
+        const char *at = strchr(ref, '@');
+        unsigned long long size = strtoull(cli_val(c, "size"), &end, 10);
+        struct schan_identity self;
+        if (at == NULL || at == ref || (size_t)(at - ref) >= ncap || strlen(at + 1) >= vcap) {
+            cli_die_usage(c, "expected NAME@VERSION, got %s", ref);
+        }
+        if (!blob_unhex(cli_val(c, "hash"), h)) {
+            cli_die_usage(c, "--hash takes 64 hex digits");
+        }
+        if (end == NULL || *end != '\0' || cli_val(c, "size")[0] == '\0') {
+            cli_die_usage(c, "--size takes a number of bytes");
+        }
+        snprintf(name, ncap, "%.*s", (int)(at - ref), ref);
+        snprintf(ver, vcap, "%s", at + 1);
+        memset(&self, 0, sizeof self);
+        self.role = SCHAN_ROLE_CLIENT;
+        snprintf(self.name, sizeof self.name, "%s", cli_val(c, "name"));
+        if (blob_want_fetch(srcs, n_src, key, &self, h, size, &t->want, chunks, err) != FL_OK) {
+            fprintf(stderr, "flotilla deploy-target: %s\n", err);
+            if (o->events != NULL) {
+                memset(t, 0, sizeof *t);
+                t->app = cli_val(c, "app");
+                t->version = ver;
+                t->want.size = size;
+                emit_early(o->events, t, err, t0);
+            }
+            return 1;
+        }
+    } else if (cli_package_want(c, ref, name, ncap, ver, vcap, &t->want, chunks) != 0) {
+        if (o->events != NULL) {
+            const char *at = strchr(ref, '@');
+            memset(t, 0, sizeof *t);
+            t->app = cli_val(c, "app");
+            t->version = at != NULL ? at + 1 : ref;
+            emit_early(o->events, t, "the package's record from the API: see the error output", t0);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* SIGTERM and SIGINT stop the deploy at the next step (stop_requested). */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* The report (as events, JSON or a line) and the exit status of a result. */
+static int target_report(const struct out *o, const struct deploy_target *t,
+                         const struct deploy_target_report *r, const char *name, const char *ver)
+{
+    if (o->events != NULL) {
+        emit_report(o->events, t, r);
+    } else if (o->json) {
+        json_t *rep = report_json(t, r, NULL);
+        char *txt = rep != NULL ? json_dumps(rep, JSON_COMPACT) : NULL;
+        printf("%s\n", txt ? txt : "{}");
+        free(txt);
+        json_decref(rep);
+    } else {
+        printf("%s@%s: %s (in service: %s) in %llu ms\n", name, ver,
+               deploy_target_result_name(r->result), r->current[0] ? r->current : "nothing",
+               (unsigned long long)r->total_ms);
+    }
+    switch (r->result) {
+    case DEPLOY_TARGET_DEPLOYED: return 0;
+    case DEPLOY_TARGET_REFUSED: return 1;
+    case DEPLOY_TARGET_ROLLED_BACK: return 3;
+    default: return 4;
+    }
+}
+
 int cmd_deploy_target(int argc, char **argv)
 {
     struct cli_opt opts[] = {
@@ -267,89 +398,21 @@ int cmd_deploy_target(int argc, char **argv)
     struct out o = {0, NULL};
     long long health_ms, reload_ms;
     uint64_t t0 = fl_mono_ns() / 1000000;
-    int npos;
+    int npos, keep;
     cli_parse(&c, argc, argv, pos, &npos);
-    if (!cli_val(&c, "app") || !cli_val(&c, "root") || !cli_val(&c, "from")) {
-        cli_die_usage(&c, "--app, --root and --from are required");
-    }
-    if (cli_val(&c, "health") && cli_val(&c, "health-http")) {
-        cli_die_usage(&c, "--health and --health-http exclude each other");
-    }
-    if (cli_flag(&c, "json") && cli_flag(&c, "events")) {
-        cli_die_usage(&c, "--json and --events exclude each other");
-    }
-    health_ms = fl_duration_ms(cli_val(&c, "health-timeout"));
-    reload_ms = fl_duration_ms(cli_val(&c, "reload-timeout"));
-    if (health_ms <= 0 || reload_ms <= 0) {
-        cli_die_usage(&c, "--health-timeout and --reload-timeout take a duration (30s, 5m)");
-    }
-    int keep = atoi(cli_val(&c, "keep"));
-    if (keep < 1 || keep > 1000) {
-        cli_die_usage(&c, "--keep takes 1..1000");
-    }
-    if ((cli_val(&c, "hash") == NULL) != (cli_val(&c, "size") == NULL)) {
-        cli_die_usage(&c, "--hash and --size go together");
-    }
+    target_flags(&c, &health_ms, &reload_ms, &keep);
     cli_load_key(&c, key);
     o.json = cli_flag(&c, "json");
-    if (cli_flag(&c, "events")) {
-        /* The lines go to stdout as it is now; fd 1 becomes stderr, so that
-         * what hooks and health commands print cannot break them. */
-        int fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
-        o.events = fd >= 0 ? fdopen(fd, "w") : NULL;
-        if (o.events == NULL || dup2(2, 1) < 0) {
-            fprintf(stderr, "flotilla deploy-target: cannot set up --events on stdout\n");
-            return 1;
-        }
+    if (cli_flag(&c, "events") && events_open(&o) != 0) {
+        return 1;
     }
     snprintf(from, sizeof from, "%s", cli_val(&c, "from"));
     for (char *save = NULL, *s = strtok_r(from, ",", &save); s && n_src < 16;
          s = strtok_r(NULL, ",", &save)) {
         srcs[n_src++] = s;
     }
-    if (cli_val(&c, "hash") != NULL) {
-        /* Everything from the blob link: the chunk hashes of that content. */
-        uint8_t h[BLOB_HASH_BYTES];
-        char *end = NULL, err[FL_ERRMSG_SIZE];
-        const char *at = strchr(pos[0], '@');
-        unsigned long long size = strtoull(cli_val(&c, "size"), &end, 10);
-        struct schan_identity self;
-        if (at == NULL || at == pos[0] || (size_t)(at - pos[0]) >= sizeof name ||
-            strlen(at + 1) >= sizeof ver) {
-            cli_die_usage(&c, "expected NAME@VERSION, got %s", pos[0]);
-        }
-        if (!blob_unhex(cli_val(&c, "hash"), h)) {
-            cli_die_usage(&c, "--hash takes 64 hex digits");
-        }
-        if (end == NULL || *end != '\0' || cli_val(&c, "size")[0] == '\0') {
-            cli_die_usage(&c, "--size takes a number of bytes");
-        }
-        snprintf(name, sizeof name, "%.*s", (int)(at - pos[0]), pos[0]);
-        snprintf(ver, sizeof ver, "%s", at + 1);
-        memset(&self, 0, sizeof self);
-        self.role = SCHAN_ROLE_CLIENT;
-        snprintf(self.name, sizeof self.name, "%s", cli_val(&c, "name"));
-        if (blob_want_fetch(srcs, n_src, key, &self, h, size, &t.want, &chunks, err) != FL_OK) {
-            fprintf(stderr, "flotilla deploy-target: %s\n", err);
-            if (o.events != NULL) {
-                memset(&t, 0, sizeof t);
-                t.app = cli_val(&c, "app");
-                t.version = ver;
-                t.want.size = size;
-                emit_early(o.events, &t, err, t0);
-            }
-            return 1;
-        }
-    } else if (cli_package_want(&c, pos[0], name, sizeof name, ver, sizeof ver, &t.want,
-                                &chunks) != 0) {
-        if (o.events != NULL) {
-            const char *at = strchr(pos[0], '@');
-            memset(&t, 0, sizeof t);
-            t.app = cli_val(&c, "app");
-            t.version = at != NULL ? at + 1 : pos[0];
-            emit_early(o.events, &t, "the package's record from the API: see the error output",
-                       t0);
-        }
+    if (target_want(&c, pos[0], srcs, n_src, key, name, sizeof name, ver, sizeof ver, &t, &chunks,
+                    &o, t0) != 0) {
         return 1;
     }
     struct blob_want want = t.want;
@@ -375,34 +438,8 @@ int cmd_deploy_target(int argc, char **argv)
     t.on_step = print_step;
     t.data = &o;
     t.cancel = &stop_requested;
-    {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_stop_signal;
-        sa.sa_flags = SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-    }
+    catch_stop_signals();
     deploy_target_run(&t, &r);
     fl_free(chunks);
-    if (o.events != NULL) {
-        emit_report(o.events, &t, &r);
-    } else if (o.json) {
-        json_t *rep = report_json(&t, &r, NULL);
-        char *txt = rep != NULL ? json_dumps(rep, JSON_COMPACT) : NULL;
-        printf("%s\n", txt ? txt : "{}");
-        free(txt);
-        json_decref(rep);
-    } else {
-        printf("%s@%s: %s (in service: %s) in %llu ms\n", name, ver,
-               deploy_target_result_name(r.result), r.current[0] ? r.current : "nothing",
-               (unsigned long long)r.total_ms);
-    }
-    switch (r.result) {
-    case DEPLOY_TARGET_DEPLOYED: return 0;
-    case DEPLOY_TARGET_REFUSED: return 1;
-    case DEPLOY_TARGET_ROLLED_BACK: return 3;
-    default: return 4;
-    }
+    return target_report(&o, &t, &r, name, ver);
 }

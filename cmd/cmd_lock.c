@@ -521,6 +521,111 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Acquire the lock at path for session, renewing the session while queued:
+ * the server answers a waiting call after at most half the session's TTL
+ * (202), so there is a renewal between any two calls. Returns 0 with the
+ * server's answer in *out, or 1 after saying why (the session destroyed when
+ * the lock was refused). */
+static int acquire(struct runner *r, const char *cmd, const char *path, const char *session,
+                   const char *renew_path, long long ttl, long long wait, int limit, uint64_t start,
+                   uint64_t *next_renew, json_t **out)
+{
+    char destroy[128];
+    int status, acquiring = 1;
+    json_t *body;
+    for (;;) {
+        long long left = wait < 0 ? 24LL * 3600 * 1000 : wait - (long long)(mono_ms() - start);
+        /* One request at a time: a renewal is not sent while an acquire's
+         * outcome is unknown (the acquire is sent again first), and an
+         * unanswered renewal is sent again before the next acquire. */
+        if (acquiring ? !r->pending && mono_ms() >= *next_renew : 1) {
+            uint64_t sent = mono_ms();
+            acquiring = 0;
+            status = run_call(r, "PUT", renew_path, NULL, (int)(ttl / 3), out);
+            json_decref(*out);
+            *out = NULL;
+            if (status == 404) {
+                fprintf(stderr, "flotilla lock run: session expired while waiting\n");
+                return 1;
+            }
+            if (r->pending) {
+                sleep_ms(200);
+                continue;
+            }
+            *next_renew = sent + (uint64_t)ttl / 3;
+            acquiring = 1;
+        }
+        body = json_pack("{s:s, s:i, s:I}", "session", session, "limit", limit, "wait",
+                         (json_int_t)(left < 0 ? 0 : left));
+        status = run_call(r, "PUT", path, body, (int)(ttl / 2 + 10000), out);
+        json_decref(body);
+        if (status == 200) {
+            return 0;
+        }
+        if (status == 202 || status == 503 || status < 0) {
+            json_decref(*out);
+            *out = NULL;
+            if (status != 202) {
+                sleep_ms(200);
+            }
+            continue;
+        }
+        cli_print_error(cmd, status, *out);
+        snprintf(destroy, sizeof destroy, "/v1/sessions/%s", session);
+        r->pending = 0;
+        run_call(r, "DELETE", destroy, NULL, 5000, out);
+        json_decref(*out);
+        return 1;
+    }
+}
+
+/* Hold the lock while child runs: renew the session every third of its TTL;
+ * once no renewal has succeeded for TTL minus margin, or the session is
+ * gone, kill the child's process group (*lost set). Signals are passed on to
+ * the group. Returns lock run's exit status. */
+static int hold(struct runner *r, pid_t child, const char *key, const char *session,
+                const char *renew_path, long long ttl, long long margin, uint64_t last_ok,
+                uint64_t next_renew, int *lost)
+{
+    json_t *out = NULL;
+    int status;
+    for (;;) {
+        int st;
+        pid_t w = waitpid(child, &st, WNOHANG);
+        if (w == child) {
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (got_signal) {
+            kill(-child, got_signal);
+            got_signal = 0;
+        }
+        if (mono_ms() >= next_renew) {
+            uint64_t sent = mono_ms();
+            long long left = (long long)(last_ok + (uint64_t)(ttl - margin)) - (long long)sent;
+            status = run_call(r, "PUT", renew_path, NULL, (int)(left > 100 ? left : 100), &out);
+            json_decref(out);
+            out = NULL;
+            if (status == 200) {
+                last_ok = sent;
+                next_renew = sent + (uint64_t)ttl / 3;
+            } else if (status == 404) {
+                *lost = 1;
+            } else {
+                next_renew = mono_ms() + 200;
+            }
+        }
+        if (*lost || mono_ms() >= last_ok + (uint64_t)(ttl - margin)) {
+            *lost = 1;
+            kill(-child, SIGKILL);
+            waitpid(child, NULL, 0);
+            fprintf(stderr, "flotilla lock run: lock %s lost (session %s); command killed\n", key,
+                    session);
+            return 3;
+        }
+        sleep_ms(20);
+    }
+}
+
 static int lock_run_with(int argc, char **argv, char **pos)
 {
     struct cli_opt opts[] = {ADDR_OPT,
@@ -539,7 +644,7 @@ static int lock_run_with(int argc, char **argv, char **pos)
                         opts, 2, 4096};
     struct runner r;
     char session[64], renew_path[128], *path, *addrs, *tok;
-    int npos, status, limit, exit_code = 1, lost = 0, acquiring = 1;
+    int npos, status, limit, exit_code, lost = 0;
     long long ttl, wait, margin;
     json_t *body, *out = NULL;
     uint64_t start = mono_ms(), last_ok, next_renew;
@@ -582,52 +687,8 @@ static int lock_run_with(int argc, char **argv, char **pos)
     last_ok = mono_ms();
     next_renew = last_ok + (uint64_t)ttl / 3;
 
-    /* Acquire, renewing the session while queued: the server answers a
-     * waiting call after at most half the session's TTL (202), so there is
-     * a renewal between any two calls. */
-    for (;;) {
-        long long left = wait < 0 ? 24LL * 3600 * 1000 : wait - (long long)(mono_ms() - start);
-        /* One request at a time: a renewal is not sent while an acquire's
-         * outcome is unknown (the acquire is sent again first), and an
-         * unanswered renewal is sent again before the next acquire. */
-        if (acquiring ? !r.pending && mono_ms() >= next_renew : 1) {
-            uint64_t sent = mono_ms();
-            acquiring = 0;
-            status = run_call(&r, "PUT", renew_path, NULL, (int)(ttl / 3), &out);
-            json_decref(out);
-            out = NULL;
-            if (status == 404) {
-                fprintf(stderr, "flotilla lock run: session expired while waiting\n");
-                free(path);
-                return 1;
-            }
-            if (r.pending) {
-                sleep_ms(200);
-                continue;
-            }
-            next_renew = sent + (uint64_t)ttl / 3;
-            acquiring = 1;
-        }
-        body = json_pack("{s:s, s:i, s:I}", "session", session, "limit", limit, "wait",
-                         (json_int_t)(left < 0 ? 0 : left));
-        status = run_call(&r, "PUT", path, body, (int)(ttl / 2 + 10000), &out);
-        json_decref(body);
-        if (status == 200) {
-            break;
-        }
-        if (status == 202 || status == 503 || status < 0) {
-            json_decref(out);
-            out = NULL;
-            if (status != 202) {
-                sleep_ms(200);
-            }
-            continue;
-        }
-        cli_print_error(c.path, status, out);
-        snprintf(renew_path, sizeof renew_path, "/v1/sessions/%s", session);
-        r.pending = 0;
-        run_call(&r, "DELETE", renew_path, NULL, 5000, &out);
-        json_decref(out);
+    if (acquire(&r, c.path, path, session, renew_path, ttl, wait, limit, start, &next_renew,
+                &out) != 0) {
         free(path);
         return 1;
     }
@@ -643,43 +704,8 @@ static int lock_run_with(int argc, char **argv, char **pos)
         free(path);
         return 1;
     }
-    for (;;) {
-        int st;
-        pid_t w = waitpid(child, &st, WNOHANG);
-        if (w == child) {
-            exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            break;
-        }
-        if (got_signal) {
-            kill(-child, got_signal);
-            got_signal = 0;
-        }
-        if (mono_ms() >= next_renew) {
-            uint64_t sent = mono_ms();
-            long long left = (long long)(last_ok + (uint64_t)(ttl - margin)) - (long long)sent;
-            status = run_call(&r, "PUT", renew_path, NULL, (int)(left > 100 ? left : 100), &out);
-            json_decref(out);
-            out = NULL;
-            if (status == 200) {
-                last_ok = sent;
-                next_renew = sent + (uint64_t)ttl / 3;
-            } else if (status == 404) {
-                lost = 1;
-            } else {
-                next_renew = mono_ms() + 200;
-            }
-        }
-        if (lost || mono_ms() >= last_ok + (uint64_t)(ttl - margin)) {
-            lost = 1;
-            kill(-child, SIGKILL);
-            waitpid(child, NULL, 0);
-            fprintf(stderr, "flotilla lock run: lock %s lost (session %s); command killed\n",
-                    pos[0], session);
-            exit_code = 3;
-            break;
-        }
-        sleep_ms(20);
-    }
+    exit_code =
+        hold(&r, child, pos[0], session, renew_path, ttl, margin, last_ok, next_renew, &lost);
     free(path);
     /* Destroying the session releases the lock at once (no lock-delay). */
     if (!lost) {

@@ -71,6 +71,89 @@ static int put_chunk(struct cli_cmd *c, const char *id, uint64_t off, const uint
     return status;
 }
 
+/* Start the upload of size bytes, or find the one --resume names: its id,
+ * the bytes the server has and the largest chunk it takes. Returns 0, or
+ * the exit status after saying why. */
+static int push_begin(struct cli_cmd *c, uint64_t size, char *id, size_t idcap, uint64_t *received,
+                      uint64_t *chunk)
+{
+    char path[256];
+    json_t *out, *body;
+    int status;
+    if (cli_val(c, "resume") != NULL) {
+        snprintf(id, idcap, "%s", cli_val(c, "resume"));
+        snprintf(path, sizeof path, "/v1/uploads/%s", id);
+        status = cli_call(c, "GET", path, NULL, &out);
+    } else {
+        body = json_pack("{s:I}", "size", (json_int_t)size);
+        status = cli_call_plain(c, "POST", "/v1/uploads", body, &out);
+        json_decref(body);
+    }
+    if (status != 200) {
+        return cli_print_error(c->path, status, out);
+    }
+    snprintf(id, idcap, "%s", json_string_value(json_object_get(out, "id")));
+    *received = (uint64_t)json_integer_value(json_object_get(out, "received"));
+    *chunk = (uint64_t)json_integer_value(json_object_get(out, "chunk_max"));
+    if (*chunk == 0 || *chunk > 1024 * 1024) {
+        *chunk = 1024 * 1024;
+    }
+    if ((uint64_t)json_integer_value(json_object_get(out, "size")) != size) {
+        fprintf(stderr, "flotilla package push: upload %s is for %lld bytes, the file has %llu\n",
+                id, (long long)json_integer_value(json_object_get(out, "size")),
+                (unsigned long long)size);
+        json_decref(out);
+        return 1;
+    }
+    json_decref(out);
+    return 0;
+}
+
+/* Send the bytes of fd (the file `file`, size bytes) from received on, in
+ * chunks of at most `chunk`; a chunk is tried up to five times while the
+ * failure is the transport's or the server's (5xx). Returns 0, or 1 after
+ * saying how to resume. */
+static int push_chunks(struct cli_cmd *c, int fd, const char *file, const char *id, const char *hex,
+                       uint64_t size, uint64_t received, uint64_t chunk)
+{
+    char err[FL_ERRMSG_SIZE];
+    int status;
+    uint8_t *buf = malloc(chunk);
+    if (buf == NULL) {
+        return 1;
+    }
+    fprintf(stderr, "upload %s: %llu bytes, BLAKE2b-256 %s\n", id, (unsigned long long)size, hex);
+    while (received < size) {
+        size_t n = (size_t)(size - received < chunk ? size - received : chunk);
+        int tries = 0;
+        if (pread(fd, buf, n, (off_t)received) != (ssize_t)n) {
+            fprintf(stderr, "flotilla package push: read %s: %s\n", file, strerror(errno));
+            free(buf);
+            return 1;
+        }
+        for (;;) {
+            uint64_t before = received;
+            status = put_chunk(c, id, received, buf, n, &received, err);
+            if (status == 200) {
+                break;
+            }
+            if (status == 409 && received != before) {
+                break; /* the server has a different point: continue from there */
+            }
+            if (++tries == 5 || (status != 0 && status < 500)) {
+                fprintf(stderr,
+                        "flotilla package push: chunk at %llu: %s%s\n  resume with: --resume %s\n",
+                        (unsigned long long)before, status ? "" : "transport: ", err, id);
+                free(buf);
+                return 1;
+            }
+            sleep(1);
+        }
+    }
+    free(buf);
+    return 0;
+}
+
 static int pkg_push(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
@@ -86,9 +169,8 @@ static int pkg_push(int argc, char **argv)
     char *pos[1], err[FL_ERRMSG_SIZE], hex[65], id[128], path[256];
     int npos, status, fd;
     uint8_t hash[32];
-    uint64_t size = 0, received = 0, chunk;
+    uint64_t size = 0, received = 0, chunk = 0;
     json_t *out, *body;
-    uint8_t *buf;
     struct stat sb;
     cli_parse(&c, argc, argv, pos, &npos);
     if (cli_val(&c, "name") == NULL || cli_val(&c, "version") == NULL) {
@@ -111,65 +193,13 @@ static int pkg_push(int argc, char **argv)
         return 1;
     }
     blob_hex(hash, hex);
-    if (cli_val(&c, "resume") != NULL) {
-        snprintf(id, sizeof id, "%s", cli_val(&c, "resume"));
-        snprintf(path, sizeof path, "/v1/uploads/%s", id);
-        status = cli_call(&c, "GET", path, NULL, &out);
-    } else {
-        body = json_pack("{s:I}", "size", (json_int_t)size);
-        status = cli_call_plain(&c, "POST", "/v1/uploads", body, &out);
-        json_decref(body);
+    status = push_begin(&c, size, id, sizeof id, &received, &chunk);
+    if (status != 0) {
+        return status;
     }
-    if (status != 200) {
-        return cli_print_error(c.path, status, out);
-    }
-    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(out, "id")));
-    received = (uint64_t)json_integer_value(json_object_get(out, "received"));
-    chunk = (uint64_t)json_integer_value(json_object_get(out, "chunk_max"));
-    if (chunk == 0 || chunk > 1024 * 1024) {
-        chunk = 1024 * 1024;
-    }
-    if ((uint64_t)json_integer_value(json_object_get(out, "size")) != size) {
-        fprintf(stderr, "flotilla package push: upload %s is for %lld bytes, the file has %llu\n",
-                id, (long long)json_integer_value(json_object_get(out, "size")),
-                (unsigned long long)size);
-        json_decref(out);
+    if (push_chunks(&c, fd, pos[0], id, hex, size, received, chunk) != 0) {
         return 1;
     }
-    json_decref(out);
-    buf = malloc(chunk);
-    if (buf == NULL) {
-        return 1;
-    }
-    fprintf(stderr, "upload %s: %llu bytes, BLAKE2b-256 %s\n", id, (unsigned long long)size, hex);
-    while (received < size) {
-        size_t n = (size_t)(size - received < chunk ? size - received : chunk);
-        int tries = 0;
-        if (pread(fd, buf, n, (off_t)received) != (ssize_t)n) {
-            fprintf(stderr, "flotilla package push: read %s: %s\n", pos[0], strerror(errno));
-            free(buf);
-            return 1;
-        }
-        for (;;) {
-            uint64_t before = received;
-            status = put_chunk(&c, id, received, buf, n, &received, err);
-            if (status == 200) {
-                break;
-            }
-            if (status == 409 && received != before) {
-                break; /* the server has a different point: continue from there */
-            }
-            if (++tries == 5 || (status != 0 && status < 500)) {
-                fprintf(stderr,
-                        "flotilla package push: chunk at %llu: %s%s\n  resume with: --resume %s\n",
-                        (unsigned long long)before, status ? "" : "transport: ", err, id);
-                free(buf);
-                return 1;
-            }
-            sleep(1);
-        }
-    }
-    free(buf);
     close(fd);
     body = json_pack("{s:s, s:s, s:s}", "name", cli_val(&c, "name"), "version",
                      cli_val(&c, "version"), "hash", hex);

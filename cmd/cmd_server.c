@@ -92,6 +92,175 @@ static void parse_peers(struct cli_cmd *c, const char *s, struct node_config *cf
     }
 }
 
+/* --id, --name, --data. */
+static void server_identity(struct cli_cmd *c, struct node_config *cfg)
+{
+    if (!cli_flag(c, "id")) {
+        cli_die_usage(c, "--id is required");
+    }
+    if (!cli_flag(c, "data")) {
+        cli_die_usage(c, "--data is required");
+    }
+    cfg->id = parse_num(c, "id", cli_val(c, "id"), (1ull << 62));
+    if (cfg->id == 0) {
+        cli_die_usage(c, "--id must be positive");
+    }
+    if (cli_val(c, "name") != NULL) {
+        if (strlen(cli_val(c, "name")) >= sizeof cfg->name || cli_val(c, "name")[0] == '\0' ||
+            strpbrk(cli_val(c, "name"), "/ \t") != NULL) {
+            cli_die_usage(c, "--name must be 1-63 characters without '/' or spaces");
+        }
+        snprintf(cfg->name, sizeof cfg->name, "%s", cli_val(c, "name"));
+    }
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", cli_val(c, "data"));
+}
+
+/* --raft-addr, --api-addr (checked here, kept by the caller), --agent-addr,
+ * --blob-addr (default: the agent address's host, its port + 100). */
+static void server_addresses(struct cli_cmd *c, struct node_config *cfg)
+{
+    if (!valid_hostport(cli_val(c, "raft-addr")) || !valid_hostport(cli_val(c, "api-addr"))) {
+        cli_die_usage(c, "addresses must be HOST:PORT");
+    }
+    snprintf(cfg->raft_addr, sizeof cfg->raft_addr, "%s", cli_val(c, "raft-addr"));
+    if (!valid_hostport(cli_val(c, "agent-addr"))) {
+        cli_die_usage(c, "--agent-addr must be HOST:PORT");
+    }
+    snprintf(cfg->agent_addr, sizeof cfg->agent_addr, "%s", cli_val(c, "agent-addr"));
+    if (cli_val(c, "blob-addr") != NULL) {
+        if (!valid_hostport(cli_val(c, "blob-addr"))) {
+            cli_die_usage(c, "--blob-addr must be HOST:PORT");
+        }
+        snprintf(cfg->blob_addr, sizeof cfg->blob_addr, "%s", cli_val(c, "blob-addr"));
+    } else {
+        const char *colon = strrchr(cfg->agent_addr, ':');
+        long port = strtol(colon + 1, NULL, 10) + 100;
+        if (port > 65535) {
+            cli_die_usage(c, "the agent port + 100 is not a port: give --blob-addr");
+        }
+        snprintf(cfg->blob_addr, sizeof cfg->blob_addr, "%.*s:%ld", (int)(colon - cfg->agent_addr),
+                 cfg->agent_addr, port);
+    }
+}
+
+/* --no-agent, --placement, --label, --lost-after and --heartbeat. */
+static void server_placement(struct cli_cmd *c, struct node_config *cfg)
+{
+    cfg->no_agent = cli_flag(c, "no-agent");
+    if (strcmp(cli_val(c, "placement"), "pack") == 0) {
+        cfg->placement_pack = 1;
+    } else if (strcmp(cli_val(c, "placement"), "spread") != 0) {
+        cli_die_usage(c, "--placement is spread or pack");
+    }
+    if (cli_val(c, "label")) {
+        char buf[4096], *save = NULL;
+        snprintf(buf, sizeof buf, "%s", cli_val(c, "label"));
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (cfg->n_labels == 32 || strlen(tok) >= 128 || strchr(tok, '=') == NULL) {
+                cli_die_usage(c, "--label takes k=v[,k=v] (at most 32)");
+            }
+            snprintf(cfg->labels[cfg->n_labels++], 128, "%s", tok);
+        }
+    }
+    long long lost = cli_duration_ms(cli_val(c, "lost-after"));
+    long long hb = cli_duration_ms(cli_val(c, "heartbeat"));
+    if (lost < 500 || hb < 50 || hb * 2 > lost) {
+        cli_die_usage(c, "--lost-after must be at least 500ms and twice --heartbeat");
+    }
+    cfg->lost_after_ms = (unsigned)lost;
+    cfg->heartbeat_ms = (unsigned)hb;
+}
+
+/* --bootstrap with --peers (default: this server alone), or --join with
+ * --standby. */
+static void server_membership(struct cli_cmd *c, struct node_config *cfg)
+{
+    if (cli_flag(c, "bootstrap") && cli_flag(c, "join")) {
+        cli_die_usage(c, "--bootstrap and --join are exclusive");
+    }
+    if (cli_flag(c, "peers") && !cli_flag(c, "bootstrap")) {
+        cli_die_usage(c, "--peers needs --bootstrap");
+    }
+    if (cli_flag(c, "standby") && !cli_flag(c, "join")) {
+        cli_die_usage(c, "--standby needs --join");
+    }
+    cfg->bootstrap = cli_flag(c, "bootstrap");
+    if (cfg->bootstrap) {
+        int self = 0;
+        if (cli_flag(c, "peers")) {
+            parse_peers(c, cli_val(c, "peers"), cfg);
+        } else {
+            cfg->peers[0].id = cfg->id;
+            snprintf(cfg->peers[0].addr, sizeof cfg->peers[0].addr, "%s", cfg->raft_addr);
+            cfg->peers[0].role = RAFT_VOTER;
+            cfg->n_peers = 1;
+        }
+        for (unsigned i = 0; i < cfg->n_peers; i++) {
+            self |= cfg->peers[i].id == cfg->id;
+        }
+        if (!self) {
+            cli_die_usage(c, "--peers must include this server's --id");
+        }
+    }
+    if (cli_flag(c, "join")) {
+        const char *j = cli_val(c, "join");
+        if (strncmp(j, "http://", 7) == 0) {
+            j += 7;
+        }
+        if (!valid_hostport(j)) {
+            cli_die_usage(c, "--join needs HOST:PORT of a server's API");
+        }
+        snprintf(cfg->join, sizeof cfg->join, "%s", j);
+        cfg->join_role = cli_flag(c, "standby") ? RAFT_STANDBY : RAFT_VOTER;
+    }
+}
+
+/* Snapshots, store size, request and connection limits, cap, free disk. */
+static void server_limits(struct cli_cmd *c, struct node_config *cfg)
+{
+    cfg->snapshot_threshold =
+        (unsigned)parse_num(c, "snapshot-threshold", cli_val(c, "snapshot-threshold"), 1u << 30);
+    cfg->snapshot_trailing =
+        (unsigned)parse_num(c, "snapshot-trailing", cli_val(c, "snapshot-trailing"), 1u << 30);
+    if (cfg->snapshot_threshold < 2) {
+        cli_die_usage(c, "--snapshot-threshold must be at least 2");
+    }
+    cfg->store_size = parse_size(c, "store-size", cli_val(c, "store-size"));
+    if (cfg->store_size < (1u << 20)) {
+        cli_die_usage(c, "--store-size must be at least 1M");
+    }
+    cfg->max_body = parse_size(c, "max-body", cli_val(c, "max-body"));
+    if (cfg->max_body < 1024 || cfg->max_body > (64u << 20)) {
+        cli_die_usage(c, "--max-body must be between 1K and 64M");
+    }
+    cfg->max_conns_per_ip =
+        (unsigned)parse_num(c, "max-conns-per-ip", cli_val(c, "max-conns-per-ip"), 100000);
+    if (cfg->max_conns_per_ip == 0) {
+        cli_die_usage(c, "--max-conns-per-ip must be 1-100000");
+    }
+    cfg->node_cap = (unsigned)parse_num(c, "cap", cli_val(c, "cap"), 1000000);
+    cfg->min_free_disk = parse_size(c, "min-free-disk", cli_val(c, "min-free-disk"));
+}
+
+/* The cluster key and its file, --apps, --raft-plaintext and
+ * --require-agent-approval. */
+static void server_key_and_apps(struct cli_cmd *c, struct node_config *cfg)
+{
+    cli_load_key(c, cfg->key);
+    {
+        /* The embedded agent gives deploy-target the file just loaded. */
+        const char *kf = cli_val(c, "key") != NULL && cli_val(c, "key")[0] ? cli_val(c, "key")
+                                                                           : getenv(FL_KEY_ENV);
+        snprintf(cfg->key_file, sizeof cfg->key_file, "%s", kf != NULL ? kf : "");
+    }
+    if (cli_val(c, "apps")[0] == '\0' || strlen(cli_val(c, "apps")) >= sizeof cfg->apps_dir) {
+        cli_die_usage(c, "--apps takes a directory");
+    }
+    snprintf(cfg->apps_dir, sizeof cfg->apps_dir, "%s", cli_val(c, "apps"));
+    cfg->raft_plaintext = cli_flag(c, "raft-plaintext");
+    cfg->require_agent_approval = cli_flag(c, "require-agent-approval");
+}
+
 int cmd_server(int argc, char **argv)
 {
     struct cli_opt opts[] = {
@@ -140,145 +309,13 @@ int cmd_server(int argc, char **argv)
 
     cli_parse(&c, argc, argv, pos, &npos);
     node_config_defaults(&cfg);
-    if (!cli_flag(&c, "id")) {
-        cli_die_usage(&c, "--id is required");
-    }
-    if (!cli_flag(&c, "data")) {
-        cli_die_usage(&c, "--data is required");
-    }
-    cfg.id = parse_num(&c, "id", cli_val(&c, "id"), (1ull << 62));
-    if (cfg.id == 0) {
-        cli_die_usage(&c, "--id must be positive");
-    }
-    if (cli_val(&c, "name") != NULL) {
-        if (strlen(cli_val(&c, "name")) >= sizeof cfg.name || cli_val(&c, "name")[0] == '\0' ||
-            strpbrk(cli_val(&c, "name"), "/ \t") != NULL) {
-            cli_die_usage(&c, "--name must be 1-63 characters without '/' or spaces");
-        }
-        snprintf(cfg.name, sizeof cfg.name, "%s", cli_val(&c, "name"));
-    }
-    snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", cli_val(&c, "data"));
-    if (!valid_hostport(cli_val(&c, "raft-addr")) || !valid_hostport(cli_val(&c, "api-addr"))) {
-        cli_die_usage(&c, "addresses must be HOST:PORT");
-    }
-    snprintf(cfg.raft_addr, sizeof cfg.raft_addr, "%s", cli_val(&c, "raft-addr"));
-    if (!valid_hostport(cli_val(&c, "agent-addr"))) {
-        cli_die_usage(&c, "--agent-addr must be HOST:PORT");
-    }
-    snprintf(cfg.agent_addr, sizeof cfg.agent_addr, "%s", cli_val(&c, "agent-addr"));
-    if (cli_val(&c, "blob-addr") != NULL) {
-        if (!valid_hostport(cli_val(&c, "blob-addr"))) {
-            cli_die_usage(&c, "--blob-addr must be HOST:PORT");
-        }
-        snprintf(cfg.blob_addr, sizeof cfg.blob_addr, "%s", cli_val(&c, "blob-addr"));
-    } else {
-        const char *colon = strrchr(cfg.agent_addr, ':');
-        long port = strtol(colon + 1, NULL, 10) + 100;
-        if (port > 65535) {
-            cli_die_usage(&c, "the agent port + 100 is not a port: give --blob-addr");
-        }
-        snprintf(cfg.blob_addr, sizeof cfg.blob_addr, "%.*s:%ld", (int)(colon - cfg.agent_addr),
-                 cfg.agent_addr, port);
-    }
-    cfg.no_agent = cli_flag(&c, "no-agent");
-    if (strcmp(cli_val(&c, "placement"), "pack") == 0) {
-        cfg.placement_pack = 1;
-    } else if (strcmp(cli_val(&c, "placement"), "spread") != 0) {
-        cli_die_usage(&c, "--placement is spread or pack");
-    }
-    if (cli_val(&c, "label")) {
-        char buf[4096], *save = NULL;
-        snprintf(buf, sizeof buf, "%s", cli_val(&c, "label"));
-        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (cfg.n_labels == 32 || strlen(tok) >= 128 || strchr(tok, '=') == NULL) {
-                cli_die_usage(&c, "--label takes k=v[,k=v] (at most 32)");
-            }
-            snprintf(cfg.labels[cfg.n_labels++], 128, "%s", tok);
-        }
-    }
-    {
-        long long lost = cli_duration_ms(cli_val(&c, "lost-after"));
-        long long hb = cli_duration_ms(cli_val(&c, "heartbeat"));
-        if (lost < 500 || hb < 50 || hb * 2 > lost) {
-            cli_die_usage(&c, "--lost-after must be at least 500ms and twice --heartbeat");
-        }
-        cfg.lost_after_ms = (unsigned)lost;
-        cfg.heartbeat_ms = (unsigned)hb;
-    }
+    server_identity(&c, &cfg);
+    server_addresses(&c, &cfg);
+    server_placement(&c, &cfg);
     snprintf(cfg.api_addr, sizeof cfg.api_addr, "%s", cli_val(&c, "api-addr"));
-    if (cli_flag(&c, "bootstrap") && cli_flag(&c, "join")) {
-        cli_die_usage(&c, "--bootstrap and --join are exclusive");
-    }
-    if (cli_flag(&c, "peers") && !cli_flag(&c, "bootstrap")) {
-        cli_die_usage(&c, "--peers needs --bootstrap");
-    }
-    if (cli_flag(&c, "standby") && !cli_flag(&c, "join")) {
-        cli_die_usage(&c, "--standby needs --join");
-    }
-    cfg.bootstrap = cli_flag(&c, "bootstrap");
-    if (cfg.bootstrap) {
-        int self = 0;
-        if (cli_flag(&c, "peers")) {
-            parse_peers(&c, cli_val(&c, "peers"), &cfg);
-        } else {
-            cfg.peers[0].id = cfg.id;
-            snprintf(cfg.peers[0].addr, sizeof cfg.peers[0].addr, "%s", cfg.raft_addr);
-            cfg.peers[0].role = RAFT_VOTER;
-            cfg.n_peers = 1;
-        }
-        for (unsigned i = 0; i < cfg.n_peers; i++) {
-            self |= cfg.peers[i].id == cfg.id;
-        }
-        if (!self) {
-            cli_die_usage(&c, "--peers must include this server's --id");
-        }
-    }
-    if (cli_flag(&c, "join")) {
-        const char *j = cli_val(&c, "join");
-        if (strncmp(j, "http://", 7) == 0) {
-            j += 7;
-        }
-        if (!valid_hostport(j)) {
-            cli_die_usage(&c, "--join needs HOST:PORT of a server's API");
-        }
-        snprintf(cfg.join, sizeof cfg.join, "%s", j);
-        cfg.join_role = cli_flag(&c, "standby") ? RAFT_STANDBY : RAFT_VOTER;
-    }
-    cfg.snapshot_threshold =
-        (unsigned)parse_num(&c, "snapshot-threshold", cli_val(&c, "snapshot-threshold"), 1u << 30);
-    cfg.snapshot_trailing =
-        (unsigned)parse_num(&c, "snapshot-trailing", cli_val(&c, "snapshot-trailing"), 1u << 30);
-    if (cfg.snapshot_threshold < 2) {
-        cli_die_usage(&c, "--snapshot-threshold must be at least 2");
-    }
-    cfg.store_size = parse_size(&c, "store-size", cli_val(&c, "store-size"));
-    if (cfg.store_size < (1u << 20)) {
-        cli_die_usage(&c, "--store-size must be at least 1M");
-    }
-    cfg.max_body = parse_size(&c, "max-body", cli_val(&c, "max-body"));
-    if (cfg.max_body < 1024 || cfg.max_body > (64u << 20)) {
-        cli_die_usage(&c, "--max-body must be between 1K and 64M");
-    }
-    cfg.max_conns_per_ip =
-        (unsigned)parse_num(&c, "max-conns-per-ip", cli_val(&c, "max-conns-per-ip"), 100000);
-    if (cfg.max_conns_per_ip == 0) {
-        cli_die_usage(&c, "--max-conns-per-ip must be 1-100000");
-    }
-    cfg.node_cap = (unsigned)parse_num(&c, "cap", cli_val(&c, "cap"), 1000000);
-    cfg.min_free_disk = parse_size(&c, "min-free-disk", cli_val(&c, "min-free-disk"));
-    cli_load_key(&c, cfg.key);
-    {
-        /* The embedded agent gives deploy-target the file just loaded. */
-        const char *kf = cli_val(&c, "key") != NULL && cli_val(&c, "key")[0] ? cli_val(&c, "key")
-                                                                             : getenv(FL_KEY_ENV);
-        snprintf(cfg.key_file, sizeof cfg.key_file, "%s", kf != NULL ? kf : "");
-    }
-    if (cli_val(&c, "apps")[0] == '\0' || strlen(cli_val(&c, "apps")) >= sizeof cfg.apps_dir) {
-        cli_die_usage(&c, "--apps takes a directory");
-    }
-    snprintf(cfg.apps_dir, sizeof cfg.apps_dir, "%s", cli_val(&c, "apps"));
-    cfg.raft_plaintext = cli_flag(&c, "raft-plaintext");
-    cfg.require_agent_approval = cli_flag(&c, "require-agent-approval");
+    server_membership(&c, &cfg);
+    server_limits(&c, &cfg);
+    server_key_and_apps(&c, &cfg);
     return node_server_run(&cfg);
 }
 
@@ -388,47 +425,23 @@ static int dev_token(const char *dir, const char *leader_api)
     return ok;
 }
 
-int cmd_dev(int argc, char **argv)
+/* The dev cluster's directory (made if missing; its absolute path into
+ * dir), its key (made on the first run; the file's path into keyfile) and
+ * this executable (into exe). Returns 0, or 1 after saying why not. */
+static int dev_prepare(struct cli_cmd *c, char *dir, char *keyfile, size_t keycap, char *exe)
 {
-    struct cli_opt opts[] = {{"dir", 1, "directory for the servers' data and logs", "flotilla-dev", 0},
-                             {"servers", 1, "number of servers (1-7)", "3", 0},
-                             {"base-port", 1,
-                              "API ports are BASE+1.., Raft BASE+101.., agents BASE+201..", "8400",
-                              0},
-                             {NULL}};
-    struct cli_cmd c = {"dev", "",
-                        "Run a local cluster of servers on loopback, data under one directory. "
-                        "Ctrl-C stops them all.",
-                        opts, 0, 0};
-    char *pos[1];
-    int npos;
-    unsigned n, base;
-    pid_t pids[DEV_MAX] = {0};
-    char dir[PATH_MAX], exe[PATH_MAX], peers[1024] = "", leader[64] = "";
-    char keyfile[PATH_MAX + 16], kerr[FL_ERRMSG_SIZE];
+    char kerr[FL_ERRMSG_SIZE];
     unsigned char key[FL_KEY_BYTES];
-    sigset_t set;
-    uint64_t t0 = fl_mono_ns();
-    int found = 0, have_token = 0;
-    char leader_api[64];
-
-    cli_parse(&c, argc, argv, pos, &npos);
-    n = (unsigned)parse_num(&c, "servers", cli_val(&c, "servers"), DEV_MAX);
-    base = (unsigned)parse_num(&c, "base-port", cli_val(&c, "base-port"), 65000);
-    if (n == 0) {
-        cli_die_usage(&c, "--servers must be 1..%d", DEV_MAX);
-    }
-    if (mkdir(cli_val(&c, "dir"), 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "flotilla dev: cannot create %s: %s\n", cli_val(&c, "dir"),
-                strerror(errno));
+    if (mkdir(cli_val(c, "dir"), 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "flotilla dev: cannot create %s: %s\n", cli_val(c, "dir"), strerror(errno));
         return 1;
     }
-    if (realpath(cli_val(&c, "dir"), dir) == NULL) {
-        fprintf(stderr, "flotilla dev: %s: %s\n", cli_val(&c, "dir"), strerror(errno));
+    if (realpath(cli_val(c, "dir"), dir) == NULL) {
+        fprintf(stderr, "flotilla dev: %s: %s\n", cli_val(c, "dir"), strerror(errno));
         return 1;
     }
     /* The cluster's key lives with its data; made on the first run. */
-    snprintf(keyfile, sizeof keyfile, "%s/cluster.key", dir);
+    snprintf(keyfile, keycap, "%s/cluster.key", dir);
     if (fl_key_load(keyfile, key, kerr) == FL_ENOTFOUND) {
         if (fl_key_generate(keyfile, 0, key, kerr) != FL_OK) {
             fprintf(stderr, "flotilla dev: %s\n", kerr);
@@ -438,23 +451,20 @@ int cmd_dev(int argc, char **argv)
         fprintf(stderr, "flotilla dev: %s\n", kerr);
         return 1;
     }
-    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ssize_t el = readlink("/proc/self/exe", exe, PATH_MAX - 1);
     if (el <= 0) {
         fprintf(stderr, "flotilla dev: cannot find my own binary\n");
         return 1;
     }
     exe[el] = '\0';
-    for (unsigned i = 1; i <= n; i++) {
-        size_t used = strlen(peers);
-        snprintf(peers + used, sizeof peers - used, "%s%u=127.0.0.1:%u", i > 1 ? "," : "", i,
-                 base + 100 + i);
-    }
-    /* Signals are taken synchronously below; children get the defaults. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, NULL);
+    return 0;
+}
+
+/* Start server-1..n as children (pids), each in its own process group with
+ * its output in DIR/server-N.log. Returns 0, or 1 if a fork failed. */
+static int dev_start(unsigned n, unsigned base, const char *dir, const char *exe,
+                     const char *keyfile, const char *peers, const sigset_t *set, pid_t *pids)
+{
     for (unsigned i = 1; i <= n; i++) {
         char id[16], data[PATH_MAX + 32], raft[64], api[64], agent[64], logf[PATH_MAX + 32];
         snprintf(id, sizeof id, "%u", i);
@@ -470,7 +480,7 @@ int cmd_dev(int argc, char **argv)
         }
         if (pids[i - 1] == 0) {
             int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
-            sigprocmask(SIG_UNBLOCK, &set, NULL);
+            sigprocmask(SIG_UNBLOCK, set, NULL);
             setpgid(0, 0); /* Ctrl-C reaches the servers only through us */
             if (fd >= 0) {
                 dup2(fd, 1);
@@ -484,12 +494,21 @@ int cmd_dev(int argc, char **argv)
             _exit(127);
         }
     }
+    return 0;
+}
+
+/* Wait up to about 6 s for a server that is the ready leader (its name into
+ * leader), saying which servers exit meanwhile. Returns 1 if one is. */
+static int dev_wait_leader(unsigned n, unsigned base, const char *dir, pid_t *pids, char *leader,
+                           size_t cap)
+{
+    int found = 0;
     for (int tries = 0; tries < 300 && !found; tries++) {
         struct timespec ts = {0, 20 * 1000 * 1000};
         for (unsigned i = 1; i <= n && !found; i++) {
             char api[64];
             snprintf(api, sizeof api, "127.0.0.1:%u", base + i);
-            found = leader_ready(api, leader, sizeof leader);
+            found = leader_ready(api, leader, cap);
         }
         if (!found) {
             int st;
@@ -503,19 +522,13 @@ int cmd_dev(int argc, char **argv)
             nanosleep(&ts, NULL);
         }
     }
-    if (found) {
-        double elected = (double)(fl_mono_ns() - t0) / 1e9;
-        for (int tries = 0; tries < 250 && !all_know_leader(n, base); tries++) {
-            struct timespec ts = {0, 20 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-        printf("Flotilla dev cluster: %u servers, leader %s elected in %.2f s\n", n, leader,
-               elected);
-        snprintf(leader_api, sizeof leader_api, "127.0.0.1:%u", base + 1);
-        have_token = dev_token(dir, leader_api);
-    } else {
-        printf("Flotilla dev cluster: %u servers started, no leader yet (see the logs)\n", n);
-    }
+    return found;
+}
+
+/* Where the cluster is and how to use it. */
+static void dev_banner(unsigned n, unsigned base, const char *dir, const char *keyfile,
+                       int have_token)
+{
     printf("  API:  ");
     for (unsigned i = 1; i <= n; i++) {
         printf("http://127.0.0.1:%u ", base + i);
@@ -536,9 +549,13 @@ int cmd_dev(int argc, char **argv)
     }
     printf("Press Ctrl-C to stop the cluster.\n");
     fflush(stdout);
+}
 
+/* Until SIGINT or SIGTERM (blocked in set), saying which servers exit. */
+static void dev_wait_signal(unsigned n, const char *dir, pid_t *pids, const sigset_t *set)
+{
     for (;;) {
-        int sig = sigwaitinfo(&set, NULL);
+        int sig = sigwaitinfo(set, NULL);
         if (sig == SIGCHLD) {
             int st;
             for (unsigned i = 0; i < n; i++) {
@@ -555,7 +572,12 @@ int cmd_dev(int argc, char **argv)
             break;
         }
     }
-    printf("\nstopping...\n");
+}
+
+/* SIGTERM to every server still running; SIGKILL to one still there 10 s
+ * later. */
+static void dev_stop(unsigned n, pid_t *pids)
+{
     for (unsigned i = 0; i < n; i++) {
         if (pids[i] > 0) {
             kill(pids[i], SIGTERM);
@@ -579,6 +601,72 @@ int cmd_dev(int argc, char **argv)
             waitpid(pids[i], &st, 0);
         }
     }
+}
+
+int cmd_dev(int argc, char **argv)
+{
+    struct cli_opt opts[] = {{"dir", 1, "directory for the servers' data and logs", "flotilla-dev", 0},
+                             {"servers", 1, "number of servers (1-7)", "3", 0},
+                             {"base-port", 1,
+                              "API ports are BASE+1.., Raft BASE+101.., agents BASE+201..", "8400",
+                              0},
+                             {NULL}};
+    struct cli_cmd c = {"dev", "",
+                        "Run a local cluster of servers on loopback, data under one directory. "
+                        "Ctrl-C stops them all.",
+                        opts, 0, 0};
+    char *pos[1];
+    int npos;
+    unsigned n, base;
+    pid_t pids[DEV_MAX] = {0};
+    char dir[PATH_MAX], exe[PATH_MAX], peers[1024] = "", leader[64] = "";
+    char keyfile[PATH_MAX + 16];
+    sigset_t set;
+    uint64_t t0 = fl_mono_ns();
+    int found, have_token = 0;
+    char leader_api[64];
+
+    cli_parse(&c, argc, argv, pos, &npos);
+    n = (unsigned)parse_num(&c, "servers", cli_val(&c, "servers"), DEV_MAX);
+    base = (unsigned)parse_num(&c, "base-port", cli_val(&c, "base-port"), 65000);
+    if (n == 0) {
+        cli_die_usage(&c, "--servers must be 1..%d", DEV_MAX);
+    }
+    if (dev_prepare(&c, dir, keyfile, sizeof keyfile, exe) != 0) {
+        return 1;
+    }
+    for (unsigned i = 1; i <= n; i++) {
+        size_t used = strlen(peers);
+        snprintf(peers + used, sizeof peers - used, "%s%u=127.0.0.1:%u", i > 1 ? "," : "", i,
+                 base + 100 + i);
+    }
+    /* Signals are taken synchronously below; children get the defaults. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    if (dev_start(n, base, dir, exe, keyfile, peers, &set, pids) != 0) {
+        return 1;
+    }
+    found = dev_wait_leader(n, base, dir, pids, leader, sizeof leader);
+    if (found) {
+        double elected = (double)(fl_mono_ns() - t0) / 1e9;
+        for (int tries = 0; tries < 250 && !all_know_leader(n, base); tries++) {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        printf("Flotilla dev cluster: %u servers, leader %s elected in %.2f s\n", n, leader,
+               elected);
+        snprintf(leader_api, sizeof leader_api, "127.0.0.1:%u", base + 1);
+        have_token = dev_token(dir, leader_api);
+    } else {
+        printf("Flotilla dev cluster: %u servers started, no leader yet (see the logs)\n", n);
+    }
+    dev_banner(n, base, dir, keyfile, have_token);
+    dev_wait_signal(n, dir, pids, &set);
+    printf("\nstopping...\n");
+    dev_stop(n, pids);
     printf("stopped\n");
     return 0;
 }

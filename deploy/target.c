@@ -424,74 +424,148 @@ static void roll_back(struct run *x)
     r->result = reload(x, "reload-back") ? DEPLOY_TARGET_ROLLED_BACK : DEPLOY_TARGET_BROKEN;
 }
 
-int deploy_target_run(const struct deploy_target *t, struct deploy_target_report *r)
+/* Check the version, lay out the root, take the root's deploy lock (*lfd:
+ * held until the caller closes it) and note the release in service. */
+static int prepare(struct run *x, int *lfd)
 {
-    struct run x = {t, r, NULL, 0};
-    char pkg[PATH_MAX], dir[PATH_MAX], err[FL_ERRMSG_SIZE], lockp[PATH_MAX];
-    uint64_t start = now_ms();
-    struct stat sb;
-    int lfd = -1;
-    memset(r, 0, sizeof *r);
-    r->result = DEPLOY_TARGET_REFUSED;
-
-    step_begin(&x, "prepare");
+    const struct deploy_target *t = x->t;
+    struct deploy_target_report *r = x->r;
+    char err[FL_ERRMSG_SIZE], lockp[PATH_MAX];
+    step_begin(x, "prepare");
     if (!deploy_release_version_ok(t->version)) {
-        step_end(&x, 0, "not a release version: %.200s", t->version);
-        goto out;
+        return step_end(x, 0, "not a release version: %.200s", t->version);
     }
     if (deploy_release_init(t->root, err) != FL_OK) {
-        step_end(&x, 0, "%s", err);
-        goto out;
+        return step_end(x, 0, "%s", err);
     }
     snprintf(lockp, sizeof lockp, "%s/.deploy.lock", t->root);
-    lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) != 0) {
-        step_end(&x, 0, "another deploy runs on %s", t->root);
-        goto out;
+    *lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*lfd < 0 || flock(*lfd, LOCK_EX | LOCK_NB) != 0) {
+        return step_end(x, 0, "another deploy runs on %s", t->root);
     }
     if (deploy_release_current(t->root, r->previous, err) != FL_OK) {
         r->previous[0] = '\0';
     }
     snprintf(r->current, sizeof r->current, "%s", r->previous);
-    step_end(&x, 1, "in service: %s", r->previous[0] ? r->previous : "nothing");
+    return step_end(x, 1, "in service: %s", r->previous[0] ? r->previous : "nothing");
+}
 
+/* The package pkg unpacked into its release directory (its path into dir),
+ * unless that is already on disk. */
+static int unpack(struct run *x, const char *pkg, char *dir)
+{
+    const struct deploy_target *t = x->t;
+    char err[FL_ERRMSG_SIZE];
+    struct stat sb;
+    step_begin(x, "unpack");
+    if (deploy_release_dir(t->root, t->version, dir, err) != FL_OK) {
+        return step_end(x, 0, "%s", err);
+    }
+    if (lstat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        return step_end(x, 1, "releases/%s is already on disk", t->version);
+    }
+    struct deploy_unpack_stats us;
+    if (deploy_unpack(pkg, dir, NULL, &us, err) != FL_OK) {
+        return step_end(x, 0, "%s", err);
+    }
+    return step_end(x, 1, "%llu entries, %llu bytes", (unsigned long long)us.entries,
+                    (unsigned long long)us.bytes);
+}
+
+/* current -> the new release (nothing to do if it already is). */
+static int switch_current(struct run *x)
+{
+    const struct deploy_target *t = x->t;
+    struct deploy_target_report *r = x->r;
+    char err[FL_ERRMSG_SIZE];
+    step_begin(x, "switch");
+    if (strcmp(r->previous, t->version) == 0) {
+        step_end(x, 1, "%s is already current", t->version);
+    } else if (deploy_release_switch(t->root, t->version, err) != FL_OK) {
+        return step_end(x, 0, "%s", err);
+    } else {
+        step_end(x, 1, "current -> releases/%s", t->version);
+    }
+    snprintf(r->current, sizeof r->current, "%s", t->version);
+    return 1;
+}
+
+/* Cached packages follow their releases: remove ROOT/.packages/PACKAGE@V
+ * for every V that is not among the n releases rel. */
+static void prune_cache(const struct deploy_target *t, const struct deploy_release *rel, size_t n)
+{
+    char cdir[PATH_MAX];
+    snprintf(cdir, sizeof cdir, "%s/.packages", t->root);
+    DIR *d = opendir(cdir);
+    struct dirent *e;
+    size_t plen = strlen(t->package);
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        int keep_it = 1;
+        if (strncmp(e->d_name, t->package, plen) == 0 && e->d_name[plen] == '@') {
+            keep_it = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (strcmp(e->d_name + plen + 1, rel[i].version) == 0) {
+                    keep_it = 1;
+                }
+            }
+        }
+        if (!keep_it) {
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
+/* Old releases beyond t->keep go, and their cached packages. The deploy
+ * stands whatever happens here. */
+static void prune(struct run *x)
+{
+    const struct deploy_target *t = x->t;
+    char err[FL_ERRMSG_SIZE];
+    step_begin(x, "prune");
+    unsigned removed = 0;
+    unsigned keep = t->keep ? t->keep : DEPLOY_RELEASE_KEEP;
+    if (deploy_release_prune(t->root, keep, &removed, err) != FL_OK) {
+        step_end(x, 0, "%s", err); /* the deploy stands; only the cleanup failed */
+    } else {
+        struct deploy_release *rel = NULL;
+        size_t n = 0;
+        if (deploy_release_list(t->root, &rel, &n, err) == FL_OK) {
+            prune_cache(t, rel, n);
+            fl_free(rel);
+        }
+        step_end(x, 1, "%u old release%s removed (keep %u)", removed, removed == 1 ? "" : "s",
+                 keep);
+    }
+}
+
+int deploy_target_run(const struct deploy_target *t, struct deploy_target_report *r)
+{
+    struct run x = {t, r, NULL, 0};
+    char pkg[PATH_MAX], dir[PATH_MAX];
+    uint64_t start = now_ms();
+    int lfd = -1;
+    memset(r, 0, sizeof *r);
+    r->result = DEPLOY_TARGET_REFUSED;
+
+    if (!prepare(&x, &lfd)) {
+        goto out;
+    }
     if (stop_here(&x) || !acquire(&x, pkg, sizeof pkg) || stop_here(&x)) {
         goto out;
     }
-
-    step_begin(&x, "unpack");
-    if (deploy_release_dir(t->root, t->version, dir, err) != FL_OK) {
-        step_end(&x, 0, "%s", err);
+    if (!unpack(&x, pkg, dir)) {
         goto out;
     }
-    if (lstat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        step_end(&x, 1, "releases/%s is already on disk", t->version);
-    } else {
-        struct deploy_unpack_stats us;
-        if (deploy_unpack(pkg, dir, NULL, &us, err) != FL_OK) {
-            step_end(&x, 0, "%s", err);
-            goto out;
-        }
-        step_end(&x, 1, "%llu entries, %llu bytes", (unsigned long long)us.entries,
-                 (unsigned long long)us.bytes);
-    }
-
     if (stop_here(&x) || (t->pre_hook != NULL && !hook(&x, "pre-hook", t->pre_hook, dir)) ||
         stop_here(&x)) {
         goto out;
     }
-
-    step_begin(&x, "switch");
-    if (strcmp(r->previous, t->version) == 0) {
-        step_end(&x, 1, "%s is already current", t->version);
-    } else if (deploy_release_switch(t->root, t->version, err) != FL_OK) {
-        step_end(&x, 0, "%s", err);
+    if (!switch_current(&x)) {
         goto out;
-    } else {
-        step_end(&x, 1, "current -> releases/%s", t->version);
     }
-    snprintf(r->current, sizeof r->current, "%s", t->version);
-
     if (!reload(&x, "reload") || stop_here(&x) ||
         ((t->health_cmd != NULL || t->health_http != NULL) && !health(&x, dir)) ||
         stop_here(&x) || (t->post_hook != NULL && !hook(&x, "post-hook", t->post_hook, dir))) {
@@ -506,44 +580,7 @@ int deploy_target_run(const struct deploy_target *t, struct deploy_target_report
         goto out;
     }
     r->result = DEPLOY_TARGET_DEPLOYED;
-
-    step_begin(&x, "prune");
-    unsigned removed = 0;
-    unsigned keep = t->keep ? t->keep : DEPLOY_RELEASE_KEEP;
-    if (deploy_release_prune(t->root, keep, &removed, err) != FL_OK) {
-        step_end(&x, 0, "%s", err); /* the deploy stands; only the cleanup failed */
-    } else {
-        /* Cached packages follow their releases. */
-        struct deploy_release *rel = NULL;
-        size_t n = 0;
-        if (deploy_release_list(t->root, &rel, &n, err) == FL_OK) {
-            char cdir[PATH_MAX];
-            snprintf(cdir, sizeof cdir, "%s/.packages", t->root);
-            DIR *d = opendir(cdir);
-            struct dirent *e;
-            size_t plen = strlen(t->package);
-            while (d != NULL && (e = readdir(d)) != NULL) {
-                int keep_it = 1;
-                if (strncmp(e->d_name, t->package, plen) == 0 && e->d_name[plen] == '@') {
-                    keep_it = 0;
-                    for (size_t i = 0; i < n; i++) {
-                        if (strcmp(e->d_name + plen + 1, rel[i].version) == 0) {
-                            keep_it = 1;
-                        }
-                    }
-                }
-                if (!keep_it) {
-                    unlinkat(dirfd(d), e->d_name, 0);
-                }
-            }
-            if (d != NULL) {
-                closedir(d);
-            }
-            fl_free(rel);
-        }
-        step_end(&x, 1, "%u old release%s removed (keep %u)", removed, removed == 1 ? "" : "s",
-                 keep);
-    }
+    prune(&x);
 out:
     if (lfd >= 0) {
         close(lfd); /* drops the lock */

@@ -42,6 +42,101 @@ static json_t *members_json(struct node_server *s)
     return arr;
 }
 
+/* Counters of the state machine, the store, proposals and access control. */
+static void status_counters(struct node_server *s, const struct rg_status *st, const struct fsm *f,
+                            uint64_t used, uint64_t map, json_t *o)
+{
+    json_object_set_new(
+        o, "fsm",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}",
+                  "applied_entries", (json_int_t)f->n_applied, "skipped_entries",
+                  (json_int_t)f->n_skipped, "commands", (json_int_t)f->n_cmds, "bad_entries",
+                  (json_int_t)f->n_bad, "store_commits", (json_int_t)f->n_commits, "snapshots",
+                  (json_int_t)f->n_snapshots, "restores", (json_int_t)f->n_restores,
+                  "restores_skipped", (json_int_t)f->n_restores_skipped, "requests",
+                  "replayed", (json_int_t)f->n_req_replayed, "stale",
+                  (json_int_t)f->n_req_stale, "no_session", (json_int_t)f->n_req_nosession));
+    json_object_set_new(o, "store",
+                        json_pack("{s:I, s:I, s:I, s:I}", "used_bytes", (json_int_t)used,
+                                  "map_bytes", (json_int_t)map, "disk_free_bytes",
+                                  (json_int_t)s->disk_free, "writes_refused_full",
+                                  (json_int_t)s->n_refused_full));
+    json_object_set_new(o, "proposed",
+                        json_pack("{s:I, s:I, s:I, s:I}", "entries", (json_int_t)st->n_batches,
+                                  "commands", (json_int_t)st->n_proposed, "forwarded",
+                                  (json_int_t)s->n_forwarded, "forward_errors",
+                                  (json_int_t)s->n_forward_errors));
+    json_object_set_new(o, "acl",
+                        json_pack("{s:I, s:I, s:b}", "denied_unauthenticated",
+                                  (json_int_t)s->n_denied_401, "denied_forbidden",
+                                  (json_int_t)s->n_denied_403, "server_key", s->have_api_key));
+}
+
+/* Locks, jobs and HTTP, with the limits of a request. */
+static void status_services(struct node_server *s, json_t *o)
+{
+    if (s->locks != NULL) {
+        struct lockmgr_stats ls;
+        lockmgr_stats(s->locks, &ls);
+        json_object_set_new(o, "locks",
+                            json_pack("{s:I, s:I, s:I, s:I, s:b}", "leases", (json_int_t)ls.leases,
+                                      "parked", (json_int_t)ls.parked, "expired",
+                                      (json_int_t)ls.expired, "extended", (json_int_t)ls.extended,
+                                      "can_expire", ls.can_expire));
+    }
+    if (s->jobs != NULL) {
+        struct jobs_stats js;
+        jobs_stats(s->jobs, &js);
+        json_object_set_new(o, "jobs",
+                            json_pack("{s:I, s:I, s:I, s:I, s:b}", "tracked", (json_int_t)js.tracked,
+                                      "proposed", (json_int_t)js.proposed, "fired",
+                                      (json_int_t)js.fired, "refused", (json_int_t)js.refused,
+                                      "leading", js.leading));
+    }
+    {
+        struct http_stats hs;
+        http_server_stats(s->http, &hs);
+        json_object_set_new(o, "http",
+                            json_pack("{s:I, s:I, s:I, s:I}", "requests",
+                                      (json_int_t)hs.requests, "rejected", (json_int_t)hs.rejected,
+                                      "rejected_per_address", (json_int_t)hs.rejected_per_ip,
+                                      "open_connections", (json_int_t)hs.open_conns));
+        json_object_set_new(o, "limits",
+                            json_pack("{s:I, s:I}", "hosts_per_task", (json_int_t)FSM_TASK_HOSTS_MAX,
+                                      "refused_hosts_per_task", (json_int_t)s->n_refused_hosts));
+    }
+}
+
+/* Raft, agent and blob links. */
+static void status_links(struct node_server *s, const struct rg_status *st, json_t *o)
+{
+    json_object_set_new(
+        o, "raft_links",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "established",
+                  (json_int_t)st->links_established, "refused_handshakes",
+                  (json_int_t)st->links_refused, "handshake_timeouts", (json_int_t)st->links_timeouts,
+                  "closed_bad_frame", (json_int_t)st->links_broken,
+                  "handshaking", (json_int_t)st->links_handshaking, "raft_bytes_sent",
+                  (json_int_t)st->raft_bytes_sent, "raft_bytes_received",
+                  (json_int_t)st->raft_bytes_received, "wire_bytes_sent",
+                  (json_int_t)st->wire_bytes_sent, "wire_bytes_received",
+                  (json_int_t)st->wire_bytes_received));
+    if (s->dispatch != NULL) {
+        json_t *d = dispatch_stats_json(s->dispatch);
+        json_object_set_new(o, "agent_links",
+                            json_pack("{s:O, s:O, s:O}", "connected",
+                                      json_object_get(d, "agents_connected"), "refused",
+                                      json_object_get(d, "refused_connections"), "bad_frames",
+                                      json_object_get(d, "bad_frames")));
+        json_decref(d);
+    }
+    if (s->blobs != NULL) {
+        json_t *bl = blobs_status(s->blobs);
+        json_object_set_new(bl, "addr", json_string(s->cfg.blob_addr));
+        json_object_set_new(o, "blob_links", bl);
+    }
+}
+
 void node__status(struct node_server *s, struct http_request *req, char **args)
 {
     struct rg_status st;
@@ -82,85 +177,9 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
     json_object_set_new(o, "digest",
                         json_pack("{s:s, s:I, s:I}", "sha", hex, "index", (json_int_t)dindex,
                                   "term", (json_int_t)dterm));
-    json_object_set_new(
-        o, "fsm",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}",
-                  "applied_entries", (json_int_t)f->n_applied, "skipped_entries",
-                  (json_int_t)f->n_skipped, "commands", (json_int_t)f->n_cmds, "bad_entries",
-                  (json_int_t)f->n_bad, "store_commits", (json_int_t)f->n_commits, "snapshots",
-                  (json_int_t)f->n_snapshots, "restores", (json_int_t)f->n_restores,
-                  "restores_skipped", (json_int_t)f->n_restores_skipped, "requests",
-                  "replayed", (json_int_t)f->n_req_replayed, "stale",
-                  (json_int_t)f->n_req_stale, "no_session", (json_int_t)f->n_req_nosession));
-    json_object_set_new(o, "store",
-                        json_pack("{s:I, s:I, s:I, s:I}", "used_bytes", (json_int_t)used,
-                                  "map_bytes", (json_int_t)map, "disk_free_bytes",
-                                  (json_int_t)s->disk_free, "writes_refused_full",
-                                  (json_int_t)s->n_refused_full));
-    json_object_set_new(o, "proposed",
-                        json_pack("{s:I, s:I, s:I, s:I}", "entries", (json_int_t)st.n_batches,
-                                  "commands", (json_int_t)st.n_proposed, "forwarded",
-                                  (json_int_t)s->n_forwarded, "forward_errors",
-                                  (json_int_t)s->n_forward_errors));
-    json_object_set_new(o, "acl",
-                        json_pack("{s:I, s:I, s:b}", "denied_unauthenticated",
-                                  (json_int_t)s->n_denied_401, "denied_forbidden",
-                                  (json_int_t)s->n_denied_403, "server_key", s->have_api_key));
-    if (s->locks != NULL) {
-        struct lockmgr_stats ls;
-        lockmgr_stats(s->locks, &ls);
-        json_object_set_new(o, "locks",
-                            json_pack("{s:I, s:I, s:I, s:I, s:b}", "leases", (json_int_t)ls.leases,
-                                      "parked", (json_int_t)ls.parked, "expired",
-                                      (json_int_t)ls.expired, "extended", (json_int_t)ls.extended,
-                                      "can_expire", ls.can_expire));
-    }
-    if (s->jobs != NULL) {
-        struct jobs_stats js;
-        jobs_stats(s->jobs, &js);
-        json_object_set_new(o, "jobs",
-                            json_pack("{s:I, s:I, s:I, s:I, s:b}", "tracked", (json_int_t)js.tracked,
-                                      "proposed", (json_int_t)js.proposed, "fired",
-                                      (json_int_t)js.fired, "refused", (json_int_t)js.refused,
-                                      "leading", js.leading));
-    }
-    {
-        struct http_stats hs;
-        http_server_stats(s->http, &hs);
-        json_object_set_new(o, "http",
-                            json_pack("{s:I, s:I, s:I, s:I}", "requests",
-                                      (json_int_t)hs.requests, "rejected", (json_int_t)hs.rejected,
-                                      "rejected_per_address", (json_int_t)hs.rejected_per_ip,
-                                      "open_connections", (json_int_t)hs.open_conns));
-        json_object_set_new(o, "limits",
-                            json_pack("{s:I, s:I}", "hosts_per_task", (json_int_t)FSM_TASK_HOSTS_MAX,
-                                      "refused_hosts_per_task", (json_int_t)s->n_refused_hosts));
-    }
-    json_object_set_new(
-        o, "raft_links",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "established",
-                  (json_int_t)st.links_established, "refused_handshakes",
-                  (json_int_t)st.links_refused, "handshake_timeouts", (json_int_t)st.links_timeouts,
-                  "closed_bad_frame", (json_int_t)st.links_broken,
-                  "handshaking", (json_int_t)st.links_handshaking, "raft_bytes_sent",
-                  (json_int_t)st.raft_bytes_sent, "raft_bytes_received",
-                  (json_int_t)st.raft_bytes_received, "wire_bytes_sent",
-                  (json_int_t)st.wire_bytes_sent, "wire_bytes_received",
-                  (json_int_t)st.wire_bytes_received));
-    if (s->dispatch != NULL) {
-        json_t *d = dispatch_stats_json(s->dispatch);
-        json_object_set_new(o, "agent_links",
-                            json_pack("{s:O, s:O, s:O}", "connected",
-                                      json_object_get(d, "agents_connected"), "refused",
-                                      json_object_get(d, "refused_connections"), "bad_frames",
-                                      json_object_get(d, "bad_frames")));
-        json_decref(d);
-    }
-    if (s->blobs != NULL) {
-        json_t *bl = blobs_status(s->blobs);
-        json_object_set_new(bl, "addr", json_string(s->cfg.blob_addr));
-        json_object_set_new(o, "blob_links", bl);
-    }
+    status_counters(s, &st, f, used, map, o);
+    status_services(s, o);
+    status_links(s, &st, o);
     json_object_set_new(o, "uptime_ms", json_integer((json_int_t)(fl_wall_ms() - s->started_ms)));
     http_respond_json(req, 200, o);
 }

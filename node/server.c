@@ -361,13 +361,149 @@ static int mkdir_one(const char *path)
     return 0;
 }
 
+/* The data directory and the store in DATA/store. Returns 0, or -1 after
+ * saying why. */
+static int open_store(struct node_server *s)
+{
+    struct store_options so = {0};
+    char path[4200];
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    if (mkdir_one(s->cfg.data_dir) != 0) {
+        fprintf(stderr, "flotilla: cannot create %s: %s\n", s->cfg.data_dir, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/store", s->cfg.data_dir);
+    so.map_size = s->cfg.store_size;
+    so.log_durable = 1; /* the Raft log is the durable copy (docs/STORE.md) */
+    rv = store_open(path, &so, &s->store, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: opening the store in %s: %s\n", path, err);
+        return -1;
+    }
+    if (store_rebuilt(s->store)) {
+        FL_WARN("store: the store was not flushed before the machine restarted; "
+               "it was removed and is rebuilt from the Raft snapshot and log");
+    }
+    return 0;
+}
+
+/* The replication instance over the store, its Raft state in DATA/raft.
+ * Returns 0, or -1 after saying why. */
+static int create_repl(struct node_server *s)
+{
+    struct rg_repl_options ro = {0};
+    char path[4200];
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    snprintf(path, sizeof path, "%s/raft", s->cfg.data_dir);
+    ro.id = s->cfg.id;
+    ro.raft_addr = s->cfg.raft_addr;
+    ro.dir = path;
+    ro.snapshot_threshold = s->cfg.snapshot_threshold;
+    ro.snapshot_trailing = s->cfg.snapshot_trailing;
+    ro.key = s->cfg.key;
+    ro.raft_plaintext = s->cfg.raft_plaintext;
+    if (s->cfg.raft_plaintext) {
+        FL_WARN("Raft traffic is NOT encrypted (--raft-plaintext, for measurement only)");
+    }
+    rv = rg_repl_create(s->loop, s->store, &ro, &s->repl, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Bootstrap if asked (a bootstrapped directory keeps its state) and start
+ * Raft. Returns 0, or -1 after saying why. */
+static int start_repl(struct node_server *s)
+{
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    if (s->cfg.bootstrap) {
+        rv = rg_repl_bootstrap(s->repl, s->cfg.peers, s->cfg.n_peers, err);
+        if (rv == FL_EEXIST) {
+            FL_INFO("already bootstrapped; starting from the existing state");
+        } else if (rv != FL_OK) {
+            fprintf(stderr, "flotilla: %s\n", err);
+            return -1;
+        }
+    }
+    rg_repl_on_leader(s->repl, on_leader, s);
+    rv = rg_repl_start(s->repl, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* This server's own agent, joining at its agent address; exits on failure. */
+static void start_embedded_agent(struct node_server *s)
+{
+    struct agent_config ac;
+    char err[FL_ERRMSG_SIZE];
+    memset(&ac, 0, sizeof ac);
+    snprintf(ac.id, sizeof ac.id, "%s", s->cfg.name);
+    ac.cap = s->cfg.node_cap;
+    ac.n_labels = s->cfg.n_labels;
+    memcpy(ac.labels, s->cfg.labels, sizeof ac.labels);
+    ac.n_join = 1;
+    snprintf(ac.join[0], sizeof ac.join[0], "%s", s->cfg.agent_addr);
+    snprintf(ac.data_dir, sizeof ac.data_dir, "%.4000s/agent", s->cfg.data_dir);
+    memcpy(ac.key, s->cfg.key, sizeof ac.key);
+    memcpy(ac.key_file, s->cfg.key_file, sizeof ac.key_file);
+    memcpy(ac.apps_dir, s->cfg.apps_dir, sizeof ac.apps_dir);
+    if (agent_create(s->loop, &ac, &s->agent, err) != FL_OK) {
+        fprintf(stderr, "flotilla: embedded agent: %s\n", err);
+        exit(1);
+    }
+}
+
+/* Blobs, agent dispatch, locks, jobs and the embedded agent (unless
+ * --no-agent); a failure here exits. */
+static void start_services(struct node_server *s)
+{
+    char err[FL_ERRMSG_SIZE];
+    int rv;
+    rv = blobs_create(s, &s->blobs, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: %s\n", err);
+        exit(1);
+    }
+    rv = dispatch_create(s, &s->dispatch, err);
+    if (rv != FL_OK) {
+        fprintf(stderr, "flotilla: %s\n", err);
+        exit(1);
+    }
+    if (lockmgr_create(s, &s->locks) != FL_OK || jobs_create(s, &s->jobs) != FL_OK) {
+        fprintf(stderr, "flotilla: out of memory\n");
+        exit(1);
+    }
+    if (!s->cfg.no_agent) {
+        start_embedded_agent(s);
+    }
+}
+
+/* The housekeeping timer and the SIGINT/SIGTERM handlers. */
+static void start_loop_handles(struct node_server *s)
+{
+    uv_timer_init(s->loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, tick_cb, 200, 500);
+    uv_signal_init(s->loop, &s->sigint);
+    uv_signal_init(s->loop, &s->sigterm);
+    s->sigint.data = s;
+    s->sigterm.data = s;
+    uv_signal_start(&s->sigint, signal_cb, SIGINT);
+    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+}
+
 int node_server_run(const struct node_config *cfg)
 {
     struct node_server *s;
-    struct store_options so = {0};
-    struct rg_repl_options ro = {0};
     struct http_limits lim = {0};
-    char path[4200];
     char err[FL_ERRMSG_SIZE];
     int rv, status = 1;
 
@@ -389,51 +525,13 @@ int node_server_run(const struct node_config *cfg)
     s->loop = uv_default_loop();
     s->started_ms = fl_wall_ms();
 
-    if (mkdir_one(s->cfg.data_dir) != 0) {
-        fprintf(stderr, "flotilla: cannot create %s: %s\n", s->cfg.data_dir, strerror(errno));
+    if (open_store(s) != 0) {
         goto out;
     }
-    snprintf(path, sizeof path, "%s/store", s->cfg.data_dir);
-    so.map_size = s->cfg.store_size;
-    so.log_durable = 1; /* the Raft log is the durable copy (docs/STORE.md) */
-    rv = store_open(path, &so, &s->store, err);
-    if (rv != FL_OK) {
-        fprintf(stderr, "flotilla: opening the store in %s: %s\n", path, err);
-        goto out;
-    }
-    if (store_rebuilt(s->store)) {
-        FL_WARN("store: the store was not flushed before the machine restarted; "
-               "it was removed and is rebuilt from the Raft snapshot and log");
-    }
-    snprintf(path, sizeof path, "%s/raft", s->cfg.data_dir);
-    ro.id = s->cfg.id;
-    ro.raft_addr = s->cfg.raft_addr;
-    ro.dir = path;
-    ro.snapshot_threshold = s->cfg.snapshot_threshold;
-    ro.snapshot_trailing = s->cfg.snapshot_trailing;
-    ro.key = s->cfg.key;
-    ro.raft_plaintext = s->cfg.raft_plaintext;
-    if (s->cfg.raft_plaintext) {
-        FL_WARN("Raft traffic is NOT encrypted (--raft-plaintext, for measurement only)");
-    }
-    rv = rg_repl_create(s->loop, s->store, &ro, &s->repl, err);
-    if (rv != FL_OK) {
-        fprintf(stderr, "flotilla: %s\n", err);
+    if (create_repl(s) != 0) {
         goto out_store;
     }
-    if (s->cfg.bootstrap) {
-        rv = rg_repl_bootstrap(s->repl, s->cfg.peers, s->cfg.n_peers, err);
-        if (rv == FL_EEXIST) {
-            FL_INFO("already bootstrapped; starting from the existing state");
-        } else if (rv != FL_OK) {
-            fprintf(stderr, "flotilla: %s\n", err);
-            goto out_repl;
-        }
-    }
-    rg_repl_on_leader(s->repl, on_leader, s);
-    rv = rg_repl_start(s->repl, err);
-    if (rv != FL_OK) {
-        fprintf(stderr, "flotilla: %s\n", err);
+    if (start_repl(s) != 0) {
         goto out_repl;
     }
     lim.max_body = s->cfg.max_body;
@@ -447,47 +545,8 @@ int node_server_run(const struct node_config *cfg)
         uv_run(s->loop, UV_RUN_DEFAULT);
         goto out_store;
     }
-    rv = blobs_create(s, &s->blobs, err);
-    if (rv != FL_OK) {
-        fprintf(stderr, "flotilla: %s\n", err);
-        exit(1);
-    }
-    rv = dispatch_create(s, &s->dispatch, err);
-    if (rv != FL_OK) {
-        fprintf(stderr, "flotilla: %s\n", err);
-        exit(1);
-    }
-    if (lockmgr_create(s, &s->locks) != FL_OK || jobs_create(s, &s->jobs) != FL_OK) {
-        fprintf(stderr, "flotilla: out of memory\n");
-        exit(1);
-    }
-    if (!s->cfg.no_agent) {
-        struct agent_config ac;
-        memset(&ac, 0, sizeof ac);
-        snprintf(ac.id, sizeof ac.id, "%s", s->cfg.name);
-        ac.cap = s->cfg.node_cap;
-        ac.n_labels = s->cfg.n_labels;
-        memcpy(ac.labels, s->cfg.labels, sizeof ac.labels);
-        ac.n_join = 1;
-        snprintf(ac.join[0], sizeof ac.join[0], "%s", s->cfg.agent_addr);
-        snprintf(ac.data_dir, sizeof ac.data_dir, "%.4000s/agent", s->cfg.data_dir);
-        memcpy(ac.key, s->cfg.key, sizeof ac.key);
-        memcpy(ac.key_file, s->cfg.key_file, sizeof ac.key_file);
-        memcpy(ac.apps_dir, s->cfg.apps_dir, sizeof ac.apps_dir);
-        if (agent_create(s->loop, &ac, &s->agent, err) != FL_OK) {
-            fprintf(stderr, "flotilla: embedded agent: %s\n", err);
-            exit(1);
-        }
-    }
-    uv_timer_init(s->loop, &s->tick);
-    s->tick.data = s;
-    uv_timer_start(&s->tick, tick_cb, 200, 500);
-    uv_signal_init(s->loop, &s->sigint);
-    uv_signal_init(s->loop, &s->sigterm);
-    s->sigint.data = s;
-    s->sigterm.data = s;
-    uv_signal_start(&s->sigint, signal_cb, SIGINT);
-    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    start_services(s);
+    start_loop_handles(s);
     FL_INFO("server %llu: API http://%s, Raft %s, agents %s, blobs %s, data %s",
             (unsigned long long)s->cfg.id, s->cfg.api_addr, s->cfg.raft_addr, s->cfg.agent_addr,
             s->cfg.blob_addr,

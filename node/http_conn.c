@@ -1,0 +1,213 @@
+/* The connections of the HTTP server (node/http_int.h): their states,
+ * reading, and the idle and linger timers.
+ *
+ * Each connection is an explicit state machine (allowed transitions are
+ * checked in http__set_state):
+ *
+ *   READING --complete request--> HANDLING --http_respond--> WRITING
+ *   READING --limit violated----> WRITING (server's own error, then close)
+ *   WRITING --keep-alive-> READING      WRITING --close--> LINGERING
+ *   any --error, EOF, idle, stop--> CLOSING --both handles closed--> freed
+ *
+ * The parser is paused in on_message_complete (node/http_parse.c), so
+ * http_parser_execute stops right after one request; bytes after it
+ * (pipelining) wait in `unparsed` until the response is written. A
+ * connection is freed only in the close callback of the last of its two
+ * handles (socket and timer); a request with the handler when its
+ * connection closes is detached (conn_ = NULL) and freed by http_respond. */
+#include <assert.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "node/http_int.h"
+
+void http__set_state(struct http_conn *c, enum conn_state to)
+{
+    static const unsigned allowed[] = {
+        [CONN_READING] = 1u << CONN_HANDLING | 1u << CONN_WRITING | 1u << CONN_CLOSING,
+        [CONN_HANDLING] = 1u << CONN_WRITING | 1u << CONN_CLOSING,
+        [CONN_WRITING] = 1u << CONN_READING | 1u << CONN_LINGERING | 1u << CONN_CLOSING,
+        [CONN_LINGERING] = 1u << CONN_CLOSING,
+        [CONN_CLOSING] = 0,
+    };
+    assert(allowed[c->state] & (1u << to));
+    (void)allowed;
+    c->state = to;
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    struct http_conn *c = h->data;
+    struct http_server *s = c->server;
+    if (--c->open_handles > 0) {
+        return;
+    }
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        s->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    s->stats.open_conns--;
+    fl_buf_close(&c->unparsed);
+    fl_buf_close(&c->wbuf);
+    fl_free(c);
+    http__maybe_finish_stop(s);
+}
+
+void http__conn_close(struct http_conn *c)
+{
+    if (c->state == CONN_CLOSING) {
+        return;
+    }
+    http__set_state(c, CONN_CLOSING);
+    if (c->pending != NULL) {
+        c->pending->conn_ = NULL; /* http_respond will only free it */
+        c->pending = NULL;
+    }
+    http__request_free(c->cur);
+    c->cur = NULL;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+static void linger(struct http_conn *c);
+
+void http__on_written(uv_write_t *w, int status)
+{
+    struct http_conn *c = w->data;
+    if (c->wbuf.cap > WBUF_KEEP) {
+        fl_buf_close(&c->wbuf);
+    } else {
+        fl_buf_reset(&c->wbuf);
+    }
+    if (c->state == CONN_CLOSING) {
+        return; /* cancelled by conn_close */
+    }
+    if (status < 0) {
+        http__conn_close(c);
+        return;
+    }
+    if (c->close_after_write || c->server->stopping) {
+        linger(c);
+        return;
+    }
+    http__set_state(c, CONN_READING);
+    http_parser_pause(&c->parser, 0);
+    http__resume(c);
+}
+
+static void dispatch(struct http_conn *c)
+{
+    struct http_request *r = c->cur;
+    c->cur = NULL;
+    c->pending = r;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    http__set_state(c, CONN_HANDLING);
+    c->server->stats.requests++;
+    c->server->cb(c->server->data, r); /* may respond, or stop the server, at once */
+}
+
+/* ------------------------------------------------------------ reading */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct http_conn *c = h->data;
+    buf->base = c->server->readbuf;
+    buf->len = sizeof c->server->readbuf;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct http_conn *c = stream->data;
+    size_t n;
+    int complete;
+    if (nread == 0) {
+        return;
+    }
+    if (c->state == CONN_LINGERING) {
+        c->lingered += nread > 0 ? (size_t)nread : 0;
+        if (nread < 0 || c->lingered > LINGER_MAX_BYTES) {
+            http__conn_close(c);
+        }
+        return;
+    }
+    if (nread < 0) {
+        http__conn_close(c); /* EOF or error; a partial request is dropped */
+        return;
+    }
+    if (c->state != CONN_READING) {
+        return; /* not reading: cannot happen */
+    }
+    c->last_active = uv_now(c->server->loop);
+    n = http__parse(c, buf->base, (size_t)nread, &complete);
+    if (complete) {
+        /* Keep what follows the request for after the response. */
+        if (fl_buf_append(&c->unparsed, buf->base + n, (size_t)nread - n) != FL_OK) {
+            http__conn_close(c);
+            return;
+        }
+        c->unparsed_off = 0;
+        dispatch(c);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct http_conn *c = t->data;
+    uint64_t idle = c->server->lim.idle_timeout_ms;
+    uint64_t elapsed = uv_now(c->server->loop) - c->last_active;
+    if (c->state == CONN_LINGERING || (c->state == CONN_READING && elapsed >= idle)) {
+        http__conn_close(c);
+    } else if (c->state == CONN_READING) {
+        uv_timer_start(t, on_timer, idle - elapsed, 0);
+    }
+}
+
+/* Back to READING: parse what was pipelined, then read more. */
+void http__resume(struct http_conn *c)
+{
+    c->last_active = uv_now(c->server->loop);
+    uv_timer_start(&c->timer, on_timer, c->server->lim.idle_timeout_ms, 0);
+    if (c->unparsed_off < c->unparsed.len) {
+        int complete;
+        c->unparsed_off += http__parse(c, (const char *)c->unparsed.data + c->unparsed_off,
+                                       c->unparsed.len - c->unparsed_off, &complete);
+        if (complete) {
+            dispatch(c); /* the rest stays for the next resume */
+            return;
+        }
+    }
+    fl_buf_close(&c->unparsed);
+    c->unparsed_off = 0;
+    if (c->state == CONN_READING && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        http__conn_close(c);
+    }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct http_conn *c = req->data;
+    if (status < 0 && c->state != CONN_CLOSING) {
+        http__conn_close(c);
+    }
+}
+
+/* After a final response: send FIN, drain what the peer still sends (so it
+ * is not answered with a reset that could destroy the response in flight),
+ * close on its EOF or after LINGER_MS. */
+static void linger(struct http_conn *c)
+{
+    http__set_state(c, CONN_LINGERING);
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        http__conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+}

@@ -17,30 +17,11 @@
 #include "agentproto/aproto.h"
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/fsdir.h"
 #include "common/ident.h"
 #include "common/log.h"
 #include "common/schan.h"
 #include "common/strmap.h"
-
-static int mkdir_p(const char *path)
-{
-    char tmp[4400];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp) {
-        return -1;
-    }
-    memcpy(tmp, path, n + 1);
-    for (char *s = tmp + 1; *s; s++) {
-        if (*s == '/') {
-            *s = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-                return -1;
-            }
-            *s = '/';
-        }
-    }
-    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
 
 /* A relative path made absolute against the working directory now: units
  * run in their own work directories. */
@@ -83,7 +64,7 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
     a->backoff_ms = BACKOFF_MIN_MS;
     snprintf(a->spool_dir, sizeof a->spool_dir, "%s/spool", c->data_dir);
     snprintf(a->work_dir, sizeof a->work_dir, "%s/work", c->data_dir);
-    if (mkdir_p(a->spool_dir) != 0 || mkdir_p(a->work_dir) != 0) {
+    if (fl_mkdir_p(a->spool_dir) != 0 || fl_mkdir_p(a->work_dir) != 0) {
         fl_free(a);
         return fl_errf(errmsg, FL_EIO, "cannot create %s: %s", c->data_dir, strerror(errno));
     }

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/cron.h"
+#include "cron/cron.h"
 #include "common/err.h"
-#include "common/tz.h"
+#include "cron/tz.h"
 
 static double now_ns(void)
 {

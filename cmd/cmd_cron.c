@@ -1,14 +1,14 @@
 /* flotilla cron next — the next fire times of a cron expression, computed
- * here with the server's own code (common/cron.h); no server is needed. */
+ * here with the server's own code (cron/cron.h); no server is needed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cli.h"
 #include "common/clock.h"
-#include "common/cron.h"
+#include "cron/cron.h"
 #include "common/err.h"
-#include "common/tz.h"
+#include "cron/tz.h"
 
 #define COUNT_MAX 1000
 

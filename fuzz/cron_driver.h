@@ -1,4 +1,4 @@
-/* The cron/time-zone fuzz driver (common/cron.h, common/tz.h), shared by
+/* The cron/time-zone fuzz driver (cron/cron.h, cron/tz.h), shared by
  * fuzz_cron.c and the corpus replay in tests/unit/test_fuzz_corpus.c.
  *
  * Input: byte 0 chooses what to do, bytes 1-8 a start time, the rest text.
@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/cron.h"
+#include "cron/cron.h"
 #include "common/err.h"
-#include "common/tz.h"
+#include "cron/tz.h"
 
 static const char *const cron_fuzz_zone_names[8] = {"UTC",           "Europe/Berlin", "America/New_York",
                                      "Australia/Lord_Howe", "Asia/Kolkata", "America/Santiago",

@@ -6,7 +6,7 @@
 
 #include "common/alloc.h"
 #include "common/clock.h"
-#include "common/cron.h"
+#include "cron/cron.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/strmap.h"

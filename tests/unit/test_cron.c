@@ -1,4 +1,4 @@
-/* Cron expressions and time zones (common/cron.c, common/tz.c, docs/CRON.md).
+/* Cron expressions and time zones (cron/cron.c, cron/tz.c, docs/CRON.md).
  *
  * Hand-checked cases: the bit sets a field parses to, every class of error
  * with its message, the day-of-month/day-of-week rule, and fire times across
@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "common/cron.h"
+#include "cron/cron.h"
 #include "common/err.h"
-#include "common/tz.h"
+#include "cron/tz.h"
 
 static struct cron_expr parse_ok(const char *text)
 {

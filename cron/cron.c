@@ -1,5 +1,5 @@
-/* Cron expressions (common/cron.h, docs/CRON.md). */
-#include "common/cron.h"
+/* Cron expressions (cron/cron.h, docs/CRON.md). */
+#include "cron/cron.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* Time zones from TZif files (RFC 8536) and calendar arithmetic (common/tz.h).
+/* Time zones from TZif files (RFC 8536) and calendar arithmetic (cron/tz.h).
  *
  * A zone is kept as the list of instants at which its UTC offset changes
  * (transitions that only rename the zone or flip isdst are dropped: cron and
@@ -6,7 +6,7 @@
  * time after the file's last transition. The rule's transitions are computed
  * on demand for the few years around the instant asked about, so a zone is
  * a few kilobytes however far ahead it is asked. */
-#include "common/tz.h"
+#include "cron/tz.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -17,8 +17,8 @@
  * reading of a zone counted as if it were UTC (utc_sec + offset). Calendar
  * functions use the proleptic Gregorian calendar. Every function that takes
  * a zone treats NULL as UTC. */
-#ifndef FL_COMMON_TZ_H
-#define FL_COMMON_TZ_H
+#ifndef FL_CRON_TZ_H
+#define FL_CRON_TZ_H
 
 #include <stddef.h>
 #include <stdint.h>

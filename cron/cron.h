@@ -31,12 +31,12 @@
  *    (cronie's rule for wildcard jobs; croniter skips the second hour).
  * So the fire times form a fixed set of instants; cron_next never depends on
  * where a previous search started. */
-#ifndef FL_COMMON_CRON_H
-#define FL_COMMON_CRON_H
+#ifndef FL_CRON_CRON_H
+#define FL_CRON_CRON_H
 
 #include <stdint.h>
 
-#include "common/tz.h"
+#include "cron/tz.h"
 
 #define CRON_TEXT_MAX 256
 

@@ -2,15 +2,18 @@
 # Flotilla's one entry point for a fresh Debian/Ubuntu machine.
 #
 #   ./do dev      install dependencies, build, run a local three-server cluster
-#   ./do test     install dependencies, build with -Werror, run the test suite,
-#                 then the suite again under ASan+UBSan
+#   ./do test     install dependencies, check the layers, build with -Werror,
+#                 run the test suite, then the suite again under ASan+UBSan
 #   ./do build    install dependencies and build (into build/)
+#   ./do lint     check the includes against the layers (tools/check-layers)
+#                 and the formatting against .clang-format (tools/check-format)
 #   ./do deps     only install the Debian packages
 #
 # Tests run as many at a time as there are cores (the chaos run alone): the
 # integration tests mostly wait on real processes, elections and timers.
 # Environment: BUILD_DIR (default build), FLOTILLA_SKIP_DEPS=1 to skip apt,
-# FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it).
+# FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it),
+# FLOTILLA_CHECK_FORMAT=1 to have ./do test check the formatting too.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD_DIR:-$here/build}
@@ -19,7 +22,7 @@ packages=(build-essential cmake pkg-config autoconf automake libtool
           libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libsodium-dev libjansson-dev
           libhttp-parser-dev python3 procps ansible-core
           python3-croniter python3-nacl python3-msgpack faketime
-          librsync-dev libarchive-dev rdiff
+          librsync-dev libarchive-dev rdiff clang-format
           iproute2 nftables e2fsprogs util-linux)
 
 deps() {
@@ -83,12 +86,23 @@ dev)
     shift
     deps; configure; compile
     exec "$build/flotilla" dev "$@" ;;
+lint)
+    deps
+    rc=0
+    "$here/tools/check-layers" || rc=1
+    "$here/tools/check-format" || rc=1
+    exit $rc ;;
 test)
     shift
-    deps; configure werror; compile
+    deps
+    "$here/tools/check-layers"
+    # The formatting check joins the suite once the tree has been reformatted:
+    # then make FLOTILLA_CHECK_FORMAT default to 1 here.
+    [ "${FLOTILLA_CHECK_FORMAT:-0}" = 1 ] && "$here/tools/check-format"
+    configure werror; compile
     (cd "$build" && ctest -j"$(nproc)" --output-on-failure --timeout 900 "$@")
     [ "${FLOTILLA_SKIP_SANITIZE:-0}" = 1 ] || sanitize "$@" ;;
 *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2 ;;
 esac

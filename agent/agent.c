@@ -155,11 +155,6 @@ void agent_close(struct agent *a, void (*cb)(void *data), void *data)
     }
 }
 
-unsigned agent_running(const struct agent *a)
-{
-    return (unsigned)strmap_size(&a->runs);
-}
-
 /* ---- standalone ---------------------------------------------------------------- */
 
 static void closed_cb(uv_handle_t *h)

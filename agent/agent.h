@@ -44,8 +44,6 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
 /* Disconnect, kill running units (their results stay spooled if finished);
  * cb once every handle is closed. */
 void agent_close(struct agent *a, void (*cb)(void *data), void *data);
-/* Units running now. */
-unsigned agent_running(const struct agent *a);
 
 /* Run a standalone agent until SIGINT/SIGTERM; returns an exit status. */
 int agent_main(const struct agent_config *c);

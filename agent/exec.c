@@ -42,26 +42,6 @@ static int is_ansible_kind(int kind)
     return kind == EXEC_ANSIBLE_MODULE || kind == EXEC_PLAYBOOK;
 }
 
-const char *exec_status_name(int status)
-{
-    switch (status) {
-    case EXEC_OK:
-        return "ok";
-    case EXEC_FAILED:
-        return "failed";
-    case EXEC_TIMEOUT:
-        return "timeout";
-    case EXEC_CANCELLED:
-        return "cancelled";
-    case EXEC_ERROR:
-        return "error";
-    case EXEC_UNREACHABLE:
-        return "unreachable";
-    default:
-        return "unknown";
-    }
-}
-
 /* ---- memory ------------------------------------------------------------------ */
 
 static void destroy(struct exec *e)
@@ -99,11 +79,6 @@ void exec_free(struct exec *e)
     }
     assert(e->state == EXEC__DONE);
     destroy(e);
-}
-
-int exec_pid(const struct exec *e)
-{
-    return e != NULL && !e->exited ? e->pid : 0;
 }
 
 int exec__set_result(struct exec *e, unsigned i, int status, int rc, const char *tail,

@@ -192,12 +192,4 @@ void exec_cancel(struct exec *e);
  * (the memory then goes when done returns). NULL is a no-op. */
 void exec_free(struct exec *e);
 
-/* The pid (== pgid) of the running process, 0 if none (not yet, noop, sleep,
- * or the process has exited). */
-int exec_pid(const struct exec *e);
-
-/* Short stable name of a status ("ok", "failed", "timeout", "cancelled",
- * "error", "unreachable"; "unknown" otherwise). */
-const char *exec_status_name(int status);
-
 #endif

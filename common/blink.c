@@ -285,26 +285,6 @@ int blink_recv(struct blink *b, size_t max, const uint8_t **p, size_t *n, char *
     }
 }
 
-const struct schan_identity *blink_peer(const struct blink *b)
-{
-    return schan_peer(b->ch);
-}
-
-int blink_fd(const struct blink *b)
-{
-    return b->fd;
-}
-
-uint64_t blink_bytes_in(const struct blink *b)
-{
-    return b->bytes_in;
-}
-
-uint64_t blink_bytes_out(const struct blink *b)
-{
-    return b->bytes_out;
-}
-
 void blink_close(struct blink *b)
 {
     if (b == NULL) {

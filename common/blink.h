@@ -35,11 +35,6 @@ int blink_send(struct blink *b, const void *p, size_t n, char *errmsg);
  * buffer, valid until the next call. FL_ENET with "closed" at a clean end
  * between messages; FL_ETOOBIG over max; FL_EPROTO on a bad frame. */
 int blink_recv(struct blink *b, size_t max, const uint8_t **p, size_t *n, char *errmsg);
-const struct schan_identity *blink_peer(const struct blink *b);
-int blink_fd(const struct blink *b);
-/* Byte counters of this link (plaintext messages, both ways). */
-uint64_t blink_bytes_in(const struct blink *b);
-uint64_t blink_bytes_out(const struct blink *b);
 void blink_close(struct blink *b); /* NULL is a no-op */
 
 #endif

@@ -28,11 +28,6 @@ void fl_log_init(const char *who)
     }
 }
 
-void fl_log_set_level(int level)
-{
-    threshold = level;
-}
-
 int fl_log_enabled(int level)
 {
     return level <= threshold;

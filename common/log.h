@@ -6,7 +6,6 @@
 enum fl_log_level { FL_LOG_ERROR = 1, FL_LOG_WARN, FL_LOG_INFO, FL_LOG_DEBUG };
 
 void fl_log_init(const char *who);
-void fl_log_set_level(int level);
 int fl_log_enabled(int level);
 void fl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

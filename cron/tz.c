@@ -718,11 +718,6 @@ void fl_tz_destroy(struct fl_tz *z)
     fl_free(z);
 }
 
-const char *fl_tz_name(const struct fl_tz *z)
-{
-    return z == NULL ? "UTC" : z->name;
-}
-
 /* ---- ISO 8601 ------------------------------------------------------------------- */
 
 size_t fl_tz_format_iso(const struct fl_tz *z, int64_t t, char *buf)

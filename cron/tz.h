@@ -38,14 +38,11 @@ struct fl_tz;
 int fl_tz_load(const char *name, struct fl_tz **out, char *errmsg);
 
 /* Build a zone from the bytes of a TZif file (tests and fuzzing; name is
- * only kept for fl_tz_name and messages). The same errors as fl_tz_load. */
+ * only used in error messages). The same errors as fl_tz_load. */
 int fl_tz_parse(const char *name, const void *data, size_t len, struct fl_tz **out,
                 char *errmsg);
 
 void fl_tz_destroy(struct fl_tz *z); /* NULL is a no-op */
-
-/* The name given to fl_tz_load; "UTC" for NULL. Valid as long as z. */
-const char *fl_tz_name(const struct fl_tz *z);
 
 /* The UTC offset (seconds east of Greenwich) in force at utc_sec. */
 int32_t fl_tz_offset(const struct fl_tz *z, int64_t utc_sec);

@@ -104,11 +104,6 @@ const char *blobs_upload_dir(const struct blobs *b)
     return b->upload_dir;
 }
 
-int blobs_port(const struct blobs *b)
-{
-    return b->port;
-}
-
 int blobs_adopt(struct blobs *b, const char *path, const uint8_t hash[32], char *errmsg)
 {
     char dst[4300];

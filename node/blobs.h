@@ -40,7 +40,5 @@ const char *blobs_upload_dir(const struct blobs *b);
 int blobs_adopt(struct blobs *b, const char *path, const uint8_t hash[32], char *errmsg);
 /* Counters for /v1/status. */
 json_t *blobs_status(struct blobs *b);
-/* The blob link's bound port (tests bind port 0). */
-int blobs_port(const struct blobs *b);
 
 #endif

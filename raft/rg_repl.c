@@ -880,11 +880,6 @@ struct fsm *rg_repl_fsm(struct rg_repl *p)
     return &p->fsm;
 }
 
-struct raft *rg_repl_raft(struct rg_repl *p)
-{
-    return &p->raft;
-}
-
 uint64_t rg_repl_time_ms(struct rg_repl *p)
 {
     return p->fsm.time_ms;

@@ -122,7 +122,6 @@ void rg_repl_status(struct rg_repl *p, struct rg_status *s);
 /* Member i of the current configuration (0 <= i < n_members). */
 int rg_repl_member(struct rg_repl *p, unsigned i, struct rg_peer *out);
 struct fsm *rg_repl_fsm(struct rg_repl *p);
-struct raft *rg_repl_raft(struct rg_repl *p);
 /* Leader-stamped time of the last applied entry (ms since the epoch). */
 uint64_t rg_repl_time_ms(struct rg_repl *p);
 

@@ -1,6 +1,4 @@
-/* The Raft command codec: round trips, framing, and a total decoder. */
-#include <raft.h>
-
+/* The command codec of log entries: round trips, framing, and a total decoder. */
 #include "check.h"
 #include "common/alloc.h"
 #include "common/err.h"

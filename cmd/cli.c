@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "common/err.h"
-#include "common/httpc.h"
+#include "http/blocking.h"
 
 void cli_usage(const struct cli_cmd *c, int to_stderr)
 {

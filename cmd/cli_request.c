@@ -18,7 +18,7 @@
 
 #include "cmd/cli.h"
 #include "common/err.h"
-#include "common/httpc.h"
+#include "http/blocking.h"
 
 #define CALL_BUDGET_MS   15000 /* retries of one call while the cluster has no leader */
 #define CALL_TIMEOUT_MS  30000

@@ -13,7 +13,7 @@
 #include "cmd/cli.h"
 #include "common/clock.h"
 #include "common/err.h"
-#include "common/httpc.h"
+#include "http/blocking.h"
 
 
 /* Monotonic milliseconds: leases and waits are measured on it, so a jump

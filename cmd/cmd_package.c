@@ -11,11 +11,11 @@
 #include "common/alloc.h"
 #include "common/blob.h"
 #include "common/err.h"
-#include "common/httpc.h"
 #include "common/key.h"
 #include "deploy/acquire.h"
 #include "deploy/delta.h"
 #include "fsm/cmd.h"
+#include "http/blocking.h"
 
 
 /* NAME@VERSION into name and version; exits 2 if malformed. */

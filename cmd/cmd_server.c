@@ -17,8 +17,8 @@
 #include "cmd/cli.h"
 #include "common/clock.h"
 #include "common/err.h"
-#include "common/httpc.h"
 #include "common/key.h"
+#include "http/blocking.h"
 #include "node/server.h"
 
 static unsigned long long parse_num(struct cli_cmd *c, const char *flag, const char *s,

@@ -24,10 +24,10 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/err.h"
-#include "common/httpc.h"
 #include "deploy/delta.h"
 #include "deploy/release.h"
 #include "deploy/unpack.h"
+#include "http/blocking.h"
 
 extern char **environ;
 

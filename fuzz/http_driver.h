@@ -3,9 +3,9 @@
  *
  * Input: the bytes a client sends on one connection (a request, several
  * pipelined, or garbage), followed by the client's FIN. They go over
- * loopback TCP to the real HTTP server (node/http_*.c: http_parser,
- * limits, the origin-form target check, percent-decoding) on a private
- * loop, whose handler is the API's own route lookup (node__route_find over
+ * loopback TCP to the real HTTP server (http/server.c and the files behind
+ * it: http_parser, limits, the origin-form target check, percent-decoding)
+ * on a private loop, whose handler is the API's own route lookup (node__route_find over
  * node_routes, as node__api_handle calls it). A request the lookup matches
  * is answered 200 {"route", "method", "args"}: that is where the real
  * server would call the route's handler, which needs a cluster. Everything

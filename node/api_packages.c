@@ -29,8 +29,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/num.h"
+#include "http/client.h"
 #include "node/blobs.h"
-#include "node/http_client.h"
 #include "node/node_int.h"
 
 #define UPLOAD_ID_HEX 32

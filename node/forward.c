@@ -16,7 +16,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "node/http_client.h"
+#include "http/client.h"
 #include "node/node_int.h"
 
 int node__leader_api(struct node_server *s, char *out, size_t outlen)

@@ -6,7 +6,7 @@
 #include <uv.h>
 
 #include "common/num.h" /* the one spelling of a number a client may send */
-#include "node/http_server.h"
+#include "http/server.h"
 #include "node/server.h"
 #include "raft/rg_repl.h"
 #include "store/store.h"

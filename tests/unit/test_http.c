@@ -1,5 +1,5 @@
-/* HTTP plumbing: the server (node/http_server) driven through raw sockets,
- * the blocking client (common/httpc) and the async client (node/http_client).
+/* HTTP plumbing: the server (http/server) driven through raw sockets,
+ * the blocking client (http/blocking) and the async client (http/client).
  *
  * Most tests run the server's loop on a thread of its own ("fixture") and
  * talk to it with blocking sockets from the test thread; the async client
@@ -22,9 +22,9 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/err.h"
-#include "common/httpc.h"
-#include "node/http_client.h"
-#include "node/http_server.h"
+#include "http/blocking.h"
+#include "http/client.h"
+#include "http/server.h"
 
 /* ------------------------------------------------------------ handler */
 

@@ -4,8 +4,8 @@
  * by http_parser (Content-Length, chunked and close-delimited bodies) and
  * bounded by HTTPC_MAX_BODY. Sends with MSG_NOSIGNAL, so a dead peer never
  * raises SIGPIPE. */
-#ifndef FL_COMMON_HTTPC_H
-#define FL_COMMON_HTTPC_H
+#ifndef FL_HTTP_BLOCKING_H
+#define FL_HTTP_BLOCKING_H
 
 #include <stddef.h>
 

@@ -34,8 +34,8 @@
  * Threading: everything runs on the loop's thread. The process must ignore
  * SIGPIPE (libuv writes with write(2), which raises it on a dead peer).
  * Memory: all through fl_malloc/fl_free. */
-#ifndef FL_NODE_HTTP_SERVER_H
-#define FL_NODE_HTTP_SERVER_H
+#ifndef FL_HTTP_SERVER_H
+#define FL_HTTP_SERVER_H
 
 #include <stddef.h>
 #include <stdint.h>

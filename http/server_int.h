@@ -1,15 +1,15 @@
-/* Private to node/http_*.c: the server and connection objects behind
- * node/http_server.h, and what each file provides to the others.
+/* Private to the HTTP server's files: the server and connection objects
+ * behind http/server.h, and what each file provides to the others.
  *
- *   http_server.c   the listener: accepting within the limits, stopping
- *   http_conn.c     a connection's states, reading, idle and linger timers
- *   http_parse.c    a request out of http_parser's callbacks; the request
- *                   accessors (headers, query parameters)
- *   http_respond.c  writing responses, the server's own JSON errors
+ *   server.c    the listener: accepting within the limits, stopping
+ *   conn.c      a connection's states, reading, idle and linger timers
+ *   parse.c     a request out of http_parser's callbacks; the request
+ *               accessors (headers, query parameters)
+ *   respond.c   writing responses, the server's own JSON errors
  *
  * Everything runs on the loop's thread. */
-#ifndef FL_NODE_HTTP_INT_H
-#define FL_NODE_HTTP_INT_H
+#ifndef FL_HTTP_SERVER_INT_H
+#define FL_HTTP_SERVER_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,7 +18,7 @@
 #include <uv.h>
 
 #include "common/buf.h"
-#include "node/http_server.h"
+#include "http/server.h"
 
 #define READ_BUF_SIZE    (64 * 1024)
 #define LINGER_MS        2000              /* drain the peer this long after a final response */
@@ -78,13 +78,13 @@ struct http_server {
     char readbuf[READ_BUF_SIZE]; /* shared: a read is parsed before the next one */
 };
 
-/* ---- http_server.c ----------------------------------------------------------- */
+/* ---- server.c ---------------------------------------------------------------- */
 
 /* Free a stopping server once its listener and every connection are closed,
  * then call its stop callback. */
 void http__maybe_finish_stop(struct http_server *s);
 
-/* ---- http_conn.c -------------------------------------------------------------- */
+/* ---- conn.c ------------------------------------------------------------------- */
 
 /* Move c to state `to` (asserts the transition is allowed). */
 void http__set_state(struct http_conn *c, enum conn_state to);
@@ -96,7 +96,7 @@ void http__resume(struct http_conn *c);
 /* uv_write callback of a response: next request, lingering close, or close. */
 void http__on_written(uv_write_t *w, int status);
 
-/* ---- http_parse.c ------------------------------------------------------------- */
+/* ---- parse.c ------------------------------------------------------------------ */
 
 /* Parse data; returns the bytes used. Returns with *complete set after one
  * complete request (dispatching it is the caller's), or with the connection
@@ -105,7 +105,7 @@ size_t http__parse(struct http_conn *c, const char *data, size_t len, int *compl
 /* Free a request (NULL is fine). */
 void http__request_free(struct http_request *r);
 
-/* ---- http_respond.c ----------------------------------------------------------- */
+/* ---- respond.c ---------------------------------------------------------------- */
 
 /* The server's own answer to a request that broke a limit or did not parse:
  * a JSON error, then close. */

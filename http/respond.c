@@ -1,4 +1,4 @@
-/* Responses of the HTTP server (node/http_int.h): serializing a response
+/* Responses of the HTTP server (http/server_int.h): serializing a response
  * onto its connection, the handler's http_respond* and http_drop, and the
  * server's own JSON error for a request it rejects. */
 #include <assert.h>
@@ -11,7 +11,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/utf8.h"
-#include "node/http_int.h"
+#include "http/server_int.h"
 
 static const char *reason(int status)
 {

@@ -18,8 +18,8 @@
  * Threading: a request and its callback stay on the loop's thread; several
  * loops on several threads may use the client at once (the pool is locked).
  * The process must ignore SIGPIPE (libuv writes with write(2)). */
-#ifndef FL_NODE_HTTP_CLIENT_H
-#define FL_NODE_HTTP_CLIENT_H
+#ifndef FL_HTTP_CLIENT_H
+#define FL_HTTP_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>

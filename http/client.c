@@ -23,7 +23,7 @@
  * complete keep-alive response, request fully written, nothing extra read)
  * or closed. Callbacks of a connection detached from its request (c->req
  * NULL) only clean up. */
-#include "node/http_client.h"
+#include "http/client.h"
 
 #include <pthread.h>
 #include <limits.h>
@@ -37,8 +37,8 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
-#include "common/httpc.h"
 #include "common/log.h"
+#include "http/blocking.h"
 
 #define READ_SIZE (64 * 1024)
 #define MAX_CTYPE 256

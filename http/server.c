@@ -1,8 +1,8 @@
-/* HTTP/1.1 server (node/http_server.h): the listener, accepting connections
+/* HTTP/1.1 server (http/server.h): the listener, accepting connections
  * within the limits (max_conns, max_conns_per_ip), and stopping. What a
- * connection goes through is node/http_conn.c, parsing node/http_parse.c,
- * responses node/http_respond.c; the objects are in node/http_int.h. */
-#include "node/http_server.h"
+ * connection goes through is http/conn.c, parsing http/parse.c,
+ * responses http/respond.c; the objects are in http/server_int.h. */
+#include "http/server.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "node/http_int.h"
+#include "http/server_int.h"
 
 #define LISTEN_BACKLOG 511
 

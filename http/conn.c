@@ -1,4 +1,4 @@
-/* The connections of the HTTP server (node/http_int.h): their states,
+/* The connections of the HTTP server (http/server_int.h): their states,
  * reading, and the idle and linger timers.
  *
  * Each connection is an explicit state machine (allowed transitions are
@@ -9,7 +9,7 @@
  *   WRITING --keep-alive-> READING      WRITING --close--> LINGERING
  *   any --error, EOF, idle, stop--> CLOSING --both handles closed--> freed
  *
- * The parser is paused in on_message_complete (node/http_parse.c), so
+ * The parser is paused in on_message_complete (http/parse.c), so
  * http_parser_execute stops right after one request; bytes after it
  * (pipelining) wait in `unparsed` until the response is written. A
  * connection is freed only in the close callback of the last of its two
@@ -20,7 +20,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
-#include "node/http_int.h"
+#include "http/server_int.h"
 
 void http__set_state(struct http_conn *c, enum conn_state to)
 {

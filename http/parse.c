@@ -1,4 +1,4 @@
-/* Requests of the HTTP server (node/http_int.h): a request assembled from
+/* Requests of the HTTP server (http/server_int.h): a request assembled from
  * http_parser's callbacks (url, headers, body) within the limits, the
  * origin-form target check and percent-decoding of the path; and the
  * accessors a handler uses (http_request_header, http_query_param). */
@@ -9,7 +9,7 @@
 
 #include "common/alloc.h"
 #include "common/err.h"
-#include "node/http_int.h"
+#include "http/server_int.h"
 
 static int lower(int ch)
 {

@@ -1,7 +1,7 @@
 /* Blocking HTTP/1.1 client: getaddrinfo, non-blocking connect bounded by
  * poll, send, then receive until http_parser reports the response complete
  * (or the peer closes, which ends a close-delimited body). */
-#include "common/httpc.h"
+#include "http/blocking.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,10 +1,10 @@
 /* Blocking HTTP/1.1 client: getaddrinfo, non-blocking connect bounded by
- * poll, send, then receive until http_parser reports the response complete
- * (or the peer closes, which ends a close-delimited body). */
+ * poll, send, then receive until the response parser (http/response.h)
+ * reports the response complete (or the peer closes, which ends a
+ * close-delimited body). */
 #include "http/blocking.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,20 +12,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <http_parser.h>
 
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "http/response.h"
 
 #define RECV_SIZE (16 * 1024)
-#define MAX_CTYPE 256
-#define MAX_FIELD 32
 
 struct call {
     char addr[HTTPC_HOST_MAX + 16]; /* normalized, for messages and Host */
@@ -34,16 +30,7 @@ struct call {
     uint64_t deadline; /* fl_mono_ns; 0 = none */
     int timeout_ms;
     int fd;
-    int head;
-    http_parser parser;
-    int complete;
-    int too_big;
-    struct fl_buf body;
-    char field[MAX_FIELD + 1];
-    size_t field_len; /* > MAX_FIELD: a field we do not keep */
-    int in_value;
-    struct fl_buf ctype;
-    int has_ctype;
+    struct http_response resp;
 };
 
 int httpc_split_addr(const char *addr, char host[HTTPC_HOST_MAX], char port[HTTPC_PORT_MAX],
@@ -231,104 +218,15 @@ static int send_all(struct call *c, const uint8_t *p, size_t len, int *early, ch
     return FL_OK;
 }
 
-/* ------------------------------------------------------------ parsing */
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct call *c = p->data;
-    if (c->in_value) {
-        c->field_len = 0;
-        c->in_value = 0;
-    }
-    if (c->field_len + len <= MAX_FIELD) {
-        memcpy(c->field + c->field_len, at, len);
-    }
-    c->field_len += len;
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct call *c = p->data;
-    if (!c->in_value) {
-        c->in_value = 1;
-        c->field[c->field_len <= MAX_FIELD ? c->field_len : 0] = '\0';
-        if (c->field_len <= MAX_FIELD && strcasecmp(c->field, "content-type") == 0) {
-            c->has_ctype = 1;
-            fl_buf_reset(&c->ctype);
-        } else {
-            c->field_len = MAX_FIELD + 1;
-        }
-    }
-    if (c->field_len <= MAX_FIELD && c->ctype.len + len <= MAX_CTYPE) {
-        return fl_buf_append(&c->ctype, at, len) == FL_OK ? 0 : -1;
-    }
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct call *c = p->data;
-    if (p->content_length != ULLONG_MAX && p->content_length > HTTPC_MAX_BODY) {
-        c->too_big = 1;
-        return -1;
-    }
-    return c->head ? 1 : 0; /* 1: no body follows */
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    struct call *c = p->data;
-    if (len > HTTPC_MAX_BODY - c->body.len) {
-        c->too_big = 1;
-        return -1;
-    }
-    return fl_buf_append(&c->body, at, len) == FL_OK ? 0 : -1;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct call *c = p->data;
-    if (p->status_code >= 100 && p->status_code < 200 && p->status_code != 101) {
-        /* An interim response (100 Continue); the final one follows. */
-        c->has_ctype = 0;
-        c->in_value = 0;
-        c->field_len = 0;
-        fl_buf_reset(&c->body);
-        return 0;
-    }
-    c->complete = 1;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-/* Feed bytes (len 0 = EOF) to the parser. */
+/* Feed bytes (len 0 = EOF) to the response parser. */
 static int parse(struct call *c, const char *data, size_t len, char *errmsg)
 {
-    enum http_errno e;
-    http_parser_execute(&c->parser, &settings, data, len);
-    e = HTTP_PARSER_ERRNO(&c->parser);
-    if (c->complete) {
-        return FL_OK;
-    }
-    if (c->too_big) {
-        return fl_errf(errmsg, FL_ETOOBIG, "%s: response body exceeds %u bytes", c->addr,
-                       HTTPC_MAX_BODY);
-    }
-    if (e == HPE_CB_body || e == HPE_CB_header_value) {
+    int rv = http_response_feed(&c->resp, data, len, NULL);
+    if (rv == FL_ENOMEM) {
         return fl_errf(errmsg, FL_ENOMEM, "out of memory");
     }
-    if (e != HPE_OK) {
-        return fl_errf(errmsg, FL_EPROTO, "%s: bad response: %s", c->addr,
-                       http_errno_description(e));
+    if (rv != FL_OK) {
+        return fl_errf(errmsg, rv, "%s: %s", c->addr, http_response_errmsg(&c->resp));
     }
     return FL_OK;
 }
@@ -337,7 +235,7 @@ static int receive(struct call *c, int sent_all, char *errmsg)
 {
     char buf[RECV_SIZE];
     int got = 0;
-    while (!c->complete) {
+    while (!c->resp.complete) {
         short rev;
         ssize_t n;
         int rv = wait_fd(c, POLLIN, &rev, errmsg);
@@ -358,10 +256,6 @@ static int receive(struct call *c, int sent_all, char *errmsg)
         got = 1;
         if ((rv = parse(c, buf, (size_t)n, errmsg)) != FL_OK) {
             return rv;
-        }
-        if (n == 0 && !c->complete) {
-            return fl_errf(errmsg, FL_EPROTO, "%s: connection closed in the middle of the response",
-                           c->addr);
         }
     }
     return FL_OK;
@@ -392,20 +286,16 @@ static int build_request(struct call *c, struct fl_buf *b, const char *method, c
 
 static int fill_response(struct call *c, struct httpc_response *out)
 {
-    if (c->has_ctype) {
-        out->content_type =
-            fl_strndup(c->ctype.len ? (const char *)c->ctype.data : "", c->ctype.len);
+    const char *ctype = http_response_content_type(&c->resp);
+    if (ctype != NULL) {
+        out->content_type = fl_strdup(ctype);
         if (out->content_type == NULL) {
             return FL_ENOMEM;
         }
     }
-    if (c->body.data == NULL && fl_buf_reserve(&c->body, 1) != FL_OK) {
-        return FL_ENOMEM;
-    }
-    c->body.data[c->body.len] = '\0';
-    out->status = (int)c->parser.status_code;
-    out->body = (char *)fl_buf_steal(&c->body, &out->body_len);
-    return FL_OK;
+    out->status = c->resp.status;
+    out->body = (char *)http_response_take_body(&c->resp, &out->body_len);
+    return out->body != NULL ? FL_OK : FL_ENOMEM;
 }
 
 int httpc_request(const char *addr, const char *method, const char *path_and_query,
@@ -430,8 +320,7 @@ int httpc_request(const char *addr, const char *method, const char *path_and_que
         return fl_errf(errmsg, FL_ENOMEM, "out of memory");
     }
     c->fd = -1;
-    fl_buf_init(&c->body);
-    fl_buf_init(&c->ctype);
+    http_response_init(&c->resp, strcmp(method, "HEAD") == 0, HTTPC_MAX_BODY);
     fl_buf_init(&req);
     if (httpc_split_addr(addr, c->host, c->port, &norm, &nlen) != FL_OK || nlen >= sizeof c->addr) {
         rv = fl_errf(errmsg, FL_EINVAL, "invalid address \"%s\" (want host:port)",
@@ -442,9 +331,6 @@ int httpc_request(const char *addr, const char *method, const char *path_and_que
     c->addr[nlen] = '\0';
     c->timeout_ms = timeout_ms;
     c->deadline = timeout_ms > 0 ? fl_mono_ns() + (uint64_t)timeout_ms * 1000000u : 0;
-    c->head = strcmp(method, "HEAD") == 0;
-    http_parser_init(&c->parser, HTTP_RESPONSE);
-    c->parser.data = c;
     if ((rv = build_request(c, &req, method, path_and_query, extra_headers, body, len)) != FL_OK) {
         rv = fl_errf(errmsg, rv, "out of memory");
         goto out;
@@ -463,8 +349,7 @@ out:
         close(c->fd);
     }
     fl_buf_close(&req);
-    fl_buf_close(&c->body);
-    fl_buf_close(&c->ctype);
+    http_response_close(&c->resp);
     fl_free(c);
     return rv;
 }

@@ -1,8 +1,9 @@
 /* Blocking HTTP/1.1 client for the command-line tools (no event loop).
  *
  * One request per connection ("Connection: close"); the response is parsed
- * by http_parser (Content-Length, chunked and close-delimited bodies) and
- * bounded by HTTPC_MAX_BODY. Sends with MSG_NOSIGNAL, so a dead peer never
+ * by the clients' one response parser (http/response.h: Content-Length,
+ * chunked and close-delimited bodies, bounded headers) and bounded by
+ * HTTPC_MAX_BODY. Sends with MSG_NOSIGNAL, so a dead peer never
  * raises SIGPIPE. */
 #ifndef FL_HTTP_BLOCKING_H
 #define FL_HTTP_BLOCKING_H
@@ -33,7 +34,8 @@ struct httpc_response {
  *   FL_ENET      resolve, connect, send or receive failed, or the peer
  *                closed before the response started;
  *   FL_ETIMEOUT  timeout_ms elapsed;
- *   FL_EPROTO    malformed or truncated response;
+ *   FL_EPROTO    malformed or truncated response, or headers beyond the
+ *                parser's limits (http/response.h);
  *   FL_ETOOBIG   response body over HTTPC_MAX_BODY;
  *   FL_ENOMEM    out of memory.
  * On error *out is zeroed and errmsg (FL_ERRMSG_SIZE, may be NULL) says what

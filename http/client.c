@@ -26,23 +26,18 @@
 #include "http/client.h"
 
 #include <pthread.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-
-#include <http_parser.h>
 
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "http/blocking.h"
+#include "http/response.h"
 
 #define READ_SIZE (64 * 1024)
-#define MAX_CTYPE 256
-#define MAX_FIELD 32
 
 enum creq_state { REQ_STARTING, REQ_RESOLVING, REQ_CONNECTING, REQ_EXCHANGING, REQ_DONE };
 
@@ -83,24 +78,14 @@ struct creq {
     char port[HTTPC_PORT_MAX];
     char *wire; /* the request bytes */
     size_t wire_len;
-    int head; /* HEAD: the response has no body */
     int repeatable; /* may be sent a second time */
     int sent;       /* some attempt has written request bytes */
     int attempts;
     struct cconn *conn;
     /* Response of the current attempt. */
-    http_parser parser;
+    struct http_response resp;
     int got_bytes;
     int written;
-    int complete;
-    int too_big;
-    struct fl_buf body;
-    char field[MAX_FIELD + 1];
-    size_t field_len; /* > MAX_FIELD: a field that is not Content-Type */
-    int in_value;
-    char ctype[MAX_CTYPE + 1];
-    size_t ctype_len;
-    int has_ctype;
 };
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -243,7 +228,7 @@ static void req_maybe_free(struct creq *r)
     if (r->ai != NULL) {
         uv_freeaddrinfo(r->ai);
     }
-    fl_buf_close(&r->body);
+    http_response_close(&r->resp);
     fl_free(r->wire);
     fl_free(r->key);
     fl_free(r);
@@ -273,11 +258,10 @@ static void detach(struct creq *r, int reuse)
 
 static void finish(struct creq *r, int err, int reuse, const char *why)
 {
-    int status = err == FL_OK ? (int)r->parser.status_code
-                 : r->sent        ? HTTP_CLIENT_MAYBE_SENT
-                                  : 0;
-    const char *ctype = err == FL_OK && r->has_ctype ? r->ctype : NULL;
+    int status = err == FL_OK ? r->resp.status : r->sent ? HTTP_CLIENT_MAYBE_SENT : 0;
+    const char *ctype = err == FL_OK ? http_response_content_type(&r->resp) : NULL;
     const uint8_t *body = NULL;
+    size_t len = 0;
     if (r->state == REQ_DONE) {
         return;
     }
@@ -285,14 +269,14 @@ static void finish(struct creq *r, int err, int reuse, const char *why)
     if (err != FL_OK) {
         FL_DEBUG("http client: %s: %s", r->key, why);
     } else {
-        body = r->body.data != NULL ? r->body.data : (const uint8_t *)"";
+        body = http_response_body(&r->resp, &len);
     }
     detach(r, err == FL_OK && reuse);
     uv_timer_stop(&r->timer);
     if (r->gai_pending) {
         uv_cancel((uv_req_t *)&r->gai);
     }
-    r->cb(r->data, err, status, ctype, body, err == FL_OK ? r->body.len : 0);
+    r->cb(r->data, err, status, ctype, body, len);
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
 }
 
@@ -321,111 +305,19 @@ static void fail_exchange(struct creq *r, int err, const char *what, int uverr)
 
 /* ------------------------------------------------------------ response */
 
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct creq *r = p->data;
-    if (r->in_value) {
-        r->field_len = 0;
-        r->in_value = 0;
-    }
-    if (r->field_len + len <= MAX_FIELD) {
-        memcpy(r->field + r->field_len, at, len);
-    }
-    r->field_len += len;
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct creq *r = p->data;
-    if (!r->in_value) {
-        r->in_value = 1;
-        r->field[r->field_len <= MAX_FIELD ? r->field_len : 0] = '\0';
-        if (r->field_len <= MAX_FIELD && strcasecmp(r->field, "content-type") == 0) {
-            r->has_ctype = 1;
-            r->ctype_len = 0;
-        } else {
-            r->field_len = MAX_FIELD + 1; /* not a value we keep */
-        }
-    }
-    if (r->field_len <= MAX_FIELD) {
-        size_t n = len < MAX_CTYPE - r->ctype_len ? len : MAX_CTYPE - r->ctype_len;
-        memcpy(r->ctype + r->ctype_len, at, n);
-        r->ctype_len += n;
-        r->ctype[r->ctype_len] = '\0';
-    }
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct creq *r = p->data;
-    if (p->content_length != ULLONG_MAX && p->content_length > HTTP_CLIENT_MAX_BODY) {
-        r->too_big = 1;
-        return -1;
-    }
-    return r->head ? 1 : 0; /* 1: no body follows */
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-    struct creq *r = p->data;
-    if (len > HTTP_CLIENT_MAX_BODY - r->body.len) {
-        r->too_big = 1;
-        return -1;
-    }
-    return fl_buf_append(&r->body, at, len) == FL_OK ? 0 : -1;
-}
-
-static void reset_response(struct creq *r)
-{
-    r->in_value = 0;
-    r->field_len = 0;
-    r->has_ctype = 0;
-    r->ctype_len = 0;
-    r->ctype[0] = '\0';
-    fl_buf_reset(&r->body);
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct creq *r = p->data;
-    if (p->status_code >= 100 && p->status_code < 200 && p->status_code != 101) {
-        reset_response(r); /* an interim response; the final one follows */
-        return 0;
-    }
-    r->complete = 1;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
 /* Parse response bytes (len 0 = EOF); may finish the request. */
 static void parse(struct creq *r, const char *data, size_t len)
 {
-    size_t n = http_parser_execute(&r->parser, &settings, data, len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
-    if (r->complete) {
+    size_t n;
+    int rv = http_response_feed(&r->resp, data, len, &n);
+    if (rv == FL_OK && r->resp.complete) {
         /* Pool only a clean keep-alive connection: fully written request,
          * nothing read beyond the response, not at EOF. */
-        int reuse = len > 0 && n == len && r->written && http_should_keep_alive(&r->parser) &&
-                    !r->parser.upgrade;
+        int reuse = len > 0 && n == len && r->written && http_response_keep_alive(&r->resp);
         finish(r, FL_OK, reuse, NULL);
-    } else if (r->too_big) {
-        finish(r, FL_EPROTO, 0, "response body is too large");
-    } else if (e != HPE_OK) {
-        char why[FL_ERRMSG_SIZE];
-        snprintf(why, sizeof why, "bad response: %s", http_errno_description(e));
-        finish(r, e == HPE_CB_body ? FL_ENOMEM : FL_EPROTO, 0, why);
-    } else if (len == 0) {
-        finish(r, FL_EPROTO, 0, "connection closed in the middle of the response");
+    } else if (rv != FL_OK) {
+        /* A body over HTTP_CLIENT_MAX_BODY is a protocol error here. */
+        finish(r, rv == FL_ENOMEM ? FL_ENOMEM : FL_EPROTO, 0, http_response_errmsg(&r->resp));
     }
 }
 
@@ -486,13 +378,9 @@ static void send_request(struct creq *r)
     uv_buf_t b;
     int rv;
     r->state = REQ_EXCHANGING;
-    http_parser_init(&r->parser, HTTP_RESPONSE);
-    r->parser.data = r;
+    http_response_restart(&r->resp);
     r->got_bytes = 0;
     r->written = 0;
-    r->complete = 0;
-    r->too_big = 0;
-    reset_response(r);
     if (w == NULL) {
         finish(r, FL_ENOMEM, 0, "out of memory");
         return;
@@ -703,7 +591,7 @@ int http_client_request_flags(uv_loop_t *loop, const char *addr, const char *met
     if (r == NULL) {
         return FL_ENOMEM;
     }
-    fl_buf_init(&r->body);
+    http_response_init(&r->resp, strcmp(method, "HEAD") == 0, HTTP_CLIENT_MAX_BODY);
     rv = parse_addr(r, addr);
     if (rv == FL_OK) {
         rv = build_wire(r, method, path_and_query, extra_headers, body, len);
@@ -717,7 +605,6 @@ int http_client_request_flags(uv_loop_t *loop, const char *addr, const char *met
     r->cb = cb;
     r->data = data;
     r->timeout_ms = timeout_ms;
-    r->head = strcmp(method, "HEAD") == 0;
     r->repeatable = (flags & HTTP_CLIENT_REPEATABLE) != 0 || safe_method(method);
     r->state = REQ_STARTING;
     uv_timer_init(loop, &r->timer);

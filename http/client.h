@@ -1,8 +1,9 @@
 /* Asynchronous HTTP/1.1 client on the node's libuv loop.
  *
  * A follower uses it to forward an API request to the leader and relay the
- * answer. Responses are parsed by http_parser (Content-Length, chunked and
- * close-delimited bodies) and bounded by HTTP_CLIENT_MAX_BODY.
+ * answer. Responses are parsed by the clients' one response parser
+ * (http/response.h: Content-Length, chunked and close-delimited bodies,
+ * bounded headers) and bounded by HTTP_CLIENT_MAX_BODY.
  *
  * Connections are kept alive and pooled per (loop, address) while idle, at
  * most HTTP_CLIENT_POOL_PER_ADDR of them, for at most HTTP_CLIENT_POOL_IDLE_MS
@@ -37,7 +38,8 @@
  *   FL_ENET      resolve, connect, write or read failed, or the peer closed
  *                the connection before sending anything;
  *   FL_ETIMEOUT  no complete response within timeout_ms of the call;
- *   FL_EPROTO    malformed or truncated response, or a body larger than
+ *   FL_EPROTO    malformed or truncated response, headers beyond the
+ *                parser's limits (http/response.h), or a body larger than
  *                HTTP_CLIENT_MAX_BODY;
  *   FL_ENOMEM    out of memory.
  * On error content_type and body are NULL, and status tells whether the

@@ -2,7 +2,8 @@
 # Flotilla's one entry point for a fresh Debian/Ubuntu machine.
 #
 #   ./do dev      install dependencies, build, run a local three-server cluster
-#   ./do test     install dependencies, check the layers, build with -Werror,
+#   ./do test     install dependencies, check the layers and the formatting,
+#                 build with -Werror,
 #                 run the test suite, then the suite again under ASan+UBSan
 #   ./do build    install dependencies and build (into build/)
 #   ./do lint     check the includes against the layers (tools/check-layers)
@@ -12,8 +13,7 @@
 # Tests run as many at a time as there are cores (the chaos run alone): the
 # integration tests mostly wait on real processes, elections and timers.
 # Environment: BUILD_DIR (default build), FLOTILLA_SKIP_DEPS=1 to skip apt,
-# FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it),
-# FLOTILLA_CHECK_FORMAT=1 to have ./do test check the formatting too.
+# FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD_DIR:-$here/build}
@@ -96,9 +96,7 @@ test)
     shift
     deps
     "$here/tools/check-layers"
-    # The formatting check joins the suite once the tree has been reformatted:
-    # then make FLOTILLA_CHECK_FORMAT default to 1 here.
-    [ "${FLOTILLA_CHECK_FORMAT:-0}" = 1 ] && "$here/tools/check-format"
+    "$here/tools/check-format"
     configure werror; compile
     (cd "$build" && ctest -j"$(nproc)" --output-on-failure --timeout 900 "$@")
     [ "${FLOTILLA_SKIP_SANITIZE:-0}" = 1 ] || sanitize "$@" ;;

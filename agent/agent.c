@@ -37,8 +37,7 @@ static void make_absolute(char *path, size_t cap)
     }
 }
 
-int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **out,
-                 char *errmsg)
+int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **out, char *errmsg)
 {
     struct agent *a;
     ssize_t el;
@@ -78,8 +77,8 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
         if (created) {
             char fpr[FL_IDENT_FPR_SIZE];
             fl_ident_fingerprint(a->id_pk, fpr);
-            FL_INFO("agent %s: made a new identity key %s/" FL_IDENT_FILE " (public key %s)",
-                    c->id, c->data_dir, fpr);
+            FL_INFO("agent %s: made a new identity key %s/" FL_IDENT_FILE " (public key %s)", c->id,
+                    c->data_dir, fpr);
         }
     }
     strmap_init(&a->runs);

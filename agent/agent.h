@@ -25,8 +25,8 @@
 #define AGENT_APPS_DIR   "/srv/flotilla" /* default apps_dir */
 
 struct agent_config {
-    char id[64];         /* node name */
-    uint32_t cap;        /* advertised cap (the cluster's record wins after the first join) */
+    char id[64];  /* node name */
+    uint32_t cap; /* advertised cap (the cluster's record wins after the first join) */
     unsigned n_labels;
     char labels[AGENT_LABELS_MAX][128];
     unsigned n_join;
@@ -39,8 +39,7 @@ struct agent_config {
 
 struct agent;
 
-int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **out,
-                 char *errmsg);
+int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **out, char *errmsg);
 /* Disconnect, kill running units (their results stay spooled if finished);
  * cb once every handle is closed. */
 void agent_close(struct agent *a, void (*cb)(void *data), void *data);

@@ -41,7 +41,7 @@ struct agent {
     char work_dir[4200];
     char exe[4096]; /* this executable, for deploy units ("" if unknown) */
 
-    uv_tcp_t *tcp; /* current connection, NULL if none */
+    uv_tcp_t *tcp;    /* current connection, NULL if none */
     struct schan *ch; /* its secure channel (docs/SECURITY.md "Links") */
     char server[128]; /* the address it goes to */
     unsigned char id_pk[FL_IDENT_PK_BYTES], id_sk[FL_IDENT_SK_BYTES];
@@ -58,7 +58,7 @@ struct agent {
 
     uv_timer_t reconnect;
     uv_timer_t heartbeat;
-    struct strmap runs; /* "task/unit" -> struct run */
+    struct strmap runs;  /* "task/unit" -> struct run */
     struct strmap spool; /* unit ref -> struct spooled: results not yet acknowledged */
     int spool_fd;
     int closing;

@@ -211,12 +211,12 @@ static void on_message(struct agent *a, struct aproto_msg *m)
     case APROTO_ERROR: {
         int pending = m->u.error.code != NULL && strcmp(m->u.error.code, "approval_required") == 0;
         unsigned cap = pending ? PENDING_MAX_MS : REFUSED_MAX_MS;
-        a->refused_ms = a->refused_ms == 0 ? REFUSED_MIN_MS
+        a->refused_ms = a->refused_ms == 0         ? REFUSED_MIN_MS
                         : a->refused_ms >= cap / 2 ? cap
                                                    : a->refused_ms * 2;
         a->backoff_ms = a->refused_ms; /* used when the server closes the link */
-        FL_WARN("agent %s: server says %s: %s (next attempt in %u ms)", a->cfg.id,
-                m->u.error.code, m->u.error.message, a->refused_ms);
+        FL_WARN("agent %s: server says %s: %s (next attempt in %u ms)", a->cfg.id, m->u.error.code,
+                m->u.error.message, a->refused_ms);
         break;
     }
     default:

@@ -86,8 +86,8 @@ static void run_done(void *data, int status, int exit_code, const struct exec_ho
         hr[i].status = (uint8_t)res[i].status;
         hr[i].rc = res[i].rc;
         hr[i].tail = (const uint8_t *)res[i].tail;
-        hr[i].tail_len = (uint32_t)(res[i].tail_len > APROTO_TAIL_MAX ? APROTO_TAIL_MAX
-                                                                      : res[i].tail_len);
+        hr[i].tail_len =
+            (uint32_t)(res[i].tail_len > APROTO_TAIL_MAX ? APROTO_TAIL_MAX : res[i].tail_len);
         if (res[i].tail_len > APROTO_TAIL_MAX) {
             hr[i].tail = (const uint8_t *)res[i].tail + res[i].tail_len - APROTO_TAIL_MAX;
         }
@@ -197,8 +197,8 @@ void agent__on_run(struct agent *a, const struct aproto_run *run)
     spec.workdir = workdir;
     if (run->kind == APROTO_EXEC_DEPLOY) {
         /* This machine's own deploy-target, with what only the agent has. */
-        if (agent_deploy_argv(&a->cfg, a->exe, run->argv, run->argc, run->env, run->n_env,
-                              &deploy, refuse) == FL_OK) {
+        if (agent_deploy_argv(&a->cfg, a->exe, run->argv, run->argc, run->env, run->n_env, &deploy,
+                              refuse) == FL_OK) {
             spec.argv = deploy.argv;
             FL_INFO("agent %s: unit %s deploys %s", a->cfg.id, key, run->argv[0]);
         } else {

@@ -60,8 +60,11 @@ int main(int argc, char **argv)
                 }
             }
             ns = (now_ns() - t0) / (double)calls;
-            printf("cron_next_%s_%s: %.0f ns\n", exprs[i][0], zones[zi][0] == 'U' ? "utc"
-                   : zones[zi][0] == 'E' ? "berlin" : "new_york", ns);
+            printf("cron_next_%s_%s: %.0f ns\n", exprs[i][0],
+                   zones[zi][0] == 'U'   ? "utc"
+                   : zones[zi][0] == 'E' ? "berlin"
+                                         : "new_york",
+                   ns);
             total += ns;
             cells++;
         }

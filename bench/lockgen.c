@@ -71,10 +71,10 @@ struct client {
     char session[64];
     uint64_t last_renew;
     char buf[RESP_MAX];
-    size_t have;         /* bytes read past the previous response */
-    struct samples acq;  /* acquire latency, ns */
-    struct samples rel;  /* release latency, ns */
-    struct samples at;   /* grant arrival, ns since the window start */
+    size_t have;        /* bytes read past the previous response */
+    struct samples acq; /* acquire latency, ns */
+    struct samples rel; /* release latency, ns */
+    struct samples at;  /* grant arrival, ns since the window start */
     uint64_t errors, waits, seq;
     char first_error[160];
 };
@@ -186,11 +186,10 @@ static int call(struct client *c, const char *method, const char *path, const ch
     }
     /* Every lock route needs an API token (docs/ACL.md): $FLOTILLA_TOKEN. */
     tok = getenv("FLOTILLA_TOKEN");
-    n = snprintf(req, sizeof req,
-                 "%s %s HTTP/1.1\r\nHost: bench\r\n%s%s%s%sContent-Length: %zu\r\n\r\n%s",
-                 method, path, body ? "Content-Type: application/json\r\n" : "",
-                 tok ? "X-Flotilla-Token: " : "", tok ? tok : "", tok ? "\r\n" : "", blen,
-                 body ? body : "");
+    n = snprintf(
+        req, sizeof req, "%s %s HTTP/1.1\r\nHost: bench\r\n%s%s%s%sContent-Length: %zu\r\n\r\n%s",
+        method, path, body ? "Content-Type: application/json\r\n" : "",
+        tok ? "X-Flotilla-Token: " : "", tok ? tok : "", tok ? "\r\n" : "", blen, body ? body : "");
     if (n < 0 || (size_t)n >= sizeof req || write_all(c->fd, req, (size_t)n) != 0) {
         disconnect(c);
         return -1;

@@ -13,8 +13,9 @@
 void cli_usage(const struct cli_cmd *c, int to_stderr)
 {
     FILE *f = to_stderr ? stderr : stdout;
-    fprintf(f, "usage: flotilla %s%s%s%s\n\n%s\n", c->path, c->opts && c->opts[0].name ? " [flags]" : "",
-            c->args && c->args[0] ? " " : "", c->args ? c->args : "", c->summary);
+    fprintf(f, "usage: flotilla %s%s%s%s\n\n%s\n", c->path,
+            c->opts && c->opts[0].name ? " [flags]" : "", c->args && c->args[0] ? " " : "",
+            c->args ? c->args : "", c->summary);
     if (c->opts != NULL && c->opts[0].name != NULL) {
         fprintf(f, "\nflags:\n");
         for (struct cli_opt *o = c->opts; o->name != NULL; o++) {

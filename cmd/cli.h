@@ -7,20 +7,26 @@
 #include <stdint.h>
 
 struct cli_opt {
-    const char *name;  /* long name without "--" */
-    int has_arg;       /* 1: takes a value; 2: repeatable, values joined by '\n' */
+    const char *name; /* long name without "--" */
+    int has_arg;      /* 1: takes a value; 2: repeatable, values joined by '\n' */
     const char *help;
     const char *value; /* parsed value (or default), NULL if absent */
     int set;           /* given on the command line */
 };
 
 /* The options most commands share. */
-#define ADDR_OPT {"addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0}
-#define JSON_OPT {"json", 0, "print the API's JSON", NULL, 0}
+#define ADDR_OPT                                                                                   \
+    {                                                                                              \
+        "addr", 1, "API address host:port (or $FLOTILLA_ADDR)", NULL, 0                            \
+    }
+#define JSON_OPT                                                                                   \
+    {                                                                                              \
+        "json", 0, "print the API's JSON", NULL, 0                                                 \
+    }
 
 struct cli_cmd {
-    const char *path;     /* "kv put" */
-    const char *args;     /* positional synopsis, "KEY VALUE" */
+    const char *path; /* "kv put" */
+    const char *args; /* positional synopsis, "KEY VALUE" */
     const char *summary;
     struct cli_opt *opts; /* terminated by {NULL} */
     int min_pos, max_pos;
@@ -53,8 +59,7 @@ const char *cli_addr(struct cli_cmd *c);
 const char *cli_token(const char *cmd);
 /* Request headers: Content-Type (json) and X-Flotilla-Token (if any). */
 void cli_headers(const char *cmd, int json, char *out, size_t size);
-int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
-             json_t **out);
+int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body, json_t **out);
 /* cli_call for the writes that take no request identity (membership,
  * cancel-running, package uploads: docs/API.md "Request identity"): sent
  * once, an unknown outcome reported as such. */
@@ -87,16 +92,16 @@ long long cli_duration_ms(const char *s);
 /* The body of POST /v1/tasks from the task flags (TASK_FLAGS) of c; exits 2
  * on a bad flag. need_hosts: --hosts is required. */
 json_t *cli_task_body(struct cli_cmd *c, int need_hosts);
-#define TASK_FLAGS                                                                               \
-    {"hosts", 1, "host list: a,b,c or @FILE (one per line or comma-separated)", NULL, 0},        \
+#define TASK_FLAGS                                                                                 \
+    {"hosts", 1, "host list: a,b,c or @FILE (one per line or comma-separated)", NULL, 0},          \
         {"unit-size", 1, "hosts per unit", "30", 0},                                               \
         {"timeout", 1, "per-unit timeout (500ms, 30s, 10m, 2h; 0 = none)", "0", 0},                \
         {"retries", 1, "re-runs of a failed or lost unit", "0", 0},                                \
         {"priority", 1, "higher runs first", "0", 0},                                              \
         {"constraint", 1, "node labels required: k=v, k!=v or k (comma-separated)", NULL, 0},      \
-        {"run-on", 1, "host: each host is a node id and its unit runs on that node", NULL, 0},   \
-        {"max-parallel", 1, "units of this task running at once (default: no limit)", NULL, 0},   \
-        {"stop-after-failures", 1, "cancel the waiting units once N hosts have failed", NULL, 0}, \
+        {"run-on", 1, "host: each host is a node id and its unit runs on that node", NULL, 0},     \
+        {"max-parallel", 1, "units of this task running at once (default: no limit)", NULL, 0},    \
+        {"stop-after-failures", 1, "cancel the waiting units once N hosts have failed", NULL, 0},  \
         {"exec", 1, "run a command (argv, no shell): 'cmd arg ...'", NULL, 0},                     \
         {"shell", 1, "run a shell script", NULL, 0},                                               \
         {"ansible-module", 1, "run an Ansible module against the unit's hosts", NULL, 0},          \
@@ -106,10 +111,12 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts);
         {"sleep", 1, "sleep this long (tests)", NULL, 0},                                          \
         {"inventory-var", 1, "Ansible inventory variables k=v (comma-separated)", NULL, 0},        \
         {"kill-grace", 1, "between TERM and KILL at timeout or cancel", NULL, 0},                  \
-        {"env", 2, "NAME=value in the units' environment (repeatable)", NULL, 0},                \
-        {"secret-env", 2,                                                                          \
-         "NAME=@FILE: a secret read from FILE, stored encrypted, never shown (repeatable)", NULL,  \
-         0}
+        {"env", 2, "NAME=value in the units' environment (repeatable)", NULL, 0},                  \
+    {                                                                                              \
+        "secret-env", 2,                                                                           \
+            "NAME=@FILE: a secret read from FILE, stored encrypted, never shown (repeatable)",     \
+            NULL, 0                                                                                \
+    }
 
 int cmd_server(int argc, char **argv);
 int cmd_task(int argc, char **argv);

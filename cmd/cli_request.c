@@ -118,10 +118,11 @@ static void ident_create(struct cli_cmd *c, const char *addr, const char *header
 {
     char body[256], err[FL_ERRMSG_SIZE], hdr[600];
     uint64_t end = now_ms() + CALL_BUDGET_MS;
-    snprintf(body, sizeof body, "{\"ttl\":\"%s\",\"lock_delay\":\"0s\",\"name\":\"flotilla %.100s\"}",
-             IDENT_TTL, c->path);
-    snprintf(hdr, sizeof hdr, "%s%s", strstr(headers, "Content-Type") ? "" :
-             "Content-Type: application/json\r\n", headers);
+    snprintf(body, sizeof body,
+             "{\"ttl\":\"%s\",\"lock_delay\":\"0s\",\"name\":\"flotilla %.100s\"}", IDENT_TTL,
+             c->path);
+    snprintf(hdr, sizeof hdr, "%s%s",
+             strstr(headers, "Content-Type") ? "" : "Content-Type: application/json\r\n", headers);
     ident.state = -1;
     do {
         int status = 0;
@@ -184,8 +185,8 @@ static json_t *unknown_body(const char *why)
     return json_pack("{s:{s:s, s:s}}", "error", "code", "outcome_unknown", "message", why);
 }
 
-static int call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
-                json_t **out, int may_ident);
+static int call(struct cli_cmd *c, const char *method, const char *path, json_t *body, json_t **out,
+                int may_ident);
 
 int cli_call(struct cli_cmd *c, const char *method, const char *path, json_t *body, json_t **out)
 {
@@ -198,8 +199,8 @@ int cli_call_plain(struct cli_cmd *c, const char *method, const char *path, json
     return call(c, method, path, body, out, 0);
 }
 
-static int call(struct cli_cmd *c, const char *method, const char *path, json_t *body,
-                json_t **out, int may_ident)
+static int call(struct cli_cmd *c, const char *method, const char *path, json_t *body, json_t **out,
+                int may_ident)
 {
     const char *addr = cli_addr(c);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;

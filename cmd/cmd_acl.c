@@ -19,7 +19,6 @@
 
 #include "cmd/cli.h"
 
-
 static void read_secret_file(struct cli_cmd *c, const char *path, char *out, size_t size)
 {
     FILE *f = fopen(path, "r");
@@ -57,10 +56,13 @@ static int acl_bootstrap(int argc, char **argv)
         {"out", 1, "also write the secret to this new file (mode 0600)", NULL, 0},
         JSON_OPT,
         {NULL}};
-    struct cli_cmd c = {"acl bootstrap", "",
+    struct cli_cmd c = {"acl bootstrap",
+                        "",
                         "Make the cluster's first API token, with every policy. It works once per "
                         "cluster; keep the secret it prints (export FLOTILLA_TOKEN=...).",
-                        opts, 0, 0};
+                        opts,
+                        0,
+                        0};
     char secret[160];
     unsigned char raw[32];
     char b64[64];
@@ -112,8 +114,11 @@ static int token_create(int argc, char **argv)
         {"name", 1, "a description", NULL, 0},
         JSON_OPT,
         {NULL}};
-    struct cli_cmd c = {"acl token create", "",
-                        "Create an API token. The secret is printed once and never again.", opts, 0,
+    struct cli_cmd c = {"acl token create",
+                        "",
+                        "Create an API token. The secret is printed once and never again.",
+                        opts,
+                        0,
                         0};
     json_t *body, *pol = json_array(), *ns = json_array(), *out = NULL;
     char buf[1024], *save = NULL, *p;
@@ -174,8 +179,8 @@ static void print_token_row(json_t *t)
 static int token_list(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
-    struct cli_cmd c = {"acl token list", "", "List API tokens (accessors, never secrets).", opts,
-                        0, 0};
+    struct cli_cmd c = {
+        "acl token list", "", "List API tokens (accessors, never secrets).", opts, 0, 0};
     json_t *out = NULL, *t;
     size_t i;
     int status;

@@ -28,13 +28,12 @@ static unsigned split_into(const char *s, char out[][128], unsigned max, struct 
     return n;
 }
 
-
 static int agents_list(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, {"json", 0, "print the JSON answer", NULL, 0}, {NULL}};
-    struct cli_cmd c = {"agent list", "",
-                        "Agent identities the cluster knows, approved and pending approval.",
-                        opts, 0, 0};
+    struct cli_cmd c = {
+        "agent list", "", "Agent identities the cluster knows, approved and pending approval.",
+        opts,         0,  0};
     char *pos[1];
     int npos, status;
     json_t *out = NULL, *a;
@@ -64,10 +63,13 @@ static int agents_list(int argc, char **argv)
 static int agents_approve(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, {NULL}};
-    struct cli_cmd c = {"agent approve", "NAME",
+    struct cli_cmd c = {"agent approve",
+                        "NAME",
                         "Let an agent that waits for approval join (check its public key with "
                         "flotilla agent list first).",
-                        opts, 1, 1};
+                        opts,
+                        1,
+                        1};
     char *pos[1], path[512], done[400], *id;
     int npos;
     cli_parse(&c, argc, argv, pos, &npos);
@@ -81,12 +83,15 @@ static int agents_approve(int argc, char **argv)
 static int agents_forget(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, {NULL}};
-    struct cli_cmd c = {"agent forget", "NAME",
+    struct cli_cmd c = {"agent forget",
+                        "NAME",
                         "Forget the public key recorded for an agent id, so that the next agent "
                         "joining under that id records its own (a server or agent whose data was "
                         "wiped, or a rotated key). With --require-agent-approval it waits for "
                         "approval again.",
-                        opts, 1, 1};
+                        opts,
+                        1,
+                        1};
     char *pos[1], path[512], done[400], *id;
     int npos;
     cli_parse(&c, argc, argv, pos, &npos);
@@ -105,10 +110,13 @@ static int agent_id(int argc, char **argv)
         {"data", 1, "the agent's data directory", "flotilla-agent", 0},
         {"sign", 1, "also print an ed25519 signature of this message", NULL, 0},
         {NULL}};
-    struct cli_cmd c = {"agent id", "",
+    struct cli_cmd c = {"agent id",
+                        "",
                         "Print this agent's public key (made on first use) and optionally sign a "
                         "message with it.",
-                        opts, 0, 0};
+                        opts,
+                        0,
+                        0};
     unsigned char pk[FL_IDENT_PK_BYTES], sk[FL_IDENT_SK_BYTES], sig[crypto_sign_BYTES];
     char *pos[1], fpr[FL_IDENT_FPR_SIZE], err[FL_ERRMSG_SIZE];
     char b64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, sodium_base64_VARIANT_ORIGINAL)];
@@ -139,11 +147,11 @@ int cmd_agent(int argc, char **argv)
         {"label", 1, "labels k=v[,k=v]", NULL, 0},
         {"data", 1, "directory for the result spool and work files", "flotilla-agent", 0},
         {"key", 1, "cluster key file (flotilla keygen); default $FLOTILLA_KEY_FILE", NULL, 0},
-        {"apps", 1, "where deploys put an application's root by default (DIR/APP)",
-         AGENT_APPS_DIR, 0},
+        {"apps", 1, "where deploys put an application's root by default (DIR/APP)", AGENT_APPS_DIR,
+         0},
         {NULL}};
     struct cli_cmd c = {"agent", "", "Run an agent: it connects to the cluster and executes units.",
-                        opts, 0, 0};
+                        opts,    0,  0};
     const char *key_file;
     struct agent_config cfg;
     char *pos[1], *end;
@@ -193,7 +201,7 @@ int cmd_agent(int argc, char **argv)
     cli_load_key(&c, cfg.key);
     /* The file deploy-target is given (deploy units): the one just loaded. */
     key_file = cli_val(&c, "key") != NULL && cli_val(&c, "key")[0] ? cli_val(&c, "key")
-                                                                    : getenv(FL_KEY_ENV);
+                                                                   : getenv(FL_KEY_ENV);
     snprintf(cfg.key_file, sizeof cfg.key_file, "%s", key_file != NULL ? key_file : "");
     return agent_main(&cfg);
 }

@@ -7,7 +7,6 @@
 
 #include "cmd/cli.h"
 
-
 static const char *jstr(json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
@@ -113,14 +112,18 @@ int cmd_members(int argc, char **argv)
         return finish(&c, status, out, print_members);
     }
     if (strcmp(sub, "add") == 0) {
-        struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                                 {"api-addr", 1, "the new server's API address", NULL, 0},
-                                 {"name", 1, "the new server's node name", NULL, 0},
-                                 {"standby", 0, "add as a standby (replicates, does not vote)",
-                                  NULL, 0},
-                                 {NULL}};
-        struct cli_cmd c = {"members add", "ID RAFT_ADDR",
-                            "Add a server (normally done by `flotilla server --join`).", opts, 2,
+        struct cli_opt opts[] = {
+            ADDR_OPT,
+            JSON_OPT,
+            {"api-addr", 1, "the new server's API address", NULL, 0},
+            {"name", 1, "the new server's node name", NULL, 0},
+            {"standby", 0, "add as a standby (replicates, does not vote)", NULL, 0},
+            {NULL}};
+        struct cli_cmd c = {"members add",
+                            "ID RAFT_ADDR",
+                            "Add a server (normally done by `flotilla server --join`).",
+                            opts,
+                            2,
                             2};
         json_t *body;
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
@@ -142,7 +145,9 @@ int cmd_members(int argc, char **argv)
                             "ID",
                             strcmp(sub, "remove") == 0 ? "Remove a server from the cluster."
                                                        : "Promote a standby server to voter.",
-                            opts, 1, 1};
+                            opts,
+                            1,
+                            1};
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         if (strcmp(sub, "remove") == 0) {
             snprintf(path, sizeof path, "/v1/members/%llu", parse_id(&c, pos[0]));
@@ -155,10 +160,13 @@ int cmd_members(int argc, char **argv)
     }
     if (strcmp(sub, "leave") == 0) {
         struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
-        struct cli_cmd c = {"members leave", "",
+        struct cli_cmd c = {"members leave",
+                            "",
                             "Remove the server at --addr from the cluster (it steps down first "
                             "if it leads).",
-                            opts, 0, 0};
+                            opts,
+                            0,
+                            0};
         json_t *st = NULL;
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         status = cli_call(&c, "GET", "/v1/status", NULL, &st);
@@ -172,8 +180,12 @@ int cmd_members(int argc, char **argv)
     }
     if (strcmp(sub, "transfer") == 0) {
         struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
-        struct cli_cmd c = {"members transfer", "[ID]",
-                            "Hand leadership to another voter (any, without ID).", opts, 0, 1};
+        struct cli_cmd c = {"members transfer",
+                            "[ID]",
+                            "Hand leadership to another voter (any, without ID).",
+                            opts,
+                            0,
+                            1};
         json_t *body = NULL;
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         if (npos == 1) {
@@ -183,8 +195,9 @@ int cmd_members(int argc, char **argv)
         json_decref(body);
         return finish(&c, status, out, print_members);
     }
-    fprintf(strcmp(sub, "--help") == 0 ? stdout : stderr,
-            "usage: flotilla members list|add|remove|leave|promote|transfer ... (each has --help)\n");
+    fprintf(
+        strcmp(sub, "--help") == 0 ? stdout : stderr,
+        "usage: flotilla members list|add|remove|leave|promote|transfer ... (each has --help)\n");
     return strcmp(sub, "--help") == 0 ? 0 : 2;
 }
 
@@ -290,19 +303,19 @@ int cmd_node(int argc, char **argv)
     char *id;
 
     if (strcmp(sub, "list") == 0) {
-        struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                                 {"stale", 0, "read this server's copy", NULL, 0}, {NULL}};
+        struct cli_opt opts[] = {
+            ADDR_OPT, JSON_OPT, {"stale", 0, "read this server's copy", NULL, 0}, {NULL}};
         struct cli_cmd c = {"node list", "", "List nodes with caps, drain flags and labels.",
-                            opts, 0, 0};
+                            opts,        0,  0};
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
-        status = cli_call(&c, "GET", cli_flag(&c, "stale") ? "/v1/nodes?stale" : "/v1/nodes",
-                          NULL, &out);
+        status = cli_call(&c, "GET", cli_flag(&c, "stale") ? "/v1/nodes?stale" : "/v1/nodes", NULL,
+                          &out);
         return finish(&c, status, out, print_nodes);
     }
     if (strcmp(sub, "cap") == 0) {
         struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
         struct cli_cmd c = {"node cap", "NODE N", "Set a node's running-unit cap (0 drains).",
-                            opts, 2, 2};
+                            opts,       2,        2};
         json_t *body;
         char *end;
         long v;
@@ -320,28 +333,33 @@ int cmd_node(int argc, char **argv)
         return finish(&c, status, out, print_ok);
     }
     if (strcmp(sub, "drain") == 0) {
-        struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                                 {"wait", 0, "wait until the node runs nothing", NULL, 0},
-                                 {"deadline", 1, "with --wait: give up after this long (10m)",
-                                  NULL, 0},
-                                 {"cancel-at-deadline", 0,
-                                  "at the deadline, cancel what still runs and wait for it", NULL,
-                                  0},
-                                 {NULL}};
-        struct cli_cmd c = {"node drain", "NODE",
+        struct cli_opt opts[] = {
+            ADDR_OPT,
+            JSON_OPT,
+            {"wait", 0, "wait until the node runs nothing", NULL, 0},
+            {"deadline", 1, "with --wait: give up after this long (10m)", NULL, 0},
+            {"cancel-at-deadline", 0, "at the deadline, cancel what still runs and wait for it",
+             NULL, 0},
+            {NULL}};
+        struct cli_cmd c = {"node drain",
+                            "NODE",
                             "Drain a node: running units finish, no new ones are assigned "
                             "(/v1/health of a draining server answers 503).",
-                            opts, 1, 1};
+                            opts,
+                            1,
+                            1};
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         return drain(&c, pos[0]);
     }
     if (strcmp(sub, "undrain") == 0) {
         struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
-        struct cli_cmd c = {strcmp(sub, "drain") == 0 ? "node drain" : "node undrain", "NODE",
-                            strcmp(sub, "drain") == 0
-                                ? "Drain a node: it takes no new work."
-                                : "Let a drained node take work again.",
-                            opts, 1, 1};
+        struct cli_cmd c = {strcmp(sub, "drain") == 0 ? "node drain" : "node undrain",
+                            "NODE",
+                            strcmp(sub, "drain") == 0 ? "Drain a node: it takes no new work."
+                                                      : "Let a drained node take work again.",
+                            opts,
+                            1,
+                            1};
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         id = cli_escape(pos[0], 0);
         snprintf(path, sizeof path, "/v1/nodes/%s/%s", id, sub);

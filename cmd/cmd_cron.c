@@ -44,8 +44,8 @@ static void print_times(const struct fl_tz *z, const int64_t *t, int n, int json
     for (int i = 0; i < n; i++) {
         fl_tz_format_iso(z, t[i], iso);
         if (arr != NULL) {
-            json_array_append_new(arr, json_pack("{s:s, s:I}", "time", iso, "unix",
-                                                 (json_int_t)t[i]));
+            json_array_append_new(arr,
+                                  json_pack("{s:s, s:I}", "time", iso, "unix", (json_int_t)t[i]));
         } else {
             printf("%s\n", iso);
         }
@@ -67,11 +67,14 @@ static int cron_next_cmd(int argc, char **argv)
         {"count", 1, "how many fire times (1-1000)", "5", 0},
         {"json", 0, "print a JSON array of {\"time\", \"unix\"}", NULL, 0},
         {NULL}};
-    struct cli_cmd c = {"cron next", "'EXPR'",
+    struct cli_cmd c = {"cron next",
+                        "'EXPR'",
                         "Print the next fire times of a cron expression strictly after --from, in "
                         "ISO 8601 with the zone's offset.\nEXPR has 5 fields, or 6 with seconds "
                         "first, or is a macro such as @daily (docs/CRON.md).\nNeeds no server.",
-                        opts, 1, 1};
+                        opts,
+                        1,
+                        1};
     char err[FL_ERRMSG_SIZE];
     char *pos[1];
     int npos, n, rv = FL_OK, k = 0;

@@ -350,10 +350,14 @@ static int target_report(const struct out *o, const struct deploy_target *t,
                (unsigned long long)r->total_ms);
     }
     switch (r->result) {
-    case DEPLOY_TARGET_DEPLOYED: return 0;
-    case DEPLOY_TARGET_REFUSED: return 1;
-    case DEPLOY_TARGET_ROLLED_BACK: return 3;
-    default: return 4;
+    case DEPLOY_TARGET_DEPLOYED:
+        return 0;
+    case DEPLOY_TARGET_REFUSED:
+        return 1;
+    case DEPLOY_TARGET_ROLLED_BACK:
+        return 3;
+    default:
+        return 4;
     }
 }
 
@@ -366,7 +370,8 @@ int cmd_deploy_target(int argc, char **argv)
         {"from", 1, "blob link address(es) of the servers, host:port[,host:port]", NULL, 0},
         {"key", 1, "cluster key file (default $FLOTILLA_KEY_FILE)", NULL, 0},
         {"name", 1, "who this machine is on the blob link", "deploy-target", 0},
-        {"hash", 1, "the package's BLAKE2b-256 (with --size: no API call, no token needed)", NULL, 0},
+        {"hash", 1, "the package's BLAKE2b-256 (with --size: no API call, no token needed)", NULL,
+         0},
         {"size", 1, "the package's size in bytes (with --hash)", NULL, 0},
         {"pre-hook", 1, "shell command run in the new release before the switch", NULL, 0},
         {"post-hook", 1, "shell command run after the health check", NULL, 0},
@@ -382,12 +387,15 @@ int cmd_deploy_target(int argc, char **argv)
          NULL, 0},
         {NULL}};
     struct cli_cmd c = {
-        "deploy-target", "NAME@VERSION",
+        "deploy-target",
+        "NAME@VERSION",
         "Deploy a package version on this machine: acquire (delta against the release in "
         "service when it pays), verify, unpack, pre-hook, switch current, reload supervise, "
         "health check, post-hook; roll back on a failure after the switch. Exit 0 deployed, "
         "1 refused (nothing changed), 3 rolled back, 4 rolled back failed.",
-        opts, 1, 1};
+        opts,
+        1,
+        1};
     char *pos[1], name[128], ver[256], from[1024];
     const char *srcs[16];
     unsigned n_src = 0;

@@ -8,7 +8,6 @@
 #include "cmd/cli.h"
 #include "common/clock.h"
 
-
 static const char *jstr(json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
@@ -49,10 +48,13 @@ static int job_add(int argc, char **argv)
         {"update", 0, "redefine an existing job (keeps its history)", NULL, 0},
         TASK_FLAGS,
         {NULL}};
-    struct cli_cmd c = {"job add", "NAME",
+    struct cli_cmd c = {"job add",
+                        "NAME",
                         "Add a cron job: a task submitted at each schedule time, fired at most "
                         "once per time across leader changes.",
-                        opts, 1, 1};
+                        opts,
+                        1,
+                        1};
     char *pos[1];
     int npos, status;
     json_t *body, *out;
@@ -108,15 +110,21 @@ static void print_job(json_t *j, int verbose)
         snprintf(sched, sizeof sched, "cron '%s' %s", jstr(j, "cron"), jstr(j, "tz"));
     } else {
         long long ms = jint(j, "every_ms");
-        const char *unit = ms % 3600000 == 0 ? "h" : ms % 60000 == 0 ? "m" : ms % 1000 == 0 ? "s" : "ms";
-        long long div = unit[0] == 'h' ? 3600000 : unit[0] == 'm' && unit[1] == '\0' ? 60000
-                        : unit[0] == 's' ? 1000 : 1;
+        const char *unit = ms % 3600000 == 0 ? "h"
+                           : ms % 60000 == 0 ? "m"
+                           : ms % 1000 == 0  ? "s"
+                                             : "ms";
+        long long div = unit[0] == 'h'                      ? 3600000
+                        : unit[0] == 'm' && unit[1] == '\0' ? 60000
+                        : unit[0] == 's'                    ? 1000
+                                                            : 1;
         snprintf(sched, sizeof sched, "every %lld%s", ms / div, unit);
     }
     if (!verbose) {
         printf("%-24s %-32s %-21s %-21s %6lld\n", jstr(j, "name"), sched,
-               json_array_size(next) ? iso(json_integer_value(json_array_get(next, 0)), b1, sizeof b1)
-                                     : (json_is_true(json_object_get(j, "paused")) ? "paused" : "-"),
+               json_array_size(next)
+                   ? iso(json_integer_value(json_array_get(next, 0)), b1, sizeof b1)
+                   : (json_is_true(json_object_get(j, "paused")) ? "paused" : "-"),
                iso(jint(j, "last_scheduled_ms"), b2, sizeof b2), jint(j, "runs"));
         return;
     }
@@ -238,7 +246,8 @@ int cmd_job(int argc, char **argv)
         return job_one(argc - 1, argv + 1, "job rm", "DELETE", "",
                        "Delete a job and its history (running tasks finish).");
     }
-    fprintf(argc >= 1 && strcmp(sub, "--help") != 0 ? stderr : stdout,
-            "usage: flotilla job add|list|show|history|pause|resume|run|rm ... (each has --help)\n");
+    fprintf(
+        argc >= 1 && strcmp(sub, "--help") != 0 ? stderr : stdout,
+        "usage: flotilla job add|list|show|history|pause|resume|run|rm ... (each has --help)\n");
     return argc >= 1 && strcmp(sub, "--help") == 0 ? 0 : 2;
 }

@@ -8,14 +8,16 @@
 
 int cmd_keygen(int argc, char **argv)
 {
-    struct cli_opt opts[] = {
-        {"out", 1, "file to write the key to (mode 0600)", NULL, 0},
-        {"force", 0, "replace an existing file", NULL, 0},
-        {NULL}};
-    struct cli_cmd c = {"keygen", "",
+    struct cli_opt opts[] = {{"out", 1, "file to write the key to (mode 0600)", NULL, 0},
+                             {"force", 0, "replace an existing file", NULL, 0},
+                             {NULL}};
+    struct cli_cmd c = {"keygen",
+                        "",
                         "Write a new random 32-byte cluster key (base64). Give the same file to "
                         "every server and agent with --key (or $" FL_KEY_ENV ").",
-                        opts, 0, 0};
+                        opts,
+                        0,
+                        0};
     char *pos[1], err[FL_ERRMSG_SIZE];
     int npos;
     cli_parse(&c, argc, argv, pos, &npos);

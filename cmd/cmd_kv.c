@@ -6,7 +6,6 @@
 
 #include "cmd/cli.h"
 
-
 static char *kv_path(const char *key, const char *query)
 {
     char *esc = cli_escape(key, 1);
@@ -22,10 +21,11 @@ static char *kv_path(const char *key, const char *query)
 
 static int kv_put(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                             {"cas", 1, "write only if the key's version is this (0: create only)",
-                              NULL, 0},
-                             {NULL}};
+    struct cli_opt opts[] = {
+        ADDR_OPT,
+        JSON_OPT,
+        {"cas", 1, "write only if the key's version is this (0: create only)", NULL, 0},
+        {NULL}};
     struct cli_cmd c = {"kv put", "KEY VALUE", "Write a key.", opts, 2, 2};
     char *pos[2];
     int npos, status;
@@ -54,7 +54,8 @@ static int kv_put(int argc, char **argv)
     if (cli_flag(&c, "json")) {
         cli_print_json(out);
     } else {
-        printf("version %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(out, "version")));
+        printf("version %" JSON_INTEGER_FORMAT "\n",
+               json_integer_value(json_object_get(out, "version")));
     }
     json_decref(out);
     return 0;
@@ -62,9 +63,11 @@ static int kv_put(int argc, char **argv)
 
 static int kv_get(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                             {"stale", 0, "read this server's copy (no leader round trip)", NULL, 0},
-                             {NULL}};
+    struct cli_opt opts[] = {
+        ADDR_OPT,
+        JSON_OPT,
+        {"stale", 0, "read this server's copy (no leader round trip)", NULL, 0},
+        {NULL}};
     struct cli_cmd c = {"kv get", "KEY", "Read a key (linearizable unless --stale).", opts, 1, 1};
     char *pos[1];
     int npos, status;
@@ -88,7 +91,8 @@ static int kv_get(int argc, char **argv)
 
 static int kv_list(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
+    struct cli_opt opts[] = {ADDR_OPT,
+                             JSON_OPT,
                              {"prefix", 1, "only keys starting with this", NULL, 0},
                              {"limit", 1, "at most this many keys", "1000", 0},
                              {"stale", 0, "read this server's copy", NULL, 0},
@@ -126,7 +130,8 @@ static int kv_list(int argc, char **argv)
 
 static int kv_delete(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
+    struct cli_opt opts[] = {ADDR_OPT,
+                             JSON_OPT,
                              {"cas", 1, "delete only if the key's version is this", NULL, 0},
                              {NULL}};
     struct cli_cmd c = {"kv delete", "KEY", "Delete a key.", opts, 1, 1};

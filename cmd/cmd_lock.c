@@ -15,7 +15,6 @@
 #include "common/err.h"
 #include "http/blocking.h"
 
-
 /* Monotonic milliseconds: leases and waits are measured on it, so a jump
  * of the wall clock neither ends a wait early nor keeps a lost lock. */
 static uint64_t mono_ms(void)
@@ -79,13 +78,15 @@ static json_t *session_body(struct cli_cmd *c)
 
 static int session_create(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                             {"ttl", 1, "lease: expires unless renewed within", "15s", 0},
-                             {"lock-delay", 1, "after expiry, its locks stay ungranted for", "15s", 0},
-                             {"name", 1, "who holds it (free text)", NULL, 0},
-                             {NULL}};
-    struct cli_cmd c = {"session create", "", "Create a session; locks are held by sessions.", opts,
-                        0, 0};
+    struct cli_opt opts[] = {
+        ADDR_OPT,
+        JSON_OPT,
+        {"ttl", 1, "lease: expires unless renewed within", "15s", 0},
+        {"lock-delay", 1, "after expiry, its locks stay ungranted for", "15s", 0},
+        {"name", 1, "who holds it (free text)", NULL, 0},
+        {NULL}};
+    struct cli_cmd c = {
+        "session create", "", "Create a session; locks are held by sessions.", opts, 0, 0};
     char *pos[1];
     int npos, status;
     json_t *body, *out;
@@ -219,19 +220,24 @@ static int limit_opt(struct cli_cmd *c)
 
 static int lock_acquire(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                             {"session", 1, "hold it for this session (default: a new one)", NULL, 0},
-                             {"ttl", 1, "TTL of the new session", "15s", 0},
-                             {"lock-delay", 1, "lock-delay of the new session", "15s", 0},
-                             {"name", 1, "name of the new session", NULL, 0},
-                             {"wait", 1, "wait this long for the lock (default: try once)", NULL, 0},
-                             {"limit", 1, "holders allowed at once (a semaphore)", "1", 0},
-                             {NULL}};
-    struct cli_cmd c = {"lock acquire", "NAMESPACE/NAME",
+    struct cli_opt opts[] = {
+        ADDR_OPT,
+        JSON_OPT,
+        {"session", 1, "hold it for this session (default: a new one)", NULL, 0},
+        {"ttl", 1, "TTL of the new session", "15s", 0},
+        {"lock-delay", 1, "lock-delay of the new session", "15s", 0},
+        {"name", 1, "name of the new session", NULL, 0},
+        {"wait", 1, "wait this long for the lock (default: try once)", NULL, 0},
+        {"limit", 1, "holders allowed at once (a semaphore)", "1", 0},
+        {NULL}};
+    struct cli_cmd c = {"lock acquire",
+                        "NAMESPACE/NAME",
                         "Acquire a lock for a session and print the session and the fencing "
                         "token. The hold lasts while the session is renewed (flotilla session "
                         "renew) or until released.",
-                        opts, 1, 1};
+                        opts,
+                        1,
+                        1};
     char *pos[1], session[64], renew[160], *esc;
     int npos, status, limit;
     long long wait, left;
@@ -295,15 +301,16 @@ static int lock_acquire(int argc, char **argv)
 
 static int lock_release(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
+    struct cli_opt opts[] = {ADDR_OPT,
+                             JSON_OPT,
                              {"session", 1, "the session holding it (required)", NULL, 0},
                              {"token", 1,
                               "release only the hold with this fencing token (the one acquire "
                               "printed): a newer hold of the session is never released",
                               NULL, 0},
                              {NULL}};
-    struct cli_cmd c = {"lock release", "NAMESPACE/NAME",
-                        "Release a hold (or leave the queue).", opts, 1, 1};
+    struct cli_cmd c = {
+        "lock release", "NAMESPACE/NAME", "Release a hold (or leave the queue).", opts, 1, 1};
     char *pos[1], q[128];
     int npos, status;
     json_t *out;
@@ -322,7 +329,8 @@ static int lock_release(int argc, char **argv)
         cli_die_usage(&c, "--token takes a fencing token (a positive number)");
     }
     snprintf(q, sizeof q, "?session=%s%s%s", cli_val(&c, "session"),
-             cli_val(&c, "token") ? "&token=" : "", cli_val(&c, "token") ? cli_val(&c, "token") : "");
+             cli_val(&c, "token") ? "&token=" : "",
+             cli_val(&c, "token") ? cli_val(&c, "token") : "");
     path = lock_path(pos[0], q);
     status = cli_call(&c, "DELETE", path, NULL, &out);
     free(path);
@@ -359,9 +367,8 @@ static void print_lock(json_t *l)
 
 static int lock_list(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                             {"namespace", 1, "only this namespace", NULL, 0},
-                             {NULL}};
+    struct cli_opt opts[] = {
+        ADDR_OPT, JSON_OPT, {"namespace", 1, "only this namespace", NULL, 0}, {NULL}};
     struct cli_cmd c = {"lock list", "", "List held, waited-for and delayed locks.", opts, 0, 0};
     char *pos[1], path[128];
     int npos, status;
@@ -397,8 +404,8 @@ static int lock_list(int argc, char **argv)
 static int lock_show(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
-    struct cli_cmd c = {"lock show", "NAMESPACE/NAME", "Show a lock: holders, waiters, fence.",
-                        opts, 1, 1};
+    struct cli_cmd c = {
+        "lock show", "NAMESPACE/NAME", "Show a lock: holders, waiters, fence.", opts, 1, 1};
     char *pos[1];
     int npos, status;
     json_t *out;
@@ -628,20 +635,22 @@ static int hold(struct runner *r, pid_t child, const char *key, const char *sess
 
 static int lock_run_with(int argc, char **argv, char **pos)
 {
-    struct cli_opt opts[] = {ADDR_OPT,
-                             {"ttl", 1, "session TTL; renewed every third of it", "15s", 0},
-                             {"lock-delay", 1, "if this holder vanishes, the lock waits this long",
-                              "15s", 0},
-                             {"wait", 1, "give up if not acquired within (default: wait forever)",
-                              NULL, 0},
-                             {"limit", 1, "holders allowed at once (a semaphore)", "1", 0},
-                             {"name", 1, "session name", NULL, 0},
-                             {NULL}};
-    struct cli_cmd c = {"lock run", "NAMESPACE/NAME -- COMMAND [ARGS...]",
+    struct cli_opt opts[] = {
+        ADDR_OPT,
+        {"ttl", 1, "session TTL; renewed every third of it", "15s", 0},
+        {"lock-delay", 1, "if this holder vanishes, the lock waits this long", "15s", 0},
+        {"wait", 1, "give up if not acquired within (default: wait forever)", NULL, 0},
+        {"limit", 1, "holders allowed at once (a semaphore)", "1", 0},
+        {"name", 1, "session name", NULL, 0},
+        {NULL}};
+    struct cli_cmd c = {"lock run",
+                        "NAMESPACE/NAME -- COMMAND [ARGS...]",
                         "Run a command while holding a lock: the token is in "
                         "$FLOTILLA_FENCING_TOKEN; the command is killed if the lock is lost "
                         "(exit 3); the lock is released when it ends.",
-                        opts, 2, 4096};
+                        opts,
+                        2,
+                        4096};
     struct runner r;
     char session[64], renew_path[128], *path, *addrs, *tok;
     int npos, status, limit, exit_code, lost = 0;

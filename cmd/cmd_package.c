@@ -17,7 +17,6 @@
 #include "fsm/cmd.h"
 #include "http/blocking.h"
 
-
 /* NAME@VERSION into name and version; exits 2 if malformed. */
 static void split_ref(struct cli_cmd *c, const char *ref, char *name, size_t ncap, char *ver,
                       size_t vcap, int need_version)
@@ -156,16 +155,17 @@ static int push_chunks(struct cli_cmd *c, int fd, const char *file, const char *
 
 static int pkg_push(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
-                             {"name", 1, "package name", NULL, 0},
-                             {"version", 1, "version (immutable once pushed)", NULL, 0},
-                             {"keep", 1, "versions of this package kept (older ones are removed)",
-                              NULL, 0},
-                             {"resume", 1, "continue the upload with this id", NULL, 0},
-                             {NULL}};
-    struct cli_cmd c = {"package push", "FILE",
-                        "Upload a package to the server at --addr and record the version.", opts,
-                        1, 1};
+    struct cli_opt opts[] = {
+        ADDR_OPT,
+        JSON_OPT,
+        {"name", 1, "package name", NULL, 0},
+        {"version", 1, "version (immutable once pushed)", NULL, 0},
+        {"keep", 1, "versions of this package kept (older ones are removed)", NULL, 0},
+        {"resume", 1, "continue the upload with this id", NULL, 0},
+        {NULL}};
+    struct cli_cmd c = {
+        "package push", "FILE", "Upload a package to the server at --addr and record the version.",
+        opts,           1,      1};
     char *pos[1], err[FL_ERRMSG_SIZE], hex[65], id[128], path[256];
     int npos, status, fd;
     uint8_t hash[32];
@@ -241,8 +241,9 @@ static void print_version(json_t *p)
 static int pkg_list(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
-    struct cli_cmd c = {"package list", "[NAME]",
-                        "List packages (latest versions), or the versions of NAME.", opts, 0, 1};
+    struct cli_cmd c = {
+        "package list", "[NAME]", "List packages (latest versions), or the versions of NAME.",
+        opts,           0,        1};
     char *pos[1], path[256];
     int npos, status;
     json_t *out, *items, *p;
@@ -295,8 +296,12 @@ static int pkg_show(int argc, char **argv)
 static int pkg_rm(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, {NULL}};
-    struct cli_cmd c = {"package rm", "NAME@VERSION",
-                        "Remove a package version (servers drop its bytes later).", opts, 1, 1};
+    struct cli_cmd c = {"package rm",
+                        "NAME@VERSION",
+                        "Remove a package version (servers drop its bytes later).",
+                        opts,
+                        1,
+                        1};
     char *pos[1], name[128], ver[256], path[1024], done[420];
     int npos;
     cli_parse(&c, argc, argv, pos, &npos);
@@ -355,18 +360,22 @@ int cli_package_want(struct cli_cmd *c, const char *ref, char *name, size_t ncap
  * cluster key (the API only gives the metadata). */
 static int pkg_fetch(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT,
-                             {"from", 1, "blob link address(es) host:port[,host:port]", NULL, 0},
-                             {"key", 1, "cluster key file (default $FLOTILLA_KEY_FILE)", NULL, 0},
-                             {"out", 1, "output file", NULL, 0},
-                             {"basis", 1, "an earlier version's file: fetch a delta against it", NULL, 0},
-                             {"json", 0, "print what was transferred as JSON", NULL, 0},
-                             {NULL}};
-    struct cli_cmd c = {"package fetch", "NAME@VERSION",
+    struct cli_opt opts[] = {
+        ADDR_OPT,
+        {"from", 1, "blob link address(es) host:port[,host:port]", NULL, 0},
+        {"key", 1, "cluster key file (default $FLOTILLA_KEY_FILE)", NULL, 0},
+        {"out", 1, "output file", NULL, 0},
+        {"basis", 1, "an earlier version's file: fetch a delta against it", NULL, 0},
+        {"json", 0, "print what was transferred as JSON", NULL, 0},
+        {NULL}};
+    struct cli_cmd c = {"package fetch",
+                        "NAME@VERSION",
                         "Download a package version over the blob link as an agent does: a "
                         "librsync delta against --basis when that pays, else whole in verified, "
                         "resumable chunks; the result's hash is always checked.",
-                        opts, 1, 1};
+                        opts,
+                        1,
+                        1};
     char *pos[1], name[128], ver[256], err[FL_ERRMSG_SIZE], from[1024];
     const char *srcs[16];
     unsigned n_src = 0;
@@ -405,23 +414,21 @@ static int pkg_fetch(int argc, char **argv)
             *slash = '\0';
         }
     }
-    rv = deploy_acquire(srcs, n_src, key, &self, &w, cli_val(&c, "basis"), cli_val(&c, "out"),
-                        tmp, &st, err);
+    rv = deploy_acquire(srcs, n_src, key, &self, &w, cli_val(&c, "basis"), cli_val(&c, "out"), tmp,
+                        &st, err);
     fl_free(chunks);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla package fetch: %s\n", err);
         return 1;
     }
     if (cli_flag(&c, "json")) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "name",
-                              name, "version", ver, "method",
-                              st.method == DEPLOY_FETCH_DELTA ? "delta" : "whole", "size",
-                              (json_int_t)w.size, "bytes_received",
-                              (json_int_t)st.bytes_received, "signature_bytes",
-                              (json_int_t)st.sig_bytes, "delta_bytes", (json_int_t)st.delta_bytes,
-                              "whole_bytes", (json_int_t)st.whole_bytes, "chunks_resumed",
-                              (json_int_t)st.chunks_resumed, "delta_refused", st.delta_refused,
-                              "source", st.source);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "name", name, "version", ver,
+            "method", st.method == DEPLOY_FETCH_DELTA ? "delta" : "whole", "size",
+            (json_int_t)w.size, "bytes_received", (json_int_t)st.bytes_received, "signature_bytes",
+            (json_int_t)st.sig_bytes, "delta_bytes", (json_int_t)st.delta_bytes, "whole_bytes",
+            (json_int_t)st.whole_bytes, "chunks_resumed", (json_int_t)st.chunks_resumed,
+            "delta_refused", st.delta_refused, "source", st.source);
         char *txt = json_dumps(o, JSON_COMPACT);
         printf("%s\n", txt ? txt : "{}");
         free(txt);

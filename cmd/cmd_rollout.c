@@ -120,8 +120,8 @@ static void progress_line(FILE *f, json_t *d, int cr)
     bar(b, 30, done, total);
     fprintf(f, "%s[%s] %lld/%lld  deployed %lld, failed %lld, running %lld, waiting %lld%s  %s%s",
             cr ? "\r" : "", b, done, total, jint(p, "deployed"), jint(p, "failed"),
-            jint(p, "running"), jint(p, "waiting"),
-            jint(p, "cancelled") ? " (cancelled some)" : "", jstr(d, "state"), cr ? "   " : "\n");
+            jint(p, "running"), jint(p, "waiting"), jint(p, "cancelled") ? " (cancelled some)" : "",
+            jstr(d, "state"), cr ? "   " : "\n");
     fflush(f);
 }
 
@@ -137,8 +137,8 @@ static void print_steps(json_t *t)
                  jstr(s, "step"), strcmp(st, "ok") == 0 ? "ok" : st, jint(s, "ms"));
     }
     if (json_object_get(t, "current_step") != NULL) {
-        snprintf(line + strlen(line), sizeof line - strlen(line), "%s%s ...",
-                 line[0] ? ", " : "", jstr(t, "current_step"));
+        snprintf(line + strlen(line), sizeof line - strlen(line), "%s%s ...", line[0] ? ", " : "",
+                 jstr(t, "current_step"));
     }
     if (line[0] != '\0') {
         printf("      %s\n", line);
@@ -174,8 +174,8 @@ static void print_rollout(json_t *d)
             snprintf(took, sizeof took, "%.1fs",
                      (double)(jint(t, "finished_ms") - jint(t, "started_ms")) / 1000.0);
         }
-        printf("  %-20s %-10s %-12s %7s", jstr(t, "node"), jstr(t, "state"),
-               res[0] ? res : "", took);
+        printf("  %-20s %-10s %-12s %7s", jstr(t, "node"), jstr(t, "state"), res[0] ? res : "",
+               took);
         if (json_object_get(t, "acquire") != NULL) {
             json_t *a = json_object_get(t, "acquire");
             long long size = jint(a, "size"), got = jint(a, "bytes_received");
@@ -192,8 +192,7 @@ static void print_rollout(json_t *d)
 static int rollout_finished(json_t *d)
 {
     const char *st = jstr(d, "state");
-    return strcmp(st, "deployed") == 0 || strcmp(st, "failed") == 0 ||
-           strcmp(st, "cancelled") == 0;
+    return strcmp(st, "deployed") == 0 || strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0;
 }
 
 /* Poll until the rollout ends (progress on stderr), then print it; exit 0
@@ -224,7 +223,8 @@ static int wait_rollout(struct cli_cmd *c, const char *id, int json)
             return ok ? 0 : 1;
         }
         json_t *p = json_object_get(d, "progress");
-        long long now = jint(p, "deployed") * 1000000 + jint(p, "failed") * 1000 + jint(p, "running");
+        long long now =
+            jint(p, "deployed") * 1000000 + jint(p, "failed") * 1000 + jint(p, "running");
         if (!json && (isatty(2) || now != last)) {
             progress_line(stderr, d, isatty(2));
         }
@@ -237,13 +237,12 @@ static int wait_rollout(struct cli_cmd *c, const char *id, int json)
 /* ---- subcommands ------------------------------------------------------------ */
 
 #define PACE_FLAGS                                                                                 \
-    {"max-parallel", 1, "targets deploying at once (default 1)", NULL, 0},                       \
+    {"max-parallel", 1, "targets deploying at once (default 1)", NULL, 0},                         \
         {"window", 1, "targets deploying at once, as a share of them: 25%", NULL, 0},              \
         {"max-failures", 1, "failed targets tolerated before the rollout stops (default 0)", NULL, \
          0},                                                                                       \
         {"timeout", 1, "per target (default 30m)", NULL, 0},                                       \
-        {"wait", 0, "follow the rollout with a progress bar until it ends", NULL, 0},              \
-        JSON_OPT
+        {"wait", 0, "follow the rollout with a progress bar until it ends", NULL, 0}, JSON_OPT
 
 static int submit(struct cli_cmd *c, const char *path, json_t *body)
 {
@@ -265,7 +264,8 @@ static int submit(struct cli_cmd *c, const char *path, json_t *body)
         return 0;
     }
     if (!cli_flag(c, "json")) {
-        printf("rollout %s%s\n", id, json_is_true(json_object_get(out, "existing")) ? " (existing)" : "");
+        printf("rollout %s%s\n", id,
+               json_is_true(json_object_get(out, "existing")) ? " (existing)" : "");
     }
     json_decref(out);
     return wait_rollout(c, id, cli_flag(c, "json"));
@@ -275,13 +275,16 @@ static int deploy_start(int argc, char **argv)
 {
     struct cli_opt opts[] = {
         ADDR_OPT,
-        {"to", 1, "the targets: label:k=v, k!=v, node:ID (comma-separated, all must match)", NULL, 0},
+        {"to", 1, "the targets: label:k=v, k!=v, node:ID (comma-separated, all must match)", NULL,
+         0},
         {"app", 1, "application name (default: the package's)", NULL, 0},
-        {"root", 1, "application root on the targets (default: the agent's --apps DIR/APP)", NULL, 0},
+        {"root", 1, "application root on the targets (default: the agent's --apps DIR/APP)", NULL,
+         0},
         {"health", 1, "shell command that exits 0 when the app is healthy", NULL, 0},
         {"health-http", 1, "URL that answers 2xx when the app is healthy", NULL, 0},
         {"health-timeout", 1, "how long a target has to become healthy (default 30s)", NULL, 0},
-        {"reload-timeout", 1, "how long supervise has to bring the workers back (default 10m)", NULL, 0},
+        {"reload-timeout", 1, "how long supervise has to bring the workers back (default 10m)",
+         NULL, 0},
         {"pre-hook", 1, "shell command run in the new release before the switch", NULL, 0},
         {"post-hook", 1, "shell command run after the health check", NULL, 0},
         {"keep", 1, "releases kept on each target (default 5)", NULL, 0},
@@ -290,13 +293,16 @@ static int deploy_start(int argc, char **argv)
         PACE_FLAGS,
         {NULL}};
     struct cli_cmd c = {
-        "deploy", "NAME@VERSION",
+        "deploy",
+        "NAME@VERSION",
         "Roll a package version out to every node matching --to: each target acquires it (a "
         "delta against its release in service), verifies, unpacks, runs the pre-hook, switches, "
         "reloads supervise, checks health, runs the post-hook, and rolls back on its own failure; "
         "--max-parallel targets at a time; the rollout stops when more than --max-failures "
         "targets fail. Prints the rollout id (see deploy status).",
-        opts, 1, 1};
+        opts,
+        1,
+        1};
     char *pos[1];
     int npos;
     json_t *body;
@@ -314,9 +320,12 @@ static int deploy_start(int argc, char **argv)
     }
     body = json_pack("{s:s%, s:s, s:o}", "package", pos[0], (size_t)(at - pos[0]), "version",
                      at + 1, "to", to_list(&c, cli_val(&c, "to")));
-    static const char *const strs[][2] = {{"app", "app"},           {"root", "root"},
-                                          {"health", "health"},     {"health-http", "health_http"},
-                                          {"pre-hook", "pre_hook"}, {"post-hook", "post_hook"},
+    static const char *const strs[][2] = {{"app", "app"},
+                                          {"root", "root"},
+                                          {"health", "health"},
+                                          {"health-http", "health_http"},
+                                          {"pre-hook", "pre_hook"},
+                                          {"post-hook", "post_hook"},
                                           {"idempotency-key", "idempotency_key"}};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (cli_val(&c, strs[i][0]) != NULL) {
@@ -334,16 +343,16 @@ static int deploy_start(int argc, char **argv)
 static int deploy_rollback(int argc, char **argv)
 {
     struct cli_opt opts[] = {
-        ADDR_OPT,
-        {"to", 1, "the version to go back to", NULL, 0},
-        PACE_FLAGS,
-        {NULL}};
+        ADDR_OPT, {"to", 1, "the version to go back to", NULL, 0}, PACE_FLAGS, {NULL}};
     struct cli_cmd c = {
-        "deploy rollback", "APP",
+        "deploy rollback",
+        "APP",
         "Deploy an earlier version of APP to the targets of its latest rollout, with the same "
         "checks and hooks (its pace and threshold unless given here). The version must still "
         "be in the package store.",
-        opts, 1, 1};
+        opts,
+        1,
+        1};
     char *pos[1];
     int npos;
     json_t *body;
@@ -358,14 +367,15 @@ static int deploy_rollback(int argc, char **argv)
 
 static int deploy_status(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT,
-                             {"wait", 0, "follow it until it ends", NULL, 0},
-                             JSON_OPT,
-                             {NULL}};
-    struct cli_cmd c = {"deploy status", "ID",
+    struct cli_opt opts[] = {
+        ADDR_OPT, {"wait", 0, "follow it until it ends", NULL, 0}, JSON_OPT, {NULL}};
+    struct cli_cmd c = {"deploy status",
+                        "ID",
                         "A rollout: its progress bar and every target's state, result, steps "
                         "with their times, and what failed.",
-                        opts, 1, 1};
+                        opts,
+                        1,
+                        1};
     char *pos[1], path[256];
     int npos, status;
     json_t *d;
@@ -384,10 +394,8 @@ static int deploy_status(int argc, char **argv)
 
 static int deploy_list(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT,
-                             {"app", 1, "only this application's rollouts", NULL, 0},
-                             JSON_OPT,
-                             {NULL}};
+    struct cli_opt opts[] = {
+        ADDR_OPT, {"app", 1, "only this application's rollouts", NULL, 0}, JSON_OPT, {NULL}};
     struct cli_cmd c = {"deploy list", "", "Rollouts, newest first.", opts, 0, 0};
     char *pos[1], path[256];
     int npos, status;
@@ -420,10 +428,13 @@ static int deploy_list(int argc, char **argv)
 static int deploy_cancel(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, {NULL}};
-    struct cli_cmd c = {"deploy cancel", "ID",
+    struct cli_cmd c = {"deploy cancel",
+                        "ID",
                         "Stop a rollout: waiting targets are cancelled; a target deploying now "
                         "stops at its next step boundary and rolls back if it had switched.",
-                        opts, 1, 1};
+                        opts,
+                        1,
+                        1};
     char *pos[1], path[256];
     int npos;
     cli_parse(&c, argc, argv, pos, &npos);

@@ -270,17 +270,20 @@ int cmd_server(int argc, char **argv)
         {"raft-addr", 1, "host:port for Raft traffic", "127.0.0.1:8501", 0},
         {"api-addr", 1, "host:port for the HTTP API", "127.0.0.1:8401", 0},
         {"agent-addr", 1, "host:port where agents connect", "127.0.0.1:8601", 0},
-        {"blob-addr", 1, "host:port of the package blob link (default: the agent address's "
-                         "host, its port + 100)", NULL, 0},
+        {"blob-addr", 1,
+         "host:port of the package blob link (default: the agent address's "
+         "host, its port + 100)",
+         NULL, 0},
         {"label", 1, "labels of this server's node: k=v[,k=v]", NULL, 0},
         {"no-agent", 0, "do not run the embedded agent (the server executes no units)", NULL, 0},
-        {"apps", 1, "where the embedded agent's deploys put an application's root by default "
-                    "(DIR/APP)",
+        {"apps", 1,
+         "where the embedded agent's deploys put an application's root by default "
+         "(DIR/APP)",
          AGENT_APPS_DIR, 0},
         {"lost-after", 1, "an agent silent this long is committed lost", "10s", 0},
         {"heartbeat", 1, "agents' heartbeat period", "1s", 0},
-        {"placement", 1, "spread (least loaded node first) or pack (fill nodes in turn)",
-         "spread", 0},
+        {"placement", 1, "spread (least loaded node first) or pack (fill nodes in turn)", "spread",
+         0},
         {"bootstrap", 0, "bootstrap a new cluster (only on a fresh data directory)", NULL, 0},
         {"peers", 1, "with --bootstrap: ID=HOST:PORT,... of every voter (default: this server)",
          NULL, 0},
@@ -290,8 +293,7 @@ int cmd_server(int argc, char **argv)
         {"snapshot-trailing", 1, "entries kept in the log after a snapshot", "8192", 0},
         {"store-size", 1, "maximum store size", "1G", 0},
         {"max-body", 1, "largest accepted request body", "1M", 0},
-        {"max-conns-per-ip", 1, "HTTP connections one address may hold open (1-100000)", "1024",
-         0},
+        {"max-conns-per-ip", 1, "HTTP connections one address may hold open (1-100000)", "1024", 0},
         {"cap", 1, "running-unit cap of this server's node", "4", 0},
         {"min-free-disk", 1, "refuse writes when the data disk has less free space", "64M", 0},
         {"key", 1, "cluster key file (flotilla keygen); default $FLOTILLA_KEY_FILE", NULL, 0},
@@ -336,8 +338,8 @@ static int all_know_leader(unsigned n, unsigned base)
         }
         if (r.status == 200) {
             json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
-            const char *api = json_string_value(json_object_get(json_object_get(j, "leader"),
-                                                                "api_addr"));
+            const char *api =
+                json_string_value(json_object_get(json_object_get(j, "leader"), "api_addr"));
             ok = api != NULL && api[0] != '\0';
             json_decref(j);
         }
@@ -402,8 +404,10 @@ static int dev_token(const char *dir, const char *leader_api)
                 break;
             }
             if (status == 409) {
-                fprintf(stderr, "flotilla dev: the cluster in %s was bootstrapped before and %s "
-                        "is gone; use the token you kept\n", dir, path);
+                fprintf(stderr,
+                        "flotilla dev: the cluster in %s was bootstrapped before and %s "
+                        "is gone; use the token you kept\n",
+                        dir, path);
                 return 0;
             }
         }
@@ -487,9 +491,9 @@ static int dev_start(unsigned n, unsigned base, const char *dir, const char *exe
                 dup2(fd, 2);
                 close(fd);
             }
-            execl(exe, exe, "server", "--id", id, "--data", data, "--raft-addr", raft,
-                  "--api-addr", api, "--agent-addr", agent, "--bootstrap", "--peers", peers,
-                  "--key", keyfile, (char *)NULL);
+            execl(exe, exe, "server", "--id", id, "--data", data, "--raft-addr", raft, "--api-addr",
+                  api, "--agent-addr", agent, "--bootstrap", "--peers", peers, "--key", keyfile,
+                  (char *)NULL);
             perror("exec");
             _exit(127);
         }
@@ -514,7 +518,8 @@ static int dev_wait_leader(unsigned n, unsigned base, const char *dir, pid_t *pi
             int st;
             for (unsigned i = 0; i < n; i++) {
                 if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
-                    fprintf(stderr, "flotilla dev: server-%u exited at start; see %s/server-%u.log\n",
+                    fprintf(stderr,
+                            "flotilla dev: server-%u exited at start; see %s/server-%u.log\n",
                             i + 1, dir, i + 1);
                     pids[i] = 0;
                 }
@@ -560,8 +565,9 @@ static void dev_wait_signal(unsigned n, const char *dir, pid_t *pids, const sigs
             int st;
             for (unsigned i = 0; i < n; i++) {
                 if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
-                    fprintf(stderr, "flotilla dev: server-%u exited (%s %d); see %s/server-%u.log\n",
-                            i + 1, WIFSIGNALED(st) ? "signal" : "status",
+                    fprintf(stderr,
+                            "flotilla dev: server-%u exited (%s %d); see %s/server-%u.log\n", i + 1,
+                            WIFSIGNALED(st) ? "signal" : "status",
                             WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), dir, i + 1);
                     pids[i] = 0;
                 }
@@ -605,16 +611,18 @@ static void dev_stop(unsigned n, pid_t *pids)
 
 int cmd_dev(int argc, char **argv)
 {
-    struct cli_opt opts[] = {{"dir", 1, "directory for the servers' data and logs", "flotilla-dev", 0},
-                             {"servers", 1, "number of servers (1-7)", "3", 0},
-                             {"base-port", 1,
-                              "API ports are BASE+1.., Raft BASE+101.., agents BASE+201..", "8400",
-                              0},
-                             {NULL}};
-    struct cli_cmd c = {"dev", "",
+    struct cli_opt opts[] = {
+        {"dir", 1, "directory for the servers' data and logs", "flotilla-dev", 0},
+        {"servers", 1, "number of servers (1-7)", "3", 0},
+        {"base-port", 1, "API ports are BASE+1.., Raft BASE+101.., agents BASE+201..", "8400", 0},
+        {NULL}};
+    struct cli_cmd c = {"dev",
+                        "",
                         "Run a local cluster of servers on loopback, data under one directory. "
                         "Ctrl-C stops them all.",
-                        opts, 0, 0};
+                        opts,
+                        0,
+                        0};
     char *pos[1];
     int npos;
     unsigned n, base;

@@ -12,7 +12,6 @@
 #include "cmd/cli.h"
 #include "common/clock.h"
 
-
 static const char *jstr(json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
@@ -138,8 +137,9 @@ static void progress_line(json_t *task, int final)
         bar[i] = i < fill ? '#' : '-';
     }
     bar[width] = '\0';
-    fprintf(stderr, "%s[%s] %lld/%lld units (%lld running) | hosts ok %lld failed %lld timeout %lld "
-                    "%s%s",
+    fprintf(stderr,
+            "%s[%s] %lld/%lld units (%lld running) | hosts ok %lld failed %lld timeout %lld "
+            "%s%s",
             isatty(2) ? "\r" : "", bar, done, total, jint(units, "running"), jint(hosts, "ok"),
             jint(hosts, "failed"), jint(hosts, "timeout"), jstr(task, "state"),
             final || !isatty(2) ? "\n" : "   ");
@@ -237,8 +237,8 @@ static json_t *env_object(struct cli_cmd *c, const char *flag, const char *lines
 json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
 {
     json_t *body;
-    const char *hosts, *exec_flags[] = {"exec", "shell", "ansible-module", "playbook", "noop",
-                                        "sleep"};
+    const char *hosts,
+        *exec_flags[] = {"exec", "shell", "ansible-module", "playbook", "noop", "sleep"};
     int n_exec = 0;
     long long v;
 
@@ -251,7 +251,7 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
     }
     if (n_exec != 1) {
         cli_die_usage(c, "give exactly one of --exec, --shell, --ansible-module, --playbook, "
-                          "--noop, --sleep");
+                         "--noop, --sleep");
     }
     body = json_object();
     if (hosts == NULL) {
@@ -289,8 +289,7 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
     }
     json_object_set_new(body, "timeout_ms", json_integer(v));
     json_object_set_new(body, "retries", json_integer(strtoll(cli_val(c, "retries"), NULL, 10)));
-    json_object_set_new(body, "priority",
-                        json_integer(strtoll(cli_val(c, "priority"), NULL, 10)));
+    json_object_set_new(body, "priority", json_integer(strtoll(cli_val(c, "priority"), NULL, 10)));
     if (cli_val(c, "constraint")) {
         json_object_set_new(body, "constraints", split_list(cli_val(c, "constraint")));
     }
@@ -362,8 +361,7 @@ static int task_submit(int argc, char **argv)
         {"run-on", 1, "host: each host is a node id and its unit runs on that node", NULL, 0},
         {"max-parallel", 1, "units of this task running at once (default: no limit)", NULL, 0},
         {"stop-after-failures", 1, "cancel the waiting units once N hosts have failed", NULL, 0},
-        {"idempotency-key", 1, "a retried submit with the same key returns the same task", NULL,
-         0},
+        {"idempotency-key", 1, "a retried submit with the same key returns the same task", NULL, 0},
         {"name", 1, "a name for the task", NULL, 0},
         {"exec", 1, "run a command (argv, no shell): 'cmd arg ...'", NULL, 0},
         {"shell", 1, "run a shell script", NULL, 0},
@@ -381,7 +379,7 @@ static int task_submit(int argc, char **argv)
         {"wait", 0, "wait for the task to finish, with a progress bar", NULL, 0},
         {NULL}};
     struct cli_cmd c = {"task submit", "", "Submit a task: the host list is split into units.",
-                        opts, 0, 0};
+                        opts,          0,  0};
     char *pos[1];
     int npos, status;
     json_t *body, *out;
@@ -439,7 +437,8 @@ static int print_results(json_t *out)
 {
     json_t *r;
     size_t i;
-    printf("%-28s %-10s %-5s %-8s %-16s %s\n", "HOST", "STATUS", "RC", "ATTEMPT", "NODE", "TASK/UNIT");
+    printf("%-28s %-10s %-5s %-8s %-16s %s\n", "HOST", "STATUS", "RC", "ATTEMPT", "NODE",
+           "TASK/UNIT");
     json_array_foreach(json_object_get(out, "results"), i, r)
     {
         printf("%-28s %-10s %-5lld %-8lld %-16s %s/%lld\n", jstr(r, "host"), jstr(r, "status"),
@@ -475,8 +474,7 @@ static int print_ok(json_t *out)
     return 0;
 }
 
-static int simple(struct cli_cmd *c, const char *method, const char *path,
-                  int (*print)(json_t *))
+static int simple(struct cli_cmd *c, const char *method, const char *path, int (*print)(json_t *))
 {
     json_t *out;
     int status = cli_call(c, method, path, NULL, &out);
@@ -512,17 +510,19 @@ int cmd_task(int argc, char **argv)
     if (strcmp(sub, "status") == 0 || strcmp(sub, "why") == 0 || strcmp(sub, "cancel") == 0 ||
         strcmp(sub, "units") == 0) {
         struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
-        struct cli_cmd c = {strcmp(sub, "status") == 0   ? "task status"
-                            : strcmp(sub, "why") == 0    ? "task why"
-                            : strcmp(sub, "units") == 0  ? "task units"
-                                                         : "task cancel",
+        struct cli_cmd c = {strcmp(sub, "status") == 0  ? "task status"
+                            : strcmp(sub, "why") == 0   ? "task why"
+                            : strcmp(sub, "units") == 0 ? "task units"
+                                                        : "task cancel",
                             "ID",
                             strcmp(sub, "status") == 0  ? "Show a task's progress."
                             : strcmp(sub, "why") == 0   ? "Explain why a task's units wait."
                             : strcmp(sub, "units") == 0 ? "Show a task's units."
                                                         : "Cancel a task: queued units are "
                                                           "dropped, running ones killed.",
-                            opts, 1, 1};
+                            opts,
+                            1,
+                            1};
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         id = cli_escape(pos[0], 0);
         if (strcmp(sub, "status") == 0) {
@@ -542,12 +542,17 @@ int cmd_task(int argc, char **argv)
                       strcmp(sub, "why") == 0 ? print_why : print_ok);
     }
     if (strcmp(sub, "wait") == 0) {
-        struct cli_opt opts[] = {ADDR_OPT, {"timeout", 1, "give up after this long", NULL, 0},
-                                 {"quiet", 0, "no progress bar", NULL, 0}, {NULL}};
-        struct cli_cmd c = {"task wait", "ID",
+        struct cli_opt opts[] = {ADDR_OPT,
+                                 {"timeout", 1, "give up after this long", NULL, 0},
+                                 {"quiet", 0, "no progress bar", NULL, 0},
+                                 {NULL}};
+        struct cli_cmd c = {"task wait",
+                            "ID",
                             "Wait for a task to finish (exit 0: every host ok; 1: not; 3: "
                             "timed out).",
-                            opts, 1, 1};
+                            opts,
+                            1,
+                            1};
         long long t = 0;
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         if (cli_val(&c, "timeout") && (t = cli_duration_ms(cli_val(&c, "timeout"))) < 0) {
@@ -559,10 +564,12 @@ int cmd_task(int argc, char **argv)
         return npos;
     }
     if (strcmp(sub, "results") == 0) {
-        struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {"host", 1, "only this host", NULL, 0},
-                                 {"status", 1, "only this status (ok, failed, timeout, ...)",
-                                  NULL, 0},
-                                 {NULL}};
+        struct cli_opt opts[] = {
+            ADDR_OPT,
+            JSON_OPT,
+            {"host", 1, "only this host", NULL, 0},
+            {"status", 1, "only this status (ok, failed, timeout, ...)", NULL, 0},
+            {NULL}};
         struct cli_cmd c = {"task results", "ID", "Per-host results of a task.", opts, 1, 1};
         char *h, *st;
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
@@ -593,7 +600,8 @@ int cmd_task(int argc, char **argv)
 
 int cmd_results(int argc, char **argv)
 {
-    struct cli_opt opts[] = {ADDR_OPT, JSON_OPT,
+    struct cli_opt opts[] = {ADDR_OPT,
+                             JSON_OPT,
                              {"hosts", 1, "results of these hosts: a,b,c", NULL, 0},
                              {"host", 1, "every result of one host, across tasks", NULL, 0},
                              {NULL}};
@@ -631,11 +639,14 @@ int cmd_dispatch(int argc, char **argv)
     char *pos[1];
     int npos;
     if (strcmp(sub, "pause") == 0 || strcmp(sub, "resume") == 0) {
-        struct cli_cmd c = {strcmp(sub, "pause") == 0 ? "dispatch pause" : "dispatch resume", "",
+        struct cli_cmd c = {strcmp(sub, "pause") == 0 ? "dispatch pause" : "dispatch resume",
+                            "",
                             strcmp(sub, "pause") == 0
                                 ? "Stop assigning units cluster-wide (running ones go on)."
                                 : "Assign units again.",
-                            opts, 0, 0};
+                            opts,
+                            0,
+                            0};
         cli_parse(&c, argc - 1, argv + 1, pos, &npos);
         return simple(&c, "POST",
                       strcmp(sub, "pause") == 0 ? "/v1/dispatch/pause" : "/v1/dispatch/resume",

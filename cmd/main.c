@@ -28,7 +28,8 @@ static const struct {
     {"supervise", cmd_supervise, "run an app's workers from ROOT/current: restarts, reload, logs"},
     {"package", cmd_package, "push, list, show, remove and fetch packages"},
     {"deploy", cmd_deploy, "roll a package version out to nodes; status, list, rollback, cancel"},
-    {"deploy-target", cmd_deploy_target, "deploy a package version on this machine (what each deploy target runs)"},
+    {"deploy-target", cmd_deploy_target,
+     "deploy a package version on this machine (what each deploy target runs)"},
     {"delta", cmd_delta, "librsync signature, delta, patch, hash of local files"},
 };
 

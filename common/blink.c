@@ -184,7 +184,8 @@ int blink_connect(const char *addr, const unsigned char *key, uint8_t link,
     struct addrinfo hints, *res = NULL, *ai;
     int fd = -1, rv, err = 0;
     *out = NULL;
-    if (colon == NULL || (size_t)(colon - addr) >= sizeof host || strlen(colon + 1) >= sizeof port) {
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof host ||
+        strlen(colon + 1) >= sizeof port) {
         return fl_errf(errmsg, FL_EINVAL, "blob link: bad address %s", addr);
     }
     memcpy(host, addr, (size_t)(colon - addr));

@@ -58,8 +58,7 @@ int blob_resp_encode(int status, const char *msg, uint64_t size, const void *dat
     msgpack_packer_init(&pk, out, buf_write);
     return (msgpack_pack_array(&pk, 4) | msgpack_pack_uint8(&pk, (uint8_t)status) |
             msgpack_pack_str_with_body(&pk, msg ? msg : "", msg ? strlen(msg) : 0) |
-            msgpack_pack_uint64(&pk, size) |
-            msgpack_pack_bin_with_body(&pk, len ? data : "", len))
+            msgpack_pack_uint64(&pk, size) | msgpack_pack_bin_with_body(&pk, len ? data : "", len))
                ? FL_ENOMEM
                : FL_OK;
 }

@@ -67,11 +67,11 @@ struct blob_want {
 };
 
 struct blob_fetch_stats {
-    uint64_t bytes_received;  /* chunk bytes that came over the link */
+    uint64_t bytes_received; /* chunk bytes that came over the link */
     uint32_t chunks_fetched;
-    uint32_t chunks_resumed;  /* verified in DEST.part from an earlier attempt */
-    uint32_t chunks_corrupt;  /* arrived with a wrong hash (fetched again elsewhere) */
-    char source[128];         /* the source that completed the fetch */
+    uint32_t chunks_resumed; /* verified in DEST.part from an earlier attempt */
+    uint32_t chunks_corrupt; /* arrived with a wrong hash (fetched again elsewhere) */
+    char source[128];        /* the source that completed the fetch */
 };
 
 /* Fetch the blob into `dest`: chunks go to DEST.part, each checked against

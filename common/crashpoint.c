@@ -64,7 +64,8 @@ static int reached(struct point *p, const char *name)
 static void say(const char *kind, const char *name, long hit)
 {
     char msg[160];
-    int len = snprintf(msg, sizeof msg, "flotilla: %s point %s reached (hit %ld)\n", kind, name, hit);
+    int len =
+        snprintf(msg, sizeof msg, "flotilla: %s point %s reached (hit %ld)\n", kind, name, hit);
     if (len > 0) {
         (void)!write(2, msg, (size_t)len);
     }

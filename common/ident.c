@@ -9,7 +9,7 @@
 #include "common/err.h"
 #include "common/key.h"
 
-#define HELLO_LABEL "flotilla agent hello v1"
+#define HELLO_LABEL   "flotilla agent hello v1"
 #define BINDING_BYTES 32
 
 int fl_ident_load(const char *dir, unsigned char pk[FL_IDENT_PK_BYTES],

@@ -13,8 +13,8 @@
 #include "common/err.h"
 
 /* Base64 of at most 512 bytes, a newline and some slack. */
-#define SECRET_MAX   512
-#define FILE_MAX     1024
+#define SECRET_MAX 512
+#define FILE_MAX   1024
 
 static int is_space(char c)
 {

@@ -39,36 +39,81 @@ static int header(const uint8_t *p, size_t len, size_t *hdr, uint64_t *payload, 
         return 1;
     }
     switch (b) {
-    case 0xc4: case 0xd9: n = 1; break;               /* bin8, str8 */
-    case 0xc5: case 0xda: n = 2; break;               /* bin16, str16 */
-    case 0xc6: case 0xdb: n = 4; break;               /* bin32, str32 */
-    case 0xc7: n = 1; break;                          /* ext8 */
-    case 0xc8: n = 2; break;                          /* ext16 */
-    case 0xc9: n = 4; break;                          /* ext32 */
-    case 0xca: case 0xce: case 0xd2: *hdr = 5; return len >= 5;
-    case 0xcb: case 0xcf: case 0xd3: *hdr = 9; return len >= 9;
-    case 0xcc: case 0xd0: *hdr = 2; return len >= 2;
-    case 0xcd: case 0xd1: *hdr = 3; return len >= 3;
-    case 0xd4: *hdr = 3; return len >= 3;             /* fixext1 */
-    case 0xd5: *hdr = 4; return len >= 4;
-    case 0xd6: *hdr = 6; return len >= 6;
-    case 0xd7: *hdr = 10; return len >= 10;
-    case 0xd8: *hdr = 18; return len >= 18;
-    case 0xdc: case 0xdd:                              /* array16/32 */
+    case 0xc4:
+    case 0xd9:
+        n = 1;
+        break; /* bin8, str8 */
+    case 0xc5:
+    case 0xda:
+        n = 2;
+        break; /* bin16, str16 */
+    case 0xc6:
+    case 0xdb:
+        n = 4;
+        break; /* bin32, str32 */
+    case 0xc7:
+        n = 1;
+        break; /* ext8 */
+    case 0xc8:
+        n = 2;
+        break; /* ext16 */
+    case 0xc9:
+        n = 4;
+        break; /* ext32 */
+    case 0xca:
+    case 0xce:
+    case 0xd2:
+        *hdr = 5;
+        return len >= 5;
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+        *hdr = 9;
+        return len >= 9;
+    case 0xcc:
+    case 0xd0:
+        *hdr = 2;
+        return len >= 2;
+    case 0xcd:
+    case 0xd1:
+        *hdr = 3;
+        return len >= 3;
+    case 0xd4:
+        *hdr = 3;
+        return len >= 3; /* fixext1 */
+    case 0xd5:
+        *hdr = 4;
+        return len >= 4;
+    case 0xd6:
+        *hdr = 6;
+        return len >= 6;
+    case 0xd7:
+        *hdr = 10;
+        return len >= 10;
+    case 0xd8:
+        *hdr = 18;
+        return len >= 18;
+    case 0xdc:
+    case 0xdd: /* array16/32 */
         n = b == 0xdc ? 2 : 4;
-        if (len < 1 + n) return 0;
+        if (len < 1 + n)
+            return 0;
         *hdr = 1 + n;
         *children = be(p + 1, n);
         return 1;
-    case 0xde: case 0xdf:                              /* map16/32 */
+    case 0xde:
+    case 0xdf: /* map16/32 */
         n = b == 0xde ? 2 : 4;
-        if (len < 1 + n) return 0;
+        if (len < 1 + n)
+            return 0;
         *hdr = 1 + n;
         *children = 2 * be(p + 1, n);
         return 1;
-    default: return 0; /* 0xc1 is never used */
+    default:
+        return 0; /* 0xc1 is never used */
     }
-    if (len < 1 + n) return 0;
+    if (len < 1 + n)
+        return 0;
     *payload = be(p + 1, n);
     *hdr = 1 + n + ((b >= 0xc7 && b <= 0xc9) ? 1 : 0); /* ext carries a type byte */
     return len >= *hdr;

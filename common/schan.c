@@ -42,8 +42,8 @@
 
 /* Where a side is in the handshake. */
 enum step {
-    STEP_INIT = 0,   /* initiator: nothing sent; responder: waiting for HELLO */
-    STEP_WAIT = 1,   /* initiator: HELLO sent; responder: REPLY sent */
+    STEP_INIT = 0, /* initiator: nothing sent; responder: waiting for HELLO */
+    STEP_WAIT = 1, /* initiator: HELLO sent; responder: REPLY sent */
     STEP_OPEN = 2,
 };
 
@@ -368,15 +368,13 @@ int schan_start(struct schan *ch, struct fl_buf *wire)
     return FL_OK;
 }
 
-static int check_head(struct schan *ch, const uint8_t *body, size_t len, int type,
-                      const char *what)
+static int check_head(struct schan *ch, const uint8_t *body, size_t len, int type, const char *what)
 {
     if (len < 5 || memcmp(body, MAGIC, 4) != 0) {
         return fail(ch, FL_EDECODE, "handshake: not a Flotilla secure channel (bad magic)");
     }
     if (body[4] != type) {
-        return fail(ch, FL_EDECODE, "handshake: expected %s, got message type %u", what,
-                    body[4]);
+        return fail(ch, FL_EDECODE, "handshake: expected %s, got message type %u", what, body[4]);
     }
     if (type != T_CONFIRM && (len < 6 || body[5] != ch->link)) {
         return fail(ch, FL_EPROTO, "handshake: the peer speaks link kind %u, this is %u",
@@ -476,8 +474,8 @@ static int on_reply(struct schan *ch, const uint8_t *body, size_t len, struct fl
     confirm[4] = T_CONFIRM;
     crypto_secretstream_xchacha20poly1305_init_push(&ch->tx, confirm + 5, k_out);
     sodium_memzero(k_out, sizeof k_out);
-    kdf(confirm + 5 + SS_HEADER, ch->k_conf, "confirm", ch->th, HASH_BYTES, confirm + 5,
-        SS_HEADER, NULL, 0);
+    kdf(confirm + 5 + SS_HEADER, ch->k_conf, "confirm", ch->th, HASH_BYTES, confirm + 5, SS_HEADER,
+        NULL, 0);
     if (put_frame(wire, confirm, sizeof confirm) != FL_OK) {
         return fail(ch, FL_ENOMEM, "out of memory");
     }
@@ -641,9 +639,9 @@ int schan_send(struct schan *ch, const uint8_t *p, size_t n, struct fl_buf *wire
              * cannot go on. */
             return fail(ch, FL_ENOMEM, "out of memory");
         }
-        crypto_secretstream_xchacha20poly1305_push(&ch->tx, wire->data + wire->len + 4, &clen, p,
-                                                   m, NULL, 0,
-                                                   crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+        crypto_secretstream_xchacha20poly1305_push(
+            &ch->tx, wire->data + wire->len + 4, &clen, p, m, NULL, 0,
+            crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
         put_u32(wire->data + wire->len, (uint32_t)clen);
         wire->len += 4 + (size_t)clen;
         wire->data[wire->len] = '\0';

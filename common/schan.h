@@ -41,11 +41,11 @@
 #include "common/buf.h"
 #include "common/key.h"
 
-#define SCHAN_NAME_MAX     255              /* identity name: 1..255 bytes, printable ASCII */
-#define SCHAN_HS_MAX       512              /* largest handshake frame body */
-#define SCHAN_FRAME_DEFAULT (1024u * 1024u) /* default max plaintext per data frame */
-#define SCHAN_FRAME_LIMIT  (16u * 1024u * 1024u) /* largest max_frame a caller may set */
-#define SCHAN_OVERHEAD     (4u + 17u)       /* length header + secretstream ABYTES */
+#define SCHAN_NAME_MAX      255                   /* identity name: 1..255 bytes, printable ASCII */
+#define SCHAN_HS_MAX        512                   /* largest handshake frame body */
+#define SCHAN_FRAME_DEFAULT (1024u * 1024u)       /* default max plaintext per data frame */
+#define SCHAN_FRAME_LIMIT   (16u * 1024u * 1024u) /* largest max_frame a caller may set */
+#define SCHAN_OVERHEAD      (4u + 17u)            /* length header + secretstream ABYTES */
 #define SCHAN_BINDING_BYTES 32
 
 /* Which link a channel is for. Both ends must agree: a handshake captured on
@@ -89,8 +89,7 @@ struct schan;
  * the connection. FL_EINVAL (bad config: no key, bad link, bad role, empty
  * or non-printable name, max_frame over SCHAN_FRAME_LIMIT) or FL_ENOMEM,
  * detail in errmsg. */
-int schan_create(const struct schan_config *c, int initiator, struct schan **out,
-                 char *errmsg);
+int schan_create(const struct schan_config *c, int initiator, struct schan **out, char *errmsg);
 /* Wipe the keys and free. NULL is a no-op. */
 void schan_destroy(struct schan *ch);
 

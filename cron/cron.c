@@ -25,7 +25,7 @@ static const char *const MONTHS[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "
 static const char *const DAYS[] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL};
 
 static const struct field FIELDS[6] = {
-    {"second", 0, 59, NULL},      {"minute", 0, 59, NULL}, {"hour", 0, 23, NULL},
+    {"second", 0, 59, NULL},       {"minute", 0, 59, NULL},  {"hour", 0, 23, NULL},
     {"day-of-month", 1, 31, NULL}, {"month", 1, 12, MONTHS}, {"day-of-week", 0, 7, DAYS},
 };
 
@@ -97,8 +97,9 @@ static int value(const struct fctx *x, const char **pp, int *out, int *sun)
             return bad(x, "not a number:", p, (int)(q - p));
         }
         if (x->f->names[v] == NULL) {
-            return bad(x, x->f->names == MONTHS ? "unknown month name (use JAN-DEC)"
-                                                : "unknown day name (use SUN-SAT)",
+            return bad(x,
+                       x->f->names == MONTHS ? "unknown month name (use JAN-DEC)"
+                                             : "unknown day name (use SUN-SAT)",
                        p, (int)(q - p));
         }
         v += x->f->lo;
@@ -490,9 +491,9 @@ int cron_next(const struct cron_expr *e, const struct fl_tz *z, int64_t after, i
     limit = after > SECS_MAX - HORIZON ? SECS_MAX + 1 : after + HORIZON;
     rv = z == NULL ? wall_next(e, after + 1, limit, &t) : next_zoned(e, z, after, limit, &t);
     if (rv != 0) {
-        return fl_errf(errmsg, FL_EINVAL, "%s", limit > SECS_MAX
-                                                   ? "no fire time before the year 10000"
-                                                   : "no fire time within 400 years");
+        return fl_errf(errmsg, FL_EINVAL, "%s",
+                       limit > SECS_MAX ? "no fire time before the year 10000"
+                                        : "no fire time within 400 years");
     }
     *next = t;
     return FL_OK;

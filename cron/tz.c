@@ -24,7 +24,7 @@
 #define TZIF_HEADER      44
 #define OFF_MIN          (-89999) /* RFC 8536 3.2: the range utoff should have */
 #define OFF_MAX          93599
-#define LOCAL_REACH      93600 /* an instant lies within this of its wall time */
+#define LOCAL_REACH      93600            /* an instant lies within this of its wall time */
 #define SECS_MIN         (-62135596800LL) /* 0001-01-01T00:00:00Z */
 #define SECS_MAX         253402300799LL   /* 9999-12-31T23:59:59Z */
 
@@ -727,8 +727,8 @@ size_t fl_tz_format_iso(const struct fl_tz *z, int64_t t, char *buf)
     int n;
     fl_civil_from_secs(t + off, &c);
     n = snprintf(buf, FL_TZ_ISO_MAX, "%04lld-%02d-%02dT%02d:%02d:%02d%c%02d:%02d",
-                 (long long)c.year, c.month, c.day, c.hour, c.minute, c.second,
-                 off < 0 ? '-' : '+', (int)(a / 3600), (int)(a / 60 % 60));
+                 (long long)c.year, c.month, c.day, c.hour, c.minute, c.second, off < 0 ? '-' : '+',
+                 (int)(a / 3600), (int)(a / 60 % 60));
     if (n > 0 && n < FL_TZ_ISO_MAX - 3 && a % 60 != 0) {
         n += snprintf(buf + n, (size_t)(FL_TZ_ISO_MAX - n), ":%02d", (int)(a % 60));
     }

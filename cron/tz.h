@@ -39,8 +39,7 @@ int fl_tz_load(const char *name, struct fl_tz **out, char *errmsg);
 
 /* Build a zone from the bytes of a TZif file (tests and fuzzing; name is
  * only used in error messages). The same errors as fl_tz_load. */
-int fl_tz_parse(const char *name, const void *data, size_t len, struct fl_tz **out,
-                char *errmsg);
+int fl_tz_parse(const char *name, const void *data, size_t len, struct fl_tz **out, char *errmsg);
 
 void fl_tz_destroy(struct fl_tz *z); /* NULL is a no-op */
 

@@ -148,16 +148,15 @@ static int try_delta(const char *const *sources, unsigned n_sources, const unsig
     }
     fl_free(sigbuf);
     if (rv != FL_OK) {
-        snprintf(st->delta_refused, sizeof st->delta_refused, "%.159s",
-                 why[0] ? why : "no source");
+        snprintf(st->delta_refused, sizeof st->delta_refused, "%.159s", why[0] ? why : "no source");
     }
     return rv;
 }
 
 int deploy_acquire(const char *const *sources, unsigned n_sources, const unsigned char *key,
-                   const struct schan_identity *self, const struct blob_want *w,
-                   const char *basis, const char *dest, const char *tmp_dir,
-                   struct deploy_acquire_stats *st, char *errmsg)
+                   const struct schan_identity *self, const struct blob_want *w, const char *basis,
+                   const char *dest, const char *tmp_dir, struct deploy_acquire_stats *st,
+                   char *errmsg)
 {
     struct blob_fetch_stats fs;
     int rv;

@@ -36,7 +36,7 @@ struct deploy_acquire_stats {
     uint64_t whole_bytes;    /* chunk bytes received by the whole download */
     uint64_t bytes_received; /* delta + whole: package bytes over the link */
     uint32_t chunks_resumed;
-    char source[128];        /* the source that completed it */
+    char source[128]; /* the source that completed it */
 };
 
 /* Acquire the blob `w` into `dest` from `sources` (blob link addresses),
@@ -44,8 +44,8 @@ struct deploy_acquire_stats {
  * side claims on the link (an agent's name). FL_OK, or blob_fetch()'s
  * errors; errmsg says what each step said. */
 int deploy_acquire(const char *const *sources, unsigned n_sources, const unsigned char *key,
-                   const struct schan_identity *self, const struct blob_want *w,
-                   const char *basis, const char *dest, const char *tmp_dir,
-                   struct deploy_acquire_stats *st, char *errmsg);
+                   const struct schan_identity *self, const struct blob_want *w, const char *basis,
+                   const char *dest, const char *tmp_dir, struct deploy_acquire_stats *st,
+                   char *errmsg);
 
 #endif

@@ -51,10 +51,14 @@ static void sleep_ms(uint64_t ms)
 const char *deploy_target_result_name(int result)
 {
     switch (result) {
-    case DEPLOY_TARGET_DEPLOYED: return "deployed";
-    case DEPLOY_TARGET_REFUSED: return "refused";
-    case DEPLOY_TARGET_ROLLED_BACK: return "rolled_back";
-    default: return "broken";
+    case DEPLOY_TARGET_DEPLOYED:
+        return "deployed";
+    case DEPLOY_TARGET_REFUSED:
+        return "refused";
+    case DEPLOY_TARGET_ROLLED_BACK:
+        return "rolled_back";
+    default:
+        return "broken";
     }
 }
 
@@ -69,9 +73,9 @@ struct run {
 
 static void step_begin(struct run *x, const char *name)
 {
-    struct deploy_step *s = &x->r->steps[x->r->n_steps < DEPLOY_TARGET_STEPS
-                                             ? x->r->n_steps++
-                                             : DEPLOY_TARGET_STEPS - 1];
+    struct deploy_step *s =
+        &x->r->steps[x->r->n_steps < DEPLOY_TARGET_STEPS ? x->r->n_steps++
+                                                         : DEPLOY_TARGET_STEPS - 1];
     memset(s, 0, sizeof *s);
     s->name = name;
     x->cur = s;
@@ -117,8 +121,8 @@ static int stop_here(struct run *x)
 /* `sh -c cmd` in dir with the hook environment added; its own process
  * group, killed on timeout. Returns the exit code, 128+signal, or -1 on a
  * timeout or a failure to start (why in err). */
-static int run_sh(const char *cmd, const char *dir, char env_add[][DEPLOY_HOOK_ENV_SIZE],
-                  int n_add, uint64_t timeout_ms, char *err, size_t errsize)
+static int run_sh(const char *cmd, const char *dir, char env_add[][DEPLOY_HOOK_ENV_SIZE], int n_add,
+                  uint64_t timeout_ms, char *err, size_t errsize)
 {
     size_t n_env = 0;
     char **env;
@@ -325,8 +329,7 @@ static int acquire(struct run *x, char *pkg, size_t pkgsize)
         if (deploy_hash_file(pkg, h, &size, err) == FL_OK && size == t->want.size &&
             memcmp(h, t->want.hash, DEPLOY_HASH_SIZE) == 0) {
             x->r->acquire.method = 0;
-            return step_end(x, 1, "cached, hash verified (%llu bytes)",
-                            (unsigned long long)size);
+            return step_end(x, 1, "cached, hash verified (%llu bytes)", (unsigned long long)size);
         }
         unlink(pkg); /* not what it claims: fetch it again */
     }
@@ -567,8 +570,8 @@ int deploy_target_run(const struct deploy_target *t, struct deploy_target_report
         goto out;
     }
     if (!reload(&x, "reload") || stop_here(&x) ||
-        ((t->health_cmd != NULL || t->health_http != NULL) && !health(&x, dir)) ||
-        stop_here(&x) || (t->post_hook != NULL && !hook(&x, "post-hook", t->post_hook, dir))) {
+        ((t->health_cmd != NULL || t->health_http != NULL) && !health(&x, dir)) || stop_here(&x) ||
+        (t->post_hook != NULL && !hook(&x, "post-hook", t->post_hook, dir))) {
         if (strcmp(r->previous, t->version) == 0) {
             r->result = DEPLOY_TARGET_BROKEN; /* it was already current: nothing to go back to */
         } else {

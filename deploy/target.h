@@ -63,17 +63,17 @@ struct deploy_target {
     const char *root;
     const char *package; /* package name */
     const char *version;
-    struct blob_want want;         /* hash, size, chunk hashes */
-    const char *const *sources;    /* blob link addresses, tried in order */
+    struct blob_want want;      /* hash, size, chunk hashes */
+    const char *const *sources; /* blob link addresses, tried in order */
     unsigned n_sources;
-    const unsigned char *key;      /* cluster key */
-    struct schan_identity self;    /* who this side claims to be on the blob link */
+    const unsigned char *key;         /* cluster key */
+    struct schan_identity self;       /* who this side claims to be on the blob link */
     const char *pre_hook, *post_hook; /* NULL: none */
-    const char *health_cmd;        /* NULL: none */
-    const char *health_http;       /* URL, NULL: none */
-    uint64_t health_timeout_ms;    /* 0: 30 s */
-    uint64_t reload_timeout_ms;    /* 0: 10 min */
-    unsigned keep;                 /* 0: DEPLOY_RELEASE_KEEP */
+    const char *health_cmd;           /* NULL: none */
+    const char *health_http;          /* URL, NULL: none */
+    uint64_t health_timeout_ms;       /* 0: 30 s */
+    uint64_t reload_timeout_ms;       /* 0: 10 min */
+    unsigned keep;                    /* 0: DEPLOY_RELEASE_KEEP */
     void (*on_begin)(void *data, const char *step); /* "acquire", ... (static) */
     void (*on_step)(void *data, const struct deploy_step *s);
     void *data; /* for on_begin and on_step */
@@ -81,9 +81,9 @@ struct deploy_target {
 };
 
 struct deploy_target_report {
-    int result; /* enum deploy_target_result */
-    char previous[128];  /* the release in service before, "" if none */
-    char current[128];   /* the release in service after */
+    int result;         /* enum deploy_target_result */
+    char previous[128]; /* the release in service before, "" if none */
+    char current[128];  /* the release in service after */
     unsigned n_steps;
     struct deploy_step steps[DEPLOY_TARGET_STEPS];
     struct deploy_acquire_stats acquire;

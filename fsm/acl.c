@@ -170,8 +170,7 @@ static int bootstrap(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uin
     if (rv != FL_OK || res->err != FL_OK) {
         return rv;
     }
-    return store_put(f->txn, STORE_META, META_BOOTSTRAP, strlen(META_BOOTSTRAP), hex,
-                     strlen(hex));
+    return store_put(f->txn, STORE_META, META_BOOTSTRAP, strlen(META_BOOTSTRAP), hex, strlen(hex));
 }
 
 static int delete_token(struct fsm *f, const struct fsm_cmd *c, struct fsm_result *res)
@@ -196,7 +195,7 @@ static int delete_token(struct fsm *f, const struct fsm_cmd *c, struct fsm_resul
 }
 
 int fsm__apply_acl(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                  struct fsm_result *res)
+                   struct fsm_result *res)
 {
     switch (c->type) {
     case FSM_CMD_ACL_BOOTSTRAP:

@@ -56,7 +56,7 @@ int fsm__agentkey_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 }
 
 int fsm__apply_agentkey(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                       struct fsm_result *res)
+                        struct fsm_result *res)
 {
     const struct fsm_cmd_agentkey *k = &c->u.agentkey;
     struct store_agentkey rec;

@@ -8,15 +8,16 @@
 #include "fsm/fsm_int.h"
 
 static const char *const type_names[FSM_CMD__MAX] = {
-    "unknown",       "kv_put",      "kv_del",      "node_register", "node_cap",
-    "node_drain",    "node_remove", "meta_init",   "task_submit",   "unit_assign",
-    "unit_result",   "unit_requeue", "node_lost",  "task_cancel",   "dispatch",
-    "session_create", "session_renew", "session_destroy", "session_expire", "lease_extend",
-    "lock_acquire",  "lock_release", "lock_unwait", "lock_wake",
-    "job_put",       "job_del",     "job_pause",   "job_fire",
-    "acl_bootstrap", "token_create", "token_delete",
-    "agent_key_set", "agent_key_approve", "agent_key_forget",
-    "package_put",   "package_rm",  "request",
+    "unknown",           "kv_put",           "kv_del",         "node_register",
+    "node_cap",          "node_drain",       "node_remove",    "meta_init",
+    "task_submit",       "unit_assign",      "unit_result",    "unit_requeue",
+    "node_lost",         "task_cancel",      "dispatch",       "session_create",
+    "session_renew",     "session_destroy",  "session_expire", "lease_extend",
+    "lock_acquire",      "lock_release",     "lock_unwait",    "lock_wake",
+    "job_put",           "job_del",          "job_pause",      "job_fire",
+    "acl_bootstrap",     "token_create",     "token_delete",   "agent_key_set",
+    "agent_key_approve", "agent_key_forget", "package_put",    "package_rm",
+    "request",
 };
 
 const char *fsm_cmd_type_name(int type)
@@ -356,7 +357,7 @@ int fsm_writer_add(struct fsm_entry_writer *w, const struct fsm_cmd *c)
 }
 
 int fsm_writer_finish(struct fsm_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
-                     uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len)
+                      uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len)
 {
     msgpack_sbuffer head;
     msgpack_packer pk;
@@ -526,8 +527,7 @@ static int decode_node(const msgpack_object *f, uint32_t n, int type, struct fsm
         c->u.node.kind = (int)v;
         c->u.node.n_labels = f[6].via.array.size;
         for (unsigned i = 0; i < c->u.node.n_labels; i++) {
-            if (!get_str(&f[6].via.array.ptr[i], &c->u.node.labels[i],
-                         &c->u.node.label_lens[i])) {
+            if (!get_str(&f[6].via.array.ptr[i], &c->u.node.labels[i], &c->u.node.label_lens[i])) {
                 return FL_EDECODE;
             }
         }
@@ -559,11 +559,10 @@ static int decode_task(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 {
     if (n < 11 || !get_str(&f[1], &c->u.task.id, &c->u.task.idlen) ||
         !get_str(&f[2], &c->u.task.name, &c->u.task.namelen) ||
-        !get_str(&f[3], &c->u.task.idem, &c->u.task.idemlen) ||
-        f[4].type != MSGPACK_OBJECT_ARRAY || !get_u32(&f[5], &c->u.task.unit_size) ||
-        !get_u32(&f[6], &c->u.task.timeout_ms) || !get_u32(&f[7], &c->u.task.retries) ||
-        !get_i32(&f[8], &c->u.task.priority) || f[9].type != MSGPACK_OBJECT_ARRAY ||
-        f[9].via.array.size > STORE_TASK_CONSTRAINTS ||
+        !get_str(&f[3], &c->u.task.idem, &c->u.task.idemlen) || f[4].type != MSGPACK_OBJECT_ARRAY ||
+        !get_u32(&f[5], &c->u.task.unit_size) || !get_u32(&f[6], &c->u.task.timeout_ms) ||
+        !get_u32(&f[7], &c->u.task.retries) || !get_i32(&f[8], &c->u.task.priority) ||
+        f[9].type != MSGPACK_OBJECT_ARRAY || f[9].via.array.size > STORE_TASK_CONSTRAINTS ||
         !get_bin(&f[10], &c->u.task.spec, &c->u.task.spec_len)) {
         return FL_EDECODE;
     }

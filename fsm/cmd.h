@@ -55,7 +55,7 @@ enum fsm_cmd_type {
     FSM_CMD_UNIT_REQUEUE = 11, /* the leader takes a unit back (lost agent, reconcile) */
     FSM_CMD_NODE_LOST = 12,
     FSM_CMD_TASK_CANCEL = 13,
-    FSM_CMD_DISPATCH = 14,     /* pause or resume dispatch cluster-wide */
+    FSM_CMD_DISPATCH = 14, /* pause or resume dispatch cluster-wide */
     /* Sessions and locks (docs/LOCKS.md); all use u.lock. */
     FSM_CMD_SESSION_CREATE = 15,
     FSM_CMD_SESSION_RENEW = 16,
@@ -63,11 +63,11 @@ enum fsm_cmd_type {
     FSM_CMD_SESSION_EXPIRE = 18,  /* the leader's decision; refused if renewed since */
     FSM_CMD_LEASE_EXTEND = 19,    /* a new leader extends every lease by its TTL */
     FSM_CMD_LOCK_ACQUIRE = 20,
-    FSM_CMD_LOCK_RELEASE = 21,    /* give up a hold or a place in the queue */
-    FSM_CMD_LOCK_UNWAIT = 22,     /* a wait timed out: leave the queue unless granted */
-    FSM_CMD_LOCK_WAKE = 23,       /* the lock-delay is over: grant the waiters */
+    FSM_CMD_LOCK_RELEASE = 21, /* give up a hold or a place in the queue */
+    FSM_CMD_LOCK_UNWAIT = 22,  /* a wait timed out: leave the queue unless granted */
+    FSM_CMD_LOCK_WAKE = 23,    /* the lock-delay is over: grant the waiters */
     /* Cron jobs (docs/JOBS.md); all use u.job. */
-    FSM_CMD_JOB_PUT = 24,   /* create or redefine */
+    FSM_CMD_JOB_PUT = 24, /* create or redefine */
     FSM_CMD_JOB_DEL = 25,
     FSM_CMD_JOB_PAUSE = 26, /* pause or resume */
     FSM_CMD_JOB_FIRE = 27,  /* one schedule time (or a manual run): at most once */
@@ -115,7 +115,7 @@ struct fsm_cmd_agentkey {
     size_t alen;
     const uint8_t *pk; /* SET: 32 bytes */
     size_t pklen;
-    uint8_t state;     /* SET: STORE_AGENTKEY_APPROVED or _PENDING */
+    uint8_t state; /* SET: STORE_AGENTKEY_APPROVED or _PENDING */
 };
 
 /* Package metadata (fsm/package.c). */
@@ -149,8 +149,8 @@ struct fsm_cmd {
             size_t klen;
             const uint8_t *value; /* KV_PUT only */
             size_t vlen;
-            int has_cas;          /* compare-and-set on the key's version */
-            uint64_t cas;         /* 0 = the key must not exist */
+            int has_cas;  /* compare-and-set on the key's version */
+            uint64_t cas; /* 0 = the key must not exist */
         } kv;
         struct {
             const char *id;
@@ -164,8 +164,8 @@ struct fsm_cmd {
             unsigned n_labels;
             const char *labels[STORE_NODE_LABELS];
             size_t label_lens[STORE_NODE_LABELS];
-            uint32_t cap;      /* NODE_REGISTER (initial cap), NODE_CAP */
-            int drain;         /* NODE_DRAIN */
+            uint32_t cap;           /* NODE_REGISTER (initial cap), NODE_CAP */
+            int drain;              /* NODE_DRAIN */
             const char *agent_addr; /* NODE_REGISTER, optional */
             size_t agent_addr_len;
             const char *blob_addr; /* NODE_REGISTER, optional */
@@ -203,7 +203,7 @@ struct fsm_cmd {
             uint64_t token;   /* RESULT, REQUEUE */
             const char *node; /* ASSIGN */
             size_t nodelen;
-            int status;       /* RESULT: unit status; REQUEUE: status if no retry left */
+            int status; /* RESULT: unit status; REQUEUE: status if no retry left */
             int32_t exit_code;
             uint64_t started_ms, finished_ms;
             uint32_t n_results;
@@ -233,14 +233,14 @@ struct fsm_cmd {
             size_t nlen;
             const uint8_t *def; /* JOB_PUT: a store_job record (definition and template) */
             size_t def_len;
-            uint64_t sched_ms;  /* JOB_FIRE: the schedule time */
-            int manual;         /* JOB_FIRE: a run requested now, not a schedule time;
-                                   JOB_PUT: create only (FL_EEXIST if it exists) */
-            int paused;         /* JOB_PAUSE */
-            int skip;           /* JOB_FIRE: record the time as missed, run nothing */
-            uint32_t missed;    /* JOB_FIRE: earlier schedule times folded into this one */
-            uint32_t n_nodes;   /* JOB_FIRE, mode all: the eligible nodes */
-            const msgpack_object *nodes;  /* decoded: array of str */
+            uint64_t sched_ms;           /* JOB_FIRE: the schedule time */
+            int manual;                  /* JOB_FIRE: a run requested now, not a schedule time;
+                                            JOB_PUT: create only (FL_EEXIST if it exists) */
+            int paused;                  /* JOB_PAUSE */
+            int skip;                    /* JOB_FIRE: record the time as missed, run nothing */
+            uint32_t missed;             /* JOB_FIRE: earlier schedule times folded into this one */
+            uint32_t n_nodes;            /* JOB_FIRE, mode all: the eligible nodes */
+            const msgpack_object *nodes; /* decoded: array of str */
             const char *const *node_ptrs; /* encoding */
         } job;
         struct {
@@ -252,7 +252,7 @@ struct fsm_cmd {
         struct {
             const uint8_t *hash; /* BOOTSTRAP, CREATE: BLAKE2b-256 of the secret */
             size_t hlen;
-            const uint8_t *rec;  /* BOOTSTRAP, CREATE: a store_token record */
+            const uint8_t *rec; /* BOOTSTRAP, CREATE: a store_token record */
             size_t reclen;
             const char *accessor; /* DELETE */
             size_t alen;
@@ -263,15 +263,15 @@ struct fsm_cmd {
 };
 
 /* Limits of sessions and locks (docs/LOCKS.md). */
-#define FSM_SESSION_TTL_MIN_MS   1000u
-#define FSM_SESSION_TTL_MAX_MS   (24u * 3600 * 1000)
-#define FSM_LOCK_DELAY_MAX_MS    (60u * 1000)
-#define FSM_LOCK_NS_MAX          64
+#define FSM_SESSION_TTL_MIN_MS 1000u
+#define FSM_SESSION_TTL_MAX_MS (24u * 3600 * 1000)
+#define FSM_LOCK_DELAY_MAX_MS  (60u * 1000)
+#define FSM_LOCK_NS_MAX        64
 /* Check a lock's namespace and name; FL_EINVAL with a message saying what
  * is wrong. A namespace is 1-64 of [a-z0-9_.-] starting with a letter or a
  * digit; a name is 1-190 printable ASCII bytes without spaces. */
 int fsm_lock_key_check(const char *ns, size_t nslen, const char *name, size_t namelen,
-                      char *errmsg);
+                       char *errmsg);
 /* Check a full key "namespace/name" (split at the first '/'). */
 int fsm_lock_full_key_check(const char *key, size_t klen, char *errmsg);
 /* A session id: 1-39 of [A-Za-z0-9_-]. */
@@ -308,7 +308,7 @@ size_t fsm_writer_size(const struct fsm_entry_writer *w);
 /* Produce the padded entry in a buffer from `alloc` (raft_malloc for
  * raft_apply). *len is a multiple of 8. */
 int fsm_writer_finish(struct fsm_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
-                     uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len);
+                      uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len);
 
 /* ---- decoding ------------------------------------------------------- */
 

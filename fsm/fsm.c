@@ -181,8 +181,8 @@ void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data,
     rv = fsm_entry_open(&e, data, len);
     if (rv != FL_OK) {
         /* Every replica sees the same bytes, so skipping is deterministic. */
-        FL_ERROR("entry %llu does not decode (%s); applied as a no-op",
-                 (unsigned long long)index, fl_strerror(rv));
+        FL_ERROR("entry %llu does not decode (%s); applied as a no-op", (unsigned long long)index,
+                 fl_strerror(rv));
         f->n_bad++;
         fsm_entry_close(&e);
         e.term = f->applied_term;

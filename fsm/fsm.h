@@ -1,8 +1,8 @@
 /* fsm/fsm — the replicated state machine: log entries -> the store.
  *
  * It knows nothing of the Raft library: raft/rg_apply hands it each
- * committed entry with its index (raft-notes §4). Business outcomes ("version conflict", "no such node") are per-command
- * results, identical on every replica; a real storage failure while applying
+ * committed entry with its index (raft-notes §4). Business outcomes ("version conflict", "no such
+ * node") are per-command results, identical on every replica; a real storage failure while applying
  * stops the process with a clear message (replay redoes the entry on restart).
  *
  * Exactly once (DESIGN.md "Guarantees"): an entry at or below the store's
@@ -67,19 +67,19 @@ struct fsm_lock_event {
 /* Called on the server that proposed an entry (origin == own id) when the
  * entry has been applied: results[i] belongs to the entry's command i. */
 typedef void (*fsm_results_cb)(void *data, uint64_t seq, uint64_t term, uint64_t index,
-                                  const struct fsm_result *results, unsigned n);
+                               const struct fsm_result *results, unsigned n);
 
 struct fsm {
     struct store *store;
     uint64_t self_id;
-    struct store_txn *txn; /* open write transaction, or NULL */
-    uint64_t txn_entries;  /* entries in the open transaction */
+    struct store_txn *txn;  /* open write transaction, or NULL */
+    uint64_t txn_entries;   /* entries in the open transaction */
     uint64_t applied_index; /* including the open transaction */
     uint64_t applied_term;
-    uint64_t time_ms;       /* leader stamp of the last applied entry */
-    uint64_t revision;      /* cluster-wide count of kv writes (meta "revision") */
-    uint64_t fence;         /* last fencing token handed out (meta "fence") */
-    int dispatch_paused;    /* meta "dispatch_paused" */
+    uint64_t time_ms;    /* leader stamp of the last applied entry */
+    uint64_t revision;   /* cluster-wide count of kv writes (meta "revision") */
+    uint64_t fence;      /* last fencing token handed out (meta "fence") */
+    int dispatch_paused; /* meta "dispatch_paused" */
     /* Hook for the leader's dispatcher: called after each applied command
      * that changes scheduling state (may be NULL). */
     void (*sched_cb)(void *data, const void *cmd, const struct fsm_result *res);
@@ -97,17 +97,17 @@ struct fsm {
     fsm_results_cb results_cb;
     void *results_data;
     /* Counters, exposed by GET /v1/status. */
-    uint64_t n_applied;        /* entries applied since start */
-    uint64_t n_skipped;        /* entries skipped as already in the store */
-    uint64_t n_cmds;           /* commands applied */
-    uint64_t n_bad;            /* entries that did not decode (applied as no-ops) */
-    uint64_t n_commits;        /* LMDB write transactions committed */
-    uint64_t n_snapshots;      /* snapshots taken */
-    uint64_t n_restores;       /* snapshots loaded */
+    uint64_t n_applied;          /* entries applied since start */
+    uint64_t n_skipped;          /* entries skipped as already in the store */
+    uint64_t n_cmds;             /* commands applied */
+    uint64_t n_bad;              /* entries that did not decode (applied as no-ops) */
+    uint64_t n_commits;          /* LMDB write transactions committed */
+    uint64_t n_snapshots;        /* snapshots taken */
+    uint64_t n_restores;         /* snapshots loaded */
     uint64_t n_restores_skipped; /* snapshots older than the store, ignored */
-    uint64_t n_req_replayed;   /* requests answered from their session's memory */
-    uint64_t n_req_stale;      /* requests refused: a newer one of the session applied */
-    uint64_t n_req_nosession;  /* requests refused: their session does not exist */
+    uint64_t n_req_replayed;     /* requests answered from their session's memory */
+    uint64_t n_req_stale;        /* requests refused: a newer one of the session applied */
+    uint64_t n_req_nosession;    /* requests refused: their session does not exist */
 };
 
 /* Initialise over an open store. */

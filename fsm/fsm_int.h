@@ -9,14 +9,13 @@
 int fsm__apply_kv(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struct fsm_result *res);
 /* Nodes and META (node.c): NODE_REGISTER, NODE_CAP, NODE_DRAIN, NODE_REMOVE,
  * META_INIT. */
-int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index,
-                    struct fsm_result *res);
+int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index, struct fsm_result *res);
 
 /* Apply one scheduling command (tasks, units, node loss, dispatch) in the
  * FSM's open write transaction. Business outcomes go to res->err; the return
  * value is a storage failure. */
 int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                    struct fsm_result *res);
+                     struct fsm_result *res);
 
 /* Sessions and locks (fsm/lock.c): validation, encoding and decoding of the
  * FSM_CMD_SESSION_* / LEASE_EXTEND / LOCK_* commands, and their apply. */
@@ -24,12 +23,12 @@ int fsm__lock_validate(const struct fsm_cmd *c, char *errmsg);
 int fsm__lock_pack(msgpack_packer *pk, const struct fsm_cmd *c); /* msgpack-c status */
 int fsm__lock_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_lock(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                   struct fsm_result *res);
+                    struct fsm_result *res);
 
 /* Holding a lock for a job run (overlap forbid) without a session: FL_OK
  * with *token, FL_EBUSY if it is held, has waiters or is in its lock-delay. */
 int fsm__lock_hold(struct fsm *f, const char *key, const char *holder, uint64_t now,
-                  uint64_t *token);
+                   uint64_t *token);
 int fsm__lock_drop(struct fsm *f, const char *key, const char *holder, uint64_t now);
 
 /* Cron jobs (fsm/job.c). */
@@ -37,31 +36,31 @@ int fsm__job_validate(const struct fsm_cmd *c, char *errmsg);
 int fsm__job_pack(msgpack_packer *pk, const struct fsm_cmd *c);
 int fsm__job_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_job(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                  struct fsm_result *res);
+                   struct fsm_result *res);
 /* A task of a job run has finished (called by the scheduling apply). */
 int fsm__job_task_finished(struct fsm *f, const struct store_task *task, uint64_t index,
-                          uint64_t now);
+                           uint64_t now);
 
 /* API tokens (fsm/acl.c). */
 int fsm__acl_validate(const struct fsm_cmd *c, char *errmsg);
 int fsm__acl_pack(msgpack_packer *pk, const struct fsm_cmd *c);
 int fsm__acl_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_acl(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                  struct fsm_result *res);
+                   struct fsm_result *res);
 
 /* Package metadata (fsm/package.c). */
 int fsm__package_validate(const struct fsm_cmd *c, char *errmsg);
 int fsm__package_pack(msgpack_packer *pk, const struct fsm_cmd *c);
 int fsm__package_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_package(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                      struct fsm_result *res);
+                       struct fsm_result *res);
 
 /* Agent identities (fsm/agentkey.c). */
 int fsm__agentkey_validate(const struct fsm_cmd *c, char *errmsg);
 int fsm__agentkey_pack(msgpack_packer *pk, const struct fsm_cmd *c);
 int fsm__agentkey_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_agentkey(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                       struct fsm_result *res);
+                        struct fsm_result *res);
 
 /* Request identity (fsm/request.c): before executing a command that carries
  * one, *run says whether to execute it; otherwise res already holds the

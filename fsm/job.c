@@ -35,7 +35,8 @@ int fsm_job_name_check(const char *name, size_t n, char *errmsg)
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)name[i];
-        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        int alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
         if (!alnum && (i == 0 || (ch != '_' && ch != '.' && ch != '-'))) {
             return fl_errf(errmsg, FL_EINVAL,
                            "job name may only hold A-Z, a-z, 0-9, '_', '.', '-' and must start "
@@ -113,8 +114,7 @@ int fsm__job_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
     c->u.job.n_nodes = f[8].via.array.size;
     c->u.job.nodes = f[8].via.array.ptr;
     for (uint32_t i = 0; i < c->u.job.n_nodes; i++) {
-        if (c->u.job.nodes[i].type != MSGPACK_OBJECT_STR ||
-            c->u.job.nodes[i].via.str.size == 0 ||
+        if (c->u.job.nodes[i].type != MSGPACK_OBJECT_STR || c->u.job.nodes[i].via.str.size == 0 ||
             c->u.job.nodes[i].via.str.size >= STORE_NODE_ID_MAX) {
             return FL_EDECODE;
         }
@@ -259,8 +259,8 @@ static int submit_task(struct fsm *f, const struct store_job *j, const char *id,
 
 /* Start a run: its tasks, the job's active list and the run record's task
  * list. nodes: mode all's eligible nodes (n > 0), else NULL. */
-static int start_run(struct fsm *f, struct store_job *j, struct store_run *r,
-                     struct fl_buf *active, const struct fsm_cmd *c, uint64_t index, uint64_t now)
+static int start_run(struct fsm *f, struct store_job *j, struct store_run *r, struct fl_buf *active,
+                     const struct fsm_cmd *c, uint64_t index, uint64_t now)
 {
     char base[STORE_TASK_ID_MAX], id[64], tname[STORE_TASK_NAME_MAX + 64];
     uint32_t n = j->mode == STORE_JOB_ALL && c != NULL ? c->u.job.n_nodes : 1;
@@ -540,7 +540,7 @@ static int oldest_queued(struct store_txn *t, const char *name, struct store_run
 }
 
 int fsm__job_task_finished(struct fsm *f, const struct store_task *task, uint64_t index,
-                          uint64_t now)
+                           uint64_t now)
 {
     char key[STORE_LOCK_KEY_MAX], holder[STORE_SESSION_ID_MAX];
     const char *name = task->job.job;
@@ -595,7 +595,7 @@ int fsm__job_task_finished(struct fsm *f, const struct store_task *task, uint64_
 }
 
 int fsm__apply_job(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                  struct fsm_result *res)
+                   struct fsm_result *res)
 {
     char name[STORE_JOB_NAME_MAX];
     snprintf(name, sizeof name, "%.*s", (int)c->u.job.nlen, c->u.job.name);

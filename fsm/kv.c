@@ -12,7 +12,7 @@
 #include "fsm/fsm_int.h"
 
 static int put(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision, uint64_t now,
-                  struct fsm_result *res)
+               struct fsm_result *res)
 {
     struct store_kv cur;
     int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);
@@ -28,8 +28,8 @@ static int put(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision,
             return FL_OK;
         }
     }
-    rv = store_kv_put(t, c->u.kv.key, c->u.kv.klen, c->u.kv.value, c->u.kv.vlen, *revision + 1,
-                      now);
+    rv =
+        store_kv_put(t, c->u.kv.key, c->u.kv.klen, c->u.kv.value, c->u.kv.vlen, *revision + 1, now);
     if (rv != FL_OK) {
         return rv;
     }
@@ -38,7 +38,7 @@ static int put(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision,
 }
 
 static int del(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision,
-                  struct fsm_result *res)
+               struct fsm_result *res)
 {
     struct store_kv cur;
     int rv = store_kv_get(t, c->u.kv.key, c->u.kv.klen, &cur);

@@ -26,14 +26,14 @@ static int ns_char(unsigned char ch)
            ch == '-';
 }
 
-int fsm_lock_key_check(const char *ns, size_t nslen, const char *name, size_t namelen,
-                      char *errmsg)
+int fsm_lock_key_check(const char *ns, size_t nslen, const char *name, size_t namelen, char *errmsg)
 {
     if (nslen == 0 || nslen > FSM_LOCK_NS_MAX) {
         return fl_errf(errmsg, FL_EINVAL, "namespace must be 1-%d characters", FSM_LOCK_NS_MAX);
     }
     if (!((ns[0] >= 'a' && ns[0] <= 'z') || (ns[0] >= '0' && ns[0] <= '9'))) {
-        return fl_errf(errmsg, FL_EINVAL, "namespace must start with a lowercase letter or a digit");
+        return fl_errf(errmsg, FL_EINVAL,
+                       "namespace must start with a lowercase letter or a digit");
     }
     for (size_t i = 0; i < nslen; i++) {
         if (!ns_char((unsigned char)ns[i])) {
@@ -66,7 +66,7 @@ int fsm_lock_full_key_check(const char *key, size_t klen, char *errmsg)
         return fl_errf(errmsg, FL_EINVAL, "a lock is named namespace/name");
     }
     return fsm_lock_key_check(key, (size_t)(slash - key), slash + 1,
-                             klen - (size_t)(slash - key) - 1, errmsg);
+                              klen - (size_t)(slash - key) - 1, errmsg);
 }
 
 int fsm_session_id_check(const char *id, size_t n, char *errmsg)
@@ -99,7 +99,8 @@ int fsm__lock_validate(const struct fsm_cmd *c, char *errmsg)
     }
     switch (c->type) {
     case FSM_CMD_SESSION_CREATE:
-        if (c->u.lock.ttl_ms < FSM_SESSION_TTL_MIN_MS || c->u.lock.ttl_ms > FSM_SESSION_TTL_MAX_MS) {
+        if (c->u.lock.ttl_ms < FSM_SESSION_TTL_MIN_MS ||
+            c->u.lock.ttl_ms > FSM_SESSION_TTL_MAX_MS) {
             return fl_errf(errmsg, FL_EINVAL, "ttl must be between 1s and 24h");
         }
         if (c->u.lock.lock_delay_ms > FSM_LOCK_DELAY_MAX_MS) {
@@ -138,7 +139,8 @@ int fsm__lock_pack(msgpack_packer *pk, const struct fsm_cmd *c)
     return msgpack_pack_array(pk, with_token ? 10 : 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
            fsm__pack_str(pk, c->u.lock.session, c->u.lock.slen) |
            fsm__pack_str(pk, c->u.lock.key, c->u.lock.klen) |
-           fsm__pack_str(pk, c->u.lock.name, c->u.lock.nlen) | msgpack_pack_uint64(pk, c->u.lock.ttl_ms) |
+           fsm__pack_str(pk, c->u.lock.name, c->u.lock.nlen) |
+           msgpack_pack_uint64(pk, c->u.lock.ttl_ms) |
            msgpack_pack_uint64(pk, c->u.lock.lock_delay_ms) |
            msgpack_pack_uint64(pk, c->u.lock.renewals) | msgpack_pack_uint32(pk, c->u.lock.limit) |
            (c->u.lock.wait ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
@@ -311,8 +313,8 @@ static int grant_waiters(struct fsm *f, const char *key, size_t klen, struct sto
         }
     }
     if (l->n_waiters > 0 && l->n_holders < l->limit && f->lock_cb != NULL) {
-        struct fsm_lock_event ev = {.type = FSM_LEV_DELAY, .key = key, .klen = klen,
-                                   .until_ms = l->delay_until_ms};
+        struct fsm_lock_event ev = {
+            .type = FSM_LEV_DELAY, .key = key, .klen = klen, .until_ms = l->delay_until_ms};
         f->lock_cb(f->lock_data, &ev);
     }
     return FL_OK;
@@ -394,8 +396,7 @@ static int acquire(struct fsm *f, const struct fsm_cmd *c, const char *session, 
     } else {
         res->err = FL_EBUSY;
         if (l.n_holders > 0) {
-            copy_str(res->str, sizeof res->str, l.holders[0].session,
-                     strlen(l.holders[0].session));
+            copy_str(res->str, sizeof res->str, l.holders[0].session, strlen(l.holders[0].session));
         }
         goto out;
     }
@@ -578,8 +579,8 @@ static int drop_session(struct fsm *f, const struct store_session *s, uint64_t d
     return rv;
 }
 
-static int session_create(struct fsm *f, const struct fsm_cmd *c, const char *id,
-                          uint64_t index, uint64_t now, struct fsm_result *res)
+static int session_create(struct fsm *f, const struct fsm_cmd *c, const char *id, uint64_t index,
+                          uint64_t now, struct fsm_result *res)
 {
     struct store_session s;
     int rv = store_session_get(f->txn, id, &s);
@@ -684,7 +685,7 @@ static int lease_extend(struct fsm *f, uint64_t now)
 }
 
 int fsm__apply_lock(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                   struct fsm_result *res)
+                    struct fsm_result *res)
 {
     char session[STORE_SESSION_ID_MAX];
     copy_str(session, sizeof session, c->u.lock.session, c->u.lock.slen);
@@ -711,7 +712,7 @@ int fsm__apply_lock(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint
 }
 
 int fsm__lock_hold(struct fsm *f, const char *key, const char *holder, uint64_t now,
-                  uint64_t *token)
+                   uint64_t *token)
 {
     struct store_lock l;
     size_t klen = strlen(key);

@@ -47,7 +47,7 @@ static int reg(struct store_txn *t, const struct fsm_cmd *c, uint64_t index)
 }
 
 static int update(struct store_txn *t, const struct fsm_cmd *c, uint64_t index,
-                       struct fsm_result *res)
+                  struct fsm_result *res)
 {
     struct store_node n;
     char id[STORE_NODE_ID_MAX];
@@ -92,8 +92,7 @@ static int meta_init(struct store_txn *t, const struct fsm_cmd *c, struct fsm_re
     return store_meta_put(t, name, value);
 }
 
-int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index,
-                    struct fsm_result *res)
+int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index, struct fsm_result *res)
 {
     switch (c->type) {
     case FSM_CMD_NODE_REGISTER:

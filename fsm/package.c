@@ -18,9 +18,9 @@
 #include "common/err.h"
 #include "fsm/fsm_int.h"
 
-#define PKG_CHUNK_MIN  (64u * 1024u)
-#define PKG_CHUNK_MAX  (64u * 1024u * 1024u)
-#define PKG_SIZE_MAX   (64ull * 1024 * 1024 * 1024)
+#define PKG_CHUNK_MIN (64u * 1024u)
+#define PKG_CHUNK_MAX (64u * 1024u * 1024u)
+#define PKG_SIZE_MAX  (64ull * 1024 * 1024 * 1024)
 
 static int name_char(char ch)
 {
@@ -79,7 +79,8 @@ int fsm__package_validate(const struct fsm_cmd *c, char *errmsg)
     }
     if (rec.chunk_size < PKG_CHUNK_MIN || rec.chunk_size > PKG_CHUNK_MAX ||
         rec.size > PKG_SIZE_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "package chunks are 64 KiB-64 MiB, packages at most 64 GiB");
+        return fl_errf(errmsg, FL_EINVAL,
+                       "package chunks are 64 KiB-64 MiB, packages at most 64 GiB");
     }
     if (rec.keep < 1 || rec.keep > STORE_PKG_KEEP_MAX) {
         return fl_errf(errmsg, FL_EINVAL, "keep is 1-%d versions", STORE_PKG_KEEP_MAX);
@@ -176,7 +177,7 @@ static int retain(struct fsm *f, const char *name, uint32_t keep)
 }
 
 int fsm__apply_package(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                      struct fsm_result *res)
+                       struct fsm_result *res)
 {
     const struct fsm_cmd_package *p = &c->u.pkg;
     char name[STORE_PKG_NAME_MAX], version[STORE_PKG_VERSION_MAX];

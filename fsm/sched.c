@@ -135,16 +135,16 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     fl_buf_init(&hosts);
     for (uint32_t unit = 0; unit < task.n_units && rv == FL_OK; unit++) {
         uint32_t first = unit * task.unit_size;
-        uint32_t last = first + task.unit_size > task.n_hosts ? task.n_hosts
-                                                              : first + task.unit_size;
+        uint32_t last =
+            first + task.unit_size > task.n_hosts ? task.n_hosts : first + task.unit_size;
         uint8_t qkey[12 + STORE_TASK_ID_MAX + 5];
         size_t qlen;
         fl_buf_reset(&hosts);
         for (uint32_t h = first; h < last; h++) {
             const char *name;
             size_t n;
-            if (fsm_cmd_host(c, h, &name, &n) != FL_OK ||
-                fl_buf_append(&hosts, name, n) != FL_OK || fl_buf_append(&hosts, "", 1) != FL_OK) {
+            if (fsm_cmd_host(c, h, &name, &n) != FL_OK || fl_buf_append(&hosts, name, n) != FL_OK ||
+                fl_buf_append(&hosts, "", 1) != FL_OK) {
                 fl_buf_close(&hosts);
                 return FL_ENOMEM;
             }
@@ -216,9 +216,8 @@ static int requeue(struct store_txn *t, struct store_task *task, uint32_t unit,
     return rv;
 }
 
-static int finish_unit(struct fsm *f, struct store_task *task, uint32_t unit,
-                       struct store_unit *u, const struct fsm_cmd *c, int status, int32_t exit_code,
-                       uint64_t now);
+static int finish_unit(struct fsm *f, struct store_task *task, uint32_t unit, struct store_unit *u,
+                       const struct fsm_cmd *c, int status, int32_t exit_code, uint64_t now);
 
 /* Hosts of the task that finished neither ok nor cancelled. */
 static uint32_t failed_hosts(const struct store_task *task)
@@ -261,9 +260,8 @@ static int stop_task(struct fsm *f, struct store_task *task, uint64_t now)
 /* Record the final per-host results of a unit and close the task when it was
  * the last one; stop the task when its failed hosts reach fail_stop. `c` may
  * be NULL: then every host gets `status`. */
-static int finish_unit(struct fsm *f, struct store_task *task, uint32_t unit,
-                       struct store_unit *u, const struct fsm_cmd *c, int status, int32_t exit_code,
-                       uint64_t now)
+static int finish_unit(struct fsm *f, struct store_task *task, uint32_t unit, struct store_unit *u,
+                       const struct fsm_cmd *c, int status, int32_t exit_code, uint64_t now)
 {
     struct store_txn *t = f->txn;
     size_t pos = 0, hlen;
@@ -352,8 +350,7 @@ static int finish_unit(struct fsm *f, struct store_task *task, uint32_t unit,
 
 /* ---- assign ------------------------------------------------------------- */
 
-static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
-                       struct fsm_result *res)
+static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struct fsm_result *res)
 {
     struct store_txn *t = f->txn;
     char task_id[STORE_TASK_ID_MAX], node_id[STORE_NODE_ID_MAX];
@@ -396,8 +393,8 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
                                       .running = task.units_running,
                                       .ending = task.cancel_requested || task.stopped,
                                       .on_host = task.placement == FSM_PLACE_HOST};
-        struct sched_admit_node an = {.id = node_id, .cap = n.cap, .running = n.running,
-                                      .draining = n.drain, .lost = n.lost};
+        struct sched_admit_node an = {
+            .id = node_id, .cap = n.cap, .running = n.running, .draining = n.drain, .lost = n.lost};
         size_t pos = 0;
         if (at.on_host && store_unit_host(&u, &pos, &at.host, &at.host_len) != FL_OK) {
             res->err = FL_EINVAL;
@@ -461,8 +458,7 @@ static int retryable(int status)
     return status != STORE_ST_OK && status != STORE_ST_CANCELLED;
 }
 
-static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
-                       struct fsm_result *res)
+static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struct fsm_result *res)
 {
     struct store_txn *t = f->txn;
     char task_id[STORE_TASK_ID_MAX];
@@ -506,8 +502,8 @@ static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
 
 /* The leader takes a running unit back (its node was lost, or its agent does
  * not know it after a leader change). */
-static int take_back(struct fsm *f, const char *task_id, uint32_t unit, uint64_t token,
-                     int status, uint64_t now, struct fsm_result *res)
+static int take_back(struct fsm *f, const char *task_id, uint32_t unit, uint64_t token, int status,
+                     uint64_t now, struct fsm_result *res)
 {
     struct store_txn *t = f->txn;
     struct store_task task;
@@ -534,16 +530,13 @@ static int take_back(struct fsm *f, const char *task_id, uint32_t unit, uint64_t
     if (u.retries_left > 0 && !u.cancel && !task.cancel_requested && !task.stopped) {
         rv = requeue(t, &task, unit, &u, now);
     } else {
-        rv = finish_unit(f, &task, unit, &u, NULL, u.cancel || task.cancel_requested
-                                                       ? STORE_ST_CANCELLED
-                                                       : status,
-                         -1, now);
+        rv = finish_unit(f, &task, unit, &u, NULL,
+                         u.cancel || task.cancel_requested ? STORE_ST_CANCELLED : status, -1, now);
     }
     return rv == FL_OK ? store_task_put(t, &task) : rv;
 }
 
-static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
-                     struct fsm_result *res)
+static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struct fsm_result *res)
 {
     struct store_txn *t = f->txn;
     char node_id[STORE_NODE_ID_MAX];
@@ -609,8 +602,7 @@ static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
     return rv;
 }
 
-static int task_cancel(struct fsm *f, const struct fsm_cmd *c, uint64_t now,
-                       struct fsm_result *res)
+static int task_cancel(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struct fsm_result *res)
 {
     struct store_txn *t = f->txn;
     char task_id[STORE_TASK_ID_MAX];
@@ -667,7 +659,7 @@ static int apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
  * next queued run (fsm/job.c); done after the command, at the outermost
  * level only (a job run itself submits and cancels tasks). */
 int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
-                    struct fsm_result *res)
+                     struct fsm_result *res)
 {
     int rv;
     f->sched_depth++;
@@ -677,7 +669,8 @@ int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uin
         struct fl_buf ids = f->finished_runs;
         fl_buf_init(&f->finished_runs);
         f->sched_depth++;
-        for (size_t off = 0; rv == FL_OK && off < ids.len; off += strlen((char *)ids.data + off) + 1) {
+        for (size_t off = 0; rv == FL_OK && off < ids.len;
+             off += strlen((char *)ids.data + off) + 1) {
             struct store_task task;
             rv = store_task_get(f->txn, (char *)ids.data + off, &task);
             if (rv == FL_OK) {
@@ -705,8 +698,7 @@ static int apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
     case FSM_CMD_UNIT_REQUEUE: {
         char task_id[STORE_TASK_ID_MAX];
         copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
-        return take_back(f, task_id, c->u.unit.unit, c->u.unit.token, c->u.unit.status, now,
-                         res);
+        return take_back(f, task_id, c->u.unit.unit, c->u.unit.token, c->u.unit.status, now, res);
     }
     case FSM_CMD_NODE_LOST:
         return node_lost(f, c, now, res);

@@ -38,10 +38,10 @@ static int blob_fuzz_one(const uint8_t *data, size_t size)
             if (q.op < BLOB_STAT || q.op > BLOB_CHUNKS) {
                 blob_fail("a request with an unknown op was accepted");
             }
-            if (blob_req_encode(&q, &b) != FL_OK || blob_req_decode(b.data, b.len, &back) != FL_OK ||
-                back.op != q.op || memcmp(back.hash, q.hash, sizeof q.hash) != 0 ||
-                back.offset != q.offset || back.length != q.length ||
-                back.sig_len != q.sig_len ||
+            if (blob_req_encode(&q, &b) != FL_OK ||
+                blob_req_decode(b.data, b.len, &back) != FL_OK || back.op != q.op ||
+                memcmp(back.hash, q.hash, sizeof q.hash) != 0 || back.offset != q.offset ||
+                back.length != q.length || back.sig_len != q.sig_len ||
                 (q.sig_len && memcmp(back.sig, q.sig, q.sig_len) != 0)) {
                 blob_fail("a request does not survive re-encoding");
             }
@@ -55,8 +55,7 @@ static int blob_fuzz_one(const uint8_t *data, size_t size)
             if (a.msg_len < 511 && memchr(a.msg, 0, a.msg_len) == NULL &&
                 (blob_resp_encode(a.status, msg, a.size, a.data, a.data_len, &b) != FL_OK ||
                  blob_resp_decode(b.data, b.len, &back) != FL_OK || back.status != a.status ||
-                 back.size != a.size || back.msg_len != a.msg_len ||
-                 back.data_len != a.data_len ||
+                 back.size != a.size || back.msg_len != a.msg_len || back.data_len != a.data_len ||
                  (a.data_len && memcmp(back.data, a.data, a.data_len) != 0))) {
                 blob_fail("an answer does not survive re-encoding");
             }

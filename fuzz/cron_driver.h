@@ -22,14 +22,14 @@
 #include "common/err.h"
 #include "cron/tz.h"
 
-static const char *const cron_fuzz_zone_names[8] = {"UTC",           "Europe/Berlin", "America/New_York",
-                                     "Australia/Lord_Howe", "Asia/Kolkata", "America/Santiago",
-                                     "Pacific/Chatham", "Africa/Casablanca"};
+static const char *const cron_fuzz_zone_names[8] = {
+    "UTC",          "Europe/Berlin",    "America/New_York", "Australia/Lord_Howe",
+    "Asia/Kolkata", "America/Santiago", "Pacific/Chatham",  "Africa/Casablanca"};
 static struct fl_tz *cron_fuzz_zones[8];
 
 #define YEAR_SECS (366LL * 86400)
-#define MIN_SECS (-62135596800LL)  /* 0001-01-01 */
-#define MAX_SECS (253402300799LL)  /* 9999-12-31T23:59:59 */
+#define MIN_SECS  (-62135596800LL) /* 0001-01-01 */
+#define MAX_SECS  (253402300799LL) /* 9999-12-31T23:59:59 */
 
 static void walk(const struct cron_expr *e, const struct fl_tz *z, int64_t start)
 {
@@ -102,7 +102,8 @@ static int cron_fuzz_one(const uint8_t *data, size_t size)
     err[0] = '\0';
     if (cron_parse(text, &e, err) == FL_OK) {
         int zi = data[0] % 8;
-        if (cron_fuzz_zones[zi] == NULL && fl_tz_load(cron_fuzz_zone_names[zi], &cron_fuzz_zones[zi], NULL) != FL_OK) {
+        if (cron_fuzz_zones[zi] == NULL &&
+            fl_tz_load(cron_fuzz_zone_names[zi], &cron_fuzz_zones[zi], NULL) != FL_OK) {
             cron_fuzz_zones[zi] = NULL;
         }
         walk(&e, cron_fuzz_zones[zi], start);

@@ -73,10 +73,9 @@ static void seed_reply(void)
 static void seed_scripts(void)
 {
     /* mode 2 scripts: [op, arg, data...] */
-    static const uint8_t clean[] = {2, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 3, 'a', 'b', 'c',
-                                    2, 0};
-    static const uint8_t bytewise[] = {2, 0, 10, '0', '1', '2', '3', '4', '5', '6', '7', '8',
-                                       '9', 2, 0};
+    static const uint8_t clean[] = {2, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 3, 'a', 'b', 'c', 2, 0};
+    static const uint8_t bytewise[] = {2,   0,   10,  '0', '1', '2', '3', '4',
+                                       '5', '6', '7', '8', '9', 2,   0};
     static const uint8_t flip[] = {2, 0, 4, 'v', 'o', 't', 'e', 1, 7, 2, 63};
     static const uint8_t raw[] = {2, 3, 4, 0, 0, 0, 30, 2, 9};
     static const uint8_t big_len[] = {2, 3, 4, 0x7f, 0xff, 0xff, 0xff, 2, 3};

@@ -161,8 +161,8 @@ static inline void schan_fuzz_script(const uint8_t *d, size_t size)
     }
     schan_fuzz_deliver(&p, 4096);
     /* Nothing forged: the receiver got a prefix of what was sent... */
-    if (p.plain.len > p.sent.len || (p.plain.len > 0 && memcmp(p.plain.data, p.sent.data,
-                                                               p.plain.len) != 0)) {
+    if (p.plain.len > p.sent.len ||
+        (p.plain.len > 0 && memcmp(p.plain.data, p.sent.data, p.plain.len) != 0)) {
         abort();
     }
     /* ...and all of it when nobody touched the wire. */

@@ -293,8 +293,7 @@ static void finishf(struct creq *r, int err, const char *what, int uverr)
  * repeated (the server may also have read it, acted, and closed). */
 static void fail_exchange(struct creq *r, int err, const char *what, int uverr)
 {
-    if (r->repeatable && r->conn != NULL && r->conn->reused && !r->got_bytes &&
-        r->attempts == 1) {
+    if (r->repeatable && r->conn != NULL && r->conn->reused && !r->got_bytes && r->attempts == 1) {
         detach(r, 0);
         r->attempts++;
         start_attempt(r, 0);

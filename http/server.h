@@ -46,19 +46,19 @@
 
 /* Limits; a zero field takes the default. */
 struct http_limits {
-    size_t max_body;          /* request body bytes; default 1 MiB */
-    size_t max_header;        /* request line + header bytes in total; default 16 KiB */
-    unsigned max_conns;       /* open connections; default 4096 */
+    size_t max_body;           /* request body bytes; default 1 MiB */
+    size_t max_header;         /* request line + header bytes in total; default 16 KiB */
+    unsigned max_conns;        /* open connections; default 4096 */
     unsigned max_conns_per_ip; /* open connections from one address; default 1024 */
-    unsigned idle_timeout_ms; /* close a connection idle this long; default 60000 */
+    unsigned idle_timeout_ms;  /* close a connection idle this long; default 60000 */
 };
 
-#define HTTP_DEFAULT_MAX_BODY     (1024u * 1024u)
-#define HTTP_DEFAULT_MAX_HEADER   (16u * 1024u)
-#define HTTP_DEFAULT_MAX_CONNS    4096u
+#define HTTP_DEFAULT_MAX_BODY         (1024u * 1024u)
+#define HTTP_DEFAULT_MAX_HEADER       (16u * 1024u)
+#define HTTP_DEFAULT_MAX_CONNS        4096u
 #define HTTP_DEFAULT_MAX_CONNS_PER_IP 1024u
-#define HTTP_DEFAULT_IDLE_TIMEOUT 60000u
-#define HTTP_MAX_HEADERS          64 /* headers kept per request; more is a 431 */
+#define HTTP_DEFAULT_IDLE_TIMEOUT     60000u
+#define HTTP_MAX_HEADERS              64 /* headers kept per request; more is a 431 */
 
 struct http_conn;
 
@@ -115,12 +115,12 @@ typedef void (*http_handler_cb)(void *data, struct http_request *req);
 struct http_server;
 
 struct http_stats {
-    uint64_t requests;   /* complete requests handed to the handler */
-    uint64_t rejected;   /* answered by the limits: 400, 413, 429, 431, 503 */
+    uint64_t requests;        /* complete requests handed to the handler */
+    uint64_t rejected;        /* answered by the limits: 400, 413, 429, 431, 503 */
     uint64_t rejected_per_ip; /* of those, connections over max_conns_per_ip (429) */
     uint64_t dropped;         /* requests whose connection was closed unanswered (http_drop) */
-    uint64_t accepted;   /* connections accepted (including rejected ones) */
-    unsigned open_conns; /* connections open now */
+    uint64_t accepted;        /* connections accepted (including rejected ones) */
+    unsigned open_conns;      /* connections open now */
 };
 
 /* Listen on addr ("ip:port" IPv4, port 0 = any free port; ":port" = all

@@ -28,9 +28,9 @@
 #include "node/node_int.h"
 #include "fsm/cmd.h"
 
-#define SECRET_PREFIX "flt_"
-#define SECRET_MIN 32
-#define SECRET_MAX 128
+#define SECRET_PREFIX       "flt_"
+#define SECRET_MIN          32
+#define SECRET_MAX          128
 #define SERVER_AUTH_SKEW_MS (5 * 60 * 1000)
 
 static const struct {
@@ -48,8 +48,8 @@ static const struct {
 
 static void hash_secret(const char *secret, uint8_t out[STORE_TOKEN_HASH_BYTES])
 {
-    crypto_generichash(out, STORE_TOKEN_HASH_BYTES, (const unsigned char *)secret,
-                       strlen(secret), NULL, 0);
+    crypto_generichash(out, STORE_TOKEN_HASH_BYTES, (const unsigned char *)secret, strlen(secret),
+                       NULL, 0);
 }
 
 /* "flt_" + 43 characters of base64url: 256 random bits. */
@@ -122,9 +122,9 @@ static json_t *token_json(const struct store_token *tok)
         json_array_append_new(ns, json_string(tok->ns[i]));
     }
     return json_pack("{s:s, s:s, s:o, s:o, s:I, s:I, s:b}", "accessor", tok->accessor, "name",
-                     tok->name, "policies", policy_names(tok->caps), "namespaces", ns,
-                     "created_ms", (json_int_t)tok->created_ms, "created_index",
-                     (json_int_t)tok->created_index, "bootstrap", tok->bootstrap);
+                     tok->name, "policies", policy_names(tok->caps), "namespaces", ns, "created_ms",
+                     (json_int_t)tok->created_ms, "created_index", (json_int_t)tok->created_index,
+                     "bootstrap", tok->bootstrap);
 }
 
 /* ---- the check ----------------------------------------------------------- */
@@ -240,11 +240,10 @@ static int ns_allowed(const struct store_token *tok, const char *arg)
     return 0;
 }
 
-static void deny(struct node_server *s, struct http_request *req, int status, const char *fmt,
-                 ...) __attribute__((format(printf, 4, 5)));
+static void deny(struct node_server *s, struct http_request *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void deny(struct node_server *s, struct http_request *req, int status, const char *fmt,
-                 ...)
+static void deny(struct node_server *s, struct http_request *req, int status, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -278,8 +277,8 @@ static uint32_t needed_caps(int need)
 
 const char *node__need_name(int need)
 {
-    static const char *names[] = {"?", "none", "token", "read", "submit", "operate",
-                                  "admin", "operate"};
+    static const char *names[] = {"?",      "none",    "token", "read",
+                                  "submit", "operate", "admin", "operate"};
     return need >= 0 && need <= NEED_SERVER ? names[need] : "?";
 }
 
@@ -351,8 +350,8 @@ static void created_done(struct node_server *s, struct http_request *req, int er
             req, err, res, FL_ECONFLICT,
             "ACLs are already bootstrapped; ask an admin token holder for a token")) {
         http_respond_json(req, 200,
-                          json_pack("{s:s, s:s, s:I}", "accessor", res->str, "secret",
-                                    req->scratch, "index", (json_int_t)res->index));
+                          json_pack("{s:s, s:s, s:I}", "accessor", res->str, "secret", req->scratch,
+                                    "index", (json_int_t)res->index));
     }
     sodium_memzero(req->scratch, sizeof req->scratch);
 }
@@ -416,8 +415,9 @@ static int parse_policies(struct http_request *req, json_t *arr, uint32_t *caps)
     json_t *v;
     *caps = 0;
     if (!json_is_array(arr) || json_array_size(arr) == 0) {
-        node__respond_err(req, FL_EINVAL, "policies must be a non-empty array of "
-                                          "read, submit, operate, admin, management");
+        node__respond_err(req, FL_EINVAL,
+                          "policies must be a non-empty array of "
+                          "read, submit, operate, admin, management");
         return 0;
     }
     json_array_foreach(arr, i, v)
@@ -497,8 +497,8 @@ void node__acl_create(struct node_server *s, struct http_request *req, char **ar
     }
     memset(&tok, 0, sizeof tok);
     name = json_object_get(body, "name");
-    if (name != NULL && (!json_is_string(name) ||
-                         strlen(json_string_value(name)) >= STORE_TOKEN_NAME_MAX)) {
+    if (name != NULL &&
+        (!json_is_string(name) || strlen(json_string_value(name)) >= STORE_TOKEN_NAME_MAX)) {
         json_decref(body);
         node__respond_err(req, FL_EINVAL, "name must be a string shorter than %d bytes",
                           STORE_TOKEN_NAME_MAX);
@@ -524,8 +524,9 @@ static void deleted_done(struct node_server *s, struct http_request *req, int er
         node__respond_err(req, FL_ECONFLICT,
                           "that is the last token that can manage tokens; create another first");
     } else if (!node__answer_failure(req, err, res, FL_ENOTFOUND, "no token with that accessor")) {
-        http_respond_json(req, 200, json_pack("{s:s, s:I}", "accessor", res->str, "index",
-                                              (json_int_t)res->index));
+        http_respond_json(
+            req, 200,
+            json_pack("{s:s, s:I}", "accessor", res->str, "index", (json_int_t)res->index));
     }
 }
 

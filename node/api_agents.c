@@ -17,10 +17,10 @@ static json_t *agentkey_json(const char *id, size_t idlen, const struct store_ag
 {
     char fpr[FL_IDENT_FPR_SIZE];
     fl_ident_fingerprint(k->pk, fpr);
-    return json_pack("{s:s%, s:s, s:s, s:I, s:I, s:b}", "id", id, idlen, "public_key", fpr,
-                     "state", k->state == STORE_AGENTKEY_APPROVED ? "approved" : "pending",
-                     "created_ms", (json_int_t)k->created_ms, "updated_index",
-                     (json_int_t)k->updated_index, "connected", connected);
+    return json_pack("{s:s%, s:s, s:s, s:I, s:I, s:b}", "id", id, idlen, "public_key", fpr, "state",
+                     k->state == STORE_AGENTKEY_APPROVED ? "approved" : "pending", "created_ms",
+                     (json_int_t)k->created_ms, "updated_index", (json_int_t)k->updated_index,
+                     "connected", connected);
 }
 
 void node__agents_list(struct node_server *s, struct http_request *req, char **args)
@@ -45,8 +45,8 @@ void node__agents_list(struct node_server *s, struct http_request *req, char **a
             }
             memcpy(id, k, kl);
             id[kl] = '\0';
-            json_array_append_new(arr, agentkey_json(id, kl, &rec,
-                                                     dispatch_connected(s->dispatch, id)));
+            json_array_append_new(arr,
+                                  agentkey_json(id, kl, &rec, dispatch_connected(s->dispatch, id)));
         }
         store_cursor_close(c);
     }

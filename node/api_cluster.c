@@ -48,13 +48,12 @@ static void status_counters(struct node_server *s, const struct rg_status *st, c
 {
     json_object_set_new(
         o, "fsm",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}",
-                  "applied_entries", (json_int_t)f->n_applied, "skipped_entries",
-                  (json_int_t)f->n_skipped, "commands", (json_int_t)f->n_cmds, "bad_entries",
-                  (json_int_t)f->n_bad, "store_commits", (json_int_t)f->n_commits, "snapshots",
-                  (json_int_t)f->n_snapshots, "restores", (json_int_t)f->n_restores,
-                  "restores_skipped", (json_int_t)f->n_restores_skipped, "requests",
-                  "replayed", (json_int_t)f->n_req_replayed, "stale",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "applied_entries",
+                  (json_int_t)f->n_applied, "skipped_entries", (json_int_t)f->n_skipped, "commands",
+                  (json_int_t)f->n_cmds, "bad_entries", (json_int_t)f->n_bad, "store_commits",
+                  (json_int_t)f->n_commits, "snapshots", (json_int_t)f->n_snapshots, "restores",
+                  (json_int_t)f->n_restores, "restores_skipped", (json_int_t)f->n_restores_skipped,
+                  "requests", "replayed", (json_int_t)f->n_req_replayed, "stale",
                   (json_int_t)f->n_req_stale, "no_session", (json_int_t)f->n_req_nosession));
     json_object_set_new(o, "store",
                         json_pack("{s:I, s:I, s:I, s:I}", "used_bytes", (json_int_t)used,
@@ -88,22 +87,23 @@ static void status_services(struct node_server *s, json_t *o)
         struct jobs_stats js;
         jobs_stats(s->jobs, &js);
         json_object_set_new(o, "jobs",
-                            json_pack("{s:I, s:I, s:I, s:I, s:b}", "tracked", (json_int_t)js.tracked,
-                                      "proposed", (json_int_t)js.proposed, "fired",
-                                      (json_int_t)js.fired, "refused", (json_int_t)js.refused,
-                                      "leading", js.leading));
+                            json_pack("{s:I, s:I, s:I, s:I, s:b}", "tracked",
+                                      (json_int_t)js.tracked, "proposed", (json_int_t)js.proposed,
+                                      "fired", (json_int_t)js.fired, "refused",
+                                      (json_int_t)js.refused, "leading", js.leading));
     }
     {
         struct http_stats hs;
         http_server_stats(s->http, &hs);
         json_object_set_new(o, "http",
-                            json_pack("{s:I, s:I, s:I, s:I}", "requests",
-                                      (json_int_t)hs.requests, "rejected", (json_int_t)hs.rejected,
-                                      "rejected_per_address", (json_int_t)hs.rejected_per_ip,
-                                      "open_connections", (json_int_t)hs.open_conns));
+                            json_pack("{s:I, s:I, s:I, s:I}", "requests", (json_int_t)hs.requests,
+                                      "rejected", (json_int_t)hs.rejected, "rejected_per_address",
+                                      (json_int_t)hs.rejected_per_ip, "open_connections",
+                                      (json_int_t)hs.open_conns));
         json_object_set_new(o, "limits",
-                            json_pack("{s:I, s:I}", "hosts_per_task", (json_int_t)FSM_TASK_HOSTS_MAX,
-                                      "refused_hosts_per_task", (json_int_t)s->n_refused_hosts));
+                            json_pack("{s:I, s:I}", "hosts_per_task",
+                                      (json_int_t)FSM_TASK_HOSTS_MAX, "refused_hosts_per_task",
+                                      (json_int_t)s->n_refused_hosts));
     }
 }
 
@@ -112,15 +112,14 @@ static void status_links(struct node_server *s, const struct rg_status *st, json
 {
     json_object_set_new(
         o, "raft_links",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "established",
-                  (json_int_t)st->links_established, "refused_handshakes",
-                  (json_int_t)st->links_refused, "handshake_timeouts", (json_int_t)st->links_timeouts,
-                  "closed_bad_frame", (json_int_t)st->links_broken,
-                  "handshaking", (json_int_t)st->links_handshaking, "raft_bytes_sent",
-                  (json_int_t)st->raft_bytes_sent, "raft_bytes_received",
-                  (json_int_t)st->raft_bytes_received, "wire_bytes_sent",
-                  (json_int_t)st->wire_bytes_sent, "wire_bytes_received",
-                  (json_int_t)st->wire_bytes_received));
+        json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "established",
+            (json_int_t)st->links_established, "refused_handshakes", (json_int_t)st->links_refused,
+            "handshake_timeouts", (json_int_t)st->links_timeouts, "closed_bad_frame",
+            (json_int_t)st->links_broken, "handshaking", (json_int_t)st->links_handshaking,
+            "raft_bytes_sent", (json_int_t)st->raft_bytes_sent, "raft_bytes_received",
+            (json_int_t)st->raft_bytes_received, "wire_bytes_sent", (json_int_t)st->wire_bytes_sent,
+            "wire_bytes_received", (json_int_t)st->wire_bytes_received));
     if (s->dispatch != NULL) {
         json_t *d = dispatch_stats_json(s->dispatch);
         json_object_set_new(o, "agent_links",
@@ -164,10 +163,10 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
                   (json_int_t)st.commit_index, "applied_index", (json_int_t)st.applied_index,
                   "last_index", (json_int_t)st.last_index);
     json_object_set_new(o, "leader",
-                        st.leader_id ? json_pack("{s:I, s:s, s:s}", "id", (json_int_t)st.leader_id,
-                                                 "raft_addr", st.leader_addr, "api_addr",
-                                                 leader_api)
-                                     : json_null());
+                        st.leader_id
+                            ? json_pack("{s:I, s:s, s:s}", "id", (json_int_t)st.leader_id,
+                                        "raft_addr", st.leader_addr, "api_addr", leader_api)
+                            : json_null());
     json_object_set_new(o, "members", members_json(s));
     json_object_set_new(o, "membership",
                         json_pack("{s:I, s:I, s:I}", "committed_index",
@@ -225,10 +224,10 @@ json_t *node__node_json(const struct store_node *n)
     return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:b, s:b, s:I, s:I}", "id",
                      n->id, "kind", n->kind == STORE_NODE_SERVER ? "server" : "agent", "raft_id",
                      (json_int_t)n->raft_id, "raft_addr", n->raft_addr, "api_addr", n->api_addr,
-                     "agent_addr", n->agent_addr, "blob_addr", n->blob_addr, "labels", labels, "cap", (json_int_t)n->cap,
-                     "running", (json_int_t)n->running, "drain", n->drain, "lost", n->lost,
-                     "created_index", (json_int_t)n->created_index, "updated_index",
-                     (json_int_t)n->updated_index);
+                     "agent_addr", n->agent_addr, "blob_addr", n->blob_addr, "labels", labels,
+                     "cap", (json_int_t)n->cap, "running", (json_int_t)n->running, "drain",
+                     n->drain, "lost", n->lost, "created_index", (json_int_t)n->created_index,
+                     "updated_index", (json_int_t)n->updated_index);
 }
 
 void node__nodes_list(struct node_server *s, struct http_request *req, char **args)
@@ -315,8 +314,7 @@ void node__nodes_cap(struct node_server *s, struct http_request *req, char **arg
         return;
     }
     cap = json_object_get(body, "cap");
-    if (!json_is_integer(cap) || json_integer_value(cap) < 0 ||
-        json_integer_value(cap) > 1000000) {
+    if (!json_is_integer(cap) || json_integer_value(cap) < 0 || json_integer_value(cap) > 1000000) {
         json_decref(body);
         node__respond_err(req, FL_EINVAL, "\"cap\" must be an integer 0..1000000");
         return;
@@ -365,8 +363,9 @@ static void member_change_done(void *data, int err)
 {
     struct member_op *m = data;
     if (err == FL_OK) {
-        http_respond_json(m->req, 200, json_pack("{s:I, s:o}", "id", (json_int_t)m->id, "members",
-                                                 members_json(m->s)));
+        http_respond_json(
+            m->req, 200,
+            json_pack("{s:I, s:o}", "id", (json_int_t)m->id, "members", members_json(m->s)));
     } else {
         node__respond_err(m->req, err, "membership change for server %llu: %s",
                           (unsigned long long)m->id, fl_strerror(err));
@@ -441,7 +440,7 @@ static int role_from(const char *s)
 static struct member_op *member_body(struct node_server *s, struct http_request *req, int *role,
                                      int need_role)
 {
-    static const char *const allowed[] = {"id",   "raft_addr", "api_addr", "name",
+    static const char *const allowed[] = {"id",   "raft_addr",  "api_addr",  "name",
                                           "role", "agent_addr", "blob_addr", NULL};
     json_t *body = node__body_object(req, allowed);
     json_t *id, *raft_addr, *api_addr, *name, *jrole;
@@ -457,8 +456,8 @@ static struct member_op *member_body(struct node_server *s, struct http_request 
     if (!json_is_integer(id) || json_integer_value(id) <= 0 || !json_is_string(raft_addr) ||
         json_string_length(raft_addr) == 0 ||
         json_string_length(raft_addr) >= STORE_NODE_ADDR_MAX ||
-        (api_addr && (!json_is_string(api_addr) ||
-                      json_string_length(api_addr) >= STORE_NODE_ADDR_MAX)) ||
+        (api_addr &&
+         (!json_is_string(api_addr) || json_string_length(api_addr) >= STORE_NODE_ADDR_MAX)) ||
         (name && (!json_is_string(name) || json_string_length(name) == 0 ||
                   json_string_length(name) >= STORE_NODE_ID_MAX)) ||
         (jrole && !json_is_string(jrole))) {
@@ -527,8 +526,8 @@ void node__register(struct node_server *s, struct http_request *req, char **args
     if (m == NULL) {
         return;
     }
-    submit_register(s, req, m->name, m->id, m->raft_addr, m->api_addr, m->agent_addr,
-                    m->blob_addr, register_done);
+    submit_register(s, req, m->name, m->id, m->raft_addr, m->api_addr, m->agent_addr, m->blob_addr,
+                    register_done);
     fl_free(m);
 }
 

@@ -26,19 +26,34 @@
 #include "node/spec.h"
 #include "scheduler/sched.h"
 
-#define DEPLOY_ARGS_MAX      32
-#define DEPLOY_TIMEOUT_MS    (30u * 60 * 1000) /* per target, by default */
-#define DEPLOY_LIST_MAX      200
-#define DEPLOY_NAME_PREFIX   "deploy:"
-#define HOOK_MAX             4096
+#define DEPLOY_ARGS_MAX    32
+#define DEPLOY_TIMEOUT_MS  (30u * 60 * 1000) /* per target, by default */
+#define DEPLOY_LIST_MAX    200
+#define DEPLOY_NAME_PREFIX "deploy:"
+#define HOOK_MAX           4096
 
-static const char *const deploy_fields[] = {
-    "package", "version", "to", "app", "root", "max_parallel", "window", "max_failures",
-    "health", "health_http", "health_timeout_ms", "reload_timeout_ms", "pre_hook", "post_hook",
-    "keep", "timeout_ms", "priority", "idempotency_key", NULL};
+static const char *const deploy_fields[] = {"package",
+                                            "version",
+                                            "to",
+                                            "app",
+                                            "root",
+                                            "max_parallel",
+                                            "window",
+                                            "max_failures",
+                                            "health",
+                                            "health_http",
+                                            "health_timeout_ms",
+                                            "reload_timeout_ms",
+                                            "pre_hook",
+                                            "post_hook",
+                                            "keep",
+                                            "timeout_ms",
+                                            "priority",
+                                            "idempotency_key",
+                                            NULL};
 
-static const char *const rollback_fields[] = {"app", "version", "max_parallel", "window",
-                                              "max_failures", "timeout_ms", NULL};
+static const char *const rollback_fields[] = {
+    "app", "version", "max_parallel", "window", "max_failures", "timeout_ms", NULL};
 
 /* What a rollout request says, after checking. Strings point into the body
  * or into this struct. */
@@ -168,8 +183,10 @@ static int parse_request(struct http_request *req, json_t *body, struct rollout 
         !opt_text(req, body, "pre_hook", HOOK_MAX, 1, &r->pre_hook) ||
         !opt_text(req, body, "post_hook", HOOK_MAX, 1, &r->post_hook) ||
         !opt_str(req, body, "idempotency_key", 127, &idem) ||
-        !node__int_field(req, body, "health_timeout_ms", 1000, 3600LL * 1000, &r->health_timeout_ms) ||
-        !node__int_field(req, body, "reload_timeout_ms", 1000, 3600LL * 1000, &r->reload_timeout_ms) ||
+        !node__int_field(req, body, "health_timeout_ms", 1000, 3600LL * 1000,
+                         &r->health_timeout_ms) ||
+        !node__int_field(req, body, "reload_timeout_ms", 1000, 3600LL * 1000,
+                         &r->reload_timeout_ms) ||
         !node__int_field(req, body, "keep", 1, 1000, &r->keep) ||
         !node__int_field(req, body, "priority", -1000000, 1000000, &r->priority) ||
         !pace_fields(req, body, r)) {
@@ -228,7 +245,7 @@ static int resolve_targets(struct store_txn *t, struct rollout *r)
         if (r->n_targets == cap) {
             unsigned ncap = cap ? cap * 2 : 64;
             void *p = ncap > FSM_TASK_HOSTS_MAX ? NULL
-                                               : fl_realloc(r->targets, sizeof *r->targets * ncap);
+                                                : fl_realloc(r->targets, sizeof *r->targets * ncap);
             if (p == NULL) {
                 store_cursor_close(c);
                 return FL_ENOMEM;
@@ -445,11 +462,13 @@ static void spec_fields(const struct node_spec *spec, json_t *o)
     const char *at = strchr(spec->argv[0], '@');
     const char *app = spec_opt(spec, "--app");
     if (at != NULL) {
-        json_object_set_new(o, "package", json_stringn(spec->argv[0], (size_t)(at - spec->argv[0])));
+        json_object_set_new(o, "package",
+                            json_stringn(spec->argv[0], (size_t)(at - spec->argv[0])));
         json_object_set_new(o, "version", json_string(at + 1));
     }
     json_object_set_new(o, "app", json_string(app ? app : ""));
-    json_object_set_new(o, "hash", json_string(spec_opt(spec, "--hash") ? spec_opt(spec, "--hash") : ""));
+    json_object_set_new(o, "hash",
+                        json_string(spec_opt(spec, "--hash") ? spec_opt(spec, "--hash") : ""));
 }
 
 /* Parse deploy-target's event lines (docs/DEPLOY.md, "Events") in text[0..n):
@@ -604,22 +623,22 @@ static const char *task_state(int st)
 
 static json_t *rollout_summary(const struct store_task *k, const struct node_spec *spec)
 {
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:I, s:I}", "id", k->id,
-                          "state", task_state(k->state), "targets", (json_int_t)k->n_hosts,
-                          "max_parallel", (json_int_t)k->max_running, "max_failures",
-                          (json_int_t)(k->fail_stop > 0 ? k->fail_stop - 1 : 0), "seq",
-                          (json_int_t)k->seq, "stopped", k->stopped, "cancel_requested",
-                          k->cancel_requested, "created_ms", (json_int_t)k->created_ms,
-                          "finished_ms", (json_int_t)k->finished_ms);
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:I, s:I}", "id", k->id, "state",
+                  task_state(k->state), "targets", (json_int_t)k->n_hosts, "max_parallel",
+                  (json_int_t)k->max_running, "max_failures",
+                  (json_int_t)(k->fail_stop > 0 ? k->fail_stop - 1 : 0), "seq", (json_int_t)k->seq,
+                  "stopped", k->stopped, "cancel_requested", k->cancel_requested, "created_ms",
+                  (json_int_t)k->created_ms, "finished_ms", (json_int_t)k->finished_ms);
     spec_fields(spec, o);
-    json_object_set_new(
-        o, "progress",
-        json_pack("{s:I, s:I, s:I, s:I, s:I}", "waiting", (json_int_t)k->units_queued, "running",
-                  (json_int_t)k->units_running, "deployed",
-                  (json_int_t)k->hosts_by_status[STORE_ST_OK], "cancelled",
-                  (json_int_t)k->hosts_by_status[STORE_ST_CANCELLED], "failed",
-                  (json_int_t)(k->units_done - k->hosts_by_status[STORE_ST_OK] -
-                               k->hosts_by_status[STORE_ST_CANCELLED])));
+    json_object_set_new(o, "progress",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "waiting",
+                                  (json_int_t)k->units_queued, "running",
+                                  (json_int_t)k->units_running, "deployed",
+                                  (json_int_t)k->hosts_by_status[STORE_ST_OK], "cancelled",
+                                  (json_int_t)k->hosts_by_status[STORE_ST_CANCELLED], "failed",
+                                  (json_int_t)(k->units_done - k->hosts_by_status[STORE_ST_OK] -
+                                               k->hosts_by_status[STORE_ST_CANCELLED])));
     return o;
 }
 
@@ -791,7 +810,8 @@ void node__deploys_rollback(struct node_server *s, struct http_request *req, cha
         if ((v = spec_opt(&spec, "--reload-timeout")) != NULL) {
             r.reload_timeout_ms = atoll(v);
         }
-        if (json_object_get(body, "max_parallel") == NULL && json_object_get(body, "window") == NULL) {
+        if (json_object_get(body, "max_parallel") == NULL &&
+            json_object_get(body, "window") == NULL) {
             r.max_parallel = last.max_running > 0 ? last.max_running : 1;
         }
         if (json_object_get(body, "max_failures") == NULL) {

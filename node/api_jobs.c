@@ -42,19 +42,18 @@ static int choice(struct http_request *req, json_t *body, const char *field,
     return 0;
 }
 
-static int duration_field(struct http_request *req, json_t *body, const char *field,
-                          long long *out)
+static int duration_field(struct http_request *req, json_t *body, const char *field, long long *out)
 {
     json_t *v = json_object_get(body, field);
     *out = 0;
     if (v == NULL) {
         return 1;
     }
-    *out = json_is_string(v) ? fl_duration_ms(json_string_value(v))
-                             : json_is_integer(v) ? json_integer_value(v) : -1;
+    *out = json_is_string(v)    ? fl_duration_ms(json_string_value(v))
+           : json_is_integer(v) ? json_integer_value(v)
+                                : -1;
     if (*out < 0) {
-        node__respond_err(req, FL_EINVAL, "%s must be a duration such as \"30s\" or \"5m\"",
-                          field);
+        node__respond_err(req, FL_EINVAL, "%s must be a duration such as \"30s\" or \"5m\"", field);
         return 0;
     }
     return 1;
@@ -155,9 +154,9 @@ static int job_fields(struct http_request *req, json_t *body, struct store_job *
 
 const char *const *node__job_fields(void)
 {
-    static const char *const job_only[] = {"cron",     "every",   "tz",
-                                           "overlap",  "mode",    "misfire",
-                                           "starting_deadline", "paused", "update", NULL};
+    static const char *const job_only[] = {
+        "cron",   "every",  "tz", "overlap", "mode", "misfire", "starting_deadline",
+        "paused", "update", NULL};
     static const char *allowed[48];
     if (allowed[0] == NULL) {
         unsigned n = 0;
@@ -291,16 +290,15 @@ static json_t *job_json(struct node_server *s, const struct store_job *j, int n_
 {
     uint64_t next[NEXT_SHOWN];
     int n = j->paused ? 0 : jobs_next_fires(s->jobs, j, fl_wall_ms(), next, n_next);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
-                          "name", j->name, "schedule", j->sched == STORE_JOB_CRON ? "cron" : "every",
-                          "tz", j->tz[0] ? j->tz : "UTC", "overlap", overlap_names[j->overlap],
-                          "mode", mode_names[j->mode], "misfire", misfire_names[j->misfire],
-                          "paused", j->paused, "starting_deadline_ms",
-                          (json_int_t)j->start_deadline_ms, "created_ms", (json_int_t)j->created_ms,
-                          "last_scheduled_ms", (json_int_t)j->last_sched_ms, "runs",
-                          (json_int_t)j->runs, "queued", (json_int_t)j->queued, "updated_index",
-                          (json_int_t)j->updated_index, "next_ms", ms_array(next, n), "active",
-                          ids_array(j->active, j->active_len));
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "name",
+        j->name, "schedule", j->sched == STORE_JOB_CRON ? "cron" : "every", "tz",
+        j->tz[0] ? j->tz : "UTC", "overlap", overlap_names[j->overlap], "mode", mode_names[j->mode],
+        "misfire", misfire_names[j->misfire], "paused", j->paused, "starting_deadline_ms",
+        (json_int_t)j->start_deadline_ms, "created_ms", (json_int_t)j->created_ms,
+        "last_scheduled_ms", (json_int_t)j->last_sched_ms, "runs", (json_int_t)j->runs, "queued",
+        (json_int_t)j->queued, "updated_index", (json_int_t)j->updated_index, "next_ms",
+        ms_array(next, n), "active", ids_array(j->active, j->active_len));
     if (j->sched == STORE_JOB_CRON) {
         json_object_set_new(o, "cron", json_string(j->expr));
     } else {

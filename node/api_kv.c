@@ -115,8 +115,7 @@ static void kv_done(struct node_server *s, struct http_request *req, int err,
     if (res->err == FL_ECONFLICT) {
         http_respond_json(req, 409,
                           json_pack("{s:{s:s, s:s}, s:I}", "error", "code", "conflict", "message",
-                                    "version does not match", "version",
-                                    (json_int_t)res->version));
+                                    "version does not match", "version", (json_int_t)res->version));
         return;
     }
     if (res->err != FL_OK) {

@@ -64,19 +64,17 @@ static json_t *session_json(struct store_txn *t, const struct store_session *s)
             if (kl <= idlen + 1 || memcmp(k, s->id, idlen + 1) != 0) {
                 break;
             }
-            json_array_append_new(locks, json_pack("{s:s%, s:s}", "key", (const char *)k + idlen + 1,
-                                                   kl - idlen - 1, "state",
-                                                   vl == 1 && *(const char *)v == 'H' ? "held"
-                                                                                      : "waiting"));
+            json_array_append_new(
+                locks, json_pack("{s:s%, s:s}", "key", (const char *)k + idlen + 1, kl - idlen - 1,
+                                 "state", vl == 1 && *(const char *)v == 'H' ? "held" : "waiting"));
         }
         store_cursor_close(c);
     }
     return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "id", s->id, "name", s->name,
-                     "ttl_ms", (json_int_t)s->ttl_ms, "lock_delay_ms",
-                     (json_int_t)s->lock_delay_ms, "created_ms", (json_int_t)s->created_ms,
-                     "expires_ms", (json_int_t)s->expires_ms, "renewals",
-                     (json_int_t)s->renewals, "created_index", (json_int_t)s->created_index,
-                     "locks", locks);
+                     "ttl_ms", (json_int_t)s->ttl_ms, "lock_delay_ms", (json_int_t)s->lock_delay_ms,
+                     "created_ms", (json_int_t)s->created_ms, "expires_ms",
+                     (json_int_t)s->expires_ms, "renewals", (json_int_t)s->renewals,
+                     "created_index", (json_int_t)s->created_index, "locks", locks);
 }
 
 static json_t *slots_json(const struct store_lock_slot *s, uint32_t n, int holders)
@@ -98,8 +96,8 @@ static json_t *lock_json(const char *key, size_t klen, const struct store_lock *
     size_t nslen = slash ? (size_t)(slash - key) : 0;
     return json_pack("{s:s%, s:s%, s:s%, s:I, s:I, s:I, s:o, s:o}", "key", key, klen, "namespace",
                      key, nslen, "name", slash ? slash + 1 : key, slash ? klen - nslen - 1 : klen,
-                     "limit", (json_int_t)l->limit, "fence", (json_int_t)l->fence,
-                     "delay_until_ms", (json_int_t)l->delay_until_ms, "holders",
+                     "limit", (json_int_t)l->limit, "fence", (json_int_t)l->fence, "delay_until_ms",
+                     (json_int_t)l->delay_until_ms, "holders",
                      slots_json(l->holders, l->n_holders, 1), "waiters",
                      slots_json(l->waiters, l->n_waiters, 0));
 }
@@ -326,7 +324,8 @@ void node__locks_list(struct node_server *s, struct http_request *req, char **ar
         ns[plen] = '\0';
     }
     rv = store_begin(s->store, 0, &t);
-    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_LOCKS, plen ? ns : NULL, plen, &c)) == FL_OK) {
+    if (rv == FL_OK &&
+        (rv = store_cursor_open(t, STORE_LOCKS, plen ? ns : NULL, plen, &c)) == FL_OK) {
         while (json_array_size(items) < 10000 && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
             struct store_lock l;
             if (kl < plen || memcmp(k, ns, plen) != 0) {
@@ -365,8 +364,8 @@ int node__acquire_parse(struct http_request *req, const char *path, json_t *body
 
     memset(a, 0, sizeof *a);
     a->limit = 1;
-    if (slash == NULL ||
-        fsm_lock_key_check(path, (size_t)(slash - path), slash + 1, strlen(slash + 1), why) != FL_OK) {
+    if (slash == NULL || fsm_lock_key_check(path, (size_t)(slash - path), slash + 1,
+                                            strlen(slash + 1), why) != FL_OK) {
         node__respond_err(req, FL_EINVAL, "%s", slash ? why : "a lock is named namespace/name");
         return 0;
     }
@@ -487,8 +486,8 @@ static void acquired(struct node_server *s, struct http_request *req, int err,
             node__lock_granted(req, a.session, a.key, token);
             return;
         }
-        lockmgr_park(s->locks, req, a.session, a.key, a.limit,
-                     a.wait_ms < poll ? a.wait_ms : poll, a.wait_ms <= poll);
+        lockmgr_park(s->locks, req, a.session, a.key, a.limit, a.wait_ms < poll ? a.wait_ms : poll,
+                     a.wait_ms <= poll);
     }
 }
 
@@ -524,8 +523,8 @@ static void released(struct node_server *s, struct http_request *req, int err,
     } else if (res->err != FL_OK) {
         node__respond_err(req, res->err, "%s", fl_strerror(res->err));
     } else {
-        http_respond_json(req, 200,
-                          json_pack("{s:b, s:I}", "released", 1, "token", (json_int_t)res->version));
+        http_respond_json(
+            req, 200, json_pack("{s:b, s:I}", "released", 1, "token", (json_int_t)res->version));
     }
 }
 
@@ -543,8 +542,7 @@ void node__locks_release(struct node_server *s, struct http_request *req, char *
         node__respond_err(req, FL_EINVAL, "?session=ID is required");
         return;
     }
-    if (!session_arg(req, session) ||
-        node__uint_query(req, "token", 1, UINT64_MAX, &token) < 0) {
+    if (!session_arg(req, session) || node__uint_query(req, "token", 1, UINT64_MAX, &token) < 0) {
         return;
     }
     memset(&c, 0, sizeof c);

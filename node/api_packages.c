@@ -123,9 +123,9 @@ void node__uploads_get(struct node_server *s, struct http_request *req, char **a
     if (!upload_arg(s, req, args[0], &size, path, sizeof path)) {
         return;
     }
-    http_respond_json(req, 200, json_pack("{s:s, s:I, s:I}", "id", args[0], "size",
-                                          (json_int_t)size, "received",
-                                          (json_int_t)file_size(path)));
+    http_respond_json(req, 200,
+                      json_pack("{s:s, s:I, s:I}", "id", args[0], "size", (json_int_t)size,
+                                "received", (json_int_t)file_size(path)));
 }
 
 void node__uploads_put(struct node_server *s, struct http_request *req, char **args)
@@ -225,7 +225,8 @@ static json_t *package_json(struct node_server *s, const struct store_package *p
 static void recorded(struct node_server *s, struct http_request *req, int err,
                      const struct fsm_result *res)
 {
-    json_t *body = req->body_len ? json_loadb((const char *)req->body, req->body_len, 0, NULL) : NULL;
+    json_t *body =
+        req->body_len ? json_loadb((const char *)req->body, req->body_len, 0, NULL) : NULL;
     const char *name = NULL, *version = NULL;
     struct store_txn *t;
     struct store_package p;
@@ -267,8 +268,8 @@ void node__packages_record(struct node_server *s, struct http_request *req, char
     if (body == NULL) {
         return;
     }
-    if (json_unpack(body, "{s:s, s:s, s:s}", "name", &name, "version", &version, "record",
-                    &b64) != 0 ||
+    if (json_unpack(body, "{s:s, s:s, s:s}", "name", &name, "version", &version, "record", &b64) !=
+            0 ||
         (rec = fl_malloc(strlen(b64) + 1)) == NULL ||
         sodium_base642bin(rec, strlen(b64) + 1, b64, strlen(b64), NULL, &len, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0) {
@@ -313,8 +314,8 @@ static void hash_work(uv_work_t *w)
     struct commit *c = w->data;
     uint64_t size = file_size(c->path);
     c->chunk_size = blob_chunk_size(size);
-    c->rv = blob_hash_file(c->path, c->chunk_size, c->hash, &c->size, &c->chunks, &c->n_chunks,
-                           c->err);
+    c->rv =
+        blob_hash_file(c->path, c->chunk_size, c->hash, &c->size, &c->chunks, &c->n_chunks, c->err);
 }
 
 static void hash_done(uv_work_t *w, int status)
@@ -385,8 +386,9 @@ static void hash_done(uv_work_t *w, int status)
         size_t n;
         if (b64 == NULL || !node__leader_api(s, leader, sizeof leader)) {
             fl_free(b64);
-            node__respond_err(req, FL_ENOLEADER, "no leader to record the package with; the "
-                                                 "upload is kept: commit again");
+            node__respond_err(req, FL_ENOLEADER,
+                              "no leader to record the package with; the "
+                              "upload is kept: commit again");
             goto out;
         }
         sodium_bin2base64(b64, b64len, rec.data, rec.len, sodium_base64_VARIANT_ORIGINAL);
@@ -434,7 +436,8 @@ void node__uploads_commit(struct node_server *s, struct http_request *req, char 
     json_unpack(body, "{s?s, s?s}", "name", &name, "version", &version);
     if (name == NULL || fsm_package_name_check(name, strlen(name), why) != FL_OK ||
         version == NULL || fsm_package_version_check(version, strlen(version), why) != FL_OK) {
-        node__respond_err(req, FL_EINVAL, "%s", name && version ? why : "name and version are required");
+        node__respond_err(req, FL_EINVAL, "%s",
+                          name && version ? why : "name and version are required");
         goto fail;
     }
     snprintf(c->name, sizeof c->name, "%s", name);

@@ -59,7 +59,8 @@ static int str_array(struct http_request *req, json_t *body, const char *name, u
     json_array_foreach(arr, i, v)
     {
         const char *s = json_string_value(v);
-        if (s == NULL || strlen(s) == 0 || strlen(s) > maxlen || strlen(s) != json_string_length(v)) {
+        if (s == NULL || strlen(s) == 0 || strlen(s) > maxlen ||
+            strlen(s) != json_string_length(v)) {
             snprintf(what, sizeof what, "item %zu must be a non-empty string of at most %zu bytes",
                      i, maxlen);
             return node__field_err(req, name, what);
@@ -200,11 +201,29 @@ static int env_field(struct http_request *req, json_t *body, const char *field, 
     return 1;
 }
 
-const char *const node__task_fields[] = {
-    "name", "hosts", "unit_size", "timeout_ms", "retries", "priority", "constraints",
-    "idempotency_key", "exec", "shell", "ansible_module", "ansible_args", "playbook", "noop",
-    "sleep_ms", "inventory_vars", "kill_grace_ms", "env", "secret_env", "max_parallel",
-    "stop_after_failures", "run_on", NULL};
+const char *const node__task_fields[] = {"name",
+                                         "hosts",
+                                         "unit_size",
+                                         "timeout_ms",
+                                         "retries",
+                                         "priority",
+                                         "constraints",
+                                         "idempotency_key",
+                                         "exec",
+                                         "shell",
+                                         "ansible_module",
+                                         "ansible_args",
+                                         "playbook",
+                                         "noop",
+                                         "sleep_ms",
+                                         "inventory_vars",
+                                         "kill_grace_ms",
+                                         "env",
+                                         "secret_env",
+                                         "max_parallel",
+                                         "stop_after_failures",
+                                         "run_on",
+                                         NULL};
 
 void node__task_on_hosts(struct fsm_cmd *c, uint32_t max_running, uint32_t fail_stop)
 {
@@ -229,8 +248,8 @@ void node__task_build_close(struct node_task_build *b)
 int node__task_build(struct http_request *req, json_t *body, int need_hosts,
                      const unsigned char *key, struct node_task_build *b)
 {
-    static const char *const executors[] = {"exec", "shell", "ansible_module", "playbook", "noop",
-                                            "sleep_ms"};
+    static const char *const executors[] = {"exec",     "shell", "ansible_module",
+                                            "playbook", "noop",  "sleep_ms"};
     unsigned n_hosts = 0, n_constraints = 0, n_exec = 0;
     long long unit_size = 30, timeout_ms = 0, retries = 0, priority = 0, sleep_ms = 0, grace = 0,
               max_parallel = 0, stop_after = 0;
@@ -246,8 +265,8 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         if (!json_is_string(v) || (strcmp(json_string_value(v), "any") != 0 &&
                                    strcmp(json_string_value(v), "host") != 0)) {
             node__field_err(req, "run_on",
-                      "must be \"any\" (a node the scheduler picks) or \"host\" "
-                      "(each host is the id of the node that runs it)");
+                            "must be \"any\" (a node the scheduler picks) or \"host\" "
+                            "(each host is the id of the node that runs it)");
             return 0;
         }
         on_host = strcmp(json_string_value(v), "host") == 0;
@@ -266,13 +285,13 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
             return 0;
         }
     }
-    if ((b->hosts != NULL && !str_array(req, body, "hosts", FSM_TASK_HOSTS_MAX, STORE_HOST_MAX - 1,
-                                        b->hosts, &n_hosts,
-                                        on_host ? valid_node_host : valid_host)) ||
-        !str_array(req, body, "constraints", STORE_TASK_CONSTRAINTS, SCHED_TEXT_MAX,
-                   b->constraints, &n_constraints, sched_constraint_valid) ||
-        !str_array(req, body, "inventory_vars", NODE_SPEC_VARS_MAX, 255, spec->vars,
-                   &spec->n_vars, valid_var) ||
+    if ((b->hosts != NULL &&
+         !str_array(req, body, "hosts", FSM_TASK_HOSTS_MAX, STORE_HOST_MAX - 1, b->hosts, &n_hosts,
+                    on_host ? valid_node_host : valid_host)) ||
+        !str_array(req, body, "constraints", STORE_TASK_CONSTRAINTS, SCHED_TEXT_MAX, b->constraints,
+                   &n_constraints, sched_constraint_valid) ||
+        !str_array(req, body, "inventory_vars", NODE_SPEC_VARS_MAX, 255, spec->vars, &spec->n_vars,
+                   valid_var) ||
         !node__int_field(req, body, "unit_size", 1, FSM_UNIT_SIZE_MAX, &unit_size) ||
         !node__int_field(req, body, "timeout_ms", 0, 7 * 24 * 3600 * 1000LL, &timeout_ms) ||
         !node__int_field(req, body, "retries", 0, 100, &retries) ||
@@ -292,8 +311,8 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     }
     if (n_exec != 1) {
         node__field_err(req, "exec",
-                  "give exactly one executor: exec, shell, ansible_module, playbook, noop or "
-                  "sleep_ms");
+                        "give exactly one executor: exec, shell, ansible_module, playbook, noop or "
+                        "sleep_ms");
         return 0;
     }
     if ((v = json_object_get(body, "exec")) != NULL) {
@@ -374,7 +393,8 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
             return 0;
         }
         if (strncmp(json_string_value(v), "job:", 4) == 0) {
-            node__field_err(req, "name", "may not start with \"job:\" (the names of cron job runs)");
+            node__field_err(req, "name",
+                            "may not start with \"job:\" (the names of cron job runs)");
             return 0;
         }
         snprintf(b->name, sizeof b->name, "%s", json_string_value(v));
@@ -456,11 +476,11 @@ json_t *node__task_json(const struct store_task *k)
     o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:b, s:I}", "id",
                   k->id, "name", k->name, "state", task_state_name(k->state), "priority",
                   k->priority, "hosts", (json_int_t)k->n_hosts, "units", (json_int_t)k->n_units,
-                  "unit_size", (json_int_t)k->unit_size, "timeout_ms",
-                  (json_int_t)k->timeout_ms, "retries", (json_int_t)k->retries, "constraints",
-                  cons, "created_ms", (json_int_t)k->created_ms, "finished_ms",
-                  (json_int_t)k->finished_ms, "cancel_requested", k->cancel_requested,
-                  "stale_results", (json_int_t)k->stale_results);
+                  "unit_size", (json_int_t)k->unit_size, "timeout_ms", (json_int_t)k->timeout_ms,
+                  "retries", (json_int_t)k->retries, "constraints", cons, "created_ms",
+                  (json_int_t)k->created_ms, "finished_ms", (json_int_t)k->finished_ms,
+                  "cancel_requested", k->cancel_requested, "stale_results",
+                  (json_int_t)k->stale_results);
     json_object_set_new(o, "max_parallel", json_integer(k->max_running));
     json_object_set_new(o, "stop_after_failures", json_integer(k->fail_stop));
     json_object_set_new(o, "run_on", json_string(k->placement == FSM_PLACE_HOST ? "host" : "any"));
@@ -468,8 +488,8 @@ json_t *node__task_json(const struct store_task *k)
     json_object_set_new(o, "progress",
                         json_pack("{s:{s:I, s:I, s:I}, s:o}", "units", "queued",
                                   (json_int_t)k->units_queued, "running",
-                                  (json_int_t)k->units_running, "done",
-                                  (json_int_t)k->units_done, "hosts", hosts));
+                                  (json_int_t)k->units_running, "done", (json_int_t)k->units_done,
+                                  "hosts", hosts));
     if (node_spec_decode(k->spec, k->spec_len, &spec) == FL_OK) {
         json_t *e = json_pack("{s:s}", "kind", node_exec_kind_name(spec.kind));
         if (spec.kind == NODE_EXEC) {
@@ -497,8 +517,8 @@ json_t *node__task_json(const struct store_task *k)
             }
             /* Secrets: their names only, never a value or its ciphertext. */
             for (unsigned i = 0; i < spec.n_secret; i++) {
-                json_array_append_new(names, json_stringn(spec.secret[i],
-                                                          strcspn(spec.secret[i], "=")));
+                json_array_append_new(names,
+                                      json_stringn(spec.secret[i], strcspn(spec.secret[i], "=")));
             }
             json_object_set_new(e, "env", env);
             json_object_set_new(e, "secret_env", names);
@@ -602,11 +622,11 @@ void node__tasks_units(struct node_server *s, struct http_request *req, char **a
 static json_t *result_json(const char *task, uint32_t unit, const char *host, size_t hl,
                            const struct store_result *r)
 {
-    json_t *o = json_pack("{s:s, s:I, s:s%, s:s, s:i, s:I, s:I, s:s, s:I}", "task", task, "unit",
-                          (json_int_t)unit, "host", host, hl, "status",
-                          store_status_name(r->status), "rc", r->rc, "attempt",
-                          (json_int_t)r->attempt, "token", (json_int_t)r->token, "node", r->node,
-                          "finished_ms", (json_int_t)r->finished_ms);
+    json_t *o =
+        json_pack("{s:s, s:I, s:s%, s:s, s:i, s:I, s:I, s:s, s:I}", "task", task, "unit",
+                  (json_int_t)unit, "host", host, hl, "status", store_status_name(r->status), "rc",
+                  r->rc, "attempt", (json_int_t)r->attempt, "token", (json_int_t)r->token, "node",
+                  r->node, "finished_ms", (json_int_t)r->finished_ms);
     json_t *tail = json_stringn((const char *)r->tail, r->tail_len);
     if (tail == NULL) { /* not UTF-8: show it escaped byte by byte */
         char *esc = fl_malloc(r->tail_len * 4 + 1);
@@ -701,10 +721,10 @@ static void host_results(struct store_txn *t, const char *host, json_t *arr)
         if (store_get(t, STORE_RESULTS, rkey, kl - hl + hl, &rv, &rvl) == FL_OK &&
             store_result_decode(rv, rvl, &r) == FL_OK) {
             const uint8_t *u = (const uint8_t *)kp + kl - 4;
-            json_array_append_new(
-                arr, result_json(task, (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 |
-                                           (uint32_t)u[2] << 8 | u[3],
-                                 host, hl, &r));
+            json_array_append_new(arr, result_json(task,
+                                                   (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 |
+                                                       (uint32_t)u[2] << 8 | u[3],
+                                                   host, hl, &r));
         }
     }
     store_cursor_close(c);
@@ -763,8 +783,8 @@ static void plain_done(struct node_server *s, struct http_request *req, int err,
         err = res->err;
     }
     if (err != FL_OK) {
-        node__respond_err(req, err, "%s", err == FL_EEXIST ? "the task has finished already"
-                                                           : fl_strerror(err));
+        node__respond_err(req, err, "%s",
+                          err == FL_EEXIST ? "the task has finished already" : fl_strerror(err));
         return;
     }
     dispatch_kick(s->dispatch);
@@ -823,9 +843,10 @@ void node__tasks_why(struct node_server *s, struct http_request *req, char **arg
                             json_string("dispatch is paused cluster-wide (flotilla dispatch "
                                         "resume)"));
     } else if (task.units_queued == 0) {
-        json_object_set_new(o, "summary", json_string(task.state >= STORE_TASK_DONE
-                                                          ? "the task has finished"
-                                                          : "no unit is waiting for a node"));
+        json_object_set_new(o, "summary",
+                            json_string(task.state >= STORE_TASK_DONE
+                                            ? "the task has finished"
+                                            : "no unit is waiting for a node"));
     } else {
         struct sched_why why;
         struct store_unit u;
@@ -863,12 +884,12 @@ void node__tasks_why(struct node_server *s, struct http_request *req, char **arg
                      task.units_running);
         }
         json_object_set_new(o, "summary", json_string(why.summary));
-        json_object_set_new(
-            o, "nodes",
-            json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "total", why.n_nodes, "full",
-                      why.full, "draining", why.draining, "cap_zero", why.cap_zero,
-                      "disconnected", why.disconnected, "constraint_mismatch",
-                      why.constraint_mismatch, "eligible_free", why.eligible_free));
+        json_object_set_new(o, "nodes",
+                            json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "total", why.n_nodes,
+                                      "full", why.full, "draining", why.draining, "cap_zero",
+                                      why.cap_zero, "disconnected", why.disconnected,
+                                      "constraint_mismatch", why.constraint_mismatch,
+                                      "eligible_free", why.eligible_free));
         json_object_set_new(o, "queued_units", json_integer(task.units_queued));
     }
     store_abort(t);

@@ -24,15 +24,15 @@
 #include "deploy/delta.h"
 #include "node/node_int.h"
 
-#define MAX_CONNS       64
-#define CHUNK_CACHE 32 /* chunk lists kept (at most 32 KiB each) */
-#define MAX_SOURCES     16
-#define SCAN_EVERY_MS   1000
-#define GC_EVERY_MS     30000
-#define GC_GRACE_S      120          /* an unreferenced blob younger than this stays */
+#define MAX_CONNS        64
+#define CHUNK_CACHE      32 /* chunk lists kept (at most 32 KiB each) */
+#define MAX_SOURCES      16
+#define SCAN_EVERY_MS    1000
+#define GC_EVERY_MS      30000
+#define GC_GRACE_S       120         /* an unreferenced blob younger than this stays */
 #define UPLOAD_MAX_AGE_S (24 * 3600) /* uploads never committed */
-#define RETRY_MIN_MS    1000
-#define RETRY_MAX_MS    30000
+#define RETRY_MIN_MS     1000
+#define RETRY_MAX_MS     30000
 
 struct want {
     struct want *next;
@@ -73,8 +73,8 @@ struct blobs {
     } chunk_cache[CHUNK_CACHE];
     unsigned chunk_next;
     /* counters (under mu) */
-    uint64_t served_conns, refused_handshakes, refused_busy, gets, get_bytes, deltas,
-        delta_bytes, not_found, fetched, fetch_failures, fetched_bytes, gc_removed, chunk_lists,
+    uint64_t served_conns, refused_handshakes, refused_busy, gets, get_bytes, deltas, delta_bytes,
+        not_found, fetched, fetch_failures, fetched_bytes, gc_removed, chunk_lists,
         chunk_lists_hashed;
 };
 
@@ -148,8 +148,8 @@ static int answer(struct blink *l, int status, const char *msg, uint64_t size, c
 }
 
 /* DELTA: the signature to a temp file, deploy_delta against the blob. */
-static int serve_delta(struct blobs *b, struct blink *l, const struct blob_req *q,
-                       const char *path, uint64_t size)
+static int serve_delta(struct blobs *b, struct blink *l, const struct blob_req *q, const char *path,
+                       uint64_t size)
 {
     char sig[4300], out[4320], err[FL_ERRMSG_SIZE];
     struct deploy_delta_opts o;
@@ -691,15 +691,14 @@ json_t *blobs_status(struct blobs *b)
     for (struct want *w = b->wants; w != NULL; w = w->next) {
         wanted++;
     }
-    o = json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}",
-                  "connections", (int)b->n_conns, "served_connections",
-                  (json_int_t)b->served_conns, "refused_handshakes",
-                  (json_int_t)b->refused_handshakes, "refused_busy", (json_int_t)b->refused_busy,
-                  "gets", (json_int_t)b->gets, "get_bytes", (json_int_t)b->get_bytes, "deltas",
-                  (json_int_t)b->deltas, "delta_bytes", (json_int_t)b->delta_bytes, "not_found",
-                  (json_int_t)b->not_found, "fetched", (json_int_t)b->fetched, "fetch_failures",
-                  (json_int_t)b->fetch_failures, "fetched_bytes", (json_int_t)b->fetched_bytes,
-                  "wanted", (int)wanted, "removed", (json_int_t)b->gc_removed);
+    o = json_pack(
+        "{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}", "connections",
+        (int)b->n_conns, "served_connections", (json_int_t)b->served_conns, "refused_handshakes",
+        (json_int_t)b->refused_handshakes, "refused_busy", (json_int_t)b->refused_busy, "gets",
+        (json_int_t)b->gets, "get_bytes", (json_int_t)b->get_bytes, "deltas", (json_int_t)b->deltas,
+        "delta_bytes", (json_int_t)b->delta_bytes, "not_found", (json_int_t)b->not_found, "fetched",
+        (json_int_t)b->fetched, "fetch_failures", (json_int_t)b->fetch_failures, "fetched_bytes",
+        (json_int_t)b->fetched_bytes, "wanted", (int)wanted, "removed", (json_int_t)b->gc_removed);
     json_object_set_new(o, "chunk_lists", json_integer((json_int_t)b->chunk_lists));
     json_object_set_new(o, "chunk_lists_hashed", json_integer((json_int_t)b->chunk_lists_hashed));
     pthread_mutex_unlock(&b->mu);
@@ -780,8 +779,7 @@ int blobs_create(struct node_server *s, struct blobs **out, char *errmsg)
         blobs_destroy(b);
         return rv;
     }
-    if (pthread_create(&b->accept_thread, NULL, accept_main, b) != 0 ||
-        !(b->accept_started = 1) ||
+    if (pthread_create(&b->accept_thread, NULL, accept_main, b) != 0 || !(b->accept_started = 1) ||
         pthread_create(&b->fetch_thread, NULL, fetch_main, b) != 0) {
         blobs_destroy(b);
         return fl_errf(errmsg, FL_ENOMEM, "cannot start the blob threads");

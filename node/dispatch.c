@@ -68,7 +68,8 @@ static void tick_cb(uv_timer_t *h)
         struct store_node *sn = &d->nodes[n].n;
         uint64_t *since;
         uint64_t from;
-        if (sn->lost || dispatch__session_of(d, sn->id) != NULL || strmap_get(&d->lost_sent, sn->id)) {
+        if (sn->lost || dispatch__session_of(d, sn->id) != NULL ||
+            strmap_get(&d->lost_sent, sn->id)) {
             continue;
         }
         /* A node that may run nothing and runs nothing (a server started
@@ -258,14 +259,13 @@ int dispatch_connected(struct dispatch *d, const char *node)
 
 json_t *dispatch_stats_json(struct dispatch *d)
 {
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "agents_connected",
-                     (json_int_t)strmap_size(&d->by_id), "units_assigned",
-                     (json_int_t)d->n_assigned, "assignments_refused",
-                     (json_int_t)d->n_assign_refused, "runs_sent", (json_int_t)d->n_runs,
-                     "results_committed", (json_int_t)d->n_results, "stale_results",
-                     (json_int_t)d->n_stale, "nodes_lost", (json_int_t)d->n_lost,
-                     "units_taken_back", (json_int_t)d->n_requeued, "rounds",
-                     (json_int_t)d->n_rounds, "bad_frames", (json_int_t)d->n_bad_frames);
+    json_t *o = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "agents_connected",
+        (json_int_t)strmap_size(&d->by_id), "units_assigned", (json_int_t)d->n_assigned,
+        "assignments_refused", (json_int_t)d->n_assign_refused, "runs_sent", (json_int_t)d->n_runs,
+        "results_committed", (json_int_t)d->n_results, "stale_results", (json_int_t)d->n_stale,
+        "nodes_lost", (json_int_t)d->n_lost, "units_taken_back", (json_int_t)d->n_requeued,
+        "rounds", (json_int_t)d->n_rounds, "bad_frames", (json_int_t)d->n_bad_frames);
     json_object_set_new(o, "refused_connections", json_integer((json_int_t)d->n_refused));
     return o;
 }

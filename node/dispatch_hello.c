@@ -48,7 +48,7 @@ static void register_node(struct dispatch *d, struct store_txn *t, const struct 
 }
 
 void dispatch__reconcile(struct dispatch *d, struct store_txn *t, struct session *ss,
-                      const struct aproto_hello *h)
+                         const struct aproto_hello *h)
 {
     struct strmap reported;
     struct store_cursor *c;
@@ -84,8 +84,7 @@ void dispatch__reconcile(struct dispatch *d, struct store_txn *t, struct session
                 break;
             }
             unit_key(key, sizeof key, task, unit);
-            if (strmap_get(&reported, key) != NULL ||
-                store_unit_get(t, task, unit, &u) != FL_OK) {
+            if (strmap_get(&reported, key) != NULL || store_unit_get(t, task, unit, &u) != FL_OK) {
                 continue;
             }
             m = fl_malloc(sizeof *m);

@@ -30,12 +30,12 @@
 #include "node/spec.h"
 #include "fsm/cmd.h"
 
-#define TICK_MS          250
-#define RECONCILE_MS     3000 /* a re-attached agent has this long to report a unit */
-#define LOG_KEEP_BYTES   (256 * 1024)
-#define LOG_UNITS_MAX    2000
-#define SPEC_CACHE_MAX   4096
-#define CANDIDATES_MAX   8192
+#define TICK_MS        250
+#define RECONCILE_MS   3000 /* a re-attached agent has this long to report a unit */
+#define LOG_KEEP_BYTES (256 * 1024)
+#define LOG_UNITS_MAX  2000
+#define SPEC_CACHE_MAX 4096
+#define CANDIDATES_MAX 8192
 
 struct session {
     uv_tcp_t tcp;
@@ -138,11 +138,10 @@ static inline void unit_key(char *out, size_t cap, const char *task, uint32_t un
     snprintf(out, cap, "%s/%u", task, unit);
 }
 
-
 /* dispatch_link.c */
 void dispatch__accept_cb(uv_stream_t *server, int status);
 void dispatch__send_cancel(struct dispatch *d, const char *node, const char *task, uint32_t unit,
-                        uint32_t attempt, uint64_t token);
+                           uint32_t attempt, uint64_t token);
 void dispatch__send_error(struct session *ss, const char *code, const char *msg);
 int dispatch__send_msg(struct session *ss, const struct aproto_msg *m);
 void dispatch__session_close(struct session *ss, const char *why);
@@ -153,13 +152,13 @@ struct session *dispatch__session_of(struct dispatch *d, const char *node);
 /* dispatch_hello.c */
 void dispatch__on_hello(struct session *ss, const struct aproto_hello *h);
 void dispatch__reconcile(struct dispatch *d, struct store_txn *t, struct session *ss,
-                      const struct aproto_hello *h);
+                         const struct aproto_hello *h);
 
 /* dispatch_round.c */
 void dispatch__fill_sched_node(struct dispatch *d, unsigned i, struct sched_node *sn);
 int dispatch__is_leader(struct dispatch *d);
 int dispatch__nodeunit_parse(const char *node, const void *key, size_t kl, char *task, size_t cap,
-                          uint32_t *unit);
+                             uint32_t *unit);
 void dispatch__on_applied(void *data, const void *cmdp, const struct fsm_result *res);
 void dispatch__refresh_nodes(struct dispatch *d, struct store_txn *t);
 void dispatch__task_cache_free(struct task_cache *tc);

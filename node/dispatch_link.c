@@ -75,7 +75,6 @@ int dispatch__send_msg(struct session *ss, const struct aproto_msg *m)
     return rv;
 }
 
-
 void dispatch__session_closed(uv_handle_t *h)
 {
     struct session *ss = h->data;
@@ -167,14 +166,13 @@ struct session *dispatch__session_of(struct dispatch *d, const char *node)
 }
 
 void dispatch__send_cancel(struct dispatch *d, const char *node, const char *task, uint32_t unit,
-                        uint32_t attempt, uint64_t token)
+                           uint32_t attempt, uint64_t token)
 {
     struct aproto_msg m;
     aproto_msg_init(&m, APROTO_CANCEL);
     aproto_unit_ref_set(&m.u.cancel.ref, task, unit, attempt, token);
     dispatch__send_msg(dispatch__session_of(d, node), &m);
 }
-
 
 static void on_message(struct session *ss, struct aproto_msg *m)
 {
@@ -283,7 +281,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (schan_state(ss->ch) != SCHAN_OPEN) {
             FL_WARN("agent connection from %s: closed during the secure handshake", ss->peer);
         }
-        dispatch__session_close(ss, nread == UV_EOF ? "closed by the agent" : uv_strerror((int)nread));
+        dispatch__session_close(ss,
+                                nread == UV_EOF ? "closed by the agent" : uv_strerror((int)nread));
         return;
     }
     fl_buf_init(&wire);

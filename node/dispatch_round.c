@@ -146,7 +146,7 @@ void dispatch__fill_sched_node(struct dispatch *d, unsigned i, struct sched_node
 /* A NODEUNITS key under `node` ("node\0task/u32") into task and unit; 0 if
  * the key belongs to another node or is malformed. */
 int dispatch__nodeunit_parse(const char *node, const void *key, size_t kl, char *task, size_t cap,
-                          uint32_t *unit)
+                             uint32_t *unit)
 {
     const char *kp = key;
     size_t nl = strlen(node) + 1;
@@ -296,7 +296,8 @@ static int pin_candidate(struct dispatch *d, const struct sched_node *sn, uint32
     n = &sn[ix - 1];
     {
         struct sched_admit_task at = {.on_host = 1, .host = host, .host_len = hl};
-        struct sched_admit_node an = {.id = n->id, .cap = n->cap,
+        struct sched_admit_node an = {.id = n->id,
+                                      .cap = n->cap,
                                       .running = n->running + pinned[ix - 1],
                                       .draining = n->draining};
         if (!n->connected || sched_admit(0, &at, &an) != SCHED_ADMIT_OK) {
@@ -321,11 +322,11 @@ static int pin_candidate(struct dispatch *d, const struct sched_node *sn, uint32
 struct round {
     struct dispatch *d;
     struct store_txn *t;
-    struct sched_node *sn;   /* per node, as the scheduler sees it */
-    uint32_t *pinned;        /* per node: pinned candidates taken in this round */
-    struct strmap used;      /* task id -> uint32_t: units counted against max_running */
-    struct candidate *cand;  /* the queue's head, as candidates */
-    struct sched_unit *su;   /* the same, as the scheduler sees them */
+    struct sched_node *sn;  /* per node, as the scheduler sees it */
+    uint32_t *pinned;       /* per node: pinned candidates taken in this round */
+    struct strmap used;     /* task id -> uint32_t: units counted against max_running */
+    struct candidate *cand; /* the queue's head, as candidates */
+    struct sched_unit *su;  /* the same, as the scheduler sees them */
     unsigned n_cand, want;
     uint64_t now;
 };

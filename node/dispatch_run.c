@@ -7,7 +7,8 @@
 /* The shard of a unit, and for a job run (store_task.job) the job, its
  * schedule time and the run's shard: mode all runs one task per node, so
  * the shard is the task's place in the run. */
-static unsigned job_env(const struct task_cache *tc, uint32_t unit, char (*env)[STORE_HOST_MAX + 64])
+static unsigned job_env(const struct task_cache *tc, uint32_t unit,
+                        char (*env)[STORE_HOST_MAX + 64])
 {
     const struct store_job_ref *j = &tc->job;
     if (j->job[0] == '\0') {
@@ -120,7 +121,8 @@ void dispatch__send_run(struct dispatch *d, const char *task_id, uint32_t unit, 
         return; /* dispatch__reconcile or lost detection takes it from here */
     }
     if (store_unit_get(t, task_id, unit, &u) != FL_OK || u.state != STORE_UNIT_RUNNING ||
-        strcmp(u.node, node) != 0 || (tc = dispatch__task_get(d, t, task_id)) == NULL || !tc->spec_ok) {
+        strcmp(u.node, node) != 0 || (tc = dispatch__task_get(d, t, task_id)) == NULL ||
+        !tc->spec_ok) {
         store_abort(t);
         return;
     }

@@ -124,9 +124,9 @@ void node__forward(struct node_server *s, struct http_request *req)
         flags |= HTTP_CLIENT_REPEATABLE;
     }
     /* The raw request target goes through unchanged. */
-    rv = http_client_request_flags(s->loop, leader,
-                                   http_method_str((enum http_method)req->method), req->target,
-                                   headers, req->body, req->body_len, 10000, flags, forward_cb, f);
+    rv = http_client_request_flags(s->loop, leader, http_method_str((enum http_method)req->method),
+                                   req->target, headers, req->body, req->body_len, 10000, flags,
+                                   forward_cb, f);
     if (rv != FL_OK) {
         fl_free(f);
         node__respond_err(req, FL_ENOLEADER, "forwarding to the leader failed: %s; retry",

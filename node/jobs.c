@@ -14,8 +14,8 @@
 #include "node/node_int.h"
 #include "scheduler/sched.h"
 
-#define TICK_MS       100
-#define MISSED_MAX    100000 /* schedule times counted in one misfire */
+#define TICK_MS    100
+#define MISSED_MAX 100000 /* schedule times counted in one misfire */
 
 struct jent {
     char name[STORE_JOB_NAME_MAX];
@@ -47,7 +47,7 @@ struct jobs {
     struct hent *heap;
     size_t n_heap, cap_heap;
     uint64_t gen;
-    int loaded;            /* entries reflect the store (leader) */
+    int loaded; /* entries reflect the store (leader) */
     struct jobs_stats st;
     int open_handles;
     void (*close_cb)(void *data);

@@ -44,11 +44,11 @@ unsigned jobs_eligible(struct jobs *js, const struct store_job *j, char (*ids)[S
                        unsigned max);
 
 struct jobs_stats {
-    uint64_t tracked;   /* jobs in the leader's heap */
-    uint64_t proposed;  /* JOB_FIRE commands proposed */
-    uint64_t fired;     /* runs started by this server's proposals */
-    uint64_t refused;   /* proposals refused as already fired */
-    int leading;        /* this server runs the cron clock */
+    uint64_t tracked;  /* jobs in the leader's heap */
+    uint64_t proposed; /* JOB_FIRE commands proposed */
+    uint64_t fired;    /* runs started by this server's proposals */
+    uint64_t refused;  /* proposals refused as already fired */
+    int leading;       /* this server runs the cron clock */
 };
 void jobs_stats(struct jobs *js, struct jobs_stats *out);
 

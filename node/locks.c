@@ -17,7 +17,7 @@
 struct lease {
     uint64_t deadline; /* uv_now() + ttl at the last renewal this server applied */
     uint64_t renewals;
-    int expiring;      /* an expiry is in flight */
+    int expiring; /* an expiry is in flight */
 };
 
 struct poll {
@@ -27,15 +27,15 @@ struct poll {
     char key[STORE_LOCK_KEY_MAX];
     uint64_t deadline; /* uv_now() */
     int final;
-    int unwaiting;     /* LOCK_UNWAIT in flight: the result answers */
+    int unwaiting; /* LOCK_UNWAIT in flight: the result answers */
 };
 
 struct lockmgr {
     struct node_server *s;
     uv_timer_t tick;
-    struct strmap leases; /* session id -> struct lease */
-    struct strmap polls;  /* "session key" -> struct poll */
-    struct strmap delays; /* lock key -> uint64_t* lock-delay end (leader time) */
+    struct strmap leases;   /* session id -> struct lease */
+    struct strmap polls;    /* "session key" -> struct poll */
+    struct strmap delays;   /* lock key -> uint64_t* lock-delay end (leader time) */
     uint64_t extended_term; /* term whose LEASE_EXTEND has been applied */
     uint64_t extend_term;   /* term of the LEASE_EXTEND in flight, 0 if none */
     struct lockmgr_stats st;
@@ -101,8 +101,8 @@ static void unwait_cb(void *data, int err, const struct fsm_result *res)
                            p->key);
     } else {
         http_respond_error(p->req, 409, "not_waiting",
-                           "session %s no longer waits for %s (it expired or released)",
-                           p->session, p->key);
+                           "session %s no longer waits for %s (it expired or released)", p->session,
+                           p->key);
     }
     p->req = NULL;
     m->st.parked--;
@@ -140,8 +140,8 @@ static void poll_timeout(struct lockmgr *m, struct poll *p)
     }
 }
 
-void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *session,
-                  const char *key, uint32_t limit, uint64_t wait_ms, int final)
+void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *session, const char *key,
+                  uint32_t limit, uint64_t wait_ms, int final)
 {
     char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
     struct poll *p = fl_calloc(1, sizeof *p), *old = NULL;
@@ -155,7 +155,8 @@ void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *sessi
     snprintf(p->session, sizeof p->session, "%s", session);
     snprintf(p->key, sizeof p->key, "%s", key);
     p->final = final;
-    p->deadline = uv_now(m->s->loop) + (wait_ms > LOCKMGR_POLL_MAX_MS ? LOCKMGR_POLL_MAX_MS : wait_ms);
+    p->deadline =
+        uv_now(m->s->loop) + (wait_ms > LOCKMGR_POLL_MAX_MS ? LOCKMGR_POLL_MAX_MS : wait_ms);
     poll_key(k, sizeof k, session, key);
     if (strmap_put(&m->polls, k, p, (void **)&old) != FL_OK) {
         node__respond_err(req, FL_ENOMEM, "out of memory");
@@ -274,8 +275,8 @@ static void scan_delays(struct lockmgr *m)
                 continue;
             }
             if (l.n_waiters > 0 && l.n_holders < l.limit) {
-                struct fsm_lock_event ev = {.type = FSM_LEV_DELAY, .key = k, .klen = kl,
-                                           .until_ms = l.delay_until_ms};
+                struct fsm_lock_event ev = {
+                    .type = FSM_LEV_DELAY, .key = k, .klen = kl, .until_ms = l.delay_until_ms};
                 on_delay(m, &ev);
             }
             store_lock_free(&l);

@@ -30,16 +30,16 @@ void lockmgr_on_leader(struct lockmgr *m);
  * LOCKMGR_POLL_MAX_MS per call) has passed. final: the caller's whole wait
  * ends with this call, so leave the queue when it times out. */
 #define LOCKMGR_POLL_MAX_MS 8000u
-void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *session,
-                  const char *key, uint32_t limit, uint64_t wait_ms, int final);
+void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *session, const char *key,
+                  uint32_t limit, uint64_t wait_ms, int final);
 
 /* Counters for /v1/status. */
 struct lockmgr_stats {
-    uint64_t leases;    /* sessions with a deadline on this server */
-    uint64_t parked;    /* acquire calls waiting now */
-    uint64_t expired;   /* expiries this server proposed and saw applied */
-    uint64_t extended;  /* LEASE_EXTENDs this server committed as leader */
-    int can_expire;     /* leader with its lease extension committed */
+    uint64_t leases;   /* sessions with a deadline on this server */
+    uint64_t parked;   /* acquire calls waiting now */
+    uint64_t expired;  /* expiries this server proposed and saw applied */
+    uint64_t extended; /* LEASE_EXTENDs this server committed as leader */
+    int can_expire;    /* leader with its lease extension committed */
 };
 void lockmgr_stats(struct lockmgr *m, struct lockmgr_stats *out);
 

@@ -31,28 +31,28 @@ struct node_server {
     uv_timer_t tick; /* join retries and self-registration */
     int stopping;
     int exit_status;
-    int joined;          /* the join request was accepted */
+    int joined; /* the join request was accepted */
     int join_inflight;
     int register_inflight;
     uint64_t started_ms;
-    uint64_t disk_free;          /* bytes free on the data directory's file system */
-    uint64_t disk_checked_ms;    /* loop time of that reading */
-    uint64_t n_refused_full;     /* writes refused by admission control */
-    uint64_t n_refused_hosts;    /* tasks and jobs refused for more than FSM_TASK_HOSTS_MAX hosts */
+    uint64_t disk_free;       /* bytes free on the data directory's file system */
+    uint64_t disk_checked_ms; /* loop time of that reading */
+    uint64_t n_refused_full;  /* writes refused by admission control */
+    uint64_t n_refused_hosts; /* tasks and jobs refused for more than FSM_TASK_HOSTS_MAX hosts */
     uint64_t n_forwarded;
     uint64_t n_forward_errors;
-    uint64_t n_denied_401;       /* requests without a valid token */
-    uint64_t n_denied_403;       /* tokens without the capability */
-    unsigned char api_key[32];   /* servers' HMAC key for internal calls (api_acl.c) */
+    uint64_t n_denied_401;     /* requests without a valid token */
+    uint64_t n_denied_403;     /* tokens without the capability */
+    unsigned char api_key[32]; /* servers' HMAC key for internal calls (api_acl.c) */
     int have_api_key;
     char errmsg[256];
 };
 
 /* Route flags (node/api.c): how a route is served on a follower. */
 enum {
-    ROUTE_LOCAL = 0, /* served by whichever server receives it */
-    ROUTE_READ = 1,  /* linearizable read: leader after a barrier; ?stale = local */
-    ROUTE_WRITE = 2, /* forwarded to the leader */
+    ROUTE_LOCAL = 0,       /* served by whichever server receives it */
+    ROUTE_READ = 1,        /* linearizable read: leader after a barrier; ?stale = local */
+    ROUTE_WRITE = 2,       /* forwarded to the leader */
     ROUTE_LOCAL_WRITE = 3, /* a write kept by the server that receives it (package
                               uploads: its disk holds the bytes); never forwarded */
 };
@@ -64,13 +64,13 @@ typedef void (*route_fn)(struct node_server *s, struct http_request *req, char *
  * everyone and fails tests/unit/test_acl.c. */
 enum {
     NEED_UNSET = 0,
-    NEED_NONE,    /* public: status, health, routes, bootstrap */
-    NEED_TOKEN,   /* any valid token (who am I) */
+    NEED_NONE,  /* public: status, health, routes, bootstrap */
+    NEED_TOKEN, /* any valid token (who am I) */
     NEED_READ,
-    NEED_SUBMIT,  /* tasks, jobs, sessions; with ns_arg, locks and kv in namespaces */
+    NEED_SUBMIT, /* tasks, jobs, sessions; with ns_arg, locks and kv in namespaces */
     NEED_OPERATE,
     NEED_ADMIN,
-    NEED_SERVER,  /* another server (cluster-key HMAC), or an operate token */
+    NEED_SERVER, /* another server (cluster-key HMAC), or an operate token */
 };
 
 struct route {
@@ -79,10 +79,10 @@ struct route {
     int kind;            /* ROUTE_* */
     route_fn fn;
     const char *summary;
-    int need;            /* NEED_* */
-    int ns_arg;          /* >= 0: the argument that names a namespace; -1 none */
-    int no_ident;        /* a write that proposes no command of its own (membership,
-                            messages to agents): it refuses X-Flotilla-Request */
+    int need;     /* NEED_* */
+    int ns_arg;   /* >= 0: the argument that names a namespace; -1 none */
+    int no_ident; /* a write that proposes no command of its own (membership,
+                     messages to agents): it refuses X-Flotilla-Request */
 };
 
 /* The request identity header (docs/API.md "Request identity"). */
@@ -244,7 +244,7 @@ struct node_task_build {
     const char *constraints[STORE_TASK_CONSTRAINTS];
     struct node_spec spec;
     struct fl_buf specbuf;
-    char *envbuf; /* the env and sealed secret_env strings */
+    char *envbuf;             /* the env and sealed secret_env strings */
     const unsigned char *key; /* the cluster key: set by the caller, seals secret_env */
     char id[24], idem[128], name[STORE_TASK_NAME_MAX];
     struct fsm_cmd cmd;
@@ -269,9 +269,9 @@ void node__task_on_hosts(struct fsm_cmd *c, uint32_t max_running, uint32_t fail_
 struct node_job_build {
     struct store_job j;
     struct fsm_entry_writer w; /* the template entry body */
-    struct fl_buf def;        /* the encoded definition */
+    struct fl_buf def;         /* the encoded definition */
     struct fsm_cmd cmd;
-    int over_hosts;           /* as node_task_build's */
+    int over_hosts; /* as node_task_build's */
 };
 const char *const *node__job_fields(void); /* the fields of PUT /v1/jobs */
 int node__job_build(struct http_request *req, json_t *body, const unsigned char *key,

@@ -89,8 +89,8 @@ static void register_local_cb(void *data, int err, const struct fsm_result *res)
     }
 }
 
-static void register_remote_cb(void *data, int err, int status, const char *ct,
-                               const uint8_t *body, size_t len)
+static void register_remote_cb(void *data, int err, int status, const char *ct, const uint8_t *body,
+                               size_t len)
 {
     struct node_server *s = data;
     s->register_inflight = 0;
@@ -101,10 +101,10 @@ static void register_remote_cb(void *data, int err, int status, const char *ct,
 
 static char *member_json(struct node_server *s, const char *role)
 {
-    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->cfg.id,
-                          "raft_addr", s->cfg.raft_addr, "api_addr", s->cfg.api_addr, "name",
-                          s->cfg.name, "agent_addr", s->cfg.agent_addr, "blob_addr",
-                          s->cfg.blob_addr);
+    json_t *o =
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->cfg.id, "raft_addr",
+                  s->cfg.raft_addr, "api_addr", s->cfg.api_addr, "name", s->cfg.name, "agent_addr",
+                  s->cfg.agent_addr, "blob_addr", s->cfg.blob_addr);
     char *text;
     if (role != NULL) {
         json_object_set_new(o, "role", json_string(role));
@@ -116,8 +116,8 @@ static char *member_json(struct node_server *s, const char *role)
 
 /* Headers of a POST from this server to another's internal route: JSON and
  * the HMAC that proves it comes from a server with the cluster key. */
-static void internal_headers(struct node_server *s, const char *target, const char *body,
-                             char *out, size_t size)
+static void internal_headers(struct node_server *s, const char *target, const char *body, char *out,
+                             size_t size)
 {
     size_t n = (size_t)snprintf(out, size, "Content-Type: application/json\r\n");
     if (n < size) {
@@ -383,7 +383,7 @@ static int open_store(struct node_server *s)
     }
     if (store_rebuilt(s->store)) {
         FL_WARN("store: the store was not flushed before the machine restarted; "
-               "it was removed and is rebuilt from the Raft snapshot and log");
+                "it was removed and is rebuilt from the Raft snapshot and log");
     }
     return 0;
 }
@@ -549,8 +549,7 @@ int node_server_run(const struct node_config *cfg)
     start_loop_handles(s);
     FL_INFO("server %llu: API http://%s, Raft %s, agents %s, blobs %s, data %s",
             (unsigned long long)s->cfg.id, s->cfg.api_addr, s->cfg.raft_addr, s->cfg.agent_addr,
-            s->cfg.blob_addr,
-            s->cfg.data_dir);
+            s->cfg.blob_addr, s->cfg.data_dir);
     uv_run(s->loop, UV_RUN_DEFAULT);
     status = 0;
     FL_INFO("stopped");

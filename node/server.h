@@ -15,35 +15,35 @@
 #define NODE_MAX_PEERS 16
 
 struct node_config {
-    uint64_t id;          /* Raft id (> 0) */
-    char name[64];        /* node name in the nodes table; default "server-<id>" */
-    char data_dir[4096];  /* DATA/store (LMDB) and DATA/raft (log) */
-    char raft_addr[128];  /* host:port for Raft */
-    char api_addr[128];   /* host:port for the HTTP API */
-    char agent_addr[128]; /* host:port where agents connect */
-    char blob_addr[128];  /* host:port of the package blob link (node/blobs.h) */
-    unsigned lost_after_ms;   /* an agent silent this long is committed lost */
-    unsigned heartbeat_ms;    /* agents' heartbeat period */
-    int no_agent;             /* do not run the embedded agent */
-    int placement_pack;       /* 1: pack units onto the fullest nodes; 0: spread (default) */
+    uint64_t id;            /* Raft id (> 0) */
+    char name[64];          /* node name in the nodes table; default "server-<id>" */
+    char data_dir[4096];    /* DATA/store (LMDB) and DATA/raft (log) */
+    char raft_addr[128];    /* host:port for Raft */
+    char api_addr[128];     /* host:port for the HTTP API */
+    char agent_addr[128];   /* host:port where agents connect */
+    char blob_addr[128];    /* host:port of the package blob link (node/blobs.h) */
+    unsigned lost_after_ms; /* an agent silent this long is committed lost */
+    unsigned heartbeat_ms;  /* agents' heartbeat period */
+    int no_agent;           /* do not run the embedded agent */
+    int placement_pack;     /* 1: pack units onto the fullest nodes; 0: spread (default) */
     unsigned n_labels;
-    char labels[32][128];     /* labels of this server's node ("k=v") */
+    char labels[32][128]; /* labels of this server's node ("k=v") */
     int bootstrap;        /* bootstrap a new cluster with `peers` */
     unsigned n_peers;
     struct rg_peer peers[NODE_MAX_PEERS];
-    char join[128];       /* API address of a server of the cluster to join */
-    int join_role;        /* RAFT_VOTER or RAFT_STANDBY */
+    char join[128]; /* API address of a server of the cluster to join */
+    int join_role;  /* RAFT_VOTER or RAFT_STANDBY */
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
-    size_t store_size;    /* LMDB map size in bytes */
-    size_t max_body;      /* HTTP request body limit */
+    size_t store_size;         /* LMDB map size in bytes */
+    size_t max_body;           /* HTTP request body limit */
     unsigned max_conns_per_ip; /* HTTP connections from one address */
-    unsigned node_cap;    /* running-unit cap recorded for this server's node */
-    uint64_t min_free_disk; /* refuse writes when the data disk has less free */
-    unsigned char key[32];  /* the cluster key (common/key.h), required */
-    char key_file[4096];    /* the file key came from: the embedded agent's, for deploys */
-    char apps_dir[4096];    /* the embedded agent's default application roots ("": the default) */
-    int raft_plaintext;     /* measurement only: Raft without encryption */
+    unsigned node_cap;         /* running-unit cap recorded for this server's node */
+    uint64_t min_free_disk;    /* refuse writes when the data disk has less free */
+    unsigned char key[32];     /* the cluster key (common/key.h), required */
+    char key_file[4096];       /* the file key came from: the embedded agent's, for deploys */
+    char apps_dir[4096]; /* the embedded agent's default application roots ("": the default) */
+    int raft_plaintext;  /* measurement only: Raft without encryption */
     int require_agent_approval; /* new agents wait for `flotilla agent approve` */
 };
 

@@ -105,10 +105,10 @@ int node_spec_decode(const uint8_t *p, size_t n, struct node_spec *out)
         goto out;
     }
     version = (unsigned)a[0].via.u64;
-    if (version == 2 && (u.data.via.array.size < 12 || a[10].type != MSGPACK_OBJECT_ARRAY ||
-                         a[10].via.array.size > NODE_SPEC_ENV_MAX ||
-                         a[11].type != MSGPACK_OBJECT_ARRAY ||
-                         a[11].via.array.size > NODE_SPEC_ENV_MAX)) {
+    if (version == 2 &&
+        (u.data.via.array.size < 12 || a[10].type != MSGPACK_OBJECT_ARRAY ||
+         a[10].via.array.size > NODE_SPEC_ENV_MAX || a[11].type != MSGPACK_OBJECT_ARRAY ||
+         a[11].via.array.size > NODE_SPEC_ENV_MAX)) {
         goto out;
     }
     if (!get_u32(&a[1], &kind) || kind < 1 || kind > NODE_DEPLOY ||
@@ -207,8 +207,8 @@ int node_secret_seal(const unsigned char key[NODE_SECRET_KEY_BYTES], const char 
 {
     unsigned char box[NONCE + NODE_SPEC_ENV_VALUE_MAX + TAG];
     unsigned long long clen = 0;
-    size_t nlen = strlen(name), b64 = sodium_base64_ENCODED_LEN(NONCE + vlen + TAG,
-                                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    size_t nlen = strlen(name), b64 = sodium_base64_ENCODED_LEN(
+                                    NONCE + vlen + TAG, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     if (vlen > NODE_SPEC_ENV_VALUE_MAX || nlen + 1 + b64 > size) {
         return FL_ETOOBIG;
     }
@@ -237,10 +237,9 @@ int node_secret_open(const unsigned char key[NODE_SECRET_KEY_BYTES], const char 
         return FL_EDECODE;
     }
     memcpy(out, entry, nlen + 1);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt((unsigned char *)out + nlen + 1, &vlen, NULL,
-                                                   box + NONCE, blen - NONCE,
-                                                   (const unsigned char *)entry, nlen, box,
-                                                   key) != 0) {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+            (unsigned char *)out + nlen + 1, &vlen, NULL, box + NONCE, blen - NONCE,
+            (const unsigned char *)entry, nlen, box, key) != 0) {
         sodium_memzero(out, size);
         return FL_EDECODE;
     }

@@ -29,12 +29,12 @@ enum node_exec_kind {
     NODE_DEPLOY = 7,
 };
 
-#define NODE_SPEC_ARGV_MAX 256
-#define NODE_SPEC_VARS_MAX 32
-#define NODE_SPEC_ENV_MAX 32      /* env and secret_env entries, each */
-#define NODE_SPEC_ENV_NAME_MAX 64
+#define NODE_SPEC_ARGV_MAX      256
+#define NODE_SPEC_VARS_MAX      32
+#define NODE_SPEC_ENV_MAX       32 /* env and secret_env entries, each */
+#define NODE_SPEC_ENV_NAME_MAX  64
 #define NODE_SPEC_ENV_VALUE_MAX 4096
-#define NODE_SECRET_KEY_BYTES 32
+#define NODE_SECRET_KEY_BYTES   32
 
 struct node_spec {
     int kind;
@@ -49,10 +49,10 @@ struct node_spec {
     unsigned n_vars;
     const char *vars[NODE_SPEC_VARS_MAX + 1]; /* NULL-terminated */
     unsigned n_env;
-    const char *env[NODE_SPEC_ENV_MAX + 1];   /* "NAME=value", NULL-terminated */
+    const char *env[NODE_SPEC_ENV_MAX + 1]; /* "NAME=value", NULL-terminated */
     unsigned n_secret;
     const char *secret[NODE_SPEC_ENV_MAX + 1]; /* "NAME=sealed", NULL-terminated */
-    char *arena_;                             /* decode: owns the strings */
+    char *arena_;                              /* decode: owns the strings */
 };
 
 const char *node_exec_kind_name(int kind);

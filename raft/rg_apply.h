@@ -15,9 +15,9 @@
 #include "fsm/fsm.h"
 
 struct rg_apply {
-    struct raft_fsm rf;  /* handed to raft_init (or raft_fixture_grow) */
+    struct raft_fsm rf; /* handed to raft_init (or raft_fixture_grow) */
     struct fsm *fsm;
-    struct raft *raft;   /* set once raft_init has run */
+    struct raft *raft; /* set once raft_init has run */
 };
 
 void rg_apply_init(struct rg_apply *a, struct fsm *f);

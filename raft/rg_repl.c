@@ -33,7 +33,7 @@ struct batch {
     unsigned n;
     struct op *ops;
     struct fsm_result *results; /* filled by the FSM when applied here */
-    struct batch *next;        /* pending list */
+    struct batch *next;         /* pending list */
 };
 
 struct waiter {
@@ -233,7 +233,7 @@ static void flush_batch(struct rg_repl *p)
     b->n = p->n_ops;
     b->ops = p->ops;
     rv = fsm_writer_finish(&p->writer, p->o.id, b->seq, b->term, fl_wall_ms(), raft_malloc, &base,
-                          &len);
+                           &len);
     if (rv != FL_OK) {
         fl_free(b);
         goto fail;
@@ -484,8 +484,7 @@ static void add_cb(struct raft_change *req, int status)
     c->req.data = c;
     rv = raft_assign(&p->raft, &c->req, c->id, c->role, assign_cb);
     if (rv != 0) {
-        FL_WARN("assigning role to server %llu: %s", (unsigned long long)c->id,
-                raft_strerror(rv));
+        FL_WARN("assigning role to server %llu: %s", (unsigned long long)c->id, raft_strerror(rv));
         change_done(c, raft_to_fl(rv));
     }
 }
@@ -671,12 +670,18 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     p->o.raft_addr = p->raft_addr;
     p->o.dir = p->dir;
     p->o.key = NULL; /* the transport keeps its own copy */
-    if (p->o.snapshot_threshold == 0) p->o.snapshot_threshold = 8192;
-    if (p->o.snapshot_trailing == 0) p->o.snapshot_trailing = 8192;
-    if (p->o.election_timeout_ms == 0) p->o.election_timeout_ms = 1000;
-    if (p->o.heartbeat_ms == 0) p->o.heartbeat_ms = 100;
-    if (p->o.max_batch_cmds == 0) p->o.max_batch_cmds = 4096;
-    if (p->o.max_batch_bytes == 0) p->o.max_batch_bytes = 1024 * 1024;
+    if (p->o.snapshot_threshold == 0)
+        p->o.snapshot_threshold = 8192;
+    if (p->o.snapshot_trailing == 0)
+        p->o.snapshot_trailing = 8192;
+    if (p->o.election_timeout_ms == 0)
+        p->o.election_timeout_ms = 1000;
+    if (p->o.heartbeat_ms == 0)
+        p->o.heartbeat_ms = 100;
+    if (p->o.max_batch_cmds == 0)
+        p->o.max_batch_cmds = 4096;
+    if (p->o.max_batch_bytes == 0)
+        p->o.max_batch_bytes = 1024 * 1024;
     p->readers_tail = &p->readers;
     fsm_writer_init(&p->writer);
 
@@ -743,8 +748,8 @@ int rg_repl_bootstrap(struct rg_repl *p, const struct rg_peer *peers, unsigned n
         rv = raft_configuration_add(&conf, peers[i].id, peers[i].addr, peers[i].role);
         if (rv != 0) {
             raft_configuration_close(&conf);
-            return fl_errf(errmsg, FL_EINVAL, "peer %llu (%s): %s",
-                           (unsigned long long)peers[i].id, peers[i].addr, raft_strerror(rv));
+            return fl_errf(errmsg, FL_EINVAL, "peer %llu (%s): %s", (unsigned long long)peers[i].id,
+                           peers[i].addr, raft_strerror(rv));
         }
     }
     rv = raft_bootstrap(&p->raft, &conf);

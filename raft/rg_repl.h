@@ -36,11 +36,11 @@
 #include "store/store.h"
 
 struct rg_repl_options {
-    uint64_t id;                 /* Raft server id, > 0 */
-    const char *raft_addr;       /* "host:port" this server listens on */
-    const char *dir;             /* Raft log directory (created if missing) */
-    unsigned snapshot_threshold; /* 0 = 8192 (raft-notes §5: 1-5 s of peak entries) */
-    unsigned snapshot_trailing;  /* 0 = 8192 */
+    uint64_t id;                  /* Raft server id, > 0 */
+    const char *raft_addr;        /* "host:port" this server listens on */
+    const char *dir;              /* Raft log directory (created if missing) */
+    unsigned snapshot_threshold;  /* 0 = 8192 (raft-notes §5: 1-5 s of peak entries) */
+    unsigned snapshot_trailing;   /* 0 = 8192 */
     unsigned election_timeout_ms; /* 0 = 1000 */
     unsigned heartbeat_ms;        /* 0 = 100 */
     unsigned max_batch_cmds;      /* 0 = 4096 */

@@ -14,7 +14,7 @@
 
 #include "common/clock.h"
 
-#define RING_LINES 2048
+#define RING_LINES   2048
 #define LINE_MAX_LEN 240
 
 static char ring[RING_LINES][LINE_MAX_LEN];
@@ -26,16 +26,20 @@ static void emit(struct raft_tracer *t, int type, const void *info)
 {
     const struct raft_tracer_info *ti = info;
     (void)t;
-    if (type != RAFT_TRACER_DIAGNOSTIC || ti == NULL) return;
-    if (ti->diagnostic.level > trace_level) return;
+    if (type != RAFT_TRACER_DIAGNOSTIC || ti == NULL)
+        return;
+    if (ti->diagnostic.level > trace_level)
+        return;
     const char *file = ti->diagnostic.file ? ti->diagnostic.file : "?";
     const char *slash = strrchr(file, '/');
-    if (slash != NULL) file = slash + 1;
-    snprintf(ring[ring_next], LINE_MAX_LEN, "%llu %d %s:%d %s\n",
-             (unsigned long long)fl_wall_ms(), ti->diagnostic.level, file, ti->diagnostic.line,
+    if (slash != NULL)
+        file = slash + 1;
+    snprintf(ring[ring_next], LINE_MAX_LEN, "%llu %d %s:%d %s\n", (unsigned long long)fl_wall_ms(),
+             ti->diagnostic.level, file, ti->diagnostic.line,
              ti->diagnostic.message ? ti->diagnostic.message : "");
     ring_next = (ring_next + 1) % RING_LINES;
-    if (ring_used < RING_LINES) ring_used++;
+    if (ring_used < RING_LINES)
+        ring_used++;
 }
 
 static struct raft_tracer recorder = {NULL, 2, emit};
@@ -44,7 +48,8 @@ static void write_all(const char *s, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(2, s, n);
-        if (w <= 0) return;
+        if (w <= 0)
+            return;
         s += w;
         n -= (size_t)w;
     }
@@ -78,7 +83,8 @@ struct raft_tracer *rg_trace_tracer(void)
         const char *v = getenv("FLOTILLA_RAFT_TRACE");
         if (v != NULL && *v != '\0') {
             trace_level = atoi(v);
-            if (trace_level < 1) trace_level = 5;
+            if (trace_level < 1)
+                trace_level = 5;
             signal(SIGABRT, on_abort);
         }
     }

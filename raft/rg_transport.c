@@ -341,8 +341,7 @@ static void established(struct rg_link *l, struct fl_buf *plain)
     int rv;
     if (!schan_raft_name_parse(peer->name, &id, &addr)) {
         t->n_refused++;
-        link_close(l, FL_LOG_WARN, "refused: peer identity \"%s\" is not ID@ADDRESS",
-                   peer->name);
+        link_close(l, FL_LOG_WARN, "refused: peer identity \"%s\" is not ID@ADDRESS", peer->name);
         return;
     }
     if (l->outbound && id != l->want_id) {
@@ -363,8 +362,8 @@ static void established(struct rg_link *l, struct fl_buf *plain)
     l->state = L_RELAY;
     t->n_established++;
     uv_read_start((uv_stream_t *)&l->pipe, alloc_cb, pipe_read_cb);
-    FL_DEBUG("raft link %s %s: established with server %llu",
-             l->outbound ? "to" : "from", l->peer, (unsigned long long)id);
+    FL_DEBUG("raft link %s %s: established with server %llu", l->outbound ? "to" : "from", l->peer,
+             (unsigned long long)id);
     if (l->outbound) {
         struct raft_uv_connect *req = l->req;
         l->req = NULL;
@@ -390,8 +389,8 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread < 0) {
         rv = schan_eof(l->ch);
-        link_close(l, rv == FL_OK && l->state == L_RELAY ? FL_LOG_DEBUG : FL_LOG_INFO,
-                   "%s%s", nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread),
+        link_close(l, rv == FL_OK && l->state == L_RELAY ? FL_LOG_DEBUG : FL_LOG_INFO, "%s%s",
+                   nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread),
                    l->state == L_HANDSHAKE ? " during the handshake" : "");
         return;
     }
@@ -599,16 +598,14 @@ static void on_connection(uv_stream_t *server, int status)
         link_close(l, 0, "accept failed");
         return;
     }
-    if (uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&ss, &len) == 0 &&
-        ss.ss_family == AF_INET) {
+    if (uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET) {
         char ip[64];
         const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
         uv_ip4_name(sin, ip, sizeof ip);
         snprintf(l->peer, sizeof l->peer, "%s:%u", ip, ntohs(sin->sin_port));
     }
     if (t->n_handshaking >= RG_TRANSPORT_HANDSHAKES_MAX) {
-        link_close(l, FL_LOG_WARN, "refused: %u handshakes already in progress",
-                   t->n_handshaking);
+        link_close(l, FL_LOG_WARN, "refused: %u handshakes already in progress", t->n_handshaking);
         return;
     }
     t->n_handshaking++;

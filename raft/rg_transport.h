@@ -35,9 +35,9 @@
 
 #include "common/key.h"
 
-#define RG_TRANSPORT_HANDSHAKE_MS 5000
-#define RG_TRANSPORT_HIGH_WATER   (8u << 20)
-#define RG_TRANSPORT_LOW_WATER    (1u << 20)
+#define RG_TRANSPORT_HANDSHAKE_MS   5000
+#define RG_TRANSPORT_HIGH_WATER     (8u << 20)
+#define RG_TRANSPORT_LOW_WATER      (1u << 20)
 #define RG_TRANSPORT_HANDSHAKES_MAX 64 /* inbound handshakes at once */
 
 struct rg_link;
@@ -62,14 +62,14 @@ struct rg_transport {
     int closing;
 
     /* Counters (status, tests). */
-    uint64_t n_established;     /* links handed to raft */
-    uint64_t n_refused;         /* handshakes refused (bad key, bad bytes, wrong peer) */
+    uint64_t n_established;        /* links handed to raft */
+    uint64_t n_refused;            /* handshakes refused (bad key, bad bytes, wrong peer) */
     uint64_t n_handshake_timeouts; /* peers silent past the handshake deadline */
-    uint64_t n_broken;          /* established links closed on a bad frame */
-    uint64_t bytes_sent;        /* plaintext raft bytes sealed onto outbound links */
-    uint64_t bytes_received;    /* plaintext raft bytes opened from inbound links */
-    uint64_t wire_sent;         /* bytes written to peers (handshakes and frames) */
-    uint64_t wire_received;     /* bytes read from peers */
+    uint64_t n_broken;             /* established links closed on a bad frame */
+    uint64_t bytes_sent;           /* plaintext raft bytes sealed onto outbound links */
+    uint64_t bytes_received;       /* plaintext raft bytes opened from inbound links */
+    uint64_t wire_sent;            /* bytes written to peers (handshakes and frames) */
+    uint64_t wire_received;        /* bytes read from peers */
 };
 
 /* Initialise on `loop`. bind_addr is where we listen (raft's own address if

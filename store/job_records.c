@@ -47,7 +47,8 @@ int store_job_encode(const struct store_job *j, struct fl_buf *b)
         store__pack_str(&pk, j->name) | msgpack_pack_uint64(&pk, (uint64_t)j->sched) |
         store__pack_str(&pk, j->expr) | store__pack_str(&pk, j->tz) |
         msgpack_pack_uint64(&pk, j->every_ms) | msgpack_pack_uint64(&pk, (uint64_t)j->overlap) |
-        msgpack_pack_uint64(&pk, (uint64_t)j->mode) | msgpack_pack_uint64(&pk, (uint64_t)j->misfire) |
+        msgpack_pack_uint64(&pk, (uint64_t)j->mode) |
+        msgpack_pack_uint64(&pk, (uint64_t)j->misfire) |
         msgpack_pack_uint64(&pk, j->start_deadline_ms) | store__pack_bool(&pk, j->paused) |
         msgpack_pack_uint64(&pk, j->created_ms) | msgpack_pack_uint64(&pk, j->updated_index) |
         msgpack_pack_uint64(&pk, j->last_sched_ms) | msgpack_pack_uint64(&pk, j->runs) |
@@ -67,9 +68,10 @@ int store_job_decode(const void *val, size_t vlen, struct store_job *j)
     }
     if (store__str_field(&r, j->name, sizeof j->name) || j->name[0] == '\0' ||
         small(&r, &j->sched, STORE_JOB_CRON, STORE_JOB_EVERY) ||
-        store__str_field(&r, j->expr, sizeof j->expr) || store__str_field(&r, j->tz, sizeof j->tz) ||
-        fl_mp_uint(&r, &j->every_ms) || small(&r, &j->overlap, 1, STORE_OVERLAP_QUEUE) ||
-        small(&r, &j->mode, 1, STORE_JOB_ALL) || small(&r, &j->misfire, 1, STORE_MISFIRE_RUN_ONCE) ||
+        store__str_field(&r, j->expr, sizeof j->expr) ||
+        store__str_field(&r, j->tz, sizeof j->tz) || fl_mp_uint(&r, &j->every_ms) ||
+        small(&r, &j->overlap, 1, STORE_OVERLAP_QUEUE) || small(&r, &j->mode, 1, STORE_JOB_ALL) ||
+        small(&r, &j->misfire, 1, STORE_MISFIRE_RUN_ONCE) ||
         fl_mp_uint(&r, &j->start_deadline_ms) || store__mp_bool(&r, &j->paused) ||
         fl_mp_uint(&r, &j->created_ms) || fl_mp_uint(&r, &j->updated_index) ||
         fl_mp_uint(&r, &j->last_sched_ms) || fl_mp_uint(&r, &j->runs) ||
@@ -101,7 +103,8 @@ int store_job_put(struct store_txn *t, const struct store_job *j)
 {
     struct fl_buf b;
     if (j->name[0] == '\0' || memchr(j->name, '\0', sizeof j->name) == NULL ||
-        memchr(j->expr, '\0', sizeof j->expr) == NULL || memchr(j->tz, '\0', sizeof j->tz) == NULL) {
+        memchr(j->expr, '\0', sizeof j->expr) == NULL ||
+        memchr(j->tz, '\0', sizeof j->tz) == NULL) {
         return fl_errf(t->s->errmsg, FL_EINVAL, "job record: bad name, expression or zone");
     }
     fl_buf_init(&b);

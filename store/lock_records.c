@@ -134,8 +134,8 @@ static int lock_encode(struct fl_buf *b, const struct store_lock *l)
     msgpack_packer_init(&pk, b, store__buf_write);
     r = msgpack_pack_array(&pk, LOCK_FIELDS) | msgpack_pack_uint64(&pk, LOCK_FORMAT) |
         msgpack_pack_uint64(&pk, l->limit) | msgpack_pack_uint64(&pk, l->fence) |
-        msgpack_pack_uint64(&pk, l->delay_until_ms) |
-        slots_encode(&pk, l->holders, l->n_holders) | slots_encode(&pk, l->waiters, l->n_waiters);
+        msgpack_pack_uint64(&pk, l->delay_until_ms) | slots_encode(&pk, l->holders, l->n_holders) |
+        slots_encode(&pk, l->waiters, l->n_waiters);
     return r ? FL_ENOMEM : FL_OK;
 }
 
@@ -169,9 +169,9 @@ int store_lock_decode(const void *val, size_t vlen, struct store_lock *l)
     memset(l, 0, sizeof *l);
     fl_mp_init(&r, val, vlen);
     rv = store__header(&r, LOCK_FORMAT, LOCK_FIELDS);
-    if (rv == FL_OK && (store__u32_field(&r, &l->limit) || l->limit == 0 ||
-                        l->limit > STORE_LOCK_HOLDERS_MAX || fl_mp_uint(&r, &l->fence) ||
-                        fl_mp_uint(&r, &l->delay_until_ms))) {
+    if (rv == FL_OK &&
+        (store__u32_field(&r, &l->limit) || l->limit == 0 || l->limit > STORE_LOCK_HOLDERS_MAX ||
+         fl_mp_uint(&r, &l->fence) || fl_mp_uint(&r, &l->delay_until_ms))) {
         rv = FL_EDECODE;
     }
     if (rv == FL_OK) {

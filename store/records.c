@@ -48,9 +48,9 @@ static int node_encode(struct fl_buf *b, const struct store_node *n)
     int r;
     msgpack_packer_init(&pk, b, store__buf_write);
     r = msgpack_pack_array(&pk, NODE_FIELDS) | msgpack_pack_uint64(&pk, NODE_FORMAT) |
-        store__pack_str(&pk, n->id) | msgpack_pack_uint64(&pk, n->raft_id) | store__pack_str(&pk, n->raft_addr) |
-        store__pack_str(&pk, n->api_addr) | msgpack_pack_uint64(&pk, (uint64_t)n->kind) |
-        msgpack_pack_array(&pk, n->n_labels);
+        store__pack_str(&pk, n->id) | msgpack_pack_uint64(&pk, n->raft_id) |
+        store__pack_str(&pk, n->raft_addr) | store__pack_str(&pk, n->api_addr) |
+        msgpack_pack_uint64(&pk, (uint64_t)n->kind) | msgpack_pack_array(&pk, n->n_labels);
     for (unsigned i = 0; i < n->n_labels; i++) {
         r |= store__pack_str(&pk, n->labels[i]);
     }
@@ -75,8 +75,7 @@ int store_kv_decode(const void *val, size_t vlen, struct store_kv *out)
         return rv;
     }
     if (fl_mp_bin(&r, &out->value, &n) != FL_OK || fl_mp_uint(&r, &out->version) ||
-        fl_mp_uint(&r, &out->create_index) || fl_mp_uint(&r, &out->mtime_ms) ||
-        fl_mp_end(&r)) {
+        fl_mp_uint(&r, &out->create_index) || fl_mp_uint(&r, &out->mtime_ms) || fl_mp_end(&r)) {
         return FL_EDECODE;
     }
     out->vlen = n;
@@ -118,17 +117,17 @@ int store_node_decode(const void *val, size_t vlen, struct store_node *out)
         return FL_EDECODE;
     }
     if (store__str_field(&r, out->id, sizeof out->id) || out->id[0] == '\0' ||
-        fl_mp_uint(&r, &out->raft_id) || store__str_field(&r, out->raft_addr, sizeof out->raft_addr) ||
+        fl_mp_uint(&r, &out->raft_id) ||
+        store__str_field(&r, out->raft_addr, sizeof out->raft_addr) ||
         store__str_field(&r, out->api_addr, sizeof out->api_addr) || fl_mp_uint(&r, &kind) ||
         (kind != STORE_NODE_SERVER && kind != STORE_NODE_AGENT) || node_labels(&r, out) ||
         fl_mp_uint(&r, &cap) || cap > UINT32_MAX || store__mp_bool(&r, &out->drain) ||
         fl_mp_uint(&r, &out->created_index) || fl_mp_uint(&r, &out->updated_index)) {
         return FL_EDECODE;
     }
-    if (format >= 2 &&
-        (fl_mp_uint(&r, &running) || running > UINT32_MAX ||
-         store__str_field(&r, out->agent_addr, sizeof out->agent_addr) ||
-         store__mp_bool(&r, &out->lost))) {
+    if (format >= 2 && (fl_mp_uint(&r, &running) || running > UINT32_MAX ||
+                        store__str_field(&r, out->agent_addr, sizeof out->agent_addr) ||
+                        store__mp_bool(&r, &out->lost))) {
         return FL_EDECODE;
     }
     if (format == 3 && store__str_field(&r, out->blob_addr, sizeof out->blob_addr)) {

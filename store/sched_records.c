@@ -68,7 +68,8 @@ static int task_encode(struct fl_buf *b, const struct store_task *k)
     int r;
     msgpack_packer_init(&pk, b, store__buf_write);
     r = msgpack_pack_array(&pk, TASK_FIELDS) | msgpack_pack_uint64(&pk, TASK_FORMAT) |
-        store__pack_str(&pk, k->id) | store__pack_str(&pk, k->name) | msgpack_pack_uint64(&pk, (uint64_t)k->state) |
+        store__pack_str(&pk, k->id) | store__pack_str(&pk, k->name) |
+        msgpack_pack_uint64(&pk, (uint64_t)k->state) |
         msgpack_pack_uint64(&pk, (uint64_t)((int64_t)k->priority + OFFSET)) |
         msgpack_pack_uint64(&pk, k->seq) | msgpack_pack_uint64(&pk, k->unit_size) |
         msgpack_pack_uint64(&pk, k->n_hosts) | msgpack_pack_uint64(&pk, k->n_units) |
@@ -152,11 +153,12 @@ int store_task_decode(const void *val, size_t vlen, struct store_task *k)
         return rv;
     }
     if (store__str_field(&r, k->id, sizeof k->id) || k->id[0] == '\0' ||
-        store__str_field(&r, k->name, sizeof k->name) || small_field(&r, &k->state, STORE_TASK_CANCELLED) ||
-        i32_field(&r, &k->priority) || fl_mp_uint(&r, &k->seq) ||
-        store__u32_field(&r, &k->unit_size) || store__u32_field(&r, &k->n_hosts) ||
-        store__u32_field(&r, &k->n_units) || store__u32_field(&r, &k->timeout_ms) ||
-        store__u32_field(&r, &k->retries) || fl_mp_array(&r, &nc) || nc > STORE_TASK_CONSTRAINTS) {
+        store__str_field(&r, k->name, sizeof k->name) ||
+        small_field(&r, &k->state, STORE_TASK_CANCELLED) || i32_field(&r, &k->priority) ||
+        fl_mp_uint(&r, &k->seq) || store__u32_field(&r, &k->unit_size) ||
+        store__u32_field(&r, &k->n_hosts) || store__u32_field(&r, &k->n_units) ||
+        store__u32_field(&r, &k->timeout_ms) || store__u32_field(&r, &k->retries) ||
+        fl_mp_array(&r, &nc) || nc > STORE_TASK_CONSTRAINTS) {
         return FL_EDECODE;
     }
     k->n_constraints = nc;
@@ -239,7 +241,8 @@ static int unit_encode(struct fl_buf *b, const struct store_unit *u)
             msgpack_pack_uint64(&pk, u->token) | msgpack_pack_uint64(&pk, u->retries_left) |
             store__pack_str(&pk, u->node) | store__pack_str(&pk, u->last_node) |
             msgpack_pack_uint64(&pk, u->not_before_ms) | msgpack_pack_uint64(&pk, u->assigned_ms) |
-            msgpack_pack_uint64(&pk, u->finished_ms) | msgpack_pack_uint64(&pk, (uint64_t)u->status) |
+            msgpack_pack_uint64(&pk, u->finished_ms) |
+            msgpack_pack_uint64(&pk, (uint64_t)u->status) |
             msgpack_pack_uint64(&pk, (uint64_t)((int64_t)u->exit_code + OFFSET)) |
             store__pack_bool(&pk, u->cancel) | msgpack_pack_uint64(&pk, u->n_hosts) |
             store__pack_bin(&pk, u->hosts, u->hosts_len))
@@ -262,12 +265,12 @@ int store_unit_decode(const void *val, size_t vlen, struct store_unit *u)
     if (small_field(&r, &u->state, STORE_UNIT_DONE) || u->state == 0 ||
         store__u32_field(&r, &u->attempt) || fl_mp_uint(&r, &u->token) ||
         store__u32_field(&r, &u->retries_left) || store__str_field(&r, u->node, sizeof u->node) ||
-        store__str_field(&r, u->last_node, sizeof u->last_node) || fl_mp_uint(&r, &u->not_before_ms) ||
-        fl_mp_uint(&r, &u->assigned_ms) || fl_mp_uint(&r, &u->finished_ms) ||
-        small_field(&r, &u->status, STORE_ST__MAX - 1) || i32_field(&r, &u->exit_code) ||
-        store__mp_bool(&r, &u->cancel) || store__u32_field(&r, &u->n_hosts) ||
-        u->n_hosts > STORE_UNIT_HOSTS_MAX || fl_mp_bin(&r, &u->hosts, &n) ||
-        fl_mp_end(&r)) {
+        store__str_field(&r, u->last_node, sizeof u->last_node) ||
+        fl_mp_uint(&r, &u->not_before_ms) || fl_mp_uint(&r, &u->assigned_ms) ||
+        fl_mp_uint(&r, &u->finished_ms) || small_field(&r, &u->status, STORE_ST__MAX - 1) ||
+        i32_field(&r, &u->exit_code) || store__mp_bool(&r, &u->cancel) ||
+        store__u32_field(&r, &u->n_hosts) || u->n_hosts > STORE_UNIT_HOSTS_MAX ||
+        fl_mp_bin(&r, &u->hosts, &n) || fl_mp_end(&r)) {
         return FL_EDECODE;
     }
     u->hosts_len = n;

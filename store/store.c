@@ -22,24 +22,12 @@
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
 static const char *table_names[STORE__NTABLES] = {
-    [STORE_META] = "meta",
-    [STORE_NODES] = "nodes",
-    [STORE_KV] = "kv",
-    [STORE_LOCAL] = "local",
-    [STORE_TASKS] = "tasks",
-    [STORE_UNITS] = "units",
-    [STORE_RESULTS] = "results",
-    [STORE_HOSTIDX] = "hostidx",
-    [STORE_QUEUE] = "queue",
-    [STORE_IDEM] = "idem",
-    [STORE_NODEUNITS] = "nodeunits",
-    [STORE_SESSIONS] = "sessions",
-    [STORE_LOCKS] = "locks",
-    [STORE_SESSLOCKS] = "sesslocks",
-    [STORE_JOBS] = "jobs",
-    [STORE_RUNS] = "runs",
-    [STORE_TOKENS] = "tokens",
-    [STORE_AGENTKEYS] = "agentkeys",
+    [STORE_META] = "meta",         [STORE_NODES] = "nodes",         [STORE_KV] = "kv",
+    [STORE_LOCAL] = "local",       [STORE_TASKS] = "tasks",         [STORE_UNITS] = "units",
+    [STORE_RESULTS] = "results",   [STORE_HOSTIDX] = "hostidx",     [STORE_QUEUE] = "queue",
+    [STORE_IDEM] = "idem",         [STORE_NODEUNITS] = "nodeunits", [STORE_SESSIONS] = "sessions",
+    [STORE_LOCKS] = "locks",       [STORE_SESSLOCKS] = "sesslocks", [STORE_JOBS] = "jobs",
+    [STORE_RUNS] = "runs",         [STORE_TOKENS] = "tokens",       [STORE_AGENTKEYS] = "agentkeys",
     [STORE_PACKAGES] = "packages",
 };
 
@@ -167,7 +155,6 @@ static int open_tables(struct store *s)
     }
     return FL_OK;
 }
-
 
 /* ---- log-durable mode (store_options.log_durable) ----------------------- */
 

@@ -41,16 +41,16 @@ struct store_cursor;
  * the snapshot format. LOCAL is per-server bookkeeping that is not replicated,
  * not dumped into snapshots and not part of the digest. */
 enum store_table {
-    STORE_META = 0,  /* applied position, cluster id, schema version */
-    STORE_NODES = 1, /* node id -> struct store_node (msgpack) */
-    STORE_KV = 2,    /* user key -> struct store_kv record (msgpack) */
-    STORE_LOCAL = 3, /* per-server, never replicated */
-    STORE_TASKS = 4,     /* task id -> struct store_task */
-    STORE_UNITS = 5,     /* task id '/' u32 unit -> struct store_unit */
-    STORE_RESULTS = 6,   /* task id '/' u32 unit '/' host -> struct store_result */
-    STORE_HOSTIDX = 7,   /* host '\0' task id '/' u32 unit -> "" (results by host) */
-    STORE_QUEUE = 8,     /* u32 ~priority, u64 seq, task id '/' u32 unit -> "" (runnable) */
-    STORE_IDEM = 9,      /* idempotency key -> task id */
+    STORE_META = 0,       /* applied position, cluster id, schema version */
+    STORE_NODES = 1,      /* node id -> struct store_node (msgpack) */
+    STORE_KV = 2,         /* user key -> struct store_kv record (msgpack) */
+    STORE_LOCAL = 3,      /* per-server, never replicated */
+    STORE_TASKS = 4,      /* task id -> struct store_task */
+    STORE_UNITS = 5,      /* task id '/' u32 unit -> struct store_unit */
+    STORE_RESULTS = 6,    /* task id '/' u32 unit '/' host -> struct store_result */
+    STORE_HOSTIDX = 7,    /* host '\0' task id '/' u32 unit -> "" (results by host) */
+    STORE_QUEUE = 8,      /* u32 ~priority, u64 seq, task id '/' u32 unit -> "" (runnable) */
+    STORE_IDEM = 9,       /* idempotency key -> task id */
     STORE_NODEUNITS = 10, /* node id '\0' task id '/' u32 unit -> "" (units on a node) */
     STORE_SESSIONS = 11,  /* session id -> struct store_session */
     STORE_LOCKS = 12,     /* "namespace/name" -> struct store_lock */
@@ -184,7 +184,7 @@ struct store_node {
     char agent_addr[STORE_NODE_ADDR_MAX]; /* servers: where agents connect */
     int lost;                             /* committed lost; cleared when it registers */
     /* Format 3: */
-    char blob_addr[STORE_NODE_ADDR_MAX];  /* servers: the package blob link */
+    char blob_addr[STORE_NODE_ADDR_MAX]; /* servers: the package blob link */
 };
 /* The key is `id`. store_node_put refuses (FL_EINVAL) an empty id, a string
  * field without its NUL, a kind other than SERVER/AGENT and more than
@@ -208,17 +208,17 @@ int store_meta_put(struct store_txn *t, const char *name, const char *value);
 
 /* ---- tasks, units, results (docs/SCHEDULER.md) -------------------------- */
 
-#define STORE_TASK_ID_MAX     40
-#define STORE_TASK_NAME_MAX   128
+#define STORE_TASK_ID_MAX      40
+#define STORE_TASK_NAME_MAX    128
 #define STORE_TASK_CONSTRAINTS 16
-#define STORE_HOST_MAX        256
-#define STORE_TAIL_MAX        4096
+#define STORE_HOST_MAX         256
+#define STORE_TAIL_MAX         4096
 
 enum store_task_state {
     STORE_TASK_QUEUED = 1,
     STORE_TASK_RUNNING = 2,
-    STORE_TASK_DONE = 3,      /* every host ok */
-    STORE_TASK_FAILED = 4,    /* finished, some host not ok */
+    STORE_TASK_DONE = 3,   /* every host ok */
+    STORE_TASK_FAILED = 4, /* finished, some host not ok */
     STORE_TASK_CANCELLED = 5,
 };
 enum store_unit_state { STORE_UNIT_QUEUED = 1, STORE_UNIT_RUNNING = 2, STORE_UNIT_DONE = 3 };
@@ -257,7 +257,7 @@ struct store_task {
     struct store_job_ref job; /* decoded from name (never written separately) */
     int state;
     int32_t priority;
-    uint64_t seq;            /* Raft index of the submission: FIFO order */
+    uint64_t seq; /* Raft index of the submission: FIFO order */
     uint32_t unit_size;
     uint32_t n_hosts;
     uint32_t n_units;
@@ -265,7 +265,7 @@ struct store_task {
     uint32_t retries;
     unsigned n_constraints;
     char constraints[STORE_TASK_CONSTRAINTS][STORE_NODE_LABEL_MAX];
-    const uint8_t *spec;     /* executor spec (opaque to the store), into txn memory or caller's */
+    const uint8_t *spec; /* executor spec (opaque to the store), into txn memory or caller's */
     size_t spec_len;
     uint64_t created_ms, finished_ms;
     int cancel_requested;
@@ -286,24 +286,25 @@ int store_task_decode(const void *val, size_t vlen, struct store_task *out);
 #define STORE_UNIT_HOSTS_MAX 10000
 struct store_unit {
     int state;
-    uint32_t attempt;        /* 0 before the first assignment */
-    uint64_t token;          /* fencing token of the current assignment */
+    uint32_t attempt; /* 0 before the first assignment */
+    uint64_t token;   /* fencing token of the current assignment */
     uint32_t retries_left;
     char node[STORE_NODE_ID_MAX];      /* current node (running) */
     char last_node[STORE_NODE_ID_MAX]; /* node of the previous attempt */
-    uint64_t not_before_ms;  /* retry backoff */
+    uint64_t not_before_ms;            /* retry backoff */
     uint64_t assigned_ms, finished_ms;
-    int status;              /* final unit status (done) */
+    int status; /* final unit status (done) */
     int32_t exit_code;
-    int cancel;              /* cancel requested while running */
+    int cancel; /* cancel requested while running */
     uint32_t n_hosts;
-    const uint8_t *hosts;    /* the hosts, each followed by a NUL (into txn or caller memory) */
+    const uint8_t *hosts; /* the hosts, each followed by a NUL (into txn or caller memory) */
     size_t hosts_len;
 };
 /* Key of unit `unit` of task `id`: "id/" + u32 big-endian. */
 size_t store_unit_key(char *out, const char *id, uint32_t unit); /* out >= STORE_TASK_ID_MAX + 5 */
 int store_unit_get(struct store_txn *t, const char *task, uint32_t unit, struct store_unit *out);
-int store_unit_put(struct store_txn *t, const char *task, uint32_t unit, const struct store_unit *u);
+int store_unit_put(struct store_txn *t, const char *task, uint32_t unit,
+                   const struct store_unit *u);
 int store_unit_decode(const void *val, size_t vlen, struct store_unit *out);
 /* Iterate the hosts of a unit: *pos starts at 0; FL_ENOTFOUND at the end. */
 int store_unit_host(const struct store_unit *u, size_t *pos, const char **host, size_t *len);
@@ -388,9 +389,9 @@ int store_lock_decode(const void *val, size_t vlen, struct store_lock *out);
 
 /* ---- cron jobs (docs/JOBS.md) ---------------------------------------------- */
 
-#define STORE_JOB_NAME_MAX 64
-#define STORE_JOB_EXPR_MAX 256
-#define STORE_JOB_TZ_MAX   65
+#define STORE_JOB_NAME_MAX  64
+#define STORE_JOB_EXPR_MAX  256
+#define STORE_JOB_TZ_MAX    65
 #define STORE_JOB_RUNS_KEPT 100 /* run history per job */
 
 enum store_job_sched { STORE_JOB_CRON = 1, STORE_JOB_EVERY = 2 };
@@ -405,12 +406,12 @@ enum store_job_misfire { STORE_MISFIRE_SKIP = 1, STORE_MISFIRE_RUN_ONCE = 2 };
 
 struct store_job {
     char name[STORE_JOB_NAME_MAX];
-    int sched;                      /* enum store_job_sched */
-    char expr[STORE_JOB_EXPR_MAX];  /* cron expression */
-    char tz[STORE_JOB_TZ_MAX];      /* IANA zone, "" = UTC */
+    int sched;                     /* enum store_job_sched */
+    char expr[STORE_JOB_EXPR_MAX]; /* cron expression */
+    char tz[STORE_JOB_TZ_MAX];     /* IANA zone, "" = UTC */
     uint64_t every_ms;
-    int overlap, mode, misfire;     /* the enums above */
-    uint64_t start_deadline_ms;     /* a late fire runs only if at most this late; 0 = no limit */
+    int overlap, mode, misfire; /* the enums above */
+    uint64_t start_deadline_ms; /* a late fire runs only if at most this late; 0 = no limit */
     int paused;
     uint64_t created_ms;
     uint64_t updated_index;
@@ -421,7 +422,7 @@ struct store_job {
     uint64_t run_seq;       /* numbers the runs (task ids) */
     const uint8_t *active;  /* task ids of the current run, each NUL-terminated */
     size_t active_len;
-    const uint8_t *tmpl;    /* the TASK_SUBMIT command every run is made from */
+    const uint8_t *tmpl; /* the TASK_SUBMIT command every run is made from */
     size_t tmpl_len;
 };
 int store_job_get(struct store_txn *t, const char *name, struct store_job *out);
@@ -436,17 +437,17 @@ enum store_run_outcome {
     STORE_RUN_QUEUED = 3,          /* queue: started when the previous run ends */
     STORE_RUN_MISSED = 4,          /* misfire skip, or run-once past the starting deadline */
     STORE_RUN_SKIPPED_PAUSED = 5,
-    STORE_RUN_NO_NODES = 6,        /* mode all: no eligible node */
+    STORE_RUN_NO_NODES = 6, /* mode all: no eligible node */
 };
 const char *store_run_outcome_name(int outcome);
 struct store_run {
-    uint64_t sched_ms;  /* the schedule time (or the request time of a manual run) */
-    uint64_t fired_ms;  /* leader time of the fire */
+    uint64_t sched_ms; /* the schedule time (or the request time of a manual run) */
+    uint64_t fired_ms; /* leader time of the fire */
     int manual;
-    int outcome;        /* enum store_run_outcome */
-    uint32_t missed;    /* schedule times folded into this one (misfire run-once) */
-    uint64_t token;     /* forbid: the fencing token of its hold on cron/NAME */
-    uint64_t replaced;  /* replace: runs cancelled to make room */
+    int outcome;          /* enum store_run_outcome */
+    uint32_t missed;      /* schedule times folded into this one (misfire run-once) */
+    uint64_t token;       /* forbid: the fencing token of its hold on cron/NAME */
+    uint64_t replaced;    /* replace: runs cancelled to make room */
     const uint8_t *tasks; /* its task ids, each NUL-terminated */
     size_t tasks_len;
 };
@@ -457,11 +458,11 @@ int store_run_decode(const void *val, size_t vlen, struct store_run *out);
 
 /* ---- API tokens (docs/ACL.md) ------------------------------ */
 
-#define STORE_TOKEN_HASH_BYTES 32 /* BLAKE2b-256 of the secret: the TOKENS key */
+#define STORE_TOKEN_HASH_BYTES   32 /* BLAKE2b-256 of the secret: the TOKENS key */
 #define STORE_TOKEN_ACCESSOR_MAX 17 /* 16 hex characters and the NUL */
-#define STORE_TOKEN_NAME_MAX 64
-#define STORE_TOKEN_NS 8            /* namespaces per token */
-#define STORE_TOKEN_NS_MAX 65
+#define STORE_TOKEN_NAME_MAX     64
+#define STORE_TOKEN_NS           8 /* namespaces per token */
+#define STORE_TOKEN_NS_MAX       65
 
 /* Capabilities (bits). A token's policies are a set of them. */
 enum store_token_cap {
@@ -479,9 +480,9 @@ struct store_token {
     uint32_t caps;                           /* enum store_token_cap bits */
     unsigned n_ns;                           /* 0 = every namespace */
     char ns[STORE_TOKEN_NS][STORE_TOKEN_NS_MAX];
-    uint64_t created_ms;                     /* leader time */
+    uint64_t created_ms; /* leader time */
     uint64_t created_index;
-    int bootstrap;                           /* made by the one bootstrap */
+    int bootstrap; /* made by the one bootstrap */
 };
 
 int store_token_encode(const struct store_token *tok, struct fl_buf *out);
@@ -555,26 +556,26 @@ void store_fault_commit(struct store *s, long countdown);
 
 /* ---- packages (docs/PACKAGES.md) ------------------------------------- */
 
-#define STORE_PKG_NAME_MAX    65  /* 1-64 bytes */
-#define STORE_PKG_VERSION_MAX 128 /* 1-127 bytes */
-#define STORE_PKG_CHUNKS_MAX  1024
+#define STORE_PKG_NAME_MAX     65  /* 1-64 bytes */
+#define STORE_PKG_VERSION_MAX  128 /* 1-127 bytes */
+#define STORE_PKG_CHUNKS_MAX   1024
 #define STORE_PKG_KEEP_DEFAULT 5
-#define STORE_PKG_KEEP_MAX    1000
+#define STORE_PKG_KEEP_MAX     1000
 
 /* The metadata of one package version; the bytes live outside the store, in
  * each server's blob directory, named by hash. */
 struct store_package {
     char name[STORE_PKG_NAME_MAX];
     char version[STORE_PKG_VERSION_MAX];
-    uint8_t hash[32];        /* BLAKE2b-256 of the whole package */
-    uint64_t size;           /* bytes */
-    uint32_t chunk_size;     /* bytes per chunk (the last may be shorter) */
-    const uint8_t *chunks;   /* n_chunks * 32: BLAKE2b-256 of each chunk */
+    uint8_t hash[32];      /* BLAKE2b-256 of the whole package */
+    uint64_t size;         /* bytes */
+    uint32_t chunk_size;   /* bytes per chunk (the last may be shorter) */
+    const uint8_t *chunks; /* n_chunks * 32: BLAKE2b-256 of each chunk */
     uint32_t n_chunks;
     uint64_t created_ms;
-    uint64_t index;          /* Raft index of the PACKAGE_PUT (orders versions) */
+    uint64_t index;                 /* Raft index of the PACKAGE_PUT (orders versions) */
     char origin[STORE_NODE_ID_MAX]; /* the server that received the upload */
-    uint32_t keep;           /* versions of this name kept (retention) */
+    uint32_t keep;                  /* versions of this name kept (retention) */
 };
 /* The number of chunks of a package of `size` bytes in chunks of chunk_size. */
 uint32_t store_package_n_chunks(uint64_t size, uint32_t chunk_size);

@@ -42,8 +42,8 @@ int store_token_decode(const void *val, size_t vlen, struct store_token *tok)
         return rv;
     }
     if (store__str_field(&r, tok->accessor, sizeof tok->accessor) || tok->accessor[0] == '\0' ||
-        store__str_field(&r, tok->name, sizeof tok->name) || fl_mp_uint(&r, &caps) ||
-        caps == 0 || caps > STORE_CAP_ALL || fl_mp_array(&r, &n) || n > STORE_TOKEN_NS) {
+        store__str_field(&r, tok->name, sizeof tok->name) || fl_mp_uint(&r, &caps) || caps == 0 ||
+        caps > STORE_CAP_ALL || fl_mp_array(&r, &n) || n > STORE_TOKEN_NS) {
         return FL_EDECODE;
     }
     tok->caps = (uint32_t)caps;

@@ -13,8 +13,7 @@
 #define EXE "/usr/local/bin/flotilla"
 
 static const char *const sources_env[] = {
-    "FLOTILLA_TASK_ID=d1", "FLOTILLA_UNIT=0",
-    "FLOTILLA_BLOB_SOURCES=10.0.0.2:8701,10.0.0.1:8701",
+    "FLOTILLA_TASK_ID=d1", "FLOTILLA_UNIT=0", "FLOTILLA_BLOB_SOURCES=10.0.0.2:8701,10.0.0.1:8701",
     "FLOTILLA_BLOB_SOURCES=10.9.9.9:1", /* only the first counts */
 };
 
@@ -48,14 +47,34 @@ static int argv_is(const struct agent_deploy_cmd *out, const char *const *want)
 
 TEST(deploy_argv_full)
 {
-    static const char *const argv[] = {"web@2", "--hash", "ab12", "--size", "4198400",
-                                       "--app", "web", "--health", "test -f ok",
-                                       "--health-timeout", "30s", "--keep", "5"};
-    static const char *const want[] = {
-        EXE, "deploy-target", "web@2", "--hash", "ab12", "--size", "4198400", "--app", "web",
-        "--health", "test -f ok", "--health-timeout", "30s", "--keep", "5", "--from",
-        "10.0.0.2:8701,10.0.0.1:8701", "--key", "/etc/flotilla/cluster.key", "--name", "web-1",
-        "--events", "--root", "/srv/flotilla/web", NULL};
+    static const char *const argv[] = {
+        "web@2",      "--hash",           "ab12", "--size", "4198400", "--app", "web", "--health",
+        "test -f ok", "--health-timeout", "30s",  "--keep", "5"};
+    static const char *const want[] = {EXE,
+                                       "deploy-target",
+                                       "web@2",
+                                       "--hash",
+                                       "ab12",
+                                       "--size",
+                                       "4198400",
+                                       "--app",
+                                       "web",
+                                       "--health",
+                                       "test -f ok",
+                                       "--health-timeout",
+                                       "30s",
+                                       "--keep",
+                                       "5",
+                                       "--from",
+                                       "10.0.0.2:8701,10.0.0.1:8701",
+                                       "--key",
+                                       "/etc/flotilla/cluster.key",
+                                       "--name",
+                                       "web-1",
+                                       "--events",
+                                       "--root",
+                                       "/srv/flotilla/web",
+                                       NULL};
     struct agent_config c = config(""); /* "": AGENT_APPS_DIR */
     struct agent_deploy_cmd out;
     char err[FL_ERRMSG_SIZE] = "";
@@ -66,20 +85,47 @@ TEST(deploy_argv_full)
 
 TEST(deploy_argv_root_given_or_defaulted)
 {
-    static const char *const with_root[] = {"web@2", "--app", "web", "--root", "/data/web",
-                                            "--pre-hook", "make migrate"};
-    static const char *const want_root[] = {
-        EXE, "deploy-target", "web@2", "--app", "web", "--root", "/data/web", "--pre-hook",
-        "make migrate", "--from", "10.0.0.2:8701,10.0.0.1:8701", "--key",
-        "/etc/flotilla/cluster.key", "--name", "web-1", "--events", NULL};
+    static const char *const with_root[] = {"web@2",     "--app",      "web",         "--root",
+                                            "/data/web", "--pre-hook", "make migrate"};
+    static const char *const want_root[] = {EXE,
+                                            "deploy-target",
+                                            "web@2",
+                                            "--app",
+                                            "web",
+                                            "--root",
+                                            "/data/web",
+                                            "--pre-hook",
+                                            "make migrate",
+                                            "--from",
+                                            "10.0.0.2:8701,10.0.0.1:8701",
+                                            "--key",
+                                            "/etc/flotilla/cluster.key",
+                                            "--name",
+                                            "web-1",
+                                            "--events",
+                                            NULL};
     static const char *const root_eq[] = {"web@2", "--app", "web", "--root=/data/web"};
     /* No --app: the package's name is the application. */
     static const char *const no_app[] = {"api-svc@1.4.2+b7", "--hash", "ab12", "--size", "10"};
-    static const char *const want_no_app[] = {
-        EXE, "deploy-target", "api-svc@1.4.2+b7", "--hash", "ab12", "--size", "10", "--app",
-        "api-svc", "--from", "10.0.0.2:8701,10.0.0.1:8701", "--key",
-        "/etc/flotilla/cluster.key", "--name", "web-1", "--events", "--root",
-        "/opt/apps/api-svc", NULL};
+    static const char *const want_no_app[] = {EXE,
+                                              "deploy-target",
+                                              "api-svc@1.4.2+b7",
+                                              "--hash",
+                                              "ab12",
+                                              "--size",
+                                              "10",
+                                              "--app",
+                                              "api-svc",
+                                              "--from",
+                                              "10.0.0.2:8701,10.0.0.1:8701",
+                                              "--key",
+                                              "/etc/flotilla/cluster.key",
+                                              "--name",
+                                              "web-1",
+                                              "--events",
+                                              "--root",
+                                              "/opt/apps/api-svc",
+                                              NULL};
     /* --app=NAME, and the last --app given wins (as deploy-target reads it). */
     static const char *const app_eq[] = {"web@2", "--app", "first", "--app=shop"};
     struct agent_config c = config("/opt/apps");
@@ -122,13 +168,16 @@ TEST(deploy_argv_refusals)
     static const char *const empty_sources[] = {"FLOTILLA_BLOB_SOURCES="};
     static const char *const bad_source[] = {"FLOTILLA_BLOB_SOURCES=10.0.0.1:8701,nope"};
     static const char *const trailing_comma[] = {"FLOTILLA_BLOB_SOURCES=10.0.0.1:8701,"};
-    static const char *const names[][1] = {{"web"}, {"@2"}, {"web@"}, {"../x@1"}, {"-x@1"},
-                                           {".x@1"}, {"a/b@1"}, {""}};
-    static const char *const owned[][3] = {
-        {"web@2", "--from", "10.6.6.6:1"}, {"web@2", "--key", "/tmp/other.key"},
-        {"web@2", "--key=/tmp/other.key", "x"}, {"web@2", "--name", "evil"},
-        {"web@2", "--events", "x"}, {"web@2", "--json", "x"}, {"web@2", "--", "--x"},
-        {"web@2", "--health", "--from"}};
+    static const char *const names[][1] = {{"web"},  {"@2"},   {"web@"},  {"../x@1"},
+                                           {"-x@1"}, {".x@1"}, {"a/b@1"}, {""}};
+    static const char *const owned[][3] = {{"web@2", "--from", "10.6.6.6:1"},
+                                           {"web@2", "--key", "/tmp/other.key"},
+                                           {"web@2", "--key=/tmp/other.key", "x"},
+                                           {"web@2", "--name", "evil"},
+                                           {"web@2", "--events", "x"},
+                                           {"web@2", "--json", "x"},
+                                           {"web@2", "--", "--x"},
+                                           {"web@2", "--health", "--from"}};
     static const char *const bad_app[] = {"web@2", "--app", "../etc"};
     static const char *const bad_app_rooted[] = {"web@2", "--app", "../etc", "--root", "/d"};
     const char **many = calloc(AGENT_DEPLOY_ARGV_MAX, sizeof *many);
@@ -177,8 +226,8 @@ TEST(deploy_argv_refusals)
  * a kind past deploy is refused. */
 TEST(spec_deploy_roundtrip)
 {
-    static const char *const argv[] = {"web@2", "--hash", "ab12", "--size", "4198400",
-                                       "--app", "web", "--keep", "5"};
+    static const char *const argv[] = {"web@2", "--hash", "ab12",   "--size", "4198400",
+                                       "--app", "web",    "--keep", "5"};
     struct node_spec s, d;
     struct fl_buf b;
     memset(&s, 0, sizeof s);

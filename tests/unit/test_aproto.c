@@ -488,9 +488,9 @@ TEST(run_kinds)
 TEST(run_deploy)
 {
     struct aproto_msg m, d;
-    static const char *const argv[] = {"web@2", "--hash", "ab12", "--size", "4198400",
-                                       "--app", "web", "--health", "test -f ok",
-                                       "--health-timeout", "30s", "--keep", "5"};
+    static const char *const argv[] = {
+        "web@2",      "--hash",           "ab12", "--size", "4198400", "--app", "web", "--health",
+        "test -f ok", "--health-timeout", "30s",  "--keep", "5"};
     static const char *const env[] = {"FLOTILLA_UNIT=3",
                                       "FLOTILLA_BLOB_SOURCES=10.0.0.2:8701,10.0.0.1:8701"};
     static const char *const hosts[] = {"web-1"};

@@ -20,7 +20,7 @@
 #include "fsm/fsm.h"
 #include "store/store.h"
 
-#define CORPUS FLOTILLA_SOURCE_DIR "/tests/corpus/v1"
+#define CORPUS         FLOTILLA_SOURCE_DIR "/tests/corpus/v1"
 #define CORPUS_COMMAND 1 /* raft_uv's entry type RAFT_COMMAND */
 
 struct corpus_entry {
@@ -84,7 +84,9 @@ static int corpus_load(struct corpus *c)
     c->snap_index = (uint64_t)json_integer_value(json_object_get(m, "snapshot_index"));
     c->last_index = (uint64_t)json_integer_value(json_object_get(m, "last_index"));
     snprintf(c->digest, sizeof c->digest, "%s",
-             json_string_value(json_object_get(m, "digest")) ? json_string_value(json_object_get(m, "digest")) : "");
+             json_string_value(json_object_get(m, "digest"))
+                 ? json_string_value(json_object_get(m, "digest"))
+                 : "");
     json_decref(m);
     while (pos + 24 <= c->raw_len) {
         struct corpus_entry *e;

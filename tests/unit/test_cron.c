@@ -181,8 +181,8 @@ TEST(zones_with_odd_offsets)
 
 TEST(bad_zones_and_damaged_files)
 {
-    static const char *names[] = {"Mars/Olympus", "../etc/passwd", "/usr/share/zoneinfo/UTC",
-                                  "", "Europe/Ber lin"};
+    static const char *names[] = {"Mars/Olympus", "../etc/passwd", "/usr/share/zoneinfo/UTC", "",
+                                  "Europe/Ber lin"};
     struct fl_tz *z = NULL;
     char msg[FL_ERRMSG_SIZE];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

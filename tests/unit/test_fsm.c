@@ -124,9 +124,9 @@ TEST(results_and_cas)
     setup(&h);
     h.raft.last_applied = 1; /* index 1 is the bootstrap configuration */
     c[0] = put_cmd("a", "1", 0, 0);
-    c[1] = put_cmd("b", "1", 1, 0);  /* create only: ok */
-    c[2] = put_cmd("b", "2", 1, 0);  /* create only again: conflict */
-    c[3] = put_cmd("a", "2", 1, 1);  /* cas on a's version 1: ok */
+    c[1] = put_cmd("b", "1", 1, 0); /* create only: ok */
+    c[2] = put_cmd("b", "2", 1, 0); /* create only again: conflict */
+    c[3] = put_cmd("a", "2", 1, 1); /* cas on a's version 1: ok */
     apply(&h, c, 4, 1, 77, 2);
     CHECK_EQ_INT(h.last_seq, 77);
     CHECK_EQ_INT(h.n_last, 4);

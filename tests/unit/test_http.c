@@ -1637,13 +1637,13 @@ TEST(async_client_resends_only_repeatable_writes)
         pthread_create(&h.thread, NULL, hangup_thread, &h);
         snprintf(addr, sizeof addr, "127.0.0.1:%d", h.port);
         memset(&a, 0, sizeof a);
-        CHECK_OK(http_client_request_flags(&loop, addr, cases[i].method, "/one", NULL, "x", 1,
-                                           5000, cases[i].flags, on_client, &a));
+        CHECK_OK(http_client_request_flags(&loop, addr, cases[i].method, "/one", NULL, "x", 1, 5000,
+                                           cases[i].flags, on_client, &a));
         run_until(&loop, &a.called);
         CHECK_EQ_INT(a.err, FL_OK);
         memset(&a, 0, sizeof a);
-        CHECK_OK(http_client_request_flags(&loop, addr, cases[i].method, "/two", NULL, "y", 1,
-                                           5000, cases[i].flags, on_client, &a));
+        CHECK_OK(http_client_request_flags(&loop, addr, cases[i].method, "/two", NULL, "y", 1, 5000,
+                                           cases[i].flags, on_client, &a));
         run_until(&loop, &a.called);
         pthread_join(h.thread, NULL);
         if (h.lfd >= 0) {

@@ -168,8 +168,8 @@ static void entry_buf(struct replica *r, const struct fsm_cmd *c, uint64_t now,
     if (c != NULL) {
         CHECK_OK(fsm_writer_add(&w, c));
     }
-    CHECK_OK(fsm_writer_finish(&w, 1, r->raft.last_applied, 1, now, fl_malloc, &buf->base,
-                              &buf->len));
+    CHECK_OK(
+        fsm_writer_finish(&w, 1, r->raft.last_applied, 1, now, fl_malloc, &buf->base, &buf->len));
     fsm_writer_close(&w);
 }
 
@@ -259,7 +259,7 @@ static struct fsm_cmd acquire_cmd(const char *id, const char *key, uint32_t limi
 }
 
 static struct fsm_result acquire(struct h *h, const char *id, const char *key, uint32_t limit,
-                                int wait)
+                                 int wait)
 {
     struct fsm_cmd c = acquire_cmd(id, key, limit, wait);
     return apply(h, &c);
@@ -1201,11 +1201,10 @@ TEST(request_identity_at_most_once)
 /* Every lock command, every field set, through the entry codec. */
 TEST(codec_round_trip)
 {
-    static const int types[] = {FSM_CMD_SESSION_CREATE, FSM_CMD_SESSION_RENEW,
-                                FSM_CMD_SESSION_DESTROY, FSM_CMD_SESSION_EXPIRE,
-                                FSM_CMD_LEASE_EXTEND,   FSM_CMD_LOCK_ACQUIRE,
-                                FSM_CMD_LOCK_RELEASE,   FSM_CMD_LOCK_UNWAIT,
-                                FSM_CMD_LOCK_WAKE};
+    static const int types[] = {
+        FSM_CMD_SESSION_CREATE, FSM_CMD_SESSION_RENEW, FSM_CMD_SESSION_DESTROY,
+        FSM_CMD_SESSION_EXPIRE, FSM_CMD_LEASE_EXTEND,  FSM_CMD_LOCK_ACQUIRE,
+        FSM_CMD_LOCK_RELEASE,   FSM_CMD_LOCK_UNWAIT,   FSM_CMD_LOCK_WAKE};
     const unsigned n = sizeof types / sizeof types[0];
     struct fsm_entry_writer w;
     struct fsm_entry e;

@@ -15,7 +15,7 @@
 #include "check.h"
 
 #define LEADER 1
-#define SELF 2
+#define SELF   2
 
 static struct raft_message msgs_unused;
 
@@ -78,9 +78,9 @@ static void start(struct follower *f, struct raft_buffer *conf_buf, struct raft_
 }
 
 /* AppendEntries from the leader in term 2 carrying entries [from, to]. */
-static void append_change(struct follower *f, raft_index prev, raft_term prev_term,
-                          raft_index from, raft_index to, raft_index leader_commit,
-                          raft_index change_at, const struct raft_buffer *change);
+static void append_change(struct follower *f, raft_index prev, raft_term prev_term, raft_index from,
+                          raft_index to, raft_index leader_commit, raft_index change_at,
+                          const struct raft_buffer *change);
 
 static void append(struct follower *f, raft_index prev, raft_term prev_term, raft_index from,
                    raft_index to, raft_index leader_commit)
@@ -90,9 +90,9 @@ static void append(struct follower *f, raft_index prev, raft_term prev_term, raf
 
 /* The same, with the entry at change_at (if any) a configuration change
  * whose encoding is *change. */
-static void append_change(struct follower *f, raft_index prev, raft_term prev_term,
-                          raft_index from, raft_index to, raft_index leader_commit,
-                          raft_index change_at, const struct raft_buffer *change)
+static void append_change(struct follower *f, raft_index prev, raft_term prev_term, raft_index from,
+                          raft_index to, raft_index leader_commit, raft_index change_at,
+                          const struct raft_buffer *change)
 {
     unsigned n = (unsigned)(to >= from ? to - from + 1 : 0);
     struct raft_entry entries[16];

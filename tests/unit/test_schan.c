@@ -14,7 +14,7 @@
 static unsigned char key_a[FL_KEY_BYTES], key_b[FL_KEY_BYTES];
 
 struct pair {
-    struct schan *i, *r; /* initiator, responder */
+    struct schan *i, *r;    /* initiator, responder */
     struct fl_buf i2r, r2i; /* bytes in flight */
     struct fl_buf i_plain, r_plain;
 };
@@ -453,7 +453,8 @@ TEST(garbage_bytes)
     {
         struct pair p;
         struct schan_config ci, cr;
-        uint8_t raft[24] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 16};
+        uint8_t raft[24] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+                            0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 16};
         config(&ci, key_a, SCHAN_ROLE_SERVER, "1@a:1");
         config(&cr, key_a, SCHAN_ROLE_SERVER, "2@a:2");
         CHECK_OK(pair_create(&p, &ci, &cr));

@@ -61,7 +61,7 @@ static struct fsm_result apply1(struct h *h, const struct fsm_cmd *c)
     fsm_writer_init(&w);
     CHECK_OK(fsm_writer_add(&w, c));
     CHECK_OK(fsm_writer_finish(&w, 1, h->raft.last_applied, 1, 1000 + h->raft.last_applied,
-                              fl_malloc, &buf.base, &buf.len));
+                               fl_malloc, &buf.base, &buf.len));
     fsm_writer_close(&w);
     h->raft.commit_index = h->raft.last_applied + 1;
     memset(h->last, 0, sizeof h->last);
@@ -83,7 +83,7 @@ static void add_node(struct h *h, const char *id, uint32_t cap)
 }
 
 static struct fsm_result submit(struct h *h, const char *id, unsigned n_hosts, unsigned unit_size,
-                               unsigned retries, const char *idem)
+                                unsigned retries, const char *idem)
 {
     static char names[200][16];
     static const char *ptrs[200];
@@ -107,7 +107,7 @@ static struct fsm_result submit(struct h *h, const char *id, unsigned n_hosts, u
 }
 
 static struct fsm_result assign(struct h *h, const char *task, uint32_t unit, uint32_t attempt,
-                               const char *node)
+                                const char *node)
 {
     struct fsm_cmd c = {0};
     c.type = FSM_CMD_UNIT_ASSIGN;
@@ -121,7 +121,7 @@ static struct fsm_result assign(struct h *h, const char *task, uint32_t unit, ui
 }
 
 static struct fsm_result result(struct h *h, const char *task, uint32_t unit, uint32_t attempt,
-                               uint64_t token, int status)
+                                uint64_t token, int status)
 {
     struct fsm_cmd c = {0};
     c.type = FSM_CMD_UNIT_RESULT;
@@ -326,8 +326,8 @@ TEST(cancel_and_pause)
 
 /* A task with the rollout controls; hosts given by the caller. */
 static struct fsm_result submit_ctl(struct h *h, const char *id, const char *const *hosts,
-                                   unsigned n_hosts, unsigned retries, uint32_t max_running,
-                                   uint32_t fail_stop, int placement)
+                                    unsigned n_hosts, unsigned retries, uint32_t max_running,
+                                    uint32_t fail_stop, int placement)
 {
     struct fsm_cmd c = {0};
     c.type = FSM_CMD_TASK_SUBMIT;
@@ -347,9 +347,10 @@ static struct fsm_result submit_ctl(struct h *h, const char *id, const char *con
 
 /* The result of a one-host unit, with that host's own outcome. */
 static struct fsm_result result1(struct h *h, const char *task, uint32_t unit, uint64_t token,
-                                const char *host, int status)
+                                 const char *host, int status)
 {
-    struct fsm_host_result hr = {host, strlen(host), status, status == STORE_ST_OK ? 0 : 1, NULL, 0};
+    struct fsm_host_result hr = {host, strlen(host), status, status == STORE_ST_OK ? 0 : 1, NULL,
+                                 0};
     struct fsm_cmd c = {0};
     c.type = FSM_CMD_UNIT_RESULT;
     c.u.unit.task = task;

@@ -701,7 +701,7 @@ static size_t raw_session(uint8_t *out, size_t cap, int format, int fields, cons
         msgpack_pack_uint64(&pk, 100 + (uint64_t)i); /* ttl .. created_index */
     }
     if (fields > 9) {
-        msgpack_pack_uint64(&pk, 7);  /* req_serial */
+        msgpack_pack_uint64(&pk, 7); /* req_serial */
         msgpack_pack_uint64(&pk, FL_EBUSY);
         msgpack_pack_uint64(&pk, 42); /* req_version */
         msgpack_pack_uint64(&pk, 9);  /* req_index */
@@ -733,9 +733,23 @@ TEST(job_ref_names)
     CHECK_EQ_INT(back.total, 3);
     CHECK_EQ_INT(store_job_ref_name(&r, name, 20), FL_EINVAL);
     static const char *not_runs[] = {
-        "deploy", "job:", "job:@1#0/1", "job:x", "job:x@", "job:x@1", "job:x@1#0", "job:x@1#0/",
-        "job:x@1#1/1", "job:x@1#0/1 ", "job:x@-1#0/1", "job:x@01#0/1", "job:x@1#00/1",
-        "job:x@1#0/4294967296", "job:x@18446744073709551616#0/1", "Job:x@1#0/1", "job:x@1#0/0",
+        "deploy",
+        "job:",
+        "job:@1#0/1",
+        "job:x",
+        "job:x@",
+        "job:x@1",
+        "job:x@1#0",
+        "job:x@1#0/",
+        "job:x@1#1/1",
+        "job:x@1#0/1 ",
+        "job:x@-1#0/1",
+        "job:x@01#0/1",
+        "job:x@1#00/1",
+        "job:x@1#0/4294967296",
+        "job:x@18446744073709551616#0/1",
+        "Job:x@1#0/1",
+        "job:x@1#0/0",
     };
     for (size_t i = 0; i < sizeof not_runs / sizeof not_runs[0]; i++) {
         CHECK_EQ_INT(store_job_ref_parse(not_runs[i], &back), FL_ENOTFOUND);

@@ -204,6 +204,10 @@ void node__dispatch_status(struct node_server *s, struct http_request *req, char
 void node__dispatch_pause(struct node_server *s, struct http_request *req, char **args);
 void node__dispatch_resume(struct node_server *s, struct http_request *req, char **args);
 json_t *node__task_json(const struct store_task *k);
+/* Open a read transaction and read task `id`; on failure answer the request
+ * (404, 5xx) and return 0. On success the caller aborts *t. */
+int node__open_task(struct node_server *s, struct http_request *req, const char *id,
+                    struct store_txn **t, struct store_task *task);
 /* api_packages.c (docs/PACKAGES.md) */
 void node__uploads_create(struct node_server *s, struct http_request *req, char **args);
 void node__uploads_get(struct node_server *s, struct http_request *req, char **args);

@@ -412,6 +412,53 @@ void node__acquire_cmd(const struct node_acquire *a, struct fsm_cmd *c)
 }
 
 /* Returns 1, or 0 after answering 400. */
+/* ---- answers to parked acquire calls (node/locks.h) --------------------------- */
+
+void node__lock_granted(struct http_request *req, const char *session, const char *key,
+                        uint64_t token)
+{
+    http_respond_json(req, 200,
+                      json_pack("{s:b, s:s, s:s, s:I}", "granted", 1, "key", key, "session",
+                                session, "token", (json_int_t)token));
+}
+
+static void answer_granted(void *req, const char *session, const char *key, uint64_t token)
+{
+    node__lock_granted(req, session, key, token);
+}
+
+static void answer_waiting(void *req, const char *session, const char *key)
+{
+    http_respond_json(req, 202,
+                      json_pack("{s:b, s:b, s:s, s:s}", "granted", 0, "waiting", 1, "key", key,
+                                "session", session));
+}
+
+static void answer_timeout(void *req, const char *session, const char *key)
+{
+    (void)session;
+    http_respond_error(req, 409, "timeout", "lock %s is still held; gave up waiting", key);
+}
+
+static void answer_not_waiting(void *req, const char *session, const char *key)
+{
+    http_respond_error(req, 409, "not_waiting",
+                       "session %s no longer waits for %s (it expired or released)", session, key);
+}
+
+static void answer_failed(void *req, int err, const char *msg)
+{
+    node__respond_err(req, err, "%s", msg);
+}
+
+const struct lockmgr_answers node__lock_answers = {
+    .granted = answer_granted,
+    .waiting = answer_waiting,
+    .timeout = answer_timeout,
+    .not_waiting = answer_not_waiting,
+    .failed = answer_failed,
+};
+
 static int parse_acquire(struct http_request *req, struct node_acquire *a)
 {
     json_t *body = node__body_object(req, node__acquire_fields);

@@ -6,33 +6,32 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/strmap.h"
-#include "node/node_int.h"
-
-#define TICK_MS 50
+#include "fsm/cmd.h"
+#include "fsm/fsm.h"
+#include "store/store.h"
 
 struct lease {
-    uint64_t deadline; /* uv_now() + ttl at the last renewal this server applied */
+    uint64_t deadline; /* now_ms + ttl at the last renewal this server applied */
     uint64_t renewals;
     int expiring; /* an expiry is in flight */
 };
 
 struct poll {
     struct lockmgr *m;
-    struct http_request *req;
+    void *req; /* the caller's handle, given back to the answers */
     char session[STORE_SESSION_ID_MAX];
     char key[STORE_LOCK_KEY_MAX];
-    uint64_t deadline; /* uv_now() */
+    uint64_t deadline; /* now_ms */
     int final;
     int unwaiting; /* LOCK_UNWAIT in flight: the result answers */
 };
 
 struct lockmgr {
-    struct node_server *s;
-    uv_timer_t tick;
+    const struct leader_io *io;
+    const struct lockmgr_answers *ans;
     struct strmap leases;   /* session id -> struct lease */
     struct strmap polls;    /* "session key" -> struct poll */
     struct strmap delays;   /* lock key -> uint64_t* lock-delay end (leader time) */
@@ -45,10 +44,12 @@ struct lockmgr {
 
 static int leader_term(struct lockmgr *m, uint64_t *term)
 {
-    struct rg_status st;
-    rg_repl_status(m->s->repl, &st);
-    *term = st.term;
-    return st.state == RAFT_LEADER && st.ready;
+    return m->io->leader(m->io->impl, term);
+}
+
+static int propose(struct lockmgr *m, const struct fsm_cmd *c, leader_done_cb cb, void *data)
+{
+    return m->io->propose(m->io->impl, c, cb, data);
 }
 
 static void poll_key(char *out, size_t cap, const char *session, const char *key)
@@ -57,14 +58,6 @@ static void poll_key(char *out, size_t cap, const char *session, const char *key
 }
 
 /* ---- answering parked calls ------------------------------------------------- */
-
-void node__lock_granted(struct http_request *req, const char *session, const char *key,
-                        uint64_t token)
-{
-    http_respond_json(req, 200,
-                      json_pack("{s:b, s:s, s:s, s:I}", "granted", 1, "key", key, "session",
-                                session, "token", (json_int_t)token));
-}
 
 static void poll_free(struct lockmgr *m, struct poll *p)
 {
@@ -76,13 +69,6 @@ static void poll_free(struct lockmgr *m, struct poll *p)
     fl_free(p);
 }
 
-static void still_waiting(struct http_request *req, const char *session, const char *key)
-{
-    http_respond_json(req, 202,
-                      json_pack("{s:b, s:b, s:s, s:s}", "granted", 0, "waiting", 1, "key", key,
-                                "session", session));
-}
-
 static void unwait_cb(void *data, int err, const struct fsm_result *res)
 {
     struct poll *p = data;
@@ -92,17 +78,13 @@ static void unwait_cb(void *data, int err, const struct fsm_result *res)
         return;
     }
     if (err != FL_OK) {
-        node__respond_err(p->req, err, "leaving the queue: %s; the wait may still be queued",
-                          fl_strerror(err));
+        m->ans->failed(p->req, err, "leaving the queue failed; the wait may still be queued");
     } else if (res->err == FL_OK) {
-        node__lock_granted(p->req, p->session, p->key, res->version);
+        m->ans->granted(p->req, p->session, p->key, res->version);
     } else if (res->err == FL_ETIMEOUT) {
-        http_respond_error(p->req, 409, "timeout", "lock %s is still held; gave up waiting",
-                           p->key);
+        m->ans->timeout(p->req, p->session, p->key);
     } else {
-        http_respond_error(p->req, 409, "not_waiting",
-                           "session %s no longer waits for %s (it expired or released)", p->session,
-                           p->key);
+        m->ans->not_waiting(p->req, p->session, p->key);
     }
     p->req = NULL;
     m->st.parked--;
@@ -114,7 +96,7 @@ static void poll_timeout(struct lockmgr *m, struct poll *p)
     struct fsm_cmd c;
     char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
     if (!p->final) {
-        still_waiting(p->req, p->session, p->key);
+        m->ans->waiting(p->req, p->session, p->key);
         m->st.parked--;
         poll_free(m, p);
         return;
@@ -129,25 +111,25 @@ static void poll_timeout(struct lockmgr *m, struct poll *p)
     poll_key(k, sizeof k, p->session, p->key);
     strmap_del(&m->polls, k);
     p->unwaiting = 1;
-    if (rg_repl_submit(m->s->repl, &c, unwait_cb, p, NULL) != FL_OK) {
+    if (propose(m, &c, unwait_cb, p) != FL_OK) {
         /* The acquire was applied: the session is queued and may yet be
          * granted, so the answer is not a definite failure. */
-        node__respond_err(p->req, FL_EUNKNOWN,
-                          "leadership changed while the call waited; the session is still "
-                          "queued and may be granted: call again");
+        m->ans->failed(p->req, FL_EUNKNOWN,
+                       "leadership changed while the call waited; the session is still "
+                       "queued and may be granted: call again");
         m->st.parked--;
         fl_free(p);
     }
 }
 
-void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *session, const char *key,
+void lockmgr_park(struct lockmgr *m, void *req, const char *session, const char *key,
                   uint32_t limit, uint64_t wait_ms, int final)
 {
     char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
     struct poll *p = fl_calloc(1, sizeof *p), *old = NULL;
     (void)limit;
     if (p == NULL) {
-        node__respond_err(req, FL_ENOMEM, "out of memory");
+        m->ans->failed(req, FL_ENOMEM, "out of memory");
         return;
     }
     p->m = m;
@@ -155,17 +137,17 @@ void lockmgr_park(struct lockmgr *m, struct http_request *req, const char *sessi
     snprintf(p->session, sizeof p->session, "%s", session);
     snprintf(p->key, sizeof p->key, "%s", key);
     p->final = final;
-    p->deadline =
-        uv_now(m->s->loop) + (wait_ms > LOCKMGR_POLL_MAX_MS ? LOCKMGR_POLL_MAX_MS : wait_ms);
+    p->deadline = m->io->now_ms(m->io->impl) +
+                  (wait_ms > LOCKMGR_POLL_MAX_MS ? LOCKMGR_POLL_MAX_MS : wait_ms);
     poll_key(k, sizeof k, session, key);
     if (strmap_put(&m->polls, k, p, (void **)&old) != FL_OK) {
-        node__respond_err(req, FL_ENOMEM, "out of memory");
+        m->ans->failed(req, FL_ENOMEM, "out of memory");
         fl_free(p);
         return;
     }
     m->st.parked++;
     if (old != NULL) { /* a second call for the same wait replaces the first */
-        still_waiting(old->req, old->session, old->key);
+        m->ans->waiting(old->req, old->session, old->key);
         m->st.parked--;
         fl_free(old);
     }
@@ -182,7 +164,7 @@ static void on_grant(struct lockmgr *m, const struct fsm_lock_event *ev)
     poll_key(k, sizeof k, ev->session, key);
     p = strmap_del(&m->polls, k);
     if (p != NULL) {
-        node__lock_granted(p->req, p->session, p->key, ev->token);
+        m->ans->granted(p->req, p->session, p->key, ev->token);
         m->st.parked--;
         fl_free(p);
     }
@@ -201,7 +183,7 @@ static void on_session(struct lockmgr *m, const struct fsm_lock_event *ev)
             return;
         }
     }
-    l->deadline = uv_now(m->s->loop) + ev->ttl_ms;
+    l->deadline = m->io->now_ms(m->io->impl) + ev->ttl_ms;
     l->renewals = ev->renewals;
     l->expiring = 0;
 }
@@ -265,7 +247,7 @@ static void scan_delays(struct lockmgr *m)
     struct store_cursor *c;
     const void *k, *v;
     size_t kl, vl;
-    if (store_begin(m->s->store, 0, &t) != FL_OK) {
+    if (store_begin(m->io->store(m->io->impl), 0, &t) != FL_OK) {
         return;
     }
     if (store_cursor_open(t, STORE_LOCKS, NULL, 0, &c) == FL_OK) {
@@ -292,7 +274,7 @@ static void propose_extend(struct lockmgr *m, uint64_t term)
     memset(&c, 0, sizeof c);
     c.type = FSM_CMD_LEASE_EXTEND;
     m->extend_term = term;
-    if (rg_repl_submit(m->s->repl, &c, extend_cb, m, NULL) != FL_OK) {
+    if (propose(m, &c, extend_cb, m) != FL_OK) {
         m->extend_term = 0;
     }
 }
@@ -337,7 +319,7 @@ static void expire_due(struct lockmgr *m, uint64_t now)
         c.u.lock.session = id;
         c.u.lock.slen = strlen(id);
         c.u.lock.renewals = l->renewals;
-        if (rg_repl_submit(m->s->repl, &c, expire_cb, m, NULL) == FL_OK) {
+        if (propose(m, &c, expire_cb, m) == FL_OK) {
             l->expiring = 1;
             l->deadline = now + 2000; /* try again if nothing is applied */
             FL_INFO("session %s: lease expired; proposing expiry", id);
@@ -352,7 +334,7 @@ static void ignore_cb(void *data, int err, const struct fsm_result *res)
 
 static void wake_due(struct lockmgr *m)
 {
-    uint64_t wall = fl_wall_ms();
+    uint64_t wall = m->io->wall_ms(m->io->impl);
     size_t i = 0;
     const char *key;
     void *v;
@@ -365,7 +347,7 @@ static void wake_due(struct lockmgr *m)
         c.type = FSM_CMD_LOCK_WAKE;
         c.u.lock.key = key;
         c.u.lock.klen = strlen(key);
-        if (rg_repl_submit(m->s->repl, &c, ignore_cb, NULL, NULL) == FL_OK) {
+        if (propose(m, &c, ignore_cb, NULL) == FL_OK) {
             fl_free(strmap_del(&m->delays, key)); /* re-reported if still held back */
         }
     }
@@ -378,8 +360,7 @@ static void drop_polls(struct lockmgr *m, const char *why)
     void *v;
     while (strmap_next(&m->polls, &i, &k, &v)) {
         struct poll *p = v;
-        node__respond_err(p->req, FL_EUNKNOWN,
-                          "%s; the session is still queued and may be granted: call again", why);
+        m->ans->failed(p->req, FL_EUNKNOWN, why);
         strmap_del(&m->polls, k);
         m->st.parked--;
         fl_free(p);
@@ -399,13 +380,14 @@ static void time_out_polls(struct lockmgr *m, uint64_t now)
     }
 }
 
-static void tick_cb(uv_timer_t *h)
+void lockmgr_tick(void *arg)
 {
-    struct lockmgr *m = h->data;
-    uint64_t term, now = uv_now(m->s->loop);
+    struct lockmgr *m = arg;
+    uint64_t term, now = m->io->now_ms(m->io->impl);
     if (!leader_term(m, &term)) {
         m->extended_term = 0;
-        drop_polls(m, "this server is no longer the leader");
+        drop_polls(m, "this server is no longer the leader; the session is still queued and may "
+                      "be granted: call again");
         return;
     }
     if (m->extended_term != term) {
@@ -421,21 +403,27 @@ static void tick_cb(uv_timer_t *h)
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
-int lockmgr_create(struct node_server *s, struct lockmgr **out)
+int lockmgr_create(const struct leader_io *io, const struct lockmgr_answers *ans,
+                   struct lockmgr **out)
 {
     struct lockmgr *m = fl_calloc(1, sizeof *m);
     struct fsm *f;
     if (m == NULL) {
         return FL_ENOMEM;
     }
-    m->s = s;
+    m->io = io;
+    m->ans = ans;
     strmap_init(&m->leases);
     strmap_init(&m->polls);
     strmap_init(&m->delays);
-    uv_timer_init(s->loop, &m->tick);
-    m->tick.data = m;
-    uv_timer_start(&m->tick, tick_cb, TICK_MS, TICK_MS);
-    f = rg_repl_fsm(s->repl);
+    if (io->timer_start(io->impl, LOCKMGR_TICK_MS, lockmgr_tick, m) != FL_OK) {
+        strmap_close(&m->leases);
+        strmap_close(&m->polls);
+        strmap_close(&m->delays);
+        fl_free(m);
+        return FL_EIO;
+    }
+    f = io->fsm(io->impl);
     f->lock_cb = on_event;
     f->lock_data = m;
     *out = m;
@@ -453,9 +441,9 @@ static void free_map(struct strmap *map)
     strmap_close(map);
 }
 
-static void closed(uv_handle_t *h)
+static void closed(void *arg)
 {
-    struct lockmgr *m = h->data;
+    struct lockmgr *m = arg;
     free_map(&m->leases);
     free_map(&m->delays);
     strmap_close(&m->polls);
@@ -469,9 +457,10 @@ void lockmgr_close(struct lockmgr *m, void (*cb)(void *data), void *data)
 {
     m->close_cb = cb;
     m->close_data = data;
-    rg_repl_fsm(m->s->repl)->lock_cb = NULL;
-    drop_polls(m, "server shutting down");
-    uv_close((uv_handle_t *)&m->tick, closed);
+    m->io->fsm(m->io->impl)->lock_cb = NULL;
+    drop_polls(m, "server shutting down; the session is still queued and may be granted: call "
+                  "again");
+    m->io->timer_close(m->io->impl, closed, m);
 }
 
 void lockmgr_stats(struct lockmgr *m, struct lockmgr_stats *out)

@@ -7,6 +7,7 @@
 
 #include "common/num.h" /* the one spelling of a number a client may send */
 #include "http/server.h"
+#include "node/leader_io_uv.h"
 #include "node/server.h"
 #include "raft/rg_repl.h"
 #include "store/store.h"
@@ -14,15 +15,17 @@
 struct dispatch;
 struct agent;
 struct lockmgr;
+struct lockmgr_answers;
 struct jobs;
 
 struct node_server {
     struct node_config cfg;
-    struct dispatch *dispatch; /* agent connections and the leader's dispatch loop */
-    struct agent *agent;       /* this server's embedded agent */
-    struct lockmgr *locks;     /* lease clock, parked acquire calls (node/locks.h) */
-    struct jobs *jobs;         /* the leader's cron clock (node/jobs.h) */
-    struct blobs *blobs;       /* package bytes and the blob link (node/blobs.h) */
+    struct dispatch *dispatch;    /* agent connections and the leader's dispatch loop */
+    struct agent *agent;          /* this server's embedded agent */
+    struct lockmgr *locks;        /* lease clock, parked acquire calls (node/locks.h) */
+    struct leader_io_uv locks_io; /* the lock manager's port (node/leader_io.h) */
+    struct jobs *jobs;            /* the leader's cron clock (node/jobs.h) */
+    struct blobs *blobs;          /* package bytes and the blob link (node/blobs.h) */
     uv_loop_t *loop;
     struct store *store;
     struct rg_repl *repl;
@@ -314,6 +317,8 @@ void node__jobs_pause(struct node_server *s, struct http_request *req, char **ar
 void node__jobs_resume(struct node_server *s, struct http_request *req, char **args);
 void node__jobs_run(struct node_server *s, struct http_request *req, char **args);
 /* 200 {"granted": true, "key", "session", "token"}. */
+/* How the lock manager answers parked HTTP calls (api_locks.c). */
+extern const struct lockmgr_answers node__lock_answers;
 void node__lock_granted(struct http_request *req, const char *session, const char *key,
                         uint64_t token);
 

@@ -477,7 +477,9 @@ static void start_services(struct node_server *s)
         fprintf(stderr, "flotilla: %s\n", err);
         exit(1);
     }
-    if (lockmgr_create(s, &s->locks) != FL_OK || jobs_create(s, &s->jobs) != FL_OK) {
+    leader_io_uv_init(&s->locks_io, s);
+    if (lockmgr_create(&s->locks_io.io, &node__lock_answers, &s->locks) != FL_OK ||
+        jobs_create(s, &s->jobs) != FL_OK) {
         fprintf(stderr, "flotilla: out of memory\n");
         exit(1);
     }

@@ -12,13 +12,13 @@
 #include "check.h"
 #include "fsm/cmd.h"
 
-static void fx_silent_emit(struct raft_tracer *t, int type, const void *info)
+static inline void fx_silent_emit(struct raft_tracer *t, int type, const void *info)
 {
     (void)t, (void)type, (void)info;
 }
 static struct raft_tracer fx_silent = {NULL, 2, fx_silent_emit};
 
-static void fx_apply_done(struct raft_apply *req, int status, void *result)
+static inline void fx_apply_done(struct raft_apply *req, int status, void *result)
 {
     (void)status, (void)result;
     free(req);
@@ -27,8 +27,8 @@ static void fx_apply_done(struct raft_apply *req, int status, void *result)
 /* Propose one command as an entry on server i, if it believes it leads (it
  * may be a deposed leader that cannot commit), stamped with *stamp + 10
  * (the leader time the FSM sees); the entry's index or 0. */
-static raft_index fx_propose_on(struct raft_fixture *f, unsigned i, uint64_t *stamp,
-                                const struct fsm_cmd *cmd)
+static inline raft_index fx_propose_on(struct raft_fixture *f, unsigned i, uint64_t *stamp,
+                                       const struct fsm_cmd *cmd)
 {
     struct raft *r = raft_fixture_get(f, i);
     struct fsm_entry_writer w;

@@ -1,0 +1,43 @@
+/* node/leader_io — what the leader's logic needs from the server it runs in,
+ * as a table of functions, the way the Raft library takes its I/O through
+ * raft_io: propose a command and learn its result, whether this server leads
+ * (and in which term), the clocks, the store and the state machine, and one
+ * periodic timer. node/leader_io_uv.c implements it over a server's libuv
+ * loop and replication (rg_repl); tests/fixture/leader_fixture.h over
+ * raft_fixture, so that the same logic runs in C tests with leader changes,
+ * partitions and a clock the test moves. The lock manager (node/locks.c)
+ * runs on it. */
+#ifndef FL_NODE_LEADER_IO_H
+#define FL_NODE_LEADER_IO_H
+
+#include <stdint.h>
+
+struct fsm;
+struct fsm_cmd;
+struct fsm_result;
+struct store;
+
+/* A proposal's outcome: err FL_OK and the command's result once it was
+ * applied on this server; otherwise err says why it may not have been
+ * (FL_EUNKNOWN: it may still be applied) and res is NULL. */
+typedef void (*leader_done_cb)(void *data, int err, const struct fsm_result *res);
+
+struct leader_io {
+    void *impl;
+    /* Propose one command. FL_OK: cb is called exactly once, later. Any
+     * other value: nothing was proposed and cb is never called. */
+    int (*propose)(void *impl, const struct fsm_cmd *c, leader_done_cb cb, void *data);
+    /* 1 if this server is the leader and may serve (its first entry of the
+     * term is applied); *term is the current term either way. */
+    int (*leader)(void *impl, uint64_t *term);
+    uint64_t (*now_ms)(void *impl);  /* monotonic milliseconds */
+    uint64_t (*wall_ms)(void *impl); /* milliseconds since the epoch */
+    struct store *(*store)(void *impl);
+    struct fsm *(*fsm)(void *impl);
+    /* Call fn(arg) every period_ms; one timer per io. */
+    int (*timer_start)(void *impl, uint64_t period_ms, void (*fn)(void *arg), void *arg);
+    /* Stop the timer; closed(arg) once it will not fire again. */
+    void (*timer_close)(void *impl, void (*closed)(void *arg), void *arg);
+};
+
+#endif

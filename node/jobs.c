@@ -10,7 +10,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/strmap.h"
-#include "node/dispatch.h"
+#include "fsm/cmd.h"
+#include "fsm/fsm.h"
 #include "node/node_int.h"
 #include "scheduler/sched.h"
 
@@ -38,9 +39,9 @@ struct hent {
 };
 
 struct jobs {
-    struct node_server *s;
-    uv_timer_t tick;
-    uv_timer_t alarm;
+    const struct leader_io *io;
+    struct jobs_hooks hooks;
+    uint64_t alarm_due;    /* wall time the alarm is armed for */
     struct strmap zones;   /* zone name -> struct fl_tz */
     struct strmap entries; /* job name -> struct jent (leader only) */
     struct strmap dirty;   /* job names changed by applied commands */
@@ -49,7 +50,6 @@ struct jobs {
     uint64_t gen;
     int loaded; /* entries reflect the store (leader) */
     struct jobs_stats st;
-    int open_handles;
     void (*close_cb)(void *data);
     void *close_data;
 };
@@ -284,7 +284,7 @@ static void load_all(struct jobs *js)
     const void *k, *v;
     size_t kl, vl;
     forget_all(js);
-    if (store_begin(js->s->store, 0, &t) != FL_OK) {
+    if (store_begin(js->io->store(js->io->impl), 0, &t) != FL_OK) {
         return;
     }
     if (store_cursor_open(t, STORE_JOBS, NULL, 0, &c) == FL_OK) {
@@ -307,7 +307,7 @@ static void reload_dirty(struct jobs *js)
     size_t i = 0;
     const char *name;
     void *v;
-    if (strmap_size(&js->dirty) == 0 || store_begin(js->s->store, 0, &t) != FL_OK) {
+    if (strmap_size(&js->dirty) == 0 || store_begin(js->io->store(js->io->impl), 0, &t) != FL_OK) {
         return;
     }
     while (strmap_next(&js->dirty, &i, &name, &v)) {
@@ -337,7 +337,9 @@ static void fire_cb(void *data, int err, const struct fsm_result *res)
     } else if (res->err == FL_OK && strcmp(res->str, "started") == 0) {
         js->st.fired++;
     }
-    dispatch_kick(js->s->dispatch);
+    if (js->hooks.kick != NULL) {
+        js->hooks.kick(js->hooks.data);
+    }
 }
 
 int node__node_matches(const struct store_node *n, const struct sched_unit *u)
@@ -374,14 +376,14 @@ static unsigned eligible(struct jobs *js, const struct jent *e, char (*ids)[STOR
     memset(&u, 0, sizeof u);
     u.n_constraints = e->n_constraints;
     u.constraints = cons;
-    if (store_begin(js->s->store, 0, &t) != FL_OK) {
+    if (store_begin(js->io->store(js->io->impl), 0, &t) != FL_OK) {
         return 0;
     }
     if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) == FL_OK) {
         while (n < max && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
             struct store_node nd;
             if (store_node_decode(v, vl, &nd) != FL_OK || nd.lost || nd.drain || nd.cap == 0 ||
-                !dispatch_connected(js->s->dispatch, nd.id)) {
+                (js->hooks.connected != NULL && !js->hooks.connected(js->hooks.data, nd.id))) {
                 continue;
             }
             if (node__node_matches(&nd, &u)) {
@@ -424,7 +426,7 @@ static void propose(struct jobs *js, const struct jent *e, uint64_t sched, uint3
         }
         c.u.job.node_ptrs = ptrs;
     }
-    if (rg_repl_submit(js->s->repl, &c, fire_cb, js, NULL) == FL_OK) {
+    if (js->io->propose(js->io->impl, &c, fire_cb, js) == FL_OK) {
         js->st.proposed++;
     }
 }
@@ -455,10 +457,10 @@ static uint64_t fire_due(struct jobs *js, const struct jent *e, uint64_t now)
 
 static void arm(struct jobs *js);
 
-static void alarm_cb(uv_timer_t *h)
+static void alarm_cb(void *arg)
 {
-    struct jobs *js = h->data;
-    uint64_t now = fl_wall_ms();
+    struct jobs *js = arg;
+    uint64_t now = js->io->wall_ms(js->io->impl);
     reload_dirty(js);
     while (js->loaded && js->n_heap > 0 && js->heap[0].next_ms <= now) {
         struct hent top = js->heap[0];
@@ -479,22 +481,22 @@ static void alarm_cb(uv_timer_t *h)
  * may move under the loop's monotonic timers). */
 static void arm(struct jobs *js)
 {
-    uint64_t now = fl_wall_ms(), wait = 1000;
+    uint64_t now = js->io->wall_ms(js->io->impl), wait = 1000;
     if (js->loaded && js->n_heap > 0) {
         wait = js->heap[0].next_ms <= now ? 0 : js->heap[0].next_ms - now;
         if (wait > 1000) {
             wait = 1000;
         }
     }
-    uv_timer_start(&js->alarm, alarm_cb, wait, 0);
+    js->alarm_due = now + wait;
+    js->io->alarm(js->io->impl, wait, alarm_cb, js);
 }
 
-static void tick_cb(uv_timer_t *h)
+static void tick_cb(void *arg)
 {
-    struct jobs *js = h->data;
-    struct rg_status st;
-    rg_repl_status(js->s->repl, &st);
-    if (st.state != RAFT_LEADER || !st.ready) {
+    struct jobs *js = arg;
+    uint64_t term;
+    if (!js->io->leader(js->io->impl, &term)) {
         if (js->loaded) {
             forget_all(js);
         }
@@ -517,46 +519,50 @@ static void on_job(void *data, const char *name, int deleted)
     /* The store is read after the entry is committed (next alarm or tick). */
     if (js->loaded) {
         strmap_put(&js->dirty, name, js, NULL);
-        if (uv_timer_get_due_in(&js->alarm) > 50) {
-            uv_timer_start(&js->alarm, alarm_cb, 50, 0);
+        uint64_t now = js->io->wall_ms(js->io->impl);
+        if (js->alarm_due > now + 50) {
+            js->alarm_due = now + 50;
+            js->io->alarm(js->io->impl, 50, alarm_cb, js);
         }
     }
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------- */
 
-int jobs_create(struct node_server *s, struct jobs **out)
+int jobs_create(const struct leader_io *io, const struct jobs_hooks *hooks, struct jobs **out)
 {
     struct jobs *js = fl_calloc(1, sizeof *js);
     struct fsm *f;
     if (js == NULL) {
         return FL_ENOMEM;
     }
-    js->s = s;
+    js->io = io;
+    if (hooks != NULL) {
+        js->hooks = *hooks;
+    }
     strmap_init(&js->zones);
     strmap_init(&js->entries);
     strmap_init(&js->dirty);
-    uv_timer_init(s->loop, &js->tick);
-    uv_timer_init(s->loop, &js->alarm);
-    js->tick.data = js;
-    js->alarm.data = js;
-    uv_timer_start(&js->tick, tick_cb, TICK_MS, TICK_MS);
-    f = rg_repl_fsm(s->repl);
+    if (io->timer_start(io->impl, TICK_MS, tick_cb, js) != FL_OK) {
+        strmap_close(&js->zones);
+        strmap_close(&js->entries);
+        strmap_close(&js->dirty);
+        fl_free(js);
+        return FL_EIO;
+    }
+    f = io->fsm(io->impl);
     f->job_cb = on_job;
     f->job_data = js;
     *out = js;
     return FL_OK;
 }
 
-static void closed(uv_handle_t *h)
+static void closed(void *arg)
 {
-    struct jobs *js = h->data;
+    struct jobs *js = arg;
     size_t i = 0;
     const char *k;
     void *v;
-    if (--js->open_handles > 0) {
-        return;
-    }
     forget_all(js);
     strmap_close(&js->entries);
     strmap_close(&js->dirty);
@@ -575,10 +581,8 @@ void jobs_close(struct jobs *js, void (*cb)(void *data), void *data)
 {
     js->close_cb = cb;
     js->close_data = data;
-    rg_repl_fsm(js->s->repl)->job_cb = NULL;
-    js->open_handles = 2;
-    uv_close((uv_handle_t *)&js->tick, closed);
-    uv_close((uv_handle_t *)&js->alarm, closed);
+    js->io->fsm(js->io->impl)->job_cb = NULL;
+    js->io->timer_close(js->io->impl, closed, js);
 }
 
 void jobs_stats(struct jobs *js, struct jobs_stats *out)

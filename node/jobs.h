@@ -19,14 +19,25 @@
 
 #include <stdint.h>
 
+#include "node/leader_io.h"
 #include "store/store.h"
 
 #define JOBS_MISFIRE_GRACE_MS 2000
 
-struct node_server;
 struct jobs;
 
-int jobs_create(struct node_server *s, struct jobs **out);
+/* What the cron clock asks of the rest of the leader (both may be NULL):
+ * whether a node's agent is connected now (mode all fires on those), and
+ * a nudge for the dispatcher once a fire started a run. */
+struct jobs_hooks {
+    int (*connected)(void *data, const char *node);
+    void (*kick)(void *data);
+    void *data;
+};
+
+/* The clock runs on the leader's port (node/leader_io.h): proposals,
+ * leadership, the wall clock, the store, a tick and an alarm. */
+int jobs_create(const struct leader_io *io, const struct jobs_hooks *hooks, struct jobs **out);
 void jobs_close(struct jobs *j, void (*cb)(void *data), void *data);
 
 /* Check a schedule before it is stored: a cron expression (with its zone,

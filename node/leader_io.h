@@ -2,11 +2,11 @@
  * as a table of functions, the way the Raft library takes its I/O through
  * raft_io: propose a command and learn its result, whether this server leads
  * (and in which term), the clocks, the store and the state machine, and one
- * periodic timer. node/leader_io_uv.c implements it over a server's libuv
+ * periodic timer and a one-shot alarm. node/leader_io_uv.c implements it over a server's libuv
  * loop and replication (rg_repl); tests/fixture/leader_fixture.h over
  * raft_fixture, so that the same logic runs in C tests with leader changes,
  * partitions and a clock the test moves. The lock manager (node/locks.c)
- * runs on it. */
+ * and the cron clock (node/jobs.c) run on it. */
 #ifndef FL_NODE_LEADER_IO_H
 #define FL_NODE_LEADER_IO_H
 
@@ -36,7 +36,10 @@ struct leader_io {
     struct fsm *(*fsm)(void *impl);
     /* Call fn(arg) every period_ms; one timer per io. */
     int (*timer_start)(void *impl, uint64_t period_ms, void (*fn)(void *arg), void *arg);
-    /* Stop the timer; closed(arg) once it will not fire again. */
+    /* Call fn(arg) once, after_ms from now; arming again replaces the
+     * previous alarm. One alarm per io. */
+    void (*alarm)(void *impl, uint64_t after_ms, void (*fn)(void *arg), void *arg);
+    /* Stop the timer and the alarm; closed(arg) once neither fires again. */
     void (*timer_close)(void *impl, void (*closed)(void *arg), void *arg);
 };
 

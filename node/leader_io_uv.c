@@ -53,22 +53,45 @@ static void tick(uv_timer_t *h)
     u->fn(u->arg);
 }
 
+static void ring(uv_timer_t *h)
+{
+    struct leader_io_uv *u = h->data;
+    u->alarm_fn(u->alarm_arg);
+}
+
+static void handles_init(struct leader_io_uv *u)
+{
+    if (u->open == 0) {
+        uv_timer_init(u->s->loop, &u->timer);
+        uv_timer_init(u->s->loop, &u->alarm);
+        u->timer.data = u;
+        u->alarm.data = u;
+        u->open = 2;
+    }
+}
+
 static int timer_start(void *impl, uint64_t period_ms, void (*fn)(void *arg), void *arg)
 {
     struct leader_io_uv *u = impl;
+    handles_init(u);
     u->fn = fn;
     u->arg = arg;
-    uv_timer_init(u->s->loop, &u->timer);
-    u->timer.data = u;
-    u->timer_open = 1;
     return uv_timer_start(&u->timer, tick, period_ms, period_ms) == 0 ? FL_OK : FL_EIO;
 }
 
-static void timer_closed(uv_handle_t *h)
+static void alarm_set(void *impl, uint64_t after_ms, void (*fn)(void *arg), void *arg)
+{
+    struct leader_io_uv *u = impl;
+    handles_init(u);
+    u->alarm_fn = fn;
+    u->alarm_arg = arg;
+    uv_timer_start(&u->alarm, ring, after_ms, 0);
+}
+
+static void handle_closed(uv_handle_t *h)
 {
     struct leader_io_uv *u = h->data;
-    u->timer_open = 0;
-    if (u->closed != NULL) {
+    if (--u->open == 0 && u->closed != NULL) {
         u->closed(u->closed_arg);
     }
 }
@@ -78,13 +101,14 @@ static void timer_close(void *impl, void (*closed)(void *arg), void *arg)
     struct leader_io_uv *u = impl;
     u->closed = closed;
     u->closed_arg = arg;
-    if (!u->timer_open) {
+    if (u->open == 0) {
         if (closed != NULL) {
             closed(arg);
         }
         return;
     }
-    uv_close((uv_handle_t *)&u->timer, timer_closed);
+    uv_close((uv_handle_t *)&u->timer, handle_closed);
+    uv_close((uv_handle_t *)&u->alarm, handle_closed);
 }
 
 void leader_io_uv_init(struct leader_io_uv *u, struct node_server *s)
@@ -99,5 +123,6 @@ void leader_io_uv_init(struct leader_io_uv *u, struct node_server *s)
     u->io.store = store;
     u->io.fsm = fsm;
     u->io.timer_start = timer_start;
+    u->io.alarm = alarm_set;
     u->io.timer_close = timer_close;
 }

@@ -12,10 +12,12 @@ struct node_server;
 struct leader_io_uv {
     struct leader_io io; /* hand &io to the component */
     struct node_server *s;
-    uv_timer_t timer;
-    int timer_open;
+    uv_timer_t timer, alarm;
+    int open; /* handles initialised and not yet closed */
     void (*fn)(void *arg);
     void *arg;
+    void (*alarm_fn)(void *arg);
+    void *alarm_arg;
     void (*closed)(void *arg);
     void *closed_arg;
 };

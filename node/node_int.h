@@ -7,6 +7,7 @@
 
 #include "common/num.h" /* the one spelling of a number a client may send */
 #include "http/server.h"
+#include "node/jobs.h"
 #include "node/leader_io_uv.h"
 #include "node/server.h"
 #include "raft/rg_repl.h"
@@ -25,6 +26,8 @@ struct node_server {
     struct lockmgr *locks;        /* lease clock, parked acquire calls (node/locks.h) */
     struct leader_io_uv locks_io; /* the lock manager's port (node/leader_io.h) */
     struct jobs *jobs;            /* the leader's cron clock (node/jobs.h) */
+    struct leader_io_uv jobs_io;  /* its port (node/leader_io.h) */
+    struct jobs_hooks jobs_hooks; /* its view of the dispatcher */
     struct blobs *blobs;          /* package bytes and the blob link (node/blobs.h) */
     uv_loop_t *loop;
     struct store *store;

@@ -463,6 +463,19 @@ static void start_embedded_agent(struct node_server *s)
 
 /* Blobs, agent dispatch, locks, jobs and the embedded agent (unless
  * --no-agent); a failure here exits. */
+/* The cron clock's view of the dispatcher (node/jobs.h). */
+static int jobs_connected(void *data, const char *node)
+{
+    struct node_server *s = data;
+    return dispatch_connected(s->dispatch, node);
+}
+
+static void jobs_kick(void *data)
+{
+    struct node_server *s = data;
+    dispatch_kick(s->dispatch);
+}
+
 static void start_services(struct node_server *s)
 {
     char err[FL_ERRMSG_SIZE];
@@ -478,8 +491,12 @@ static void start_services(struct node_server *s)
         exit(1);
     }
     leader_io_uv_init(&s->locks_io, s);
+    leader_io_uv_init(&s->jobs_io, s);
+    s->jobs_hooks.connected = jobs_connected;
+    s->jobs_hooks.kick = jobs_kick;
+    s->jobs_hooks.data = s;
     if (lockmgr_create(&s->locks_io.io, &node__lock_answers, &s->locks) != FL_OK ||
-        jobs_create(s, &s->jobs) != FL_OK) {
+        jobs_create(&s->jobs_io.io, &s->jobs_hooks, &s->jobs) != FL_OK) {
         fprintf(stderr, "flotilla: out of memory\n");
         exit(1);
     }

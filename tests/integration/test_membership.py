@@ -48,6 +48,11 @@ def test_join_standby_promote_transfer_remove():
         c.wait_converged(timeout=60)
         st, body, _ = request(s5.api, "GET", "/v1/kv/pre199?stale")
         check(st == 200 and body["value"] == "x" * 100, "the standby has the data")
+        # The log was compacted past what the joiners lacked: both caught
+        # up from a snapshot, not only from the log.
+        for joiner in (s4, s5):
+            fsm = joiner.status()["fsm"]
+            check(fsm["restores"] >= 1, "server %d installed a snapshot: %r" % (joiner.id, fsm))
         # Promote the standby with the CLI.
         r = subprocess.run([BIN, "members", "promote", "5", "--addr", s4.api], capture_output=True,
                            text=True, timeout=60)

@@ -21,8 +21,8 @@ def files_containing(root, needle):
                 with open(p, "rb") as f:
                     if needle in f.read():
                         hits.append(p)
-            except OSError:
-                pass
+            except FileNotFoundError:
+                pass  # removed while the walk ran (a rotated log, a spool file)
     return hits
 
 

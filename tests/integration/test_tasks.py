@@ -136,6 +136,10 @@ def test_agent_loss_requeues_and_late_results_are_stale():
         tokens = {}
         for (task, unit, attempt, token), r in runs.items():
             tokens.setdefault(unit, []).append((attempt, token))
+        # Every unit ran, and the moved ones ran at least twice (a1, then elsewhere).
+        check(len(tokens) == 6, "the six units' runs are in the log: %r" % sorted(tokens))
+        check(all(len(tokens.get(u["unit"], [])) >= 2 for u in moved),
+              "each moved unit ran twice: %r" % tokens)
         for unit, lst in tokens.items():
             lst.sort()
             check([t for _, t in lst] == sorted(t for _, t in lst) and

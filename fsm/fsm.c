@@ -31,6 +31,20 @@ static void fatal(struct fsm *f, const char *what, int err)
     fsm_fatal_hook(msg);
 }
 
+void fsm__copy_str(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (s == NULL) {
+        n = 0;
+    }
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    if (n > 0) {
+        memcpy(dst, s, n);
+    }
+    dst[n] = '\0';
+}
+
 void fsm_flush(struct fsm *f)
 {
     int rv;

@@ -77,6 +77,10 @@ int fsm__pack_str(msgpack_packer *pk, const char *s, size_t n);
 int fsm__pack_node(msgpack_packer *pk, const struct fsm_cmd *c);
 int fsm__pack_sched(msgpack_packer *pk, const struct fsm_cmd *c);
 
+/* A command's counted string into a NUL-terminated field of cap bytes,
+ * cut to fit; NULL reads as empty (fsm.c). */
+void fsm__copy_str(char *dst, size_t cap, const char *s, size_t n);
+
 /* Read/write a decimal counter kept in META. */
 int fsm__meta_u64(struct store_txn *t, const char *name, uint64_t *out);
 int fsm__meta_put_u64(struct store_txn *t, const char *name, uint64_t v);

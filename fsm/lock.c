@@ -216,17 +216,6 @@ static void emit_session(struct fsm *f, const struct store_session *s)
     f->lock_cb(f->lock_data, &ev);
 }
 
-static void copy_str(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    if (n > 0) {
-        memcpy(dst, s, n);
-    }
-    dst[n] = '\0';
-}
-
 /* SESSLOCKS key: session '\0' lock key. */
 static size_t sesslock_key(char *out, const char *session, const char *key, size_t klen)
 {
@@ -275,7 +264,7 @@ static int push(struct store_lock_slot **s, uint32_t *n, const char *session, ui
     }
     *s = grown;
     memset(&grown[*n], 0, sizeof grown[*n]);
-    copy_str(grown[*n].session, sizeof grown[*n].session, session, strlen(session));
+    fsm__copy_str(grown[*n].session, sizeof grown[*n].session, session, strlen(session));
     grown[*n].token = token;
     grown[*n].since_ms = now;
     (*n)++;
@@ -396,7 +385,8 @@ static int acquire(struct fsm *f, const struct fsm_cmd *c, const char *session, 
     } else {
         res->err = FL_EBUSY;
         if (l.n_holders > 0) {
-            copy_str(res->str, sizeof res->str, l.holders[0].session, strlen(l.holders[0].session));
+            fsm__copy_str(res->str, sizeof res->str, l.holders[0].session,
+                          strlen(l.holders[0].session));
         }
         goto out;
     }
@@ -592,8 +582,8 @@ static int session_create(struct fsm *f, const struct fsm_cmd *c, const char *id
         return rv;
     }
     memset(&s, 0, sizeof s);
-    copy_str(s.id, sizeof s.id, id, strlen(id));
-    copy_str(s.name, sizeof s.name, c->u.lock.name, c->u.lock.nlen);
+    fsm__copy_str(s.id, sizeof s.id, id, strlen(id));
+    fsm__copy_str(s.name, sizeof s.name, c->u.lock.name, c->u.lock.nlen);
     s.ttl_ms = c->u.lock.ttl_ms;
     s.lock_delay_ms = c->u.lock.lock_delay_ms;
     s.created_ms = now;
@@ -602,7 +592,7 @@ static int session_create(struct fsm *f, const struct fsm_cmd *c, const char *id
     rv = store_session_put(f->txn, &s);
     if (rv == FL_OK) {
         res->version = s.expires_ms;
-        copy_str(res->str, sizeof res->str, s.id, strlen(s.id));
+        fsm__copy_str(res->str, sizeof res->str, s.id, strlen(s.id));
         emit_session(f, &s);
     }
     return rv;
@@ -688,7 +678,7 @@ int fsm__apply_lock(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint
                     struct fsm_result *res)
 {
     char session[STORE_SESSION_ID_MAX];
-    copy_str(session, sizeof session, c->u.lock.session, c->u.lock.slen);
+    fsm__copy_str(session, sizeof session, c->u.lock.session, c->u.lock.slen);
     switch (c->type) {
     case FSM_CMD_SESSION_CREATE:
         return session_create(f, c, session, index, now, res);

@@ -7,40 +7,33 @@
 #include "common/err.h"
 #include "fsm/fsm_int.h"
 
-static void copy_str(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    memcpy(dst, s == NULL ? "" : s, s == NULL ? 0 : n);
-    dst[s == NULL ? 0 : n] = '\0';
-}
-
 static int reg(struct store_txn *t, const struct fsm_cmd *c, uint64_t index)
 {
     struct store_node n;
     char id[STORE_NODE_ID_MAX];
     int rv;
-    copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
+    fsm__copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
     rv = store_node_get(t, id, &n);
     if (rv == FL_ENOTFOUND) {
         memset(&n, 0, sizeof n);
-        copy_str(n.id, sizeof n.id, c->u.node.id, c->u.node.idlen);
+        fsm__copy_str(n.id, sizeof n.id, c->u.node.id, c->u.node.idlen);
         n.cap = c->u.node.cap;
         n.created_index = index;
     } else if (rv != FL_OK) {
         return rv;
     }
     n.raft_id = c->u.node.raft_id;
-    copy_str(n.raft_addr, sizeof n.raft_addr, c->u.node.raft_addr, c->u.node.raft_addr_len);
-    copy_str(n.api_addr, sizeof n.api_addr, c->u.node.api_addr, c->u.node.api_addr_len);
+    fsm__copy_str(n.raft_addr, sizeof n.raft_addr, c->u.node.raft_addr, c->u.node.raft_addr_len);
+    fsm__copy_str(n.api_addr, sizeof n.api_addr, c->u.node.api_addr, c->u.node.api_addr_len);
     n.kind = c->u.node.kind;
-    copy_str(n.agent_addr, sizeof n.agent_addr, c->u.node.agent_addr, c->u.node.agent_addr_len);
-    copy_str(n.blob_addr, sizeof n.blob_addr, c->u.node.blob_addr, c->u.node.blob_addr_len);
+    fsm__copy_str(n.agent_addr, sizeof n.agent_addr, c->u.node.agent_addr,
+                  c->u.node.agent_addr_len);
+    fsm__copy_str(n.blob_addr, sizeof n.blob_addr, c->u.node.blob_addr, c->u.node.blob_addr_len);
     n.lost = 0; /* registering again brings a lost node back */
     n.n_labels = c->u.node.n_labels;
     for (unsigned i = 0; i < n.n_labels; i++) {
-        copy_str(n.labels[i], sizeof n.labels[i], c->u.node.labels[i], c->u.node.label_lens[i]);
+        fsm__copy_str(n.labels[i], sizeof n.labels[i], c->u.node.labels[i],
+                      c->u.node.label_lens[i]);
     }
     n.updated_index = index;
     return store_node_put(t, &n);
@@ -52,7 +45,7 @@ static int update(struct store_txn *t, const struct fsm_cmd *c, uint64_t index,
     struct store_node n;
     char id[STORE_NODE_ID_MAX];
     int rv;
-    copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
+    fsm__copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
     rv = store_node_get(t, id, &n);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
@@ -79,8 +72,8 @@ static int meta_init(struct store_txn *t, const struct fsm_cmd *c, struct fsm_re
 {
     char name[64], value[1025], cur[1025];
     int rv;
-    copy_str(name, sizeof name, c->u.meta.name, c->u.meta.nlen);
-    copy_str(value, sizeof value, c->u.meta.value, c->u.meta.vlen);
+    fsm__copy_str(name, sizeof name, c->u.meta.name, c->u.meta.nlen);
+    fsm__copy_str(value, sizeof value, c->u.meta.value, c->u.meta.vlen);
     rv = store_meta_get(t, name, cur, sizeof cur);
     if (rv == FL_OK) {
         res->err = FL_EEXIST;

@@ -52,17 +52,6 @@ int fsm__meta_put_u64(struct store_txn *t, const char *name, uint64_t v)
     return store_meta_put(t, name, buf);
 }
 
-static void copy_str(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    if (n > 0) {
-        memcpy(dst, s, n);
-    }
-    dst[n] = '\0';
-}
-
 static size_t nodeunit_key(char *out, const char *node, const char *task, uint32_t unit)
 {
     size_t n = strlen(node);
@@ -84,12 +73,12 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     size_t vl;
     int rv;
 
-    copy_str(id, sizeof id, c->u.task.id, c->u.task.idlen);
+    fsm__copy_str(id, sizeof id, c->u.task.id, c->u.task.idlen);
     if (c->u.task.idemlen > 0) {
         rv = store_get(t, STORE_IDEM, c->u.task.idem, c->u.task.idemlen, &v, &vl);
         if (rv == FL_OK) {
             res->err = FL_EEXIST;
-            copy_str(res->str, sizeof res->str, v, vl);
+            fsm__copy_str(res->str, sizeof res->str, v, vl);
             return FL_OK;
         }
         if (rv != FL_ENOTFOUND) {
@@ -99,7 +88,7 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     rv = store_task_get(t, id, &task);
     if (rv == FL_OK) {
         res->err = FL_EEXIST;
-        copy_str(res->str, sizeof res->str, id, strlen(id));
+        fsm__copy_str(res->str, sizeof res->str, id, strlen(id));
         return FL_OK;
     }
     if (rv != FL_ENOTFOUND) {
@@ -107,7 +96,7 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     }
     memset(&task, 0, sizeof task);
     memcpy(task.id, id, sizeof id);
-    copy_str(task.name, sizeof task.name, c->u.task.name, c->u.task.namelen);
+    fsm__copy_str(task.name, sizeof task.name, c->u.task.name, c->u.task.namelen);
     task.state = STORE_TASK_QUEUED;
     task.priority = c->u.task.priority;
     task.seq = index;
@@ -118,8 +107,8 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     task.retries = c->u.task.retries;
     task.n_constraints = c->u.task.n_constraints;
     for (unsigned i = 0; i < task.n_constraints; i++) {
-        copy_str(task.constraints[i], sizeof task.constraints[i], c->u.task.constraints[i],
-                 c->u.task.constraint_lens[i]);
+        fsm__copy_str(task.constraints[i], sizeof task.constraints[i], c->u.task.constraints[i],
+                      c->u.task.constraint_lens[i]);
     }
     task.spec = c->u.task.spec;
     task.spec_len = c->u.task.spec_len;
@@ -165,7 +154,7 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     if (rv == FL_OK && c->u.task.idemlen > 0) {
         rv = store_put(t, STORE_IDEM, c->u.task.idem, c->u.task.idemlen, id, strlen(id));
     }
-    copy_str(res->str, sizeof res->str, id, strlen(id));
+    fsm__copy_str(res->str, sizeof res->str, id, strlen(id));
     res->version = task.n_units;
     return rv;
 }
@@ -361,8 +350,8 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     struct store_node n;
     int rv;
 
-    copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
-    copy_str(node_id, sizeof node_id, c->u.unit.node, c->u.unit.nodelen);
+    fsm__copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
+    fsm__copy_str(node_id, sizeof node_id, c->u.unit.node, c->u.unit.nodelen);
     rv = store_unit_get(t, task_id, c->u.unit.unit, &u);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
@@ -466,7 +455,7 @@ static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     struct store_unit u;
     int rv;
 
-    copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
+    fsm__copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
     rv = store_unit_get(t, task_id, c->u.unit.unit, &u);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
@@ -547,7 +536,7 @@ static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struc
     size_t kl, vl, off;
     int rv;
 
-    copy_str(node_id, sizeof node_id, c->u.node.id, c->u.node.idlen);
+    fsm__copy_str(node_id, sizeof node_id, c->u.node.id, c->u.node.idlen);
     rv = store_node_get(t, node_id, &n);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
@@ -609,7 +598,7 @@ static int task_cancel(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     struct store_task task;
     int rv;
 
-    copy_str(task_id, sizeof task_id, c->u.task.id, c->u.task.idlen);
+    fsm__copy_str(task_id, sizeof task_id, c->u.task.id, c->u.task.idlen);
     rv = store_task_get(t, task_id, &task);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
@@ -697,7 +686,7 @@ static int apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
         return unit_result(f, c, now, res);
     case FSM_CMD_UNIT_REQUEUE: {
         char task_id[STORE_TASK_ID_MAX];
-        copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
+        fsm__copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
         return take_back(f, task_id, c->u.unit.unit, c->u.unit.token, c->u.unit.status, now, res);
     }
     case FSM_CMD_NODE_LOST:

@@ -10,7 +10,7 @@
  *
  * Nothing here touches the process's TZ, localtime_r or any other global
  * state: a loaded zone is immutable and may be shared between threads. The
- * server caches zones itself (node/jobs.c); fl_tz_load reads a file, so it
+ * server caches zones itself (leader/jobs.c); fl_tz_load reads a file, so it
  * blocks briefly and should not be called per fire.
  *
  * Instants are Unix seconds ("utc_sec"); "local seconds" are the wall-clock

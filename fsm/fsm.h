@@ -42,7 +42,7 @@ struct fsm_result {
                          attempt of this request (its index included) */
 };
 
-/* What the lock commands did, for the leader's lock manager (node/locks.c):
+/* What the lock commands did, for the leader's lock manager (leader/locks.c):
  * it answers waiting acquire calls and keeps the lease deadlines. Emitted
  * while the entry is applied, on every server; pointers are valid during the
  * call only. */
@@ -87,7 +87,7 @@ struct fsm {
     void (*lock_cb)(void *data, const struct fsm_lock_event *ev);
     void *lock_data;
     /* A job was created, redefined, paused, resumed, fired or deleted
-     * (node/jobs.c keeps its timers from this). */
+     * (leader/jobs.c keeps its timers from this). */
     void (*job_cb)(void *data, const char *name, int deleted);
     void *job_data;
     /* Jobs whose run tasks finished in the command being applied

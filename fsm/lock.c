@@ -7,7 +7,7 @@
  * grant is decided here, from the entry and the store alone, identically on
  * every replica.
  *
- * Expiry is the leader's decision, made on its monotonic clock (node/locks.c)
+ * Expiry is the leader's decision, made on its monotonic clock (leader/locks.c)
  * and committed as SESSION_EXPIRE carrying the renewal count it saw: a
  * session renewed (or extended by a new leader) since then is not expired.
  * So a wall-clock jump on any server never expires a healthy session. */

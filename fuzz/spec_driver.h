@@ -28,7 +28,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "node/node_int.h"
-#include "node/spec.h"
+#include "spec/spec.h"
 #include "fsm/cmd.h"
 
 static const unsigned char spec_key[32] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,

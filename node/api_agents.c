@@ -8,7 +8,7 @@
 
 #include "common/err.h"
 #include "common/ident.h"
-#include "node/dispatch.h"
+#include "leader/dispatch.h"
 #include "node/node_int.h"
 #include "fsm/cmd.h"
 

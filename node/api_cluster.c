@@ -8,9 +8,10 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "node/dispatch.h"
-#include "node/jobs.h"
-#include "node/locks.h"
+#include "leader/dispatch.h"
+#include "node/agentlink.h"
+#include "leader/jobs.h"
+#include "leader/locks.h"
 #include "node/blobs.h"
 #include "node/node_int.h"
 
@@ -122,6 +123,7 @@ static void status_links(struct node_server *s, const struct rg_status *st, json
             "wire_bytes_received", (json_int_t)st->wire_bytes_received));
     if (s->dispatch != NULL) {
         json_t *d = dispatch_stats_json(s->dispatch);
+        agentlink_stats(s->links, d);
         json_object_set_new(o, "agent_links",
                             json_pack("{s:O, s:O, s:O}", "connected",
                                       json_object_get(d, "agents_connected"), "refused",

@@ -21,9 +21,9 @@
 #include "common/alloc.h"
 #include "common/blob.h"
 #include "common/err.h"
-#include "node/dispatch.h"
+#include "leader/dispatch.h"
 #include "node/node_int.h"
-#include "node/spec.h"
+#include "spec/spec.h"
 #include "scheduler/sched.h"
 
 #define DEPLOY_ARGS_MAX    32
@@ -228,7 +228,7 @@ static int resolve_targets(struct store_txn *t, struct rollout *r)
     while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
         struct store_node nd;
         const char *why = NULL;
-        if (store_node_decode(v, vl, &nd) != FL_OK || !node__node_matches(&nd, &u)) {
+        if (store_node_decode(v, vl, &nd) != FL_OK || !jobs_node_matches(&nd, &u)) {
             continue;
         }
         if (nd.lost) {

@@ -12,7 +12,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
-#include "node/jobs.h"
+#include "leader/jobs.h"
 #include "node/node_int.h"
 
 #define NEXT_SHOWN 5

@@ -16,7 +16,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
-#include "node/locks.h"
+#include "leader/locks.h"
 #include "node/node_int.h"
 
 #define DEFAULT_TTL_MS        15000
@@ -412,7 +412,7 @@ void node__acquire_cmd(const struct node_acquire *a, struct fsm_cmd *c)
 }
 
 /* Returns 1, or 0 after answering 400. */
-/* ---- answers to parked acquire calls (node/locks.h) --------------------------- */
+/* ---- answers to parked acquire calls (leader/locks.h) --------------------------- */
 
 void node__lock_granted(struct http_request *req, const char *session, const char *key,
                         uint64_t token)

@@ -10,9 +10,10 @@
 
 #include "common/alloc.h"
 #include "common/err.h"
-#include "node/dispatch.h"
+#include "leader/dispatch.h"
+#include "node/agentlink.h"
 #include "node/node_int.h"
-#include "node/spec.h"
+#include "spec/spec.h"
 #include "scheduler/sched.h"
 
 /* ---- submit ------------------------------------------------------------- */
@@ -665,6 +666,7 @@ void node__dispatch_resume(struct node_server *s, struct http_request *req, char
 void node__dispatch_status(struct node_server *s, struct http_request *req, char **args)
 {
     json_t *o = dispatch_stats_json(s->dispatch);
+    agentlink_stats(s->links, o);
     json_object_set_new(o, "paused", json_boolean(rg_repl_fsm(s->repl)->dispatch_paused));
     http_respond_json(req, 200, o);
 }

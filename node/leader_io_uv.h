@@ -1,11 +1,11 @@
-/* node/leader_io_uv — node/leader_io.h over a server's libuv loop and its
+/* node/leader_io_uv — leader/leader_io.h over a server's libuv loop and its
  * replication (rg_repl). */
 #ifndef FL_NODE_LEADER_IO_UV_H
 #define FL_NODE_LEADER_IO_UV_H
 
 #include <uv.h>
 
-#include "node/leader_io.h"
+#include "leader/leader_io.h"
 
 struct node_server;
 

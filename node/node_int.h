@@ -7,13 +7,14 @@
 
 #include "common/num.h" /* the one spelling of a number a client may send */
 #include "http/server.h"
-#include "node/jobs.h"
+#include "leader/jobs.h"
 #include "node/leader_io_uv.h"
 #include "node/server.h"
 #include "raft/rg_repl.h"
 #include "store/store.h"
 
 struct dispatch;
+struct agentlink;
 struct agent;
 struct lockmgr;
 struct lockmgr_answers;
@@ -21,14 +22,16 @@ struct jobs;
 
 struct node_server {
     struct node_config cfg;
-    struct dispatch *dispatch;    /* agent connections and the leader's dispatch loop */
-    struct agent *agent;          /* this server's embedded agent */
-    struct lockmgr *locks;        /* lease clock, parked acquire calls (node/locks.h) */
-    struct leader_io_uv locks_io; /* the lock manager's port (node/leader_io.h) */
-    struct jobs *jobs;            /* the leader's cron clock (node/jobs.h) */
-    struct leader_io_uv jobs_io;  /* its port (node/leader_io.h) */
-    struct jobs_hooks jobs_hooks; /* its view of the dispatcher */
-    struct blobs *blobs;          /* package bytes and the blob link (node/blobs.h) */
+    struct agentlink *links;         /* agent connections (node/agentlink.h) */
+    struct dispatch *dispatch;       /* the leader's dispatch loop (leader/dispatch.h) */
+    struct leader_io_uv dispatch_io; /* its port (leader/leader_io.h) */
+    struct agent *agent;             /* this server's embedded agent */
+    struct lockmgr *locks;           /* lease clock, parked acquire calls (leader/locks.h) */
+    struct leader_io_uv locks_io;    /* the lock manager's port (leader/leader_io.h) */
+    struct jobs *jobs;               /* the leader's cron clock (leader/jobs.h) */
+    struct leader_io_uv jobs_io;     /* its port (leader/leader_io.h) */
+    struct jobs_hooks jobs_hooks;    /* its view of the dispatcher */
+    struct blobs *blobs;             /* package bytes and the blob link (node/blobs.h) */
     uv_loop_t *loop;
     struct store *store;
     struct rg_repl *repl;
@@ -232,10 +235,6 @@ int node__field_err(struct http_request *req, const char *field, const char *wha
  * absent); returns 0 after answering 400. */
 int node__int_field(struct http_request *req, json_t *body, const char *name, long long lo,
                     long long hi, long long *out);
-struct sched_unit;
-/* 1 if node n matches every constraint of u, its labels with the implicit
- * node=<id> (node/jobs.c). */
-int node__node_matches(const struct store_node *n, const struct sched_unit *u);
 
 /* A TASK_SUBMIT's answer: {"id", "existing", "index"}, or the error. */
 void node__submit_done(struct node_server *s, struct http_request *req, int err,
@@ -248,7 +247,7 @@ void node__deploys_rollback(struct node_server *s, struct http_request *req, cha
 
 /* Building a TASK_SUBMIT from a JSON body (task submit and job templates).
  * Strings point into the body: keep it until the command is submitted. */
-#include "node/spec.h"
+#include "spec/spec.h"
 struct node_task_build {
     const char **hosts;
     const char *constraints[STORE_TASK_CONSTRAINTS];

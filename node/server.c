@@ -16,9 +16,10 @@
 #include "agent/agent.h"
 #include "http/client.h"
 #include "node/blobs.h"
-#include "node/dispatch.h"
-#include "node/jobs.h"
-#include "node/locks.h"
+#include "leader/dispatch.h"
+#include "node/agentlink.h"
+#include "leader/jobs.h"
+#include "leader/locks.h"
 #include "node/node_int.h"
 
 void node_config_defaults(struct node_config *c)
@@ -321,14 +322,27 @@ static void dispatch_closed(void *data)
     }
 }
 
-static void agent_closed(void *data)
+static void links_closed(void *data)
 {
     struct node_server *s = data;
-    s->agent = NULL;
+    s->links = NULL;
     if (s->dispatch != NULL) {
         dispatch_close(s->dispatch, dispatch_closed, s);
     } else {
         dispatch_closed(s);
+    }
+}
+
+/* The agent links go first: closing them detaches their agents from the
+ * dispatcher, which closes next. */
+static void agent_closed(void *data)
+{
+    struct node_server *s = data;
+    s->agent = NULL;
+    if (s->links != NULL) {
+        agentlink_close(s->links, links_closed, s);
+    } else {
+        links_closed(s);
     }
 }
 
@@ -463,7 +477,7 @@ static void start_embedded_agent(struct node_server *s)
 
 /* Blobs, agent dispatch, locks, jobs and the embedded agent (unless
  * --no-agent); a failure here exits. */
-/* The cron clock's view of the dispatcher (node/jobs.h). */
+/* The cron clock's view of the dispatcher (leader/jobs.h). */
 static int jobs_connected(void *data, const char *node)
 {
     struct node_server *s = data;
@@ -476,6 +490,26 @@ static void jobs_kick(void *data)
     dispatch_kick(s->dispatch);
 }
 
+/* The leader's dispatch loop on its port, talking to agents over the links. */
+static void start_dispatch(struct node_server *s)
+{
+    struct dispatch_agents agents;
+    struct dispatch_config dc;
+    memset(&dc, 0, sizeof dc);
+    dc.lost_after_ms = s->cfg.lost_after_ms;
+    dc.heartbeat_ms = s->cfg.heartbeat_ms;
+    dc.placement_pack = s->cfg.placement_pack;
+    node_secret_key(s->cfg.key, dc.secret_key);
+    leader_io_uv_init(&s->dispatch_io, s);
+    agentlink_port(s->links, &agents);
+    if (dispatch_create(&s->dispatch_io.io, &agents, &dc, &s->dispatch) != FL_OK) {
+        fprintf(stderr, "flotilla: the dispatcher: out of memory\n");
+        exit(1);
+    }
+    sodium_memzero(dc.secret_key, sizeof dc.secret_key);
+    agentlink_set_dispatch(s->links, s->dispatch);
+}
+
 static void start_services(struct node_server *s)
 {
     char err[FL_ERRMSG_SIZE];
@@ -485,11 +519,12 @@ static void start_services(struct node_server *s)
         fprintf(stderr, "flotilla: %s\n", err);
         exit(1);
     }
-    rv = dispatch_create(s, &s->dispatch, err);
+    rv = agentlink_create(s, &s->links, err);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla: %s\n", err);
         exit(1);
     }
+    start_dispatch(s);
     leader_io_uv_init(&s->locks_io, s);
     leader_io_uv_init(&s->jobs_io, s);
     s->jobs_hooks.connected = jobs_connected;

@@ -1,14 +1,14 @@
 /* The deploy executor's pieces that need no cluster: the command line an
  * agent builds for a deploy unit (agent_deploy_argv: what it adds, the
  * default root from --app or from the package name, every refusal) and the
- * task spec of kind deploy (node/spec.c) surviving its encoding. */
+ * task spec of kind deploy (spec/spec.c) surviving its encoding. */
 #include <string.h>
 
 #include "agent/agent.h"
 #include "check.h"
 #include "common/buf.h"
 #include "common/err.h"
-#include "node/spec.h"
+#include "spec/spec.h"
 
 #define EXE "/usr/local/bin/flotilla"
 

@@ -1,4 +1,4 @@
-/* node/jobs — the leader's cron clock (docs/JOBS.md).
+/* leader/jobs — the leader's cron clock (docs/JOBS.md).
  *
  * The leader keeps every unpaused job in a min-heap keyed by its next fire
  * time, so a tick costs O(log n) per due job and nothing for the others (no
@@ -19,7 +19,7 @@
 
 #include <stdint.h>
 
-#include "node/leader_io.h"
+#include "leader/leader_io.h"
 #include "store/store.h"
 
 #define JOBS_MISFIRE_GRACE_MS 2000
@@ -35,7 +35,7 @@ struct jobs_hooks {
     void *data;
 };
 
-/* The clock runs on the leader's port (node/leader_io.h): proposals,
+/* The clock runs on the leader's port (leader/leader_io.h): proposals,
  * leadership, the wall clock, the store, a tick and an alarm. */
 int jobs_create(const struct leader_io *io, const struct jobs_hooks *hooks, struct jobs **out);
 void jobs_close(struct jobs *j, void (*cb)(void *data), void *data);
@@ -43,6 +43,11 @@ void jobs_close(struct jobs *j, void (*cb)(void *data), void *data);
 /* Check a schedule before it is stored: a cron expression (with its zone,
  * "" = UTC) or an interval. FL_EINVAL with the reason in errmsg. */
 int jobs_check_cron(const char *expr, const char *tz, char *errmsg);
+
+struct sched_unit;
+/* 1 if node n matches every constraint of u, its labels with the implicit
+ * node=<id>. */
+int jobs_node_matches(const struct store_node *n, const struct sched_unit *u);
 
 /* Up to n fire times (ms) of job j strictly after from_ms; returns how many
  * (0 if the expression never fires again). */

@@ -1,8 +1,10 @@
-/* node/ — the RUN frame of a unit: what the leader sends an agent once the
+/* leader/ — the RUN frame of a unit: what the leader sends an agent once the
  * unit's assignment is applied (docs/SCHEDULER.md): its hosts, the task's
  * executor spec, the environment (task, unit, attempt, fencing token, shard,
  * job), a deploy's blob sources and the task's secrets, opened only here. */
-#include "node/dispatch_int.h"
+#include "leader/dispatch_int.h"
+
+#include <sodium.h>
 
 /* The shard of a unit, and for a job run (store_task.job) the job, its
  * schedule time and the run's shard: mode all runs one task per node, so
@@ -72,7 +74,6 @@ static void blob_sources(struct dispatch *d, uint32_t unit, char *sources, size_
 static char *open_secrets(struct dispatch *d, const struct task_cache *tc, const char *task_id,
                           const char **envp, unsigned *n_env, int *failed)
 {
-    unsigned char skey[NODE_SECRET_KEY_BYTES];
     char *secrets;
     *failed = 0;
     if (tc->spec.n_secret == 0) {
@@ -83,10 +84,10 @@ static char *open_secrets(struct dispatch *d, const struct task_cache *tc, const
         *failed = 1;
         return NULL;
     }
-    node_secret_key(d->s->cfg.key, skey);
     for (unsigned i = 0; i < tc->spec.n_secret; i++) {
         char *slot = secrets + (size_t)i * SECRET_OPEN_MAX;
-        if (node_secret_open(skey, tc->spec.secret[i], slot, SECRET_OPEN_MAX) != FL_OK) {
+        if (node_secret_open(d->cfg.secret_key, tc->spec.secret[i], slot, SECRET_OPEN_MAX) !=
+            FL_OK) {
             FL_WARN("task %s: a secret_env value does not open with this cluster's key; "
                     "the unit runs without it",
                     task_id);
@@ -94,11 +95,10 @@ static char *open_secrets(struct dispatch *d, const struct task_cache *tc, const
         }
         envp[(*n_env)++] = slot;
     }
-    sodium_memzero(skey, sizeof skey);
     return secrets;
 }
 
-void dispatch__send_run(struct dispatch *d, const char *task_id, uint32_t unit, const char *node)
+static void send_run(struct dispatch *d, const char *task_id, uint32_t unit, const char *node)
 {
     struct store_txn *t;
     struct store_unit u;
@@ -115,9 +115,8 @@ void dispatch__send_run(struct dispatch *d, const char *task_id, uint32_t unit, 
     size_t pos = 0, hl;
     const char *h;
     uint32_t n = 0;
-    struct session *ss = dispatch__session_of(d, node);
 
-    if (ss == NULL || store_begin(d->s->store, 0, &t) != FL_OK) {
+    if (dispatch__agent_of(d, node) == NULL || store_begin(dstore(d), 0, &t) != FL_OK) {
         return; /* dispatch__reconcile or lost detection takes it from here */
     }
     if (store_unit_get(t, task_id, unit, &u) != FL_OK || u.state != STORE_UNIT_RUNNING ||
@@ -168,7 +167,7 @@ void dispatch__send_run(struct dispatch *d, const char *task_id, uint32_t unit, 
     }
     m.u.run.n_env = n_env;
     m.u.run.env = envp;
-    if (dispatch__send_msg(ss, &m) == FL_OK) {
+    if (dispatch__send(d, node, &m) == FL_OK) {
         d->n_runs++;
     }
 out:
@@ -181,4 +180,75 @@ out:
         fl_free(hosts);
     }
     store_abort(t);
+}
+
+/* ---- RUNs held for a slot -------------------------------------------------------- */
+
+uint32_t dispatch__stale_slots(const struct dagent *a)
+{
+    /* At most what it last said it runs: a DONE that never came frees them. */
+    uint32_t stale = (uint32_t)strmap_size(&a->stale);
+    return stale < a->reported_running ? stale : a->reported_running;
+}
+
+/* 1 if one more unit, counted in the node's running count and not held,
+ * leaves the agent within its cap. */
+static int has_room(struct dispatch *d, struct dagent *a)
+{
+    struct store_txn *t;
+    struct store_node n;
+    int rv;
+    if (store_begin(dstore(d), 0, &t) != FL_OK) {
+        return 0;
+    }
+    rv = store_node_get(t, a->id, &n);
+    store_abort(t);
+    if (rv != FL_OK) {
+        return 0;
+    }
+    return (uint64_t)n.running - strmap_size(&a->held) + dispatch__stale_slots(a) <= n.cap;
+}
+
+void dispatch__run_or_hold(struct dispatch *d, const char *task_id, uint32_t unit, const char *node)
+{
+    struct dagent *a = dispatch__agent_of(d, node);
+    char key[STORE_TASK_ID_MAX + 16];
+    if (a == NULL) {
+        return; /* reconcile or lost detection takes it from here */
+    }
+    if (strmap_size(&a->held) == 0 && has_room(d, a)) {
+        send_run(d, task_id, unit, node);
+        return;
+    }
+    unit_key(key, sizeof key, task_id, unit);
+    if (strmap_put(&a->held, key, (void *)1, NULL) == FL_OK) {
+        d->n_held++;
+    }
+}
+
+void dispatch__release_held(struct dispatch *d, struct dagent *a)
+{
+    size_t i = 0;
+    const char *k;
+    void *v;
+    while (strmap_next(&a->held, &i, &k, &v)) {
+        char key[STORE_TASK_ID_MAX + 16], task[STORE_TASK_ID_MAX];
+        const char *slash;
+        uint32_t unit;
+        snprintf(key, sizeof key, "%s", k);
+        strmap_del(&a->held, key);
+        i = 0; /* the map changed: walk it from the start */
+        slash = strrchr(key, '/');
+        if (slash == NULL || (size_t)(slash - key) >= sizeof task) {
+            continue;
+        }
+        if (!has_room(d, a)) {
+            strmap_put(&a->held, key, (void *)1, NULL);
+            return;
+        }
+        memcpy(task, key, (size_t)(slash - key));
+        task[slash - key] = '\0';
+        unit = (uint32_t)strtoul(slash + 1, NULL, 10);
+        send_run(d, task, unit, a->id);
+    }
 }

@@ -1,7 +1,7 @@
-/* node/ — the leader's dispatch round: the task and node caches, placement
+/* leader/ — the leader's dispatch round: the task and node caches, placement
  * through the pure scheduler (scheduler/), assignments committed before RUN
  * is sent, cancel sweeps, and what applied commands change (docs/SCHEDULER.md). */
-#include "node/dispatch_int.h"
+#include "leader/dispatch_int.h"
 
 #include "scheduler/admit.h"
 
@@ -115,30 +115,21 @@ static struct cnode *cnode_of(struct dispatch *d, const char *id)
     return ix ? &d->nodes[ix - 1] : NULL;
 }
 
-int dispatch__is_leader(struct dispatch *d)
-{
-    struct rg_status st;
-    rg_repl_status(d->s->repl, &st);
-    return st.state == RAFT_LEADER && st.ready;
-}
-
 /* The scheduler's view of cached node i. */
 void dispatch__fill_sched_node(struct dispatch *d, unsigned i, struct sched_node *sn)
 {
     struct cnode *cn = &d->nodes[i];
     sn->id = cn->n.id;
     sn->cap = cn->n.lost ? 0 : cn->n.cap;
-    struct session *ss = dispatch__session_of(d, cn->n.id);
+    struct dagent *a = dispatch__agent_of(d, cn->n.id);
     uint32_t stale = 0;
-    if (ss != NULL) {
-        /* Units it runs that are no longer its own hold slots too (at most
-         * what it last said it runs: a DONE that never came frees them). */
-        stale = (uint32_t)strmap_size(&ss->stale);
-        stale = stale < ss->reported_running ? stale : ss->reported_running;
+    if (a != NULL) {
+        /* Units it runs that are no longer its own hold slots too. */
+        stale = dispatch__stale_slots(a);
     }
     sn->running = cn->n.running + cn->inflight + stale;
     sn->draining = cn->n.drain;
-    sn->connected = ss != NULL;
+    sn->connected = a != NULL;
     sn->n_labels = cn->n.n_labels + 1;
     sn->labels = cn->label_ptrs;
 }
@@ -183,7 +174,7 @@ static void assign_cb(void *data, int err, const struct fsm_result *res)
     if (err == FL_OK && res->err == FL_OK) {
         d->n_assigned++;
         if (!d->closing) {
-            dispatch__send_run(d, a->task, a->unit, a->node);
+            dispatch__run_or_hold(d, a->task, a->unit, a->node);
         }
     } else {
         d->n_assign_refused++;
@@ -224,7 +215,7 @@ static void propose_assign(struct dispatch *d, const char *task, uint32_t unit, 
         fl_free(a);
         return;
     }
-    if (rg_repl_submit(d->s->repl, &cmd, assign_cb, a, NULL) != FL_OK) {
+    if (dpropose(d, &cmd, assign_cb, a) != FL_OK) {
         fl_free(strmap_del(&d->pending, key));
         fl_free(a);
         return;
@@ -421,10 +412,8 @@ static void collect_candidates(struct round *r)
 /* Leader time can lag the wall clock between entries; use the later. */
 static uint64_t round_now(struct dispatch *d)
 {
-    uint64_t now = rg_repl_time_ms(d->s->repl);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t wall = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t now = dfsm(d)->time_ms;
+    uint64_t wall = d->io->wall_ms(d->io->impl);
     return wall > now ? wall : now;
 }
 
@@ -453,12 +442,12 @@ static void round_run(struct dispatch *d)
     void *mv;
 
     d->round_pending = 0;
-    if (d->closing || !dispatch__is_leader(d) || rg_repl_fsm(d->s->repl)->dispatch_paused) {
+    if (d->closing || !dispatch__is_leader(d) || dfsm(d)->dispatch_paused) {
         return;
     }
     memset(&r, 0, sizeof r);
     r.d = d;
-    if (store_begin(d->s->store, 0, &r.t) != FL_OK) {
+    if (store_begin(dstore(d), 0, &r.t) != FL_OK) {
         return;
     }
     strmap_init(&r.used);
@@ -484,7 +473,7 @@ static void round_run(struct dispatch *d)
         goto out;
     }
     if (sched_place(r.sn, d->n_nodes, r.su, r.n_cand,
-                    d->s->cfg.placement_pack ? SCHED_PACK : SCHED_SPREAD, r.now, d->n_rounds, out,
+                    d->cfg.placement_pack ? SCHED_PACK : SCHED_SPREAD, r.now, d->n_rounds, out,
                     r.want, &n_out) == FL_OK) {
         for (unsigned i = 0; i < n_out; i++) {
             struct candidate *cd = &r.cand[out[i].unit_ref];
@@ -512,7 +501,7 @@ static void cancel_sweep(struct dispatch *d, const char *task_id)
 {
     struct store_txn *t;
     struct store_task task;
-    if (store_begin(d->s->store, 0, &t) != FL_OK) {
+    if (store_begin(dstore(d), 0, &t) != FL_OK) {
         return;
     }
     if (store_task_get(t, task_id, &task) == FL_OK) {
@@ -527,15 +516,22 @@ static void cancel_sweep(struct dispatch *d, const char *task_id)
     store_abort(t);
 }
 
-static void round_cb(uv_timer_t *h)
+void dispatch__round_cb(void *arg)
 {
-    struct dispatch *d = h->data;
+    struct dispatch *d = arg;
     size_t i = 0;
     const char *k;
     void *v;
     if (d->closing) {
         return;
     }
+    while (strmap_next(&d->by_id, &i, &k, &v)) {
+        struct dagent *a = v;
+        if (!a->closing && strmap_size(&a->held) > 0) {
+            dispatch__release_held(d, a);
+        }
+    }
+    i = 0;
     while (strmap_next(&d->cancels, &i, &k, &v)) {
         char id[STORE_TASK_ID_MAX];
         snprintf(id, sizeof id, "%s", k);
@@ -553,27 +549,27 @@ void dispatch_kick(struct dispatch *d)
         return;
     }
     d->round_pending = 1;
-    uv_timer_start(&d->round_timer, round_cb, 1, 0);
+    d->io->alarm(d->io->impl, 1, dispatch__round_cb, d);
 }
 
-/* Called by the FSM for every applied command (inside raft's apply: only
- * bookkeeping here, the work happens in the next round). */
+/* Called by the state machine for every applied command (inside the apply:
+ * only bookkeeping here, the work happens in the next round). */
 void dispatch__on_applied(void *data, const void *cmdp, const struct fsm_result *res)
 {
     struct dispatch *d = data;
     const struct fsm_cmd *c = cmdp;
-    struct cnode *cn;
     switch (c->type) {
     case FSM_CMD_UNIT_ASSIGN:
-        if (res->err == FL_OK && (cn = cnode_of(d, res->node)) != NULL) {
-            cn->n.running++;
+        /* The node's running count changed in the store: read it again
+         * before the next round (no copy of a replicated count is kept). */
+        if (res->err == FL_OK) {
+            d->nodes_dirty = 1;
         }
         break;
     case FSM_CMD_UNIT_RESULT:
     case FSM_CMD_UNIT_REQUEUE:
-        if (res->err == FL_OK && res->node[0] && (cn = cnode_of(d, res->node)) != NULL &&
-            cn->n.running > 0) {
-            cn->n.running--;
+        if (res->err == FL_OK && res->node[0]) {
+            d->nodes_dirty = 1;
         }
         dispatch_kick(d);
         break;

@@ -1,6 +1,7 @@
-/* node/ — the dispatcher's agent connections: accept, the secure channel
- * (docs/SECURITY.md "Links"), framing, sending and closing sessions. */
-#include "node/dispatch_int.h"
+/* node/ — the agent links (node/agentlink.h): accept, the secure channel
+ * (docs/SECURITY.md "Links"), framing, sending and closing sessions, and the
+ * dispatcher's port over them. */
+#include "node/agentlink_int.h"
 
 /* ---- sending ------------------------------------------------------------ */
 
@@ -56,7 +57,7 @@ static void send_wire(struct session *ss, struct fl_buf *wire)
     }
 }
 
-int dispatch__send_msg(struct session *ss, const struct aproto_msg *m)
+int agentlink__send_msg(struct session *ss, const struct aproto_msg *m)
 {
     struct fl_buf b;
     char err[FL_ERRMSG_SIZE];
@@ -75,62 +76,57 @@ int dispatch__send_msg(struct session *ss, const struct aproto_msg *m)
     return rv;
 }
 
-void dispatch__session_closed(uv_handle_t *h)
+static void closed_one(struct agentlink *l);
+
+static void session_closed(uv_handle_t *h)
 {
     struct session *ss = h->data;
-    struct dispatch *d = ss->d;
+    struct agentlink *l = ss->l;
     aproto_reader_close(&ss->rd);
     schan_destroy(ss->ch);
-    strmap_close(&ss->stale);
     if (ss->prev) {
         ss->prev->next = ss->next;
     } else {
-        d->sessions = ss->next;
+        l->sessions = ss->next;
     }
     if (ss->next) {
         ss->next->prev = ss->prev;
     }
     fl_free(ss);
-    if (d->closing && --d->open_handles == 0) {
-        dispatch__finish(d);
+    if (l->closing) {
+        closed_one(l);
     }
 }
 
-void dispatch__session_close(struct session *ss, const char *why)
+void agentlink__close(struct session *ss, const char *why)
 {
-    struct dispatch *d = ss->d;
+    struct agentlink *l = ss->l;
     if (ss->closing) {
         return;
     }
     ss->closing = 1;
     if (ss->welcomed) {
-        uint64_t *since = fl_malloc(sizeof *since);
         FL_INFO("agent %s disconnected: %s", ss->id, why);
-        if (strmap_get(&d->by_id, ss->id) == ss) {
-            strmap_del(&d->by_id, ss->id);
-        }
-        if (since != NULL) {
-            void *old = NULL;
-            *since = now_ms(d);
-            strmap_put(&d->disconnected, ss->id, since, &old);
-            fl_free(old);
+        ss->welcomed = 0;
+        if (l->d != NULL) {
+            dispatch_detach(l->d, ss->id);
         }
     }
-    if (d->closing) {
-        d->open_handles++;
+    if (l->closing) {
+        l->open_handles++;
     }
-    uv_close((uv_handle_t *)&ss->tcp, dispatch__session_closed);
+    uv_close((uv_handle_t *)&ss->tcp, session_closed);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
     struct session *ss = req->data;
     fl_free(req);
-    dispatch__session_close(ss, "answered");
+    agentlink__close(ss, "answered");
 }
 
 /* Close once what is queued has been written (uv_close would drop it). */
-void dispatch__session_close_after_write(struct session *ss)
+void agentlink__close_after_write(struct session *ss)
 {
     uv_shutdown_t *req;
     if (ss->closing || ss->shutting) {
@@ -139,77 +135,48 @@ void dispatch__session_close_after_write(struct session *ss)
     ss->shutting = 1;
     req = fl_malloc(sizeof *req);
     if (req == NULL) {
-        dispatch__session_close(ss, "out of memory");
+        agentlink__close(ss, "out of memory");
         return;
     }
     req->data = ss;
     uv_read_stop((uv_stream_t *)&ss->tcp);
     if (uv_shutdown(req, (uv_stream_t *)&ss->tcp, shutdown_cb) != 0) {
         fl_free(req);
-        dispatch__session_close(ss, "shutdown failed");
+        agentlink__close(ss, "shutdown failed");
     }
 }
 
-void dispatch__send_error(struct session *ss, const char *code, const char *msg)
+void agentlink__send_error(struct session *ss, const char *code, const char *msg)
 {
     struct aproto_msg m;
     aproto_msg_init(&m, APROTO_ERROR);
     m.u.error.code = code;
     m.u.error.message = msg;
-    dispatch__send_msg(ss, &m);
-}
-
-struct session *dispatch__session_of(struct dispatch *d, const char *node)
-{
-    struct session *ss = strmap_get(&d->by_id, node);
-    return ss != NULL && !ss->closing ? ss : NULL;
-}
-
-void dispatch__send_cancel(struct dispatch *d, const char *node, const char *task, uint32_t unit,
-                           uint32_t attempt, uint64_t token)
-{
-    struct aproto_msg m;
-    aproto_msg_init(&m, APROTO_CANCEL);
-    aproto_unit_ref_set(&m.u.cancel.ref, task, unit, attempt, token);
-    dispatch__send_msg(dispatch__session_of(d, node), &m);
+    agentlink__send_msg(ss, &m);
 }
 
 static void on_message(struct session *ss, struct aproto_msg *m)
 {
-    struct dispatch *d = ss->d;
-    char key[STORE_TASK_ID_MAX + 16];
-    ss->last_seen = now_ms(d);
     if (m->type != APROTO_HELLO && !ss->welcomed) {
-        dispatch__send_error(ss, "bad_frame", "HELLO first");
-        dispatch__session_close_after_write(ss);
+        agentlink__send_error(ss, "bad_frame", "HELLO first");
+        agentlink__close_after_write(ss);
         return;
     }
     switch (m->type) {
     case APROTO_HELLO:
-        dispatch__on_hello(ss, &m->u.hello);
+        agentlink__on_hello(ss, &m->u.hello);
         break;
     case APROTO_HEARTBEAT:
-        ss->reported_running = m->u.heartbeat.running;
-        break;
     case APROTO_STARTED:
-        unit_key(key, sizeof key, m->u.started.ref.task_id, m->u.started.ref.unit);
-        fl_free(strmap_del(&d->missing, key));
-        break;
     case APROTO_LOG:
-        dispatch__on_log(d, &m->u.log);
-        break;
     case APROTO_DONE:
-        if (dispatch__is_leader(d)) {
-            dispatch__on_done(ss, &m->u.done);
-        } else {
-            dispatch__session_close(ss, "no longer the leader");
-        }
+        dispatch_agent_msg(ss->l->d, ss->id, m);
         break;
     case APROTO_ERROR:
         FL_WARN("agent %s: error %s: %s", ss->id, m->u.error.code, m->u.error.message);
         break;
     default:
-        dispatch__send_error(ss, "bad_frame", "unexpected message");
+        agentlink__send_error(ss, "bad_frame", "unexpected message");
         break;
     }
 }
@@ -228,7 +195,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* Decrypted protocol bytes: frames and messages. */
 static void on_plain(struct session *ss, const uint8_t *p, size_t len)
 {
-    struct dispatch *d = ss->d;
+    struct agentlink *d = ss->l;
     size_t off = 0;
     while (off < len && !ss->closing && !ss->shutting) {
         size_t used = 0;
@@ -238,8 +205,8 @@ static void on_plain(struct session *ss, const uint8_t *p, size_t len)
             d->n_bad_frames++;
             FL_WARN("agent connection %s: %s", ss->id[0] ? ss->id : "(before HELLO)",
                     ss->rd.errmsg);
-            dispatch__send_error(ss, "bad_frame", ss->rd.errmsg);
-            dispatch__session_close_after_write(ss);
+            agentlink__send_error(ss, "bad_frame", ss->rd.errmsg);
+            agentlink__close_after_write(ss);
             return;
         }
         for (;;) {
@@ -252,9 +219,9 @@ static void on_plain(struct session *ss, const uint8_t *p, size_t len)
                 d->n_bad_frames++;
                 FL_WARN("agent %s: bad frame: %s", ss->id[0] ? ss->id : "(before HELLO)",
                         ss->rd.errmsg);
-                dispatch__send_error(ss, "bad_frame", ss->rd.errmsg);
+                agentlink__send_error(ss, "bad_frame", ss->rd.errmsg);
                 if (rv == FL_ETOOBIG || !ss->welcomed) {
-                    dispatch__session_close_after_write(ss);
+                    agentlink__close_after_write(ss);
                     return;
                 }
                 continue;
@@ -271,7 +238,7 @@ static void on_plain(struct session *ss, const uint8_t *p, size_t len)
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct session *ss = stream->data;
-    struct dispatch *d = ss->d;
+    struct agentlink *d = ss->l;
     struct fl_buf wire, plain;
     int was_open, rv;
     if (nread == 0 || ss->closing) {
@@ -281,8 +248,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (schan_state(ss->ch) != SCHAN_OPEN) {
             FL_WARN("agent connection from %s: closed during the secure handshake", ss->peer);
         }
-        dispatch__session_close(ss,
-                                nread == UV_EOF ? "closed by the agent" : uv_strerror((int)nread));
+        agentlink__close(ss, nread == UV_EOF ? "closed by the agent" : uv_strerror((int)nread));
         return;
     }
     fl_buf_init(&wire);
@@ -300,7 +266,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         FL_WARN("agent connection from %s%s%s: %s; closing it", ss->peer, ss->id[0] ? " " : "",
                 ss->id, schan_errmsg(ss->ch));
-        dispatch__session_close(ss, "secure channel failed");
+        agentlink__close(ss, "secure channel failed");
     } else {
         send_wire(ss, &wire);
         on_plain(ss, plain.data, plain.len);
@@ -311,7 +277,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static int start_channel(struct session *ss)
 {
-    struct node_server *s = ss->d->s;
+    struct node_server *s = ss->l->s;
     struct schan_config c;
     char err[FL_ERRMSG_SIZE];
     int rv;
@@ -343,37 +309,158 @@ static void peer_name(struct session *ss)
     }
 }
 
-void dispatch__accept_cb(uv_stream_t *server, int status)
+static void accept_cb(uv_stream_t *server, int status)
 {
-    struct dispatch *d = server->data;
+    struct agentlink *l = server->data;
     struct session *ss;
-    if (status != 0 || d->closing) {
+    if (status != 0 || l->closing) {
         return;
     }
     ss = fl_calloc(1, sizeof *ss);
     if (ss == NULL) {
         return;
     }
-    ss->d = d;
-    strmap_init(&ss->stale);
+    ss->l = l;
     aproto_reader_init(&ss->rd, APROTO_MAX_FRAME);
-    uv_tcp_init(d->loop, &ss->tcp);
+    uv_tcp_init(l->loop, &ss->tcp);
     ss->tcp.data = ss;
-    ss->next = d->sessions;
-    if (d->sessions) {
-        d->sessions->prev = ss;
+    ss->next = l->sessions;
+    if (l->sessions) {
+        l->sessions->prev = ss;
     }
-    d->sessions = ss;
+    l->sessions = ss;
     if (uv_accept(server, (uv_stream_t *)&ss->tcp) != 0) {
-        dispatch__session_close(ss, "accept failed");
+        agentlink__close(ss, "accept failed");
         return;
     }
     uv_tcp_nodelay(&ss->tcp, 1);
-    ss->last_seen = now_ms(d);
+    ss->opened_ms = uv_now(l->loop);
     peer_name(ss);
     if (start_channel(ss) != FL_OK) {
-        dispatch__session_close(ss, "no secure channel");
+        agentlink__close(ss, "no secure channel");
         return;
     }
     uv_read_start((uv_stream_t *)&ss->tcp, alloc_cb, read_cb);
+}
+
+/* ---- the dispatcher's port --------------------------------------------------------- */
+
+static int port_send(void *impl, void *link, const struct aproto_msg *m)
+{
+    (void)impl;
+    return agentlink__send_msg(link, m);
+}
+
+static void port_close(void *impl, void *link, const char *why)
+{
+    (void)impl;
+    agentlink__close(link, why);
+}
+
+void agentlink_port(struct agentlink *l, struct dispatch_agents *out)
+{
+    out->impl = l;
+    out->send = port_send;
+    out->close = port_close;
+}
+
+void agentlink_set_dispatch(struct agentlink *l, struct dispatch *d)
+{
+    l->d = d;
+}
+
+/* A connection that has not been welcomed within lost_after (a client that
+ * never finishes its handshake or never says HELLO) is closed. */
+static void sweep_cb(uv_timer_t *h)
+{
+    struct agentlink *l = h->data;
+    uint64_t now = uv_now(l->loop);
+    struct session *next;
+    for (struct session *ss = l->sessions; ss != NULL; ss = next) {
+        next = ss->next;
+        if (!ss->closing && !ss->welcomed && now - ss->opened_ms > l->s->cfg.lost_after_ms) {
+            agentlink__close(ss, "no HELLO within lost_after");
+        }
+    }
+}
+
+int agentlink_create(struct node_server *s, struct agentlink **out, char *errmsg)
+{
+    struct agentlink *l = fl_calloc(1, sizeof *l);
+    struct sockaddr_in sa;
+    char host[128];
+    const char *colon = strrchr(s->cfg.agent_addr, ':');
+    int rv;
+    if (l == NULL) {
+        return fl_errf(errmsg, FL_ENOMEM, "out of memory");
+    }
+    l->s = s;
+    l->loop = s->loop;
+    if (colon == NULL || (size_t)(colon - s->cfg.agent_addr) >= sizeof host) {
+        fl_free(l);
+        return fl_errf(errmsg, FL_EINVAL, "bad agent address %s", s->cfg.agent_addr);
+    }
+    memcpy(host, s->cfg.agent_addr, (size_t)(colon - s->cfg.agent_addr));
+    host[colon - s->cfg.agent_addr] = '\0';
+    if (uv_ip4_addr(host, atoi(colon + 1), &sa) != 0) {
+        fl_free(l);
+        return fl_errf(errmsg, FL_EINVAL, "bad agent address %s", s->cfg.agent_addr);
+    }
+    uv_tcp_init(l->loop, &l->listener);
+    l->listener.data = l;
+    rv = uv_tcp_bind(&l->listener, (const struct sockaddr *)&sa, 0);
+    if (rv == 0) {
+        rv = uv_listen((uv_stream_t *)&l->listener, 511, accept_cb);
+    }
+    if (rv != 0) {
+        fl_errf(errmsg, FL_ENET, "agent listener on %s: %s", s->cfg.agent_addr, uv_strerror(rv));
+        uv_close((uv_handle_t *)&l->listener, NULL);
+        uv_run(l->loop, UV_RUN_NOWAIT);
+        fl_free(l);
+        return FL_ENET;
+    }
+    uv_timer_init(l->loop, &l->sweep);
+    l->sweep.data = l;
+    uv_timer_start(&l->sweep, sweep_cb, AGENTLINK_SWEEP_MS, AGENTLINK_SWEEP_MS);
+    *out = l;
+    return FL_OK;
+}
+
+/* The listener, the sweep timer and every session share one count. */
+static void closed_one(struct agentlink *l)
+{
+    if (--l->open_handles == 0) {
+        if (l->close_cb != NULL) {
+            l->close_cb(l->close_data);
+        }
+        fl_free(l);
+    }
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
+}
+
+void agentlink_close(struct agentlink *l, void (*cb)(void *data), void *data)
+{
+    l->closing = 1;
+    l->close_cb = cb;
+    l->close_data = data;
+    l->open_handles = 2;
+    for (struct session *ss = l->sessions; ss != NULL; ss = ss->next) {
+        if (!ss->closing) {
+            agentlink__close(ss, "server shutting down");
+        } else {
+            l->open_handles++;
+        }
+    }
+    uv_close((uv_handle_t *)&l->listener, handle_closed);
+    uv_close((uv_handle_t *)&l->sweep, handle_closed);
+}
+
+void agentlink_stats(struct agentlink *l, json_t *o)
+{
+    json_object_set_new(o, "bad_frames", json_integer((json_int_t)l->n_bad_frames));
+    json_object_set_new(o, "refused_connections", json_integer((json_int_t)l->n_refused));
 }

@@ -1,6 +1,6 @@
-/* node/ — results and streamed logs from agents: results are committed in
+/* leader/ — results and streamed logs from agents: results are committed in
  * batches and acknowledged once applied; logs are kept in leader memory. */
-#include "node/dispatch_int.h"
+#include "leader/dispatch_int.h"
 
 /* ---- results from agents ------------------------------------------------------ */
 
@@ -26,24 +26,24 @@ static void result_cb(void *data, int err, const struct fsm_result *res)
         m.u.ack.ref = r->ref;
         m.u.ack.what = APROTO_ACK_DONE;
         if (!d->closing) {
-            dispatch__send_msg(dispatch__session_of(d, r->agent), &m);
+            dispatch__send(d, r->agent, &m);
         }
     }
     fl_free(r);
 }
 
-void dispatch__on_done(struct session *ss, const struct aproto_done *dn)
+void dispatch__on_done(struct dispatch *d, struct dagent *a, const struct aproto_done *dn)
 {
-    struct dispatch *d = ss->d;
     struct fsm_host_result stack[64], *hr = stack;
     struct result_ctx *r;
     struct fsm_cmd cmd;
-    char key[STORE_TASK_ID_MAX + 16];
-    char why[FL_ERRMSG_SIZE];
+    char key[STORE_TASK_ID_MAX + 16], run[STORE_TASK_ID_MAX + 40];
+    int rv;
 
     unit_key(key, sizeof key, dn->ref.task_id, dn->ref.unit);
     fl_free(strmap_del(&d->missing, key));
-    if (strmap_del(&ss->stale, key) != NULL) {
+    run_key(run, sizeof run, &dn->ref);
+    if (strmap_del(&a->stale, run) != NULL) {
         d->nodes_dirty = 1; /* a slot it held is free again */
         dispatch_kick(d);
     }
@@ -77,11 +77,11 @@ void dispatch__on_done(struct session *ss, const struct aproto_done *dn)
     r = fl_malloc(sizeof *r);
     if (r != NULL) {
         r->d = d;
-        memcpy(r->agent, ss->id, sizeof r->agent);
+        memcpy(r->agent, a->id, sizeof r->agent);
         r->ref = dn->ref;
-        if (rg_repl_submit(d->s->repl, &cmd, result_cb, r, why) != FL_OK) {
+        if ((rv = dpropose(d, &cmd, result_cb, r)) != FL_OK) {
             FL_WARN("result of %s/%u from %s not proposed: %s", dn->ref.task_id, dn->ref.unit,
-                    ss->id, why);
+                    a->id, fl_strerror(rv));
             fl_free(r);
         }
     }

@@ -1,4 +1,4 @@
-#include "node/spec.h"
+#include "spec/spec.h"
 
 #include <msgpack.h>
 #include <stdio.h>

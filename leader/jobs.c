@@ -1,5 +1,5 @@
-/* The leader's cron clock: a min-heap of next fire times (node/jobs.h). */
-#include "node/jobs.h"
+/* The leader's cron clock: a min-heap of next fire times (leader/jobs.h). */
+#include "leader/jobs.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +12,6 @@
 #include "common/strmap.h"
 #include "fsm/cmd.h"
 #include "fsm/fsm.h"
-#include "node/node_int.h"
 #include "scheduler/sched.h"
 
 #define TICK_MS    100
@@ -342,7 +341,7 @@ static void fire_cb(void *data, int err, const struct fsm_result *res)
     }
 }
 
-int node__node_matches(const struct store_node *n, const struct sched_unit *u)
+int jobs_node_matches(const struct store_node *n, const struct sched_unit *u)
 {
     struct sched_node sn;
     const char *labels[STORE_NODE_LABELS + 1];
@@ -386,7 +385,7 @@ static unsigned eligible(struct jobs *js, const struct jent *e, char (*ids)[STOR
                 (js->hooks.connected != NULL && !js->hooks.connected(js->hooks.data, nd.id))) {
                 continue;
             }
-            if (node__node_matches(&nd, &u)) {
+            if (jobs_node_matches(&nd, &u)) {
                 snprintf(ids[n++], STORE_NODE_ID_MAX, "%s", nd.id);
             }
         }

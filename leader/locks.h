@@ -1,4 +1,4 @@
-/* node/locks — the leader's side of sessions and locks (docs/LOCKS.md).
+/* leader/locks — the leader's side of sessions and locks (docs/LOCKS.md).
  *
  * The replicated part (sessions, holders, FIFO waiters, tokens) is applied
  * in fsm/lock.c. This module does what needs a clock or a connection:
@@ -11,7 +11,7 @@
  *     moment it is), or until their wait ends (then LOCK_UNWAIT decides);
  *   - LOCK_WAKE when a lock-delay is over and waiters are queued.
  *
- * It runs on the leader's port (node/leader_io.h): proposals, leadership,
+ * It runs on the leader's port (leader/leader_io.h): proposals, leadership,
  * clocks, store and timer come through it, and parked calls are answered
  * through struct lockmgr_answers, so the same code runs in a server (HTTP
  * answers, node/api_locks.c) and on raft_fixture in C tests. */
@@ -20,7 +20,7 @@
 
 #include <stdint.h>
 
-#include "node/leader_io.h"
+#include "leader/leader_io.h"
 
 struct lockmgr;
 

@@ -1,4 +1,4 @@
-/* node/spec — a task's executor spec: what each of its units runs.
+/* spec/spec — a task's executor spec: what each of its units runs.
  *
  * Stored opaque in the task record (store/), encoded here as a versioned
  * msgpack array:

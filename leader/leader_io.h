@@ -1,12 +1,12 @@
-/* node/leader_io — what the leader's logic needs from the server it runs in,
+/* leader/leader_io — what the leader's logic needs from the server it runs in,
  * as a table of functions, the way the Raft library takes its I/O through
  * raft_io: propose a command and learn its result, whether this server leads
  * (and in which term), the clocks, the store and the state machine, and one
  * periodic timer and a one-shot alarm. node/leader_io_uv.c implements it over a server's libuv
  * loop and replication (rg_repl); tests/fixture/leader_fixture.h over
  * raft_fixture, so that the same logic runs in C tests with leader changes,
- * partitions and a clock the test moves. The lock manager (node/locks.c)
- * and the cron clock (node/jobs.c) run on it. */
+ * partitions and a clock the test moves. The lock manager (leader/locks.c)
+ * and the cron clock (leader/jobs.c) run on it. */
 #ifndef FL_NODE_LEADER_IO_H
 #define FL_NODE_LEADER_IO_H
 

@@ -1,6 +1,6 @@
 /* The leader's lease clock, parked acquire calls and lock-delay wake-ups
- * (node/locks.h, docs/LOCKS.md). */
-#include "node/locks.h"
+ * (leader/locks.h, docs/LOCKS.md). */
+#include "leader/locks.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -47,6 +47,9 @@ static int job_add(int argc, char **argv)
         {"paused", 0, "create it paused", NULL, 0},
         {"update", 0, "redefine an existing job (keeps its history)", NULL, 0},
         TASK_FLAGS,
+#ifdef FLOTILLA_TEST_HOOKS
+        TEST_TASK_FLAGS,
+#endif
         {NULL}};
     struct cli_cmd c = {"job add",
                         "NAME",

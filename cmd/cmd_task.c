@@ -234,6 +234,13 @@ static json_t *env_object(struct cli_cmd *c, const char *flag, const char *lines
     return o;
 }
 
+/* The noop and sleep executors exist only in a test build (cli.h). */
+#ifdef FLOTILLA_TEST_HOOKS
+#define EXEC_TEST_FLAGS ", --noop, --sleep"
+#else
+#define EXEC_TEST_FLAGS ""
+#endif
+
 json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
 {
     json_t *body;
@@ -250,8 +257,8 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
         n_exec += cli_flag(c, exec_flags[i]);
     }
     if (n_exec != 1) {
-        cli_die_usage(c, "give exactly one of --exec, --shell, --ansible-module, --playbook, "
-                         "--noop, --sleep");
+        cli_die_usage(
+            c, "give exactly one of --exec, --shell, --ansible-module, --playbook" EXEC_TEST_FLAGS);
     }
     body = json_object();
     if (hosts == NULL) {
@@ -337,7 +344,7 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
         free(text);
     } else if (cli_flag(c, "noop")) {
         json_object_set_new(body, "noop", json_true());
-    } else {
+    } else if (cli_val(c, "sleep")) {
         v = cli_duration_ms(cli_val(c, "sleep"));
         if (v < 0) {
             cli_die_usage(c, "--sleep: use 500ms, 30s, ...");
@@ -368,8 +375,9 @@ static int task_submit(int argc, char **argv)
         {"ansible-module", 1, "run an Ansible module against the unit's hosts", NULL, 0},
         {"ansible-args", 1, "the module's arguments", NULL, 0},
         {"playbook", 1, "run an Ansible playbook FILE against the unit's hosts", NULL, 0},
-        {"noop", 0, "do nothing (tests, benchmarks)", NULL, 0},
-        {"sleep", 1, "sleep this long (tests)", NULL, 0},
+#ifdef FLOTILLA_TEST_HOOKS
+        TEST_TASK_FLAGS,
+#endif
         {"inventory-var", 1, "Ansible inventory variables k=v (comma-separated)", NULL, 0},
         {"kill-grace", 1, "between TERM and KILL at timeout or cancel", NULL, 0},
         {"env", 2, "NAME=value in the units' environment (repeatable)", NULL, 0},

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "cmd/cli.h"
+#include "cmd/table.h"
 #include "common/clock.h"
 
 static const char *jstr(json_t *o, const char *k)
@@ -443,30 +444,44 @@ static int print_task(json_t *t)
 
 static int print_results(json_t *out)
 {
+    static const struct cli_table_col cols[] = {{"HOST", 0, 0}, {"STATUS", 0, 0},
+                                                {"RC", 1, 0},   {"ATTEMPT", 1, 0},
+                                                {"NODE", 0, 0}, {"TASK/UNIT", 0, 0}};
+    struct cli_table *tab = cli_table_new(cols, 6);
     json_t *r;
     size_t i;
-    printf("%-28s %-10s %-5s %-8s %-16s %s\n", "HOST", "STATUS", "RC", "ATTEMPT", "NODE",
-           "TASK/UNIT");
     json_array_foreach(json_object_get(out, "results"), i, r)
     {
-        printf("%-28s %-10s %-5lld %-8lld %-16s %s/%lld\n", jstr(r, "host"), jstr(r, "status"),
-               jint(r, "rc"), jint(r, "attempt"), jstr(r, "node"), jstr(r, "task"),
-               jint(r, "unit"));
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", jstr(r, "host"));
+        cli_table_cell(tab, "%s", jstr(r, "status"));
+        cli_table_cell(tab, "%lld", jint(r, "rc"));
+        cli_table_cell(tab, "%lld", jint(r, "attempt"));
+        cli_table_cell(tab, "%s", jstr(r, "node"));
+        cli_table_cell(tab, "%s/%lld", jstr(r, "task"), jint(r, "unit"));
     }
+    cli_table_print(tab, stdout, 0);
     return 0;
 }
 
 static int print_tasks(json_t *out)
 {
+    static const struct cli_table_col cols[] = {
+        {"ID", 0, 0}, {"STATE", 0, 0}, {"UNITS", 1, 0}, {"DONE", 1, 0}, {"NAME", 0, 0}};
+    struct cli_table *tab = cli_table_new(cols, 5);
     json_t *t;
     size_t i;
-    printf("%-18s %-10s %-8s %-8s %s\n", "ID", "STATE", "UNITS", "DONE", "NAME");
     json_array_foreach(json_object_get(out, "tasks"), i, t)
     {
-        printf("%-18s %-10s %-8lld %-8lld %s\n", jstr(t, "id"), jstr(t, "state"), jint(t, "units"),
-               jint(json_object_get(json_object_get(t, "progress"), "units"), "done"),
-               jstr(t, "name"));
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", jstr(t, "id"));
+        cli_table_cell(tab, "%s", jstr(t, "state"));
+        cli_table_cell(tab, "%lld", jint(t, "units"));
+        cli_table_cell(tab, "%lld",
+                       jint(json_object_get(json_object_get(t, "progress"), "units"), "done"));
+        cli_table_cell(tab, "%s", jstr(t, "name"));
     }
+    cli_table_print(tab, stdout, 0);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "common/err.h"
 #include "node/dispatch.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 #include "node/spec.h"
 #include "scheduler/sched.h"
 
@@ -608,23 +609,19 @@ void node__tasks_get(struct node_server *s, struct http_request *req, char **arg
 void node__tasks_list(struct node_server *s, struct http_request *req, char **args)
 {
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
     json_t *arr = json_array();
     if (store_begin(s->store, 0, &t) != FL_OK) {
         json_decref(arr);
         node__respond_err(req, FL_EIO, "%s", store_errmsg(s->store));
         return;
     }
-    if (store_cursor_open(t, STORE_TASKS, NULL, 0, &c) == FL_OK) {
-        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK && json_array_size(arr) < 10000) {
-            struct store_task task;
-            if (store_task_decode(v, vl, &task) == FL_OK) {
-                json_array_append_new(arr, node__task_json(&task));
-            }
+    if (store_iter_open(t, STORE_TASKS, NULL, 0, &it) == FL_OK) {
+        struct store_task task;
+        while (json_array_size(arr) < 10000 && store_task_next(&it, &task) == FL_OK) {
+            json_array_append_new(arr, node__task_json(&task));
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     http_respond_json(req, 200, json_pack("{s:o}", "tasks", arr));

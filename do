@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Flotilla's one entry point for a fresh Debian/Ubuntu machine.
 #
-#   ./do dev      install dependencies, build, run a local three-server cluster
+#   ./do dev      install dependencies, build a production binary (into
+#                 build-dev/, no tests), run a local three-server cluster
 #   ./do test     install dependencies, check the layers and the formatting,
 #                 build with -Werror,
 #                 run the test suite, then the suite again under ASan+UBSan
-#   ./do build    install dependencies and build (into build/)
+#   ./do build    install dependencies and build the test build (into build/)
 #   ./do lint     check the includes against the layers (tools/check-layers)
 #                 and the formatting against .clang-format (tools/check-format)
 #   ./do deps     only install the Debian packages
 #
 # Tests run as many at a time as there are cores (the chaos run alone): the
 # integration tests mostly wait on real processes, elections and timers.
+# build/ and build-asan/ are test builds (-DFLOTILLA_TEST_HOOKS=ON: the noop
+# and sleep executors and --raft-plaintext, which the suite uses; a test
+# checks that flotilla-prod, the same build without them, refuses them).
 # Environment: BUILD_DIR (default build), FLOTILLA_SKIP_DEPS=1 to skip apt,
 # FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it).
 set -euo pipefail
@@ -42,7 +46,8 @@ deps() {
 configure() {
     local werror=OFF
     [ "${CI:-}" = true ] || [ "${1:-}" = werror ] && werror=ON
-    cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOTILLA_WERROR=$werror >/dev/null
+    cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOTILLA_WERROR=$werror \
+        -DFLOTILLA_TEST_HOOKS=ON -DFLOTILLA_TESTS=ON >/dev/null
 }
 
 compile() {
@@ -56,7 +61,8 @@ sanitize() {
     local asan=${build}-asan reports
     reports="$asan/sanitizer-reports"
     cmake -S "$here" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOTILLA_WERROR=ON \
-        -DFLOTILLA_SANITIZE=ON -DFLOTILLA_CHAOS_SHORT=OFF >/dev/null
+        -DFLOTILLA_SANITIZE=ON -DFLOTILLA_CHAOS_SHORT=OFF -DFLOTILLA_TEST_HOOKS=ON \
+        -DFLOTILLA_TESTS=ON >/dev/null
     cmake --build "$asan" -j"$(nproc)"
     rm -rf "$reports"
     mkdir -p "$reports"
@@ -85,9 +91,14 @@ deps)
 build)
     deps; configure; compile ;;
 dev)
+    # A production build: the dev cluster needs no test hook.
     shift
-    deps; configure; compile
-    exec "$build/flotilla" dev "$@" ;;
+    deps
+    dev=${build}-dev
+    cmake -S "$here" -B "$dev" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOTILLA_TEST_HOOKS=OFF \
+        -DFLOTILLA_TESTS=OFF >/dev/null
+    cmake --build "$dev" -j"$(nproc)" --target flotilla
+    exec "$dev/flotilla" dev "$@" ;;
 lint)
     deps
     rc=0

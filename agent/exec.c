@@ -577,6 +577,14 @@ static void spawn(struct exec *e, struct exec__strv *argv, struct exec__strv *en
     }
 }
 
+/* noop and sleep run only in a test build (docs/ARCHITECTURE.md, "Test
+ * hooks"); a production agent reports them as an error result. */
+#ifdef FLOTILLA_TEST_HOOKS
+#define TEST_KINDS 1
+#else
+#define TEST_KINDS 0
+#endif
+
 static int copy_spec(struct exec *e, const struct exec_spec *spec)
 {
     e->kind = spec->kind;
@@ -639,6 +647,9 @@ int exec_start(uv_loop_t *loop, const struct exec_spec *spec, const struct exec_
         snprintf(e->errtext, sizeof e->errtext, "%s", spec->refuse[0] ? spec->refuse : "refused");
     } else if (rv == FL_OK && is_process_kind(e->kind)) {
         rv = build_command(e, spec, &argv, &env);
+    } else if (rv == FL_OK && !TEST_KINDS && (e->kind == EXEC_NOOP || e->kind == EXEC_SLEEP)) {
+        snprintf(e->errtext, sizeof e->errtext, "exec: executor kind %d: test builds only",
+                 e->kind);
     } else if (rv == FL_OK && e->kind != EXEC_NOOP && e->kind != EXEC_SLEEP) {
         snprintf(e->errtext, sizeof e->errtext, "exec: unknown executor kind %d", e->kind);
     }

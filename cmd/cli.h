@@ -92,6 +92,13 @@ long long cli_duration_ms(const char *s);
 /* The body of POST /v1/tasks from the task flags (TASK_FLAGS) of c; exits 2
  * on a bad flag. need_hosts: --hosts is required. */
 json_t *cli_task_body(struct cli_cmd *c, int need_hosts);
+/* The test-only executors' flags: a command's option table lists them only
+ * in a test build (docs/ARCHITECTURE.md, "Test hooks"). */
+#define TEST_TASK_FLAGS                                                                            \
+    {"noop", 0, "do nothing (test builds only)", NULL, 0},                                         \
+    {                                                                                              \
+        "sleep", 1, "sleep this long (test builds only)", NULL, 0                                  \
+    }
 #define TASK_FLAGS                                                                                 \
     {"hosts", 1, "host list: a,b,c or @FILE (one per line or comma-separated)", NULL, 0},          \
         {"unit-size", 1, "hosts per unit", "30", 0},                                               \
@@ -107,8 +114,6 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts);
         {"ansible-module", 1, "run an Ansible module against the unit's hosts", NULL, 0},          \
         {"ansible-args", 1, "the module's arguments", NULL, 0},                                    \
         {"playbook", 1, "run an Ansible playbook FILE against the unit's hosts", NULL, 0},         \
-        {"noop", 0, "do nothing (tests, benchmarks)", NULL, 0},                                    \
-        {"sleep", 1, "sleep this long (tests)", NULL, 0},                                          \
         {"inventory-var", 1, "Ansible inventory variables k=v (comma-separated)", NULL, 0},        \
         {"kill-grace", 1, "between TERM and KILL at timeout or cancel", NULL, 0},                  \
         {"env", 2, "NAME=value in the units' environment (repeatable)", NULL, 0},                  \

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "cmd/cli.h"
+#include "cmd/table.h"
 
 static void read_secret_file(struct cli_cmd *c, const char *path, char *out, size_t size)
 {
@@ -157,7 +158,7 @@ static int token_create(int argc, char **argv)
     return 0;
 }
 
-static void print_token_row(json_t *t)
+static void print_token_row(struct cli_table *tab, json_t *t)
 {
     json_t *v;
     size_t i;
@@ -172,8 +173,11 @@ static void print_token_row(json_t *t)
         size_t n = strlen(ns);
         snprintf(ns + n, sizeof ns - n, "%s%s", i ? "," : "", json_string_value(v));
     }
-    printf("%-17s %-24s %-18s %s\n", json_string_value(json_object_get(t, "accessor")), pol,
-           ns[0] ? ns : "*", json_string_value(json_object_get(t, "name")));
+    cli_table_row(tab);
+    cli_table_cell(tab, "%s", json_string_value(json_object_get(t, "accessor")));
+    cli_table_cell(tab, "%s", pol);
+    cli_table_cell(tab, "%s", ns[0] ? ns : "*");
+    cli_table_cell(tab, "%s", json_string_value(json_object_get(t, "name")));
 }
 
 static int token_list(int argc, char **argv)
@@ -194,11 +198,14 @@ static int token_list(int argc, char **argv)
     if (cli_flag(&c, "json")) {
         cli_print_json(out);
     } else {
-        printf("%-17s %-24s %-18s %s\n", "ACCESSOR", "POLICIES", "NAMESPACES", "NAME");
+        static const struct cli_table_col cols[] = {
+            {"ACCESSOR", 0, 0}, {"POLICIES", 0, 0}, {"NAMESPACES", 0, 0}, {"NAME", 0, 0}};
+        struct cli_table *tab = cli_table_new(cols, 4);
         json_array_foreach(json_object_get(out, "items"), i, t)
         {
-            print_token_row(t);
+            print_token_row(tab, t);
         }
+        cli_table_print(tab, stdout, 0);
     }
     json_decref(out);
     return 0;

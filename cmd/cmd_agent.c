@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "cmd/cli.h"
+#include "cmd/table.h"
 #include "common/err.h"
 #include "common/ident.h"
 #include "common/key.h"
@@ -34,6 +35,9 @@ static int agents_list(int argc, char **argv)
     struct cli_cmd c = {
         "agent list", "", "Agent identities the cluster knows, approved and pending approval.",
         opts,         0,  0};
+    static const struct cli_table_col cols[] = {
+        {"AGENT", 0, 0}, {"STATE", 0, 0}, {"CONNECTED", 0, 0}, {"PUBLIC KEY", 0, 0}};
+    struct cli_table *tab;
     char *pos[1];
     int npos, status;
     json_t *out = NULL, *a;
@@ -48,14 +52,16 @@ static int agents_list(int argc, char **argv)
         json_decref(out);
         return 0;
     }
-    printf("%-24s %-9s %-9s %s\n", "AGENT", "STATE", "CONNECTED", "PUBLIC KEY");
+    tab = cli_table_new(cols, 4);
     json_array_foreach(json_object_get(out, "agents"), i, a)
     {
-        printf("%-24s %-9s %-9s %s\n", json_string_value(json_object_get(a, "id")),
-               json_string_value(json_object_get(a, "state")),
-               json_is_true(json_object_get(a, "connected")) ? "yes" : "no",
-               json_string_value(json_object_get(a, "public_key")));
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", json_string_value(json_object_get(a, "id")));
+        cli_table_cell(tab, "%s", json_string_value(json_object_get(a, "state")));
+        cli_table_cell(tab, "%s", json_is_true(json_object_get(a, "connected")) ? "yes" : "no");
+        cli_table_cell(tab, "%s", json_string_value(json_object_get(a, "public_key")));
     }
+    cli_table_print(tab, stdout, 0);
     json_decref(out);
     return 0;
 }

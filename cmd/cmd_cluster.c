@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cmd/cli.h"
+#include "cmd/table.h"
 
 static const char *jstr(json_t *o, const char *k)
 {
@@ -18,14 +19,32 @@ static long long jint(json_t *o, const char *k)
     return (long long)json_integer_value(json_object_get(o, k));
 }
 
+/* The members of a status or members answer: `status` shows them indented. */
+static void print_members_table(json_t *out, int indent)
+{
+    static const struct cli_table_col cols[] = {
+        {"ID", 1, 0}, {"ADDRESS", 0, 0}, {"ROLE", 0, 0}, {"LEADER", 0, 0}};
+    struct cli_table *tab = cli_table_new(cols, 4);
+    json_t *m;
+    size_t i;
+    json_array_foreach(json_object_get(out, "members"), i, m)
+    {
+        cli_table_row(tab);
+        cli_table_cell(tab, "%lld", jint(m, "id"));
+        cli_table_cell(tab, "%s", jstr(m, "address"));
+        cli_table_cell(tab, "%s", jstr(m, "role"));
+        cli_table_cell(tab, "%s", json_is_true(json_object_get(m, "leader")) ? "*" : "");
+    }
+    cli_table_print(tab, stdout, indent);
+}
+
 int cmd_status(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, JSON_OPT, {NULL}};
     struct cli_cmd c = {"status", "", "Show the server's view of the cluster.", opts, 0, 0};
     char *pos[1];
     int npos, status;
-    json_t *out, *m, *leader;
-    size_t i;
+    json_t *out, *leader;
     cli_parse(&c, argc, argv, pos, &npos);
     status = cli_call(&c, "GET", "/v1/status", NULL, &out);
     if (status != 200) {
@@ -48,11 +67,7 @@ int cmd_status(int argc, char **argv)
     printf("digest     %s at %lld\n", jstr(json_object_get(out, "digest"), "sha"),
            jint(json_object_get(out, "digest"), "index"));
     printf("members\n");
-    json_array_foreach(json_object_get(out, "members"), i, m)
-    {
-        printf("  %-6lld %-22s %-8s%s\n", jint(m, "id"), jstr(m, "address"), jstr(m, "role"),
-               json_is_true(json_object_get(m, "leader")) ? " leader" : "");
-    }
+    print_members_table(out, 2);
     json_decref(out);
     return 0;
 }
@@ -61,14 +76,7 @@ int cmd_status(int argc, char **argv)
 
 static int print_members(json_t *out)
 {
-    json_t *m;
-    size_t i;
-    printf("%-6s %-22s %-8s %s\n", "ID", "ADDRESS", "ROLE", "LEADER");
-    json_array_foreach(json_object_get(out, "members"), i, m)
-    {
-        printf("%-6lld %-22s %-8s %s\n", jint(m, "id"), jstr(m, "address"), jstr(m, "role"),
-               json_is_true(json_object_get(m, "leader")) ? "*" : "");
-    }
+    print_members_table(out, 0);
     return 0;
 }
 
@@ -207,19 +215,29 @@ static int print_nodes(json_t *out)
 {
     json_t *n;
     size_t i;
-    printf("%-20s %-7s %-5s %-6s %-22s %s\n", "NODE", "KIND", "CAP", "DRAIN", "API", "LABELS");
+    static const struct cli_table_col cols[] = {{"NODE", 0, 0},  {"KIND", 0, 0}, {"CAP", 1, 0},
+                                                {"DRAIN", 0, 0}, {"API", 0, 0},  {"LABELS", 0, 0}};
+    struct cli_table *tab = cli_table_new(cols, 6);
     json_array_foreach(json_object_get(out, "nodes"), i, n)
     {
         const char *k;
         json_t *v;
-        printf("%-20s %-7s %-5lld %-6s %-22s", jstr(n, "id"), jstr(n, "kind"), jint(n, "cap"),
-               json_is_true(json_object_get(n, "drain")) ? "yes" : "no", jstr(n, "api_addr"));
+        char labels[2048] = "";
         json_object_foreach(json_object_get(n, "labels"), k, v)
         {
-            printf(" %s=%s", k, json_string_value(v));
+            size_t l = strlen(labels);
+            snprintf(labels + l, sizeof labels - l, "%s%s=%s", l ? " " : "", k,
+                     json_string_value(v));
         }
-        printf("\n");
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", jstr(n, "id"));
+        cli_table_cell(tab, "%s", jstr(n, "kind"));
+        cli_table_cell(tab, "%lld", jint(n, "cap"));
+        cli_table_cell(tab, "%s", json_is_true(json_object_get(n, "drain")) ? "yes" : "no");
+        cli_table_cell(tab, "%s", jstr(n, "api_addr"));
+        cli_table_cell(tab, "%s", labels);
     }
+    cli_table_print(tab, stdout, 0);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cmd/cli.h"
+#include "cmd/table.h"
 #include "common/clock.h"
 
 static const char *jstr(json_t *o, const char *k)
@@ -47,6 +48,9 @@ static int job_add(int argc, char **argv)
         {"paused", 0, "create it paused", NULL, 0},
         {"update", 0, "redefine an existing job (keeps its history)", NULL, 0},
         TASK_FLAGS,
+#ifdef FLOTILLA_TEST_HOOKS
+        TEST_TASK_FLAGS,
+#endif
         {NULL}};
     struct cli_cmd c = {"job add",
                         "NAME",
@@ -100,7 +104,7 @@ static int job_add(int argc, char **argv)
     return 0;
 }
 
-static void print_job(json_t *j, int verbose)
+static void print_job(struct cli_table *tab, json_t *j, int verbose)
 {
     char b1[32], b2[32];
     json_t *next = json_object_get(j, "next_ms"), *v;
@@ -121,11 +125,15 @@ static void print_job(json_t *j, int verbose)
         snprintf(sched, sizeof sched, "every %lld%s", ms / div, unit);
     }
     if (!verbose) {
-        printf("%-24s %-32s %-21s %-21s %6lld\n", jstr(j, "name"), sched,
-               json_array_size(next)
-                   ? iso(json_integer_value(json_array_get(next, 0)), b1, sizeof b1)
-                   : (json_is_true(json_object_get(j, "paused")) ? "paused" : "-"),
-               iso(jint(j, "last_scheduled_ms"), b2, sizeof b2), jint(j, "runs"));
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", jstr(j, "name"));
+        cli_table_cell(tab, "%s", sched);
+        cli_table_cell(tab, "%s",
+                       json_array_size(next)
+                           ? iso(json_integer_value(json_array_get(next, 0)), b1, sizeof b1)
+                           : (json_is_true(json_object_get(j, "paused")) ? "paused" : "-"));
+        cli_table_cell(tab, "%s", iso(jint(j, "last_scheduled_ms"), b2, sizeof b2));
+        cli_table_cell(tab, "%lld", jint(j, "runs"));
         return;
     }
     printf("job        %s\nschedule   %s\noverlap    %s\nmode       %s\nmisfire    %s\n"
@@ -138,6 +146,42 @@ static void print_job(json_t *j, int verbose)
         printf("%s%s", i ? "\n           " : "", iso(json_integer_value(v), b2, sizeof b2));
     }
     printf("\n");
+}
+
+/* A job's run history: its tasks' ids in one column, "(manual)" after them. */
+static void print_runs(json_t *out)
+{
+    static const struct cli_table_col cols[] = {{"SCHEDULED", 0, 0}, {"FIRED", 0, 0},
+                                                {"OUTCOME", 0, 0},   {"MISSED", 1, 0},
+                                                {"STATE", 0, 0},     {"TASKS", 0, 0}};
+    struct cli_table *tab = cli_table_new(cols, 6);
+    json_t *r;
+    size_t i;
+    char b1[32], b2[32];
+    json_array_foreach(json_object_get(out, "items"), i, r)
+    {
+        json_t *tasks = json_object_get(r, "tasks"), *t;
+        char ids[1024] = "";
+        size_t k, l;
+        json_array_foreach(tasks, k, t)
+        {
+            l = strlen(ids);
+            snprintf(ids + l, sizeof ids - l, "%s%s", k ? " " : "", jstr(t, "id"));
+        }
+        if (json_is_true(json_object_get(r, "manual"))) {
+            l = strlen(ids);
+            snprintf(ids + l, sizeof ids - l, "%s(manual)", l ? " " : "");
+        }
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", iso(jint(r, "scheduled_ms"), b1, sizeof b1));
+        cli_table_cell(tab, "%s", iso(jint(r, "fired_ms"), b2, sizeof b2));
+        cli_table_cell(tab, "%s", jstr(r, "outcome"));
+        cli_table_cell(tab, "%lld", jint(r, "missed"));
+        cli_table_cell(tab, "%s",
+                       json_array_size(tasks) ? jstr(json_array_get(tasks, 0), "state") : "-");
+        cli_table_cell(tab, "%s", ids);
+    }
+    cli_table_print(tab, stdout, 0);
 }
 
 static int job_list(int argc, char **argv)
@@ -156,11 +200,14 @@ static int job_list(int argc, char **argv)
     if (cli_flag(&c, "json")) {
         cli_print_json(out);
     } else {
-        printf("%-24s %-32s %-21s %-21s %6s\n", "NAME", "SCHEDULE", "NEXT", "LAST", "RUNS");
+        static const struct cli_table_col cols[] = {
+            {"NAME", 0, 0}, {"SCHEDULE", 0, 0}, {"NEXT", 0, 0}, {"LAST", 0, 0}, {"RUNS", 1, 0}};
+        struct cli_table *tab = cli_table_new(cols, 5);
         json_array_foreach(json_object_get(out, "items"), i, j)
         {
-            print_job(j, 0);
+            print_job(tab, j, 0);
         }
+        cli_table_print(tab, stdout, 0);
     }
     json_decref(out);
     return 0;
@@ -186,26 +233,9 @@ static int job_one(int argc, char **argv, const char *path, const char *method, 
     if (cli_flag(&c, "json")) {
         cli_print_json(out);
     } else if (strcmp(suffix, "/runs") == 0) {
-        json_t *r;
-        size_t i;
-        char b1[32], b2[32];
-        printf("%-21s %-21s %-16s %-7s %-10s %s\n", "SCHEDULED", "FIRED", "OUTCOME", "MISSED",
-               "STATE", "TASKS");
-        json_array_foreach(json_object_get(out, "items"), i, r)
-        {
-            json_t *tasks = json_object_get(r, "tasks"), *t;
-            size_t k;
-            printf("%-21s %-21s %-16s %-7lld %-10s", iso(jint(r, "scheduled_ms"), b1, sizeof b1),
-                   iso(jint(r, "fired_ms"), b2, sizeof b2), jstr(r, "outcome"), jint(r, "missed"),
-                   json_array_size(tasks) ? jstr(json_array_get(tasks, 0), "state") : "-");
-            json_array_foreach(tasks, k, t)
-            {
-                printf(" %s", jstr(t, "id"));
-            }
-            printf("%s\n", json_is_true(json_object_get(r, "manual")) ? " (manual)" : "");
-        }
+        print_runs(out);
     } else if (strcmp(method, "GET") == 0) {
-        print_job(out, 1);
+        print_job(NULL, out, 1);
     } else if (strcmp(suffix, "/run") == 0) {
         printf("%s\n", jstr(out, "outcome"));
     } else {

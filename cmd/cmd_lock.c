@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/table.h"
 #include "common/clock.h"
 #include "common/err.h"
 #include "http/blocking.h"
@@ -148,14 +149,19 @@ static int session_list(int argc, char **argv)
     if (cli_flag(&c, "json")) {
         cli_print_json(out);
     } else {
-        printf("%-34s %-8s %-6s %s\n", "ID", "TTL", "LOCKS", "NAME");
+        static const struct cli_table_col cols[] = {
+            {"ID", 0, 0}, {"TTL", 1, 0}, {"LOCKS", 1, 0}, {"NAME", 0, 0}};
+        struct cli_table *tab = cli_table_new(cols, 4);
         json_array_foreach(json_object_get(out, "items"), i, s)
         {
-            printf("%-34s %-8.1f %-6zu %s\n", json_string_value(json_object_get(s, "id")),
-                   (double)json_integer_value(json_object_get(s, "ttl_ms")) / 1000,
-                   json_array_size(json_object_get(s, "locks")),
-                   json_string_value(json_object_get(s, "name")));
+            cli_table_row(tab);
+            cli_table_cell(tab, "%s", json_string_value(json_object_get(s, "id")));
+            cli_table_cell(tab, "%.1f",
+                           (double)json_integer_value(json_object_get(s, "ttl_ms")) / 1000);
+            cli_table_cell(tab, "%zu", json_array_size(json_object_get(s, "locks")));
+            cli_table_cell(tab, "%s", json_string_value(json_object_get(s, "name")));
         }
+        cli_table_print(tab, stdout, 0);
     }
     json_decref(out);
     return 0;

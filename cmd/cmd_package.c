@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/table.h"
 #include "common/alloc.h"
 #include "common/blob.h"
 #include "common/err.h"
@@ -228,14 +229,15 @@ static int pkg_push(int argc, char **argv)
     return 0;
 }
 
-static void print_version(json_t *p)
+static void print_version(struct cli_table *tab, json_t *p)
 {
-    printf("%-24s %-16s %12lld  %.16s  %s%s\n", json_string_value(json_object_get(p, "name")),
-           json_string_value(json_object_get(p, "version")),
-           (long long)json_integer_value(json_object_get(p, "size")),
-           json_string_value(json_object_get(p, "hash")),
-           json_string_value(json_object_get(p, "origin")),
-           json_is_true(json_object_get(p, "local")) ? "" : "  (not on this server yet)");
+    cli_table_row(tab);
+    cli_table_cell(tab, "%s", json_string_value(json_object_get(p, "name")));
+    cli_table_cell(tab, "%s", json_string_value(json_object_get(p, "version")));
+    cli_table_cell(tab, "%lld", (long long)json_integer_value(json_object_get(p, "size")));
+    cli_table_cell(tab, "%s", json_string_value(json_object_get(p, "hash")));
+    cli_table_cell(tab, "%s%s", json_string_value(json_object_get(p, "origin")),
+                   json_is_true(json_object_get(p, "local")) ? "" : "  (not on this server yet)");
 }
 
 static int pkg_list(int argc, char **argv)
@@ -244,6 +246,10 @@ static int pkg_list(int argc, char **argv)
     struct cli_cmd c = {
         "package list", "[NAME]", "List packages (latest versions), or the versions of NAME.",
         opts,           0,        1};
+    /* The hash is shown by its first 16 hex digits. */
+    static const struct cli_table_col cols[] = {
+        {"NAME", 0, 0}, {"VERSION", 0, 0}, {"BYTES", 1, 0}, {"HASH", 0, 16}, {"ORIGIN", 0, 0}};
+    struct cli_table *tab;
     char *pos[1], path[256];
     int npos, status;
     json_t *out, *items, *p;
@@ -259,12 +265,13 @@ static int pkg_list(int argc, char **argv)
     if ((status = cli_get(&c, path, &out)) >= 0) {
         return status;
     }
-    printf("%-24s %-16s %12s  %-16s  %s\n", "NAME", "VERSION", "BYTES", "HASH", "ORIGIN");
+    tab = cli_table_new(cols, 5);
     items = json_object_get(out, npos == 1 ? "versions" : "items");
     json_array_foreach(items, i, p)
     {
-        print_version(npos == 1 ? p : json_object_get(p, "latest"));
+        print_version(tab, npos == 1 ? p : json_object_get(p, "latest"));
     }
+    cli_table_print(tab, stdout, 0);
     json_decref(out);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/table.h"
 
 static long long jint(json_t *o, const char *k)
 {
@@ -397,6 +398,12 @@ static int deploy_list(int argc, char **argv)
     struct cli_opt opts[] = {
         ADDR_OPT, {"app", 1, "only this application's rollouts", NULL, 0}, JSON_OPT, {NULL}};
     struct cli_cmd c = {"deploy list", "", "Rollouts, newest first.", opts, 0, 0};
+    static const struct cli_table_col cols[] = {{"ID", 0, 0},
+                                                {"PACKAGE", 0, 0},
+                                                {"APP", 0, 0},
+                                                {"STATE", 0, 0},
+                                                {"DEPLOYED/TARGETS", 0, 0}};
+    struct cli_table *tab;
     char *pos[1], path[256];
     int npos, status;
     json_t *out, *d;
@@ -412,15 +419,18 @@ static int deploy_list(int argc, char **argv)
     if ((status = cli_get(&c, path, &out)) >= 0) {
         return status;
     }
-    printf("%-18s %-24s %-12s %-10s %s\n", "ID", "PACKAGE", "APP", "STATE", "DEPLOYED/TARGETS");
+    tab = cli_table_new(cols, 5);
     json_array_foreach(json_object_get(out, "deploys"), i, d)
     {
-        char pv[160];
-        snprintf(pv, sizeof pv, "%s@%s", jstr(d, "package"), jstr(d, "version"));
-        printf("%-18s %-24s %-12s %-10s %lld/%lld\n", jstr(d, "id"), pv, jstr(d, "app"),
-               jstr(d, "state"), jint(json_object_get(d, "progress"), "deployed"),
-               jint(d, "targets"));
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", jstr(d, "id"));
+        cli_table_cell(tab, "%s@%s", jstr(d, "package"), jstr(d, "version"));
+        cli_table_cell(tab, "%s", jstr(d, "app"));
+        cli_table_cell(tab, "%s", jstr(d, "state"));
+        cli_table_cell(tab, "%lld/%lld", jint(json_object_get(d, "progress"), "deployed"),
+                       jint(d, "targets"));
     }
+    cli_table_print(tab, stdout, 0);
     json_decref(out);
     return 0;
 }

@@ -242,8 +242,8 @@ static void server_limits(struct cli_cmd *c, struct node_config *cfg)
     cfg->min_free_disk = parse_size(c, "min-free-disk", cli_val(c, "min-free-disk"));
 }
 
-/* The cluster key and its file, --apps, --raft-plaintext and
- * --require-agent-approval. */
+/* The cluster key and its file, --apps, --raft-plaintext (test builds
+ * only) and --require-agent-approval. */
 static void server_key_and_apps(struct cli_cmd *c, struct node_config *cfg)
 {
     cli_load_key(c, cfg->key);
@@ -299,10 +299,12 @@ int cmd_server(int argc, char **argv)
         {"key", 1, "cluster key file (flotilla keygen); default $FLOTILLA_KEY_FILE", NULL, 0},
         {"require-agent-approval", 0,
          "new agents wait for `flotilla agent approve NAME` before they may join", NULL, 0},
+#ifdef FLOTILLA_TEST_HOOKS
         {"raft-plaintext", 0,
-         "measurement only (bench/run writes --compare-plaintext): Raft traffic unencrypted "
-         "and unauthenticated; never in production",
+         "test builds only, for measurement (bench/run writes --compare-plaintext): Raft "
+         "traffic unencrypted and unauthenticated",
          NULL, 0},
+#endif
         {NULL}};
     struct cli_cmd c = {"server", "", "Run a Flotilla server.", opts, 0, 0};
     struct node_config cfg;

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "cmd/cli.h"
+#include "cmd/table.h"
 #include "common/clock.h"
 
 static const char *jstr(json_t *o, const char *k)
@@ -234,6 +235,13 @@ static json_t *env_object(struct cli_cmd *c, const char *flag, const char *lines
     return o;
 }
 
+/* The noop and sleep executors exist only in a test build (cli.h). */
+#ifdef FLOTILLA_TEST_HOOKS
+#define EXEC_TEST_FLAGS ", --noop, --sleep"
+#else
+#define EXEC_TEST_FLAGS ""
+#endif
+
 json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
 {
     json_t *body;
@@ -250,8 +258,8 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
         n_exec += cli_flag(c, exec_flags[i]);
     }
     if (n_exec != 1) {
-        cli_die_usage(c, "give exactly one of --exec, --shell, --ansible-module, --playbook, "
-                         "--noop, --sleep");
+        cli_die_usage(
+            c, "give exactly one of --exec, --shell, --ansible-module, --playbook" EXEC_TEST_FLAGS);
     }
     body = json_object();
     if (hosts == NULL) {
@@ -337,7 +345,7 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts)
         free(text);
     } else if (cli_flag(c, "noop")) {
         json_object_set_new(body, "noop", json_true());
-    } else {
+    } else if (cli_val(c, "sleep")) {
         v = cli_duration_ms(cli_val(c, "sleep"));
         if (v < 0) {
             cli_die_usage(c, "--sleep: use 500ms, 30s, ...");
@@ -368,8 +376,9 @@ static int task_submit(int argc, char **argv)
         {"ansible-module", 1, "run an Ansible module against the unit's hosts", NULL, 0},
         {"ansible-args", 1, "the module's arguments", NULL, 0},
         {"playbook", 1, "run an Ansible playbook FILE against the unit's hosts", NULL, 0},
-        {"noop", 0, "do nothing (tests, benchmarks)", NULL, 0},
-        {"sleep", 1, "sleep this long (tests)", NULL, 0},
+#ifdef FLOTILLA_TEST_HOOKS
+        TEST_TASK_FLAGS,
+#endif
         {"inventory-var", 1, "Ansible inventory variables k=v (comma-separated)", NULL, 0},
         {"kill-grace", 1, "between TERM and KILL at timeout or cancel", NULL, 0},
         {"env", 2, "NAME=value in the units' environment (repeatable)", NULL, 0},
@@ -435,30 +444,44 @@ static int print_task(json_t *t)
 
 static int print_results(json_t *out)
 {
+    static const struct cli_table_col cols[] = {{"HOST", 0, 0}, {"STATUS", 0, 0},
+                                                {"RC", 1, 0},   {"ATTEMPT", 1, 0},
+                                                {"NODE", 0, 0}, {"TASK/UNIT", 0, 0}};
+    struct cli_table *tab = cli_table_new(cols, 6);
     json_t *r;
     size_t i;
-    printf("%-28s %-10s %-5s %-8s %-16s %s\n", "HOST", "STATUS", "RC", "ATTEMPT", "NODE",
-           "TASK/UNIT");
     json_array_foreach(json_object_get(out, "results"), i, r)
     {
-        printf("%-28s %-10s %-5lld %-8lld %-16s %s/%lld\n", jstr(r, "host"), jstr(r, "status"),
-               jint(r, "rc"), jint(r, "attempt"), jstr(r, "node"), jstr(r, "task"),
-               jint(r, "unit"));
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", jstr(r, "host"));
+        cli_table_cell(tab, "%s", jstr(r, "status"));
+        cli_table_cell(tab, "%lld", jint(r, "rc"));
+        cli_table_cell(tab, "%lld", jint(r, "attempt"));
+        cli_table_cell(tab, "%s", jstr(r, "node"));
+        cli_table_cell(tab, "%s/%lld", jstr(r, "task"), jint(r, "unit"));
     }
+    cli_table_print(tab, stdout, 0);
     return 0;
 }
 
 static int print_tasks(json_t *out)
 {
+    static const struct cli_table_col cols[] = {
+        {"ID", 0, 0}, {"STATE", 0, 0}, {"UNITS", 1, 0}, {"DONE", 1, 0}, {"NAME", 0, 0}};
+    struct cli_table *tab = cli_table_new(cols, 5);
     json_t *t;
     size_t i;
-    printf("%-18s %-10s %-8s %-8s %s\n", "ID", "STATE", "UNITS", "DONE", "NAME");
     json_array_foreach(json_object_get(out, "tasks"), i, t)
     {
-        printf("%-18s %-10s %-8lld %-8lld %s\n", jstr(t, "id"), jstr(t, "state"), jint(t, "units"),
-               jint(json_object_get(json_object_get(t, "progress"), "units"), "done"),
-               jstr(t, "name"));
+        cli_table_row(tab);
+        cli_table_cell(tab, "%s", jstr(t, "id"));
+        cli_table_cell(tab, "%s", jstr(t, "state"));
+        cli_table_cell(tab, "%lld", jint(t, "units"));
+        cli_table_cell(tab, "%lld",
+                       jint(json_object_get(json_object_get(t, "progress"), "units"), "done"));
+        cli_table_cell(tab, "%s", jstr(t, "name"));
     }
+    cli_table_print(tab, stdout, 0);
     return 0;
 }
 

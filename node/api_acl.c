@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/num.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 #include "fsm/cmd.h"
 
 #define SECRET_PREFIX       "flt_"
@@ -547,21 +548,17 @@ void node__acl_delete(struct node_server *s, struct http_request *req, char **ar
 void node__acl_list(struct node_server *s, struct http_request *req, char **args)
 {
     struct store_txn *t = NULL;
-    struct store_cursor *cur;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
     json_t *items = json_array();
     int rv;
     (void)args;
     rv = store_begin(s->store, 0, &t);
-    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_TOKENS, NULL, 0, &cur)) == FL_OK) {
+    if (rv == FL_OK && (rv = store_iter_open(t, STORE_TOKENS, NULL, 0, &it)) == FL_OK) {
         struct store_token tok;
-        while ((rv = store_cursor_next(cur, &k, &kl, &v, &vl)) == FL_OK) {
-            if (store_token_decode(v, vl, &tok) == FL_OK) {
-                json_array_append_new(items, token_json(&tok));
-            }
+        while ((rv = store_token_next(&it, &tok)) == FL_OK) {
+            json_array_append_new(items, token_json(&tok));
         }
-        store_cursor_close(cur);
+        store_iter_close(&it);
         rv = rv == FL_ENOTFOUND ? FL_OK : rv;
     }
     if (t != NULL) {

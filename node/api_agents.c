@@ -10,6 +10,7 @@
 #include "common/ident.h"
 #include "leader/dispatch.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 #include "fsm/cmd.h"
 
 static json_t *agentkey_json(const char *id, size_t idlen, const struct store_agentkey *k,
@@ -26,9 +27,7 @@ static json_t *agentkey_json(const char *id, size_t idlen, const struct store_ag
 void node__agents_list(struct node_server *s, struct http_request *req, char **args)
 {
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
     json_t *arr;
     int rv = store_begin(s->store, 0, &t);
     if (rv != FL_OK) {
@@ -36,19 +35,19 @@ void node__agents_list(struct node_server *s, struct http_request *req, char **a
         return;
     }
     arr = json_array();
-    if (store_cursor_open(t, STORE_AGENTKEYS, NULL, 0, &c) == FL_OK) {
-        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            struct store_agentkey rec;
+    if (store_iter_open(t, STORE_AGENTKEYS, NULL, 0, &it) == FL_OK) {
+        struct store_agentkey rec;
+        while (store_agentkey_next(&it, &rec) == FL_OK) {
             char id[STORE_NODE_ID_MAX];
-            if (kl >= sizeof id || store_agentkey_decode(v, vl, &rec) != FL_OK) {
+            if (it.klen >= sizeof id) {
                 continue;
             }
-            memcpy(id, k, kl);
-            id[kl] = '\0';
-            json_array_append_new(arr,
-                                  agentkey_json(id, kl, &rec, dispatch_connected(s->dispatch, id)));
+            memcpy(id, it.key, it.klen);
+            id[it.klen] = '\0';
+            json_array_append_new(
+                arr, agentkey_json(id, it.klen, &rec, dispatch_connected(s->dispatch, id)));
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     http_respond_json(req, 200, json_pack("{s:o}", "agents", arr));

@@ -14,6 +14,7 @@
 #include "leader/locks.h"
 #include "node/blobs.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 
 static const char *state_name(int state)
 {
@@ -235,9 +236,7 @@ json_t *node__node_json(const struct store_node *n)
 void node__nodes_list(struct node_server *s, struct http_request *req, char **args)
 {
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
     json_t *arr;
     int rv = store_begin(s->store, 0, &t);
     if (rv != FL_OK) {
@@ -245,17 +244,15 @@ void node__nodes_list(struct node_server *s, struct http_request *req, char **ar
         return;
     }
     arr = json_array();
-    if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) == FL_OK) {
-        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            struct store_node n;
-            if (store_node_decode(v, vl, &n) == FL_OK) {
-                json_t *j = node__node_json(&n);
-                json_object_set_new(j, "connected",
-                                    json_boolean(dispatch_connected(s->dispatch, n.id)));
-                json_array_append_new(arr, j);
-            }
+    if (store_iter_open(t, STORE_NODES, NULL, 0, &it) == FL_OK) {
+        struct store_node n;
+        while (store_node_next(&it, &n) == FL_OK) {
+            json_t *j = node__node_json(&n);
+            json_object_set_new(j, "connected",
+                                json_boolean(dispatch_connected(s->dispatch, n.id)));
+            json_array_append_new(arr, j);
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     http_respond_json(req, 200, json_pack("{s:o}", "nodes", arr));

@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 
 /* Keys come percent-decoded from the URL; they must be UTF-8 to be shown. */
 static int key_ok(struct http_request *req, const char *key)
@@ -58,9 +59,9 @@ void node__kv_list(struct node_server *s, struct http_request *req, char **args)
     char prefix[STORE_KV_MAX_KEY + 1], lim[32];
     long limit = 1000;
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl, plen;
+    struct store_iter it;
+    struct store_kv kv;
+    size_t plen;
     json_t *items;
     int rv;
 
@@ -83,24 +84,17 @@ void node__kv_list(struct node_server *s, struct http_request *req, char **args)
         node__respond_err(req, rv, "%s", store_errmsg(s->store));
         return;
     }
-    rv = store_cursor_open(t, STORE_KV, plen ? prefix : NULL, plen, &c);
+    rv = store_iter_open(t, STORE_KV, prefix, plen, &it);
     if (rv != FL_OK) {
         store_abort(t);
         node__respond_err(req, rv, "%s", store_errmsg(s->store));
         return;
     }
     items = json_array();
-    while ((long)json_array_size(items) < limit &&
-           store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-        struct store_kv kv;
-        if (kl < plen || memcmp(k, prefix, plen) != 0) {
-            break;
-        }
-        if (store_kv_get(t, k, kl, &kv) == FL_OK) {
-            json_array_append_new(items, kv_json(k, kl, &kv));
-        }
+    while ((long)json_array_size(items) < limit && store_kv_next(&it, &kv) == FL_OK) {
+        json_array_append_new(items, kv_json(it.key, it.klen, &kv));
     }
-    store_cursor_close(c);
+    store_iter_close(&it);
     store_abort(t);
     http_respond_json(req, 200, json_pack("{s:o}", "items", items));
 }

@@ -32,6 +32,7 @@
 #include "http/client.h"
 #include "node/blobs.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 
 #define UPLOAD_ID_HEX 32
 #define PKG_SIZE_MAX  (64ull * 1024 * 1024 * 1024)
@@ -494,26 +495,19 @@ static int by_index_desc(const void *a, const void *b)
 static int collect(struct node_server *s, const char *name, json_t *out)
 {
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl, nlen = name ? strlen(name) : 0;
+    struct store_iter it;
+    struct store_package p;
+    size_t nlen = name ? strlen(name) : 0;
     int rv = store_begin(s->store, 0, &t);
     if (rv != FL_OK) {
         return rv;
     }
-    rv = store_cursor_open(t, STORE_PACKAGES, name, name ? nlen + 1 : 0, &c);
-    while (rv == FL_OK && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-        struct store_package p;
-        if (name != NULL && (kl <= nlen || memcmp(k, name, nlen + 1) != 0)) {
-            break;
-        }
-        if (store_package_decode(v, vl, &p) == FL_OK) {
-            json_array_append_new(out, package_json(s, &p, 0));
-        }
+    /* The key is name '\0' version: the prefix is the name and its NUL. */
+    rv = store_iter_open(t, STORE_PACKAGES, name, name ? nlen + 1 : 0, &it);
+    while (rv == FL_OK && store_package_next(&it, &p) == FL_OK) {
+        json_array_append_new(out, package_json(s, &p, 0));
     }
-    if (rv == FL_OK) {
-        store_cursor_close(c);
-    }
+    store_iter_close(&it);
     store_abort(t);
     return rv;
 }

@@ -8,6 +8,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 
 #define HOSTS_PER_QUERY 1000
 
@@ -40,9 +41,9 @@ void node__tasks_results(struct node_server *s, struct http_request *req, char *
 {
     struct store_txn *t;
     struct store_task task;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl, idl;
+    struct store_iter it;
+    struct store_result r;
+    size_t idl;
     char host[STORE_HOST_MAX] = "", status[32] = "";
     json_t *arr;
     if (http_query_param(req, "host", host, sizeof host) < 0 ||
@@ -55,15 +56,13 @@ void node__tasks_results(struct node_server *s, struct http_request *req, char *
     }
     idl = strlen(task.id);
     arr = json_array();
-    if (store_cursor_open(t, STORE_RESULTS, task.id, idl, &c) == FL_OK) {
-        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            const char *kp = k;
-            struct store_result r;
-            if (kl < idl + 6 || memcmp(kp, task.id, idl) != 0 || kp[idl] != '/') {
+    if (store_iter_open(t, STORE_RESULTS, task.id, idl, &it) == FL_OK) {
+        /* Keys: task id '/' u32 unit '/' host. */
+        while (store_result_next(&it, &r) == FL_OK) {
+            const char *kp = it.key;
+            size_t kl = it.klen;
+            if (kl < idl + 6 || kp[idl] != '/') {
                 break;
-            }
-            if (store_result_decode(v, vl, &r) != FL_OK) {
-                continue;
             }
             const char *h = kp + idl + 6;
             size_t hl = kl - idl - 6;
@@ -76,7 +75,7 @@ void node__tasks_results(struct node_server *s, struct http_request *req, char *
                             (uint32_t)(uint8_t)kp[idl + 3] << 8 | (uint8_t)kp[idl + 4];
             json_array_append_new(arr, result_json(task.id, unit, h, hl, &r));
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     http_respond_json(req, 200, json_pack("{s:s, s:o}", "task", args[0], "results", arr));

@@ -14,6 +14,7 @@
 #include "node/agentlink.h"
 #include "node/node_int.h"
 #include "spec/spec.h"
+#include "store/iter.h"
 #include "scheduler/sched.h"
 
 /* ---- submit ------------------------------------------------------------- */
@@ -201,6 +202,28 @@ static int env_field(struct http_request *req, json_t *body, const char *field, 
     return 1;
 }
 
+/* The test-only executors, noop and sleep_ms, are compiled in only with
+ * FLOTILLA_TEST_HOOKS (docs/ARCHITECTURE.md, "Test hooks"); a production
+ * build knows their fields only to refuse them by name. */
+#ifdef FLOTILLA_TEST_HOOKS
+#define TEST_EXECUTORS 1
+#define EXECUTOR_NAMES "exec, shell, ansible_module, playbook, noop or sleep_ms"
+#else
+#define TEST_EXECUTORS 0
+#define EXECUTOR_NAMES "exec, shell, ansible_module or playbook"
+#endif
+
+static int no_test_executor(struct http_request *req, json_t *body)
+{
+    static const char *const fields[] = {"noop", "sleep_ms"};
+    for (size_t i = 0; !TEST_EXECUTORS && i < sizeof fields / sizeof fields[0]; i++) {
+        if (json_object_get(body, fields[i]) != NULL) {
+            return node__field_err(req, fields[i], "available only in test builds");
+        }
+    }
+    return 1;
+}
+
 const char *const node__task_fields[] = {"name",
                                          "hosts",
                                          "unit_size",
@@ -245,12 +268,105 @@ void node__task_build_close(struct node_task_build *b)
     b->hosts = NULL;
 }
 
-int node__task_build(struct http_request *req, json_t *body, int need_hosts,
-                     const unsigned char *key, struct node_task_build *b)
+/* The executor: exactly one of the executor fields. */
+static int executor_fields(struct http_request *req, json_t *body, uint32_t sleep_ms,
+                           struct node_spec *spec)
 {
     static const char *const executors[] = {"exec",     "shell", "ansible_module",
                                             "playbook", "noop",  "sleep_ms"};
-    unsigned n_hosts = 0, n_constraints = 0, n_exec = 0;
+    unsigned n_exec = 0;
+    json_t *v;
+
+    for (size_t i = 0; i < sizeof executors / sizeof executors[0]; i++) {
+        n_exec += json_object_get(body, executors[i]) != NULL;
+    }
+    if (n_exec != 1) {
+        node__field_err(req, "exec", "give exactly one executor: " EXECUTOR_NAMES);
+        return 0;
+    }
+    if ((v = json_object_get(body, "exec")) != NULL) {
+        spec->kind = NODE_EXEC;
+        if (!str_array(req, body, "exec", NODE_SPEC_ARGV_MAX, 64 * 1024, spec->argv, &spec->argc,
+                       NULL)) {
+            return 0;
+        }
+        if (spec->argc == 0) {
+            node__field_err(req, "exec", "must name a command: [\"cmd\", \"arg\", ...]");
+            return 0;
+        }
+    } else if ((v = json_object_get(body, "shell")) != NULL) {
+        spec->kind = NODE_SHELL;
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            node__field_err(req, "shell", "must be a non-empty script");
+            return 0;
+        }
+        spec->script = json_string_value(v);
+    } else if ((v = json_object_get(body, "ansible_module")) != NULL) {
+        json_t *a = json_object_get(body, "ansible_args");
+        spec->kind = NODE_ANSIBLE_MODULE;
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128) {
+            node__field_err(req, "ansible_module", "must be a module name");
+            return 0;
+        }
+        if (a != NULL && !json_is_string(a)) {
+            node__field_err(req, "ansible_args", "must be a string");
+            return 0;
+        }
+        spec->module = json_string_value(v);
+        spec->module_args = a ? json_string_value(a) : "";
+    } else if ((v = json_object_get(body, "playbook")) != NULL) {
+        spec->kind = NODE_PLAYBOOK;
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            node__field_err(req, "playbook", "must be the playbook's YAML text");
+            return 0;
+        }
+        spec->playbook = json_string_value(v);
+    } else if (!TEST_EXECUTORS) {
+        return node__field_err(req, "exec", "give exactly one executor: " EXECUTOR_NAMES);
+    } else if ((v = json_object_get(body, "noop")) != NULL) {
+        spec->kind = NODE_NOOP;
+        if (!json_is_true(v)) {
+            node__field_err(req, "noop", "must be true");
+            return 0;
+        }
+    } else {
+        spec->kind = NODE_SLEEP;
+        spec->sleep_ms = sleep_ms;
+    }
+    return 1;
+}
+
+/* The optional idempotency key and task name. */
+static int name_fields(struct http_request *req, json_t *body, struct node_task_build *b)
+{
+    json_t *v;
+
+    if ((v = json_object_get(body, "idempotency_key")) != NULL) {
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 127) {
+            node__field_err(req, "idempotency_key", "must be a string of 1-127 bytes");
+            return 0;
+        }
+        snprintf(b->idem, sizeof b->idem, "%s", json_string_value(v));
+    }
+    if ((v = json_object_get(body, "name")) != NULL) {
+        if (!json_is_string(v) || json_string_length(v) >= sizeof b->name) {
+            node__field_err(req, "name", "must be a string of at most 127 bytes");
+            return 0;
+        }
+        if (strncmp(json_string_value(v), "job:", 4) == 0) {
+            node__field_err(req, "name",
+                            "may not start with \"job:\" (the names of cron job runs)");
+            return 0;
+        }
+        snprintf(b->name, sizeof b->name, "%s", json_string_value(v));
+    }
+    return 1;
+}
+
+int node__task_build(struct http_request *req, json_t *body, int need_hosts,
+                     const unsigned char *key, struct node_task_build *b)
+{
+    unsigned n_hosts = 0, n_constraints = 0;
     long long unit_size = 30, timeout_ms = 0, retries = 0, priority = 0, sleep_ms = 0, grace = 0,
               max_parallel = 0, stop_after = 0;
     int on_host = 0;
@@ -261,6 +377,9 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
     memset(b, 0, sizeof *b);
     b->key = key;
     fl_buf_init(&b->specbuf);
+    if (!no_test_executor(req, body)) {
+        return 0;
+    }
     if ((v = json_object_get(body, "run_on")) != NULL) {
         if (!json_is_string(v) || (strcmp(json_string_value(v), "any") != 0 &&
                                    strcmp(json_string_value(v), "host") != 0)) {
@@ -306,61 +425,8 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
         node__field_err(req, "unit_size", "must be 1 with run_on host (each unit is one node)");
         return 0;
     }
-    for (size_t i = 0; i < sizeof executors / sizeof executors[0]; i++) {
-        n_exec += json_object_get(body, executors[i]) != NULL;
-    }
-    if (n_exec != 1) {
-        node__field_err(req, "exec",
-                        "give exactly one executor: exec, shell, ansible_module, playbook, noop or "
-                        "sleep_ms");
+    if (!executor_fields(req, body, (uint32_t)sleep_ms, spec)) {
         return 0;
-    }
-    if ((v = json_object_get(body, "exec")) != NULL) {
-        spec->kind = NODE_EXEC;
-        if (!str_array(req, body, "exec", NODE_SPEC_ARGV_MAX, 64 * 1024, spec->argv, &spec->argc,
-                       NULL)) {
-            return 0;
-        }
-        if (spec->argc == 0) {
-            node__field_err(req, "exec", "must name a command: [\"cmd\", \"arg\", ...]");
-            return 0;
-        }
-    } else if ((v = json_object_get(body, "shell")) != NULL) {
-        spec->kind = NODE_SHELL;
-        if (!json_is_string(v) || json_string_length(v) == 0) {
-            node__field_err(req, "shell", "must be a non-empty script");
-            return 0;
-        }
-        spec->script = json_string_value(v);
-    } else if ((v = json_object_get(body, "ansible_module")) != NULL) {
-        json_t *a = json_object_get(body, "ansible_args");
-        spec->kind = NODE_ANSIBLE_MODULE;
-        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128) {
-            node__field_err(req, "ansible_module", "must be a module name");
-            return 0;
-        }
-        if (a != NULL && !json_is_string(a)) {
-            node__field_err(req, "ansible_args", "must be a string");
-            return 0;
-        }
-        spec->module = json_string_value(v);
-        spec->module_args = a ? json_string_value(a) : "";
-    } else if ((v = json_object_get(body, "playbook")) != NULL) {
-        spec->kind = NODE_PLAYBOOK;
-        if (!json_is_string(v) || json_string_length(v) == 0) {
-            node__field_err(req, "playbook", "must be the playbook's YAML text");
-            return 0;
-        }
-        spec->playbook = json_string_value(v);
-    } else if ((v = json_object_get(body, "noop")) != NULL) {
-        spec->kind = NODE_NOOP;
-        if (!json_is_true(v)) {
-            node__field_err(req, "noop", "must be true");
-            return 0;
-        }
-    } else {
-        spec->kind = NODE_SLEEP;
-        spec->sleep_ms = (uint32_t)sleep_ms;
     }
     if (json_object_get(body, "ansible_args") != NULL && spec->kind != NODE_ANSIBLE_MODULE) {
         node__field_err(req, "ansible_args", "only goes with ansible_module");
@@ -380,24 +446,8 @@ int node__task_build(struct http_request *req, json_t *body, int need_hosts,
             }
         }
     }
-    if ((v = json_object_get(body, "idempotency_key")) != NULL) {
-        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 127) {
-            node__field_err(req, "idempotency_key", "must be a string of 1-127 bytes");
-            return 0;
-        }
-        snprintf(b->idem, sizeof b->idem, "%s", json_string_value(v));
-    }
-    if ((v = json_object_get(body, "name")) != NULL) {
-        if (!json_is_string(v) || json_string_length(v) >= sizeof b->name) {
-            node__field_err(req, "name", "must be a string of at most 127 bytes");
-            return 0;
-        }
-        if (strncmp(json_string_value(v), "job:", 4) == 0) {
-            node__field_err(req, "name",
-                            "may not start with \"job:\" (the names of cron job runs)");
-            return 0;
-        }
-        snprintf(b->name, sizeof b->name, "%s", json_string_value(v));
+    if (!name_fields(req, body, b)) {
+        return 0;
     }
     if (node_spec_encode(spec, &b->specbuf) != FL_OK) {
         node__respond_err(req, FL_ENOMEM, "out of memory");
@@ -560,23 +610,19 @@ void node__tasks_get(struct node_server *s, struct http_request *req, char **arg
 void node__tasks_list(struct node_server *s, struct http_request *req, char **args)
 {
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
     json_t *arr = json_array();
     if (store_begin(s->store, 0, &t) != FL_OK) {
         json_decref(arr);
         node__respond_err(req, FL_EIO, "%s", store_errmsg(s->store));
         return;
     }
-    if (store_cursor_open(t, STORE_TASKS, NULL, 0, &c) == FL_OK) {
-        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK && json_array_size(arr) < 10000) {
-            struct store_task task;
-            if (store_task_decode(v, vl, &task) == FL_OK) {
-                json_array_append_new(arr, node__task_json(&task));
-            }
+    if (store_iter_open(t, STORE_TASKS, NULL, 0, &it) == FL_OK) {
+        struct store_task task;
+        while (json_array_size(arr) < 10000 && store_task_next(&it, &task) == FL_OK) {
+            json_array_append_new(arr, node__task_json(&task));
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     http_respond_json(req, 200, json_pack("{s:o}", "tasks", arr));

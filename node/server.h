@@ -43,7 +43,7 @@ struct node_config {
     unsigned char key[32];     /* the cluster key (common/key.h), required */
     char key_file[4096];       /* the file key came from: the embedded agent's, for deploys */
     char apps_dir[4096]; /* the embedded agent's default application roots ("": the default) */
-    int raft_plaintext;  /* measurement only: Raft without encryption */
+    int raft_plaintext;  /* test builds, measurement only: Raft without encryption */
     int require_agent_approval; /* new agents wait for `flotilla agent approve` */
 };
 

@@ -46,7 +46,7 @@ struct rg_repl_options {
     unsigned max_batch_cmds;      /* 0 = 4096 */
     size_t max_batch_bytes;       /* 0 = 1 MiB */
     const unsigned char *key;     /* the cluster key (FL_KEY_BYTES), required; copied */
-    int raft_plaintext;           /* measurement only: unencrypted transport (rg_transport.h) */
+    int raft_plaintext;           /* test builds, measurement only: unencrypted (rg_transport.h) */
 };
 
 struct rg_peer {

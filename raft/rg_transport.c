@@ -713,10 +713,16 @@ int rg_transport_init(struct rg_transport *t, struct uv_loop_s *loop, const char
     }
     memcpy(t->key, key, FL_KEY_BYTES);
     t->loop = loop;
+#ifdef FLOTILLA_TEST_HOOKS
     t->plaintext = plaintext;
     if (plaintext) {
         return rg__plain_init(t, loop, bind_addr);
     }
+#else
+    if (plaintext) {
+        return RAFT_INVALID; /* a test build's alone (docs/ARCHITECTURE.md, "Test hooks") */
+    }
+#endif
     if (bind_addr != NULL) {
         snprintf(t->bind_addr, sizeof t->bind_addr, "%s", bind_addr);
     }
@@ -731,8 +737,10 @@ int rg_transport_init(struct rg_transport *t, struct uv_loop_s *loop, const char
 
 void rg_transport_close(struct rg_transport *t)
 {
+#ifdef FLOTILLA_TEST_HOOKS
     if (t->plaintext) {
         rg__plain_close(t);
     }
+#endif
     sodium_memzero(t->key, sizeof t->key);
 }

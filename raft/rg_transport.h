@@ -24,7 +24,9 @@
  *
  * The plaintext mode (`flotilla server --raft-plaintext`) exists only to
  * measure what the encryption costs (bench/run writes --compare-plaintext):
- * it is the stock TCP transport with TCP_NODELAY, unauthenticated. */
+ * it is the stock TCP transport with TCP_NODELAY, unauthenticated. Only a
+ * test build has it (docs/ARCHITECTURE.md, "Test hooks"); in a production
+ * build rg_transport_init refuses plaintext with RAFT_INVALID. */
 #ifndef FL_RAFT_RG_TRANSPORT_H
 #define FL_RAFT_RG_TRANSPORT_H
 

@@ -1,7 +1,9 @@
 /* The plaintext Raft transport, for measurement only (raft/rg_transport.h):
  * the stock TCP transport wrapped to set TCP_NODELAY on every connection
  * (raft-notes §7, "Delegating wrapper"). Unauthenticated: never use it for a
- * real cluster. */
+ * real cluster. Compiled in only with FLOTILLA_TEST_HOOKS (docs/ARCHITECTURE.md,
+ * "Test hooks"). */
+#ifdef FLOTILLA_TEST_HOOKS
 #include <string.h>
 #include <uv.h>
 
@@ -118,3 +120,8 @@ void rg__plain_close(struct rg_transport *t)
 {
     raft_uv_tcp_close(&t->inner);
 }
+
+#else
+/* ISO C wants a translation unit to declare something. */
+typedef int rg__no_plain_transport;
+#endif

@@ -227,6 +227,8 @@ static int table_field(const struct schema *sc, const struct schema_field *f, ui
         bad = bad == NULL && f->elem->off != 0 ? "element offset" : bad;
         bad = bad == NULL && f->elem->type == SCHEMA_ARRAY ? "array of arrays" : bad;
         bad = bad == NULL && f->n_size == 0 && f->min != f->max ? "fixed count" : bad;
+        bad = bad == NULL && (f->flags & SCHEMA_HEAP) && (f->flags & SCHEMA_INLINE) ? "heap flag"
+                                                                                    : bad;
         bad =
             bad == NULL && f->n_size != 0 && f->n_size != 4 && f->n_size != 8 ? "count size" : bad;
         if (bad == NULL && table_field(sc, f->elem, f->size, errmsg) != FL_OK) {

@@ -200,10 +200,16 @@ static int dec_array(struct schema_dec *d, const struct schema_field *f, uint8_t
     if (schema__check_count(d->name, f, n, idx, SIZE_MAX, d->errmsg) != FL_OK) {
         return FL_EDECODE;
     }
-    if (!inl) {
-        if (d->mode == SCHEMA_BORROW) {
+    if (!inl && d->mode == SCHEMA_BORROW) {
+        if (!(f->flags & SCHEMA_HEAP)) {
             return bad(d, f, "an array field needs an arena");
         }
+        if ((a = fl_calloc((size_t)n + 1, f->size)) == NULL) {
+            return fl_errf(d->errmsg, FL_ENOMEM, "%s.%s: no memory for %u elements", d->name,
+                           fname(f), n);
+        }
+        memcpy(base + f->off, &a, sizeof a); /* the caller's from now on */
+    } else if (!inl) {
         if (f->size > sizeof scratch) {
             return bad(d, f, "elements too large for the decoder");
         }

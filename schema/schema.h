@@ -65,6 +65,11 @@ enum schema_type {
 };
 
 #define SCHEMA_INLINE 1u /* SCHEMA_ARRAY: the elements are in the struct */
+/* SCHEMA_ARRAY through a pointer, decoded without an arena: the elements go
+ * to their own fl_calloc block with room for one more (the owner appends
+ * without reallocating). The caller frees it, also after a failed decode
+ * (the pointer is set as soon as the block is). */
+#define SCHEMA_HEAP 2u
 
 /* A string check beyond the length bounds: 1 if s[0..n) is acceptable. s has
  * no NUL byte in [0, n) and need not be NUL-terminated. */
@@ -76,7 +81,7 @@ struct schema_field {
     const char *name;
     uint8_t type;   /* enum schema_type */
     uint8_t n_size; /* bytes of the count or length at off_n */
-    uint8_t flags;  /* SCHEMA_INLINE */
+    uint8_t flags;  /* SCHEMA_INLINE, SCHEMA_HEAP */
     uint8_t since;  /* the format version that appended it; 0 = present in all */
     uint32_t size;  /* see the types above */
     uint32_t off;   /* offsetof the field in its struct */
@@ -132,7 +137,8 @@ int schema_encode_record(const struct schema *sc, const void *obj, struct fl_buf
 
 enum schema_mode {
     SCHEMA_BORROW,  /* no arena: binaries point into the input; STR and
-                     * pointer arrays are refused (the table needs an arena) */
+                     * pointer arrays are refused (the table needs an arena)
+                     * unless SCHEMA_HEAP */
     SCHEMA_MEASURE, /* check everything, allocate nothing, count arena bytes */
     SCHEMA_FILL,    /* copy into the arena the measuring pass sized */
 };

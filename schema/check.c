@@ -141,7 +141,9 @@ static int check_array(const struct vctx *c, const struct schema_field *f, const
         return rv;
     }
     if (!(f->flags & SCHEMA_INLINE)) {
-        memcpy(&a, a, sizeof a);
+        const uint8_t *ptr;
+        memcpy(&ptr, a, sizeof ptr); /* the field holds the pointer */
+        a = ptr;
         if (a == NULL && n > 0) {
             return fl_errf(c->errmsg, FL_EINVAL, "%s.%s%s: NULL array", c->top, fname(f),
                            idx_str(ib, sizeof ib, idx));

@@ -46,7 +46,9 @@ static int pack_array(msgpack_packer *pk, const struct schema_field *f, const ui
     uint64_t n = schema__count(f, base);
     int rv;
     if (!(f->flags & SCHEMA_INLINE)) {
-        memcpy(&a, a, sizeof a);
+        const uint8_t *ptr;
+        memcpy(&ptr, a, sizeof ptr); /* the field holds the pointer */
+        a = ptr;
     }
     if (n > UINT32_MAX || (a == NULL && n > 0)) {
         return -1;

@@ -1,8 +1,9 @@
 /* agentproto/ — the encoder: a validated message to one frame.
  *
- * The payload is packed with msgpack-c straight into the caller's buffer
- * behind a 4-byte placeholder that becomes the length once the size is
- * known. Nothing partial is ever left in the buffer. */
+ * The payload is packed straight into the caller's buffer behind a 4-byte
+ * placeholder that becomes the length once the size is known: the header
+ * [version, type] with msgpack-c, the fields by the engine of schema/ from
+ * the type's table. Nothing partial is ever left in the buffer. */
 #include <msgpack.h>
 #include <string.h>
 
@@ -13,88 +14,10 @@ static int buf_write(void *data, const char *p, size_t n)
     return fl_buf_append(data, p, n) == FL_OK ? 0 : -1;
 }
 
-static int pack_str(msgpack_packer *pk, const char *s)
-{
-    s = s != NULL ? s : "";
-    return msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
-static int pack_bin(msgpack_packer *pk, const uint8_t *p, uint32_t n)
-{
-    return msgpack_pack_bin_with_body(pk, n > 0 ? (const void *)p : "", n);
-}
-
-static int pack_ref(msgpack_packer *pk, const struct aproto_unit_ref *ref)
-{
-    int rv = msgpack_pack_array(pk, 4);
-    rv |= msgpack_pack_str_with_body(pk, ref->task_id, strnlen(ref->task_id, sizeof ref->task_id));
-    rv |= msgpack_pack_uint32(pk, ref->unit);
-    rv |= msgpack_pack_uint32(pk, ref->attempt);
-    rv |= msgpack_pack_uint64(pk, ref->token);
-    return rv;
-}
-
-static int pack_result(msgpack_packer *pk, const struct aproto_host_result *hr)
-{
-    int rv = msgpack_pack_array(pk, 4);
-    rv |= pack_str(pk, hr->host);
-    rv |= msgpack_pack_uint8(pk, hr->status);
-    rv |= msgpack_pack_int32(pk, hr->rc);
-    rv |= pack_bin(pk, hr->tail, hr->tail_len);
-    return rv;
-}
-
-static int pack_array_field(msgpack_packer *pk, const struct aproto__field *f, const uint8_t *base)
-{
-    const void *a = *(const void *const *)(base + f->off);
-    uint32_t n = *(const uint32_t *)(base + f->off_n);
-    int rv = msgpack_pack_array(pk, n);
-    for (uint32_t i = 0; rv == 0 && i < n; i++) {
-        switch (f->ft) {
-        case APROTO__STRS:
-            rv = pack_str(pk, ((const char *const *)a)[i]);
-            break;
-        case APROTO__REFS:
-            rv = pack_ref(pk, &((const struct aproto_unit_ref *)a)[i]);
-            break;
-        default:
-            rv = pack_result(pk, &((const struct aproto_host_result *)a)[i]);
-            break;
-        }
-    }
-    return rv;
-}
-
-static int pack_field(msgpack_packer *pk, const struct aproto__field *f, const uint8_t *base)
-{
-    const uint8_t *p = base + f->off;
-    switch (f->ft) {
-    case APROTO__U8:
-        return msgpack_pack_uint8(pk, *p);
-    case APROTO__U32:
-        return msgpack_pack_uint32(pk, *(const uint32_t *)p);
-    case APROTO__U64:
-        return msgpack_pack_uint64(pk, *(const uint64_t *)p);
-    case APROTO__I32:
-        return msgpack_pack_int32(pk, *(const int32_t *)p);
-    case APROTO__BOOL:
-        return *(const bool *)p ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-    case APROTO__STR:
-        return pack_str(pk, *(const char *const *)p);
-    case APROTO__BIN:
-        return pack_bin(pk, *(const uint8_t *const *)p, *(const uint32_t *)(base + f->off_n));
-    case APROTO__REF:
-        return pack_ref(pk, (const struct aproto_unit_ref *)p);
-    default:
-        return pack_array_field(pk, f, base);
-    }
-}
-
 /* Pack m (already validated, or deliberately not) as a frame. */
-static int pack_frame(const struct aproto_msg *m, const struct aproto__schema *sc, size_t max_frame,
+static int pack_frame(const struct aproto_msg *m, const struct schema *sc, size_t max_frame,
                       struct fl_buf *out, char *errmsg)
 {
-    const uint8_t *base = (const uint8_t *)&m->u;
     size_t start = out->len, n;
     msgpack_packer pk;
     int rv;
@@ -107,10 +30,7 @@ static int pack_frame(const struct aproto_msg *m, const struct aproto__schema *s
     rv = msgpack_pack_array(&pk, 2 + sc->n_fields);
     rv |= msgpack_pack_uint8(&pk, APROTO_VERSION);
     rv |= msgpack_pack_uint8(&pk, (uint8_t)m->type);
-    for (unsigned i = 0; rv == 0 && i < sc->n_fields; i++) {
-        rv = pack_field(&pk, &sc->fields[i], base);
-    }
-    if (rv != 0) {
+    if (rv != 0 || schema_pack_fields(sc, &m->u, 0, out) != FL_OK) {
         out->len = start;
         return fl_errf(errmsg, FL_ENOMEM, "out of memory encoding %s", sc->name);
     }
@@ -149,7 +69,7 @@ int aproto_encode(const struct aproto_msg *m, struct fl_buf *out)
 
 int aproto__encode_unchecked(const struct aproto_msg *m, struct fl_buf *out)
 {
-    const struct aproto__schema *sc = aproto__schema(m->type);
+    const struct schema *sc = aproto__schema(m->type);
     if (sc == NULL) {
         return FL_EVERSION;
     }

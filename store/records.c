@@ -1,145 +1,25 @@
 /* store/ — typed records: KV, NODES and META values.
  *
- * KV and NODES values are msgpack arrays whose first element is the record's
- * format version (docs/STORE.md, "Records"). They are written with msgpack-c's
- * packer straight into an fl_buf (so every allocation goes through the
- * project's allocator) and read back with the total reader of common/mpread.c. A
- * record of another format version is FL_EVERSION; anything else that is not
- * exactly a version-1 record is FL_EDECODE. META values are the raw bytes of
- * a string, readable as they are in mdb_dump. */
-#include <msgpack.h>
+ * KV and NODES values are records [format, field...] whose formats are the
+ * tables of formats.c (docs/STORE.md, "Records"): a record of an unknown
+ * format version is FL_EVERSION; anything else that is not exactly a record
+ * of a known format is FL_EDECODE. META values are the raw bytes of a
+ * string, readable as they are in mdb_dump. */
 #include <string.h>
 
-#include "common/alloc.h"
-#include "common/buf.h"
 #include "store/store.h"
 #include "store/store_int.h"
 
-#define KV_FORMAT     1
-#define KV_FIELDS     5 /* format, value, version, create_index, mtime_ms */
-#define NODE_FORMAT   3
-#define NODE_FIELDS_1 11
-#define NODE_FIELDS_2 14
-#define NODE_FIELDS   15
 #define META_NAME_MAX 511 /* LMDB's default maximum key size */
-
-/* ---- encoding ---------------------------------------------------------- */
-
-static int kv_encode(struct fl_buf *b, const void *value, size_t vlen, uint64_t version,
-                     uint64_t create_index, uint64_t mtime_ms)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, store__buf_write);
-    if (fl_buf_reserve(b, vlen + 64) != FL_OK) {
-        return FL_ENOMEM;
-    }
-    if (msgpack_pack_array(&pk, KV_FIELDS) | msgpack_pack_uint64(&pk, KV_FORMAT) |
-        msgpack_pack_bin(&pk, vlen) | msgpack_pack_bin_body(&pk, value, vlen) |
-        msgpack_pack_uint64(&pk, version) | msgpack_pack_uint64(&pk, create_index) |
-        msgpack_pack_uint64(&pk, mtime_ms)) {
-        return FL_ENOMEM; /* the only way store__buf_write fails */
-    }
-    return FL_OK;
-}
-
-static int node_encode(struct fl_buf *b, const struct store_node *n)
-{
-    msgpack_packer pk;
-    int r;
-    msgpack_packer_init(&pk, b, store__buf_write);
-    r = msgpack_pack_array(&pk, NODE_FIELDS) | msgpack_pack_uint64(&pk, NODE_FORMAT) |
-        store__pack_str(&pk, n->id) | msgpack_pack_uint64(&pk, n->raft_id) |
-        store__pack_str(&pk, n->raft_addr) | store__pack_str(&pk, n->api_addr) |
-        msgpack_pack_uint64(&pk, (uint64_t)n->kind) | msgpack_pack_array(&pk, n->n_labels);
-    for (unsigned i = 0; i < n->n_labels; i++) {
-        r |= store__pack_str(&pk, n->labels[i]);
-    }
-    r |= msgpack_pack_uint64(&pk, n->cap);
-    r |= n->drain ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-    r |= msgpack_pack_uint64(&pk, n->created_index) | msgpack_pack_uint64(&pk, n->updated_index);
-    r |= msgpack_pack_uint64(&pk, n->running) | store__pack_str(&pk, n->agent_addr);
-    r |= n->lost ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
-    r |= store__pack_str(&pk, n->blob_addr);
-    return r != 0 ? FL_ENOMEM : FL_OK;
-}
-
-/* ---- decoding ---------------------------------------------------------- */
 
 int store_kv_decode(const void *val, size_t vlen, struct store_kv *out)
 {
-    struct fl_mp r;
-    size_t n;
-    int rv;
-    fl_mp_init(&r, val, vlen);
-    if ((rv = store__header(&r, KV_FORMAT, KV_FIELDS)) != FL_OK) {
-        return rv;
-    }
-    if (fl_mp_bin(&r, &out->value, &n) != FL_OK || fl_mp_uint(&r, &out->version) ||
-        fl_mp_uint(&r, &out->create_index) || fl_mp_uint(&r, &out->mtime_ms) || fl_mp_end(&r)) {
-        return FL_EDECODE;
-    }
-    out->vlen = n;
-    return FL_OK;
-}
-
-static int node_labels(struct fl_mp *r, struct store_node *out)
-{
-    uint32_t n;
-    if (fl_mp_array(r, &n) != FL_OK || n > STORE_NODE_LABELS) {
-        return FL_EDECODE;
-    }
-    out->n_labels = n;
-    for (uint32_t i = 0; i < n; i++) {
-        if (store__str_field(r, out->labels[i], STORE_NODE_LABEL_MAX) != FL_OK) {
-            return FL_EDECODE;
-        }
-    }
-    return FL_OK;
+    return schema_decode_record(&store__fmt_kv, val, vlen, out, NULL, NULL);
 }
 
 int store_node_decode(const void *val, size_t vlen, struct store_node *out)
 {
-    struct fl_mp r;
-    uint64_t kind, cap, running = 0, format;
-    uint32_t fields;
-    memset(out, 0, sizeof *out);
-    fl_mp_init(&r, val, vlen);
-    /* Format 1 had 11 fields; format 2 appends running, agent_addr, lost;
-     * format 3 blob_addr. */
-    if (fl_mp_array(&r, &fields) != FL_OK || fl_mp_uint(&r, &format) != FL_OK) {
-        return FL_EDECODE;
-    }
-    if (format < 1 || format > 3) {
-        return FL_EVERSION;
-    }
-    if ((format == 1 && fields != NODE_FIELDS_1) || (format == 2 && fields != NODE_FIELDS_2) ||
-        (format == 3 && fields != NODE_FIELDS)) {
-        return FL_EDECODE;
-    }
-    if (store__str_field(&r, out->id, sizeof out->id) || out->id[0] == '\0' ||
-        fl_mp_uint(&r, &out->raft_id) ||
-        store__str_field(&r, out->raft_addr, sizeof out->raft_addr) ||
-        store__str_field(&r, out->api_addr, sizeof out->api_addr) || fl_mp_uint(&r, &kind) ||
-        (kind != STORE_NODE_SERVER && kind != STORE_NODE_AGENT) || node_labels(&r, out) ||
-        fl_mp_uint(&r, &cap) || cap > UINT32_MAX || store__mp_bool(&r, &out->drain) ||
-        fl_mp_uint(&r, &out->created_index) || fl_mp_uint(&r, &out->updated_index)) {
-        return FL_EDECODE;
-    }
-    if (format >= 2 && (fl_mp_uint(&r, &running) || running > UINT32_MAX ||
-                        store__str_field(&r, out->agent_addr, sizeof out->agent_addr) ||
-                        store__mp_bool(&r, &out->lost))) {
-        return FL_EDECODE;
-    }
-    if (format == 3 && store__str_field(&r, out->blob_addr, sizeof out->blob_addr)) {
-        return FL_EDECODE;
-    }
-    if (fl_mp_end(&r)) {
-        return FL_EDECODE;
-    }
-    out->running = (uint32_t)running;
-    out->kind = (int)kind;
-    out->cap = (uint32_t)cap;
-    return FL_OK;
+    return schema_decode_record(&store__fmt_node, val, vlen, out, NULL, NULL);
 }
 
 /* ---- KV ---------------------------------------------------------------- */
@@ -188,8 +68,7 @@ int store_kv_get(struct store_txn *t, const char *key, size_t klen, struct store
 int store_kv_put(struct store_txn *t, const char *key, size_t klen, const void *value, size_t vlen,
                  uint64_t index, uint64_t time_ms)
 {
-    struct store_kv old;
-    struct fl_buf b;
+    struct store_kv old, kv;
     uint64_t create_index = index;
     int rv = kv_key_check(t, klen);
     if (rv != FL_OK) {
@@ -205,15 +84,13 @@ int store_kv_put(struct store_txn *t, const char *key, size_t klen, const void *
     } else if (rv != FL_ENOTFOUND) {
         return rv;
     }
-    fl_buf_init(&b);
-    rv = kv_encode(&b, value, vlen, index, create_index, time_ms);
-    if (rv == FL_OK) {
-        rv = store_put(t, STORE_KV, key, klen, b.data, b.len);
-    } else {
-        fl_errf(t->s->errmsg, rv, "kv record: out of memory");
-    }
-    fl_buf_close(&b);
-    return rv;
+    memset(&kv, 0, sizeof kv);
+    kv.value = value;
+    kv.vlen = vlen;
+    kv.version = index;
+    kv.create_index = create_index;
+    kv.mtime_ms = time_ms;
+    return store__put_record(t, STORE_KV, key, klen, &store__fmt_kv, &kv);
 }
 
 int store_kv_del(struct store_txn *t, const char *key, size_t klen)
@@ -222,35 +99,6 @@ int store_kv_del(struct store_txn *t, const char *key, size_t klen)
 }
 
 /* ---- NODES --------------------------------------------------------------- */
-
-/* A node must have a non-empty id, NUL-terminated strings, a known kind and
- * at most STORE_NODE_LABELS labels: exactly what store_node_decode accepts. */
-static int node_check(struct store_txn *t, const struct store_node *n)
-{
-    char *msg = t->s->errmsg;
-    if (strnlen(n->id, sizeof n->id) == sizeof n->id || n->id[0] == '\0') {
-        return fl_errf(msg, FL_EINVAL, "node id empty or not NUL-terminated");
-    }
-    if (strnlen(n->raft_addr, sizeof n->raft_addr) == sizeof n->raft_addr ||
-        strnlen(n->api_addr, sizeof n->api_addr) == sizeof n->api_addr ||
-        strnlen(n->agent_addr, sizeof n->agent_addr) == sizeof n->agent_addr ||
-        strnlen(n->blob_addr, sizeof n->blob_addr) == sizeof n->blob_addr) {
-        return fl_errf(msg, FL_EINVAL, "node %s: address not NUL-terminated", n->id);
-    }
-    if (n->kind != STORE_NODE_SERVER && n->kind != STORE_NODE_AGENT) {
-        return fl_errf(msg, FL_EINVAL, "node %s: bad kind %d", n->id, n->kind);
-    }
-    if (n->n_labels > STORE_NODE_LABELS) {
-        return fl_errf(msg, FL_EINVAL, "node %s: %u labels (max %d)", n->id, n->n_labels,
-                       STORE_NODE_LABELS);
-    }
-    for (unsigned i = 0; i < n->n_labels; i++) {
-        if (strnlen(n->labels[i], STORE_NODE_LABEL_MAX) == STORE_NODE_LABEL_MAX) {
-            return fl_errf(msg, FL_EINVAL, "node %s: label %u not NUL-terminated", n->id, i);
-        }
-    }
-    return FL_OK;
-}
 
 int store_node_get(struct store_txn *t, const char *id, struct store_node *out)
 {
@@ -270,20 +118,10 @@ int store_node_get(struct store_txn *t, const char *id, struct store_node *out)
 
 int store_node_put(struct store_txn *t, const struct store_node *n)
 {
-    struct fl_buf b;
-    int rv = node_check(t, n);
-    if (rv != FL_OK) {
-        return rv;
-    }
-    fl_buf_init(&b);
-    rv = node_encode(&b, n);
-    if (rv == FL_OK) {
-        rv = store_put(t, STORE_NODES, n->id, strlen(n->id), b.data, b.len);
-    } else {
-        fl_errf(t->s->errmsg, rv, "node record: out of memory");
-    }
-    fl_buf_close(&b);
-    return rv;
+    /* The format refuses an empty id, a string without its NUL, a bad kind
+     * and too many labels: exactly what store_node_decode refuses. */
+    return store__put_record(t, STORE_NODES, n->id, strnlen(n->id, sizeof n->id), &store__fmt_node,
+                             n);
 }
 
 int store_node_del(struct store_txn *t, const char *id)

@@ -11,7 +11,7 @@
 #include <msgpack.h>
 
 #include "common/err.h"
-#include "common/mpread.h"
+#include "schema/schema.h"
 #include "store/store.h"
 
 /* Room for the tables still to come (tasks, units, results, locks, jobs...):
@@ -70,32 +70,18 @@ void store__put_be64(uint8_t *p, uint64_t v);
 uint32_t store__get_be32(const uint8_t *p);
 uint64_t store__get_be64(const uint8_t *p);
 
-/* Records are read with the shared total reader (common/mpread.h). */
-static inline int store__mp_bool(struct fl_mp *r, int *v)
-{
-    bool b = false;
-    int rv = fl_mp_bool(r, &b);
-    *v = b;
-    return rv;
-}
+/* The formats of the records (formats.c), run by the engine of schema/. */
+extern const struct schema store__fmt_kv, store__fmt_node, store__fmt_task, store__fmt_unit,
+    store__fmt_result, store__fmt_session, store__fmt_lock, store__fmt_job, store__fmt_run,
+    store__fmt_token, store__fmt_agentkey, store__fmt_package;
+/* Every record format, for the tests and the fuzz harness. */
+extern const struct schema *const store__formats[];
+extern const size_t store__n_formats;
 
-/* Record helpers (recutil.c). */
-int store__buf_write(void *data, const char *p, size_t n); /* msgpack writer into an fl_buf */
-int store__pack_str(msgpack_packer *pk, const char *s);
-int store__pack_bin(msgpack_packer *pk, const void *p, size_t n);
-int store__pack_bool(msgpack_packer *pk, int v);
-/* Array header with the format version first: FL_EVERSION on another
- * version, FL_EDECODE unless it has exactly `fields` elements. */
-int store__header(struct fl_mp *r, uint64_t format, uint32_t fields);
-/* The same for a record read in several formats: formats 1..n_formats,
- * format v having exactly fields[v - 1] elements; *format gets the version.
- * FL_EVERSION on another version, FL_EDECODE on another element count. */
-int store__header_formats(struct fl_mp *r, const uint32_t *fields, uint64_t n_formats,
-                          uint64_t *format);
-int store__str_field(struct fl_mp *r, char *dst, size_t max);
-int store__u32_field(struct fl_mp *r, uint32_t *v);
-/* Put the encoded record `b` (rv: the encoder's result) and close b. */
-int store__put_encoded(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
-                       struct fl_buf *b, int rv);
+/* Validate obj against sc, encode it as a record and put it under key:
+ * FL_EINVAL (obj breaks its format; the detail in the store's errmsg),
+ * FL_ENOMEM, or store_put's result. */
+int store__put_record(struct store_txn *t, enum store_table tab, const void *key, size_t klen,
+                      const struct schema *sc, const void *obj);
 
 #endif

@@ -42,6 +42,45 @@ void dispatch__ignore(void *data, int err, const struct fsm_result *res)
     (void)data, (void)err, (void)res;
 }
 
+static void finish(struct dispatch *d);
+
+struct asked {
+    struct dispatch *d;
+    leader_done_cb cb;
+    void *data;
+};
+
+static void asked_cb(void *data, int err, const struct fsm_result *res)
+{
+    struct asked *q = data;
+    struct dispatch *d = q->d;
+    q->cb(q->data, err, res);
+    fl_free(q);
+    d->n_asked--;
+    if (d->closing && !d->timers_open && d->n_asked == 0) {
+        finish(d);
+    }
+}
+
+int dpropose(struct dispatch *d, const struct fsm_cmd *c, leader_done_cb cb, void *data)
+{
+    struct asked *q = fl_malloc(sizeof *q);
+    int rv;
+    if (q == NULL) {
+        return FL_ENOMEM;
+    }
+    q->d = d;
+    q->cb = cb;
+    q->data = data;
+    rv = d->io->propose(d->io->impl, c, asked_cb, q);
+    if (rv != FL_OK) {
+        fl_free(q);
+        return rv;
+    }
+    d->n_asked++;
+    return FL_OK;
+}
+
 /* Ask its link to end; the link answers with dispatch_detach. */
 void dispatch__close_agent(struct dispatch *d, struct dagent *a, const char *why)
 {
@@ -331,6 +370,7 @@ int dispatch_create(const struct leader_io *io, const struct dispatch_agents *ag
     strmap_init(&d->tasks);
     strmap_init(&d->cancels);
     strmap_init(&d->node_index);
+    d->timers_open = 1;
     rv = io->timer_start(io->impl, DISPATCH_TICK_MS, tick_cb, d);
     if (rv != FL_OK) {
         free_maps(d);
@@ -343,16 +383,26 @@ int dispatch_create(const struct leader_io *io, const struct dispatch_agents *ag
     return FL_OK;
 }
 
-static void timers_closed(void *arg)
+/* Nothing fires and no answer is due: free everything. */
+static void finish(struct dispatch *d)
 {
-    struct dispatch *d = arg;
-    void (*cb)(void *) = d->close_cb;
-    void *data = d->close_data;
     free_maps(d);
     sodium_memzero(d->cfg.secret_key, sizeof d->cfg.secret_key);
     fl_free(d);
-    if (cb != NULL) {
-        cb(data);
+}
+
+/* The dispatcher is closed once its timers are: its owner goes on at once.
+ * Proposals still unanswered (no quorum) must not hold a shutdown; the
+ * memory goes with the last answer. */
+static void timers_closed(void *arg)
+{
+    struct dispatch *d = arg;
+    d->timers_open = 0;
+    if (d->close_cb != NULL) {
+        d->close_cb(d->close_data);
+    }
+    if (d->n_asked == 0) {
+        finish(d);
     }
 }
 

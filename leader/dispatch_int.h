@@ -85,6 +85,8 @@ struct dispatch {
     struct dispatch_agents agents;
     struct dispatch_config cfg;
     int closing;
+    int timers_open;  /* the port's timer and alarm may still fire */
+    unsigned n_asked; /* proposals not yet answered */
     void (*close_cb)(void *data);
     void *close_data;
 
@@ -129,11 +131,10 @@ static inline struct fsm *dfsm(struct dispatch *d)
     return d->io->fsm(d->io->impl);
 }
 
-static inline int dpropose(struct dispatch *d, const struct fsm_cmd *c, leader_done_cb cb,
-                           void *data)
-{
-    return d->io->propose(d->io->impl, c, cb, data);
-}
+/* Propose through the port. Every answer reaches cb, also after
+ * dispatch_close (cb frees its context and checks d->closing); the
+ * dispatcher is freed once its timers are closed and no answer is due. */
+int dpropose(struct dispatch *d, const struct fsm_cmd *c, leader_done_cb cb, void *data);
 
 static inline void unit_key(char *out, size_t cap, const char *task, uint32_t unit)
 {

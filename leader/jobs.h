@@ -14,8 +14,8 @@
  * misfire; all the times missed together fold into one JOB_FIRE for the
  * latest, which runs (misfire run-once, within the starting deadline) or is
  * recorded as missed (misfire skip), carrying how many it folded. */
-#ifndef FL_NODE_JOBS_H
-#define FL_NODE_JOBS_H
+#ifndef FL_LEADER_JOBS_H
+#define FL_LEADER_JOBS_H
 
 #include <stdint.h>
 

@@ -5,10 +5,11 @@
  * periodic timer and a one-shot alarm. node/leader_io_uv.c implements it over a server's libuv
  * loop and replication (rg_repl); tests/fixture/leader_fixture.h over
  * raft_fixture, so that the same logic runs in C tests with leader changes,
- * partitions and a clock the test moves. The lock manager (leader/locks.c)
- * and the cron clock (leader/jobs.c) run on it. */
-#ifndef FL_NODE_LEADER_IO_H
-#define FL_NODE_LEADER_IO_H
+ * partitions and a clock the test moves. The dispatcher (leader/dispatch.h),
+ * the lock manager (leader/locks.c) and the cron clock (leader/jobs.c) run
+ * on it, one port each. */
+#ifndef FL_LEADER_LEADER_IO_H
+#define FL_LEADER_LEADER_IO_H
 
 #include <stdint.h>
 
@@ -18,7 +19,7 @@ struct fsm_result;
 struct store;
 
 /* A proposal's outcome: err FL_OK and the command's result once it was
- * applied on this server; otherwise err says why it may not have been
+ * applied on this server and the store holds it; otherwise err says why it may not have been
  * (FL_EUNKNOWN: it may still be applied) and res is NULL. */
 typedef void (*leader_done_cb)(void *data, int err, const struct fsm_result *res);
 

@@ -15,8 +15,8 @@
  * clocks, store and timer come through it, and parked calls are answered
  * through struct lockmgr_answers, so the same code runs in a server (HTTP
  * answers, node/api_locks.c) and on raft_fixture in C tests. */
-#ifndef FL_NODE_LOCKS_H
-#define FL_NODE_LOCKS_H
+#ifndef FL_LEADER_LOCKS_H
+#define FL_LEADER_LOCKS_H
 
 #include <stdint.h>
 

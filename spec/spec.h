@@ -11,8 +11,8 @@
  * (node_secret_seal): the value encrypted under a key derived from the
  * cluster key, so the replicated state, the Raft log and snapshots never hold
  * it in clear (docs/ACL.md, "Secrets"). */
-#ifndef FL_NODE_SPEC_H
-#define FL_NODE_SPEC_H
+#ifndef FL_SPEC_SPEC_H
+#define FL_SPEC_SPEC_H
 
 #include <stddef.h>
 #include <stdint.h>

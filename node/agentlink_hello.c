@@ -2,6 +2,7 @@
  * (docs/SECURITY.md "Links"), the follower's redirect to the leader, and the
  * hand-over of a proven agent to the dispatcher (leader/dispatch.h). */
 #include "node/agentlink_int.h"
+#include "store/iter.h"
 
 #include "common/ident.h"
 
@@ -16,24 +17,21 @@ static void leader_agent_addr(struct agentlink *d, char *out, size_t cap)
 {
     struct rg_status st;
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
+    struct store_node n;
     out[0] = '\0';
     rg_repl_status(d->s->repl, &st);
     if (st.leader_id == 0 || store_begin(d->s->store, 0, &t) != FL_OK) {
         return;
     }
-    if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) == FL_OK) {
-        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            struct store_node n;
-            if (store_node_decode(v, vl, &n) == FL_OK && n.kind == STORE_NODE_SERVER &&
-                n.raft_id == st.leader_id) {
+    if (store_iter_open(t, STORE_NODES, NULL, 0, &it) == FL_OK) {
+        while (store_node_next(&it, &n) == FL_OK) {
+            if (n.kind == STORE_NODE_SERVER && n.raft_id == st.leader_id) {
                 snprintf(out, cap, "%s", n.agent_addr);
                 break;
             }
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
 }

@@ -23,6 +23,7 @@
 #include "common/err.h"
 #include "leader/dispatch.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 #include "spec/spec.h"
 #include "scheduler/sched.h"
 
@@ -212,9 +213,8 @@ static int parse_request(struct http_request *req, json_t *body, struct rollout 
  * are listed in r->skipped with the reason. In node id order. */
 static int resolve_targets(struct store_txn *t, struct rollout *r)
 {
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
+    struct store_node nd;
     struct sched_unit u;
     unsigned cap = 0;
     int rv;
@@ -222,13 +222,12 @@ static int resolve_targets(struct store_txn *t, struct rollout *r)
     u.n_constraints = r->n_to;
     u.constraints = r->to;
     r->skipped = json_array();
-    if ((rv = store_cursor_open(t, STORE_NODES, NULL, 0, &c)) != FL_OK) {
+    if ((rv = store_iter_open(t, STORE_NODES, NULL, 0, &it)) != FL_OK) {
         return rv;
     }
-    while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-        struct store_node nd;
+    while (store_node_next(&it, &nd) == FL_OK) {
         const char *why = NULL;
-        if (store_node_decode(v, vl, &nd) != FL_OK || !jobs_node_matches(&nd, &u)) {
+        if (!jobs_node_matches(&nd, &u)) {
             continue;
         }
         if (nd.lost) {
@@ -247,7 +246,7 @@ static int resolve_targets(struct store_txn *t, struct rollout *r)
             void *p = ncap > FSM_TASK_HOSTS_MAX ? NULL
                                                 : fl_realloc(r->targets, sizeof *r->targets * ncap);
             if (p == NULL) {
-                store_cursor_close(c);
+                store_iter_close(&it);
                 return FL_ENOMEM;
             }
             r->targets = p;
@@ -255,7 +254,7 @@ static int resolve_targets(struct store_txn *t, struct rollout *r)
         }
         memcpy(r->targets[r->n_targets++], nd.id, STORE_NODE_ID_MAX);
     }
-    store_cursor_close(c);
+    store_iter_close(&it);
     return FL_OK;
 }
 
@@ -678,19 +677,16 @@ void node__deploys_get(struct node_server *s, struct http_request *req, char **a
 /* The deploy tasks, newest first; with app, only that application's. */
 static json_t *list_rollouts(struct store_txn *t, const char *app, unsigned limit)
 {
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
+    struct store_task task;
     json_t *arr = json_array();
-    if (store_cursor_open(t, STORE_TASKS, NULL, 0, &c) != FL_OK) {
+    if (store_iter_open(t, STORE_TASKS, NULL, 0, &it) != FL_OK) {
         return arr;
     }
-    while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-        struct store_task task;
+    while (store_task_next(&it, &task) == FL_OK) {
         struct node_spec spec;
         const char *a;
-        if (store_task_decode(v, vl, &task) != FL_OK ||
-            strncmp(task.name, DEPLOY_NAME_PREFIX, strlen(DEPLOY_NAME_PREFIX)) != 0 ||
+        if (strncmp(task.name, DEPLOY_NAME_PREFIX, strlen(DEPLOY_NAME_PREFIX)) != 0 ||
             !deploy_spec(&task, &spec)) {
             continue;
         }
@@ -700,7 +696,7 @@ static json_t *list_rollouts(struct store_txn *t, const char *app, unsigned limi
         }
         node_spec_close(&spec);
     }
-    store_cursor_close(c);
+    store_iter_close(&it);
     /* newest (highest submission index) first */
     for (size_t i = 1; i < json_array_size(arr); i++) {
         for (size_t j = i; j > 0; j--) {

@@ -1,5 +1,6 @@
 /* node/blobs — see blobs.h. */
 #include "node/blobs.h"
+#include "store/iter.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -523,24 +524,21 @@ struct peers {
 
 static void read_peers(struct store_txn *t, const char *self, struct peers *out)
 {
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
+    struct store_node nd;
     out->n = 0;
-    if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) != FL_OK) {
+    if (store_iter_open(t, STORE_NODES, NULL, 0, &it) != FL_OK) {
         return;
     }
-    while (out->n < MAX_SOURCES && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-        struct store_node nd;
-        if (store_node_decode(v, vl, &nd) != FL_OK || nd.kind != STORE_NODE_SERVER ||
-            nd.blob_addr[0] == '\0' || strcmp(nd.id, self) == 0) {
+    while (out->n < MAX_SOURCES && store_node_next(&it, &nd) == FL_OK) {
+        if (nd.kind != STORE_NODE_SERVER || nd.blob_addr[0] == '\0' || strcmp(nd.id, self) == 0) {
             continue;
         }
         memcpy(out->id[out->n], nd.id, sizeof out->id[0]);
         memcpy(out->addr[out->n], nd.blob_addr, sizeof out->addr[0]);
         out->n++;
     }
-    store_cursor_close(c);
+    store_iter_close(&it);
 }
 
 /* The sources of a blob: the peers, the origin first. */
@@ -607,9 +605,8 @@ static void gc(struct blobs *b, const struct hashset *named)
 void blobs_tick(struct blobs *b, uint64_t now)
 {
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
+    struct store_package p;
     struct hashset named = {NULL, 0, 0};
     struct peers peers;
     int do_gc;
@@ -626,13 +623,9 @@ void blobs_tick(struct blobs *b, uint64_t now)
     for (struct want *w = b->wants; w != NULL; w = w->next) {
         w->seen = 0;
     }
-    if (store_cursor_open(t, STORE_PACKAGES, NULL, 0, &c) == FL_OK) {
-        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            struct store_package p;
+    if (store_iter_open(t, STORE_PACKAGES, NULL, 0, &it) == FL_OK) {
+        while (store_package_next(&it, &p) == FL_OK) {
             struct want *w;
-            if (store_package_decode(v, vl, &p) != FL_OK) {
-                continue;
-            }
             hs_add(&named, p.hash);
             for (w = b->wants; w != NULL && memcmp(w->hash, p.hash, 32) != 0; w = w->next) {
             }
@@ -660,7 +653,7 @@ void blobs_tick(struct blobs *b, uint64_t now)
             b->wants = w;
             pthread_cond_broadcast(&b->cv);
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     /* A version removed before its blob arrived is no longer wanted (the
      * fetcher may be on it: it then finds the entry gone, and gc removes the

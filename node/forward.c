@@ -18,30 +18,28 @@
 #include "common/log.h"
 #include "http/client.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 
 int node__leader_api(struct node_server *s, char *out, size_t outlen)
 {
     struct rg_status st;
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
     int found = 0;
 
     rg_repl_status(s->repl, &st);
     if (st.leader_id == 0 || store_begin(s->store, 0, &t) != FL_OK) {
         return 0;
     }
-    if (store_cursor_open(t, STORE_NODES, NULL, 0, &c) == FL_OK) {
-        while (!found && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            struct store_node n;
-            if (store_node_decode(v, vl, &n) == FL_OK && n.kind == STORE_NODE_SERVER &&
-                n.raft_id == st.leader_id && n.api_addr[0] != '\0') {
+    if (store_iter_open(t, STORE_NODES, NULL, 0, &it) == FL_OK) {
+        struct store_node n;
+        while (!found && store_node_next(&it, &n) == FL_OK) {
+            if (n.kind == STORE_NODE_SERVER && n.raft_id == st.leader_id && n.api_addr[0] != '\0') {
                 snprintf(out, outlen, "%s", n.api_addr);
                 found = 1;
             }
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     return found;

@@ -245,10 +245,10 @@ static void tick_cb(void *arg)
     /* Units in retry backoff become placeable with time alone. */
     dispatch_kick(d);
     close_silent(d, now);
-    if (d->nodes_dirty) {
+    {
         struct store_txn *t;
         if (store_begin(dstore(d), 0, &t) == FL_OK) {
-            dispatch__refresh_nodes(d, t);
+            dispatch__sync_nodes(d, t);
             store_abort(t);
         }
     }
@@ -344,6 +344,7 @@ static void free_maps(struct dispatch *d)
     strmap_close(&d->tasks);
     strmap_close(&d->cancels);
     strmap_close(&d->node_index);
+    strmap_close(&d->counts_dirty);
     fl_free(d->nodes);
 }
 
@@ -370,6 +371,7 @@ int dispatch_create(const struct leader_io *io, const struct dispatch_agents *ag
     strmap_init(&d->tasks);
     strmap_init(&d->cancels);
     strmap_init(&d->node_index);
+    strmap_init(&d->counts_dirty);
     d->timers_open = 1;
     rv = io->timer_start(io->impl, DISPATCH_TICK_MS, tick_cb, d);
     if (rv != FL_OK) {

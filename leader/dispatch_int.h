@@ -99,12 +99,13 @@ struct dispatch {
     struct strmap tasks;        /* task id -> struct task_cache */
     struct strmap cancels;      /* task id -> (void *)1: cancel sweep to do */
 
-    /* The nodes as last read from the store (re-read when nodes_dirty:
-     * after any applied command that changes a node's record). */
+    /* The nodes as last read from the store (read again after any applied
+     * command that changes a node's record or its running count). */
     struct cnode *nodes;
     unsigned n_nodes, cap_nodes;
-    struct strmap node_index; /* node id -> (uintptr_t) index + 1 */
-    int nodes_dirty;
+    struct strmap node_index;   /* node id -> (uintptr_t) index + 1 */
+    struct strmap counts_dirty; /* node id -> (void *)1: its running count changed */
+    int nodes_dirty;            /* a node came, went or changed otherwise: read them all */
 
     int leader;
     uint64_t leader_since;
@@ -166,6 +167,9 @@ int dispatch__nodeunit_parse(const char *node, const void *key, size_t kl, char 
                              uint32_t *unit);
 void dispatch__on_applied(void *data, const void *cmdp, const struct fsm_result *res);
 void dispatch__refresh_nodes(struct dispatch *d, struct store_txn *t);
+/* Bring the node cache to the store's state: every node when nodes_dirty,
+ * else the nodes in counts_dirty. */
+void dispatch__sync_nodes(struct dispatch *d, struct store_txn *t);
 void dispatch__task_cache_free(struct task_cache *tc);
 void dispatch__round_cb(void *arg);
 /* The cached task (loaded from t on a miss); NULL if it does not exist. */

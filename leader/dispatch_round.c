@@ -63,6 +63,8 @@ void dispatch__refresh_nodes(struct dispatch *d, struct store_txn *t)
     struct store_cursor *c;
     const void *k, *v;
     size_t kl, vl;
+    strmap_close(&d->counts_dirty);
+    strmap_init(&d->counts_dirty);
     strmap_close(&d->node_index);
     strmap_init(&d->node_index);
     d->n_nodes = 0;
@@ -113,6 +115,30 @@ static struct cnode *cnode_of(struct dispatch *d, const char *id)
 {
     uintptr_t ix = (uintptr_t)strmap_get(&d->node_index, id);
     return ix ? &d->nodes[ix - 1] : NULL;
+}
+
+void dispatch__sync_nodes(struct dispatch *d, struct store_txn *t)
+{
+    size_t i = 0;
+    const char *k;
+    void *v;
+    while (!d->nodes_dirty && strmap_next(&d->counts_dirty, &i, &k, &v)) {
+        struct cnode *cn = cnode_of(d, k);
+        struct store_node n;
+        if (cn == NULL || store_node_get(t, k, &n) != FL_OK || n.n_labels != cn->n.n_labels) {
+            d->nodes_dirty = 1; /* a new or changed node: read them all */
+            break;
+        }
+        cn->n = n;
+        for (unsigned l = 0; l < n.n_labels; l++) {
+            cn->label_ptrs[l] = cn->n.labels[l];
+        }
+    }
+    strmap_close(&d->counts_dirty);
+    strmap_init(&d->counts_dirty);
+    if (d->nodes_dirty) {
+        dispatch__refresh_nodes(d, t);
+    }
 }
 
 /* The scheduler's view of cached node i. */
@@ -452,9 +478,7 @@ static void round_run(struct dispatch *d)
     }
     strmap_init(&r.used);
     d->in_round = 1;
-    if (d->nodes_dirty) {
-        dispatch__refresh_nodes(d, r.t);
-    }
+    dispatch__sync_nodes(d, r.t);
     r.sn = fl_calloc(d->n_nodes ? d->n_nodes : 1, sizeof *r.sn);
     r.pinned = fl_calloc(d->n_nodes ? d->n_nodes : 1, sizeof *r.pinned);
     if (r.sn == NULL || r.pinned == NULL || (free_slots = round_nodes(&r)) == 0) {
@@ -560,16 +584,17 @@ void dispatch__on_applied(void *data, const void *cmdp, const struct fsm_result 
     const struct fsm_cmd *c = cmdp;
     switch (c->type) {
     case FSM_CMD_UNIT_ASSIGN:
-        /* The node's running count changed in the store: read it again
-         * before the next round (no copy of a replicated count is kept). */
+        /* The node's running count changed in the store: read its record
+         * again before the next round (no copy of a replicated count is
+         * kept). */
         if (res->err == FL_OK) {
-            d->nodes_dirty = 1;
+            strmap_put(&d->counts_dirty, res->node, (void *)1, NULL);
         }
         break;
     case FSM_CMD_UNIT_RESULT:
     case FSM_CMD_UNIT_REQUEUE:
         if (res->err == FL_OK && res->node[0]) {
-            d->nodes_dirty = 1;
+            strmap_put(&d->counts_dirty, res->node, (void *)1, NULL);
         }
         dispatch_kick(d);
         break;

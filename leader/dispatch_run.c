@@ -216,7 +216,9 @@ void dispatch__run_or_hold(struct dispatch *d, const char *task_id, uint32_t uni
     if (a == NULL) {
         return; /* reconcile or lost detection takes it from here */
     }
-    if (strmap_size(&a->held) == 0 && has_room(d, a)) {
+    /* With no stale run and nothing held, the node's running count in the
+     * store (within its cap at apply) is what the agent runs. */
+    if (strmap_size(&a->held) == 0 && (dispatch__stale_slots(a) == 0 || has_room(d, a))) {
         send_run(d, task_id, unit, node);
         return;
     }

@@ -19,7 +19,7 @@ static void default_fatal(const char *msg)
 
 void (*fsm_fatal_hook)(const char *msg) = default_fatal;
 
-static void fatal(struct fsm *f, const char *what, int err)
+void fsm__fatal(struct fsm *f, const char *what, int err)
 {
     char msg[512];
     snprintf(msg, sizeof msg, "%s: %s (%s)%s", what, fl_strerror(err), store_errmsg(f->store),
@@ -27,6 +27,7 @@ static void fatal(struct fsm *f, const char *what, int err)
     if (f->txn != NULL) {
         store_abort(f->txn);
         f->txn = NULL;
+        f->n_effects = f->n_effects_ready; /* their entries are not in the store */
     }
     fsm_fatal_hook(msg);
 }
@@ -57,10 +58,11 @@ void fsm_flush(struct fsm *f)
     f->txn = NULL;
     f->txn_entries = 0;
     if (rv != FL_OK) {
-        fatal(f, "committing applied entries to the store", rv);
+        fsm__fatal(f, "committing applied entries to the store", rv);
         return;
     }
     f->n_commits++;
+    fsm__effects_committed(f); /* the store now shows what they say */
 }
 
 /* ---- commands ------------------------------------------------------- */
@@ -188,7 +190,7 @@ void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data,
     if (f->txn == NULL) {
         rv = store_begin(f->store, 1, &f->txn);
         if (rv != FL_OK) {
-            fatal(f, "opening a store transaction", rv);
+            fsm__fatal(f, "opening a store transaction", rv);
             return;
         }
     }
@@ -206,13 +208,14 @@ void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data,
     if (e.n_cmds > sizeof stack / sizeof stack[0]) {
         res = fl_calloc(e.n_cmds, sizeof *res);
         if (res == NULL) {
-            fatal(f, "allocating command results", FL_ENOMEM);
+            fsm__fatal(f, "allocating command results", FL_ENOMEM);
             fsm_entry_close(&e);
             return;
         }
     }
     revision = f->revision;
     fence = f->fence;
+    f->applying = index;
     for (unsigned i = 0; i < e.n_cmds; i++) {
         struct fsm_cmd c;
         memset(&res[i], 0, sizeof res[i]);
@@ -224,12 +227,15 @@ void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data,
         }
         rv = execute(f, &c, index, e.time_ms, &res[i]);
         if (rv != FL_OK) {
-            fatal(f, "applying a command", rv);
+            fsm__fatal(f, "applying a command", rv);
             goto out;
         }
         f->n_cmds++;
-        if (f->sched_cb != NULL && !res[i].not_run) {
-            f->sched_cb(f->sched_data, &c, &res[i]);
+        fsm__sched_effects(f, &c, &res[i]);
+        if (f->effects_oom) {
+            f->effects_oom = 0;
+            fsm__fatal(f, "recording the effects of an entry", FL_ENOMEM);
+            goto out;
         }
     }
     if (f->revision != revision) {
@@ -237,20 +243,20 @@ void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data,
         snprintf(text, sizeof text, "%llu", (unsigned long long)f->revision);
         rv = store_meta_put(f->txn, "revision", text);
         if (rv != FL_OK) {
-            fatal(f, "recording the kv revision", rv);
+            fsm__fatal(f, "recording the kv revision", rv);
             goto out;
         }
     }
     if (f->fence != fence) {
         rv = fsm__meta_put_u64(f->txn, "fence", f->fence);
         if (rv != FL_OK) {
-            fatal(f, "recording the fencing counter", rv);
+            fsm__fatal(f, "recording the fencing counter", rv);
             goto out;
         }
     }
     rv = store_set_applied(f->txn, index, e.term);
     if (rv != FL_OK) {
-        fatal(f, "recording the applied index", rv);
+        fsm__fatal(f, "recording the applied index", rv);
         goto out;
     }
     f->applied_index = index;
@@ -297,7 +303,7 @@ int fsm_restore(struct fsm *f, const void *data, size_t len)
     if (rv != FL_OK) {
         /* During an install the node would silently stop applying: stop
          * instead (the caller also refuses the snapshot). */
-        fatal(f, "restoring a snapshot", rv);
+        fsm__fatal(f, "restoring a snapshot", rv);
         return rv;
     }
     if (loaded) {
@@ -307,7 +313,7 @@ int fsm_restore(struct fsm *f, const void *data, size_t len)
     }
     store_applied(f->store, &f->applied_index, &f->applied_term);
     if (revision_reload(f) != FL_OK) {
-        fatal(f, "reading the kv revision", FL_EIO);
+        fsm__fatal(f, "reading the kv revision", FL_EIO);
     }
     return FL_OK;
 }
@@ -329,5 +335,6 @@ void fsm_close(struct fsm *f)
 {
     fsm_flush(f);
     fl_buf_close(&f->finished_runs);
+    fsm__effects_close(f);
     f->store = NULL;
 }

@@ -42,26 +42,60 @@ struct fsm_result {
                          attempt of this request (its index included) */
 };
 
-/* What the lock commands did, for the leader's lock manager (leader/locks.c):
- * it answers waiting acquire calls and keeps the lease deadlines. Emitted
- * while the entry is applied, on every server; pointers are valid during the
- * call only. */
-enum fsm_lock_event_type {
-    FSM_LEV_GRANT = 1,    /* key granted to session with token */
-    FSM_LEV_SESSION,      /* session created, renewed or extended: ttl_ms, renewals */
-    FSM_LEV_SESSION_GONE, /* session destroyed or expired */
-    FSM_LEV_DELAY,        /* waiters of key are held back by lock-delay until until_ms */
-    FSM_LEV_EXTENDED,     /* a LEASE_EXTEND was applied */
+/* ---- Effects -------------------------------------------------------------
+ *
+ * What an applied entry means for the leader's components (leader/): the
+ * dispatcher, the lock manager and the cron clock. Applying a command records
+ * effects in a queue the fsm owns; nothing is called while the entry is being
+ * applied. Each effect is a self-contained value (its strings are copies:
+ * nothing points into the entry or into a store transaction).
+ *
+ * Contract:
+ *  - effects are produced on every replica, the same ones for the same
+ *    entries, in the order the commands of the entry did them (a job run's
+ *    task or cancel comes where the JOB_FIRE or the task's end made it);
+ *  - an effect becomes ready once the write transaction that holds its entry
+ *    is committed (fsm_flush), so a consumer that reads the store sees the
+ *    entry; fsm_effects_take hands over the ready ones, oldest first;
+ *  - raft/rg_apply takes them after each fsm_apply and after each flush it
+ *    makes, and gives them to its subscribers (the leader's port) before the
+ *    proposer of the entry is answered;
+ *  - a command that is not executed (refused or replayed from its session's
+ *    memory) and a command whose business outcome is an error change nothing
+ *    and produce nothing, except where noted.
+ *
+ * Each component decides what to do as leader or as follower. */
+enum fsm_effect_type {
+    FSM_EFF_PLACE = 1,       /* units may be placed: a task was submitted (name: its id),
+                                a unit ended or was requeued, dispatch was paused or resumed
+                                (name empty) */
+    FSM_EFF_TASK_CANCELLED,  /* task `name` was cancelled: CANCEL its running units */
+    FSM_EFF_NODE,            /* node `name`: its record changed (registered, capacity,
+                                drained, removed, lost) */
+    FSM_EFF_NODE_RUNNING,    /* node `name`: its count of running units changed */
+    FSM_EFF_LOCK_GRANTED,    /* lock `key` granted to session `name` with `token` */
+    FSM_EFF_SESSION,         /* session `name` created, renewed or extended: its lease is
+                                now ttl_ms, with `renewals` */
+    FSM_EFF_SESSION_GONE,    /* session `name` destroyed or expired */
+    FSM_EFF_LOCK_DELAY,      /* waiters of lock `key` are held back by its lock-delay until
+                                until_ms (leader time) */
+    FSM_EFF_LEASES_EXTENDED, /* a LEASE_EXTEND was applied */
+    FSM_EFF_JOB,             /* job `name` was created, redefined, paused, resumed or fired;
+                                deleted: it is gone */
 };
-struct fsm_lock_event {
-    int type;
-    const char *session;
-    const char *key;
-    size_t klen;
+
+#define FSM_EFFECT_NAME_MAX 64 /* a session, task, node or job id and its NUL */
+
+struct fsm_effect {
+    int type;       /* enum fsm_effect_type */
+    uint64_t index; /* the entry that produced it */
+    char name[FSM_EFFECT_NAME_MAX];
+    char key[STORE_LOCK_KEY_MAX];
     uint64_t token;
     uint64_t ttl_ms;
     uint64_t renewals;
     uint64_t until_ms;
+    int deleted;
 };
 
 /* Called on the server that proposed an entry (origin == own id) when the
@@ -80,16 +114,13 @@ struct fsm {
     uint64_t revision;   /* cluster-wide count of kv writes (meta "revision") */
     uint64_t fence;      /* last fencing token handed out (meta "fence") */
     int dispatch_paused; /* meta "dispatch_paused" */
-    /* Hook for the leader's dispatcher: called after each applied command
-     * that changes scheduling state (may be NULL). */
-    void (*sched_cb)(void *data, const void *cmd, const struct fsm_result *res);
-    void *sched_data;
-    void (*lock_cb)(void *data, const struct fsm_lock_event *ev);
-    void *lock_data;
-    /* A job was created, redefined, paused, resumed, fired or deleted
-     * (leader/jobs.c keeps its timers from this). */
-    void (*job_cb)(void *data, const char *name, int deleted);
-    void *job_data;
+    /* Effects recorded by the applied entries: [0, n_ready) are committed
+     * to the store, [n_ready, n) belong to the open transaction. `taken`
+     * holds what fsm_effects_take last handed out. */
+    struct fsm_effect *effects, *taken;
+    unsigned n_effects, cap_effects, n_effects_ready, cap_taken;
+    uint64_t applying; /* index of the entry being applied */
+    int effects_oom;   /* an effect could not be recorded: the apply fails */
     /* Jobs whose run tasks finished in the command being applied
      * (fsm/sched.c fills it, fsm/job.c empties it). */
     struct fl_buf finished_runs;
@@ -128,6 +159,10 @@ int fsm_snapshot(struct fsm *f, struct fl_buf *out);
 int fsm_restore(struct fsm *f, const void *data, size_t len);
 /* Commit the open write transaction, if any. A failure is fatal. */
 void fsm_flush(struct fsm *f);
+/* Hand over the ready effects (see "Effects" above), oldest first: *out
+ * points to them, valid until the next call; returns how many (0: *out is
+ * NULL). They are no longer in the queue. */
+unsigned fsm_effects_take(struct fsm *f, const struct fsm_effect **out);
 /* Flush and forget the store (the store itself is closed by its owner). */
 void fsm_close(struct fsm *f);
 

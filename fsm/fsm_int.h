@@ -81,6 +81,22 @@ int fsm__pack_sched(msgpack_packer *pk, const struct fsm_cmd *c);
  * cut to fit; NULL reads as empty (fsm.c). */
 void fsm__copy_str(char *dst, size_t cap, const char *s, size_t n);
 
+/* Effects (effects.c, fsm/fsm.h "Effects"). fsm__effect appends one of the
+ * entry being applied, zeroed but for its type, index and name (copied, cut
+ * to fit; NULL reads as empty), for the caller to fill in; NULL if memory
+ * ran out (fsm_apply then stops with a fatal error after the command). fsm__effects_committed marks
+ * every queued effect ready (the transaction holding their entries is committed).
+ * fsm__sched_effects records what an executed scheduling or node command means for the dispatcher.
+ */
+struct fsm_effect *fsm__effect(struct fsm *f, int type, const char *name, size_t nlen);
+void fsm__effects_committed(struct fsm *f);
+void fsm__effects_close(struct fsm *f);
+void fsm__sched_effects(struct fsm *f, const struct fsm_cmd *c, const struct fsm_result *res);
+
+/* A storage (or allocation) failure while applying: abort the open
+ * transaction and call fsm_fatal_hook (fsm.c). */
+void fsm__fatal(struct fsm *f, const char *what, int err);
+
 /* Read/write a decimal counter kept in META. */
 int fsm__meta_u64(struct store_txn *t, const char *name, uint64_t *out);
 int fsm__meta_put_u64(struct store_txn *t, const char *name, uint64_t v);

@@ -124,10 +124,12 @@ int fsm__job_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 
 /* ---- helpers ---------------------------------------------------------------- */
 
+/* Record an effect for the cron clock (fsm/fsm.h "Effects"). */
 static void emit(struct fsm *f, const char *name, int deleted)
 {
-    if (f->job_cb != NULL) {
-        f->job_cb(f->job_data, name, deleted);
+    struct fsm_effect *e = fsm__effect(f, FSM_EFF_JOB, name, strlen(name));
+    if (e != NULL) {
+        e->deleted = deleted;
     }
 }
 
@@ -250,8 +252,8 @@ static int submit_task(struct fsm *f, const struct store_job *j, const char *id,
     }
     memset(&res, 0, sizeof res);
     rv = fsm__apply_sched(f, &cmd, index, now, &res);
-    if (rv == FL_OK && f->sched_cb != NULL) {
-        f->sched_cb(f->sched_data, &cmd, &res); /* the dispatcher sees the new task */
+    if (rv == FL_OK) {
+        fsm__sched_effects(f, &cmd, &res); /* the dispatcher places the new task */
     }
     msgpack_unpacked_destroy(&u);
     return rv;
@@ -483,8 +485,8 @@ static int job_fire(struct fsm *f, const struct fsm_cmd *c, const char *name, ui
                 cancel.u.task.idlen = n;
                 memset(&cres, 0, sizeof cres);
                 rv = fsm__apply_sched(f, &cancel, index, now, &cres);
-                if (rv == FL_OK && f->sched_cb != NULL) {
-                    f->sched_cb(f->sched_data, &cancel, &cres); /* CANCEL goes to the agents */
+                if (rv == FL_OK) {
+                    fsm__sched_effects(f, &cancel, &cres); /* CANCEL goes to the agents */
                 }
                 r.replaced += cres.err == FL_OK;
                 off += n + 1;

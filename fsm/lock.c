@@ -186,34 +186,24 @@ int fsm__lock_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
 
 /* ---- apply ------------------------------------------------------------- */
 
+/* Record an effect for the lock manager (fsm/fsm.h "Effects"). */
 static void emit(struct fsm *f, int type, const char *session, const char *key, size_t klen,
                  uint64_t token)
 {
-    struct fsm_lock_event ev;
-    if (f->lock_cb == NULL) {
-        return;
+    struct fsm_effect *e = fsm__effect(f, type, session, session != NULL ? strlen(session) : 0);
+    if (e != NULL) {
+        fsm__copy_str(e->key, sizeof e->key, key, klen);
+        e->token = token;
     }
-    memset(&ev, 0, sizeof ev);
-    ev.type = type;
-    ev.session = session;
-    ev.key = key;
-    ev.klen = klen;
-    ev.token = token;
-    f->lock_cb(f->lock_data, &ev);
 }
 
 static void emit_session(struct fsm *f, const struct store_session *s)
 {
-    struct fsm_lock_event ev;
-    if (f->lock_cb == NULL) {
-        return;
+    struct fsm_effect *e = fsm__effect(f, FSM_EFF_SESSION, s->id, strlen(s->id));
+    if (e != NULL) {
+        e->ttl_ms = s->ttl_ms;
+        e->renewals = s->renewals;
     }
-    memset(&ev, 0, sizeof ev);
-    ev.type = FSM_LEV_SESSION;
-    ev.session = s->id;
-    ev.ttl_ms = s->ttl_ms;
-    ev.renewals = s->renewals;
-    f->lock_cb(f->lock_data, &ev);
 }
 
 /* SESSLOCKS key: session '\0' lock key. */
@@ -281,7 +271,7 @@ static int grant(struct fsm *f, const char *key, size_t klen, struct store_lock 
     }
     if (rv == FL_OK) {
         l->fence = token;
-        emit(f, FSM_LEV_GRANT, session, key, klen, token);
+        emit(f, FSM_EFF_LOCK_GRANTED, session, key, klen, token);
     }
     return rv;
 }
@@ -301,10 +291,12 @@ static int grant_waiters(struct fsm *f, const char *key, size_t klen, struct sto
             return rv;
         }
     }
-    if (l->n_waiters > 0 && l->n_holders < l->limit && f->lock_cb != NULL) {
-        struct fsm_lock_event ev = {
-            .type = FSM_LEV_DELAY, .key = key, .klen = klen, .until_ms = l->delay_until_ms};
-        f->lock_cb(f->lock_data, &ev);
+    if (l->n_waiters > 0 && l->n_holders < l->limit) {
+        struct fsm_effect *e = fsm__effect(f, FSM_EFF_LOCK_DELAY, NULL, 0);
+        if (e != NULL) {
+            fsm__copy_str(e->key, sizeof e->key, key, klen);
+            e->until_ms = l->delay_until_ms;
+        }
     }
     return FL_OK;
 }
@@ -564,7 +556,7 @@ static int drop_session(struct fsm *f, const struct store_session *s, uint64_t d
         rv = store_del(f->txn, STORE_SESSIONS, s->id, idlen);
     }
     if (rv == FL_OK) {
-        emit(f, FSM_LEV_SESSION_GONE, s->id, NULL, 0, 0);
+        emit(f, FSM_EFF_SESSION_GONE, s->id, NULL, 0, 0);
     }
     return rv;
 }
@@ -669,7 +661,7 @@ static int lease_extend(struct fsm *f, uint64_t now)
     }
     fl_buf_close(&ids);
     if (rv == FL_OK) {
-        emit(f, FSM_LEV_EXTENDED, NULL, NULL, 0, 0);
+        emit(f, FSM_EFF_LEASES_EXTENDED, NULL, NULL, 0, 0);
     }
     return rv;
 }

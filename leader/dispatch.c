@@ -379,8 +379,13 @@ int dispatch_create(const struct leader_io *io, const struct dispatch_agents *ag
         fl_free(d);
         return rv;
     }
-    io->fsm(io->impl)->sched_cb = dispatch__on_applied;
-    io->fsm(io->impl)->sched_data = d;
+    rv = io->subscribe(io->impl, dispatch__on_effect, d);
+    if (rv != FL_OK) {
+        io->timer_close(io->impl, NULL, NULL);
+        free_maps(d);
+        fl_free(d);
+        return rv;
+    }
     *out = d;
     return FL_OK;
 }
@@ -413,7 +418,7 @@ void dispatch_close(struct dispatch *d, void (*cb)(void *data), void *data)
     d->closing = 1;
     d->close_cb = cb;
     d->close_data = data;
-    d->io->fsm(d->io->impl)->sched_cb = NULL;
+    d->io->unsubscribe(d->io->impl, dispatch__on_effect, d);
     d->io->timer_close(d->io->impl, timers_closed, d);
 }
 

@@ -165,7 +165,8 @@ int dispatch__welcome(struct dispatch *d, void *link, const struct aproto_hello 
 void dispatch__fill_sched_node(struct dispatch *d, unsigned i, struct sched_node *sn);
 int dispatch__nodeunit_parse(const char *node, const void *key, size_t kl, char *task, size_t cap,
                              uint32_t *unit);
-void dispatch__on_applied(void *data, const void *cmdp, const struct fsm_result *res);
+/* An effect of an applied entry (fsm/fsm.h "Effects"), through the port. */
+void dispatch__on_effect(void *data, const struct fsm_effect *e);
 void dispatch__refresh_nodes(struct dispatch *d, struct store_txn *t);
 /* Bring the node cache to the store's state: every node when nodes_dirty,
  * else the nodes in counts_dirty. */

@@ -576,46 +576,27 @@ void dispatch_kick(struct dispatch *d)
     d->io->alarm(d->io->impl, 1, dispatch__round_cb, d);
 }
 
-/* Called by the state machine for every applied command (inside the apply:
- * only bookkeeping here, the work happens in the next round). */
-void dispatch__on_applied(void *data, const void *cmdp, const struct fsm_result *res)
+/* The effects of applied entries, on every server (only bookkeeping here:
+ * the work happens in the next round, as leader). */
+void dispatch__on_effect(void *data, const struct fsm_effect *e)
 {
     struct dispatch *d = data;
-    const struct fsm_cmd *c = cmdp;
-    switch (c->type) {
-    case FSM_CMD_UNIT_ASSIGN:
+    switch (e->type) {
+    case FSM_EFF_NODE_RUNNING:
         /* The node's running count changed in the store: read its record
          * again before the next round (no copy of a replicated count is
          * kept). */
-        if (res->err == FL_OK) {
-            strmap_put(&d->counts_dirty, res->node, (void *)1, NULL);
-        }
+        strmap_put(&d->counts_dirty, e->name, (void *)1, NULL);
         break;
-    case FSM_CMD_UNIT_RESULT:
-    case FSM_CMD_UNIT_REQUEUE:
-        if (res->err == FL_OK && res->node[0]) {
-            strmap_put(&d->counts_dirty, res->node, (void *)1, NULL);
-        }
-        dispatch_kick(d);
-        break;
-    case FSM_CMD_TASK_CANCEL:
-        if (res->err == FL_OK) {
-            char id[STORE_TASK_ID_MAX];
-            snprintf(id, sizeof id, "%.*s", (int)c->u.task.idlen, c->u.task.id);
-            strmap_put(&d->cancels, id, (void *)1, NULL);
-        }
-        dispatch_kick(d);
-        break;
-    case FSM_CMD_NODE_REGISTER:
-    case FSM_CMD_NODE_CAP:
-    case FSM_CMD_NODE_DRAIN:
-    case FSM_CMD_NODE_REMOVE:
-    case FSM_CMD_NODE_LOST:
+    case FSM_EFF_NODE:
         d->nodes_dirty = 1;
         dispatch_kick(d);
         break;
-    case FSM_CMD_TASK_SUBMIT:
-    case FSM_CMD_DISPATCH:
+    case FSM_EFF_TASK_CANCELLED:
+        strmap_put(&d->cancels, e->name, (void *)1, NULL);
+        dispatch_kick(d);
+        break;
+    case FSM_EFF_PLACE:
         dispatch_kick(d);
         break;
     default:

@@ -511,13 +511,16 @@ static void tick_cb(void *arg)
     }
 }
 
-static void on_job(void *data, const char *name, int deleted)
+/* An effect of an applied entry: a job changed or is gone. */
+static void on_effect(void *data, const struct fsm_effect *e)
 {
     struct jobs *js = data;
-    (void)deleted;
-    /* The store is read after the entry is committed (next alarm or tick). */
+    if (e->type != FSM_EFF_JOB) {
+        return;
+    }
+    /* The job is read from the store at the next alarm or tick. */
     if (js->loaded) {
-        strmap_put(&js->dirty, name, js, NULL);
+        strmap_put(&js->dirty, e->name, js, NULL);
         uint64_t now = js->io->wall_ms(js->io->impl);
         if (js->alarm_due > now + 50) {
             js->alarm_due = now + 50;
@@ -531,7 +534,6 @@ static void on_job(void *data, const char *name, int deleted)
 int jobs_create(const struct leader_io *io, const struct jobs_hooks *hooks, struct jobs **out)
 {
     struct jobs *js = fl_calloc(1, sizeof *js);
-    struct fsm *f;
     if (js == NULL) {
         return FL_ENOMEM;
     }
@@ -549,9 +551,14 @@ int jobs_create(const struct leader_io *io, const struct jobs_hooks *hooks, stru
         fl_free(js);
         return FL_EIO;
     }
-    f = io->fsm(io->impl);
-    f->job_cb = on_job;
-    f->job_data = js;
+    if (io->subscribe(io->impl, on_effect, js) != FL_OK) {
+        io->timer_close(io->impl, NULL, NULL);
+        strmap_close(&js->zones);
+        strmap_close(&js->entries);
+        strmap_close(&js->dirty);
+        fl_free(js);
+        return FL_EBUSY;
+    }
     *out = js;
     return FL_OK;
 }
@@ -580,7 +587,7 @@ void jobs_close(struct jobs *js, void (*cb)(void *data), void *data)
 {
     js->close_cb = cb;
     js->close_data = data;
-    js->io->fsm(js->io->impl)->job_cb = NULL;
+    js->io->unsubscribe(js->io->impl, on_effect, js);
     js->io->timer_close(js->io->impl, closed, js);
 }
 

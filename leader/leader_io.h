@@ -5,9 +5,17 @@
  * periodic timer and a one-shot alarm. node/leader_io_uv.c implements it over a server's libuv
  * loop and replication (rg_repl); tests/fixture/leader_fixture.h over
  * raft_fixture, so that the same logic runs in C tests with leader changes,
- * partitions and a clock the test moves. The dispatcher (leader/dispatch.h),
- * the lock manager (leader/locks.c) and the cron clock (leader/jobs.c) run
- * on it, one port each. */
+ * partitions and a clock the test moves. The dispatcher (leader/dispatch*.c),
+ * the lock manager (leader/locks.c) and the cron clock (leader/jobs.c) run on
+ * it, one port each.
+ *
+ * What the replicated state machine did reaches them as effects (fsm/fsm.h
+ * "Effects": a task to place or cancel, a node changed, a lock granted, a
+ * lease, a job changed, ...), never as calls made while an entry is applied:
+ * a component subscribes, and the port calls it for every effect of every
+ * entry applied on this server, leader or follower, in order, once the entry
+ * is in the store and before the entry's proposer gets its answer. The
+ * component decides what an effect means as leader or as follower. */
 #ifndef FL_LEADER_LEADER_IO_H
 #define FL_LEADER_LEADER_IO_H
 
@@ -15,6 +23,7 @@
 
 struct fsm;
 struct fsm_cmd;
+struct fsm_effect;
 struct fsm_result;
 struct store;
 
@@ -22,6 +31,8 @@ struct store;
  * applied on this server and the store holds it; otherwise err says why it may not have been
  * (FL_EUNKNOWN: it may still be applied) and res is NULL. */
 typedef void (*leader_done_cb)(void *data, int err, const struct fsm_result *res);
+/* One effect of an applied entry; e is valid during the call only. */
+typedef void (*leader_effect_cb)(void *arg, const struct fsm_effect *e);
 
 struct leader_io {
     void *impl;
@@ -40,6 +51,11 @@ struct leader_io {
     /* Call fn(arg) once, after_ms from now; arming again replaces the
      * previous alarm. One alarm per io. */
     void (*alarm)(void *impl, uint64_t after_ms, void (*fn)(void *arg), void *arg);
+    /* Receive the effects of applied entries (see above): FL_OK, or an
+     * error and nothing is received. Unsubscribing (in the component's
+     * close) stops them at once. */
+    int (*subscribe)(void *impl, leader_effect_cb fn, void *arg);
+    void (*unsubscribe)(void *impl, leader_effect_cb fn, void *arg);
     /* Stop the timer and the alarm; closed(arg) once neither fires again. */
     void (*timer_close)(void *impl, void (*closed)(void *arg), void *arg);
 };

@@ -153,50 +153,48 @@ void lockmgr_park(struct lockmgr *m, void *req, const char *session, const char 
     }
 }
 
-/* ---- events from the state machine ---------------------------------------- */
+/* ---- effects of applied entries --------------------------------------------- */
 
-static void on_grant(struct lockmgr *m, const struct fsm_lock_event *ev)
+static void on_grant(struct lockmgr *m, const struct fsm_effect *e)
 {
-    char key[STORE_LOCK_KEY_MAX];
+    char session[STORE_SESSION_ID_MAX];
     char k[STORE_SESSION_ID_MAX + STORE_LOCK_KEY_MAX + 2];
     struct poll *p;
-    snprintf(key, sizeof key, "%.*s", (int)ev->klen, ev->key);
-    poll_key(k, sizeof k, ev->session, key);
+    snprintf(session, sizeof session, "%.*s", (int)sizeof session - 1, e->name);
+    poll_key(k, sizeof k, session, e->key);
     p = strmap_del(&m->polls, k);
     if (p != NULL) {
-        m->ans->granted(p->req, p->session, p->key, ev->token);
+        m->ans->granted(p->req, p->session, p->key, e->token);
         m->st.parked--;
         fl_free(p);
     }
 }
 
-static void on_session(struct lockmgr *m, const struct fsm_lock_event *ev)
+static void on_session(struct lockmgr *m, const struct fsm_effect *e)
 {
-    struct lease *l = strmap_get(&m->leases, ev->session);
+    struct lease *l = strmap_get(&m->leases, e->name);
     if (l == NULL) {
         l = fl_calloc(1, sizeof *l);
-        if (l == NULL || strmap_put(&m->leases, ev->session, l, NULL) != FL_OK) {
+        if (l == NULL || strmap_put(&m->leases, e->name, l, NULL) != FL_OK) {
             /* Without a deadline this server never expires the session; a
              * later leader will. */
-            FL_ERROR("out of memory tracking session %s", ev->session);
+            FL_ERROR("out of memory tracking session %s", e->name);
             fl_free(l);
             return;
         }
     }
-    l->deadline = m->io->now_ms(m->io->impl) + ev->ttl_ms;
-    l->renewals = ev->renewals;
+    l->deadline = m->io->now_ms(m->io->impl) + e->ttl_ms;
+    l->renewals = e->renewals;
     l->expiring = 0;
 }
 
-static void on_delay(struct lockmgr *m, const struct fsm_lock_event *ev)
+static void on_delay(struct lockmgr *m, const char *key, uint64_t until_ms)
 {
-    char key[STORE_LOCK_KEY_MAX];
     uint64_t *until = fl_malloc(sizeof *until), *old = NULL;
     if (until == NULL) {
         return;
     }
-    *until = ev->until_ms;
-    snprintf(key, sizeof key, "%.*s", (int)ev->klen, ev->key);
+    *until = until_ms;
     if (strmap_put(&m->delays, key, until, (void **)&old) != FL_OK) {
         fl_free(until);
         return;
@@ -204,21 +202,21 @@ static void on_delay(struct lockmgr *m, const struct fsm_lock_event *ev)
     fl_free(old);
 }
 
-static void on_event(void *data, const struct fsm_lock_event *ev)
+static void on_effect(void *data, const struct fsm_effect *e)
 {
     struct lockmgr *m = data;
-    switch (ev->type) {
-    case FSM_LEV_GRANT:
-        on_grant(m, ev);
+    switch (e->type) {
+    case FSM_EFF_LOCK_GRANTED:
+        on_grant(m, e);
         break;
-    case FSM_LEV_SESSION:
-        on_session(m, ev);
+    case FSM_EFF_SESSION:
+        on_session(m, e);
         break;
-    case FSM_LEV_SESSION_GONE:
-        fl_free(strmap_del(&m->leases, ev->session));
+    case FSM_EFF_SESSION_GONE:
+        fl_free(strmap_del(&m->leases, e->name));
         break;
-    case FSM_LEV_DELAY:
-        on_delay(m, ev);
+    case FSM_EFF_LOCK_DELAY:
+        on_delay(m, e->key, e->until_ms);
         break;
     default:
         break;
@@ -257,9 +255,9 @@ static void scan_delays(struct lockmgr *m)
                 continue;
             }
             if (l.n_waiters > 0 && l.n_holders < l.limit) {
-                struct fsm_lock_event ev = {
-                    .type = FSM_LEV_DELAY, .key = k, .klen = kl, .until_ms = l.delay_until_ms};
-                on_delay(m, &ev);
+                char key[STORE_LOCK_KEY_MAX];
+                snprintf(key, sizeof key, "%.*s", (int)kl, (const char *)k);
+                on_delay(m, key, l.delay_until_ms);
             }
             store_lock_free(&l);
         }
@@ -407,7 +405,6 @@ int lockmgr_create(const struct leader_io *io, const struct lockmgr_answers *ans
                    struct lockmgr **out)
 {
     struct lockmgr *m = fl_calloc(1, sizeof *m);
-    struct fsm *f;
     if (m == NULL) {
         return FL_ENOMEM;
     }
@@ -423,9 +420,14 @@ int lockmgr_create(const struct leader_io *io, const struct lockmgr_answers *ans
         fl_free(m);
         return FL_EIO;
     }
-    f = io->fsm(io->impl);
-    f->lock_cb = on_event;
-    f->lock_data = m;
+    if (io->subscribe(io->impl, on_effect, m) != FL_OK) {
+        io->timer_close(io->impl, NULL, NULL);
+        strmap_close(&m->leases);
+        strmap_close(&m->polls);
+        strmap_close(&m->delays);
+        fl_free(m);
+        return FL_EBUSY;
+    }
     *out = m;
     return FL_OK;
 }
@@ -457,7 +459,7 @@ void lockmgr_close(struct lockmgr *m, void (*cb)(void *data), void *data)
 {
     m->close_cb = cb;
     m->close_data = data;
-    m->io->fsm(m->io->impl)->lock_cb = NULL;
+    m->io->unsubscribe(m->io->impl, on_effect, m);
     drop_polls(m, "server shutting down; the session is still queued and may be granted: call "
                   "again");
     m->io->timer_close(m->io->impl, closed, m);

@@ -47,6 +47,18 @@ static struct fsm *fsm(void *impl)
     return rg_repl_fsm(u->s->repl);
 }
 
+static int subscribe(void *impl, leader_effect_cb fn, void *arg)
+{
+    struct leader_io_uv *u = impl;
+    return rg_repl_subscribe(u->s->repl, fn, arg);
+}
+
+static void unsubscribe(void *impl, leader_effect_cb fn, void *arg)
+{
+    struct leader_io_uv *u = impl;
+    rg_repl_unsubscribe(u->s->repl, fn, arg);
+}
+
 static void tick(uv_timer_t *h)
 {
     struct leader_io_uv *u = h->data;
@@ -124,5 +136,7 @@ void leader_io_uv_init(struct leader_io_uv *u, struct node_server *s)
     u->io.fsm = fsm;
     u->io.timer_start = timer_start;
     u->io.alarm = alarm_set;
+    u->io.subscribe = subscribe;
+    u->io.unsubscribe = unsubscribe;
     u->io.timer_close = timer_close;
 }

@@ -13,6 +13,7 @@ static int apply_cb(struct raft_fsm *rf, const struct raft_buffer *buf, void **r
     *result = NULL;
     fsm_apply(a->fsm, raft_last_applied(a->raft) + 1, raft_commit_index(a->raft), buf->base,
               buf->len);
+    rg_apply_deliver(a); /* what this entry's flush, if any, made ready */
     return 0;
 }
 
@@ -75,4 +76,51 @@ void rg_apply_init(struct rg_apply *a, struct fsm *f)
 void rg_apply_set_raft(struct rg_apply *a, struct raft *r)
 {
     a->raft = r;
+}
+
+int rg_apply_subscribe(struct rg_apply *a, rg_effect_fn fn, void *arg)
+{
+    if (a->n_subs == RG_APPLY_SUBSCRIBERS_MAX) {
+        return FL_EBUSY;
+    }
+    a->subs[a->n_subs].fn = fn;
+    a->subs[a->n_subs].arg = arg;
+    a->n_subs++;
+    return FL_OK;
+}
+
+void rg_apply_unsubscribe(struct rg_apply *a, rg_effect_fn fn, void *arg)
+{
+    for (unsigned i = 0; i < a->n_subs; i++) {
+        if (a->subs[i].fn == fn && a->subs[i].arg == arg) {
+            memmove(&a->subs[i], &a->subs[i + 1], (a->n_subs - i - 1) * sizeof a->subs[0]);
+            a->n_subs--;
+            return;
+        }
+    }
+}
+
+void rg_apply_deliver(struct rg_apply *a)
+{
+    const struct fsm_effect *e;
+    unsigned n;
+    if (a->delivering) {
+        return; /* the outer call hands them over next time */
+    }
+    a->delivering = 1;
+    /* A subscriber may flush (and make more effects ready) while it runs. */
+    while ((n = fsm_effects_take(a->fsm, &e)) > 0) {
+        for (unsigned i = 0; i < n; i++) {
+            for (unsigned k = 0; k < a->n_subs; k++) {
+                a->subs[k].fn(a->subs[k].arg, &e[i]);
+            }
+        }
+    }
+    a->delivering = 0;
+}
+
+void rg_apply_flush(struct rg_apply *a)
+{
+    fsm_flush(a->fsm);
+    rg_apply_deliver(a);
 }

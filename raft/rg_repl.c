@@ -188,7 +188,9 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct batch *b = req->data;
     struct rg_repl *p = b->p;
-    fsm_flush(&p->fsm); /* acknowledge only what the store holds */
+    /* Acknowledge only what the store holds, after the entry's effects went
+     * to the subscribers (raft/rg_apply.h). */
+    rg_apply_flush(&p->apply);
     unlink_batch(p, b);
     /* A proposed entry that fails (leadership lost, or this server closing)
      * may still commit on the others: its outcome is unknown. */
@@ -278,7 +280,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
     struct barrier *b = req->data;
     struct rg_repl *p = b->p;
     struct waiter *w = b->waiters;
-    fsm_flush(&p->fsm);
+    rg_apply_flush(&p->apply);
     if (b->election) {
         p->election_barrier_pending = 0;
         if (status == 0 && raft_state(&p->raft) == RAFT_LEADER &&
@@ -883,6 +885,16 @@ int rg_repl_member(struct rg_repl *p, unsigned i, struct rg_peer *out)
 struct fsm *rg_repl_fsm(struct rg_repl *p)
 {
     return &p->fsm;
+}
+
+int rg_repl_subscribe(struct rg_repl *p, rg_effect_fn fn, void *arg)
+{
+    return rg_apply_subscribe(&p->apply, fn, arg);
+}
+
+void rg_repl_unsubscribe(struct rg_repl *p, rg_effect_fn fn, void *arg)
+{
+    rg_apply_unsubscribe(&p->apply, fn, arg);
 }
 
 uint64_t rg_repl_time_ms(struct rg_repl *p)

@@ -33,6 +33,7 @@
 
 #include "fsm/cmd.h"
 #include "fsm/fsm.h"
+#include "raft/rg_apply.h"
 #include "store/store.h"
 
 struct rg_repl_options {
@@ -122,6 +123,10 @@ void rg_repl_status(struct rg_repl *p, struct rg_status *s);
 /* Member i of the current configuration (0 <= i < n_members). */
 int rg_repl_member(struct rg_repl *p, unsigned i, struct rg_peer *out);
 struct fsm *rg_repl_fsm(struct rg_repl *p);
+/* The effects of applied entries (raft/rg_apply.h): subscribers are called
+ * on this server for every applied entry, before its proposer is answered. */
+int rg_repl_subscribe(struct rg_repl *p, rg_effect_fn fn, void *arg);
+void rg_repl_unsubscribe(struct rg_repl *p, rg_effect_fn fn, void *arg);
 /* Leader-stamped time of the last applied entry (ms since the epoch). */
 uint64_t rg_repl_time_ms(struct rg_repl *p);
 

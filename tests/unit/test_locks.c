@@ -42,7 +42,7 @@ struct replica {
     unsigned n_results;
     struct ev events[MAX_EVENTS];
     unsigned n_events;
-    unsigned n_executed; /* commands the FSM reported as executed (sched_cb) */
+    unsigned n_effects; /* effects of every kind taken from the FSM */
 };
 
 struct h {
@@ -61,29 +61,29 @@ static void results_cb(void *data, uint64_t seq, uint64_t term, uint64_t index,
     }
 }
 
-static void lock_cb(void *data, const struct fsm_lock_event *e)
+/* The effects an applied entry made ready: lock ones are kept as events. */
+static void take_effects(struct replica *r)
 {
-    struct replica *r = data;
-    struct ev *out;
-    if (r->n_events == MAX_EVENTS) {
-        return;
+    const struct fsm_effect *e;
+    unsigned n = fsm_effects_take(&r->fsm, &e);
+    r->n_effects += n;
+    for (unsigned i = 0; i < n; i++) {
+        struct ev *out;
+        if (e[i].type < FSM_EFF_LOCK_GRANTED || e[i].type > FSM_EFF_LEASES_EXTENDED ||
+            r->n_events == MAX_EVENTS) {
+            continue;
+        }
+        out = &r->events[r->n_events++];
+        memset(out, 0, sizeof *out);
+        out->type = e[i].type;
+        snprintf(out->session, sizeof out->session, "%.*s", (int)sizeof out->session - 1,
+                 e[i].name);
+        snprintf(out->key, sizeof out->key, "%s", e[i].key);
+        out->token = e[i].token;
+        out->ttl_ms = e[i].ttl_ms;
+        out->renewals = e[i].renewals;
+        out->until_ms = e[i].until_ms;
     }
-    out = &r->events[r->n_events++];
-    memset(out, 0, sizeof *out);
-    out->type = e->type;
-    snprintf(out->session, sizeof out->session, "%s", e->session ? e->session : "");
-    snprintf(out->key, sizeof out->key, "%.*s", (int)e->klen, e->key ? e->key : "");
-    out->token = e->token;
-    out->ttl_ms = e->ttl_ms;
-    out->renewals = e->renewals;
-    out->until_ms = e->until_ms;
-}
-
-static void executed_cb(void *data, const void *cmd, const struct fsm_result *res)
-{
-    struct replica *r = data;
-    (void)cmd, (void)res;
-    r->n_executed++;
 }
 
 static void replica_open(struct replica *r)
@@ -95,10 +95,6 @@ static void replica_open(struct replica *r)
     CHECK_OK(fsm_init(&r->fsm, r->store, 1));
     r->fsm.results_cb = results_cb;
     r->fsm.results_data = r;
-    r->fsm.lock_cb = lock_cb;
-    r->fsm.lock_data = r;
-    r->fsm.sched_cb = executed_cb;
-    r->fsm.sched_data = r;
 }
 
 static void replica_close(struct replica *r)
@@ -143,7 +139,7 @@ static void check_events(struct h *h)
         CHECK(a->type == b->type && strcmp(a->session, b->session) == 0 &&
               strcmp(a->key, b->key) == 0 && a->token == b->token && a->ttl_ms == b->ttl_ms &&
               a->renewals == b->renewals && a->until_ms == b->until_ms);
-        if (a->type == FSM_LEV_GRANT) {
+        if (a->type == FSM_EFF_LOCK_GRANTED) {
             CHECK(a->token > last);
             last = a->token;
         }
@@ -182,6 +178,7 @@ static void apply_one(struct replica *r, const struct fsm_cmd *c, uint64_t now)
     memset(&r->last, 0, sizeof r->last);
     r->n_results = 0;
     fsm_apply(&r->fsm, r->raft.last_applied + 1, r->raft.commit_index, buf.base, buf.len);
+    take_effects(r); /* the entry is the last committed one: flushed */
     r->raft.last_applied++;
     fl_free(buf.base);
 }
@@ -420,7 +417,7 @@ TEST(session_create_renew_destroy)
     CHECK_EQ_INT(s.expires_ms, h.now + 10000);
     CHECK_EQ_INT(s.renewals, 0);
     CHECK_EQ_INT(s.created_index, h.r[0].raft.last_applied);
-    CHECK_EQ_INT(last_event(&h, FSM_LEV_SESSION)->ttl_ms, 10000);
+    CHECK_EQ_INT(last_event(&h, FSM_EFF_SESSION)->ttl_ms, 10000);
 
     /* The same id again: refused, the first one is untouched. */
     {
@@ -433,12 +430,12 @@ TEST(session_create_renew_destroy)
     REQUIRE(session_of(&h, "s1", &s) == FL_OK);
     CHECK_EQ_INT(s.renewals, 1);
     CHECK_EQ_INT(s.expires_ms, h.now + 10000);
-    CHECK_EQ_INT(last_event(&h, FSM_LEV_SESSION)->renewals, 1);
+    CHECK_EQ_INT(last_event(&h, FSM_EFF_SESSION)->renewals, 1);
 
     r = on_session(&h, FSM_CMD_SESSION_DESTROY, "s1");
     CHECK_EQ_INT(r.err, FL_OK);
     CHECK_EQ_INT(session_of(&h, "s1", &s), FL_ENOTFOUND);
-    CHECK_EQ_STR(last_event(&h, FSM_LEV_SESSION_GONE)->session, "s1");
+    CHECK_EQ_STR(last_event(&h, FSM_EFF_SESSION_GONE)->session, "s1");
     {
         struct fsm_cmd c = lcmd(FSM_CMD_SESSION_DESTROY, "s1", NULL);
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
@@ -462,9 +459,9 @@ TEST(acquire_try_held_and_again)
     t1 = r.version;
     CHECK(t1 > 0);
     CHECK_EQ_INT(h.r[0].fsm.fence, t1);
-    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->session, "s1");
-    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->key, "ns/a");
-    CHECK_EQ_INT(last_event(&h, FSM_LEV_GRANT)->token, t1);
+    CHECK_EQ_STR(last_event(&h, FSM_EFF_LOCK_GRANTED)->session, "s1");
+    CHECK_EQ_STR(last_event(&h, FSM_EFF_LOCK_GRANTED)->key, "ns/a");
+    CHECK_EQ_INT(last_event(&h, FSM_EFF_LOCK_GRANTED)->token, t1);
     CHECK_EQ_INT(sesslock_of(&h, "s1", "ns/a"), 'H');
     REQUIRE(lock_of(&h, "ns/a", &l) == FL_OK);
     CHECK_EQ_INT(l.limit, 1);
@@ -486,12 +483,12 @@ TEST(acquire_try_held_and_again)
 
     /* Asking again is not a second hold: the same token, no grant. */
     {
-        unsigned grants = count_events(&h, FSM_LEV_GRANT);
+        unsigned grants = count_events(&h, FSM_EFF_LOCK_GRANTED);
         struct fsm_cmd c = acquire_cmd("s1", "ns/a", 1, 0);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_OK);
         CHECK_EQ_INT(r.version, t1);
-        CHECK_EQ_INT(count_events(&h, FSM_LEV_GRANT), grants);
+        CHECK_EQ_INT(count_events(&h, FSM_EFF_LOCK_GRANTED), grants);
         /* Also with wait, and on the second replica too. */
         r = acquire(&h, "s1", "ns/a", 1, 1);
         CHECK_EQ_INT(r.err, FL_OK);
@@ -552,7 +549,7 @@ TEST(fifo_waiters_over_releases)
         static const char *order[] = {"s4", "s2", "s5", "s3"};
         static const char *shapes[] = {"h:s4 w:s2,s5,s3", "h:s2 w:s5,s3", "h:s5 w:s3", "h:s3 w:"};
         for (int i = 0; i < 4; i++) {
-            const struct ev *g = last_event(&h, FSM_LEV_GRANT);
+            const struct ev *g = last_event(&h, FSM_EFF_LOCK_GRANTED);
             CHECK_EQ_STR(shape(&h, "ns/q"), shapes[i]);
             CHECK_EQ_STR(g->session, order[i]);
             CHECK(g->token > last);
@@ -616,10 +613,10 @@ TEST(semaphore_limit)
     /* One leaves: the waiter takes its place. */
     release(&h, "s2", "sem/x");
     CHECK_EQ_STR(shape(&h, "sem/x"), "h:s1,s3,s4 w:");
-    CHECK(last_event(&h, FSM_LEV_GRANT)->token > last);
+    CHECK(last_event(&h, FSM_EFF_LOCK_GRANTED)->token > last);
     REQUIRE(lock_of(&h, "sem/x", &l) == FL_OK);
     CHECK_EQ_INT(l.limit, 3);
-    CHECK_EQ_INT(l.fence, last_event(&h, FSM_LEV_GRANT)->token);
+    CHECK_EQ_INT(l.fence, last_event(&h, FSM_EFF_LOCK_GRANTED)->token);
     store_lock_free(&l);
     /* Once free, the next acquire sets the limit. */
     release(&h, "s1", "sem/x");
@@ -654,7 +651,7 @@ TEST(tokens_increase_across_locks)
     }
     for (int step = 0; step < 300; step++) {
         char id[STORE_SESSION_ID_MAX];
-        unsigned k, before = count_events(&h, FSM_LEV_GRANT);
+        unsigned k, before = count_events(&h, FSM_EFF_LOCK_GRANTED);
         uint64_t fence = h.r[0].fsm.fence;
         struct fsm_result r;
         struct store_lock l;
@@ -680,12 +677,12 @@ TEST(tokens_increase_across_locks)
         /* New grants took fence+1, fence+2, ... in order. */
         for (unsigned e = 0, g = 0; e < h.r[0].n_events; e++) {
             const struct ev *ev = &h.r[0].events[e];
-            if (ev->type == FSM_LEV_GRANT && g++ >= before) {
+            if (ev->type == FSM_EFF_LOCK_GRANTED && g++ >= before) {
                 CHECK_EQ_INT(ev->token, ++fence);
             }
         }
         CHECK_EQ_INT(h.r[0].fsm.fence, fence);
-        grants = count_events(&h, FSM_LEV_GRANT);
+        grants = count_events(&h, FSM_EFF_LOCK_GRANTED);
         for (unsigned j = 0; j < 3; j++) {
             if (lock_of(&h, keys[j], &l) == FL_OK) {
                 CHECK(l.n_holders <= limits[j]);
@@ -742,7 +739,7 @@ TEST(waiter_release_and_unwait)
     /* The queue skips those that left. */
     release(&h, "s1", "ns/a");
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s4 w:");
-    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->session, "s4");
+    CHECK_EQ_STR(last_event(&h, FSM_EFF_LOCK_GRANTED)->session, "s4");
     teardown(&h);
 }
 
@@ -795,7 +792,7 @@ TEST(expire_releases_with_lock_delay)
     r = expire_at(&h, "s1", 0, at);
     CHECK_EQ_INT(r.err, FL_OK);
     CHECK_EQ_INT(session_of(&h, "s1", &s), FL_ENOTFOUND);
-    CHECK_EQ_STR(last_event(&h, FSM_LEV_SESSION_GONE)->session, "s1");
+    CHECK_EQ_STR(last_event(&h, FSM_EFF_SESSION_GONE)->session, "s1");
     /* Its hold is gone, its waits too; the waiter is held back. */
     CHECK_EQ_STR(shape(&h, "ns/a"), "h: w:s2");
     CHECK_EQ_STR(shape(&h, "ns/b"), "h:s3 w:");
@@ -805,8 +802,8 @@ TEST(expire_releases_with_lock_delay)
     CHECK_EQ_INT(l.delay_until_ms, at + 5000);
     CHECK_EQ_INT(l.fence, t1);
     store_lock_free(&l);
-    CHECK_EQ_STR(last_event(&h, FSM_LEV_DELAY)->key, "ns/a");
-    CHECK_EQ_INT(last_event(&h, FSM_LEV_DELAY)->until_ms, at + 5000);
+    CHECK_EQ_STR(last_event(&h, FSM_EFF_LOCK_DELAY)->key, "ns/a");
+    CHECK_EQ_INT(last_event(&h, FSM_EFF_LOCK_DELAY)->until_ms, at + 5000);
     CHECK_EQ_INT(h.r[0].fsm.fence, tb); /* nothing granted */
 
     /* During the delay: a try is refused, a wake-up too early grants
@@ -817,10 +814,10 @@ TEST(expire_releases_with_lock_delay)
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_EBUSY);
     }
     {
-        unsigned delays = count_events(&h, FSM_LEV_DELAY);
+        unsigned delays = count_events(&h, FSM_EFF_LOCK_DELAY);
         wake_at(&h, "ns/a", at + 4999);
         CHECK_EQ_STR(shape(&h, "ns/a"), "h: w:s2");
-        CHECK_EQ_INT(count_events(&h, FSM_LEV_DELAY), delays + 1);
+        CHECK_EQ_INT(count_events(&h, FSM_EFF_LOCK_DELAY), delays + 1);
     }
     /* A waiter queued during the delay goes behind s2. */
     {
@@ -831,8 +828,8 @@ TEST(expire_releases_with_lock_delay)
     /* The wake-up stamped at the end of the delay grants the first waiter. */
     wake_at(&h, "ns/a", at + 5000);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:s4");
-    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->session, "s2");
-    CHECK(last_event(&h, FSM_LEV_GRANT)->token > tb);
+    CHECK_EQ_STR(last_event(&h, FSM_EFF_LOCK_GRANTED)->session, "s2");
+    CHECK(last_event(&h, FSM_EFF_LOCK_GRANTED)->token > tb);
     CHECK_EQ_INT(sesslock_of(&h, "s2", "ns/a"), 'H');
     teardown(&h);
 }
@@ -870,7 +867,7 @@ TEST(destroy_releases_without_delay)
     acquire(&h, "s2", "ns/a", 1, 1);
     CHECK_EQ_INT(on_session(&h, FSM_CMD_SESSION_DESTROY, "s1").err, FL_OK);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:");
-    CHECK_EQ_STR(last_event(&h, FSM_LEV_GRANT)->session, "s2");
+    CHECK_EQ_STR(last_event(&h, FSM_EFF_LOCK_GRANTED)->session, "s2");
     REQUIRE(lock_of(&h, "ns/a", &l) == FL_OK);
     CHECK(l.delay_until_ms <= h.now);
     store_lock_free(&l);
@@ -897,7 +894,7 @@ TEST(lease_extend_refuses_earlier_expiry)
     at = created + 9000;
     r = extend_at(&h, at);
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_INT(count_events(&h, FSM_LEV_EXTENDED), 1);
+    CHECK_EQ_INT(count_events(&h, FSM_EFF_LEASES_EXTENDED), 1);
     REQUIRE(session_of(&h, "s1", &s1) == FL_OK);
     REQUIRE(session_of(&h, "s2", &s2) == FL_OK);
     CHECK_EQ_INT(s1.renewals, 1);
@@ -1035,7 +1032,7 @@ TEST(restart_keeps_sessions_holders_waiters_and_fence)
     /* The next grant continues the counter. */
     release(&h, "s1", "ns/a");
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:");
-    CHECK_EQ_INT(last_event(&h, FSM_LEV_GRANT)->token, fence + 1);
+    CHECK_EQ_INT(last_event(&h, FSM_EFF_LOCK_GRANTED)->token, fence + 1);
     teardown(&h);
 }
 
@@ -1101,7 +1098,7 @@ TEST(request_identity_at_most_once)
     struct fsm_cmd c;
     struct store_session s;
     uint64_t t1, t2;
-    unsigned executed;
+    unsigned effects;
     setup(&h);
     create(&h, "A", 10000, 0);
     create(&h, "B", 10000, 0);
@@ -1114,13 +1111,13 @@ TEST(request_identity_at_most_once)
     t1 = first.version;
     CHECK_EQ_INT(first.err, FL_OK);
     CHECK_EQ_INT(first.replayed, 0);
-    executed = h.r[0].n_executed;
+    effects = h.r[0].n_effects;
     r = apply_noop(&h, &c);
     CHECK_EQ_INT(r.err, FL_OK);
     CHECK_EQ_INT(r.version, t1);
     CHECK_EQ_INT(r.index, first.index); /* the first attempt's answer */
     CHECK(r.replayed && r.not_run);
-    CHECK_EQ_INT(h.r[0].n_executed, executed); /* the dispatcher hook saw nothing */
+    CHECK_EQ_INT(h.r[0].n_effects, effects); /* no effect of any kind */
     REQUIRE(session_of(&h, "A", &s) == FL_OK);
     CHECK_EQ_INT(s.req_serial, 1);
     CHECK_EQ_INT(s.req_version, t1);

@@ -39,32 +39,6 @@ int fsm__acl_validate(const struct fsm_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-int fsm__acl_pack(msgpack_packer *pk, const struct fsm_cmd *c)
-{
-    const char *a = c->u.acl.accessor != NULL ? c->u.acl.accessor : "";
-    return msgpack_pack_array(pk, 4) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
-           msgpack_pack_bin_with_body(pk, c->u.acl.hlen ? (const void *)c->u.acl.hash : "",
-                                      c->u.acl.hlen) |
-           msgpack_pack_bin_with_body(pk, c->u.acl.reclen ? (const void *)c->u.acl.rec : "",
-                                      c->u.acl.reclen) |
-           msgpack_pack_str_with_body(pk, a, c->u.acl.alen);
-}
-
-int fsm__acl_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
-{
-    if (n < 4 || f[1].type != MSGPACK_OBJECT_BIN || f[2].type != MSGPACK_OBJECT_BIN ||
-        f[3].type != MSGPACK_OBJECT_STR) {
-        return FL_EDECODE;
-    }
-    c->u.acl.hash = (const uint8_t *)f[1].via.bin.ptr;
-    c->u.acl.hlen = f[1].via.bin.size;
-    c->u.acl.rec = (const uint8_t *)f[2].via.bin.ptr;
-    c->u.acl.reclen = f[2].via.bin.size;
-    c->u.acl.accessor = f[3].via.str.ptr;
-    c->u.acl.alen = f[3].via.str.size;
-    return FL_OK;
-}
-
 /* Find the token with this accessor; *admins counts the tokens that can
  * manage tokens. FL_OK with hash/out filled, FL_ENOTFOUND, or a storage
  * error. */

@@ -128,62 +128,6 @@ int fsm__lock_validate(const struct fsm_cmd *c, char *errmsg)
     }
 }
 
-/* ---- encoding: one layout for every lock command -------------------------
- * [type, session, key, name, ttl_ms, lock_delay_ms, renewals, limit, wait,
- *  token?]: the token (LOCK_RELEASE of one hold) only when it is set, so
- * commands without one encode as before. */
-
-int fsm__lock_pack(msgpack_packer *pk, const struct fsm_cmd *c)
-{
-    int with_token = c->u.lock.token != 0;
-    return msgpack_pack_array(pk, with_token ? 10 : 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
-           fsm__pack_str(pk, c->u.lock.session, c->u.lock.slen) |
-           fsm__pack_str(pk, c->u.lock.key, c->u.lock.klen) |
-           fsm__pack_str(pk, c->u.lock.name, c->u.lock.nlen) |
-           msgpack_pack_uint64(pk, c->u.lock.ttl_ms) |
-           msgpack_pack_uint64(pk, c->u.lock.lock_delay_ms) |
-           msgpack_pack_uint64(pk, c->u.lock.renewals) | msgpack_pack_uint32(pk, c->u.lock.limit) |
-           (c->u.lock.wait ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
-           (with_token ? msgpack_pack_uint64(pk, c->u.lock.token) : 0);
-}
-
-static int str_at(const msgpack_object *o, const char **s, size_t *n)
-{
-    if (o->type != MSGPACK_OBJECT_STR) {
-        return 0;
-    }
-    *s = o->via.str.ptr;
-    *n = o->via.str.size;
-    return 1;
-}
-
-static int u64_at(const msgpack_object *o, uint64_t *v)
-{
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        return 0;
-    }
-    *v = o->via.u64;
-    return 1;
-}
-
-int fsm__lock_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
-{
-    uint64_t limit;
-    if (n < 9 || !str_at(&f[1], &c->u.lock.session, &c->u.lock.slen) ||
-        !str_at(&f[2], &c->u.lock.key, &c->u.lock.klen) ||
-        !str_at(&f[3], &c->u.lock.name, &c->u.lock.nlen) || !u64_at(&f[4], &c->u.lock.ttl_ms) ||
-        !u64_at(&f[5], &c->u.lock.lock_delay_ms) || !u64_at(&f[6], &c->u.lock.renewals) ||
-        !u64_at(&f[7], &limit) || limit > UINT32_MAX || f[8].type != MSGPACK_OBJECT_BOOLEAN) {
-        return FL_EDECODE;
-    }
-    c->u.lock.limit = (uint32_t)limit;
-    c->u.lock.wait = f[8].via.boolean ? 1 : 0;
-    if (n >= 10 && (!u64_at(&f[9], &c->u.lock.token) || c->u.lock.token == 0)) {
-        return FL_EDECODE;
-    }
-    return FL_OK;
-}
-
 /* ---- apply ------------------------------------------------------------- */
 
 static void emit(struct fsm *f, int type, const char *session, const char *key, size_t klen,

@@ -16,6 +16,7 @@
 #include "check.h"
 #include "common/alloc.h"
 #include "common/buf.h"
+#include "common/err.h"
 #include "fsm/cmd.h"
 #include "fsm/fsm.h"
 #include "store/store.h"
@@ -159,6 +160,48 @@ static void digest_hex(struct replica *r, char out[65], uint64_t *index)
     hex(d, out);
 }
 
+/* The command codec writes today what the earlier code wrote: every entry
+ * of the log, decoded and encoded again, is the same bytes (commands,
+ * envelopes, trailing groups, the entry's frame and padding). */
+TEST(the_corpus_encodes_again_byte_for_byte)
+{
+    struct corpus c;
+    size_t n_cmds = 0;
+    REQUIRE(corpus_load(&c) == 0);
+    for (size_t i = 0; i < c.n; i++) {
+        struct fsm_entry e;
+        struct fsm_entry_writer w;
+        void *out = NULL;
+        size_t len = 0;
+        if (c.e[i].type != CORPUS_COMMAND) {
+            continue;
+        }
+        REQUIRE(fsm_entry_open(&e, c.e[i].data, c.e[i].len) == FL_OK);
+        fsm_writer_init(&w);
+        for (unsigned k = 0; k < e.n_cmds; k++) {
+            struct fsm_cmd cmd;
+            size_t at = fsm_writer_size(&w);
+            size_t n = e.slots[k + 1].off - e.slots[k].off;
+            CHECK_OK(fsm_entry_cmd(&e, k, &cmd));
+            CHECK_OK(fsm_writer_add(&w, &cmd));
+            if (fsm_writer_size(&w) - at != n ||
+                memcmp(w.body.data + at, e.data + e.slots[k].off, n) != 0) {
+                fprintf(stderr, "entry %llu command %u (%s) encodes differently\n",
+                        (unsigned long long)c.e[i].index, k, fsm_cmd_type_name(cmd.type));
+                CHECK(0);
+            }
+            n_cmds++;
+        }
+        CHECK_OK(fsm_writer_finish(&w, e.origin, e.seq, e.term, e.time_ms, fl_malloc, &out, &len));
+        CHECK(len == c.e[i].len && memcmp(out, c.e[i].data, len) == 0);
+        fl_free(out);
+        fsm_writer_close(&w);
+        fsm_entry_close(&e);
+    }
+    CHECK(n_cmds > 0);
+    corpus_free(&c);
+}
+
 TEST(the_corpus_is_a_whole_log)
 {
     struct corpus c;
@@ -272,6 +315,7 @@ int main(void)
     if (sodium_init() < 0) {
         return 1;
     }
+    RUN(the_corpus_encodes_again_byte_for_byte);
     RUN(the_corpus_is_a_whole_log);
     RUN(the_log_applies_to_the_digest_the_servers_reported);
     RUN(replaying_to_the_snapshot_gives_its_bytes);

@@ -233,6 +233,13 @@ int schema_table_check(const struct schema *sc, char *errmsg);
      .n_size = SCHEMA__SIZEOF(st, nfld), .size = SCHEMA__SIZEOF(st, fld[0]),               \
      .off = SCHEMA__OFF(st, fld), .off_n = SCHEMA__OFF(st, nfld),                          \
      .max = SCHEMA__SIZEOF(st, fld) / SCHEMA__SIZEOF(st, fld[0]), .elem = (el), __VA_ARGS__}
+/* T *fld[N], NULL-terminated, with its count in nfld: at most N - 1, so a
+ * NULL always follows the last element (the decoder zeroes the rest). */
+#define SCHEMA_F_INLINE_NT(st, fld, nfld, el, ...)                                            \
+    {.name = #fld, .type = SCHEMA_ARRAY, .flags = SCHEMA_INLINE,                           \
+     .n_size = SCHEMA__SIZEOF(st, nfld), .size = SCHEMA__SIZEOF(st, fld[0]),               \
+     .off = SCHEMA__OFF(st, fld), .off_n = SCHEMA__OFF(st, nfld),                          \
+     .max = SCHEMA__SIZEOF(st, fld) / SCHEMA__SIZEOF(st, fld[0]) - 1, .elem = (el), __VA_ARGS__}
 /* T fld[N]: always N elements. */
 #define SCHEMA_F_FIXED(st, fld, el, ...)                                                      \
     {.name = #fld, .type = SCHEMA_ARRAY, .flags = SCHEMA_INLINE,                           \

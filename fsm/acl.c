@@ -112,7 +112,7 @@ static int put_new(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint6
     }
     rv = store_token_put(f->txn, c->u.acl.hash, &tok);
     if (rv == FL_OK) {
-        snprintf(res->str, sizeof res->str, "%s", tok.accessor);
+        snprintf(res->accessor, sizeof res->accessor, "%s", tok.accessor);
     }
     return rv;
 }
@@ -131,7 +131,7 @@ static int bootstrap(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uin
         /* Done before: the same secret is a retry, anything else too late. */
         if (vl == strlen(hex) && memcmp(v, hex, vl) == 0 &&
             store_token_get(f->txn, c->u.acl.hash, &tok) == FL_OK) {
-            snprintf(res->str, sizeof res->str, "%s", tok.accessor);
+            snprintf(res->accessor, sizeof res->accessor, "%s", tok.accessor);
             return FL_OK;
         }
         res->err = FL_ECONFLICT;
@@ -164,7 +164,7 @@ static int delete_token(struct fsm *f, const struct fsm_cmd *c, struct fsm_resul
         res->err = FL_ECONFLICT;
         return FL_OK;
     }
-    snprintf(res->str, sizeof res->str, "%s", tok.accessor);
+    snprintf(res->accessor, sizeof res->accessor, "%s", tok.accessor);
     return store_del(f->txn, STORE_TOKENS, h, sizeof h);
 }
 

@@ -387,7 +387,7 @@ static int job_fire(struct fsm *f, const struct fsm_cmd *c, const char *name, ui
     } else {
         if (c->u.job.sched_ms <= j.last_sched_ms) {
             res->err = FL_EEXIST; /* fired (or passed) already: at most once */
-            res->version = j.last_sched_ms;
+            res->sched_ms = j.last_sched_ms;
             return FL_OK;
         }
         j.last_sched_ms = c->u.job.sched_ms;
@@ -451,9 +451,9 @@ static int job_fire(struct fsm *f, const struct fsm_cmd *c, const char *name, ui
     }
     fl_buf_close(&active);
     if (rv == FL_OK) {
-        res->version = r.sched_ms;
+        res->sched_ms = r.sched_ms;
         res->index = index;
-        snprintf(res->str, sizeof res->str, "%s", store_run_outcome_name(r.outcome));
+        snprintf(res->outcome, sizeof res->outcome, "%s", store_run_outcome_name(r.outcome));
         emit(f, name, 0);
     }
     return rv;

@@ -295,24 +295,24 @@ static int acquire(struct fsm *f, const struct fsm_cmd *c, const char *session, 
         return rv;
     }
     if ((i = find(l.holders, l.n_holders, session)) >= 0) {
-        res->version = l.holders[i].token; /* asking again is not a second hold */
+        res->token = l.holders[i].token; /* asking again is not a second hold */
         goto out;
     }
     if (find(l.waiters, l.n_waiters, session) >= 0) {
-        res->version = 0;
+        res->token = 0;
         goto out;
     }
     if (l.limit != c->u.lock.limit) {
         if (l.n_holders > 0 || l.n_waiters > 0) {
             res->err = FL_ECONFLICT;
-            res->version = l.limit;
+            res->limit = l.limit;
             goto out;
         }
         l.limit = c->u.lock.limit;
     }
     if (l.n_holders < l.limit && l.n_waiters == 0 && now >= l.delay_until_ms) {
         rv = grant(f, key, klen, &l, session, now);
-        res->version = l.fence;
+        res->token = l.fence;
     } else if (c->u.lock.wait) {
         if (l.n_waiters >= STORE_LOCK_WAITERS_MAX) {
             res->err = FL_ETOOBIG;
@@ -325,11 +325,11 @@ static int acquire(struct fsm *f, const struct fsm_cmd *c, const char *session, 
         if (rv == FL_OK) {
             rv = grant_waiters(f, key, klen, &l, now); /* reports a lock-delay */
         }
-        res->version = 0;
+        res->token = 0;
     } else {
         res->err = FL_EBUSY;
         if (l.n_holders > 0) {
-            fsm__copy_str(res->str, sizeof res->str, l.holders[0].session,
+            fsm__copy_str(res->holder, sizeof res->holder, l.holders[0].session,
                           strlen(l.holders[0].session));
         }
         goto out;
@@ -410,11 +410,11 @@ static int check_token(struct fsm *f, const struct fsm_cmd *c, const char *sessi
             *go = 1;
         } else {
             res->err = FL_ECONFLICT;
-            res->version = l.holders[i].token;
+            res->token = l.holders[i].token;
         }
     } else if (find(l.waiters, l.n_waiters, session) >= 0) {
         res->err = FL_ECONFLICT;
-        res->version = 0;
+        res->token = 0;
     } else {
         res->err = FL_ENOTFOUND;
     }
@@ -445,7 +445,7 @@ static int release(struct fsm *f, const struct fsm_cmd *c, const char *session, 
     } else if (unwait && was == 'W') {
         res->err = FL_ETIMEOUT;
     }
-    res->version = token;
+    res->token = token;
     return FL_OK;
 }
 
@@ -535,8 +535,8 @@ static int session_create(struct fsm *f, const struct fsm_cmd *c, const char *id
     s.created_index = index;
     rv = store_session_put(f->txn, &s);
     if (rv == FL_OK) {
-        res->version = s.expires_ms;
-        fsm__copy_str(res->str, sizeof res->str, s.id, strlen(s.id));
+        res->expires_ms = s.expires_ms;
+        fsm__copy_str(res->session_id, sizeof res->session_id, s.id, strlen(s.id));
         emit_session(f, &s);
     }
     return rv;
@@ -560,7 +560,7 @@ static int session_change(struct fsm *f, const struct fsm_cmd *c, const char *id
         s.expires_ms = now + s.ttl_ms;
         rv = store_session_put(f->txn, &s);
         if (rv == FL_OK) {
-            res->version = s.expires_ms;
+            res->expires_ms = s.expires_ms;
             emit_session(f, &s);
         }
         return rv;

@@ -179,7 +179,7 @@ int fsm__apply_package(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
     }
     store_package_decode(p->rec, p->reclen, &rec); /* checked by validate */
     if (rv == FL_OK) {
-        res->version = old.index;
+        res->pkg_index = old.index;
         if (memcmp(old.hash, rec.hash, sizeof rec.hash) != 0) {
             res->err = FL_EEXIST; /* a version never changes its bytes */
         }
@@ -187,7 +187,7 @@ int fsm__apply_package(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
     }
     rec.index = index;
     rec.created_ms = now;
-    res->version = index;
+    res->pkg_index = index;
     if ((rv = store_package_put(f->txn, &rec)) != FL_OK) {
         return rv;
     }

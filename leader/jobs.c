@@ -333,7 +333,7 @@ static void fire_cb(void *data, int err, const struct fsm_result *res)
     }
     if (res->err == FL_EEXIST) {
         js->st.refused++;
-    } else if (res->err == FL_OK && strcmp(res->str, "started") == 0) {
+    } else if (res->err == FL_OK && strcmp(res->outcome, "started") == 0) {
         js->st.fired++;
     }
     if (js->hooks.kick != NULL) {

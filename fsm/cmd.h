@@ -14,8 +14,12 @@
  * may be added, so the decoder ignores nothing silently: unknown types decode
  * as FSM_CMD_UNKNOWN and apply as a no-op with an FL_EVERSION result.
  *
- * The decoder is total: any byte string decodes or returns FL_EDECODE /
- * FL_EVERSION / FL_ETOOBIG; it never reads out of bounds. */
+ * Each command layout is a schema/ field table (fsm/cmd_schema.c) that
+ * drives its validator, encoder and decoder; the entry framing and the
+ * request envelope are cmd.c's. The decoder is total: any byte string
+ * decodes or returns FL_EDECODE / FL_EVERSION / FL_ETOOBIG (FL_ENOMEM if a
+ * command's arena cannot be had); it never reads out of bounds and sizes
+ * nothing from a count the bytes cannot back. */
 #ifndef FL_FSM_CMD_H
 #define FL_FSM_CMD_H
 
@@ -288,9 +292,10 @@ int fsm_job_name_check(const char *name, size_t n, char *errmsg);
  * copied): fl_free(*arena) after use, also after a failure. */
 int fsm_cmd_decode_one(const void *data, size_t len, void **arena, struct fsm_cmd *out);
 
-/* Validate a command before it is proposed (sizes, required fields): the
- * leader refuses bad commands instead of logging them. FL_EINVAL/FL_ETOOBIG
- * with the reason in errmsg. */
+/* Validate a command before it is proposed (its table's bounds, then its
+ * rules across fields): the leader refuses bad commands instead of logging
+ * them, and the apply refuses them again. FL_EINVAL/FL_ETOOBIG with the
+ * reason in errmsg. */
 int fsm_cmd_validate(const struct fsm_cmd *c, char *errmsg);
 
 /* ---- encoding: the leader builds one entry per batch ---------------- */

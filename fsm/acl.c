@@ -39,32 +39,6 @@ int fsm__acl_validate(const struct fsm_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-int fsm__acl_pack(msgpack_packer *pk, const struct fsm_cmd *c)
-{
-    const char *a = c->u.acl.accessor != NULL ? c->u.acl.accessor : "";
-    return msgpack_pack_array(pk, 4) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
-           msgpack_pack_bin_with_body(pk, c->u.acl.hlen ? (const void *)c->u.acl.hash : "",
-                                      c->u.acl.hlen) |
-           msgpack_pack_bin_with_body(pk, c->u.acl.reclen ? (const void *)c->u.acl.rec : "",
-                                      c->u.acl.reclen) |
-           msgpack_pack_str_with_body(pk, a, c->u.acl.alen);
-}
-
-int fsm__acl_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
-{
-    if (n < 4 || f[1].type != MSGPACK_OBJECT_BIN || f[2].type != MSGPACK_OBJECT_BIN ||
-        f[3].type != MSGPACK_OBJECT_STR) {
-        return FL_EDECODE;
-    }
-    c->u.acl.hash = (const uint8_t *)f[1].via.bin.ptr;
-    c->u.acl.hlen = f[1].via.bin.size;
-    c->u.acl.rec = (const uint8_t *)f[2].via.bin.ptr;
-    c->u.acl.reclen = f[2].via.bin.size;
-    c->u.acl.accessor = f[3].via.str.ptr;
-    c->u.acl.alen = f[3].via.str.size;
-    return FL_OK;
-}
-
 /* Find the token with this accessor; *admins counts the tokens that can
  * manage tokens. FL_OK with hash/out filled, FL_ENOTFOUND, or a storage
  * error. */
@@ -138,7 +112,7 @@ static int put_new(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint6
     }
     rv = store_token_put(f->txn, c->u.acl.hash, &tok);
     if (rv == FL_OK) {
-        snprintf(res->str, sizeof res->str, "%s", tok.accessor);
+        snprintf(res->accessor, sizeof res->accessor, "%s", tok.accessor);
     }
     return rv;
 }
@@ -157,7 +131,7 @@ static int bootstrap(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uin
         /* Done before: the same secret is a retry, anything else too late. */
         if (vl == strlen(hex) && memcmp(v, hex, vl) == 0 &&
             store_token_get(f->txn, c->u.acl.hash, &tok) == FL_OK) {
-            snprintf(res->str, sizeof res->str, "%s", tok.accessor);
+            snprintf(res->accessor, sizeof res->accessor, "%s", tok.accessor);
             return FL_OK;
         }
         res->err = FL_ECONFLICT;
@@ -190,7 +164,7 @@ static int delete_token(struct fsm *f, const struct fsm_cmd *c, struct fsm_resul
         res->err = FL_ECONFLICT;
         return FL_OK;
     }
-    snprintf(res->str, sizeof res->str, "%s", tok.accessor);
+    snprintf(res->accessor, sizeof res->accessor, "%s", tok.accessor);
     return store_del(f->txn, STORE_TOKENS, h, sizeof h);
 }
 

@@ -31,30 +31,6 @@ int fsm__agentkey_validate(const struct fsm_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-int fsm__agentkey_pack(msgpack_packer *pk, const struct fsm_cmd *c)
-{
-    const struct fsm_cmd_agentkey *k = &c->u.agentkey;
-    return msgpack_pack_array(pk, 4) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
-           msgpack_pack_str_with_body(pk, k->agent, k->alen) |
-           msgpack_pack_bin_with_body(pk, k->pklen ? (const void *)k->pk : "", k->pklen) |
-           msgpack_pack_uint8(pk, k->state);
-}
-
-int fsm__agentkey_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
-{
-    struct fsm_cmd_agentkey *k = &c->u.agentkey;
-    if (n < 4 || f[1].type != MSGPACK_OBJECT_STR || f[2].type != MSGPACK_OBJECT_BIN ||
-        f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[3].via.u64 > 255) {
-        return FL_EDECODE;
-    }
-    k->agent = f[1].via.str.ptr;
-    k->alen = f[1].via.str.size;
-    k->pk = (const uint8_t *)f[2].via.bin.ptr;
-    k->pklen = f[2].via.bin.size;
-    k->state = (uint8_t)f[3].via.u64;
-    return FL_OK;
-}
-
 int fsm__apply_agentkey(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                         struct fsm_result *res)
 {

@@ -5,6 +5,8 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/mpcheck.h"
+#include "common/mpread.h"
+#include "fsm/cmd_int.h"
 #include "fsm/fsm_int.h"
 
 static const char *const type_names[FSM_CMD__MAX] = {
@@ -30,118 +32,6 @@ const char *fsm_cmd_type_name(int type)
 
 /* ---- validation ------------------------------------------------------ */
 
-static int valid_name(const char *s, size_t n, size_t max)
-{
-    if (n == 0 || n >= max) {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch == 0x7f || ch == '/') {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* A host name: 1..255 bytes, printable, no spaces or commas. */
-static int valid_host(const char *s, size_t n)
-{
-    if (n == 0 || n >= STORE_HOST_MAX) {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch == 0x7f || ch == ',') {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static int validate_task(const struct fsm_cmd *c, char *errmsg)
-{
-    if (!valid_name(c->u.task.id, c->u.task.idlen, STORE_TASK_ID_MAX)) {
-        return fl_errf(errmsg, FL_EINVAL, "bad task id");
-    }
-    if (c->u.task.namelen >= STORE_TASK_NAME_MAX || c->u.task.idemlen >= 128) {
-        return fl_errf(errmsg, FL_EINVAL, "name or idempotency key too long (limit 127)");
-    }
-    if (c->u.task.n_hosts == 0 || c->u.task.n_hosts > FSM_TASK_HOSTS_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "a task needs 1 to %d hosts", FSM_TASK_HOSTS_MAX);
-    }
-    if (c->u.task.unit_size == 0 || c->u.task.unit_size > FSM_UNIT_SIZE_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "unit_size must be 1..%d", FSM_UNIT_SIZE_MAX);
-    }
-    if (c->u.task.n_constraints > STORE_TASK_CONSTRAINTS) {
-        return fl_errf(errmsg, FL_EINVAL, "at most %d constraints", STORE_TASK_CONSTRAINTS);
-    }
-    for (unsigned i = 0; i < c->u.task.n_constraints; i++) {
-        if (c->u.task.constraint_lens[i] == 0 ||
-            c->u.task.constraint_lens[i] >= STORE_NODE_LABEL_MAX) {
-            return fl_errf(errmsg, FL_EINVAL, "constraint %u is empty or too long", i);
-        }
-    }
-    if (c->u.task.spec_len > 256 * 1024) {
-        return fl_errf(errmsg, FL_ETOOBIG, "executor spec over 256 KiB");
-    }
-    if (c->u.task.max_running > FSM_MAX_RUNNING_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "max_running must be 0..%d", FSM_MAX_RUNNING_MAX);
-    }
-    if (c->u.task.fail_stop > FSM_TASK_HOSTS_MAX) {
-        return fl_errf(errmsg, FL_EINVAL, "fail_stop must be 0..%d", FSM_TASK_HOSTS_MAX);
-    }
-    if (c->u.task.placement != FSM_PLACE_ANY && c->u.task.placement != FSM_PLACE_HOST) {
-        return fl_errf(errmsg, FL_EINVAL, "unknown placement %u", c->u.task.placement);
-    }
-    if (c->u.task.placement == FSM_PLACE_HOST && c->u.task.unit_size != 1) {
-        return fl_errf(errmsg, FL_EINVAL, "placement host needs unit_size 1");
-    }
-    for (uint32_t i = 0; i < c->u.task.n_hosts; i++) {
-        const char *h;
-        size_t n;
-        if (fsm_cmd_host(c, i, &h, &n) != FL_OK || !valid_host(h, n)) {
-            return fl_errf(errmsg, FL_EINVAL,
-                           "host %u must be 1-255 printable bytes without spaces or commas", i);
-        }
-        /* Placed on its host: the host names the node that runs it. */
-        if (c->u.task.placement == FSM_PLACE_HOST && !valid_name(h, n, STORE_NODE_ID_MAX)) {
-            return fl_errf(errmsg, FL_EINVAL,
-                           "host %u is not a node id (1-%d printable characters without '/')", i,
-                           STORE_NODE_ID_MAX - 1);
-        }
-    }
-    return FL_OK;
-}
-
-static int validate_unit(const struct fsm_cmd *c, char *errmsg)
-{
-    if (!valid_name(c->u.unit.task, c->u.unit.tasklen, STORE_TASK_ID_MAX)) {
-        return fl_errf(errmsg, FL_EINVAL, "bad task id");
-    }
-    if (c->type == FSM_CMD_UNIT_ASSIGN &&
-        !valid_name(c->u.unit.node, c->u.unit.nodelen, STORE_NODE_ID_MAX)) {
-        return fl_errf(errmsg, FL_EINVAL, "bad node id");
-    }
-    if (c->type != FSM_CMD_UNIT_ASSIGN &&
-        (c->u.unit.status <= 0 || c->u.unit.status >= STORE_ST__MAX)) {
-        return fl_errf(errmsg, FL_EINVAL, "bad status %d", c->u.unit.status);
-    }
-    if (c->type == FSM_CMD_UNIT_RESULT) {
-        if (c->u.unit.n_results > STORE_UNIT_HOSTS_MAX) {
-            return fl_errf(errmsg, FL_EINVAL, "too many host results");
-        }
-        for (uint32_t i = 0; i < c->u.unit.n_results; i++) {
-            struct fsm_host_result r;
-            if (fsm_cmd_result(c, i, &r) != FL_OK || !valid_host(r.host, r.hostlen) ||
-                r.status <= 0 || r.status >= STORE_ST__MAX || r.tail_len > STORE_TAIL_MAX) {
-                return fl_errf(errmsg, FL_EINVAL, "bad host result %u", i);
-            }
-        }
-    }
-    return FL_OK;
-}
-
 static int validate_req(const struct fsm_cmd *c, char *errmsg)
 {
     char why[FL_ERRMSG_SIZE];
@@ -159,120 +49,17 @@ static int validate_req(const struct fsm_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-static int validate_cmd(const struct fsm_cmd *c, char *errmsg);
-
 int fsm_cmd_validate(const struct fsm_cmd *c, char *errmsg)
 {
+    const struct fsm_cmd_desc *d = fsm__cmd_desc(c->type);
     int rv = validate_req(c, errmsg);
-    return rv != FL_OK ? rv : validate_cmd(c, errmsg);
-}
-
-static int validate_cmd(const struct fsm_cmd *c, char *errmsg)
-{
-    switch (c->type) {
-    case FSM_CMD_KV_PUT:
-        if (c->u.kv.vlen > STORE_KV_MAX_VALUE) {
-            return fl_errf(errmsg, FL_ETOOBIG, "value is %zu bytes; the limit is %d", c->u.kv.vlen,
-                           STORE_KV_MAX_VALUE);
-        }
-        /* fall through */
-    case FSM_CMD_KV_DEL:
-        if (c->u.kv.klen == 0) {
-            return fl_errf(errmsg, FL_EINVAL, "key is empty");
-        }
-        if (c->u.kv.klen > STORE_KV_MAX_KEY) {
-            return fl_errf(errmsg, FL_ETOOBIG, "key is %zu bytes; the limit is %d", c->u.kv.klen,
-                           STORE_KV_MAX_KEY);
-        }
-        return FL_OK;
-    case FSM_CMD_NODE_REGISTER:
-        if (c->u.node.raft_addr_len >= STORE_NODE_ADDR_MAX ||
-            c->u.node.api_addr_len >= STORE_NODE_ADDR_MAX ||
-            c->u.node.agent_addr_len >= STORE_NODE_ADDR_MAX ||
-            c->u.node.blob_addr_len >= STORE_NODE_ADDR_MAX) {
-            return fl_errf(errmsg, FL_ETOOBIG, "address too long");
-        }
-        if (c->u.node.kind != STORE_NODE_SERVER && c->u.node.kind != STORE_NODE_AGENT) {
-            return fl_errf(errmsg, FL_EINVAL, "unknown node kind %d", c->u.node.kind);
-        }
-        if (c->u.node.n_labels > STORE_NODE_LABELS) {
-            return fl_errf(errmsg, FL_ETOOBIG, "at most %d labels", STORE_NODE_LABELS);
-        }
-        for (unsigned i = 0; i < c->u.node.n_labels; i++) {
-            if (c->u.node.label_lens[i] >= STORE_NODE_LABEL_MAX ||
-                memchr(c->u.node.labels[i], '=', c->u.node.label_lens[i]) == NULL) {
-                return fl_errf(errmsg, FL_EINVAL, "label %u must be k=v, shorter than %d", i,
-                               STORE_NODE_LABEL_MAX);
-            }
-        }
-        /* fall through */
-    case FSM_CMD_NODE_CAP:
-    case FSM_CMD_NODE_DRAIN:
-    case FSM_CMD_NODE_REMOVE:
-        if (!valid_name(c->u.node.id, c->u.node.idlen, STORE_NODE_ID_MAX)) {
-            return fl_errf(errmsg, FL_EINVAL,
-                           "node id must be 1-%d printable characters without '/' or spaces",
-                           STORE_NODE_ID_MAX - 1);
-        }
-        if (c->u.node.cap > 1000000) {
-            return fl_errf(errmsg, FL_EINVAL, "cap %u is absurd (limit 1000000)", c->u.node.cap);
-        }
-        return FL_OK;
-    case FSM_CMD_TASK_SUBMIT:
-        return validate_task(c, errmsg);
-    case FSM_CMD_TASK_CANCEL:
-        if (!valid_name(c->u.task.id, c->u.task.idlen, STORE_TASK_ID_MAX)) {
-            return fl_errf(errmsg, FL_EINVAL, "bad task id");
-        }
-        return FL_OK;
-    case FSM_CMD_UNIT_ASSIGN:
-    case FSM_CMD_UNIT_RESULT:
-    case FSM_CMD_UNIT_REQUEUE:
-        return validate_unit(c, errmsg);
-    case FSM_CMD_NODE_LOST:
-        if (!valid_name(c->u.node.id, c->u.node.idlen, STORE_NODE_ID_MAX)) {
-            return fl_errf(errmsg, FL_EINVAL, "bad node id");
-        }
-        return FL_OK;
-    case FSM_CMD_DISPATCH:
-        return FL_OK;
-    case FSM_CMD_SESSION_CREATE:
-    case FSM_CMD_SESSION_RENEW:
-    case FSM_CMD_SESSION_DESTROY:
-    case FSM_CMD_SESSION_EXPIRE:
-    case FSM_CMD_LEASE_EXTEND:
-    case FSM_CMD_LOCK_ACQUIRE:
-    case FSM_CMD_LOCK_RELEASE:
-    case FSM_CMD_LOCK_UNWAIT:
-    case FSM_CMD_LOCK_WAKE:
-        return fsm__lock_validate(c, errmsg);
-    case FSM_CMD_JOB_PUT:
-    case FSM_CMD_JOB_DEL:
-    case FSM_CMD_JOB_PAUSE:
-    case FSM_CMD_JOB_FIRE:
-        return fsm__job_validate(c, errmsg);
-    case FSM_CMD_ACL_BOOTSTRAP:
-    case FSM_CMD_TOKEN_CREATE:
-    case FSM_CMD_TOKEN_DELETE:
-        return fsm__acl_validate(c, errmsg);
-    case FSM_CMD_AGENT_KEY_SET:
-    case FSM_CMD_AGENT_KEY_APPROVE:
-    case FSM_CMD_AGENT_KEY_FORGET:
-        return fsm__agentkey_validate(c, errmsg);
-    case FSM_CMD_PACKAGE_PUT:
-    case FSM_CMD_PACKAGE_RM:
-        return fsm__package_validate(c, errmsg);
-    case FSM_CMD_META_INIT:
-        /* "applied" is the store's own record of the applied position. */
-        if (!valid_name(c->u.meta.name, c->u.meta.nlen, 64) || c->u.meta.vlen > 1024 ||
-            (c->u.meta.nlen == 7 && memcmp(c->u.meta.name, "applied", 7) == 0) ||
-            (c->u.meta.nlen == 8 && memcmp(c->u.meta.name, "revision", 8) == 0)) {
-            return fl_errf(errmsg, FL_EINVAL, "bad meta name or value");
-        }
-        return FL_OK;
-    default:
+    if (rv != FL_OK) {
+        return rv;
+    }
+    if (d == NULL) {
         return fl_errf(errmsg, FL_EINVAL, "unknown command type %d", c->type);
     }
+    return schema_validate(d->sc, c, SIZE_MAX, errmsg);
 }
 
 /* ---- encoding -------------------------------------------------------- */
@@ -294,62 +81,45 @@ size_t fsm_writer_size(const struct fsm_entry_writer *w)
     return w->body.size;
 }
 
-int fsm_writer_add(struct fsm_entry_writer *w, const struct fsm_cmd *c)
+static int buf_write(void *data, const char *p, size_t n)
+{
+    return fl_buf_append(data, p, n) == FL_OK ? 0 : -1;
+}
+
+/* [36, session, serial, cmd] around a command with a request identity, then
+ * [type, field...] in the group the command needs. */
+static int pack_cmd(const struct fsm_cmd *c, const struct fsm_cmd_desc *d, struct fl_buf *out)
 {
     msgpack_packer pk;
-    size_t start = w->body.size;
-    int env = 0, rv;
-    msgpack_packer_init(&pk, &w->body, msgpack_sbuffer_write);
-    if (c->type == FSM_CMD_REQUEST) {
-        return FL_EINVAL; /* an envelope is never a command of its own */
+    uint8_t format = d->format != NULL ? d->format(c) : d->sc->version;
+    msgpack_packer_init(&pk, out, buf_write);
+    if (c->req.serial != 0 &&
+        (msgpack_pack_array(&pk, 4) != 0 || msgpack_pack_uint8(&pk, FSM_CMD_REQUEST) != 0 ||
+         schema_pack_fields(&fsm__request_schema, c, 1, out) != FL_OK)) {
+        return FL_ENOMEM;
     }
-    if (c->req.serial != 0) {
-        env |= msgpack_pack_array(&pk, 4);
-        env |= msgpack_pack_uint8(&pk, FSM_CMD_REQUEST);
-        env |= fsm__pack_str(&pk, c->req.session, c->req.slen);
-        env |= msgpack_pack_uint64(&pk, c->req.serial);
+    if (msgpack_pack_array(&pk, 1 + (size_t)schema_n_fields(d->sc, format)) != 0 ||
+        msgpack_pack_uint8(&pk, (uint8_t)c->type) != 0) {
+        return FL_ENOMEM;
     }
-    if ((rv = fsm__pack_node(&pk, c)) == -2 && (rv = fsm__pack_sched(&pk, c)) == -2) {
-        rv = 0;
-        switch (c->type) {
-        case FSM_CMD_SESSION_CREATE:
-        case FSM_CMD_SESSION_RENEW:
-        case FSM_CMD_SESSION_DESTROY:
-        case FSM_CMD_SESSION_EXPIRE:
-        case FSM_CMD_LEASE_EXTEND:
-        case FSM_CMD_LOCK_ACQUIRE:
-        case FSM_CMD_LOCK_RELEASE:
-        case FSM_CMD_LOCK_UNWAIT:
-        case FSM_CMD_LOCK_WAKE:
-            rv |= fsm__lock_pack(&pk, c);
-            break;
-        case FSM_CMD_JOB_PUT:
-        case FSM_CMD_JOB_DEL:
-        case FSM_CMD_JOB_PAUSE:
-        case FSM_CMD_JOB_FIRE:
-            rv |= fsm__job_pack(&pk, c);
-            break;
-        case FSM_CMD_ACL_BOOTSTRAP:
-        case FSM_CMD_TOKEN_CREATE:
-        case FSM_CMD_TOKEN_DELETE:
-            rv |= fsm__acl_pack(&pk, c);
-            break;
-        case FSM_CMD_AGENT_KEY_SET:
-        case FSM_CMD_AGENT_KEY_APPROVE:
-        case FSM_CMD_AGENT_KEY_FORGET:
-            rv |= fsm__agentkey_pack(&pk, c);
-            break;
-        case FSM_CMD_PACKAGE_PUT:
-        case FSM_CMD_PACKAGE_RM:
-            rv |= fsm__package_pack(&pk, c);
-            break;
-        default:
-            w->body.size = start; /* drop an envelope already written */
-            return FL_EINVAL;
-        }
+    return schema_pack_fields(d->sc, c, format, out);
+}
+
+int fsm_writer_add(struct fsm_entry_writer *w, const struct fsm_cmd *c)
+{
+    const struct fsm_cmd_desc *d = fsm__cmd_desc(c->type);
+    struct fl_buf b;
+    int rv;
+    if (d == NULL) {
+        return FL_EINVAL; /* unknown, or an envelope (never a command of its own) */
     }
-    if (rv != 0 || env != 0) {
-        w->body.size = start;
+    fl_buf_init(&b);
+    rv = pack_cmd(c, d, &b);
+    if (rv == FL_OK && msgpack_sbuffer_write(&w->body, (const char *)b.data, b.len) != 0) {
+        rv = FL_ENOMEM;
+    }
+    fl_buf_close(&b);
+    if (rv != FL_OK) {
         return FL_ENOMEM;
     }
     w->n_cmds++;
@@ -396,232 +166,183 @@ int fsm_writer_finish(struct fsm_entry_writer *w, uint64_t origin, uint64_t seq,
     return FL_OK;
 }
 
-/* ---- decoding -------------------------------------------------------- */
-
-static int get_u64(const msgpack_object *o, uint64_t *v)
-{
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        return 0;
-    }
-    *v = o->via.u64;
-    return 1;
-}
-
-static int get_bool(const msgpack_object *o, int *v)
-{
-    if (o->type != MSGPACK_OBJECT_BOOLEAN) {
-        return 0;
-    }
-    *v = o->via.boolean ? 1 : 0;
-    return 1;
-}
-
-static int get_str(const msgpack_object *o, const char **s, size_t *n)
-{
-    if (o->type != MSGPACK_OBJECT_STR) {
-        return 0;
-    }
-    *s = o->via.str.ptr;
-    *n = o->via.str.size;
-    return 1;
-}
-
-static int get_i32(const msgpack_object *o, int32_t *v)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT32_MAX) {
-        *v = (int32_t)o->via.u64;
-        return 1;
-    }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && o->via.i64 >= INT32_MIN) {
-        *v = (int32_t)o->via.i64;
-        return 1;
-    }
-    return 0;
-}
-
-static int get_u32(const msgpack_object *o, uint32_t *v)
-{
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX) {
-        return 0;
-    }
-    *v = (uint32_t)o->via.u64;
-    return 1;
-}
-
-static int get_bin(const msgpack_object *o, const uint8_t **s, size_t *n)
-{
-    if (o->type != MSGPACK_OBJECT_BIN) {
-        return 0;
-    }
-    *s = (const uint8_t *)o->via.bin.ptr;
-    *n = o->via.bin.size;
-    return 1;
-}
+/* ---- decoding --------------------------------------------------------
+ * The entry's bytes are checked whole (common/mpcheck.h: well-formed,
+ * nesting bounded), then read with the total reader of common/mpread.h;
+ * nothing is sized from a count the bytes cannot back. A command decodes
+ * without copying (strings and binaries point into the entry) unless its
+ * table has a variable array: then into one arena block of its own, sized
+ * by a first pass that allocates nothing. */
 
 int fsm_entry_open(struct fsm_entry *e, const void *data, size_t len)
 {
-    const uint8_t *p = data;
-    const msgpack_object *a;
-    size_t used = 0, off = 0;
+    struct fl_mp r;
+    size_t used = 0;
     uint64_t format;
+    uint32_t n, n_cmds;
 
     memset(e, 0, sizeof *e);
-    msgpack_unpacked_init(&e->unpacked);
     if (len > FSM_ENTRY_MAX_BYTES + 8) {
         return FL_ETOOBIG;
     }
-    if (fl_mpcheck(p, len, 8, &used) != FL_OK) {
+    if (fl_mpcheck(data, len, 8, &used) != FL_OK) {
         return FL_EDECODE;
     }
     for (size_t i = used; i < len; i++) {
-        if (p[i] != 0) {
+        if (((const uint8_t *)data)[i] != 0) {
             return FL_EDECODE; /* only zero padding may follow */
         }
     }
-    if (msgpack_unpack_next(&e->unpacked, data, used, &off) != MSGPACK_UNPACK_SUCCESS) {
-        return FL_EDECODE;
-    }
-    if (e->unpacked.data.type != MSGPACK_OBJECT_ARRAY || e->unpacked.data.via.array.size < 6) {
-        return FL_EDECODE;
-    }
-    a = e->unpacked.data.via.array.ptr;
-    if (!get_u64(&a[0], &format)) {
+    fl_mp_init(&r, data, used);
+    if (fl_mp_array(&r, &n) != FL_OK || n < 6 || fl_mp_uint(&r, &format) != FL_OK) {
         return FL_EDECODE;
     }
     if (format != FSM_CMD_FORMAT) {
         return FL_EVERSION;
     }
-    if (!get_u64(&a[1], &e->origin) || !get_u64(&a[2], &e->seq) || !get_u64(&a[3], &e->term) ||
-        !get_u64(&a[4], &e->time_ms) || a[5].type != MSGPACK_OBJECT_ARRAY ||
-        a[5].via.array.size > FSM_ENTRY_MAX_CMDS) {
+    if (fl_mp_uint(&r, &e->origin) != FL_OK || fl_mp_uint(&r, &e->seq) != FL_OK ||
+        fl_mp_uint(&r, &e->term) != FL_OK || fl_mp_uint(&r, &e->time_ms) != FL_OK ||
+        fl_mp_array(&r, &n_cmds) != FL_OK || n_cmds > FSM_ENTRY_MAX_CMDS) {
         return FL_EDECODE;
     }
+    if (n_cmds > 0 && (e->slots = fl_calloc((size_t)n_cmds + 1, sizeof *e->slots)) == NULL) {
+        return FL_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n_cmds; i++) {
+        e->slots[i].off = r.pos;
+        if (fl_mp_skip(&r) != FL_OK) {
+            fsm_entry_close(e);
+            return FL_EDECODE;
+        }
+    }
+    if (n_cmds > 0) {
+        e->slots[n_cmds].off = r.pos;
+    }
+    e->data = data;
     e->format = (int)format;
-    e->n_cmds = a[5].via.array.size;
-    e->cmds = a[5].via.array.ptr;
+    e->n_cmds = n_cmds;
     return FL_OK;
 }
 
 void fsm_entry_close(struct fsm_entry *e)
 {
-    msgpack_unpacked_destroy(&e->unpacked);
-    e->cmds = NULL;
+    if (e->slots != NULL) {
+        for (unsigned i = 0; i < e->n_cmds; i++) {
+            fl_free(e->slots[i].arena);
+        }
+        fl_free(e->slots);
+    }
+    e->slots = NULL;
     e->n_cmds = 0;
 }
 
-static int decode_node(const msgpack_object *f, uint32_t n, int type, struct fsm_cmd *c)
+/* 1 if the table has a variable array: decoding needs an arena. */
+static int needs_arena(const struct schema *sc)
 {
-    uint64_t v;
-    if (n < 2 || !get_str(&f[1], &c->u.node.id, &c->u.node.idlen)) {
-        return FL_EDECODE;
+    for (uint32_t i = 0; i < sc->n_fields; i++) {
+        if (sc->fields[i].type == SCHEMA_ARRAY && !(sc->fields[i].flags & SCHEMA_INLINE)) {
+            return 1;
+        }
     }
-    switch (type) {
-    case FSM_CMD_NODE_REGISTER:
-        if (n < 8 || !get_u64(&f[2], &c->u.node.raft_id) ||
-            !get_str(&f[3], &c->u.node.raft_addr, &c->u.node.raft_addr_len) ||
-            !get_str(&f[4], &c->u.node.api_addr, &c->u.node.api_addr_len) || !get_u64(&f[5], &v) ||
-            v > 255 || f[6].type != MSGPACK_OBJECT_ARRAY ||
-            f[6].via.array.size > STORE_NODE_LABELS) {
-            return FL_EDECODE;
-        }
-        c->u.node.kind = (int)v;
-        c->u.node.n_labels = f[6].via.array.size;
-        for (unsigned i = 0; i < c->u.node.n_labels; i++) {
-            if (!get_str(&f[6].via.array.ptr[i], &c->u.node.labels[i], &c->u.node.label_lens[i])) {
-                return FL_EDECODE;
-            }
-        }
-        if (!get_u64(&f[7], &v) || v > UINT32_MAX) {
-            return FL_EDECODE;
-        }
-        c->u.node.cap = (uint32_t)v;
-        if (n >= 9 && !get_str(&f[8], &c->u.node.agent_addr, &c->u.node.agent_addr_len)) {
-            return FL_EDECODE;
-        }
-        if (n >= 10 && !get_str(&f[9], &c->u.node.blob_addr, &c->u.node.blob_addr_len)) {
-            return FL_EDECODE;
-        }
-        return FL_OK;
-    case FSM_CMD_NODE_CAP:
-        if (n < 3 || !get_u64(&f[2], &v) || v > UINT32_MAX) {
-            return FL_EDECODE;
-        }
-        c->u.node.cap = (uint32_t)v;
-        return FL_OK;
-    case FSM_CMD_NODE_DRAIN:
-        return n >= 3 && get_bool(&f[2], &c->u.node.drain) ? FL_OK : FL_EDECODE;
-    default:
-        return FL_OK;
-    }
+    return 0;
 }
 
-static int decode_task(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
+/* The group an array of m fields holds: all of one group, or the last
+ * group and elements a newer writer appended. 0 if none. */
+static uint8_t group_of(const struct schema *sc, uint32_t m)
 {
-    if (n < 11 || !get_str(&f[1], &c->u.task.id, &c->u.task.idlen) ||
-        !get_str(&f[2], &c->u.task.name, &c->u.task.namelen) ||
-        !get_str(&f[3], &c->u.task.idem, &c->u.task.idemlen) || f[4].type != MSGPACK_OBJECT_ARRAY ||
-        !get_u32(&f[5], &c->u.task.unit_size) || !get_u32(&f[6], &c->u.task.timeout_ms) ||
-        !get_u32(&f[7], &c->u.task.retries) || !get_i32(&f[8], &c->u.task.priority) ||
-        f[9].type != MSGPACK_OBJECT_ARRAY || f[9].via.array.size > STORE_TASK_CONSTRAINTS ||
-        !get_bin(&f[10], &c->u.task.spec, &c->u.task.spec_len)) {
-        return FL_EDECODE;
-    }
-    /* Entries written before the rollout controls have 11 fields (zeros);
-     * the controls come as three together. */
-    if (n == 12 || n == 13) {
-        return FL_EDECODE;
-    }
-    if (n >= 14) {
-        uint32_t place;
-        if (!get_u32(&f[11], &c->u.task.max_running) || !get_u32(&f[12], &c->u.task.fail_stop) ||
-            !get_u32(&f[13], &place) || place > 255) {
-            return FL_EDECODE;
-        }
-        c->u.task.placement = (uint8_t)place;
-    }
-    c->u.task.n_hosts = f[4].via.array.size;
-    c->u.task.hosts = f[4].via.array.ptr;
-    c->u.task.n_constraints = f[9].via.array.size;
-    for (unsigned i = 0; i < c->u.task.n_constraints; i++) {
-        if (!get_str(&f[9].via.array.ptr[i], &c->u.task.constraints[i],
-                     &c->u.task.constraint_lens[i])) {
-            return FL_EDECODE;
+    for (uint8_t g = sc->version; g >= 1; g--) {
+        uint32_t need = schema_n_fields(sc, g);
+        if (need <= m) {
+            return g == sc->version || need == m ? g : 0;
         }
     }
+    return 0;
+}
+
+#define WALK_ARENA 1 /* borrowing, the command turned out to need an arena */
+
+/* One pass over a command (in an envelope or not) into c. */
+static int walk(struct schema_dec *d, struct fsm_cmd *c)
+{
+    const struct fsm_cmd_desc *desc;
+    uint64_t type;
+    uint32_t n;
+    uint8_t g;
+    int rv;
+    memset(c, 0, sizeof *c);
+    if (fl_mp_array(&d->r, &n) != FL_OK || n < 1 || fl_mp_uint(&d->r, &type) != FL_OK) {
+        return FL_EDECODE;
+    }
+    if (type == FSM_CMD_REQUEST) {
+        d->name = fsm__request_schema.name;
+        if (n < 4 || schema_dec_fields(d, &fsm__request_schema, 2, 1, c) != FL_OK ||
+            fl_mp_array(&d->r, &n) != FL_OK || n < 1 || fl_mp_uint(&d->r, &type) != FL_OK ||
+            type == FSM_CMD_REQUEST) {
+            return FL_EDECODE;
+        }
+    }
+    if ((desc = fsm__cmd_desc((int)(type < FSM_CMD__MAX ? type : 0))) == NULL) {
+        c->type = FSM_CMD_UNKNOWN;
+        return FL_EVERSION;
+    }
+    c->type = (int)type;
+    if (d->mode == SCHEMA_BORROW && needs_arena(desc->sc)) {
+        return WALK_ARENA;
+    }
+    d->name = desc->sc->name;
+    if ((g = group_of(desc->sc, n - 1)) == 0) {
+        return fl_errf(d->errmsg, FL_EDECODE, "%s: %u fields", desc->sc->name, n - 1);
+    }
+    if ((rv = schema_dec_fields(d, desc->sc, n - 1, g, c)) != FL_OK) {
+        return FL_EDECODE;
+    }
+    return desc->decoded != NULL ? desc->decoded(c, g) : FL_OK;
+}
+
+/* Decode the command in p[0..len) into c; *arena (NULL if none) holds what
+ * c points to that is not in p. */
+static int decode_cmd(const uint8_t *p, size_t len, struct fsm_cmd *c, void **arena)
+{
+    char why[FL_ERRMSG_SIZE];
+    struct schema_dec d;
+    size_t need;
+    int rv;
+    *arena = NULL;
+    schema_dec_init(&d, p, len, SCHEMA_BORROW, why);
+    if ((rv = walk(&d, c)) != WALK_ARENA) {
+        return rv;
+    }
+    schema_dec_init(&d, p, len, SCHEMA_MEASURE, why);
+    if ((rv = walk(&d, c)) != FL_OK) {
+        return rv;
+    }
+    need = d.used;
+    schema_dec_init(&d, p, len, SCHEMA_FILL, why);
+    if (need > 0 && (d.arena = fl_malloc(need)) == NULL) {
+        return FL_ENOMEM;
+    }
+    d.cap = need;
+    if ((rv = walk(&d, c)) != FL_OK) {
+        fl_free(d.arena);
+        memset(c, 0, sizeof *c);
+        return rv == WALK_ARENA ? FL_EDECODE : rv;
+    }
+    *arena = d.arena;
     return FL_OK;
 }
 
-static int decode_unit(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
+int fsm_entry_cmd(const struct fsm_entry *e, unsigned i, struct fsm_cmd *c)
 {
-    uint32_t status = 0;
-    if (n < 5 || !get_str(&f[1], &c->u.unit.task, &c->u.unit.tasklen) ||
-        !get_u32(&f[2], &c->u.unit.unit)) {
-        return FL_EDECODE;
+    struct fsm_entry_slot *s;
+    memset(c, 0, sizeof *c);
+    if (i >= e->n_cmds) {
+        return FL_EINVAL;
     }
-    switch (c->type) {
-    case FSM_CMD_UNIT_ASSIGN:
-        return get_u32(&f[3], &c->u.unit.attempt) &&
-                       get_str(&f[4], &c->u.unit.node, &c->u.unit.nodelen)
-                   ? FL_OK
-                   : FL_EDECODE;
-    case FSM_CMD_UNIT_REQUEUE:
-        if (!get_u64(&f[3], &c->u.unit.token) || !get_u32(&f[4], &status)) {
-            return FL_EDECODE;
-        }
-        c->u.unit.status = (int)(status > 255 ? 0 : status);
-        return FL_OK;
-    default: /* RESULT */
-        if (n < 10 || !get_u32(&f[3], &c->u.unit.attempt) || !get_u64(&f[4], &c->u.unit.token) ||
-            !get_u32(&f[5], &status) || status > 255 || !get_i32(&f[6], &c->u.unit.exit_code) ||
-            !get_u64(&f[7], &c->u.unit.started_ms) || !get_u64(&f[8], &c->u.unit.finished_ms) ||
-            f[9].type != MSGPACK_OBJECT_ARRAY) {
-            return FL_EDECODE;
-        }
-        c->u.unit.status = (int)status;
-        c->u.unit.n_results = f[9].via.array.size;
-        c->u.unit.results = f[9].via.array.ptr;
-        return FL_OK;
-    }
+    s = &e->slots[i];
+    fl_free(s->arena);
+    s->arena = NULL;
+    return decode_cmd(e->data + s->off, e->slots[i + 1].off - s->off, c, &s->arena);
 }
 
 int fsm_cmd_host(const struct fsm_cmd *c, uint32_t i, const char **host, size_t *len)
@@ -629,148 +350,27 @@ int fsm_cmd_host(const struct fsm_cmd *c, uint32_t i, const char **host, size_t 
     if (i >= c->u.task.n_hosts) {
         return FL_EINVAL;
     }
-    if (c->u.task.hosts == NULL) { /* encoding side */
-        *host = c->u.task.host_ptrs[i];
-        *len = strlen(*host);
-        return FL_OK;
-    }
-    return get_str(&c->u.task.hosts[i], host, len) ? FL_OK : FL_EDECODE;
+    *host = c->u.task.host_ptrs[i];
+    *len = strlen(*host);
+    return FL_OK;
 }
 
 int fsm_cmd_result(const struct fsm_cmd *c, uint32_t i, struct fsm_host_result *out)
 {
-    const msgpack_object *a;
-    uint32_t st;
     if (i >= c->u.unit.n_results) {
         return FL_EINVAL;
     }
-    if (c->u.unit.results == NULL) {
-        *out = c->u.unit.result_ptrs[i];
-        return FL_OK;
-    }
-    if (c->u.unit.results[i].type != MSGPACK_OBJECT_ARRAY ||
-        c->u.unit.results[i].via.array.size < 4) {
-        return FL_EDECODE;
-    }
-    a = c->u.unit.results[i].via.array.ptr;
-    if (!get_str(&a[0], &out->host, &out->hostlen) || !get_u32(&a[1], &st) || st > 255 ||
-        !get_i32(&a[2], &out->rc) || !get_bin(&a[3], &out->tail, &out->tail_len)) {
-        return FL_EDECODE;
-    }
-    out->status = (int)st;
+    *out = c->u.unit.result_ptrs[i];
     return FL_OK;
 }
 
-/* Decode one command object; an envelope carries the request identity and
- * the command itself (never another envelope). */
-static int decode_cmd(const msgpack_object *o, int in_envelope, struct fsm_cmd *c)
+int fsm_cmd_decode_one(const void *data, size_t len, void **arena, struct fsm_cmd *out)
 {
-    const msgpack_object *f;
-    uint32_t n;
-    uint64_t type;
-
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 1) {
-        return FL_EDECODE;
-    }
-    f = o->via.array.ptr;
-    n = o->via.array.size;
-    if (!get_u64(&f[0], &type)) {
-        return FL_EDECODE;
-    }
-    if (type == FSM_CMD_REQUEST) {
-        if (in_envelope || n < 4 || !get_str(&f[1], &c->req.session, &c->req.slen) ||
-            !get_u64(&f[2], &c->req.serial) || c->req.serial == 0) {
-            return FL_EDECODE;
-        }
-        return decode_cmd(&f[3], 1, c);
-    }
-    if (type == 0 || type >= FSM_CMD__MAX) {
-        c->type = FSM_CMD_UNKNOWN;
-        return FL_EVERSION;
-    }
-    c->type = (int)type;
-    switch (c->type) {
-    case FSM_CMD_KV_PUT:
-        if (n < 5 || !get_str(&f[1], &c->u.kv.key, &c->u.kv.klen) ||
-            !get_bin(&f[2], &c->u.kv.value, &c->u.kv.vlen) || !get_bool(&f[3], &c->u.kv.has_cas) ||
-            !get_u64(&f[4], &c->u.kv.cas)) {
-            return FL_EDECODE;
-        }
-        return FL_OK;
-    case FSM_CMD_KV_DEL:
-        if (n < 4 || !get_str(&f[1], &c->u.kv.key, &c->u.kv.klen) ||
-            !get_bool(&f[2], &c->u.kv.has_cas) || !get_u64(&f[3], &c->u.kv.cas)) {
-            return FL_EDECODE;
-        }
-        return FL_OK;
-    case FSM_CMD_TASK_SUBMIT:
-        return decode_task(f, n, c);
-    case FSM_CMD_TASK_CANCEL:
-        return n >= 2 && get_str(&f[1], &c->u.task.id, &c->u.task.idlen) ? FL_OK : FL_EDECODE;
-    case FSM_CMD_UNIT_ASSIGN:
-    case FSM_CMD_UNIT_RESULT:
-    case FSM_CMD_UNIT_REQUEUE:
-        return decode_unit(f, n, c);
-    case FSM_CMD_DISPATCH:
-        return n >= 2 && get_bool(&f[1], &c->u.dispatch.paused) ? FL_OK : FL_EDECODE;
-    case FSM_CMD_SESSION_CREATE:
-    case FSM_CMD_SESSION_RENEW:
-    case FSM_CMD_SESSION_DESTROY:
-    case FSM_CMD_SESSION_EXPIRE:
-    case FSM_CMD_LEASE_EXTEND:
-    case FSM_CMD_LOCK_ACQUIRE:
-    case FSM_CMD_LOCK_RELEASE:
-    case FSM_CMD_LOCK_UNWAIT:
-    case FSM_CMD_LOCK_WAKE:
-        return fsm__lock_decode(f, n, c);
-    case FSM_CMD_JOB_PUT:
-    case FSM_CMD_JOB_DEL:
-    case FSM_CMD_JOB_PAUSE:
-    case FSM_CMD_JOB_FIRE:
-        return fsm__job_decode(f, n, c);
-    case FSM_CMD_ACL_BOOTSTRAP:
-    case FSM_CMD_TOKEN_CREATE:
-    case FSM_CMD_TOKEN_DELETE:
-        return fsm__acl_decode(f, n, c);
-    case FSM_CMD_AGENT_KEY_SET:
-    case FSM_CMD_AGENT_KEY_APPROVE:
-    case FSM_CMD_AGENT_KEY_FORGET:
-        return fsm__agentkey_decode(f, n, c);
-    case FSM_CMD_PACKAGE_PUT:
-    case FSM_CMD_PACKAGE_RM:
-        return fsm__package_decode(f, n, c);
-    case FSM_CMD_META_INIT:
-        if (n < 3 || !get_str(&f[1], &c->u.meta.name, &c->u.meta.nlen) ||
-            !get_str(&f[2], &c->u.meta.value, &c->u.meta.vlen)) {
-            return FL_EDECODE;
-        }
-        return FL_OK;
-    default:
-        return decode_node(f, n, c->type, c);
-    }
-}
-
-int fsm_entry_cmd(const struct fsm_entry *e, unsigned i, struct fsm_cmd *c)
-{
-    memset(c, 0, sizeof *c);
-    if (i >= e->n_cmds) {
-        return FL_EINVAL;
-    }
-    return decode_cmd(&e->cmds[i], 0, c);
-}
-
-int fsm_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct fsm_cmd *out)
-{
-    struct fsm_entry e;
-    size_t used = 0, off = 0;
-    msgpack_unpacked_init(u);
+    size_t used = 0;
+    *arena = NULL;
     memset(out, 0, sizeof *out);
-    if (fl_mpcheck(data, len, 8, &used) != FL_OK || used != len ||
-        msgpack_unpack_next(u, data, len, &off) != MSGPACK_UNPACK_SUCCESS) {
+    if (fl_mpcheck(data, len, 8, &used) != FL_OK || used != len) {
         return FL_EDECODE;
     }
-    memset(&e, 0, sizeof e);
-    e.n_cmds = 1;
-    e.cmds = &u->data;
-    return fsm_entry_cmd(&e, 0, out);
+    return decode_cmd(data, len, out, arena);
 }

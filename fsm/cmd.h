@@ -14,8 +14,12 @@
  * may be added, so the decoder ignores nothing silently: unknown types decode
  * as FSM_CMD_UNKNOWN and apply as a no-op with an FL_EVERSION result.
  *
- * The decoder is total: any byte string decodes or returns FL_EDECODE /
- * FL_EVERSION / FL_ETOOBIG; it never reads out of bounds. */
+ * Each command layout is a schema/ field table (fsm/cmd_schema.c) that
+ * drives its validator, encoder and decoder; the entry framing and the
+ * request envelope are cmd.c's. The decoder is total: any byte string
+ * decodes or returns FL_EDECODE / FL_EVERSION / FL_ETOOBIG (FL_ENOMEM if a
+ * command's arena cannot be had); it never reads out of bounds and sizes
+ * nothing from a count the bytes cannot back. */
 #ifndef FL_FSM_CMD_H
 #define FL_FSM_CMD_H
 
@@ -102,13 +106,14 @@ struct fsm_host_result {
     size_t tail_len;
 };
 
-/* Host i of a decoded UNIT_RESULT; FL_EDECODE if malformed. */
+/* Host i of a UNIT_RESULT (FL_EINVAL past the last). */
 int fsm_cmd_result(const struct fsm_cmd *c, uint32_t i, struct fsm_host_result *out);
 /* Host i of a decoded TASK_SUBMIT. */
 int fsm_cmd_host(const struct fsm_cmd *c, uint32_t i, const char **host, size_t *len);
 
-/* A decoded command. Byte pointers point into the decoder's memory (valid
- * until fsm_entry_close) or, when encoding, into the caller's. */
+/* A command. Decoded, its pointers point into the entry's bytes and its
+ * memory (valid until fsm_entry_close); encoding, into the caller's. Every
+ * layout is a field table in fsm/cmd_schema.c. */
 /* An agent identity record (fsm/agentkey.c). */
 struct fsm_cmd_agentkey {
     const char *agent;
@@ -179,8 +184,7 @@ struct fsm_cmd {
             const char *idem;
             size_t idemlen;
             uint32_t n_hosts;
-            const msgpack_object *hosts;  /* decoded: array of str */
-            const char *const *host_ptrs; /* encoding: host strings */
+            const char *const *host_ptrs; /* the hosts, NUL-terminated */
             uint32_t unit_size;
             uint32_t timeout_ms;
             uint32_t retries;
@@ -207,8 +211,7 @@ struct fsm_cmd {
             int32_t exit_code;
             uint64_t started_ms, finished_ms;
             uint32_t n_results;
-            const msgpack_object *results; /* decoded: [host, status, rc, tail] arrays */
-            const struct fsm_host_result *result_ptrs; /* encoding */
+            const struct fsm_host_result *result_ptrs; /* [host, status, rc, tail] each */
         } unit;
         struct {
             int paused;
@@ -233,15 +236,14 @@ struct fsm_cmd {
             size_t nlen;
             const uint8_t *def; /* JOB_PUT: a store_job record (definition and template) */
             size_t def_len;
-            uint64_t sched_ms;           /* JOB_FIRE: the schedule time */
-            int manual;                  /* JOB_FIRE: a run requested now, not a schedule time;
-                                            JOB_PUT: create only (FL_EEXIST if it exists) */
-            int paused;                  /* JOB_PAUSE */
-            int skip;                    /* JOB_FIRE: record the time as missed, run nothing */
-            uint32_t missed;             /* JOB_FIRE: earlier schedule times folded into this one */
-            uint32_t n_nodes;            /* JOB_FIRE, mode all: the eligible nodes */
-            const msgpack_object *nodes; /* decoded: array of str */
-            const char *const *node_ptrs; /* encoding */
+            uint64_t sched_ms; /* JOB_FIRE: the schedule time */
+            int manual;        /* JOB_FIRE: a run requested now, not a schedule time;
+                                  JOB_PUT: create only (FL_EEXIST if it exists) */
+            int paused;        /* JOB_PAUSE */
+            int skip;          /* JOB_FIRE: record the time as missed, run nothing */
+            uint32_t missed;   /* JOB_FIRE: earlier schedule times folded into this one */
+            uint32_t n_nodes;  /* JOB_FIRE, mode all: the eligible nodes */
+            const char *const *node_ptrs; /* NUL-terminated */
         } job;
         struct {
             const char *name;
@@ -286,12 +288,14 @@ int fsm_package_version_check(const char *s, size_t n, char *errmsg);
 /* A job name: 1-63 of [A-Za-z0-9_.-], starting with a letter or a digit. */
 int fsm_job_name_check(const char *name, size_t n, char *errmsg);
 /* Decode one command encoded alone by fsm_writer_add (a job's task
- * template). `u` owns the decoded objects: destroy it after use. */
-int fsm_cmd_decode_one(const void *data, size_t len, msgpack_unpacked *u, struct fsm_cmd *out);
+ * template). out points into data and into *arena (NULL if nothing was
+ * copied): fl_free(*arena) after use, also after a failure. */
+int fsm_cmd_decode_one(const void *data, size_t len, void **arena, struct fsm_cmd *out);
 
-/* Validate a command before it is proposed (sizes, required fields): the
- * leader refuses bad commands instead of logging them. FL_EINVAL/FL_ETOOBIG
- * with the reason in errmsg. */
+/* Validate a command before it is proposed (its table's bounds, then its
+ * rules across fields): the leader refuses bad commands instead of logging
+ * them, and the apply refuses them again. FL_EINVAL/FL_ETOOBIG with the
+ * reason in errmsg. */
 int fsm_cmd_validate(const struct fsm_cmd *c, char *errmsg);
 
 /* ---- encoding: the leader builds one entry per batch ---------------- */
@@ -312,6 +316,13 @@ int fsm_writer_finish(struct fsm_entry_writer *w, uint64_t origin, uint64_t seq,
 
 /* ---- decoding ------------------------------------------------------- */
 
+/* Command i of an entry: where it starts in the entry (the slot after the
+ * last one holds the end), and the memory its decoding copied into. */
+struct fsm_entry_slot {
+    size_t off;
+    void *arena;
+};
+
 struct fsm_entry {
     int format;
     uint64_t origin;
@@ -319,12 +330,15 @@ struct fsm_entry {
     uint64_t term;
     uint64_t time_ms;
     unsigned n_cmds;
-    msgpack_unpacked unpacked; /* owns the decoded objects */
-    const msgpack_object *cmds;
+    const uint8_t *data;          /* the entry's bytes: the caller keeps them until close */
+    struct fsm_entry_slot *slots; /* n_cmds + 1 */
 };
 
 /* Decode the header and check the framing; then fsm_entry_cmd(i) decodes
- * command i. Call fsm_entry_close in every case after fsm_entry_open. */
+ * command i, through the field tables of fsm/cmd_schema.c. A decoded
+ * command points into the entry's bytes and into memory the entry owns:
+ * valid until fsm_entry_close (or until command i is decoded again). Call
+ * fsm_entry_close in every case after fsm_entry_open. */
 int fsm_entry_open(struct fsm_entry *e, const void *data, size_t len);
 int fsm_entry_cmd(const struct fsm_entry *e, unsigned i, struct fsm_cmd *out);
 void fsm_entry_close(struct fsm_entry *e);

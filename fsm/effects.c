@@ -97,7 +97,7 @@ void fsm__sched_effects(struct fsm *f, const struct fsm_cmd *c, const struct fsm
         fsm__effect(f, FSM_EFF_NODE, c->u.node.id, c->u.node.idlen);
         break;
     case FSM_CMD_TASK_SUBMIT:
-        fsm__effect(f, FSM_EFF_PLACE, res->str, strlen(res->str));
+        fsm__effect(f, FSM_EFF_PLACE, res->task_id, strlen(res->task_id));
         break;
     case FSM_CMD_DISPATCH:
         fsm__effect(f, FSM_EFF_PLACE, NULL, 0);

@@ -24,22 +24,37 @@
 
 /* The outcome of one command. */
 struct fsm_result {
-    int err;          /* FL_OK or a business error (FL_ECONFLICT, FL_ENOTFOUND, ...) */
-    uint64_t index;   /* Raft index of the entry */
-    uint64_t version; /* KV_PUT: the key's new version (the kv revision);
-                         UNIT_ASSIGN: the fencing token; TASK_SUBMIT: units;
-                         LOCK_ACQUIRE/UNWAIT: the token, 0 = waiting;
-                         SESSION_RENEW: the new expiry (leader time) */
-    char str[40];     /* TASK_SUBMIT: the task id (the existing one for a
-                         repeated idempotency key); LOCK_ACQUIRE refused
-                         as held: the first holder's session */
-    char node[64];    /* UNIT_ASSIGN: the node; UNIT_RESULT/REQUEUE: the node
-                         the unit left (so the leader can track free slots) */
-    int not_run;      /* a command with a request identity that was not
-                         executed: refused (FL_ESTALE, FL_ENOSESSION) or
-                         answered from its session's memory (replayed) */
-    int replayed;     /* the result is the remembered answer of the first
-                         attempt of this request (its index included) */
+    int err;        /* FL_OK or a business error (FL_ECONFLICT, FL_ENOTFOUND, ...) */
+    uint64_t index; /* Raft index of the entry */
+    /* What the command produced, one member per meaning (0 when the command
+     * does not say). fsm/request.c remembers the one a command sets. */
+    uint64_t kv_version;   /* KV_PUT: the key's new version (the kv revision);
+                              KV_DEL: the deleted key's; refused (FL_ECONFLICT):
+                              the key's current one (0: none) */
+    uint64_t token;        /* UNIT_ASSIGN: the unit's fencing token; LOCK_ACQUIRE: the
+                              lock's token, 0 = waiting; LOCK_RELEASE/UNWAIT: the
+                              released hold's (refused: the hold's current one) */
+    uint64_t units;        /* TASK_SUBMIT: the task's units */
+    uint64_t expires_ms;   /* SESSION_CREATE/RENEW: the new expiry (leader time) */
+    uint64_t limit;        /* LOCK_ACQUIRE refused (FL_ECONFLICT): the lock's limit */
+    uint64_t sched_ms;     /* JOB_FIRE: the run's schedule time (refused as fired
+                              already, FL_EEXIST: the job's last one) */
+    uint64_t pkg_index;    /* PACKAGE_PUT: the index that recorded the version */
+    uint64_t newer_serial; /* FL_ESTALE: the serial its session carried out */
+    char task_id[40];      /* TASK_SUBMIT: the task's id (the existing task's for
+                              a repeated idempotency key) */
+    char session_id[40];   /* SESSION_CREATE: the session's id */
+    char holder[40];       /* LOCK_ACQUIRE refused as held (FL_EBUSY): the first
+                              holder's session */
+    char outcome[40];      /* JOB_FIRE: the run's outcome (store_run_outcome_name) */
+    char accessor[40];     /* ACL_BOOTSTRAP, TOKEN_CREATE, TOKEN_DELETE: the token's */
+    char node[64];         /* UNIT_ASSIGN, UNIT_RESULT, UNIT_REQUEUE: the unit's node
+                              (assigned to, or left: the leader tracks free slots) */
+    int not_run;           /* a command with a request identity that was not
+                              executed: refused (FL_ESTALE, FL_ENOSESSION) or
+                              answered from its session's memory (replayed) */
+    int replayed;          /* the result is the remembered answer of the first
+                              attempt of this request (its index included) */
 };
 
 /* ---- Effects -------------------------------------------------------------

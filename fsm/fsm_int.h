@@ -17,11 +17,10 @@ int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index, stru
 int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                      struct fsm_result *res);
 
-/* Sessions and locks (fsm/lock.c): validation, encoding and decoding of the
- * FSM_CMD_SESSION_* / LEASE_EXTEND / LOCK_* commands, and their apply. */
+/* Sessions and locks (fsm/lock.c): the rules of the FSM_CMD_SESSION_* /
+ * LEASE_EXTEND / LOCK_* commands beyond their field table (fsm/cmd_schema.c),
+ * and their apply. The other domains below likewise. */
 int fsm__lock_validate(const struct fsm_cmd *c, char *errmsg);
-int fsm__lock_pack(msgpack_packer *pk, const struct fsm_cmd *c); /* msgpack-c status */
-int fsm__lock_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_lock(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                     struct fsm_result *res);
 
@@ -33,8 +32,6 @@ int fsm__lock_drop(struct fsm *f, const char *key, const char *holder, uint64_t 
 
 /* Cron jobs (fsm/job.c). */
 int fsm__job_validate(const struct fsm_cmd *c, char *errmsg);
-int fsm__job_pack(msgpack_packer *pk, const struct fsm_cmd *c);
-int fsm__job_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_job(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                    struct fsm_result *res);
 /* A task of a job run has finished (called by the scheduling apply). */
@@ -43,22 +40,16 @@ int fsm__job_task_finished(struct fsm *f, const struct store_task *task, uint64_
 
 /* API tokens (fsm/acl.c). */
 int fsm__acl_validate(const struct fsm_cmd *c, char *errmsg);
-int fsm__acl_pack(msgpack_packer *pk, const struct fsm_cmd *c);
-int fsm__acl_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_acl(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                    struct fsm_result *res);
 
 /* Package metadata (fsm/package.c). */
 int fsm__package_validate(const struct fsm_cmd *c, char *errmsg);
-int fsm__package_pack(msgpack_packer *pk, const struct fsm_cmd *c);
-int fsm__package_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_package(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                        struct fsm_result *res);
 
 /* Agent identities (fsm/agentkey.c). */
 int fsm__agentkey_validate(const struct fsm_cmd *c, char *errmsg);
-int fsm__agentkey_pack(msgpack_packer *pk, const struct fsm_cmd *c);
-int fsm__agentkey_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c);
 int fsm__apply_agentkey(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                         struct fsm_result *res);
 
@@ -69,13 +60,6 @@ int fsm__apply_agentkey(struct fsm *f, const struct fsm_cmd *c, uint64_t index, 
  * and the result in the session. Both return storage failures only. */
 int fsm__request_check(struct fsm *f, const struct fsm_cmd *c, struct fsm_result *res, int *run);
 int fsm__request_record(struct fsm *f, const struct fsm_cmd *c, const struct fsm_result *res);
-
-/* Encoding (cmd_pack.c): a string (NULL as empty); the core commands.
- * The two packers return -2 for a type that is not theirs, else
- * msgpack-c's status (0 = written). */
-int fsm__pack_str(msgpack_packer *pk, const char *s, size_t n);
-int fsm__pack_node(msgpack_packer *pk, const struct fsm_cmd *c);
-int fsm__pack_sched(msgpack_packer *pk, const struct fsm_cmd *c);
 
 /* A command's counted string into a NUL-terminated field of cap bytes,
  * cut to fit; NULL reads as empty (fsm.c). */

@@ -74,54 +74,6 @@ int fsm__job_validate(const struct fsm_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-/* [type, name, def, sched_ms, manual, paused, skip, missed, [nodes]] */
-int fsm__job_pack(msgpack_packer *pk, const struct fsm_cmd *c)
-{
-    int rv = msgpack_pack_array(pk, 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
-             msgpack_pack_str_with_body(pk, c->u.job.name, c->u.job.nlen) |
-             msgpack_pack_bin_with_body(pk, c->u.job.def_len ? (const void *)c->u.job.def : "",
-                                        c->u.job.def_len) |
-             msgpack_pack_uint64(pk, c->u.job.sched_ms) |
-             (c->u.job.manual ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
-             (c->u.job.paused ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
-             (c->u.job.skip ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
-             msgpack_pack_uint32(pk, c->u.job.missed) | msgpack_pack_array(pk, c->u.job.n_nodes);
-    for (uint32_t i = 0; i < c->u.job.n_nodes; i++) {
-        const char *n = c->u.job.node_ptrs[i];
-        rv |= msgpack_pack_str_with_body(pk, n, strlen(n));
-    }
-    return rv;
-}
-
-int fsm__job_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
-{
-    if (n < 9 || f[1].type != MSGPACK_OBJECT_STR || f[2].type != MSGPACK_OBJECT_BIN ||
-        f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[4].type != MSGPACK_OBJECT_BOOLEAN ||
-        f[5].type != MSGPACK_OBJECT_BOOLEAN || f[6].type != MSGPACK_OBJECT_BOOLEAN ||
-        f[7].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[7].via.u64 > UINT32_MAX ||
-        f[8].type != MSGPACK_OBJECT_ARRAY) {
-        return FL_EDECODE;
-    }
-    c->u.job.name = f[1].via.str.ptr;
-    c->u.job.nlen = f[1].via.str.size;
-    c->u.job.def = (const uint8_t *)f[2].via.bin.ptr;
-    c->u.job.def_len = f[2].via.bin.size;
-    c->u.job.sched_ms = f[3].via.u64;
-    c->u.job.manual = f[4].via.boolean;
-    c->u.job.paused = f[5].via.boolean;
-    c->u.job.skip = f[6].via.boolean;
-    c->u.job.missed = (uint32_t)f[7].via.u64;
-    c->u.job.n_nodes = f[8].via.array.size;
-    c->u.job.nodes = f[8].via.array.ptr;
-    for (uint32_t i = 0; i < c->u.job.n_nodes; i++) {
-        if (c->u.job.nodes[i].type != MSGPACK_OBJECT_STR || c->u.job.nodes[i].via.str.size == 0 ||
-            c->u.job.nodes[i].via.str.size >= STORE_NODE_ID_MAX) {
-            return FL_EDECODE;
-        }
-    }
-    return FL_OK;
-}
-
 /* ---- helpers ---------------------------------------------------------------- */
 
 /* Record an effect for the cron clock (fsm/fsm.h "Effects"). */
@@ -220,14 +172,14 @@ static int prune_runs(struct store_txn *t, const char *name)
 static int submit_task(struct fsm *f, const struct store_job *j, const char *id,
                        const char *task_name, const char *node, uint64_t index, uint64_t now)
 {
-    msgpack_unpacked u;
+    void *mem;
     struct fsm_cmd cmd;
     struct fsm_result res;
     char pin[STORE_NODE_ID_MAX + 8];
     const char *host_ptrs[1];
-    int rv = fsm_cmd_decode_one(j->tmpl, j->tmpl_len, &u, &cmd);
+    int rv = fsm_cmd_decode_one(j->tmpl, j->tmpl_len, &mem, &cmd);
     if (rv != FL_OK || cmd.type != FSM_CMD_TASK_SUBMIT) {
-        msgpack_unpacked_destroy(&u);
+        fl_free(mem);
         return FL_OK; /* a template that does not decode runs nothing (checked at JOB_PUT) */
     }
     cmd.u.task.id = id;
@@ -239,7 +191,6 @@ static int submit_task(struct fsm *f, const struct store_job *j, const char *id,
     if (node != NULL) {
         /* mode all: one host, the node, and pinned to it */
         host_ptrs[0] = node;
-        cmd.u.task.hosts = NULL;
         cmd.u.task.host_ptrs = host_ptrs;
         cmd.u.task.n_hosts = 1;
         cmd.u.task.unit_size = 1;
@@ -255,7 +206,7 @@ static int submit_task(struct fsm *f, const struct store_job *j, const char *id,
     if (rv == FL_OK) {
         fsm__sched_effects(f, &cmd, &res); /* the dispatcher places the new task */
     }
-    msgpack_unpacked_destroy(&u);
+    fl_free(mem);
     return rv;
 }
 
@@ -275,12 +226,7 @@ static int start_run(struct fsm *f, struct store_job *j, struct store_run *r, st
         char node[STORE_NODE_ID_MAX];
         const char *pinned = NULL;
         if (j->mode == STORE_JOB_ALL && c != NULL) {
-            const msgpack_object *o = &c->u.job.nodes[i];
-            if (c->u.job.nodes == NULL) {
-                snprintf(node, sizeof node, "%s", c->u.job.node_ptrs[i]);
-            } else {
-                snprintf(node, sizeof node, "%.*s", (int)o->via.str.size, o->via.str.ptr);
-            }
+            snprintf(node, sizeof node, "%s", c->u.job.node_ptrs[i]);
             pinned = node;
             snprintf(id, sizeof id, "%s-%u", base, i);
         } else {
@@ -443,7 +389,7 @@ static int job_fire(struct fsm *f, const struct fsm_cmd *c, const char *name, ui
     } else {
         if (c->u.job.sched_ms <= j.last_sched_ms) {
             res->err = FL_EEXIST; /* fired (or passed) already: at most once */
-            res->version = j.last_sched_ms;
+            res->sched_ms = j.last_sched_ms;
             return FL_OK;
         }
         j.last_sched_ms = c->u.job.sched_ms;
@@ -507,9 +453,9 @@ static int job_fire(struct fsm *f, const struct fsm_cmd *c, const char *name, ui
     }
     fl_buf_close(&active);
     if (rv == FL_OK) {
-        res->version = r.sched_ms;
+        res->sched_ms = r.sched_ms;
         res->index = index;
-        snprintf(res->str, sizeof res->str, "%s", store_run_outcome_name(r.outcome));
+        snprintf(res->outcome, sizeof res->outcome, "%s", store_run_outcome_name(r.outcome));
         emit(f, name, 0);
     }
     return rv;

@@ -24,7 +24,7 @@ static int put(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision,
         if ((c->u.kv.cas == 0 && exists) ||
             (c->u.kv.cas != 0 && (!exists || cur.version != c->u.kv.cas))) {
             res->err = FL_ECONFLICT;
-            res->version = exists ? cur.version : 0;
+            res->kv_version = exists ? cur.version : 0;
             return FL_OK;
         }
     }
@@ -33,7 +33,7 @@ static int put(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision,
     if (rv != FL_OK) {
         return rv;
     }
-    res->version = ++*revision;
+    res->kv_version = ++*revision;
     return FL_OK;
 }
 
@@ -51,10 +51,10 @@ static int del(struct store_txn *t, const struct fsm_cmd *c, uint64_t *revision,
     }
     if (c->u.kv.has_cas && cur.version != c->u.kv.cas) {
         res->err = FL_ECONFLICT;
-        res->version = cur.version;
+        res->kv_version = cur.version;
         return FL_OK;
     }
-    res->version = cur.version;
+    res->kv_version = cur.version;
     rv = store_kv_del(t, c->u.kv.key, c->u.kv.klen);
     if (rv == FL_OK) {
         ++*revision;

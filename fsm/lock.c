@@ -128,62 +128,6 @@ int fsm__lock_validate(const struct fsm_cmd *c, char *errmsg)
     }
 }
 
-/* ---- encoding: one layout for every lock command -------------------------
- * [type, session, key, name, ttl_ms, lock_delay_ms, renewals, limit, wait,
- *  token?]: the token (LOCK_RELEASE of one hold) only when it is set, so
- * commands without one encode as before. */
-
-int fsm__lock_pack(msgpack_packer *pk, const struct fsm_cmd *c)
-{
-    int with_token = c->u.lock.token != 0;
-    return msgpack_pack_array(pk, with_token ? 10 : 9) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
-           fsm__pack_str(pk, c->u.lock.session, c->u.lock.slen) |
-           fsm__pack_str(pk, c->u.lock.key, c->u.lock.klen) |
-           fsm__pack_str(pk, c->u.lock.name, c->u.lock.nlen) |
-           msgpack_pack_uint64(pk, c->u.lock.ttl_ms) |
-           msgpack_pack_uint64(pk, c->u.lock.lock_delay_ms) |
-           msgpack_pack_uint64(pk, c->u.lock.renewals) | msgpack_pack_uint32(pk, c->u.lock.limit) |
-           (c->u.lock.wait ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) |
-           (with_token ? msgpack_pack_uint64(pk, c->u.lock.token) : 0);
-}
-
-static int str_at(const msgpack_object *o, const char **s, size_t *n)
-{
-    if (o->type != MSGPACK_OBJECT_STR) {
-        return 0;
-    }
-    *s = o->via.str.ptr;
-    *n = o->via.str.size;
-    return 1;
-}
-
-static int u64_at(const msgpack_object *o, uint64_t *v)
-{
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        return 0;
-    }
-    *v = o->via.u64;
-    return 1;
-}
-
-int fsm__lock_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
-{
-    uint64_t limit;
-    if (n < 9 || !str_at(&f[1], &c->u.lock.session, &c->u.lock.slen) ||
-        !str_at(&f[2], &c->u.lock.key, &c->u.lock.klen) ||
-        !str_at(&f[3], &c->u.lock.name, &c->u.lock.nlen) || !u64_at(&f[4], &c->u.lock.ttl_ms) ||
-        !u64_at(&f[5], &c->u.lock.lock_delay_ms) || !u64_at(&f[6], &c->u.lock.renewals) ||
-        !u64_at(&f[7], &limit) || limit > UINT32_MAX || f[8].type != MSGPACK_OBJECT_BOOLEAN) {
-        return FL_EDECODE;
-    }
-    c->u.lock.limit = (uint32_t)limit;
-    c->u.lock.wait = f[8].via.boolean ? 1 : 0;
-    if (n >= 10 && (!u64_at(&f[9], &c->u.lock.token) || c->u.lock.token == 0)) {
-        return FL_EDECODE;
-    }
-    return FL_OK;
-}
-
 /* ---- apply ------------------------------------------------------------- */
 
 /* Record an effect for the lock manager (fsm/fsm.h "Effects"). */
@@ -343,24 +287,24 @@ static int acquire(struct fsm *f, const struct fsm_cmd *c, const char *session, 
         return rv;
     }
     if ((i = find(l.holders, l.n_holders, session)) >= 0) {
-        res->version = l.holders[i].token; /* asking again is not a second hold */
+        res->token = l.holders[i].token; /* asking again is not a second hold */
         goto out;
     }
     if (find(l.waiters, l.n_waiters, session) >= 0) {
-        res->version = 0;
+        res->token = 0;
         goto out;
     }
     if (l.limit != c->u.lock.limit) {
         if (l.n_holders > 0 || l.n_waiters > 0) {
             res->err = FL_ECONFLICT;
-            res->version = l.limit;
+            res->limit = l.limit;
             goto out;
         }
         l.limit = c->u.lock.limit;
     }
     if (l.n_holders < l.limit && l.n_waiters == 0 && now >= l.delay_until_ms) {
         rv = grant(f, key, klen, &l, session, now);
-        res->version = l.fence;
+        res->token = l.fence;
     } else if (c->u.lock.wait) {
         if (l.n_waiters >= STORE_LOCK_WAITERS_MAX) {
             res->err = FL_ETOOBIG;
@@ -373,11 +317,11 @@ static int acquire(struct fsm *f, const struct fsm_cmd *c, const char *session, 
         if (rv == FL_OK) {
             rv = grant_waiters(f, key, klen, &l, now); /* reports a lock-delay */
         }
-        res->version = 0;
+        res->token = 0;
     } else {
         res->err = FL_EBUSY;
         if (l.n_holders > 0) {
-            fsm__copy_str(res->str, sizeof res->str, l.holders[0].session,
+            fsm__copy_str(res->holder, sizeof res->holder, l.holders[0].session,
                           strlen(l.holders[0].session));
         }
         goto out;
@@ -458,11 +402,11 @@ static int check_token(struct fsm *f, const struct fsm_cmd *c, const char *sessi
             *go = 1;
         } else {
             res->err = FL_ECONFLICT;
-            res->version = l.holders[i].token;
+            res->token = l.holders[i].token;
         }
     } else if (find(l.waiters, l.n_waiters, session) >= 0) {
         res->err = FL_ECONFLICT;
-        res->version = 0;
+        res->token = 0;
     } else {
         res->err = FL_ENOTFOUND;
     }
@@ -493,7 +437,7 @@ static int release(struct fsm *f, const struct fsm_cmd *c, const char *session, 
     } else if (unwait && was == 'W') {
         res->err = FL_ETIMEOUT;
     }
-    res->version = token;
+    res->token = token;
     return FL_OK;
 }
 
@@ -583,8 +527,8 @@ static int session_create(struct fsm *f, const struct fsm_cmd *c, const char *id
     s.created_index = index;
     rv = store_session_put(f->txn, &s);
     if (rv == FL_OK) {
-        res->version = s.expires_ms;
-        fsm__copy_str(res->str, sizeof res->str, s.id, strlen(s.id));
+        res->expires_ms = s.expires_ms;
+        fsm__copy_str(res->session_id, sizeof res->session_id, s.id, strlen(s.id));
         emit_session(f, &s);
     }
     return rv;
@@ -608,7 +552,7 @@ static int session_change(struct fsm *f, const struct fsm_cmd *c, const char *id
         s.expires_ms = now + s.ttl_ms;
         rv = store_session_put(f->txn, &s);
         if (rv == FL_OK) {
-            res->version = s.expires_ms;
+            res->expires_ms = s.expires_ms;
             emit_session(f, &s);
         }
         return rv;

@@ -88,31 +88,6 @@ int fsm__package_validate(const struct fsm_cmd *c, char *errmsg)
     return FL_OK;
 }
 
-int fsm__package_pack(msgpack_packer *pk, const struct fsm_cmd *c)
-{
-    const struct fsm_cmd_package *p = &c->u.pkg;
-    return msgpack_pack_array(pk, 4) | msgpack_pack_uint8(pk, (uint8_t)c->type) |
-           msgpack_pack_str_with_body(pk, p->name, p->nlen) |
-           msgpack_pack_str_with_body(pk, p->version, p->vlen) |
-           msgpack_pack_bin_with_body(pk, p->reclen ? (const void *)p->rec : "", p->reclen);
-}
-
-int fsm__package_decode(const msgpack_object *f, uint32_t n, struct fsm_cmd *c)
-{
-    struct fsm_cmd_package *p = &c->u.pkg;
-    if (n < 4 || f[1].type != MSGPACK_OBJECT_STR || f[2].type != MSGPACK_OBJECT_STR ||
-        f[3].type != MSGPACK_OBJECT_BIN) {
-        return FL_EDECODE;
-    }
-    p->name = f[1].via.str.ptr;
-    p->nlen = f[1].via.str.size;
-    p->version = f[2].via.str.ptr;
-    p->vlen = f[2].via.str.size;
-    p->rec = (const uint8_t *)f[3].via.bin.ptr;
-    p->reclen = f[3].via.bin.size;
-    return FL_OK;
-}
-
 struct pkg_ver {
     uint64_t index;
     char version[STORE_PKG_VERSION_MAX];
@@ -204,7 +179,7 @@ int fsm__apply_package(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
     }
     store_package_decode(p->rec, p->reclen, &rec); /* checked by validate */
     if (rv == FL_OK) {
-        res->version = old.index;
+        res->pkg_index = old.index;
         if (memcmp(old.hash, rec.hash, sizeof rec.hash) != 0) {
             res->err = FL_EEXIST; /* a version never changes its bytes */
         }
@@ -212,7 +187,7 @@ int fsm__apply_package(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
     }
     rec.index = index;
     rec.created_ms = now;
-    res->version = index;
+    res->pkg_index = index;
     if ((rv = store_package_put(f->txn, &rec)) != FL_OK) {
         return rv;
     }

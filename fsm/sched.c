@@ -78,7 +78,7 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
         rv = store_get(t, STORE_IDEM, c->u.task.idem, c->u.task.idemlen, &v, &vl);
         if (rv == FL_OK) {
             res->err = FL_EEXIST;
-            fsm__copy_str(res->str, sizeof res->str, v, vl);
+            fsm__copy_str(res->task_id, sizeof res->task_id, v, vl);
             return FL_OK;
         }
         if (rv != FL_ENOTFOUND) {
@@ -88,7 +88,7 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     rv = store_task_get(t, id, &task);
     if (rv == FL_OK) {
         res->err = FL_EEXIST;
-        fsm__copy_str(res->str, sizeof res->str, id, strlen(id));
+        fsm__copy_str(res->task_id, sizeof res->task_id, id, strlen(id));
         return FL_OK;
     }
     if (rv != FL_ENOTFOUND) {
@@ -154,8 +154,8 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     if (rv == FL_OK && c->u.task.idemlen > 0) {
         rv = store_put(t, STORE_IDEM, c->u.task.idem, c->u.task.idemlen, id, strlen(id));
     }
-    fsm__copy_str(res->str, sizeof res->str, id, strlen(id));
-    res->version = task.n_units;
+    fsm__copy_str(res->task_id, sizeof res->task_id, id, strlen(id));
+    res->units = task.n_units;
     return rv;
 }
 
@@ -423,7 +423,7 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     if (task.state == STORE_TASK_QUEUED) {
         task.state = STORE_TASK_RUNNING;
     }
-    res->version = u.token;
+    res->token = u.token;
     memcpy(res->node, node_id, sizeof res->node);
     return store_task_put(t, &task);
 }

@@ -26,13 +26,13 @@ union schema_fuzz_obj {
     uint8_t b[SCHEMA_FUZZ_OBJ];
 };
 
-static void schema_fuzz_fail(const struct schema *sc, const char *what, const char *detail)
+static inline void schema_fuzz_fail(const struct schema *sc, const char *what, const char *detail)
 {
     fprintf(stderr, "schema driver: %s: %s: %s\n", sc->name, what, detail ? detail : "");
     abort();
 }
 
-static void schema_fuzz_free_heap(const struct schema *sc, uint8_t *obj)
+static inline void schema_fuzz_free_heap(const struct schema *sc, uint8_t *obj)
 {
     for (uint32_t i = 0; i < sc->n_fields; i++) {
         const struct schema_field *f = &sc->fields[i];
@@ -48,7 +48,7 @@ static void schema_fuzz_free_heap(const struct schema *sc, uint8_t *obj)
 
 /* 1 if the table can be decoded without an arena (no STR, no pointer array
  * but heap ones). */
-static int schema_fuzz_borrowable(const struct schema *sc)
+static inline int schema_fuzz_borrowable(const struct schema *sc)
 {
     for (uint32_t i = 0; i < sc->n_fields; i++) {
         const struct schema_field *f = &sc->fields[i];
@@ -61,7 +61,7 @@ static int schema_fuzz_borrowable(const struct schema *sc)
     return 1;
 }
 
-static void schema_fuzz_same_bytes(const struct schema *sc, const uint8_t *obj)
+static inline void schema_fuzz_same_bytes(const struct schema *sc, const uint8_t *obj)
 {
     static union schema_fuzz_obj again;
     struct fl_buf a, b;
@@ -88,7 +88,7 @@ static void schema_fuzz_same_bytes(const struct schema *sc, const uint8_t *obj)
 }
 
 /* One input against one format. Returns 1 if it decoded. */
-static int schema_fuzz_record(const struct schema *sc, const uint8_t *data, size_t size)
+static inline int schema_fuzz_record(const struct schema *sc, const uint8_t *data, size_t size)
 {
     static union schema_fuzz_obj x, y;
     char err[FL_ERRMSG_SIZE] = "";

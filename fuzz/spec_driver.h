@@ -80,7 +80,7 @@ static void spec_check_job(const struct node_job_build *jb)
     struct store_job j;
     struct fsm_entry e;
     struct fsm_cmd back, t;
-    msgpack_unpacked u;
+    void *mem;
     void *entry = NULL;
     static const char *const run_ids[] = {"nightly-1", "x-18446744073709551615"};
     if (fsm_cmd_validate(&jb->cmd, err) != FL_OK) {
@@ -104,7 +104,7 @@ static void spec_check_job(const struct node_job_build *jb)
     }
     /* What the state machine does at a fire (fsm/job.c submit_task). */
     for (unsigned i = 0; i < 2; i++) {
-        if (fsm_cmd_decode_one(j.tmpl, j.tmpl_len, &u, &t) != FL_OK ||
+        if (fsm_cmd_decode_one(j.tmpl, j.tmpl_len, &mem, &t) != FL_OK ||
             t.type != FSM_CMD_TASK_SUBMIT) {
             spec_fail("the job's template does not decode to a task", NULL);
         }
@@ -117,7 +117,7 @@ static void spec_check_job(const struct node_job_build *jb)
         if (fsm_cmd_validate(&t, err) != FL_OK) {
             spec_fail("a run of the job is a task the state machine refuses", err);
         }
-        msgpack_unpacked_destroy(&u);
+        fl_free(mem);
     }
 }
 

@@ -114,7 +114,7 @@ static uint64_t next_after(const struct jent *j, uint64_t after)
 static int jent_fill(struct jobs *js, struct jent *e, const struct store_job *j)
 {
     char err[FL_ERRMSG_SIZE];
-    msgpack_unpacked u;
+    void *mem;
     struct fsm_cmd cmd;
     memset(e, 0, sizeof *e);
     snprintf(e->name, sizeof e->name, "%s", j->name);
@@ -128,7 +128,7 @@ static int jent_fill(struct jobs *js, struct jent *e, const struct store_job *j)
         FL_WARN("job %s: %s; not scheduled", j->name, err);
         return FL_EINVAL;
     }
-    if (fsm_cmd_decode_one(j->tmpl, j->tmpl_len, &u, &cmd) == FL_OK &&
+    if (fsm_cmd_decode_one(j->tmpl, j->tmpl_len, &mem, &cmd) == FL_OK &&
         cmd.type == FSM_CMD_TASK_SUBMIT) {
         for (unsigned i = 0; i < cmd.u.task.n_constraints; i++) {
             snprintf(e->constraints[i], sizeof e->constraints[i], "%.*s",
@@ -136,7 +136,7 @@ static int jent_fill(struct jobs *js, struct jent *e, const struct store_job *j)
         }
         e->n_constraints = cmd.u.task.n_constraints;
     }
-    msgpack_unpacked_destroy(&u);
+    fl_free(mem);
     return FL_OK;
 }
 
@@ -333,7 +333,7 @@ static void fire_cb(void *data, int err, const struct fsm_result *res)
     }
     if (res->err == FL_EEXIST) {
         js->st.refused++;
-    } else if (res->err == FL_OK && strcmp(res->str, "started") == 0) {
+    } else if (res->err == FL_OK && strcmp(res->outcome, "started") == 0) {
         js->st.fired++;
     }
     if (js->hooks.kick != NULL) {

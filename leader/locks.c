@@ -80,7 +80,7 @@ static void unwait_cb(void *data, int err, const struct fsm_result *res)
     if (err != FL_OK) {
         m->ans->failed(p->req, err, "leaving the queue failed; the wait may still be queued");
     } else if (res->err == FL_OK) {
-        m->ans->granted(p->req, p->session, p->key, res->version);
+        m->ans->granted(p->req, p->session, p->key, res->token);
     } else if (res->err == FL_ETIMEOUT) {
         m->ans->timeout(p->req, p->session, p->key);
     } else {

@@ -371,7 +371,7 @@ static void refused(struct http_request *req, const struct fsm_result *res)
         node__respond_err(req, FL_ESTALE,
                           "request %s is older than request %llu of its session, which was "
                           "applied first; it was not applied and never will be",
-                          v ? v : "", (unsigned long long)res->version);
+                          v ? v : "", (unsigned long long)res->newer_serial);
     } else {
         node__respond_err(req, FL_ENOSESSION,
                           "the session of request %s does not exist (it expired or was "

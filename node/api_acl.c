@@ -351,8 +351,8 @@ static void created_done(struct node_server *s, struct http_request *req, int er
             req, err, res, FL_ECONFLICT,
             "ACLs are already bootstrapped; ask an admin token holder for a token")) {
         http_respond_json(req, 200,
-                          json_pack("{s:s, s:s, s:I}", "accessor", res->str, "secret", req->scratch,
-                                    "index", (json_int_t)res->index));
+                          json_pack("{s:s, s:s, s:I}", "accessor", res->accessor, "secret",
+                                    req->scratch, "index", (json_int_t)res->index));
     }
     sodium_memzero(req->scratch, sizeof req->scratch);
 }
@@ -527,7 +527,7 @@ static void deleted_done(struct node_server *s, struct http_request *req, int er
     } else if (!node__answer_failure(req, err, res, FL_ENOTFOUND, "no token with that accessor")) {
         http_respond_json(
             req, 200,
-            json_pack("{s:s, s:I}", "accessor", res->str, "index", (json_int_t)res->index));
+            json_pack("{s:s, s:I}", "accessor", res->accessor, "index", (json_int_t)res->index));
     }
 }
 

@@ -440,7 +440,7 @@ static void simple_done(struct node_server *s, struct http_request *req, int err
     }
     http_respond_json(req, 200,
                       json_pack("{s:I, s:s, s:I}", "index", (json_int_t)res->index, "outcome",
-                                res->str, "scheduled_ms", (json_int_t)res->version));
+                                res->outcome, "scheduled_ms", (json_int_t)res->sched_ms));
 }
 
 static void job_cmd(struct node_server *s, struct http_request *req, const char *name, int type,

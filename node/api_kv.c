@@ -109,7 +109,8 @@ static void kv_done(struct node_server *s, struct http_request *req, int err,
     if (res->err == FL_ECONFLICT) {
         http_respond_json(req, 409,
                           json_pack("{s:{s:s, s:s}, s:I}", "error", "code", "conflict", "message",
-                                    "version does not match", "version", (json_int_t)res->version));
+                                    "version does not match", "version",
+                                    (json_int_t)res->kv_version));
         return;
     }
     if (res->err != FL_OK) {
@@ -117,7 +118,7 @@ static void kv_done(struct node_server *s, struct http_request *req, int err,
         return;
     }
     http_respond_json(req, 200,
-                      json_pack("{s:I, s:I}", "version", (json_int_t)res->version, "index",
+                      json_pack("{s:I, s:I}", "version", (json_int_t)res->kv_version, "index",
                                 (json_int_t)res->index));
 }
 

@@ -117,8 +117,8 @@ static void created(struct node_server *s, struct http_request *req, int err,
         return;
     }
     http_respond_json(req, 200,
-                      json_pack("{s:s, s:I, s:I}", "id", res->str, "expires_ms",
-                                (json_int_t)res->version, "index", (json_int_t)res->index));
+                      json_pack("{s:s, s:I, s:I}", "id", res->session_id, "expires_ms",
+                                (json_int_t)res->expires_ms, "index", (json_int_t)res->index));
 }
 
 void node__sessions_create(struct node_server *s, struct http_request *req, char **args)
@@ -186,7 +186,7 @@ static void session_changed(struct node_server *s, struct http_request *req, int
         return;
     }
     http_respond_json(req, 200,
-                      json_pack("{s:I, s:I}", "expires_ms", (json_int_t)res->version, "index",
+                      json_pack("{s:I, s:I}", "expires_ms", (json_int_t)res->expires_ms, "index",
                                 (json_int_t)res->index));
 }
 
@@ -501,17 +501,17 @@ static void acquired(struct node_server *s, struct http_request *req, int err,
     } else if (res->err == FL_EBUSY) {
         http_respond_json(req, 409,
                           json_pack("{s:{s:s, s:s}, s:b, s:s}", "error", "code", "held", "message",
-                                    "the lock is held", "granted", 0, "holder", res->str));
+                                    "the lock is held", "granted", 0, "holder", res->holder));
     } else if (res->err == FL_ECONFLICT) {
         node__respond_err(req, FL_ECONFLICT, "lock %s is held with limit %llu, not %u", a.key,
-                          (unsigned long long)res->version, a.limit);
+                          (unsigned long long)res->limit, a.limit);
     } else if (res->err == FL_ETOOBIG) {
         node__respond_err(req, FL_ETOOBIG, "lock %s already has %d waiters", a.key,
                           STORE_LOCK_WAITERS_MAX);
     } else if (res->err != FL_OK) {
         node__respond_err(req, res->err, "%s", fl_strerror(res->err));
-    } else if (res->version != 0) {
-        node__lock_granted(req, a.session, a.key, res->version);
+    } else if (res->token != 0) {
+        node__lock_granted(req, a.session, a.key, res->token);
     } else {
         /* One call waits at most half the session's TTL, so the holder can
          * renew between calls. */
@@ -558,11 +558,11 @@ static void released(struct node_server *s, struct http_request *req, int err,
         node__respond_err(req, err, "%s", fl_strerror(err));
     } else if (res->err == FL_ENOTFOUND) {
         node__respond_err(req, FL_ENOTFOUND, "the session neither holds nor waits for this lock");
-    } else if (res->err == FL_ECONFLICT && res->version != 0) {
+    } else if (res->err == FL_ECONFLICT && res->token != 0) {
         node__respond_err(req, FL_ECONFLICT,
                           "the session holds this lock with token %llu, not the one named; "
                           "nothing was released",
-                          (unsigned long long)res->version);
+                          (unsigned long long)res->token);
     } else if (res->err == FL_ECONFLICT) {
         node__respond_err(req, FL_ECONFLICT,
                           "the session only waits for this lock and holds no token; nothing was "
@@ -570,8 +570,8 @@ static void released(struct node_server *s, struct http_request *req, int err,
     } else if (res->err != FL_OK) {
         node__respond_err(req, res->err, "%s", fl_strerror(res->err));
     } else {
-        http_respond_json(
-            req, 200, json_pack("{s:b, s:I}", "released", 1, "token", (json_int_t)res->version));
+        http_respond_json(req, 200,
+                          json_pack("{s:b, s:I}", "released", 1, "token", (json_int_t)res->token));
     }
 }
 

@@ -241,7 +241,7 @@ static void recorded(struct node_server *s, struct http_request *req, int err,
     if (name != NULL && version != NULL && store_begin(s->store, 0, &t) == FL_OK) {
         if (store_package_get(t, name, version, &p) == FL_OK) {
             json_t *o = package_json(s, &p, 1);
-            json_object_set_new(o, "index", json_integer((json_int_t)res->version));
+            json_object_set_new(o, "index", json_integer((json_int_t)res->pkg_index));
             store_abort(t);
             json_decref(body);
             http_respond_json(req, 200, o);
@@ -252,7 +252,7 @@ static void recorded(struct node_server *s, struct http_request *req, int err,
     json_decref(body);
     /* Recorded and then removed at once by retention (keep smaller than
      * the versions already there is not possible: the new one is newest). */
-    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->version));
+    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->pkg_index));
 }
 
 /* POST /v1/internal/packages: {name, version, record: base64}. */

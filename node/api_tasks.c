@@ -130,7 +130,7 @@ void node__submit_done(struct node_server *s, struct http_request *req, int err,
     }
     dispatch_kick(s->dispatch);
     http_respond_json(req, 200,
-                      json_pack("{s:s, s:b, s:I}", "id", res->str, "existing",
+                      json_pack("{s:s, s:b, s:I}", "id", res->task_id, "existing",
                                 res->err == FL_EEXIST, "index", (json_int_t)res->index));
 }
 

@@ -34,7 +34,7 @@ int schema__check_str(const char *top, const struct schema_field *f, const char 
                        idx_str(ib, sizeof ib, idx), n, (unsigned long long)f->min,
                        (unsigned long long)f->max);
     }
-    if (memchr(s, '\0', n) != NULL) {
+    if (f->type != SCHEMA_STRN && memchr(s, '\0', n) != NULL) {
         return fl_errf(errmsg, FL_EINVAL, "%s.%s%s: contains a NUL byte", top, fname(f),
                        idx_str(ib, sizeof ib, idx));
     }
@@ -113,6 +113,14 @@ static int check_field(const struct vctx *c, const struct schema_field *f, const
                            idx_str(ib, sizeof ib, idx));
         }
         return schema__check_str(c->top, f, (const char *)p, n, idx, c->limit, c->errmsg);
+    case SCHEMA_STRN:
+        memcpy(&s, p, sizeof s);
+        n = (size_t)schema__get_uint(base + f->off_n, f->n_size);
+        if (s == NULL && n > 0) {
+            return fl_errf(c->errmsg, FL_EINVAL, "%s.%s%s: NULL with a length", c->top, fname(f),
+                           idx_str(ib, sizeof ib, idx));
+        }
+        return schema__check_str(c->top, f, s != NULL ? s : "", n, idx, c->limit, c->errmsg);
     case SCHEMA_BIN:
         memcpy(&s, p, sizeof s);
         n = (size_t)schema__count(f, base);
@@ -191,7 +199,8 @@ static uint64_t extent(const struct schema_field *f)
     if (f->type == SCHEMA_ARRAY) {
         return (f->flags & SCHEMA_INLINE) ? f->max * f->size : sizeof(void *);
     }
-    return f->type == SCHEMA_STR || f->type == SCHEMA_BIN ? sizeof(void *) : f->size;
+    return f->type == SCHEMA_STR || f->type == SCHEMA_BIN || f->type == SCHEMA_STRN ? sizeof(void *)
+                                                                                    : f->size;
 }
 
 static int table_field(const struct schema *sc, const struct schema_field *f, uint32_t room,
@@ -221,8 +230,12 @@ static int table_field(const struct schema *sc, const struct schema_field *f, ui
         bad = sz == 0 || f->max == 0 || f->max >= sz || f->min > f->max ? "length bounds" : NULL;
         break;
     case SCHEMA_BIN:
+    case SCHEMA_STRN:
         bad = f->n_size != 1 && f->n_size != 2 && f->n_size != 4 && f->n_size != 8 ? "length size"
                                                                                    : NULL;
+        bad = bad == NULL && f->type == SCHEMA_STRN && f->max != 0 && f->min > f->max
+                  ? "length bounds"
+                  : bad;
         break;
     case SCHEMA_ARRAY:
         bad = f->elem == NULL || f->size == 0 || f->max == 0 ? "element description" : NULL;
@@ -233,7 +246,14 @@ static int table_field(const struct schema *sc, const struct schema_field *f, ui
                                                                                     : bad;
         bad =
             bad == NULL && f->n_size != 0 && f->n_size != 4 && f->n_size != 8 ? "count size" : bad;
-        if (bad == NULL && table_field(sc, f->elem, f->size, errmsg) != FL_OK) {
+        /* The last element of an inline array has the rest of the struct
+         * for a parallel length (SCHEMA_STRN); others have their slot. */
+        if (bad == NULL && table_field(sc, f->elem,
+                                       f->elem->type == SCHEMA_STRN && (f->flags & SCHEMA_INLINE) &&
+                                               f->off + (f->max - 1) * f->size < room
+                                           ? (uint32_t)(room - f->off - (f->max - 1) * f->size)
+                                           : f->size,
+                                       errmsg) != FL_OK) {
             return FL_EINVAL;
         }
         break;

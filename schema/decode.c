@@ -137,6 +137,35 @@ static int dec_str(struct schema_dec *d, const struct schema_field *f, uint8_t *
     return FL_OK;
 }
 
+/* A counted string: borrowed from the input, or copied (NUL-terminated). */
+static int dec_strn(struct schema_dec *d, const struct schema_field *f, uint8_t *base, long idx)
+{
+    const char *s;
+    char *copy;
+    size_t n;
+    int ok = 1;
+    if (fl_mp_str(&d->r, &s, &n) != FL_OK) {
+        return bad(d, f, "not a string");
+    }
+    if (schema__check_str(d->name, f, s, n, idx, SIZE_MAX, d->errmsg) != FL_OK) {
+        return FL_EDECODE;
+    }
+    if (d->mode == SCHEMA_BORROW) {
+        copy = (char *)(uintptr_t)s;
+    } else if ((copy = take(d, n + 1, 1, &ok)) != NULL) {
+        memcpy(copy, s, n);
+        copy[n] = '\0';
+    }
+    if (!ok) {
+        return bad(d, f, "arena overflow");
+    }
+    if (d->mode != SCHEMA_MEASURE) {
+        memcpy(base + f->off, &copy, sizeof copy);
+    }
+    schema__put_uint(base + f->off_n, f->n_size, n);
+    return FL_OK;
+}
+
 static int dec_bin(struct schema_dec *d, const struct schema_field *f, uint8_t *base, long idx)
 {
     uint64_t unit = f->size > 1 ? f->size : 1;
@@ -268,6 +297,8 @@ static int dec_field(struct schema_dec *d, const struct schema_field *f, uint8_t
     case SCHEMA_BIN:
     case SCHEMA_BYTES:
         return dec_bin(d, f, base, idx);
+    case SCHEMA_STRN:
+        return dec_strn(d, f, base, idx);
     case SCHEMA_ARRAY:
         return dec_array(d, f, base, idx);
     case SCHEMA_TUPLE:

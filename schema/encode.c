@@ -84,6 +84,10 @@ static int pack_field(msgpack_packer *pk, const struct schema_field *f, const ui
         memcpy(&s, p, sizeof s);
         n = schema__count(f, base) * (f->size > 1 ? f->size : 1);
         return s == NULL && n > 0 ? -1 : pack_bin(pk, s, (size_t)n);
+    case SCHEMA_STRN:
+        memcpy(&s, p, sizeof s);
+        n = schema__get_uint(base + f->off_n, f->n_size);
+        return s == NULL && n > 0 ? -1 : pack_str(pk, s, (size_t)n);
     case SCHEMA_BYTES:
         return pack_bin(pk, p, f->size);
     case SCHEMA_ARRAY:

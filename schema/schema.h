@@ -62,6 +62,15 @@ enum schema_type {
     SCHEMA_ARRAY,
     /* A nested struct at off, described by `sub`: an array of its fields. */
     SCHEMA_TUPLE,
+    /* A counted string: const char * at off and its length in bytes at off_n
+     * (an integer of n_size bytes), length in [min, max] (max 0 = bounded by
+     * the input, or by the validator's limit), then `valid`. A NUL byte is a
+     * byte like any other (`valid` may refuse it). Decoded without an arena
+     * it points into the input (not NUL-terminated); with one it is copied
+     * and NUL-terminated. Encodes NULL with length 0 as "". As the element of
+     * an inline array of pointers, off_n may name a parallel array of
+     * lengths of the same stride: T *s[N] followed by size_t lens[N]. */
+    SCHEMA_STRN,
 };
 
 #define SCHEMA_INLINE 1u /* SCHEMA_ARRAY: the elements are in the struct */
@@ -206,6 +215,10 @@ int schema_table_check(const struct schema *sc, char *errmsg);
 #define SCHEMA_F_BIN(st, fld, nfld, unit, hi, ...)                                            \
     {.name = #fld, .type = SCHEMA_BIN, .n_size = SCHEMA__SIZEOF(st, nfld), .size = (unit), \
      .off = SCHEMA__OFF(st, fld), .off_n = SCHEMA__OFF(st, nfld), .max = (hi), __VA_ARGS__}
+#define SCHEMA_F_STRN(st, fld, nfld, lo, hi, ...)                                             \
+    {.name = #fld, .type = SCHEMA_STRN, .n_size = SCHEMA__SIZEOF(st, nfld),                \
+     .size = sizeof(const char *), .off = SCHEMA__OFF(st, fld),                            \
+     .off_n = SCHEMA__OFF(st, nfld), .min = (lo), .max = (hi), __VA_ARGS__}
 #define SCHEMA_F_BYTES(st, fld, ...)                                                          \
     {.name = #fld, .type = SCHEMA_BYTES, .size = SCHEMA__SIZEOF(st, fld),                  \
      .off = SCHEMA__OFF(st, fld), __VA_ARGS__}
@@ -220,6 +233,13 @@ int schema_table_check(const struct schema *sc, char *errmsg);
      .n_size = SCHEMA__SIZEOF(st, nfld), .size = SCHEMA__SIZEOF(st, fld[0]),               \
      .off = SCHEMA__OFF(st, fld), .off_n = SCHEMA__OFF(st, nfld),                          \
      .max = SCHEMA__SIZEOF(st, fld) / SCHEMA__SIZEOF(st, fld[0]), .elem = (el), __VA_ARGS__}
+/* T *fld[N], NULL-terminated, with its count in nfld: at most N - 1, so a
+ * NULL always follows the last element (the decoder zeroes the rest). */
+#define SCHEMA_F_INLINE_NT(st, fld, nfld, el, ...)                                            \
+    {.name = #fld, .type = SCHEMA_ARRAY, .flags = SCHEMA_INLINE,                           \
+     .n_size = SCHEMA__SIZEOF(st, nfld), .size = SCHEMA__SIZEOF(st, fld[0]),               \
+     .off = SCHEMA__OFF(st, fld), .off_n = SCHEMA__OFF(st, nfld),                          \
+     .max = SCHEMA__SIZEOF(st, fld) / SCHEMA__SIZEOF(st, fld[0]) - 1, .elem = (el), __VA_ARGS__}
 /* T fld[N]: always N elements. */
 #define SCHEMA_F_FIXED(st, fld, el, ...)                                                      \
     {.name = #fld, .type = SCHEMA_ARRAY, .flags = SCHEMA_INLINE,                           \
@@ -234,6 +254,8 @@ int schema_table_check(const struct schema *sc, char *errmsg);
 #define SCHEMA_E_UINT(T, lo, hi) {.type = SCHEMA_UINT, .size = sizeof(T), .min = (lo), .max = (hi)}
 #define SCHEMA_E_STR(lo, hi, fn)    {.type = SCHEMA_STR, .size = sizeof(const char *), .min = (lo), .max = (hi), .valid = (fn)}
 #define SCHEMA_E_CHARS(n, lo, fn)   {.type = SCHEMA_CHARS, .size = (n), .min = (lo), .max = (n) - 1, .valid = (fn)}
+/* A counted string whose length is `gap` bytes after it (a parallel array). */
+#define SCHEMA_E_STRN(gap, lo, hi, fn) {.type = SCHEMA_STRN, .n_size = sizeof(size_t), .size = sizeof(const char *), .off_n = (gap), .min = (lo), .max = (hi), .valid = (fn)}
 #define SCHEMA_E_TUPLE(T, sc)    {.type = SCHEMA_TUPLE, .size = sizeof(T), .sub = (sc)}
 
 #define SCHEMA_TABLE(tbl) (tbl), (uint32_t)(sizeof(tbl) / sizeof((tbl)[0]))

@@ -56,6 +56,9 @@ struct node_spec {
 };
 
 const char *node_exec_kind_name(int kind);
+/* Its schema/ table (tests and fuzz drivers check it). */
+struct schema;
+extern const struct schema node_spec_schema;
 /* Encode; the strings are the caller's. */
 int node_spec_encode(const struct node_spec *s, struct fl_buf *out);
 /* Decode into NUL-terminated strings owned by `out` (node_spec_close). */

@@ -8,6 +8,7 @@
 #include "check.h"
 #include "common/buf.h"
 #include "common/err.h"
+#include "schema/schema.h"
 #include "spec/spec.h"
 
 #define EXE "/usr/local/bin/flotilla"
@@ -224,6 +225,48 @@ TEST(deploy_argv_refusals)
 
 /* A task of kind deploy keeps its kind and argv through the spec encoding;
  * a kind past deploy is refused. */
+/* The spec's arrays keep a NULL after their last element: their maximum
+ * is one below their capacity, on both sides. */
+TEST(spec_arrays_stay_null_terminated)
+{
+    char err[FL_ERRMSG_SIZE] = "";
+    struct node_spec s, d;
+    struct fl_buf b;
+    CHECK_OK(schema_table_check(&node_spec_schema, err));
+    memset(&s, 0, sizeof s);
+    s.kind = NODE_EXEC;
+    s.argc = NODE_SPEC_ARGV_MAX;
+    for (unsigned i = 0; i < NODE_SPEC_ARGV_MAX; i++) {
+        s.argv[i] = "x";
+    }
+    s.n_env = NODE_SPEC_ENV_MAX;
+    for (unsigned i = 0; i < NODE_SPEC_ENV_MAX; i++) {
+        s.env[i] = "A=1";
+    }
+    CHECK_OK(schema_validate(&node_spec_schema, &s, SIZE_MAX, err));
+    fl_buf_init(&b);
+    REQUIRE(node_spec_encode(&s, &b) == FL_OK);
+    REQUIRE(node_spec_decode(b.data, b.len, &d) == FL_OK);
+    CHECK(d.argc == NODE_SPEC_ARGV_MAX && d.argv[NODE_SPEC_ARGV_MAX] == NULL);
+    CHECK(d.n_env == NODE_SPEC_ENV_MAX && d.env[NODE_SPEC_ENV_MAX] == NULL);
+    node_spec_close(&d);
+    /* one more: refused by the validator and by the decoder */
+    s.argc = NODE_SPEC_ARGV_MAX + 1;
+    s.argv[NODE_SPEC_ARGV_MAX] = "y";
+    CHECK_EQ_INT(schema_validate(&node_spec_schema, &s, SIZE_MAX, err), FL_EINVAL);
+    fl_buf_reset(&b);
+    REQUIRE(node_spec_encode(&s, &b) == FL_OK);
+    CHECK_EQ_INT(node_spec_decode(b.data, b.len, &d), FL_EDECODE);
+    s.argc = 1;
+    s.n_env = NODE_SPEC_ENV_MAX + 1;
+    s.env[NODE_SPEC_ENV_MAX] = "B=2";
+    CHECK_EQ_INT(schema_validate(&node_spec_schema, &s, SIZE_MAX, err), FL_EINVAL);
+    fl_buf_reset(&b);
+    REQUIRE(node_spec_encode(&s, &b) == FL_OK);
+    CHECK_EQ_INT(node_spec_decode(b.data, b.len, &d), FL_EDECODE);
+    fl_buf_close(&b);
+}
+
 TEST(spec_deploy_roundtrip)
 {
     static const char *const argv[] = {"web@2", "--hash", "ab12",   "--size", "4198400",
@@ -266,5 +309,6 @@ int main(void)
     RUN(deploy_argv_root_given_or_defaulted);
     RUN(deploy_argv_refusals);
     RUN(spec_deploy_roundtrip);
+    RUN(spec_arrays_stay_null_terminated);
     return check_summary();
 }

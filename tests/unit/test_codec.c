@@ -4,6 +4,7 @@
 #include "common/err.h"
 #include "common/mpcheck.h"
 #include "fsm/cmd.h"
+#include "fsm/cmd_int.h"
 
 static void *plain_alloc(size_t n)
 {
@@ -227,15 +228,15 @@ TEST(task_rollout_controls)
     /* A job's template is one command encoded alone: it keeps them too. */
     {
         struct fsm_entry_writer w;
-        msgpack_unpacked u;
+        void *mem;
         fsm_writer_init(&w);
         CHECK_OK(fsm_writer_add(&w, &in));
-        CHECK_OK(fsm_cmd_decode_one(w.body.data, w.body.size, &u, &out));
+        CHECK_OK(fsm_cmd_decode_one(w.body.data, w.body.size, &mem, &out));
         CHECK_EQ_INT(out.type, FSM_CMD_TASK_SUBMIT);
         CHECK_EQ_INT(out.u.task.max_running, 3);
         CHECK_EQ_INT(out.u.task.fail_stop, 2);
         CHECK_EQ_INT(out.u.task.placement, FSM_PLACE_HOST);
-        msgpack_unpacked_destroy(&u);
+        fl_free(mem);
         fsm_writer_close(&w);
     }
 
@@ -267,9 +268,104 @@ TEST(task_rollout_controls)
     in.u.task.placement = FSM_PLACE_ANY;
     encode(&in, 1, &buf, &len);
     REQUIRE(fsm_entry_open(&e, buf, len) == FL_OK);
-    CHECK_EQ_INT(e.cmds[0].via.array.size, 11);
+    CHECK_EQ_INT(e.data[e.slots[0].off], 0x90 + 11); /* fixarray of 11 */
     fsm_entry_close(&e);
     fl_free(buf);
+}
+
+/* Encode c alone (the writer does not validate) and decode it back. */
+static int round_trip_one(const struct fsm_cmd *c, struct fsm_cmd *out, void **mem)
+{
+    struct fsm_entry_writer w;
+    int rv;
+    fsm_writer_init(&w);
+    CHECK_OK(fsm_writer_add(&w, c));
+    rv = fsm_cmd_decode_one(w.body.data, w.body.size, mem, out);
+    fsm_writer_close(&w);
+    return rv;
+}
+
+/* Every command is a schema/ table; its bounds hold on both sides: what the
+ * validator refuses, the decoder refuses too. */
+TEST(command_tables_bound_both_directions)
+{
+    char err[FL_ERRMSG_SIZE] = "";
+    char id[STORE_NODE_ID_MAX + 1];
+    const char *hosts[2] = {"web1", "web 2"};
+    struct fsm_cmd c = {0}, out;
+    void *mem = NULL;
+    int n_types = 0;
+    for (int t = 0; t < FSM_CMD__MAX; t++) {
+        const struct fsm_cmd_desc *d = fsm__cmd_desc(t);
+        if (d != NULL) {
+            n_types++;
+            if (schema_table_check(d->sc, err) != FL_OK) {
+                fprintf(stderr, "%s\n", err);
+                CHECK(0);
+            }
+        }
+    }
+    CHECK_EQ_INT(n_types, FSM_CMD__MAX - 2); /* all but UNKNOWN and REQUEST */
+    CHECK_OK(schema_table_check(&fsm__request_schema, err));
+
+    /* a node id one byte too long */
+    memset(id, 'n', sizeof id);
+    c.type = FSM_CMD_NODE_CAP;
+    c.u.node.id = id;
+    c.u.node.idlen = STORE_NODE_ID_MAX - 1;
+    CHECK_OK(fsm_cmd_validate(&c, err));
+    CHECK_OK(round_trip_one(&c, &out, &mem));
+    CHECK(out.u.node.idlen == STORE_NODE_ID_MAX - 1);
+    fl_free(mem);
+    c.u.node.idlen = STORE_NODE_ID_MAX;
+    CHECK_EQ_INT(fsm_cmd_validate(&c, err), FL_EINVAL);
+    CHECK_EQ_INT(round_trip_one(&c, &out, &mem), FL_EDECODE);
+    fl_free(mem);
+    /* a cap over the limit */
+    c.u.node.idlen = 4;
+    c.u.node.cap = 1000001;
+    CHECK_EQ_INT(fsm_cmd_validate(&c, err), FL_EINVAL);
+    CHECK_EQ_INT(round_trip_one(&c, &out, &mem), FL_EDECODE);
+    fl_free(mem);
+
+    /* a host with a space, in a task's host array (decoded into an arena) */
+    memset(&c, 0, sizeof c);
+    c.type = FSM_CMD_TASK_SUBMIT;
+    c.u.task.id = "t";
+    c.u.task.idlen = 1;
+    c.u.task.unit_size = 1;
+    c.u.task.n_hosts = 1;
+    c.u.task.host_ptrs = hosts;
+    CHECK_OK(fsm_cmd_validate(&c, err));
+    CHECK_OK(round_trip_one(&c, &out, &mem));
+    CHECK(mem != NULL && out.u.task.n_hosts == 1 && strcmp(out.u.task.host_ptrs[0], "web1") == 0);
+    fl_free(mem);
+    c.u.task.n_hosts = 2;
+    CHECK_EQ_INT(fsm_cmd_validate(&c, err), FL_EINVAL);
+    CHECK_EQ_INT(round_trip_one(&c, &out, &mem), FL_EDECODE);
+    CHECK(mem == NULL);
+
+    /* a lock command's token group is never a zero token */
+    {
+        static const uint8_t zero_token[] = {
+            0x9a, FSM_CMD_LOCK_RELEASE, 0xa1, 's', 0xa3, 'a', '/', 'b', 0xa0, 0, 0, 0, 1, 0xc2, 0};
+        static const uint8_t token[] = {
+            0x9a, FSM_CMD_LOCK_RELEASE, 0xa1, 's', 0xa3, 'a', '/', 'b', 0xa0, 0, 0, 0, 1, 0xc2, 9};
+        CHECK_EQ_INT(fsm_cmd_decode_one(zero_token, sizeof zero_token, &mem, &out), FL_EDECODE);
+        CHECK_OK(fsm_cmd_decode_one(token, sizeof token, &mem, &out));
+        CHECK(out.u.lock.token == 9 && out.u.lock.klen == 3 && mem == NULL);
+    }
+    /* an envelope inside an envelope, a serial of 0 */
+    {
+        static const uint8_t nested[] = {0x94, 36,  0xa1, 's',  1,  0x94, 36,
+                                         0xa1, 's', 1,    0x92, 14, 0xc3};
+        static const uint8_t serial0[] = {0x94, 36, 0xa1, 's', 0, 0x92, 14, 0xc3};
+        static const uint8_t ok[] = {0x94, 36, 0xa1, 's', 5, 0x92, 14, 0xc3};
+        CHECK_EQ_INT(fsm_cmd_decode_one(nested, sizeof nested, &mem, &out), FL_EDECODE);
+        CHECK_EQ_INT(fsm_cmd_decode_one(serial0, sizeof serial0, &mem, &out), FL_EDECODE);
+        CHECK_OK(fsm_cmd_decode_one(ok, sizeof ok, &mem, &out));
+        CHECK(out.type == FSM_CMD_DISPATCH && out.u.dispatch.paused && out.req.serial == 5);
+    }
 }
 
 TEST(mpcheck_refuses_huge_claims)
@@ -347,6 +443,7 @@ int main(void)
     RUN(validation);
     RUN(future_format_and_unknown_command);
     RUN(task_rollout_controls);
+    RUN(command_tables_bound_both_directions);
     RUN(mpcheck_refuses_huge_claims);
     RUN(total_decoder_sweep);
     return check_summary();

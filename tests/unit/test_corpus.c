@@ -16,8 +16,10 @@
 #include "check.h"
 #include "common/alloc.h"
 #include "common/buf.h"
+#include "common/err.h"
 #include "fsm/cmd.h"
 #include "fsm/fsm.h"
+#include "spec/spec.h"
 #include "store/store.h"
 
 #define CORPUS         FLOTILLA_SOURCE_DIR "/tests/corpus/v1"
@@ -159,6 +161,107 @@ static void digest_hex(struct replica *r, char out[65], uint64_t *index)
     hex(d, out);
 }
 
+/* The command codec writes today what the earlier code wrote: every entry
+ * of the log, decoded and encoded again, is the same bytes (commands,
+ * envelopes, trailing groups, the entry's frame and padding). */
+TEST(the_corpus_encodes_again_byte_for_byte)
+{
+    struct corpus c;
+    size_t n_cmds = 0;
+    REQUIRE(corpus_load(&c) == 0);
+    for (size_t i = 0; i < c.n; i++) {
+        struct fsm_entry e;
+        struct fsm_entry_writer w;
+        void *out = NULL;
+        size_t len = 0;
+        if (c.e[i].type != CORPUS_COMMAND) {
+            continue;
+        }
+        REQUIRE(fsm_entry_open(&e, c.e[i].data, c.e[i].len) == FL_OK);
+        fsm_writer_init(&w);
+        for (unsigned k = 0; k < e.n_cmds; k++) {
+            struct fsm_cmd cmd;
+            size_t at = fsm_writer_size(&w);
+            size_t n = e.slots[k + 1].off - e.slots[k].off;
+            CHECK_OK(fsm_entry_cmd(&e, k, &cmd));
+            CHECK_OK(fsm_writer_add(&w, &cmd));
+            if (fsm_writer_size(&w) - at != n ||
+                memcmp(w.body.data + at, e.data + e.slots[k].off, n) != 0) {
+                fprintf(stderr, "entry %llu command %u (%s) encodes differently\n",
+                        (unsigned long long)c.e[i].index, k, fsm_cmd_type_name(cmd.type));
+                CHECK(0);
+            }
+            n_cmds++;
+        }
+        CHECK_OK(fsm_writer_finish(&w, e.origin, e.seq, e.term, e.time_ms, fl_malloc, &out, &len));
+        CHECK(len == c.e[i].len && memcmp(out, c.e[i].data, len) == 0);
+        fl_free(out);
+        fsm_writer_close(&w);
+        fsm_entry_close(&e);
+    }
+    CHECK(n_cmds > 0);
+    corpus_free(&c);
+}
+
+/* The executor specs in the log (TASK_SUBMIT's spec, written by earlier
+ * code) decode and encode again to the same bytes; a version 1 spec (before
+ * env and secret_env) still decodes. */
+TEST(the_corpus_specs_encode_again_byte_for_byte)
+{
+    /* [1, exec, ["true"], "", "", "", "", 0, [], 0] */
+    static const uint8_t v1[] = {0x9a, 1,    1,    0x91, 0xa4, 't', 'r',  'u',
+                                 'e',  0xa0, 0xa0, 0xa0, 0xa0, 0,   0x90, 0};
+    /* [2, shell, [], "s", "m", "a", "p", 5, ["v"], 7, ["E=1"], ["S=x"]] */
+    static const uint8_t v2[] = {0x9c, 2,    2,   0x90, 0xa1, 's',  0xa1, 'm', 0xa1,
+                                 'a',  0xa1, 'p', 5,    0x91, 0xa1, 'v',  7,   0x91,
+                                 0xa3, 'E',  '=', '1',  0x91, 0xa3, 'S',  '=', 'x'};
+    struct corpus c;
+    struct node_spec s;
+    struct fl_buf b;
+    size_t n_specs = 0;
+    fl_buf_init(&b);
+    REQUIRE(corpus_load(&c) == 0);
+    for (size_t i = 0; i < c.n; i++) {
+        struct fsm_entry e;
+        if (c.e[i].type != CORPUS_COMMAND) {
+            continue;
+        }
+        REQUIRE(fsm_entry_open(&e, c.e[i].data, c.e[i].len) == FL_OK);
+        for (unsigned k = 0; k < e.n_cmds; k++) {
+            struct fsm_cmd cmd;
+            if (fsm_entry_cmd(&e, k, &cmd) != FL_OK || cmd.type != FSM_CMD_TASK_SUBMIT) {
+                continue;
+            }
+            CHECK_OK(node_spec_decode(cmd.u.task.spec, cmd.u.task.spec_len, &s));
+            fl_buf_reset(&b);
+            CHECK_OK(node_spec_encode(&s, &b));
+            CHECK(b.len == cmd.u.task.spec_len && memcmp(b.data, cmd.u.task.spec, b.len) == 0);
+            CHECK(s.argv[s.argc] == NULL && s.env[s.n_env] == NULL);
+            node_spec_close(&s);
+            n_specs++;
+        }
+        fsm_entry_close(&e);
+    }
+    CHECK(n_specs > 0);
+    /* Each field in its place, as the earlier code wrote them. */
+    CHECK_OK(node_spec_decode(v2, sizeof v2, &s));
+    CHECK(s.kind == NODE_SHELL && s.argc == 0 && strcmp(s.script, "s") == 0 &&
+          strcmp(s.module, "m") == 0 && strcmp(s.module_args, "a") == 0 &&
+          strcmp(s.playbook, "p") == 0 && s.sleep_ms == 5 && s.n_vars == 1 &&
+          strcmp(s.vars[0], "v") == 0 && s.kill_grace_ms == 7 && s.n_env == 1 &&
+          strcmp(s.env[0], "E=1") == 0 && s.n_secret == 1 && strcmp(s.secret[0], "S=x") == 0);
+    fl_buf_reset(&b);
+    CHECK_OK(node_spec_encode(&s, &b));
+    CHECK(b.len == sizeof v2 && memcmp(b.data, v2, sizeof v2) == 0);
+    node_spec_close(&s);
+    CHECK_OK(node_spec_decode(v1, sizeof v1, &s));
+    CHECK(s.kind == NODE_EXEC && s.argc == 1 && strcmp(s.argv[0], "true") == 0 &&
+          s.argv[1] == NULL && s.n_env == 0 && s.env[0] == NULL && s.secret[0] == NULL);
+    node_spec_close(&s);
+    fl_buf_close(&b);
+    corpus_free(&c);
+}
+
 TEST(the_corpus_is_a_whole_log)
 {
     struct corpus c;
@@ -272,6 +375,8 @@ int main(void)
     if (sodium_init() < 0) {
         return 1;
     }
+    RUN(the_corpus_encodes_again_byte_for_byte);
+    RUN(the_corpus_specs_encode_again_byte_for_byte);
     RUN(the_corpus_is_a_whole_log);
     RUN(the_log_applies_to_the_digest_the_servers_reported);
     RUN(replaying_to_the_snapshot_gives_its_bytes);

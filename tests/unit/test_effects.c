@@ -250,7 +250,7 @@ TEST(scheduling_effects)
     CHECK_EQ_STR(h.seen[from].name, "n1");
 
     from = h.n_seen;
-    c = unit_cmd(FSM_CMD_UNIT_RESULT, "t1", NULL, r.version);
+    c = unit_cmd(FSM_CMD_UNIT_RESULT, "t1", NULL, r.token);
     c.u.unit.attempt = 1;
     CHECK_EQ_INT(apply(&h, &c).err, FL_OK);
     expect(&h, from, done, 2);
@@ -307,11 +307,11 @@ TEST(lock_effects)
     expect(&h, from, granted, 1);
     CHECK_EQ_STR(h.seen[from].name, "A");
     CHECK_EQ_STR(h.seen[from].key, "ns/a");
-    CHECK_EQ_INT(h.seen[from].token, r.version);
+    CHECK_EQ_INT(h.seen[from].token, r.token);
 
     from = h.n_seen;
     c = lock_cmd(FSM_CMD_LOCK_ACQUIRE, "B", "ns/a");
-    CHECK_EQ_INT(apply(&h, &c).version, 0); /* queued */
+    CHECK_EQ_INT(apply(&h, &c).token, 0); /* queued */
     CHECK_EQ_INT(h.n_seen, from);
 
     /* A's session expires: its locks are left first (B's wait is held back

@@ -131,12 +131,12 @@ TEST(results_and_cas)
     CHECK_EQ_INT(h.last_seq, 77);
     CHECK_EQ_INT(h.n_last, 4);
     CHECK_EQ_INT(h.last[0].err, FL_OK);
-    CHECK_EQ_INT(h.last[0].version, 1);
+    CHECK_EQ_INT(h.last[0].kv_version, 1);
     CHECK_EQ_INT(h.last[1].err, FL_OK);
-    CHECK_EQ_INT(h.last[1].version, 2);
+    CHECK_EQ_INT(h.last[1].kv_version, 2);
     CHECK_EQ_INT(h.last[2].err, FL_ECONFLICT);
     CHECK_EQ_INT(h.last[3].err, FL_OK);
-    CHECK_EQ_INT(h.last[3].version, 3);
+    CHECK_EQ_INT(h.last[3].kv_version, 3);
     CHECK_EQ_INT(h.last[0].index, 2);
     CHECK_OK(get(&h, "a", v, sizeof v, &ver));
     CHECK_EQ_STR(v, "2");
@@ -189,7 +189,7 @@ TEST(replay_is_skipped_after_restart)
     c[0] = put_cmd("new", "1", 0, 0);
     apply(&h, c, 1, 1, 9, 52);
     CHECK_EQ_INT(h.fsm.n_applied, 1);
-    CHECK_EQ_INT(h.last[0].version, 51);
+    CHECK_EQ_INT(h.last[0].kv_version, 51);
     teardown(&h);
 }
 

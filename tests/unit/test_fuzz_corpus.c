@@ -5,6 +5,7 @@
 #include "agentproto/aproto.h"
 #include "check.h"
 #include "fuzz/blob_driver.h"
+#include "fuzz/cmd_driver.h"
 #include "fuzz/cron_driver.h"
 #include "fuzz/http_driver.h"
 #include "fuzz/spec_driver.h"
@@ -74,7 +75,9 @@ static int each(const char *name, void (*fn)(const char *file, const uint8_t *p,
 static void cmd_seed(const char *file, const uint8_t *p, size_t n)
 {
     struct fsm_entry e;
-    int rv = fsm_entry_open(&e, p, n);
+    int rv;
+    (void)cmd_fuzz_entry(p, n); /* the fuzzer's checks */
+    rv = fsm_entry_open(&e, p, n);
     if (strncmp(file, "crash-", 6) != 0) {
         CHECK_EQ_INT(rv, FL_OK);
     }

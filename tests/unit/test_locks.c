@@ -191,7 +191,9 @@ static struct fsm_result apply_at(struct h *h, const struct fsm_cmd *c, uint64_t
     apply_one(&h->r[0], c, now);
     apply_one(&h->r[1], c, now);
     CHECK_EQ_INT(h->r[0].n_results, 1);
-    CHECK(a->err == b->err && a->version == b->version && strcmp(a->str, b->str) == 0);
+    CHECK(a->err == b->err && a->token == b->token && a->expires_ms == b->expires_ms &&
+          a->limit == b->limit && a->newer_serial == b->newer_serial &&
+          strcmp(a->holder, b->holder) == 0 && strcmp(a->session_id, b->session_id) == 0);
     return *a;
 }
 
@@ -406,8 +408,8 @@ TEST(session_create_renew_destroy)
     setup(&h);
     r = create(&h, "s1", 10000, 5000);
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_STR(r.str, "s1");
-    CHECK_EQ_INT(r.version, h.now + 10000);
+    CHECK_EQ_STR(r.session_id, "s1");
+    CHECK_EQ_INT(r.expires_ms, h.now + 10000);
     REQUIRE(session_of(&h, "s1", &s) == FL_OK);
     CHECK_EQ_STR(s.id, "s1");
     CHECK_EQ_STR(s.name, "test holder");
@@ -426,7 +428,7 @@ TEST(session_create_renew_destroy)
     }
     r = on_session(&h, FSM_CMD_SESSION_RENEW, "s1");
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_INT(r.version, h.now + 10000);
+    CHECK_EQ_INT(r.expires_ms, h.now + 10000);
     REQUIRE(session_of(&h, "s1", &s) == FL_OK);
     CHECK_EQ_INT(s.renewals, 1);
     CHECK_EQ_INT(s.expires_ms, h.now + 10000);
@@ -456,7 +458,7 @@ TEST(acquire_try_held_and_again)
     create(&h, "s2", 10000, 0);
     r = acquire(&h, "s1", "ns/a", 1, 0);
     CHECK_EQ_INT(r.err, FL_OK);
-    t1 = r.version;
+    t1 = r.token;
     CHECK(t1 > 0);
     CHECK_EQ_INT(h.r[0].fsm.fence, t1);
     CHECK_EQ_STR(last_event(&h, FSM_EFF_LOCK_GRANTED)->session, "s1");
@@ -476,8 +478,8 @@ TEST(acquire_try_held_and_again)
         struct fsm_cmd c = acquire_cmd("s2", "ns/a", 1, 0);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_EBUSY);
-        CHECK_EQ_STR(r.str, "s1");
-        CHECK_EQ_INT(r.version, 0);
+        CHECK_EQ_STR(r.holder, "s1");
+        CHECK_EQ_INT(r.token, 0);
     }
     CHECK_EQ_INT(sesslock_of(&h, "s2", "ns/a"), 0);
 
@@ -487,19 +489,19 @@ TEST(acquire_try_held_and_again)
         struct fsm_cmd c = acquire_cmd("s1", "ns/a", 1, 0);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_OK);
-        CHECK_EQ_INT(r.version, t1);
+        CHECK_EQ_INT(r.token, t1);
         CHECK_EQ_INT(count_events(&h, FSM_EFF_LOCK_GRANTED), grants);
         /* Also with wait, and on the second replica too. */
         r = acquire(&h, "s1", "ns/a", 1, 1);
         CHECK_EQ_INT(r.err, FL_OK);
-        CHECK_EQ_INT(r.version, t1);
+        CHECK_EQ_INT(r.token, t1);
         CHECK_EQ_INT(h.r[0].fsm.fence, t1);
     }
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:");
 
     r = acquire(&h, "s2", "ns/b", 1, 0);
     CHECK_EQ_INT(r.err, FL_OK);
-    t2 = r.version;
+    t2 = r.token;
     CHECK(t2 > t1);
 
     /* An unknown session: not found, nothing written. */
@@ -526,24 +528,24 @@ TEST(fifo_waiters_over_releases)
         snprintf(id, sizeof id, "s%d", i);
         create(&h, id, 10000, 0);
     }
-    t1 = acquire(&h, "s1", "ns/q", 1, 1).version;
+    t1 = acquire(&h, "s1", "ns/q", 1, 1).token;
     CHECK(t1 > 0);
     /* Queued in this order: s4, s2, s5, s3. */
-    CHECK_EQ_INT(acquire(&h, "s4", "ns/q", 1, 1).version, 0);
-    CHECK_EQ_INT(acquire(&h, "s2", "ns/q", 1, 1).version, 0);
-    CHECK_EQ_INT(acquire(&h, "s5", "ns/q", 1, 1).version, 0);
+    CHECK_EQ_INT(acquire(&h, "s4", "ns/q", 1, 1).token, 0);
+    CHECK_EQ_INT(acquire(&h, "s2", "ns/q", 1, 1).token, 0);
+    CHECK_EQ_INT(acquire(&h, "s5", "ns/q", 1, 1).token, 0);
     r = acquire(&h, "s3", "ns/q", 1, 1);
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_INT(r.version, 0);
+    CHECK_EQ_INT(r.token, 0);
     CHECK_EQ_STR(shape(&h, "ns/q"), "h:s1 w:s4,s2,s5,s3");
     CHECK_EQ_INT(sesslock_of(&h, "s4", "ns/q"), 'W');
     /* Waiting again keeps the place. */
-    CHECK_EQ_INT(acquire(&h, "s4", "ns/q", 1, 1).version, 0);
+    CHECK_EQ_INT(acquire(&h, "s4", "ns/q", 1, 1).token, 0);
     CHECK_EQ_STR(shape(&h, "ns/q"), "h:s1 w:s4,s2,s5,s3");
 
     r = release(&h, "s1", "ns/q");
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_INT(r.version, t1);
+    CHECK_EQ_INT(r.token, t1);
     last = t1;
     {
         static const char *order[] = {"s4", "s2", "s5", "s3"};
@@ -557,7 +559,7 @@ TEST(fifo_waiters_over_releases)
             CHECK_EQ_INT(sesslock_of(&h, order[i], "ns/q"), 'H');
             r = release(&h, order[i], "ns/q");
             CHECK_EQ_INT(r.err, FL_OK);
-            CHECK_EQ_INT(r.version, g->token);
+            CHECK_EQ_INT(r.token, g->token);
             CHECK_EQ_INT(sesslock_of(&h, order[i], "ns/q"), 0);
         }
     }
@@ -587,24 +589,24 @@ TEST(semaphore_limit)
         snprintf(id, sizeof id, "s%d", i);
         r = acquire(&h, id, "sem/x", 3, 0);
         CHECK_EQ_INT(r.err, FL_OK);
-        CHECK(r.version > last);
-        last = r.version;
+        CHECK(r.token > last);
+        last = r.token;
     }
     CHECK_EQ_STR(shape(&h, "sem/x"), "h:s1,s2,s3 w:");
     {
         struct fsm_cmd c = acquire_cmd("s4", "sem/x", 3, 0);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_EBUSY);
-        CHECK_EQ_STR(r.str, "s1");
+        CHECK_EQ_STR(r.holder, "s1");
     }
-    CHECK_EQ_INT(acquire(&h, "s4", "sem/x", 3, 1).version, 0);
+    CHECK_EQ_INT(acquire(&h, "s4", "sem/x", 3, 1).token, 0);
     CHECK_EQ_STR(shape(&h, "sem/x"), "h:s1,s2,s3 w:s4");
     /* Another limit while it is in use: a conflict naming the limit. */
     {
         struct fsm_cmd c = acquire_cmd("s5", "sem/x", 2, 1);
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_ECONFLICT);
-        CHECK_EQ_INT(r.version, 3);
+        CHECK_EQ_INT(r.limit, 3);
         c.u.lock.limit = 1;
         c.u.lock.wait = 0;
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ECONFLICT);
@@ -710,20 +712,20 @@ TEST(waiter_release_and_unwait)
         snprintf(id, sizeof id, "s%d", i);
         create(&h, id, 10000, 0);
     }
-    t1 = acquire(&h, "s1", "ns/a", 1, 0).version;
+    t1 = acquire(&h, "s1", "ns/a", 1, 0).token;
     acquire(&h, "s2", "ns/a", 1, 1);
     acquire(&h, "s3", "ns/a", 1, 1);
     acquire(&h, "s4", "ns/a", 1, 1);
     /* A waiter that releases leaves the queue. */
     r = release(&h, "s2", "ns/a");
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_INT(r.version, 0);
+    CHECK_EQ_INT(r.token, 0);
     CHECK_EQ_INT(sesslock_of(&h, "s2", "ns/a"), 0);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:s3,s4");
     /* A waiter whose wait ended: timeout, out of the queue. */
     r = unwait(&h, "s3", "ns/a");
     CHECK_EQ_INT(r.err, FL_ETIMEOUT);
-    CHECK_EQ_INT(r.version, 0);
+    CHECK_EQ_INT(r.token, 0);
     CHECK_EQ_INT(sesslock_of(&h, "s3", "ns/a"), 0);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:s4");
     /* A holder (granted before its wait ended): OK with its token, kept. */
@@ -731,7 +733,7 @@ TEST(waiter_release_and_unwait)
         struct fsm_cmd c = lcmd(FSM_CMD_LOCK_UNWAIT, "s1", "ns/a");
         r = apply_noop(&h, &c);
         CHECK_EQ_INT(r.err, FL_OK);
-        CHECK_EQ_INT(r.version, t1);
+        CHECK_EQ_INT(r.token, t1);
         c.u.lock.session = "s2";
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
     }
@@ -752,7 +754,7 @@ TEST(expire_with_stale_renewal_count_is_refused)
     setup(&h);
     create(&h, "s1", 10000, 5000);
     create(&h, "s2", 10000, 5000);
-    t1 = acquire(&h, "s1", "ns/a", 1, 0).version;
+    t1 = acquire(&h, "s1", "ns/a", 1, 0).token;
     acquire(&h, "s2", "ns/a", 1, 1);
     /* The leader saw renewals 0 and decided to expire; s1 renewed meanwhile. */
     on_session(&h, FSM_CMD_SESSION_RENEW, "s1");
@@ -766,7 +768,7 @@ TEST(expire_with_stale_renewal_count_is_refused)
     REQUIRE(session_of(&h, "s1", &s) == FL_OK);
     CHECK_EQ_INT(s.renewals, 1);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:s2");
-    CHECK_EQ_INT(acquire(&h, "s1", "ns/a", 1, 0).version, t1);
+    CHECK_EQ_INT(acquire(&h, "s1", "ns/a", 1, 0).token, t1);
     teardown(&h);
 }
 
@@ -782,8 +784,8 @@ TEST(expire_releases_with_lock_delay)
     create(&h, "s2", 10000, 0);
     create(&h, "s3", 10000, 0);
     create(&h, "s4", 10000, 0);
-    t1 = acquire(&h, "s1", "ns/a", 1, 0).version;
-    tb = acquire(&h, "s3", "ns/b", 1, 0).version;
+    t1 = acquire(&h, "s1", "ns/a", 1, 0).token;
+    tb = acquire(&h, "s3", "ns/b", 1, 0).token;
     acquire(&h, "s2", "ns/a", 1, 1);
     acquire(&h, "s1", "ns/b", 1, 1); /* s1 also waits for ns/b */
     CHECK_EQ_STR(shape(&h, "ns/b"), "h:s3 w:s1");
@@ -822,7 +824,7 @@ TEST(expire_releases_with_lock_delay)
     /* A waiter queued during the delay goes behind s2. */
     {
         struct fsm_cmd c = acquire_cmd("s4", "ns/a", 1, 1);
-        CHECK_EQ_INT(apply_at(&h, &c, at + 4999).version, 0);
+        CHECK_EQ_INT(apply_at(&h, &c, at + 4999).token, 0);
     }
     CHECK_EQ_STR(shape(&h, "ns/a"), "h: w:s2,s4");
     /* The wake-up stamped at the end of the delay grants the first waiter. */
@@ -851,7 +853,7 @@ TEST(acquire_after_delay_grants_queue_in_order)
     CHECK_EQ_STR(shape(&h, "ns/a"), "h: w:s2");
     /* No wake-up was committed; s3 asks after the delay: s2 first. */
     h.now = at + 3000;
-    CHECK_EQ_INT(acquire(&h, "s3", "ns/a", 1, 1).version, 0);
+    CHECK_EQ_INT(acquire(&h, "s3", "ns/a", 1, 1).token, 0);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:s3");
     teardown(&h);
 }
@@ -887,7 +889,7 @@ TEST(lease_extend_refuses_earlier_expiry)
     create(&h, "s1", 10000, 5000);
     created = h.now;
     create(&h, "s2", 20000, 0);
-    t1 = acquire(&h, "s1", "ns/a", 1, 0).version;
+    t1 = acquire(&h, "s1", "ns/a", 1, 0).token;
     acquire(&h, "s2", "ns/a", 1, 1);
     /* A leader decided to expire s1 (renewals 0) but a new leader extends
      * every lease first. */
@@ -906,7 +908,7 @@ TEST(lease_extend_refuses_earlier_expiry)
         CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ECONFLICT);
     }
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s1 w:s2");
-    CHECK_EQ_INT(acquire(&h, "s1", "ns/a", 1, 0).version, t1);
+    CHECK_EQ_INT(acquire(&h, "s1", "ns/a", 1, 0).token, t1);
     /* An extension stamped earlier than a renewal never moves the expiry
      * back (leaders' clocks differ). */
     on_session(&h, FSM_CMD_SESSION_RENEW, "s2");
@@ -1004,7 +1006,7 @@ TEST(restart_keeps_sessions_holders_waiters_and_fence)
     create(&h, "s1", 10000, 0);
     create(&h, "s2", 20000, 7000);
     create(&h, "s3", 30000, 0);
-    ta = acquire(&h, "s1", "ns/a", 1, 0).version;
+    ta = acquire(&h, "s1", "ns/a", 1, 0).token;
     acquire(&h, "s2", "ns/a", 1, 1);
     acquire(&h, "s3", "sem/b", 2, 0);
     acquire(&h, "s2", "sem/b", 2, 0);
@@ -1028,7 +1030,7 @@ TEST(restart_keeps_sessions_holders_waiters_and_fence)
     CHECK_EQ_INT(s.renewals, 1);
     CHECK_EQ_INT(sesslock_of(&h, "s2", "ns/a"), 'W');
     CHECK_EQ_INT(sesslock_of(&h, "s2", "sem/b"), 'H');
-    CHECK_EQ_INT(acquire(&h, "s1", "ns/a", 1, 0).version, ta);
+    CHECK_EQ_INT(acquire(&h, "s1", "ns/a", 1, 0).token, ta);
     /* The next grant continues the counter. */
     release(&h, "s1", "ns/a");
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:");
@@ -1061,16 +1063,16 @@ TEST(release_names_its_token)
     setup(&h);
     create(&h, "s1", 10000, 0);
     create(&h, "s2", 10000, 0);
-    t1 = acquire(&h, "s1", "ns/a", 1, 0).version;
+    t1 = acquire(&h, "s1", "ns/a", 1, 0).token;
     acquire(&h, "s2", "ns/a", 1, 1);
     c = release_cmd("s1", "ns/a", t1 + 5);
     r = apply_noop(&h, &c);
     CHECK_EQ_INT(r.err, FL_ECONFLICT);
-    CHECK_EQ_INT(r.version, t1); /* the token it holds */
+    CHECK_EQ_INT(r.token, t1); /* the token it holds */
     c = release_cmd("s2", "ns/a", t1);
     r = apply_noop(&h, &c);
     CHECK_EQ_INT(r.err, FL_ECONFLICT); /* only waits */
-    CHECK_EQ_INT(r.version, 0);
+    CHECK_EQ_INT(r.token, 0);
     c = release_cmd("s3", "ns/a", t1);
     CHECK_EQ_INT(apply_noop(&h, &c).err, FL_ENOTFOUND);
     c = release_cmd("s1", "ns/nothing", t1);
@@ -1079,7 +1081,7 @@ TEST(release_names_its_token)
     c = release_cmd("s1", "ns/a", t1);
     r = apply(&h, &c);
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_INT(r.version, t1);
+    CHECK_EQ_INT(r.token, t1);
     CHECK_EQ_STR(shape(&h, "ns/a"), "h:s2 w:");
     /* Only a release names a token. */
     c = acquire_cmd("s1", "ns/a", 1, 0);
@@ -1108,13 +1110,13 @@ TEST(request_identity_at_most_once)
     /* A: acquire (1), the same request again, release naming t1 (2). */
     c = with_ident(acquire_cmd("A", "lc/1", 1, 0), "A", 1);
     first = apply(&h, &c);
-    t1 = first.version;
+    t1 = first.token;
     CHECK_EQ_INT(first.err, FL_OK);
     CHECK_EQ_INT(first.replayed, 0);
     effects = h.r[0].n_effects;
     r = apply_noop(&h, &c);
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_INT(r.version, t1);
+    CHECK_EQ_INT(r.token, t1);
     CHECK_EQ_INT(r.index, first.index); /* the first attempt's answer */
     CHECK(r.replayed && r.not_run);
     CHECK_EQ_INT(h.r[0].n_effects, effects); /* no effect of any kind */
@@ -1124,7 +1126,7 @@ TEST(request_identity_at_most_once)
     c = with_ident(release_cmd("A", "lc/1", t1), "A", 2);
     CHECK_EQ_INT(apply(&h, &c).err, FL_OK);
     c = with_ident(acquire_cmd("A", "lc/1", 1, 0), "A", 3);
-    t2 = apply(&h, &c).version;
+    t2 = apply(&h, &c).token;
     CHECK(t2 > t1);
     c = with_ident(acquire_cmd("B", "lc/1", 1, 1), "B", 1);
     apply(&h, &c);
@@ -1133,7 +1135,7 @@ TEST(request_identity_at_most_once)
     c = with_ident(release_cmd("A", "lc/1", t1), "A", 2);
     r = apply_noop(&h, &c);
     CHECK_EQ_INT(r.err, FL_ESTALE);
-    CHECK_EQ_INT(r.version, 3);
+    CHECK_EQ_INT(r.newer_serial, 3);
     CHECK(r.not_run && !r.replayed);
     /* Even without a token: the serial alone stops it. */
     c = with_ident(lcmd(FSM_CMD_LOCK_RELEASE, "A", "lc/1"), "A", 2);
@@ -1152,7 +1154,7 @@ TEST(request_identity_at_most_once)
     c = with_ident(acquire_cmd("C", "lc/2", 1, 0), "C", 1);
     r = apply_noop(&h, &c);
     CHECK_EQ_INT(r.err, FL_EBUSY);
-    CHECK_EQ_STR(r.str, "D"); /* the holder named the first time */
+    CHECK_EQ_STR(r.holder, "D"); /* the holder named the first time */
     CHECK_EQ_STR(shape(&h, "lc/2"), "free");
     /* A serial that was never applied but is below the last: refused too. */
     c = with_ident(lcmd(FSM_CMD_SESSION_RENEW, "C", NULL), "C", 5);
@@ -1190,12 +1192,85 @@ TEST(request_identity_at_most_once)
     c = with_ident(acquire_cmd("A", "lc/1", 1, 0), "A", 3);
     r = apply_noop(&h, &c);
     CHECK(r.replayed);
-    CHECK_EQ_INT(r.version, t2);
+    CHECK_EQ_INT(r.token, t2);
     CHECK_EQ_INT(h.r[0].fsm.n_req_replayed, 1); /* counted since the restart */
     teardown(&h);
 }
 
 /* Every lock command, every field set, through the entry codec. */
+/* A request's result is remembered as one number (the session record's
+ * req_version) and replayed into the member its command sets. */
+TEST(typed_results_replay_into_their_member)
+{
+    struct h h;
+    struct fsm_result r, first;
+    struct fsm_cmd c;
+    struct store_session s;
+    setup(&h);
+    create(&h, "A", 10000, 0);
+    create(&h, "B", 10000, 0);
+    create(&h, "C", 10000, 0);
+    /* LOCK_ACQUIRE: the token */
+    c = with_ident(acquire_cmd("A", "lt/1", 2, 0), "A", 1);
+    first = apply(&h, &c);
+    REQUIRE(first.err == FL_OK && first.token != 0);
+    r = apply_noop(&h, &c);
+    CHECK(r.replayed && r.token == first.token && r.limit == 0);
+    /* LOCK_ACQUIRE refused with another limit: the limit */
+    c = with_ident(acquire_cmd("B", "lt/1", 3, 0), "B", 1);
+    first = apply(&h, &c); /* remembered: the session record changes */
+    CHECK(first.err == FL_ECONFLICT && first.limit == 2 && first.token == 0);
+    REQUIRE(session_of(&h, "B", &s) == FL_OK);
+    CHECK_EQ_INT(s.req_version, 2);
+    r = apply_noop(&h, &c);
+    CHECK(r.replayed && r.err == FL_ECONFLICT && r.limit == 2 && r.token == 0);
+    /* SESSION_RENEW: the expiry */
+    c = with_ident(lcmd(FSM_CMD_SESSION_RENEW, "A", NULL), "A", 2);
+    first = apply(&h, &c);
+    CHECK(first.err == FL_OK && first.expires_ms == h.now + 10000);
+    REQUIRE(session_of(&h, "A", &s) == FL_OK);
+    CHECK_EQ_INT(s.req_version, first.expires_ms);
+    r = apply_noop(&h, &c);
+    CHECK(r.replayed && r.expires_ms == first.expires_ms && r.token == 0);
+    /* KV_PUT: the key's version */
+    memset(&c, 0, sizeof c);
+    c.type = FSM_CMD_KV_PUT;
+    c.u.kv.key = "k";
+    c.u.kv.klen = 1;
+    c = with_ident(c, "C", 1);
+    first = apply(&h, &c);
+    CHECK(first.err == FL_OK && first.kv_version != 0);
+    r = apply_noop(&h, &c);
+    CHECK(r.replayed && r.kv_version == first.kv_version && r.token == 0);
+    REQUIRE(session_of(&h, "C", &s) == FL_OK);
+    CHECK_EQ_INT(s.req_version, first.kv_version);
+    /* TASK_SUBMIT: its units */
+    {
+        static const char *const hosts[] = {"h1", "h2", "h3"};
+        memset(&c, 0, sizeof c);
+        c.type = FSM_CMD_TASK_SUBMIT;
+        c.u.task.id = "t1";
+        c.u.task.idlen = 2;
+        c.u.task.n_hosts = 3;
+        c.u.task.host_ptrs = hosts;
+        c.u.task.unit_size = 2;
+        c = with_ident(c, "C", 2);
+        first = apply(&h, &c);
+        CHECK(first.err == FL_OK && first.units == 2);
+        r = apply_noop(&h, &c);
+        CHECK(r.replayed && r.units == 2 && r.kv_version == 0);
+        CHECK(strcmp(r.task_id, "t1") == 0 && r.holder[0] == '\0');
+        REQUIRE(session_of(&h, "C", &s) == FL_OK);
+        CHECK_EQ_STR(s.req_str, "t1");
+    }
+    /* LOCK_RELEASE: the released hold's token */
+    c = with_ident(lcmd(FSM_CMD_LOCK_RELEASE, "A", "lt/1"), "A", 3);
+    first = apply(&h, &c);
+    CHECK(first.err == FL_OK && first.token != 0);
+    r = apply_noop(&h, &c);
+    CHECK(r.replayed && r.token == first.token && r.expires_ms == 0);
+}
+
 TEST(codec_round_trip)
 {
     static const int types[] = {
@@ -1295,6 +1370,7 @@ int main(void)
     RUN(restart_keeps_sessions_holders_waiters_and_fence);
     RUN(release_names_its_token);
     RUN(request_identity_at_most_once);
+    RUN(typed_results_replay_into_their_member);
     RUN(codec_round_trip);
     return check_summary();
 }

@@ -183,13 +183,13 @@ TEST(submit_splits_and_is_idempotent)
     setup(&h);
     r = submit(&h, "t1", 100, 30, 0, "key-1");
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK_EQ_STR(r.str, "t1");
-    CHECK_EQ_INT(r.version, 4);
+    CHECK_EQ_STR(r.task_id, "t1");
+    CHECK_EQ_INT(r.units, 4);
     CHECK_EQ_INT(queue_len(&h), 4);
     /* The same idempotency key under another id returns the first task. */
     r = submit(&h, "t2", 5, 1, 0, "key-1");
     CHECK_EQ_INT(r.err, FL_EEXIST);
-    CHECK_EQ_STR(r.str, "t1");
+    CHECK_EQ_STR(r.task_id, "t1");
     CHECK_EQ_INT(queue_len(&h), 4);
     CHECK_EQ_INT(task_of(&h, "t1").n_units, 4);
     CHECK_EQ_INT(task_of(&h, "t1").units_queued, 4);
@@ -207,8 +207,8 @@ TEST(cap_is_enforced_at_apply_and_tokens_increase)
     for (uint32_t u = 0; u < 2; u++) {
         r = assign(&h, "t", u, 0, "n1");
         CHECK_EQ_INT(r.err, FL_OK);
-        CHECK(r.version > last);
-        last = r.version;
+        CHECK(r.token > last);
+        last = r.token;
         CHECK_EQ_STR(r.node, "n1");
     }
     /* A third unit would exceed the cap: refused by every replica. */
@@ -221,7 +221,7 @@ TEST(cap_is_enforced_at_apply_and_tokens_increase)
     CHECK_EQ_INT(node_of(&h, "n1").running, 1);
     r = assign(&h, "t", 2, 0, "n1");
     CHECK_EQ_INT(r.err, FL_OK);
-    CHECK(r.version > last);
+    CHECK(r.token > last);
     /* Cap 0 drains; the drain flag too. */
     {
         struct fsm_cmd c = {0};
@@ -263,12 +263,12 @@ TEST(stale_results_change_nothing)
     CHECK_EQ_INT(queue_len(&h), 1);
     a2 = assign(&h, "t", 0, 1, "n2");
     CHECK_EQ_INT(a2.err, FL_OK);
-    CHECK(a2.version > a1.version);
+    CHECK(a2.token > a1.token);
     /* n1's late result carries the old token: stale. */
-    CHECK_EQ_INT(result(&h, "t", 0, 1, a1.version, STORE_ST_OK).err, FL_ECONFLICT);
+    CHECK_EQ_INT(result(&h, "t", 0, 1, a1.token, STORE_ST_OK).err, FL_ECONFLICT);
     CHECK_EQ_INT(task_of(&h, "t").stale_results, 1);
     CHECK_EQ_INT(task_of(&h, "t").units_running, 1);
-    CHECK_EQ_INT(result(&h, "t", 0, 2, a2.version, STORE_ST_OK).err, FL_OK);
+    CHECK_EQ_INT(result(&h, "t", 0, 2, a2.token, STORE_ST_OK).err, FL_OK);
     CHECK_EQ_INT(task_of(&h, "t").state, STORE_TASK_FAILED); /* no host result sent: error */
     CHECK_EQ_INT(task_of(&h, "t").units_done, 1);
     teardown(&h);
@@ -282,11 +282,11 @@ TEST(retries_then_failure)
     add_node(&h, "n1", 4);
     submit(&h, "t", 2, 2, 1, "");
     a = assign(&h, "t", 0, 0, "n1");
-    CHECK_EQ_INT(result(&h, "t", 0, 1, a.version, STORE_ST_FAILED).err, FL_OK);
+    CHECK_EQ_INT(result(&h, "t", 0, 1, a.token, STORE_ST_FAILED).err, FL_OK);
     CHECK_EQ_INT(task_of(&h, "t").units_queued, 1); /* retried */
     a = assign(&h, "t", 0, 1, "n1");
     CHECK_EQ_INT(a.err, FL_OK);
-    CHECK_EQ_INT(result(&h, "t", 0, 2, a.version, STORE_ST_FAILED).err, FL_OK);
+    CHECK_EQ_INT(result(&h, "t", 0, 2, a.token, STORE_ST_FAILED).err, FL_OK);
     CHECK_EQ_INT(task_of(&h, "t").units_done, 1);
     CHECK_EQ_INT(task_of(&h, "t").state, STORE_TASK_FAILED);
     CHECK_EQ_INT(task_of(&h, "t").hosts_by_status[STORE_ST_ERROR], 2);
@@ -309,7 +309,7 @@ TEST(cancel_and_pause)
     CHECK_EQ_INT(queue_len(&h), 0);
     CHECK_EQ_INT(task_of(&h, "t").hosts_by_status[STORE_ST_CANCELLED], 2);
     CHECK_EQ_INT(task_of(&h, "t").state, STORE_TASK_RUNNING);
-    CHECK_EQ_INT(result(&h, "t", 0, 1, a.version, STORE_ST_CANCELLED).err, FL_OK);
+    CHECK_EQ_INT(result(&h, "t", 0, 1, a.token, STORE_ST_CANCELLED).err, FL_OK);
     CHECK_EQ_INT(task_of(&h, "t").state, STORE_TASK_CANCELLED);
     /* Dispatch paused: no assignment is accepted. */
     submit(&h, "u", 1, 1, 0, "");
@@ -398,7 +398,7 @@ TEST(max_running_is_enforced_at_apply)
     CHECK_EQ_INT(task_of(&h, "t").units_queued, 2);
     CHECK_EQ_INT(node_of(&h, "n1").running, 2);
     /* A result frees a place. */
-    CHECK_EQ_INT(result1(&h, "t", 0, a0.version, "h000", STORE_ST_OK).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "t", 0, a0.token, "h000", STORE_ST_OK).err, FL_OK);
     CHECK_EQ_INT(assign(&h, "t", 2, 0, "n1").err, FL_OK);
     CHECK_EQ_INT(assign(&h, "t", 3, 0, "n1").err, FL_EBUSY);
     CHECK_EQ_INT(task_of(&h, "t").units_running, 2);
@@ -421,7 +421,7 @@ TEST(fail_stop_cancels_the_queued_units)
     a0 = assign(&h, "t", 0, 0, "n1");
     a1 = assign(&h, "t", 1, 0, "n1");
     CHECK_EQ_INT(task_of(&h, "t").stopped, 0);
-    CHECK_EQ_INT(result1(&h, "t", 0, a0.version, "h000", STORE_ST_FAILED).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "t", 0, a0.token, "h000", STORE_ST_FAILED).err, FL_OK);
     k = task_of(&h, "t");
     CHECK_EQ_INT(k.stopped, 1);
     CHECK_EQ_INT(k.hosts_by_status[STORE_ST_FAILED], 1);
@@ -437,7 +437,7 @@ TEST(fail_stop_cancels_the_queued_units)
     CHECK_EQ_INT(unit_of(&h, "t", 1).state, STORE_UNIT_RUNNING);
     CHECK_EQ_INT(unit_of(&h, "t", 1).cancel, 0);
     CHECK_EQ_INT(assign(&h, "t", 2, 0, "n1").err, FL_ECONFLICT);
-    CHECK_EQ_INT(result1(&h, "t", 1, a1.version, "h001", STORE_ST_OK).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "t", 1, a1.token, "h001", STORE_ST_OK).err, FL_OK);
     k = task_of(&h, "t");
     CHECK_EQ_INT(k.units_done, 4);
     CHECK_EQ_INT(k.state, STORE_TASK_FAILED); /* stopped, not cancelled */
@@ -458,7 +458,7 @@ TEST(fail_stop_counts_finished_hosts_only)
     a0 = assign(&h, "t", 0, 0, "n1");
     a1 = assign(&h, "t", 1, 0, "n1");
     /* A unit that will be retried has not finished: it does not count. */
-    CHECK_EQ_INT(result1(&h, "t", 0, a0.version, "h000", STORE_ST_FAILED).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "t", 0, a0.token, "h000", STORE_ST_FAILED).err, FL_OK);
     k = task_of(&h, "t");
     CHECK_EQ_INT(k.stopped, 0);
     CHECK_EQ_INT(k.units_queued, 2);
@@ -466,14 +466,14 @@ TEST(fail_stop_counts_finished_hosts_only)
     /* Its second failure finishes it: the task stops. */
     a0 = assign(&h, "t", 0, 1, "n1");
     CHECK_EQ_INT(a0.err, FL_OK);
-    CHECK_EQ_INT(result1(&h, "t", 0, a0.version, "h000", STORE_ST_TIMEOUT).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "t", 0, a0.token, "h000", STORE_ST_TIMEOUT).err, FL_OK);
     k = task_of(&h, "t");
     CHECK_EQ_INT(k.stopped, 1);
     CHECK_EQ_INT(k.hosts_by_status[STORE_ST_TIMEOUT], 1);
     CHECK_EQ_INT(k.hosts_by_status[STORE_ST_CANCELLED], 1);
     CHECK_EQ_INT(queue_len(&h), 0);
     /* After the stop, a running unit that fails is not retried. */
-    CHECK_EQ_INT(result1(&h, "t", 1, a1.version, "h001", STORE_ST_FAILED).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "t", 1, a1.token, "h001", STORE_ST_FAILED).err, FL_OK);
     k = task_of(&h, "t");
     CHECK_EQ_INT(k.units_done, 3);
     CHECK_EQ_INT(k.state, STORE_TASK_FAILED);
@@ -484,10 +484,10 @@ TEST(fail_stop_counts_finished_hosts_only)
     submit_ctl(&h, "l", four, 4, 1, 0, 1, FSM_PLACE_ANY);
     a0 = assign(&h, "l", 0, 0, "n1");
     a1 = assign(&h, "l", 1, 0, "n2");
-    CHECK_EQ_INT(result1(&h, "l", 0, a0.version, "h000", STORE_ST_UNREACHABLE).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "l", 0, a0.token, "h000", STORE_ST_UNREACHABLE).err, FL_OK);
     CHECK_EQ_INT(task_of(&h, "l").stopped, 0); /* retried */
     a0 = assign(&h, "l", 0, 1, "n1");
-    CHECK_EQ_INT(result1(&h, "l", 0, a0.version, "h000", STORE_ST_UNREACHABLE).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "l", 0, a0.token, "h000", STORE_ST_UNREACHABLE).err, FL_OK);
     CHECK_EQ_INT(task_of(&h, "l").stopped, 1);
     {
         struct fsm_cmd c = {0};
@@ -511,7 +511,7 @@ TEST(fail_stop_counts_finished_hosts_only)
         c.u.task.idlen = 1;
         CHECK_EQ_INT(apply1(&h, &c).err, FL_OK);
     }
-    CHECK_EQ_INT(result1(&h, "c", 0, a0.version, "h000", STORE_ST_CANCELLED).err, FL_OK);
+    CHECK_EQ_INT(result1(&h, "c", 0, a0.token, "h000", STORE_ST_CANCELLED).err, FL_OK);
     k = task_of(&h, "c");
     CHECK_EQ_INT(k.stopped, 0);
     CHECK_EQ_INT(k.state, STORE_TASK_CANCELLED);

@@ -586,6 +586,89 @@ TEST(arena_is_bounded_by_the_input)
     fl_buf_close(&b);
 }
 
+/* Counted strings (SCHEMA_STRN): a length beside the pointer, NUL bytes
+ * allowed, borrowed from the input or copied into the arena; as elements of
+ * an inline array their lengths can be a parallel array. */
+struct counted {
+    const char *s;
+    size_t n;
+    uint32_t n_tags;
+    const char *tags[3];
+    size_t tag_lens[3];
+};
+
+static int no_q(const char *s, size_t n)
+{
+    return memchr(s, 'q', n) == NULL;
+}
+
+static const struct schema_field tag_elem = SCHEMA_E_STRN(
+    (uint32_t)(offsetof(struct counted, tag_lens) - offsetof(struct counted, tags)), 1, 4, no_q);
+static const struct schema_field counted_fields[] = {
+    SCHEMA_F_STRN(counted, s, n, 0, 6),
+    SCHEMA_F_INLINE(counted, tags, n_tags, &tag_elem),
+};
+static const struct schema counted_schema = {
+    "counted", SCHEMA_TABLE(counted_fields), sizeof(struct counted), 1, 1, 1, NULL};
+
+TEST(counted_strings)
+{
+    char err[FL_ERRMSG_SIZE] = "";
+    struct counted in = {
+        .s = "a\0b", .n = 3, .n_tags = 2, .tags = {"xy", "zzzz"}, .tag_lens = {2, 4}};
+    struct counted out;
+    struct fl_buf b;
+    void *arena = NULL;
+    fl_buf_init(&b);
+    CHECK_OK(schema_table_check(&counted_schema, err));
+    CHECK_OK(schema_encode_record(&counted_schema, &in, &b, err));
+    /* borrowed: into the input */
+    CHECK_OK(schema_decode_record(&counted_schema, b.data, b.len, &out, NULL, err));
+    CHECK(out.n == 3 && memcmp(out.s, "a\0b", 3) == 0);
+    CHECK((const uint8_t *)out.s > b.data && (const uint8_t *)out.s < b.data + b.len);
+    CHECK(out.n_tags == 2 && out.tag_lens[1] == 4 && memcmp(out.tags[1], "zzzz", 4) == 0);
+    /* copied: NUL-terminated, outside the input */
+    CHECK_OK(schema_decode_record(&counted_schema, b.data, b.len, &out, &arena, err));
+    CHECK(out.n == 3 && memcmp(out.s, "a\0b", 4) == 0);
+    CHECK(strcmp(out.tags[0], "xy") == 0 && out.tag_lens[0] == 2);
+    CHECK((const uint8_t *)out.s < b.data || (const uint8_t *)out.s >= b.data + b.len);
+    fl_free(arena);
+    /* bounds, both directions */
+    in.n = 7;
+    in.s = "1234567";
+    CHECK_EQ_INT(schema_validate(&counted_schema, &in, SIZE_MAX, err), FL_EINVAL);
+    in.n = 3;
+    in.tags[0] = "aqa";
+    in.tag_lens[0] = 3;
+    CHECK_EQ_INT(schema_validate(&counted_schema, &in, SIZE_MAX, err), FL_EINVAL);
+    in.tags[0] = "";
+    in.tag_lens[0] = 0;
+    CHECK_EQ_INT(schema_validate(&counted_schema, &in, SIZE_MAX, err), FL_EINVAL);
+    in.s = NULL;
+    CHECK_EQ_INT(schema_validate(&counted_schema, &in, SIZE_MAX, err), FL_EINVAL);
+    {
+        /* [1, "1234567", []] and [1, "ab", ["aqa"]] */
+        static const uint8_t long_s[] = {0x93, 1, 0xa7, '1', '2', '3', '4', '5', '6', '7', 0x90};
+        static const uint8_t bad_tag[] = {0x93, 1, 0xa2, 'a', 'b', 0x91, 0xa3, 'a', 'q', 'a'};
+        CHECK_EQ_INT(schema_decode_record(&counted_schema, long_s, sizeof long_s, &out, NULL, err),
+                     FL_EDECODE);
+        CHECK_EQ_INT(
+            schema_decode_record(&counted_schema, bad_tag, sizeof bad_tag, &out, NULL, err),
+            FL_EDECODE);
+    }
+    fl_buf_close(&b);
+    {
+        /* a parallel length past the struct's end */
+        static const struct schema_field far_elem = SCHEMA_E_STRN(64, 0, 4, NULL);
+        static const struct schema_field f[] = {
+            SCHEMA_F_INLINE(counted, tags, n_tags, &far_elem),
+        };
+        static const struct schema sc = {"bad", SCHEMA_TABLE(f), sizeof(struct counted), 1, 1, 1,
+                                         NULL};
+        CHECK_EQ_INT(schema_table_check(&sc, err), FL_EINVAL);
+    }
+}
+
 TEST(tables_are_sound)
 {
     char err[FL_ERRMSG_SIZE] = "";
@@ -636,6 +719,7 @@ TEST(tables_are_sound)
 int main(void)
 {
     RUN(round_trip_every_type);
+    RUN(counted_strings);
     RUN(bytes_are_shortest_forms);
     RUN(truncated_and_trailing_input);
     RUN(wrong_types_refused);

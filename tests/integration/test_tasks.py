@@ -77,7 +77,7 @@ def test_thousand_hosts_caps_and_drain():
         caps.update({"server-%d" % i: 2 for i in (1, 2, 3)})
         hosts = ["host-%04d.example" % i for i in range(1000)]
         tid = submit(c, {"hosts": hosts, "unit_size": 30, "timeout_ms": 60000,
-                         "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "0.4"}})
+                         "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "0.8"}})
         st, task, _ = request(leader_api(c), "GET", "/v1/tasks/" + tid)
         check(task["units"] == 34, "1000 hosts in units of 30 make 34 units: %r" % task["units"])
         # Sample the replicated running counts while it runs; drain one agent.

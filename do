@@ -11,16 +11,20 @@
 #                 and the formatting against .clang-format (tools/check-format)
 #   ./do deps     only install the Debian packages
 #
-# Tests run as many at a time as there are cores (the chaos run alone): the
+# Tests run twice as many at a time as there are cores, the longest first (the
+# chaos run among them; tests/CMakeLists.txt gives ctest their COST): the
 # integration tests mostly wait on real processes, elections and timers.
 # build/ and build-asan/ are test builds (-DFLOTILLA_TEST_HOOKS=ON: the noop
 # and sleep executors and --raft-plaintext, which the suite uses; a test
 # checks that flotilla-prod, the same build without them, refuses them).
 # Environment: BUILD_DIR (default build), FLOTILLA_SKIP_DEPS=1 to skip apt,
-# FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it).
+# FLOTILLA_SKIP_SANITIZE=1 to skip the second run under ASan+UBSan (CI runs it),
+# FLOTILLA_TEST_JOBS to run another number of tests at a time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD_DIR:-$here/build}
+
+test_jobs=${FLOTILLA_TEST_JOBS:-$(($(nproc) * 2))}
 
 packages=(build-essential cmake pkg-config autoconf automake libtool
           libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libsodium-dev libjansson-dev
@@ -76,7 +80,7 @@ sanitize() {
         FLOTILLA_FIXTURE_SEEDS=${FLOTILLA_FIXTURE_SEEDS:-200} \
         ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0" \
         UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1" \
-        ctest -j"$(nproc)" --output-on-failure --timeout 900 -LE chaos "$@")
+        ctest -j"$test_jobs" --output-on-failure --timeout 900 -LE chaos "$@")
     if [ -n "$(ls -A "$reports")" ]; then
         echo "sanitizer reports:" >&2
         head -c 20000 "$reports"/* >&2
@@ -111,9 +115,9 @@ test)
     "$here/tools/check-layers"
     "$here/tools/check-format"
     configure werror; compile
-    (cd "$build" && ctest -j"$(nproc)" --output-on-failure --timeout 900 "$@")
+    (cd "$build" && ctest -j"$test_jobs" --output-on-failure --timeout 900 "$@")
     [ "${FLOTILLA_SKIP_SANITIZE:-0}" = 1 ] || sanitize "$@" ;;
 *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2 ;;
 esac

@@ -2,10 +2,15 @@
 
 Job commands append what they ran (job, scheduled time, fencing token, start
 and end times) to files from inside the executed command, so the checks read
-what actually ran, not only what the servers say."""
+what actually ran, not only what the servers say.
+
+The policies' logic runs on the C fixture, with the real state machine and
+cron clock on three servers (no real processes, the fixture's clock):
+tests/fixture/test_leader_job_policies.c (overlap forbid, replace and queue,
+misfire run-once and skip), test_leader_jobs.c and test_jobs_fixture.c
+(every schedule time once across leader changes)."""
 import glob
 import os
-import signal
 import subprocess
 import time
 
@@ -114,236 +119,127 @@ def test_every_fires_each_time_once_across_leader_kills():
         c.close()
 
 
-def test_forbid_never_overlaps_and_tokens_increase():
-    c, logdir = cluster("jobs-forbid")
-    try:
-        api = leader_api(c)
-        add_job(api, {"name": "slow", "every": "1s", "overlap": "forbid",
-                      "shell": RUN_SCRIPT % {"dir": logdir, "sleep": 2.5}})
-        time.sleep(4)
-        st, lock, _ = request(api, "GET", "/v1/locks/cron/slow")
-        check(st == 200 and len(lock["holders"]) == 1, "the run holds cron/slow: %s %r" % (st, lock))
-        time.sleep(8)
-        st, out, _ = request(api, "POST", "/v1/jobs/slow/pause")
-        check(st == 200, "pause: %s %r" % (st, out))
-        wait_for(lambda: not request(api, "GET", "/v1/jobs/slow")[1]["active"]
-                 or all(t["state"] != "running" and t["state"] != "queued"
-                        for r in runs_of(api, "slow") for t in r["tasks"]), 20, "last run to end")
-        time.sleep(1)
-        ran = sorted(read_log(logdir, "slow"), key=lambda r: r["start"])
-        check(len(ran) >= 3, "runs: %d" % len(ran))
-        for a, b in zip(ran, ran[1:]):
-            check(a["end"] <= b["start"], "runs overlap: %r %r" % (a, b))
-            check(a["token"] < b["token"], "tokens do not increase: %r %r" % (a, b))
-        runs = runs_of(api, "slow")
-        skipped = [r for r in runs if r["outcome"] == "skipped_overlap"]
-        check(len(skipped) >= 3, "fires during a run are skipped: %d" % len(skipped))
-        tokens = [r["token"] for r in runs if r["outcome"] == "started"]
-        check(tokens == sorted(tokens) and len(set(tokens)) == len(tokens), "lock tokens %r" % tokens)
-        # A user holding cron/slow keeps the job from running.
-        st, sess, _ = request(api, "POST", "/v1/sessions", {"ttl": "30s"})
-        wait_for(lambda: request(api, "GET", "/v1/locks/cron/slow")[0] == 404, 10, "lock free")
-        st, g, _ = request(api, "PUT", "/v1/locks/cron/slow", {"session": sess["id"]})
-        check(st == 200, "a user takes cron/slow: %s %r" % (st, g))
-        resume_sent = time.time()
-        st, out, _ = request(api, "POST", "/v1/jobs/slow/resume")
-        check(st == 200, "resume: %s %r" % (st, out))
-        resumed_ms = time.time() * 1000
-        time.sleep(3.5)
-        # Every fire after the resume finds the lock held by the user: none
-        # starts a run, and nothing runs.
-        runs = runs_of(api, "slow")
-        since = [r for r in runs if r["fired_ms"] >= resume_sent * 1000]
-        check(all(r["outcome"] != "started" for r in since),
-              "a run started while a user held cron/slow: %r"
-              % [(r["fired_ms"], r["outcome"]) for r in since])
-        recent = [r for r in since if r["fired_ms"] >= resumed_ms]
-        check(len(recent) >= 2 and all(r["outcome"] == "skipped_overlap" for r in recent),
-              "fires after the resume are skipped while a user holds the lock: %r"
-              % [(r["fired_ms"], r["outcome"]) for r in recent])
-        late = [r for r in read_log(logdir, "slow") if r["start"] >= resume_sent]
-        check(not late, "ran while a user held cron/slow: %r" % late)
-        st, lk, _ = request(api, "GET", "/v1/locks/cron/slow")
-        check(st == 200 and [h.get("session") for h in lk["holders"]] == [sess["id"]],
-              "the user still holds cron/slow: %s %r" % (st, lk))
-    finally:
-        c.close()
+def test_mode_all_runs_on_every_node_with_shards(c, logdir):
+    api = leader_api(c)
+    add_job(api, {"name": "everywhere", "every": "1h", "mode": "all",
+                  "shell": RUN_SCRIPT % {"dir": logdir, "sleep": 0}})
+    st, out, _ = request(api, "POST", "/v1/jobs/everywhere/run")
+    check(st == 200 and out["outcome"] == "started", "run now: %s %r" % (st, out))
+    wait_for(lambda: len(read_log(logdir, "everywhere")) == 3 and
+             all("end" in r for r in read_log(logdir, "everywhere")), 20, "3 shards")
+    ran = read_log(logdir, "everywhere")
+    check(sorted(r["node"] for r in ran) == ["server-1", "server-2", "server-3"],
+          "one per node: %r" % ran)
+    check(sorted(r["shard"] for r in ran) == [0, 1, 2] and all(r["total"] == 3 for r in ran),
+          "shards: %r" % ran)
+    runs = runs_of(api, "everywhere")
+    check(len(runs) == 1 and runs[0]["manual"] and len(runs[0]["tasks"]) == 3, "history %r" % runs)
 
 
-def test_replace_and_queue():
-    c, logdir = cluster("jobs-overlap")
-    try:
-        api = leader_api(c)
-        add_job(api, {"name": "rep", "every": "2s", "overlap": "replace",
-                      "shell": RUN_SCRIPT % {"dir": logdir, "sleep": 30}})
-        add_job(api, {"name": "que", "every": "1s", "overlap": "queue",
-                      "shell": RUN_SCRIPT % {"dir": logdir, "sleep": 1.6}})
-        time.sleep(9)
-        for name in ("rep", "que"):
-            request(api, "POST", "/v1/jobs/%s/pause" % name)
-        def replaced_done():
-            st = [r["tasks"][0]["state"] for r in runs_of(api, "rep") if r["tasks"]]
-            return all(s == "cancelled" for s in st[:-1])
-        wait_for(replaced_done, 30, "replaced runs to be cancelled")
-        rep = runs_of(api, "rep")
-        check(len(rep) >= 3, "replace runs %d" % len(rep))
-        states = [r["tasks"][0]["state"] for r in rep if r["tasks"]]
-        check(states[:-1] and all(s == "cancelled" for s in states[:-1]),
-              "earlier runs cancelled: %r" % states)
-        check(sum(r["replaced"] for r in rep) >= 2, "replaced counts %r" % [r["replaced"] for r in rep])
-        que = runs_of(api, "que")
-        check(any(r["outcome"] == "started" and r["fired_ms"] - r["scheduled_ms"] > 500 for r in que),
-              "a queued fire started late, when the previous run ended: %r" % que)
-        ran = sorted(read_log(logdir, "que"), key=lambda r: r["start"])
-        for a, b in zip(ran, ran[1:]):
-            check(a.get("end", 1e18) <= b["start"] + 0.05, "queued runs overlap")
-    finally:
-        c.close()
-
-
-def test_mode_all_runs_on_every_node_with_shards():
-    c, logdir = cluster("jobs-all")
-    try:
-        api = leader_api(c)
-        add_job(api, {"name": "everywhere", "every": "1h", "mode": "all",
-                      "shell": RUN_SCRIPT % {"dir": logdir, "sleep": 0}})
-        st, out, _ = request(api, "POST", "/v1/jobs/everywhere/run")
-        check(st == 200 and out["outcome"] == "started", "run now: %s %r" % (st, out))
-        wait_for(lambda: len(read_log(logdir, "everywhere")) == 3 and
-                 all("end" in r for r in read_log(logdir, "everywhere")), 20, "3 shards")
-        ran = read_log(logdir, "everywhere")
-        check(sorted(r["node"] for r in ran) == ["server-1", "server-2", "server-3"],
-              "one per node: %r" % ran)
-        check(sorted(r["shard"] for r in ran) == [0, 1, 2] and all(r["total"] == 3 for r in ran),
-              "shards: %r" % ran)
-        runs = runs_of(api, "everywhere")
-        check(len(runs) == 1 and runs[0]["manual"] and len(runs[0]["tasks"]) == 3, "history %r" % runs)
-    finally:
-        c.close()
-
-
-def test_misfire_run_once_and_skip():
-    c, logdir = cluster("jobs-misfire")
-    try:
-        api = leader_api(c)
-        add_job(api, {"name": "once", "every": "1s", "misfire": "run-once",
-                      "shell": RUN_SCRIPT % {"dir": logdir, "sleep": 0}})
-        add_job(api, {"name": "skipper", "every": "1s", "misfire": "skip",
-                      "shell": RUN_SCRIPT % {"dir": logdir, "sleep": 0}})
-        time.sleep(3)
-        procs = [s.proc for s in c.servers.values()]
-        for p in procs:  # the whole cluster stops for 6 s
-            p.send_signal(signal.SIGSTOP)
-        time.sleep(6)
-        for p in procs:
-            p.send_signal(signal.SIGCONT)
-        time.sleep(4)
-        api = leader_api(c)
-        once = runs_of(api, "once")
-        folded = [r for r in once if r["missed"] >= 3]
-        check(len(folded) == 1 and folded[0]["outcome"] == "started",
-              "run-once folds the stop into one run: %r" % [(r["outcome"], r["missed"]) for r in once])
-        skip = runs_of(api, "skipper")
-        folded = [r for r in skip if r["missed"] >= 3]
-        check(len(folded) == 1 and folded[0]["outcome"] == "missed" and not folded[0]["tasks"],
-              "skip records the stop as missed: %r" % [(r["outcome"], r["missed"]) for r in skip])
-        for name, runs in (("once", once), ("skipper", skip)):
-            scheds = [r["scheduled_ms"] for r in runs]
-            check(len(scheds) == len(set(scheds)), "%s fired a time twice" % name)
-    finally:
-        c.close()
-
-
-def test_pause_resume_list_show_cli():
-    c, logdir = cluster("jobs-cli")
-    try:
-        api = leader_api(c)
-        env = dict(os.environ, FLOTILLA_ADDR=api)
-        r = subprocess.run([BIN, "job", "add", "nightly", "--cron", "0 3 * * *", "--tz",
-                            "Europe/Berlin", "--overlap", "forbid", "--noop"],
-                           capture_output=True, text=True, env=env, timeout=30)
-        check(r.returncode == 0, "job add: %r" % r.stderr)
-        r = subprocess.run([BIN, "job", "add", "nightly", "--cron", "0 3 * * *", "--noop"],
-                           capture_output=True, text=True, env=env, timeout=30)
-        check(r.returncode == 1 and "exists" in r.stderr, "a second add is refused: %r" % r.stderr)
-        r = subprocess.run([BIN, "job", "list"], capture_output=True, text=True, env=env, timeout=30)
-        check(r.returncode == 0 and "nightly" in r.stdout, "job list: %r" % r.stdout)
-        st, job, _ = request(api, "GET", "/v1/jobs/nightly")
-        check(st == 200 and len(job["next_ms"]) == 5, "next fire times: %r" % job)
-        for t in job["next_ms"]:
-            lt = time.gmtime(t / 1000)
-            check(lt.tm_min == 0 and lt.tm_sec == 0 and lt.tm_hour in (1, 2),
-                  "03:00 Berlin is 01:00 or 02:00 UTC: %r" % (lt,))
-        for sub in ("pause", "resume"):
-            r = subprocess.run([BIN, "job", sub, "nightly"], capture_output=True, text=True,
-                               env=env, timeout=30)
-            check(r.returncode == 0, "job %s: %r" % (sub, r.stderr))
-        r = subprocess.run([BIN, "job", "run", "nightly"], capture_output=True, text=True,
+def test_pause_resume_list_show_cli(c, logdir):
+    api = leader_api(c)
+    env = dict(os.environ, FLOTILLA_ADDR=api)
+    r = subprocess.run([BIN, "job", "add", "nightly", "--cron", "0 3 * * *", "--tz",
+                        "Europe/Berlin", "--overlap", "forbid", "--noop"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    check(r.returncode == 0, "job add: %r" % r.stderr)
+    r = subprocess.run([BIN, "job", "add", "nightly", "--cron", "0 3 * * *", "--noop"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    check(r.returncode == 1 and "exists" in r.stderr, "a second add is refused: %r" % r.stderr)
+    r = subprocess.run([BIN, "job", "list"], capture_output=True, text=True, env=env, timeout=30)
+    check(r.returncode == 0 and "nightly" in r.stdout, "job list: %r" % r.stdout)
+    st, job, _ = request(api, "GET", "/v1/jobs/nightly")
+    check(st == 200 and len(job["next_ms"]) == 5, "next fire times: %r" % job)
+    for t in job["next_ms"]:
+        lt = time.gmtime(t / 1000)
+        check(lt.tm_min == 0 and lt.tm_sec == 0 and lt.tm_hour in (1, 2),
+              "03:00 Berlin is 01:00 or 02:00 UTC: %r" % (lt,))
+    for sub in ("pause", "resume"):
+        r = subprocess.run([BIN, "job", sub, "nightly"], capture_output=True, text=True,
                            env=env, timeout=30)
-        check(r.returncode == 0 and "started" in r.stdout, "job run: %r %r" % (r.stdout, r.stderr))
-        r = subprocess.run([BIN, "job", "history", "nightly"], capture_output=True, text=True,
-                           env=env, timeout=30)
-        check(r.returncode == 0 and "(manual)" in r.stdout, "job history: %r" % r.stdout)
-        r = subprocess.run([BIN, "job", "rm", "nightly"], capture_output=True, text=True, env=env,
-                           timeout=30)
-        check(r.returncode == 0, "job rm: %r" % r.stderr)
-        check(request(api, "GET", "/v1/jobs/nightly")[0] == 404, "deleted")
-    finally:
-        c.close()
+        check(r.returncode == 0, "job %s: %r" % (sub, r.stderr))
+    r = subprocess.run([BIN, "job", "run", "nightly"], capture_output=True, text=True,
+                       env=env, timeout=30)
+    check(r.returncode == 0 and "started" in r.stdout, "job run: %r %r" % (r.stdout, r.stderr))
+    r = subprocess.run([BIN, "job", "history", "nightly"], capture_output=True, text=True,
+                       env=env, timeout=30)
+    check(r.returncode == 0 and "(manual)" in r.stdout, "job history: %r" % r.stdout)
+    r = subprocess.run([BIN, "job", "rm", "nightly"], capture_output=True, text=True, env=env,
+                       timeout=30)
+    check(r.returncode == 0, "job rm: %r" % r.stderr)
+    check(request(api, "GET", "/v1/jobs/nightly")[0] == 404, "deleted")
 
 
-def test_bad_input_changes_nothing():
-    c, logdir = cluster("jobs-bad")
+def test_bad_input_changes_nothing(c, logdir):
+    api = leader_api(c)
+    bad = [
+        ({"name": "x", "cron": "61 * * * *", "noop": True}, "minute"),
+        ({"name": "x", "cron": "* * * *", "noop": True}, "field"),
+        ({"name": "x", "cron": "0 0 30 2 *", "noop": True}, ""),
+        ({"name": "x", "cron": "*/0 * * * *", "noop": True}, ""),
+        ({"name": "x", "cron": "@reboot", "noop": True}, ""),
+        ({"name": "x", "cron": "0 3 * * *", "tz": "Mars/Olympus", "noop": True}, "zone"),
+        ({"name": "x", "cron": "0 3 * * *", "tz": "../../etc/passwd", "noop": True}, "zone"),
+        ({"name": "x", "every": "0s", "noop": True}, "every"),
+        ({"name": "x", "every": "500ms", "noop": True}, "every"),
+        ({"name": "x", "every": "9999d", "noop": True}, "every"),
+        ({"name": "x", "every": "1s", "cron": "* * * * *", "noop": True}, "exactly one"),
+        ({"name": "x", "noop": True}, "exactly one"),
+        ({"name": "y" * 64, "every": "1s", "noop": True}, "name"),
+        ({"name": "bad name", "every": "1s", "noop": True}, "name"),
+        ({"name": "-x", "every": "1s", "noop": True}, "name"),
+        ({"name": "x", "every": "1s", "overlap": "sometimes", "noop": True}, "overlap"),
+        ({"name": "x", "every": "1s", "mode": "some", "noop": True}, "mode"),
+        ({"name": "x", "every": "1s", "misfire": "never", "noop": True}, "misfire"),
+        ({"name": "x", "every": "1s", "mode": "all", "hosts": ["a"], "noop": True}, "hosts"),
+        ({"name": "x", "every": "1s", "mode": "all", "overlap": "queue", "noop": True}, "queue"),
+        ({"name": "x", "every": "1s"}, "executor"),
+        ({"name": "x", "every": "1s", "noop": True, "bogus": 1}, "unknown field"),
+        ({"name": "x", "every": 5, "noop": True}, "every"),
+        ({"name": "x", "every": "1s", "tz": "UTC", "noop": True}, "tz"),
+    ]
+    before = request(api, "GET", "/v1/jobs")[1]
+    for body, word in bad:
+        st, out, _ = request(api, "POST", "/v1/jobs", body)
+        msg = out.get("error", {}).get("message", "") if isinstance(out, dict) else ""
+        check(st == 400, "refused: %r -> %s %r" % (body, st, out))
+        check(word.lower() in msg.lower(), "message for %r names %r: %r" % (body, word, msg))
+    check(request(api, "GET", "/v1/jobs")[1] == before, "nothing changed")
+    for path in ("/v1/jobs/nope/run", "/v1/jobs/nope/pause"):
+        st, out, _ = request(api, "POST", path)
+        check(st == 404, "%s: %s" % (path, st))
+    r = subprocess.run([BIN, "job", "add", "x", "--every", "1s", "--cron", "* * * * *", "--noop"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 2, "CLI refuses both schedules: %r" % r.stderr)
+
+
+SHARED = {}
+
+
+def shared(fn):
+    """Run fn on the cluster shared by the tests that kill nothing."""
+    def wrapper():
+        if "cluster" not in SHARED:
+            SHARED["cluster"] = cluster("jobs")
+        fn(*SHARED["cluster"])
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def test_shared_cluster_converged():
+    """The replicas of the cluster the shared tests ran on agree. Selected
+    without any of them there is nothing to check, and that is a failure."""
+    c, _ = SHARED.pop("cluster", (None, None))
+    check(c is not None, "no shared cluster to check: select it with at least one shared test")
     try:
-        api = leader_api(c)
-        bad = [
-            ({"name": "x", "cron": "61 * * * *", "noop": True}, "minute"),
-            ({"name": "x", "cron": "* * * *", "noop": True}, "field"),
-            ({"name": "x", "cron": "0 0 30 2 *", "noop": True}, ""),
-            ({"name": "x", "cron": "*/0 * * * *", "noop": True}, ""),
-            ({"name": "x", "cron": "@reboot", "noop": True}, ""),
-            ({"name": "x", "cron": "0 3 * * *", "tz": "Mars/Olympus", "noop": True}, "zone"),
-            ({"name": "x", "cron": "0 3 * * *", "tz": "../../etc/passwd", "noop": True}, "zone"),
-            ({"name": "x", "every": "0s", "noop": True}, "every"),
-            ({"name": "x", "every": "500ms", "noop": True}, "every"),
-            ({"name": "x", "every": "9999d", "noop": True}, "every"),
-            ({"name": "x", "every": "1s", "cron": "* * * * *", "noop": True}, "exactly one"),
-            ({"name": "x", "noop": True}, "exactly one"),
-            ({"name": "y" * 64, "every": "1s", "noop": True}, "name"),
-            ({"name": "bad name", "every": "1s", "noop": True}, "name"),
-            ({"name": "-x", "every": "1s", "noop": True}, "name"),
-            ({"name": "x", "every": "1s", "overlap": "sometimes", "noop": True}, "overlap"),
-            ({"name": "x", "every": "1s", "mode": "some", "noop": True}, "mode"),
-            ({"name": "x", "every": "1s", "misfire": "never", "noop": True}, "misfire"),
-            ({"name": "x", "every": "1s", "mode": "all", "hosts": ["a"], "noop": True}, "hosts"),
-            ({"name": "x", "every": "1s", "mode": "all", "overlap": "queue", "noop": True}, "queue"),
-            ({"name": "x", "every": "1s"}, "executor"),
-            ({"name": "x", "every": "1s", "noop": True, "bogus": 1}, "unknown field"),
-            ({"name": "x", "every": 5, "noop": True}, "every"),
-            ({"name": "x", "every": "1s", "tz": "UTC", "noop": True}, "tz"),
-        ]
-        before = request(api, "GET", "/v1/jobs")[1]
-        for body, word in bad:
-            st, out, _ = request(api, "POST", "/v1/jobs", body)
-            msg = out.get("error", {}).get("message", "") if isinstance(out, dict) else ""
-            check(st == 400, "refused: %r -> %s %r" % (body, st, out))
-            check(word.lower() in msg.lower(), "message for %r names %r: %r" % (body, word, msg))
-        check(request(api, "GET", "/v1/jobs")[1] == before, "nothing changed")
-        for path in ("/v1/jobs/nope/run", "/v1/jobs/nope/pause"):
-            st, out, _ = request(api, "POST", path)
-            check(st == 404, "%s: %s" % (path, st))
-        r = subprocess.run([BIN, "job", "add", "x", "--every", "1s", "--cron", "* * * * *", "--noop"],
-                           capture_output=True, text=True, timeout=30)
-        check(r.returncode == 2, "CLI refuses both schedules: %r" % r.stderr)
+        c.wait_converged(timeout=30, servers=list(c.servers.values()))
     finally:
         c.close()
 
 
 if __name__ == "__main__":
-    run([test_every_fires_each_time_once_across_leader_kills,
-         test_forbid_never_overlaps_and_tokens_increase,
-         test_replace_and_queue,
-         test_mode_all_runs_on_every_node_with_shards,
-         test_misfire_run_once_and_skip,
-         test_pause_resume_list_show_cli,
-         test_bad_input_changes_nothing])
+    run([shared(test_mode_all_runs_on_every_node_with_shards),
+         shared(test_pause_resume_list_show_cli),
+         shared(test_bad_input_changes_nothing),
+         test_shared_cluster_converged,
+         test_every_fires_each_time_once_across_leader_kills])

@@ -292,8 +292,9 @@ def test_lost_lock_kills_the_command(c):
 
 def test_wait_timeout_and_long_wait(c):
     """A wait through a follower ends with 409 "timeout" after about the wait,
-    leaving no trace in the queue; a CLI wait (12 s) longer than one server
-    poll (TTL 6 s / 2) gets the lock when the holder releases at 10 s."""
+    leaving no trace in the queue; a CLI wait (8 s) longer than one server
+    poll (TTL 3 s / 2), and than the TTL itself, gets the lock when the holder
+    releases at 4.5 s: the CLI renews its session between polls."""
     key = "it/wait"
     lid = c.leader()
     follower = [s for s in c.servers.values() if s.id != lid][0]
@@ -321,13 +322,13 @@ def test_wait_timeout_and_long_wait(c):
     check([w["session"] for w in lock_state(c, key)["waiters"]] == [short], "queued")
     call(c, "DELETE", "/v1/sessions/" + short)
 
-    # The CLI waits 12 s with a 6 s session: it renews between polls.
+    # The CLI waits 8 s with a 3 s session: it renews between polls.
     t0 = time.time()
-    cli = subprocess.Popen([BIN, "lock", "acquire", key, "--addr", follower.api, "--ttl", "6s",
-                            "--lock-delay", "0s", "--wait", "12s", "--json"],
+    cli = subprocess.Popen([BIN, "lock", "acquire", key, "--addr", follower.api, "--ttl", "3s",
+                            "--lock-delay", "0s", "--wait", "8s", "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(10 - (time.time() - t0))
-    check(cli.poll() is None, "the CLI is still waiting at 10 s")
+    time.sleep(4.5 - (time.time() - t0))
+    check(cli.poll() is None, "the CLI is still waiting at 4.5 s")
     st, body = call(c, "DELETE", "/v1/locks/%s?session=%s" % (key, holder))
     check(st == 200 and body["token"] == g["token"], "holder releases: %s %r" % (st, body))
     out, err = cli.communicate(timeout=15)
@@ -336,7 +337,7 @@ def test_wait_timeout_and_long_wait(c):
     import json
     got = json.loads(out)
     check(got["granted"] and got["token"] > g["token"], "granted with a larger token: %r" % got)
-    check(dt < 11.5, "granted at %.1fs (released at 10s)" % dt)
+    check(dt < 6.0, "granted at %.1fs (released at 4.5s)" % dt)
     l = lock_state(c, key)
     check([h["session"] for h in l["holders"]] == [got["session"]], "the CLI's session holds it: %r" % l)
     for sid in (holder, waiter, got["session"]):

@@ -113,11 +113,22 @@ class Sup:
                  str(workers)] + list(extra) + ["--", PY, "worker.py"],
                 env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         self.sock = os.path.join(self.root, "supervise.sock")
-        wait_until(lambda: os.path.exists(self.sock) or self.p.poll() is not None,
-                   what="control socket")
+        # The socket file appears at bind, before supervise listens: wait
+        # until a connection is accepted.
+        wait_until(lambda: self.accepts() or self.p.poll() is not None, what="control socket")
         if self.p.poll() is not None:
             with open(self.err) as f:
                 raise AssertionError("supervise exited at start: " + f.read())
+
+    def accepts(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.sock)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
 
     def set_mode(self, mode):
         with open(os.path.join(self.root, "mode.tmp"), "w") as f:

@@ -36,6 +36,21 @@ def read_runs(logdir):
     return runs
 
 
+def wait_until(cond, timeout, what):
+    """Poll cond every 50 ms until it returns a true value (returned), or fail
+    after timeout seconds; what says what was awaited (or a function that says
+    it, called on failure)."""
+    end = time.time() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.time() > end:
+            raise AssertionError("timed out after %ss waiting for %s"
+                                 % (timeout, what() if callable(what) else what))
+        time.sleep(0.05)
+
+
 def max_concurrency(runs, node):
     events = []
     for r in runs.values():
@@ -62,7 +77,7 @@ def test_thousand_hosts_caps_and_drain():
         caps.update({"server-%d" % i: 2 for i in (1, 2, 3)})
         hosts = ["host-%04d.example" % i for i in range(1000)]
         tid = submit(c, {"hosts": hosts, "unit_size": 30, "timeout_ms": 60000,
-                         "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "0.4"}})
+                         "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "0.8"}})
         st, task, _ = request(leader_api(c), "GET", "/v1/tasks/" + tid)
         check(task["units"] == 34, "1000 hosts in units of 30 make 34 units: %r" % task["units"])
         # Sample the replicated running counts while it runs; drain one agent.
@@ -122,7 +137,8 @@ def test_agent_loss_requeues_and_late_results_are_stale():
         tid = submit(c, {"hosts": ["h%d" % i for i in range(6)], "unit_size": 1, "retries": 2,
                          "timeout_ms": 60000,
                          "shell": LOG_SCRIPT % {"dir": logdir, "sleep": "3"}})
-        time.sleep(1.0)
+        wait_until(lambda: any(r["node"] == "a1" for r in read_runs(logdir).values()), 20,
+                   "a1 to start a unit")
         # a1 runs units; it stops answering (SIGSTOP), is declared lost, and its
         # units run elsewhere with new tokens.
         agents[0].proc.send_signal(signal.SIGSTOP)
@@ -177,7 +193,7 @@ def test_unit_taken_back_holds_its_slot_until_it_ends():
     try:
         a1 = Agent(c, "a1", cap=1).start()
         wait_connected(c, ["a1"])
-        script = "trap '' TERM; " + LOG_SCRIPT % {"dir": logdir, "sleep": "8"}
+        script = "trap '' TERM; " + LOG_SCRIPT % {"dir": logdir, "sleep": "6"}
         tid = submit(c, {"hosts": ["h1"], "retries": 3, "timeout_ms": 60000,
                          "kill_grace_ms": 20000, "constraints": ["node=a1"], "shell": script})
         end = time.time() + 20
@@ -196,12 +212,16 @@ def test_unit_taken_back_holds_its_slot_until_it_ends():
             check(taken, "the unit was taken back while a1 was silent: %r" % units)
         finally:
             a1.proc.send_signal(signal.SIGCONT)
+            resumed = time.time()
         body = wait_task(c, tid, timeout=60)
         check(body["state"] == "done", "the retried attempt ran: %r" % body)
         runs = read_runs(logdir)
         attempts = sorted(k[2] for k in runs)
         check(len(runs) == 2 and attempts == [1, 2], "two attempts ran on a1: %r" % runs)
         check(all("end" in r for r in runs.values()), "both ended: %r" % runs)
+        first = [r for k, r in runs.items() if k[2] == 1][0]
+        check(first["end"] > resumed,
+              "the old attempt still ran when a1 came back (else nothing was tested): %r" % runs)
         check(max_concurrency(runs, "a1") == 1,
               "a1 (cap 1) ran its old attempt and the new one at once: %r" % runs)
     finally:
@@ -317,10 +337,13 @@ def test_timeout_kills_the_whole_group():
         body = wait_task(c, tid, timeout=30)
         check(body["state"] == "failed" and body["progress"]["hosts"]["timeout"] == 1,
               "reported timeout: %r" % body)
-        time.sleep(0.5)
-        left = subprocess.run(["pgrep", "-f", "^sleep %s$" % marker], capture_output=True,
-                              text=True).stdout.split()
-        check(left == [], "no child of the unit left: %r" % left)
+        def left():
+            return subprocess.run(["pgrep", "-f", "^sleep %s$" % marker], capture_output=True,
+                                  text=True).stdout.split()
+        end = time.time() + 5
+        while left() and time.time() < end:
+            time.sleep(0.05)
+        check(left() == [], "no child of the unit left: %r" % left())
         st, res, _ = request(c.servers[1].api, "GET", "/v1/tasks/%s/results" % tid)
         check("started" in res["results"][0]["tail"], "the tail kept its output")
     finally:
@@ -412,7 +435,9 @@ def test_bad_input():
         check(body["bad_frames"] >= 2, "bad frames were counted: %r" % body)
         # A second agent with the id of a connected one is refused.
         dup = Agent(c, "server-1", cap=1).start()
-        time.sleep(2)
+        end = time.time() + 10
+        while "duplicate_agent" not in open(dup.log).read() and time.time() < end:
+            time.sleep(0.05)
         log = open(dup.log).read()
         check("duplicate_agent" in log, "duplicate agent refused: %r" % log[-500:])
         dup.stop()
@@ -432,17 +457,19 @@ def test_cancel_dispatch_pause_and_why():
         st, _, _ = request(api, "POST", "/v1/dispatch/pause")
         check(st == 200, "pause")
         tid = submit(c, {"hosts": ["a", "b"], "unit_size": 1, "sleep_ms": 30000})
-        time.sleep(0.5)
-        st, why, _ = request(api, "GET", "/v1/tasks/%s/why" % tid)
-        check("paused" in why["summary"], "why says paused: %r" % why)
+
+        last = {}
+
+        def why_says(task, word):
+            def cond():
+                st, last["why"], _ = request(api, "GET", "/v1/tasks/%s/why" % task)
+                return st == 200 and word in last["why"]["summary"]
+            return cond
+        wait_until(why_says(tid, "paused"), 10, lambda: "why to say paused: %r" % last)
         st, _, _ = request(api, "POST", "/v1/dispatch/resume")
-        time.sleep(1.0)
-        st, why, _ = request(api, "GET", "/v1/tasks/%s/why" % tid)
-        check("full" in why["summary"], "why says the node is full: %r" % why)
+        wait_until(why_says(tid, "full"), 10, lambda: "why to say the node is full: %r" % last)
         tid2 = submit(c, {"hosts": ["z"], "noop": True, "constraints": ["role=db"]})
-        time.sleep(0.5)
-        st, why, _ = request(api, "GET", "/v1/tasks/%s/why" % tid2)
-        check("role=db" in why["summary"], "why names the constraint: %r" % why)
+        wait_until(why_says(tid2, "role=db"), 10, lambda: "why to name the constraint: %r" % last)
         st, _, _ = request(api, "POST", "/v1/tasks/%s/cancel" % tid)
         check(st == 200, "cancel")
         body = wait_task(c, tid, timeout=30)
@@ -450,7 +477,8 @@ def test_cancel_dispatch_pause_and_why():
               "cancelled: %r" % body)
         # drain --wait with a deadline: what still runs is cancelled at the deadline.
         tid3 = submit(c, {"hosts": ["p"], "sleep_ms": 30000})
-        time.sleep(1.0)
+        wait_until(lambda: request(api, "GET", "/v1/tasks/" + tid3)[1]["progress"]["units"]
+                   ["running"] == 1, 10, "the unit to run")
         r = subprocess.run([BIN, "node", "drain", "server-1", "--wait", "--deadline", "1s",
                             "--cancel-at-deadline", "--addr", api], capture_output=True,
                            text=True, timeout=60)

@@ -896,8 +896,3 @@ void rg_repl_unsubscribe(struct rg_repl *p, rg_effect_fn fn, void *arg)
 {
     rg_apply_unsubscribe(&p->apply, fn, arg);
 }
-
-uint64_t rg_repl_time_ms(struct rg_repl *p)
-{
-    return p->fsm.time_ms;
-}

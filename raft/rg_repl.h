@@ -127,9 +127,6 @@ struct fsm *rg_repl_fsm(struct rg_repl *p);
  * on this server for every applied entry, before its proposer is answered. */
 int rg_repl_subscribe(struct rg_repl *p, rg_effect_fn fn, void *arg);
 void rg_repl_unsubscribe(struct rg_repl *p, rg_effect_fn fn, void *arg);
-/* Leader-stamped time of the last applied entry (ms since the epoch). */
-uint64_t rg_repl_time_ms(struct rg_repl *p);
-
 const char *rg_role_name(int role);
 
 #endif

@@ -368,10 +368,15 @@ def crash_expected(leader, term0):
     """The armed leader is gone, as its crash point says it must be. If it
     is alive, that fails the case, unless leadership left it meanwhile (its
     term moved on or it no longer leads): then LeadershipMoved."""
-    if leader.alive():
-        term, state = term_of(leader)
-        if term != term0 or state != "leader":
-            raise LeadershipMoved("term %d -> %d, %s" % (term0, term, state))
+    end = time.monotonic() + 10
+    while leader.alive() and time.monotonic() < end:
+        st = leader.status()
+        if st is None:
+            time.sleep(0.1)  # not answering: on its way out, or hung
+            continue
+        if st["term"] != term0 or st["state"] != "leader":
+            raise LeadershipMoved("term %d -> %d, %s" % (term0, st["term"], st["state"]))
+        break  # still the same leader: its crash point was never reached
     check(not leader.alive(), "the leader died at the crash point")
 
 

@@ -1269,6 +1269,7 @@ TEST(typed_results_replay_into_their_member)
     CHECK(first.err == FL_OK && first.token != 0);
     r = apply_noop(&h, &c);
     CHECK(r.replayed && r.token == first.token && r.expires_ms == 0);
+    teardown(&h);
 }
 
 TEST(codec_round_trip)

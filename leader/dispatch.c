@@ -91,27 +91,10 @@ void dispatch__close_agent(struct dispatch *d, struct dagent *a, const char *why
     d->agents.close(d->agents.impl, a->link, why);
 }
 
-static void close_all(struct dispatch *d, const char *why)
-{
-    size_t i = 0;
-    const char *k;
-    void *v;
-    /* Collect first: closing may detach, which edits the map. */
-    struct dagent **all = fl_calloc(strmap_size(&d->by_id) + 1, sizeof *all);
-    unsigned n = 0;
-    if (all == NULL) {
-        return;
-    }
-    while (strmap_next(&d->by_id, &i, &k, &v)) {
-        all[n++] = v;
-    }
-    for (unsigned j = 0; j < n; j++) {
-        dispatch__close_agent(d, all[j], why);
-    }
-    fl_free(all);
-}
-
-static void close_silent(struct dispatch *d, uint64_t now)
+/* Close every attached agent, or (silent_now != 0) those silent past
+ * lost_after at that time. Collected first: closing detaches, which edits
+ * the map. */
+static void close_agents(struct dispatch *d, const char *why, uint64_t silent_now)
 {
     size_t i = 0;
     const char *k;
@@ -123,12 +106,12 @@ static void close_silent(struct dispatch *d, uint64_t now)
     }
     while (strmap_next(&d->by_id, &i, &k, &v)) {
         struct dagent *a = v;
-        if (!a->closing && now - a->last_seen > d->cfg.lost_after_ms) {
+        if (silent_now == 0 || (!a->closing && silent_now - a->last_seen > d->cfg.lost_after_ms)) {
             all[n++] = a;
         }
     }
     for (unsigned j = 0; j < n; j++) {
-        dispatch__close_agent(d, all[j], "silent past lost_after");
+        dispatch__close_agent(d, all[j], why);
     }
     fl_free(all);
 }
@@ -236,7 +219,7 @@ static void tick_cb(void *arg)
     }
     if (!leader && d->leader) {
         /* Agents follow the leader: let them reconnect and be redirected. */
-        close_all(d, "leadership moved");
+        close_agents(d, "leadership moved", 0);
     }
     d->leader = leader;
     if (!leader) {
@@ -244,7 +227,7 @@ static void tick_cb(void *arg)
     }
     /* Units in retry backoff become placeable with time alone. */
     dispatch_kick(d);
-    close_silent(d, now);
+    close_agents(d, "silent past lost_after", now);
     {
         struct store_txn *t;
         if (store_begin(dstore(d), 0, &t) == FL_OK) {

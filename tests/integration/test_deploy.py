@@ -337,9 +337,15 @@ def test_deploy_pipeline():
             r = cli(c, "package", "show", "web@" + ver)
             h = json.loads(r.stdout)["hash"]
             paths = [os.path.join(s.data, "blobs", h) for s in c.servers.values()]
-            end = time.time() + 30
+            # The servers replicate it in the background; a fetch that failed
+            # (a source not ready yet on a loaded machine) is retried after
+            # 2, 4, 8, 16 and then 30 s.
+            end = time.time() + 90
             while not all(os.path.exists(p) for p in paths) and time.time() < end:
-                time.sleep(0.1)  # the servers replicate it in the background
+                time.sleep(0.1)
+            check(all(os.path.exists(p) for p in paths),
+                  "every server holds web@%s: missing %r"
+                  % (ver, [p for p in paths if not os.path.exists(p)]))
             for p in paths:
                 if how == "corrupt":
                     with open(p, "r+b") as f:

@@ -21,8 +21,8 @@ static const char *idx_str(char *buf, size_t size, long idx)
     return buf;
 }
 
-int schema__check_str(const char *top, const struct schema_field *f, const char *s, size_t n,
-                      long idx, size_t limit, char *errmsg)
+int schema__bad_str(const char *top, const struct schema_field *f, const char *s, size_t n,
+                    long idx, size_t limit, char *errmsg)
 {
     char ib[24];
     if (f->max == 0 && n > limit) {
@@ -45,8 +45,8 @@ int schema__check_str(const char *top, const struct schema_field *f, const char 
     return FL_OK;
 }
 
-int schema__check_uint(const char *top, const struct schema_field *f, uint64_t v, long idx,
-                       char *errmsg)
+int schema__bad_uint(const char *top, const struct schema_field *f, uint64_t v, long idx,
+                     char *errmsg)
 {
     char ib[24];
     if (v < f->min || v > schema__uint_max(f)) {
@@ -57,8 +57,8 @@ int schema__check_uint(const char *top, const struct schema_field *f, uint64_t v
     return FL_OK;
 }
 
-int schema__check_count(const char *top, const struct schema_field *f, uint64_t n, long idx,
-                        size_t limit, char *errmsg)
+int schema__bad_count(const char *top, const struct schema_field *f, uint64_t n, long idx,
+                      size_t limit, char *errmsg)
 {
     char ib[24];
     uint64_t unit = f->type == SCHEMA_BIN && f->size > 1 ? f->size : 1;
@@ -105,14 +105,14 @@ static int check_field(const struct vctx *c, const struct schema_field *f, const
                            idx_str(ib, sizeof ib, idx));
         }
         s = s != NULL ? s : "";
-        return schema__check_str(c->top, f, s, strlen(s), idx, c->limit, c->errmsg);
+        return schema__check_str(c->top, f, s, strlen(s), idx, c->limit, 1, c->errmsg);
     case SCHEMA_CHARS:
         n = strnlen((const char *)p, f->size);
         if (n == f->size) {
             return fl_errf(c->errmsg, FL_EINVAL, "%s.%s%s: not NUL-terminated", c->top, fname(f),
                            idx_str(ib, sizeof ib, idx));
         }
-        return schema__check_str(c->top, f, (const char *)p, n, idx, c->limit, c->errmsg);
+        return schema__check_str(c->top, f, (const char *)p, n, idx, c->limit, 1, c->errmsg);
     case SCHEMA_STRN:
         memcpy(&s, p, sizeof s);
         n = (size_t)schema__get_uint(base + f->off_n, f->n_size);
@@ -120,7 +120,7 @@ static int check_field(const struct vctx *c, const struct schema_field *f, const
             return fl_errf(c->errmsg, FL_EINVAL, "%s.%s%s: NULL with a length", c->top, fname(f),
                            idx_str(ib, sizeof ib, idx));
         }
-        return schema__check_str(c->top, f, s != NULL ? s : "", n, idx, c->limit, c->errmsg);
+        return schema__check_str(c->top, f, s != NULL ? s : "", n, idx, c->limit, 0, c->errmsg);
     case SCHEMA_BIN:
         memcpy(&s, p, sizeof s);
         n = (size_t)schema__count(f, base);
@@ -143,6 +143,7 @@ static int check_array(const struct vctx *c, const struct schema_field *f, const
 {
     const uint8_t *a = base + f->off;
     uint64_t n = schema__count(f, base);
+    struct schema_field el;
     char ib[24];
     int rv = schema__check_count(c->top, f, n, idx, c->limit, c->errmsg);
     if (rv != FL_OK) {
@@ -157,9 +158,12 @@ static int check_array(const struct vctx *c, const struct schema_field *f, const
                            idx_str(ib, sizeof ib, idx));
         }
     }
+    if (n == 0) {
+        return FL_OK;
+    }
+    el = *f->elem;
+    el.name = f->name; /* messages name the array */
     for (uint64_t i = 0; rv == FL_OK && i < n; i++) {
-        struct schema_field el = *f->elem;
-        el.name = f->name; /* messages name the array */
         rv = check_field(c, &el, a + i * f->size, (long)i);
     }
     return rv;
@@ -185,6 +189,11 @@ int schema_validate(const struct schema *sc, const void *obj, size_t limit, char
 uint32_t schema_n_fields(const struct schema *sc, uint8_t format)
 {
     uint32_t n = 0;
+    /* Fields are appended in version order (schema_table_check): when the
+     * last one is in the format, all are. */
+    if (sc->n_fields == 0 || sc->fields[sc->n_fields - 1].since <= format) {
+        return sc->n_fields;
+    }
     for (uint32_t i = 0; i < sc->n_fields; i++) {
         n += sc->fields[i].since <= format;
     }

@@ -71,7 +71,9 @@ static int dec_field(struct schema_dec *d, const struct schema_field *f, uint8_t
 static int dec_uint(struct schema_dec *d, const struct schema_field *f, uint8_t *p, long idx)
 {
     uint64_t v;
-    if (fl_mp_uint(&d->r, &v) != FL_OK || v > schema__type_max(f->size)) {
+    if (d->r.pos < d->r.len && d->r.p[d->r.pos] < 0x80) { /* positive fixint */
+        v = d->r.p[d->r.pos++];
+    } else if (fl_mp_uint(&d->r, &v) != FL_OK || v > schema__type_max(f->size)) {
         return bad(d, f, "not an unsigned integer in range");
     }
     if (schema__check_uint(d->name, f, v, idx, d->errmsg) != FL_OK) {
@@ -114,7 +116,7 @@ static int dec_str(struct schema_dec *d, const struct schema_field *f, uint8_t *
     if (fl_mp_str(&d->r, &s, &n) != FL_OK) {
         return bad(d, f, "not a string");
     }
-    if (schema__check_str(d->name, f, s, n, idx, SIZE_MAX, d->errmsg) != FL_OK) {
+    if (schema__check_str(d->name, f, s, n, idx, SIZE_MAX, 0, d->errmsg) != FL_OK) {
         return FL_EDECODE;
     }
     if (f->type == SCHEMA_CHARS) { /* the check kept n <= max < size */
@@ -147,7 +149,7 @@ static int dec_strn(struct schema_dec *d, const struct schema_field *f, uint8_t 
     if (fl_mp_str(&d->r, &s, &n) != FL_OK) {
         return bad(d, f, "not a string");
     }
-    if (schema__check_str(d->name, f, s, n, idx, SIZE_MAX, d->errmsg) != FL_OK) {
+    if (schema__check_str(d->name, f, s, n, idx, SIZE_MAX, 0, d->errmsg) != FL_OK) {
         return FL_EDECODE;
     }
     if (d->mode == SCHEMA_BORROW) {

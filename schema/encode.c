@@ -1,30 +1,14 @@
-/* schema/ — the encoder: a struct's fields, in table order, packed with
- * msgpack-c straight into an fl_buf (every allocation goes through the
- * project's allocator). msgpack-c packs every integer in its shortest form,
- * so the bytes depend on the values only, not on the C types. */
-#include <msgpack.h>
+/* schema/ — the encoder: a struct's fields, in table order, written straight
+ * into an fl_buf by common/mpwrite.h (shortest forms, the bytes msgpack-c
+ * would write), so the bytes depend on the values only, not on the C types. */
 #include <string.h>
 
 #include "common/err.h"
+#include "common/mpwrite.h"
 #include "schema/schema_int.h"
 
-static int buf_write(void *data, const char *p, size_t n)
-{
-    return fl_buf_append(data, p, n) == FL_OK ? 0 : -1;
-}
-
-static int pack_fields(msgpack_packer *pk, const struct schema *sc, const uint8_t *base,
+static int pack_fields(struct fl_mpw *w, const struct schema *sc, const uint8_t *base,
                        uint8_t format);
-
-static int pack_str(msgpack_packer *pk, const char *s, size_t n)
-{
-    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, n > 0 ? s : "", n);
-}
-
-static int pack_bin(msgpack_packer *pk, const void *p, size_t n)
-{
-    return msgpack_pack_bin(pk, n) | msgpack_pack_bin_body(pk, n > 0 ? p : "", n);
-}
 
 static int64_t get_int(const uint8_t *p, unsigned size)
 {
@@ -38,72 +22,91 @@ static int64_t get_int(const uint8_t *p, unsigned size)
     return i64;
 }
 
-static int pack_field(msgpack_packer *pk, const struct schema_field *f, const uint8_t *base);
+static int pack_field(struct fl_mpw *w, const struct schema_field *f, const uint8_t *base);
 
-static int pack_array(msgpack_packer *pk, const struct schema_field *f, const uint8_t *base)
+static int pack_array(struct fl_mpw *w, const struct schema_field *f, const uint8_t *base)
 {
     const uint8_t *a = base + f->off;
     uint64_t n = schema__count(f, base);
-    int rv;
+    int rv = FL_OK;
     if (!(f->flags & SCHEMA_INLINE)) {
         const uint8_t *ptr;
         memcpy(&ptr, a, sizeof ptr); /* the field holds the pointer */
         a = ptr;
     }
     if (n > UINT32_MAX || (a == NULL && n > 0)) {
-        return -1;
+        return FL_EINVAL;
     }
-    rv = msgpack_pack_array(pk, (size_t)n);
-    for (uint64_t i = 0; rv == 0 && i < n; i++) {
-        rv = pack_field(pk, f->elem, a + i * f->size);
+    fl_mpw_array(w, (uint32_t)n);
+    for (uint64_t i = 0; rv == FL_OK && i < n; i++) {
+        rv = pack_field(w, f->elem, a + i * f->size);
     }
     return rv;
 }
 
-static int pack_field(msgpack_packer *pk, const struct schema_field *f, const uint8_t *base)
+static int pack_field(struct fl_mpw *w, const struct schema_field *f, const uint8_t *base)
 {
     const uint8_t *p = base + f->off;
     const char *s;
     uint64_t n;
     switch (f->type) {
     case SCHEMA_UINT:
-        return msgpack_pack_uint64(pk, schema__get_uint(p, f->size));
+        fl_mpw_uint(w, schema__get_uint(p, f->size));
+        return FL_OK;
     case SCHEMA_INT:
-        return msgpack_pack_int64(pk, get_int(p, f->size));
+        fl_mpw_int(w, get_int(p, f->size));
+        return FL_OK;
     case SCHEMA_INT_OFS:
-        return msgpack_pack_uint64(pk, (uint64_t)(get_int(p, 4) + 2147483648LL));
+        fl_mpw_uint(w, (uint64_t)(get_int(p, 4) + 2147483648LL));
+        return FL_OK;
     case SCHEMA_BOOL:
-        return schema__get_uint(p, f->size) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+        fl_mpw_bool(w, schema__get_uint(p, f->size) != 0);
+        return FL_OK;
     case SCHEMA_STR:
         memcpy(&s, p, sizeof s);
         s = s != NULL ? s : "";
-        return pack_str(pk, s, strlen(s));
+        n = strlen(s);
+        break;
     case SCHEMA_CHARS:
-        return pack_str(pk, (const char *)p, strnlen((const char *)p, f->size));
-    case SCHEMA_BIN:
-        memcpy(&s, p, sizeof s);
-        n = schema__count(f, base) * (f->size > 1 ? f->size : 1);
-        return s == NULL && n > 0 ? -1 : pack_bin(pk, s, (size_t)n);
+        s = (const char *)p;
+        n = strnlen(s, f->size);
+        break;
     case SCHEMA_STRN:
         memcpy(&s, p, sizeof s);
         n = schema__get_uint(base + f->off_n, f->n_size);
-        return s == NULL && n > 0 ? -1 : pack_str(pk, s, (size_t)n);
+        break;
+    case SCHEMA_BIN:
+        memcpy(&s, p, sizeof s);
+        n = schema__count(f, base) * (f->size > 1 ? f->size : 1);
+        if ((s == NULL && n > 0) || n > UINT32_MAX) {
+            return FL_EINVAL;
+        }
+        fl_mpw_bin(w, s, (size_t)n);
+        return FL_OK;
     case SCHEMA_BYTES:
-        return pack_bin(pk, p, f->size);
+        fl_mpw_bin(w, p, f->size);
+        return FL_OK;
     case SCHEMA_ARRAY:
-        return pack_array(pk, f, base);
+        return pack_array(w, f, base);
     default: /* SCHEMA_TUPLE */
-        return msgpack_pack_array(pk, f->sub->n_fields) | pack_fields(pk, f->sub, p, 0);
+        fl_mpw_array(w, f->sub->n_fields);
+        return pack_fields(w, f->sub, p, 0);
     }
+    /* the strings */
+    if ((s == NULL && n > 0) || n > UINT32_MAX) {
+        return FL_EINVAL;
+    }
+    fl_mpw_str(w, s, (size_t)n);
+    return FL_OK;
 }
 
-static int pack_fields(msgpack_packer *pk, const struct schema *sc, const uint8_t *base,
+static int pack_fields(struct fl_mpw *w, const struct schema *sc, const uint8_t *base,
                        uint8_t format)
 {
-    int rv = 0;
-    for (uint32_t i = 0; rv == 0 && i < sc->n_fields; i++) {
+    int rv = FL_OK;
+    for (uint32_t i = 0; rv == FL_OK && i < sc->n_fields; i++) {
         if (sc->fields[i].since <= format) {
-            rv = pack_field(pk, &sc->fields[i], base);
+            rv = pack_field(w, &sc->fields[i], base);
         }
     }
     return rv;
@@ -111,22 +114,24 @@ static int pack_fields(msgpack_packer *pk, const struct schema *sc, const uint8_
 
 int schema_pack_fields(const struct schema *sc, const void *obj, uint8_t format, struct fl_buf *out)
 {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, out, buf_write);
-    return pack_fields(&pk, sc, obj, format) == 0 ? FL_OK : FL_ENOMEM;
+    struct fl_mpw w;
+    fl_mpw_init(&w, out);
+    return pack_fields(&w, sc, obj, format) == FL_OK && fl_mpw_done(&w) == FL_OK ? FL_OK
+                                                                                 : FL_ENOMEM;
 }
 
 int schema_encode_record(const struct schema *sc, const void *obj, struct fl_buf *out, char *errmsg)
 {
-    msgpack_packer pk;
+    struct fl_mpw w;
     size_t start = out->len;
     int rv = schema_validate(sc, obj, SIZE_MAX, errmsg);
     if (rv != FL_OK) {
         return rv;
     }
-    msgpack_packer_init(&pk, out, buf_write);
-    if (msgpack_pack_array(&pk, 1 + (size_t)schema_n_fields(sc, sc->version)) != 0 ||
-        msgpack_pack_uint64(&pk, sc->version) != 0 || pack_fields(&pk, sc, obj, sc->version) != 0) {
+    fl_mpw_init(&w, out);
+    fl_mpw_array(&w, 1 + schema_n_fields(sc, sc->version));
+    fl_mpw_uint(&w, sc->version);
+    if (pack_fields(&w, sc, obj, sc->version) != FL_OK || fl_mpw_done(&w) != FL_OK) {
         out->len = start;
         return fl_errf(errmsg, FL_ENOMEM, "%s: out of memory encoding", sc->name);
     }

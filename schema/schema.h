@@ -6,7 +6,7 @@
  * cannot disagree about what is sendable or storable:
  *
  *   schema_validate     every field of a C struct against its bounds
- *   schema_pack_fields  the fields in table order, packed with msgpack-c
+ *   schema_pack_fields  the fields in table order (common/mpwrite.h)
  *   schema_dec_fields   the total decoder (common/mpread.h underneath)
  *
  * and, for store records ([format, field...]), schema_encode_record and
@@ -14,7 +14,7 @@
  * its own header ([version, type, field...]) and uses the field calls.
  *
  * Wire: a struct is a msgpack array of its fields in table order. Integers
- * are packed in their shortest form (msgpack-c's packers), strings as str,
+ * are written in their shortest form (as msgpack-c writes them), strings as str,
  * binaries as bin, arrays as array, nested structs as arrays again.
  *
  * Decoders are total: they never read outside the input, refuse every value

@@ -73,13 +73,47 @@ static inline uint64_t schema__count(const struct schema_field *f, const uint8_t
 
 /* Checks shared by the validator and the decoder. Each returns FL_OK or
  * FL_EINVAL (FL_ETOOBIG for a string over `limit` when its max is 0) with
- * errmsg "<top>.<field>[idx]: ..."; idx < 0 when not in an array. */
-int schema__check_str(const char *top, const struct schema_field *f, const char *s, size_t n,
-                      long idx, size_t limit, char *errmsg);
-int schema__check_uint(const char *top, const struct schema_field *f, uint64_t v, long idx,
-                       char *errmsg);
+ * errmsg "<top>.<field>[idx]: ..."; idx < 0 when not in an array. The tests
+ * are inline; the messages are written out of line (schema__bad_*), only
+ * for a value that fails. */
+int schema__bad_str(const char *top, const struct schema_field *f, const char *s, size_t n,
+                    long idx, size_t limit, char *errmsg);
+int schema__bad_uint(const char *top, const struct schema_field *f, uint64_t v, long idx,
+                     char *errmsg);
+int schema__bad_count(const char *top, const struct schema_field *f, uint64_t n, long idx,
+                      size_t limit, char *errmsg);
+
+/* A string: length bounds, no NUL byte (but in a STRN; `nul_free` 1 when
+ * the caller knows there is none), then the field's `valid`. */
+static inline int schema__check_str(const char *top, const struct schema_field *f, const char *s,
+                                    size_t n, long idx, size_t limit, int nul_free, char *errmsg)
+{
+    if (n >= f->min && (f->max != 0 ? n <= f->max : n <= limit) &&
+        (nul_free || f->type == SCHEMA_STRN || memchr(s, '\0', n) == NULL) &&
+        (f->valid == NULL || f->valid(s, n))) {
+        return 0; /* FL_OK */
+    }
+    return schema__bad_str(top, f, s, n, idx, limit, errmsg);
+}
+
+static inline int schema__check_uint(const char *top, const struct schema_field *f, uint64_t v,
+                                     long idx, char *errmsg)
+{
+    if (v >= f->min && v <= schema__uint_max(f)) {
+        return 0; /* FL_OK */
+    }
+    return schema__bad_uint(top, f, v, idx, errmsg);
+}
+
 /* An array's count or a binary's length in units. */
-int schema__check_count(const char *top, const struct schema_field *f, uint64_t n, long idx,
-                        size_t limit, char *errmsg);
+static inline int schema__check_count(const char *top, const struct schema_field *f, uint64_t n,
+                                      long idx, size_t limit, char *errmsg)
+{
+    uint64_t unit = f->type == SCHEMA_BIN && f->size > 1 ? f->size : 1;
+    if (n >= f->min && (f->max != 0 ? n <= f->max : n <= limit / unit)) {
+        return 0; /* FL_OK */
+    }
+    return schema__bad_count(top, f, n, idx, limit, errmsg);
+}
 
 #endif

@@ -88,6 +88,9 @@ static int check_fields(const struct vctx *c, const struct schema *sc, const uin
 static int check_array(const struct vctx *c, const struct schema_field *f, const uint8_t *base,
                        long idx);
 
+static inline int check_one(const struct vctx *c, const struct schema_field *f, const uint8_t *base,
+                            long idx);
+
 static int check_field(const struct vctx *c, const struct schema_field *f, const uint8_t *base,
                        long idx)
 {
@@ -164,15 +167,36 @@ static int check_array(const struct vctx *c, const struct schema_field *f, const
     el = *f->elem;
     el.name = f->name; /* messages name the array */
     for (uint64_t i = 0; rv == FL_OK && i < n; i++) {
-        rv = check_field(c, &el, a + i * f->size, (long)i);
+        rv = check_one(c, &el, a + i * f->size, (long)i);
     }
     return rv;
+}
+
+/* The fields every value of whose C type is valid, and unsigned integers in
+ * range, without the call. */
+static inline int check_one(const struct vctx *c, const struct schema_field *f, const uint8_t *base,
+                            long idx)
+{
+    switch (f->type) {
+    case SCHEMA_UINT:
+        return f->min == 0 && f->max == 0
+                   ? FL_OK
+                   : schema__check_uint(c->top, f, schema__get_uint(base + f->off, f->size), idx,
+                                        c->errmsg);
+    case SCHEMA_INT:
+    case SCHEMA_INT_OFS:
+    case SCHEMA_BOOL:
+    case SCHEMA_BYTES:
+        return FL_OK;
+    default:
+        return check_field(c, f, base, idx);
+    }
 }
 
 static int check_fields(const struct vctx *c, const struct schema *sc, const uint8_t *base)
 {
     for (uint32_t i = 0; i < sc->n_fields; i++) {
-        int rv = check_field(c, &sc->fields[i], base, -1);
+        int rv = check_one(c, &sc->fields[i], base, -1);
         if (rv != FL_OK) {
             return rv;
         }

@@ -217,6 +217,9 @@ static int skip_extra(struct schema_dec *d, uint32_t n, uint32_t known)
     return FL_OK;
 }
 
+static inline int dec_one(struct schema_dec *d, const struct schema_field *f, uint8_t *base,
+                          long idx);
+
 static int dec_array(struct schema_dec *d, const struct schema_field *f, uint8_t *base, long idx)
 {
     /* Measuring, elements of a pointer array are decoded here and dropped. */
@@ -255,7 +258,7 @@ static int dec_array(struct schema_dec *d, const struct schema_field *f, uint8_t
         if (a == NULL) {
             memset(scratch, 0, f->size);
         }
-        rv = dec_field(d, &el, slot, (long)i);
+        rv = dec_one(d, &el, slot, (long)i);
     }
     if (rv == FL_OK && !inl && a != NULL) {
         memcpy(base + f->off, &a, sizeof a);
@@ -310,6 +313,22 @@ static int dec_field(struct schema_dec *d, const struct schema_field *f, uint8_t
     }
 }
 
+/* An unsigned integer in a positive fixint, most fields of most records,
+ * without the call. */
+static inline int dec_one(struct schema_dec *d, const struct schema_field *f, uint8_t *base,
+                          long idx)
+{
+    if (f->type == SCHEMA_UINT && d->r.pos < d->r.len && d->r.p[d->r.pos] < 0x80) {
+        uint64_t v = d->r.p[d->r.pos];
+        if (v >= f->min && v <= schema__uint_max(f)) {
+            d->r.pos++;
+            schema__put_uint(base + f->off, f->size, v);
+            return FL_OK;
+        }
+    }
+    return dec_field(d, f, base, idx);
+}
+
 int schema_dec_fields(struct schema_dec *d, const struct schema *sc, uint32_t n, uint8_t format,
                       void *obj)
 {
@@ -320,8 +339,7 @@ int schema_dec_fields(struct schema_dec *d, const struct schema *sc, uint32_t n,
                        sc->exact ? "format has" : "needs", need);
     }
     for (uint32_t i = 0; i < sc->n_fields; i++) {
-        if (sc->fields[i].since <= format &&
-            (rv = dec_field(d, &sc->fields[i], obj, -1)) != FL_OK) {
+        if (sc->fields[i].since <= format && (rv = dec_one(d, &sc->fields[i], obj, -1)) != FL_OK) {
             return rv;
         }
     }

@@ -24,6 +24,7 @@ void fsm__fatal(struct fsm *f, const char *what, int err)
     char msg[512];
     snprintf(msg, sizeof msg, "%s: %s (%s)%s", what, fl_strerror(err), store_errmsg(f->store),
              err == FL_EMAPFULL ? "; restart with a larger --store-size" : "");
+    fsm__recs_drop(f); /* their writes go with the transaction */
     if (f->txn != NULL) {
         store_abort(f->txn);
         f->txn = NULL;
@@ -50,6 +51,10 @@ void fsm_flush(struct fsm *f)
 {
     int rv;
     if (f->txn == NULL) {
+        return;
+    }
+    if ((rv = fsm__recs_flush(f)) != FL_OK) {
+        fsm__fatal(f, "writing back the kept records", rv);
         return;
     }
     fl_crashpoint("apply-before-commit");
@@ -225,7 +230,14 @@ void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data,
             res[i].err = rv;
             continue;
         }
-        rv = execute(f, &c, index, e.time_ms, &res[i]);
+        /* Records kept over a run of unit commands are written back before
+         * any other command (fsm/recs.c). */
+        if (c.type != FSM_CMD_UNIT_ASSIGN && c.type != FSM_CMD_UNIT_RESULT) {
+            rv = fsm__recs_flush(f);
+        }
+        if (rv == FL_OK) {
+            rv = execute(f, &c, index, e.time_ms, &res[i]);
+        }
         if (rv != FL_OK) {
             fsm__fatal(f, "applying a command", rv);
             goto out;
@@ -237,6 +249,10 @@ void fsm_apply(struct fsm *f, uint64_t index, uint64_t commit, const void *data,
             fsm__fatal(f, "recording the effects of an entry", FL_ENOMEM);
             goto out;
         }
+    }
+    if ((rv = fsm__recs_flush(f)) != FL_OK) {
+        fsm__fatal(f, "writing back the kept records", rv);
+        goto out;
     }
     if (f->revision != revision) {
         char text[32];
@@ -324,9 +340,15 @@ int fsm_init(struct fsm *f, struct store *s, uint64_t self_id)
     memset(f, 0, sizeof *f);
     f->store = s;
     f->self_id = self_id;
-    rv = store_applied(s, &f->applied_index, &f->applied_term);
+    rv = fsm__recs_init(f);
+    if (rv == FL_OK) {
+        rv = store_applied(s, &f->applied_index, &f->applied_term);
+    }
     if (rv == FL_OK) {
         rv = revision_reload(f);
+    }
+    if (rv != FL_OK) {
+        fsm__recs_close(f);
     }
     return rv;
 }
@@ -334,6 +356,7 @@ int fsm_init(struct fsm *f, struct store *s, uint64_t self_id)
 void fsm_close(struct fsm *f)
 {
     fsm_flush(f);
+    fsm__recs_close(f);
     fl_buf_close(&f->finished_runs);
     fsm__effects_close(f);
     f->store = NULL;

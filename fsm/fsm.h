@@ -139,7 +139,8 @@ struct fsm {
     /* Jobs whose run tasks finished in the command being applied
      * (fsm/sched.c fills it, fsm/job.c empties it). */
     struct fl_buf finished_runs;
-    int sched_depth; /* scheduling applies in progress (a job run submits tasks) */
+    int sched_depth;       /* scheduling applies in progress (a job run submits tasks) */
+    struct fsm_recs *recs; /* task and node records kept decoded (fsm/recs.c) */
     fsm_results_cb results_cb;
     void *results_data;
     /* Counters, exposed by GET /v1/status. */

@@ -17,6 +17,21 @@ int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index, stru
 int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                      struct fsm_result *res);
 
+/* The task and node records of a run of unit commands, kept decoded
+ * (fsm/recs.c): fsm/sched.c reads and writes those tables only through
+ * these. get/put behave as store_task_get/put and store_node_get/put (a
+ * task's spec read here stays valid until another task is read); the writes
+ * reach the store at fsm__recs_flush, which forgets every kept record.
+ * fsm__recs_drop forgets them unwritten (the transaction is aborted). */
+int fsm__recs_init(struct fsm *f);
+void fsm__recs_close(struct fsm *f);
+int fsm__task_get(struct fsm *f, const char *id, struct store_task *out);
+int fsm__task_put(struct fsm *f, const struct store_task *t);
+int fsm__node_get(struct fsm *f, const char *id, struct store_node *out);
+int fsm__node_put(struct fsm *f, const struct store_node *n);
+int fsm__recs_flush(struct fsm *f);
+void fsm__recs_drop(struct fsm *f);
+
 /* Sessions and locks (fsm/lock.c): the rules of the FSM_CMD_SESSION_* /
  * LEASE_EXTEND / LOCK_* commands beyond their field table (fsm/cmd_schema.c),
  * and their apply. The other domains below likewise. */

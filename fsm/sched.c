@@ -62,9 +62,10 @@ static size_t nodeunit_key(char *out, const char *node, const char *task, uint32
 
 /* ---- submit ------------------------------------------------------------- */
 
-static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t index, uint64_t now,
+static int task_submit(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
                        struct fsm_result *res)
 {
+    struct store_txn *t = f->txn;
     struct store_task task;
     struct store_unit u;
     struct fl_buf hosts;
@@ -85,7 +86,7 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
             return rv;
         }
     }
-    rv = store_task_get(t, id, &task);
+    rv = fsm__task_get(f, id, &task);
     if (rv == FL_OK) {
         res->err = FL_EEXIST;
         fsm__copy_str(res->task_id, sizeof res->task_id, id, strlen(id));
@@ -117,7 +118,7 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
     task.placement = c->u.task.placement == FSM_PLACE_HOST ? FSM_PLACE_HOST : FSM_PLACE_ANY;
     task.created_ms = now;
     task.units_queued = task.n_units;
-    rv = store_task_put(t, &task);
+    rv = fsm__task_put(f, &task);
     if (rv != FL_OK) {
         return rv;
     }
@@ -162,24 +163,23 @@ static int task_submit(struct store_txn *t, const struct fsm_cmd *c, uint64_t in
 /* ---- shared unit transitions ------------------------------------------- */
 
 /* The unit leaves its node: running count and NODEUNITS entry. */
-static int release_node(struct store_txn *t, const char *task, uint32_t unit,
-                        const struct store_unit *u)
+static int release_node(struct fsm *f, const char *task, uint32_t unit, const struct store_unit *u)
 {
     struct store_node n;
     char key[STORE_NODE_ID_MAX + STORE_TASK_ID_MAX + 8];
-    int rv = store_node_get(t, u->node, &n);
+    int rv = fsm__node_get(f, u->node, &n);
     if (rv == FL_OK) {
         if (n.running > 0) {
             n.running--;
         }
-        rv = store_node_put(t, &n);
+        rv = fsm__node_put(f, &n);
     } else if (rv == FL_ENOTFOUND) {
         rv = FL_OK; /* the node was removed meanwhile */
     }
     if (rv != FL_OK) {
         return rv;
     }
-    rv = store_del(t, STORE_NODEUNITS, key, nodeunit_key(key, u->node, task, unit));
+    rv = store_del(f->txn, STORE_NODEUNITS, key, nodeunit_key(key, u->node, task, unit));
     return rv == FL_ENOTFOUND ? FL_OK : rv;
 }
 
@@ -364,10 +364,10 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
         res->err = FL_ECONFLICT; /* assigned already, or done */
         return FL_OK;
     }
-    if ((rv = store_task_get(t, task_id, &task)) != FL_OK) {
+    if ((rv = fsm__task_get(f, task_id, &task)) != FL_OK) {
         return rv == FL_ENOTFOUND ? FL_ECORRUPT : rv;
     }
-    rv = store_node_get(t, node_id, &n);
+    rv = fsm__node_get(f, node_id, &n);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
         return FL_OK;
@@ -415,7 +415,7 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
         return rv;
     }
     n.running++;
-    if ((rv = store_node_put(t, &n)) != FL_OK) {
+    if ((rv = fsm__node_put(f, &n)) != FL_OK) {
         return rv;
     }
     task.units_queued--;
@@ -425,21 +425,21 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     }
     res->token = u.token;
     memcpy(res->node, node_id, sizeof res->node);
-    return store_task_put(t, &task);
+    return fsm__task_put(f, &task);
 }
 
 /* ---- results and requeues ------------------------------------------------ */
 
-static int stale(struct store_txn *t, const char *task_id, struct fsm_result *res)
+static int stale(struct fsm *f, const char *task_id, struct fsm_result *res)
 {
     struct store_task task;
-    int rv = store_task_get(t, task_id, &task);
+    int rv = fsm__task_get(f, task_id, &task);
     res->err = FL_ECONFLICT;
     if (rv != FL_OK) {
         return rv == FL_ENOTFOUND ? FL_OK : rv;
     }
     task.stale_results++;
-    return store_task_put(t, &task);
+    return fsm__task_put(f, &task);
 }
 
 static int retryable(int status)
@@ -467,12 +467,12 @@ static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     /* A result for another assignment than the current one is stale: it is
      * counted and changes nothing else. */
     if (u.state != STORE_UNIT_RUNNING || u.token != c->u.unit.token) {
-        return stale(t, task_id, res);
+        return stale(f, task_id, res);
     }
-    if ((rv = store_task_get(t, task_id, &task)) != FL_OK) {
+    if ((rv = fsm__task_get(f, task_id, &task)) != FL_OK) {
         return rv == FL_ENOTFOUND ? FL_ECORRUPT : rv;
     }
-    if ((rv = release_node(t, task_id, c->u.unit.unit, &u)) != FL_OK) {
+    if ((rv = release_node(f, task_id, c->u.unit.unit, &u)) != FL_OK) {
         return rv;
     }
     memcpy(res->node, u.node, sizeof res->node);
@@ -486,7 +486,7 @@ static int unit_result(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     if (rv != FL_OK) {
         return rv;
     }
-    return store_task_put(t, &task);
+    return fsm__task_put(f, &task);
 }
 
 /* The leader takes a running unit back (its node was lost, or its agent does
@@ -509,10 +509,10 @@ static int take_back(struct fsm *f, const char *task_id, uint32_t unit, uint64_t
         res->err = FL_ECONFLICT;
         return FL_OK;
     }
-    if ((rv = store_task_get(t, task_id, &task)) != FL_OK) {
+    if ((rv = fsm__task_get(f, task_id, &task)) != FL_OK) {
         return rv == FL_ENOTFOUND ? FL_ECORRUPT : rv;
     }
-    if ((rv = release_node(t, task_id, unit, &u)) != FL_OK) {
+    if ((rv = release_node(f, task_id, unit, &u)) != FL_OK) {
         return rv;
     }
     memcpy(res->node, u.node, sizeof res->node);
@@ -522,7 +522,7 @@ static int take_back(struct fsm *f, const char *task_id, uint32_t unit, uint64_t
         rv = finish_unit(f, &task, unit, &u, NULL,
                          u.cancel || task.cancel_requested ? STORE_ST_CANCELLED : status, -1, now);
     }
-    return rv == FL_OK ? store_task_put(t, &task) : rv;
+    return rv == FL_OK ? fsm__task_put(f, &task) : rv;
 }
 
 static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struct fsm_result *res)
@@ -537,7 +537,7 @@ static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struc
     int rv;
 
     fsm__copy_str(node_id, sizeof node_id, c->u.node.id, c->u.node.idlen);
-    rv = store_node_get(t, node_id, &n);
+    rv = fsm__node_get(f, node_id, &n);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
         return FL_OK;
@@ -546,7 +546,7 @@ static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struc
         return rv;
     }
     n.lost = 1;
-    if ((rv = store_node_put(t, &n)) != FL_OK) {
+    if ((rv = fsm__node_put(f, &n)) != FL_OK) {
         return rv;
     }
     /* Collect the node's units first: take_back edits NODEUNITS. */
@@ -599,7 +599,7 @@ static int task_cancel(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     int rv;
 
     fsm__copy_str(task_id, sizeof task_id, c->u.task.id, c->u.task.idlen);
-    rv = store_task_get(t, task_id, &task);
+    rv = fsm__task_get(f, task_id, &task);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
         return FL_OK;
@@ -638,7 +638,7 @@ static int task_cancel(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
         task.finished_ms = now;
         task_finished(f, &task);
     }
-    return store_task_put(t, &task);
+    return fsm__task_put(f, &task);
 }
 
 static int apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uint64_t now,
@@ -654,6 +654,12 @@ int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uin
     f->sched_depth++;
     rv = apply_sched(f, c, index, now, res);
     f->sched_depth--;
+    /* The kept records (fsm/recs.c) outlive only a run of unit assignments
+     * and results; a job's code reads the store. */
+    if (rv == FL_OK && (f->sched_depth > 0 || f->finished_runs.len > 0 ||
+                        (c->type != FSM_CMD_UNIT_ASSIGN && c->type != FSM_CMD_UNIT_RESULT))) {
+        rv = fsm__recs_flush(f);
+    }
     while (rv == FL_OK && f->sched_depth == 0 && f->finished_runs.len > 0) {
         struct fl_buf ids = f->finished_runs;
         fl_buf_init(&f->finished_runs);
@@ -679,7 +685,7 @@ static int apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
 {
     switch (c->type) {
     case FSM_CMD_TASK_SUBMIT:
-        return task_submit(f->txn, c, index, now, res);
+        return task_submit(f, c, index, now, res);
     case FSM_CMD_UNIT_ASSIGN:
         return unit_assign(f, c, now, res);
     case FSM_CMD_UNIT_RESULT:

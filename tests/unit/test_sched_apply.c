@@ -71,6 +71,25 @@ static struct fsm_result apply1(struct h *h, const struct fsm_cmd *c)
     return h->last[0];
 }
 
+/* Apply n commands as one entry; the results go to h->last (at most 8). */
+static void apply_entry(struct h *h, const struct fsm_cmd *cmds, unsigned n)
+{
+    struct fsm_entry_writer w;
+    struct entry_buf buf;
+    fsm_writer_init(&w);
+    for (unsigned i = 0; i < n; i++) {
+        CHECK_OK(fsm_writer_add(&w, &cmds[i]));
+    }
+    CHECK_OK(fsm_writer_finish(&w, 1, h->raft.last_applied, 1, 1000 + h->raft.last_applied,
+                               fl_malloc, &buf.base, &buf.len));
+    fsm_writer_close(&w);
+    h->raft.commit_index = h->raft.last_applied + 1;
+    memset(h->last, 0, sizeof h->last);
+    fsm_apply(&h->fsm, h->raft.last_applied + 1, h->raft.commit_index, buf.base, buf.len);
+    h->raft.last_applied++;
+    fl_free(buf.base);
+}
+
 static void add_node(struct h *h, const char *id, uint32_t cap)
 {
     struct fsm_cmd c = {0};
@@ -174,6 +193,105 @@ static unsigned queue_len(struct h *h)
     store_cursor_close(c);
     store_abort(t);
     return n;
+}
+
+static struct fsm_cmd assign_cmd(const char *task, uint32_t unit, const char *node)
+{
+    struct fsm_cmd c = {0};
+    c.type = FSM_CMD_UNIT_ASSIGN;
+    c.u.unit.task = task;
+    c.u.unit.tasklen = strlen(task);
+    c.u.unit.unit = unit;
+    c.u.unit.node = node;
+    c.u.unit.nodelen = strlen(node);
+    return c;
+}
+
+/* One entry of unit commands keeps its task and node records decoded
+ * (fsm/recs.c): each command still sees the one before it, a command of
+ * another kind in the middle sees them all, and the store holds them all
+ * after the entry. */
+TEST(a_run_of_unit_commands_in_one_entry)
+{
+    struct h h;
+    struct fsm_cmd c[8];
+    struct store_task t;
+    setup(&h);
+    add_node(&h, "a", 2);
+    add_node(&h, "b", 1);
+    submit(&h, "t", 8, 1, 0, "");
+    c[0] = assign_cmd("t", 0, "a");
+    c[1] = assign_cmd("t", 1, "a");
+    c[2] = assign_cmd("t", 2, "b");
+    c[3] = assign_cmd("t", 3, "b"); /* b is full */
+    memset(&c[4], 0, sizeof c[4]);  /* a's cap raised: it reads a's running count */
+    c[4].type = FSM_CMD_NODE_CAP;
+    c[4].u.node.id = "a";
+    c[4].u.node.idlen = 1;
+    c[4].u.node.cap = 4;
+    c[5] = assign_cmd("t", 3, "a");
+    c[6] = assign_cmd("t", 4, "a");
+    c[7] = assign_cmd("t", 5, "a"); /* a is full at 4 */
+    apply_entry(&h, c, 8);
+    CHECK_EQ_INT(h.last[0].err, FL_OK);
+    CHECK_EQ_INT(h.last[1].err, FL_OK);
+    CHECK_EQ_INT(h.last[2].err, FL_OK);
+    CHECK_EQ_INT(h.last[3].err, FL_EBUSY);
+    CHECK_EQ_INT(h.last[4].err, FL_OK);
+    CHECK_EQ_INT(h.last[5].err, FL_OK);
+    CHECK_EQ_INT(h.last[6].err, FL_OK);
+    CHECK_EQ_INT(h.last[7].err, FL_EBUSY);
+    CHECK(h.last[1].token == h.last[0].token + 1);
+    CHECK_EQ_INT(node_of(&h, "a").running, 4);
+    CHECK_EQ_INT(node_of(&h, "a").cap, 4);
+    CHECK_EQ_INT(node_of(&h, "b").running, 1);
+    t = task_of(&h, "t");
+    CHECK_EQ_INT(t.units_running, 5);
+    CHECK_EQ_INT(t.units_queued, 3);
+    CHECK_EQ_INT(t.state, STORE_TASK_RUNNING);
+    CHECK_EQ_INT(queue_len(&h), 3);
+
+    /* Results for a and b, a cancel between them, more results after. */
+    {
+        struct fsm_cmd r[4];
+        uint64_t tok0 = h.last[0].token, tok2 = h.last[2].token, tok5 = h.last[5].token;
+        memset(r, 0, sizeof r);
+        for (int i = 0; i < 4; i++) {
+            r[i].type = FSM_CMD_UNIT_RESULT;
+            r[i].u.unit.task = "t";
+            r[i].u.unit.tasklen = 1;
+            r[i].u.unit.attempt = 1;
+            r[i].u.unit.status = STORE_ST_OK;
+        }
+        r[0].u.unit.unit = 0;
+        r[0].u.unit.token = tok0;
+        r[1].u.unit.unit = 2;
+        r[1].u.unit.token = tok2;
+        r[2].type = FSM_CMD_TASK_CANCEL; /* reads the task: 2 done, 3 running */
+        r[2].u.task.id = "t";
+        r[2].u.task.idlen = 1;
+        r[3].u.unit.unit = 3;
+        r[3].u.unit.token = tok5;
+        r[3].u.unit.status = STORE_ST_CANCELLED;
+        apply_entry(&h, r, 4);
+        CHECK_EQ_INT(h.last[0].err, FL_OK);
+        CHECK_EQ_INT(h.last[1].err, FL_OK);
+        CHECK_EQ_INT(h.last[2].err, FL_OK);
+        CHECK_EQ_INT(h.last[3].err, FL_OK);
+    }
+    CHECK_EQ_INT(node_of(&h, "a").running, 2);
+    CHECK_EQ_INT(node_of(&h, "b").running, 0);
+    t = task_of(&h, "t");
+    CHECK_EQ_INT(t.units_done, 3 + 3); /* three results, three queued units cancelled */
+    CHECK_EQ_INT(t.units_running, 2);
+    CHECK_EQ_INT(t.units_queued, 0);
+    CHECK(t.cancel_requested);
+    /* A result without host results counts its host as an error. */
+    CHECK_EQ_INT(t.hosts_by_status[STORE_ST_ERROR], 3);
+    CHECK_EQ_INT(t.hosts_by_status[STORE_ST_CANCELLED], 3);
+    CHECK_EQ_INT(t.spec_len, 4);
+    CHECK_EQ_INT(queue_len(&h), 0);
+    teardown(&h);
 }
 
 TEST(submit_splits_and_is_idempotent)
@@ -697,6 +815,7 @@ TEST(format_1_task_record_still_reads)
 int main(void)
 {
     RUN(submit_splits_and_is_idempotent);
+    RUN(a_run_of_unit_commands_in_one_entry);
     RUN(cap_is_enforced_at_apply_and_tokens_increase);
     RUN(stale_results_change_nothing);
     RUN(retries_then_failure);

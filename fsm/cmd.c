@@ -4,6 +4,7 @@
 
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/mpwrite.h"
 #include "common/mpcheck.h"
 #include "common/mpread.h"
 #include "fsm/cmd_int.h"
@@ -66,40 +67,39 @@ int fsm_cmd_validate(const struct fsm_cmd *c, char *errmsg)
 
 void fsm_writer_init(struct fsm_entry_writer *w)
 {
-    msgpack_sbuffer_init(&w->body);
+    fl_buf_init(&w->body);
     w->n_cmds = 0;
 }
 
 void fsm_writer_close(struct fsm_entry_writer *w)
 {
-    msgpack_sbuffer_destroy(&w->body);
+    fl_buf_close(&w->body);
     w->n_cmds = 0;
 }
 
 size_t fsm_writer_size(const struct fsm_entry_writer *w)
 {
-    return w->body.size;
-}
-
-static int buf_write(void *data, const char *p, size_t n)
-{
-    return fl_buf_append(data, p, n) == FL_OK ? 0 : -1;
+    return w->body.len;
 }
 
 /* [36, session, serial, cmd] around a command with a request identity, then
  * [type, field...] in the group the command needs. */
 static int pack_cmd(const struct fsm_cmd *c, const struct fsm_cmd_desc *d, struct fl_buf *out)
 {
-    msgpack_packer pk;
+    struct fl_mpw w;
     uint8_t format = d->format != NULL ? d->format(c) : d->sc->version;
-    msgpack_packer_init(&pk, out, buf_write);
-    if (c->req.serial != 0 &&
-        (msgpack_pack_array(&pk, 4) != 0 || msgpack_pack_uint8(&pk, FSM_CMD_REQUEST) != 0 ||
-         schema_pack_fields(&fsm__request_schema, c, 1, out) != FL_OK)) {
-        return FL_ENOMEM;
+    fl_mpw_init(&w, out);
+    if (c->req.serial != 0) {
+        fl_mpw_array(&w, 4);
+        fl_mpw_uint(&w, FSM_CMD_REQUEST);
+        if (fl_mpw_done(&w) != FL_OK ||
+            schema_pack_fields(&fsm__request_schema, c, 1, out) != FL_OK) {
+            return FL_ENOMEM;
+        }
     }
-    if (msgpack_pack_array(&pk, 1 + (size_t)schema_n_fields(d->sc, format)) != 0 ||
-        msgpack_pack_uint8(&pk, (uint8_t)c->type) != 0) {
+    fl_mpw_array(&w, 1 + schema_n_fields(d->sc, format));
+    fl_mpw_uint(&w, (uint8_t)c->type);
+    if (fl_mpw_done(&w) != FL_OK) {
         return FL_ENOMEM;
     }
     return schema_pack_fields(d->sc, c, format, out);
@@ -108,18 +108,12 @@ static int pack_cmd(const struct fsm_cmd *c, const struct fsm_cmd_desc *d, struc
 int fsm_writer_add(struct fsm_entry_writer *w, const struct fsm_cmd *c)
 {
     const struct fsm_cmd_desc *d = fsm__cmd_desc(c->type);
-    struct fl_buf b;
-    int rv;
+    size_t start = w->body.len;
     if (d == NULL) {
         return FL_EINVAL; /* unknown, or an envelope (never a command of its own) */
     }
-    fl_buf_init(&b);
-    rv = pack_cmd(c, d, &b);
-    if (rv == FL_OK && msgpack_sbuffer_write(&w->body, (const char *)b.data, b.len) != 0) {
-        rv = FL_ENOMEM;
-    }
-    fl_buf_close(&b);
-    if (rv != FL_OK) {
+    if (pack_cmd(c, d, &w->body) != FL_OK) {
+        w->body.len = start; /* the commands before it stay whole */
         return FL_ENOMEM;
     }
     w->n_cmds++;
@@ -129,38 +123,37 @@ int fsm_writer_add(struct fsm_entry_writer *w, const struct fsm_cmd *c)
 int fsm_writer_finish(struct fsm_entry_writer *w, uint64_t origin, uint64_t seq, uint64_t term,
                       uint64_t time_ms, void *(*alloc)(size_t), void **out, size_t *len)
 {
-    msgpack_sbuffer head;
-    msgpack_packer pk;
+    struct fl_buf head;
+    struct fl_mpw mw;
     size_t total, padded;
     uint8_t *p;
-    int rv = 0;
 
-    msgpack_sbuffer_init(&head);
-    msgpack_packer_init(&pk, &head, msgpack_sbuffer_write);
-    rv |= msgpack_pack_array(&pk, 6);
-    rv |= msgpack_pack_uint8(&pk, FSM_CMD_FORMAT);
-    rv |= msgpack_pack_uint64(&pk, origin);
-    rv |= msgpack_pack_uint64(&pk, seq);
-    rv |= msgpack_pack_uint64(&pk, term);
-    rv |= msgpack_pack_uint64(&pk, time_ms);
-    rv |= msgpack_pack_array(&pk, w->n_cmds);
-    if (rv != 0) {
-        msgpack_sbuffer_destroy(&head);
+    fl_buf_init(&head);
+    fl_mpw_init(&mw, &head);
+    fl_mpw_array(&mw, 6);
+    fl_mpw_uint(&mw, FSM_CMD_FORMAT);
+    fl_mpw_uint(&mw, origin);
+    fl_mpw_uint(&mw, seq);
+    fl_mpw_uint(&mw, term);
+    fl_mpw_uint(&mw, time_ms);
+    fl_mpw_array(&mw, w->n_cmds);
+    if (fl_mpw_done(&mw) != FL_OK) {
+        fl_buf_close(&head);
         return FL_ENOMEM;
     }
-    total = head.size + w->body.size;
+    total = head.len + w->body.len;
     padded = (total + 7) & ~(size_t)7;
     p = alloc(padded);
     if (p == NULL) {
-        msgpack_sbuffer_destroy(&head);
+        fl_buf_close(&head);
         return FL_ENOMEM;
     }
-    memcpy(p, head.data, head.size);
-    if (w->body.size > 0) {
-        memcpy(p + head.size, w->body.data, w->body.size);
+    memcpy(p, head.data, head.len);
+    if (w->body.len > 0) {
+        memcpy(p + head.len, w->body.data, w->body.len);
     }
     memset(p + total, 0, padded - total);
-    msgpack_sbuffer_destroy(&head);
+    fl_buf_close(&head);
     *out = p;
     *len = padded;
     return FL_OK;

@@ -301,7 +301,7 @@ int fsm_cmd_validate(const struct fsm_cmd *c, char *errmsg);
 /* ---- encoding: the leader builds one entry per batch ---------------- */
 
 struct fsm_entry_writer {
-    msgpack_sbuffer body; /* encoded commands */
+    struct fl_buf body; /* encoded commands */
     unsigned n_cmds;
 };
 void fsm_writer_init(struct fsm_entry_writer *w);

@@ -53,14 +53,14 @@ static inline void cmd_fuzz_fixed_point(const struct fsm_cmd *c)
     void *mem = NULL;
     int valid = fsm_cmd_validate(c, NULL) == FL_OK;
     cmd_fuzz_encode(c, &a);
-    if (fsm_cmd_decode_one(a.body.data, a.body.size, &mem, &back) != FL_OK) {
+    if (fsm_cmd_decode_one(a.body.data, a.body.len, &mem, &back) != FL_OK) {
         cmd_fuzz_fail("a re-encoded command does not decode", c->type);
     }
     if ((fsm_cmd_validate(&back, NULL) == FL_OK) != valid) {
         cmd_fuzz_fail("validation changed in the round trip", c->type);
     }
     cmd_fuzz_encode(&back, &b);
-    if (a.body.size != b.body.size || memcmp(a.body.data, b.body.data, a.body.size) != 0) {
+    if (a.body.len != b.body.len || memcmp(a.body.data, b.body.data, a.body.len) != 0) {
         cmd_fuzz_fail("encoding is not a fixed point", c->type);
     }
     fl_free(mem);

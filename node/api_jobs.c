@@ -227,7 +227,7 @@ int node__job_build(struct http_request *req, json_t *body, const unsigned char 
     }
     node__task_build_close(&b);
     jb->j.tmpl = (const uint8_t *)jb->w.body.data;
-    jb->j.tmpl_len = jb->w.body.size;
+    jb->j.tmpl_len = jb->w.body.len;
     if (store_job_encode(&jb->j, &jb->def) != FL_OK) {
         node__respond_err(req, FL_ENOMEM, "out of memory");
         return 0;

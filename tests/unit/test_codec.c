@@ -231,7 +231,7 @@ TEST(task_rollout_controls)
         void *mem;
         fsm_writer_init(&w);
         CHECK_OK(fsm_writer_add(&w, &in));
-        CHECK_OK(fsm_cmd_decode_one(w.body.data, w.body.size, &mem, &out));
+        CHECK_OK(fsm_cmd_decode_one(w.body.data, w.body.len, &mem, &out));
         CHECK_EQ_INT(out.type, FSM_CMD_TASK_SUBMIT);
         CHECK_EQ_INT(out.u.task.max_running, 3);
         CHECK_EQ_INT(out.u.task.fail_stop, 2);
@@ -280,7 +280,7 @@ static int round_trip_one(const struct fsm_cmd *c, struct fsm_cmd *out, void **m
     int rv;
     fsm_writer_init(&w);
     CHECK_OK(fsm_writer_add(&w, c));
-    rv = fsm_cmd_decode_one(w.body.data, w.body.size, mem, out);
+    rv = fsm_cmd_decode_one(w.body.data, w.body.len, mem, out);
     fsm_writer_close(&w);
     return rv;
 }

@@ -367,7 +367,7 @@ TEST(job_effects_and_subscribers)
     j.mode = STORE_JOB_ONE;
     j.misfire = STORE_MISFIRE_RUN_ONCE;
     j.tmpl = (const uint8_t *)tw.body.data;
-    j.tmpl_len = tw.body.size;
+    j.tmpl_len = tw.body.len;
     fl_buf_init(&def);
     CHECK_OK(store_job_encode(&j, &def));
     c.type = FSM_CMD_JOB_PUT;

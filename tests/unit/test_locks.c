@@ -1269,6 +1269,111 @@ TEST(typed_results_replay_into_their_member)
     CHECK(first.err == FL_OK && first.token != 0);
     r = apply_noop(&h, &c);
     CHECK(r.replayed && r.token == first.token && r.expires_ms == 0);
+    /* UNIT_ASSIGN: the assignment's token */
+    memset(&c, 0, sizeof c);
+    c.type = FSM_CMD_NODE_REGISTER;
+    c.u.node.id = "n1";
+    c.u.node.idlen = 2;
+    c.u.node.kind = STORE_NODE_AGENT;
+    c.u.node.cap = 4;
+    REQUIRE(apply(&h, &c).err == FL_OK);
+    memset(&c, 0, sizeof c);
+    c.type = FSM_CMD_UNIT_ASSIGN;
+    c.u.unit.task = "t1";
+    c.u.unit.tasklen = 2;
+    c.u.unit.unit = 1;
+    c.u.unit.node = "n1";
+    c.u.unit.nodelen = 2;
+    c = with_ident(c, "C", 3);
+    first = apply(&h, &c);
+    CHECK(first.err == FL_OK && first.token != 0);
+    r = apply_noop(&h, &c);
+    CHECK(r.replayed && r.err == FL_OK && r.token == first.token && r.units == 0);
+    REQUIRE(session_of(&h, "C", &s) == FL_OK);
+    CHECK_EQ_INT(s.req_version, first.token);
+    /* PACKAGE_PUT: the index of the version's put */
+    {
+        static const uint8_t chunk_hash[32] = {1};
+        struct store_package p;
+        struct fl_buf rec;
+        memset(&p, 0, sizeof p);
+        snprintf(p.name, sizeof p.name, "web");
+        snprintf(p.version, sizeof p.version, "1.0");
+        p.hash[0] = 7;
+        p.size = 1000;
+        p.chunk_size = 64 * 1024;
+        p.chunks = chunk_hash;
+        p.n_chunks = 1;
+        p.keep = 3;
+        fl_buf_init(&rec);
+        REQUIRE(store_package_encode(&p, &rec) == FL_OK);
+        memset(&c, 0, sizeof c);
+        c.type = FSM_CMD_PACKAGE_PUT;
+        c.u.pkg.name = "web";
+        c.u.pkg.nlen = 3;
+        c.u.pkg.version = "1.0";
+        c.u.pkg.vlen = 3;
+        c.u.pkg.rec = rec.data;
+        c.u.pkg.reclen = rec.len;
+        c = with_ident(c, "B", 2);
+        first = apply(&h, &c);
+        CHECK(first.err == FL_OK && first.pkg_index != 0);
+        r = apply_noop(&h, &c);
+        CHECK(r.replayed && r.err == FL_OK && r.pkg_index == first.pkg_index && r.token == 0);
+        REQUIRE(session_of(&h, "B", &s) == FL_OK);
+        CHECK_EQ_INT(s.req_version, first.pkg_index);
+        fl_buf_close(&rec);
+    }
+    /* JOB_FIRE: the schedule time and the run's outcome */
+    {
+        static const char *const hosts[] = {"h1"};
+        struct fsm_entry_writer tw;
+        struct fsm_cmd task = {0};
+        struct store_job j;
+        struct fl_buf def;
+        task.type = FSM_CMD_TASK_SUBMIT;
+        task.u.task.id = "tmpl";
+        task.u.task.idlen = 4;
+        task.u.task.n_hosts = 1;
+        task.u.task.host_ptrs = hosts;
+        task.u.task.unit_size = 1;
+        fsm_writer_init(&tw);
+        REQUIRE(fsm_writer_add(&tw, &task) == FL_OK);
+        memset(&j, 0, sizeof j);
+        snprintf(j.name, sizeof j.name, "tick");
+        j.sched = STORE_JOB_EVERY;
+        j.every_ms = 1000;
+        j.overlap = STORE_OVERLAP_ALLOW;
+        j.mode = STORE_JOB_ONE;
+        j.misfire = STORE_MISFIRE_RUN_ONCE;
+        j.tmpl = (const uint8_t *)tw.body.data;
+        j.tmpl_len = tw.body.len;
+        fl_buf_init(&def);
+        REQUIRE(store_job_encode(&j, &def) == FL_OK);
+        memset(&c, 0, sizeof c);
+        c.type = FSM_CMD_JOB_PUT;
+        c.u.job.name = "tick";
+        c.u.job.nlen = 4;
+        c.u.job.def = def.data;
+        c.u.job.def_len = def.len;
+        REQUIRE(apply(&h, &c).err == FL_OK);
+        memset(&c, 0, sizeof c);
+        c.type = FSM_CMD_JOB_FIRE;
+        c.u.job.name = "tick";
+        c.u.job.nlen = 4;
+        c.u.job.sched_ms = h.now + 5000; /* a schedule time after the job was made */
+        c = with_ident(c, "A", 4);
+        first = apply(&h, &c);
+        CHECK(first.err == FL_OK && first.sched_ms == c.u.job.sched_ms && first.outcome[0] != '\0');
+        r = apply_noop(&h, &c);
+        CHECK(r.replayed && r.err == FL_OK && r.sched_ms == c.u.job.sched_ms && r.token == 0);
+        CHECK_EQ_STR(r.outcome, first.outcome);
+        REQUIRE(session_of(&h, "A", &s) == FL_OK);
+        CHECK_EQ_INT(s.req_version, c.u.job.sched_ms);
+        CHECK_EQ_STR(s.req_str, first.outcome);
+        fl_buf_close(&def);
+        fsm_writer_close(&tw);
+    }
     teardown(&h);
 }
 

@@ -1,4 +1,6 @@
 /* The command codec of log entries: round trips, framing, and a total decoder. */
+#include <msgpack.h>
+
 #include "check.h"
 #include "common/alloc.h"
 #include "common/err.h"

@@ -19,16 +19,19 @@ int fsm__apply_sched(struct fsm *f, const struct fsm_cmd *c, uint64_t index, uin
 
 /* The task and node records of a run of unit commands, kept decoded
  * (fsm/recs.c): fsm/sched.c reads and writes those tables only through
- * these. get/put behave as store_task_get/put and store_node_get/put (a
- * task's spec read here stays valid until another task is read); the writes
- * reach the store at fsm__recs_flush, which forgets every kept record.
- * fsm__recs_drop forgets them unwritten (the transaction is aborted). */
+ * these. Task get/put behave as store_task_get/put (a task's spec read here
+ * stays valid until another task is read). A node is changed in place:
+ * fsm__node_ref gives the kept record (FL_ENOTFOUND if there is none), valid
+ * until the next fsm__node_ref or flush, and fsm__node_changed marks it to be
+ * written. The writes reach the store at fsm__recs_flush, which forgets
+ * every kept record. fsm__recs_drop forgets them unwritten (the transaction
+ * is aborted). */
 int fsm__recs_init(struct fsm *f);
 void fsm__recs_close(struct fsm *f);
 int fsm__task_get(struct fsm *f, const char *id, struct store_task *out);
 int fsm__task_put(struct fsm *f, const struct store_task *t);
-int fsm__node_get(struct fsm *f, const char *id, struct store_node *out);
-int fsm__node_put(struct fsm *f, const struct store_node *n);
+int fsm__node_ref(struct fsm *f, const char *id, struct store_node **out);
+void fsm__node_changed(struct fsm *f, struct store_node *n);
 int fsm__recs_flush(struct fsm *f);
 void fsm__recs_drop(struct fsm *f);
 

@@ -13,6 +13,7 @@
  * fsm_flush flushes before it commits. So the store holds every write before
  * anything else reads these tables, and the entry's result is the same bytes
  * as writing each record at once. */
+#include <stddef.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -146,35 +147,29 @@ static struct recs_node *new_node(struct fsm *f, int *rv)
     return &r->nodes[r->n_nodes++];
 }
 
-int fsm__node_get(struct fsm *f, const char *id, struct store_node *out)
+int fsm__node_ref(struct fsm *f, const char *id, struct store_node **out)
 {
     struct recs_node *k = find_node(f->recs, id);
     int rv;
-    if (k != NULL) {
-        *out = k->n;
-        return FL_OK;
+    if (k == NULL) {
+        if ((k = new_node(f, &rv)) == NULL) {
+            return rv;
+        }
+        if ((rv = store_node_get(f->txn, id, &k->n)) != FL_OK) {
+            f->recs->n_nodes--; /* the slot just taken */
+            return rv;
+        }
+        k->state = CLEAN;
     }
-    if ((rv = store_node_get(f->txn, id, out)) != FL_OK) {
-        return rv;
-    }
-    if ((k = new_node(f, &rv)) == NULL) {
-        return rv;
-    }
-    k->n = *out;
-    k->state = CLEAN;
+    *out = &k->n;
     return FL_OK;
 }
 
-int fsm__node_put(struct fsm *f, const struct store_node *n)
+void fsm__node_changed(struct fsm *f, struct store_node *n)
 {
-    struct recs_node *k = find_node(f->recs, n->id);
-    int rv;
-    if (k == NULL && (k = new_node(f, &rv)) == NULL) {
-        return rv;
-    }
-    k->n = *n;
+    struct recs_node *k = (struct recs_node *)(void *)((char *)n - offsetof(struct recs_node, n));
+    (void)f;
     k->state = DIRTY;
-    return FL_OK;
 }
 
 int fsm__recs_flush(struct fsm *f)

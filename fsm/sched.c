@@ -165,14 +165,14 @@ static int task_submit(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
 /* The unit leaves its node: running count and NODEUNITS entry. */
 static int release_node(struct fsm *f, const char *task, uint32_t unit, const struct store_unit *u)
 {
-    struct store_node n;
+    struct store_node *n;
     char key[STORE_NODE_ID_MAX + STORE_TASK_ID_MAX + 8];
-    int rv = fsm__node_get(f, u->node, &n);
+    int rv = fsm__node_ref(f, u->node, &n);
     if (rv == FL_OK) {
-        if (n.running > 0) {
-            n.running--;
+        if (n->running > 0) {
+            n->running--;
+            fsm__node_changed(f, n);
         }
-        rv = fsm__node_put(f, &n);
     } else if (rv == FL_ENOTFOUND) {
         rv = FL_OK; /* the node was removed meanwhile */
     }
@@ -347,7 +347,7 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     uint8_t qkey[12 + STORE_TASK_ID_MAX + 5];
     struct store_task task;
     struct store_unit u;
-    struct store_node n;
+    struct store_node *n;
     int rv;
 
     fsm__copy_str(task_id, sizeof task_id, c->u.unit.task, c->u.unit.tasklen);
@@ -367,7 +367,7 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     if ((rv = fsm__task_get(f, task_id, &task)) != FL_OK) {
         return rv == FL_ENOTFOUND ? FL_ECORRUPT : rv;
     }
-    rv = fsm__node_get(f, node_id, &n);
+    rv = fsm__node_ref(f, node_id, &n);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
         return FL_OK;
@@ -382,8 +382,11 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
                                       .running = task.units_running,
                                       .ending = task.cancel_requested || task.stopped,
                                       .on_host = task.placement == FSM_PLACE_HOST};
-        struct sched_admit_node an = {
-            .id = node_id, .cap = n.cap, .running = n.running, .draining = n.drain, .lost = n.lost};
+        struct sched_admit_node an = {.id = node_id,
+                                      .cap = n->cap,
+                                      .running = n->running,
+                                      .draining = n->drain,
+                                      .lost = n->lost};
         size_t pos = 0;
         if (at.on_host && store_unit_host(&u, &pos, &at.host, &at.host_len) != FL_OK) {
             res->err = FL_EINVAL;
@@ -414,10 +417,8 @@ static int unit_assign(struct fsm *f, const struct fsm_cmd *c, uint64_t now, str
     if (rv != FL_OK) {
         return rv;
     }
-    n.running++;
-    if ((rv = fsm__node_put(f, &n)) != FL_OK) {
-        return rv;
-    }
+    n->running++; /* n is still the kept record: nothing above reads another node */
+    fsm__node_changed(f, n);
     task.units_queued--;
     task.units_running++;
     if (task.state == STORE_TASK_QUEUED) {
@@ -529,7 +530,7 @@ static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struc
 {
     struct store_txn *t = f->txn;
     char node_id[STORE_NODE_ID_MAX];
-    struct store_node n;
+    struct store_node *n;
     struct store_cursor *cur;
     struct fl_buf keys;
     const void *k, *v;
@@ -537,7 +538,7 @@ static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struc
     int rv;
 
     fsm__copy_str(node_id, sizeof node_id, c->u.node.id, c->u.node.idlen);
-    rv = fsm__node_get(f, node_id, &n);
+    rv = fsm__node_ref(f, node_id, &n);
     if (rv == FL_ENOTFOUND) {
         res->err = FL_ENOTFOUND;
         return FL_OK;
@@ -545,10 +546,8 @@ static int node_lost(struct fsm *f, const struct fsm_cmd *c, uint64_t now, struc
     if (rv != FL_OK) {
         return rv;
     }
-    n.lost = 1;
-    if ((rv = fsm__node_put(f, &n)) != FL_OK) {
-        return rv;
-    }
+    n->lost = 1;
+    fsm__node_changed(f, n);
     /* Collect the node's units first: take_back edits NODEUNITS. */
     fl_buf_init(&keys);
     rv = store_cursor_open(t, STORE_NODEUNITS, node_id, strlen(node_id) + 1, &cur);

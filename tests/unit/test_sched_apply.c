@@ -294,6 +294,34 @@ TEST(a_run_of_unit_commands_in_one_entry)
     teardown(&h);
 }
 
+/* More nodes in one entry than fsm/recs.c keeps at once: the kept ones are
+ * written back and read again, and no count is lost. */
+TEST(a_run_over_more_nodes_than_are_kept)
+{
+    struct h h;
+    struct fsm_cmd c[21];
+    char names[20][8];
+    setup(&h);
+    for (int i = 0; i < 20; i++) {
+        snprintf(names[i], sizeof names[i], "n%02d", i);
+        add_node(&h, names[i], 1);
+    }
+    submit(&h, "t", 21, 1, 0, "");
+    for (int i = 0; i < 20; i++) {
+        c[i] = assign_cmd("t", (uint32_t)i, names[i]);
+    }
+    c[20] = assign_cmd("t", 20, names[0]); /* n00 is full: its count came back */
+    apply_entry(&h, c, 21);
+    CHECK_EQ_INT(h.last[0].err, FL_OK);
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ_INT(node_of(&h, names[i]).running, 1);
+    }
+    CHECK_EQ_INT(task_of(&h, "t").units_running, 20);
+    CHECK_EQ_INT(task_of(&h, "t").units_queued, 1);
+    CHECK_EQ_INT(queue_len(&h), 1);
+    teardown(&h);
+}
+
 TEST(submit_splits_and_is_idempotent)
 {
     struct h h;
@@ -816,6 +844,7 @@ int main(void)
 {
     RUN(submit_splits_and_is_idempotent);
     RUN(a_run_of_unit_commands_in_one_entry);
+    RUN(a_run_over_more_nodes_than_are_kept);
     RUN(cap_is_enforced_at_apply_and_tokens_increase);
     RUN(stale_results_change_nothing);
     RUN(retries_then_failure);

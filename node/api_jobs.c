@@ -14,6 +14,7 @@
 #include "common/err.h"
 #include "leader/jobs.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 
 #define NEXT_SHOWN 5
 
@@ -310,21 +311,17 @@ static json_t *job_json(struct node_server *s, const struct store_job *j, int n_
 void node__jobs_list(struct node_server *s, struct http_request *req, char **args)
 {
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
+    struct store_job j;
     json_t *items = json_array();
     int rv;
     (void)args;
     rv = store_begin(s->store, 0, &t);
-    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_JOBS, NULL, 0, &c)) == FL_OK) {
-        while (json_array_size(items) < 100000 && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            struct store_job j;
-            if (store_job_decode(v, vl, &j) == FL_OK) {
-                json_array_append_new(items, job_json(s, &j, 3));
-            }
+    if (rv == FL_OK && (rv = store_iter_open(t, STORE_JOBS, NULL, 0, &it)) == FL_OK) {
+        while (json_array_size(items) < 100000 && store_job_next(&it, &j) == FL_OK) {
+            json_array_append_new(items, job_json(s, &j, 3));
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     if (rv != FL_OK) {
@@ -400,9 +397,8 @@ void node__jobs_runs(struct node_server *s, struct http_request *req, char **arg
     uint8_t prefix[STORE_JOB_NAME_MAX + 1];
     size_t plen;
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
+    struct store_run r;
     json_t *items = json_array();
     int rv;
     if (!name_arg(req, args[0])) {
@@ -412,15 +408,11 @@ void node__jobs_runs(struct node_server *s, struct http_request *req, char **arg
     plen = strlen(args[0]) + 1;
     memcpy(prefix, args[0], plen);
     rv = store_begin(s->store, 0, &t);
-    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_RUNS, prefix, plen, &c)) == FL_OK) {
-        while (store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK && kl > plen &&
-               memcmp(k, prefix, plen) == 0) {
-            struct store_run r;
-            if (store_run_decode(v, vl, &r) == FL_OK) {
-                json_array_append_new(items, run_json(t, &r));
-            }
+    if (rv == FL_OK && (rv = store_iter_open(t, STORE_RUNS, prefix, plen, &it)) == FL_OK) {
+        while (store_run_next(&it, &r) == FL_OK) {
+            json_array_append_new(items, run_json(t, &r));
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     if (rv != FL_OK) {

@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "leader/locks.h"
 #include "node/node_int.h"
+#include "store/iter.h"
 
 #define DEFAULT_TTL_MS        15000
 #define DEFAULT_LOCK_DELAY_MS 15000
@@ -239,21 +240,17 @@ void node__sessions_get(struct node_server *s, struct http_request *req, char **
 void node__sessions_list(struct node_server *s, struct http_request *req, char **args)
 {
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl;
+    struct store_iter it;
+    struct store_session ss;
     json_t *items = json_array();
     int rv;
     (void)args;
     rv = store_begin(s->store, 0, &t);
-    if (rv == FL_OK && (rv = store_cursor_open(t, STORE_SESSIONS, NULL, 0, &c)) == FL_OK) {
-        while (json_array_size(items) < 10000 && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            struct store_session ss;
-            if (store_session_decode(v, vl, &ss) == FL_OK) {
-                json_array_append_new(items, session_json(t, &ss));
-            }
+    if (rv == FL_OK && (rv = store_iter_open(t, STORE_SESSIONS, NULL, 0, &it)) == FL_OK) {
+        while (json_array_size(items) < 10000 && store_session_next(&it, &ss) == FL_OK) {
+            json_array_append_new(items, session_json(t, &ss));
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     if (rv != FL_OK) {
@@ -307,9 +304,9 @@ void node__locks_list(struct node_server *s, struct http_request *req, char **ar
 {
     char ns[FSM_LOCK_NS_MAX + 2] = "";
     struct store_txn *t;
-    struct store_cursor *c;
-    const void *k, *v;
-    size_t kl, vl, plen;
+    struct store_iter it;
+    struct store_lock l;
+    size_t plen;
     json_t *items = json_array();
     int rv;
     (void)args;
@@ -324,19 +321,12 @@ void node__locks_list(struct node_server *s, struct http_request *req, char **ar
         ns[plen] = '\0';
     }
     rv = store_begin(s->store, 0, &t);
-    if (rv == FL_OK &&
-        (rv = store_cursor_open(t, STORE_LOCKS, plen ? ns : NULL, plen, &c)) == FL_OK) {
-        while (json_array_size(items) < 10000 && store_cursor_next(c, &k, &kl, &v, &vl) == FL_OK) {
-            struct store_lock l;
-            if (kl < plen || memcmp(k, ns, plen) != 0) {
-                break;
-            }
-            if (store_lock_decode(v, vl, &l) == FL_OK) {
-                json_array_append_new(items, lock_json(k, kl, &l));
-                store_lock_free(&l);
-            }
+    if (rv == FL_OK && (rv = store_iter_open(t, STORE_LOCKS, ns, plen, &it)) == FL_OK) {
+        while (json_array_size(items) < 10000 && store_lock_next(&it, &l) == FL_OK) {
+            json_array_append_new(items, lock_json(it.key, it.klen, &l));
+            store_lock_free(&l);
         }
-        store_cursor_close(c);
+        store_iter_close(&it);
     }
     store_abort(t);
     if (rv != FL_OK) {

@@ -48,5 +48,10 @@ int store_result_next(struct store_iter *it, struct store_result *out);     /* S
 int store_token_next(struct store_iter *it, struct store_token *out);       /* STORE_TOKENS */
 int store_agentkey_next(struct store_iter *it, struct store_agentkey *out); /* STORE_AGENTKEYS */
 int store_package_next(struct store_iter *it, struct store_package *out);   /* STORE_PACKAGES */
+int store_session_next(struct store_iter *it, struct store_session *out);   /* STORE_SESSIONS */
+int store_job_next(struct store_iter *it, struct store_job *out);           /* STORE_JOBS */
+int store_run_next(struct store_iter *it, struct store_run *out);           /* STORE_RUNS */
+/* STORE_LOCKS: the caller frees each lock returned with store_lock_free. */
+int store_lock_next(struct store_iter *it, struct store_lock *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* store/iter.c: the typed iterators over a real LMDB store — key order,
  * prefix bounds, undecodable records skipped and counted, the end repeated,
- * empty tables, and one record of every type read back. */
+ * empty tables, and one record of every type read back (locks, runs and
+ * results within a key prefix). */
 #include "check.h"
 #include "common/err.h"
 #include "store/iter.h"
@@ -208,6 +209,63 @@ TEST(every_type_reads_back)
     CHECK(k.pk[0] == 42 && k.state == STORE_AGENTKEY_PENDING);
     CHECK(it.klen == 6 && memcmp(it.key, "edge-1", 6) == 0);
     store_iter_close(&it);
+
+    {
+        struct store_session ss, ssin;
+        struct store_lock l, lin;
+        struct store_job j, jin;
+        struct store_run run, runin;
+        memset(&ssin, 0, sizeof ssin);
+        snprintf(ssin.id, sizeof ssin.id, "s-1");
+        ssin.ttl_ms = 5000;
+        CHECK_OK(store_session_put(e.t, &ssin));
+        CHECK_OK(store_iter_open(e.t, STORE_SESSIONS, NULL, 0, &it));
+        REQUIRE(store_session_next(&it, &ss) == FL_OK);
+        CHECK_EQ_STR(ss.id, "s-1");
+        CHECK_EQ_INT(ss.ttl_ms, 5000);
+        CHECK_EQ_INT(store_session_next(&it, &ss), FL_ENOTFOUND);
+        store_iter_close(&it);
+
+        REQUIRE(store_lock_init(&lin, 2) == FL_OK);
+        CHECK_OK(store_lock_put(e.t, "ns/a", 4, &lin));
+        CHECK_OK(store_lock_put(e.t, "nt/b", 4, &lin));
+        store_lock_free(&lin);
+        CHECK_OK(store_iter_open(e.t, STORE_LOCKS, "ns/", 3, &it));
+        REQUIRE(store_lock_next(&it, &l) == FL_OK);
+        CHECK(l.limit == 2 && it.klen == 4 && memcmp(it.key, "ns/a", 4) == 0);
+        store_lock_free(&l);
+        CHECK_EQ_INT(store_lock_next(&it, &l), FL_ENOTFOUND); /* nt/b: another namespace */
+        store_iter_close(&it);
+
+        memset(&jin, 0, sizeof jin);
+        snprintf(jin.name, sizeof jin.name, "nightly");
+        jin.sched = STORE_JOB_EVERY;
+        jin.every_ms = 60000;
+        jin.overlap = STORE_OVERLAP_ALLOW;
+        jin.mode = STORE_JOB_ONE;
+        jin.misfire = STORE_MISFIRE_SKIP;
+        CHECK_OK(store_job_put(e.t, &jin));
+        CHECK_OK(store_iter_open(e.t, STORE_JOBS, NULL, 0, &it));
+        REQUIRE(store_job_next(&it, &j) == FL_OK);
+        CHECK_EQ_STR(j.name, "nightly");
+        CHECK_EQ_INT(j.every_ms, 60000);
+        store_iter_close(&it);
+
+        memset(&runin, 0, sizeof runin);
+        runin.outcome = STORE_RUN_STARTED;
+        runin.sched_ms = 1000;
+        CHECK_OK(store_run_put(e.t, "nightly", &runin));
+        runin.sched_ms = 2000;
+        CHECK_OK(store_run_put(e.t, "nightly", &runin));
+        CHECK_OK(store_run_put(e.t, "nightly2", &runin));
+        CHECK_OK(store_iter_open(e.t, STORE_RUNS, "nightly", 8, &it)); /* the name and its NUL */
+        REQUIRE(store_run_next(&it, &run) == FL_OK);
+        CHECK_EQ_INT(run.sched_ms, 1000);
+        REQUIRE(store_run_next(&it, &run) == FL_OK);
+        CHECK_EQ_INT(run.sched_ms, 2000);
+        CHECK_EQ_INT(store_run_next(&it, &run), FL_ENOTFOUND); /* nightly2's is another job's */
+        store_iter_close(&it);
+    }
     env_close(&e);
 }
 

@@ -9,12 +9,20 @@ import time
 from flotilla_cluster import Cluster, check, put, request, run
 
 
+# How long a writer keeps trying one key. A failover takes 1-3 s alone; under
+# the full test run's load one took 15 s of elections (10 terms) before a
+# leader was ready, so the budget is a time, not a number of attempts (which
+# fail fast while there is no leader).
+KEY_BUDGET_S = 90
+
+
 def writer(cluster, keys, acked, lock, errors):
     """Write each key until acknowledged, moving to another server on errors."""
     ids = sorted(cluster.servers)
     target = random.choice(ids)
     for key, value in keys:
-        for _ in range(400):
+        deadline = time.monotonic() + KEY_BUDGET_S
+        while time.monotonic() < deadline:
             s = cluster.servers[target]
             try:
                 st, body, _ = put(s.api, key, value, timeout=5)

@@ -150,7 +150,7 @@ void node__status(struct node_server *s, struct http_request *req, char **args)
     json_t *o;
 
     rg_repl_status(s->repl, &st);
-    fsm_flush(f);
+    rg_repl_flush(s->repl);
     if (store_digest(s->store, digest, &dindex, &dterm) != FL_OK) {
         memset(digest, 0, sizeof digest);
     }

@@ -21,8 +21,11 @@ static int snapshot_cb(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigned
 {
     struct rg_apply *a = rf->data;
     struct fl_buf out;
+    int rv;
     fl_buf_init(&out);
-    if (fsm_snapshot(a->fsm, &out) != FL_OK) {
+    rv = fsm_snapshot(a->fsm, &out);
+    rg_apply_deliver(a); /* what its flush made ready */
+    if (rv != FL_OK) {
         fl_buf_close(&out);
         return RAFT_NOMEM; /* raft skips this snapshot and tries later */
     }
@@ -53,8 +56,10 @@ static int snapshot_finalize_cb(struct raft_fsm *rf, struct raft_buffer *bufs[],
 static int restore_cb(struct raft_fsm *rf, struct raft_buffer *buf)
 {
     struct rg_apply *a = rf->data;
+    int rv = fsm_restore(a->fsm, buf->base, buf->len);
+    rg_apply_deliver(a); /* what the flush before the load made ready */
     /* raft frees buf when restore fails inside raft_start. */
-    if (fsm_restore(a->fsm, buf->base, buf->len) != FL_OK) {
+    if (rv != FL_OK) {
         return RAFT_CORRUPT;
     }
     raft_free(buf->base);

@@ -8,13 +8,15 @@
  * snapshot_finalize once raft has written it; restore loads one
  * (fsm_restore), which never rolls the store back.
  *
- * Effects (fsm/fsm.h "Effects"): after each fsm_apply, and in rg_apply_flush,
- * the effects the state machine has made ready (their entry is committed to
- * the store) go to the subscribers, one effect at a time in the order they
+ * Effects (fsm/fsm.h "Effects"): after each fsm_apply, after a snapshot and
+ * a restore (both flush the store first), and in rg_apply_flush, the effects
+ * the state machine has made ready (their entry is committed to the store)
+ * go to the subscribers, one effect at a time in the order they
  * were recorded, each effect to every subscriber in the order they
  * subscribed. The server's replication (raft/rg_repl) and the test fixture
  * flush through rg_apply_flush before they answer a proposal, so the
- * subscribers see an entry's effects before its proposer sees its result. */
+ * subscribers see an entry's effects before its proposer sees its result;
+ * whatever else flushes the store flushes through it too (rg_repl_flush). */
 #ifndef FL_RAFT_RG_APPLY_H
 #define FL_RAFT_RG_APPLY_H
 

@@ -672,18 +672,14 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     p->o.raft_addr = p->raft_addr;
     p->o.dir = p->dir;
     p->o.key = NULL; /* the transport keeps its own copy */
-    if (p->o.snapshot_threshold == 0)
-        p->o.snapshot_threshold = 8192;
-    if (p->o.snapshot_trailing == 0)
-        p->o.snapshot_trailing = 8192;
-    if (p->o.election_timeout_ms == 0)
-        p->o.election_timeout_ms = 1000;
-    if (p->o.heartbeat_ms == 0)
-        p->o.heartbeat_ms = 100;
-    if (p->o.max_batch_cmds == 0)
-        p->o.max_batch_cmds = 4096;
-    if (p->o.max_batch_bytes == 0)
-        p->o.max_batch_bytes = 1024 * 1024;
+#define OPT_DEFAULT(field, v) (p->o.field = p->o.field != 0 ? p->o.field : (v)) /* 0: default */
+    OPT_DEFAULT(snapshot_threshold, 8192);
+    OPT_DEFAULT(snapshot_trailing, 8192);
+    OPT_DEFAULT(election_timeout_ms, 1000);
+    OPT_DEFAULT(heartbeat_ms, 100);
+    OPT_DEFAULT(max_batch_cmds, 4096);
+    OPT_DEFAULT(max_batch_bytes, 1024 * 1024);
+#undef OPT_DEFAULT
     p->readers_tail = &p->readers;
     fsm_writer_init(&p->writer);
 
@@ -885,6 +881,11 @@ int rg_repl_member(struct rg_repl *p, unsigned i, struct rg_peer *out)
 struct fsm *rg_repl_fsm(struct rg_repl *p)
 {
     return &p->fsm;
+}
+
+void rg_repl_flush(struct rg_repl *p)
+{
+    rg_apply_flush(&p->apply);
 }
 
 int rg_repl_subscribe(struct rg_repl *p, rg_effect_fn fn, void *arg)

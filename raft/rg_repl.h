@@ -123,6 +123,10 @@ void rg_repl_status(struct rg_repl *p, struct rg_status *s);
 /* Member i of the current configuration (0 <= i < n_members). */
 int rg_repl_member(struct rg_repl *p, unsigned i, struct rg_peer *out);
 struct fsm *rg_repl_fsm(struct rg_repl *p);
+/* Commit what the state machine has applied so far and hand the effects
+ * that makes ready to the subscribers (a reader that wants the store to show
+ * every applied entry, such as the status digest). */
+void rg_repl_flush(struct rg_repl *p);
 /* The effects of applied entries (raft/rg_apply.h): subscribers are called
  * on this server for every applied entry, before its proposer is answered. */
 int rg_repl_subscribe(struct rg_repl *p, rg_effect_fn fn, void *arg);

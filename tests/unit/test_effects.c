@@ -219,6 +219,32 @@ TEST(effects_wait_for_the_commit)
     rg_apply_flush(&h.apply);
     CHECK_EQ_INT(h.n_seen, 3);
     CHECK_EQ_STR(h.seen[2].name, "n2");
+
+    /* So does raft's snapshot, which flushes before it dumps the store, and
+     * a restore, which flushes before it loads one: nothing waits for the
+     * next apply. */
+    {
+        struct raft_buffer *bufs = NULL, copy;
+        unsigned n_bufs = 0;
+        c = node_cmd("n3");
+        apply_ahead(&h, &c, 5);
+        CHECK_EQ_INT(h.n_seen, 3);
+        REQUIRE(h.apply.rf.snapshot(&h.apply.rf, &bufs, &n_bufs) == 0);
+        CHECK_EQ_INT(h.n_seen, 4);
+        CHECK_EQ_STR(h.seen[3].name, "n3");
+        REQUIRE(n_bufs == 1);
+        copy.len = bufs[0].len;
+        copy.base = raft_malloc(copy.len);
+        REQUIRE(copy.base != NULL);
+        memcpy(copy.base, bufs[0].base, copy.len);
+        CHECK_EQ_INT(h.apply.rf.snapshot_finalize(&h.apply.rf, &bufs, &n_bufs), 0);
+        c = node_cmd("n4");
+        apply_ahead(&h, &c, 5);
+        CHECK_EQ_INT(h.n_seen, 4);
+        CHECK_EQ_INT(h.apply.rf.restore(&h.apply.rf, &copy), 0); /* older: skipped, but flushed */
+        CHECK_EQ_INT(h.n_seen, 5);
+        CHECK_EQ_STR(h.seen[4].name, "n4");
+    }
     teardown(&h);
 }
 

@@ -2,10 +2,11 @@
 # compare — one benchmark on another revision and on this tree, alternating (ABBA), with means
 #
 # Run through bench/run, which builds this tree's Release binaries and sets
-# FLOTILLA_BIN and LOADGEN. Checks REV out into a worktree under
-# build-bench-base/, builds it the same way, then runs bench/NAME.sh of each
-# tree against its own binaries in the order base, this, this, base, once per
-# round, so that a drift of the machine during the series weighs on both
+# FLOTILLA_BIN and LOADGEN. Checks REV out into a worktree outside the
+# repository ($FLOTILLA_BENCH_BASE, default /var/tmp/flotilla-bench-base, one
+# folder per revision, kept for the next comparison), builds it the same way,
+# then runs bench/NAME.sh of each tree against its own binaries in the order
+# base, this, this, base, once per round, so that a drift of the machine during the series weighs on both
 # equally. Prints each run's headline (the benchmark's last "metric: value"
 # line) as it goes, then the mean, lowest and highest of each side and the
 # change of this tree's mean against the base's.
@@ -50,11 +51,12 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ -f "$REPO/bench/$BENCH.sh" ] || { echo "bench/run compare: no benchmark $BENCH here" >&2; exit 2; }
 REV=$(git -C "$REPO" rev-parse --verify --quiet "$BASE^{commit}") ||
     { echo "bench/run compare: $BASE is not a revision of this repository" >&2; exit 2; }
-TREE=$REPO/build-bench-base/${REV:0:12}
+BASES=${FLOTILLA_BENCH_BASE:-/var/tmp/flotilla-bench-base}
+TREE=$BASES/${REV:0:12}
 
 # ---------------------------------------------------------------- the base tree
 if [ ! -d "$TREE" ]; then
-    mkdir -p "$REPO/build-bench-base"
+    mkdir -p "$BASES"
     git -C "$REPO" worktree add --detach "$TREE" "$REV" >/dev/null 2>&1 ||
         { echo "bench/run compare: cannot check $REV out into $TREE" >&2; exit 1; }
 fi

@@ -7,6 +7,7 @@
  * raft/rg_apply does from the Raft library's state. */
 
 #include "check.h"
+#include "job_util.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -364,43 +365,14 @@ TEST(lock_effects)
  * unsubscribed sees nothing more. */
 TEST(job_effects_and_subscribers)
 {
-    static const char *hosts[] = {"h0"};
-    static const uint8_t spec[] = {0x92, 0x01, 0x05};
     struct h h;
-    struct fsm_entry_writer tw;
-    struct fsm_cmd task = {0}, c = {0};
-    struct store_job j;
+    struct fsm_cmd c;
     struct fl_buf def;
     unsigned from;
     static const int job[] = {FSM_EFF_JOB};
     setup(&h);
     CHECK_OK(rg_apply_subscribe(&h.apply, second, &h));
-    task.type = FSM_CMD_TASK_SUBMIT;
-    task.u.task.id = "tmpl";
-    task.u.task.idlen = 4;
-    task.u.task.n_hosts = 1;
-    task.u.task.host_ptrs = hosts;
-    task.u.task.unit_size = 1;
-    task.u.task.spec = spec;
-    task.u.task.spec_len = sizeof spec;
-    fsm_writer_init(&tw);
-    CHECK_OK(fsm_writer_add(&tw, &task));
-    memset(&j, 0, sizeof j);
-    snprintf(j.name, sizeof j.name, "tick");
-    j.sched = STORE_JOB_EVERY;
-    j.every_ms = 1000;
-    j.overlap = STORE_OVERLAP_ALLOW;
-    j.mode = STORE_JOB_ONE;
-    j.misfire = STORE_MISFIRE_RUN_ONCE;
-    j.tmpl = (const uint8_t *)tw.body.data;
-    j.tmpl_len = tw.body.len;
-    fl_buf_init(&def);
-    CHECK_OK(store_job_encode(&j, &def));
-    c.type = FSM_CMD_JOB_PUT;
-    c.u.job.name = "tick";
-    c.u.job.nlen = 4;
-    c.u.job.def = def.data;
-    c.u.job.def_len = def.len;
+    fx_job_put(&c, &def, "tick", "h0", 1000, STORE_OVERLAP_ALLOW, STORE_MISFIRE_RUN_ONCE);
     CHECK_EQ_INT(apply(&h, &c).err, FL_OK);
     expect(&h, 0, job, 1);
     CHECK_EQ_STR(h.seen[0].name, "tick");
@@ -418,7 +390,6 @@ TEST(job_effects_and_subscribers)
     CHECK_EQ_INT(h.seen[from].deleted, 1);
     CHECK_EQ_INT(h.n_second, 1);
     fl_buf_close(&def);
-    fsm_writer_close(&tw);
     teardown(&h);
 }
 

@@ -8,6 +8,7 @@
  * at the same index: the two store digests must then still be equal. */
 
 #include "check.h"
+#include "job_util.h"
 #include "common/alloc.h"
 #include "common/err.h"
 #include "fsm/cmd.h"
@@ -1326,36 +1327,8 @@ TEST(typed_results_replay_into_their_member)
     }
     /* JOB_FIRE: the schedule time and the run's outcome */
     {
-        static const char *const hosts[] = {"h1"};
-        struct fsm_entry_writer tw;
-        struct fsm_cmd task = {0};
-        struct store_job j;
         struct fl_buf def;
-        task.type = FSM_CMD_TASK_SUBMIT;
-        task.u.task.id = "tmpl";
-        task.u.task.idlen = 4;
-        task.u.task.n_hosts = 1;
-        task.u.task.host_ptrs = hosts;
-        task.u.task.unit_size = 1;
-        fsm_writer_init(&tw);
-        REQUIRE(fsm_writer_add(&tw, &task) == FL_OK);
-        memset(&j, 0, sizeof j);
-        snprintf(j.name, sizeof j.name, "tick");
-        j.sched = STORE_JOB_EVERY;
-        j.every_ms = 1000;
-        j.overlap = STORE_OVERLAP_ALLOW;
-        j.mode = STORE_JOB_ONE;
-        j.misfire = STORE_MISFIRE_RUN_ONCE;
-        j.tmpl = (const uint8_t *)tw.body.data;
-        j.tmpl_len = tw.body.len;
-        fl_buf_init(&def);
-        REQUIRE(store_job_encode(&j, &def) == FL_OK);
-        memset(&c, 0, sizeof c);
-        c.type = FSM_CMD_JOB_PUT;
-        c.u.job.name = "tick";
-        c.u.job.nlen = 4;
-        c.u.job.def = def.data;
-        c.u.job.def_len = def.len;
+        fx_job_put(&c, &def, "tick", "h1", 1000, STORE_OVERLAP_ALLOW, STORE_MISFIRE_RUN_ONCE);
         REQUIRE(apply(&h, &c).err == FL_OK);
         memset(&c, 0, sizeof c);
         c.type = FSM_CMD_JOB_FIRE;
@@ -1372,7 +1345,6 @@ TEST(typed_results_replay_into_their_member)
         CHECK_EQ_INT(s.req_version, c.u.job.sched_ms);
         CHECK_EQ_STR(s.req_str, first.outcome);
         fl_buf_close(&def);
-        fsm_writer_close(&tw);
     }
     teardown(&h);
 }

@@ -53,24 +53,6 @@ static void teardown(struct h *h)
     check_rmrf(h->dir);
 }
 
-/* Apply one command as its own entry; returns its result. */
-static struct fsm_result apply1(struct h *h, const struct fsm_cmd *c)
-{
-    struct fsm_entry_writer w;
-    struct entry_buf buf;
-    fsm_writer_init(&w);
-    CHECK_OK(fsm_writer_add(&w, c));
-    CHECK_OK(fsm_writer_finish(&w, 1, h->raft.last_applied, 1, 1000 + h->raft.last_applied,
-                               fl_malloc, &buf.base, &buf.len));
-    fsm_writer_close(&w);
-    h->raft.commit_index = h->raft.last_applied + 1;
-    memset(h->last, 0, sizeof h->last);
-    fsm_apply(&h->fsm, h->raft.last_applied + 1, h->raft.commit_index, buf.base, buf.len);
-    h->raft.last_applied++;
-    fl_free(buf.base);
-    return h->last[0];
-}
-
 /* Apply n commands as one entry; the results go to h->last (at most 8). */
 static void apply_entry(struct h *h, const struct fsm_cmd *cmds, unsigned n)
 {
@@ -88,6 +70,13 @@ static void apply_entry(struct h *h, const struct fsm_cmd *cmds, unsigned n)
     fsm_apply(&h->fsm, h->raft.last_applied + 1, h->raft.commit_index, buf.base, buf.len);
     h->raft.last_applied++;
     fl_free(buf.base);
+}
+
+/* Apply one command as its own entry; returns its result. */
+static struct fsm_result apply1(struct h *h, const struct fsm_cmd *c)
+{
+    apply_entry(h, c, 1);
+    return h->last[0];
 }
 
 static void add_node(struct h *h, const char *id, uint32_t cap)

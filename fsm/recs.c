@@ -58,7 +58,9 @@ static int keep_task(struct fsm_recs *r, const struct store_task *t, int state)
 {
     const uint8_t *spec = t->spec;
     size_t n = t->spec_len;
-    if (spec != r->spec.data || n != r->spec.len) {
+    if (spec == r->spec.data && spec != NULL && n <= r->spec.len) {
+        r->spec.len = n; /* the kept spec itself (or its start) */
+    } else {
         fl_buf_reset(&r->spec);
         if (n > 0 && fl_buf_append(&r->spec, spec, n) != FL_OK) {
             r->task_state = EMPTY;

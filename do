@@ -27,7 +27,7 @@ build=${BUILD_DIR:-$here/build}
 test_jobs=${FLOTILLA_TEST_JOBS:-$(($(nproc) * 2))}
 
 packages=(build-essential cmake pkg-config autoconf automake libtool
-          libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libsodium-dev libjansson-dev
+          libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libsodium-dev libjansson-dev libssl-dev openssl
           libhttp-parser-dev python3 procps ansible-core
           python3-croniter python3-nacl python3-msgpack faketime
           librsync-dev libarchive-dev rdiff clang-format

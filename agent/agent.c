@@ -19,8 +19,8 @@
 #include "common/err.h"
 #include "common/fsdir.h"
 #include "common/ident.h"
+#include "tls/tlink.h"
 #include "common/log.h"
-#include "common/schan.h"
 #include "common/strmap.h"
 
 /* A relative path made absolute against the working directory now: units
@@ -47,6 +47,16 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
     if (!aproto_valid_agent_id(c->id)) {
         return fl_errf(errmsg, FL_EINVAL, "agent id \"%s\" is not a valid node name", c->id);
     }
+    if (c->creds == NULL) {
+        return fl_errf(errmsg, FL_EINVAL,
+                       "an agent needs its certificate (--ca, --cert, --cert-key)");
+    }
+    if (strcmp(c->id, tls_creds_self(c->creds)->name) != 0) {
+        return fl_errf(errmsg, FL_EINVAL,
+                       "this node is \"%s\" but its certificate names \"%s\": an agent's name is "
+                       "the one in its certificate",
+                       c->id, tls_creds_self(c->creds)->name);
+    }
     a = fl_calloc(1, sizeof *a);
     if (a == NULL) {
         return fl_errf(errmsg, FL_ENOMEM, "out of memory");
@@ -57,7 +67,9 @@ int agent_create(uv_loop_t *loop, const struct agent_config *c, struct agent **o
         snprintf(a->cfg.apps_dir, sizeof a->cfg.apps_dir, "%s", AGENT_APPS_DIR);
     }
     make_absolute(a->cfg.apps_dir, sizeof a->cfg.apps_dir);
-    make_absolute(a->cfg.key_file, sizeof a->cfg.key_file);
+    make_absolute(a->cfg.tls_ca, sizeof a->cfg.tls_ca);
+    make_absolute(a->cfg.tls_cert, sizeof a->cfg.tls_cert);
+    make_absolute(a->cfg.tls_key, sizeof a->cfg.tls_key);
     el = readlink("/proc/self/exe", a->exe, sizeof a->exe - 1);
     a->exe[el > 0 ? el : 0] = '\0';
     a->backoff_ms = BACKOFF_MIN_MS;
@@ -128,7 +140,7 @@ void agent__runs_gone_close(struct agent *a)
         a->tcp = NULL;
     }
     aproto_reader_close(&a->rd);
-    schan_destroy(a->ch);
+    tlink_destroy(a->ch);
     a->ch = NULL;
     uv_close((uv_handle_t *)&a->reconnect, timer_closed);
     uv_close((uv_handle_t *)&a->heartbeat, timer_closed);

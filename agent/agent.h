@@ -11,7 +11,7 @@
  * A unit of the deploy executor runs this machine's own `flotilla
  * deploy-target` (the agent's executable, found once at start) through the
  * same process machinery as exec, with the blob sources the server sends,
- * the agent's cluster key file and name, and --events (docs/DEPLOY.md, "The
+ * the agent's certificate files and name, and --events (docs/DEPLOY.md, "The
  * deploy executor"). */
 #ifndef FL_AGENT_AGENT_H
 #define FL_AGENT_AGENT_H
@@ -19,6 +19,8 @@
 #include <stdint.h>
 
 #include <uv.h>
+
+#include "tls/creds.h"
 
 #define AGENT_JOIN_MAX   8
 #define AGENT_LABELS_MAX 32
@@ -32,9 +34,11 @@ struct agent_config {
     unsigned n_join;
     char join[AGENT_JOIN_MAX][128]; /* agent addresses of servers */
     char data_dir[4096];            /* spool, executor work directories, identity key */
-    unsigned char key[32];          /* the cluster key (common/key.h) */
-    char key_file[4096];            /* the file key came from ("": deploys are refused) */
-    char apps_dir[4096];            /* deploys' default roots: DIR/APP ("": AGENT_APPS_DIR) */
+    struct tls_creds *creds;        /* the agent's certificate and the CA (not owned) */
+    char tls_ca[4096];              /* the files creds came from, for deploy-target */
+    char tls_cert[4096];            /*   ("": deploys are refused) */
+    char tls_key[4096];
+    char apps_dir[4096]; /* deploys' default roots: DIR/APP ("": AGENT_APPS_DIR) */
 };
 
 struct agent;
@@ -48,11 +52,11 @@ void agent_close(struct agent *a, void (*cb)(void *data), void *data);
 int agent_main(const struct agent_config *c);
 
 /* The command line of a deploy unit (agent/deploy.c). */
-#define AGENT_DEPLOY_ARGV_MAX (256 + 16) /* the RUN's argv (APROTO_ARGV_MAX) and the agent's */
+#define AGENT_DEPLOY_ARGV_MAX (256 + 20) /* the RUN's argv (APROTO_ARGV_MAX) and the agent's */
 
 struct agent_deploy_cmd {
-    /* exe deploy-target ARGV... [--app NAME] --from SOURCES --key KEY_FILE
-     * --name ID --events [--root APPS_DIR/APP]; NULL-terminated. The strings
+    /* exe deploy-target ARGV... [--app NAME] --from SOURCES --ca CA --cert CERT
+     * --cert-key KEY --name ID --events [--root APPS_DIR/APP]; NULL-terminated. The strings
      * point into the inputs of agent_deploy_argv and into app and root. */
     const char *argv[AGENT_DEPLOY_ARGV_MAX + 1];
     unsigned argc;
@@ -68,10 +72,10 @@ struct agent_deploy_cmd {
  *
  * FL_EINVAL, with the reason in errmsg (FL_ERRMSG_SIZE, may be NULL) and out
  * unusable, when the unit must not run: no FLOTILLA_BLOB_SOURCES or an empty
- * one, a source that is not host:port, no key_file, no exe, argv[0] not
+ * one, a source that is not host:port, no certificate files, no exe, argv[0] not
  * NAME@VERSION (NAME a package name: 1-64 of A-Z a-z 0-9 . _ -, not starting
  * with '.' or '-'), an argument anywhere in argv that is one of the agent's
- * own (--from, --key, --name, --events, with or without =VALUE) or --json or
+ * own (--from, --ca, --cert, --cert-key, --name, --events, with or without =VALUE) or --json or
  * "--", an APP that is not a package name when it makes the root, or more
  * arguments than fit. */
 int agent_deploy_argv(const struct agent_config *c, const char *exe, const char *const *argv,

@@ -30,7 +30,7 @@
 #define PENDING_MAX_MS 5000 /* waiting for `flotilla agent approve` */
 
 struct exec;
-struct schan;
+struct tlink;
 
 /* One agent: its configuration, the connection (link.c), the units it runs
  * (units.c) and the results not yet acknowledged (spool.c). */
@@ -42,7 +42,7 @@ struct agent {
     char exe[4096]; /* this executable, for deploy units ("" if unknown) */
 
     uv_tcp_t *tcp;    /* current connection, NULL if none */
-    struct schan *ch; /* its secure channel (docs/SECURITY.md "Links") */
+    struct tlink *ch; /* its TLS link (docs/SECURITY.md "Links") */
     char server[128]; /* the address it goes to */
     unsigned char id_pk[FL_IDENT_PK_BYTES], id_sk[FL_IDENT_SK_BYTES];
     uv_connect_t connect_req;

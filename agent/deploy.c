@@ -13,7 +13,8 @@
 
 /* What deploy-target gets from the agent and never from the task: where the
  * blobs are, the key, who it is on the blob link, the output format. */
-static const char *const owned[] = {"--from", "--key", "--name", "--events", "--json", NULL};
+static const char *const owned[] = {"--from", "--ca",     "--cert", "--cert-key",
+                                    "--name", "--events", "--json", NULL};
 
 /* A package name (fsm_package_name_check): 1-64 of [A-Za-z0-9._-], not
  * starting with '.' or '-'. It is also one safe directory name. */
@@ -114,9 +115,9 @@ int agent_deploy_argv(const struct agent_config *c, const char *exe, const char 
                        "deploy: FLOTILLA_BLOB_SOURCES is not host:port[,host:port...]: %.200s",
                        sources);
     }
-    if (c->key_file[0] == '\0') {
+    if (c->tls_ca[0] == '\0' || c->tls_cert[0] == '\0' || c->tls_key[0] == '\0') {
         return fl_errf(errmsg, FL_EINVAL,
-                       "deploy: this agent has no cluster key file to give deploy-target");
+                       "deploy: this agent has no certificate files to give deploy-target");
     }
     if (exe == NULL || exe[0] == '\0') {
         return fl_errf(errmsg, FL_EINVAL,
@@ -142,9 +143,9 @@ int agent_deploy_argv(const struct agent_config *c, const char *exe, const char 
                                  "deploy: %s is the agent's to give, not the task's", bad);
         }
     }
-    if (argc + 13 > AGENT_DEPLOY_ARGV_MAX) {
+    if (argc + 17 > AGENT_DEPLOY_ARGV_MAX) {
         return fl_errf(errmsg, FL_EINVAL, "deploy: %u arguments, at most %u", argc,
-                       AGENT_DEPLOY_ARGV_MAX - 13);
+                       AGENT_DEPLOY_ARGV_MAX - 17);
     }
     app = opt_value(argv, argc, "--app", &has_app);
     opt_value(argv, argc, "--root", &has_root);
@@ -162,8 +163,12 @@ int agent_deploy_argv(const struct agent_config *c, const char *exe, const char 
     }
     out->argv[n++] = "--from";
     out->argv[n++] = sources;
-    out->argv[n++] = "--key";
-    out->argv[n++] = c->key_file;
+    out->argv[n++] = "--ca";
+    out->argv[n++] = c->tls_ca;
+    out->argv[n++] = "--cert";
+    out->argv[n++] = c->tls_cert;
+    out->argv[n++] = "--cert-key";
+    out->argv[n++] = c->tls_key;
     out->argv[n++] = "--name";
     out->argv[n++] = c->id;
     out->argv[n++] = "--events";

@@ -14,7 +14,7 @@
 #include "common/err.h"
 #include "common/ident.h"
 #include "common/log.h"
-#include "common/schan.h"
+#include "tls/tlink.h"
 #include "common/strmap.h"
 
 struct write_req {
@@ -61,11 +61,11 @@ int agent__send_bytes(struct agent *a, const uint8_t *p, size_t n)
 {
     struct fl_buf wire;
     int rv;
-    if (!a->connected || a->tcp == NULL || a->ch == NULL || schan_state(a->ch) != SCHAN_OPEN) {
+    if (!a->connected || a->tcp == NULL || a->ch == NULL || tlink_state(a->ch) != TLINK_OPEN) {
         return FL_ENET;
     }
     fl_buf_init(&wire);
-    rv = schan_send(a->ch, p, n, &wire);
+    rv = tlink_send(a->ch, p, n, &wire);
     if (rv == FL_OK) {
         rv = write_raw(a, &wire);
     }
@@ -94,7 +94,7 @@ static void send_hello(struct agent *a)
     struct aproto_msg m;
     struct aproto_unit_ref *refs = NULL;
     const char *labels[AGENT_LABELS_MAX];
-    unsigned char binding[SCHAN_BINDING_BYTES], auth[FL_IDENT_AUTH_BYTES];
+    unsigned char binding[TLINK_BINDING_BYTES], auth[FL_IDENT_AUTH_BYTES];
     size_t i = 0;
     const char *k;
     void *v;
@@ -110,7 +110,7 @@ static void send_hello(struct agent *a)
         labels[j] = a->cfg.labels[j];
     }
     /* Proof of the agent's identity key, bound to this session. */
-    if (schan_binding(a->ch, binding) == FL_OK) {
+    if (tlink_binding(a->ch, binding) == FL_OK) {
         fl_ident_hello_sign(a->id_sk, binding, a->cfg.id, auth);
     }
     aproto_msg_init(&m, APROTO_HELLO);
@@ -161,7 +161,7 @@ static void disconnect(struct agent *a, const char *why, unsigned delay)
         a->tcp = NULL;
     }
     aproto_reader_close(&a->rd);
-    schan_destroy(a->ch);
+    tlink_destroy(a->ch);
     a->ch = NULL;
     a->connected = a->welcomed = a->connecting = 0;
     uv_timer_stop(&a->heartbeat);
@@ -272,9 +272,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        if (schan_state(a->ch) != SCHAN_OPEN) {
-            FL_WARN("agent %s: %s closed the connection during the secure handshake "
-                    "(a different cluster key? see its log)",
+        if (tlink_state(a->ch) != TLINK_OPEN) {
+            FL_WARN("agent %s: %s closed the connection during the TLS handshake "
+                    "(a certificate of another CA, or revoked? see its log)",
                     a->cfg.id, a->server);
         }
         disconnect(a, nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread),
@@ -283,14 +283,15 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     fl_buf_init(&wire);
     fl_buf_init(&plain);
-    was_open = schan_state(a->ch) == SCHAN_OPEN;
-    rv = schan_recv(a->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
+    was_open = tlink_state(a->ch) == TLINK_OPEN;
+    rv = tlink_recv(a->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
     if (rv != FL_OK) {
-        FL_WARN("agent %s: secure channel to %s: %s", a->cfg.id, a->server, schan_errmsg(a->ch));
-        disconnect(a, "secure channel failed", a->backoff_ms);
+        FL_WARN("agent %s: TLS link to %s: %s", a->cfg.id, a->server, tlink_errmsg(a->ch));
+        write_raw(a, &wire); /* the alert says why */
+        disconnect(a, "TLS link failed", a->backoff_ms);
     } else {
         write_raw(a, &wire);
-        if (!was_open && schan_state(a->ch) == SCHAN_OPEN) {
+        if (!was_open && tlink_state(a->ch) == TLINK_OPEN) {
             send_hello(a);
         }
         on_plain(a, plain.data, plain.len);
@@ -302,24 +303,17 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 /* The handshake's first message; HELLO follows once the channel is open. */
 static int start_channel(struct agent *a)
 {
-    struct schan_config c;
+    struct tlink_config c = {a->cfg.creds, TLINK_AGENT, NULL, NULL};
     struct fl_buf wire;
     char err[FL_ERRMSG_SIZE];
     int rv;
-    memset(&c, 0, sizeof c);
-    c.key = a->cfg.key;
-    c.link = SCHAN_LINK_AGENT;
-    c.self.role = SCHAN_ROLE_AGENT;
-    snprintf(c.self.name, sizeof c.self.name, "%s", a->cfg.id);
-    c.expect.role = SCHAN_ROLE_SERVER;
-    c.max_frame = APROTO_MAX_FRAME + APROTO_HEADER_SIZE;
-    rv = schan_create(&c, 1, &a->ch, err);
+    rv = tlink_create(&c, 1, &a->ch, err);
     if (rv != FL_OK) {
         FL_ERROR("agent %s: %s", a->cfg.id, err);
         return rv;
     }
     fl_buf_init(&wire);
-    rv = schan_start(a->ch, &wire);
+    rv = tlink_start(a->ch, &wire);
     if (rv == FL_OK) {
         rv = write_raw(a, &wire);
     }

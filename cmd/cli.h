@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tls/creds.h"
+
 struct cli_opt {
     const char *name; /* long name without "--" */
     int has_arg;      /* 1: takes a value; 2: repeatable, values joined by '\n' */
@@ -123,6 +125,28 @@ json_t *cli_task_body(struct cli_cmd *c, int need_hosts);
             NULL, 0                                                                                \
     }
 
+/* TLS credentials of a process that links to the cluster (server, agent,
+ * deploy-target, package fetch): the cluster CA, a certificate and its key
+ * (docs/SECURITY.md, "Identities"). cmd/cli_tls.c. */
+#define CLI_TLS_OPTS                                                                               \
+    {"ca", 1, "the cluster CA certificate (default $FLOTILLA_CACERT)", NULL, 0},                   \
+        {"cert", 1, "this process's certificate (default $FLOTILLA_CERT)", NULL, 0},               \
+    {                                                                                              \
+        "cert-key", 1, "the certificate's private key, mode 0600 (default $FLOTILLA_CERT_KEY)",    \
+            NULL, 0                                                                                \
+    }
+struct cli_tls {
+    char ca[4096], cert[4096], key[4096]; /* absolute paths */
+    struct tls_creds *creds;
+};
+/* Load the files named by --ca/--cert/--cert-key or the environment; exits 2
+ * saying what is missing or wrong (and how to make them). */
+void cli_load_tls(struct cli_cmd *c, struct cli_tls *out);
+/* flotilla dev: DIR/pki/ca.pem and the certificates of server-1..n, agent-1
+ * and client, made if missing (cmd/dev_pki.c). Returns 0, or 1 after saying
+ * why. */
+int cli_dev_pki(const char *dir, unsigned n);
+
 int cmd_server(int argc, char **argv);
 int cmd_task(int argc, char **argv);
 int cmd_results(int argc, char **argv);
@@ -139,6 +163,8 @@ int cmd_job(int argc, char **argv);
 int cmd_cron(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+int cmd_ca(int argc, char **argv);
+int cmd_cert(int argc, char **argv);
 int cmd_delta(int argc, char **argv);
 int cmd_package(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);

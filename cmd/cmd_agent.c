@@ -148,17 +148,17 @@ int cmd_agent(int argc, char **argv)
 {
     struct cli_opt opts[] = {
         {"join", 1, "agent address(es) of servers, host:port[,host:port]", NULL, 0},
-        {"name", 1, "this node's name (default: the host name)", NULL, 0},
+        {"name", 1, "this node's name (default and only value: the certificate's name)", NULL, 0},
         {"cap", 1, "units run at once (the cluster's setting wins once recorded)", "4", 0},
         {"label", 1, "labels k=v[,k=v]", NULL, 0},
         {"data", 1, "directory for the result spool and work files", "flotilla-agent", 0},
-        {"key", 1, "cluster key file (flotilla keygen); default $FLOTILLA_KEY_FILE", NULL, 0},
+        CLI_TLS_OPTS,
         {"apps", 1, "where deploys put an application's root by default (DIR/APP)", AGENT_APPS_DIR,
          0},
         {NULL}};
     struct cli_cmd c = {"agent", "", "Run an agent: it connects to the cluster and executes units.",
                         opts,    0,  0};
-    const char *key_file;
+    struct cli_tls tls;
     struct agent_config cfg;
     char *pos[1], *end;
     int npos;
@@ -183,8 +183,6 @@ int cmd_agent(int argc, char **argv)
     cfg.n_join = split_into(cli_val(&c, "join"), cfg.join, AGENT_JOIN_MAX, &c, "join");
     if (cli_val(&c, "name")) {
         snprintf(cfg.id, sizeof cfg.id, "%s", cli_val(&c, "name"));
-    } else if (gethostname(cfg.id, sizeof cfg.id - 1) != 0) {
-        cli_die_usage(&c, "--name is required (no host name)");
     }
     cap = strtol(cli_val(&c, "cap"), &end, 10);
     if (*end != '\0' || cap < 0 || cap > 1000000) {
@@ -204,10 +202,14 @@ int cmd_agent(int argc, char **argv)
         cli_die_usage(&c, "--apps takes a directory");
     }
     snprintf(cfg.apps_dir, sizeof cfg.apps_dir, "%s", cli_val(&c, "apps"));
-    cli_load_key(&c, cfg.key);
-    /* The file deploy-target is given (deploy units): the one just loaded. */
-    key_file = cli_val(&c, "key") != NULL && cli_val(&c, "key")[0] ? cli_val(&c, "key")
-                                                                   : getenv(FL_KEY_ENV);
-    snprintf(cfg.key_file, sizeof cfg.key_file, "%s", key_file != NULL ? key_file : "");
+    /* The files deploy-target is given (deploy units): the ones just loaded. */
+    cli_load_tls(&c, &tls);
+    cfg.creds = tls.creds;
+    memcpy(cfg.tls_ca, tls.ca, sizeof cfg.tls_ca);
+    memcpy(cfg.tls_cert, tls.cert, sizeof cfg.tls_cert);
+    memcpy(cfg.tls_key, tls.key, sizeof cfg.tls_key);
+    if (!cli_opt(&c, "name")->set) {
+        snprintf(cfg.id, sizeof cfg.id, "%s", tls_creds_self(tls.creds)->name);
+    }
     return agent_main(&cfg);
 }

@@ -11,7 +11,7 @@
 
 #include "cmd/cli.h"
 #include "common/alloc.h"
-#include "common/blob.h"
+#include "blob/blob.h"
 #include "common/clock.h"
 #include "common/err.h"
 #include "deploy/delta.h"
@@ -272,7 +272,7 @@ static int events_open(struct out *o)
  * package's record. Returns 0, or 1 (the exit status) after saying why, in
  * an early report too with --events. */
 static int target_want(struct cli_cmd *c, const char *ref, const char *const *srcs, unsigned n_src,
-                       const unsigned char *key, char *name, size_t ncap, char *ver, size_t vcap,
+                       struct tls_creds *creds, char *name, size_t ncap, char *ver, size_t vcap,
                        struct deploy_target *t, uint8_t **chunks, const struct out *o, uint64_t t0)
 {
     if (cli_val(c, "hash") != NULL) {
@@ -281,7 +281,6 @@ static int target_want(struct cli_cmd *c, const char *ref, const char *const *sr
         char *end = NULL, err[FL_ERRMSG_SIZE];
         const char *at = strchr(ref, '@');
         unsigned long long size = strtoull(cli_val(c, "size"), &end, 10);
-        struct schan_identity self;
         if (at == NULL || at == ref || (size_t)(at - ref) >= ncap || strlen(at + 1) >= vcap) {
             cli_die_usage(c, "expected NAME@VERSION, got %s", ref);
         }
@@ -293,10 +292,7 @@ static int target_want(struct cli_cmd *c, const char *ref, const char *const *sr
         }
         snprintf(name, ncap, "%.*s", (int)(at - ref), ref);
         snprintf(ver, vcap, "%s", at + 1);
-        memset(&self, 0, sizeof self);
-        self.role = SCHAN_ROLE_CLIENT;
-        snprintf(self.name, sizeof self.name, "%s", cli_val(c, "name"));
-        if (blob_want_fetch(srcs, n_src, key, &self, h, size, &t->want, chunks, err) != FL_OK) {
+        if (blob_want_fetch(srcs, n_src, creds, h, size, &t->want, chunks, err) != FL_OK) {
             fprintf(stderr, "flotilla deploy-target: %s\n", err);
             if (o->events != NULL) {
                 memset(t, 0, sizeof *t);
@@ -368,8 +364,8 @@ int cmd_deploy_target(int argc, char **argv)
         {"app", 1, "application name (hooks' FLOTILLA_APP)", NULL, 0},
         {"root", 1, "application root: ROOT/releases/<version>, ROOT/current", NULL, 0},
         {"from", 1, "blob link address(es) of the servers, host:port[,host:port]", NULL, 0},
-        {"key", 1, "cluster key file (default $FLOTILLA_KEY_FILE)", NULL, 0},
-        {"name", 1, "who this machine is on the blob link", "deploy-target", 0},
+        CLI_TLS_OPTS,
+        {"name", 1, "who this machine is (the agent's name, for messages)", "deploy-target", 0},
         {"hash", 1, "the package's BLAKE2b-256 (with --size: no API call, no token needed)", NULL,
          0},
         {"size", 1, "the package's size in bytes (with --hash)", NULL, 0},
@@ -399,7 +395,7 @@ int cmd_deploy_target(int argc, char **argv)
     char *pos[1], name[128], ver[256], from[1024];
     const char *srcs[16];
     unsigned n_src = 0;
-    unsigned char key[32];
+    struct cli_tls tls;
     uint8_t *chunks = NULL;
     struct deploy_target t;
     struct deploy_target_report r;
@@ -409,7 +405,7 @@ int cmd_deploy_target(int argc, char **argv)
     int npos, keep;
     cli_parse(&c, argc, argv, pos, &npos);
     target_flags(&c, &health_ms, &reload_ms, &keep);
-    cli_load_key(&c, key);
+    cli_load_tls(&c, &tls);
     o.json = cli_flag(&c, "json");
     if (cli_flag(&c, "events") && events_open(&o) != 0) {
         return 1;
@@ -419,8 +415,8 @@ int cmd_deploy_target(int argc, char **argv)
          s = strtok_r(NULL, ",", &save)) {
         srcs[n_src++] = s;
     }
-    if (target_want(&c, pos[0], srcs, n_src, key, name, sizeof name, ver, sizeof ver, &t, &chunks,
-                    &o, t0) != 0) {
+    if (target_want(&c, pos[0], srcs, n_src, tls.creds, name, sizeof name, ver, sizeof ver, &t,
+                    &chunks, &o, t0) != 0) {
         return 1;
     }
     struct blob_want want = t.want;
@@ -432,9 +428,7 @@ int cmd_deploy_target(int argc, char **argv)
     t.version = ver;
     t.sources = srcs;
     t.n_sources = n_src;
-    t.key = key;
-    t.self.role = SCHAN_ROLE_CLIENT;
-    snprintf(t.self.name, sizeof t.self.name, "%s", cli_val(&c, "name"));
+    t.creds = tls.creds;
     t.pre_hook = cli_val(&c, "pre-hook");
     t.post_hook = cli_val(&c, "post-hook");
     t.health_cmd = cli_val(&c, "health");

@@ -10,7 +10,7 @@
 #include "cmd/cli.h"
 #include "cmd/table.h"
 #include "common/alloc.h"
-#include "common/blob.h"
+#include "blob/blob.h"
 #include "common/err.h"
 #include "common/key.h"
 #include "deploy/acquire.h"
@@ -363,14 +363,14 @@ int cli_package_want(struct cli_cmd *c, const char *ref, char *name, size_t ncap
     return 0;
 }
 
-/* Fetch a version's bytes over the blob link, as an agent does: needs the
- * cluster key (the API only gives the metadata). */
+/* Fetch a version's bytes over the blob link, as an agent does: needs a
+ * certificate of the cluster CA (the API only gives the metadata). */
 static int pkg_fetch(int argc, char **argv)
 {
     struct cli_opt opts[] = {
         ADDR_OPT,
         {"from", 1, "blob link address(es) host:port[,host:port]", NULL, 0},
-        {"key", 1, "cluster key file (default $FLOTILLA_KEY_FILE)", NULL, 0},
+        CLI_TLS_OPTS,
         {"out", 1, "output file", NULL, 0},
         {"basis", 1, "an earlier version's file: fetch a delta against it", NULL, 0},
         {"json", 0, "print what was transferred as JSON", NULL, 0},
@@ -387,10 +387,9 @@ static int pkg_fetch(int argc, char **argv)
     const char *srcs[16];
     unsigned n_src = 0;
     int npos, rv;
-    unsigned char key[32];
+    struct cli_tls tls;
     struct blob_want w;
     struct deploy_acquire_stats st;
-    struct schan_identity self;
     char tmp[1100];
     uint8_t *chunks = NULL;
     cli_parse(&c, argc, argv, pos, &npos);
@@ -400,15 +399,12 @@ static int pkg_fetch(int argc, char **argv)
     if (cli_package_want(&c, pos[0], name, sizeof name, ver, sizeof ver, &w, &chunks) != 0) {
         return 1;
     }
-    cli_load_key(&c, key);
+    cli_load_tls(&c, &tls);
     snprintf(from, sizeof from, "%s", cli_val(&c, "from"));
     for (char *save = NULL, *t = strtok_r(from, ",", &save); t && n_src < 16;
          t = strtok_r(NULL, ",", &save)) {
         srcs[n_src++] = t;
     }
-    memset(&self, 0, sizeof self);
-    self.role = SCHAN_ROLE_CLIENT;
-    snprintf(self.name, sizeof self.name, "cli-fetch");
     /* Temporary files (the signature, the delta) beside the output. */
     snprintf(tmp, sizeof tmp, "%s", cli_val(&c, "out"));
     {
@@ -421,7 +417,7 @@ static int pkg_fetch(int argc, char **argv)
             *slash = '\0';
         }
     }
-    rv = deploy_acquire(srcs, n_src, key, &self, &w, cli_val(&c, "basis"), cli_val(&c, "out"), tmp,
+    rv = deploy_acquire(srcs, n_src, tls.creds, &w, cli_val(&c, "basis"), cli_val(&c, "out"), tmp,
                         &st, err);
     fl_free(chunks);
     if (rv != FL_OK) {

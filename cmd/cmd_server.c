@@ -242,17 +242,18 @@ static void server_limits(struct cli_cmd *c, struct node_config *cfg)
     cfg->min_free_disk = parse_size(c, "min-free-disk", cli_val(c, "min-free-disk"));
 }
 
-/* The cluster key and its file, --apps, --raft-plaintext (test builds
+/* The servers' key, the TLS credentials, --apps, --raft-plaintext (test builds
  * only) and --require-agent-approval. */
 static void server_key_and_apps(struct cli_cmd *c, struct node_config *cfg)
 {
+    struct cli_tls tls;
     cli_load_key(c, cfg->key);
-    {
-        /* The embedded agent gives deploy-target the file just loaded. */
-        const char *kf = cli_val(c, "key") != NULL && cli_val(c, "key")[0] ? cli_val(c, "key")
-                                                                           : getenv(FL_KEY_ENV);
-        snprintf(cfg->key_file, sizeof cfg->key_file, "%s", kf != NULL ? kf : "");
-    }
+    /* The embedded agent gives deploy-target the files just loaded. */
+    cli_load_tls(c, &tls);
+    cfg->creds = tls.creds;
+    memcpy(cfg->tls_ca, tls.ca, sizeof cfg->tls_ca);
+    memcpy(cfg->tls_cert, tls.cert, sizeof cfg->tls_cert);
+    memcpy(cfg->tls_key, tls.key, sizeof cfg->tls_key);
     if (cli_val(c, "apps")[0] == '\0' || strlen(cli_val(c, "apps")) >= sizeof cfg->apps_dir) {
         cli_die_usage(c, "--apps takes a directory");
     }
@@ -265,7 +266,7 @@ int cmd_server(int argc, char **argv)
 {
     struct cli_opt opts[] = {
         {"id", 1, "Raft server id (a positive integer, unique in the cluster)", NULL, 0},
-        {"name", 1, "node name (default server-ID)", NULL, 0},
+        {"name", 1, "node name (default and only value: the certificate's name)", NULL, 0},
         {"data", 1, "data directory (store and Raft log)", NULL, 0},
         {"raft-addr", 1, "host:port for Raft traffic", "127.0.0.1:8501", 0},
         {"api-addr", 1, "host:port for the HTTP API", "127.0.0.1:8401", 0},
@@ -296,7 +297,11 @@ int cmd_server(int argc, char **argv)
         {"max-conns-per-ip", 1, "HTTP connections one address may hold open (1-100000)", "1024", 0},
         {"cap", 1, "running-unit cap of this server's node", "4", 0},
         {"min-free-disk", 1, "refuse writes when the data disk has less free space", "64M", 0},
-        {"key", 1, "cluster key file (flotilla keygen); default $FLOTILLA_KEY_FILE", NULL, 0},
+        {"key", 1,
+         "the servers' secret key file (flotilla keygen; only servers hold it); default "
+         "$FLOTILLA_KEY_FILE",
+         NULL, 0},
+        CLI_TLS_OPTS,
         {"require-agent-approval", 0,
          "new agents wait for `flotilla agent approve NAME` before they may join", NULL, 0},
 #ifdef FLOTILLA_TEST_HOOKS
@@ -457,6 +462,10 @@ static int dev_prepare(struct cli_cmd *c, char *dir, char *keyfile, size_t keyca
         fprintf(stderr, "flotilla dev: %s\n", kerr);
         return 1;
     }
+    /* The CA and every server's certificate, also made on the first run. */
+    if (cli_dev_pki(dir, (unsigned)atoi(cli_val(c, "servers"))) != 0) {
+        return 1;
+    }
     ssize_t el = readlink("/proc/self/exe", exe, PATH_MAX - 1);
     if (el <= 0) {
         fprintf(stderr, "flotilla dev: cannot find my own binary\n");
@@ -493,9 +502,13 @@ static int dev_start(unsigned n, unsigned base, const char *dir, const char *exe
                 dup2(fd, 2);
                 close(fd);
             }
+            char ca[PATH_MAX + 32], cert[PATH_MAX + 32], ckey[PATH_MAX + 32];
+            snprintf(ca, sizeof ca, "%s/pki/ca.pem", dir);
+            snprintf(cert, sizeof cert, "%s/pki/server-%u.pem", dir, i);
+            snprintf(ckey, sizeof ckey, "%s/pki/server-%u.key", dir, i);
             execl(exe, exe, "server", "--id", id, "--data", data, "--raft-addr", raft, "--api-addr",
                   api, "--agent-addr", agent, "--bootstrap", "--peers", peers, "--key", keyfile,
-                  (char *)NULL);
+                  "--ca", ca, "--cert", cert, "--cert-key", ckey, (char *)NULL);
             perror("exec");
             _exit(127);
         }
@@ -545,7 +558,11 @@ static void dev_banner(unsigned n, unsigned base, const char *dir, const char *k
         printf("127.0.0.1:%u%s", base + 200 + i, i < n ? "," : "");
     }
     printf("\n  data: %s (logs: server-N.log)\n", dir);
-    printf("  cluster key: %s (agents: flotilla agent --key %s --join ...)\n", keyfile, keyfile);
+    printf("  servers' key: %s (servers only)\n", keyfile);
+    printf("  certificates: %s/pki (CA ca.pem; server-N, agent-1, client)\n", dir);
+    printf("  an agent:  flotilla agent --ca %s/pki/ca.pem --cert %s/pki/agent-1.pem "
+           "--cert-key %s/pki/agent-1.key --data %s/agent-1 --join 127.0.0.1:%u\n",
+           dir, dir, dir, dir, base + 201);
     if (have_token) {
         printf("  API token (management): %s/token\n", dir);
         printf("  try:  export FLOTILLA_ADDR=127.0.0.1:%u FLOTILLA_TOKEN_FILE=%s/token\n"

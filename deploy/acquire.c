@@ -65,10 +65,9 @@ static int write_file(const char *path, const void *p, size_t n, char *errmsg)
 
 /* Steps 1-3 of acquire.h. FL_OK with DEST in place; otherwise why not, in
  * st->delta_refused. */
-static int try_delta(const char *const *sources, unsigned n_sources, const unsigned char *key,
-                     const struct schan_identity *self, const struct blob_want *w,
-                     const char *basis, const char *dest, const char *tmp_dir,
-                     struct deploy_acquire_stats *st)
+static int try_delta(const char *const *sources, unsigned n_sources, struct tls_creds *creds,
+                     const struct blob_want *w, const char *basis, const char *dest,
+                     const char *tmp_dir, struct deploy_acquire_stats *st)
 {
     char sig[4200], delta[4220], err[FL_ERRMSG_SIZE], why[600] = "";
     uint8_t *sigbuf = NULL;
@@ -115,7 +114,7 @@ static int try_delta(const char *const *sources, unsigned n_sources, const unsig
         q.length = limit;
         q.sig = sigbuf;
         q.sig_len = siglen;
-        rv = blob_ask(sources[s], key, self, &q, &l, &a, err);
+        rv = blob_ask(sources[s], creds, &q, &l, &a, err);
         if (rv != FL_OK) {
             snprintf(why, sizeof why, "%.200s: %s", sources[s], err);
             if (rv == FL_ETOOBIG) {
@@ -153,23 +152,22 @@ static int try_delta(const char *const *sources, unsigned n_sources, const unsig
     return rv;
 }
 
-int deploy_acquire(const char *const *sources, unsigned n_sources, const unsigned char *key,
-                   const struct schan_identity *self, const struct blob_want *w, const char *basis,
-                   const char *dest, const char *tmp_dir, struct deploy_acquire_stats *st,
-                   char *errmsg)
+int deploy_acquire(const char *const *sources, unsigned n_sources, struct tls_creds *creds,
+                   const struct blob_want *w, const char *basis, const char *dest,
+                   const char *tmp_dir, struct deploy_acquire_stats *st, char *errmsg)
 {
     struct blob_fetch_stats fs;
     int rv;
     memset(st, 0, sizeof *st);
     if (basis != NULL && access(basis, R_OK) == 0 &&
-        try_delta(sources, n_sources, key, self, w, basis, dest, tmp_dir, st) == FL_OK) {
+        try_delta(sources, n_sources, creds, w, basis, dest, tmp_dir, st) == FL_OK) {
         return FL_OK;
     }
     if (st->delta_refused[0] != '\0') {
         FL_INFO("acquire: whole download: %s", st->delta_refused);
     }
     memset(&fs, 0, sizeof fs);
-    rv = blob_fetch(sources, n_sources, key, self, w, dest, &fs, errmsg);
+    rv = blob_fetch(sources, n_sources, creds, w, dest, &fs, errmsg);
     st->whole_bytes = fs.bytes_received;
     st->bytes_received += fs.bytes_received;
     st->chunks_resumed = fs.chunks_resumed;

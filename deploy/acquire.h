@@ -8,7 +8,7 @@
  *
  * deploy_acquire() with a basis (the file of an earlier version):
  *   1. signature of the basis (deploy_signature, librsync format);
- *   2. DELTA to each source in turn (common/blob.h) with the limit
+ *   2. DELTA to each source in turn (blob/blob.h) with the limit
  *      min(deploy_delta_limit(size), what fits in one message): a source
  *      that lacks the blob or fails is left for the next; FL_ETOOBIG (the
  *      delta would be most of the package) goes straight to step 4;
@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#include "common/blob.h"
+#include "blob/blob.h"
 
 struct deploy_acquire_stats {
     int method;              /* DEPLOY_FETCH_DELTA or DEPLOY_FETCH_WHOLE: what produced DEST */
@@ -43,9 +43,8 @@ struct deploy_acquire_stats {
  * using `basis` (NULL: none) as described above. self is the identity this
  * side claims on the link (an agent's name). FL_OK, or blob_fetch()'s
  * errors; errmsg says what each step said. */
-int deploy_acquire(const char *const *sources, unsigned n_sources, const unsigned char *key,
-                   const struct schan_identity *self, const struct blob_want *w, const char *basis,
-                   const char *dest, const char *tmp_dir, struct deploy_acquire_stats *st,
-                   char *errmsg);
+int deploy_acquire(const char *const *sources, unsigned n_sources, struct tls_creds *creds,
+                   const struct blob_want *w, const char *basis, const char *dest,
+                   const char *tmp_dir, struct deploy_acquire_stats *st, char *errmsg);
 
 #endif

@@ -339,8 +339,8 @@ static int acquire(struct run *x, char *pkg, size_t pkgsize)
             basis[0] = '\0';
         }
     }
-    int rv = deploy_acquire(t->sources, t->n_sources, t->key, &t->self, &t->want,
-                            basis[0] ? basis : NULL, pkg, dir, &x->r->acquire, err);
+    int rv = deploy_acquire(t->sources, t->n_sources, t->creds, &t->want, basis[0] ? basis : NULL,
+                            pkg, dir, &x->r->acquire, err);
     if (rv != FL_OK) {
         return step_end(x, 0, "%s", err);
     }

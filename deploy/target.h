@@ -39,7 +39,7 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "common/blob.h"
+#include "blob/blob.h"
 #include "deploy/acquire.h"
 
 enum deploy_target_result {
@@ -66,14 +66,13 @@ struct deploy_target {
     struct blob_want want;      /* hash, size, chunk hashes */
     const char *const *sources; /* blob link addresses, tried in order */
     unsigned n_sources;
-    const unsigned char *key;         /* cluster key */
-    struct schan_identity self;       /* who this side claims to be on the blob link */
-    const char *pre_hook, *post_hook; /* NULL: none */
-    const char *health_cmd;           /* NULL: none */
-    const char *health_http;          /* URL, NULL: none */
-    uint64_t health_timeout_ms;       /* 0: 30 s */
-    uint64_t reload_timeout_ms;       /* 0: 10 min */
-    unsigned keep;                    /* 0: DEPLOY_RELEASE_KEEP */
+    struct tls_creds *creds;                        /* the blob link's TLS credentials */
+    const char *pre_hook, *post_hook;               /* NULL: none */
+    const char *health_cmd;                         /* NULL: none */
+    const char *health_http;                        /* URL, NULL: none */
+    uint64_t health_timeout_ms;                     /* 0: 30 s */
+    uint64_t reload_timeout_ms;                     /* 0: 10 min */
+    unsigned keep;                                  /* 0: DEPLOY_RELEASE_KEEP */
     void (*on_begin)(void *data, const char *step); /* "acquire", ... (static) */
     void (*on_step)(void *data, const struct deploy_step *s);
     void *data; /* for on_begin and on_step */

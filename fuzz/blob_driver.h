@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/blob.h"
+#include "blob/blob.h"
 #include "common/buf.h"
 #include "common/err.h"
 

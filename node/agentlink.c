@@ -19,11 +19,11 @@ static int send_plain(struct session *ss, const uint8_t *p, size_t n)
     struct write_req *w;
     uv_buf_t buf;
     int rv;
-    if (ss->ch == NULL || schan_state(ss->ch) != SCHAN_OPEN) {
+    if (ss->ch == NULL || tlink_state(ss->ch) != TLINK_OPEN) {
         return FL_ENET;
     }
     fl_buf_init(&wire);
-    rv = schan_send(ss->ch, p, n, &wire);
+    rv = tlink_send(ss->ch, p, n, &wire);
     w = rv == FL_OK ? fl_malloc(sizeof *w) : NULL;
     if (w == NULL) {
         fl_buf_close(&wire);
@@ -83,7 +83,7 @@ static void session_closed(uv_handle_t *h)
     struct session *ss = h->data;
     struct agentlink *l = ss->l;
     aproto_reader_close(&ss->rd);
-    schan_destroy(ss->ch);
+    tlink_destroy(ss->ch);
     if (ss->prev) {
         ss->prev->next = ss->next;
     } else {
@@ -245,16 +245,16 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        if (schan_state(ss->ch) != SCHAN_OPEN) {
-            FL_WARN("agent connection from %s: closed during the secure handshake", ss->peer);
+        if (tlink_state(ss->ch) != TLINK_OPEN) {
+            FL_WARN("agent connection from %s: closed during the TLS handshake", ss->peer);
         }
         agentlink__close(ss, nread == UV_EOF ? "closed by the agent" : uv_strerror((int)nread));
         return;
     }
     fl_buf_init(&wire);
     fl_buf_init(&plain);
-    was_open = schan_state(ss->ch) == SCHAN_OPEN;
-    rv = schan_recv(ss->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
+    was_open = tlink_state(ss->ch) == TLINK_OPEN;
+    rv = tlink_recv(ss->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
     if (rv != FL_OK) {
         /* Nothing more is said on a channel that failed: close at once.
          * Malformed bytes count as bad frames, failed authentication as a
@@ -265,8 +265,9 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             d->n_bad_frames++;
         }
         FL_WARN("agent connection from %s%s%s: %s; closing it", ss->peer, ss->id[0] ? " " : "",
-                ss->id, schan_errmsg(ss->ch));
-        agentlink__close(ss, "secure channel failed");
+                ss->id, tlink_errmsg(ss->ch));
+        send_wire(ss, &wire); /* the alert says why */
+        agentlink__close(ss, "TLS link failed");
     } else {
         send_wire(ss, &wire);
         on_plain(ss, plain.data, plain.len);
@@ -278,17 +279,10 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 static int start_channel(struct session *ss)
 {
     struct node_server *s = ss->l->s;
-    struct schan_config c;
+    struct tlink_config c = {s->creds, TLINK_AGENT, NULL, NULL};
     char err[FL_ERRMSG_SIZE];
     int rv;
-    memset(&c, 0, sizeof c);
-    c.key = s->cfg.key;
-    c.link = SCHAN_LINK_AGENT;
-    c.self.role = SCHAN_ROLE_SERVER;
-    snprintf(c.self.name, sizeof c.self.name, "%s", s->cfg.name);
-    c.expect.role = SCHAN_ROLE_AGENT;
-    c.max_frame = APROTO_MAX_FRAME + APROTO_HEADER_SIZE;
-    rv = schan_create(&c, 0, &ss->ch, err);
+    rv = tlink_create(&c, 0, &ss->ch, err);
     if (rv != FL_OK) {
         FL_WARN("agent connection from %s: %s", ss->peer, err);
     }

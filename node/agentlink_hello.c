@@ -83,17 +83,17 @@ static void propose_agentkey(struct agentlink *d, const char *agent, const unsig
 static int hello_identity(struct session *ss, const struct aproto_hello *h)
 {
     struct agentlink *d = ss->l;
-    unsigned char binding[SCHAN_BINDING_BYTES], pk[FL_IDENT_PK_BYTES];
+    unsigned char binding[TLINK_BINDING_BYTES], pk[FL_IDENT_PK_BYTES];
     char fpr[FL_IDENT_FPR_SIZE], known[FL_IDENT_FPR_SIZE];
     struct store_agentkey rec;
     struct store_txn *t;
     int rv;
-    if (strcmp(h->agent_id, schan_peer(ss->ch)->name) != 0) {
-        refuse(ss, "identity_mismatch", "HELLO names agent %s but the channel was opened by %s",
-               h->agent_id, schan_peer(ss->ch)->name);
+    if (strcmp(h->agent_id, tlink_peer(ss->ch)->name) != 0) {
+        refuse(ss, "identity_mismatch", "HELLO names agent %s but its certificate names %s",
+               h->agent_id, tlink_peer(ss->ch)->name);
         return 0;
     }
-    if (schan_binding(ss->ch, binding) != FL_OK ||
+    if (tlink_binding(ss->ch, binding) != FL_OK ||
         fl_ident_hello_verify(h->auth, h->auth_len, binding, h->agent_id, pk) != FL_OK) {
         refuse(ss, "identity_proof", "agent %s: HELLO is not signed by an identity key",
                h->agent_id);

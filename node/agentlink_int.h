@@ -19,7 +19,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "common/schan.h"
+#include "tls/tlink.h"
 #include "node/node_int.h"
 
 #define AGENTLINK_SWEEP_MS 1000
@@ -27,7 +27,7 @@
 struct session {
     uv_tcp_t tcp;
     struct agentlink *l;
-    struct schan *ch; /* the secure channel (docs/SECURITY.md "Links") */
+    struct tlink *ch; /* the TLS link (docs/SECURITY.md "Links") */
     char peer[64];    /* remote address, for logs */
     struct aproto_reader rd;
     char id[STORE_NODE_ID_MAX];
@@ -55,7 +55,7 @@ struct agentlink {
     void (*close_cb)(void *data);
     void *close_data;
     uint64_t n_bad_frames;
-    uint64_t n_refused; /* connections refused by the secure channel or the identity check */
+    uint64_t n_refused; /* connections refused by the TLS handshake or the identity check */
 };
 
 /* agentlink.c */

@@ -19,7 +19,7 @@
 #include <sodium.h>
 
 #include "common/alloc.h"
-#include "common/blob.h"
+#include "blob/blob.h"
 #include "common/err.h"
 #include "leader/dispatch.h"
 #include "node/node_int.h"

@@ -25,7 +25,7 @@
 #include <sodium.h>
 
 #include "common/alloc.h"
-#include "common/blob.h"
+#include "blob/blob.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/num.h"

@@ -19,7 +19,7 @@
 #include <sodium.h>
 
 #include "common/alloc.h"
-#include "common/blob.h"
+#include "blob/blob.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "deploy/delta.h"
@@ -51,8 +51,7 @@ struct want {
 struct blobs {
     struct node_server *s;
     char dir[4200], upload_dir[4200], tmp_dir[4200];
-    unsigned char key[32];
-    struct schan_identity self;
+    struct tls_creds *creds; /* the server's (not owned) */
     int lfd, port;
     pthread_t accept_thread, fetch_thread;
     int accept_started, fetch_started;
@@ -308,7 +307,7 @@ static void *conn_main(void *arg)
     struct blobs *b = c->b;
     struct blink *l = NULL;
     char err[FL_ERRMSG_SIZE];
-    int rv = blink_accept(c->fd, b->key, SCHAN_LINK_BLOB, &b->self, 10000, &l, err);
+    int rv = blink_accept(c->fd, b->creds, 10000, &l, err);
     if (rv != FL_OK) {
         FL_WARN("blob link: refused a connection: %s", err);
         count(b, &b->refused_handshakes, 1);
@@ -451,7 +450,7 @@ static void *fetch_main(void *arg)
         }
         blobs_path(b, copy.hash, dest, sizeof dest);
         blob_hex(copy.hash, hex);
-        rv = blob_fetch(srcs, copy.n_sources, b->key, &b->self, &bw, dest, &st, err);
+        rv = blob_fetch(srcs, copy.n_sources, b->creds, &bw, dest, &st, err);
         fl_free(copy.chunks);
 
         pthread_mutex_lock(&b->mu);
@@ -753,9 +752,7 @@ int blobs_create(struct node_server *s, struct blobs **out, char *errmsg)
     }
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
-    memcpy(b->key, s->cfg.key, sizeof b->key);
-    b->self.role = SCHAN_ROLE_SERVER;
-    snprintf(b->self.name, sizeof b->self.name, "%s", s->cfg.name);
+    b->creds = s->creds;
     snprintf(base, sizeof base, "%.4000s", s->cfg.data_dir);
     snprintf(b->dir, sizeof b->dir, "%s/blobs", base);
     snprintf(b->upload_dir, sizeof b->upload_dir, "%s/uploads", base);

@@ -6,11 +6,12 @@
  * delta computation never stall the loop (Raft heartbeats run there):
  *
  *   - the blob link: a listener on --blob-addr; each connection runs the
- *     common/schan handshake as the responder (cluster key; any role) and
- *     answers STAT/GET/DELTA (common/blob.h) on its own thread;
+ *     TLS handshake as the responder (tls/tlink.h kind TLINK_BLOB: servers,
+ *     agents and clients of the cluster CA) and
+ *     answers STAT/GET/DELTA (blob/blob.h) on its own thread;
  *   - the fetcher: a thread that brings in the blobs that package records
  *     name and this server lacks, from the other servers' blob links, in
- *     verified chunks (common/blob.c blob_fetch);
+ *     verified chunks (blob/blob.c blob_fetch);
  *   - housekeeping on the loop (blobs_tick): it reads the packages table,
  *     hands missing blobs to the fetcher, and removes blobs no record names
  *     any more (after a grace period) and stale uploads. */

@@ -32,6 +32,7 @@ struct node_server {
     struct leader_io_uv jobs_io;     /* its port (leader/leader_io.h) */
     struct jobs_hooks jobs_hooks;    /* its view of the dispatcher */
     struct blobs *blobs;             /* package bytes and the blob link (node/blobs.h) */
+    struct tls_creds *creds;         /* every link's TLS credentials (cfg.creds) */
     uv_loop_t *loop;
     struct store *store;
     struct rg_repl *repl;

@@ -416,7 +416,7 @@ static int create_repl(struct node_server *s)
     ro.dir = path;
     ro.snapshot_threshold = s->cfg.snapshot_threshold;
     ro.snapshot_trailing = s->cfg.snapshot_trailing;
-    ro.key = s->cfg.key;
+    ro.creds = s->creds;
     ro.raft_plaintext = s->cfg.raft_plaintext;
     if (s->cfg.raft_plaintext) {
         FL_WARN("Raft traffic is NOT encrypted (--raft-plaintext, for measurement only)");
@@ -466,8 +466,11 @@ static void start_embedded_agent(struct node_server *s)
     ac.n_join = 1;
     snprintf(ac.join[0], sizeof ac.join[0], "%s", s->cfg.agent_addr);
     snprintf(ac.data_dir, sizeof ac.data_dir, "%.4000s/agent", s->cfg.data_dir);
-    memcpy(ac.key, s->cfg.key, sizeof ac.key);
-    memcpy(ac.key_file, s->cfg.key_file, sizeof ac.key_file);
+    /* The embedded agent links with its server's certificate (tls/tlink.h). */
+    ac.creds = s->creds;
+    memcpy(ac.tls_ca, s->cfg.tls_ca, sizeof ac.tls_ca);
+    memcpy(ac.tls_cert, s->cfg.tls_cert, sizeof ac.tls_cert);
+    memcpy(ac.tls_key, s->cfg.tls_key, sizeof ac.tls_key);
     memcpy(ac.apps_dir, s->cfg.apps_dir, sizeof ac.apps_dir);
     if (agent_create(s->loop, &ac, &s->agent, err) != FL_OK) {
         fprintf(stderr, "flotilla: embedded agent: %s\n", err);
@@ -571,8 +574,22 @@ int node_server_run(const struct node_config *cfg)
         return 1;
     }
     s->cfg = *cfg;
+    s->creds = cfg->creds;
+    if (s->creds == NULL || tls_creds_self(s->creds)->role != PKI_ROLE_SERVER) {
+        fprintf(stderr, "flotilla: a server needs a server certificate of the cluster CA "
+                        "(flotilla cert issue --role server)\n");
+        fl_free(s);
+        return 2;
+    }
     if (s->cfg.name[0] == '\0') {
-        snprintf(s->cfg.name, sizeof s->cfg.name, "server-%llu", (unsigned long long)cfg->id);
+        snprintf(s->cfg.name, sizeof s->cfg.name, "%s", tls_creds_self(s->creds)->name);
+    } else if (strcmp(s->cfg.name, tls_creds_self(s->creds)->name) != 0) {
+        fprintf(stderr,
+                "flotilla: --name %s, but the certificate %s names \"%s\": a server's name is "
+                "the one in its certificate\n",
+                s->cfg.name, s->cfg.tls_cert, tls_creds_self(s->creds)->name);
+        fl_free(s);
+        return 2;
     }
     fl_log_init(s->cfg.name);
     node__acl_set_key(s, s->cfg.key); /* internal calls between servers (docs/ACL.md) */

@@ -11,12 +11,13 @@
 #include <stdint.h>
 
 #include "raft/rg_repl.h"
+#include "tls/creds.h"
 
 #define NODE_MAX_PEERS 16
 
 struct node_config {
     uint64_t id;            /* Raft id (> 0) */
-    char name[64];          /* node name in the nodes table; default "server-<id>" */
+    char name[64];          /* node name: the one in the certificate (default) */
     char data_dir[4096];    /* DATA/store (LMDB) and DATA/raft (log) */
     char raft_addr[128];    /* host:port for Raft */
     char api_addr[128];     /* host:port for the HTTP API */
@@ -40,8 +41,11 @@ struct node_config {
     unsigned max_conns_per_ip; /* HTTP connections from one address */
     unsigned node_cap;         /* running-unit cap recorded for this server's node */
     uint64_t min_free_disk;    /* refuse writes when the data disk has less free */
-    unsigned char key[32];     /* the cluster key (common/key.h), required */
-    char key_file[4096];       /* the file key came from: the embedded agent's, for deploys */
+    unsigned char key[32];     /* the servers' secret (common/key.h): sealing, internal calls */
+    struct tls_creds *creds;   /* CA, certificate and key of every link (tls/creds.h), required */
+    char tls_ca[4096];         /* the files creds came from: the embedded agent's, for deploys */
+    char tls_cert[4096];
+    char tls_key[4096];
     char apps_dir[4096]; /* the embedded agent's default application roots ("": the default) */
     int raft_plaintext;  /* test builds, measurement only: Raft without encryption */
     int require_agent_approval; /* new agents wait for `flotilla agent approve` */

@@ -671,7 +671,6 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     snprintf(p->dir, sizeof p->dir, "%s", o->dir);
     p->o.raft_addr = p->raft_addr;
     p->o.dir = p->dir;
-    p->o.key = NULL; /* the transport keeps its own copy */
 #define OPT_DEFAULT(field, v) (p->o.field = p->o.field != 0 ? p->o.field : (v)) /* 0: default */
     OPT_DEFAULT(snapshot_threshold, 8192);
     OPT_DEFAULT(snapshot_trailing, 8192);
@@ -695,7 +694,7 @@ int rg_repl_create(uv_loop_t *loop, struct store *store, const struct rg_repl_op
     p->fsm.results_cb = on_results;
     p->fsm.results_data = p;
     rg_apply_init(&p->apply, &p->fsm);
-    rv = rg_transport_init(&p->transport, loop, p->raft_addr, o->key, o->raft_plaintext);
+    rv = rg_transport_init(&p->transport, loop, p->raft_addr, o->creds, o->raft_plaintext);
     if (rv != 0) {
         rv = fl_errf(errmsg, FL_ERAFT, "raft transport: %s", raft_strerror(rv));
         goto err;

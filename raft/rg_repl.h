@@ -29,12 +29,14 @@
 #include <stdint.h>
 
 #include <raft.h>
+
 #include <uv.h>
 
 #include "fsm/cmd.h"
 #include "fsm/fsm.h"
 #include "raft/rg_apply.h"
 #include "store/store.h"
+#include "tls/creds.h"
 
 struct rg_repl_options {
     uint64_t id;                  /* Raft server id, > 0 */
@@ -46,7 +48,7 @@ struct rg_repl_options {
     unsigned heartbeat_ms;        /* 0 = 100 */
     unsigned max_batch_cmds;      /* 0 = 4096 */
     size_t max_batch_bytes;       /* 0 = 1 MiB */
-    const unsigned char *key;     /* the cluster key (FL_KEY_BYTES), required; copied */
+    struct tls_creds *creds;      /* this server's TLS credentials, required; not owned */
     int raft_plaintext;           /* test builds, measurement only: unencrypted (rg_transport.h) */
 };
 

@@ -23,16 +23,13 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include <sodium.h>
-
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "common/schan.h"
+#include "tls/tlink.h"
 
-#define RAFT_FRAME_MAX (256u * 1024u) /* plaintext per frame; a pipe read is at most 64 KiB */
-#define READ_SLAB      65536
+#define READ_SLAB 65536
 
 enum link_state { L_RESOLVE, L_CONNECT, L_HANDSHAKE, L_RELAY, L_CLOSING };
 
@@ -49,7 +46,7 @@ struct rg_link {
     uv_pipe_t pipe; /* our end of the socketpair */
     uv_timer_t timer;
     int tcp_paused, pipe_paused; /* reading stopped by backpressure */
-    struct schan *ch;
+    struct tlink *ch;
     /* outbound, until handed over */
     struct raft_uv_connect *req;
     raft_uv_connect_cb cb;
@@ -95,7 +92,7 @@ static void link_maybe_free(struct rg_link *l)
     if (l->next) {
         l->next->prev = l->prev;
     }
-    schan_destroy(l->ch);
+    tlink_destroy(l->ch);
     fl_free(l);
     maybe_transport_closed(t);
 }
@@ -278,7 +275,7 @@ static void pipe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     fl_buf_init(&wire);
-    rv = schan_send(l->ch, (const uint8_t *)buf->base, (size_t)nread, &wire);
+    rv = tlink_send(l->ch, (const uint8_t *)buf->base, (size_t)nread, &wire);
     if (rv == FL_OK) {
         l->t->bytes_sent += (uint64_t)nread;
         l->t->wire_sent += wire.len;
@@ -330,18 +327,41 @@ static int make_pipes(struct rg_link *l, uv_pipe_t **raft_end)
     return FL_OK;
 }
 
+/* "ID@ADDRESS": what a server says of itself in its HELLO. 1 if well-formed. */
+static int raft_name_parse(const char *name, uint64_t *id, const char **addr)
+{
+    uint64_t v = 0;
+    const char *s = name;
+    if (*s < '1' || *s > '9') {
+        return 0;
+    }
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10) {
+            return 0;
+        }
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (*s != '@' || s[1] == '\0') {
+        return 0;
+    }
+    *id = v;
+    *addr = s + 1;
+    return 1;
+}
+
 /* The handshake just completed: check who it is, hand raft its end. */
 static void established(struct rg_link *l, struct fl_buf *plain)
 {
     struct rg_transport *t = l->t;
-    const struct schan_identity *peer = schan_peer(l->ch);
+    const char *claim = tlink_peer_claim(l->ch);
     uv_pipe_t *rp = NULL;
     uint64_t id;
     const char *addr;
     int rv;
-    if (!schan_raft_name_parse(peer->name, &id, &addr)) {
+    if (!raft_name_parse(claim, &id, &addr)) {
         t->n_refused++;
-        link_close(l, FL_LOG_WARN, "refused: peer identity \"%s\" is not ID@ADDRESS", peer->name);
+        link_close(l, FL_LOG_WARN, "refused: server \"%s\" claims \"%s\", not ID@ADDRESS",
+                   tlink_peer(l->ch)->name, claim);
         return;
     }
     if (l->outbound && id != l->want_id) {
@@ -388,7 +408,7 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        rv = schan_eof(l->ch);
+        rv = tlink_eof(l->ch);
         link_close(l, rv == FL_OK && l->state == L_RELAY ? FL_LOG_DEBUG : FL_LOG_INFO, "%s%s",
                    nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread),
                    l->state == L_HANDSHAKE ? " during the handshake" : "");
@@ -396,9 +416,9 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     fl_buf_init(&wire);
     fl_buf_init(&plain);
-    was_open = schan_state(l->ch) == SCHAN_OPEN;
+    was_open = tlink_state(l->ch) == TLINK_OPEN;
     l->t->wire_received += (uint64_t)nread;
-    rv = schan_recv(l->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
+    rv = tlink_recv(l->ch, (const uint8_t *)buf->base, (size_t)nread, &wire, &plain);
     l->t->wire_sent += wire.len;
     l->t->bytes_received += plain.len;
     if (wire.len > 0 && write_buf(l, 1, &wire) != FL_OK && rv == FL_OK) {
@@ -408,10 +428,10 @@ static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (was_open) {
             l->t->n_broken++;
         } else {
-            l->t->n_refused++; /* wrong key, garbage, a stock raft handshake, ... */
+            l->t->n_refused++; /* a refused certificate, garbage, a stock raft handshake, ... */
         }
-        link_close(l, FL_LOG_WARN, "%s; closing the link", schan_errmsg(l->ch));
-    } else if (!was_open && schan_state(l->ch) == SCHAN_OPEN) {
+        link_close(l, FL_LOG_WARN, "%s; closing the link", tlink_errmsg(l->ch));
+    } else if (!was_open && tlink_state(l->ch) == TLINK_OPEN) {
         established(l, &plain);
     } else if (plain.len > 0) {
         if (l->outbound) {
@@ -435,17 +455,10 @@ static void handshake_timeout(uv_timer_t *h)
 static int start_channel(struct rg_link *l)
 {
     struct rg_transport *t = l->t;
-    struct schan_config c;
+    struct tlink_config c = {t->creds, TLINK_RAFT, t->name, NULL};
     struct fl_buf wire;
     int rv;
-    memset(&c, 0, sizeof c);
-    c.key = t->key;
-    c.link = SCHAN_LINK_RAFT;
-    c.self.role = SCHAN_ROLE_SERVER;
-    snprintf(c.self.name, sizeof c.self.name, "%s", t->name);
-    c.expect.role = SCHAN_ROLE_SERVER;
-    c.max_frame = RAFT_FRAME_MAX;
-    rv = schan_create(&c, l->outbound, &l->ch, NULL);
+    rv = tlink_create(&c, l->outbound, &l->ch, NULL);
     if (rv != FL_OK) {
         return rv;
     }
@@ -459,7 +472,7 @@ static int start_channel(struct rg_link *l)
     }
     if (l->outbound) {
         fl_buf_init(&wire);
-        rv = schan_start(l->ch, &wire);
+        rv = tlink_start(l->ch, &wire);
         if (rv == FL_OK) {
             rv = write_buf(l, 1, &wire);
         }
@@ -705,13 +718,13 @@ static void sec_close(struct raft_uv_transport *outer, raft_uv_transport_close_c
 }
 
 int rg_transport_init(struct rg_transport *t, struct uv_loop_s *loop, const char *bind_addr,
-                      const unsigned char key[FL_KEY_BYTES], int plaintext)
+                      struct tls_creds *creds, int plaintext)
 {
     memset(t, 0, sizeof *t);
-    if (key == NULL) {
+    if (creds == NULL || tls_creds_self(creds)->role != PKI_ROLE_SERVER) {
         return RAFT_INVALID;
     }
-    memcpy(t->key, key, FL_KEY_BYTES);
+    t->creds = creds;
     t->loop = loop;
 #ifdef FLOTILLA_TEST_HOOKS
     t->plaintext = plaintext;
@@ -742,5 +755,5 @@ void rg_transport_close(struct rg_transport *t)
         rg__plain_close(t);
     }
 #endif
-    sodium_memzero(t->key, sizeof t->key);
+    t->creds = NULL;
 }

@@ -3,14 +3,15 @@
  * Issue 5 and raft-notes §7: the stock TCP transport authenticates nobody
  * (anyone who reaches the port can pose as a peer) and never sets
  * TCP_NODELAY. This transport owns the TCP sockets and runs the secure
- * channel (common/schan.h, link SCHAN_LINK_RAFT) on each of them; raft gets
+ * link (tls/tlink.h, kind TLINK_RAFT: mutual TLS 1.3, server certificates
+ * only) on each of them; raft gets
  * one end of a socketpair(AF_UNIX) as a raft_malloc'd uv_pipe_t and we relay
  * between the other end and the channel:
  *
- *   outbound (we connected):  raft -> pipe -> schan_send -> TCP
- *   inbound  (we accepted):   TCP -> schan_recv -> pipe -> raft
+ *   outbound (we connected):  raft -> pipe -> tlink_send -> TCP
+ *   inbound  (we accepted):   TCP -> tlink_recv -> pipe -> raft
  *
- * Each side claims the identity "ID@RAFT_ADDR" (role server); the connecting
+ * Each side claims "ID@RAFT_ADDR" in its HELLO; the connecting
  * side checks that the peer is the server id raft asked for, and the
  * accepting side hands raft the authenticated id and address. A connection
  * is handed to raft only once the handshake is complete, so a failed
@@ -35,7 +36,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
-#include "common/key.h"
+#include "tls/creds.h"
 
 #define RG_TRANSPORT_HANDSHAKE_MS   5000
 #define RG_TRANSPORT_HIGH_WATER     (8u << 20)
@@ -54,7 +55,7 @@ struct rg_transport {
 
     /* Encrypted mode. */
     struct uv_loop_s *loop;
-    unsigned char key[FL_KEY_BYTES];
+    struct tls_creds *creds; /* not owned */
     uint64_t id;
     char name[160]; /* "ID@ADDR": the identity we claim */
     char bind_addr[128];
@@ -65,7 +66,7 @@ struct rg_transport {
 
     /* Counters (status, tests). */
     uint64_t n_established;        /* links handed to raft */
-    uint64_t n_refused;            /* handshakes refused (bad key, bad bytes, wrong peer) */
+    uint64_t n_refused;            /* handshakes refused (bad certificate, bad bytes, wrong peer) */
     uint64_t n_handshake_timeouts; /* peers silent past the handshake deadline */
     uint64_t n_broken;             /* established links closed on a bad frame */
     uint64_t bytes_sent;           /* plaintext raft bytes sealed onto outbound links */
@@ -75,11 +76,11 @@ struct rg_transport {
 };
 
 /* Initialise on `loop`. bind_addr is where we listen (raft's own address if
- * NULL). key: the cluster key (copied; required, also in plaintext mode, so
- * that a benchmark run is configured like a real one). Returns a RAFT_*
- * code. */
+ * NULL). creds: this server's credentials (kept, not owned; a server
+ * certificate is required, also in plaintext mode, so that a benchmark run
+ * is configured like a real one). Returns a RAFT_* code. */
 int rg_transport_init(struct rg_transport *t, struct uv_loop_s *loop, const char *bind_addr,
-                      const unsigned char key[FL_KEY_BYTES], int plaintext);
+                      struct tls_creds *creds, int plaintext);
 /* Release what is left; call from raft's close callback after raft_uv_close
  * (raft has closed the transport through outer.close by then). */
 void rg_transport_close(struct rg_transport *t);

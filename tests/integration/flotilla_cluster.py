@@ -111,7 +111,7 @@ class Server:
     def start(self, bootstrap=True, join=None, standby=False):
         args = [BIN, "server", "--id", str(self.id), "--data", self.data,
                 "--raft-addr", self.raft, "--api-addr", self.api, "--agent-addr", self.agent,
-                "--key", self.cluster.key] \
+                "--key", self.cluster.key] + self.cluster.tls_args("server", "server-%d" % self.id) \
             + self.cluster.server_args + self.extra
         if join:
             args += ["--join", join] + (["--standby"] if standby else [])
@@ -156,16 +156,88 @@ class Server:
 class Cluster:
     def __init__(self, n=3, server_args=None, name="cluster"):
         self.dir = tempfile.mkdtemp(prefix="flotilla-it-%s-" % name)
-        # One cluster key per cluster (docs/SECURITY.md, "Links"); a later
-        # --key in server_args/extra overrides it.
+        # The servers' key (sealing, internal calls) and one CA per cluster
+        # that issues every server's and agent's certificate (docs/SECURITY.md);
+        # a later --key/--cert in server_args/extra overrides them.
         self.key = os.path.join(self.dir, "cluster.key")
         subprocess.check_call([BIN, "keygen", "--out", self.key], stdout=subprocess.DEVNULL)
+        self.pki = os.path.join(self.dir, "pki")
+        self.ca = os.path.join(self.pki, "ca.pem")
+        subprocess.check_call([BIN, "ca", "init", "--dir", self.pki, "--cluster", "it"],
+                              stdout=subprocess.DEVNULL)
         self.base = free_port_block(n + 2)
         self.server_args = list(server_args or [])
         self.servers = {}
         self.peers = ",".join("%d=127.0.0.1:%d" % (i, self.base + 100 + i) for i in range(1, n + 1))
         for i in range(1, n + 1):
             self.servers[i] = Server(self, i)
+
+    def issue(self, role, name, sans=("DNS:localhost", "IP:127.0.0.1")):
+        """A certificate of this cluster's CA: (cert, key) paths, made once."""
+        prefix = os.path.join(self.pki, "%s-%s" % (role, name))
+        if not os.path.exists(prefix + ".pem"):
+            args = [BIN, "cert", "issue", "--ca-dir", self.pki, "--role", role, "--name", name,
+                    "--out", prefix]
+            if role == "server" and sans:
+                args += ["--san", ",".join(sans)]
+            subprocess.check_call(args, stdout=subprocess.DEVNULL)
+        return prefix + ".pem", prefix + ".key"
+
+    def tls_args(self, role, name):
+        cert, key = self.issue(role, name)
+        return ["--ca", self.ca, "--cert", cert, "--cert-key", key]
+
+    def tls_env(self, role="client", name="ops", env=None):
+        """The environment that gives a CLI command this cluster's CA and a
+        certificate (package fetch, deploy-target)."""
+        cert, key = self.issue(role, name)
+        e = dict(os.environ if env is None else env)
+        e.update(FLOTILLA_CACERT=self.ca, FLOTILLA_CERT=cert, FLOTILLA_CERT_KEY=key)
+        return e
+
+    def foreign_tls(self, role="client", name="ops", cluster="it"):
+        """(ca, cert, key) of another CA, with the same cluster name: what an
+        outsider who copied the setup, but not the CA's key, can make."""
+        other = os.path.join(self.dir, "pki-other")
+        if not os.path.exists(os.path.join(other, "ca.pem")):
+            subprocess.check_call([BIN, "ca", "init", "--dir", other, "--cluster", cluster],
+                                  stdout=subprocess.DEVNULL)
+        prefix = os.path.join(other, "%s-%s" % (role, name))
+        if not os.path.exists(prefix + ".pem"):
+            subprocess.check_call([BIN, "cert", "issue", "--ca-dir", other, "--role", role,
+                                   "--name", name, "--out", prefix], stdout=subprocess.DEVNULL)
+        return os.path.join(other, "ca.pem"), prefix + ".pem", prefix + ".key"
+
+    def tls_connect(self, addr, role="agent", name="probe", kind=2, claim=b"", cert=None):
+        """A TLS link to a server's Raft (kind 1), agent (2) or blob (3) port
+        from Debian's Python ssl, with this cluster's CA and a certificate,
+        through the HELLO exchange (docs/SECURITY.md "Links"). Returns the
+        socket, or raises ssl.SSLError / ConnectionError when refused."""
+        import ssl
+        cert, key = cert or self.issue(role, name)
+        ctx = ssl.create_default_context(cafile=self.ca)
+        ctx.check_hostname = False  # the link checks the flotilla:// identity
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(cert, key)
+        host, port = addr.rsplit(":", 1)
+        raw = socket.create_connection((host, int(port)), timeout=10)
+        s = ctx.wrap_socket(raw)
+        s.sendall(b"FLT1" + bytes([kind, len(claim)]) + claim)
+        head = b""
+        while len(head) < 6:
+            chunk = s.recv(6 - len(head))
+            if not chunk:
+                raise ConnectionError("closed before the server's HELLO")
+            head += chunk
+        rest = head[5]
+        while rest > 0:
+            chunk = s.recv(rest)
+            if not chunk:
+                raise ConnectionError("closed inside the server's HELLO")
+            rest -= len(chunk)
+        if head[:5] != b"FLT1" + bytes([kind]):
+            raise ConnectionError("not a Flotilla HELLO: %r" % head)
+        return s
 
     def start(self, wait_nodes=True):
         for s in self.servers.values():
@@ -293,7 +365,7 @@ class Agent:
     def start(self):
         join = ",".join(s.agent for s in self.cluster.servers.values())
         args = [BIN, "agent", "--join", join, "--name", self.name, "--cap", str(self.cap),
-                "--data", self.data, "--key", self.cluster.key] + self.extra
+                "--data", self.data] + self.cluster.tls_args("agent", self.name) + self.extra
         if self.labels:
             args += ["--label", ",".join(self.labels)]
         logf = open(self.log, "ab")

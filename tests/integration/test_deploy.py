@@ -57,7 +57,7 @@ def make_tar(path, files, links=()):
 
 
 def cli(c, *args, ok=True, timeout=180):
-    env = dict(os.environ, FLOTILLA_ADDR=c.servers[c.leader()].api, FLOTILLA_KEY_FILE=c.key)
+    env = c.tls_env(env=dict(os.environ, FLOTILLA_ADDR=c.servers[c.leader()].api))
     r = subprocess.run([BIN] + list(args), capture_output=True, text=True, env=env,
                        timeout=timeout)
     if ok:
@@ -130,7 +130,7 @@ class Target:
         """As an agent does: the package's hash and size given, everything
         else over the blob link; no API address that works, no token."""
         meta = json.loads(cli(self.c, "package", "show", ref).stdout)
-        env = dict(os.environ, FLOTILLA_ADDR="127.0.0.1:1", FLOTILLA_KEY_FILE=self.c.key)
+        env = self.c.tls_env(env=dict(os.environ, FLOTILLA_ADDR="127.0.0.1:1"))
         env.pop("FLOTILLA_TOKEN", None)
         sources = ",".join(s.blob for s in self.c.servers.values())
         r = subprocess.run([BIN, "deploy-target", ref, "--app", "web", "--root", self.root,
@@ -392,7 +392,7 @@ def events_deploy(t, ref, *extra, expect_rc=0, hash_=None, size=None):
     if hash_ is None:
         meta = json.loads(cli(t.c, "package", "show", ref).stdout)
         hash_, size = meta["hash"], meta["size"]
-    env = dict(os.environ, FLOTILLA_ADDR="127.0.0.1:1", FLOTILLA_KEY_FILE=t.c.key)
+    env = t.c.tls_env(env=dict(os.environ, FLOTILLA_ADDR="127.0.0.1:1"))
     env.pop("FLOTILLA_TOKEN", None)
     sources = ",".join(s.blob for s in t.c.servers.values())
     r = subprocess.run([BIN, "deploy-target", ref, "--app", "web", "--root", t.root, "--from",
@@ -475,7 +475,7 @@ def test_deploy_target_events():
         # the lines arrive as the steps go (flushed each), and the deploy
         # stops at the next check and puts v1 back.
         meta = json.loads(cli(c, "package", "show", "web@2").stdout)
-        env = dict(os.environ, FLOTILLA_KEY_FILE=c.key)
+        env = c.tls_env()
         p = subprocess.Popen([BIN, "deploy-target", "web@2", "--app", "web", "--root", t.root,
                               "--from", c.servers[1].blob, "--hash", meta["hash"], "--size",
                               str(meta["size"]), "--events", "--health", "false",

@@ -30,8 +30,10 @@ def test_disk_full_refuses_cleanly():
     mnt = c.dir
     check(subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100M", "tmpfs", mnt]).returncode == 0,
           "mount a 100M tmpfs")
-    # the tmpfs hides the cluster key made in the directory: make it again
+    # the tmpfs hides the key and the CA made in the directory: make them again
     subprocess.check_call([BIN, "keygen", "--force", "--out", c.key], stdout=subprocess.DEVNULL)
+    subprocess.check_call([BIN, "ca", "init", "--dir", c.pki, "--cluster", "it"],
+                          stdout=subprocess.DEVNULL)
     try:
         s = c.servers[1]
         s.start()

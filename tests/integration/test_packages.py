@@ -3,8 +3,8 @@
 Push to a follower in chunks; the version is recorded through Raft and the
 bytes reach every server over the blob link, verified; hashes are checked
 with an independent BLAKE2b (Debian's python3-nacl); versions are immutable;
-retention keeps the last K; bad input changes nothing; a process without
-the cluster key gets no blob; an interrupted upload resumes."""
+retention keeps the last K; bad input changes nothing; a process with a
+certificate of another CA gets no blob; an interrupted upload resumes."""
 import hashlib
 import json
 import os
@@ -22,7 +22,7 @@ def b2(data):
 
 
 def cli(c, api, *args, ok=True):
-    env = dict(os.environ, FLOTILLA_ADDR=api, FLOTILLA_KEY_FILE=c.key)
+    env = c.tls_env(env=dict(os.environ, FLOTILLA_ADDR=api))
     r = subprocess.run([BIN] + list(args), capture_output=True, text=True, env=env, timeout=120)
     if ok:
         check(r.returncode == 0, "%s: rc %d\n%s%s" % (args, r.returncode, r.stdout, r.stderr))
@@ -93,14 +93,17 @@ def test_push_replicate_and_verify():
         st, body, _ = request(api, "GET", "/v1/packages/app/1.0")
         check(body["hash"] == rec["hash"], "1.0 still has its bytes")
 
-        # A process without the key gets no blob; with it, it does.
-        wrong = os.path.join(c.dir, "wrong.key")
-        subprocess.check_call([BIN, "keygen", "--out", wrong], stdout=subprocess.DEVNULL)
+        # A certificate of another CA gets no blob; one of the cluster's does.
+        wca, wcert, wkey = c.foreign_tls()
         before = c.servers[lid].status()["blob_links"]["refused_handshakes"]
         out = os.path.join(c.dir, "fetched.bin")
-        r = cli(c, api, "package", "fetch", "app@1.0", "--from", c.servers[lid].blob, "--key",
-                wrong, "--out", out, ok=False)
-        check(r.returncode == 1 and not os.path.exists(out), "no blob without the key: %r"
+        r = cli(c, api, "package", "fetch", "app@1.0", "--from", c.servers[lid].blob, "--ca",
+                c.ca, "--cert", wcert, "--cert-key", wkey, "--out", out, ok=False)
+        check(r.returncode == 2 and "does not verify against the CA" in r.stderr and
+              not os.path.exists(out), "a foreign certificate is refused at load: %r" % r.stderr)
+        r = cli(c, api, "package", "fetch", "app@1.0", "--from", c.servers[lid].blob, "--ca",
+                wca, "--cert", wcert, "--cert-key", wkey, "--out", out, ok=False)
+        check(r.returncode == 1 and not os.path.exists(out), "no blob for another CA: %r"
               % r.stderr)
         after = c.servers[lid].status()["blob_links"]["refused_handshakes"]
         check(after == before + 1, "the refusal is counted: %d -> %d" % (before, after))
@@ -224,14 +227,14 @@ def test_acquire_with_a_delta():
         cache = os.path.join(c.dir, "agent-cache")
         os.makedirs(cache)
 
-        def fetch(ver, basis=None, sources=None, ok=True, key=None):
+        def fetch(ver, basis=None, sources=None, ok=True, tls=None):
             out = os.path.join(cache, "app-%s" % ver)
             args = ["package", "fetch", "app@" + ver, "--from",
                     sources or c.servers[fid].blob, "--out", out, "--json"]
             if basis:
                 args += ["--basis", basis]
-            if key:
-                args += ["--key", key]
+            if tls:
+                args += ["--ca", tls[0], "--cert", tls[1], "--cert-key", tls[2]]
             r = cli(c, api, *args, ok=ok)
             return (json.loads(r.stdout) if r.returncode == 0 else r), out
 
@@ -275,12 +278,11 @@ def test_acquire_with_a_delta():
         with open(out2, "rb") as f:
             check(f.read() == v2, "v2 whole is v2")
 
-        # Without the cluster key: nothing, with or without a basis.
-        wrong = os.path.join(c.dir, "wrong.key")
-        subprocess.check_call([BIN, "keygen", "--out", wrong], stdout=subprocess.DEVNULL)
+        # With a certificate of another CA: nothing, with or without a basis.
         os.unlink(out2)
-        r, _ = fetch("2", basis=out1, ok=False, key=wrong)
-        check(r.returncode == 1 and not os.path.exists(out2), "no key, no bytes: %r" % r.stderr)
+        r, _ = fetch("2", basis=out1, ok=False, tls=c.foreign_tls())
+        check(r.returncode == 1 and not os.path.exists(out2), "another CA, no bytes: %r"
+              % r.stderr)
         left = [n for n in os.listdir(cache) if n not in ("app-1",) and not n.endswith(".part")]
         check(not left, "no temporary files left in the cache: %r" % left)
     finally:

@@ -418,7 +418,8 @@ def test_bad_input():
         check(body["tasks"] == [], "no task was created")
         wait_connected(c, ["server-1"])
         host, port = c.servers[1].agent.split(":")
-        # Garbage, an oversized frame, a truncated frame: refused, the server lives.
+        # Garbage, an oversized frame, a truncated frame before TLS: refused,
+        # the server lives.
         for payload in [b"\x00\x00\x00\x05hello", struct.pack(">I", 64 << 20) + b"x" * 10,
                         b"\x00\x00\x00\x10\x93\x01"]:
             s = socket.create_connection((host, int(port)), timeout=5)
@@ -431,6 +432,17 @@ def test_bad_input():
             s.close()
         st, _, _ = request(api, "GET", "/v1/status")
         check(st == 200, "the server survived bad frames")
+        st, body, _ = request(api, "GET", "/v1/dispatch")
+        check(body["refused_connections"] >= 3, "refusals were counted: %r" % body)
+        # Inside an admitted TLS link: a malformed and an oversized agent frame.
+        for payload in [b"\x00\x00\x00\x05hello", struct.pack(">I", 64 << 20) + b"x" * 10]:
+            s = c.tls_connect(c.servers[1].agent, "agent", "prober")
+            s.sendall(payload)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+            s.close()
         st, body, _ = request(api, "GET", "/v1/dispatch")
         check(body["bad_frames"] >= 2, "bad frames were counted: %r" % body)
         # A second agent with the id of a connected one is refused.

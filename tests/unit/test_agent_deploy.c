@@ -23,7 +23,9 @@ static struct agent_config config(const char *apps)
     struct agent_config c;
     memset(&c, 0, sizeof c);
     snprintf(c.id, sizeof c.id, "web-1");
-    snprintf(c.key_file, sizeof c.key_file, "/etc/flotilla/cluster.key");
+    snprintf(c.tls_ca, sizeof c.tls_ca, "/etc/flotilla/ca.pem");
+    snprintf(c.tls_cert, sizeof c.tls_cert, "/etc/flotilla/web-1.pem");
+    snprintf(c.tls_key, sizeof c.tls_key, "/etc/flotilla/web-1.key");
     snprintf(c.apps_dir, sizeof c.apps_dir, "%s", apps);
     return c;
 }
@@ -68,8 +70,12 @@ TEST(deploy_argv_full)
                                        "5",
                                        "--from",
                                        "10.0.0.2:8701,10.0.0.1:8701",
-                                       "--key",
-                                       "/etc/flotilla/cluster.key",
+                                       "--ca",
+                                       "/etc/flotilla/ca.pem",
+                                       "--cert",
+                                       "/etc/flotilla/web-1.pem",
+                                       "--cert-key",
+                                       "/etc/flotilla/web-1.key",
                                        "--name",
                                        "web-1",
                                        "--events",
@@ -99,8 +105,12 @@ TEST(deploy_argv_root_given_or_defaulted)
                                             "make migrate",
                                             "--from",
                                             "10.0.0.2:8701,10.0.0.1:8701",
-                                            "--key",
-                                            "/etc/flotilla/cluster.key",
+                                            "--ca",
+                                            "/etc/flotilla/ca.pem",
+                                            "--cert",
+                                            "/etc/flotilla/web-1.pem",
+                                            "--cert-key",
+                                            "/etc/flotilla/web-1.key",
                                             "--name",
                                             "web-1",
                                             "--events",
@@ -119,8 +129,12 @@ TEST(deploy_argv_root_given_or_defaulted)
                                               "api-svc",
                                               "--from",
                                               "10.0.0.2:8701,10.0.0.1:8701",
-                                              "--key",
-                                              "/etc/flotilla/cluster.key",
+                                              "--ca",
+                                              "/etc/flotilla/ca.pem",
+                                              "--cert",
+                                              "/etc/flotilla/web-1.pem",
+                                              "--cert-key",
+                                              "/etc/flotilla/web-1.key",
                                               "--name",
                                               "web-1",
                                               "--events",
@@ -172,8 +186,8 @@ TEST(deploy_argv_refusals)
     static const char *const names[][1] = {{"web"},  {"@2"},   {"web@"},  {"../x@1"},
                                            {"-x@1"}, {".x@1"}, {"a/b@1"}, {""}};
     static const char *const owned[][3] = {{"web@2", "--from", "10.6.6.6:1"},
-                                           {"web@2", "--key", "/tmp/other.key"},
-                                           {"web@2", "--key=/tmp/other.key", "x"},
+                                           {"web@2", "--cert-key", "/tmp/other.key"},
+                                           {"web@2", "--ca=/tmp/other.pem", "x"},
                                            {"web@2", "--name", "evil"},
                                            {"web@2", "--events", "x"},
                                            {"web@2", "--json", "x"},
@@ -192,8 +206,8 @@ TEST(deploy_argv_refusals)
     refused(&c, EXE, good, 3, empty_sources, 1, "no FLOTILLA_BLOB_SOURCES");
     refused(&c, EXE, good, 3, bad_source, 1, "not host:port");
     refused(&c, EXE, good, 3, trailing_comma, 1, "not host:port");
-    no_key.key_file[0] = '\0';
-    refused(&no_key, EXE, good, 3, sources_env, 3, "no cluster key file");
+    no_key.tls_key[0] = '\0';
+    refused(&no_key, EXE, good, 3, sources_env, 3, "no certificate files");
     refused(&c, "", good, 3, sources_env, 3, "own executable");
     refused(&c, NULL, good, 3, sources_env, 3, "own executable");
     refused(&c, EXE, good, 0, sources_env, 3, "NAME@VERSION");
@@ -201,8 +215,8 @@ TEST(deploy_argv_refusals)
         refused(&c, EXE, names[i], 1, sources_env, 3, "NAME@VERSION");
     }
     refused(&c, EXE, owned[0], 3, sources_env, 3, "--from is the agent's");
-    refused(&c, EXE, owned[1], 3, sources_env, 3, "--key is the agent's");
-    refused(&c, EXE, owned[2], 3, sources_env, 3, "--key is the agent's");
+    refused(&c, EXE, owned[1], 3, sources_env, 3, "--cert-key is the agent's");
+    refused(&c, EXE, owned[2], 3, sources_env, 3, "--ca is the agent's");
     refused(&c, EXE, owned[3], 3, sources_env, 3, "--name is the agent's");
     refused(&c, EXE, owned[4], 3, sources_env, 3, "--events is the agent's");
     refused(&c, EXE, owned[5], 3, sources_env, 3, "--json is the agent's");
@@ -217,9 +231,11 @@ TEST(deploy_argv_refusals)
         many[i] = "x";
     }
     CHECK_OK(agent_deploy_argv(&c, EXE, many, 256, sources_env, 3, &out, err));
-    CHECK_EQ_INT(out.argc, 256 + 13);
+    CHECK_EQ_INT(out.argc, 256 + 17);
     CHECK(out.argv[out.argc] == NULL);
-    refused(&c, EXE, many, AGENT_DEPLOY_ARGV_MAX - 12, sources_env, 3, "arguments");
+    CHECK_OK(
+        agent_deploy_argv(&c, EXE, many, AGENT_DEPLOY_ARGV_MAX - 17, sources_env, 3, &out, err));
+    refused(&c, EXE, many, AGENT_DEPLOY_ARGV_MAX - 16, sources_env, 3, "arguments");
     free(many);
 }
 

@@ -1,5 +1,5 @@
 /* common/blink — see blink.h. */
-#include "common/blink.h"
+#include "blob/blink.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -15,10 +15,11 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
+#include "tls/tlink.h"
 
 struct blink {
     int fd;
-    struct schan *ch;
+    struct tlink *ch;
     unsigned timeout_ms;
     struct fl_buf plain; /* decrypted bytes not yet consumed */
     size_t off;          /* consumed prefix of plain */
@@ -87,8 +88,8 @@ static int pump(struct blink *b, int64_t deadline, char *errmsg)
             break;
         }
         if (r == 0) {
-            if (schan_eof(b->ch) != FL_OK) {
-                return fl_errf(errmsg, FL_EPROTO, "blob link: %s", schan_errmsg(b->ch));
+            if (tlink_eof(b->ch) != FL_OK) {
+                return fl_errf(errmsg, FL_EPROTO, "blob link: %s", tlink_errmsg(b->ch));
             }
             return fl_errf(errmsg, FL_ENET, "blob link: closed by the peer");
         }
@@ -105,7 +106,7 @@ static int pump(struct blink *b, int64_t deadline, char *errmsg)
         b->off = 0;
     }
     fl_buf_reset(&b->wire);
-    rv = schan_recv(b->ch, buf, (size_t)r, &b->wire, &b->plain);
+    rv = tlink_recv(b->ch, buf, (size_t)r, &b->wire, &b->plain);
     if (b->wire.len > 0) {
         int wrv = write_all(b, b->wire.data, b->wire.len, errmsg);
         if (rv == FL_OK && wrv != FL_OK) {
@@ -113,7 +114,7 @@ static int pump(struct blink *b, int64_t deadline, char *errmsg)
         }
     }
     if (rv != FL_OK) {
-        return fl_errf(errmsg, rv, "blob link: %s", schan_errmsg(b->ch));
+        return fl_errf(errmsg, rv, "blob link: %s", tlink_errmsg(b->ch));
     }
     return FL_OK;
 }
@@ -121,22 +122,21 @@ static int pump(struct blink *b, int64_t deadline, char *errmsg)
 static int handshake(struct blink *b, char *errmsg)
 {
     int64_t deadline = now_ms() + b->timeout_ms;
-    while (schan_state(b->ch) == SCHAN_HANDSHAKE) {
+    while (tlink_state(b->ch) == TLINK_HANDSHAKE) {
         int rv = pump(b, deadline, errmsg);
         if (rv != FL_OK) {
             return rv;
         }
     }
-    return schan_state(b->ch) == SCHAN_OPEN
+    return tlink_state(b->ch) == TLINK_OPEN
                ? FL_OK
-               : fl_errf(errmsg, FL_EPROTO, "blob link: %s", schan_errmsg(b->ch));
+               : fl_errf(errmsg, FL_EPROTO, "blob link: %s", tlink_errmsg(b->ch));
 }
 
-static int make(int fd, const unsigned char *key, uint8_t link, const struct schan_identity *self,
-                const struct schan_identity *expect, int initiator, unsigned timeout_ms,
-                struct blink **out, char *errmsg)
+static int make(int fd, struct tls_creds *creds, const char *expect_name, int initiator,
+                unsigned timeout_ms, struct blink **out, char *errmsg)
 {
-    struct schan_config c;
+    struct tlink_config c = {creds, TLINK_BLOB, NULL, expect_name};
     struct blink *b = fl_calloc(1, sizeof *b);
     int rv, one = 1;
     *out = NULL;
@@ -149,17 +149,9 @@ static int make(int fd, const unsigned char *key, uint8_t link, const struct sch
     fl_buf_init(&b->plain);
     fl_buf_init(&b->wire);
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    memset(&c, 0, sizeof c);
-    c.key = key;
-    c.link = link;
-    c.self = *self;
-    if (expect != NULL) {
-        c.expect = *expect;
-    }
-    c.max_frame = SCHAN_FRAME_DEFAULT;
-    rv = schan_create(&c, initiator, &b->ch, errmsg);
+    rv = tlink_create(&c, initiator, &b->ch, errmsg);
     if (rv == FL_OK && initiator) {
-        rv = schan_start(b->ch, &b->wire);
+        rv = tlink_start(b->ch, &b->wire);
         if (rv == FL_OK) {
             rv = write_all(b, b->wire.data, b->wire.len, errmsg);
         }
@@ -175,8 +167,7 @@ static int make(int fd, const unsigned char *key, uint8_t link, const struct sch
     return FL_OK;
 }
 
-int blink_connect(const char *addr, const unsigned char *key, uint8_t link,
-                  const struct schan_identity *self, const struct schan_identity *expect,
+int blink_connect(const char *addr, struct tls_creds *creds, const char *expect_name,
                   unsigned timeout_ms, struct blink **out, char *errmsg)
 {
     char host[256], port[16];
@@ -226,13 +217,18 @@ int blink_connect(const char *addr, const unsigned char *key, uint8_t link,
         return fl_errf(errmsg, err == ETIMEDOUT ? FL_ETIMEOUT : FL_ENET,
                        "blob link: connect to %s: %s", addr, strerror(err ? err : ECONNREFUSED));
     }
-    return make(fd, key, link, self, expect, 1, timeout_ms, out, errmsg);
+    return make(fd, creds, expect_name, 1, timeout_ms, out, errmsg);
 }
 
-int blink_accept(int fd, const unsigned char *key, uint8_t link, const struct schan_identity *self,
-                 unsigned timeout_ms, struct blink **out, char *errmsg)
+int blink_accept(int fd, struct tls_creds *creds, unsigned timeout_ms, struct blink **out,
+                 char *errmsg)
 {
-    return make(fd, key, link, self, NULL, 0, timeout_ms, out, errmsg);
+    return make(fd, creds, NULL, 0, timeout_ms, out, errmsg);
+}
+
+const struct pki_identity *blink_peer(const struct blink *b)
+{
+    return tlink_peer(b->ch);
 }
 
 int blink_send(struct blink *b, const void *p, size_t n, char *errmsg)
@@ -243,9 +239,9 @@ int blink_send(struct blink *b, const void *p, size_t n, char *errmsg)
         return fl_errf(errmsg, FL_ETOOBIG, "blob link: message too large");
     }
     fl_buf_reset(&b->wire);
-    if ((rv = schan_send(b->ch, hdr, sizeof hdr, &b->wire)) != FL_OK ||
-        (rv = schan_send(b->ch, p, n, &b->wire)) != FL_OK) {
-        return fl_errf(errmsg, rv, "blob link: %s", schan_errmsg(b->ch));
+    if ((rv = tlink_send(b->ch, hdr, sizeof hdr, &b->wire)) != FL_OK ||
+        (rv = tlink_send(b->ch, p, n, &b->wire)) != FL_OK) {
+        return fl_errf(errmsg, rv, "blob link: %s", tlink_errmsg(b->ch));
     }
     b->bytes_out += n + 4;
     return write_all(b, b->wire.data, b->wire.len, errmsg);
@@ -294,7 +290,7 @@ void blink_close(struct blink *b)
     if (b->fd >= 0) {
         close(b->fd);
     }
-    schan_destroy(b->ch);
+    tlink_destroy(b->ch);
     fl_buf_close(&b->plain);
     fl_buf_close(&b->wire);
     fl_free(b);

@@ -1,5 +1,5 @@
-/* common/blob — see blob.h. */
-#include "common/blob.h"
+/* blob/blob — see blob.h. */
+#include "blob/blob.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -250,10 +250,10 @@ static uint32_t resume_point(int fd, const struct blob_want *w, uint8_t *buf)
     return good;
 }
 
-int blob_ask(const char *source, const unsigned char *key, const struct schan_identity *self,
-             const struct blob_req *q, struct blink **l, struct blob_resp *resp, char *errmsg)
+int blob_ask(const char *source, struct tls_creds *creds, const struct blob_req *q,
+             struct blink **l, struct blob_resp *resp, char *errmsg)
 {
-    int rv = blink_connect(source, key, SCHAN_LINK_BLOB, self, NULL, BLOB_TIMEOUT_MS, l, errmsg);
+    int rv = blink_connect(source, creds, NULL, BLOB_TIMEOUT_MS, l, errmsg);
     if (rv == FL_OK) {
         rv = blob_call(*l, q, resp, errmsg);
     }
@@ -268,9 +268,9 @@ int blob_ask(const char *source, const unsigned char *key, const struct schan_id
     return rv;
 }
 
-int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,
-                    const struct schan_identity *self, const uint8_t hash[BLOB_HASH_BYTES],
-                    uint64_t size, struct blob_want *w, uint8_t **chunks, char *errmsg)
+int blob_want_fetch(const char *const *sources, unsigned n_sources, struct tls_creds *creds,
+                    const uint8_t hash[BLOB_HASH_BYTES], uint64_t size, struct blob_want *w,
+                    uint8_t **chunks, char *errmsg)
 {
     char why[FL_ERRMSG_SIZE * 2] = "", one[FL_ERRMSG_SIZE];
     uint32_t cs = blob_chunk_size(size);
@@ -284,7 +284,7 @@ int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsign
         memset(&q, 0, sizeof q);
         q.op = BLOB_CHUNKS;
         memcpy(q.hash, hash, BLOB_HASH_BYTES);
-        rv = blob_ask(sources[s], key, self, &q, &l, &a, one);
+        rv = blob_ask(sources[s], creds, &q, &l, &a, one);
         if (rv == FL_OK && (a.size != size || a.data_len != n * BLOB_HASH_BYTES)) {
             rv = fl_errf(one, FL_ECORRUPT, "it holds %llu bytes and %zu chunk hashes, not %llu",
                          (unsigned long long)a.size, a.data_len / BLOB_HASH_BYTES,
@@ -313,9 +313,9 @@ int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsign
     return fl_errf(errmsg, rv, "chunk hashes: %s", n_sources ? why : "no source");
 }
 
-int blob_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,
-               const struct schan_identity *self, const struct blob_want *w, const char *dest,
-               struct blob_fetch_stats *st, char *errmsg)
+int blob_fetch(const char *const *sources, unsigned n_sources, struct tls_creds *creds,
+               const struct blob_want *w, const char *dest, struct blob_fetch_stats *st,
+               char *errmsg)
 {
     char part[4200], why[FL_ERRMSG_SIZE * 2] = "", one[FL_ERRMSG_SIZE];
     uint8_t *buf;
@@ -339,7 +339,7 @@ int blob_fetch(const char *const *sources, unsigned n_sources, const unsigned ch
     st->chunks_resumed = next;
     for (unsigned s = 0; s < n_sources && next < w->n_chunks; s++) {
         struct blink *l = NULL;
-        rv = blink_connect(sources[s], key, SCHAN_LINK_BLOB, self, NULL, BLOB_TIMEOUT_MS, &l, one);
+        rv = blink_connect(sources[s], creds, NULL, BLOB_TIMEOUT_MS, &l, one);
         while (rv == FL_OK && next < w->n_chunks) {
             struct blob_req q;
             struct blob_resp a;

@@ -1,8 +1,8 @@
-/* common/blob — the package blob link: its messages, a client that fetches
+/* blob/blob — the package blob link: its messages, a client that fetches
  * a blob in verified chunks with resume, and the server's answer to one
  * request (docs/PACKAGES.md "Blob link").
  *
- * Over a common/blink link of kind SCHAN_LINK_BLOB. Each request is
+ * Over a blob/blink link (tls/tlink.h kind TLINK_BLOB). Each request is
  *   [op, hash(bin 32), offset, length, sig(bin)]
  * and each answer
  *   [status, message, size, data(bin)]
@@ -18,13 +18,13 @@
  *          when it knows only the package's hash (an agent has no API token).
  *          The server checks the whole hash as it computes them and answers
  *          FL_ECORRUPT if its copy is damaged. */
-#ifndef FL_COMMON_BLOB_H
-#define FL_COMMON_BLOB_H
+#ifndef FL_BLOB_BLOB_H
+#define FL_BLOB_BLOB_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/blink.h"
+#include "blob/blink.h"
 #include "common/buf.h"
 
 #define BLOB_HASH_BYTES 32
@@ -81,23 +81,23 @@ struct blob_fetch_stats {
  * the whole-file hash is checked and DEST.part renamed to dest. FL_ENOTFOUND
  * (no source has it), FL_ECORRUPT (bad bytes everywhere), FL_ENET, FL_EIO;
  * errmsg says which source said what. */
-int blob_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,
-               const struct schan_identity *self, const struct blob_want *w, const char *dest,
-               struct blob_fetch_stats *st, char *errmsg);
+int blob_fetch(const char *const *sources, unsigned n_sources, struct tls_creds *creds,
+               const struct blob_want *w, const char *dest, struct blob_fetch_stats *st,
+               char *errmsg);
 
 /* Fill *w for the blob with this hash and size from the first source that
  * answers CHUNKS; *chunks is fl_malloc'd (fl_free it). The chunk hashes
- * come from a server that authenticated with the cluster key; the fetch
+ * come from a server that proved a server certificate; the fetch
  * still checks the whole hash at the end. */
-int blob_want_fetch(const char *const *sources, unsigned n_sources, const unsigned char *key,
-                    const struct schan_identity *self, const uint8_t hash[BLOB_HASH_BYTES],
-                    uint64_t size, struct blob_want *w, uint8_t **chunks, char *errmsg);
+int blob_want_fetch(const char *const *sources, unsigned n_sources, struct tls_creds *creds,
+                    const uint8_t hash[BLOB_HASH_BYTES], uint64_t size, struct blob_want *w,
+                    uint8_t **chunks, char *errmsg);
 /* One request to one source: connect, send q, and turn an answer with a
  * non-zero status into that error (the server's message in errmsg). On
  * FL_OK *l is the open link that resp points into (blink_close it after
  * using resp); on error the link is closed and *l NULL. */
-int blob_ask(const char *source, const unsigned char *key, const struct schan_identity *self,
-             const struct blob_req *q, struct blink **l, struct blob_resp *resp, char *errmsg);
+int blob_ask(const char *source, struct tls_creds *creds, const struct blob_req *q,
+             struct blink **l, struct blob_resp *resp, char *errmsg);
 /* One request on an open link; resp points into the link's buffer. */
 int blob_call(struct blink *l, const struct blob_req *req, struct blob_resp *resp, char *errmsg);
 

@@ -4,7 +4,7 @@
  * first start and kept in its data directory; the cluster records the public
  * key at the first join (or on approval) and refuses another key for the same
  * agent id. The agent proves possession of its key in every HELLO by signing
- * the secure channel's session binding (schan_binding) and its id, so a
+ * the TLS link's session binding (tlink_binding, an RFC 8446 exporter) and its id, so a
  * signature seen on one connection is useless on any other.
  *
  * HELLO auth (96 bytes): public key (32) | signature (64) of

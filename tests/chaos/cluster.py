@@ -178,7 +178,11 @@ class Features:
         self.missing = {}
         self.key = self._help_ok(["keygen", "--help"])
         self.server_key = self.key and "--key" in self._help(["server", "--help"])
-        self.agent_key = self.key and "--key" in self._help(["agent", "--help"])
+        self.agent_key = self.key and "--key " in self._help(["agent", "--help"])
+        # Mutual TLS on every link (docs/SECURITY.md): a CA and a certificate
+        # per server and agent.
+        self.tls = self._help_ok(["ca", "--help"]) and "--cert-key" in self._help(["server",
+                                                                                   "--help"])
         self.netns = want_netns and self._probe_netns()
         if not want_netns:
             self.missing["netns"] = "--loopback given"
@@ -638,6 +642,7 @@ class World:
         self.agent_cap = agent_cap
         self.n_agents = n_agents
         self.key_file = None
+        self.pki = None
         self.peers = None
         self.extra_server_args = ["--lost-after", "6s", "--snapshot-threshold", "1024",
                                   "--snapshot-trailing", "256"]
@@ -653,6 +658,7 @@ class World:
                 "--agent-addr", p.agent_addr, "--cap", str(self.server_cap)] + self.extra_server_args
         if self.features.server_key and self.key_file:
             argv += ["--key", self.key_file]
+        argv += self.tls_argv("server", "server-%d" % p.sid)
         if p.join_mode:
             live = [s for s in self.servers.values() if s is not p and s.state == "up"]
             argv += ["--join", ",".join(s.api for s in live[:1]) or self.servers[1].api]
@@ -666,7 +672,19 @@ class World:
                 "--cap", str(self.agent_cap), "--data", p.data]
         if self.features.agent_key and self.key_file:
             argv += ["--key", self.key_file]
+        argv += self.tls_argv("agent", "agent-" + p.name[1:])
         return argv
+
+    def tls_argv(self, role, name):
+        """--ca/--cert/--cert-key of a certificate of this run's CA (made once)."""
+        if not self.pki:
+            return []
+        prefix = os.path.join(self.pki, name)
+        if not os.path.exists(prefix + ".pem"):
+            sh([self.binary, "cert", "issue", "--ca-dir", self.pki, "--role", role, "--name", name,
+                "--out", prefix])
+        return ["--ca", os.path.join(self.pki, "ca.pem"), "--cert", prefix + ".pem",
+                "--cert-key", prefix + ".key"]
 
     # -- setup ------------------------------------------------------------
     def setup(self, clock_victim=None, disk_victim=None, disk_mb=384):
@@ -675,6 +693,9 @@ class World:
         if self.features.key:
             self.key_file = os.path.join(self.dir, "cluster.key")
             sh([self.binary, "keygen", "--out", self.key_file])
+        if self.features.tls:
+            self.pki = os.path.join(self.dir, "pki")
+            sh([self.binary, "ca", "init", "--dir", self.pki, "--cluster", "chaos"])
         for i in range(1, self.n_servers + 1):
             p = Proc(self, "s%d" % i, "server", sid=i)
             p.port_off = i

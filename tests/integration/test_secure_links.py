@@ -1,11 +1,16 @@
-"""Every link authenticated and encrypted (issue 5; docs/SECURITY.md "Links").
+"""Every link mutual TLS 1.3 with a certificate of the cluster CA (issue 16;
+docs/SECURITY.md "Links").
 
-Real processes: servers without the cluster key or with another key cannot
-join Raft, garbage and the stock raft handshake are refused, a byte flipped
-on a live Raft link closes that link and the cluster carries on, and the
-same for agents (wrong key, impersonation, approval)."""
+Real processes: processes without certificates, or with certificates of
+another CA, refuse to start or are refused; a server with another CA's
+certificate cannot join Raft, an agent certificate cannot open a Raft link,
+garbage and the stock raft handshake are refused, a byte flipped on a live
+Raft link closes that link and the cluster carries on; `openssl s_client`
+sees TLS 1.3 on the Raft, agent and blob ports and nothing older; the same
+for agents (another CA, impersonation, approval)."""
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -27,11 +32,6 @@ def wait_for(pred, timeout=20, what="condition"):
             return v
         time.sleep(0.1)
     raise AssertionError("timed out waiting for " + what)
-
-
-def keygen(path):
-    subprocess.check_call([BIN, "keygen", "--out", path], stdout=subprocess.DEVNULL)
-    return path
 
 
 def write_ok(cluster, n=20, prefix="k"):
@@ -100,35 +100,73 @@ class FlipProxy:
         self.sock.close()
 
 
-# ---- starting without a key -------------------------------------------------------
+# ---- starting without credentials ----------------------------------------------
 
 
-def test_no_key_refuses_to_start():
-    c = Cluster(1, name="nokey")
+def run_bin(args, env=None, timeout=10):
+    return subprocess.run([BIN] + args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_no_certificate_refuses_to_start():
+    c = Cluster(1, name="nocert")
     try:
         env = dict(os.environ)
-        env.pop("FLOTILLA_KEY_FILE", None)
-        for args in (["server", "--id", "1", "--data", os.path.join(c.dir, "s")],
-                     ["agent", "--join", "127.0.0.1:1", "--name", "a", "--data",
-                      os.path.join(c.dir, "a")]):
-            p = subprocess.run([BIN] + args, env=env, capture_output=True, text=True, timeout=10)
-            check(p.returncode != 0, "%s started without a key" % args[0])
-            check("flotilla keygen" in p.stderr, "no hint how to make a key: %r" % p.stderr)
-        # A key readable by others is refused, like ssh does.
-        loose = keygen(os.path.join(c.dir, "loose.key"))
+        for k in ("FLOTILLA_CACERT", "FLOTILLA_CERT", "FLOTILLA_CERT_KEY"):
+            env.pop(k, None)
+        server = ["server", "--id", "1", "--data", os.path.join(c.dir, "s"), "--key", c.key]
+        agent = ["agent", "--join", "127.0.0.1:1", "--data", os.path.join(c.dir, "a")]
+        for args in (server, agent):
+            p = run_bin(args, env)
+            check(p.returncode == 2, "%s started without a certificate: %r" % (args[0], p))
+            check("flotilla ca init" in p.stderr and "flotilla cert issue" in p.stderr,
+                  "no hint how to make certificates: %r" % p.stderr)
+        scert, skey = c.issue("server", "server-1")
+        acert, akey = c.issue("agent", "web-1")
+        # A key file readable by others is refused, like ssh does.
+        loose = os.path.join(c.dir, "loose.key")
+        with open(skey) as f, open(loose, "w") as g:
+            g.write(f.read())
         os.chmod(loose, 0o644)
-        p = subprocess.run([BIN, "server", "--id", "1", "--data", os.path.join(c.dir, "s"),
-                            "--key", loose], env=env, capture_output=True, text=True, timeout=10)
-        check(p.returncode != 0 and "chmod 600" in p.stderr, "loose key accepted: %r" % p.stderr)
-        # The environment variable names the file too.
-        env["FLOTILLA_KEY_FILE"] = "/nonexistent/key"
-        p = subprocess.run([BIN, "server", "--id", "1", "--data", os.path.join(c.dir, "s")],
-                           env=env, capture_output=True, text=True, timeout=10)
-        check(p.returncode != 0 and "/nonexistent/key" in p.stderr, "env: %r" % p.stderr)
+        p = run_bin(server + ["--ca", c.ca, "--cert", scert, "--cert-key", loose], env)
+        check(p.returncode == 2 and "chmod 600" in p.stderr, "loose key accepted: %r" % p.stderr)
+        # The environment names the files too.
+        env2 = dict(env, FLOTILLA_CACERT=c.ca, FLOTILLA_CERT="/nonexistent/cert.pem",
+                    FLOTILLA_CERT_KEY=skey)
+        p = run_bin(server, env2)
+        check(p.returncode == 2 and "/nonexistent/cert.pem" in p.stderr, "env: %r" % p.stderr)
+        # A certificate of another CA is refused at start, saying so.
+        _, fcert, fkey = c.foreign_tls("server", "server-1")
+        p = run_bin(server + ["--ca", c.ca, "--cert", fcert, "--cert-key", fkey], env)
+        check(p.returncode == 2 and "does not verify against the CA" in p.stderr,
+              "another CA's certificate: %r" % p.stderr)
+        # The key must be the certificate's.
+        p = run_bin(server + ["--ca", c.ca, "--cert", scert, "--cert-key", akey], env)
+        check(p.returncode == 2 and "does not belong to the certificate" in p.stderr,
+              "another key: %r" % p.stderr)
+        # Roles and names: an agent certificate does not make a server; a
+        # server's or agent's name is the one in its certificate.
+        p = run_bin(server + ["--ca", c.ca, "--cert", acert, "--cert-key", akey], env)
+        check(p.returncode == 2 and "server certificate" in p.stderr,
+              "an agent certificate ran a server: %r" % p.stderr)
+        p = run_bin(server + ["--name", "server-9", "--ca", c.ca, "--cert", scert, "--cert-key",
+                              skey], env)
+        check(p.returncode == 2 and 'names "server-1"' in p.stderr, "--name: %r" % p.stderr)
+        p = run_bin(agent + ["--name", "web-2", "--ca", c.ca, "--cert", acert, "--cert-key", akey],
+                    env)
+        check(p.returncode != 0 and 'certificate names "web-1"' in p.stderr,
+              "agent --name: %r" % p.stderr)
+        # The servers' key is still required, and for servers only.
+        p = run_bin(["server", "--id", "1", "--data", os.path.join(c.dir, "s"), "--ca", c.ca,
+                     "--cert", scert, "--cert-key", skey], dict(env, FLOTILLA_KEY_FILE=""))
+        check(p.returncode == 2 and "flotilla keygen" in p.stderr, "no servers' key: %r" % p.stderr)
+        p = run_bin(["agent", "--help"], env)
+        check("--key " not in p.stdout and "--cert-key" in p.stdout,
+              "the agent takes no cluster key: %r" % p.stdout)
         # keygen refuses to overwrite without --force and writes mode 0600.
-        p = subprocess.run([BIN, "keygen", "--out", c.key], capture_output=True, text=True)
+        p = run_bin(["keygen", "--out", c.key])
         check(p.returncode != 0 and "--force" in p.stderr, "keygen overwrote: %r" % p.stderr)
         check(os.stat(c.key).st_mode & 0o777 == 0o600, "key mode")
+        check(os.stat(skey).st_mode & 0o777 == 0o600, "certificate key mode")
     finally:
         c.close()
 
@@ -136,32 +174,98 @@ def test_no_key_refuses_to_start():
 # ---- Raft ---------------------------------------------------------------------------
 
 
-def test_wrong_key_cannot_join_raft():
-    c = Cluster(3, name="wrongkey")
-    wrong = keygen(os.path.join(c.dir, "other.key"))
-    c.servers[3].extra = ["--key", wrong]
+def test_foreign_ca_cannot_join_raft():
+    c = Cluster(3, name="foreignca")
+    fca, fcert, fkey = c.foreign_tls("server", "server-3")
+    c.servers[3].extra = ["--ca", fca, "--cert", fcert, "--cert-key", fkey]
     try:
         c.start(wait_nodes=False)
         write_ok(c, 30)
         # Servers 1 and 2 log why server 3 is refused; so does server 3.
         for sid in (1, 2, 3):
-            wait_for(lambda: "wrong cluster key" in log_of(c.servers[sid]), 15,
-                     "server %d to log the wrong key" % sid)
+            wait_for(lambda: "raft link" in log_of(c.servers[sid]) and
+                     ("certificate" in log_of(c.servers[sid]) or
+                      "unknown ca" in log_of(c.servers[sid])), 15,
+                     "server %d to log the refused certificate" % sid)
+        check(any("unknown ca" in log_of(c.servers[i]) or "does not verify" in
+                  log_of(c.servers[i]) for i in (1, 2)), "no reason logged")
         lid = c.leader()
-        check(lid in (1, 2), "the server with the wrong key leads")
+        check(lid in (1, 2), "the server of another CA leads")
         good = c.servers[lid].status()
         bad = c.servers[3].status()
         check(bad["applied_index"] < good["applied_index"],
               "server 3 applied entries: %r vs %r" % (bad["applied_index"], good["applied_index"]))
         check(bad["state"] != "leader", "server 3 leads")
-        # The cluster is unaffected: 1 and 2 agree.
+        check(good["raft_links"]["refused_handshakes"] >= 1 or
+              c.servers[1 if lid == 2 else 2].status()["raft_links"]["refused_handshakes"] >= 1,
+              "the refusals are counted")
         c.wait_converged(servers=[c.servers[1], c.servers[2]])
-        # With the right key, server 3 catches up.
+        # With the cluster's certificate, server 3 catches up.
         c.servers[3].stop()
         c.servers[3].extra = []
         c.servers[3].start(bootstrap=True)
         c.servers[3].wait_up()
         c.wait_converged(timeout=30)
+    finally:
+        c.close()
+
+
+def s_client(addr, cert, key, ca, extra=()):
+    return subprocess.run(["openssl", "s_client", "-connect", addr, "-CAfile", ca, "-cert", cert,
+                           "-key", key, "-verify_return_error", "-brief"] + list(extra),
+                          input="", capture_output=True, text=True, timeout=20)
+
+
+def test_tls13_on_every_port_and_roles():
+    c = Cluster(3, name="tlsports").start()
+    try:
+        s1 = c.servers[1]
+        blob = c.servers[1].blob
+        scert, skey = c.issue("server", "probe-server")
+        acert, akey = c.issue("agent", "probe-agent")
+        ccert, ckey = c.issue("client", "probe-client")
+        for addr, cert, key in ((s1.raft, scert, skey), (s1.agent, acert, akey),
+                                (blob, ccert, ckey)):
+            r = s_client(addr, cert, key, c.ca, ["-tls1_3"])
+            out = r.stdout + r.stderr
+            check("Protocol version: TLSv1.3" in out and "Verification: OK" in out,
+                  "s_client to %s: %s" % (addr, out[-600:]))
+            r = s_client(addr, cert, key, c.ca, ["-tls1_2"])
+            out = r.stdout + r.stderr
+            check(r.returncode != 0 and "TLSv1.2" not in out.split("Protocol version")[-1][:20],
+                  "TLS 1.2 accepted on %s: %s" % (addr, out[-600:]))
+            check("alert protocol version" in out or "unsupported protocol" in out,
+                  "no protocol refusal on %s: %s" % (addr, out[-600:]))
+        # Roles: an agent certificate cannot open a Raft link; a client
+        # certificate cannot open an agent link; no certificate, nothing.
+        before = s1.status()["raft_links"]["refused_handshakes"]
+        for addr, role, name, kind in ((s1.raft, "agent", "probe-agent", 1),
+                                       (s1.agent, "client", "probe-client", 2)):
+            try:
+                sock = c.tls_connect(addr, role, name, kind=kind, claim=b"9@127.0.0.1:1")
+                sock.close()
+                raise AssertionError("a %s certificate opened a kind %d link" % (role, kind))
+            except (ssl.SSLError, ConnectionError, OSError) as e:
+                check("access denied" in str(e) or "alert" in str(e) or "closed" in str(e),
+                      "refusal of %s on kind %d: %r" % (role, kind, e))
+        wait_for(lambda: "may not open a raft link" in log_of(s1), 10, "the Raft refusal logged")
+        wait_for(lambda: "may not open a agent link" in log_of(s1), 10, "the agent refusal logged")
+        check(s1.status()["raft_links"]["refused_handshakes"] >= before + 1, "not counted")
+        r = subprocess.run(["openssl", "s_client", "-connect", s1.raft, "-CAfile", c.ca, "-brief",
+                            "-tls1_3"], input="", capture_output=True, text=True, timeout=20)
+        check("certificate required" in r.stdout + r.stderr,
+              "no client certificate: %s" % (r.stdout + r.stderr)[-400:])
+        # A link of one kind cannot be used as another: a server certificate
+        # saying "blob" on the Raft port is closed.
+        try:
+            sock = c.tls_connect(s1.raft, "server", "probe-server", kind=3)
+            sock.close()
+            raise AssertionError("a blob HELLO was answered on the Raft port")
+        except (ssl.SSLError, ConnectionError, OSError):
+            pass
+        wait_for(lambda: "opened a blob link on a raft port" in log_of(s1), 10, "kind mismatch")
+        write_ok(c, 10)
+        c.wait_converged()
     finally:
         c.close()
 
@@ -198,7 +302,8 @@ def test_garbage_and_stock_handshake_refused():
             s.close()
         log = log_of(c.servers[1])
         check("raft link from" in log, "no log line for refused links")
-        check("bad magic" in log or "over the limit" in log, "no reason logged")
+        check("wrong version number" in log or "packet length too long" in log or
+              "record layer failure" in log, "no TLS reason logged: %s" % log[-1500:])
         write_ok(c, 10)
         c.wait_converged()
         # Counted: the refused handshakes (garbage, the stock handshake, the
@@ -247,8 +352,8 @@ def test_tampered_byte_closes_raft_link():
         check(s2.status()["raft_links"]["closed_bad_frame"] >= 1,
               "the tampered link is counted: %r" % s2.status()["raft_links"])
         log = log_of(s2)
-        check("does not authenticate" in log or "over the limit" in log or
-              "too short" in log, "no reason for closing: %s" % log[-2000:])
+        check("bad record mac" in log or "decryption failed" in log,
+              "no reason for closing: %s" % log[-2000:])
         # The cluster carries on, and the link comes back through the proxy.
         write_ok(c, 50, "after")
         wait_for(lambda: proxy.accepted > accepted, 15, "a new link through the proxy")
@@ -277,21 +382,34 @@ def any_server_log(cluster, text):
     return any(text in log_of(s) for s in cluster.servers.values())
 
 
-def test_agent_wrong_key_refused():
-    c = Cluster(3, name="agentkey").start()
+def test_agent_foreign_ca_refused():
+    c = Cluster(3, name="agentca").start()
     try:
-        wrong = keygen(os.path.join(c.dir, "other.key"))
-        bad = Agent(c, "intruder", extra=["--key", wrong]).start()
+        fca, fcert, fkey = c.foreign_tls("agent", "intruder")
+        # The intruder trusts our CA (it has the public certificate) but its
+        # own certificate is another CA's.
+        bad = Agent(c, "intruder", extra=["--ca", c.ca, "--cert", fcert, "--cert-key", fkey])
+        bad.start()
+        time.sleep(0.5)
+        check(not bad.alive() and "does not verify against the CA" in agent_log(bad),
+              "an agent with another CA's certificate started: %s" % agent_log(bad)[-500:])
+        # Trusting its own CA it starts, and every server refuses it.
+        bad = Agent(c, "intruder", extra=["--ca", fca, "--cert", fcert, "--cert-key", fkey])
+        bad.start()
         good = Agent(c, "worker-1").start()
         wait_connected(c, ["worker-1"])
-        wait_for(lambda: any_server_log(c, 'agent "intruder" does not authenticate'), 15,
-                 "a server to log the refused agent")
-        wait_for(lambda: "secure handshake" in agent_log(bad), 15, "the agent to log why")
+        wait_for(lambda: "TLS link to" in agent_log(bad), 15, "the agent to log why")
         check(bad.alive(), "the refused agent crashed")
         check("intruder" not in agents(c), "the intruder has an identity record")
         st, body, _ = request(leader_api(c), "GET", "/v1/nodes")
         check(st == 200 and "intruder" not in {n["id"] for n in body["nodes"]},
               "the intruder became a node")
+        # Counted by the server it tried (any of them).
+        refused = 0
+        for srv in c.servers.values():
+            st, body, _ = request(srv.api, "GET", "/v1/dispatch")
+            refused += body["refused_connections"]
+        check(refused >= 1, "not counted: %r" % body)
         write_ok(c, 10)
         c.wait_converged()
     finally:
@@ -401,11 +519,12 @@ def test_agent_approval():
 
 if __name__ == "__main__":
     run([
-        test_no_key_refuses_to_start,
-        test_wrong_key_cannot_join_raft,
+        test_no_certificate_refuses_to_start,
+        test_foreign_ca_cannot_join_raft,
+        test_tls13_on_every_port_and_roles,
         test_garbage_and_stock_handshake_refused,
         test_tampered_byte_closes_raft_link,
-        test_agent_wrong_key_refused,
+        test_agent_foreign_ca_refused,
         test_agent_impersonation_refused,
         test_agent_approval,
     ])

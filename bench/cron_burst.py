@@ -51,10 +51,20 @@ def main():
     a = ap.parse_args()
     binp = os.environ["FLOTILLA_BIN"]
     work = tempfile.mkdtemp(prefix="flotilla-bench-cron.")
-    # Every link is encrypted with the cluster key (docs/SECURITY.md).
+    # The servers' key, and a CA with a certificate per server (docs/SECURITY.md).
     os.environ["FLOTILLA_KEY_FILE"] = os.path.join(work, "cluster.key")
     subprocess.check_call([binp, "keygen", "--out", os.environ["FLOTILLA_KEY_FILE"]],
                           stdout=subprocess.DEVNULL)
+    pki = os.path.join(work, "pki")
+    subprocess.check_call([binp, "ca", "init", "--dir", pki, "--cluster", "bench"],
+                          stdout=subprocess.DEVNULL)
+    os.environ["FLOTILLA_CACERT"] = os.path.join(pki, "ca.pem")
+
+    def cert_args(name):
+        prefix = os.path.join(pki, name)
+        subprocess.check_call([binp, "cert", "issue", "--ca-dir", pki, "--role", "server",
+                               "--name", name, "--out", prefix], stdout=subprocess.DEVNULL)
+        return ["--cert", prefix + ".pem", "--cert-key", prefix + ".key"]
     P = a.base_port
     peers = ",".join("%d=127.0.0.1:%d" % (i, P + 100 + i) for i in (1, 2, 3))
     procs = []
@@ -78,7 +88,8 @@ def main():
         for i in (1, 2, 3):
             log = open(os.path.join(work, "server-%d.log" % i), "wb")
             procs.append(subprocess.Popen(
-                [binp, "server", "--id", str(i), "--data", os.path.join(work, "server-%d" % i),
+                [binp, "server", "--id", str(i), "--data", os.path.join(work, "server-%d" % i)]
+                + cert_args("server-%d" % i) + [
                  "--raft-addr", "127.0.0.1:%d" % (P + 100 + i), "--api-addr", "127.0.0.1:%d" % (P + i),
                  "--agent-addr", "127.0.0.1:%d" % (P + 200 + i), "--cap", str(a.cap),
                  "--bootstrap", "--peers", peers], stdout=log, stderr=log))

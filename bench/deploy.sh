@@ -78,9 +78,16 @@ die() { echo "bench/run deploy: $*" >&2; exit 1; }
 
 "$FLOTILLA_BIN" keygen --out "$WORK/cluster.key" >/dev/null
 export FLOTILLA_KEY_FILE=$WORK/cluster.key FLOTILLA_ADDR=127.0.0.1:$((P + 1))
+
+# The cluster CA and the certificates of every process (bench/pki.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/pki.sh"
+bench_pki "$WORK"
+# deploy-target and package fetch link as a client.
+export FLOTILLA_CERT=$BENCH_PKI/client.pem FLOTILLA_CERT_KEY=$BENCH_PKI/client.key
+bench_cert client client >/dev/null
 "$FLOTILLA_BIN" server --id 1 --data "$WORK/server" --raft-addr 127.0.0.1:$((P + 101)) \
     --api-addr 127.0.0.1:$((P + 1)) --agent-addr 127.0.0.1:$((P + 201)) \
-    --blob-addr 127.0.0.1:$((P + 301)) --no-agent --key "$WORK/cluster.key" \
+    --blob-addr 127.0.0.1:$((P + 301)) --no-agent --key "$WORK/cluster.key" $(bench_cert server server-1) \
     --bootstrap --peers "1=127.0.0.1:$((P + 101))" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 bench_token "127.0.0.1:$((P + 1))" "$WORK" || { tail -20 "$WORK/server.log" >&2; die "no server"; }
@@ -115,7 +122,7 @@ mkdir -p "$ROOT"
 BLOB=127.0.0.1:$((P + 301))
 if [ "$VIA" = cluster ]; then
     "$FLOTILLA_BIN" agent --join 127.0.0.1:$((P + 201)) --name bench --cap 1 --data "$WORK/agent" \
-        --key "$WORK/cluster.key" --apps "$WORK/apps" >"$WORK/agent.log" 2>&1 &
+        $(bench_cert agent bench) --apps "$WORK/apps" >"$WORK/agent.log" 2>&1 &
     PIDS+=($!)
     for i in $(seq 100); do # until the agent has registered
         "$FLOTILLA_BIN" node list --json 2>/dev/null | grep -q '"bench"' && break

@@ -82,6 +82,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench.XXXXXX")
 # Every link is encrypted with the cluster key (docs/SECURITY.md).
 "$FLOTILLA_BIN" keygen --out "$WORK/cluster.key" >/dev/null
 export FLOTILLA_KEY_FILE="$WORK/cluster.key"
+
+# The cluster CA and the certificates of every process (bench/pki.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/pki.sh"
+bench_pki "$WORK"
 AGENT_WORK=$WORK
 if [ -n "$AGENT_DIR" ]; then
     AGENT_WORK=$(mktemp -d "$AGENT_DIR/flotilla-bench-agents.XXXXXX") || {
@@ -164,7 +168,7 @@ flotilla_start() {
         check_ports $((P + i)) $((P + 100 + i)) $((P + 200 + i))
     done
     for i in 1 2 3; do
-        "$FLOTILLA_BIN" server --id $i --data "$WORK/server-$i" \
+        "$FLOTILLA_BIN" server --id $i --data "$WORK/server-$i" $(bench_cert server server-$i) \
             --raft-addr 127.0.0.1:$((P + 100 + i)) --api-addr 127.0.0.1:$((P + i)) \
             --agent-addr 127.0.0.1:$((P + 200 + i)) --no-agent \
             --bootstrap --peers "$peers" --max-body 32M >"$WORK/server-$i.log" 2>&1 &
@@ -194,7 +198,7 @@ flotilla_leader() {
 agents_start() {
     local i join="127.0.0.1:$((P + 201)),127.0.0.1:$((P + 202)),127.0.0.1:$((P + 203))"
     for ((i = 1; i <= AGENTS; i++)); do
-        "$FLOTILLA_BIN" agent --join "$join" --name "a$i" --cap "$CAP" \
+        "$FLOTILLA_BIN" agent --join "$join" --name "a$i" --cap "$CAP" $(bench_cert agent "a$i") \
             --data "$AGENT_WORK/agent-$i" >"$WORK/agent-$i.log" 2>&1 &
         PIDS+=($!)
         AGENT_PIDS+=($!)

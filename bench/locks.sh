@@ -79,6 +79,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench.XXXXXX")
 "$FLOTILLA_BIN" keygen --out "$WORK/cluster.key" >/dev/null
 export FLOTILLA_KEY_FILE="$WORK/cluster.key"
 
+# The cluster CA and the certificates of every process (bench/pki.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/pki.sh"
+bench_pki "$WORK"
+
 stop_pids() {
     local pid deadline=$((SECONDS + 5))
     [ ${#PIDS[@]} -gt 0 ] || return 0
@@ -136,7 +140,7 @@ flotilla_start() {
         port_free "$port" || die "port $port is in use (pick another --base-port)"
     done
     for i in 1 2 3; do
-        "$FLOTILLA_BIN" server --id $i --data "$WORK/server-$i" \
+        "$FLOTILLA_BIN" server --id $i --data "$WORK/server-$i" $(bench_cert server server-$i) \
             --raft-addr 127.0.0.1:$((P + 100 + i)) --api-addr 127.0.0.1:$((P + i)) \
             --agent-addr 127.0.0.1:$((P + 200 + i)) \
             --bootstrap --peers "$peers" >"$WORK/server-$i.log" 2>&1 &

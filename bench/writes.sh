@@ -72,9 +72,13 @@ fi
 PIDS=()
 LOADGEN_PID=
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench.XXXXXX")
-# Every link is encrypted with the cluster key (docs/SECURITY.md).
+# The servers' key (docs/SECURITY.md).
 "$FLOTILLA_BIN" keygen --out "$WORK/cluster.key" >/dev/null
 export FLOTILLA_KEY_FILE="$WORK/cluster.key"
+
+# The cluster CA and the certificates of every process (bench/pki.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/pki.sh"
+bench_pki "$WORK"
 
 stop_pids() {
     local pid deadline=$((SECONDS + 5))
@@ -140,7 +144,7 @@ flotilla_start() {
     shift || true
     check_ports $((P + 1)) $((P + 2)) $((P + 3)) $((P + 101)) $((P + 102)) $((P + 103))
     for i in 1 2 3; do
-        "$FLOTILLA_BIN" server --id $i --data "$WORK/server-$i$suffix" \
+        "$FLOTILLA_BIN" server --id $i --data "$WORK/server-$i$suffix" $(bench_cert server server-$i) \
             --raft-addr 127.0.0.1:$((P + 100 + i)) --api-addr 127.0.0.1:$((P + i)) \
             --agent-addr 127.0.0.1:$((P + 200 + i)) \
             --bootstrap --peers "$peers" "$@" >"$WORK/server-$i$suffix.log" 2>&1 &

@@ -209,8 +209,8 @@ int main(int argc, char **argv)
         n = MAX_SAMPLES;
     }
     qsort(samples_us, n, sizeof *samples_us, cmp_u32);
-    printf("# %d client threads, %.1f s measured after %.1f s warm-up, to %s\n", threads,
-           seconds, warmup, addr);
+    printf("# %d client threads, %.1f s measured after %.1f s warm-up, to %s\n", threads, seconds,
+           warmup, addr);
     if (first_error[0]) {
         printf("# first error: %s\n", first_error);
     }

@@ -86,6 +86,29 @@ static int agents_approve(int argc, char **argv)
     return cli_do(&c, "POST", path, done);
 }
 
+/* agent revoke NAME / agent unrevoke NAME (docs/SECURITY.md, "Revocation"). */
+static int agents_revoke(int argc, char **argv, int revoke)
+{
+    struct cli_opt opts[] = {ADDR_OPT, {NULL}};
+    struct cli_cmd c = {
+        revoke ? "agent revoke" : "agent unrevoke",
+        "NAME",
+        revoke ? "Put an agent on the cluster's deny-list: every server refuses its certificate "
+                 "at the next handshake, and its open link is closed within a second."
+               : "Take an agent off the deny-list: it may link again.",
+        opts,
+        1,
+        1};
+    char *pos[1], path[512], done[400], *id;
+    int npos;
+    cli_parse(&c, argc, argv, pos, &npos);
+    id = cli_escape(pos[0], 0);
+    snprintf(path, sizeof path, "/v1/agents/%s/revoke", id);
+    free(id);
+    snprintf(done, sizeof done, "%s %.300s", revoke ? "revoked" : "unrevoked", pos[0]);
+    return cli_do(&c, revoke ? "POST" : "DELETE", path, done);
+}
+
 static int agents_forget(int argc, char **argv)
 {
     struct cli_opt opts[] = {ADDR_OPT, {NULL}};
@@ -171,6 +194,9 @@ int cmd_agent(int argc, char **argv)
     }
     if (argc >= 1 && strcmp(argv[0], "forget") == 0) {
         return agents_forget(argc - 1, argv + 1);
+    }
+    if (argc >= 1 && (strcmp(argv[0], "revoke") == 0 || strcmp(argv[0], "unrevoke") == 0)) {
+        return agents_revoke(argc - 1, argv + 1, strcmp(argv[0], "revoke") == 0);
     }
     if (argc >= 1 && strcmp(argv[0], "id") == 0) {
         return agent_id(argc - 1, argv + 1);

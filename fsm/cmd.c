@@ -20,7 +20,7 @@ static const char *const type_names[FSM_CMD__MAX] = {
     "job_put",           "job_del",          "job_pause",      "job_fire",
     "acl_bootstrap",     "token_create",     "token_delete",   "agent_key_set",
     "agent_key_approve", "agent_key_forget", "package_put",    "package_rm",
-    "request",
+    "request",           "agent_revoke",     "agent_unrevoke",
 };
 
 const char *fsm_cmd_type_name(int type)

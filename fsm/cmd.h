@@ -87,6 +87,9 @@ enum fsm_cmd_type {
     /* Not a command: the envelope [36, session, serial, cmd] of a command
      * that carries a client's request identity (fsm_cmd.req). */
     FSM_CMD_REQUEST = 36,
+    /* The agent deny-list (docs/SECURITY.md "Revocation"); both use u.agentkey. */
+    FSM_CMD_AGENT_REVOKE = 37,   /* refuse this agent name at every handshake and HELLO */
+    FSM_CMD_AGENT_UNREVOKE = 38, /* take it off the list */
     FSM_CMD__MAX
 };
 

@@ -464,6 +464,8 @@ static const struct fsm_cmd_desc descs[FSM_CMD__MAX] = {
     [FSM_CMD_AGENT_KEY_FORGET] = {&agentkey_s, NULL, NULL},
     [FSM_CMD_PACKAGE_PUT] = {&package_s, NULL, NULL},
     [FSM_CMD_PACKAGE_RM] = {&package_s, NULL, NULL},
+    [FSM_CMD_AGENT_REVOKE] = {&agentkey_s, NULL, NULL},
+    [FSM_CMD_AGENT_UNREVOKE] = {&agentkey_s, NULL, NULL},
 };
 
 const struct fsm_cmd_desc *fsm__cmd_desc(int type)

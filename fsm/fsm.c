@@ -168,6 +168,8 @@ static int execute_cmd(struct fsm *f, const struct fsm_cmd *c, uint64_t index, u
     case FSM_CMD_AGENT_KEY_SET:
     case FSM_CMD_AGENT_KEY_APPROVE:
     case FSM_CMD_AGENT_KEY_FORGET:
+    case FSM_CMD_AGENT_REVOKE:
+    case FSM_CMD_AGENT_UNREVOKE:
         return fsm__apply_agentkey(f, c, index, now, res);
     case FSM_CMD_PACKAGE_PUT:
     case FSM_CMD_PACKAGE_RM:

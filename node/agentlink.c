@@ -2,6 +2,7 @@
  * (docs/SECURITY.md "Links"), framing, sending and closing sessions, and the
  * dispatcher's port over them. */
 #include "node/agentlink_int.h"
+#include "node/denylist.h"
 
 /* ---- sending ------------------------------------------------------------ */
 
@@ -457,4 +458,17 @@ void agentlink_stats(struct agentlink *l, json_t *o)
 {
     json_object_set_new(o, "bad_frames", json_integer((json_int_t)l->n_bad_frames));
     json_object_set_new(o, "refused_connections", json_integer((json_int_t)l->n_refused));
+}
+
+void agentlink_close_denied(struct agentlink *l, struct denylist *d)
+{
+    struct session *next;
+    for (struct session *ss = l->sessions; ss != NULL; ss = next) {
+        next = ss->next;
+        if (!ss->closing && ss->ch != NULL && tlink_peer(ss->ch)->role == PKI_ROLE_AGENT &&
+            denylist_has(d, tlink_peer(ss->ch)->name)) {
+            FL_WARN("agent %s is revoked: closing its link", tlink_peer(ss->ch)->name);
+            agentlink__close(ss, "revoked");
+        }
+    }
 }

@@ -25,4 +25,8 @@ void agentlink_close(struct agentlink *l, void (*cb)(void *data), void *data);
 /* Add the links' counters (bad_frames, refused_connections) to o. */
 void agentlink_stats(struct agentlink *l, json_t *o);
 
+/* Close the links of agents on the deny-list (their certificate's name). */
+struct denylist;
+void agentlink_close_denied(struct agentlink *l, struct denylist *d);
+
 #endif

@@ -108,6 +108,11 @@ static int hello_identity(struct session *ss, const struct aproto_hello *h)
         rv = store_agentkey_get(t, h->agent_id, &rec);
         store_abort(t);
     }
+    if (rv == FL_OK && rec.state == STORE_AGENTKEY_REVOKED) {
+        refuse(ss, "revoked", "agent %s is revoked (flotilla agent unrevoke %s)", h->agent_id,
+               h->agent_id);
+        return 0;
+    }
     if (rv == FL_OK && memcmp(rec.pk, pk, sizeof pk) != 0) {
         fl_ident_fingerprint(rec.pk, known);
         refuse(ss, "identity_mismatch",

@@ -1,7 +1,9 @@
-/* Agent identities in the API (docs/SECURITY.md "Links"):
- *   GET  /v1/agents               every recorded agent key, approved or pending
- *   POST /v1/agents/{id}/approve  let a pending agent join
- *   DELETE /v1/agents/{id}        forget its key: the next join records a new one */
+/* Agent identities in the API (docs/SECURITY.md "Links", "Revocation"):
+ *   GET  /v1/agents                every recorded agent, approved, pending or revoked
+ *   POST /v1/agents/{id}/approve   let a pending agent join
+ *   DELETE /v1/agents/{id}         forget its key: the next join records a new one
+ *   POST /v1/agents/{id}/revoke    refuse it at every handshake from now on
+ *   DELETE /v1/agents/{id}/revoke  take it off the deny-list */
 #include <string.h>
 
 #include <jansson.h>
@@ -10,6 +12,7 @@
 #include "common/ident.h"
 #include "leader/dispatch.h"
 #include "node/node_int.h"
+#include "pki/pki.h"
 #include "store/iter.h"
 #include "fsm/cmd.h"
 
@@ -19,9 +22,11 @@ static json_t *agentkey_json(const char *id, size_t idlen, const struct store_ag
     char fpr[FL_IDENT_FPR_SIZE];
     fl_ident_fingerprint(k->pk, fpr);
     return json_pack("{s:s%, s:s, s:s, s:I, s:I, s:b}", "id", id, idlen, "public_key", fpr, "state",
-                     k->state == STORE_AGENTKEY_APPROVED ? "approved" : "pending", "created_ms",
-                     (json_int_t)k->created_ms, "updated_index", (json_int_t)k->updated_index,
-                     "connected", connected);
+                     k->state == STORE_AGENTKEY_APPROVED  ? "approved"
+                     : k->state == STORE_AGENTKEY_PENDING ? "pending"
+                                                          : "revoked",
+                     "created_ms", (json_int_t)k->created_ms, "updated_index",
+                     (json_int_t)k->updated_index, "connected", connected);
 }
 
 void node__agents_list(struct node_server *s, struct http_request *req, char **args)
@@ -106,4 +111,50 @@ void node__agents_forget(struct node_server *s, struct http_request *req, char *
     cmd.u.agentkey.agent = args[0];
     cmd.u.agentkey.alen = strlen(args[0]);
     node__submit(s, req, &cmd, forget_done);
+}
+
+static void revoke_done(struct node_server *s, struct http_request *req, int err,
+                        const struct fsm_result *res)
+{
+    (void)s;
+    if (err == FL_OK) {
+        err = res->err;
+    }
+    if (err == FL_ENOTFOUND) {
+        node__respond_err(req, err, "this agent is not revoked");
+        return;
+    }
+    if (err != FL_OK) {
+        node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));
+}
+
+static void submit_revoke(struct node_server *s, struct http_request *req, const char *agent,
+                          int type)
+{
+    struct fsm_cmd cmd;
+    if (!pki_name_valid(agent)) {
+        node__respond_err(req, FL_EINVAL,
+                          "an agent name is a certificate name: 1-%d of [A-Za-z0-9._-], not "
+                          "starting with . or -",
+                          PKI_NAME_MAX);
+        return;
+    }
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = type;
+    cmd.u.agentkey.agent = agent;
+    cmd.u.agentkey.alen = strlen(agent);
+    node__submit(s, req, &cmd, revoke_done);
+}
+
+void node__agents_revoke(struct node_server *s, struct http_request *req, char **args)
+{
+    submit_revoke(s, req, args[0], FSM_CMD_AGENT_REVOKE);
+}
+
+void node__agents_unrevoke(struct node_server *s, struct http_request *req, char **args)
+{
+    submit_revoke(s, req, args[0], FSM_CMD_AGENT_UNREVOKE);
 }

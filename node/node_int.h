@@ -33,6 +33,7 @@ struct node_server {
     struct jobs_hooks jobs_hooks;    /* its view of the dispatcher */
     struct blobs *blobs;             /* package bytes and the blob link (node/blobs.h) */
     struct tls_creds *creds;         /* every link's TLS credentials (cfg.creds) */
+    struct denylist *deny;           /* revoked agents, for the handshakes (node/denylist.h) */
     uv_loop_t *loop;
     struct store *store;
     struct rg_repl *repl;
@@ -188,6 +189,8 @@ void node__nodes_list(struct node_server *s, struct http_request *req, char **ar
 void node__agents_list(struct node_server *s, struct http_request *req, char **args);
 void node__agents_approve(struct node_server *s, struct http_request *req, char **args);
 void node__agents_forget(struct node_server *s, struct http_request *req, char **args);
+void node__agents_revoke(struct node_server *s, struct http_request *req, char **args);
+void node__agents_unrevoke(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_get(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_cap(struct node_server *s, struct http_request *req, char **args);
 void node__nodes_drain(struct node_server *s, struct http_request *req, char **args);

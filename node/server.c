@@ -16,6 +16,7 @@
 #include "agent/agent.h"
 #include "http/client.h"
 #include "node/blobs.h"
+#include "node/denylist.h"
 #include "leader/dispatch.h"
 #include "node/agentlink.h"
 #include "leader/jobs.h"
@@ -238,6 +239,22 @@ static void on_leader(void *data)
     }
 }
 
+/* The revoked agents, for the handshakes; the open links of agents that
+ * became revoked are closed (node/denylist.h). */
+static void refresh_denylist(struct node_server *s)
+{
+    unsigned before = denylist_count(s->deny);
+    if (denylist_refresh(s->deny, s->store) != FL_OK) {
+        return; /* the copy stays as it was; the leader checks each HELLO */
+    }
+    if (denylist_count(s->deny) > 0 && s->links != NULL) {
+        agentlink_close_denied(s->links, s->deny);
+    }
+    if (denylist_count(s->deny) != before) {
+        FL_INFO("%u agent(s) revoked", denylist_count(s->deny));
+    }
+}
+
 static void tick_cb(uv_timer_t *h)
 {
     struct node_server *s = h->data;
@@ -260,6 +277,7 @@ static void tick_cb(uv_timer_t *h)
     if (s->blobs != NULL) {
         blobs_tick(s->blobs, uv_now(s->loop));
     }
+    refresh_denylist(s);
 }
 
 /* ---- lifecycle --------------------------------------------------------------- */
@@ -599,6 +617,11 @@ int node_server_run(const struct node_config *cfg)
     if (open_store(s) != 0) {
         goto out;
     }
+    if (denylist_create(&s->deny) != FL_OK) {
+        goto out_store;
+    }
+    denylist_refresh(s->deny, s->store);
+    tls_creds_set_deny(s->creds, denylist_hook, s->deny);
     if (create_repl(s) != 0) {
         goto out_store;
     }
@@ -630,6 +653,8 @@ out_repl:
     rg_repl_close(s->repl, NULL, NULL);
     uv_run(s->loop, UV_RUN_DEFAULT);
 out_store:
+    tls_creds_set_deny(s->creds, NULL, NULL);
+    denylist_destroy(s->deny);
     store_close(s->store);
 out:
     /* Pooled client connections are loop handles too. */

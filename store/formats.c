@@ -247,7 +247,7 @@ const struct schema store__fmt_token = {
 
 static const struct schema_field agentkey_fields[] = {
     SCHEMA_F_BYTES(store_agentkey, pk),
-    ENUM(store_agentkey, state, STORE_AGENTKEY_APPROVED, STORE_AGENTKEY_PENDING),
+    ENUM(store_agentkey, state, STORE_AGENTKEY_APPROVED, STORE_AGENTKEY_REVOKED),
     U(store_agentkey, created_ms),
     U(store_agentkey, updated_index),
 };

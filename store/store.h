@@ -499,6 +499,7 @@ int store_token_put(struct store_txn *t, const uint8_t hash[STORE_TOKEN_HASH_BYT
 enum store_agentkey_state {
     STORE_AGENTKEY_APPROVED = 1, /* the agent may join with this key */
     STORE_AGENTKEY_PENDING = 2,  /* seen, waiting for `flotilla agent approve` */
+    STORE_AGENTKEY_REVOKED = 3,  /* on the deny-list: refused at every handshake and HELLO */
 };
 
 /* The ed25519 public key the cluster knows for an agent id. */

@@ -150,6 +150,9 @@ def workload(c, tmp):
     call(c, "POST", "/v1/tasks/%s/cancel" % lost["id"], {})
     # web-1 forgotten: its next join records its key anew.
     call(c, "DELETE", "/v1/agents/web-1")
+    # The deny-list: an agent name revoked and taken off again.
+    call(c, "POST", "/v1/agents/gone-1/revoke", {})
+    call(c, "DELETE", "/v1/agents/gone-1/revoke")
 
     # sessions and locks: create, renew, acquire (try and wait), a wait that
     # times out, release by token, destroy, expiry with lock-delay, wake.

@@ -407,7 +407,7 @@ def test_agent_foreign_ca_refused():
         # Counted by the server it tried (any of them).
         refused = 0
         for srv in c.servers.values():
-            st, body, _ = request(srv.api, "GET", "/v1/dispatch")
+            st, body, _ = request(srv.api, "GET", "/v1/dispatch?stale")
             refused += body["refused_connections"]
         check(refused >= 1, "not counted: %r" % body)
         write_ok(c, 10)
@@ -517,6 +517,72 @@ def test_agent_approval():
         c.close()
 
 
+def node_connected(cluster, name):
+    st, body, _ = request(leader_api(cluster), "GET", "/v1/nodes/%s" % name)
+    return st == 200 and body.get("connected")
+
+
+def test_revoked_agent_refused_at_every_handshake():
+    c = Cluster(3, name="revoke").start()
+    try:
+        a = Agent(c, "edge-9").start()
+        wait_connected(c, ["edge-9"])
+        st, _, _ = request(leader_api(c), "POST", "/v1/agents/edge-9/revoke", token=None)
+        check(st == 401, "revoke without a token: %s" % st)
+        st, body, _ = request(leader_api(c), "POST", "/v1/agents/bad%20name/revoke")
+        check(st == 400, "a name no certificate can carry: %s %r" % (st, body))
+        refused0 = sum(request(s.api, "GET", "/v1/dispatch?stale")[1]["refused_connections"]
+                       for s in c.servers.values())
+        out = subprocess.run([BIN, "agent", "revoke", "edge-9", "--addr", leader_api(c)],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0 and "revoked edge-9" in out.stdout, "agent revoke: %r" % (out,))
+        t0 = time.time()
+        # Its open link is closed, and every handshake after is refused.
+        wait_for(lambda: not node_connected(c, "edge-9"), 10, "edge-9 to be disconnected")
+        wait_for(lambda: "revoked" in agent_log(a), 10, "the agent to be told it is revoked")
+        closed_in = time.time() - t0
+        check(closed_in < 5, "the open link was closed after %.1f s" % closed_in)
+        check(agents(c)["edge-9"]["state"] == "revoked", "not listed revoked: %r" % agents(c))
+        wait_for(lambda: agent_log(a).count("certificate revoked") >= 2, 20,
+                 "two refused handshakes")
+        refused1 = sum(request(s.api, "GET", "/v1/dispatch?stale")[1]["refused_connections"]
+                       for s in c.servers.values())
+        check(refused1 > refused0, "refusals counted: %d -> %d" % (refused0, refused1))
+        check(any("edge-9" in log_of(s) and "revoked" in log_of(s) for s in c.servers.values()),
+              "no server logged the revoked agent")
+        # The name is revoked, not one certificate: a certificate issued again
+        # for edge-9 gets nothing either, on the agent port or the blob port.
+        prefix = os.path.join(c.pki, "reissued-edge-9")
+        subprocess.check_call([BIN, "cert", "issue", "--ca-dir", c.pki, "--role", "agent", "--name",
+                               "edge-9", "--out", prefix], stdout=subprocess.DEVNULL)
+        for addr, kind in ((c.servers[1].agent, 2), (c.servers[1].blob, 3)):
+            try:
+                sock = c.tls_connect(addr, "agent", "edge-9", kind=kind,
+                                     cert=(prefix + ".pem", prefix + ".key"))
+                sock.close()
+                raise AssertionError("a revoked name linked to %s" % addr)
+            except (ssl.SSLError, ConnectionError, OSError) as e:
+                check("revoked" in str(e) or "closed" in str(e), "refusal: %r" % e)
+        time.sleep(1)
+        check(not node_connected(c, "edge-9"), "edge-9 came back while revoked")
+        # Other agents are untouched; unrevoking lets edge-9 back in.
+        b = Agent(c, "edge-10").start()
+        wait_connected(c, ["edge-10"])
+        out = subprocess.run([BIN, "agent", "unrevoke", "edge-9", "--addr", leader_api(c)],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0, "agent unrevoke: %r" % (out,))
+        wait_connected(c, ["edge-9"], timeout=45)
+        check(agents(c)["edge-9"]["state"] == "approved", "after unrevoke: %r" % agents(c))
+        out = subprocess.run([BIN, "agent", "unrevoke", "edge-9", "--addr", leader_api(c)],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode != 0, "unrevoking an agent that is not revoked worked")
+        b.stop()
+        write_ok(c, 10)
+        c.wait_converged()
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     run([
         test_no_certificate_refuses_to_start,
@@ -527,4 +593,5 @@ if __name__ == "__main__":
         test_agent_foreign_ca_refused,
         test_agent_impersonation_refused,
         test_agent_approval,
+        test_revoked_agent_refused_at_every_handshake,
     ])

@@ -286,6 +286,71 @@ TEST(map_full_is_fatal_with_a_clear_message)
     teardown(&h);
 }
 
+static struct fsm_cmd agent_cmd(int type, const char *agent, const unsigned char *pk, int state)
+{
+    struct fsm_cmd c = {0};
+    c.type = type;
+    c.u.agentkey.agent = agent;
+    c.u.agentkey.alen = strlen(agent);
+    c.u.agentkey.pk = pk;
+    c.u.agentkey.pklen = pk ? 32 : 0;
+    c.u.agentkey.state = (uint8_t)state;
+    return c;
+}
+
+static int agent_state(struct harness *h, const char *agent)
+{
+    struct store_txn *t;
+    struct store_agentkey rec;
+    int rv;
+    fsm_flush(&h->fsm);
+    CHECK_OK(store_begin(h->store, 0, &t));
+    rv = store_agentkey_get(t, agent, &rec);
+    store_abort(t);
+    return rv == FL_OK ? rec.state : 0;
+}
+
+/* The deny-list: revoked stays revoked (a join, an approval, a forget do not
+ * undo it) until unrevoked; a name with no record can be revoked too. */
+TEST(revoked_agents_stay_revoked_until_unrevoked)
+{
+    struct harness h;
+    struct fsm_cmd c[4];
+    unsigned char pk[32] = {7};
+    setup(&h);
+    h.raft.last_applied = 1;
+    c[0] = agent_cmd(FSM_CMD_AGENT_KEY_SET, "web-1", pk, STORE_AGENTKEY_APPROVED);
+    c[1] = agent_cmd(FSM_CMD_AGENT_REVOKE, "web-1", NULL, 0);
+    c[2] = agent_cmd(FSM_CMD_AGENT_REVOKE, "ghost", NULL, 0);
+    c[3] = agent_cmd(FSM_CMD_AGENT_UNREVOKE, "nobody", NULL, 0);
+    apply(&h, c, 4, 1, 1, 2);
+    CHECK_EQ_INT(h.last[1].err, FL_OK);
+    CHECK_EQ_INT(h.last[2].err, FL_OK);
+    CHECK_EQ_INT(h.last[3].err, FL_ENOTFOUND);
+    CHECK_EQ_INT(agent_state(&h, "web-1"), STORE_AGENTKEY_REVOKED);
+    CHECK_EQ_INT(agent_state(&h, "ghost"), STORE_AGENTKEY_REVOKED);
+    c[0] = agent_cmd(FSM_CMD_AGENT_KEY_SET, "web-1", pk, STORE_AGENTKEY_APPROVED);
+    c[1] = agent_cmd(FSM_CMD_AGENT_KEY_APPROVE, "web-1", NULL, 0);
+    c[2] = agent_cmd(FSM_CMD_AGENT_KEY_FORGET, "web-1", NULL, 0);
+    c[3] = agent_cmd(FSM_CMD_AGENT_KEY_SET, "ghost", pk, STORE_AGENTKEY_APPROVED);
+    apply(&h, c, 4, 1, 2, 3);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(h.last[i].err, FL_ECONFLICT);
+    }
+    CHECK_EQ_INT(agent_state(&h, "web-1"), STORE_AGENTKEY_REVOKED);
+    CHECK_EQ_INT(agent_state(&h, "ghost"), STORE_AGENTKEY_REVOKED);
+    c[0] = agent_cmd(FSM_CMD_AGENT_UNREVOKE, "web-1", NULL, 0);
+    c[1] = agent_cmd(FSM_CMD_AGENT_UNREVOKE, "ghost", NULL, 0);
+    c[2] = agent_cmd(FSM_CMD_AGENT_UNREVOKE, "web-1", NULL, 0);
+    apply(&h, c, 3, 1, 3, 4);
+    CHECK_EQ_INT(h.last[0].err, FL_OK);
+    CHECK_EQ_INT(h.last[1].err, FL_OK);
+    CHECK_EQ_INT(h.last[2].err, FL_ENOTFOUND);
+    CHECK_EQ_INT(agent_state(&h, "web-1"), STORE_AGENTKEY_APPROVED); /* its key kept */
+    CHECK_EQ_INT(agent_state(&h, "ghost"), 0);                       /* no key: gone */
+    teardown(&h);
+}
+
 int main(void)
 {
     RUN(results_and_cas);
@@ -293,5 +358,6 @@ int main(void)
     RUN(one_transaction_per_run_of_commits);
     RUN(failed_commit_is_fatal_and_changes_nothing);
     RUN(map_full_is_fatal_with_a_clear_message);
+    RUN(revoked_agents_stay_revoked_until_unrevoked);
     return check_summary();
 }

@@ -175,7 +175,8 @@ static void closed_cb(uv_handle_t *h)
 
 struct main_ctx {
     struct agent *a;
-    uv_signal_t sigint, sigterm;
+    struct tls_creds *creds;
+    uv_signal_t sigint, sigterm, sighup;
     int stopping;
 };
 
@@ -184,6 +185,20 @@ static void agent_gone(void *data)
     struct main_ctx *m = data;
     uv_close((uv_handle_t *)&m->sigint, closed_cb);
     uv_close((uv_handle_t *)&m->sigterm, closed_cb);
+    uv_close((uv_handle_t *)&m->sighup, closed_cb);
+}
+
+/* SIGHUP: the certificate files again, for the next handshake (rotation). */
+static void on_sighup(uv_signal_t *h, int sig)
+{
+    struct main_ctx *m = h->data;
+    char err[FL_ERRMSG_SIZE];
+    (void)sig;
+    if (tls_creds_reload(m->creds, NULL, err) == FL_OK) {
+        FL_INFO("agent: SIGHUP: certificates reloaded (%s)", tls_creds_cert_path(m->creds));
+    } else {
+        FL_WARN("agent: SIGHUP: kept the certificates in use: %s", err);
+    }
 }
 
 static void on_signal(uv_signal_t *h, int sig)
@@ -214,6 +229,10 @@ int agent_main(const struct agent_config *c)
     m.sigint.data = m.sigterm.data = &m;
     uv_signal_start(&m.sigint, on_signal, SIGINT);
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    m.creds = c->creds;
+    uv_signal_init(loop, &m.sighup);
+    m.sighup.data = &m;
+    uv_signal_start(&m.sighup, on_sighup, SIGHUP);
     FL_INFO("agent %s: cap %u, joining %s", c->id, c->cap, c->join[0]);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);

@@ -38,7 +38,7 @@ struct node_server {
     struct store *store;
     struct rg_repl *repl;
     struct http_server *http;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t tick; /* join retries and self-registration */
     int stopping;
     int exit_status;

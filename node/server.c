@@ -294,6 +294,7 @@ static void repl_closed(void *data)
     uv_close((uv_handle_t *)&s->tick, closed_cb);
     uv_close((uv_handle_t *)&s->sigint, closed_cb);
     uv_close((uv_handle_t *)&s->sigterm, closed_cb);
+    uv_close((uv_handle_t *)&s->sighup, closed_cb);
 }
 
 static void http_stopped(void *data)
@@ -383,6 +384,22 @@ static void stop(struct node_server *s)
 static void signal_cb(uv_signal_t *h, int signum)
 {
     stop(h->data);
+}
+
+/* SIGHUP: read the CA bundle, the certificate and its key again, for the
+ * handshakes that follow (certificate rotation, docs/SECURITY.md); open links
+ * keep theirs. On any error the certificates in use stay. */
+static void sighup_cb(uv_signal_t *h, int signum)
+{
+    struct node_server *s = h->data;
+    char err[FL_ERRMSG_SIZE];
+    (void)signum;
+    if (tls_creds_reload(s->creds, NULL, err) == FL_OK) {
+        FL_INFO("SIGHUP: certificates reloaded (%s, CA %s)", tls_creds_cert_path(s->creds),
+                tls_creds_ca_path(s->creds));
+    } else {
+        FL_WARN("SIGHUP: kept the certificates in use: %s", err);
+    }
 }
 
 static int mkdir_one(const char *path)
@@ -573,6 +590,9 @@ static void start_loop_handles(struct node_server *s)
     s->sigterm.data = s;
     uv_signal_start(&s->sigint, signal_cb, SIGINT);
     uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    uv_signal_init(s->loop, &s->sighup);
+    s->sighup.data = s;
+    uv_signal_start(&s->sighup, sighup_cb, SIGHUP);
 }
 
 int node_server_run(const struct node_config *cfg)

@@ -9,6 +9,7 @@ Raft link closes that link and the cluster carries on; `openssl s_client`
 sees TLS 1.3 on the Raft, agent and blob ports and nothing older; the same
 for agents (another CA, impersonation, approval)."""
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -583,6 +584,144 @@ def test_revoked_agent_refused_at_every_handshake():
         c.close()
 
 
+def replace_file(path, data):
+    """Write path through a temporary file renamed into place (what an
+    operator's tooling does), keeping its mode."""
+    mode = os.stat(path).st_mode & 0o777
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def issuer_of(addr, ca, cert, key):
+    r = subprocess.run(["openssl", "s_client", "-connect", addr, "-CAfile", ca, "-cert", cert,
+                        "-key", key, "-showcerts"], input="", capture_output=True, text=True,
+                       timeout=20)
+    return r.stdout + r.stderr
+
+
+def test_ca_and_certificate_rotation_while_writing():
+    """Rotate the CA and every server's certificate while a writer runs:
+    trust both CAs (SIGHUP), reissue the servers' certificates from the new
+    CA (SIGHUP), restart a follower so its links are made again with the new
+    certificates, reissue the agent's, then trust the new CA alone. Zero
+    failed writes; afterwards a certificate of the old CA is refused."""
+    c = Cluster(3, name="rotate").start()
+    stop = threading.Event()
+    stats = {"ok": 0, "failed": [], "n": 0}
+
+    def writer():
+        while not stop.is_set():
+            stats["n"] += 1
+            try:
+                st, _, raw = put(leader_api(c), "rot-%d" % stats["n"], "v", timeout=20)
+            except Exception as e:  # noqa: BLE001 - a failed write, whatever it was
+                st, raw = 0, repr(e)
+            if st == 200:
+                stats["ok"] += 1
+            else:
+                stats["failed"].append((st, raw[:200]))
+            time.sleep(0.01)
+
+    try:
+        a = Agent(c, "rot-agent").start()
+        wait_connected(c, ["rot-agent"])
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        old_ca = read(c.ca)
+        new_dir = os.path.join(c.dir, "pki-new")
+        subprocess.check_call([BIN, "ca", "init", "--dir", new_dir, "--cluster", "it"],
+                              stdout=subprocess.DEVNULL)
+        new_ca = read(os.path.join(new_dir, "ca.pem"))
+
+        def hup_all():
+            for srv in c.servers.values():
+                srv.proc.send_signal(signal.SIGHUP)
+            a.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+
+        # 1. Everyone trusts both CAs.
+        replace_file(c.ca, old_ca + new_ca)
+        hup_all()
+        # 2. The servers' certificates from the new CA.
+        for sid, srv in c.servers.items():
+            prefix = os.path.join(new_dir, "server-%d" % sid)
+            subprocess.check_call([BIN, "cert", "issue", "--ca-dir", new_dir, "--role", "server",
+                                   "--name", "server-%d" % sid, "--san",
+                                   "DNS:localhost,IP:127.0.0.1", "--out", prefix],
+                                  stdout=subprocess.DEVNULL)
+            cert, key = c.issue("server", "server-%d" % sid)
+            replace_file(cert, read(prefix + ".pem"))
+            replace_file(key, read(prefix + ".key"))
+            srv.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+        wait_for(lambda: all("certificates reloaded" in log_of(srv) for srv in c.servers.values()),
+                 10, "every server to reload")
+        # New handshakes present the new certificate.
+        acert, akey = c.issue("agent", "rot-agent")
+        out = issuer_of(c.servers[1].agent, c.ca, acert, akey)
+        check("O = it, CN = flotilla-ca" in out or "CN = flotilla-ca" in out, "issuer: %s" % out[-800:])
+        # 3. A follower restarts: its Raft links are made again, both ways.
+        lid = c.leader()
+        fid = [i for i in c.servers if i != lid][0]
+        c.servers[fid].stop()
+        c.servers[fid].start(bootstrap=True)
+        c.servers[fid].wait_up()
+        c.wait_converged(timeout=30)
+        # 4. The agent's certificate from the new CA; then the new CA alone.
+        prefix = os.path.join(new_dir, "rot-agent")
+        subprocess.check_call([BIN, "cert", "issue", "--ca-dir", new_dir, "--role", "agent",
+                               "--name", "rot-agent", "--out", prefix], stdout=subprocess.DEVNULL)
+        replace_file(acert, read(prefix + ".pem"))
+        replace_file(akey, read(prefix + ".key"))
+        a.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        replace_file(c.ca, new_ca)
+        hup_all()
+        # A follower restarts again, the agent reconnects: all on the new CA.
+        lid = c.leader()
+        fid = [i for i in c.servers if i != lid][0]
+        c.servers[fid].stop()
+        c.servers[fid].start(bootstrap=True)
+        c.servers[fid].wait_up()
+        a.stop()
+        a.start()
+        wait_connected(c, ["rot-agent"], timeout=30)
+        c.wait_converged(timeout=30)
+        time.sleep(1)
+        stop.set()
+        t.join(30)
+        check(stats["ok"] > 50, "the writer made %d writes" % stats["ok"])
+        check(not stats["failed"], "%d failed writes: %r" % (len(stats["failed"]),
+                                                           stats["failed"][:5]))
+        # A certificate of the old CA is refused now.
+        old_dir = os.path.join(c.dir, "pki-old")
+        os.makedirs(old_dir, mode=0o700)
+        with open(os.path.join(old_dir, "ca.pem"), "wb") as f:
+            f.write(old_ca)
+        with open(os.path.join(old_dir, "ca.key"), "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(read(os.path.join(c.pki, "ca.key")))
+        old_pki_cert = os.path.join(old_dir, "client-old")
+        subprocess.check_call([BIN, "cert", "issue", "--ca-dir", old_dir, "--role", "client",
+                               "--name", "old", "--out", old_pki_cert], stdout=subprocess.DEVNULL)
+        r = s_client(c.servers[1].blob, old_pki_cert + ".pem", old_pki_cert + ".key", c.ca,
+                     ["-tls1_3"])
+        out = r.stdout + r.stderr
+        check("unknown ca" in out or "alert" in out, "an old-CA certificate after the rotation: %s"
+              % out[-600:])
+    finally:
+        stop.set()
+        c.close()
+
+
 if __name__ == "__main__":
     run([
         test_no_certificate_refuses_to_start,
@@ -594,4 +733,5 @@ if __name__ == "__main__":
         test_agent_impersonation_refused,
         test_agent_approval,
         test_revoked_agent_refused_at_every_handshake,
+        test_ca_and_certificate_rotation_while_writing,
     ])

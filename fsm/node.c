@@ -1,18 +1,55 @@
 /* fsm/ — nodes (servers and agents) and cluster metadata in the state
  * machine: registration (create, or update addresses and labels; a lost
  * node registering again is back), caps, drain, removal, and META values
- * set once (META_INIT). */
+ * set once (META_INIT).
+ *
+ * A Raft id belongs to one node name: registering a server under a Raft id
+ * another row already holds is FL_ECONFLICT (docs/SECURITY.md: where
+ * forwarding and agents find the leader, no decoy row may claim its id). */
+#include <stdio.h>
 #include <string.h>
 
 #include "common/err.h"
 #include "fsm/fsm_int.h"
+#include "store/iter.h"
 
-static int reg(struct store_txn *t, const struct fsm_cmd *c, uint64_t index)
+/* 1 if a row other than `id` holds Raft id `raft_id` (its name in owner). */
+static int raft_id_taken(struct store_txn *t, uint64_t raft_id, const char *id, char *owner,
+                         size_t cap, int *err)
+{
+    struct store_iter it;
+    struct store_node n;
+    int rv, taken = 0;
+    memset(&it, 0, sizeof it);
+    *err = store_iter_open(t, STORE_NODES, NULL, 0, &it);
+    while (*err == FL_OK && (rv = store_node_next(&it, &n)) == FL_OK) {
+        if (n.raft_id == raft_id && strcmp(n.id, id) != 0) {
+            snprintf(owner, cap, "%s", n.id);
+            taken = 1;
+            break;
+        }
+    }
+    if (*err == FL_OK && !taken && rv != FL_ENOTFOUND) {
+        *err = rv;
+    }
+    store_iter_close(&it);
+    return taken;
+}
+
+static int reg(struct store_txn *t, const struct fsm_cmd *c, uint64_t index, struct fsm_result *res)
 {
     struct store_node n;
-    char id[STORE_NODE_ID_MAX];
+    char id[STORE_NODE_ID_MAX], owner[STORE_NODE_ID_MAX];
     int rv;
     fsm__copy_str(id, sizeof id, c->u.node.id, c->u.node.idlen);
+    if (c->u.node.raft_id != 0 &&
+        raft_id_taken(t, c->u.node.raft_id, id, owner, sizeof owner, &rv)) {
+        res->err = FL_ECONFLICT;
+        return FL_OK;
+    }
+    if (c->u.node.raft_id != 0 && rv != FL_OK) {
+        return rv;
+    }
     rv = store_node_get(t, id, &n);
     if (rv == FL_ENOTFOUND) {
         memset(&n, 0, sizeof n);
@@ -89,7 +126,7 @@ int fsm__apply_node(struct fsm *f, const struct fsm_cmd *c, uint64_t index, stru
 {
     switch (c->type) {
     case FSM_CMD_NODE_REGISTER:
-        return reg(f->txn, c, index);
+        return reg(f->txn, c, index, res);
     case FSM_CMD_META_INIT:
         return meta_init(f->txn, c, res);
     default:

@@ -31,6 +31,8 @@ static void register_node(struct dispatch *d, struct store_txn *t, const struct 
         cmd.u.node.api_addr_len = strlen(n.api_addr);
         cmd.u.node.agent_addr = n.agent_addr;
         cmd.u.node.agent_addr_len = strlen(n.agent_addr);
+        cmd.u.node.blob_addr = n.blob_addr; /* a server's row keeps its blob link */
+        cmd.u.node.blob_addr_len = strlen(n.blob_addr);
     }
     cmd.u.node.n_labels = h->n_labels > STORE_NODE_LABELS ? STORE_NODE_LABELS : h->n_labels;
     for (unsigned i = 0; i < cmd.u.node.n_labels; i++) {

@@ -278,9 +278,9 @@ static uint32_t needed_caps(int need)
 
 const char *node__need_name(int need)
 {
-    static const char *names[] = {"?",      "none",    "token", "read",
-                                  "submit", "operate", "admin", "operate"};
-    return need >= 0 && need <= NEED_SERVER ? names[need] : "?";
+    static const char *names[] = {"?",       "none",  "token",   "read",  "submit",
+                                  "operate", "admin", "operate", "server"};
+    return need >= 0 && need <= NEED_INTERNAL ? names[need] : "?";
 }
 
 int node__authorize(struct node_server *s, struct http_request *req, const struct route *r,
@@ -297,7 +297,7 @@ int node__authorize(struct node_server *s, struct http_request *req, const struc
         deny(s, req, 403, "route %s has no access rule", r->pattern);
         return 0;
     }
-    if (r->need == NEED_SERVER && server_auth_ok(s, req)) {
+    if ((r->need == NEED_SERVER || r->need == NEED_INTERNAL) && server_auth_ok(s, req)) {
         return 1;
     }
     secret = presented(req);
@@ -316,6 +316,12 @@ int node__authorize(struct node_server *s, struct http_request *req, const struc
             deny(s, req, 401, "%s (send X-Flotilla-Token, or set FLOTILLA_TOKEN for the CLI)",
                  secret == NULL ? "this request needs an API token" : "unknown API token");
         }
+        return 0;
+    }
+    if (r->need == NEED_INTERNAL) {
+        deny(s, req, 403,
+             "%s is called by servers only (signed with the servers' key), never with a token",
+             r->pattern);
         return 0;
     }
     if ((tok.caps & needed_caps(r->need)) != needed_caps(r->need)) {

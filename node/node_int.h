@@ -81,7 +81,8 @@ enum {
     NEED_SUBMIT, /* tasks, jobs, sessions; with ns_arg, locks and kv in namespaces */
     NEED_OPERATE,
     NEED_ADMIN,
-    NEED_SERVER, /* another server (cluster-key HMAC), or an operate token */
+    NEED_SERVER,   /* another server (servers' key HMAC), or an operate token */
+    NEED_INTERNAL, /* another server only (servers' key HMAC), never a token */
 };
 
 struct route {

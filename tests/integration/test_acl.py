@@ -55,7 +55,7 @@ def test_route_table_is_guarded():
         routes = body["routes"]
         check(len(routes) >= 50, "the whole table: %d routes" % len(routes))
         for r in routes:
-            check(r["needs"] in ("none", "token", "read", "submit", "operate", "admin"),
+            check(r["needs"] in ("none", "token", "read", "submit", "operate", "admin", "server"),
                   "%s %s declares what it needs: %r" % (r["method"], r["path"], r["needs"]))
             if (r["method"], r["path"]) not in PUBLIC:
                 check(r["needs"] != "none", "%s %s is not public" % (r["method"], r["path"]))
@@ -88,6 +88,14 @@ def test_route_table_is_guarded():
                 check(st == 403 and resp["error"]["code"] == "forbidden",
                       "%s %s with a read token: %s %r" % (r["method"], path, st, resp))
                 denied += 1
+        # Routes only servers call refuse every token, the management one too.
+        internal = [r for r in routes if r["needs"] == "server"]
+        check(len(internal) >= 2, "internal routes: %r" % internal)
+        for r in internal:
+            st, resp, _ = request(api, r["method"], concrete(r["path"]), {})
+            check(st == 403 and "servers only" in resp["error"]["message"],
+                  "%s %s with the management token: %s %r" % (r["method"], r["path"], st, resp))
+            denied += 1
         after = state(api)
         check(after == before, "denied requests changed nothing:\n%r\n%r" % (before, after))
         counts = {k: 0 for k in ("denied_unauthenticated", "denied_forbidden")}

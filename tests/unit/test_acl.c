@@ -24,7 +24,7 @@ TEST(every_route_declares_its_need)
     CHECK(node_n_routes >= 50);
     for (unsigned i = 0; i < node_n_routes; i++) {
         const struct route *r = &node_routes[i];
-        if (r->need <= NEED_UNSET || r->need > NEED_SERVER) {
+        if (r->need <= NEED_UNSET || r->need > NEED_INTERNAL) {
             fprintf(stderr, "   %s has no access rule\n", r->pattern);
             CHECK(0);
         }

@@ -351,6 +351,47 @@ TEST(revoked_agents_stay_revoked_until_unrevoked)
     teardown(&h);
 }
 
+static struct fsm_cmd reg_cmd(const char *id, uint64_t raft_id, const char *api)
+{
+    struct fsm_cmd c = {0};
+    c.type = FSM_CMD_NODE_REGISTER;
+    c.u.node.id = id;
+    c.u.node.idlen = strlen(id);
+    c.u.node.raft_id = raft_id;
+    c.u.node.api_addr = api;
+    c.u.node.api_addr_len = strlen(api);
+    c.u.node.kind = raft_id ? STORE_NODE_SERVER : STORE_NODE_AGENT;
+    return c;
+}
+
+/* A Raft id belongs to one node name: a decoy row cannot claim a server's
+ * id (and so its place as where the leader's API is found). */
+TEST(a_raft_id_belongs_to_one_name)
+{
+    struct harness h;
+    struct fsm_cmd c[4];
+    struct store_txn *t;
+    struct store_node n;
+    setup(&h);
+    h.raft.last_applied = 1;
+    c[0] = reg_cmd("server-1", 1, "10.0.0.1:8401");
+    c[1] = reg_cmd("decoy", 1, "10.6.6.6:8401");
+    c[2] = reg_cmd("server-1", 1, "10.0.0.1:9401"); /* itself again: fine */
+    c[3] = reg_cmd("web-1", 0, "");                 /* agents have no Raft id */
+    apply(&h, c, 4, 1, 1, 2);
+    CHECK_EQ_INT(h.last[0].err, FL_OK);
+    CHECK_EQ_INT(h.last[1].err, FL_ECONFLICT);
+    CHECK_EQ_INT(h.last[2].err, FL_OK);
+    CHECK_EQ_INT(h.last[3].err, FL_OK);
+    fsm_flush(&h.fsm);
+    CHECK_OK(store_begin(h.store, 0, &t));
+    CHECK_EQ_INT(store_node_get(t, "decoy", &n), FL_ENOTFOUND);
+    CHECK_OK(store_node_get(t, "server-1", &n));
+    CHECK_EQ_STR(n.api_addr, "10.0.0.1:9401");
+    store_abort(t);
+    teardown(&h);
+}
+
 int main(void)
 {
     RUN(results_and_cas);
@@ -359,5 +400,6 @@ int main(void)
     RUN(failed_commit_is_fatal_and_changes_nothing);
     RUN(map_full_is_fatal_with_a_clear_message);
     RUN(revoked_agents_stay_revoked_until_unrevoked);
+    RUN(a_raft_id_belongs_to_one_name);
     return check_summary();
 }

@@ -104,6 +104,8 @@ static void dispatch(struct http_conn *c)
 {
     struct http_request *r = c->cur;
     c->cur = NULL;
+    c->req_started = 0;
+    c->headers_at = 0;
     c->pending = r;
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
@@ -156,15 +158,50 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+/* The current request's deadline (loop time), or 0 when none runs. */
+static uint64_t request_deadline(const struct http_conn *c)
+{
+    if (c->cur == NULL || c->req_started == 0) {
+        return 0;
+    }
+    return c->headers_at ? c->headers_at + c->server->lim.body_timeout_ms
+                         : c->req_started + c->server->lim.header_timeout_ms;
+}
+
+static void on_timer(uv_timer_t *t);
+
+void http__arm_timer(struct http_conn *c)
+{
+    uint64_t now = uv_now(c->server->loop);
+    uint64_t due = c->last_active + c->server->lim.idle_timeout_ms;
+    uint64_t req = request_deadline(c);
+    if (c->state != CONN_READING) {
+        return;
+    }
+    if (req != 0 && req < due) {
+        due = req;
+    }
+    uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
+    uint64_t now = uv_now(c->server->loop);
     uint64_t idle = c->server->lim.idle_timeout_ms;
-    uint64_t elapsed = uv_now(c->server->loop) - c->last_active;
-    if (c->state == CONN_LINGERING || (c->state == CONN_READING && elapsed >= idle)) {
+    uint64_t req = request_deadline(c);
+    if (c->state == CONN_LINGERING) {
+        http__conn_close(c);
+    } else if (c->state == CONN_READING && req != 0 && now >= req) {
+        /* A trickle of bytes extends the idle timer, never this. */
+        c->server->stats.timed_out++;
+        http__reject_request(c, 408, "request_timeout",
+                             c->headers_at ? "the request body did not arrive in time"
+                                           : "the request headers did not arrive in time");
+    } else if (c->state == CONN_READING && now - c->last_active >= idle) {
         http__conn_close(c);
     } else if (c->state == CONN_READING) {
-        uv_timer_start(t, on_timer, idle - elapsed, 0);
+        http__arm_timer(c);
     }
 }
 

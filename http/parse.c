@@ -138,6 +138,9 @@ static int on_message_begin(http_parser *p)
     c->header_bytes = 0;
     c->in_value = 0;
     c->headers_done = 0;
+    c->req_started = uv_now(c->server->loop);
+    c->headers_at = 0;
+    http__arm_timer(c);
     return 0;
 }
 
@@ -323,6 +326,8 @@ static int on_headers_complete(http_parser *p)
     struct http_request *r = c->cur;
     unsigned i;
     c->headers_done = 1;
+    c->headers_at = uv_now(c->server->loop);
+    http__arm_timer(c);
     r->method = (int)p->method;
     r->http_major = p->http_major;
     r->http_minor = p->http_minor;

@@ -232,6 +232,10 @@ int http_server_start(uv_loop_t *loop, const char *addr, const struct http_limit
     s->lim.max_conns = s->lim.max_conns ? s->lim.max_conns : HTTP_DEFAULT_MAX_CONNS;
     s->lim.idle_timeout_ms =
         s->lim.idle_timeout_ms ? s->lim.idle_timeout_ms : HTTP_DEFAULT_IDLE_TIMEOUT;
+    s->lim.header_timeout_ms =
+        s->lim.header_timeout_ms ? s->lim.header_timeout_ms : HTTP_DEFAULT_HEADER_TIMEOUT;
+    s->lim.body_timeout_ms =
+        s->lim.body_timeout_ms ? s->lim.body_timeout_ms : HTTP_DEFAULT_BODY_TIMEOUT;
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     /* uv_tcp_bind sets SO_REUSEADDR itself. */

@@ -17,6 +17,10 @@
  *     request line plus headers too large or too many headers -> 431
  *     "headers_too_big"; a connection beyond max_conns gets a best-effort 503
  *     and is closed at once; a connection idle for idle_timeout_ms is closed;
+ *   - deadlines that no trickle of bytes extends (slow clients): a request's
+ *     line and headers must all arrive within header_timeout_ms of its first
+ *     byte, its body within body_timeout_ms of the headers' end, else 408
+ *     "request_timeout" and the connection is closed;
  *   - the request target must be origin-form: a path starting with '/' (and
  *     a query), visible ASCII only (0x21..0x7E), no fragment ('#'); "*" only
  *     for OPTIONS. Anything else (absolute form "http://h/p", authority form,
@@ -46,11 +50,13 @@
 
 /* Limits; a zero field takes the default. */
 struct http_limits {
-    size_t max_body;           /* request body bytes; default 1 MiB */
-    size_t max_header;         /* request line + header bytes in total; default 16 KiB */
-    unsigned max_conns;        /* open connections; default 4096 */
-    unsigned max_conns_per_ip; /* open connections from one address; default 1024 */
-    unsigned idle_timeout_ms;  /* close a connection idle this long; default 60000 */
+    size_t max_body;            /* request body bytes; default 1 MiB */
+    size_t max_header;          /* request line + header bytes in total; default 16 KiB */
+    unsigned max_conns;         /* open connections; default 4096 */
+    unsigned max_conns_per_ip;  /* open connections from one address; default 1024 */
+    unsigned idle_timeout_ms;   /* close a connection idle this long; default 60000 */
+    unsigned header_timeout_ms; /* a request's line and headers, from its first byte; 10000 */
+    unsigned body_timeout_ms;   /* its body, from the end of the headers; default 60000 */
 };
 
 #define HTTP_DEFAULT_MAX_BODY         (1024u * 1024u)
@@ -58,6 +64,8 @@ struct http_limits {
 #define HTTP_DEFAULT_MAX_CONNS        4096u
 #define HTTP_DEFAULT_MAX_CONNS_PER_IP 1024u
 #define HTTP_DEFAULT_IDLE_TIMEOUT     60000u
+#define HTTP_DEFAULT_HEADER_TIMEOUT   10000u
+#define HTTP_DEFAULT_BODY_TIMEOUT     60000u
 #define HTTP_MAX_HEADERS              64 /* headers kept per request; more is a 431 */
 
 struct http_conn;
@@ -118,6 +126,7 @@ struct http_stats {
     uint64_t requests;        /* complete requests handed to the handler */
     uint64_t rejected;        /* answered by the limits: 400, 413, 429, 431, 503 */
     uint64_t rejected_per_ip; /* of those, connections over max_conns_per_ip (429) */
+    uint64_t timed_out;       /* of those, requests past their header or body deadline (408) */
     uint64_t dropped;         /* requests whose connection was closed unanswered (http_drop) */
     uint64_t accepted;        /* connections accepted (including rejected ones) */
     unsigned open_conns;      /* connections open now */

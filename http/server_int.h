@@ -57,6 +57,8 @@ struct http_conn {
     size_t header_bytes;
     size_t lingered;
     uint64_t last_active;
+    uint64_t req_started; /* loop time of the current request's first byte (0: none) */
+    uint64_t headers_at;  /* loop time its headers ended (0: not yet) */
     char remote[64];
 };
 
@@ -95,6 +97,9 @@ void http__conn_close(struct http_conn *c);
 void http__resume(struct http_conn *c);
 /* uv_write callback of a response: next request, lingering close, or close. */
 void http__on_written(uv_write_t *w, int status);
+/* Arm the timer for the nearest of the idle and the current request's
+ * deadlines (a request began, or its headers ended). */
+void http__arm_timer(struct http_conn *c);
 
 /* ---- parse.c ------------------------------------------------------------------ */
 

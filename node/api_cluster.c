@@ -98,9 +98,10 @@ static void status_services(struct node_server *s, json_t *o)
         struct http_stats hs;
         http_server_stats(s->http, &hs);
         json_object_set_new(o, "http",
-                            json_pack("{s:I, s:I, s:I, s:I}", "requests", (json_int_t)hs.requests,
-                                      "rejected", (json_int_t)hs.rejected, "rejected_per_address",
-                                      (json_int_t)hs.rejected_per_ip, "open_connections",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "requests",
+                                      (json_int_t)hs.requests, "rejected", (json_int_t)hs.rejected,
+                                      "rejected_per_address", (json_int_t)hs.rejected_per_ip,
+                                      "timed_out", (json_int_t)hs.timed_out, "open_connections",
                                       (json_int_t)hs.open_conns));
         json_object_set_new(o, "limits",
                             json_pack("{s:I, s:I}", "hosts_per_task",

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <sodium.h>
@@ -595,6 +596,18 @@ static void start_loop_handles(struct node_server *s)
     uv_signal_start(&s->sighup, sighup_cb, SIGHUP);
 }
 
+/* Every API connection, agent link and Raft link is a descriptor: take the
+ * hard limit rather than the usual soft 1024, so thousands of agents and
+ * clients (and a flood of slow ones, cut by the HTTP deadlines) fit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max > (1u << 20) ? (1u << 20) : rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int node_server_run(const struct node_config *cfg)
 {
     struct node_server *s;
@@ -603,6 +616,7 @@ int node_server_run(const struct node_config *cfg)
     int rv, status = 1;
 
     signal(SIGPIPE, SIG_IGN); /* raft-notes §0.2 */
+    raise_fd_limit();
     if (sodium_init() < 0) {
         fprintf(stderr, "flotilla: libsodium failed to initialise\n");
         return 1;

@@ -414,7 +414,92 @@ def test_hosts_per_task_limit_is_counted():
         c.close()
 
 
+def test_slow_clients_do_not_stop_a_valid_one():
+    """2,000 connections that send their headers a byte a second (from eight
+    loopback addresses, under the per-address cap) while a valid client writes:
+    its p99 stays under 100 ms, and every slow request is cut at the header
+    deadline (408), not kept alive by its trickle."""
+    import resource
+    import selectors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 8192 and hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    c = Cluster(3, name="slowloris").start()
+    slow = []
+    try:
+        lid = c.leader()
+        api = c.servers[lid].api
+        host, port = api.rsplit(":", 1)
+        for i in range(2000):
+            sk = socket.socket()
+            sk.bind(("127.0.0.%d" % (2 + i % 8), 0))
+            sk.setblocking(False)
+            try:
+                sk.connect((host, int(port)))
+            except BlockingIOError:
+                pass
+            slow.append(sk)
+        sel = selectors.DefaultSelector()
+        for sk in slow:
+            sel.register(sk, selectors.EVENT_WRITE)
+        for _ in range(50):  # wait until every connection is made
+            if not sel.select(0.1):
+                continue
+            if len(sel.get_map()) == 0:
+                break
+            for key, _ in sel.select(0):
+                sel.unregister(key.fileobj)
+        sel.close()
+        line = b"GET /v1/status HTTP/1.1\r\nX-Slow: " + b"a" * 100
+        t_start = time.time()
+        sent, latencies, failures, tick = 0, [], 0, 0
+        while time.time() - t_start < 12:
+            # One more byte on every slow connection, once a second.
+            if time.time() - t_start >= tick:
+                for sk in slow:
+                    try:
+                        sk.send(line[min(tick, len(line) - 1):min(tick, len(line) - 1) + 1])
+                    except OSError:
+                        pass
+                sent += 1
+                tick += 1
+            t0 = time.time()
+            st, _, _ = put(api, "valid-%d" % len(latencies), "v", timeout=10)
+            latencies.append(time.time() - t0)
+            failures += st != 200
+            time.sleep(0.02)
+        latencies.sort()
+        p50 = latencies[len(latencies) // 2] * 1000
+        p99 = latencies[(len(latencies) * 99) // 100] * 1000
+        print("   valid client under 2,000 slow connections: %d writes, p50 %.1f ms, p99 %.1f ms, "
+              "max %.1f ms, %d failed" % (len(latencies), p50, p99, latencies[-1] * 1000, failures))
+        check(failures == 0, "%d valid writes failed" % failures)
+        check(p99 < 100, "p99 %.1f ms under the attack" % p99)
+        # The slow requests were cut at the 10 s header deadline.
+        answered, other = 0, {}
+        for sk in slow:
+            sk.setblocking(True)
+            sk.settimeout(0.2)
+            try:
+                got = sk.recv(200)
+            except OSError as e:
+                got = repr(e).encode()
+            if b" 408 " in got:
+                answered += 1
+            else:
+                other[got[:40]] = other.get(got[:40], 0) + 1
+        http = c.servers[lid].status()["http"]
+        print("   slow connections answered 408: %d; server counted %d; others %r" % (
+            answered, http.get("timed_out", -1), other))
+        check(answered >= 1900 and http["timed_out"] >= 1900, "slow requests cut: %d, %r"
+              % (answered, http))
+    finally:
+        for sk in slow:
+            sk.close()
+        c.close()
+
+
 if __name__ == "__main__":
     run([test_bad_requests_change_nothing, test_garbage_on_the_wire, test_server_not_in_a_cluster,
          test_cli_help_and_bad_flags, test_cli_round_trip, test_hosts_per_task_limit_is_counted,
-         test_connections_per_address_are_limited])
+         test_connections_per_address_are_limited, test_slow_clients_do_not_stop_a_valid_one])

@@ -1016,6 +1016,77 @@ TEST(idle_timeout)
     free(r);
 }
 
+/* 1 if fd has something to read (an answer or EOF) within ms. */
+static int answered_within(int fd, int ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    return poll(&p, 1, ms) > 0;
+}
+
+/* Slow clients: a byte now and then extends the idle timer but never a
+ * request's deadlines. Headers that trickle in past header_timeout_ms, and
+ * a body past body_timeout_ms after the headers, are answered 408 and the
+ * connection closes; a request on time is served. */
+TEST(request_deadlines_408)
+{
+    struct fx f;
+    struct http_limits lim = test_limits;
+    struct reader *r = malloc(sizeof *r);
+    struct rresp res;
+    static const char *const head = "GET /echo HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa";
+    uint64_t t0, elapsed;
+    int fd;
+    lim.idle_timeout_ms = 5000;
+    lim.header_timeout_ms = 300;
+    lim.body_timeout_ms = 400;
+    REQUIRE(fx_start(&f, &lim) == 0);
+    fd = raw_connect(f.port);
+    reader_init(r, fd);
+    t0 = now_ms();
+    for (const char *p = head; *p != '\0' && now_ms() - t0 < 2000; p++) {
+        char one[2] = {*p, '\0'};
+        if (raw_sends(fd, one) != 0 || answered_within(fd, 40)) {
+            break; /* the server answered or closed */
+        }
+    }
+    elapsed = now_ms() - t0;
+    CHECK_OK(read_resp(r, &res));
+    CHECK_EQ_INT(res.status, 408);
+    CHECK(strstr(res.body, "request_timeout") != NULL);
+    CHECK(elapsed >= 250 && elapsed < 1500);
+    CHECK(expect_eof(fd));
+    close(fd);
+
+    /* The body: headers on time, then a byte every 50 ms of 100. */
+    fd = raw_connect(f.port);
+    reader_init(r, fd);
+    CHECK_OK(raw_sends(fd, "PUT /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\n"));
+    t0 = now_ms();
+    for (int i = 0; i < 40 && now_ms() - t0 < 2000; i++) {
+        if (raw_sends(fd, "b") != 0 || answered_within(fd, 50)) {
+            break;
+        }
+    }
+    elapsed = now_ms() - t0;
+    CHECK_OK(read_resp(r, &res));
+    CHECK_EQ_INT(res.status, 408);
+    CHECK(strstr(res.body, "body") != NULL);
+    CHECK(elapsed >= 350 && elapsed < 1500);
+    close(fd);
+
+    /* On time, even slowly started: served. */
+    fd = raw_connect(f.port);
+    reader_init(r, fd);
+    sleep_ms(350); /* before the first byte: only the idle timer runs */
+    CHECK_OK(raw_sends(fd, "GET /echo HTTP/1.1\r\n\r\n"));
+    CHECK_OK(read_resp(r, &res));
+    CHECK_EQ_INT(res.status, 200);
+    close(fd);
+    CHECK_OK(fx_stop(&f));
+    CHECK_EQ_INT(f.stats.timed_out, 2);
+    free(r);
+}
+
 TEST(too_many_connections)
 {
     struct fx f;
@@ -1767,6 +1838,7 @@ int main(void)
     RUN(headers_too_big_431);
     RUN(client_gone_before_deferred_response);
     RUN(idle_timeout);
+    RUN(request_deadlines_408);
     RUN(too_many_connections);
     RUN(random_garbage_and_truncation);
     RUN(httpc_against_scripted_servers);

@@ -154,7 +154,6 @@ void dispatch_detach(struct dispatch *d, const char *agent)
 void dispatch_agent_msg(struct dispatch *d, const char *agent, const struct aproto_msg *m)
 {
     struct dagent *a = dispatch__agent_of(d, agent);
-    char key[STORE_TASK_ID_MAX + 16];
     if (a == NULL) {
         return;
     }
@@ -164,11 +163,10 @@ void dispatch_agent_msg(struct dispatch *d, const char *agent, const struct apro
         a->reported_running = m->u.heartbeat.running;
         break;
     case APROTO_STARTED:
-        unit_key(key, sizeof key, m->u.started.ref.task_id, m->u.started.ref.unit);
-        fl_free(strmap_del(&d->missing, key));
+        dispatch__on_started(d, a, &m->u.started);
         break;
     case APROTO_LOG:
-        dispatch__on_log(d, &m->u.log);
+        dispatch__on_log(d, a, &m->u.log);
         break;
     case APROTO_DONE:
         if (dispatch__is_leader(d)) {
@@ -422,6 +420,10 @@ json_t *dispatch_stats_json(struct dispatch *d)
                   "stale_results", (json_int_t)d->n_stale, "nodes_lost", (json_int_t)d->n_lost,
                   "units_taken_back", (json_int_t)d->n_requeued, "rounds", (json_int_t)d->n_rounds);
     json_object_set_new(o, "runs_held", json_integer((json_int_t)d->n_held));
+    json_object_set_new(o, "foreign_reports",
+                        json_integer((json_int_t)(d->n_foreign_done + d->n_foreign_log)));
+    json_object_set_new(o, "foreign_results", json_integer((json_int_t)d->n_foreign_done));
+    json_object_set_new(o, "foreign_logs", json_integer((json_int_t)d->n_foreign_log));
     return o;
 }
 

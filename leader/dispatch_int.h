@@ -46,6 +46,10 @@ struct dagent {
      * proposed before a re-attach revealed stale units may commit while
      * those still run (dispatch_run.c). */
     struct strmap held;
+    /* Reports about units not its own (dispatch_results.c): when the last
+     * was logged, and how many were not logged since. */
+    uint64_t foreign_logged_ms;
+    uint64_t foreign_quiet;
 };
 
 /* What the leader remembers of a task to place and run its units. */
@@ -115,6 +119,8 @@ struct dispatch {
     uint64_t n_assigned, n_assign_refused, n_runs, n_results, n_stale, n_lost, n_requeued;
     uint64_t n_rounds;
     uint64_t n_held; /* RUNs that waited for a slot */
+    /* DONE and LOG frames about units not assigned to their agent: refused. */
+    uint64_t n_foreign_done, n_foreign_log;
 };
 
 static inline uint64_t now_ms(struct dispatch *d)
@@ -187,8 +193,11 @@ void dispatch__release_held(struct dispatch *d, struct dagent *a);
 /* The slots of `a` taken by units no longer its own. */
 uint32_t dispatch__stale_slots(const struct dagent *a);
 
-/* dispatch_results.c */
+/* dispatch_results.c: DONE and LOG count only for units assigned to the
+ * agent whose link they arrive on (docs/SCHEDULER.md "Reports from agents"). */
 void dispatch__on_done(struct dispatch *d, struct dagent *a, const struct aproto_done *dn);
-void dispatch__on_log(struct dispatch *d, const struct aproto_log *lg);
+void dispatch__on_log(struct dispatch *d, struct dagent *a, const struct aproto_log *lg);
+/* STARTED: the unit is reported, if it is the agent's own. */
+void dispatch__on_started(struct dispatch *d, struct dagent *a, const struct aproto_started *st);
 
 #endif

@@ -231,6 +231,9 @@ struct fsm_cmd {
             int wait;               /* LOCK_ACQUIRE: join the queue if not free */
             uint64_t token;         /* LOCK_RELEASE: release only the hold with this
                                        fencing token; 0 = the hold or the queue place */
+            const char *owner;      /* SESSION_CREATE: the accessor of the API token that
+                                       creates it (docs/ACL.md); olen 0 = none */
+            size_t olen;
         } lock;
         struct {
             const char *name;

@@ -338,7 +338,9 @@ static const struct schema unit_result_s = TABLE("unit_result", unit_result_f, 1
 
 /* ---- sessions and locks: one layout for every type -------------------------------
  * [type, session, key, name, ttl_ms, lock_delay_ms, renewals, limit, wait,
- *  token?]: the token (2, a LOCK_RELEASE of one hold) only when it is set. */
+ *  token?, owner?]: the token (2, a LOCK_RELEASE of one hold) only when it is
+ * set; the owner (3, a SESSION_CREATE by a token) only when it is set, with
+ * the token before it (0). */
 
 static const struct schema_field lock_f[] = {
     STRN("session", u.lock.session, u.lock.slen, 0, 0, .since = 1),
@@ -350,8 +352,9 @@ static const struct schema_field lock_f[] = {
     UINT("limit", u.lock.limit, 0, 0, .since = 1),
     BOOL("wait", u.lock.wait, .since = 1),
     UINT("token", u.lock.token, 0, 0, .since = 2),
+    STRN("owner", u.lock.owner, u.lock.olen, 0, 0, .since = 3),
 };
-static const struct schema lock_s = TABLE("lock", lock_f, 2, check_lock);
+static const struct schema lock_s = TABLE("lock", lock_f, 3, check_lock);
 
 /* ---- jobs, tokens, agent keys, packages ------------------------------------------- */
 
@@ -419,13 +422,17 @@ static uint8_t task_format(const struct fsm_cmd *c)
 
 static uint8_t lock_format(const struct fsm_cmd *c)
 {
-    return c->u.lock.token != 0 ? 2 : 1;
+    return c->u.lock.olen > 0 ? 3 : c->u.lock.token != 0 ? 2 : 1;
 }
 
-/* A token is sent only when it is set: a zero one is malformed. */
+/* A group is sent only when it is set: a format-2 command with a zero token,
+ * or a format-3 one with an empty owner, is malformed. */
 static int lock_decoded(const struct fsm_cmd *c, uint8_t format)
 {
-    return format < 2 || c->u.lock.token != 0 ? FL_OK : FL_EDECODE;
+    if (format == 2) {
+        return c->u.lock.token != 0 ? FL_OK : FL_EDECODE;
+    }
+    return format < 2 || c->u.lock.olen > 0 ? FL_OK : FL_EDECODE;
 }
 
 static const struct fsm_cmd_desc descs[FSM_CMD__MAX] = {

@@ -97,6 +97,21 @@ int fsm__lock_validate(const struct fsm_cmd *c, char *errmsg)
     if (c->u.lock.token != 0 && c->type != FSM_CMD_LOCK_RELEASE) {
         return fl_errf(errmsg, FL_EINVAL, "only a release names a fencing token");
     }
+    if (c->u.lock.olen > 0) {
+        if (c->type != FSM_CMD_SESSION_CREATE) {
+            return fl_errf(errmsg, FL_EINVAL, "only a session's creation names its owner");
+        }
+        if (c->u.lock.olen >= STORE_SESSION_OWNER_MAX) {
+            return fl_errf(errmsg, FL_EINVAL, "owner must be a token accessor (at most %d bytes)",
+                           STORE_SESSION_OWNER_MAX - 1);
+        }
+        for (size_t i = 0; i < c->u.lock.olen; i++) {
+            char ch = c->u.lock.owner[i];
+            if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
+                return fl_errf(errmsg, FL_EINVAL, "owner must be a token accessor (hex)");
+            }
+        }
+    }
     switch (c->type) {
     case FSM_CMD_SESSION_CREATE:
         if (c->u.lock.ttl_ms < FSM_SESSION_TTL_MIN_MS ||
@@ -520,6 +535,7 @@ static int session_create(struct fsm *f, const struct fsm_cmd *c, const char *id
     memset(&s, 0, sizeof s);
     fsm__copy_str(s.id, sizeof s.id, id, strlen(id));
     fsm__copy_str(s.name, sizeof s.name, c->u.lock.name, c->u.lock.nlen);
+    fsm__copy_str(s.owner, sizeof s.owner, c->u.lock.owner, c->u.lock.olen);
     s.ttl_ms = c->u.lock.ttl_ms;
     s.lock_delay_ms = c->u.lock.lock_delay_ms;
     s.created_ms = now;

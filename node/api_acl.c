@@ -223,12 +223,21 @@ static int server_auth_ok(struct node_server *s, const struct http_request *req)
     return sodium_memcmp(mac, got, sizeof mac) == 0;
 }
 
-/* May this token use namespace `ns` (a lock's namespace, a kv key's first
- * segment)? A listed namespace ending in '*' is a prefix. */
-static int ns_allowed(const struct store_token *tok, const char *arg)
+/* A management token is never limited: it can make itself a token without
+ * namespaces anyway (and one cannot be created with namespaces). */
+int node__ns_limited(const struct store_token *tok)
 {
-    size_t n = strcspn(arg, "/");
-    if (tok->n_ns == 0) {
+    return tok->n_ns > 0 && tok->caps != STORE_CAP_ALL;
+}
+
+/* May this token use the namespace s[0..n) begins with (a lock's namespace,
+ * a kv key's first segment, up to the first '/')? A listed namespace ending
+ * in '*' is a prefix. */
+int node__ns_allowed(const struct store_token *tok, const char *arg, size_t len)
+{
+    const char *slash = memchr(arg, '/', len);
+    size_t n = slash != NULL ? (size_t)(slash - arg) : len;
+    if (!node__ns_limited(tok)) {
         return 1;
     }
     for (unsigned i = 0; i < tok->n_ns; i++) {
@@ -239,6 +248,12 @@ static int ns_allowed(const struct store_token *tok, const char *arg)
         }
     }
     return 0;
+}
+
+int node__session_allowed(const struct store_token *tok, const struct store_session *ss)
+{
+    return !node__ns_limited(tok) ||
+           (ss->owner[0] != '\0' && strcmp(ss->owner, tok->accessor) == 0);
 }
 
 static void deny(struct node_server *s, struct http_request *req, int status, const char *fmt, ...)
@@ -257,6 +272,64 @@ static void deny(struct node_server *s, struct http_request *req, int status, co
         s->n_denied_403++;
     }
     http_respond_error(req, status, status == 401 ? "unauthorized" : "forbidden", "%s", msg);
+}
+
+void node__forbid(struct node_server *s, struct http_request *req, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    deny(s, req, 403, "%s", msg);
+}
+
+int node__caller(struct node_server *s, struct http_request *req, struct store_token *out)
+{
+    int bootstrapped, rv = lookup(s, presented(req), out, &bootstrapped);
+    if (rv == FL_ENOTFOUND) {
+        deny(s, req, 401, "unknown API token (it was deleted meanwhile)");
+        return 0;
+    }
+    if (rv != FL_OK) {
+        node__respond_err(req, rv, "token lookup: %s", store_errmsg(s->store));
+        return 0;
+    }
+    return 1;
+}
+
+/* A token limited to namespaces sends requests under its own sessions only
+ * (X-Flotilla-Request names the session whose memory the request updates).
+ * 1, or 0 after answering 403. A session that does not exist is left to the
+ * state machine (404 session_not_found). */
+static int ident_allowed(struct node_server *s, struct http_request *req,
+                         const struct store_token *tok)
+{
+    const char *v = http_request_header(req, NODE_REQUEST_HEADER);
+    char why[FL_ERRMSG_SIZE], id[STORE_SESSION_ID_MAX];
+    struct fsm_cmd_req ident;
+    struct store_session ss;
+    struct store_txn *t;
+    int rv;
+    if (v == NULL || node__request_ident_parse(v, &ident, why) != FL_OK ||
+        ident.slen >= sizeof id) {
+        return 1; /* none, or refused before (check_ident) */
+    }
+    memcpy(id, ident.session, ident.slen);
+    id[ident.slen] = '\0';
+    if (store_begin(s->store, 0, &t) != FL_OK) {
+        return 1;
+    }
+    rv = store_session_get(t, id, &ss);
+    store_abort(t);
+    if (rv == FL_OK && !node__session_allowed(tok, &ss)) {
+        deny(s, req, 403,
+             "token %s is limited to namespaces and may not send requests under session %s, "
+             "which belongs to another token",
+             tok->accessor, id);
+        return 0;
+    }
+    return 1;
 }
 
 static uint32_t needed_caps(int need)
@@ -281,6 +354,19 @@ const char *node__need_name(int need)
     static const char *names[] = {"?",       "none",  "token",   "read",  "submit",
                                   "operate", "admin", "operate", "server"};
     return need >= 0 && need <= NEED_INTERNAL ? names[need] : "?";
+}
+
+/* Routes of the fleet's work: tasks, jobs, results, deploys. */
+static int is_work(const char *pattern)
+{
+    static const char *const prefixes[] = {"/v1/tasks", "/v1/jobs", "/v1/results", "/v1/hosts",
+                                           "/v1/deploys"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        if (strncmp(pattern, prefixes[i], strlen(prefixes[i])) == 0) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int node__authorize(struct node_server *s, struct http_request *req, const struct route *r,
@@ -328,17 +414,24 @@ int node__authorize(struct node_server *s, struct http_request *req, const struc
         deny(s, req, 403, "token %s lacks the %s policy", tok.accessor, node__need_name(r->need));
         return 0;
     }
-    if (r->need == NEED_SUBMIT && tok.n_ns > 0) {
-        if (r->ns_arg >= 0 && !ns_allowed(&tok, args[r->ns_arg])) {
-            deny(s, req, 403, "token %s may not use namespace \"%.64s\"", tok.accessor,
-                 args[r->ns_arg]);
+    if (node__ns_limited(&tok)) {
+        if (r->ns_arg >= 0 && !node__ns_allowed(&tok, args[r->ns_arg], strlen(args[r->ns_arg]))) {
+            int n = (int)strcspn(args[r->ns_arg], "/");
+            deny(s, req, 403, "token %s may not use namespace \"%.*s\"", tok.accessor,
+                 n > 64 ? 64 : n, args[r->ns_arg]);
             return 0;
         }
-        if (r->ns_arg < 0 && strncmp(r->pattern, "/v1/sessions", 12) != 0) {
+        if (r->ns_arg == NS_DENY) {
             deny(s, req, 403,
-                 "token %s is limited to namespaces (locks, kv); %s needs a submit token "
-                 "without namespaces",
-                 tok.accessor, r->pattern);
+                 "token %s is limited to namespaces (kv, locks and its own sessions); %s %s "
+                 "needs a token without namespaces%s",
+                 tok.accessor, http_method_str((enum http_method)r->method), r->pattern,
+                 is_work(r->pattern) ? " (tasks, jobs, results and deploys belong to no "
+                                       "namespace)"
+                                     : "");
+            return 0;
+        }
+        if (!ident_allowed(s, req, &tok)) {
             return 0;
         }
     }
@@ -515,6 +608,13 @@ void node__acl_create(struct node_server *s, struct http_request *req, char **ar
     if (!parse_policies(req, json_object_get(body, "policies"), &tok.caps) ||
         !parse_namespaces(req, json_object_get(body, "namespaces"), &tok)) {
         json_decref(body);
+        return;
+    }
+    if (tok.caps == STORE_CAP_ALL && tok.n_ns > 0) {
+        json_decref(body);
+        node__respond_err(req, FL_EINVAL,
+                          "namespaces: a management token is never limited to namespaces; "
+                          "give the namespaced token other policies");
         return;
     }
     json_decref(body);

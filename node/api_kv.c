@@ -5,7 +5,13 @@
  *   GET    /v1/kv?prefix=P&limit=N
  *   DELETE /v1/kv/KEY?cas=VERSION
  *
- * A key's version is the Raft index of its last write. */
+ * A key's version is the Raft index of its last write.
+ *
+ * A token limited to namespaces (docs/ACL.md) reaches only keys whose first
+ * segment (before '/') is one of them: a key route outside them is refused
+ * by node__authorize; a list asked for a prefix that names a namespace
+ * (holds a '/') outside them is refused, any other list is filtered to the
+ * keys it may read. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,10 +67,15 @@ void node__kv_list(struct node_server *s, struct http_request *req, char **args)
     struct store_txn *t;
     struct store_iter it;
     struct store_kv kv;
+    struct store_token tok;
     size_t plen;
     json_t *items;
-    int rv;
+    int rv, limited;
 
+    if (!node__caller(s, req, &tok)) {
+        return;
+    }
+    limited = node__ns_limited(&tok);
     if (http_query_param(req, "prefix", prefix, sizeof prefix) < 0) {
         node__respond_err(req, FL_EINVAL, "bad prefix");
         return;
@@ -79,6 +90,12 @@ void node__kv_list(struct node_server *s, struct http_request *req, char **args)
         }
     }
     plen = strlen(prefix);
+    if (limited && strchr(prefix, '/') != NULL && !node__ns_allowed(&tok, prefix, plen)) {
+        int n = (int)strcspn(prefix, "/");
+        node__forbid(s, req, "token %s may not use namespace \"%.*s\"", tok.accessor,
+                     n > 64 ? 64 : n, prefix);
+        return;
+    }
     rv = store_begin(s->store, 0, &t);
     if (rv != FL_OK) {
         node__respond_err(req, rv, "%s", store_errmsg(s->store));
@@ -92,7 +109,9 @@ void node__kv_list(struct node_server *s, struct http_request *req, char **args)
     }
     items = json_array();
     while ((long)json_array_size(items) < limit && store_kv_next(&it, &kv) == FL_OK) {
-        json_array_append_new(items, kv_json(it.key, it.klen, &kv));
+        if (!limited || node__ns_allowed(&tok, it.key, it.klen)) {
+            json_array_append_new(items, kv_json(it.key, it.klen, &kv));
+        }
     }
     store_iter_close(&it);
     store_abort(t);

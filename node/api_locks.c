@@ -8,7 +8,12 @@
  *   DELETE /v1/locks/NS/NAME?session=ID[&token=T]
  *   GET    /v1/locks[?namespace=NS], /v1/locks/NS/NAME
  *
- * Durations are strings ("500ms", "15s", "2m") or integers of milliseconds. */
+ * Durations are strings ("500ms", "15s", "2m") or integers of milliseconds.
+ *
+ * A session belongs to the token that created it (its accessor is the
+ * session's owner). A token limited to namespaces (docs/ACL.md) sees, renews,
+ * destroys and locks with only its own sessions, and sees only the locks of
+ * its namespaces; other tokens with the policy reach every session. */
 #include <stdio.h>
 #include <string.h>
 
@@ -71,10 +76,10 @@ static json_t *session_json(struct store_txn *t, const struct store_session *s)
         }
         store_cursor_close(c);
     }
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "id", s->id, "name", s->name,
-                     "ttl_ms", (json_int_t)s->ttl_ms, "lock_delay_ms", (json_int_t)s->lock_delay_ms,
-                     "created_ms", (json_int_t)s->created_ms, "expires_ms",
-                     (json_int_t)s->expires_ms, "renewals", (json_int_t)s->renewals,
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "id", s->id, "name",
+                     s->name, "owner", s->owner, "ttl_ms", (json_int_t)s->ttl_ms, "lock_delay_ms",
+                     (json_int_t)s->lock_delay_ms, "created_ms", (json_int_t)s->created_ms,
+                     "expires_ms", (json_int_t)s->expires_ms, "renewals", (json_int_t)s->renewals,
                      "created_index", (json_int_t)s->created_index, "locks", locks);
 }
 
@@ -101,6 +106,36 @@ static json_t *lock_json(const char *key, size_t klen, const struct store_lock *
                      (json_int_t)l->delay_until_ms, "holders",
                      slots_json(l->holders, l->n_holders, 1), "waiters",
                      slots_json(l->waiters, l->n_waiters, 0));
+}
+
+/* ---- who may use a session ------------------------------------------------------ */
+
+/* May the caller (tok) use session `id`? 1 if so, or if the session does not
+ * exist (the command or the read answers 404); 0 after answering 403. */
+static int may_use_session(struct node_server *s, struct http_request *req,
+                           const struct store_token *tok, const char *id)
+{
+    struct store_txn *t;
+    struct store_session ss;
+    int rv;
+    if (!node__ns_limited(tok)) {
+        return 1;
+    }
+    rv = store_begin(s->store, 0, &t);
+    if (rv != FL_OK) {
+        node__respond_err(req, rv, "%s", store_errmsg(s->store));
+        return 0;
+    }
+    rv = store_session_get(t, id, &ss);
+    store_abort(t);
+    if (rv == FL_OK && !node__session_allowed(tok, &ss)) {
+        node__forbid(s, req,
+                     "token %s is limited to namespaces and session %s belongs to another "
+                     "token",
+                     tok->accessor, id);
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- sessions ------------------------------------------------------------------ */
@@ -131,9 +166,14 @@ void node__sessions_create(struct node_server *s, struct http_request *req, char
     const char *name = "";
     char why[FL_ERRMSG_SIZE];
     struct fsm_cmd c;
+    struct store_token tok;
     uint8_t rnd[16];
     (void)args;
     if (body == NULL) {
+        return;
+    }
+    if (!node__caller(s, req, &tok)) {
+        json_decref(body);
         return;
     }
     if (!duration(req, body, "ttl", DEFAULT_TTL_MS, &ttl) ||
@@ -159,6 +199,8 @@ void node__sessions_create(struct node_server *s, struct http_request *req, char
     c.u.lock.nlen = strlen(name);
     c.u.lock.ttl_ms = ttl;
     c.u.lock.lock_delay_ms = delay;
+    c.u.lock.owner = tok.accessor;
+    c.u.lock.olen = strlen(tok.accessor);
     if (fsm_cmd_validate(&c, why) != FL_OK) {
         json_decref(body);
         node__respond_err(req, FL_EINVAL, "%s", why);
@@ -194,7 +236,9 @@ static void session_changed(struct node_server *s, struct http_request *req, int
 static void session_cmd(struct node_server *s, struct http_request *req, const char *id, int type)
 {
     struct fsm_cmd c;
-    if (!session_arg(req, id)) {
+    struct store_token tok;
+    if (!session_arg(req, id) || !node__caller(s, req, &tok) ||
+        !may_use_session(s, req, &tok, id)) {
         return;
     }
     memset(&c, 0, sizeof c);
@@ -218,13 +262,22 @@ void node__sessions_get(struct node_server *s, struct http_request *req, char **
 {
     struct store_txn *t;
     struct store_session ss;
+    struct store_token tok;
     int rv;
-    if (!session_arg(req, args[0])) {
+    if (!session_arg(req, args[0]) || !node__caller(s, req, &tok)) {
         return;
     }
     rv = store_begin(s->store, 0, &t);
     if (rv == FL_OK) {
         rv = store_session_get(t, args[0], &ss);
+        if (rv == FL_OK && !node__session_allowed(&tok, &ss)) {
+            store_abort(t);
+            node__forbid(s, req,
+                         "token %s is limited to namespaces and session %s belongs to another "
+                         "token",
+                         tok.accessor, args[0]);
+            return;
+        }
         if (rv == FL_OK) {
             http_respond_json(req, 200, session_json(t, &ss));
         }
@@ -242,13 +295,20 @@ void node__sessions_list(struct node_server *s, struct http_request *req, char *
     struct store_txn *t;
     struct store_iter it;
     struct store_session ss;
-    json_t *items = json_array();
+    struct store_token tok;
+    json_t *items;
     int rv;
     (void)args;
+    if (!node__caller(s, req, &tok)) {
+        return;
+    }
+    items = json_array();
     rv = store_begin(s->store, 0, &t);
     if (rv == FL_OK && (rv = store_iter_open(t, STORE_SESSIONS, NULL, 0, &it)) == FL_OK) {
         while (json_array_size(items) < 10000 && store_session_next(&it, &ss) == FL_OK) {
-            json_array_append_new(items, session_json(t, &ss));
+            if (node__session_allowed(&tok, &ss)) {
+                json_array_append_new(items, session_json(t, &ss));
+            }
         }
         store_iter_close(&it);
     }
@@ -306,16 +366,24 @@ void node__locks_list(struct node_server *s, struct http_request *req, char **ar
     struct store_txn *t;
     struct store_iter it;
     struct store_lock l;
+    struct store_token tok;
     size_t plen;
-    json_t *items = json_array();
+    json_t *items;
     int rv;
     (void)args;
+    if (!node__caller(s, req, &tok)) {
+        return;
+    }
     if (http_query_param(req, "namespace", ns, sizeof ns - 1) < 0) {
-        json_decref(items);
         node__respond_err(req, FL_EINVAL, "bad namespace");
         return;
     }
     plen = strlen(ns);
+    if (plen > 0 && !node__ns_allowed(&tok, ns, plen)) {
+        node__forbid(s, req, "token %s may not use namespace \"%s\"", tok.accessor, ns);
+        return;
+    }
+    items = json_array();
     if (plen > 0) {
         ns[plen++] = '/';
         ns[plen] = '\0';
@@ -323,7 +391,9 @@ void node__locks_list(struct node_server *s, struct http_request *req, char **ar
     rv = store_begin(s->store, 0, &t);
     if (rv == FL_OK && (rv = store_iter_open(t, STORE_LOCKS, ns, plen, &it)) == FL_OK) {
         while (json_array_size(items) < 10000 && store_lock_next(&it, &l) == FL_OK) {
-            json_array_append_new(items, lock_json(it.key, it.klen, &l));
+            if (node__ns_allowed(&tok, it.key, it.klen)) {
+                json_array_append_new(items, lock_json(it.key, it.klen, &l));
+            }
             store_lock_free(&l);
         }
         store_iter_close(&it);
@@ -532,8 +602,10 @@ void node__locks_acquire(struct node_server *s, struct http_request *req, char *
 {
     struct node_acquire a;
     struct fsm_cmd c;
+    struct store_token tok;
     (void)args;
-    if (!parse_acquire(req, &a)) {
+    if (!parse_acquire(req, &a) || !node__caller(s, req, &tok) ||
+        !may_use_session(s, req, &tok, a.session)) {
         return;
     }
     node__acquire_cmd(&a, &c);
@@ -569,6 +641,7 @@ void node__locks_release(struct node_server *s, struct http_request *req, char *
 {
     char key[STORE_LOCK_KEY_MAX], session[STORE_SESSION_ID_MAX + 1];
     struct fsm_cmd c;
+    struct store_token tok;
     uint64_t token = 0; /* 0: no token named */
     int rv;
     if (!lock_key(req, args, key, sizeof key)) {
@@ -580,6 +653,9 @@ void node__locks_release(struct node_server *s, struct http_request *req, char *
         return;
     }
     if (!session_arg(req, session) || node__uint_query(req, "token", 1, UINT64_MAX, &token) < 0) {
+        return;
+    }
+    if (!node__caller(s, req, &tok) || !may_use_session(s, req, &tok, session)) {
         return;
     }
     memset(&c, 0, sizeof c);

@@ -78,11 +78,23 @@ enum {
     NEED_NONE,  /* public: status, health, routes, bootstrap */
     NEED_TOKEN, /* any valid token (who am I) */
     NEED_READ,
-    NEED_SUBMIT, /* tasks, jobs, sessions; with ns_arg, locks and kv in namespaces */
+    NEED_SUBMIT, /* tasks, jobs, sessions, locks and kv writes */
     NEED_OPERATE,
     NEED_ADMIN,
     NEED_SERVER,   /* another server (servers' key HMAC), or an operate token */
     NEED_INTERNAL, /* another server only (servers' key HMAC), never a token */
+};
+
+/* What a route is to a token limited to namespaces (docs/ACL.md), when it
+ * has no argument naming one (struct route.ns_arg). Tokens without
+ * namespaces, and management tokens, are never limited. */
+enum {
+    NS_DENY = -1,    /* refused: tasks, jobs, results, deploys, packages writes,
+                        operate and admin routes (they belong to no namespace) */
+    NS_HANDLER = -2, /* the handler limits it: a list filtered to its
+                        namespaces, a session only if the token owns it */
+    NS_ANY = -3,     /* cluster information any token with the policy reads
+                        (nodes, members, agents, packages, dispatch, whoami) */
 };
 
 struct route {
@@ -92,7 +104,8 @@ struct route {
     route_fn fn;
     const char *summary;
     int need;     /* NEED_* */
-    int ns_arg;   /* >= 0: the argument that names a namespace; -1 none */
+    int ns_arg;   /* a token limited to namespaces: >= 0, the argument that names
+                     the namespace it must be allowed; else NS_* below */
     int no_ident; /* a write that proposes no command of its own (membership,
                      messages to agents): it refuses X-Flotilla-Request */
 };
@@ -134,6 +147,20 @@ void node__acl_set_key(struct node_server *s, const unsigned char cluster_key[32
 int node__server_auth_header(struct node_server *s, const char *method, const char *target,
                              const void *body, size_t len, char *out, size_t size);
 const char *node__need_name(int need); /* "read", "submit", ... */
+/* The calling token, for handlers that limit what a token limited to
+ * namespaces sees (NS_HANDLER routes); called after node__authorize. 1, or 0
+ * after answering (401 if the token is gone meanwhile). */
+int node__caller(struct node_server *s, struct http_request *req, struct store_token *out);
+/* Is tok limited to namespaces (some namespaces and not management)? */
+int node__ns_limited(const struct store_token *tok);
+/* May tok use the namespace that s[0..n) begins with (up to its first '/')? */
+int node__ns_allowed(const struct store_token *tok, const char *s, size_t n);
+/* May tok use the session ss: its owner, or a token not limited to
+ * namespaces. */
+int node__session_allowed(const struct store_token *tok, const struct store_session *ss);
+/* Answer 403 forbidden, counted in acl.denied_forbidden. */
+void node__forbid(struct node_server *s, struct http_request *req, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void node__acl_bootstrap(struct node_server *s, struct http_request *req, char **args);
 void node__acl_self(struct node_server *s, struct http_request *req, char **args);
 void node__acl_list(struct node_server *s, struct http_request *req, char **args);

@@ -134,14 +134,16 @@ int schema_encode_record(const struct schema *sc, const void *obj, struct fl_buf
 {
     struct fl_mpw w;
     size_t start = out->len;
+    uint8_t fmt;
     int rv = schema_validate(sc, obj, SIZE_MAX, errmsg);
     if (rv != FL_OK) {
         return rv;
     }
+    fmt = sc->format != NULL ? sc->format(obj) : sc->version;
     fl_mpw_init(&w, out);
-    fl_mpw_array(&w, 1 + schema_n_fields(sc, sc->version));
-    fl_mpw_uint(&w, sc->version);
-    if (pack_fields(&w, sc, obj, sc->version) != FL_OK || fl_mpw_done(&w) != FL_OK) {
+    fl_mpw_array(&w, 1 + schema_n_fields(sc, fmt));
+    fl_mpw_uint(&w, fmt);
+    if (pack_fields(&w, sc, obj, fmt) != FL_OK || fl_mpw_done(&w) != FL_OK) {
         out->len = start;
         return fl_errf(errmsg, FL_ENOMEM, "%s: out of memory encoding", sc->name);
     }

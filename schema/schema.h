@@ -118,6 +118,11 @@ struct schema {
      * fields passed their own checks; `sending` is 1 in the validator (the
      * encoder side may be stricter). FL_OK, or FL_EINVAL with errmsg. */
     int (*check)(const void *obj, int sending, char *errmsg);
+    /* Records: the format to write obj in (oldest..version), so that a
+     * record whose newer fields are all unset keeps the bytes older code
+     * wrote (a log written before the fields existed applies to the same
+     * digest); NULL: always `version`. */
+    uint8_t (*format)(const void *obj);
 };
 
 /* ---- validation and encoding --------------------------------------------- */
@@ -137,7 +142,8 @@ int schema_pack_fields(const struct schema *sc, const void *obj, uint8_t format,
 uint32_t schema_n_fields(const struct schema *sc, uint8_t format);
 
 /* A record: validate obj (limit SIZE_MAX) and append
- * [sc->version, field...]. FL_OK, FL_EINVAL (errmsg), FL_ENOMEM. On error
+ * [format, field...], format sc->format(obj) if the table has that hook,
+ * else sc->version. FL_OK, FL_EINVAL (errmsg), FL_ENOMEM. On error
  * out is as it was. */
 int schema_encode_record(const struct schema *sc, const void *obj, struct fl_buf *out,
                          char *errmsg);

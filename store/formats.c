@@ -138,6 +138,17 @@ const struct schema store__fmt_result = {
 
 /* ---- SESSIONS --------------------------------------------------------------- */
 
+/* A token's accessor: lowercase hex. */
+static int owner_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static const struct schema_field session_fields[] = {
     CHARS(store_session, id, 1),
     CHARS(store_session, name, 0),
@@ -153,9 +164,19 @@ static const struct schema_field session_fields[] = {
     U(store_session, req_version, .since = 2),
     U(store_session, req_index, .since = 2),
     CHARS(store_session, req_str, 0, .since = 2),
+    /* format 3: the token that created it */
+    CHARS(store_session, owner, 0, .since = 3, .valid = owner_ok),
 };
+/* A session without an owner (created by a command written before owners
+ * were recorded) is written in format 2, as that code wrote it, so an old
+ * log applies to the same digest (tests/corpus/v1). */
+static uint8_t session_format(const void *obj)
+{
+    return ((const struct store_session *)obj)->owner[0] != '\0' ? 3 : 2;
+}
 const struct schema store__fmt_session = {
-    "session", SCHEMA_TABLE(session_fields), sizeof(struct store_session), 2, 1, 1, NULL};
+    "session",     SCHEMA_TABLE(session_fields), sizeof(struct store_session), 3, 1, 1, NULL,
+    session_format};
 
 /* ---- LOCKS: [1, limit, fence, delay_until_ms, holders, waiters] ---------------- */
 

@@ -1,8 +1,10 @@
 /* store/ — records of the lock tables: sessions and locks (docs/LOCKS.md).
  *
- *   session: [2, id, name, ttl_ms, lock_delay_ms, created_ms, expires_ms,
+ *   session: [3, id, name, ttl_ms, lock_delay_ms, created_ms, expires_ms,
  *             renewals, created_index, req_serial, req_err, req_version,
- *             req_index, req_str] (format 1 ends at created_index)
+ *             req_index, req_str, owner] (format 1 ends at created_index,
+ *             format 2 at req_str; a session without an owner is written
+ *             in format 2)
  *   lock:    [1, limit, fence, delay_until_ms, [[session, token, since]...]
  *             holders, [[session, token, since]...] waiters]
  *

@@ -334,11 +334,12 @@ int store_queue_key_parse(const void *key, size_t klen, int32_t *priority, uint6
 
 /* ---- sessions and locks (docs/LOCKS.md) ------------------------------- */
 
-#define STORE_SESSION_ID_MAX   40
-#define STORE_SESSION_NAME_MAX 128
-#define STORE_LOCK_KEY_MAX     256 /* "namespace/name" and its NUL */
-#define STORE_LOCK_HOLDERS_MAX 1024
-#define STORE_LOCK_WAITERS_MAX 4096
+#define STORE_SESSION_ID_MAX    40
+#define STORE_SESSION_NAME_MAX  128
+#define STORE_SESSION_OWNER_MAX 17  /* a token's accessor and the NUL */
+#define STORE_LOCK_KEY_MAX      256 /* "namespace/name" and its NUL */
+#define STORE_LOCK_HOLDERS_MAX  1024
+#define STORE_LOCK_WAITERS_MAX  4096
 
 struct store_session {
     char id[STORE_SESSION_ID_MAX];
@@ -356,6 +357,9 @@ struct store_session {
     uint64_t req_version; /* the result's version field */
     uint64_t req_index;   /* the index of the entry that applied it */
     char req_str[40];     /* the result's string (a task id, a holder) */
+    /* Format 3: the accessor of the API token that created the session
+     * (docs/ACL.md); "" for sessions created before owners were recorded. */
+    char owner[STORE_SESSION_OWNER_MAX];
 };
 int store_session_get(struct store_txn *t, const char *id, struct store_session *out);
 int store_session_put(struct store_txn *t, const struct store_session *s);
@@ -463,6 +467,8 @@ int store_run_decode(const void *val, size_t vlen, struct store_run *out);
 #define STORE_TOKEN_NAME_MAX     64
 #define STORE_TOKEN_NS           8 /* namespaces per token */
 #define STORE_TOKEN_NS_MAX       65
+_Static_assert(STORE_TOKEN_ACCESSOR_MAX == STORE_SESSION_OWNER_MAX,
+               "a session's owner holds a token's accessor");
 
 /* Capabilities (bits). A token's policies are a set of them. */
 enum store_token_cap {

@@ -152,8 +152,11 @@ def test_bootstrap_once_and_tokens():
                                                          "exec": "true"}, token=sub)
         check(st == 403 and "without namespaces" in body["error"]["message"],
               "tasks need an unrestricted token: %s %r" % (st, body))
-        st, body, _ = request(api, "GET", "/v1/kv/team-c/k", token=sub)
+        st, body, _ = request(api, "GET", "/v1/kv/team-b-1/none", token=sub)
         check(st == 404, "submit includes read: %s" % st)
+        st, body, _ = request(api, "GET", "/v1/kv/team-c/k", token=sub)
+        check(st == 403 and "team-c" in body["error"]["message"],
+              "reads are limited to the namespaces too: %s %r" % (st, body))
         # Operate: drain yes, kv no.
         _, op = make_token(api, ["operate"])
         st, body, _ = request(api, "POST", "/v1/dispatch/pause", {}, token=op)

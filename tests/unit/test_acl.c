@@ -57,7 +57,49 @@ TEST(namespace_arguments_exist)
             args += (p[0] == '{' && p[1] == '}') || (p[0] == '*' && p[1] == '\0');
         }
         CHECK(r->ns_arg < (int)args);
-        CHECK(r->ns_arg < 0 || r->need == NEED_SUBMIT);
+        CHECK(r->ns_arg < 0 || r->need == NEED_SUBMIT || r->need == NEED_READ);
+    }
+}
+
+static int under(const struct route *r, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(r->pattern, prefix, n) == 0 && (r->pattern[n] == '\0' || r->pattern[n] == '/');
+}
+
+/* What a token limited to namespaces may reach (docs/ACL.md): kv and locks
+ * by the namespace in the path, or filtered by the handler; sessions only
+ * its own (the handler); tasks, jobs, results and deploys never (they belong
+ * to no namespace); cluster information only by reading. */
+TEST(namespace_rules)
+{
+    for (unsigned i = 0; i < node_n_routes; i++) {
+        const struct route *r = &node_routes[i];
+        int namespaced = under(r, "/v1/kv") || under(r, "/v1/locks");
+        CHECK(r->ns_arg >= NS_ANY);
+        if (r->ns_arg >= 0) {
+            CHECK(namespaced);
+        }
+        if (r->ns_arg == NS_HANDLER) {
+            CHECK(namespaced || under(r, "/v1/sessions"));
+        }
+        if (namespaced || under(r, "/v1/sessions")) {
+            if (r->ns_arg < 0 && r->ns_arg != NS_HANDLER) {
+                fprintf(stderr, "   %s is not limited to a token's namespaces\n", r->pattern);
+                CHECK(0);
+            }
+        }
+        if (under(r, "/v1/tasks") || under(r, "/v1/jobs") || under(r, "/v1/results") ||
+            under(r, "/v1/hosts") || under(r, "/v1/deploys") || under(r, "/v1/uploads")) {
+            if (r->ns_arg != NS_DENY) {
+                fprintf(stderr, "   %s is open to a token limited to namespaces\n", r->pattern);
+                CHECK(0);
+            }
+        }
+        if (r->ns_arg == NS_ANY) {
+            CHECK(r->method == HTTP_GET || r->need == NEED_NONE);
+            CHECK(r->need == NEED_NONE || r->need == NEED_TOKEN || r->need == NEED_READ);
+        }
     }
 }
 
@@ -66,5 +108,6 @@ int main(void)
     RUN(every_route_declares_its_need);
     RUN(writes_need_more_than_read);
     RUN(namespace_arguments_exist);
+    RUN(namespace_rules);
     return check_summary();
 }

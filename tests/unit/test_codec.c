@@ -357,6 +357,57 @@ TEST(command_tables_bound_both_directions)
         CHECK_OK(fsm_cmd_decode_one(token, sizeof token, &mem, &out));
         CHECK(out.u.lock.token == 9 && out.u.lock.klen == 3 && mem == NULL);
     }
+    /* a session's owner (group 3, after a zero token) only when it is set:
+     * a session created without one keeps the bytes older code wrote */
+    {
+        static const uint8_t owned[] = {0x9b, FSM_CMD_SESSION_CREATE,
+                                        0xa1, 's',
+                                        0xa0, 0xa0,
+                                        0xcd, 0x03,
+                                        0xe8, 0,
+                                        0,    0,
+                                        0xc2, 0,
+                                        0xa2, 'a',
+                                        'b'};
+        static const uint8_t empty_owner[] = {
+            0x9b, FSM_CMD_SESSION_CREATE, 0xa1, 's', 0xa0, 0xa0, 0xcd, 0x03, 0xe8, 0, 0, 0, 0xc2, 0,
+            0xa0};
+        static const uint8_t plain[] = {
+            0x99, FSM_CMD_SESSION_CREATE, 0xa1, 's', 0xa0, 0xa0, 0xcd, 0x03, 0xe8, 0, 0, 0, 0xc2};
+        struct fsm_cmd sc = {0};
+        struct fsm_entry_writer w;
+        CHECK_OK(fsm_cmd_decode_one(owned, sizeof owned, &mem, &out));
+        CHECK(out.u.lock.olen == 2 && memcmp(out.u.lock.owner, "ab", 2) == 0 && mem == NULL);
+        CHECK_OK(fsm_cmd_validate(&out, err));
+        CHECK_EQ_INT(fsm_cmd_decode_one(empty_owner, sizeof empty_owner, &mem, &out), FL_EDECODE);
+        sc.type = FSM_CMD_SESSION_CREATE;
+        sc.u.lock.session = "s";
+        sc.u.lock.slen = 1;
+        sc.u.lock.ttl_ms = 1000;
+        fsm_writer_init(&w);
+        CHECK_OK(fsm_writer_add(&w, &sc));
+        CHECK(w.body.len >= sizeof plain &&
+              memcmp((const uint8_t *)w.body.data + w.body.len - sizeof plain, plain,
+                     sizeof plain) == 0);
+        fsm_writer_close(&w);
+        sc.u.lock.owner = "ab";
+        sc.u.lock.olen = 2;
+        fsm_writer_init(&w);
+        CHECK_OK(fsm_writer_add(&w, &sc));
+        CHECK(w.body.len >= sizeof owned &&
+              memcmp((const uint8_t *)w.body.data + w.body.len - sizeof owned, owned,
+                     sizeof owned) == 0);
+        fsm_writer_close(&w);
+        /* only a creation names an owner, and only a token's accessor */
+        sc.type = FSM_CMD_SESSION_RENEW;
+        CHECK_EQ_INT(fsm_cmd_validate(&sc, err), FL_EINVAL);
+        sc.type = FSM_CMD_SESSION_CREATE;
+        sc.u.lock.owner = "AB";
+        CHECK_EQ_INT(fsm_cmd_validate(&sc, err), FL_EINVAL);
+        sc.u.lock.owner = "0123456789abcdef0";
+        sc.u.lock.olen = 17;
+        CHECK_EQ_INT(fsm_cmd_validate(&sc, err), FL_EINVAL);
+    }
     /* an envelope inside an envelope, a serial of 0 */
     {
         static const uint8_t nested[] = {0x94, 36,  0xa1, 's',  1,  0x94, 36,

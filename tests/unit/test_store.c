@@ -686,7 +686,8 @@ static int node_strings_ok(const struct store_node *n)
 }
 
 /* A session record by hand: format 1 (9 fields) or 2 (14 fields). */
-static size_t raw_session(uint8_t *out, size_t cap, int format, int fields, const char *req_str)
+static size_t raw_session_owned(uint8_t *out, size_t cap, int format, int fields,
+                                const char *req_str, const char *owner)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -709,14 +710,20 @@ static size_t raw_session(uint8_t *out, size_t cap, int format, int fields, cons
     if (fields > 13) {
         msgpack_pack_str_with_body(&pk, req_str, strlen(req_str) + (req_str[0] == 'N'));
     }
+    if (fields > 14) {
+        msgpack_pack_str_with_body(&pk, owner, strlen(owner));
+    }
     n = sb.size < cap ? sb.size : cap;
     memcpy(out, sb.data, n);
     msgpack_sbuffer_destroy(&sb);
     return n;
 }
 
-/* Sessions written before the request identity (format 1) still read, with
- * no request remembered; format 2 keeps the last request's answer. */
+static size_t raw_session(uint8_t *out, size_t cap, int format, int fields, const char *req_str)
+{
+    return raw_session_owned(out, cap, format, fields, req_str, "");
+}
+
 /* A job run's reference round-trips through its task name, and only a
  * well-formed name is one. */
 TEST(job_ref_names)
@@ -759,6 +766,9 @@ TEST(job_ref_names)
     CHECK(strcmp(back.job, "a@b") == 0);
 }
 
+/* Sessions written before the request identity (format 1) still read, with
+ * no request remembered; format 2 keeps the last request's answer; format 3
+ * its owner, the accessor of the token that created it. */
 TEST(session_record_formats)
 {
     uint8_t rec[512];
@@ -788,8 +798,55 @@ TEST(session_record_formats)
     CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
     n = raw_session(rec, sizeof rec, 2, 14, "0123456789012345678901234567890123456789");
     CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    /* Format 3: the owner. Older formats read it as "". */
+    n = raw_session_owned(rec, sizeof rec, 3, 15, "x", "3f0c5e1a9b7d2e44");
+    CHECK_OK(store_session_decode(rec, n, &s));
+    CHECK_EQ_STR(s.req_str, "x");
+    CHECK_EQ_STR(s.owner, "3f0c5e1a9b7d2e44");
+    n = raw_session(rec, sizeof rec, 2, 14, "x");
+    CHECK_OK(store_session_decode(rec, n, &s));
+    CHECK_EQ_STR(s.owner, "");
     n = raw_session(rec, sizeof rec, 3, 14, "x");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session_owned(rec, sizeof rec, 2, 15, "x", "3f0c5e1a9b7d2e44");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session_owned(rec, sizeof rec, 3, 15, "x", "Not-An-Accessor");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session_owned(rec, sizeof rec, 3, 15, "x", "3f0c5e1a9b7d2e4401");
+    CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EDECODE);
+    n = raw_session_owned(rec, sizeof rec, 4, 15, "x", "3f0c5e1a9b7d2e44");
     CHECK_EQ_INT(store_session_decode(rec, n, &s), FL_EVERSION);
+}
+
+/* A session without an owner is written in format 2, byte for byte as the
+ * code before owners wrote it (so an old log applies to the same digest);
+ * one with an owner in format 3. */
+TEST(session_written_formats)
+{
+    struct env e;
+    struct store_txn *t;
+    struct store_session s, back;
+    const void *v;
+    size_t vl;
+    uint8_t old[512];
+    size_t n = raw_session(old, sizeof old, 2, 14, "holder-b");
+    REQUIRE(env_init(&e, 0) == FL_OK);
+    CHECK_OK(store_session_decode(old, n, &s));
+    CHECK_OK(store_begin(e.s, 1, &t));
+    CHECK_OK(store_session_put(t, &s));
+    CHECK_OK(store_get(t, STORE_SESSIONS, "s1", 2, &v, &vl));
+    CHECK(vl == n && memcmp(v, old, n) == 0);
+    snprintf(s.owner, sizeof s.owner, "3f0c5e1a9b7d2e44");
+    CHECK_OK(store_session_put(t, &s));
+    CHECK_OK(store_get(t, STORE_SESSIONS, "s1", 2, &v, &vl));
+    n = raw_session_owned(old, sizeof old, 3, 15, "holder-b", "3f0c5e1a9b7d2e44");
+    CHECK(vl == n && memcmp(v, old, n) == 0);
+    CHECK_OK(store_session_get(t, "s1", &back));
+    CHECK_EQ_STR(back.owner, "3f0c5e1a9b7d2e44");
+    snprintf(s.owner, sizeof s.owner, "ZZ");
+    CHECK_EQ_INT(store_session_put(t, &s), FL_EINVAL);
+    CHECK_OK(store_commit(t));
+    env_close(&e);
 }
 
 TEST(node_decode_total)
@@ -1769,6 +1826,7 @@ int main(void)
     RUN(allocation_failure_sweep);
     RUN(lmdb_utils_read_the_store);
     RUN(session_record_formats);
+    RUN(session_written_formats);
     RUN(job_ref_names);
     return check_summary();
 }

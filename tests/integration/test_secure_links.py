@@ -8,6 +8,7 @@ garbage and the stock raft handshake are refused, a byte flipped on a live
 Raft link closes that link and the cluster carries on; `openssl s_client`
 sees TLS 1.3 on the Raft, agent and blob ports and nothing older; the same
 for agents (another CA, impersonation, approval)."""
+import json
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ import threading
 import time
 
 from flotilla_cluster import (BIN, Agent, Cluster, check, put, request, run, leader_api,
-                              wait_connected)
+                              submit, wait_connected, wait_task)
 
 
 def log_of(server):
@@ -740,6 +741,68 @@ def test_ca_and_certificate_rotation_while_writing():
         c.close()
 
 
+def test_a_unit_on_an_agent_finds_no_cluster_secret():
+    """A shell unit on a standalone agent dumps everything of its agent it can
+    reach: the agent's command line and environment, every file the command
+    line names, the agent's data directory. Neither the servers' key nor the
+    CA's private key is anywhere in it (the agent holds its own key and the CA
+    certificate only)."""
+    import base64
+    c = Cluster(3, name="nosecret").start()
+    try:
+        a = Agent(c, "probe-agent").start()
+        wait_connected(c, ["probe-agent"])
+        dump = os.path.join(c.dir, "unit-dump.txt")
+        script = r"""
+out=%s
+{
+  echo "== cmdline"; tr '\0' '\n' < /proc/$PPID/cmdline
+  echo "== environ"; tr '\0' '\n' < /proc/$PPID/environ
+  echo "== own environ"; env
+  exe=$(readlink /proc/$PPID/exe)
+  for f in $(tr '\0' ' ' < /proc/$PPID/cmdline); do
+    [ "$f" = "$exe" ] && continue
+    if [ -f "$f" ]; then echo "== file $f"; cat "$f"; fi
+    if [ -d "$f" ]; then
+      for g in $(find "$f" -maxdepth 3 -type f 2>/dev/null); do echo "== file $g"; cat "$g"; done
+    fi
+  done
+  for v in $(tr '\0' '\n' < /proc/$PPID/environ | sed 's/^[^=]*=//'); do
+    if [ -f "$v" ]; then echo "== file $v"; cat "$v"; fi
+  done
+  for fd in /proc/$PPID/fd/*; do
+    t=$(readlink "$fd"); echo "== fd $t"
+    if [ -f "$t" ]; then cat "$t"; fi
+  done
+} > "$out" 2>&1
+echo dumped
+""" % dump
+        tid = submit(c, {"hosts": ["probe-agent"], "run_on": "host", "shell": script})
+        t = wait_task(c, tid, timeout=60)
+        check(t["state"] == "done", "the unit ran: %r" % t)
+        text = read(dump)
+        check(b"== cmdline" in text and b"--cert-key" in text and b"BEGIN CERTIFICATE" in text,
+              "the dump holds the agent's command line and files: %r" % text[:400])
+        cmdline = text.split(b"== cmdline\n", 1)[1].split(b"== environ", 1)[0].split(b"\n")
+        environ = text.split(b"== environ\n", 1)[1].split(b"== file", 1)[0]
+        check(b"--key" not in cmdline and b"FLOTILLA_KEY_FILE=" not in environ,
+              "the agent was given a servers' key: %r %r" % (cmdline, environ[:300]))
+        servers_key = read(c.key).strip()
+        raw_key = base64.b64decode(servers_key)
+        ca_key = read(os.path.join(c.pki, "ca.key"))
+        ca_body = b"".join(l for l in ca_key.splitlines() if not l.startswith(b"-----"))
+        check(servers_key not in text and raw_key not in text,
+              "the servers' key is readable from a unit")
+        check(ca_body not in text, "the CA's private key is readable from a unit")
+        # And its results show none of it.
+        st, res, _ = request(leader_api(c), "GET", "/v1/tasks/%s/results" % tid)
+        blob = json.dumps(res).encode()
+        check(servers_key not in blob and ca_body not in blob, "a secret in the results")
+        a.stop()
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     run([
         test_no_certificate_refuses_to_start,
@@ -752,4 +815,5 @@ if __name__ == "__main__":
         test_agent_approval,
         test_revoked_agent_refused_at_every_handshake,
         test_ca_and_certificate_rotation_while_writing,
+        test_a_unit_on_an_agent_finds_no_cluster_secret,
     ])

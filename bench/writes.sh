@@ -8,7 +8,7 @@
 # (value size, in-flight counts, durations, leader only). One system runs at a
 # time so they never share the machine's cores with each other. With
 # --compare-plaintext the same Flotilla runs once more with
-# --raft-plaintext (Raft without the secure channel, for measurement only,
+# --raft-plaintext (Raft without TLS, for measurement only,
 # docs/SECURITY.md) and the script ends with the encrypted rate over the
 # plaintext one.
 set -euo pipefail
@@ -277,7 +277,7 @@ stop_pids
 
 if [ "$PLAINTEXT" = 1 ]; then
     echo "# plaintext: the same three servers with --raft-plaintext (stock raft TCP transport" \
-        "with TCP_NODELAY, no secure channel; agents and API unchanged)"
+        "with TCP_NODELAY, no TLS; agents and API unchanged)"
     # The ports of the first cluster must be free again.
     for _ in $(seq 50); do
         port_free $((P + 101)) && port_free $((P + 102)) && port_free $((P + 103)) && break

@@ -99,6 +99,15 @@ static void session_closed(uv_handle_t *h)
     }
 }
 
+void agentlink__admitted(struct session *ss)
+{
+    if (ss->holds_place) {
+        ss->holds_place = 0;
+        fl_addrcap_give(&ss->l->unadmitted, ss->ip);
+        ss->l->n_unadmitted--;
+    }
+}
+
 void agentlink__close(struct session *ss, const char *why)
 {
     struct agentlink *l = ss->l;
@@ -106,6 +115,7 @@ void agentlink__close(struct session *ss, const char *why)
         return;
     }
     ss->closing = 1;
+    agentlink__admitted(ss); /* its place is free */
     if (ss->welcomed) {
         FL_INFO("agent %s disconnected: %s", ss->id, why);
         ss->welcomed = 0;
@@ -331,6 +341,19 @@ static void accept_cb(uv_stream_t *server, int status)
     uv_tcp_nodelay(&ss->tcp, 1);
     ss->opened_ms = uv_now(l->loop);
     peer_name(ss);
+    snprintf(ss->ip, sizeof ss->ip, "%.*s", (int)strcspn(ss->peer, ":"), ss->peer);
+    if (l->n_unadmitted >= AGENTLINK_UNADMITTED_MAX) {
+        l->n_refused_busy++;
+        agentlink__close(ss, "too many connections not yet admitted");
+        return;
+    }
+    if (!fl_addrcap_take(&l->unadmitted, ss->ip)) {
+        l->n_refused_per_address++;
+        agentlink__close(ss, "too many connections not yet admitted from this address");
+        return;
+    }
+    ss->holds_place = 1;
+    l->n_unadmitted++;
     if (start_channel(ss) != FL_OK) {
         agentlink__close(ss, "no secure channel");
         return;
@@ -373,8 +396,10 @@ static void sweep_cb(uv_timer_t *h)
     struct session *next;
     for (struct session *ss = l->sessions; ss != NULL; ss = next) {
         next = ss->next;
-        if (!ss->closing && !ss->welcomed && now - ss->opened_ms > l->s->cfg.lost_after_ms) {
-            agentlink__close(ss, "no HELLO within lost_after");
+        uint64_t limit = l->s->cfg.lost_after_ms < AGENTLINK_HELLO_MS ? l->s->cfg.lost_after_ms
+                                                                      : AGENTLINK_HELLO_MS;
+        if (!ss->closing && !ss->welcomed && now - ss->opened_ms > limit) {
+            agentlink__close(ss, "no HELLO in time");
         }
     }
 }
@@ -391,6 +416,7 @@ int agentlink_create(struct node_server *s, struct agentlink **out, char *errmsg
     }
     l->s = s;
     l->loop = s->loop;
+    fl_addrcap_init(&l->unadmitted, AGENTLINK_UNADMITTED_PER_ADDRESS);
     if (colon == NULL || (size_t)(colon - s->cfg.agent_addr) >= sizeof host) {
         fl_free(l);
         return fl_errf(errmsg, FL_EINVAL, "bad agent address %s", s->cfg.agent_addr);
@@ -428,6 +454,7 @@ static void closed_one(struct agentlink *l)
         if (l->close_cb != NULL) {
             l->close_cb(l->close_data);
         }
+        fl_addrcap_close(&l->unadmitted);
         fl_free(l);
     }
 }
@@ -457,7 +484,12 @@ void agentlink_close(struct agentlink *l, void (*cb)(void *data), void *data)
 void agentlink_stats(struct agentlink *l, json_t *o)
 {
     json_object_set_new(o, "bad_frames", json_integer((json_int_t)l->n_bad_frames));
-    json_object_set_new(o, "refused_connections", json_integer((json_int_t)l->n_refused));
+    json_object_set_new(
+        o, "refused_connections",
+        json_integer((json_int_t)(l->n_refused + l->n_refused_per_address + l->n_refused_busy)));
+    json_object_set_new(o, "refused_per_address",
+                        json_integer((json_int_t)l->n_refused_per_address));
+    json_object_set_new(o, "unadmitted_connections", json_integer((json_int_t)l->n_unadmitted));
 }
 
 void agentlink_close_denied(struct agentlink *l, struct denylist *d)

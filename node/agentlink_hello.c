@@ -169,6 +169,7 @@ void agentlink__on_hello(struct session *ss, const struct aproto_hello *h)
     rv = l->d != NULL ? dispatch_attach(l->d, ss, h) : FL_ENOTLEADER;
     if (rv == FL_OK) {
         ss->welcomed = 1;
+        agentlink__admitted(ss);
         return;
     }
     if (rv == FL_EEXIST) {

@@ -21,19 +21,21 @@
 #include "common/alloc.h"
 #include "blob/blob.h"
 #include "common/err.h"
+#include "common/addrcap.h"
 #include "common/log.h"
 #include "deploy/delta.h"
 #include "node/node_int.h"
 
-#define MAX_CONNS        64
-#define CHUNK_CACHE      32 /* chunk lists kept (at most 32 KiB each) */
-#define MAX_SOURCES      16
-#define SCAN_EVERY_MS    1000
-#define GC_EVERY_MS      30000
-#define GC_GRACE_S       120         /* an unreferenced blob younger than this stays */
-#define UPLOAD_MAX_AGE_S (24 * 3600) /* uploads never committed */
-#define RETRY_MIN_MS     1000
-#define RETRY_MAX_MS     30000
+#define MAX_CONNS                    64
+#define BLOB_HANDSHAKING_PER_ADDRESS 16 /* of them before authenticating, from one address */
+#define CHUNK_CACHE                  32 /* chunk lists kept (at most 32 KiB each) */
+#define MAX_SOURCES                  16
+#define SCAN_EVERY_MS                1000
+#define GC_EVERY_MS                  30000
+#define GC_GRACE_S                   120         /* an unreferenced blob younger than this stays */
+#define UPLOAD_MAX_AGE_S             (24 * 3600) /* uploads never committed */
+#define RETRY_MIN_MS                 1000
+#define RETRY_MAX_MS                 30000
 
 struct want {
     struct want *next;
@@ -73,6 +75,8 @@ struct blobs {
     } chunk_cache[CHUNK_CACHE];
     unsigned chunk_next;
     /* counters (under mu) */
+    struct fl_addrcap handshaking; /* per peer address, under mu */
+    uint64_t refused_per_address;
     uint64_t served_conns, refused_handshakes, refused_busy, gets, get_bytes, deltas, delta_bytes,
         not_found, fetched, fetch_failures, fetched_bytes, gc_removed, chunk_lists,
         chunk_lists_hashed;
@@ -123,6 +127,7 @@ int blobs_adopt(struct blobs *b, const char *path, const uint8_t hash[32], char 
 struct conn {
     struct blobs *b;
     int fd, slot;
+    char ip[64]; /* holds a place in b->handshaking until its handshake ends */
 };
 
 static void count(struct blobs *b, uint64_t *field, uint64_t n)
@@ -308,6 +313,9 @@ static void *conn_main(void *arg)
     struct blink *l = NULL;
     char err[FL_ERRMSG_SIZE];
     int rv = blink_accept(c->fd, b->creds, 10000, &l, err);
+    pthread_mutex_lock(&b->mu);
+    fl_addrcap_give(&b->handshaking, c->ip); /* authenticated, or gone */
+    pthread_mutex_unlock(&b->mu);
     if (rv != FL_OK) {
         FL_WARN("blob link: refused a connection: %s", err);
         count(b, &b->refused_handshakes, 1);
@@ -338,7 +346,10 @@ static void *accept_main(void *arg)
 {
     struct blobs *b = arg;
     for (;;) {
-        int fd = accept4(b->lfd, NULL, NULL, SOCK_CLOEXEC);
+        struct sockaddr_in peer;
+        socklen_t plen = sizeof peer;
+        char ip[64] = "?";
+        int fd = accept4(b->lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
         struct conn *c;
         pthread_t t;
         int slot = -1;
@@ -356,11 +367,21 @@ static void *accept_main(void *arg)
             nanosleep(&pause, NULL); /* EMFILE and the like: try again shortly */
             continue;
         }
+        if (peer.sin_family == AF_INET) {
+            inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+        }
         pthread_mutex_lock(&b->mu);
         if (b->stopping) {
             pthread_mutex_unlock(&b->mu);
             close(fd);
             return NULL;
+        }
+        if (!fl_addrcap_take(&b->handshaking, ip)) {
+            /* One address may not hold every slot before authenticating. */
+            b->refused_per_address++;
+            pthread_mutex_unlock(&b->mu);
+            close(fd);
+            continue;
         }
         for (int i = 0; i < MAX_CONNS && slot < 0; i++) {
             if (b->conn_fds[i] < 0) {
@@ -369,12 +390,14 @@ static void *accept_main(void *arg)
         }
         if (slot < 0) {
             b->refused_busy++;
+            fl_addrcap_give(&b->handshaking, ip);
             pthread_mutex_unlock(&b->mu);
             close(fd);
             continue;
         }
         c = fl_malloc(sizeof *c);
         if (c == NULL) {
+            fl_addrcap_give(&b->handshaking, ip);
             pthread_mutex_unlock(&b->mu);
             close(fd);
             continue;
@@ -382,6 +405,7 @@ static void *accept_main(void *arg)
         c->b = b;
         c->fd = fd;
         c->slot = slot;
+        snprintf(c->ip, sizeof c->ip, "%s", ip);
         b->conn_fds[slot] = fd;
         b->n_conns++;
         pthread_mutex_unlock(&b->mu);
@@ -389,6 +413,7 @@ static void *accept_main(void *arg)
             pthread_mutex_lock(&b->mu);
             b->conn_fds[slot] = -1;
             b->n_conns--;
+            fl_addrcap_give(&b->handshaking, ip);
             pthread_mutex_unlock(&b->mu);
             close(fd);
             fl_free(c);
@@ -683,14 +708,16 @@ json_t *blobs_status(struct blobs *b)
     for (struct want *w = b->wants; w != NULL; w = w->next) {
         wanted++;
     }
-    o = json_pack(
-        "{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}", "connections",
-        (int)b->n_conns, "served_connections", (json_int_t)b->served_conns, "refused_handshakes",
-        (json_int_t)b->refused_handshakes, "refused_busy", (json_int_t)b->refused_busy, "gets",
-        (json_int_t)b->gets, "get_bytes", (json_int_t)b->get_bytes, "deltas", (json_int_t)b->deltas,
-        "delta_bytes", (json_int_t)b->delta_bytes, "not_found", (json_int_t)b->not_found, "fetched",
-        (json_int_t)b->fetched, "fetch_failures", (json_int_t)b->fetch_failures, "fetched_bytes",
-        (json_int_t)b->fetched_bytes, "wanted", (int)wanted, "removed", (json_int_t)b->gc_removed);
+    o = json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I}",
+                  "connections", (int)b->n_conns, "served_connections", (json_int_t)b->served_conns,
+                  "refused_handshakes", (json_int_t)b->refused_handshakes, "refused_busy",
+                  (json_int_t)b->refused_busy, "refused_per_address",
+                  (json_int_t)b->refused_per_address, "gets", (json_int_t)b->gets, "get_bytes",
+                  (json_int_t)b->get_bytes, "deltas", (json_int_t)b->deltas, "delta_bytes",
+                  (json_int_t)b->delta_bytes, "not_found", (json_int_t)b->not_found, "fetched",
+                  (json_int_t)b->fetched, "fetch_failures", (json_int_t)b->fetch_failures,
+                  "fetched_bytes", (json_int_t)b->fetched_bytes, "wanted", (int)wanted, "removed",
+                  (json_int_t)b->gc_removed);
     json_object_set_new(o, "chunk_lists", json_integer((json_int_t)b->chunk_lists));
     json_object_set_new(o, "chunk_lists_hashed", json_integer((json_int_t)b->chunk_lists_hashed));
     pthread_mutex_unlock(&b->mu);
@@ -752,6 +779,7 @@ int blobs_create(struct node_server *s, struct blobs **out, char *errmsg)
     }
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
+    fl_addrcap_init(&b->handshaking, BLOB_HANDSHAKING_PER_ADDRESS);
     b->creds = s->creds;
     snprintf(base, sizeof base, "%.4000s", s->cfg.data_dir);
     snprintf(b->dir, sizeof b->dir, "%s/blobs", base);
@@ -818,6 +846,7 @@ void blobs_destroy(struct blobs *b)
     for (unsigned i = 0; i < CHUNK_CACHE; i++) {
         fl_free(b->chunk_cache[i].chunks);
     }
+    fl_addrcap_close(&b->handshaking);
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
     fl_free(b);

@@ -47,6 +47,8 @@ struct rg_link {
     uv_timer_t timer;
     int tcp_paused, pipe_paused; /* reading stopped by backpressure */
     struct tlink *ch;
+    char ip[64];     /* inbound: the peer's address */
+    int holds_place; /* inbound: counted in handshaking_per_address */
     /* outbound, until handed over */
     struct raft_uv_connect *req;
     raft_uv_connect_cb cb;
@@ -133,6 +135,10 @@ static void link_close(struct rg_link *l, int level, const char *fmt, ...)
     }
     if (l->state == L_HANDSHAKE && !l->outbound && t->n_handshaking > 0) {
         t->n_handshaking--;
+    }
+    if (l->holds_place) {
+        l->holds_place = 0;
+        fl_addrcap_give(&t->handshaking_per_address, l->ip);
     }
     l->state = L_CLOSING;
     if (level > 0 && fl_log_enabled(level)) {
@@ -379,6 +385,10 @@ static void established(struct rg_link *l, struct fl_buf *plain)
     if (!l->outbound && t->n_handshaking > 0) {
         t->n_handshaking--;
     }
+    if (l->holds_place) {
+        l->holds_place = 0;
+        fl_addrcap_give(&t->handshaking_per_address, l->ip);
+    }
     l->state = L_RELAY;
     t->n_established++;
     uv_read_start((uv_stream_t *)&l->pipe, alloc_cb, pipe_read_cb);
@@ -616,11 +626,20 @@ static void on_connection(uv_stream_t *server, int status)
         const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
         uv_ip4_name(sin, ip, sizeof ip);
         snprintf(l->peer, sizeof l->peer, "%s:%u", ip, ntohs(sin->sin_port));
+        snprintf(l->ip, sizeof l->ip, "%s", ip);
     }
     if (t->n_handshaking >= RG_TRANSPORT_HANDSHAKES_MAX) {
-        link_close(l, FL_LOG_WARN, "refused: %u handshakes already in progress", t->n_handshaking);
+        t->n_refused++;
+        link_close(l, FL_LOG_DEBUG, "refused: %u handshakes already in progress", t->n_handshaking);
         return;
     }
+    if (!fl_addrcap_take(&t->handshaking_per_address, l->ip)) {
+        t->n_refused++;
+        link_close(l, FL_LOG_DEBUG, "refused: %d handshakes from %s already in progress",
+                   RG_TRANSPORT_HANDSHAKES_PER_ADDRESS, l->ip);
+        return;
+    }
+    l->holds_place = 1;
     t->n_handshaking++;
     l->state = L_HANDSHAKE;
     if (start_channel(l) != FL_OK) {
@@ -725,6 +744,7 @@ int rg_transport_init(struct rg_transport *t, struct uv_loop_s *loop, const char
         return RAFT_INVALID;
     }
     t->creds = creds;
+    fl_addrcap_init(&t->handshaking_per_address, RG_TRANSPORT_HANDSHAKES_PER_ADDRESS);
     t->loop = loop;
 #ifdef FLOTILLA_TEST_HOOKS
     t->plaintext = plaintext;
@@ -755,5 +775,8 @@ void rg_transport_close(struct rg_transport *t)
         rg__plain_close(t);
     }
 #endif
+    if (t->creds != NULL) {
+        fl_addrcap_close(&t->handshaking_per_address);
+    }
     t->creds = NULL;
 }

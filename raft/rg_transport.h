@@ -36,12 +36,14 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "common/addrcap.h"
 #include "tls/creds.h"
 
-#define RG_TRANSPORT_HANDSHAKE_MS   5000
-#define RG_TRANSPORT_HIGH_WATER     (8u << 20)
-#define RG_TRANSPORT_LOW_WATER      (1u << 20)
-#define RG_TRANSPORT_HANDSHAKES_MAX 64 /* inbound handshakes at once */
+#define RG_TRANSPORT_HANDSHAKE_MS           5000
+#define RG_TRANSPORT_HIGH_WATER             (8u << 20)
+#define RG_TRANSPORT_LOW_WATER              (1u << 20)
+#define RG_TRANSPORT_HANDSHAKES_MAX         64 /* inbound handshakes at once */
+#define RG_TRANSPORT_HANDSHAKES_PER_ADDRESS 8  /* ... of them from one address */
 
 struct rg_link;
 
@@ -61,12 +63,14 @@ struct rg_transport {
     char bind_addr[128];
     struct uv_tcp_s *listener;
     struct rg_link *links;
-    unsigned n_handshaking; /* inbound links before their handshake completed */
+    unsigned n_handshaking;                    /* inbound links before their handshake completed */
+    struct fl_addrcap handshaking_per_address; /* ... per peer address */
     int closing;
 
     /* Counters (status, tests). */
     uint64_t n_established;        /* links handed to raft */
-    uint64_t n_refused;            /* handshakes refused (bad certificate, bad bytes, wrong peer) */
+    uint64_t n_refused;            /* handshakes refused (bad certificate, bad bytes, wrong peer,
+                                      too many at once, from one address) */
     uint64_t n_handshake_timeouts; /* peers silent past the handshake deadline */
     uint64_t n_broken;             /* established links closed on a bad frame */
     uint64_t bytes_sent;           /* plaintext raft bytes sealed onto outbound links */

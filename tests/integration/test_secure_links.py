@@ -803,6 +803,66 @@ echo dumped
         c.close()
 
 
+def test_one_address_cannot_hold_the_handshake_slots():
+    """40 silent connections from one address to each of a server's Raft, agent
+    and blob ports: only a few are kept (8, 16, 16) before authentication, the
+    rest are refused at once and counted; every kept one is closed at its
+    handshake deadline; meanwhile an agent from another address links, a
+    client fetches over the blob link, and the cluster writes."""
+    c = Cluster(3, name="slots").start()
+    silent = []
+    try:
+        s1 = c.servers[1]
+        before = s1.status()
+        for addr in (s1.raft, s1.agent, s1.blob):
+            host, port = addr.rsplit(":", 1)
+            for _ in range(40):
+                sk = socket.socket()
+                sk.bind(("127.0.0.2", 0))
+                sk.connect((host, int(port)))
+                silent.append(sk)
+        time.sleep(1)
+        after = s1.status()
+        raft_refused = (after["raft_links"]["refused_handshakes"] -
+                        before["raft_links"]["refused_handshakes"])
+        st, disp, _ = request(s1.api, "GET", "/v1/dispatch?stale")
+        blob = after["blob_links"]
+        print("   refused from one address: raft %d, agent %d, blob %d; agent links not yet "
+              "admitted %d" % (raft_refused, disp["refused_per_address"],
+                               blob["refused_per_address"], disp["unadmitted_connections"]))
+        check(raft_refused >= 32, "Raft port kept more than 8: %d refused" % raft_refused)
+        check(disp["refused_per_address"] >= 24, "agent port: %r" % disp)
+        check(blob["refused_per_address"] >= 24, "blob port: %r" % blob)
+        # Others are served meanwhile.
+        a = Agent(c, "slot-agent").start()
+        wait_connected(c, ["slot-agent"])
+        sock = c.tls_connect(s1.blob, "client", "slot-client", kind=3)
+        sock.close()
+        write_ok(c, 10)
+        # Every silent connection the servers kept is closed at its deadline
+        # (Raft 5 s, agents and blobs 10 s).
+        deadline = time.time() + 15
+        open_left = len(silent)
+        while time.time() < deadline and open_left > 0:
+            open_left = 0
+            for sk in silent:
+                sk.setblocking(False)
+                try:
+                    if sk.recv(1) != b"":
+                        open_left += 1
+                except BlockingIOError:
+                    open_left += 1
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        check(open_left == 0, "%d silent connections still open after their deadline" % open_left)
+        a.stop()
+    finally:
+        for sk in silent:
+            sk.close()
+        c.close()
+
+
 if __name__ == "__main__":
     run([
         test_no_certificate_refuses_to_start,
@@ -816,4 +876,5 @@ if __name__ == "__main__":
         test_revoked_agent_refused_at_every_handshake,
         test_ca_and_certificate_rotation_while_writing,
         test_a_unit_on_an_agent_finds_no_cluster_secret,
+        test_one_address_cannot_hold_the_handshake_slots,
     ])

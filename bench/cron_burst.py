@@ -29,9 +29,16 @@ import time
 TOKEN = {}
 
 
+CTX = None  # the API is HTTPS: main() trusts the run's CA
+
+
+def https(host, port, timeout):
+    return http.client.HTTPSConnection(host, int(port), timeout=timeout, context=CTX)
+
+
 def req(addr, method, path, body=None, timeout=30):
     host, port = addr.rsplit(":", 1)
-    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    c = https(host, port, timeout)
     data = json.dumps(body).encode() if body is not None else None
     h = dict(TOKEN, **({"Content-Type": "application/json"} if data else {}))
     c.request(method, path, body=data, headers=h)
@@ -59,6 +66,10 @@ def main():
     subprocess.check_call([binp, "ca", "init", "--dir", pki, "--cluster", "bench"],
                           stdout=subprocess.DEVNULL)
     os.environ["FLOTILLA_CACERT"] = os.path.join(pki, "ca.pem")
+    global CTX
+    import ssl
+    CTX = ssl.create_default_context(cafile=os.environ["FLOTILLA_CACERT"])
+    CTX.check_hostname = False
 
     def cert_args(name):
         prefix = os.path.join(pki, name)
@@ -124,7 +135,7 @@ def main():
 
         def adder():
             host, port = leader.rsplit(":", 1)
-            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            conn = https(host, port, 30)
             while True:
                 with lock:
                     i = nxt[0]
@@ -155,7 +166,7 @@ def main():
 
         def probe():
             host, port = leader.rsplit(":", 1)
-            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            conn = https(host, port, 30)
             k = 0
             while not stop.is_set():
                 k += 1

@@ -182,7 +182,7 @@ flotilla_leader() {
     local i st deadline=$((SECONDS + 30))
     while [ $SECONDS -lt $deadline ]; do
         for i in 1 2 3; do
-            st=$(curl -sf --max-time 1 "http://127.0.0.1:$((P + i))/v1/status" 2>/dev/null) || continue
+            st=$(curl -sf --max-time 1 "https://127.0.0.1:$((P + i))/v1/status" 2>/dev/null) || continue
             if grep -Eq '"state": *"leader"' <<<"$st" && grep -Eq '"ready": *true' <<<"$st"; then
                 LEADER="127.0.0.1:$((P + i))"
                 LEADER_ID=$i
@@ -209,7 +209,7 @@ agents_start() {
 agents_connected() {
     local nodes n=0 deadline=$((SECONDS + 30))
     while [ $SECONDS -lt $deadline ]; do
-        nodes=$(curl -sf --max-time 2 "http://$LEADER/v1/nodes" 2>/dev/null) || nodes=
+        nodes=$(curl -sf --max-time 2 "https://$LEADER/v1/nodes" 2>/dev/null) || nodes=
         n=$(grep -Eo '"connected": *true' <<<"$nodes" | wc -l || true)
         [ "$n" -ge "$AGENTS" ] && return 0
         sleep 0.2
@@ -287,7 +287,7 @@ run_task() {
     t0=$(now_ms)
     code=$(curl -s --max-time 120 -o "$WORK/submit-$label.out" -w '%{http_code} %{time_total}' \
         -H 'Content-Type: application/json' --data-binary @"$body" \
-        "http://$LEADER/v1/tasks") || code="000 0"
+        "https://$LEADER/v1/tasks") || code="000 0"
     submit_s=${code#* }
     code=${code%% *}
     id=$(jstr id <"$WORK/submit-$label.out")
@@ -297,14 +297,14 @@ run_task() {
         die "submitting the $label task ($n units) failed: HTTP $code"
     fi
     while :; do
-        task=$(curl -sf --max-time 5 "http://$LEADER/v1/tasks/$id" 2>/dev/null) || task=
+        task=$(curl -sf --max-time 5 "https://$LEADER/v1/tasks/$id" 2>/dev/null) || task=
         st=$(jstr state <<<"$task")
         polls=$((polls + 1))
         [ -z "$task" ] || echo "$(($(now_ms) - t0)) $(jnum done <<<"$task")" >>"$trace"
         case "$st" in done | failed | cancelled) break ;; esac
         if [ $(($(now_ms) - t0)) -gt $((TIMEOUT * 1000)) ]; then
             echo "# $label task $id after ${TIMEOUT} s: $task" >&2
-            curl -sf --max-time 5 "http://$LEADER/v1/dispatch" >&2 2>/dev/null || true
+            curl -sf --max-time 5 "https://$LEADER/v1/dispatch" >&2 2>/dev/null || true
             show_logs "$WORK"/server-$LEADER_ID.log "$WORK"/agent-1.log
             die "the $label task did not finish within ${TIMEOUT} s (state \"${st:-unknown}\")"
         fi
@@ -391,10 +391,10 @@ run_task dispatch "$UNITS"
 MAIN_RATE=$RATE
 ALL_ERRORS=$((ALL_ERRORS + ERRORS))
 
-st=$(curl -sf --max-time 5 "http://$LEADER/v1/status" 2>/dev/null) || st=
+st=$(curl -sf --max-time 5 "https://$LEADER/v1/status" 2>/dev/null) || st=
 grep -Eq '"state": *"leader"' <<<"$st" ||
     echo "# server $LEADER_ID is no longer the leader: the counters below are its own"
-st=$(curl -sf --max-time 5 "http://$LEADER/v1/dispatch" 2>/dev/null) || st=
+st=$(curl -sf --max-time 5 "https://$LEADER/v1/dispatch" 2>/dev/null) || st=
 echo "# GET /v1/dispatch: $st"
 for k in units_assigned assignments_refused runs_sent results_committed stale_results \
     units_taken_back rounds; do

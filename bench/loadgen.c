@@ -44,6 +44,11 @@
 #include <http_parser.h>
 #include <uv.h>
 
+#include "common/buf.h"
+#include "common/err.h"
+#include "tls/creds.h"
+#include "tls/tlink.h"
+
 #define MAX_ADDRS    16
 #define MAX_CONNS    4096
 #define MAX_VALUE    (4u << 20)
@@ -72,6 +77,8 @@ struct conn {
     size_t buf_cap;
     char err_body[ERR_SAMPLE]; /* start of a non-2xx body, for the report */
     size_t err_len;
+    struct tlink *tls; /* --ca: HTTPS (tls/tlink.h, the link Flotilla's own clients use) */
+    struct fl_buf enc; /* the request encrypted, being written */
 };
 
 struct bench {
@@ -84,7 +91,8 @@ struct bench {
     double warmup_s, duration_s;
     size_t value_size;
     const char *label;
-    const char *dump; /* --dump FILE: every measured write, in completion order */
+    const char *dump;      /* --dump FILE: every measured write, in completion order */
+    struct tls_creds *tls; /* --ca FILE: HTTPS, the server checked against that CA */
 
     char *value; /* the value as sent: N x's, or their base64 */
     size_t value_len;
@@ -255,6 +263,8 @@ static void on_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
     c->open = 0;
+    tlink_destroy(c->tls);
+    c->tls = NULL;
     if (c->b->state <= PHASE_MEASURE) {
         uv_timer_start(&c->retry, on_retry, RECONNECT_MS, 0);
     } else {
@@ -328,10 +338,68 @@ static int on_message_complete(http_parser *p)
     return 0;
 }
 
+struct raw_write {
+    uv_write_t req;
+    uint8_t *data;
+};
+
+static void raw_written(uv_write_t *w, int status)
+{
+    struct raw_write *r = (struct raw_write *)w;
+    (void)status;
+    free(r->data);
+    free(r);
+}
+
+/* TLS handshake bytes and alerts (not a request). */
+static void write_raw(struct conn *c, struct fl_buf *b)
+{
+    struct raw_write *r;
+    uv_buf_t ub;
+    if (b->len == 0) {
+        return;
+    }
+    r = xmalloc(sizeof *r);
+    r->data = xmalloc(b->len);
+    memcpy(r->data, b->data, b->len);
+    ub = uv_buf_init((char *)r->data, (unsigned)b->len);
+    if (uv_write(&r->req, (uv_stream_t *)&c->tcp, &ub, 1, raw_written) != 0) {
+        free(r->data);
+        free(r);
+    }
+}
+
+static void parse_response(struct conn *c, const char *data, size_t n);
+
+/* HTTPS: decrypt; the first request goes once the link is open. */
+static void on_tls_read(struct conn *c, const char *data, size_t n)
+{
+    struct fl_buf wire, plain;
+    int was_open = tlink_state(c->tls) == TLINK_OPEN;
+    fl_buf_init(&wire);
+    fl_buf_init(&plain);
+    if (tlink_recv(c->tls, (const uint8_t *)data, n, &wire, &plain) != FL_OK) {
+        char why[FL_ERRMSG_SIZE + 8];
+        write_raw(c, &wire);
+        snprintf(why, sizeof why, "TLS: %s", tlink_errmsg(c->tls));
+        record_error(c->b, 0, why, strlen(why));
+        conn_fail(c, why);
+    } else {
+        write_raw(c, &wire);
+        if (!was_open && tlink_state(c->tls) == TLINK_OPEN) {
+            conn_send(c);
+        }
+        if (plain.len > 0) {
+            parse_response(c, (const char *)plain.data, plain.len);
+        }
+    }
+    fl_buf_close(&wire);
+    fl_buf_close(&plain);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
-    size_t done;
 
     if (n == 0) {
         return;
@@ -340,8 +408,17 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         conn_fail(c, n == UV_EOF ? "connection closed by the server" : uv_strerror((int)n));
         return;
     }
-    done = http_parser_execute(&c->parser, &c->b->settings, buf->base, (size_t)n);
-    if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || done != (size_t)n) {
+    if (c->tls != NULL) {
+        on_tls_read(c, buf->base, (size_t)n);
+    } else {
+        parse_response(c, buf->base, (size_t)n);
+    }
+}
+
+static void parse_response(struct conn *c, const char *data, size_t n)
+{
+    size_t done = http_parser_execute(&c->parser, &c->b->settings, data, n);
+    if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK || done != n) {
         char why[128];
         snprintf(why, sizeof why, "bad response: %s",
                  http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
@@ -371,6 +448,15 @@ static void conn_send(struct conn *c)
     int rv;
     buf.len = build_request(c);
     buf.base = c->buf;
+    if (c->tls != NULL) {
+        fl_buf_reset(&c->enc);
+        if (tlink_send(c->tls, (const uint8_t *)c->buf, buf.len, &c->enc) != FL_OK) {
+            conn_fail(c, "TLS");
+            return;
+        }
+        buf.len = c->enc.len;
+        buf.base = (char *)c->enc.data;
+    }
     c->writing = 1;
     c->sent_ns = uv_hrtime();
     rv = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
@@ -403,6 +489,19 @@ static void on_connect(uv_connect_t *r, int status)
     if (rv != 0) {
         conn_fail(c, uv_strerror(rv));
         return;
+    }
+    if (c->b->tls != NULL) {
+        struct tlink_config tc = {c->b->tls, TLINK_HTTPS, NULL, NULL};
+        struct fl_buf wire;
+        fl_buf_init(&wire);
+        if (tlink_create(&tc, 1, &c->tls, NULL) != FL_OK || tlink_start(c->tls, &wire) != FL_OK) {
+            fl_buf_close(&wire);
+            conn_fail(c, "TLS: cannot start");
+            return;
+        }
+        write_raw(c, &wire);
+        fl_buf_close(&wire);
+        return; /* the request goes once the link is open */
     }
     conn_send(c);
 }
@@ -569,7 +668,8 @@ static void usage(FILE *f)
           "  --warmup      unrecorded seconds before (default 1)\n"
           "  --value-size  bytes per value (default 64)\n"
           "  --label       metric name prefix (default the target)\n"
-          "  --dump FILE   also write \"SECONDS_INTO_RUN LATENCY_MS\" per ok write\n",
+          "  --dump FILE   also write \"SECONDS_INTO_RUN LATENCY_MS\" per ok write\n"
+          "  --ca FILE     HTTPS: check the server's certificate against this CA\n",
           f);
 }
 
@@ -652,6 +752,11 @@ static void parse_args(struct bench *b, int argc, char **argv)
             b->label = v;
         } else if (strcmp(a, "--dump") == 0 && v) {
             b->dump = v;
+        } else if (strcmp(a, "--ca") == 0 && v) {
+            char err[FL_ERRMSG_SIZE];
+            if (tls_creds_load_ca(v, &b->tls, err) != FL_OK) {
+                die("--ca: %s", err);
+            }
         } else {
             usage(stderr);
             die("bad argument: %s", a);

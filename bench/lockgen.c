@@ -51,6 +51,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buf.h"
+#include "common/err.h"
+#include "tls/creds.h"
+#include "tls/tlink.h"
+
 #define MAX_CLIENTS  256
 #define RESP_MAX     65536
 #define TTL_MS       30000
@@ -77,6 +82,8 @@ struct client {
     struct samples at;  /* grant arrival, ns since the window start */
     uint64_t errors, waits, seq;
     char first_error[160];
+    struct tlink *tls;  /* --ca: HTTPS through tls/tlink.h */
+    struct fl_buf pend; /* decrypted bytes not read yet */
 };
 
 static struct {
@@ -86,7 +93,8 @@ static struct {
     double duration, warmup;
     int distinct;
     const char *label;
-    uint64_t start, end; /* the measured window, ns */
+    struct tls_creds *tls; /* --ca FILE */
+    uint64_t start, end;   /* the measured window, ns */
     atomic_int stop;
     struct client *c;
 } g;
@@ -135,27 +143,12 @@ static void disconnect(struct client *c)
     }
     c->fd = -1;
     c->have = 0;
+    tlink_destroy(c->tls);
+    c->tls = NULL;
+    fl_buf_reset(&c->pend);
 }
 
-static int connect_to(struct client *c)
-{
-    struct timeval tv = {IO_TIMEOUT_S, 0};
-    int one = 1;
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (c->fd < 0) {
-        return -1;
-    }
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(c->fd, (struct sockaddr *)&g.addr, sizeof g.addr) != 0) {
-        disconnect(c);
-        return -1;
-    }
-    return 0;
-}
-
-static int write_all(int fd, const char *p, size_t n)
+static int raw_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -169,6 +162,103 @@ static int write_all(int fd, const char *p, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+/* Read what the server sent: plaintext, decrypted with --ca. */
+static ssize_t read_some(struct client *c, char *p, size_t cap)
+{
+    char raw[16384];
+    while (c->tls != NULL && c->pend.len == 0) {
+        struct fl_buf wire;
+        ssize_t r = read(c->fd, raw, sizeof raw);
+        int rv;
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return r;
+        }
+        fl_buf_init(&wire);
+        rv = tlink_recv(c->tls, (const uint8_t *)raw, (size_t)r, &wire, &c->pend);
+        if (wire.len > 0) {
+            raw_write_all(c->fd, (const char *)wire.data, wire.len);
+        }
+        fl_buf_close(&wire);
+        if (rv != FL_OK) {
+            return -1;
+        }
+    }
+    if (c->tls != NULL) {
+        size_t n = c->pend.len < cap ? c->pend.len : cap;
+        memcpy(p, c->pend.data, n);
+        memmove(c->pend.data, c->pend.data + n, c->pend.len - n);
+        c->pend.len -= n;
+        return (ssize_t)n;
+    }
+    return read(c->fd, p, cap);
+}
+
+static int tls_start(struct client *c)
+{
+    struct tlink_config tc = {g.tls, TLINK_HTTPS, NULL, NULL};
+    struct fl_buf wire;
+    char raw[16384];
+    int rv;
+    fl_buf_init(&wire);
+    rv = tlink_create(&tc, 1, &c->tls, NULL) == FL_OK && tlink_start(c->tls, &wire) == FL_OK ? 0
+                                                                                             : -1;
+    while (rv == 0 && tlink_state(c->tls) == TLINK_HANDSHAKE) {
+        ssize_t r;
+        if (wire.len > 0 && raw_write_all(c->fd, (const char *)wire.data, wire.len) != 0) {
+            rv = -1;
+            break;
+        }
+        fl_buf_reset(&wire);
+        r = read(c->fd, raw, sizeof raw);
+        if (r <= 0 ||
+            tlink_recv(c->tls, (const uint8_t *)raw, (size_t)r, &wire, &c->pend) != FL_OK) {
+            rv = -1;
+        }
+    }
+    if (rv == 0 && wire.len > 0 && raw_write_all(c->fd, (const char *)wire.data, wire.len) != 0) {
+        rv = -1;
+    }
+    fl_buf_close(&wire);
+    return rv == 0 && tlink_state(c->tls) == TLINK_OPEN ? 0 : -1;
+}
+
+static int connect_to(struct client *c)
+{
+    struct timeval tv = {IO_TIMEOUT_S, 0};
+    int one = 1;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0) {
+        return -1;
+    }
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(c->fd, (struct sockaddr *)&g.addr, sizeof g.addr) != 0 ||
+        (g.tls != NULL && tls_start(c) != 0)) {
+        disconnect(c);
+        return -1;
+    }
+    return 0;
+}
+
+static int write_all(struct client *c, const char *p, size_t n)
+{
+    if (c->tls != NULL) {
+        struct fl_buf enc;
+        int rv;
+        fl_buf_init(&enc);
+        rv = tlink_send(c->tls, (const uint8_t *)p, n, &enc) == FL_OK
+                 ? raw_write_all(c->fd, (const char *)enc.data, enc.len)
+                 : -1;
+        fl_buf_close(&enc);
+        return rv;
+    }
+    return raw_write_all(c->fd, p, n);
 }
 
 /* One request; the status (or -1 on a transport error) and the body,
@@ -190,7 +280,7 @@ static int call(struct client *c, const char *method, const char *path, const ch
         req, sizeof req, "%s %s HTTP/1.1\r\nHost: bench\r\n%s%s%s%sContent-Length: %zu\r\n\r\n%s",
         method, path, body ? "Content-Type: application/json\r\n" : "",
         tok ? "X-Flotilla-Token: " : "", tok ? tok : "", tok ? "\r\n" : "", blen, body ? body : "");
-    if (n < 0 || (size_t)n >= sizeof req || write_all(c->fd, req, (size_t)n) != 0) {
+    if (n < 0 || (size_t)n >= sizeof req || write_all(c, req, (size_t)n) != 0) {
         disconnect(c);
         return -1;
     }
@@ -215,7 +305,7 @@ static int call(struct client *c, const char *method, const char *path, const ch
             disconnect(c);
             return -1;
         }
-        r = read(c->fd, c->buf + used, sizeof c->buf - 1 - used);
+        r = read_some(c, c->buf + used, sizeof c->buf - 1 - used);
         if (r < 0 && errno == EINTR) {
             continue;
         }
@@ -239,8 +329,7 @@ static int call(struct client *c, const char *method, const char *path, const ch
         c->buf[need - hlen] = '\0';
         c->have = 0;
         if (closing) {
-            close(c->fd);
-            c->fd = -1;
+            disconnect(c);
         }
     }
     return status;
@@ -465,6 +554,12 @@ int main(int argc, char **argv)
         if (strcmp(a, "--addr") == 0) {
             parse_addr(v);
             have_addr = 1;
+        } else if (strcmp(a, "--ca") == 0) {
+            char err[FL_ERRMSG_SIZE];
+            if (tls_creds_load_ca(v, &g.tls, err) != FL_OK) {
+                fprintf(stderr, "lockgen: --ca: %s\n", err);
+                exit(2);
+            }
         } else if (strcmp(a, "--mode") == 0) {
             have_mode = 1;
             if (strcmp(v, "contended") == 0) {

@@ -154,7 +154,7 @@ flotilla_leader() {
     local i st deadline=$((SECONDS + 30))
     while [ $SECONDS -lt $deadline ]; do
         for i in 1 2 3; do
-            st=$(curl -sf --max-time 1 "http://127.0.0.1:$((P + i))/v1/status" 2>/dev/null) || continue
+            st=$(curl -sf --max-time 1 "https://127.0.0.1:$((P + i))/v1/status" 2>/dev/null) || continue
             if grep -Eq '"state": *"leader"' <<<"$st" && grep -Eq '"ready": *true' <<<"$st"; then
                 LEADER="127.0.0.1:$((P + i))"
                 LEADER_ID=$i
@@ -171,7 +171,8 @@ flotilla_leader() {
 # trap at once), its output echoed; fails if it fails.
 run_lockgen() {
     local rc=0
-    "$LOCKGEN" --addr "$LEADER" --duration "$DURATION" --warmup "$WARMUP" "$@" >"$WORK/lockgen.out" &
+    "$LOCKGEN" --addr "$LEADER" --ca "$FLOTILLA_CACERT" --duration "$DURATION" --warmup "$WARMUP" \
+        "$@" >"$WORK/lockgen.out" &
     CHILD=$!
     wait $CHILD || rc=$?
     CHILD=

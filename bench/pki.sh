@@ -1,8 +1,8 @@
 # Sourced by the benchmark scripts: the cluster CA and certificates every
 # Flotilla process of a run links with (docs/SECURITY.md, "Identities").
 #
-#   bench_pki DIR            make DIR/pki (a CA of cluster "bench") and export
-#                            FLOTILLA_CACERT
+#   bench_pki DIR            make DIR/pki (a CA of cluster "bench"), export
+#                            FLOTILLA_CACERT and point curl at it (DIR/.curlrc)
 #   bench_cert ROLE NAME     print "--cert F --cert-key K" of NAME's certificate,
 #                            issued on first use (a server's or agent's name is
 #                            the one in its certificate)
@@ -11,6 +11,9 @@ bench_pki() {
     BENCH_PKI=$1/pki
     "$FLOTILLA_BIN" ca init --dir "$BENCH_PKI" --cluster bench >/dev/null
     export FLOTILLA_CACERT=$BENCH_PKI/ca.pem
+    # The API is HTTPS: every curl of the script trusts the run's CA.
+    printf 'cacert = "%s"\n' "$FLOTILLA_CACERT" >"$1/.curlrc"
+    export CURL_HOME=$1
 }
 
 bench_cert() {

@@ -157,7 +157,7 @@ flotilla_leader() {
     local i st deadline=$((SECONDS + 30))
     while [ $SECONDS -lt $deadline ]; do
         for i in 1 2 3; do
-            st=$(curl -sf --max-time 1 "http://127.0.0.1:$((P + i))/v1/status" 2>/dev/null) || continue
+            st=$(curl -sf --max-time 1 "https://127.0.0.1:$((P + i))/v1/status" 2>/dev/null) || continue
             if grep -Eq '"state": *"leader"' <<<"$st" && grep -Eq '"ready": *true' <<<"$st"; then
                 echo "127.0.0.1:$((P + i))"
                 return 0
@@ -233,6 +233,7 @@ measure() {
         rc=0
         "$LOADGEN" --target "$target" --addr "$addr" --conns "$n" --duration "$DURATION" \
             --warmup "$WARMUP" --value-size "$VALUE_SIZE" --label "${sys}_w$n" \
+            $([ "$target" = flotilla ] && echo --ca "$FLOTILLA_CACERT") \
             >"$WORK/loadgen.out" &
         LOADGEN_PID=$!
         wait $LOADGEN_PID || rc=$?
@@ -262,7 +263,7 @@ flotilla_token() {
     while [ $SECONDS -lt $deadline ]; do
         addr=$(flotilla_leader)
         if curl -sf --max-time 3 -X POST -H 'Content-Type: application/json' \
-            -d "{\"secret\": \"$FLOTILLA_TOKEN\"}" "http://$addr/v1/acl/bootstrap" >/dev/null; then
+            -d "{\"secret\": \"$FLOTILLA_TOKEN\"}" "https://$addr/v1/acl/bootstrap" >/dev/null; then
             return 0
         fi
         sleep 0.2

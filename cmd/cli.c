@@ -135,12 +135,51 @@ void cli_parse(struct cli_cmd *c, int argc, char **argv, char **pos, int *npos)
     }
 }
 
+static int api_tls_ready;
+
+void cli_api_tls(const char *cmd, struct tls_creds *creds)
+{
+    char err[FL_ERRMSG_SIZE];
+    const char *ca, *cert, *key;
+    if (creds != NULL) {
+        httpc_set_tls(creds);
+        api_tls_ready = 1;
+        return;
+    }
+    if (api_tls_ready) {
+        return;
+    }
+    ca = getenv("FLOTILLA_CACERT");
+    cert = getenv("FLOTILLA_CERT");
+    key = getenv("FLOTILLA_CERT_KEY");
+    if (ca == NULL || ca[0] == '\0') {
+        fprintf(stderr,
+                "flotilla %s: the API is HTTPS: set FLOTILLA_CACERT to the cluster's CA "
+                "certificate (flotilla dev prints it: DIR/pki/ca.pem)\n",
+                cmd);
+        exit(2);
+    }
+    if (cert != NULL && cert[0] && key != NULL && key[0]) {
+        struct tls_creds_files f = {ca, cert, key};
+        if (tls_creds_load(&f, &creds, err) != FL_OK) {
+            fprintf(stderr, "flotilla %s: %s\n", cmd, err);
+            exit(2);
+        }
+    } else if (tls_creds_load_ca(ca, &creds, err) != FL_OK) {
+        fprintf(stderr, "flotilla %s: $FLOTILLA_CACERT: %s\n", cmd, err);
+        exit(2);
+    }
+    httpc_set_tls(creds);
+    api_tls_ready = 1;
+}
+
 const char *cli_addr(struct cli_cmd *c)
 {
     const char *a = cli_val(c, "addr");
     if (a == NULL) {
         a = getenv("FLOTILLA_ADDR");
     }
+    cli_api_tls(c->path, NULL);
     return a != NULL && a[0] ? a : "127.0.0.1:8401";
 }
 

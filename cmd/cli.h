@@ -45,6 +45,11 @@ int cli_flag(struct cli_cmd *c, const char *name);
 void cli_die_usage(const struct cli_cmd *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 
+/* The API is HTTPS: its CA from $FLOTILLA_CACERT (and a client certificate
+ * from $FLOTILLA_CERT and $FLOTILLA_CERT_KEY if both are set), or `creds`
+ * when the command has its own (--ca/--cert/--cert-key). Exits 2 with a hint
+ * without a CA. cli_addr calls it. */
+void cli_api_tls(const char *cmd, struct tls_creds *creds);
 /* The API address: --addr, else $FLOTILLA_ADDR, else 127.0.0.1:8401. */
 const char *cli_addr(struct cli_cmd *c);
 

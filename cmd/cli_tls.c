@@ -47,4 +47,5 @@ void cli_load_tls(struct cli_cmd *c, struct cli_tls *out)
         fprintf(stderr, "flotilla %s: %s\n", c->path, err);
         exit(2);
     }
+    cli_api_tls(c->path, out->creds); /* its API calls present the same certificate */
 }

@@ -551,7 +551,7 @@ static void dev_banner(unsigned n, unsigned base, const char *dir, const char *k
 {
     printf("  API:  ");
     for (unsigned i = 1; i <= n; i++) {
-        printf("http://127.0.0.1:%u ", base + i);
+        printf("https://127.0.0.1:%u ", base + i);
     }
     printf("\n  agents connect to: ");
     for (unsigned i = 1; i <= n; i++) {
@@ -565,11 +565,15 @@ static void dev_banner(unsigned n, unsigned base, const char *dir, const char *k
            dir, dir, dir, dir, base + 201);
     if (have_token) {
         printf("  API token (management): %s/token\n", dir);
-        printf("  try:  export FLOTILLA_ADDR=127.0.0.1:%u FLOTILLA_TOKEN_FILE=%s/token\n"
-               "        flotilla kv put hello world; flotilla status\n",
-               base + 1, dir);
+        printf("  try:  export FLOTILLA_ADDR=127.0.0.1:%u FLOTILLA_TOKEN_FILE=%s/token "
+               "FLOTILLA_CACERT=%s/pki/ca.pem\n"
+               "        flotilla kv put hello world; flotilla status\n"
+               "        curl --cacert %s/pki/ca.pem -H \"X-Flotilla-Token: $(cat %s/token)\" "
+               "https://127.0.0.1:%u/v1/kv/hello\n",
+               base + 1, dir, dir, dir, dir, base + 1);
     } else {
-        printf("  try:  FLOTILLA_ADDR=127.0.0.1:%u flotilla status\n", base + 1);
+        printf("  try:  FLOTILLA_ADDR=127.0.0.1:%u FLOTILLA_CACERT=%s/pki/ca.pem flotilla status\n",
+               base + 1, dir);
     }
     printf("Press Ctrl-C to stop the cluster.\n");
     fflush(stdout);
@@ -661,6 +665,17 @@ int cmd_dev(int argc, char **argv)
     }
     if (dev_prepare(&c, dir, keyfile, sizeof keyfile, exe) != 0) {
         return 1;
+    }
+    {
+        /* The servers' API is HTTPS: dev asks it with the CA it made. */
+        char ca[PATH_MAX + 32], err[FL_ERRMSG_SIZE];
+        struct tls_creds *creds;
+        snprintf(ca, sizeof ca, "%s/pki/ca.pem", dir);
+        if (tls_creds_load_ca(ca, &creds, err) != FL_OK) {
+            fprintf(stderr, "flotilla dev: %s\n", err);
+            return 1;
+        }
+        cli_api_tls("dev", creds);
     }
     for (unsigned i = 1; i <= n; i++) {
         size_t used = strlen(peers);

@@ -20,6 +20,14 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "http/response.h"
+#include "tls/tlink.h"
+
+static struct tls_creds *https_creds;
+
+void httpc_set_tls(struct tls_creds *creds)
+{
+    https_creds = creds;
+}
 
 #define RECV_SIZE (16 * 1024)
 
@@ -30,6 +38,7 @@ struct call {
     uint64_t deadline; /* fl_mono_ns; 0 = none */
     int timeout_ms;
     int fd;
+    struct tlink *tls; /* https:// */
     struct http_response resp;
 };
 
@@ -43,6 +52,8 @@ int httpc_split_addr(const char *addr, char host[HTTPC_HOST_MAX], char port[HTTP
     }
     if (strncmp(addr, "http://", 7) == 0) {
         addr += 7;
+    } else if (strncmp(addr, "https://", 8) == 0) {
+        addr += 8;
     }
     alen = strlen(addr);
     while (alen > 0 && addr[alen - 1] == '/') {
@@ -231,6 +242,56 @@ static int parse(struct call *c, const char *data, size_t len, char *errmsg)
     return FL_OK;
 }
 
+/* HTTPS: run the handshake to OPEN over the connected socket. */
+static int tls_handshake(struct call *c, char *errmsg)
+{
+    struct tlink_config tc = {https_creds, TLINK_HTTPS, NULL, NULL};
+    struct fl_buf wire, plain;
+    char buf[RECV_SIZE];
+    int rv, early = 0;
+    fl_buf_init(&wire);
+    fl_buf_init(&plain);
+    rv = tlink_create(&tc, 1, &c->tls, errmsg);
+    if (rv == FL_OK) {
+        rv = tlink_start(c->tls, &wire);
+    }
+    while (rv == FL_OK) {
+        short rev;
+        ssize_t n;
+        if (wire.len > 0) {
+            rv = send_all(c, wire.data, wire.len, &early, errmsg);
+            fl_buf_reset(&wire);
+            if (rv != FL_OK) {
+                break;
+            }
+        }
+        if (tlink_state(c->tls) == TLINK_OPEN) {
+            break;
+        }
+        if ((rv = wait_fd(c, POLLIN, &rev, errmsg)) != FL_OK) {
+            break;
+        }
+        n = recv(c->fd, buf, sizeof buf, 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+            continue;
+        }
+        if (n <= 0) {
+            rv = fl_errf(errmsg, FL_ENET, "%s closed the connection during the TLS handshake",
+                         c->addr);
+            break;
+        }
+        if (tlink_recv(c->tls, (const uint8_t *)buf, (size_t)n, &wire, &plain) != FL_OK) {
+            rv = fl_errf(errmsg, FL_EPROTO, "TLS to %s: %s", c->addr, tlink_errmsg(c->tls));
+            if (wire.len > 0) {
+                send_all(c, wire.data, wire.len, &early, NULL);
+            }
+        }
+    }
+    fl_buf_close(&wire);
+    fl_buf_close(&plain);
+    return rv;
+}
+
 static int receive(struct call *c, int sent_all, char *errmsg)
 {
     char buf[RECV_SIZE];
@@ -254,6 +315,26 @@ static int receive(struct call *c, int sent_all, char *errmsg)
                            sent_all ? " without responding" : " before the request was sent");
         }
         got = 1;
+        if (c->tls != NULL && n > 0) {
+            struct fl_buf wire, plain;
+            fl_buf_init(&wire);
+            fl_buf_init(&plain);
+            rv = tlink_recv(c->tls, (const uint8_t *)buf, (size_t)n, &wire, &plain);
+            if (rv != FL_OK) {
+                rv = fl_errf(errmsg, FL_EPROTO, "TLS from %s: %s", c->addr, tlink_errmsg(c->tls));
+            } else if (plain.len > 0) {
+                rv = parse(c, (const char *)plain.data, plain.len, errmsg);
+            }
+            fl_buf_close(&wire);
+            fl_buf_close(&plain);
+            if (rv != FL_OK) {
+                return rv;
+            }
+            continue;
+        }
+        if (c->tls != NULL && tlink_eof(c->tls) != FL_OK) {
+            return fl_errf(errmsg, FL_EPROTO, "TLS from %s: %s", c->addr, tlink_errmsg(c->tls));
+        }
         if ((rv = parse(c, buf, (size_t)n, errmsg)) != FL_OK) {
             return rv;
         }
@@ -335,8 +416,27 @@ int httpc_request(const char *addr, const char *method, const char *path_and_que
         rv = fl_errf(errmsg, rv, "out of memory");
         goto out;
     }
-    if ((rv = connect_any(c, errmsg)) != FL_OK ||
-        (rv = send_all(c, req.data, req.len, &early, errmsg)) != FL_OK ||
+    if (strncmp(addr, "https://", 8) == 0 || (https_creds != NULL && strstr(addr, "://") == NULL)) {
+        struct fl_buf enc;
+        if (https_creds == NULL) {
+            rv = fl_errf(errmsg, FL_EINVAL, "%s: HTTPS needs the cluster's CA certificate", addr);
+            goto out;
+        }
+        if ((rv = connect_any(c, errmsg)) != FL_OK || (rv = tls_handshake(c, errmsg)) != FL_OK) {
+            goto out;
+        }
+        fl_buf_init(&enc);
+        if (tlink_send(c->tls, req.data, req.len, &enc) != FL_OK) {
+            fl_buf_close(&enc);
+            rv = fl_errf(errmsg, FL_EPROTO, "TLS to %s: %s", c->addr, tlink_errmsg(c->tls));
+            goto out;
+        }
+        fl_buf_close(&req);
+        req = enc;
+    } else if ((rv = connect_any(c, errmsg)) != FL_OK) {
+        goto out;
+    }
+    if ((rv = send_all(c, req.data, req.len, &early, errmsg)) != FL_OK ||
         (rv = receive(c, !early, errmsg)) != FL_OK) {
         goto out;
     }
@@ -345,6 +445,7 @@ int httpc_request(const char *addr, const char *method, const char *path_and_que
         rv = fl_errf(errmsg, rv, "out of memory");
     }
 out:
+    tlink_destroy(c->tls);
     if (c->fd >= 0) {
         close(c->fd);
     }

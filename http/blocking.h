@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "tls/creds.h"
+
 #define HTTPC_MAX_BODY (64u * 1024u * 1024u)
 #define HTTPC_HOST_MAX 256 /* host buffer of httpc_split_addr, NUL included */
 #define HTTPC_PORT_MAX 6
@@ -22,14 +24,23 @@ struct httpc_response {
     size_t body_len;    /* without that NUL */
 };
 
+/* The credentials of HTTPS (the CA, and a client certificate if they have
+ * one: tls/creds.h); kept, not owned. Once set, an address without a scheme
+ * ("host:port") is HTTPS too, as the API always is; "http://" stays plain
+ * (an application's health URL). Without them an https:// address is
+ * FL_EINVAL. */
+void httpc_set_tls(struct tls_creds *creds);
+
 /* Send `method path_and_query` with body (copied; may be NULL when len is
- * 0) to addr ("host:port" or "http://host:port[/]"; host is a name or an
+ * 0) to addr ("host:port", "http://host:port[/]" or "https://host:port[/]":
+ * TLS 1.3, the server's certificate checked against the CA; host is a name or an
  * IPv4 or bracketed IPv6 literal) and wait for the whole response.
  * extra_headers ("Name: value\r\n"..., may be NULL) are sent verbatim after
  * Host, Content-Length and Connection. timeout_ms bounds the whole exchange
  * (connect included); <= 0 waits forever.
  *
- * Returns FL_OK with *out filled (any HTTP status), or:
+ * Returns FL_OK with *out filled (any HTTP status), or (FL_EPROTO also for a
+ * TLS handshake that failed either way):
  *   FL_EINVAL    malformed addr or arguments;
  *   FL_ENET      resolve, connect, send or receive failed, or the peer
  *                closed before the response started;
@@ -45,7 +56,7 @@ int httpc_request(const char *addr, const char *method, const char *path_and_que
                   struct httpc_response *out, char *errmsg);
 
 /* Split addr ("host:port", "[v6]:port", with an optional "http://" and
- * trailing '/') into host (brackets removed) and port (1..65535, digits).
+ * trailing '/'; or "https://") into host (brackets removed) and port (1..65535, digits).
  * *norm and *norm_len (may be NULL) get the address without scheme and
  * slashes, pointing into addr. Returns FL_OK or FL_EINVAL. */
 int httpc_split_addr(const char *addr, char host[HTTPC_HOST_MAX], char port[HTTPC_PORT_MAX],

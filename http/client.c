@@ -36,6 +36,7 @@
 #include "common/log.h"
 #include "http/blocking.h"
 #include "http/response.h"
+#include "tls/tlink.h"
 
 #define READ_SIZE (64 * 1024)
 
@@ -54,6 +55,7 @@ struct cconn {
     int reading;
     int reused;
     int closing;
+    struct tlink *tls; /* https:// connections */
 };
 
 struct wreq {
@@ -79,6 +81,7 @@ struct creq {
     char *wire; /* the request bytes */
     size_t wire_len;
     int repeatable; /* may be sent a second time */
+    int tls;        /* https:// */
     int sent;       /* some attempt has written request bytes */
     int attempts;
     struct cconn *conn;
@@ -87,6 +90,13 @@ struct creq {
     int got_bytes;
     int written;
 };
+
+static struct tls_creds *https_creds;
+
+void http_client_set_tls(struct tls_creds *creds)
+{
+    https_creds = creds;
+}
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct cconn *pool; /* idle connections of every loop */
@@ -99,6 +109,7 @@ static void connect_to(struct creq *r, const struct sockaddr *sa);
 static void on_conn_closed(uv_handle_t *h)
 {
     struct cconn *c = h->data;
+    tlink_destroy(c->tls);
     fl_free(c->key);
     fl_free(c);
 }
@@ -126,7 +137,7 @@ static void pool_unlink_locked(struct cconn *c)
 }
 
 /* An idle connection of this loop to key, or NULL. Stale ones are closed. */
-static struct cconn *pool_take(uv_loop_t *loop, const char *key)
+static struct cconn *pool_take(uv_loop_t *loop, const char *key, int tls)
 {
     struct cconn **pp, *found = NULL, *stale = NULL, *c;
     uint64_t now = uv_now(loop);
@@ -136,7 +147,8 @@ static struct cconn *pool_take(uv_loop_t *loop, const char *key)
         int old;
         c = *pp;
         old = now - c->idle_since >= HTTP_CLIENT_POOL_IDLE_MS;
-        if (c->loop != loop || strcmp(c->key, key) != 0 || (found != NULL && !old)) {
+        if (c->loop != loop || strcmp(c->key, key) != 0 || (c->tls != NULL) != tls ||
+            (found != NULL && !old)) {
             pp = &c->next;
             continue;
         }
@@ -170,7 +182,8 @@ static void pool_put(struct cconn *c)
     c->idle_since = uv_now(c->loop);
     pthread_mutex_lock(&pool_mu);
     for (p = pool; p != NULL; p = p->next) {
-        n += p->loop == c->loop && strcmp(p->key, c->key) == 0;
+        n += p->loop == c->loop && strcmp(p->key, c->key) == 0 &&
+             (p->tls != NULL) == (c->tls != NULL);
     }
     if (n < HTTP_CLIENT_POOL_PER_ADDR) {
         c->next = pool;
@@ -328,6 +341,57 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = buf->base != NULL ? READ_SIZE : 0;
 }
 
+static void send_request(struct creq *r);
+
+static void on_raw_written(uv_write_t *w, int status)
+{
+    (void)status;
+    fl_free(w);
+}
+
+static void write_raw(struct cconn *c, struct fl_buf *b)
+{
+    struct wreq *w;
+    uv_buf_t ub;
+    if (b->len == 0) {
+        return;
+    }
+    w = fl_malloc(sizeof *w + b->len);
+    if (w == NULL) {
+        return;
+    }
+    memcpy(w->data, b->data, b->len);
+    ub = uv_buf_init(w->data, (unsigned)b->len);
+    if (uv_write(&w->w, (uv_stream_t *)&c->tcp, &ub, 1, on_raw_written) != 0) {
+        fl_free(w);
+    }
+}
+
+/* HTTPS: decrypt; the handshake's answers go back; once open the request
+ * goes out, and what the server sent is the response. */
+static void on_tls_bytes(struct cconn *c, struct creq *r, const char *data, size_t len)
+{
+    struct fl_buf wire, plain;
+    int was_open = tlink_state(c->tls) == TLINK_OPEN;
+    int rv;
+    fl_buf_init(&wire);
+    fl_buf_init(&plain);
+    rv = tlink_recv(c->tls, (const uint8_t *)data, len, &wire, &plain);
+    write_raw(c, &wire);
+    if (rv != FL_OK) {
+        char why[FL_ERRMSG_SIZE];
+        snprintf(why, sizeof why, "TLS to %s: %s", r->key, tlink_errmsg(c->tls));
+        finish(r, FL_EPROTO, 0, why);
+    } else if (!was_open && tlink_state(c->tls) == TLINK_OPEN) {
+        send_request(r);
+    } else if (plain.len > 0) {
+        r->got_bytes = 1;
+        parse(r, (const char *)plain.data, plain.len);
+    }
+    fl_buf_close(&wire);
+    fl_buf_close(&plain);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct cconn *c = s->data;
@@ -342,9 +406,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         pool_unlink_locked(c);
         pthread_mutex_unlock(&pool_mu);
         conn_close(c);
+    } else if (nread > 0 && c->tls != NULL) {
+        on_tls_bytes(c, r, buf->base, (size_t)nread);
     } else if (nread > 0) {
         r->got_bytes = 1;
         parse(r, buf->base, (size_t)nread);
+    } else if (nread == UV_EOF && c->tls != NULL && tlink_state(c->tls) != TLINK_OPEN) {
+        fail_exchange(r, FL_EPROTO, "the server closed the connection during the TLS handshake", 0);
     } else if (nread == UV_EOF && r->got_bytes) {
         parse(r, NULL, 0); /* completes a close-delimited body */
     } else if (nread == UV_EOF) {
@@ -373,19 +441,35 @@ static void on_written(uv_write_t *w, int status)
 static void send_request(struct creq *r)
 {
     struct cconn *c = r->conn;
-    struct wreq *w = fl_malloc(sizeof *w + r->wire_len);
+    struct fl_buf enc;
+    const char *src = r->wire;
+    size_t n = r->wire_len;
+    struct wreq *w;
     uv_buf_t b;
     int rv;
     r->state = REQ_EXCHANGING;
     http_response_restart(&r->resp);
     r->got_bytes = 0;
     r->written = 0;
+    fl_buf_init(&enc);
+    if (c->tls != NULL) {
+        if (tlink_send(c->tls, (const uint8_t *)r->wire, r->wire_len, &enc) != FL_OK) {
+            fl_buf_close(&enc);
+            fail_exchange(r, FL_EPROTO, "TLS", 0);
+            return;
+        }
+        src = (const char *)enc.data;
+        n = enc.len;
+    }
+    w = fl_malloc(sizeof *w + n);
     if (w == NULL) {
+        fl_buf_close(&enc);
         finish(r, FL_ENOMEM, 0, "out of memory");
         return;
     }
-    memcpy(w->data, r->wire, r->wire_len);
-    b = uv_buf_init(w->data, (unsigned)r->wire_len);
+    memcpy(w->data, src, n);
+    fl_buf_close(&enc);
+    b = uv_buf_init(w->data, (unsigned)n);
     rv = uv_write(&w->w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rv != 0) {
         fl_free(w);
@@ -423,6 +507,27 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (r->tls) {
+        struct tlink_config tc = {https_creds, TLINK_HTTPS, NULL, NULL};
+        struct fl_buf wire;
+        char err[FL_ERRMSG_SIZE];
+        int rv;
+        fl_buf_init(&wire);
+        if (tlink_create(&tc, 1, &c->tls, err) != FL_OK || tlink_start(c->tls, &wire) != FL_OK) {
+            fl_buf_close(&wire);
+            finish(r, FL_EPROTO, 0, "TLS: cannot start");
+            return;
+        }
+        write_raw(c, &wire);
+        fl_buf_close(&wire);
+        rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (rv != 0) {
+            finishf(r, FL_ENET, "read", rv);
+            return;
+        }
+        c->reading = 1;
+        return; /* the request goes once TLS is open (on_tls_bytes) */
+    }
     send_request(r);
 }
 
@@ -476,7 +581,7 @@ static void start_attempt(struct creq *r, int may_reuse)
     struct sockaddr_storage ss;
     struct addrinfo hints;
     int rv;
-    if (may_reuse && (r->conn = pool_take(r->loop, r->key)) != NULL) {
+    if (may_reuse && (r->conn = pool_take(r->loop, r->key, r->tls)) != NULL) {
         r->conn->req = r;
         send_request(r);
         return;
@@ -591,6 +696,11 @@ int http_client_request_flags(uv_loop_t *loop, const char *addr, const char *met
         return FL_ENOMEM;
     }
     http_response_init(&r->resp, strcmp(method, "HEAD") == 0, HTTP_CLIENT_MAX_BODY);
+    r->tls = strncmp(addr, "https://", 8) == 0;
+    if (r->tls && https_creds == NULL) {
+        fl_free(r);
+        return FL_EINVAL; /* no CA to check an https:// server with */
+    }
     rv = parse_addr(r, addr);
     if (rv == FL_OK) {
         rv = build_wire(r, method, path_and_query, extra_headers, body, len);

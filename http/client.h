@@ -27,6 +27,8 @@
 
 #include <uv.h>
 
+#include "tls/creds.h"
+
 #define HTTP_CLIENT_MAX_BODY      (64u * 1024u * 1024u)
 #define HTTP_CLIENT_POOL_PER_ADDR 8
 #define HTTP_CLIENT_POOL_IDLE_MS  30000
@@ -53,7 +55,8 @@ typedef void (*http_client_cb)(void *data, int err, int status, const char *cont
                                const uint8_t *body, size_t len);
 
 /* Send `method path_and_query` with body (copied; may be NULL when len is 0)
- * to addr ("host:port", optionally "http://host:port"; host is an IPv4 or
+ * to addr ("host:port", optionally "http://host:port", or "https://host:port"
+ * for TLS; host is an IPv4 or
  * bracketed IPv6 literal or a name resolved with uv_getaddrinfo).
  * extra_headers ("Name: value\r\n"..., may be NULL) are added verbatim
  * after Host and Content-Length. timeout_ms 0 means no timeout.
@@ -71,6 +74,11 @@ int http_client_request_flags(uv_loop_t *loop, const char *addr, const char *met
                               const char *path_and_query, const char *extra_headers,
                               const void *body, size_t len, unsigned timeout_ms, unsigned flags,
                               http_client_cb cb, void *data);
+
+/* The credentials of "https://" addresses (tls/creds.h; kept, not owned):
+ * TLS 1.3, the server's certificate checked against the CA, this process's
+ * certificate presented. Without them an https:// address is FL_EINVAL. */
+void http_client_set_tls(struct tls_creds *creds);
 
 /* Close every idle pooled connection of loop (their memory is released by
  * the loop's next iteration). Requests in flight are not affected; their

@@ -54,6 +54,8 @@ static void on_conn_closed(uv_handle_t *h)
     s->stats.open_conns--;
     fl_buf_close(&c->unparsed);
     fl_buf_close(&c->wbuf);
+    fl_buf_close(&c->ebuf);
+    tlink_destroy(c->tls);
     fl_free(c);
     http__maybe_finish_stop(s);
 }
@@ -76,6 +78,41 @@ void http__conn_close(struct http_conn *c)
 
 static void linger(struct http_conn *c);
 
+struct raw_write {
+    uv_write_t req;
+    uint8_t *data;
+};
+
+static void raw_written(uv_write_t *w, int status)
+{
+    struct raw_write *r = (struct raw_write *)w;
+    (void)status;
+    fl_free(r->data);
+    fl_free(r);
+}
+
+void http__write_raw(struct http_conn *c, struct fl_buf *b)
+{
+    struct raw_write *r;
+    uv_buf_t ub;
+    if (b->len == 0 || c->state == CONN_CLOSING) {
+        fl_buf_reset(b);
+        return;
+    }
+    r = fl_malloc(sizeof *r);
+    if (r == NULL) {
+        fl_buf_reset(b);
+        return;
+    }
+    ub.len = b->len;
+    r->data = fl_buf_steal(b, NULL);
+    ub.base = (char *)r->data;
+    if (uv_write(&r->req, (uv_stream_t *)&c->tcp, &ub, 1, raw_written) != 0) {
+        fl_free(r->data);
+        fl_free(r);
+    }
+}
+
 void http__on_written(uv_write_t *w, int status)
 {
     struct http_conn *c = w->data;
@@ -83,6 +120,11 @@ void http__on_written(uv_write_t *w, int status)
         fl_buf_close(&c->wbuf);
     } else {
         fl_buf_reset(&c->wbuf);
+    }
+    if (c->ebuf.cap > WBUF_KEEP) {
+        fl_buf_close(&c->ebuf);
+    } else {
+        fl_buf_reset(&c->ebuf);
     }
     if (c->state == CONN_CLOSING) {
         return; /* cancelled by conn_close */
@@ -106,6 +148,10 @@ static void dispatch(struct http_conn *c)
     c->cur = NULL;
     c->req_started = 0;
     c->headers_at = 0;
+    if (c->tls != NULL && tlink_peer(c->tls)->role != 0) {
+        r->peer_role = tlink_peer(c->tls)->role;
+        snprintf(r->peer_name, sizeof r->peer_name, "%s", tlink_peer(c->tls)->name);
+    }
     c->pending = r;
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
@@ -123,11 +169,46 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof c->server->readbuf;
 }
 
+/* Plaintext request bytes: parse, and dispatch a complete request. */
+static void feed(struct http_conn *c, const char *data, size_t len)
+{
+    size_t n;
+    int complete;
+    c->last_active = uv_now(c->server->loop);
+    n = http__parse(c, data, len, &complete);
+    if (complete) {
+        /* Keep what follows the request for after the response. */
+        if (fl_buf_append(&c->unparsed, data + n, len - n) != FL_OK) {
+            http__conn_close(c);
+            return;
+        }
+        c->unparsed_off = 0;
+        dispatch(c);
+    }
+}
+
+/* HTTPS: decrypt, answer the handshake, feed what the client sent. */
+static void feed_tls(struct http_conn *c, const char *data, size_t len)
+{
+    struct fl_buf wire, plain;
+    int rv;
+    fl_buf_init(&wire);
+    fl_buf_init(&plain);
+    rv = tlink_recv(c->tls, (const uint8_t *)data, len, &wire, &plain);
+    http__write_raw(c, &wire); /* the handshake's answer, or the alert that says why */
+    if (rv != FL_OK) {
+        c->server->stats.tls_refused++;
+        http__conn_close(c);
+    } else if (plain.len > 0) {
+        feed(c, (const char *)plain.data, plain.len);
+    }
+    fl_buf_close(&wire);
+    fl_buf_close(&plain);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct http_conn *c = stream->data;
-    size_t n;
-    int complete;
     if (nread == 0) {
         return;
     }
@@ -145,16 +226,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (c->state != CONN_READING) {
         return; /* not reading: cannot happen */
     }
-    c->last_active = uv_now(c->server->loop);
-    n = http__parse(c, buf->base, (size_t)nread, &complete);
-    if (complete) {
-        /* Keep what follows the request for after the response. */
-        if (fl_buf_append(&c->unparsed, buf->base + n, (size_t)nread - n) != FL_OK) {
-            http__conn_close(c);
-            return;
-        }
-        c->unparsed_off = 0;
-        dispatch(c);
+    if (c->tls != NULL) {
+        feed_tls(c, buf->base, (size_t)nread);
+    } else {
+        feed(c, buf->base, (size_t)nread);
     }
 }
 
@@ -239,6 +314,13 @@ static void on_shutdown(uv_shutdown_t *req, int status)
  * close on its EOF or after LINGER_MS. */
 static void linger(struct http_conn *c)
 {
+    if (c->tls != NULL) {
+        struct fl_buf b;
+        fl_buf_init(&b);
+        tlink_shutdown(c->tls, &b); /* close_notify: the end is not a truncation */
+        http__write_raw(c, &b);
+        fl_buf_close(&b);
+    }
     http__set_state(c, CONN_LINGERING);
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0 ||

@@ -313,6 +313,15 @@ static void maybe_continue(struct http_conn *c)
     if (e == NULL || strcasecmp(e, "100-continue") != 0 || c->parser.http_minor < 1) {
         return;
     }
+    if (c->tls != NULL) {
+        struct fl_buf w;
+        fl_buf_init(&w);
+        if (tlink_send(c->tls, (const uint8_t *)cont, sizeof cont - 1, &w) == FL_OK) {
+            http__write_raw(c, &w);
+        }
+        fl_buf_close(&w);
+        return;
+    }
     /* Best effort: a client that gets nothing sends the body after a delay. */
     rv = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (rv > 0 && (size_t)rv < b.len) {

@@ -51,6 +51,14 @@ static void write_response(struct http_conn *c, int status, const char *ctype, c
     http__set_state(c, CONN_WRITING);
     c->write_req.data = c;
     b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    if (c->tls != NULL) {
+        fl_buf_reset(&c->ebuf);
+        if (tlink_send(c->tls, c->wbuf.data, c->wbuf.len, &c->ebuf) != FL_OK) {
+            http__conn_close(c);
+            return;
+        }
+        b = uv_buf_init((char *)c->ebuf.data, (unsigned)c->ebuf.len);
+    }
     if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, http__on_written) != 0) {
         http__conn_close(c);
     }

@@ -158,6 +158,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->state = CONN_READING;
     fl_buf_init(&c->unparsed);
     fl_buf_init(&c->wbuf);
+    fl_buf_init(&c->ebuf);
     c->next = s->conns;
     if (s->conns != NULL) {
         s->conns->prev = c;
@@ -175,6 +176,13 @@ static void on_connection(uv_stream_t *ls, int status)
     peer_name(c);
     if (over_ip_limit(s, c)) {
         return;
+    }
+    if (s->lim.tls != NULL) {
+        struct tlink_config tc = {s->lim.tls, TLINK_HTTPS, NULL, NULL};
+        if (tlink_create(&tc, 0, &c->tls, NULL) != FL_OK) {
+            http__conn_close(c);
+            return;
+        }
     }
     http__resume(c);
 }

@@ -48,6 +48,8 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "tls/creds.h"
+
 /* Limits; a zero field takes the default. */
 struct http_limits {
     size_t max_body;            /* request body bytes; default 1 MiB */
@@ -57,6 +59,7 @@ struct http_limits {
     unsigned idle_timeout_ms;   /* close a connection idle this long; default 60000 */
     unsigned header_timeout_ms; /* a request's line and headers, from its first byte; 10000 */
     unsigned body_timeout_ms;   /* its body, from the end of the headers; default 60000 */
+    struct tls_creds *tls;      /* HTTPS with these credentials (not owned); NULL: plain HTTP */
 };
 
 #define HTTP_DEFAULT_MAX_BODY         (1024u * 1024u)
@@ -89,6 +92,8 @@ struct http_request {
     uint8_t *body;               /* body bytes (never NULL), NUL-terminated too */
     size_t body_len;             /* body length without that NUL */
     char remote[64];             /* peer "ip:port" */
+    int peer_role;               /* HTTPS: the client certificate's role (pki/), 0 if none */
+    char peer_name[64];          /* ... and its name */
     void *data;                  /* free for the handler */
     char scratch[96];            /* free for the handler; lives as long as the request */
     struct http_header *headers; /* n_headers entries, in arrival order */
@@ -127,9 +132,10 @@ struct http_stats {
     uint64_t rejected;        /* answered by the limits: 400, 413, 429, 431, 503 */
     uint64_t rejected_per_ip; /* of those, connections over max_conns_per_ip (429) */
     uint64_t timed_out;       /* of those, requests past their header or body deadline (408) */
-    uint64_t dropped;         /* requests whose connection was closed unanswered (http_drop) */
-    uint64_t accepted;        /* connections accepted (including rejected ones) */
-    unsigned open_conns;      /* connections open now */
+    uint64_t tls_refused; /* HTTPS connections whose TLS failed (garbage, a refused certificate) */
+    uint64_t dropped;     /* requests whose connection was closed unanswered (http_drop) */
+    uint64_t accepted;    /* connections accepted (including rejected ones) */
+    unsigned open_conns;  /* connections open now */
 };
 
 /* Listen on addr ("ip:port" IPv4, port 0 = any free port; ":port" = all

@@ -19,6 +19,7 @@
 
 #include "common/buf.h"
 #include "http/server.h"
+#include "tls/tlink.h"
 
 #define READ_BUF_SIZE    (64 * 1024)
 #define LINGER_MS        2000              /* drain the peer this long after a final response */
@@ -48,6 +49,8 @@ struct http_conn {
     struct fl_buf unparsed;       /* read but not yet parsed (pipelined) bytes ... */
     size_t unparsed_off;          /* ... from this offset */
     struct fl_buf wbuf;           /* the response being written */
+    struct tlink *tls;            /* HTTPS: the connection's TLS (tls/tlink.h) */
+    struct fl_buf ebuf;           /* HTTPS: wbuf encrypted, being written */
     int close_after_write;
     int reject_status; /* set by a parser callback on a limit violation */
     const char *reject_code;
@@ -97,6 +100,9 @@ void http__conn_close(struct http_conn *c);
 void http__resume(struct http_conn *c);
 /* uv_write callback of a response: next request, lingering close, or close. */
 void http__on_written(uv_write_t *w, int status);
+/* HTTPS: send TLS bytes (handshake, alerts, close_notify) that are not a
+ * response; b is emptied. */
+void http__write_raw(struct http_conn *c, struct fl_buf *b);
 /* Arm the timer for the nearest of the idle and the current request's
  * deadlines (a request began, or its headers ended). */
 void http__arm_timer(struct http_conn *c);

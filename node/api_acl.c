@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/num.h"
 #include "node/node_int.h"
+#include "pki/pki.h"
 #include "store/iter.h"
 #include "fsm/cmd.h"
 
@@ -153,74 +154,14 @@ static int lookup(struct node_server *s, const char *secret, struct store_token 
     return rv;
 }
 
-/* The HMAC of an internal call: over the method, the target as sent, the
- * time and the body, so it cannot be replayed onto another route or body,
- * and only within SERVER_AUTH_SKEW_MS. */
-static void server_mac(const unsigned char key[32], const char *method, const char *target,
-                       const char *ts, const void *body, size_t len,
-                       unsigned char out[crypto_auth_hmacsha256_BYTES])
+/* The caller proved a server certificate on this connection (HTTPS; the
+ * verify callback checked it against the CA). A request a follower forwards
+ * arrives on the follower's connection: it carries the follower's
+ * certificate, not its caller's, so it never counts as a server's. */
+static int from_server(const struct http_request *req)
 {
-    crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, key, 32);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)"flotilla-api-v1\n", 16);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)method, strlen(method));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)"\n", 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)target, strlen(target));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)"\n", 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts, strlen(ts));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)"\n", 1);
-    crypto_auth_hmacsha256_update(&st, body, len);
-    crypto_auth_hmacsha256_final(&st, out);
-}
-
-void node__acl_set_key(struct node_server *s, const unsigned char cluster_key[32])
-{
-    /* A subkey, so the HMAC key is never the key the links use. */
-    crypto_kdf_derive_from_key(s->api_key, sizeof s->api_key, 1, "flapiaut", cluster_key);
-    s->have_api_key = 1;
-}
-
-int node__server_auth_header(struct node_server *s, const char *method, const char *target,
-                             const void *body, size_t len, char *out, size_t size)
-{
-    unsigned char mac[crypto_auth_hmacsha256_BYTES];
-    char ts[24], hex[2 * sizeof mac + 1];
-    if (!s->have_api_key) {
-        out[0] = '\0';
-        return 0;
-    }
-    snprintf(ts, sizeof ts, "%llu", (unsigned long long)fl_wall_ms());
-    server_mac(s->api_key, method, target, ts, body, len, mac);
-    sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
-    snprintf(out, size, "X-Flotilla-Server-Auth: %s.%s\r\n", ts, hex);
-    return 1;
-}
-
-static int server_auth_ok(struct node_server *s, const struct http_request *req)
-{
-    const char *v = http_request_header(req, "X-Flotilla-Server-Auth");
-    unsigned char mac[crypto_auth_hmacsha256_BYTES], got[crypto_auth_hmacsha256_BYTES];
-    char ts[24];
-    const char *dot;
-    uint64_t t, now = fl_wall_ms();
-    size_t bin_len = 0;
-    if (!s->have_api_key || v == NULL || (dot = strchr(v, '.')) == NULL ||
-        (size_t)(dot - v) >= sizeof ts) {
-        return 0;
-    }
-    memcpy(ts, v, (size_t)(dot - v));
-    ts[dot - v] = '\0';
-    if (fl_num_parse(ts, 0, UINT64_MAX, &t) != FL_OK || t + SERVER_AUTH_SKEW_MS < now ||
-        t > now + SERVER_AUTH_SKEW_MS) {
-        return 0;
-    }
-    if (sodium_hex2bin(got, sizeof got, dot + 1, strlen(dot + 1), NULL, &bin_len, NULL) != 0 ||
-        bin_len != sizeof got) {
-        return 0;
-    }
-    server_mac(s->api_key, http_method_str((enum http_method)req->method), req->target, ts,
-               req->body, req->body_len, mac);
-    return sodium_memcmp(mac, got, sizeof mac) == 0;
+    return req->peer_role == PKI_ROLE_SERVER &&
+           http_request_header(req, "X-Flotilla-Forwarded") == NULL;
 }
 
 /* A management token is never limited: it can make itself a token without
@@ -383,7 +324,7 @@ int node__authorize(struct node_server *s, struct http_request *req, const struc
         deny(s, req, 403, "route %s has no access rule", r->pattern);
         return 0;
     }
-    if ((r->need == NEED_SERVER || r->need == NEED_INTERNAL) && server_auth_ok(s, req)) {
+    if ((r->need == NEED_SERVER || r->need == NEED_INTERNAL) && from_server(req)) {
         return 1;
     }
     secret = presented(req);
@@ -406,7 +347,7 @@ int node__authorize(struct node_server *s, struct http_request *req, const struc
     }
     if (r->need == NEED_INTERNAL) {
         deny(s, req, 403,
-             "%s is called by servers only (signed with the servers' key), never with a token",
+             "%s is called by servers only (with a server certificate), never with a token",
              r->pattern);
         return 0;
     }

@@ -68,9 +68,9 @@ static void status_counters(struct node_server *s, const struct rg_status *st, c
                                   (json_int_t)s->n_forwarded, "forward_errors",
                                   (json_int_t)s->n_forward_errors));
     json_object_set_new(o, "acl",
-                        json_pack("{s:I, s:I, s:b}", "denied_unauthenticated",
+                        json_pack("{s:I, s:I}", "denied_unauthenticated",
                                   (json_int_t)s->n_denied_401, "denied_forbidden",
-                                  (json_int_t)s->n_denied_403, "server_key", s->have_api_key));
+                                  (json_int_t)s->n_denied_403));
 }
 
 /* Locks, jobs and HTTP, with the limits of a request. */
@@ -378,6 +378,14 @@ static void register_done(struct node_server *s, struct http_request *req, int e
 {
     if (err != FL_OK) {
         node__respond_err(req, err, "%s", fl_strerror(err));
+        return;
+    }
+    if (res->err == FL_ECONFLICT) {
+        node__respond_err(req, res->err, "this Raft id belongs to another node name");
+        return;
+    }
+    if (res->err != FL_OK) {
+        node__respond_err(req, res->err, "%s", fl_strerror(res->err));
         return;
     }
     http_respond_json(req, 200, json_pack("{s:I}", "index", (json_int_t)res->index));

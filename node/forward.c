@@ -45,6 +45,15 @@ int node__leader_api(struct node_server *s, char *out, size_t outlen)
     return found;
 }
 
+int node__leader_url(struct node_server *s, char *out, size_t outlen)
+{
+    char addr[STORE_NODE_ADDR_MAX];
+    if (!node__leader_api(s, addr, sizeof addr)) {
+        return 0;
+    }
+    return (size_t)snprintf(out, outlen, "https://%.*s", (int)sizeof addr - 1, addr) < outlen;
+}
+
 struct fwd {
     struct node_server *s;
     struct http_request *req;
@@ -83,7 +92,7 @@ static void forward_cb(void *data, int err, int status, const char *content_type
 
 void node__forward(struct node_server *s, struct http_request *req)
 {
-    char leader[STORE_NODE_ADDR_MAX];
+    char leader[STORE_NODE_ADDR_MAX + 16];
     /* The caller's credentials go along: the leader decides (api_acl.c). */
     static const char *const pass[] = {"X-Flotilla-Token", "Authorization",
                                        "X-Flotilla-Server-Auth", NODE_REQUEST_HEADER};
@@ -94,7 +103,7 @@ void node__forward(struct node_server *s, struct http_request *req)
     size_t used;
     int rv;
 
-    if (!node__leader_api(s, leader, sizeof leader)) {
+    if (!node__leader_url(s, leader, sizeof leader)) {
         node__respond_err(req, FL_ENOLEADER, "no leader is known yet; retry");
         return;
     }

@@ -52,10 +52,8 @@ struct node_server {
     uint64_t n_refused_hosts; /* tasks and jobs refused for more than FSM_TASK_HOSTS_MAX hosts */
     uint64_t n_forwarded;
     uint64_t n_forward_errors;
-    uint64_t n_denied_401;     /* requests without a valid token */
-    uint64_t n_denied_403;     /* tokens without the capability */
-    unsigned char api_key[32]; /* servers' HMAC key for internal calls (api_acl.c) */
-    int have_api_key;
+    uint64_t n_denied_401; /* requests without a valid token */
+    uint64_t n_denied_403; /* tokens without the capability */
     char errmsg[256];
 };
 
@@ -141,11 +139,6 @@ const struct route *node__route_find(struct http_request *req, char *scratch, si
 int node__authorize(struct node_server *s, struct http_request *req, const struct route *r,
                     char **args);
 /* Derive the HMAC key of internal calls from the cluster key. */
-void node__acl_set_key(struct node_server *s, const unsigned char cluster_key[32]);
-/* The "X-Flotilla-Server-Auth: ...\r\n" header line of an internal call
- * into out; 0 (and "") when the server has no cluster key. */
-int node__server_auth_header(struct node_server *s, const char *method, const char *target,
-                             const void *body, size_t len, char *out, size_t size);
 const char *node__need_name(int need); /* "read", "submit", ... */
 /* The calling token, for handlers that limit what a token limited to
  * namespaces sees (NS_HANDLER routes); called after node__authorize. 1, or 0
@@ -204,6 +197,8 @@ int node__uint_query(struct http_request *req, const char *name, uint64_t min, u
 void node__forward(struct node_server *s, struct http_request *req);
 /* API address of the current leader, from the nodes table; 0 if unknown. */
 int node__leader_api(struct node_server *s, char *out, size_t outlen);
+/* The same as an https:// URL, what calls to the leader's API use. */
+int node__leader_url(struct node_server *s, char *out, size_t outlen);
 
 /* api_kv.c, api_cluster.c */
 void node__kv_get(struct node_server *s, struct http_request *req, char **args);

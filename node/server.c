@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "agent/agent.h"
+#include "http/blocking.h"
 #include "http/client.h"
 #include "node/blobs.h"
 #include "node/denylist.h"
@@ -117,20 +118,20 @@ static char *member_json(struct node_server *s, const char *role)
     return text;
 }
 
-/* Headers of a POST from this server to another's internal route: JSON and
- * the HMAC that proves it comes from a server with the cluster key. */
+/* Headers of a POST from this server to another's internal route. Internal calls carry no
+ * signature: the server's certificate on the HTTPS connection is its proof (docs/ACL.md). */
 static void internal_headers(struct node_server *s, const char *target, const char *body, char *out,
                              size_t size)
 {
-    size_t n = (size_t)snprintf(out, size, "Content-Type: application/json\r\n");
-    if (n < size) {
-        node__server_auth_header(s, "POST", target, body, strlen(body), out + n, size - n);
-    }
+    (void)s;
+    (void)target;
+    (void)body;
+    snprintf(out, size, "Content-Type: application/json\r\n");
 }
 
 static void ensure_registered(struct node_server *s, const struct rg_status *st)
 {
-    char leader[STORE_NODE_ADDR_MAX];
+    char leader[STORE_NODE_ADDR_MAX + 16];
     if (s->register_inflight || own_row_ok(s)) {
         return;
     }
@@ -145,7 +146,7 @@ static void ensure_registered(struct node_server *s, const struct rg_status *st)
         }
         return;
     }
-    if (node__leader_api(s, leader, sizeof leader)) {
+    if (node__leader_url(s, leader, sizeof leader)) {
         char *body = member_json(s, NULL);
         char hdr[256];
         if (body != NULL) {
@@ -182,7 +183,7 @@ static void join_cb(void *data, int err, int status, const char *ct, const uint8
 
 static void try_join(struct node_server *s)
 {
-    char *body, hdr[256];
+    char *body, hdr[256], url[sizeof s->cfg.join + 16];
     if (s->join_inflight || s->joined) {
         return;
     }
@@ -191,8 +192,9 @@ static void try_join(struct node_server *s)
         return;
     }
     internal_headers(s, "/v1/members", body, hdr, sizeof hdr);
-    if (http_client_request(s->loop, s->cfg.join, "POST", "/v1/members", hdr, body, strlen(body),
-                            120000, join_cb, s) == FL_OK) {
+    snprintf(url, sizeof url, "%s%s", strstr(s->cfg.join, "://") ? "" : "https://", s->cfg.join);
+    if (http_client_request(s->loop, url, "POST", "/v1/members", hdr, body, strlen(body), 120000,
+                            join_cb, s) == FL_OK) {
         s->join_inflight = 1;
     }
     free(body);
@@ -644,7 +646,6 @@ int node_server_run(const struct node_config *cfg)
         return 2;
     }
     fl_log_init(s->cfg.name);
-    node__acl_set_key(s, s->cfg.key); /* internal calls between servers (docs/ACL.md) */
     s->loop = uv_default_loop();
     s->started_ms = fl_wall_ms();
 
@@ -664,6 +665,9 @@ int node_server_run(const struct node_config *cfg)
     }
     lim.max_body = s->cfg.max_body;
     lim.max_conns_per_ip = s->cfg.max_conns_per_ip;
+    lim.tls = s->creds; /* HTTPS, with the server's certificate */
+    http_client_set_tls(s->creds);
+    httpc_set_tls(s->creds);
     rv = http_server_start(s->loop, s->cfg.api_addr, &lim, node__api_handle, s, &s->http, err);
     if (rv != FL_OK) {
         fprintf(stderr, "flotilla: API on %s: %s\n", s->cfg.api_addr, err);
@@ -675,7 +679,7 @@ int node_server_run(const struct node_config *cfg)
     }
     start_services(s);
     start_loop_handles(s);
-    FL_INFO("server %llu: API http://%s, Raft %s, agents %s, blobs %s, data %s",
+    FL_INFO("server %llu: API https://%s, Raft %s, agents %s, blobs %s, data %s",
             (unsigned long long)s->cfg.id, s->cfg.api_addr, s->cfg.raft_addr, s->cfg.agent_addr,
             s->cfg.blob_addr, s->cfg.data_dir);
     uv_run(s->loop, UV_RUN_DEFAULT);

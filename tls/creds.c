@@ -163,6 +163,37 @@ int tls_creds_load(const struct tls_creds_files *f, struct tls_creds **out, char
     return FL_OK;
 }
 
+int tls_creds_load_ca(const char *ca, struct tls_creds **out, char *errmsg)
+{
+    struct tls_creds *c;
+    char why[256];
+    if (ca == NULL || ca[0] == '\0') {
+        return fl_errf(errmsg, FL_EINVAL, "no CA certificate");
+    }
+    c = fl_calloc(1, sizeof *c);
+    if (c == NULL) {
+        return fl_errf(errmsg, FL_ENOMEM, "out of memory");
+    }
+    c->dial = SSL_CTX_new(TLS_client_method());
+    ERR_clear_error();
+    if (c->dial == NULL || SSL_CTX_set_min_proto_version(c->dial, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_load_verify_locations(c->dial, ca, NULL) != 1) {
+        tls__ssl_reason(why, sizeof why);
+        SSL_CTX_free(c->dial);
+        fl_free(c);
+        return fl_errf(errmsg, FL_EIO, "CA certificate %s: %s", ca, why[0] ? why : "unreadable");
+    }
+    SSL_CTX_set_session_cache_mode(c->dial, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(c->dial, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_max_cert_list(c->dial, 32 * 1024);
+    SSL_CTX_set_verify(c->dial, SSL_VERIFY_PEER, tls__verify_cb);
+    SSL_CTX_set_verify_depth(c->dial, 2);
+    pthread_mutex_init(&c->mu, NULL);
+    snprintf(c->ca, sizeof c->ca, "%s", ca);
+    *out = c;
+    return FL_OK;
+}
+
 int tls_creds_reload(struct tls_creds *c, const struct tls_creds_files *f, char *errmsg)
 {
     struct tls_creds_files same = {c->ca, c->cert, c->key};
@@ -215,7 +246,9 @@ SSL_CTX *tls__ctx_get(struct tls_creds *c, int server)
     SSL_CTX *ctx;
     pthread_mutex_lock(&c->mu);
     ctx = server ? c->accept : c->dial;
-    SSL_CTX_up_ref(ctx);
+    if (ctx != NULL) {
+        SSL_CTX_up_ref(ctx);
+    }
     pthread_mutex_unlock(&c->mu);
     return ctx;
 }

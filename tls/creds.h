@@ -34,6 +34,9 @@ typedef int (*tls_deny_fn)(void *ud, const struct pki_identity *peer, const char
  * verify against the CA, it names no flotilla identity), FL_EDECODE, with
  * the path and the reason in errmsg. */
 int tls_creds_load(const struct tls_creds_files *f, struct tls_creds **out, char *errmsg);
+/* Credentials of a client that has no certificate of its own (the CLI on
+ * the API): the CA alone, for dialling HTTPS links. Its identity has role 0. */
+int tls_creds_load_ca(const char *ca, struct tls_creds **out, char *errmsg);
 /* Load again from `f` (NULL: the same paths). On error nothing changes.
  * The identity may not change (FL_EINVAL): a process keeps its name. */
 int tls_creds_reload(struct tls_creds *c, const struct tls_creds_files *f, char *errmsg);

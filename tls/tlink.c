@@ -52,6 +52,8 @@ static const char *kind_name(int kind)
         return "agent";
     case TLINK_BLOB:
         return "blob";
+    case TLINK_HTTPS:
+        return "https";
     }
     return "?";
 }
@@ -67,6 +69,7 @@ static int role_allowed(const struct tlink *l, int role)
         case TLINK_AGENT:
             return role == PKI_ROLE_AGENT || role == PKI_ROLE_SERVER;
         case TLINK_BLOB:
+        case TLINK_HTTPS:
             return role == PKI_ROLE_SERVER || role == PKI_ROLE_AGENT || role == PKI_ROLE_CLIENT;
         }
         return 0;
@@ -97,7 +100,8 @@ int tls__verify_cb(int preverify_ok, X509_STORE_CTX *x)
         X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
-    if (strcmp(id.cluster, tls_creds_self(l->creds)->cluster) != 0) {
+    if (tls_creds_self(l->creds)->cluster[0] != '\0' &&
+        strcmp(id.cluster, tls_creds_self(l->creds)->cluster) != 0) {
         snprintf(l->policy, sizeof l->policy, "%s \"%s\" belongs to cluster \"%s\", not \"%s\"",
                  pki_role_name(id.role), id.name, id.cluster, tls_creds_self(l->creds)->cluster);
         X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -259,7 +263,9 @@ static int pump(struct tlink *l, struct fl_buf *wire, struct fl_buf *plain)
                 }
                 return ssl_fail(l, e, wire);
             }
-            if (l->initiator && !l->sent_hello && (rv = send_hello(l, wire)) != FL_OK) {
+            if (l->kind == TLINK_HTTPS) {
+                l->state = TLINK_OPEN; /* no HELLO: the API's tokens decide */
+            } else if (l->initiator && !l->sent_hello && (rv = send_hello(l, wire)) != FL_OK) {
                 return rv;
             }
         }
@@ -273,6 +279,9 @@ static int pump(struct tlink *l, struct fl_buf *wire, struct fl_buf *plain)
         if (r <= 0) {
             if (e == SSL_ERROR_WANT_READ) {
                 return FL_OK;
+            }
+            if (e == SSL_ERROR_ZERO_RETURN && l->state == TLINK_OPEN) {
+                return FL_OK; /* close_notify: a clean end; EOF follows */
             }
             return ssl_fail(l, e, wire);
         }
@@ -300,7 +309,7 @@ int tlink_create(const struct tlink_config *c, int initiator, struct tlink **out
     struct tlink *l;
     SSL_CTX *ctx;
     size_t cn = c->claim ? strlen(c->claim) : 0;
-    if (c->creds == NULL || c->kind < TLINK_RAFT || c->kind > TLINK_BLOB) {
+    if (c->creds == NULL || c->kind < TLINK_RAFT || c->kind > TLINK_HTTPS) {
         return fl_errf(errmsg, FL_EINVAL, "a link needs credentials and a kind");
     }
     if (cn > TLINK_CLAIM_MAX) {
@@ -319,6 +328,11 @@ int tlink_create(const struct tlink_config *c, int initiator, struct tlink **out
         return fl_errf(errmsg, FL_ENOMEM, "out of memory");
     }
     ctx = tls__ctx_get(c->creds, !initiator);
+    if (ctx == NULL) {
+        fl_free(l);
+        return fl_errf(errmsg, FL_EINVAL, "these credentials cannot %s links",
+                       initiator ? "dial" : "accept");
+    }
     l->ssl = SSL_new(ctx);
     SSL_CTX_free(ctx); /* the SSL holds its own reference */
     l->rb = BIO_new(BIO_s_mem());
@@ -333,6 +347,11 @@ int tlink_create(const struct tlink_config *c, int initiator, struct tlink **out
     SSL_set0_rbio(l->ssl, l->rb);
     SSL_set0_wbio(l->ssl, l->wb);
     SSL_set_app_data(l->ssl, l);
+    if (!initiator && c->kind == TLINK_HTTPS) {
+        /* A client certificate may come and is checked if it does; tokens
+         * authorize API calls. */
+        SSL_set_verify(l->ssl, SSL_VERIFY_PEER, tls__verify_cb);
+    }
     if (c->kind == TLINK_RAFT) {
         /* A few busy links: keep their record buffers instead of freeing and
          * allocating them around every record (the mode saves memory on the

@@ -12,6 +12,7 @@
  *   RAFT        server                         server
  *   AGENT       agent, server (embedded agent) server
  *   BLOB        server, agent, client          server
+ *   HTTPS       any of the CA's, or none       server
  *
  * plus the cluster name, the deny-list and, optionally, the peer's name
  * (expect_name). A refused certificate ends the handshake with a TLS alert
@@ -23,7 +24,8 @@
  *
  * the link kind (a link of one kind cannot be used as another) and a claim
  * (what a Raft server says of itself: "ID@ADDRESS"; empty elsewhere). The
- * initiator sends first; the responder answers only once it has checked the
+ * initiator sends first (HTTPS links have no HELLO: they open when TLS does,
+ * and the API's tokens decide); the responder answers only once it has checked the
  * initiator's certificate and HELLO, so the initiator's OPEN means it was
  * admitted (a TLS 1.3 client finishes before the server has judged its
  * certificate, tls-notes pitfall 3). Then both directions carry application
@@ -46,6 +48,7 @@ enum tlink_kind {
     TLINK_RAFT = 1,  /* server <-> server Raft traffic */
     TLINK_AGENT = 2, /* agent -> server agent protocol */
     TLINK_BLOB = 3,  /* package blob transfer */
+    TLINK_HTTPS = 4, /* the HTTP API: plain TLS, no HELLO; a client certificate is optional */
 };
 
 enum tlink_state {

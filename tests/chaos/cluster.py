@@ -136,13 +136,26 @@ class Api:
 
     def __init__(self):
         self.token = None
+        self.ca = None  # the run's CA: the API is HTTPS when the binary has TLS
+        self._ctx = None
+
+    def set_ca(self, ca):
+        import ssl
+        self.ca = ca
+        self._ctx = ssl.create_default_context(cafile=ca)
+        self._ctx.check_hostname = False  # servers are named by their flotilla:// identity
+        os.environ["FLOTILLA_CACERT"] = ca  # for the CLI the runner starts
 
     def __call__(self, addr, method, path, body=None, timeout=5.0, token=True, headers=None):
         """One request (headers: extra ones, such as X-Flotilla-Request).
         Returns (status, parsed JSON or None). Raises OSError (including
         socket.timeout) when no answer was read."""
         host, port = addr.rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        if self._ctx is not None:
+            conn = http.client.HTTPSConnection(host, int(port), timeout=timeout,
+                                               context=self._ctx)
+        else:
+            conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
         try:
             data = json.dumps(body).encode() if body is not None else None
             h = {"Content-Type": "application/json"} if data is not None else {}
@@ -696,6 +709,7 @@ class World:
         if self.features.tls:
             self.pki = os.path.join(self.dir, "pki")
             sh([self.binary, "ca", "init", "--dir", self.pki, "--cluster", "chaos"])
+            api.set_ca(os.path.join(self.pki, "ca.pem"))
         for i in range(1, self.n_servers + 1):
             p = Proc(self, "s%d" % i, "server", sid=i)
             p.port_off = i

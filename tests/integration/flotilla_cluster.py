@@ -34,6 +34,15 @@ def _cleanup():
 atexit.register(_cleanup)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
 
+# A CA for when no cluster is up (a CLI test against a dead address still
+# needs one to get as far as connecting); each Cluster uses its own.
+_DEFAULT_PKI = tempfile.mkdtemp(prefix="flotilla-it-ca-")
+atexit.register(lambda: shutil.rmtree(_DEFAULT_PKI, ignore_errors=True))
+subprocess.check_call([BIN, "ca", "init", "--dir", _DEFAULT_PKI, "--force"],
+                      stdout=subprocess.DEVNULL)
+DEFAULT_CA = os.path.join(_DEFAULT_PKI, "ca.pem")
+os.environ["FLOTILLA_CACERT"] = DEFAULT_CA
+
 
 def free_port_block(n):
     """A base port such that base+1..n, base+101.., base+201.. and base+301.. (API,
@@ -71,10 +80,39 @@ TOKEN = None
 _DEFAULT = object()
 
 
-def request(addr, method, path, body=None, timeout=10, raw=None, headers=None, token=_DEFAULT):
-    """One HTTP request; returns (status, parsed JSON or None, raw bytes)."""
+# The API is HTTPS (docs/SECURITY.md): the CA of the cluster made last
+# (Cluster.__init__); its path is also $FLOTILLA_CACERT for the CLI.
+CA_FILE = DEFAULT_CA
+_ctx_cache = {}
+
+
+def api_context():
+    """An SSL context that trusts the current cluster's CA (re-read when the
+    file changes: rotation tests replace it)."""
+    import ssl
+    st = os.stat(CA_FILE)
+    key = (CA_FILE, st.st_mtime_ns, st.st_size)
+    ctx = _ctx_cache.get(key)
+    if ctx is None:
+        ctx = ssl.create_default_context(cafile=CA_FILE)
+        ctx.check_hostname = False  # servers are named by their flotilla:// identity
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        _ctx_cache.clear()
+        _ctx_cache[key] = ctx
+    return ctx
+
+
+def api_socket(addr, timeout=10):
+    """A TLS connection to a server's API, for tests that write raw HTTP."""
     host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    raw = socket.create_connection((host, int(port)), timeout=timeout)
+    return api_context().wrap_socket(raw)
+
+
+def request(addr, method, path, body=None, timeout=10, raw=None, headers=None, token=_DEFAULT):
+    """One HTTPS request; returns (status, parsed JSON or None, raw bytes)."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=api_context())
     try:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         h = {"Content-Type": "application/json"} if data is not None else {}
@@ -165,6 +203,9 @@ class Cluster:
         self.ca = os.path.join(self.pki, "ca.pem")
         subprocess.check_call([BIN, "ca", "init", "--dir", self.pki, "--cluster", "it"],
                               stdout=subprocess.DEVNULL)
+        global CA_FILE
+        CA_FILE = self.ca
+        os.environ["FLOTILLA_CACERT"] = self.ca
         self.base = free_port_block(n + 2)
         self.server_args = list(server_args or [])
         self.servers = {}
@@ -347,6 +388,10 @@ class Cluster:
             sys.stderr.write("kept %s\n" % self.dir)
             return
         shutil.rmtree(self.dir, ignore_errors=True)
+        global CA_FILE
+        if CA_FILE == self.ca:
+            CA_FILE = DEFAULT_CA
+            os.environ["FLOTILLA_CACERT"] = DEFAULT_CA
 
 
 class Agent:

@@ -863,6 +863,69 @@ def test_one_address_cannot_hold_the_handshake_slots():
         c.close()
 
 
+def https_call(cluster, addr, method, path, body=None, cert=None, token=None):
+    """One HTTPS request presenting a client certificate (cert, key), or none."""
+    import http.client
+    ctx = ssl.create_default_context(cafile=cluster.ca)
+    ctx.check_hostname = False
+    if cert is not None:
+        ctx.load_cert_chain(*cert)
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPSConnection(host, int(port), timeout=10, context=ctx)
+    try:
+        h = {"Content-Type": "application/json"}
+        if token:
+            h["X-Flotilla-Token"] = token
+        conn.request(method, path, body=json.dumps(body or {}).encode(), headers=h)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, (json.loads(raw) if raw else None)
+    finally:
+        conn.close()
+
+
+def test_internal_routes_take_a_server_certificate():
+    """The internal routes take a server's certificate, never a token or
+    another role's certificate, and a follower's forwarding never lends its
+    own; even with a server certificate no row can claim another server's
+    Raft id."""
+    import flotilla_cluster
+    c = Cluster(3, name="internal").start()
+    try:
+        lid = c.leader()
+        leader = c.servers[lid].api
+        follower = next(s.api for i, s in c.servers.items() if i != lid)
+        decoy = {"id": lid, "name": "decoy", "raft_addr": "127.0.0.1:1", "api_addr": "10.6.6.6:1",
+                 "agent_addr": "10.6.6.6:2"}
+        token = flotilla_cluster.TOKEN
+        before = c.wait_converged()
+        for who, cert in (("an agent", c.issue("agent", "intruder-agent")),
+                          ("a client", c.issue("client", "intruder-client")),
+                          ("no", None)):
+            st, body = https_call(c, leader, "POST", "/v1/internal/register", decoy, cert=cert,
+                                  token=token)
+            check(st == 403 and "servers only" in body["error"]["message"],
+                  "%s certificate with the management token: %s %r" % (who, st, body))
+        # Through a follower: it forwards with its own certificate, which
+        # must not count as the caller's.
+        for addr in (follower,):
+            st, body = https_call(c, addr, "POST", "/v1/internal/register", decoy,
+                                  cert=c.issue("server", "server-%d" % lid), token=token)
+            check(st == 403, "forwarded by a follower: %s %r" % (st, body))
+        # A server's certificate is taken, and still no decoy row: the Raft id
+        # belongs to its server.
+        st, body = https_call(c, leader, "POST", "/v1/internal/register", decoy,
+                              cert=c.issue("server", "server-%d" % lid))
+        check(st == 409, "a decoy of server %d's Raft id: %s %r" % (lid, st, body))
+        st, nodes, _ = request(leader, "GET", "/v1/nodes")
+        check("decoy" not in {n["id"] for n in nodes["nodes"]}, "a decoy row exists")
+        after = c.wait_converged()
+        check(after[1] == before[1] or after[0] > before[0], "converged")
+        write_ok(c, 5)
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     run([
         test_no_certificate_refuses_to_start,
@@ -877,4 +940,5 @@ if __name__ == "__main__":
         test_ca_and_certificate_rotation_while_writing,
         test_a_unit_on_an_agent_finds_no_cluster_secret,
         test_one_address_cannot_hold_the_handshake_slots,
+        test_internal_routes_take_a_server_certificate,
     ])

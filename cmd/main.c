@@ -42,8 +42,9 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     }
     fprintf(f, "  %-10s %s\n", "version", "print the version");
-    fprintf(f, "\nEvery command takes --help. The CLI talks to the HTTP API at --addr or "
-               "$FLOTILLA_ADDR\n(default 127.0.0.1:8401).\n");
+    fprintf(f, "\nEvery command takes --help. The CLI talks to the HTTPS API at --addr or "
+               "$FLOTILLA_ADDR\n(default 127.0.0.1:8401), trusting the cluster CA in "
+               "$FLOTILLA_CACERT.\n");
 }
 
 int main(int argc, char **argv)

@@ -286,15 +286,20 @@ static int health_once(const struct deploy_target *t, const char *dir,
         int rc = run_sh(t->health_cmd, dir, env, n_env, HEALTH_TRY_MS, why, size);
         return rc == 0;
     }
-    /* http://host:port/path */
-    const char *u = t->health_http, *rest;
-    char addr[300], err[FL_ERRMSG_SIZE];
+    /* http://host:port/path or https://... (the application's, so "host:port"
+     * alone is plain HTTP: the scheme is kept, never left to the client's
+     * default, which is HTTPS for Flotilla's own API). */
+    const char *u = t->health_http, *rest, *scheme = "http://";
+    char addr[320], err[FL_ERRMSG_SIZE];
     struct httpc_response resp;
     if (strncmp(u, "http://", 7) == 0) {
         u += 7;
+    } else if (strncmp(u, "https://", 8) == 0) {
+        u += 8;
+        scheme = "https://";
     }
     rest = strchr(u, '/');
-    snprintf(addr, sizeof addr, "%.*s", rest ? (int)(rest - u) : (int)strlen(u), u);
+    snprintf(addr, sizeof addr, "%s%.*s", scheme, rest ? (int)(rest - u) : (int)strlen(u), u);
     memset(&resp, 0, sizeof resp);
     if (httpc_request(addr, "GET", rest ? rest : "/", NULL, NULL, 0, HEALTH_TRY_MS, &resp, err) !=
         FL_OK) {

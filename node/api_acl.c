@@ -156,12 +156,19 @@ static int lookup(struct node_server *s, const char *secret, struct store_token 
 
 /* The caller proved a server certificate on this connection (HTTPS; the
  * verify callback checked it against the CA). A request a follower forwards
- * arrives on the follower's connection: it carries the follower's
- * certificate, not its caller's, so it never counts as a server's. */
+ * arrives on the follower's connection with the follower's certificate, not
+ * its caller's: it counts as a server's only when the follower says that its
+ * own caller proved one (X-Flotilla-Caller-Server, which a follower sets only
+ * then and never passes on from a client). */
 static int from_server(const struct http_request *req)
 {
-    return req->peer_role == PKI_ROLE_SERVER &&
-           http_request_header(req, "X-Flotilla-Forwarded") == NULL;
+    if (req->peer_role != PKI_ROLE_SERVER) {
+        return 0;
+    }
+    if (http_request_header(req, "X-Flotilla-Forwarded") == NULL) {
+        return 1;
+    }
+    return http_request_header(req, "X-Flotilla-Caller-Server") != NULL;
 }
 
 /* A management token is never limited: it can make itself a token without

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "http/client.h"
 #include "node/node_int.h"
+#include "pki/pki.h"
 #include "store/iter.h"
 
 int node__leader_api(struct node_server *s, char *out, size_t outlen)
@@ -94,8 +95,7 @@ void node__forward(struct node_server *s, struct http_request *req)
 {
     char leader[STORE_NODE_ADDR_MAX + 16];
     /* The caller's credentials go along: the leader decides (api_acl.c). */
-    static const char *const pass[] = {"X-Flotilla-Token", "Authorization",
-                                       "X-Flotilla-Server-Auth", NODE_REQUEST_HEADER};
+    static const char *const pass[] = {"X-Flotilla-Token", "Authorization", NODE_REQUEST_HEADER};
     char headers[1024];
     unsigned flags = 0;
     struct fwd *f;
@@ -110,6 +110,15 @@ void node__forward(struct node_server *s, struct http_request *req)
     snprintf(headers, sizeof headers, "X-Flotilla-Forwarded: %llu\r\n%s%.100s%s",
              (unsigned long long)s->cfg.id, ct ? "Content-Type: " : "", ct ? ct : "",
              ct ? "\r\n" : "");
+    /* Our caller proved a server certificate to us (a server joining
+     * through a follower): say so; the leader believes it only from a server
+     * (docs/ACL.md). A caller's own copy of the header is never passed on. */
+    if (req->peer_role == PKI_ROLE_SERVER &&
+        http_request_header(req, "X-Flotilla-Forwarded") == NULL) {
+        used = strlen(headers);
+        snprintf(headers + used, sizeof headers - used, "X-Flotilla-Caller-Server: %s\r\n",
+                 req->peer_name);
+    }
     for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
         const char *v = http_request_header(req, pass[i]);
         used = strlen(headers);

@@ -234,6 +234,18 @@ def test_forward_to_a_stopped_leader_is_unknown():
         before = follower.status()
         check(before["leader"] is not None and before["leader"]["id"] == old.id,
               "the follower names the leader %d: %r" % (old.id, before["leader"]))
+        # One forwarded write first: the follower then holds an open TLS
+        # connection to the leader, so the next write is sent on it before
+        # the stopped leader can answer (a connection that never finished its
+        # handshake sends nothing, and that answer would be a definite retry).
+        # (Two at once: two such connections, one for each request below.)
+        warm = [threading.Thread(target=request, args=(follower.api, "PUT", "/v1/kv/fwd-warm%d" % i,
+                                                         {"value": "w"})) for i in range(2)]
+        for t in warm:
+            t.start()
+        for t in warm:
+            t.join()
+        before = follower.status()
         answers = {}
 
         def send(name, method, path, body):

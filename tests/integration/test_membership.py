@@ -7,6 +7,7 @@ import tempfile
 import shutil
 import time
 
+import flotilla_cluster
 from flotilla_cluster import BIN, Cluster, check, free_port_block, put, request, run
 
 
@@ -112,6 +113,7 @@ def test_dev_up_and_down():
         # machine can stretch it. This only bounds a hang.
         check(float(m.group(2)) < 20.0, "a leader within 20 s: %s" % m.group(2))
         api = "127.0.0.1:%d" % (base + 1)
+        flotilla_cluster.CA_FILE = os.path.join(d, "pki", "ca.pem")  # dev's own CA
         lines = []
         while not lines or "Press Ctrl-C" not in lines[-1]:
             lines.append(p.stdout.readline())
@@ -154,6 +156,7 @@ def test_dev_up_and_down():
         # Servers of a dev cluster whose parent died must not outlive the test.
         subprocess.run(["pkill", "-9", "-f", "--", "--data %s/server-" % d])
         shutil.rmtree(d, ignore_errors=True)
+        flotilla_cluster.CA_FILE = flotilla_cluster.DEFAULT_CA
 
 
 if __name__ == "__main__":

@@ -80,9 +80,12 @@ def test_namespaces_isolate():
         ok(api, "PUT", "/v1/locks/team-a/db", {"session": sa}, token=ta)
         # The fleet's work, made by the management token: a cancelled task and
         # a paused job.
+        # (Dispatch paused meanwhile, so the cancel finds the task waiting.)
+        ok(api, "POST", "/v1/dispatch/pause", {}, token=mgmt)
         tid = ok(api, "POST", "/v1/tasks", {"name": "t1", "hosts": ["h1"], "noop": True},
                  token=mgmt)["id"]
         ok(api, "POST", "/v1/tasks/%s/cancel" % tid, {}, token=mgmt)
+        ok(api, "POST", "/v1/dispatch/resume", {}, token=mgmt)
         ok(api, "POST", "/v1/jobs", {"name": "nightly", "cron": "0 3 1 1 *", "hosts": ["h1"],
                                      "noop": True}, token=mgmt)
         ok(api, "POST", "/v1/jobs/nightly/pause", {}, token=mgmt)

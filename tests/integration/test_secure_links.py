@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 
+import flotilla_cluster
 from flotilla_cluster import (BIN, Agent, Cluster, check, put, request, run, leader_api,
                               submit, wait_connected, wait_task)
 
@@ -181,7 +182,16 @@ def test_foreign_ca_cannot_join_raft():
     fca, fcert, fkey = c.foreign_tls("server", "server-3")
     c.servers[3].extra = ["--ca", fca, "--cert", fcert, "--cert-key", fkey]
     try:
-        c.start(wait_nodes=False)
+        for sid, srv in c.servers.items():
+            srv.start()
+        for sid in (1, 2):
+            c.servers[sid].wait_up()
+        # Server 3's API speaks with the other CA's certificate: the
+        # harness, trusting the cluster's, cannot ask it anything.
+        wait_for(lambda: c.servers[3].alive() and
+                 https_call(c, c.servers[3].api, "GET", "/v1/status", ca=fca)[0] == 200, 20,
+                 "server 3 to come up")
+        c.bootstrap()
         write_ok(c, 30)
         # Servers 1 and 2 log why server 3 is refused; so does server 3.
         for sid in (1, 2, 3):
@@ -194,7 +204,8 @@ def test_foreign_ca_cannot_join_raft():
         lid = c.leader()
         check(lid in (1, 2), "the server of another CA leads")
         good = c.servers[lid].status()
-        bad = c.servers[3].status()
+        bad = https_call(c, c.servers[3].api, "GET", "/v1/status", ca=fca)[1]
+        check(c.servers[3].status() is None, "the harness reached server 3 with the cluster's CA")
         check(bad["applied_index"] < good["applied_index"],
               "server 3 applied entries: %r vs %r" % (bad["applied_index"], good["applied_index"]))
         check(bad["state"] != "leader", "server 3 leads")
@@ -227,7 +238,7 @@ def test_tls13_on_every_port_and_roles():
         acert, akey = c.issue("agent", "probe-agent")
         ccert, ckey = c.issue("client", "probe-client")
         for addr, cert, key in ((s1.raft, scert, skey), (s1.agent, acert, akey),
-                                (blob, ccert, ckey)):
+                                (blob, ccert, ckey), (s1.api, ccert, ckey)):
             r = s_client(addr, cert, key, c.ca, ["-tls1_3"])
             out = r.stdout + r.stderr
             check("Protocol version: TLSv1.3" in out and "Verification: OK" in out,
@@ -238,6 +249,23 @@ def test_tls13_on_every_port_and_roles():
                   "TLS 1.2 accepted on %s: %s" % (addr, out[-600:]))
             check("alert protocol version" in out or "unsupported protocol" in out,
                   "no protocol refusal on %s: %s" % (addr, out[-600:]))
+        # The API: curl with the CA, TLS 1.3, a token; without the CA, no.
+        token = flotilla_cluster.TOKEN
+        r = subprocess.run(["curl", "-sv", "--cacert", c.ca, "-H", "X-Flotilla-Token: %s" % token,
+                            "https://127.0.0.1:%s/v1/status" % s1.api.rsplit(":", 1)[1]],
+                           capture_output=True, text=True, timeout=20)
+        check(r.returncode == 0 and "TLSv1.3" in r.stderr and '"leader"' in r.stdout,
+              "curl --cacert: %r" % (r.stderr[-500:],))
+        r = subprocess.run(["curl", "-s", "https://127.0.0.1:%s/v1/status" % s1.api.rsplit(":", 1)[1]],
+                           capture_output=True, text=True, timeout=20)
+        check(r.returncode == 60, "curl without the CA must fail verification: %d" % r.returncode)
+        r = subprocess.run(["curl", "-s", "--cacert", c.ca, "--tls-max", "1.2",
+                            "https://127.0.0.1:%s/v1/status" % s1.api.rsplit(":", 1)[1]],
+                           capture_output=True, text=True, timeout=20)
+        check(r.returncode == 35, "TLS 1.2 on the API: curl exit %d" % r.returncode)
+        r = subprocess.run(["curl", "-s", "http://127.0.0.1:%s/v1/status" % s1.api.rsplit(":", 1)[1]],
+                           capture_output=True, text=True, timeout=20)
+        check(r.returncode != 0 or '"leader"' not in r.stdout, "plain HTTP answered")
         # Roles: an agent certificate cannot open a Raft link; a client
         # certificate cannot open an agent link; no certificate, nothing.
         before = s1.status()["raft_links"]["refused_handshakes"]
@@ -687,7 +715,8 @@ def test_ca_and_certificate_rotation_while_writing():
         c.servers[fid].stop()
         c.servers[fid].start(bootstrap=True)
         c.servers[fid].wait_up()
-        c.wait_converged(timeout=30)
+        wait_for(lambda: (c.servers[fid].status() or {}).get("applied_index", 0) >=
+                 c.servers[lid].status()["applied_index"] - 50, 30, "the follower to catch up")
         # 4. The agent's certificate from the new CA; then the new CA alone.
         prefix = os.path.join(new_dir, "rot-agent")
         subprocess.check_call([BIN, "cert", "issue", "--ca-dir", new_dir, "--role", "agent",
@@ -707,10 +736,10 @@ def test_ca_and_certificate_rotation_while_writing():
         a.stop()
         a.start()
         wait_connected(c, ["rot-agent"], timeout=30)
-        c.wait_converged(timeout=30)
         time.sleep(1)
         stop.set()
         t.join(30)
+        c.wait_converged(timeout=30)  # the restarted follower caught up
         check(stats["ok"] > 50, "the writer made %d writes" % stats["ok"])
         check(not stats["failed"], "%d failed writes: %r" % (len(stats["failed"]),
                                                            stats["failed"][:5]))
@@ -863,10 +892,12 @@ def test_one_address_cannot_hold_the_handshake_slots():
         c.close()
 
 
-def https_call(cluster, addr, method, path, body=None, cert=None, token=None):
-    """One HTTPS request presenting a client certificate (cert, key), or none."""
+def https_call(cluster, addr, method, path, body=None, cert=None, token=None, ca=None,
+               caller_server=False):
+    """One HTTPS request presenting a client certificate (cert, key), or none,
+    trusting the cluster's CA (or `ca`)."""
     import http.client
-    ctx = ssl.create_default_context(cafile=cluster.ca)
+    ctx = ssl.create_default_context(cafile=ca or cluster.ca)
     ctx.check_hostname = False
     if cert is not None:
         ctx.load_cert_chain(*cert)
@@ -876,7 +907,11 @@ def https_call(cluster, addr, method, path, body=None, cert=None, token=None):
         h = {"Content-Type": "application/json"}
         if token:
             h["X-Flotilla-Token"] = token
-        conn.request(method, path, body=json.dumps(body or {}).encode(), headers=h)
+        if caller_server:  # what a follower says of a server it forwards for
+            h["X-Flotilla-Caller-Server"] = "server-1"
+            h["X-Flotilla-Forwarded"] = "1"
+        conn.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                     headers=h)
         resp = conn.getresponse()
         raw = resp.read()
         return resp.status, (json.loads(raw) if raw else None)
@@ -889,7 +924,6 @@ def test_internal_routes_take_a_server_certificate():
     another role's certificate, and a follower's forwarding never lends its
     own; even with a server certificate no row can claim another server's
     Raft id."""
-    import flotilla_cluster
     c = Cluster(3, name="internal").start()
     try:
         lid = c.leader()
@@ -907,11 +941,17 @@ def test_internal_routes_take_a_server_certificate():
             check(st == 403 and "servers only" in body["error"]["message"],
                   "%s certificate with the management token: %s %r" % (who, st, body))
         # Through a follower: it forwards with its own certificate, which
-        # must not count as the caller's.
-        for addr in (follower,):
-            st, body = https_call(c, addr, "POST", "/v1/internal/register", decoy,
-                                  cert=c.issue("server", "server-%d" % lid), token=token)
-            check(st == 403, "forwarded by a follower: %s %r" % (st, body))
+        # must not count as its caller's; nor does a caller's own claim.
+        for cert, hdr in ((c.issue("client", "intruder-client"), False), (None, True)):
+            st, body = https_call(c, follower, "POST", "/v1/internal/register", decoy, cert=cert,
+                                  token=token, caller_server=hdr)
+            # 403, or 503 when the follower will not forward what claims to be
+            # forwarded already: either way it never reaches the state machine.
+            check(st in (403, 503), "forwarded by a follower: %s %r" % (st, body))
+        st, body = https_call(c, leader, "POST", "/v1/internal/register", decoy,
+                              cert=c.issue("client", "intruder-client"), token=token,
+                              caller_server=True)
+        check(st == 403, "a client claiming a server caller: %s %r" % (st, body))
         # A server's certificate is taken, and still no decoy row: the Raft id
         # belongs to its server.
         st, body = https_call(c, leader, "POST", "/v1/internal/register", decoy,

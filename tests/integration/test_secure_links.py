@@ -188,9 +188,12 @@ def test_foreign_ca_cannot_join_raft():
             c.servers[sid].wait_up()
         # Server 3's API speaks with the other CA's certificate: the
         # harness, trusting the cluster's, cannot ask it anything.
-        wait_for(lambda: c.servers[3].alive() and
-                 https_call(c, c.servers[3].api, "GET", "/v1/status", ca=fca)[0] == 200, 20,
-                 "server 3 to come up")
+        def server3_up():
+            try:
+                return https_call(c, c.servers[3].api, "GET", "/v1/status", ca=fca)[0] == 200
+            except OSError:  # not listening yet
+                return False
+        wait_for(lambda: c.servers[3].alive() and server3_up(), 20, "server 3 to come up")
         c.bootstrap()
         write_ok(c, 30)
         # Servers 1 and 2 log why server 3 is refused; so does server 3.

@@ -94,7 +94,9 @@ int denylist_refresh(struct denylist *d, struct store *st)
         free_names(names, n);
         return rv;
     }
-    qsort(names, n, sizeof *names, cmp_name);
+    if (n > 1) {
+        qsort(names, n, sizeof *names, cmp_name);
+    }
     pthread_mutex_lock(&d->mu);
     char **old = d->names;
     unsigned old_n = d->n;

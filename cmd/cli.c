@@ -136,13 +136,17 @@ void cli_parse(struct cli_cmd *c, int argc, char **argv, char **pos, int *npos)
 }
 
 static int api_tls_ready;
+static struct tls_creds *api_tls_owned; /* loaded here from the environment */
 
 void cli_api_tls(const char *cmd, struct tls_creds *creds)
 {
     char err[FL_ERRMSG_SIZE];
     const char *ca, *cert, *key;
     if (creds != NULL) {
+        /* The command's own credentials replace what the environment gave. */
         httpc_set_tls(creds);
+        tls_creds_free(api_tls_owned);
+        api_tls_owned = NULL;
         api_tls_ready = 1;
         return;
     }
@@ -170,6 +174,7 @@ void cli_api_tls(const char *cmd, struct tls_creds *creds)
         exit(2);
     }
     httpc_set_tls(creds);
+    api_tls_owned = creds;
     api_tls_ready = 1;
 }
 

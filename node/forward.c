@@ -91,9 +91,67 @@ static void forward_cb(void *data, int err, int status, const char *content_type
     fl_free(f);
 }
 
+static void forward_to(struct node_server *s, struct http_request *req, const char *leader);
+
+/* A request that found no leader known waits for one, briefly: a follower
+ * whose election timer fired (a pause, a restart) learns the leader from its
+ * next heartbeat, and answering 503 meanwhile would send every caller back
+ * to retry for nothing. */
+#define FORWARD_WAIT_MS 2000
+#define FORWARD_POLL_MS 25
+
+struct fwd_wait {
+    uv_timer_t timer;
+    struct node_server *s;
+    struct http_request *req;
+    uint64_t until;
+};
+
+static void wait_closed(uv_handle_t *h)
+{
+    fl_free(h->data);
+}
+
+static void wait_tick(uv_timer_t *t)
+{
+    struct fwd_wait *w = t->data;
+    char leader[STORE_NODE_ADDR_MAX + 16];
+    int known = !w->s->stopping && node__leader_url(w->s, leader, sizeof leader);
+    if (!known && !w->s->stopping && uv_now(w->s->loop) < w->until) {
+        return; /* the timer repeats */
+    }
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, wait_closed);
+    if (known) {
+        forward_to(w->s, w->req, leader);
+    } else {
+        node__respond_err(w->req, FL_ENOLEADER, "no leader is known yet; retry");
+    }
+}
+
 void node__forward(struct node_server *s, struct http_request *req)
 {
     char leader[STORE_NODE_ADDR_MAX + 16];
+    struct fwd_wait *w;
+    if (node__leader_url(s, leader, sizeof leader)) {
+        forward_to(s, req, leader);
+        return;
+    }
+    w = s->stopping ? NULL : fl_calloc(1, sizeof *w);
+    if (w == NULL) {
+        node__respond_err(req, FL_ENOLEADER, "no leader is known yet; retry");
+        return;
+    }
+    w->s = s;
+    w->req = req;
+    w->until = uv_now(s->loop) + FORWARD_WAIT_MS;
+    uv_timer_init(s->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, wait_tick, FORWARD_POLL_MS, FORWARD_POLL_MS);
+}
+
+static void forward_to(struct node_server *s, struct http_request *req, const char *leader)
+{
     /* The caller's credentials go along: the leader decides (api_acl.c). */
     static const char *const pass[] = {"X-Flotilla-Token", "Authorization", NODE_REQUEST_HEADER};
     char headers[1024];
@@ -103,10 +161,6 @@ void node__forward(struct node_server *s, struct http_request *req)
     size_t used;
     int rv;
 
-    if (!node__leader_url(s, leader, sizeof leader)) {
-        node__respond_err(req, FL_ENOLEADER, "no leader is known yet; retry");
-        return;
-    }
     snprintf(headers, sizeof headers, "X-Flotilla-Forwarded: %llu\r\n%s%.100s%s",
              (unsigned long long)s->cfg.id, ct ? "Content-Type: " : "", ct ? ct : "",
              ct ? "\r\n" : "");

@@ -53,6 +53,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/fsdir.h"
 #include "tls/creds.h"
 #include "tls/tlink.h"
 
@@ -148,22 +149,6 @@ static void disconnect(struct client *c)
     fl_buf_reset(&c->pend);
 }
 
-static int raw_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Read what the server sent: plaintext, decrypted with --ca. */
 static ssize_t read_some(struct client *c, char *p, size_t cap)
 {
@@ -181,7 +166,7 @@ static ssize_t read_some(struct client *c, char *p, size_t cap)
         fl_buf_init(&wire);
         rv = tlink_recv(c->tls, (const uint8_t *)raw, (size_t)r, &wire, &c->pend);
         if (wire.len > 0) {
-            raw_write_all(c->fd, (const char *)wire.data, wire.len);
+            fl_write_all(c->fd, (const char *)wire.data, wire.len);
         }
         fl_buf_close(&wire);
         if (rv != FL_OK) {
@@ -209,7 +194,7 @@ static int tls_start(struct client *c)
                                                                                              : -1;
     while (rv == 0 && tlink_state(c->tls) == TLINK_HANDSHAKE) {
         ssize_t r;
-        if (wire.len > 0 && raw_write_all(c->fd, (const char *)wire.data, wire.len) != 0) {
+        if (wire.len > 0 && fl_write_all(c->fd, (const char *)wire.data, wire.len) != 0) {
             rv = -1;
             break;
         }
@@ -220,7 +205,7 @@ static int tls_start(struct client *c)
             rv = -1;
         }
     }
-    if (rv == 0 && wire.len > 0 && raw_write_all(c->fd, (const char *)wire.data, wire.len) != 0) {
+    if (rv == 0 && wire.len > 0 && fl_write_all(c->fd, (const char *)wire.data, wire.len) != 0) {
         rv = -1;
     }
     fl_buf_close(&wire);
@@ -253,12 +238,12 @@ static int write_all(struct client *c, const char *p, size_t n)
         int rv;
         fl_buf_init(&enc);
         rv = tlink_send(c->tls, (const uint8_t *)p, n, &enc) == FL_OK
-                 ? raw_write_all(c->fd, (const char *)enc.data, enc.len)
+                 ? fl_write_all(c->fd, (const char *)enc.data, enc.len)
                  : -1;
         fl_buf_close(&enc);
         return rv;
     }
-    return raw_write_all(c->fd, p, n);
+    return fl_write_all(c->fd, p, n);
 }
 
 /* One request; the status (or -1 on a transport error) and the body,

@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "common/err.h"
+#include "common/fsdir.h"
 
 /* Base64 of at most 512 bytes, a newline and some slack. */
 #define SECRET_MAX 512
@@ -91,22 +92,6 @@ int fl_key_load(const char *path, unsigned char key[FL_KEY_BYTES], char *errmsg)
     return fl_secret_file_read(path, key, FL_KEY_BYTES, errmsg);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 int fl_secret_file_write(const char *path, int force, const unsigned char *bytes, size_t len,
                          char *errmsg)
 {
@@ -131,7 +116,7 @@ int fl_secret_file_write(const char *path, int force, const unsigned char *bytes
         return fl_errf(errmsg, FL_EIO, "cannot create %s: %s", tmp, strerror(errno));
     }
     /* The umask may have removed bits, never added them; fchmod makes it exact. */
-    if (fchmod(fd, 0600) != 0 || write_all(fd, text, n) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, 0600) != 0 || fl_write_all(fd, text, n) != 0 || fsync(fd) != 0) {
         rv = fl_errf(errmsg, FL_EIO, "writing %s: %s", tmp, strerror(errno));
     }
     sodium_memzero(text, sizeof text);

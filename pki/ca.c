@@ -234,8 +234,6 @@ static int ca_paths(const char *dir, char *cert, char *key, size_t cap, char *er
 int pki_ca_init(const char *dir, const char *cluster, unsigned days, int force, char *errmsg)
 {
     char cert_path[CA_PATH_CAP], key_path[CA_PATH_CAP], why[160];
-    char *cert_pem = NULL, *key_pem = NULL;
-    size_t cert_len = 0, key_len = 0;
     EVP_PKEY *key = NULL;
     X509 *x = NULL;
     X509V3_CTX v;
@@ -276,23 +274,8 @@ int pki_ca_init(const char *dir, const char *cluster, unsigned days, int force, 
                      pki_ossl_reason(why, sizeof why));
         goto out;
     }
-    if ((rv = pki_key_pem(key, &key_pem, &key_len, errmsg)) != FL_OK ||
-        (rv = pki_cert_pem(x, &cert_pem, &cert_len, errmsg)) != FL_OK) {
-        goto out;
-    }
-    rv = pki_write_file(key_path, key_pem, key_len, 0600, force, errmsg);
-    if (rv == FL_OK) {
-        rv = pki_write_file(cert_path, cert_pem, cert_len, 0644, force, errmsg);
-        if (rv != FL_OK) {
-            unlink(key_path); /* a key without its certificate is of no use */
-        }
-    }
+    rv = pki_write_pair(key, x, key_path, cert_path, force, errmsg);
 out:
-    if (key_pem != NULL) {
-        OPENSSL_cleanse(key_pem, key_len);
-    }
-    fl_free(key_pem);
-    fl_free(cert_pem);
     X509_free(x);
     EVP_PKEY_free(key);
     ERR_clear_error();

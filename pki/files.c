@@ -15,6 +15,7 @@
 
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/fsdir.h"
 #include "pki/pki_int.h"
 
 #define CERT_FILE_MAX (64 * 1024) /* a certificate, or a short chain */
@@ -28,22 +29,6 @@ int pki_check_absent(const char *path, int force, char *errmsg)
         return fl_errf(errmsg, FL_EEXIST, "%s already exists (use --force to replace it)", path);
     }
     return FL_OK;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 /* fsync the directory holding path, so the rename survives a crash. */
@@ -84,7 +69,8 @@ int pki_write_file(const char *path, const char *pem, size_t len, unsigned mode,
         return fl_errf(errmsg, FL_EIO, "cannot create %s: %s", tmp, strerror(errno));
     }
     /* The umask may have removed bits, never added them; fchmod makes it exact. */
-    if (fchmod(fd, (mode_t)(mode & 0777)) != 0 || write_all(fd, pem, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, (mode_t)(mode & 0777)) != 0 || fl_write_all(fd, pem, len) != 0 ||
+        fsync(fd) != 0) {
         rv = fl_errf(errmsg, FL_EIO, "writing %s: %s", tmp, strerror(errno));
     }
     if (close(fd) != 0 && rv == FL_OK) {
@@ -278,4 +264,28 @@ void pki_serial_hex(X509 *cert, char *out, size_t cap)
     out[i] = '\0';
     OPENSSL_free(hex);
     BN_free(bn);
+}
+
+int pki_write_pair(EVP_PKEY *key, X509 *cert, const char *key_path, const char *cert_path,
+                   int force, char *errmsg)
+{
+    char *cert_pem = NULL, *key_pem = NULL;
+    size_t cert_len = 0, key_len = 0;
+    int rv;
+    if ((rv = pki_key_pem(key, &key_pem, &key_len, errmsg)) == FL_OK &&
+        (rv = pki_cert_pem(cert, &cert_pem, &cert_len, errmsg)) == FL_OK) {
+        rv = pki_write_file(key_path, key_pem, key_len, 0600, force, errmsg);
+        if (rv == FL_OK) {
+            rv = pki_write_file(cert_path, cert_pem, cert_len, 0644, force, errmsg);
+            if (rv != FL_OK) {
+                unlink(key_path); /* a key without its certificate is of no use */
+            }
+        }
+    }
+    if (key_pem != NULL) {
+        OPENSSL_cleanse(key_pem, key_len);
+    }
+    fl_free(key_pem);
+    fl_free(cert_pem);
+    return rv;
 }

@@ -17,8 +17,6 @@ int pki_issue_files(const struct pki_ca *ca, const struct pki_identity *who, uns
                     char *errmsg)
 {
     char cert_path[ISSUE_PATH_CAP], key_path[ISSUE_PATH_CAP], why[160];
-    char *cert_pem = NULL, *key_pem = NULL;
-    size_t cert_len = 0, key_len = 0;
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
     int rv;
@@ -40,24 +38,9 @@ int pki_issue_files(const struct pki_ca *ca, const struct pki_identity *who, uns
                        pki_ossl_reason(why, sizeof why));
     }
     /* Everything is checked and encoded before the first file is written. */
-    if ((rv = pki_ca_sign(ca, key, who, days, sans, n_sans, &cert, errmsg)) != FL_OK ||
-        (rv = pki_key_pem(key, &key_pem, &key_len, errmsg)) != FL_OK ||
-        (rv = pki_cert_pem(cert, &cert_pem, &cert_len, errmsg)) != FL_OK) {
-        goto out;
+    if ((rv = pki_ca_sign(ca, key, who, days, sans, n_sans, &cert, errmsg)) == FL_OK) {
+        rv = pki_write_pair(key, cert, key_path, cert_path, force, errmsg);
     }
-    rv = pki_write_file(key_path, key_pem, key_len, 0600, force, errmsg);
-    if (rv == FL_OK) {
-        rv = pki_write_file(cert_path, cert_pem, cert_len, 0644, force, errmsg);
-        if (rv != FL_OK) {
-            unlink(key_path); /* a key without its certificate is of no use */
-        }
-    }
-out:
-    if (key_pem != NULL) {
-        OPENSSL_cleanse(key_pem, key_len);
-    }
-    fl_free(key_pem);
-    fl_free(cert_pem);
     X509_free(cert);
     EVP_PKEY_free(key);
     ERR_clear_error();

@@ -35,5 +35,9 @@ int pki_bio_take(BIO *bio, char **pem, size_t *len, char *errmsg);
 
 /* FL_OK if path does not exist (or force); FL_EEXIST with a message. */
 int pki_check_absent(const char *path, int force, char *errmsg);
+/* Encode key and cert, then write the key (0600) and the certificate (0644);
+ * a key whose certificate could not be written is removed again. */
+int pki_write_pair(EVP_PKEY *key, X509 *cert, const char *key_path, const char *cert_path,
+                   int force, char *errmsg);
 
 #endif
